@@ -1,0 +1,152 @@
+//! The life of one order's episode: debounce, escalation and hysteresis.
+//!
+//! A track turns a stream of per-fix [`Assessment`]s into at most one open
+//! episode at a time. Certain evidence opens at once; possible evidence must
+//! repeat on consecutive fixes; clearing needs the disc clear of the area by a
+//! margin for a minimum time, so a device standing on a boundary does not flap.
+
+use jiff::Timestamp;
+
+use crate::config::EngineConfig;
+use crate::decision::{Assessment, Certainty};
+use crate::episode::{ClearReason, EpisodeId, EventKind};
+
+/// The episode an order currently has open.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OpenEpisode {
+    pub id: EpisodeId,
+    pub kind: EventKind,
+    pub onset: Timestamp,
+    pub certainty: Option<Certainty>,
+    pub reported_distance_m: Option<f64>,
+}
+
+/// What a step did to the episode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transition {
+    Opened,
+    Updated,
+    Cleared(ClearReason),
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Track {
+    pub open: Option<OpenEpisode>,
+    warning_streak: u8,
+    breach_streak: u8,
+    /// First fix of the current unbroken run inside the warning area.
+    run_start: Option<Timestamp>,
+    /// First fix of the current unbroken run clear by the margin.
+    clear_since: Option<Timestamp>,
+}
+
+/// The two kinds an order's episode can have, and how its id is derived.
+#[derive(Debug, Clone, Copy)]
+pub struct TrackKinds {
+    pub warning: EventKind,
+    pub breach: EventKind,
+}
+
+impl Track {
+    /// Forgets the evidence gathered so far; used when an order goes inactive.
+    pub fn reset_evidence(&mut self) {
+        self.warning_streak = 0;
+        self.breach_streak = 0;
+        self.run_start = None;
+        self.clear_since = None;
+    }
+
+    /// Closes the open episode, if any, for a reason other than evidence.
+    pub fn close(&mut self, reason: ClearReason) -> Option<(OpenEpisode, Transition)> {
+        self.reset_evidence();
+        self.open
+            .take()
+            .map(|episode| (episode, Transition::Cleared(reason)))
+    }
+
+    /// Feeds one in-order fix's assessment. `suspect` fixes may raise possible
+    /// evidence but never clear anything. `derive_id` names the episode once
+    /// its onset is known. Returns the episode as the event should report it.
+    pub fn step(
+        &mut self,
+        a: Assessment,
+        at: Timestamp,
+        suspect: bool,
+        kinds: TrackKinds,
+        config: &EngineConfig,
+        derive_id: impl FnOnce(Timestamp) -> EpisodeId,
+    ) -> Option<(OpenEpisode, Transition)> {
+        let a = if suspect { a.capped_at_possible() } else { a };
+        bump(&mut self.warning_streak, a.warning.is_some());
+        bump(&mut self.breach_streak, a.breach.is_some());
+        if a.warning.is_some() {
+            self.run_start.get_or_insert(at);
+        } else {
+            self.run_start = None;
+        }
+        let confirmed = |c: Option<Certainty>, streak: u8| match c {
+            Some(Certainty::Certain) => true,
+            Some(Certainty::Possible) => streak >= config.possible_confirmations.max(1),
+            None => false,
+        };
+        let breach = confirmed(a.breach, self.breach_streak);
+        let warning = confirmed(a.warning, self.warning_streak);
+
+        let Some(open) = &mut self.open else {
+            let (kind, certainty) = if breach {
+                (kinds.breach, a.breach)
+            } else if warning {
+                (kinds.warning, a.warning)
+            } else {
+                return None;
+            };
+            let onset = self.run_start.unwrap_or(at);
+            self.clear_since = None;
+            let episode = OpenEpisode {
+                id: derive_id(onset),
+                kind,
+                onset,
+                certainty,
+                reported_distance_m: Some(a.distance_m),
+            };
+            self.open = Some(episode.clone());
+            return Some((episode, Transition::Opened));
+        };
+
+        if a.clear_with_margin {
+            if !suspect {
+                let since = *self.clear_since.get_or_insert(at);
+                if at.duration_since(since).as_secs() >= i64::from(config.clear_min_s) {
+                    open.reported_distance_m = Some(a.distance_m);
+                    open.certainty = None;
+                    return self.close(ClearReason::Resolved);
+                }
+            }
+            return None;
+        }
+        self.clear_since = None;
+
+        let escalated = breach && open.kind == kinds.warning;
+        if escalated {
+            open.kind = kinds.breach;
+        }
+        let certainty = if open.kind == kinds.breach {
+            a.breach
+        } else {
+            a.warning
+        };
+        let moved = open
+            .reported_distance_m
+            .is_none_or(|d| (d - a.distance_m).abs() >= config.update_min_distance_change_m);
+        if escalated || certainty != open.certainty || moved {
+            open.certainty = certainty;
+            open.reported_distance_m = Some(a.distance_m);
+            return Some((open.clone(), Transition::Updated));
+        }
+        None
+    }
+}
+
+fn bump(streak: &mut u8, hit: bool) {
+    *streak = if hit { streak.saturating_add(1) } else { 0 };
+}

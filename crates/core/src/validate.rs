@@ -1,0 +1,481 @@
+//! Validation of cases and orders before the engine accepts them.
+//!
+//! A broken order file must never half-load: every problem is reported at
+//! once, each naming the case, the order and the field, so that whoever
+//! wrote the file can fix all of it in one go. Positions outside the
+//! Netherlands are warnings (a case may reach across a border), positions
+//! that only make sense with latitude and longitude swapped are errors.
+
+use std::collections::BTreeSet;
+use std::fmt;
+
+use geo::{LineString, MultiPolygon, Polygon, Validation};
+use serde::Serialize;
+use thiserror::Error;
+
+use crate::model::{Case, CaseId, OrderId, Rule, ZoneGeometry};
+use crate::schedule::Schedule;
+
+/// Radii and buffers beyond this are a typo, not an order.
+pub const MAX_RADIUS_M: f64 = 50_000.0;
+/// Generous bounds of the Netherlands (lat, lon), with its coastal waters.
+const NL_LAT: (f64, f64) = (50.6, 53.7);
+const NL_LON: (f64, f64) = (3.2, 7.3);
+
+/// Everything found wrong with one case.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct ValidationReport {
+    pub errors: Vec<CaseError>,
+    pub warnings: Vec<CaseError>,
+}
+
+impl ValidationReport {
+    pub fn is_ok(&self) -> bool {
+        self.errors.is_empty()
+    }
+}
+
+/// One problem, located: case, order (if any) and the field's path.
+#[derive(Debug, Clone, PartialEq, Serialize, Error)]
+#[error("case {case}{}, field `{field}`: {problem}", order_suffix(.order))]
+pub struct CaseError {
+    pub case: CaseId,
+    pub order: Option<OrderId>,
+    pub field: String,
+    pub problem: Problem,
+}
+
+fn order_suffix(order: &Option<OrderId>) -> String {
+    order
+        .as_ref()
+        .map(|o| format!(", order {o}"))
+        .unwrap_or_default()
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Error)]
+#[serde(tag = "code", rename_all = "snake_case")]
+pub enum Problem {
+    #[error("ring is not closed: first point {first:?} differs from last {last:?}")]
+    RingNotClosed { first: [f64; 2], last: [f64; 2] },
+    #[error("ring has {found} points; a closed ring needs at least 4")]
+    TooFewRingPoints { found: usize },
+    #[error("invalid polygon: {detail}")]
+    InvalidPolygon { detail: String },
+    #[error("geometry has no polygon")]
+    EmptyGeometry,
+    #[error("value {value} is not a finite number")]
+    NotFinite { value: f64 },
+    #[error("latitude {lat} is outside -90..90")]
+    LatitudeOutOfRange { lat: f64 },
+    #[error("longitude {lon} is outside -180..180")]
+    LongitudeOutOfRange { lon: f64 },
+    #[error("position [{lon}, {lat}] looks like [lat, lon]; GeoJSON positions are [lon, lat]")]
+    LatLonSwapped { lon: f64, lat: f64 },
+    #[error("position [{lon}, {lat}] lies outside the Netherlands")]
+    OutsideNetherlands { lon: f64, lat: f64 },
+    #[error("{value} m must be greater than zero")]
+    NotPositive { value: f64 },
+    #[error("{value} m must not be negative")]
+    Negative { value: f64 },
+    #[error("{value} m is more than the {max} m any order can mean")]
+    Absurd { value: f64, max: f64 },
+    #[error("alarm radius {alarm_m} m is larger than warning radius {warning_m} m")]
+    AlarmExceedsWarning { alarm_m: f64, warning_m: f64 },
+    #[error("schedule has no windows")]
+    NoWindows,
+    #[error("window has no days")]
+    NoDays,
+    #[error("window starts and ends at the same time")]
+    EmptyWindow,
+    #[error("window overlaps window {other} on {day}")]
+    OverlappingWindows { other: usize, day: String },
+    #[error("grace of {value} s is longer than a day")]
+    GraceTooLong { value: u32 },
+    #[error("validity ends ({until}) before it starts ({from})")]
+    ValidityEndsBeforeStart { from: String, until: String },
+    #[error("identifier is empty")]
+    EmptyId,
+    #[error("order id `{id}` is used twice")]
+    DuplicateOrder { id: String },
+    #[error("protected person `{id}` is listed twice")]
+    DuplicateProtectedPerson { id: String },
+    #[error("unknown protected person `{id}`")]
+    UnknownProtectedPerson { id: String },
+    #[error("protected person `{id}` has no device, which a contact ban needs")]
+    ProtectedPersonWithoutDevice { id: String },
+    #[error("device `{device}` is used for more than one person in this case")]
+    DeviceUsedTwice { device: String },
+    #[error("device `{device}` is {existing} in case {other_case}")]
+    DeviceRoleConflict {
+        device: String,
+        existing: String,
+        other_case: String,
+    },
+}
+
+/// Checks one case on its own. Cross-case checks (a device that is an
+/// offender here and protected elsewhere) belong to the engine, which knows
+/// the other cases.
+pub fn validate_case(case: &Case) -> ValidationReport {
+    let mut v = Validator {
+        case: case.id.clone(),
+        order: None,
+        report: ValidationReport::default(),
+    };
+    if case.id.as_str().trim().is_empty() {
+        v.error("id", Problem::EmptyId);
+    }
+    if case.offender.device.as_str().trim().is_empty() {
+        v.error("offender.device", Problem::EmptyId);
+    }
+    let mut people = BTreeSet::new();
+    let mut devices = BTreeSet::from([case.offender.device.as_str()]);
+    for (i, person) in case.protected.iter().enumerate() {
+        if person.id.as_str().trim().is_empty() {
+            v.error(format!("protected[{i}].id"), Problem::EmptyId);
+        }
+        if !people.insert(person.id.as_str()) {
+            v.error(
+                format!("protected[{i}].id"),
+                Problem::DuplicateProtectedPerson {
+                    id: person.id.to_string(),
+                },
+            );
+        }
+        if let Some(device) = &person.device {
+            if device.as_str().trim().is_empty() {
+                v.error(format!("protected[{i}].device"), Problem::EmptyId);
+            } else if !devices.insert(device.as_str()) {
+                v.error(
+                    format!("protected[{i}].device"),
+                    Problem::DeviceUsedTwice {
+                        device: device.to_string(),
+                    },
+                );
+            }
+        }
+    }
+    let mut order_ids = BTreeSet::new();
+    for (i, order) in case.orders.iter().enumerate() {
+        v.order = Some(order.id.clone());
+        let at = |field: &str| format!("orders[{i}].{field}");
+        if order.id.as_str().trim().is_empty() {
+            v.error(at("id"), Problem::EmptyId);
+        }
+        if !order_ids.insert(order.id.as_str()) {
+            v.error(
+                at("id"),
+                Problem::DuplicateOrder {
+                    id: order.id.to_string(),
+                },
+            );
+        }
+        if let Some(until) = order.valid_until {
+            if until <= order.valid_from {
+                v.error(
+                    at("valid_until"),
+                    Problem::ValidityEndsBeforeStart {
+                        from: order.valid_from.to_string(),
+                        until: until.to_string(),
+                    },
+                );
+            }
+        }
+        match &order.rule {
+            Rule::ExclusionZone {
+                geometry,
+                warning_buffer_m,
+                schedule,
+            } => {
+                v.geometry(&at("rule.geometry"), geometry);
+                if let Some(buffer) = warning_buffer_m {
+                    v.distance(&at("rule.warning_buffer_m"), *buffer, true);
+                }
+                if let Some(schedule) = schedule {
+                    v.schedule(&at("rule.schedule"), schedule);
+                }
+            }
+            Rule::InclusionZone {
+                geometry,
+                schedule,
+                grace_s,
+            } => {
+                v.geometry(&at("rule.geometry"), geometry);
+                v.schedule(&at("rule.schedule"), schedule);
+                if *grace_s > 24 * 3600 {
+                    v.error(
+                        at("rule.grace_s"),
+                        Problem::GraceTooLong { value: *grace_s },
+                    );
+                }
+            }
+            Rule::ContactBan {
+                protected,
+                warning_radius_m,
+                alarm_radius_m,
+            } => {
+                match case.protected.iter().find(|p| &p.id == protected) {
+                    None => v.error(
+                        at("rule.protected"),
+                        Problem::UnknownProtectedPerson {
+                            id: protected.to_string(),
+                        },
+                    ),
+                    Some(p) if p.device.is_none() => v.error(
+                        at("rule.protected"),
+                        Problem::ProtectedPersonWithoutDevice {
+                            id: protected.to_string(),
+                        },
+                    ),
+                    Some(_) => {}
+                }
+                let warning_ok = v.distance(&at("rule.warning_radius_m"), *warning_radius_m, false);
+                let alarm_ok = v.distance(&at("rule.alarm_radius_m"), *alarm_radius_m, false);
+                if warning_ok && alarm_ok && alarm_radius_m > warning_radius_m {
+                    v.error(
+                        at("rule.alarm_radius_m"),
+                        Problem::AlarmExceedsWarning {
+                            alarm_m: *alarm_radius_m,
+                            warning_m: *warning_radius_m,
+                        },
+                    );
+                }
+            }
+        }
+    }
+    v.report
+}
+
+struct Validator {
+    case: CaseId,
+    order: Option<OrderId>,
+    report: ValidationReport,
+}
+
+impl Validator {
+    fn error(&mut self, field: impl Into<String>, problem: Problem) {
+        let e = self.located(field.into(), problem);
+        self.report.errors.push(e);
+    }
+
+    fn warning(&mut self, field: impl Into<String>, problem: Problem) {
+        let e = self.located(field.into(), problem);
+        self.report.warnings.push(e);
+    }
+
+    fn located(&self, field: String, problem: Problem) -> CaseError {
+        CaseError {
+            case: self.case.clone(),
+            order: self.order.clone(),
+            field,
+            problem,
+        }
+    }
+
+    /// Checks a radius or buffer; returns whether it is usable.
+    fn distance(&mut self, field: &str, value: f64, zero_allowed: bool) -> bool {
+        let problem = if !value.is_finite() {
+            Some(Problem::NotFinite { value })
+        } else if zero_allowed && value < 0.0 {
+            Some(Problem::Negative { value })
+        } else if !zero_allowed && value <= 0.0 {
+            Some(Problem::NotPositive { value })
+        } else if value > MAX_RADIUS_M {
+            Some(Problem::Absurd {
+                value,
+                max: MAX_RADIUS_M,
+            })
+        } else {
+            None
+        };
+        match problem {
+            Some(p) => {
+                self.error(field, p);
+                false
+            }
+            None => true,
+        }
+    }
+
+    /// Checks a GeoJSON `[lon, lat]` position; returns whether it is usable.
+    fn position(&mut self, field: &str, [lon, lat]: [f64; 2]) -> bool {
+        if !lon.is_finite() || !lat.is_finite() {
+            let value = if lon.is_finite() { lat } else { lon };
+            self.error(field, Problem::NotFinite { value });
+            return false;
+        }
+        let in_nl = |lat: f64, lon: f64| {
+            (NL_LAT.0..=NL_LAT.1).contains(&lat) && (NL_LON.0..=NL_LON.1).contains(&lon)
+        };
+        if !in_nl(lat, lon) && in_nl(lon, lat) {
+            self.error(field, Problem::LatLonSwapped { lon, lat });
+            return false;
+        }
+        if !(-90.0..=90.0).contains(&lat) {
+            self.error(field, Problem::LatitudeOutOfRange { lat });
+            return false;
+        }
+        if !(-180.0..=180.0).contains(&lon) {
+            self.error(field, Problem::LongitudeOutOfRange { lon });
+            return false;
+        }
+        if !in_nl(lat, lon) {
+            self.warning(field, Problem::OutsideNetherlands { lon, lat });
+        }
+        true
+    }
+
+    fn geometry(&mut self, field: &str, geometry: &ZoneGeometry) {
+        match geometry {
+            ZoneGeometry::Circle {
+                coordinates,
+                radius_m,
+            } => {
+                self.position(&format!("{field}.coordinates"), *coordinates);
+                self.distance(&format!("{field}.radius_m"), *radius_m, false);
+            }
+            ZoneGeometry::Polygon { coordinates } => {
+                if let Some(polygon) = self.polygon(&format!("{field}.coordinates"), coordinates) {
+                    if let Err(e) = polygon.check_validation() {
+                        self.error(
+                            format!("{field}.coordinates"),
+                            Problem::InvalidPolygon {
+                                detail: e.to_string(),
+                            },
+                        );
+                    }
+                }
+            }
+            ZoneGeometry::MultiPolygon { coordinates } => {
+                if coordinates.is_empty() {
+                    self.error(format!("{field}.coordinates"), Problem::EmptyGeometry);
+                }
+                let polygons: Vec<Polygon> = coordinates
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(i, rings)| {
+                        let polygon = self.polygon(&format!("{field}.coordinates[{i}]"), rings);
+                        if let Some(Err(e)) = polygon.as_ref().map(|p| p.check_validation()) {
+                            self.error(
+                                format!("{field}.coordinates[{i}]"),
+                                Problem::InvalidPolygon {
+                                    detail: e.to_string(),
+                                },
+                            );
+                            return None;
+                        }
+                        polygon
+                    })
+                    .collect();
+                if polygons.len() == coordinates.len() && polygons.len() > 1 {
+                    if let Err(e) = MultiPolygon::new(polygons).check_validation() {
+                        self.error(
+                            format!("{field}.coordinates"),
+                            Problem::InvalidPolygon {
+                                detail: e.to_string(),
+                            },
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    /// Checks the rings of one polygon; the polygon if every ring is usable.
+    fn polygon(&mut self, field: &str, rings: &[Vec<[f64; 2]>]) -> Option<Polygon> {
+        if rings.is_empty() {
+            self.error(field, Problem::EmptyGeometry);
+            return None;
+        }
+        let mut usable = true;
+        let mut line_strings = Vec::with_capacity(rings.len());
+        for (r, ring) in rings.iter().enumerate() {
+            let ring_field = format!("{field}[{r}]");
+            let mut ring_ok = true;
+            for (p, position) in ring.iter().enumerate() {
+                ring_ok &= self.position(&format!("{ring_field}[{p}]"), *position);
+            }
+            if ring.len() < 4 {
+                self.error(&ring_field, Problem::TooFewRingPoints { found: ring.len() });
+                ring_ok = false;
+            } else if ring.first() != ring.last() {
+                self.error(
+                    &ring_field,
+                    Problem::RingNotClosed {
+                        first: ring[0],
+                        last: ring[ring.len() - 1],
+                    },
+                );
+                ring_ok = false;
+            }
+            usable &= ring_ok;
+            line_strings.push(LineString::from(
+                ring.iter().map(|[x, y]| (*x, *y)).collect::<Vec<_>>(),
+            ));
+        }
+        if !usable {
+            return None;
+        }
+        let exterior = line_strings.remove(0);
+        Some(Polygon::new(exterior, line_strings))
+    }
+
+    fn schedule(&mut self, field: &str, schedule: &Schedule) {
+        if schedule.windows.is_empty() {
+            self.error(format!("{field}.windows"), Problem::NoWindows);
+        }
+        // Each occurrence as minutes of the week, from Monday 00:00 local.
+        let mut occurrences: Vec<(i32, i32, usize, crate::schedule::Day)> = Vec::new();
+        for (i, window) in schedule.windows.iter().enumerate() {
+            let wf = format!("{field}.windows[{i}]");
+            if window.days.is_empty() {
+                self.error(format!("{wf}.days"), Problem::NoDays);
+            }
+            if window.start == window.end {
+                self.error(&wf, Problem::EmptyWindow);
+                continue;
+            }
+            for day in &window.days {
+                let start = day.index_from_monday() * 24 * 60 + window.start_minute_of_day();
+                occurrences.push((start, start + window.nominal_minutes(), i, *day));
+            }
+        }
+        const WEEK: i32 = 7 * 24 * 60;
+        let mut reported = BTreeSet::new();
+        for (a, &(a_start, a_end, a_window, a_day)) in occurrences.iter().enumerate() {
+            for &(b_start, b_end, b_window, _) in &occurrences[a + 1..] {
+                // Compare with b shifted by a week either way: Sunday night
+                // runs into Monday morning.
+                let overlaps = [-WEEK, 0, WEEK]
+                    .iter()
+                    .any(|shift| a_start < b_end + shift && b_start + shift < a_end);
+                if overlaps && reported.insert((a_window.min(b_window), a_window.max(b_window))) {
+                    self.error(
+                        format!("{field}.windows[{}]", a_window.max(b_window)),
+                        Problem::OverlappingWindows {
+                            other: a_window.min(b_window),
+                            day: DayName(a_day).to_string(),
+                        },
+                    );
+                }
+            }
+        }
+    }
+}
+
+struct DayName(crate::schedule::Day);
+
+impl fmt::Display for DayName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        use crate::schedule::Day::*;
+        f.write_str(match self.0 {
+            Mon => "Monday",
+            Tue => "Tuesday",
+            Wed => "Wednesday",
+            Thu => "Thursday",
+            Fri => "Friday",
+            Sat => "Saturday",
+            Sun => "Sunday",
+        })
+    }
+}
