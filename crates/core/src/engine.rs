@@ -1014,9 +1014,6 @@ impl Engine {
                 let order = &mut case.orders[i];
                 let Some(window) = active_window(order, &self.tz, now) else {
                     close_order(case, i, ClearReason::OrderInactive, now, &mut events);
-                    if let CompiledRule::Inclusion { curfew, .. } = &mut case.orders[i].rule {
-                        *curfew = CurfewEvidence::default();
-                    }
                     continue;
                 };
                 match &order.rule {
@@ -1325,6 +1322,29 @@ fn decide_order(
     events: &mut Vec<Event>,
 ) {
     let at = sample.ts;
+    // Curfew evidence is gathered outside the window too: out at 21:50 and
+    // still out at 22:05 is out since the window began.
+    if let CompiledRule::Inclusion { zone, curfew, .. } = &mut case.orders[i].rule {
+        let d = zone.signed_distance_m(&sample.ecef);
+        let outside = disc_in_area(-d, sample.accuracy_m);
+        curfew.outside = if suspect {
+            outside.map(|_| Certainty::Possible)
+        } else {
+            outside
+        };
+        if outside.is_some() {
+            curfew.outside_streak = curfew.outside_streak.saturating_add(1);
+            curfew.outside_since.get_or_insert(at);
+        } else {
+            curfew.outside_streak = 0;
+            curfew.outside_since = None;
+        }
+        if !suspect && d + sample.accuracy_m <= -config.clear_margin_m {
+            curfew.inside_since.get_or_insert(at);
+        } else {
+            curfew.inside_since = None;
+        }
+    }
     let Some(window) = active_window(&mut case.orders[i], tz, at) else {
         close_order(case, i, ClearReason::OrderInactive, at, events);
         return;
@@ -1357,26 +1377,7 @@ fn decide_order(
                 (Some(sample.report(&dev.id, 0.0)), None),
             )
         }
-        CompiledRule::Inclusion { zone, curfew, .. } => {
-            let d = zone.signed_distance_m(&sample.ecef);
-            let outside = disc_in_area(-d, sample.accuracy_m);
-            curfew.outside = if suspect {
-                outside.map(|_| Certainty::Possible)
-            } else {
-                outside
-            };
-            if outside.is_some() {
-                curfew.outside_streak = curfew.outside_streak.saturating_add(1);
-                curfew.outside_since.get_or_insert(at);
-            } else {
-                curfew.outside_streak = 0;
-                curfew.outside_since = None;
-            }
-            if !suspect && d + sample.accuracy_m <= -config.clear_margin_m {
-                curfew.inside_since.get_or_insert(at);
-            } else {
-                curfew.inside_since = None;
-            }
+        CompiledRule::Inclusion { .. } => {
             // A fix during the window ends a curfew GPS-lost episode.
             if open_kind(case, i) == Some(EventKind::GpsLost) {
                 close_order(case, i, ClearReason::Resolved, at, events);

@@ -1,0 +1,124 @@
+//! Builders shared by the engine tests: a Rotterdam case, fixes at offsets in
+//! metres, and times counted in seconds from a fixed instant.
+#![allow(dead_code)]
+
+use jiff::Timestamp;
+use kordon_core::{
+    Case, CaseId, DeviceId, Engine, EngineConfig, Event, EventKind, Fix, Offender, Order, OrderId,
+    PersonId, Phase, ProtectedPerson, RiskLevel, Rule, ZoneGeometry,
+};
+
+/// Wednesday 2026-11-25 10:00 UTC: no DST change near, inside every validity.
+pub fn t0() -> Timestamp {
+    "2026-11-25T10:00:00Z".parse().unwrap()
+}
+
+pub fn at(seconds: i64) -> Timestamp {
+    t0().checked_add(jiff::SignedDuration::from_secs(seconds))
+        .unwrap()
+}
+
+/// Kralingen, Rotterdam.
+pub const HOME: (f64, f64) = (51.9210, 4.5160);
+
+/// Position `east`, `north` metres from `HOME`, exact on the ellipsoid.
+pub fn offset(east: f64, north: f64) -> (f64, f64) {
+    offset_from(HOME, east, north)
+}
+
+pub fn offset_from(origin: (f64, f64), east: f64, north: f64) -> (f64, f64) {
+    use geo::{Destination, Geodesic, Point};
+    let start = Point::new(origin.1, origin.0);
+    let distance = east.hypot(north);
+    if distance == 0.0 {
+        return origin;
+    }
+    let bearing = east.atan2(north).to_degrees();
+    let p = Geodesic.destination(start, bearing, distance);
+    (p.y(), p.x())
+}
+
+pub fn order(id: &str, rule: Rule) -> Order {
+    Order {
+        id: OrderId::from(id),
+        legal_basis: "art. 38v Sr".into(),
+        valid_from: "2026-01-01T00:00:00Z".parse().unwrap(),
+        valid_until: Some("2028-01-01T00:00:00Z".parse().unwrap()),
+        rule,
+    }
+}
+
+/// A square exclusion zone of `half_side` metres around `HOME`.
+pub fn square_zone(half_side: f64, buffer: Option<f64>) -> Rule {
+    let corners = [
+        (-1.0, -1.0),
+        (1.0, -1.0),
+        (1.0, 1.0),
+        (-1.0, 1.0),
+        (-1.0, -1.0),
+    ];
+    let ring = corners
+        .iter()
+        .map(|(e, n)| {
+            let (lat, lon) = offset(e * half_side, n * half_side);
+            [lon, lat]
+        })
+        .collect();
+    Rule::ExclusionZone {
+        geometry: ZoneGeometry::Polygon {
+            coordinates: vec![ring],
+        },
+        warning_buffer_m: buffer,
+        schedule: None,
+    }
+}
+
+pub fn contact_ban(warning: f64, alarm: f64) -> Rule {
+    Rule::ContactBan {
+        protected: PersonId::from("P1"),
+        warning_radius_m: warning,
+        alarm_radius_m: alarm,
+    }
+}
+
+pub fn case(id: &str, risk: RiskLevel, orders: Vec<Order>) -> Case {
+    let n = id.trim_start_matches(|c: char| !c.is_ascii_digit());
+    Case {
+        id: CaseId::from(id),
+        risk,
+        offender: Offender {
+            device: DeviceId::new(format!("OFF-{n}")),
+        },
+        protected: vec![ProtectedPerson {
+            id: PersonId::from("P1"),
+            device: Some(DeviceId::new(format!("VIC-{n}"))),
+        }],
+        coordinators: vec![],
+        orders,
+    }
+}
+
+pub fn engine_with(cases: Vec<Case>) -> Engine {
+    engine_with_config(EngineConfig::default(), cases)
+}
+
+pub fn engine_with_config(config: EngineConfig, cases: Vec<Case>) -> Engine {
+    let mut engine = Engine::new(config);
+    for c in cases {
+        engine.upsert_case(c, t0()).expect("valid test case");
+    }
+    engine
+}
+
+pub fn fix(device: &str, seconds: i64, pos: (f64, f64), accuracy: f64) -> Fix {
+    Fix::new(DeviceId::from(device), at(seconds), pos.0, pos.1, accuracy)
+}
+
+/// Feeds a fix and returns its events, panicking on refusal.
+pub fn feed(engine: &mut Engine, f: Fix) -> Vec<Event> {
+    engine.ingest_fix(&f).expect("fix accepted").events
+}
+
+pub fn kinds(events: &[Event]) -> Vec<(Phase, EventKind)> {
+    events.iter().map(|e| (e.phase, e.kind)).collect()
+}
