@@ -236,6 +236,8 @@ struct DeviceState {
     last_message: Option<Timestamp>,
     /// Time of the newest fix, usable or not: the line between live and late.
     latest_fix: Option<Timestamp>,
+    /// Time of the newest usable fix, suspect or not: the GPS works.
+    last_usable_fix: Option<Timestamp>,
     /// Newest plausible position.
     accepted: Option<Sample>,
     /// A suspect position waiting for the next fix to confirm it.
@@ -255,6 +257,7 @@ impl DeviceState {
             watched_since: now,
             last_message: None,
             latest_fix: None,
+            last_usable_fix: None,
             accepted: None,
             pending: None,
             history: VecDeque::with_capacity(HISTORY_LEN),
@@ -678,7 +681,13 @@ impl Engine {
             dev.accepted = Some(sample);
             dev.pending = None;
         }
-        if let Some(onset) = dev.gps_lost.take() {
+        // Condition episodes (GPS lost, offline, unknown) clear only on
+        // evidence that moves their deadline past their onset; otherwise a
+        // fix delayed in transit could clear one that then reopens with the
+        // same onset, and so the same id.
+        let renewed = dev.last_usable_fix.is_none_or(|last| fix.ts > last);
+        dev.last_usable_fix = Some(fix.ts);
+        if let Some(onset) = dev.gps_lost.take_if(|_| renewed) {
             let dev = &*dev;
             fan_out(
                 &self.cases,
@@ -915,12 +924,21 @@ impl Engine {
         let Some(dev) = self.devices[slot].as_mut() else {
             return;
         };
+        let renewed = dev.last_message.is_none_or(|last| ts > last);
+        let current = dev.last_message.is_none_or(|last| ts >= last);
         let now = dev.last_message.map_or(ts, |t| t.max(ts));
         dev.last_message = Some(now);
         let mut changes: Vec<(EventKind, Timestamp, Phase)> = Vec::new();
-        if let Some(onset) = dev.offline.take() {
+        if let Some(onset) = dev.offline.take_if(|_| renewed) {
             changes.push((EventKind::DeviceOffline, onset, Phase::Cleared));
         }
+        // A message older than the newest says nothing about the strap or
+        // battery now.
+        let (strap, battery_pct, charging) = if current {
+            (strap, battery_pct, charging)
+        } else {
+            (None, None, None)
+        };
         match strap {
             Some(StrapState::Tampered) if dev.tamper.is_none() => {
                 dev.tamper = Some(ts);
@@ -993,7 +1011,7 @@ impl Engine {
                 }
             }
             if dev.offline.is_none() && dev.gps_lost.is_none() {
-                let last_fix = dev.accepted.map_or(dev.watched_since, |s| s.ts);
+                let last_fix = dev.last_usable_fix.unwrap_or(dev.watched_since);
                 let deadline = after(last_fix, config.gps_lost_after_s);
                 if now >= deadline && heard > last_fix {
                     dev.gps_lost = Some(deadline);
@@ -1021,9 +1039,9 @@ impl Engine {
                         curfew_deadlines(config, &self.devices, case, i, window, now, &mut events);
                     }
                     CompiledRule::ContactBan { .. } => {
-                        if let Some(onset) = pair_unknown_since(config, &self.devices, case, i, now)
-                        {
-                            open_position_unknown(case, i, onset, now, &mut events);
+                        let known_until = pair_known_until(config, &self.devices, case, i);
+                        if now >= known_until {
+                            open_position_unknown(case, i, known_until, now, &mut events);
                         }
                     }
                     CompiledRule::Exclusion { .. } => {}
@@ -1378,8 +1396,15 @@ fn decide_order(
             )
         }
         CompiledRule::Inclusion { .. } => {
-            // A fix during the window ends a curfew GPS-lost episode.
-            if open_kind(case, i) == Some(EventKind::GpsLost) {
+            // A fix during the window ends a curfew GPS-lost episode, if it
+            // is newer than the silence that opened it.
+            let silence_ends = after(at.max(window), config.gps_lost_after_s);
+            if case.orders[i]
+                .track
+                .open
+                .as_ref()
+                .is_some_and(|e| e.kind == EventKind::GpsLost && silence_ends > e.onset)
+            {
                 close_order(case, i, ClearReason::Resolved, at, events);
             }
             curfew_deadlines(config, devices, case, i, window, at, events);
@@ -1402,12 +1427,24 @@ fn decide_order(
             let Some((other_dev, other)) = other
                 .filter(|(_, o)| seconds_between(o.ts, at) <= f64::from(config.position_max_age_s))
             else {
-                if let Some(onset) = pair_unknown_since(config, devices, case, i, at) {
-                    open_position_unknown(case, i, onset, at, events);
+                let known_until = pair_known_until(config, devices, case, i);
+                if at >= known_until {
+                    open_position_unknown(case, i, known_until, at, events);
                 }
                 return;
             };
-            if open_kind(case, i) == Some(EventKind::PositionUnknown) {
+            if let Some(onset) = case.orders[i]
+                .track
+                .open
+                .as_ref()
+                .filter(|e| e.kind == EventKind::PositionUnknown)
+                .map(|e| e.onset)
+            {
+                // Only a newer position of the stale party ends it; until
+                // then a fix delayed in transit is not judged against it.
+                if pair_known_until(config, devices, case, i) <= onset {
+                    return;
+                }
                 close_order(case, i, ClearReason::Resolved, at, events);
             }
             let grown = seconds_between(other.ts, at) * config.stale_position_speed_mps;
@@ -1480,6 +1517,7 @@ fn close_order(
 }
 
 /// Opens an episode that is not decided fix by fix (curfew, unknown, GPS lost).
+#[allow(clippy::too_many_arguments)]
 fn open_order_episode(
     case: &mut CaseState,
     i: usize,
@@ -1498,40 +1536,39 @@ fn open_order_episode(
         certainty,
         reported_distance_m: None,
     };
-    order.track.open = Some(episode.clone());
-    events.push(order_event(
-        case,
-        &case.orders[i],
-        &episode,
-        Transition::Opened,
-        at,
-        positions,
-    ));
+    if let Some((episode, transition)) = order.track.begin(episode) {
+        events.push(order_event(
+            case,
+            &case.orders[i],
+            &episode,
+            transition,
+            at,
+            positions,
+        ));
+    }
 }
 
-/// When the pair of a contact ban became unknown, if it is unknown at `at`.
-fn pair_unknown_since(
+/// Until when both positions of a contact ban's pair are young enough to judge.
+fn pair_known_until(
     config: &EngineConfig,
     devices: &[Option<DeviceState>],
     case: &CaseState,
     i: usize,
-    at: Timestamp,
-) -> Option<Timestamp> {
+) -> Timestamp {
     let CompiledRule::ContactBan { protected, .. } = case.orders[i].rule else {
-        return None;
+        return Timestamp::MAX;
     };
-    let mut unknown_since: Option<Timestamp> = None;
-    for slot in [case.offender, protected] {
-        let dev = devices[slot].as_ref()?;
-        let last = dev
-            .accepted
-            .map_or(case.watched_since.max(dev.watched_since), |s| s.ts);
-        let deadline = after(last, config.position_max_age_s);
-        if at >= deadline {
-            unknown_since = Some(unknown_since.map_or(deadline, |u| u.min(deadline)));
-        }
-    }
-    unknown_since
+    [case.offender, protected]
+        .into_iter()
+        .filter_map(|slot| devices[slot].as_ref())
+        .map(|dev| {
+            let last = dev
+                .accepted
+                .map_or(case.watched_since.max(dev.watched_since), |s| s.ts);
+            after(last, config.position_max_age_s)
+        })
+        .min()
+        .unwrap_or(Timestamp::MAX)
 }
 
 /// An open proximity episode stays open when the pair becomes unknown:
@@ -1616,7 +1653,7 @@ fn curfew_deadlines(
         // No fix during the window is not compliance.
         None => {
             let last_fix = offender
-                .and_then(|d| d.accepted.map(|s| s.ts))
+                .and_then(|d| d.last_usable_fix)
                 .unwrap_or(case.watched_since);
             let deadline = after(last_fix.max(window_start), config.gps_lost_after_s);
             if at >= deadline {

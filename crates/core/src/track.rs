@@ -38,6 +38,9 @@ pub struct Track {
     run_start: Option<Timestamp>,
     /// First fix of the current unbroken run clear by the margin.
     clear_since: Option<Timestamp>,
+    /// The episode closed last. Ids derive from onsets, so an input stamped
+    /// before the tick that closed an episode could otherwise open it again.
+    last_closed: Option<EpisodeId>,
 }
 
 /// The two kinds an order's episode can have, and how its id is derived.
@@ -56,12 +59,23 @@ impl Track {
         self.clear_since = None;
     }
 
-    /// Closes the open episode, if any, for a reason other than evidence.
+    /// Closes the open episode, if any.
     pub fn close(&mut self, reason: ClearReason) -> Option<(OpenEpisode, Transition)> {
         self.reset_evidence();
-        self.open
-            .take()
-            .map(|episode| (episode, Transition::Cleared(reason)))
+        let episode = self.open.take()?;
+        self.last_closed = Some(episode.id);
+        Some((episode, Transition::Cleared(reason)))
+    }
+
+    /// Opens `episode` unless it is the one that just ended. The one place
+    /// an episode begins.
+    pub fn begin(&mut self, episode: OpenEpisode) -> Option<(OpenEpisode, Transition)> {
+        if self.open.is_some() || self.last_closed == Some(episode.id) {
+            return None;
+        }
+        self.clear_since = None;
+        self.open = Some(episode.clone());
+        Some((episode, Transition::Opened))
     }
 
     /// Feeds one in-order fix's assessment. `suspect` fixes may raise possible
@@ -101,16 +115,13 @@ impl Track {
                 return None;
             };
             let onset = self.run_start.unwrap_or(at);
-            self.clear_since = None;
-            let episode = OpenEpisode {
+            return self.begin(OpenEpisode {
                 id: derive_id(onset),
                 kind,
                 onset,
                 certainty,
                 reported_distance_m: Some(a.distance_m),
-            };
-            self.open = Some(episode.clone());
-            return Some((episode, Transition::Opened));
+            });
         };
 
         if a.clear_with_margin {

@@ -179,7 +179,10 @@ impl CompiledZone {
                 edges: Some(tree), ..
             } => {
                 let d = tree
-                    .nearest_neighbor(&geo::Point::new(q.east, q.north))
+                    // Not `nearest_neighbor`: its pruning can miss the nearest
+                    // segment (georust/rstar#13); the iterator is exact.
+                    .nearest_neighbor_iter(&geo::Point::new(q.east, q.north))
+                    .next()
                     .map(|l| segment_distance_sq(q, planar(l.start), planar(l.end)).sqrt())
                     .unwrap_or(f64::INFINITY);
                 let far_east = tree.root().envelope().upper().x() + 1.0;

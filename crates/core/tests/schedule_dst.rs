@@ -7,7 +7,15 @@ use kordon_core::{Day, Window};
 fn every_night(start: &str, end: &str) -> Schedule {
     Schedule {
         windows: vec![Window {
-            days: vec![Day::Mon, Day::Tue, Day::Wed, Day::Thu, Day::Fri, Day::Sat, Day::Sun],
+            days: vec![
+                Day::Mon,
+                Day::Tue,
+                Day::Wed,
+                Day::Thu,
+                Day::Fri,
+                Day::Sat,
+                Day::Sun,
+            ],
             start: start.parse().unwrap(),
             end: end.parse().unwrap(),
         }],
@@ -29,7 +37,10 @@ fn overnight_window_runs_into_the_next_day() {
     assert!(!s.is_active_at(&tz, ts("2026-11-26T05:00:00Z")));
     let state = s.state_at(&tz, ts("2026-11-26T02:00:00Z"));
     let w = state.active.unwrap();
-    assert_eq!((w.start, w.end), (ts("2026-11-25T21:00:00Z"), ts("2026-11-26T05:00:00Z")));
+    assert_eq!(
+        (w.start, w.end),
+        (ts("2026-11-25T21:00:00Z"), ts("2026-11-26T05:00:00Z"))
+    );
     assert_eq!(state.valid_until, ts("2026-11-26T05:00:00Z"));
 }
 
@@ -63,7 +74,11 @@ fn a_start_in_the_spring_gap_begins_after_it() {
     let tz = schedule_time_zone();
     let s = every_night("02:30", "05:00");
     let w = s.state_at(&tz, ts("2026-03-29T02:00:00Z")).active.unwrap();
-    assert_eq!(w.start, ts("2026-03-29T01:30:00Z"), "03:30 CEST, after the gap");
+    assert_eq!(
+        w.start,
+        ts("2026-03-29T01:30:00Z"),
+        "03:30 CEST, after the gap"
+    );
 }
 
 #[test]
@@ -79,7 +94,10 @@ fn weekday_windows_follow_local_days() {
     // Friday 2026-11-27 23:30 local = 22:30 UTC; Saturday 06:30 local runs on.
     assert!(s.is_active_at(&tz, ts("2026-11-27T22:30:00Z")));
     assert!(s.is_active_at(&tz, ts("2026-11-28T05:30:00Z")));
-    assert!(!s.is_active_at(&tz, ts("2026-11-28T22:30:00Z")), "Saturday night is free");
+    assert!(
+        !s.is_active_at(&tz, ts("2026-11-28T22:30:00Z")),
+        "Saturday night is free"
+    );
     let state = s.state_at(&tz, ts("2026-11-25T12:00:00Z"));
     assert_eq!(state.active, None);
     assert_eq!(state.valid_until, ts("2026-11-27T22:00:00Z"));

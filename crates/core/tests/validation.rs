@@ -68,17 +68,29 @@ fn too_few_ring_points() {
     let case = with(|v| {
         *ring(v) = serde_json::json!([[4.51, 51.92], [4.52, 51.92], [4.51, 51.92]]);
     });
-    assert!(matches!(problems(&case)[0].2, Problem::TooFewRingPoints { found: 3 }));
+    assert!(matches!(
+        problems(&case)[0].2,
+        Problem::TooFewRingPoints { found: 3 }
+    ));
 }
 
 #[test]
 fn self_intersecting_ring() {
     let case = with(|v| {
         // A bow tie.
-        *ring(v) = serde_json::json!([[4.51,51.92],[4.52,51.93],[4.52,51.92],[4.51,51.93],[4.51,51.92]]);
+        *ring(v) = serde_json::json!([
+            [4.51, 51.92],
+            [4.52, 51.93],
+            [4.52, 51.92],
+            [4.51, 51.93],
+            [4.51, 51.92]
+        ]);
     });
     let p = problems(&case);
-    assert!(matches!(&p[0].2, Problem::InvalidPolygon { detail } if detail.contains("self-intersection")), "{p:?}");
+    assert!(
+        matches!(&p[0].2, Problem::InvalidPolygon { detail } if detail.contains("self-intersection")),
+        "{p:?}"
+    );
 }
 
 #[test]
@@ -86,17 +98,26 @@ fn swapped_lat_lon_is_an_error_outside_nl_a_warning() {
     let swapped = with(|v| {
         v["orders"][1]["rule"]["geometry"]["coordinates"] = serde_json::json!([51.88, 4.48]);
     });
-    assert!(matches!(problems(&swapped)[0].2, Problem::LatLonSwapped { .. }));
+    assert!(matches!(
+        problems(&swapped)[0].2,
+        Problem::LatLonSwapped { .. }
+    ));
     let abroad = with(|v| {
         v["orders"][1]["rule"]["geometry"]["coordinates"] = serde_json::json!([2.35, 48.85]);
     });
     let report = validate_case(&abroad);
     assert!(report.is_ok());
-    assert!(matches!(report.warnings[0].problem, Problem::OutsideNetherlands { .. }));
+    assert!(matches!(
+        report.warnings[0].problem,
+        Problem::OutsideNetherlands { .. }
+    ));
     let impossible = with(|v| {
         v["orders"][1]["rule"]["geometry"]["coordinates"] = serde_json::json!([4.48, 91.0]);
     });
-    assert!(matches!(problems(&impossible)[0].2, Problem::LatitudeOutOfRange { .. }));
+    assert!(matches!(
+        problems(&impossible)[0].2,
+        Problem::LatitudeOutOfRange { .. }
+    ));
 }
 
 #[test]
@@ -106,7 +127,10 @@ fn radii_must_be_positive_and_sane() {
     let absurd = with(|v| v["orders"][2]["rule"]["warning_radius_m"] = 60_000.into());
     assert!(matches!(problems(&absurd)[0].2, Problem::Absurd { .. }));
     let negative_buffer = with(|v| v["orders"][0]["rule"]["warning_buffer_m"] = (-5).into());
-    assert!(matches!(problems(&negative_buffer)[0].2, Problem::Negative { .. }));
+    assert!(matches!(
+        problems(&negative_buffer)[0].2,
+        Problem::Negative { .. }
+    ));
 }
 
 #[test]
@@ -129,15 +153,22 @@ fn empty_and_overlapping_windows() {
             {"days": ["tue"], "start": "05:00", "end": "09:00"}
         ]);
     });
-    assert!(matches!(problems(&overlapping)[0].2, Problem::OverlappingWindows { other: 0, .. }));
+    assert!(matches!(
+        problems(&overlapping)[0].2,
+        Problem::OverlappingWindows { other: 0, .. }
+    ));
     let sunday_into_monday = with(|v| {
         v["orders"][1]["rule"]["schedule"]["windows"] = serde_json::json!([
             {"days": ["sun"], "start": "22:00", "end": "06:00"},
             {"days": ["mon"], "start": "05:00", "end": "09:00"}
         ]);
     });
-    assert!(matches!(problems(&sunday_into_monday)[0].2, Problem::OverlappingWindows { .. }));
-    let no_windows = with(|v| v["orders"][1]["rule"]["schedule"]["windows"] = serde_json::json!([]));
+    assert!(matches!(
+        problems(&sunday_into_monday)[0].2,
+        Problem::OverlappingWindows { .. }
+    ));
+    let no_windows =
+        with(|v| v["orders"][1]["rule"]["schedule"]["windows"] = serde_json::json!([]));
     assert!(matches!(problems(&no_windows)[0].2, Problem::NoWindows));
 }
 
@@ -152,11 +183,19 @@ fn validity_that_ends_before_it_starts() {
 #[test]
 fn unknown_protected_person_and_missing_device() {
     let unknown = with(|v| v["orders"][2]["rule"]["protected"] = "P7".into());
-    assert!(matches!(&problems(&unknown)[0].2, Problem::UnknownProtectedPerson { id } if id == "P7"));
+    assert!(
+        matches!(&problems(&unknown)[0].2, Problem::UnknownProtectedPerson { id } if id == "P7")
+    );
     let no_device = with(|v| v["protected"][0] = serde_json::json!({"id": "P1"}));
-    assert!(matches!(problems(&no_device)[0].2, Problem::ProtectedPersonWithoutDevice { .. }));
+    assert!(matches!(
+        problems(&no_device)[0].2,
+        Problem::ProtectedPersonWithoutDevice { .. }
+    ));
     let shared = with(|v| v["protected"][0]["device"] = "OFF-9".into());
-    assert!(matches!(problems(&shared)[0].2, Problem::DeviceUsedTwice { .. }));
+    assert!(matches!(
+        problems(&shared)[0].2,
+        Problem::DeviceUsedTwice { .. }
+    ));
 }
 
 #[test]
@@ -186,7 +225,12 @@ fn the_example_cases_are_valid() {
             let case = Case::from_json(&std::fs::read_to_string(&path).unwrap()).unwrap();
             let report = validate_case(&case);
             assert!(report.is_ok(), "{}: {:?}", path.display(), report.errors);
-            assert!(report.warnings.is_empty(), "{}: {:?}", path.display(), report.warnings);
+            assert!(
+                report.warnings.is_empty(),
+                "{}: {:?}",
+                path.display(),
+                report.warnings
+            );
             n += 1;
         }
     }
