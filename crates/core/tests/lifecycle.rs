@@ -153,7 +153,7 @@ fn devices_near_uses_true_distance_and_live_positions() {
     assert_eq!(near[0].device.as_str(), "VIC-1", "nearest first");
     assert_eq!(near[1].device.as_str(), "OFF-1");
     // A big move re-anchors.
-    feed(&mut e, fix("OFF-1", 60, offset(0.0, 5000.0), 10.0));
+    feed(&mut e, fix("OFF-1", 600, offset(0.0, 5000.0), 10.0));
     assert_eq!(e.devices_near(HOME.0, HOME.1, 450.0).len(), 1);
 }
 
