@@ -24,7 +24,7 @@ use crate::episode::{ClearReason, EpisodeId, Event, EventKind, Phase, PositionRe
 use crate::geodesy::Ecef;
 use crate::index::{OrderRef, PositionIndex, ZoneIndex};
 use crate::model::{
-    Case, CaseId, DeviceId, Fix, OrderId, RiskLevel, Role, Rule, Status, StrapState,
+    Case, CaseId, DeviceId, Fix, Input, OrderId, RiskLevel, Role, Rule, Status, StrapState,
 };
 use crate::schedule::{schedule_time_zone, Schedule, ScheduleState};
 use crate::track::{OpenEpisode, Track, TrackKinds, Transition};
@@ -626,6 +626,15 @@ impl Engine {
                 }
             }
         })
+    }
+
+    /// Applies a recorded input: the same as calling the method it names.
+    pub fn apply(&mut self, input: &Input) -> Result<Vec<Event>, InputError> {
+        match input {
+            Input::Fix(fix) => self.ingest_fix(fix).map(|outcome| outcome.events),
+            Input::Status(status) => self.ingest_status(status),
+            Input::Tick { now } => Ok(self.tick(*now)),
+        }
     }
 
     /// Takes one position fix.

@@ -32,7 +32,7 @@ pub use engine::{
 };
 pub use episode::{ClearReason, EpisodeId, Event, EventKind, Phase, PositionReport, Severity};
 pub use model::{
-    Case, CaseId, Coordinator, DeviceId, Fix, GpsState, Offender, Order, OrderId, PersonId,
+    Case, CaseId, Coordinator, DeviceId, Fix, GpsState, Input, Offender, Order, OrderId, PersonId,
     ProtectedPerson, RiskLevel, Role, Rule, Status, StrapState, ZoneGeometry,
 };
 pub use schedule::{Day, Schedule, Window};

@@ -119,6 +119,16 @@ impl Fix {
     }
 }
 
+/// One input to the engine, in the form the journal, recordings and
+/// scripted scenarios store it (JSON lines, `"input"` names the variant).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "input", rename_all = "snake_case")]
+pub enum Input {
+    Fix(Fix),
+    Status(Status),
+    Tick { now: Timestamp },
+}
+
 /// A heartbeat: the device is alive, with or without a position.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -25,7 +25,10 @@ fn an_invalid_case_is_refused_and_changes_nothing() {
     let mut bad = zone_and_ban();
     bad.orders[1].rule = contact_ban(100.0, 300.0);
     let err = e.upsert_case(bad, t0()).unwrap_err();
-    assert!(matches!(err.report.errors[0].problem, Problem::AlarmExceedsWarning { .. }));
+    assert!(matches!(
+        err.report.errors[0].problem,
+        Problem::AlarmExceedsWarning { .. }
+    ));
     assert_eq!((e.case_count(), e.device_count()), (0, 0));
     assert!(err.to_string().contains("order contact"), "{err}");
 }
@@ -33,10 +36,17 @@ fn an_invalid_case_is_refused_and_changes_nothing() {
 #[test]
 fn a_device_cannot_be_offender_here_and_protected_there() {
     let mut e = engine_with(vec![zone_and_ban()]);
-    let mut other = case("RTM-2", RiskLevel::Low, vec![order("zone", square_zone(50.0, None))]);
+    let mut other = case(
+        "RTM-2",
+        RiskLevel::Low,
+        vec![order("zone", square_zone(50.0, None))],
+    );
     other.offender.device = DeviceId::from("VIC-1");
     let err = e.upsert_case(other, t0()).unwrap_err();
-    assert!(matches!(err.report.errors[0].problem, Problem::DeviceRoleConflict { .. }));
+    assert!(matches!(
+        err.report.errors[0].problem,
+        Problem::DeviceRoleConflict { .. }
+    ));
     assert_eq!(err.report.errors[0].field, "offender.device");
 }
 
@@ -60,7 +70,10 @@ fn unknown_devices_and_impossible_fixes_are_refused() {
         refused(&mut e, fix("OFF-1", 0, (51.9, 181.0), 10.0)),
         InputError::LongitudeOutOfRange(181.0)
     );
-    assert_eq!(refused(&mut e, fix("OFF-1", 0, (0.0, 0.0), 10.0)), InputError::NullIsland);
+    assert_eq!(
+        refused(&mut e, fix("OFF-1", 0, (0.0, 0.0), 10.0)),
+        InputError::NullIsland
+    );
     assert_eq!(
         refused(&mut e, fix("OFF-1", 0, HOME, 0.0)),
         InputError::AccuracyNotPositive(0.0)
@@ -85,7 +98,10 @@ fn replacing_a_case_keeps_open_episodes_of_kept_orders() {
     assert!(e.upsert_case(edited, at(10)).unwrap().is_empty());
     // Still inside: no new episode, the same one goes on.
     let events = feed(&mut e, fix("OFF-1", 20, HOME, 10.0));
-    assert!(events.iter().all(|ev| ev.phase != Phase::Opened), "{events:?}");
+    assert!(
+        events.iter().all(|ev| ev.phase != Phase::Opened),
+        "{events:?}"
+    );
 }
 
 #[test]
@@ -95,7 +111,10 @@ fn removing_an_order_or_a_case_clears_its_episodes() {
     let mut edited = zone_and_ban();
     edited.orders.remove(0);
     let cleared = e.upsert_case(edited, at(10)).unwrap();
-    assert_eq!(kinds(&cleared), vec![(Phase::Cleared, EventKind::ZoneBreach)]);
+    assert_eq!(
+        kinds(&cleared),
+        vec![(Phase::Cleared, EventKind::ZoneBreach)]
+    );
     assert_eq!(cleared[0].reason, Some(ClearReason::OrderWithdrawn));
     assert_eq!(cleared[0].id, opened[0].id);
 
@@ -134,7 +153,9 @@ fn bans_at_names_the_zones_and_contact_bans_covering_a_point() {
     assert!(near_her[0].inside);
     assert!((near_her[0].distance_m - 100.0).abs() < 0.5);
     // Outside the order's validity, nothing.
-    assert!(e.bans_at(HOME.0, HOME.1, "2029-01-01T00:00:00Z".parse().unwrap()).is_empty());
+    assert!(e
+        .bans_at(HOME.0, HOME.1, "2029-01-01T00:00:00Z".parse().unwrap())
+        .is_empty());
 }
 
 #[test]
@@ -173,5 +194,8 @@ fn late_fix_outcome_is_reported() {
     feed(&mut e, fix("OFF-1", 100, offset(5000.0, 0.0), 10.0));
     let late = e.ingest_fix(&fix("OFF-1", 50, HOME, 10.0)).unwrap();
     assert_eq!(late.disposition, Disposition::Late);
-    assert_eq!(kinds(&late.events), vec![(Phase::LateBreach, EventKind::ZoneBreach)]);
+    assert_eq!(
+        kinds(&late.events),
+        vec![(Phase::LateBreach, EventKind::ZoneBreach)]
+    );
 }
