@@ -153,6 +153,8 @@ struct CaseState {
     risk: RiskLevel,
     offender: usize,
     offender_id: DeviceId,
+    /// Device slots of the case with their roles, the offender first.
+    members: Vec<(usize, Role)>,
     orders: Vec<OrderState>,
     /// When the engine began watching: the reference for "never heard of".
     watched_since: Timestamp,
@@ -367,9 +369,10 @@ impl Engine {
             }),
         };
         let offender = self.attach_device(&case.offender.device, slot, Role::Offender, now);
+        let mut members = vec![(offender, Role::Offender)];
         for person in &case.protected {
             if let Some(device) = &person.device {
-                self.attach_device(device, slot, Role::Protected, now);
+                members.push((self.attach_device(device, slot, Role::Protected, now), Role::Protected));
             }
         }
         // Compile contact bans after the devices exist.
@@ -422,6 +425,7 @@ impl Engine {
             risk: case.risk,
             offender,
             offender_id: case.offender.device.clone(),
+            members,
             orders,
             watched_since,
         };
@@ -438,37 +442,22 @@ impl Engine {
         }
         self.case_slots.insert(case.id.clone(), slot);
         self.cases[slot] = Some(state);
-        self.drop_orphan_devices();
+        if let Some((_, old)) = &previous {
+            self.drop_orphan_devices(&old.members);
+        }
         Ok(events)
     }
 
     /// Removes a case; its open episodes, health ones included, are cleared.
     pub fn remove_case(&mut self, id: &CaseId, now: Timestamp) -> Vec<Event> {
         let mut events = Vec::new();
-        let Some(&slot) = self.case_slots.get(id) else {
-            return events;
-        };
-        let members: Vec<(usize, Role)> = self
-            .devices
-            .iter()
-            .enumerate()
-            .filter_map(|(d, dev)| {
-                let role = dev
-                    .as_ref()?
-                    .memberships
-                    .iter()
-                    .find(|(c, _)| *c == slot)?
-                    .1;
-                Some((d, role))
-            })
-            .collect();
         let Some((slot, mut old)) = self.detach_case(id) else {
             return events;
         };
         for i in 0..old.orders.len() {
             close_order(&mut old, i, ClearReason::OrderWithdrawn, now, &mut events);
         }
-        for (d, role) in members {
+        for &(d, role) in &old.members {
             if let Some(dev) = self.devices[d].as_ref() {
                 for (kind, onset) in open_health(dev) {
                     events.push(health_event(
@@ -485,7 +474,7 @@ impl Engine {
             }
         }
         self.free_cases.push(slot);
-        self.drop_orphan_devices();
+        self.drop_orphan_devices(&old.members);
         events
     }
 
@@ -505,8 +494,10 @@ impl Engine {
             }
         }
         // An upsert attaches the devices again; orphans are dropped after it.
-        for dev in self.devices.iter_mut().flatten() {
-            dev.memberships.retain(|(c, _)| *c != slot);
+        for &(d, _) in &old.members {
+            if let Some(dev) = self.devices[d].as_mut() {
+                dev.memberships.retain(|(c, _)| *c != slot);
+            }
         }
         Some((slot, old))
     }
@@ -532,8 +523,9 @@ impl Engine {
         slot
     }
 
-    fn drop_orphan_devices(&mut self) {
-        for slot in 0..self.devices.len() {
+    /// Forgets those of `candidates` that no case needs any more.
+    fn drop_orphan_devices(&mut self, candidates: &[(usize, Role)]) {
+        for &(slot, _) in candidates {
             let orphan = self.devices[slot]
                 .as_ref()
                 .is_some_and(|d| d.memberships.is_empty());
