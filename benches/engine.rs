@@ -255,13 +255,16 @@ fn bench_queries(c: &mut Criterion, n: usize) {
     let points: Vec<(f64, f64)> = (0..4096).map(|_| rng.point_in_box()).collect();
     let mut group = c.benchmark_group("queries");
     let mut i = 0;
-    group.bench_function(BenchmarkId::new("bans_at", format!("{}_zones", 2 * n)), |b| {
-        b.iter(|| {
-            let (lat, lon) = points[i % points.len()];
-            i += 1;
-            black_box(engine.bans_at(lat, lon, t0()))
-        })
-    });
+    group.bench_function(
+        BenchmarkId::new("bans_at", format!("{}_zones", 2 * n)),
+        |b| {
+            b.iter(|| {
+                let (lat, lon) = points[i % points.len()];
+                i += 1;
+                black_box(engine.bans_at(lat, lon, t0()))
+            })
+        },
+    );
     group.bench_function(
         BenchmarkId::new("devices_near_500m", format!("{}_devices", 2 * n)),
         |b| {
@@ -301,18 +304,24 @@ fn report_memory(n: usize) {
     drop(engine);
 }
 
+/// `KORDON_BENCH_QUICK=1` runs tiny worlds briefly (CI proves the bench
+/// runs); `KORDON_BENCH_CASES=10000,100000` picks the ingest sizes.
 fn main() {
     let quick = std::env::var_os("KORDON_BENCH_QUICK").is_some();
-    let (sizes, query_n): (&[usize], usize) = if quick {
-        (&[1_000], 1_000)
-    } else {
-        (&[10_000, 100_000], 50_000)
+    let sizes: Vec<usize> = match std::env::var("KORDON_BENCH_CASES") {
+        Ok(list) => list
+            .split(',')
+            .filter_map(|n| n.trim().parse().ok())
+            .collect(),
+        Err(_) if quick => vec![1_000],
+        Err(_) => vec![10_000, 100_000],
     };
-    report_memory(*sizes.last().unwrap());
+    let query_n = if quick { 1_000 } else { 50_000 };
+    report_memory(*sizes.iter().max().unwrap_or(&1_000));
     let mut c = Criterion::default()
         .measurement_time(Duration::from_secs(if quick { 1 } else { 8 }))
         .configure_from_args();
-    bench_ingest(&mut c, sizes);
+    bench_ingest(&mut c, &sizes);
     bench_queries(&mut c, query_n);
     c.final_summary();
 }

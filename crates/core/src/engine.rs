@@ -11,7 +11,7 @@
 //! decides with is reachable from its slot; a device maps to the cases it is
 //! part of.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 
 use jiff::tz::TimeZone;
 use jiff::Timestamp;
@@ -244,7 +244,7 @@ struct DeviceState {
     accepted: Option<Sample>,
     /// A suspect position waiting for the next fix to confirm it.
     pending: Option<Sample>,
-    history: VecDeque<(Option<u64>, Sample)>,
+    history: History,
     tamper: Option<Timestamp>,
     battery: Option<(EventKind, Timestamp)>,
     gps_lost: Option<Timestamp>,
@@ -262,7 +262,7 @@ impl DeviceState {
             last_usable_fix: None,
             accepted: None,
             pending: None,
-            history: VecDeque::with_capacity(HISTORY_LEN),
+            history: History::default(),
             tamper: None,
             battery: None,
             gps_lost: None,
@@ -270,26 +270,65 @@ impl DeviceState {
         }
     }
 
+    /// A redelivered fix carries its original time, so a fix newer than
+    /// every fix seen is new, whatever its sequence number (a device that
+    /// restarts counts from the beginning again).
     fn is_duplicate(&self, fix: &Fix) -> bool {
-        self.history.iter().any(|(seq, s)| {
-            (fix.seq.is_some() && *seq == fix.seq)
-                || (s.ts == fix.ts && s.lat == fix.lat && s.lon == fix.lon)
+        if self.latest_fix.is_none_or(|latest| fix.ts > latest) {
+            return false;
+        }
+        self.history.entries().any(|e| {
+            (fix.seq.is_some() && e.seq == fix.seq)
+                || (e.ts == fix.ts && e.lat == fix.lat && e.lon == fix.lon)
         })
     }
 
-    fn remember(&mut self, seq: Option<u64>, sample: Sample) {
-        if self.history.len() == HISTORY_LEN {
-            self.history.pop_front();
-        }
-        self.history.push_back((seq, sample));
+    /// The remembered fix nearest in time to `t`.
+    fn sample_near(&self, t: Timestamp) -> Option<Sample> {
+        self.history
+            .entries()
+            .min_by_key(|e| t.duration_since(e.ts).as_millis().abs())
+            .map(|e| Sample {
+                ts: e.ts,
+                lat: e.lat,
+                lon: e.lon,
+                accuracy_m: e.accuracy_m,
+                ecef: Ecef::from_lat_lon(e.lat, e.lon),
+            })
+    }
+}
+
+/// The last fixes of a device, kept inline so that remembering one touches
+/// no other memory.
+#[derive(Debug, Default)]
+struct History {
+    entries: [Option<Remembered>; HISTORY_LEN],
+    next: usize,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Remembered {
+    seq: Option<u64>,
+    ts: Timestamp,
+    lat: f64,
+    lon: f64,
+    accuracy_m: f64,
+}
+
+impl History {
+    fn remember(&mut self, fix: &Fix) {
+        self.entries[self.next] = Some(Remembered {
+            seq: fix.seq,
+            ts: fix.ts,
+            lat: fix.lat,
+            lon: fix.lon,
+            accuracy_m: fix.accuracy_m,
+        });
+        self.next = (self.next + 1) % HISTORY_LEN;
     }
 
-    /// The remembered fix nearest in time to `t`.
-    fn sample_near(&self, t: Timestamp) -> Option<&Sample> {
-        self.history
-            .iter()
-            .map(|(_, s)| s)
-            .min_by_key(|s| t.duration_since(s.ts).as_millis().abs())
+    fn entries(&self) -> impl Iterator<Item = &Remembered> {
+        self.entries.iter().flatten()
     }
 }
 
@@ -372,7 +411,10 @@ impl Engine {
         let mut members = vec![(offender, Role::Offender)];
         for person in &case.protected {
             if let Some(device) = &person.device {
-                members.push((self.attach_device(device, slot, Role::Protected, now), Role::Protected));
+                members.push((
+                    self.attach_device(device, slot, Role::Protected, now),
+                    Role::Protected,
+                ));
             }
         }
         // Compile contact bans after the devices exist.
@@ -656,7 +698,7 @@ impl Engine {
             ecef: Ecef::from_lat_lon(fix.lat, fix.lon),
         };
         if dev.latest_fix.is_some_and(|latest| fix.ts < latest) {
-            dev.remember(fix.seq, sample);
+            dev.history.remember(fix);
             if fix.accuracy_m <= self.config.max_usable_accuracy_m {
                 self.judge_late(slot, &sample, &mut events);
             }
@@ -666,7 +708,7 @@ impl Engine {
             });
         }
         dev.latest_fix = Some(fix.ts);
-        dev.remember(fix.seq, sample);
+        dev.history.remember(fix);
         if fix.accuracy_m > self.config.max_usable_accuracy_m {
             return Ok(FixOutcome {
                 disposition: Disposition::Unusable,
@@ -1371,7 +1413,8 @@ fn decide_order(
     let Some(dev) = devices[slot].as_ref() else {
         return;
     };
-    let (assessment, kinds, positions) = match &mut case.orders[i].rule {
+    // The other party of a contact ban; reports are built only for an event.
+    let (assessment, kinds, other) = match &mut case.orders[i].rule {
         CompiledRule::Exclusion { zone, buffer_m } => {
             let near = zone.may_touch(
                 &sample.ecef,
@@ -1393,7 +1436,7 @@ fn decide_order(
                     warning: EventKind::ZoneWarning,
                     breach: EventKind::ZoneBreach,
                 },
-                (Some(sample.report(&dev.id, 0.0)), None),
+                None,
             )
         }
         CompiledRule::Inclusion { .. } => {
@@ -1453,19 +1496,14 @@ fn decide_order(
             let r = sample.accuracy_m + other.accuracy_m + grown;
             let mut a = Assessment::new(d - alarm_m, warning_m - alarm_m, r, config.clear_margin_m);
             a.distance_m = d;
-            let own = sample.report(&dev.id, 0.0);
-            let theirs = other.report(&other_dev.id, grown);
-            let positions = match own_role {
-                Role::Offender => (Some(own), Some(theirs)),
-                Role::Protected => (Some(theirs), Some(own)),
-            };
+            let other = Some((other, other_dev, grown, own_role));
             (
                 a,
                 TrackKinds {
                     warning: EventKind::ProximityWarning,
                     breach: EventKind::ProximityBreach,
                 },
-                positions,
+                other,
             )
         }
     };
@@ -1477,6 +1515,16 @@ fn decide_order(
         .track
         .step(assessment, at, suspect, kinds, config, derive)
     {
+        let own = sample.report(&dev.id, 0.0);
+        let positions = match other {
+            None => (Some(own), None),
+            Some((other, other_dev, grown, Role::Offender)) => {
+                (Some(own), Some(other.report(&other_dev.id, grown)))
+            }
+            Some((other, other_dev, grown, Role::Protected)) => {
+                (Some(other.report(&other_dev.id, grown)), Some(own))
+            }
+        };
         let order = &case.orders[i];
         events.push(order_event(
             case,

@@ -5,23 +5,25 @@
 //! [`crate::validate`] and compiled by the engine before it decides anything.
 
 use std::fmt;
-use std::sync::Arc;
 
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
+use smol_str::SmolStr;
 
 use crate::schedule::Schedule;
 
+/// Identifiers are short strings kept inline (up to 23 bytes): comparing or
+/// cloning one on the hot path touches no other memory.
 macro_rules! id_type {
     ($(#[$doc:meta])* $name:ident) => {
         $(#[$doc])*
         #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
         #[serde(transparent)]
-        pub struct $name(Arc<str>);
+        pub struct $name(SmolStr);
 
         impl $name {
-            pub fn new(id: impl Into<Arc<str>>) -> Self {
-                $name(id.into())
+            pub fn new(id: impl AsRef<str>) -> Self {
+                $name(SmolStr::new(id))
             }
 
             pub fn as_str(&self) -> &str {
@@ -49,7 +51,7 @@ macro_rules! id_type {
 
         impl From<&str> for $name {
             fn from(id: &str) -> Self {
-                $name(id.into())
+                $name(SmolStr::new(id))
             }
         }
     };
