@@ -48,11 +48,23 @@ unsafe impl GlobalAlloc for Counting {
 #[global_allocator]
 static ALLOCATOR: Counting = Counting;
 
-/// The box: 30 km × 30 km centred on Rotterdam.
-const CENTRE: (f64, f64) = (51.92, 4.47);
-const HALF_LAT: f64 = 15_000.0 / 111_200.0;
-const HALF_LON: f64 = 15_000.0 / 68_700.0;
+/// Rotterdam: the 30 km × 30 km box of the ingest benchmark.
+const ROTTERDAM: Area = Area {
+    centre: (51.92, 4.47),
+    half_m: 15_000.0,
+};
+/// A national spread: 240 km × 240 km around the middle of the Netherlands.
+const NETHERLANDS: Area = Area {
+    centre: (52.2, 5.3),
+    half_m: 120_000.0,
+};
 const INTERVAL_S: i64 = 15;
+
+#[derive(Clone, Copy)]
+struct Area {
+    centre: (f64, f64),
+    half_m: f64,
+}
 
 /// A small deterministic generator (SplitMix64): benchmarks must not vary.
 struct Rng(u64);
@@ -71,10 +83,12 @@ impl Rng {
     fn range(&mut self, lo: f64, hi: f64) -> f64 {
         lo + (hi - lo) * self.unit()
     }
-    fn point_in_box(&mut self) -> (f64, f64) {
+    fn point_in(&mut self, area: Area) -> (f64, f64) {
+        let half_lat = area.half_m / 111_200.0;
+        let half_lon = area.half_m / (111_320.0 * area.centre.0.to_radians().cos());
         (
-            CENTRE.0 + self.range(-HALF_LAT, HALF_LAT),
-            CENTRE.1 + self.range(-HALF_LON, HALF_LON),
+            area.centre.0 + self.range(-half_lat, half_lat),
+            area.centre.1 + self.range(-half_lon, half_lon),
         )
     }
 }
@@ -108,7 +122,7 @@ struct World {
     devices: Vec<(DeviceId, (f64, f64))>,
 }
 
-fn world(n: usize) -> World {
+fn world(n: usize, area: Area) -> World {
     let mut rng = Rng(42);
     let mut cases = Vec::with_capacity(n);
     let mut devices = Vec::with_capacity(2 * n);
@@ -122,9 +136,9 @@ fn world(n: usize) -> World {
     for i in 0..n {
         let offender = DeviceId::new(format!("OFF-{i:06}"));
         let victim = DeviceId::new(format!("VIC-{i:06}"));
-        let her_home = rng.point_in_box();
-        let her_work = rng.point_in_box();
-        devices.push((offender.clone(), rng.point_in_box()));
+        let her_home = rng.point_in(area);
+        let her_work = rng.point_in(area);
+        devices.push((offender.clone(), rng.point_in(area)));
         devices.push((victim.clone(), her_home));
         cases.push(Case {
             id: CaseId::new(format!("RTM-{i:06}")),
@@ -215,7 +229,7 @@ fn bench_ingest(c: &mut Criterion, sizes: &[usize]) {
     let mut group = c.benchmark_group("ingest_fix");
     group.throughput(Throughput::Elements(1));
     for &n in sizes {
-        let world = world(n);
+        let world = world(n, ROTTERDAM);
         let mut engine = load(&world);
         let mut stream = FixStream {
             devices: &world.devices,
@@ -241,46 +255,66 @@ fn bench_ingest(c: &mut Criterion, sizes: &[usize]) {
 }
 
 fn bench_queries(c: &mut Criterion, n: usize) {
-    let world = world(n);
-    let mut engine = load(&world);
-    let mut stream = FixStream {
-        devices: &world.devices,
-        next: 0,
-        rng: Rng(7),
-    };
-    for fix in stream.take(world.devices.len() as u64) {
-        engine.ingest_fix(&fix).expect("accepted");
-    }
-    let mut rng = Rng(99);
-    let points: Vec<(f64, f64)> = (0..4096).map(|_| rng.point_in_box()).collect();
     let mut group = c.benchmark_group("queries");
-    let mut i = 0;
-    group.bench_function(
-        BenchmarkId::new("bans_at", format!("{}_zones", 2 * n)),
-        |b| {
-            b.iter(|| {
-                let (lat, lon) = points[i % points.len()];
-                i += 1;
-                black_box(engine.bans_at(lat, lon, t0()))
-            })
-        },
-    );
-    group.bench_function(
-        BenchmarkId::new("devices_near_500m", format!("{}_devices", 2 * n)),
-        |b| {
-            b.iter(|| {
-                let (lat, lon) = points[i % points.len()];
-                i += 1;
-                black_box(engine.devices_near(lat, lon, 500.0))
-            })
-        },
-    );
+    for (name, area) in [("netherlands", NETHERLANDS), ("rotterdam", ROTTERDAM)] {
+        let world = world(n, area);
+        let mut engine = load(&world);
+        let mut stream = FixStream {
+            devices: &world.devices,
+            next: 0,
+            rng: Rng(7),
+        };
+        for fix in stream.take(world.devices.len() as u64) {
+            engine.ingest_fix(&fix).expect("accepted");
+        }
+        let mut rng = Rng(99);
+        let points: Vec<(f64, f64)> = (0..4096).map(|_| rng.point_in(area)).collect();
+        let bans: usize = points
+            .iter()
+            .map(|&(lat, lon)| engine.bans_at(lat, lon, t0()).len())
+            .sum();
+        let near: usize = points
+            .iter()
+            .map(|&(lat, lon)| engine.devices_near(lat, lon, 500.0).len())
+            .sum();
+        println!(
+            "queries/{name}: {} zones, {} devices; a point has on average {:.1} bans and {:.1} devices within 500 m",
+            2 * n,
+            engine.device_count(),
+            bans as f64 / points.len() as f64,
+            near as f64 / points.len() as f64,
+        );
+        let mut i = 0;
+        group.bench_function(
+            BenchmarkId::new("bans_at", format!("{name}/{}_zones", 2 * n)),
+            |b| {
+                b.iter(|| {
+                    let (lat, lon) = points[i % points.len()];
+                    i += 1;
+                    black_box(engine.bans_at(lat, lon, t0()))
+                })
+            },
+        );
+        group.bench_function(
+            BenchmarkId::new(
+                "devices_near_500m",
+                format!("{name}/{}_devices", engine.device_count()),
+            ),
+            |b| {
+                b.iter(|| {
+                    let (lat, lon) = points[i % points.len()];
+                    i += 1;
+                    black_box(engine.devices_near(lat, lon, 500.0))
+                })
+            },
+        );
+    }
     group.finish();
 }
 
 /// Live heap bytes per case, cases and device positions included.
 fn report_memory(n: usize) {
-    let world = world(n);
+    let world = world(n, ROTTERDAM);
     let before = LIVE.load(Ordering::Relaxed);
     let mut engine = load(&world);
     let mut stream = FixStream {

@@ -1111,6 +1111,9 @@ impl Engine {
                 continue;
             }
             if let CompiledRule::Exclusion { zone, buffer_m } = &state.rule {
+                if !zone.may_touch(&point, *buffer_m) {
+                    continue;
+                }
                 let d = zone.signed_distance_m(&point);
                 if d <= *buffer_m {
                     hits.push(BanHit {
