@@ -11,7 +11,8 @@
 //! decides with is reachable from its slot; a device maps to the cases it is
 //! part of.
 
-use std::collections::HashMap;
+use foldhash::{HashMap, HashMapExt};
+use smallvec::SmallVec;
 
 use jiff::tz::TimeZone;
 use jiff::Timestamp;
@@ -155,9 +156,45 @@ struct CaseState {
     offender_id: DeviceId,
     /// Device slots of the case with their roles, the offender first.
     members: Vec<(usize, Role)>,
+    /// Which orders a fix bears on, kept with the case so that most fixes
+    /// decide without touching the orders themselves.
+    plan: SmallVec<[OrderPlan; 4]>,
     orders: Vec<OrderState>,
     /// When the engine began watching: the reference for "never heard of".
     watched_since: Timestamp,
+}
+
+/// The few facts needed to skip an order for a fix, one per order.
+#[derive(Debug, Clone, Copy)]
+enum OrderPlan {
+    /// An exclusion zone: a fix farther than `reach_m` (plus its accuracy and
+    /// the clearing margin) from `centre` cannot touch it. `engaged` is true
+    /// whenever its track may hold evidence or an open episode.
+    Zone {
+        centre: Ecef,
+        reach_m: f64,
+        engaged: bool,
+    },
+    Curfew,
+    ContactBan {
+        protected: usize,
+    },
+}
+
+impl OrderPlan {
+    fn of(rule: &CompiledRule) -> Self {
+        match rule {
+            CompiledRule::Exclusion { zone, buffer_m } => OrderPlan::Zone {
+                centre: *zone.frame().origin(),
+                reach_m: zone.reach_m() + buffer_m,
+                engaged: true,
+            },
+            CompiledRule::Inclusion { .. } => OrderPlan::Curfew,
+            CompiledRule::ContactBan { protected, .. } => OrderPlan::ContactBan {
+                protected: *protected,
+            },
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -233,7 +270,8 @@ impl Sample {
 #[derive(Debug)]
 struct DeviceState {
     id: DeviceId,
-    memberships: Vec<(usize, Role)>,
+    /// The cases the device is part of; almost always one.
+    memberships: SmallVec<[(usize, Role); 2]>,
     watched_since: Timestamp,
     last_message: Option<Timestamp>,
     /// Time of the newest fix, usable or not: the line between live and late.
@@ -255,7 +293,7 @@ impl DeviceState {
     fn new(id: DeviceId, now: Timestamp) -> Self {
         DeviceState {
             id,
-            memberships: Vec::new(),
+            memberships: SmallVec::new(),
             watched_since: now,
             last_message: None,
             latest_fix: None,
@@ -468,6 +506,7 @@ impl Engine {
             offender,
             offender_id: case.offender.device.clone(),
             members,
+            plan: orders.iter().map(|o| OrderPlan::of(&o.rule)).collect(),
             orders,
             watched_since,
         };
@@ -798,31 +837,42 @@ impl Engine {
         let Some(dev) = self.devices[slot].as_ref() else {
             return;
         };
+        let margin = self.config.clear_margin_m + sample.accuracy_m;
         for &(case_slot, role) in &dev.memberships {
             let Some(case) = self.cases[case_slot].as_mut() else {
                 continue;
             };
-            for i in 0..case.orders.len() {
-                let order = &case.orders[i];
-                let relevant = match (&order.rule, role) {
-                    (CompiledRule::ContactBan { protected, .. }, Role::Protected) => {
-                        *protected == slot
+            for i in 0..case.plan.len() {
+                let relevant = match case.plan[i] {
+                    OrderPlan::Zone {
+                        centre,
+                        reach_m,
+                        engaged,
+                    } => {
+                        role == Role::Offender
+                            && (engaged || centre.distance_m(&sample.ecef) <= reach_m + margin)
                     }
-                    (_, Role::Offender) => true,
-                    _ => false,
+                    OrderPlan::Curfew => role == Role::Offender,
+                    OrderPlan::ContactBan { protected } => {
+                        role == Role::Offender || protected == slot
+                    }
                 };
-                if relevant {
-                    decide_order(
-                        &self.config,
-                        &self.tz,
-                        &self.devices,
-                        case,
-                        i,
-                        slot,
-                        sample,
-                        suspect,
-                        events,
-                    );
+                if !relevant {
+                    continue;
+                }
+                decide_order(
+                    &self.config,
+                    &self.tz,
+                    &self.devices,
+                    case,
+                    i,
+                    slot,
+                    sample,
+                    suspect,
+                    events,
+                );
+                if let OrderPlan::Zone { engaged, .. } = &mut case.plan[i] {
+                    *engaged = !case.orders[i].track.is_idle();
                 }
             }
         }
@@ -1419,19 +1469,6 @@ fn decide_order(
     // The other party of a contact ban; reports are built only for an event.
     let (assessment, kinds, other) = match &mut case.orders[i].rule {
         CompiledRule::Exclusion { zone, buffer_m } => {
-            let near = zone.may_touch(
-                &sample.ecef,
-                *buffer_m + sample.accuracy_m + config.clear_margin_m,
-            );
-            let has_episode = case.orders[i].track.open.is_some();
-            if !near && !has_episode {
-                // Far away and nothing open: clear, and the streaks must know it.
-                case.orders[i].track.reset_evidence();
-                return;
-            }
-            let CompiledRule::Exclusion { zone, buffer_m } = &case.orders[i].rule else {
-                return;
-            };
             let d = zone.signed_distance_m(&sample.ecef);
             (
                 Assessment::new(d, *buffer_m, sample.accuracy_m, config.clear_margin_m),

@@ -51,6 +51,15 @@ pub struct TrackKinds {
 }
 
 impl Track {
+    /// No open episode and no evidence towards one.
+    pub fn is_idle(&self) -> bool {
+        self.open.is_none()
+            && self.warning_streak == 0
+            && self.breach_streak == 0
+            && self.run_start.is_none()
+            && self.clear_since.is_none()
+    }
+
     /// Forgets the evidence gathered so far; used when an order goes inactive.
     pub fn reset_evidence(&mut self) {
         self.warning_streak = 0;

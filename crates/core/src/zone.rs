@@ -143,12 +143,18 @@ impl CompiledZone {
         AABB::from_corners([lo[0] - dlon, lo[1] - dlat], [hi[0] + dlon, hi[1] + dlat])
     }
 
+    /// Metres from the frame origin that enclose every vertex (the zone's
+    /// planar distances never exceed the true ones, so this bounds it).
+    pub fn reach_m(&self) -> f64 {
+        self.reach_m + 1.0
+    }
+
     /// Whether a position could lie within `margin_m` of the zone: a cheap
     /// test that lets most fixes skip the exact one.
     #[inline]
     pub fn may_touch(&self, p: &Ecef, margin_m: f64) -> bool {
         // The tangent plane only shortens distances, so its reach is a safe bound.
-        self.frame.origin().distance_m(p) <= self.reach_m + margin_m + 1.0
+        self.frame.origin().distance_m(p) <= self.reach_m() + margin_m
     }
 
     /// Signed distance in metres from `p` to the boundary: negative inside.
