@@ -228,6 +228,7 @@ impl FixStream<'_> {
 fn bench_ingest(c: &mut Criterion, sizes: &[usize]) {
     let mut group = c.benchmark_group("ingest_fix");
     group.throughput(Throughput::Elements(1));
+    let mut ticks = Vec::new();
     for &n in sizes {
         let world = world(n, ROTTERDAM);
         let mut engine = load(&world);
@@ -249,6 +250,17 @@ fn bench_ingest(c: &mut Criterion, sizes: &[usize]) {
                 }
                 start.elapsed()
             })
+        });
+        // The once-a-second sweep over every device and order, at the time
+        // of the latest fix, so nothing is due: the steady-state cost.
+        let now = stream.take(1)[0].ts;
+        ticks.push((n, engine, now));
+    }
+    group.finish();
+    let mut group = c.benchmark_group("tick");
+    for (n, mut engine, now) in ticks {
+        group.bench_function(BenchmarkId::new("cases", n), |b| {
+            b.iter(|| black_box(engine.tick(now)).len())
         });
     }
     group.finish();
