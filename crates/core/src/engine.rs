@@ -465,7 +465,13 @@ impl Engine {
                 ..
             } = &mut rule
             {
-                *protected = self.device_slots[protected_id.as_str()];
+                // Attached above; a missing slot would read as a device never
+                // heard from (position unknown), never as a panic.
+                *protected = self
+                    .device_slots
+                    .get(protected_id.as_str())
+                    .copied()
+                    .unwrap_or(usize::MAX);
                 self.max_alarm_radius_m = self.max_alarm_radius_m.max(*alarm_m);
             }
             let track = previous
@@ -692,6 +698,7 @@ impl Engine {
                     .device
                     .clone()?;
                 CompiledRule::ContactBan {
+                    // Resolved once the devices are attached.
                     protected: usize::MAX,
                     protected_id: device,
                     warning_m: *warning_radius_m,
@@ -928,7 +935,8 @@ impl Engine {
                         } else {
                             continue;
                         };
-                        let Some(other_dev) = self.devices[other_slot].as_ref() else {
+                        let Some(other_dev) = self.devices.get(other_slot).and_then(Option::as_ref)
+                        else {
                             continue;
                         };
                         let Some(other) = other_dev.sample_near(sample.ts) else {
@@ -1506,7 +1514,7 @@ fn decide_order(
             } else {
                 (Role::Protected, case.offender)
             };
-            let other_dev = devices[other_slot].as_ref();
+            let other_dev = devices.get(other_slot).and_then(Option::as_ref);
             let other = other_dev.and_then(|d| Some((d, d.accepted?)));
             let Some((other_dev, other)) = other
                 .filter(|(_, o)| seconds_between(o.ts, at) <= f64::from(config.position_max_age_s))
@@ -1649,7 +1657,7 @@ fn pair_known_until(
     };
     [case.offender, protected]
         .into_iter()
-        .filter_map(|slot| devices[slot].as_ref())
+        .filter_map(|slot| devices.get(slot).and_then(Option::as_ref))
         .map(|dev| {
             let last = dev
                 .accepted
