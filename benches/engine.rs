@@ -180,12 +180,24 @@ fn world(n: usize, area: Area) -> World {
     World { cases, devices }
 }
 
-fn load(world: &World) -> Engine {
+/// An engine with the world's cases, after `rounds` rounds of fixes, and
+/// the stream to go on with.
+fn load(world: &World, rounds: usize) -> (Engine, FixStream<'_>) {
     let mut engine = Engine::new(EngineConfig::default());
     for case in &world.cases {
         engine.upsert_case(case.clone(), t0()).expect("valid case");
     }
-    engine
+    let mut stream = FixStream {
+        devices: &world.devices,
+        next: 0,
+        rng: Rng(7),
+    };
+    for _ in 0..rounds {
+        for fix in stream.take(world.devices.len() as u64) {
+            engine.ingest_fix(&fix).expect("accepted");
+        }
+    }
+    (engine, stream)
 }
 
 /// Fixes in arrival order: device after device, every device once per
@@ -231,16 +243,8 @@ fn bench_ingest(c: &mut Criterion, sizes: &[usize]) {
     let mut ticks = Vec::new();
     for &n in sizes {
         let world = world(n, ROTTERDAM);
-        let mut engine = load(&world);
-        let mut stream = FixStream {
-            devices: &world.devices,
-            next: 0,
-            rng: Rng(7),
-        };
         // One round so every device has a position to be judged from.
-        for fix in stream.take(world.devices.len() as u64) {
-            engine.ingest_fix(&fix).expect("accepted");
-        }
+        let (mut engine, mut stream) = load(&world, 1);
         group.bench_function(BenchmarkId::new("cases", n), |b| {
             b.iter_custom(|iters| {
                 let fixes = stream.take(iters);
@@ -270,15 +274,7 @@ fn bench_queries(c: &mut Criterion, n: usize) {
     let mut group = c.benchmark_group("queries");
     for (name, area) in [("netherlands", NETHERLANDS), ("rotterdam", ROTTERDAM)] {
         let world = world(n, area);
-        let mut engine = load(&world);
-        let mut stream = FixStream {
-            devices: &world.devices,
-            next: 0,
-            rng: Rng(7),
-        };
-        for fix in stream.take(world.devices.len() as u64) {
-            engine.ingest_fix(&fix).expect("accepted");
-        }
+        let (mut engine, _) = load(&world, 1);
         let mut rng = Rng(99);
         let points: Vec<(f64, f64)> = (0..4096).map(|_| rng.point_in(area)).collect();
         let bans: usize = points
@@ -328,18 +324,8 @@ fn bench_queries(c: &mut Criterion, n: usize) {
 fn report_memory(n: usize) {
     let world = world(n, ROTTERDAM);
     let before = LIVE.load(Ordering::Relaxed);
-    let mut engine = load(&world);
-    let mut stream = FixStream {
-        devices: &world.devices,
-        next: 0,
-        rng: Rng(7),
-    };
-    // Fill every device's history ring, as in steady operation.
-    for _ in 0..10 {
-        for fix in stream.take(world.devices.len() as u64) {
-            engine.ingest_fix(&fix).expect("accepted");
-        }
-    }
+    // Ten rounds fill every device's history, as in steady operation.
+    let (engine, _) = load(&world, 10);
     let after = LIVE.load(Ordering::Relaxed);
     println!(
         "memory: {n} cases, {} devices: {} bytes live in the engine, {} bytes per case",

@@ -516,16 +516,8 @@ impl Engine {
             orders,
             watched_since,
         };
-        for (i, order) in state.orders.iter().enumerate() {
-            if let CompiledRule::Exclusion { zone, buffer_m } = &order.rule {
-                self.zones.insert(
-                    zone.bounds_with_margin(*buffer_m),
-                    OrderRef {
-                        case: slot,
-                        order: i,
-                    },
-                );
-            }
+        for (bounds, at) in zone_entries(slot, &state) {
+            self.zones.insert(bounds, at);
         }
         self.case_slots.insert(case.id.clone(), slot);
         self.cases[slot] = Some(state);
@@ -569,16 +561,8 @@ impl Engine {
     fn detach_case(&mut self, id: &CaseId) -> Option<(usize, CaseState)> {
         let slot = self.case_slots.remove(id)?;
         let old = self.cases[slot].take()?;
-        for (i, order) in old.orders.iter().enumerate() {
-            if let CompiledRule::Exclusion { zone, buffer_m } = &order.rule {
-                self.zones.remove(
-                    zone.bounds_with_margin(*buffer_m),
-                    OrderRef {
-                        case: slot,
-                        order: i,
-                    },
-                );
-            }
+        for (bounds, at) in zone_entries(slot, &old) {
+            self.zones.remove(bounds, at);
         }
         // An upsert attaches the devices again; orphans are dropped after it.
         for &(d, _) in &old.members {
@@ -1262,6 +1246,26 @@ impl Engine {
         });
         found
     }
+}
+
+/// The zone index entries of a case: its exclusion zones, buffer included.
+fn zone_entries(
+    slot: usize,
+    case: &CaseState,
+) -> impl Iterator<Item = (crate::zone::DegreeBox, OrderRef)> + '_ {
+    case.orders
+        .iter()
+        .enumerate()
+        .filter_map(move |(i, order)| match &order.rule {
+            CompiledRule::Exclusion { zone, buffer_m } => Some((
+                zone.bounds_with_margin(*buffer_m),
+                OrderRef {
+                    case: slot,
+                    order: i,
+                },
+            )),
+            _ => None,
+        })
 }
 
 /// Refuses what cannot be a position.

@@ -4,8 +4,8 @@ mod common;
 
 use common::*;
 use kordon_core::{
-    ClearReason, Day, DeviceId, EventKind, GpsState, Phase, RiskLevel, Role, Rule, Schedule,
-    Status, StrapState, Window, ZoneGeometry,
+    ClearReason, DeviceId, EventKind, GpsState, Phase, RiskLevel, Role, Rule, Status, StrapState,
+    ZoneGeometry,
 };
 
 /// Curfew 22:00–06:00 every night, 60 m around HOME, 10 minutes' grace.
@@ -15,21 +15,7 @@ fn curfew_case() -> kordon_core::Case {
             coordinates: [HOME.1, HOME.0],
             radius_m: 60.0,
         },
-        schedule: Schedule {
-            windows: vec![Window {
-                days: vec![
-                    Day::Mon,
-                    Day::Tue,
-                    Day::Wed,
-                    Day::Thu,
-                    Day::Fri,
-                    Day::Sat,
-                    Day::Sun,
-                ],
-                start: "22:00".parse().unwrap(),
-                end: "06:00".parse().unwrap(),
-            }],
-        },
+        schedule: every_day("22:00", "06:00"),
         grace_s: 600,
     };
     case("RTM-3", RiskLevel::Medium, vec![order("curfew", rule)])

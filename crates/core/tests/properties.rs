@@ -11,8 +11,7 @@ use kordon_core::decision::disc_in_area;
 use kordon_core::geodesy::{distance_m, LocalFrame};
 use kordon_core::zone::CompiledZone;
 use kordon_core::{
-    Day, DeviceId, Engine, EngineConfig, Event, Phase, RiskLevel, Rule, Schedule, Status,
-    StrapState, Window, ZoneGeometry,
+    DeviceId, Engine, EngineConfig, Event, Phase, RiskLevel, Rule, Status, StrapState, ZoneGeometry,
 };
 use proptest::prelude::*;
 
@@ -166,21 +165,7 @@ fn full_case() -> kordon_core::Case {
             coordinates: [HOME.1, HOME.0],
             radius_m: 300.0,
         },
-        schedule: Schedule {
-            windows: vec![Window {
-                days: vec![
-                    Day::Mon,
-                    Day::Tue,
-                    Day::Wed,
-                    Day::Thu,
-                    Day::Fri,
-                    Day::Sat,
-                    Day::Sun,
-                ],
-                start: "11:30".parse().unwrap(),
-                end: "13:00".parse().unwrap(),
-            }],
-        },
+        schedule: every_day("11:30", "13:00"),
         grace_s: 120,
     };
     case(

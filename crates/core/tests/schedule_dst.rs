@@ -1,26 +1,11 @@
 //! Weekly windows in Europe/Amsterdam local time across the 2026 DST changes.
 
+mod common;
+
+use common::every_day;
 use jiff::Timestamp;
 use kordon_core::schedule::{schedule_time_zone, Schedule};
 use kordon_core::{Day, Window};
-
-fn every_night(start: &str, end: &str) -> Schedule {
-    Schedule {
-        windows: vec![Window {
-            days: vec![
-                Day::Mon,
-                Day::Tue,
-                Day::Wed,
-                Day::Thu,
-                Day::Fri,
-                Day::Sat,
-                Day::Sun,
-            ],
-            start: start.parse().unwrap(),
-            end: end.parse().unwrap(),
-        }],
-    }
-}
 
 fn ts(s: &str) -> Timestamp {
     s.parse().unwrap()
@@ -29,7 +14,7 @@ fn ts(s: &str) -> Timestamp {
 #[test]
 fn overnight_window_runs_into_the_next_day() {
     let tz = schedule_time_zone();
-    let s = every_night("22:00", "06:00");
+    let s = every_day("22:00", "06:00");
     // Winter: CET = UTC+1.
     assert!(!s.is_active_at(&tz, ts("2026-11-25T20:59:59Z")));
     assert!(s.is_active_at(&tz, ts("2026-11-25T21:00:00Z")));
@@ -48,7 +33,7 @@ fn overnight_window_runs_into_the_next_day() {
 fn spring_forward_night_is_seven_hours() {
     // 2026-03-29 02:00 CET becomes 03:00 CEST.
     let tz = schedule_time_zone();
-    let s = every_night("22:00", "06:00");
+    let s = every_day("22:00", "06:00");
     let w = s.state_at(&tz, ts("2026-03-29T00:00:00Z")).active.unwrap();
     assert_eq!(w.start, ts("2026-03-28T21:00:00Z"), "22:00 CET");
     assert_eq!(w.end, ts("2026-03-29T04:00:00Z"), "06:00 CEST");
@@ -62,7 +47,7 @@ fn spring_forward_night_is_seven_hours() {
 fn fall_back_night_is_nine_hours() {
     // 2026-10-25 03:00 CEST becomes 02:00 CET.
     let tz = schedule_time_zone();
-    let s = every_night("22:00", "06:00");
+    let s = every_day("22:00", "06:00");
     let w = s.state_at(&tz, ts("2026-10-25T01:30:00Z")).active.unwrap();
     assert_eq!(w.start, ts("2026-10-24T20:00:00Z"), "22:00 CEST");
     assert_eq!(w.end, ts("2026-10-25T05:00:00Z"), "06:00 CET");
@@ -72,7 +57,7 @@ fn fall_back_night_is_nine_hours() {
 #[test]
 fn a_start_in_the_spring_gap_begins_after_it() {
     let tz = schedule_time_zone();
-    let s = every_night("02:30", "05:00");
+    let s = every_day("02:30", "05:00");
     let w = s.state_at(&tz, ts("2026-03-29T02:00:00Z")).active.unwrap();
     assert_eq!(
         w.start,

@@ -73,6 +73,18 @@ pub fn square_zone(half_side: f64, buffer: Option<f64>) -> Rule {
     }
 }
 
+/// One window on every day of the week, e.g. a curfew from 22:00 to 06:00.
+pub fn every_day(start: &str, end: &str) -> kordon_core::Schedule {
+    use kordon_core::Day::*;
+    kordon_core::Schedule {
+        windows: vec![kordon_core::Window {
+            days: vec![Mon, Tue, Wed, Thu, Fri, Sat, Sun],
+            start: start.parse().unwrap(),
+            end: end.parse().unwrap(),
+        }],
+    }
+}
+
 pub fn contact_ban(warning: f64, alarm: f64) -> Rule {
     Rule::ContactBan {
         protected: PersonId::from("P1"),
