@@ -63,6 +63,8 @@ pub enum Problem {
     InvalidPolygon { detail: String },
     #[error("geometry has no polygon")]
     EmptyGeometry,
+    #[error("zone reaches {reach_m} m from its centre; no zone may exceed {max} m")]
+    ZoneTooLarge { reach_m: f64, max: f64 },
     #[error("value {value} is not a finite number")]
     NotFinite { value: f64 },
     #[error("latitude {lat} is outside -90..90")]
@@ -326,6 +328,7 @@ impl Validator {
     }
 
     fn geometry(&mut self, field: &str, geometry: &ZoneGeometry) {
+        self.extent(field, geometry);
         match geometry {
             ZoneGeometry::Circle {
                 coordinates,
@@ -378,6 +381,48 @@ impl Validator {
                     }
                 }
             }
+        }
+    }
+
+    /// A zone is judged in the tangent plane at its centre, which is exact
+    /// to centimetres within 50 km of it; a larger zone is a mistake anyway.
+    fn extent(&mut self, field: &str, geometry: &ZoneGeometry) {
+        let positions: Vec<[f64; 2]> = match geometry {
+            ZoneGeometry::Circle { .. } => return,
+            ZoneGeometry::Polygon { coordinates } => {
+                coordinates.iter().flatten().copied().collect()
+            }
+            ZoneGeometry::MultiPolygon { coordinates } => {
+                coordinates.iter().flatten().flatten().copied().collect()
+            }
+        };
+        let usable =
+            |p: &&[f64; 2]| (-180.0..=180.0).contains(&p[0]) && (-90.0..=90.0).contains(&p[1]);
+        let mut min = [f64::INFINITY; 2];
+        let mut max = [f64::NEG_INFINITY; 2];
+        for p in positions.iter().filter(usable) {
+            for i in 0..2 {
+                min[i] = min[i].min(p[i]);
+                max[i] = max[i].max(p[i]);
+            }
+        }
+        if !min[0].is_finite() {
+            return;
+        }
+        let (lat, lon) = ((min[1] + max[1]) / 2.0, (min[0] + max[0]) / 2.0);
+        let reach = positions
+            .iter()
+            .filter(usable)
+            .map(|p| crate::geodesy::distance_m(lat, lon, p[1], p[0]))
+            .fold(0.0, f64::max);
+        if reach > MAX_RADIUS_M {
+            self.error(
+                format!("{field}.coordinates"),
+                Problem::ZoneTooLarge {
+                    reach_m: reach.round(),
+                    max: MAX_RADIUS_M,
+                },
+            );
         }
     }
 

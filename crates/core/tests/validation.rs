@@ -134,6 +134,19 @@ fn radii_must_be_positive_and_sane() {
 }
 
 #[test]
+fn a_zone_larger_than_fifty_km_is_refused() {
+    let case = with(|v| {
+        // From Rotterdam to Groningen.
+        *ring(v) = serde_json::json!([[4.48, 51.92], [6.56, 53.22], [6.56, 51.92], [4.48, 51.92]]);
+    });
+    assert!(
+        matches!(problems(&case)[0].2, Problem::ZoneTooLarge { .. }),
+        "{:?}",
+        problems(&case)
+    );
+}
+
+#[test]
 fn alarm_radius_larger_than_warning_radius() {
     let case = with(|v| v["orders"][2]["rule"]["alarm_radius_m"] = 2000.into());
     let p = problems(&case);
