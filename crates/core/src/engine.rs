@@ -321,18 +321,24 @@ impl DeviceState {
         })
     }
 
+    /// Whether `sample` implies an impossible speed from the remembered fix
+    /// nearest to it in time.
+    fn implausible_among_neighbours(&self, sample: &Sample, config: &EngineConfig) -> bool {
+        self.history
+            .entries()
+            .filter(|e| e.ts != sample.ts)
+            .min_by_key(|e| sample.ts.duration_since(e.ts).as_millis().abs())
+            .is_some_and(|e| {
+                implied_speed_mps(&e.sample(), sample) > config.max_plausible_speed_mps
+            })
+    }
+
     /// The remembered fix nearest in time to `t`.
     fn sample_near(&self, t: Timestamp) -> Option<Sample> {
         self.history
             .entries()
             .min_by_key(|e| t.duration_since(e.ts).as_millis().abs())
-            .map(|e| Sample {
-                ts: e.ts,
-                lat: e.lat,
-                lon: e.lon,
-                accuracy_m: e.accuracy_m,
-                ecef: Ecef::from_lat_lon(e.lat, e.lon),
-            })
+            .map(Remembered::sample)
     }
 }
 
@@ -353,6 +359,18 @@ struct Remembered {
     accuracy_m: f64,
 }
 
+impl Remembered {
+    fn sample(&self) -> Sample {
+        Sample {
+            ts: self.ts,
+            lat: self.lat,
+            lon: self.lon,
+            accuracy_m: self.accuracy_m,
+            ecef: Ecef::from_lat_lon(self.lat, self.lon),
+        }
+    }
+}
+
 impl History {
     fn remember(&mut self, fix: &Fix) {
         self.entries[self.next] = Some(Remembered {
@@ -367,6 +385,20 @@ impl History {
 
     fn entries(&self) -> impl Iterator<Item = &Remembered> {
         self.entries.iter().flatten()
+    }
+}
+
+/// The speed a move between two fixes implies once both accuracies are
+/// granted: noise is not speed.
+fn implied_speed_mps(from: &Sample, to: &Sample) -> f64 {
+    let gap = (from.ecef.distance_m(&to.ecef) - from.accuracy_m - to.accuracy_m).max(0.0);
+    let dt = seconds_between(from.ts, to.ts);
+    if gap == 0.0 {
+        0.0
+    } else if dt == 0.0 {
+        f64::INFINITY
+    } else {
+        gap / dt
     }
 }
 
@@ -746,7 +778,7 @@ impl Engine {
             });
         }
 
-        let suspect = self.plausibility(slot, sample);
+        let suspect = self.is_suspect(slot, sample);
         let Some(dev) = self.devices[slot].as_mut() else {
             return Err(InputError::UnknownDevice(fix.device.clone()));
         };
@@ -789,33 +821,21 @@ impl Engine {
     /// Whether `sample` implies an impossible move. The accuracies of both
     /// fixes are granted first: noise is not speed. A suspect fix confirmed by
     /// the next one (plausible from it) makes that next one acceptable.
-    fn plausibility(&mut self, slot: usize, sample: Sample) -> bool {
+    fn is_suspect(&mut self, slot: usize, sample: Sample) -> bool {
         let max = self.config.max_plausible_speed_mps;
         let Some(dev) = self.devices[slot].as_mut() else {
             return false;
         };
-        let implied_speed = |from: &Sample| {
-            let gap =
-                (from.ecef.distance_m(&sample.ecef) - from.accuracy_m - sample.accuracy_m).max(0.0);
-            let dt = seconds_between(from.ts, sample.ts);
-            if gap == 0.0 {
-                0.0
-            } else if dt == 0.0 {
-                f64::INFINITY
-            } else {
-                gap / dt
-            }
-        };
         let Some(accepted) = dev.accepted else {
             return false;
         };
-        if implied_speed(&accepted) <= max {
+        if implied_speed_mps(&accepted, &sample) <= max {
             return false;
         }
         if dev
             .pending
             .as_ref()
-            .is_some_and(|p| implied_speed(p) <= max)
+            .is_some_and(|p| implied_speed_mps(p, &sample) <= max)
         {
             return false;
         }
@@ -882,14 +902,6 @@ impl Engine {
             for i in 0..case.orders.len() {
                 let config = &self.config;
                 let order = &mut case.orders[i];
-                if order
-                    .track
-                    .open
-                    .as_ref()
-                    .is_some_and(|e| e.onset <= sample.ts)
-                {
-                    continue;
-                }
                 let Some(window) = active_window(order, &self.tz, sample.ts) else {
                     continue;
                 };
@@ -944,8 +956,24 @@ impl Engine {
                 let Some((kind, certainty, distance, other)) = finding else {
                     continue;
                 };
+                // A breach already open since before this fix holds it.
+                if case.orders[i]
+                    .track
+                    .open
+                    .as_ref()
+                    .is_some_and(|e| e.kind == kind && e.onset <= sample.ts)
+                {
+                    continue;
+                }
                 let Some(dev) = self.devices[slot].as_ref() else {
                     continue;
+                };
+                // A late fix gets no next fix to confirm it: one implausible
+                // against its neighbours in time stays possible.
+                let certainty = if dev.implausible_among_neighbours(sample, config) {
+                    Certainty::Possible
+                } else {
+                    certainty
                 };
                 let own = sample.report(&dev.id, 0.0);
                 let (offender, protected) = match role {

@@ -212,3 +212,20 @@ fn duplicates_are_idempotent() {
         .unwrap();
     assert_eq!(same.disposition, kordon_core::Disposition::Duplicate);
 }
+
+#[test]
+fn an_implausible_late_fix_is_only_possible_evidence() {
+    let mut e = engine_with(vec![ban_case()]);
+    feed(&mut e, fix("VIC-7", 0, offset(0.0, 0.0), 10.0));
+    feed(&mut e, fix("OFF-7", 0, offset(4000.0, 0.0), 10.0));
+    feed(&mut e, fix("OFF-7", 30, offset(4000.0, 0.0), 10.0));
+    // A buffered multipath outlier: 4 km in 15 s.
+    let late = e
+        .ingest_fix(&fix("OFF-7", 15, offset(50.0, 0.0), 5.0))
+        .unwrap();
+    assert_eq!(
+        kinds(&late.events),
+        vec![(Phase::LateBreach, EventKind::ProximityBreach)]
+    );
+    assert_eq!(late.events[0].certainty, Some(Certainty::Possible));
+}

@@ -313,3 +313,27 @@ fn severity_follows_kind_and_risk() {
         Severity::Minor
     );
 }
+
+#[test]
+fn a_late_fix_inside_the_zone_is_evidence_even_while_a_warning_is_open() {
+    let mut e = engine_with(vec![zone_case()]);
+    // In the warning buffer from t=0: a warning episode opens.
+    let warned = feed(&mut e, fix("OFF-1", 0, offset(200.0, 0.0), 10.0));
+    assert_eq!(
+        kinds(&warned),
+        vec![(Phase::Opened, EventKind::ZoneWarning)]
+    );
+    feed(&mut e, fix("OFF-1", 60, offset(200.0, 0.0), 10.0));
+    // A fix from t=30, delivered late, puts him inside the zone.
+    let late = e
+        .ingest_fix(&fix("OFF-1", 30, offset(0.0, 0.0), 10.0))
+        .unwrap();
+    assert_eq!(
+        kinds(&late.events),
+        vec![(Phase::LateBreach, EventKind::ZoneBreach)]
+    );
+    assert_eq!(late.events[0].certainty, Some(Certainty::Certain));
+    // The open warning goes on as it was.
+    let next = feed(&mut e, fix("OFF-1", 75, offset(200.0, 0.0), 10.0));
+    assert!(next.is_empty(), "{next:?}");
+}
