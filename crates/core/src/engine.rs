@@ -11,6 +11,9 @@
 //! decides with is reachable from its slot; a device maps to the cases it is
 //! part of.
 
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+
 use foldhash::{HashMap, HashMapExt};
 use smallvec::SmallVec;
 
@@ -144,6 +147,9 @@ pub struct Engine {
     device_slots: HashMap<DeviceId, usize>,
     zones: ZoneIndex,
     positions: PositionIndex,
+    /// When a device or an order must be looked at again, earliest first.
+    /// An entry whose time is no longer its subject's `timer` is stale.
+    timers: BinaryHeap<Reverse<(Timestamp, Subject)>>,
     /// Largest contact-ban alarm radius, to size `bans_at` lookups.
     max_alarm_radius_m: f64,
 }
@@ -197,6 +203,30 @@ impl OrderPlan {
     }
 }
 
+/// What a timer looks at when it comes due.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Subject {
+    Device(usize),
+    Order { case: usize, order: usize },
+}
+
+/// Queues `subject` for `at` unless it is already queued for then or earlier.
+/// Deadlines mostly move later (every message postpones "offline"): the
+/// earlier entry then comes due, finds nothing, and queues the new time.
+fn arm(
+    timers: &mut BinaryHeap<Reverse<(Timestamp, Subject)>>,
+    timer: &mut Option<Timestamp>,
+    at: Option<Timestamp>,
+    subject: Subject,
+) {
+    if let Some(at) = at {
+        if timer.is_none_or(|queued| at < queued) {
+            *timer = Some(at);
+            timers.push(Reverse((at, subject)));
+        }
+    }
+}
+
 #[derive(Debug)]
 struct OrderState {
     id: OrderId,
@@ -205,6 +235,8 @@ struct OrderState {
     schedule: Option<(Schedule, Option<ScheduleState>)>,
     rule: CompiledRule,
     track: Track,
+    /// The earliest time this order is queued to be looked at again.
+    timer: Option<Timestamp>,
 }
 
 #[derive(Debug)]
@@ -287,6 +319,8 @@ struct DeviceState {
     battery: Option<(EventKind, Timestamp)>,
     gps_lost: Option<Timestamp>,
     offline: Option<Timestamp>,
+    /// The earliest time this device is queued to be looked at again.
+    timer: Option<Timestamp>,
 }
 
 impl DeviceState {
@@ -305,6 +339,7 @@ impl DeviceState {
             battery: None,
             gps_lost: None,
             offline: None,
+            timer: None,
         }
     }
 
@@ -424,6 +459,7 @@ impl Engine {
             device_slots: HashMap::new(),
             zones: ZoneIndex::default(),
             positions: PositionIndex::default(),
+            timers: BinaryHeap::new(),
             max_alarm_radius_m: 0.0,
         }
     }
@@ -527,6 +563,7 @@ impl Engine {
                 },
                 rule,
                 track,
+                timer: None,
             });
         }
         let watched_since = previous
@@ -553,6 +590,21 @@ impl Engine {
         }
         self.case_slots.insert(case.id.clone(), slot);
         self.cases[slot] = Some(state);
+        if let Some(state) = self.cases[slot].as_mut() {
+            for i in 0..state.orders.len() {
+                rearm_order(
+                    &mut self.timers,
+                    &self.config,
+                    &self.tz,
+                    &self.devices,
+                    state,
+                    slot,
+                    i,
+                    now,
+                    None,
+                );
+            }
+        }
         if let Some((_, old)) = &previous {
             self.drop_orphan_devices(&old.members);
         }
@@ -622,6 +674,13 @@ impl Engine {
             if !dev.memberships.contains(&(case, role)) {
                 dev.memberships.push((case, role));
             }
+            let deadline = device_deadline(dev, &self.config);
+            arm(
+                &mut self.timers,
+                &mut dev.timer,
+                deadline,
+                Subject::Device(slot),
+            );
         }
         slot
     }
@@ -788,11 +847,22 @@ impl Engine {
         }
         // Condition episodes (GPS lost, offline, unknown) clear only on
         // evidence that moves their deadline past their onset; otherwise a
-        // fix delayed in transit could clear one that then reopens with the
-        // same onset, and so the same id.
-        let renewed = dev.last_usable_fix.is_none_or(|last| fix.ts > last);
-        dev.last_usable_fix = Some(fix.ts);
-        if let Some(onset) = dev.gps_lost.take_if(|_| renewed) {
+        // message delayed in transit could clear one that then reopens with
+        // the same onset, and so the same id.
+        let gps_lost_after = self.config.gps_lost_after_s;
+        let latest = dev.last_usable_fix.map_or(fix.ts, |last| last.max(fix.ts));
+        dev.last_usable_fix = Some(latest);
+        let cleared = dev
+            .gps_lost
+            .take_if(|onset| after(latest, gps_lost_after) > *onset);
+        let deadline = device_deadline(dev, &self.config);
+        arm(
+            &mut self.timers,
+            &mut dev.timer,
+            deadline,
+            Subject::Device(slot),
+        );
+        if let Some(onset) = cleared {
             let dev = &*dev;
             fan_out(
                 &self.cases,
@@ -885,6 +955,17 @@ impl Engine {
                 if let OrderPlan::Zone { engaged, .. } = &mut case.plan[i] {
                     *engaged = !case.orders[i].track.is_idle();
                 }
+                rearm_order(
+                    &mut self.timers,
+                    &self.config,
+                    &self.tz,
+                    &self.devices,
+                    case,
+                    case_slot,
+                    i,
+                    sample.ts,
+                    None,
+                );
             }
         }
     }
@@ -1037,12 +1118,14 @@ impl Engine {
         let Some(dev) = self.devices[slot].as_mut() else {
             return;
         };
-        let renewed = dev.last_message.is_none_or(|last| ts > last);
         let current = dev.last_message.is_none_or(|last| ts >= last);
         let now = dev.last_message.map_or(ts, |t| t.max(ts));
         dev.last_message = Some(now);
         let mut changes: Vec<(EventKind, Timestamp, Phase)> = Vec::new();
-        if let Some(onset) = dev.offline.take_if(|_| renewed) {
+        if let Some(onset) = dev
+            .offline
+            .take_if(|onset| after(now, config.offline_after_s) > *onset)
+        {
             changes.push((EventKind::DeviceOffline, onset, Phase::Cleared));
         }
         // A message older than the newest says nothing about the strap or
@@ -1095,6 +1178,13 @@ impl Engine {
             }
             _ => {}
         }
+        let deadline = device_deadline(dev, config);
+        arm(
+            &mut self.timers,
+            &mut dev.timer,
+            deadline,
+            Subject::Device(slot),
+        );
         let dev = &*dev;
         for (kind, onset, phase) in changes {
             fan_out(&self.cases, dev, kind, onset, phase, now, events);
@@ -1103,65 +1193,91 @@ impl Engine {
 
     /// Advances time: offline and GPS-lost devices, stale contact-ban
     /// positions, curfew deadlines, orders whose validity or window ended.
+    /// Only what has come due is looked at, so a tick costs what it finds,
+    /// not the number of cases.
     pub fn tick(&mut self, now: Timestamp) -> Vec<Event> {
         let mut events = Vec::new();
-        let config = &self.config;
+        while let Some(&Reverse((due, subject))) = self.timers.peek() {
+            if due > now {
+                break;
+            }
+            self.timers.pop();
+            match subject {
+                Subject::Device(slot) => {
+                    let Some(dev) = self.devices.get_mut(slot).and_then(Option::as_mut) else {
+                        continue;
+                    };
+                    if dev.timer != Some(due) {
+                        continue;
+                    }
+                    dev.timer = None;
+                    check_device(&self.config, &self.cases, dev, now, &mut events);
+                    // What was due and did not act waits for new input, which
+                    // queues its subject again; requeueing it now would spin.
+                    let deadline = device_deadline(dev, &self.config).filter(|d| *d > now);
+                    arm(&mut self.timers, &mut dev.timer, deadline, subject);
+                }
+                Subject::Order { case, order } => {
+                    let Some(state) = self.cases.get_mut(case).and_then(Option::as_mut) else {
+                        continue;
+                    };
+                    if state.orders.get(order).is_none_or(|o| o.timer != Some(due)) {
+                        continue;
+                    }
+                    state.orders[order].timer = None;
+                    check_order(
+                        &self.config,
+                        &self.tz,
+                        &self.devices,
+                        state,
+                        order,
+                        now,
+                        &mut events,
+                    );
+                    rearm_order(
+                        &mut self.timers,
+                        &self.config,
+                        &self.tz,
+                        &self.devices,
+                        state,
+                        case,
+                        order,
+                        now,
+                        Some(now),
+                    );
+                }
+            }
+        }
+        #[cfg(debug_assertions)]
+        self.assert_nothing_missed(now);
+        events
+    }
+
+    /// In debug builds (all tests), every tick checks that a full sweep of
+    /// all devices and orders finds nothing the timers did not.
+    #[cfg(debug_assertions)]
+    fn assert_nothing_missed(&mut self, now: Timestamp) {
+        let mut missed = Vec::new();
         for dev in self.devices.iter_mut().flatten() {
-            let heard = dev.last_message.unwrap_or(dev.watched_since);
-            if dev.offline.is_none() {
-                let deadline = after(heard, config.offline_after_s);
-                if now >= deadline {
-                    dev.offline = Some(deadline);
-                    fan_out(
-                        &self.cases,
-                        dev,
-                        EventKind::DeviceOffline,
-                        deadline,
-                        Phase::Opened,
-                        now,
-                        &mut events,
-                    );
-                }
-            }
-            if dev.offline.is_none() && dev.gps_lost.is_none() {
-                let last_fix = dev.last_usable_fix.unwrap_or(dev.watched_since);
-                let deadline = after(last_fix, config.gps_lost_after_s);
-                if now >= deadline && heard > last_fix {
-                    dev.gps_lost = Some(deadline);
-                    fan_out(
-                        &self.cases,
-                        dev,
-                        EventKind::GpsLost,
-                        deadline,
-                        Phase::Opened,
-                        now,
-                        &mut events,
-                    );
-                }
-            }
+            check_device(&self.config, &self.cases, dev, now, &mut missed);
         }
         for case in self.cases.iter_mut().flatten() {
             for i in 0..case.orders.len() {
-                let order = &mut case.orders[i];
-                let Some(window) = active_window(order, &self.tz, now) else {
-                    close_order(case, i, ClearReason::OrderInactive, now, &mut events);
-                    continue;
-                };
-                match &order.rule {
-                    CompiledRule::Inclusion { .. } => {
-                        curfew_deadlines(config, &self.devices, case, i, window, now, &mut events);
-                    }
-                    CompiledRule::ContactBan { .. } => {
-                        let known_until = pair_known_until(config, &self.devices, case, i);
-                        if now >= known_until {
-                            open_position_unknown(case, i, known_until, now, &mut events);
-                        }
-                    }
-                    CompiledRule::Exclusion { .. } => {}
-                }
+                check_order(
+                    &self.config,
+                    &self.tz,
+                    &self.devices,
+                    case,
+                    i,
+                    now,
+                    &mut missed,
+                );
             }
         }
-        events
+        assert!(
+            missed.is_empty(),
+            "timers missed events at {now}: {missed:#?}"
+        );
     }
 
     /// Active exclusion zones and contact bans that cover a point at `at`.
@@ -1274,6 +1390,172 @@ impl Engine {
         });
         found
     }
+}
+
+/// Opens the health episodes of a device that have come due at `now`.
+fn check_device(
+    config: &EngineConfig,
+    cases: &[Option<CaseState>],
+    dev: &mut DeviceState,
+    now: Timestamp,
+    events: &mut Vec<Event>,
+) {
+    let heard = dev.last_message.unwrap_or(dev.watched_since);
+    if dev.offline.is_none() {
+        let deadline = after(heard, config.offline_after_s);
+        if now >= deadline {
+            dev.offline = Some(deadline);
+            fan_out(
+                cases,
+                dev,
+                EventKind::DeviceOffline,
+                deadline,
+                Phase::Opened,
+                now,
+                events,
+            );
+        }
+    }
+    if dev.offline.is_none() && dev.gps_lost.is_none() {
+        let last_fix = dev.last_usable_fix.unwrap_or(dev.watched_since);
+        let deadline = after(last_fix, config.gps_lost_after_s);
+        if now >= deadline && heard > last_fix {
+            dev.gps_lost = Some(deadline);
+            fan_out(
+                cases,
+                dev,
+                EventKind::GpsLost,
+                deadline,
+                Phase::Opened,
+                now,
+                events,
+            );
+        }
+    }
+}
+
+/// When `check_device` could next find something.
+fn device_deadline(dev: &DeviceState, config: &EngineConfig) -> Option<Timestamp> {
+    if dev.offline.is_some() {
+        // Only a message ends it, and a message queues the device again.
+        return None;
+    }
+    let heard = dev.last_message.unwrap_or(dev.watched_since);
+    let offline = after(heard, config.offline_after_s);
+    let last_fix = dev.last_usable_fix.unwrap_or(dev.watched_since);
+    let gps_lost = (dev.gps_lost.is_none() && heard > last_fix)
+        .then(|| after(last_fix, config.gps_lost_after_s));
+    Some(gps_lost.map_or(offline, |g| g.min(offline)))
+}
+
+/// Opens or clears what time alone decides for order `i`: validity and
+/// windows ending, curfew deadlines, a contact ban's pair going unknown.
+fn check_order(
+    config: &EngineConfig,
+    tz: &TimeZone,
+    devices: &[Option<DeviceState>],
+    case: &mut CaseState,
+    i: usize,
+    now: Timestamp,
+    events: &mut Vec<Event>,
+) {
+    let Some(window) = active_window(&mut case.orders[i], tz, now) else {
+        close_order(case, i, ClearReason::OrderInactive, now, events);
+        return;
+    };
+    match &case.orders[i].rule {
+        CompiledRule::Inclusion { .. } => {
+            curfew_deadlines(config, devices, case, i, window, now, events);
+        }
+        CompiledRule::ContactBan { .. } => {
+            let known_until = pair_known_until(config, devices, case, i);
+            if now >= known_until {
+                open_position_unknown(case, i, known_until, now, events);
+            }
+        }
+        CompiledRule::Exclusion { .. } => {}
+    }
+}
+
+/// Queues order `i` for the next time `check_order` could find something,
+/// judged from the state as of `at`; with `checked`, only deadlines after
+/// that time (see `tick`).
+#[allow(clippy::too_many_arguments)]
+fn rearm_order(
+    timers: &mut BinaryHeap<Reverse<(Timestamp, Subject)>>,
+    config: &EngineConfig,
+    tz: &TimeZone,
+    devices: &[Option<DeviceState>],
+    case: &mut CaseState,
+    case_slot: usize,
+    i: usize,
+    at: Timestamp,
+    checked: Option<Timestamp>,
+) {
+    let window = active_window(&mut case.orders[i], tz, at);
+    let order = &case.orders[i];
+    let open = order.track.open.as_ref().map(|e| e.kind);
+    let mut next: Option<Timestamp> = None;
+    let mut consider = |t: Timestamp| {
+        if checked.is_none_or(|c| t > c) {
+            next = Some(next.map_or(t, |n| n.min(t)));
+        }
+    };
+    if at < order.valid_from {
+        consider(order.valid_from);
+    }
+    if let Some(until) = order.valid_until.filter(|u| at < *u) {
+        consider(until);
+    }
+    if let Some((_, Some(state))) = &order.schedule {
+        if state.valid_until != Timestamp::MAX {
+            consider(state.valid_until);
+        }
+    }
+    match (&order.rule, window) {
+        (
+            CompiledRule::Inclusion {
+                grace_s, curfew, ..
+            },
+            Some(window),
+        ) => {
+            if open != Some(EventKind::CurfewBreach) {
+                if let Some(since) = curfew.outside_since {
+                    consider(after(since.max(window), *grace_s));
+                }
+            }
+            if open.is_none() {
+                let last_fix = devices
+                    .get(case.offender)
+                    .and_then(Option::as_ref)
+                    .and_then(|d| d.last_usable_fix)
+                    .unwrap_or(case.watched_since);
+                consider(after(last_fix.max(window), config.gps_lost_after_s));
+            }
+            if open == Some(EventKind::CurfewBreach) {
+                if let Some(since) = curfew.inside_since {
+                    consider(after(since, config.clear_min_s));
+                }
+            }
+        }
+        (CompiledRule::ContactBan { .. }, Some(_)) if open != Some(EventKind::PositionUnknown) => {
+            let known_until = pair_known_until(config, devices, case, i);
+            if known_until != Timestamp::MAX {
+                consider(known_until);
+            }
+        }
+        _ => {}
+    }
+    let order = &mut case.orders[i];
+    arm(
+        timers,
+        &mut order.timer,
+        next,
+        Subject::Order {
+            case: case_slot,
+            order: i,
+        },
+    );
 }
 
 /// The zone index entries of a case: its exclusion zones, buffer included.
@@ -1438,13 +1720,8 @@ fn health_event(
     at: Timestamp,
     reason: Option<ClearReason>,
 ) -> Event {
-    // Battery low and critical are one episode that can escalate.
-    let track = match kind {
-        EventKind::BatteryLow | EventKind::BatteryCritical => "battery",
-        other => other.as_str(),
-    };
     Event {
-        id: EpisodeId::derive(&case.id, dev.id.as_str(), track, onset),
+        id: EpisodeId::derive(&case.id, dev.id.as_str(), kind.family(), onset),
         phase,
         kind,
         severity: kind.severity(case.risk, role),
@@ -1590,7 +1867,8 @@ fn decide_order(
     let case_id = &case.id;
     let order = &mut case.orders[i];
     let order_id = &order.id;
-    let derive = |onset| EpisodeId::derive(case_id, order_id.as_str(), ORDER_TRACK, onset);
+    let family = kinds.breach.family();
+    let derive = |onset| EpisodeId::derive(case_id, order_id.as_str(), family, onset);
     if let Some((episode, transition)) = order
         .track
         .step(assessment, at, suspect, kinds, config, derive)
@@ -1616,10 +1894,6 @@ fn decide_order(
         ));
     }
 }
-
-/// Every order episode, whatever its kind, derives its id under this name:
-/// an order has one episode at a time.
-const ORDER_TRACK: &str = "order";
 
 fn open_kind(case: &CaseState, i: usize) -> Option<EventKind> {
     case.orders[i].track.open.as_ref().map(|e| e.kind)
@@ -1659,7 +1933,7 @@ fn open_order_episode(
 ) {
     let order = &mut case.orders[i];
     let episode = OpenEpisode {
-        id: EpisodeId::derive(&case.id, order.id.as_str(), ORDER_TRACK, onset),
+        id: EpisodeId::derive(&case.id, order.id.as_str(), kind.family(), onset),
         kind,
         onset,
         certainty,
@@ -1770,34 +2044,32 @@ fn curfew_deadlines(
             return;
         }
     }
-    match current {
-        // Back inside, clear by the margin, for long enough.
-        Some(EventKind::CurfewBreach) => {
-            if inside_since.is_some_and(|since| {
-                at.duration_since(since).as_secs() >= i64::from(config.clear_min_s)
-            }) {
-                close_order(case, i, ClearReason::Resolved, at, events);
-            }
+    // Back inside, clear by the margin, for long enough.
+    if current == Some(EventKind::CurfewBreach)
+        && inside_since.is_some_and(|since| {
+            at.duration_since(since).as_secs() >= i64::from(config.clear_min_s)
+        })
+    {
+        close_order(case, i, ClearReason::Resolved, at, events);
+    }
+    // No fix during the window is not compliance. Judged after a clearing,
+    // so one look at an instant is as good as any number of looks.
+    if case.orders[i].track.open.is_none() {
+        let last_fix = offender
+            .and_then(|d| d.last_usable_fix)
+            .unwrap_or(case.watched_since);
+        let deadline = after(last_fix.max(window_start), config.gps_lost_after_s);
+        if at >= deadline {
+            open_order_episode(
+                case,
+                i,
+                EventKind::GpsLost,
+                deadline,
+                at,
+                None,
+                None,
+                events,
+            );
         }
-        // No fix during the window is not compliance.
-        None => {
-            let last_fix = offender
-                .and_then(|d| d.last_usable_fix)
-                .unwrap_or(case.watched_since);
-            let deadline = after(last_fix.max(window_start), config.gps_lost_after_s);
-            if at >= deadline {
-                open_order_episode(
-                    case,
-                    i,
-                    EventKind::GpsLost,
-                    deadline,
-                    at,
-                    None,
-                    None,
-                    events,
-                );
-            }
-        }
-        Some(_) => {}
     }
 }

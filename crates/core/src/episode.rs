@@ -108,6 +108,18 @@ impl EventKind {
         }
     }
 
+    /// Kinds one episode can pass through share a family (a warning that
+    /// becomes a breach, a low battery that becomes critical); episode ids
+    /// derive from it, so episodes of different families never share an id.
+    pub fn family(self) -> &'static str {
+        match self {
+            EventKind::ZoneWarning | EventKind::ZoneBreach => "zone",
+            EventKind::ProximityWarning | EventKind::ProximityBreach => "proximity",
+            EventKind::BatteryLow | EventKind::BatteryCritical => "battery",
+            other => other.as_str(),
+        }
+    }
+
     /// The severity of this kind of alert in a case of `risk`, on a device of `role`.
     pub fn severity(self, risk: RiskLevel, role: Role) -> Severity {
         use EventKind::*;

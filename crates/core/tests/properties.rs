@@ -21,7 +21,7 @@ fn nl_point() -> impl Strategy<Value = (f64, f64)> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(2000))]
+    #![proptest_config(ProptestConfig::with_cases(cases(2000)))]
 
     #[test]
     fn distance_agrees_with_the_geodesic(
@@ -238,7 +238,7 @@ fn run(ops: &[Op]) -> Vec<Event> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(300))]
+    #![proptest_config(ProptestConfig::with_cases(cases(300)))]
 
     #[test]
     fn the_same_inputs_give_the_same_events(ops in prop::collection::vec(op(), 1..150)) {
@@ -250,35 +250,41 @@ proptest! {
     #[test]
     fn episodes_open_once_and_clear_once(ops in prop::collection::vec(op(), 1..200)) {
         let events = run(&ops);
-        // Subject of an episode: its order, or for health its device and kind family.
-        let subject = |e: &Event| match &e.order {
-            Some(order) => format!("{}/{}", e.case, order),
-            None => format!("{}/{}/{}", e.case, e.device, match e.kind {
-                kordon_core::EventKind::BatteryLow | kordon_core::EventKind::BatteryCritical => "battery",
-                other => other.as_str(),
-            }),
-        };
-        let mut open: HashMap<String, kordon_core::EpisodeId> = HashMap::new();
-        let mut cleared = std::collections::HashSet::new();
-        for e in &events {
-            let key = subject(e);
-            match e.phase {
-                Phase::Opened => {
-                    prop_assert!(!open.contains_key(&key), "two open episodes for {key}: {events:#?}");
-                    prop_assert!(!cleared.contains(&e.id), "reopened a cleared id: {}", summary(&events));
-                    open.insert(key, e.id);
-                }
-                Phase::Updated => {
-                    prop_assert_eq!(open.get(&key), Some(&e.id), "update of a closed episode");
-                }
-                Phase::Cleared => {
-                    prop_assert_eq!(open.remove(&key), Some(e.id), "cleared without being open");
-                    prop_assert!(cleared.insert(e.id), "cleared twice");
-                }
-                Phase::LateBreach => {}
-            }
+        if let Err(broken) = episode_invariants(&events) {
+            return Err(TestCaseError::fail(broken));
         }
     }
+}
+
+/// An episode opens once, is updated and cleared only while open, is never
+/// cleared twice, and its id is never reused; one open episode per order (or
+/// per device and kind family for health).
+fn episode_invariants(events: &[Event]) -> Result<(), String> {
+    let subject = |e: &Event| match &e.order {
+        Some(order) => format!("{}/{}", e.case, order),
+        None => format!("{}/{}/{}", e.case, e.device, e.kind.family()),
+    };
+    let mut open: HashMap<String, kordon_core::EpisodeId> = HashMap::new();
+    let mut cleared = std::collections::HashSet::new();
+    for e in events {
+        let key = subject(e);
+        let broken = match e.phase {
+            Phase::Opened if open.contains_key(&key) => Some("two open episodes"),
+            Phase::Opened if cleared.contains(&e.id) => Some("reopened a cleared id"),
+            Phase::Opened => {
+                open.insert(key, e.id);
+                None
+            }
+            Phase::Updated if open.get(&key) != Some(&e.id) => Some("update of a closed episode"),
+            Phase::Cleared if open.remove(&key) != Some(e.id) => Some("cleared without being open"),
+            Phase::Cleared if !cleared.insert(e.id) => Some("cleared twice"),
+            _ => None,
+        };
+        if let Some(broken) = broken {
+            return Err(format!("{broken}: {}", summary(events)));
+        }
+    }
+    Ok(())
 }
 
 fn summary(events: &[Event]) -> String {
@@ -399,4 +405,65 @@ fn seed_fresh_party_does_not_end_position_unknown() {
             .all(|ev| ev.kind != kordon_core::EventKind::PositionUnknown),
         "{later:?}"
     );
+}
+
+/// Sequences the invariants above once broke (timers, renewal, id families).
+#[test]
+fn seed_sequences_keep_the_episode_invariants() {
+    let fix = |victim, east, dt| Op::Fix {
+        victim,
+        east,
+        north: 0.0,
+        accuracy: 3.0,
+        dt,
+        seq: 0,
+    };
+    let seeds = [
+        // A message stamped when watching began did not renew "offline".
+        vec![
+            Op::Tick { dt: 559 },
+            Op::Late {
+                east: 0.0,
+                north: 0.0,
+                back: 559,
+            },
+            Op::Tick { dt: 1 },
+        ],
+        // A fix cleared GPS lost after the device had been queued.
+        vec![
+            Op::Tick { dt: 153 },
+            Op::Strap {
+                tampered: false,
+                dt: 18,
+            },
+            Op::Tick { dt: 129 },
+            Op::Late {
+                east: 0.0,
+                north: 0.0,
+                back: 170,
+            },
+            Op::Tick { dt: 130 },
+        ],
+        // Unknown and proximity episodes with one onset shared an id.
+        vec![
+            fix(false, 0.0, 7),
+            Op::Tick { dt: 699 },
+            Op::Late {
+                east: 0.0,
+                north: 0.0,
+                back: 395,
+            },
+            fix(true, 0.0, 105),
+            fix(true, 0.0, 101),
+            Op::Late {
+                east: 0.0,
+                north: 0.0,
+                back: 312,
+            },
+            fix(true, 0.0, 1),
+        ],
+    ];
+    for ops in seeds {
+        episode_invariants(&run(&ops)).unwrap();
+    }
 }

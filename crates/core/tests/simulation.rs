@@ -33,7 +33,7 @@ fn noise(a: f64, b: f64, sigma: f64) -> f64 {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(200))]
+    #![proptest_config(ProptestConfig::with_cases(cases(200)))]
 
     #[test]
     fn noise_and_isolated_outliers_raise_nothing_for_a_distant_offender(

@@ -134,3 +134,12 @@ pub fn feed(engine: &mut Engine, f: Fix) -> Vec<Event> {
 pub fn kinds(events: &[Event]) -> Vec<(Phase, EventKind)> {
     events.iter().map(|e| (e.phase, e.kind)).collect()
 }
+
+/// Property-test cases: the default given, or `PROPTEST_CASES` for a longer
+/// hunt (`PROPTEST_CASES=20000 cargo test --release -p kordon-core`).
+pub fn cases(default: u32) -> u32 {
+    std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
