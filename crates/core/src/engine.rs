@@ -239,6 +239,27 @@ struct OrderState {
     timer: Option<Timestamp>,
 }
 
+impl OrderState {
+    /// What decides which deadlines an order has: its open episode's kind
+    /// and, for a curfew, whether he is seen out (and how surely) or home.
+    fn deadline_marks(&self, config: &EngineConfig) -> (Option<EventKind>, u8, bool) {
+        let open = self.track.open.as_ref();
+        let kind = open.map(|e| e.kind);
+        match &self.rule {
+            CompiledRule::Inclusion { curfew, .. } => (
+                kind,
+                match (curfew.outside_since, curfew.is_confirmed_outside(config)) {
+                    (None, _) => 0,
+                    (Some(_), false) => 1,
+                    (Some(_), true) => 2,
+                },
+                open.is_some_and(|e| curfew.home_since(e.onset).is_some()),
+            ),
+            _ => (kind, 0, false),
+        }
+    }
+}
+
 #[derive(Debug)]
 enum CompiledRule {
     Exclusion {
@@ -276,6 +297,31 @@ struct CurfewEvidence {
     outside_streak: u8,
     outside_since: Option<Timestamp>,
     inside_since: Option<Timestamp>,
+    /// Time of the latest fix judged.
+    last_seen: Option<Timestamp>,
+}
+
+impl CurfewEvidence {
+    /// Out for certain, or possibly out on enough consecutive fixes.
+    fn is_confirmed_outside(&self, config: &EngineConfig) -> bool {
+        match self.outside {
+            Some(Certainty::Certain) => true,
+            Some(Certainty::Possible) => {
+                self.outside_streak >= config.possible_confirmations.max(1)
+            }
+            None => false,
+        }
+    }
+
+    /// From when he counts as home again for a breach that began at `onset`:
+    /// only a fix after the onset shows him home since then. A fix stamped
+    /// earlier, delivered late, cannot take back a breach on its own.
+    fn home_since(&self, onset: Timestamp) -> Option<Timestamp> {
+        let since = self.inside_since?;
+        self.last_seen
+            .is_some_and(|seen| seen >= onset)
+            .then(|| since.max(onset))
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -341,6 +387,24 @@ impl DeviceState {
             offline: None,
             timer: None,
         }
+    }
+
+    /// The last message, or when watching began if that is later: a message
+    /// stamped before the engine watched cannot bring a deadline forward.
+    fn heard(&self) -> Timestamp {
+        self.last_message
+            .map_or(self.watched_since, |t| t.max(self.watched_since))
+    }
+
+    /// The last usable fix, or when watching began if that is later.
+    fn fixed(&self) -> Timestamp {
+        self.last_usable_fix
+            .map_or(self.watched_since, |t| t.max(self.watched_since))
+    }
+
+    /// Messages have come since the last usable fix: GPS lost is counting.
+    fn gps_lost_pending(&self) -> bool {
+        self.gps_lost.is_none() && self.offline.is_none() && self.heard() > self.fixed()
     }
 
     /// A redelivered fix carries its original time, so a fix newer than
@@ -799,6 +863,15 @@ impl Engine {
             .device_slots
             .get(fix.device.as_str())
             .ok_or_else(|| InputError::UnknownDevice(fix.device.clone()))?;
+        let gps_was_pending = self.devices[slot]
+            .as_ref()
+            .is_some_and(DeviceState::gps_lost_pending);
+        let outcome = self.take_fix(slot, fix);
+        self.requeue_device(slot, gps_was_pending);
+        outcome
+    }
+
+    fn take_fix(&mut self, slot: usize, fix: &Fix) -> Result<FixOutcome, InputError> {
         let mut events = Vec::new();
         self.heard_from(slot, fix.ts, fix.strap, fix.battery_pct, None, &mut events);
 
@@ -855,13 +928,6 @@ impl Engine {
         let cleared = dev
             .gps_lost
             .take_if(|onset| after(latest, gps_lost_after) > *onset);
-        let deadline = device_deadline(dev, &self.config);
-        arm(
-            &mut self.timers,
-            &mut dev.timer,
-            deadline,
-            Subject::Device(slot),
-        );
         if let Some(onset) = cleared {
             let dev = &*dev;
             fan_out(
@@ -941,6 +1007,7 @@ impl Engine {
                 if !relevant {
                     continue;
                 }
+                let marks = case.orders[i].deadline_marks(&self.config);
                 decide_order(
                     &self.config,
                     &self.tz,
@@ -954,6 +1021,13 @@ impl Engine {
                 );
                 if let OrderPlan::Zone { engaged, .. } = &mut case.plan[i] {
                     *engaged = !case.orders[i].track.is_idle();
+                }
+                // Fixes only postpone the deadlines already queued, unless
+                // they change what the order is waiting for.
+                if case.orders[i].timer.is_some()
+                    && case.orders[i].deadline_marks(&self.config) == marks
+                {
+                    continue;
                 }
                 rearm_order(
                     &mut self.timers,
@@ -1092,6 +1166,9 @@ impl Engine {
             .device_slots
             .get(status.device.as_str())
             .ok_or_else(|| InputError::UnknownDevice(status.device.clone()))?;
+        let gps_was_pending = self.devices[slot]
+            .as_ref()
+            .is_some_and(DeviceState::gps_lost_pending);
         let mut events = Vec::new();
         self.heard_from(
             slot,
@@ -1101,7 +1178,26 @@ impl Engine {
             status.charging,
             &mut events,
         );
+        self.requeue_device(slot, gps_was_pending);
         Ok(events)
+    }
+
+    /// Queues a device that heard from its device again, if that could have
+    /// brought a deadline forward: nothing queued (it was offline, or new),
+    /// or messages without a fix just began (GPS lost may be near).
+    fn requeue_device(&mut self, slot: usize, gps_was_pending: bool) {
+        let Some(dev) = self.devices.get_mut(slot).and_then(Option::as_mut) else {
+            return;
+        };
+        if dev.timer.is_none() || (!gps_was_pending && dev.gps_lost_pending()) {
+            let deadline = device_deadline(dev, &self.config);
+            arm(
+                &mut self.timers,
+                &mut dev.timer,
+                deadline,
+                Subject::Device(slot),
+            );
+        }
     }
 
     /// Health bookkeeping shared by fixes and status messages.
@@ -1178,13 +1274,6 @@ impl Engine {
             }
             _ => {}
         }
-        let deadline = device_deadline(dev, config);
-        arm(
-            &mut self.timers,
-            &mut dev.timer,
-            deadline,
-            Subject::Device(slot),
-        );
         let dev = &*dev;
         for (kind, onset, phase) in changes {
             fan_out(&self.cases, dev, kind, onset, phase, now, events);
@@ -1400,7 +1489,7 @@ fn check_device(
     now: Timestamp,
     events: &mut Vec<Event>,
 ) {
-    let heard = dev.last_message.unwrap_or(dev.watched_since);
+    let heard = dev.heard();
     if dev.offline.is_none() {
         let deadline = after(heard, config.offline_after_s);
         if now >= deadline {
@@ -1417,7 +1506,7 @@ fn check_device(
         }
     }
     if dev.offline.is_none() && dev.gps_lost.is_none() {
-        let last_fix = dev.last_usable_fix.unwrap_or(dev.watched_since);
+        let last_fix = dev.fixed();
         let deadline = after(last_fix, config.gps_lost_after_s);
         if now >= deadline && heard > last_fix {
             dev.gps_lost = Some(deadline);
@@ -1440,11 +1529,10 @@ fn device_deadline(dev: &DeviceState, config: &EngineConfig) -> Option<Timestamp
         // Only a message ends it, and a message queues the device again.
         return None;
     }
-    let heard = dev.last_message.unwrap_or(dev.watched_since);
-    let offline = after(heard, config.offline_after_s);
-    let last_fix = dev.last_usable_fix.unwrap_or(dev.watched_since);
-    let gps_lost = (dev.gps_lost.is_none() && heard > last_fix)
-        .then(|| after(last_fix, config.gps_lost_after_s));
+    let offline = after(dev.heard(), config.offline_after_s);
+    let gps_lost = dev
+        .gps_lost_pending()
+        .then(|| after(dev.fixed(), config.gps_lost_after_s));
     Some(gps_lost.map_or(offline, |g| g.min(offline)))
 }
 
@@ -1528,12 +1616,17 @@ fn rearm_order(
                 let last_fix = devices
                     .get(case.offender)
                     .and_then(Option::as_ref)
-                    .and_then(|d| d.last_usable_fix)
-                    .unwrap_or(case.watched_since);
+                    .map_or(case.watched_since, DeviceState::fixed)
+                    .max(case.watched_since);
                 consider(after(last_fix.max(window), config.gps_lost_after_s));
             }
-            if open == Some(EventKind::CurfewBreach) {
-                if let Some(since) = curfew.inside_since {
+            if let Some(breach) = order
+                .track
+                .open
+                .as_ref()
+                .filter(|e| e.kind == EventKind::CurfewBreach)
+            {
+                if let Some(since) = curfew.home_since(breach.onset) {
                     consider(after(since, config.clear_min_s));
                 }
             }
@@ -1775,9 +1868,14 @@ fn decide_order(
         } else {
             curfew.inside_since = None;
         }
+        curfew.last_seen = Some(at);
     }
     let Some(window) = active_window(&mut case.orders[i], tz, at) else {
-        close_order(case, i, ClearReason::OrderInactive, at, events);
+        // A fix stamped before an episode began (delayed in transit past the
+        // tick that opened it) says nothing about the order since then.
+        if open_onset(case, i).is_none_or(|onset| onset <= at) {
+            close_order(case, i, ClearReason::OrderInactive, at, events);
+        }
         return;
     };
     let Some(dev) = devices[slot].as_ref() else {
@@ -1895,6 +1993,10 @@ fn decide_order(
     }
 }
 
+fn open_onset(case: &CaseState, i: usize) -> Option<Timestamp> {
+    case.orders[i].track.open.as_ref().map(|e| e.onset)
+}
+
 fn open_kind(case: &CaseState, i: usize) -> Option<EventKind> {
     case.orders[i].track.open.as_ref().map(|e| e.kind)
 }
@@ -1967,7 +2069,8 @@ fn pair_known_until(
         .map(|dev| {
             let last = dev
                 .accepted
-                .map_or(case.watched_since.max(dev.watched_since), |s| s.ts);
+                .map_or(case.watched_since, |s| s.ts)
+                .max(case.watched_since.max(dev.watched_since));
             after(last, config.position_max_age_s)
         })
         .min()
@@ -2015,15 +2118,12 @@ fn curfew_deadlines(
         return;
     };
     let current = open_kind(case, i);
-    let confirmed = match curfew.outside {
-        Some(Certainty::Certain) => true,
-        Some(Certainty::Possible) => curfew.outside_streak >= config.possible_confirmations.max(1),
-        None => false,
-    };
+    let confirmed = curfew.is_confirmed_outside(config);
     let deadline = curfew
         .outside_since
         .map(|since| after(since.max(window_start), *grace_s));
-    let (certainty, inside_since) = (curfew.outside, curfew.inside_since);
+    let certainty = curfew.outside;
+    let home_since = open_onset(case, i).and_then(|onset| curfew.home_since(onset));
 
     // Outside, confirmed, past the grace period within the window.
     if let (true, Some(deadline)) = (confirmed, deadline) {
@@ -2046,9 +2146,7 @@ fn curfew_deadlines(
     }
     // Back inside, clear by the margin, for long enough.
     if current == Some(EventKind::CurfewBreach)
-        && inside_since.is_some_and(|since| {
-            at.duration_since(since).as_secs() >= i64::from(config.clear_min_s)
-        })
+        && home_since.is_some_and(|since| at >= after(since, config.clear_min_s))
     {
         close_order(case, i, ClearReason::Resolved, at, events);
     }
@@ -2056,8 +2154,8 @@ fn curfew_deadlines(
     // so one look at an instant is as good as any number of looks.
     if case.orders[i].track.open.is_none() {
         let last_fix = offender
-            .and_then(|d| d.last_usable_fix)
-            .unwrap_or(case.watched_since);
+            .map_or(case.watched_since, DeviceState::fixed)
+            .max(case.watched_since);
         let deadline = after(last_fix.max(window_start), config.gps_lost_after_s);
         if at >= deadline {
             open_order_episode(

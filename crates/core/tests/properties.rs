@@ -418,6 +418,14 @@ fn seed_sequences_keep_the_episode_invariants() {
         dt,
         seq: 0,
     };
+    let north = |north, dt| Op::Fix {
+        victim: false,
+        east: 0.0,
+        north,
+        accuracy: 3.0,
+        dt,
+        seq: 0,
+    };
     let seeds = [
         // A message stamped when watching began did not renew "offline".
         vec![
@@ -462,8 +470,61 @@ fn seed_sequences_keep_the_episode_invariants() {
             },
             fix(true, 0.0, 1),
         ],
+        // A fix stamped before a curfew window, delivered late, took back a
+        // breach that a later fix then opened again under the same id.
+        vec![
+            fix(false, 0.0, 96),
+            Op::Battery { pct: 0, dt: 26 },
+            fix(false, 0.0, 24),
+            Op::Strap {
+                tampered: false,
+                dt: 47,
+            },
+            fix(false, 0.0, 67),
+            fix(false, 0.0, 69),
+            fix(false, 0.0, 47),
+            fix(false, 0.0, 28),
+            fix(false, 0.0, 47),
+            north(-580.44, 85),
+            Op::Tick { dt: 692 },
+            Op::Tick { dt: 283 },
+            Op::Tick { dt: 409 },
+            Op::Late {
+                east: 0.0,
+                north: 0.0,
+                back: 265,
+            },
+            Op::Tick { dt: 247 },
+            Op::Late {
+                east: 0.0,
+                north: 781.89,
+                back: 367,
+            },
+            Op::Late {
+                east: 0.0,
+                north: -1420.39,
+                back: 1,
+            },
+        ],
+        // A confirming fix arrived after the curfew deadline had passed
+        // unconfirmed; no timer was left to open the breach.
+        vec![
+            Op::Tick { dt: 697 },
+            Op::Tick { dt: 663 },
+            fix(false, 0.0, 36),
+            north(1202.58, 11),
+            Op::Tick { dt: 184 },
+            Op::Tick { dt: 509 },
+            Op::Late {
+                east: 0.0,
+                north: 1275.21,
+                back: 300,
+            },
+            Op::Tick { dt: 1 },
+        ],
     ];
     for ops in seeds {
+        // `run` ticks, and every tick checks the timers missed nothing.
         episode_invariants(&run(&ops)).unwrap();
     }
 }
