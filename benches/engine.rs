@@ -263,9 +263,20 @@ fn bench_ingest(c: &mut Criterion, sizes: &[usize]) {
     group.finish();
     let mut group = c.benchmark_group("tick");
     for (n, mut engine, now) in ticks {
-        group.bench_function(BenchmarkId::new("cases", n), |b| {
+        group.bench_function(BenchmarkId::new("nothing_due", n), |b| {
             b.iter(|| black_box(engine.tick(now)).len())
         });
+        // The worst second there is: every device falls silent at once and
+        // all of them come due in one tick.
+        let silence = now.checked_add(SignedDuration::from_secs(3600)).unwrap();
+        let start = Instant::now();
+        let events = engine.tick(silence).len();
+        println!(
+            "tick/all_due/{n}: {:.1} ms for one tick in which all {} devices and {} orders came due ({events} events)",
+            start.elapsed().as_secs_f64() * 1e3,
+            engine.device_count(),
+            3 * n,
+        );
     }
     group.finish();
 }
