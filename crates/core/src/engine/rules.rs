@@ -1,0 +1,440 @@
+//! Order decisions on a fix (zones, curfews, contact bans), the curfew and
+//! unknown-pair deadlines, and the events that report episodes.
+
+use super::*;
+
+/// The open episode's event for an order.
+pub(super) fn order_event(
+    case: &CaseState,
+    order: &OrderState,
+    episode: &OpenEpisode,
+    transition: Transition,
+    at: Timestamp,
+    positions: Option<(Option<PositionReport>, Option<PositionReport>)>,
+) -> Event {
+    let (phase, reason) = match transition {
+        Transition::Opened => (Phase::Opened, None),
+        Transition::Updated => (Phase::Updated, None),
+        Transition::Cleared(reason) => (Phase::Cleared, Some(reason)),
+    };
+    let (offender, protected) = positions.unwrap_or((None, None));
+    Event {
+        id: episode.id,
+        phase,
+        kind: episode.kind,
+        severity: episode.kind.severity(case.risk, Role::Offender),
+        case: case.id.clone(),
+        order: Some(order.id.clone()),
+        device: case.offender_id.clone(),
+        role: Role::Offender,
+        onset: episode.onset,
+        at,
+        certainty: episode.certainty,
+        distance_m: episode.reported_distance_m,
+        offender,
+        protected,
+        reason,
+    }
+}
+
+pub(super) fn open_health(dev: &DeviceState) -> Vec<(EventKind, Timestamp)> {
+    [
+        dev.tamper.map(|t| (EventKind::Tamper, t)),
+        dev.battery,
+        dev.gps_lost.map(|t| (EventKind::GpsLost, t)),
+        dev.offline.map(|t| (EventKind::DeviceOffline, t)),
+    ]
+    .into_iter()
+    .flatten()
+    .collect()
+}
+
+/// Health episodes are about a device; each case it belongs to hears of them.
+pub(super) fn fan_out(
+    cases: &[Option<CaseState>],
+    dev: &DeviceState,
+    kind: EventKind,
+    onset: Timestamp,
+    phase: Phase,
+    at: Timestamp,
+    events: &mut Vec<Event>,
+) {
+    for &(case_slot, role) in &dev.memberships {
+        if let Some(case) = cases[case_slot].as_ref() {
+            let reason = (phase == Phase::Cleared).then_some(ClearReason::Resolved);
+            events.push(health_event(
+                case, dev, role, kind, onset, phase, at, reason,
+            ));
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+pub(super) fn health_event(
+    case: &CaseState,
+    dev: &DeviceState,
+    role: Role,
+    kind: EventKind,
+    onset: Timestamp,
+    phase: Phase,
+    at: Timestamp,
+    reason: Option<ClearReason>,
+) -> Event {
+    Event {
+        id: EpisodeId::derive(&case.id, dev.id.as_str(), kind.family(), onset),
+        phase,
+        kind,
+        severity: kind.severity(case.risk, role),
+        case: case.id.clone(),
+        order: None,
+        device: dev.id.clone(),
+        role,
+        onset,
+        at,
+        certainty: None,
+        distance_m: None,
+        offender: None,
+        protected: None,
+        reason,
+    }
+}
+
+/// Feeds one in-order fix of device `slot` to order `i` of `case`.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn decide_order(
+    config: &EngineConfig,
+    tz: &TimeZone,
+    devices: &[Option<DeviceState>],
+    case: &mut CaseState,
+    i: usize,
+    slot: usize,
+    sample: &Sample,
+    suspect: bool,
+    events: &mut Vec<Event>,
+) {
+    let at = sample.ts;
+    // Curfew evidence is gathered outside the window too: out at 21:50 and
+    // still out at 22:05 is out since the window began.
+    if let CompiledRule::Inclusion { zone, curfew, .. } = &mut case.orders[i].rule {
+        let d = zone.signed_distance_m(&sample.ecef);
+        let outside = disc_in_area(-d, sample.accuracy_m);
+        curfew.outside = if suspect {
+            outside.map(|_| Certainty::Possible)
+        } else {
+            outside
+        };
+        if outside.is_some() {
+            curfew.outside_streak = curfew.outside_streak.saturating_add(1);
+            curfew.outside_since.get_or_insert(at);
+        } else {
+            curfew.outside_streak = 0;
+            curfew.outside_since = None;
+        }
+        if !suspect && d + sample.accuracy_m <= -config.clear_margin_m {
+            curfew.inside_since.get_or_insert(at);
+        } else {
+            curfew.inside_since = None;
+        }
+        curfew.last_seen = Some(at);
+    }
+    let Some(window) = active_window(&mut case.orders[i], tz, at) else {
+        // A fix stamped before an episode began (delayed in transit past the
+        // tick that opened it) says nothing about the order since then.
+        if open_onset(case, i).is_none_or(|onset| onset <= at) {
+            close_order(case, i, ClearReason::OrderInactive, at, events);
+        }
+        return;
+    };
+    let Some(dev) = devices[slot].as_ref() else {
+        return;
+    };
+    // The other party of a contact ban; reports are built only for an event.
+    let (assessment, kinds, other) = match &mut case.orders[i].rule {
+        CompiledRule::Exclusion { zone, buffer_m } => {
+            let d = zone.signed_distance_m(&sample.ecef);
+            (
+                Assessment::new(d, *buffer_m, sample.accuracy_m, config.clear_margin_m),
+                TrackKinds {
+                    warning: EventKind::ZoneWarning,
+                    breach: EventKind::ZoneBreach,
+                },
+                None,
+            )
+        }
+        CompiledRule::Inclusion { .. } => {
+            // A fix during the window ends a curfew GPS-lost episode, if it
+            // is newer than the silence that opened it.
+            let silence_ends = after(at.max(window), config.gps_lost_after_s);
+            if case.orders[i]
+                .track
+                .open
+                .as_ref()
+                .is_some_and(|e| e.kind == EventKind::GpsLost && silence_ends > e.onset)
+            {
+                close_order(case, i, ClearReason::Resolved, at, events);
+            }
+            curfew_deadlines(config, devices, case, i, window, at, events);
+            return;
+        }
+        CompiledRule::ContactBan {
+            protected,
+            warning_m,
+            alarm_m,
+            ..
+        } => {
+            let (warning_m, alarm_m) = (*warning_m, *alarm_m);
+            let (own_role, other_slot) = if slot == case.offender {
+                (Role::Offender, *protected)
+            } else {
+                (Role::Protected, case.offender)
+            };
+            let other_dev = devices.get(other_slot).and_then(Option::as_ref);
+            let other = other_dev.and_then(|d| Some((d, d.accepted?)));
+            let Some((other_dev, other)) = other
+                .filter(|(_, o)| seconds_between(o.ts, at) <= f64::from(config.position_max_age_s))
+            else {
+                let known_until = pair_known_until(config, devices, case, i);
+                if at >= known_until {
+                    open_position_unknown(case, i, known_until, at, events);
+                }
+                return;
+            };
+            if let Some(onset) = case.orders[i]
+                .track
+                .open
+                .as_ref()
+                .filter(|e| e.kind == EventKind::PositionUnknown)
+                .map(|e| e.onset)
+            {
+                // Only a newer position of the stale party ends it; until
+                // then a fix delayed in transit is not judged against it.
+                if pair_known_until(config, devices, case, i) <= onset {
+                    return;
+                }
+                close_order(case, i, ClearReason::Resolved, at, events);
+            }
+            let grown = seconds_between(other.ts, at) * config.stale_position_speed_mps;
+            let d = sample.ecef.distance_m(&other.ecef);
+            let r = sample.accuracy_m + other.accuracy_m + grown;
+            let mut a = Assessment::new(d - alarm_m, warning_m - alarm_m, r, config.clear_margin_m);
+            a.distance_m = d;
+            let other = Some((other, other_dev, grown, own_role));
+            (
+                a,
+                TrackKinds {
+                    warning: EventKind::ProximityWarning,
+                    breach: EventKind::ProximityBreach,
+                },
+                other,
+            )
+        }
+    };
+    let case_id = &case.id;
+    let order = &mut case.orders[i];
+    let order_id = &order.id;
+    let family = kinds.breach.family();
+    let derive = |onset| EpisodeId::derive(case_id, order_id.as_str(), family, onset);
+    if let Some((episode, transition)) = order
+        .track
+        .step(assessment, at, suspect, kinds, config, derive)
+    {
+        let own = sample.report(&dev.id, 0.0);
+        let positions = match other {
+            None => (Some(own), None),
+            Some((other, other_dev, grown, Role::Offender)) => {
+                (Some(own), Some(other.report(&other_dev.id, grown)))
+            }
+            Some((other, other_dev, grown, Role::Protected)) => {
+                (Some(other.report(&other_dev.id, grown)), Some(own))
+            }
+        };
+        let order = &case.orders[i];
+        events.push(order_event(
+            case,
+            order,
+            &episode,
+            transition,
+            at,
+            Some(positions),
+        ));
+    }
+}
+
+pub(super) fn open_onset(case: &CaseState, i: usize) -> Option<Timestamp> {
+    case.orders[i].track.open.as_ref().map(|e| e.onset)
+}
+
+pub(super) fn open_kind(case: &CaseState, i: usize) -> Option<EventKind> {
+    case.orders[i].track.open.as_ref().map(|e| e.kind)
+}
+
+/// Clears order `i`'s open episode, if any.
+pub(super) fn close_order(
+    case: &mut CaseState,
+    i: usize,
+    reason: ClearReason,
+    at: Timestamp,
+    events: &mut Vec<Event>,
+) {
+    if let Some((episode, transition)) = case.orders[i].track.close(reason) {
+        events.push(order_event(
+            case,
+            &case.orders[i],
+            &episode,
+            transition,
+            at,
+            None,
+        ));
+    }
+}
+
+/// Opens an episode that is not decided fix by fix (curfew, unknown, GPS lost).
+#[allow(clippy::too_many_arguments)]
+pub(super) fn open_order_episode(
+    case: &mut CaseState,
+    i: usize,
+    kind: EventKind,
+    onset: Timestamp,
+    at: Timestamp,
+    certainty: Option<Certainty>,
+    positions: Option<(Option<PositionReport>, Option<PositionReport>)>,
+    events: &mut Vec<Event>,
+) {
+    let order = &mut case.orders[i];
+    let episode = OpenEpisode {
+        id: EpisodeId::derive(&case.id, order.id.as_str(), kind.family(), onset),
+        kind,
+        onset,
+        certainty,
+        reported_distance_m: None,
+    };
+    if let Some((episode, transition)) = order.track.begin(episode) {
+        events.push(order_event(
+            case,
+            &case.orders[i],
+            &episode,
+            transition,
+            at,
+            positions,
+        ));
+    }
+}
+
+/// Until when both positions of a contact ban's pair are young enough to judge.
+pub(super) fn pair_known_until(
+    config: &EngineConfig,
+    devices: &[Option<DeviceState>],
+    case: &CaseState,
+    i: usize,
+) -> Timestamp {
+    let CompiledRule::ContactBan { protected, .. } = case.orders[i].rule else {
+        return Timestamp::MAX;
+    };
+    [case.offender, protected]
+        .into_iter()
+        .filter_map(|slot| devices.get(slot).and_then(Option::as_ref))
+        .map(|dev| {
+            let last = dev
+                .accepted
+                .map_or(case.watched_since, |s| s.ts)
+                .max(case.watched_since.max(dev.watched_since));
+            after(last, config.position_max_age_s)
+        })
+        .min()
+        .unwrap_or(Timestamp::MAX)
+}
+
+/// An open proximity episode stays open when the pair becomes unknown:
+/// losing sight of a breach does not end it.
+pub(super) fn open_position_unknown(
+    case: &mut CaseState,
+    i: usize,
+    onset: Timestamp,
+    at: Timestamp,
+    events: &mut Vec<Event>,
+) {
+    if case.orders[i].track.open.is_none() {
+        open_order_episode(
+            case,
+            i,
+            EventKind::PositionUnknown,
+            onset,
+            at,
+            None,
+            None,
+            events,
+        );
+    }
+}
+
+/// Opens or clears a curfew episode from the evidence at `at`.
+pub(super) fn curfew_deadlines(
+    config: &EngineConfig,
+    devices: &[Option<DeviceState>],
+    case: &mut CaseState,
+    i: usize,
+    window_start: Timestamp,
+    at: Timestamp,
+    events: &mut Vec<Event>,
+) {
+    let offender = devices[case.offender].as_ref();
+    let CompiledRule::Inclusion {
+        grace_s, curfew, ..
+    } = &case.orders[i].rule
+    else {
+        return;
+    };
+    let current = open_kind(case, i);
+    let confirmed = curfew.is_confirmed_outside(config);
+    let deadline = curfew
+        .outside_since
+        .map(|since| after(since.max(window_start), *grace_s));
+    let certainty = curfew.outside;
+    let home_since = open_onset(case, i).and_then(|onset| curfew.home_since(onset));
+
+    // Outside, confirmed, past the grace period within the window.
+    if let (true, Some(deadline)) = (confirmed, deadline) {
+        if at >= deadline && current != Some(EventKind::CurfewBreach) {
+            close_order(case, i, ClearReason::Resolved, at, events);
+            let positions =
+                offender.and_then(|d| Some((Some(d.accepted?.report(&d.id, 0.0)), None)));
+            open_order_episode(
+                case,
+                i,
+                EventKind::CurfewBreach,
+                deadline,
+                at,
+                certainty,
+                positions,
+                events,
+            );
+            return;
+        }
+    }
+    // Back inside, clear by the margin, for long enough.
+    if current == Some(EventKind::CurfewBreach)
+        && home_since.is_some_and(|since| at >= after(since, config.clear_min_s))
+    {
+        close_order(case, i, ClearReason::Resolved, at, events);
+    }
+    // No fix during the window is not compliance. Judged after a clearing,
+    // so one look at an instant is as good as any number of looks.
+    if case.orders[i].track.open.is_none() {
+        let last_fix = offender
+            .map_or(case.watched_since, DeviceState::fixed)
+            .max(case.watched_since);
+        let deadline = after(last_fix.max(window_start), config.gps_lost_after_s);
+        if at >= deadline {
+            open_order_episode(
+                case,
+                i,
+                EventKind::GpsLost,
+                deadline,
+                at,
+                None,
+                None,
+                events,
+            );
+        }
+    }
+}

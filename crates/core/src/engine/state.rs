@@ -1,0 +1,371 @@
+//! What the engine keeps per case, order and device, and the small
+//! helpers that read it.
+
+use super::*;
+
+/// Fixes kept per device to recognise redelivered duplicates and to judge
+/// late fixes of the other party of a contact ban.
+const HISTORY_LEN: usize = 8;
+
+/// One case as the engine decides with it: devices by slot, orders compiled.
+#[derive(Debug)]
+pub(super) struct CaseState {
+    pub(super) id: CaseId,
+    pub(super) risk: RiskLevel,
+    pub(super) offender: usize,
+    pub(super) offender_id: DeviceId,
+    /// Device slots of the case with their roles, the offender first.
+    pub(super) members: Vec<(usize, Role)>,
+    /// Which orders a fix bears on, kept with the case so that most fixes
+    /// decide without touching the orders themselves.
+    pub(super) plan: SmallVec<[OrderPlan; 4]>,
+    pub(super) orders: Vec<OrderState>,
+    /// When the engine began watching: the reference for "never heard of".
+    pub(super) watched_since: Timestamp,
+}
+
+/// The few facts needed to skip an order for a fix, one per order.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum OrderPlan {
+    /// An exclusion zone: a fix farther than `reach_m` (plus its accuracy and
+    /// the clearing margin) from `centre` cannot touch it. `engaged` is true
+    /// whenever its track may hold evidence or an open episode.
+    Zone {
+        centre: Ecef,
+        reach_m: f64,
+        engaged: bool,
+    },
+    Curfew,
+    ContactBan {
+        protected: usize,
+    },
+}
+
+impl OrderPlan {
+    pub(super) fn of(rule: &CompiledRule) -> Self {
+        match rule {
+            CompiledRule::Exclusion { zone, buffer_m } => OrderPlan::Zone {
+                centre: *zone.frame().origin(),
+                reach_m: zone.reach_m() + buffer_m,
+                engaged: true,
+            },
+            CompiledRule::Inclusion { .. } => OrderPlan::Curfew,
+            CompiledRule::ContactBan { protected, .. } => OrderPlan::ContactBan {
+                protected: *protected,
+            },
+        }
+    }
+}
+
+/// One order: its compiled rule, when it is in force, and its episode.
+#[derive(Debug)]
+pub(super) struct OrderState {
+    pub(super) id: OrderId,
+    pub(super) valid_from: Timestamp,
+    pub(super) valid_until: Option<Timestamp>,
+    pub(super) schedule: Option<(Schedule, Option<ScheduleState>)>,
+    pub(super) rule: CompiledRule,
+    pub(super) track: Track,
+    /// The earliest time this order is queued to be looked at again.
+    pub(super) timer: Option<Timestamp>,
+}
+
+impl OrderState {
+    /// What decides which deadlines an order has: its open episode's kind
+    /// and, for a curfew, whether he is seen out (and how surely) or home.
+    pub(super) fn deadline_marks(&self, config: &EngineConfig) -> (Option<EventKind>, u8, bool) {
+        let open = self.track.open.as_ref();
+        let kind = open.map(|e| e.kind);
+        match &self.rule {
+            CompiledRule::Inclusion { curfew, .. } => (
+                kind,
+                match (curfew.outside_since, curfew.is_confirmed_outside(config)) {
+                    (None, _) => 0,
+                    (Some(_), false) => 1,
+                    (Some(_), true) => 2,
+                },
+                open.is_some_and(|e| curfew.home_since(e.onset).is_some()),
+            ),
+            _ => (kind, 0, false),
+        }
+    }
+}
+
+#[derive(Debug)]
+pub(super) enum CompiledRule {
+    Exclusion {
+        zone: CompiledZone,
+        buffer_m: f64,
+    },
+    Inclusion {
+        zone: CompiledZone,
+        grace_s: u32,
+        curfew: CurfewEvidence,
+    },
+    ContactBan {
+        protected: usize,
+        protected_id: DeviceId,
+        warning_m: f64,
+        alarm_m: f64,
+    },
+}
+
+impl CompiledRule {
+    pub(super) fn same_kind(&self, rule: &Rule) -> bool {
+        matches!(
+            (self, rule),
+            (CompiledRule::Exclusion { .. }, Rule::ExclusionZone { .. })
+                | (CompiledRule::Inclusion { .. }, Rule::InclusionZone { .. })
+                | (CompiledRule::ContactBan { .. }, Rule::ContactBan { .. })
+        )
+    }
+}
+
+/// What the latest fixes say about an offender and an inclusion zone.
+#[derive(Debug, Clone, Default)]
+pub(super) struct CurfewEvidence {
+    pub(super) outside: Option<Certainty>,
+    pub(super) outside_streak: u8,
+    pub(super) outside_since: Option<Timestamp>,
+    pub(super) inside_since: Option<Timestamp>,
+    /// Time of the latest fix judged.
+    pub(super) last_seen: Option<Timestamp>,
+}
+
+impl CurfewEvidence {
+    /// Out for certain, or possibly out on enough consecutive fixes.
+    pub(super) fn is_confirmed_outside(&self, config: &EngineConfig) -> bool {
+        match self.outside {
+            Some(Certainty::Certain) => true,
+            Some(Certainty::Possible) => {
+                self.outside_streak >= config.possible_confirmations.max(1)
+            }
+            None => false,
+        }
+    }
+
+    /// From when he counts as home again for a breach that began at `onset`:
+    /// only a fix after the onset shows him home since then. A fix stamped
+    /// earlier, delivered late, cannot take back a breach on its own.
+    pub(super) fn home_since(&self, onset: Timestamp) -> Option<Timestamp> {
+        let since = self.inside_since?;
+        self.last_seen
+            .is_some_and(|seen| seen >= onset)
+            .then(|| since.max(onset))
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(super) struct Sample {
+    pub(super) ts: Timestamp,
+    pub(super) lat: f64,
+    pub(super) lon: f64,
+    pub(super) accuracy_m: f64,
+    pub(super) ecef: Ecef,
+}
+
+impl Sample {
+    pub(super) fn report(&self, device: &DeviceId, extra_uncertainty_m: f64) -> PositionReport {
+        PositionReport {
+            device: device.clone(),
+            lat: self.lat,
+            lon: self.lon,
+            accuracy_m: self.accuracy_m + extra_uncertainty_m,
+            ts: self.ts,
+        }
+    }
+}
+
+/// One device: what it last said, where it was, and its health episodes.
+#[derive(Debug)]
+pub(super) struct DeviceState {
+    pub(super) id: DeviceId,
+    /// The cases the device is part of; almost always one.
+    pub(super) memberships: SmallVec<[(usize, Role); 2]>,
+    pub(super) watched_since: Timestamp,
+    pub(super) last_message: Option<Timestamp>,
+    /// Time of the newest fix, usable or not: the line between live and late.
+    pub(super) latest_fix: Option<Timestamp>,
+    /// Time of the newest usable fix, suspect or not: the GPS works.
+    pub(super) last_usable_fix: Option<Timestamp>,
+    /// Newest plausible position.
+    pub(super) accepted: Option<Sample>,
+    /// A suspect position waiting for the next fix to confirm it.
+    pub(super) pending: Option<Sample>,
+    pub(super) history: History,
+    pub(super) tamper: Option<Timestamp>,
+    pub(super) battery: Option<(EventKind, Timestamp)>,
+    pub(super) gps_lost: Option<Timestamp>,
+    pub(super) offline: Option<Timestamp>,
+    /// The earliest time this device is queued to be looked at again.
+    pub(super) timer: Option<Timestamp>,
+}
+
+impl DeviceState {
+    pub(super) fn new(id: DeviceId, now: Timestamp) -> Self {
+        DeviceState {
+            id,
+            memberships: SmallVec::new(),
+            watched_since: now,
+            last_message: None,
+            latest_fix: None,
+            last_usable_fix: None,
+            accepted: None,
+            pending: None,
+            history: History::default(),
+            tamper: None,
+            battery: None,
+            gps_lost: None,
+            offline: None,
+            timer: None,
+        }
+    }
+
+    /// The last message, or when watching began if that is later: a message
+    /// stamped before the engine watched cannot bring a deadline forward.
+    pub(super) fn heard(&self) -> Timestamp {
+        self.last_message
+            .map_or(self.watched_since, |t| t.max(self.watched_since))
+    }
+
+    /// The last usable fix, or when watching began if that is later.
+    pub(super) fn fixed(&self) -> Timestamp {
+        self.last_usable_fix
+            .map_or(self.watched_since, |t| t.max(self.watched_since))
+    }
+
+    /// Messages have come since the last usable fix: GPS lost is counting.
+    pub(super) fn gps_lost_pending(&self) -> bool {
+        self.gps_lost.is_none() && self.offline.is_none() && self.heard() > self.fixed()
+    }
+
+    /// A redelivered fix carries its original time, so a fix newer than
+    /// every fix seen is new, whatever its sequence number (a device that
+    /// restarts counts from the beginning again).
+    pub(super) fn is_duplicate(&self, fix: &Fix) -> bool {
+        if self.latest_fix.is_none_or(|latest| fix.ts > latest) {
+            return false;
+        }
+        self.history.entries().any(|e| {
+            (fix.seq.is_some() && e.seq == fix.seq)
+                || (e.ts == fix.ts && e.lat == fix.lat && e.lon == fix.lon)
+        })
+    }
+
+    /// Whether `sample` implies an impossible speed from the remembered fix
+    /// nearest to it in time.
+    pub(super) fn implausible_among_neighbours(
+        &self,
+        sample: &Sample,
+        config: &EngineConfig,
+    ) -> bool {
+        self.history
+            .entries()
+            .filter(|e| e.ts != sample.ts)
+            .min_by_key(|e| sample.ts.duration_since(e.ts).as_millis().abs())
+            .is_some_and(|e| {
+                implied_speed_mps(&e.sample(), sample) > config.max_plausible_speed_mps
+            })
+    }
+
+    /// The remembered fix nearest in time to `t`.
+    pub(super) fn sample_near(&self, t: Timestamp) -> Option<Sample> {
+        self.history
+            .entries()
+            .min_by_key(|e| t.duration_since(e.ts).as_millis().abs())
+            .map(Remembered::sample)
+    }
+}
+
+/// The last fixes of a device, kept inline so that remembering one touches
+/// no other memory.
+#[derive(Debug, Default)]
+pub(super) struct History {
+    pub(super) entries: [Option<Remembered>; HISTORY_LEN],
+    pub(super) next: usize,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Remembered {
+    pub(super) seq: Option<u64>,
+    pub(super) ts: Timestamp,
+    pub(super) lat: f64,
+    pub(super) lon: f64,
+    pub(super) accuracy_m: f64,
+}
+
+impl Remembered {
+    pub(super) fn sample(&self) -> Sample {
+        Sample {
+            ts: self.ts,
+            lat: self.lat,
+            lon: self.lon,
+            accuracy_m: self.accuracy_m,
+            ecef: Ecef::from_lat_lon(self.lat, self.lon),
+        }
+    }
+}
+
+impl History {
+    pub(super) fn remember(&mut self, fix: &Fix) {
+        self.entries[self.next] = Some(Remembered {
+            seq: fix.seq,
+            ts: fix.ts,
+            lat: fix.lat,
+            lon: fix.lon,
+            accuracy_m: fix.accuracy_m,
+        });
+        self.next = (self.next + 1) % HISTORY_LEN;
+    }
+
+    pub(super) fn entries(&self) -> impl Iterator<Item = &Remembered> {
+        self.entries.iter().flatten()
+    }
+}
+
+/// The speed a move between two fixes implies once both accuracies are
+/// granted: noise is not speed.
+pub(super) fn implied_speed_mps(from: &Sample, to: &Sample) -> f64 {
+    let gap = (from.ecef.distance_m(&to.ecef) - from.accuracy_m - to.accuracy_m).max(0.0);
+    let dt = seconds_between(from.ts, to.ts);
+    if gap == 0.0 {
+        0.0
+    } else if dt == 0.0 {
+        f64::INFINITY
+    } else {
+        gap / dt
+    }
+}
+
+pub(super) fn seconds_between(a: Timestamp, b: Timestamp) -> f64 {
+    b.duration_since(a).as_secs_f64().abs()
+}
+
+pub(super) fn after(t: Timestamp, seconds: u32) -> Timestamp {
+    t.checked_add(jiff::SignedDuration::from_secs(i64::from(seconds)))
+        .unwrap_or(Timestamp::MAX)
+}
+
+/// When an order is in force at `t`: the start of its current window (or of
+/// its validity, for orders without a schedule), `None` when it is not.
+pub(super) fn active_window(
+    order: &mut OrderState,
+    tz: &TimeZone,
+    t: Timestamp,
+) -> Option<Timestamp> {
+    if t < order.valid_from || order.valid_until.is_some_and(|until| t >= until) {
+        return None;
+    }
+    let Some((schedule, cache)) = &mut order.schedule else {
+        return Some(order.valid_from);
+    };
+    let state = match cache {
+        Some(state) if state.covers(t) => *state,
+        _ => {
+            let state = schedule.state_at(tz, t);
+            *cache = Some(state);
+            state
+        }
+    };
+    state.active.map(|w| w.start.max(order.valid_from))
+}

@@ -1,0 +1,198 @@
+//! The timer queue behind `tick`: when each device and order must be looked
+//! at again, and what looking finds.
+
+use super::*;
+
+/// What a timer looks at when it comes due.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(super) enum Subject {
+    Device(usize),
+    Order { case: usize, order: usize },
+}
+
+/// Queues `subject` for `at` unless it is already queued for then or earlier.
+/// Deadlines mostly move later (every message postpones "offline"): the
+/// earlier entry then comes due, finds nothing, and queues the new time.
+pub(super) fn arm(
+    timers: &mut BinaryHeap<Reverse<(Timestamp, Subject)>>,
+    timer: &mut Option<Timestamp>,
+    at: Option<Timestamp>,
+    subject: Subject,
+) {
+    if let Some(at) = at {
+        if timer.is_none_or(|queued| at < queued) {
+            *timer = Some(at);
+            timers.push(Reverse((at, subject)));
+        }
+    }
+}
+
+/// Opens the health episodes of a device that have come due at `now`.
+pub(super) fn check_device(
+    config: &EngineConfig,
+    cases: &[Option<CaseState>],
+    dev: &mut DeviceState,
+    now: Timestamp,
+    events: &mut Vec<Event>,
+) {
+    let heard = dev.heard();
+    if dev.offline.is_none() {
+        let deadline = after(heard, config.offline_after_s);
+        if now >= deadline {
+            dev.offline = Some(deadline);
+            fan_out(
+                cases,
+                dev,
+                EventKind::DeviceOffline,
+                deadline,
+                Phase::Opened,
+                now,
+                events,
+            );
+        }
+    }
+    if dev.offline.is_none() && dev.gps_lost.is_none() {
+        let last_fix = dev.fixed();
+        let deadline = after(last_fix, config.gps_lost_after_s);
+        if now >= deadline && heard > last_fix {
+            dev.gps_lost = Some(deadline);
+            fan_out(
+                cases,
+                dev,
+                EventKind::GpsLost,
+                deadline,
+                Phase::Opened,
+                now,
+                events,
+            );
+        }
+    }
+}
+
+/// When `check_device` could next find something.
+pub(super) fn device_deadline(dev: &DeviceState, config: &EngineConfig) -> Option<Timestamp> {
+    if dev.offline.is_some() {
+        // Only a message ends it, and a message queues the device again.
+        return None;
+    }
+    let offline = after(dev.heard(), config.offline_after_s);
+    let gps_lost = dev
+        .gps_lost_pending()
+        .then(|| after(dev.fixed(), config.gps_lost_after_s));
+    Some(gps_lost.map_or(offline, |g| g.min(offline)))
+}
+
+/// Opens or clears what time alone decides for order `i`: validity and
+/// windows ending, curfew deadlines, a contact ban's pair going unknown.
+pub(super) fn check_order(
+    config: &EngineConfig,
+    tz: &TimeZone,
+    devices: &[Option<DeviceState>],
+    case: &mut CaseState,
+    i: usize,
+    now: Timestamp,
+    events: &mut Vec<Event>,
+) {
+    let Some(window) = active_window(&mut case.orders[i], tz, now) else {
+        close_order(case, i, ClearReason::OrderInactive, now, events);
+        return;
+    };
+    match &case.orders[i].rule {
+        CompiledRule::Inclusion { .. } => {
+            curfew_deadlines(config, devices, case, i, window, now, events);
+        }
+        CompiledRule::ContactBan { .. } => {
+            let known_until = pair_known_until(config, devices, case, i);
+            if now >= known_until {
+                open_position_unknown(case, i, known_until, now, events);
+            }
+        }
+        CompiledRule::Exclusion { .. } => {}
+    }
+}
+
+/// Queues order `i` for the next time `check_order` could find something,
+/// judged from the state as of `at`; with `checked`, only deadlines after
+/// that time (see `tick`).
+#[allow(clippy::too_many_arguments)]
+pub(super) fn rearm_order(
+    timers: &mut BinaryHeap<Reverse<(Timestamp, Subject)>>,
+    config: &EngineConfig,
+    tz: &TimeZone,
+    devices: &[Option<DeviceState>],
+    case: &mut CaseState,
+    case_slot: usize,
+    i: usize,
+    at: Timestamp,
+    checked: Option<Timestamp>,
+) {
+    let window = active_window(&mut case.orders[i], tz, at);
+    let order = &case.orders[i];
+    let open = order.track.open.as_ref().map(|e| e.kind);
+    let mut next: Option<Timestamp> = None;
+    let mut consider = |t: Timestamp| {
+        if checked.is_none_or(|c| t > c) {
+            next = Some(next.map_or(t, |n| n.min(t)));
+        }
+    };
+    if at < order.valid_from {
+        consider(order.valid_from);
+    }
+    if let Some(until) = order.valid_until.filter(|u| at < *u) {
+        consider(until);
+    }
+    if let Some((_, Some(state))) = &order.schedule {
+        if state.valid_until != Timestamp::MAX {
+            consider(state.valid_until);
+        }
+    }
+    match (&order.rule, window) {
+        (
+            CompiledRule::Inclusion {
+                grace_s, curfew, ..
+            },
+            Some(window),
+        ) => {
+            if open != Some(EventKind::CurfewBreach) {
+                if let Some(since) = curfew.outside_since {
+                    consider(after(since.max(window), *grace_s));
+                }
+            }
+            if open.is_none() {
+                let last_fix = devices
+                    .get(case.offender)
+                    .and_then(Option::as_ref)
+                    .map_or(case.watched_since, DeviceState::fixed)
+                    .max(case.watched_since);
+                consider(after(last_fix.max(window), config.gps_lost_after_s));
+            }
+            if let Some(breach) = order
+                .track
+                .open
+                .as_ref()
+                .filter(|e| e.kind == EventKind::CurfewBreach)
+            {
+                if let Some(since) = curfew.home_since(breach.onset) {
+                    consider(after(since, config.clear_min_s));
+                }
+            }
+        }
+        (CompiledRule::ContactBan { .. }, Some(_)) if open != Some(EventKind::PositionUnknown) => {
+            let known_until = pair_known_until(config, devices, case, i);
+            if known_until != Timestamp::MAX {
+                consider(known_until);
+            }
+        }
+        _ => {}
+    }
+    let order = &mut case.orders[i];
+    arm(
+        timers,
+        &mut order.timer,
+        next,
+        Subject::Order {
+            case: case_slot,
+            order: i,
+        },
+    );
+}
