@@ -504,16 +504,24 @@ impl Engine {
         }
     }
 
+    fn slot_of(&self, device: &DeviceId) -> Result<usize, InputError> {
+        self.device_slots
+            .get(device.as_str())
+            .copied()
+            .ok_or_else(|| InputError::UnknownDevice(device.clone()))
+    }
+
+    fn gps_lost_pending(&self, slot: usize) -> bool {
+        self.devices[slot]
+            .as_ref()
+            .is_some_and(DeviceState::gps_lost_pending)
+    }
+
     /// Takes one position fix.
     pub fn ingest_fix(&mut self, fix: &Fix) -> Result<FixOutcome, InputError> {
         check_fix(fix)?;
-        let slot = *self
-            .device_slots
-            .get(fix.device.as_str())
-            .ok_or_else(|| InputError::UnknownDevice(fix.device.clone()))?;
-        let gps_was_pending = self.devices[slot]
-            .as_ref()
-            .is_some_and(DeviceState::gps_lost_pending);
+        let slot = self.slot_of(&fix.device)?;
+        let gps_was_pending = self.gps_lost_pending(slot);
         let outcome = self.take_fix(slot, fix);
         self.requeue_device(slot, gps_was_pending);
         outcome
@@ -810,13 +818,8 @@ impl Engine {
         if let Some(b) = status.battery_pct.filter(|b| *b > 100) {
             return Err(InputError::BatteryOutOfRange(b));
         }
-        let slot = *self
-            .device_slots
-            .get(status.device.as_str())
-            .ok_or_else(|| InputError::UnknownDevice(status.device.clone()))?;
-        let gps_was_pending = self.devices[slot]
-            .as_ref()
-            .is_some_and(DeviceState::gps_lost_pending);
+        let slot = self.slot_of(&status.device)?;
+        let gps_was_pending = self.gps_lost_pending(slot);
         let mut events = Vec::new();
         self.heard_from(
             slot,
