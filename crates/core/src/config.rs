@@ -1,6 +1,7 @@
 //! Thresholds of the engine's decisions, with the defaults a pilot starts on.
 
 use serde::{Deserialize, Serialize};
+use thiserror::Error;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -50,5 +51,131 @@ impl Default for EngineConfig {
             battery_hysteresis_pct: 5,
             update_min_distance_change_m: 25.0,
         }
+    }
+}
+
+/// A threshold that cannot be meant, named by its field.
+#[derive(Debug, Clone, PartialEq, Error)]
+#[error("engine setting `{field}` = {value}: {problem}")]
+pub struct ConfigError {
+    pub field: &'static str,
+    pub value: String,
+    pub problem: &'static str,
+}
+
+impl EngineConfig {
+    /// Every setting that would make the engine decide nonsense: distances
+    /// and speeds must be positive and finite, times non-zero, battery
+    /// thresholds ordered.
+    pub fn validate(&self) -> Result<(), Vec<ConfigError>> {
+        let mut errors = Vec::new();
+        let mut check = |ok: bool, field: &'static str, value: String, problem: &'static str| {
+            if !ok {
+                errors.push(ConfigError {
+                    field,
+                    value,
+                    problem,
+                });
+            }
+        };
+        let positive = |v: f64| v.is_finite() && v > 0.0;
+        let non_negative = |v: f64| v.is_finite() && v >= 0.0;
+        check(
+            self.possible_confirmations >= 1,
+            "possible_confirmations",
+            self.possible_confirmations.to_string(),
+            "must be at least 1",
+        );
+        for (field, value) in [
+            ("max_plausible_speed_mps", self.max_plausible_speed_mps),
+            ("max_usable_accuracy_m", self.max_usable_accuracy_m),
+        ] {
+            check(
+                positive(value),
+                field,
+                value.to_string(),
+                "must be a positive number",
+            );
+        }
+        for (field, value) in [
+            ("clear_margin_m", self.clear_margin_m),
+            ("stale_position_speed_mps", self.stale_position_speed_mps),
+            (
+                "update_min_distance_change_m",
+                self.update_min_distance_change_m,
+            ),
+        ] {
+            check(
+                non_negative(value),
+                field,
+                value.to_string(),
+                "must be zero or more",
+            );
+        }
+        for (field, value) in [
+            ("position_max_age_s", self.position_max_age_s),
+            ("offline_after_s", self.offline_after_s),
+            ("gps_lost_after_s", self.gps_lost_after_s),
+        ] {
+            check(
+                value > 0,
+                field,
+                value.to_string(),
+                "must be more than zero seconds",
+            );
+        }
+        check(
+            self.battery_low_pct <= 100,
+            "battery_low_pct",
+            self.battery_low_pct.to_string(),
+            "is a percentage",
+        );
+        check(
+            self.battery_critical_pct < self.battery_low_pct,
+            "battery_critical_pct",
+            self.battery_critical_pct.to_string(),
+            "must be below battery_low_pct",
+        );
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(errors)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_defaults_are_valid() {
+        assert_eq!(EngineConfig::default().validate(), Ok(()));
+    }
+
+    #[test]
+    fn nonsense_settings_are_named() {
+        let config = EngineConfig {
+            possible_confirmations: 0,
+            max_plausible_speed_mps: f64::NAN,
+            offline_after_s: 0,
+            battery_critical_pct: 30,
+            ..EngineConfig::default()
+        };
+        let fields: Vec<_> = config
+            .validate()
+            .unwrap_err()
+            .iter()
+            .map(|e| e.field)
+            .collect();
+        assert_eq!(
+            fields,
+            [
+                "possible_confirmations",
+                "max_plausible_speed_mps",
+                "offline_after_s",
+                "battery_critical_pct"
+            ]
+        );
     }
 }

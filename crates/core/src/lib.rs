@@ -25,7 +25,7 @@ mod track;
 pub mod validate;
 pub mod zone;
 
-pub use config::EngineConfig;
+pub use config::{ConfigError, EngineConfig};
 pub use decision::Certainty;
 pub use engine::{
     BanHit, BanKind, CaseRejected, Disposition, Engine, FixOutcome, InputError, NearbyDevice,

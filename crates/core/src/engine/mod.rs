@@ -159,6 +159,8 @@ pub struct Engine {
 }
 
 impl Engine {
+    /// Drivers check `config` with [`EngineConfig::validate`] when they load
+    /// it; the engine itself never divides by or waits on a zero.
     pub fn new(config: EngineConfig) -> Self {
         Engine {
             config,
