@@ -160,7 +160,7 @@ pub struct Engine {
 
 impl Engine {
     /// Drivers check `config` with [`EngineConfig::validate`] when they load
-    /// it; the engine itself never divides by or waits on a zero.
+    /// it, so that a typo in a threshold is refused, not obeyed.
     pub fn new(config: EngineConfig) -> Self {
         Engine {
             config,
