@@ -243,3 +243,23 @@ fn strap_tamper_opens_and_a_closed_strap_clears() {
     let closed = e.ingest_status(&strap(20, StrapState::Ok)).unwrap();
     assert_eq!(kinds(&closed), vec![(Phase::Cleared, EventKind::Tamper)]);
 }
+
+/// Found by the many-cases property: a case edited at the very instant its
+/// curfew window ended kept its GPS-lost episode open, with no timer left
+/// to close it.
+#[test]
+fn a_case_edited_as_its_window_ends_still_closes_the_window_episode() {
+    let mut e = engine_with(vec![curfew_case()]);
+    feed(&mut e, fix("OFF-3", WINDOW - 3600, offset(0.0, 0.0), 10.0));
+    let lost = e.tick(at(WINDOW + 300));
+    assert!(lost
+        .iter()
+        .any(|ev| ev.kind == EventKind::GpsLost && ev.order.is_some()));
+    let end = WINDOW + 8 * 3600;
+    assert!(e.upsert_case(curfew_case(), at(end)).unwrap().is_empty());
+    let closed = e.tick(at(end + 1));
+    assert!(closed.iter().any(|ev| ev.kind == EventKind::GpsLost
+        && ev.order.is_some()
+        && ev.phase == Phase::Cleared
+        && ev.reason == Some(ClearReason::OrderInactive)));
+}

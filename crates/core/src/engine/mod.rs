@@ -319,6 +319,34 @@ impl Engine {
                 );
             }
         }
+        // Health episodes are per case: a device that joins the case brings
+        // its open ones along, a device that leaves takes them away.
+        let no_members = Vec::new();
+        let old_members = previous
+            .as_ref()
+            .map_or(&no_members, |(_, old)| &old.members);
+        if let Some(state) = self.cases[slot].as_ref() {
+            for (members, others, phase, reason) in [
+                (
+                    old_members,
+                    &state.members,
+                    Phase::Cleared,
+                    Some(ClearReason::OrderWithdrawn),
+                ),
+                (&state.members, old_members, Phase::Opened, None),
+            ] {
+                for &(d, role) in members.iter().filter(|m| !others.contains(m)) {
+                    let Some(dev) = self.devices[d].as_ref() else {
+                        continue;
+                    };
+                    for (kind, onset) in open_health(dev) {
+                        events.push(health_event(
+                            state, dev, role, kind, onset, phase, now, reason,
+                        ));
+                    }
+                }
+            }
+        }
         if let Some((_, old)) = &previous {
             self.drop_orphan_devices(&old.members);
         }

@@ -141,6 +141,11 @@ pub(super) fn rearm_order(
     if let Some(until) = order.valid_until.filter(|u| at < *u) {
         consider(until);
     }
+    // Out of force with an episode still open (a case edited just then, or
+    // a fix stamped before the episode): the next look closes it.
+    if window.is_none() && order.track.open.is_some() {
+        consider(at);
+    }
     if let Some((_, Some(state))) = &order.schedule {
         if state.valid_until != Timestamp::MAX {
             consider(state.valid_until);
