@@ -97,3 +97,30 @@ fn the_scenario_replays_identically() {
         run("approach-kralingen.jsonl")
     );
 }
+
+#[test]
+fn the_city_centre_ban_follows_the_real_district_boundary() {
+    let mut engine = load_engine();
+    let at = "2026-11-25T18:00:00Z".parse().unwrap();
+    let ban = |engine: &mut Engine, lat, lon| {
+        engine
+            .bans_at(lat, lon, at)
+            .into_iter()
+            .find(|b| b.order.as_str() == "ban-centrum")
+    };
+    // Metro stations the CBS boundary puts inside Rotterdam Centrum...
+    for (name, lat, lon) in [("Beurs", 51.9185, 4.4813), ("Blaak", 51.9200, 4.4893)] {
+        let hit = ban(&mut engine, lat, lon).unwrap_or_else(|| panic!("{name} is in the centre"));
+        assert!(hit.inside, "{name}");
+    }
+    // ... and ones it puts outside, in Delfshaven and Feijenoord.
+    for (name, lat, lon) in [
+        ("Marconiplein", 51.9130, 4.4325),
+        ("Wilhelminaplein", 51.9077, 4.4932),
+    ] {
+        assert!(
+            ban(&mut engine, lat, lon).is_none_or(|b| !b.inside),
+            "{name}"
+        );
+    }
+}
