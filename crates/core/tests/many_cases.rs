@@ -5,12 +5,10 @@
 
 mod common;
 
-use std::collections::{HashMap, HashSet};
-
 use common::*;
 use kordon_core::{
-    CaseId, ClearReason, DeviceId, Engine, EngineConfig, Event, PersonId, Phase, ProtectedPerson,
-    RiskLevel, Rule, Status, StrapState, ZoneGeometry,
+    CaseId, DeviceId, Engine, EngineConfig, Event, PersonId, ProtectedPerson, RiskLevel, Rule,
+    Status, StrapState, ZoneGeometry,
 };
 use proptest::prelude::*;
 
@@ -183,48 +181,13 @@ fn run(ops: &[Op]) -> Vec<Event> {
     events
 }
 
-/// As in properties.rs, except that an episode withdrawn with its order or
-/// case may open again under its id when the order comes back.
-fn invariants(events: &[Event]) -> Result<(), String> {
-    let key = |e: &Event| match &e.order {
-        Some(order) => format!("{}/{}", e.case, order),
-        None => format!("{}/{}/{}", e.case, e.device, e.kind.family()),
-    };
-    let mut open: HashMap<String, kordon_core::EpisodeId> = HashMap::new();
-    let mut ended = HashSet::new();
-    for (n, e) in events.iter().enumerate() {
-        let k = key(e);
-        let broken = match e.phase {
-            Phase::Opened if open.contains_key(&k) => Some("two open episodes"),
-            Phase::Opened if ended.contains(&e.id) => Some("reopened an ended episode"),
-            Phase::Opened => {
-                open.insert(k, e.id);
-                None
-            }
-            Phase::Updated if open.get(&k) != Some(&e.id) => Some("update of a closed episode"),
-            Phase::Cleared if open.remove(&k) != Some(e.id) => Some("cleared without being open"),
-            Phase::Cleared => {
-                if e.reason != Some(ClearReason::OrderWithdrawn) {
-                    ended.insert(e.id);
-                }
-                None
-            }
-            _ => None,
-        };
-        if let Some(broken) = broken {
-            return Err(format!("{broken} at event {n}: {e:#?}"));
-        }
-    }
-    Ok(())
-}
-
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(cases(300)))]
 
     #[test]
     fn shared_victims_and_edited_cases_keep_the_invariants(ops in prop::collection::vec(op(), 1..150)) {
         let events = run(&ops);
-        if let Err(broken) = invariants(&events) {
+        if let Err(broken) = episode_invariants(&events) {
             return Err(TestCaseError::fail(broken));
         }
         prop_assert_eq!(events, run(&ops));

@@ -3,8 +3,6 @@
 
 mod common;
 
-use std::collections::HashMap;
-
 use common::*;
 use geo::{Contains, Distance, Euclidean, Geodesic, LineString, Point, Polygon};
 use kordon_core::decision::disc_in_area;
@@ -254,55 +252,6 @@ proptest! {
             return Err(TestCaseError::fail(broken));
         }
     }
-}
-
-/// An episode opens once, is updated and cleared only while open, is never
-/// cleared twice, and its id is never reused; one open episode per order (or
-/// per device and kind family for health).
-fn episode_invariants(events: &[Event]) -> Result<(), String> {
-    let subject = |e: &Event| match &e.order {
-        Some(order) => format!("{}/{}", e.case, order),
-        None => format!("{}/{}/{}", e.case, e.device, e.kind.family()),
-    };
-    let mut open: HashMap<String, kordon_core::EpisodeId> = HashMap::new();
-    let mut cleared = std::collections::HashSet::new();
-    for e in events {
-        let key = subject(e);
-        let broken = match e.phase {
-            Phase::Opened if open.contains_key(&key) => Some("two open episodes"),
-            Phase::Opened if cleared.contains(&e.id) => Some("reopened a cleared id"),
-            Phase::Opened => {
-                open.insert(key, e.id);
-                None
-            }
-            Phase::Updated if open.get(&key) != Some(&e.id) => Some("update of a closed episode"),
-            Phase::Cleared if open.remove(&key) != Some(e.id) => Some("cleared without being open"),
-            Phase::Cleared if !cleared.insert(e.id) => Some("cleared twice"),
-            _ => None,
-        };
-        if let Some(broken) = broken {
-            return Err(format!("{broken}: {}", summary(events)));
-        }
-    }
-    Ok(())
-}
-
-fn summary(events: &[Event]) -> String {
-    events
-        .iter()
-        .map(|e| {
-            format!(
-                "\n{} {:?} {:?} {:?} {} onset={} at={}",
-                &e.id.to_string()[..8],
-                e.phase,
-                e.kind,
-                e.order,
-                e.device,
-                e.onset,
-                e.at
-            )
-        })
-        .collect()
 }
 
 // Seeds from failures the properties above found; each stays as a test.

@@ -2,10 +2,13 @@
 //! metres, and times counted in seconds from a fixed instant.
 #![allow(dead_code)]
 
+use std::collections::{HashMap, HashSet};
+
 use jiff::Timestamp;
+
 use kordon_core::{
-    Case, CaseId, DeviceId, Engine, EngineConfig, Event, EventKind, Fix, Offender, Order, OrderId,
-    PersonId, Phase, ProtectedPerson, RiskLevel, Rule, ZoneGeometry,
+    Case, CaseId, ClearReason, DeviceId, Engine, EngineConfig, EpisodeId, Event, EventKind, Fix,
+    Offender, Order, OrderId, PersonId, Phase, ProtectedPerson, RiskLevel, Rule, ZoneGeometry,
 };
 
 /// Wednesday 2026-11-25 10:00 UTC: no DST change near, inside every validity.
@@ -142,4 +145,61 @@ pub fn cases(default: u32) -> u32 {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
+}
+
+/// The episode invariants over a stream of events: an episode opens once
+/// and is updated and cleared only while open; one open episode per order
+/// (or per device and kind family for health); an id that ended is never
+/// opened again, except one withdrawn with its order or case, which may
+/// return with it.
+pub fn episode_invariants(events: &[Event]) -> Result<(), String> {
+    let key = |e: &Event| match &e.order {
+        Some(order) => format!("{}/{}", e.case, order),
+        None => format!("{}/{}/{}", e.case, e.device, e.kind.family()),
+    };
+    let mut open: HashMap<String, EpisodeId> = HashMap::new();
+    let mut ended = HashSet::new();
+    for (n, e) in events.iter().enumerate() {
+        let k = key(e);
+        let broken = match e.phase {
+            Phase::Opened if open.contains_key(&k) => Some("two open episodes"),
+            Phase::Opened if ended.contains(&e.id) => Some("reopened an ended episode"),
+            Phase::Opened => {
+                open.insert(k, e.id);
+                None
+            }
+            Phase::Updated if open.get(&k) != Some(&e.id) => Some("update of a closed episode"),
+            Phase::Cleared if open.remove(&k) != Some(e.id) => Some("cleared without being open"),
+            Phase::Cleared => {
+                if e.reason != Some(ClearReason::OrderWithdrawn) {
+                    ended.insert(e.id);
+                }
+                None
+            }
+            _ => None,
+        };
+        if let Some(broken) = broken {
+            return Err(format!("{broken} at event {n} of: {}", summary(events)));
+        }
+    }
+    Ok(())
+}
+
+/// One line per event, for failure messages.
+pub fn summary(events: &[Event]) -> String {
+    events
+        .iter()
+        .map(|e| {
+            format!(
+                "\n{} {:?} {:?} {:?} {} onset={} at={}",
+                &e.id.to_string()[..8],
+                e.phase,
+                e.kind,
+                e.order,
+                e.device,
+                e.onset,
+                e.at
+            )
+        })
+        .collect()
 }
