@@ -28,7 +28,8 @@ pub mod zone;
 pub use config::{ConfigError, EngineConfig};
 pub use decision::Certainty;
 pub use engine::{
-    BanHit, BanKind, CaseRejected, Disposition, Engine, FixOutcome, InputError, NearbyDevice,
+    check_fix, BanHit, BanKind, CaseRejected, Disposition, Engine, FixOutcome, InputError,
+    NearbyDevice,
 };
 pub use episode::{ClearReason, EpisodeId, Event, EventKind, Phase, PositionReport, Severity};
 pub use model::{

@@ -1182,8 +1182,9 @@ fn zone_entries(
         })
 }
 
-/// Refuses what cannot be a position.
-fn check_fix(fix: &Fix) -> Result<(), InputError> {
+/// Refuses what cannot be a position. The engine applies it to every fix;
+/// drivers call it to refuse a payload before it reaches the engine's thread.
+pub fn check_fix(fix: &Fix) -> Result<(), InputError> {
     for (field, value) in [
         ("lat", fix.lat),
         ("lon", fix.lon),

@@ -1,0 +1,21 @@
+//! kordon-ingest: how messages from devices and operators get into kordon.
+//!
+//! - [`topic`]: the MQTT topics of the wire contract (`docs/mqtt.md`).
+//! - [`codec`]: JSON, OwnTracks and postcard payloads to [`kordon_core::Fix`]
+//!   and [`kordon_core::Status`], refusing with a [`Reason`] for every fault:
+//!   nothing refused is dropped silently.
+//! - [`broker`]: the rumqttc connection: persistent session, TCP_NODELAY,
+//!   TLS, last will, reconnection back-off.
+//!
+//! Decoding is pure (time is an argument); the server crate drives the
+//! connection and hands decoded messages to the engine's thread.
+
+pub mod broker;
+pub mod codec;
+pub mod refusal;
+pub mod topic;
+
+pub use broker::{connect, Backoff, BrokerAddress, BrokerError, BrokerSettings, OFFLINE, ONLINE};
+pub use codec::{AlertAck, BinaryFix, Decoder, Limits, Message};
+pub use refusal::{Reason, Refusal};
+pub use topic::InboundTopic;

@@ -1,0 +1,323 @@
+//! The payload contract of docs/mqtt.md: what decodes, and the reason code
+//! of every refusal.
+
+use std::collections::HashMap;
+
+use jiff::Timestamp;
+use kordon_core::{DeviceId, GpsState, StrapState};
+use kordon_ingest::{BinaryFix, Decoder, Limits, Message, Reason};
+
+fn now() -> Timestamp {
+    "2026-11-29T08:00:00Z".parse().unwrap()
+}
+
+fn decoder() -> Decoder {
+    let owntracks = HashMap::from([("anna/phone".to_string(), DeviceId::new("VIC-0001"))]);
+    Decoder::new(Limits::default(), owntracks)
+}
+
+fn reason(topic: &str, payload: &[u8]) -> Reason {
+    match decoder().decode(topic, payload, now()) {
+        Ok(message) => panic!(
+            "{topic} {} accepted as {message:?}",
+            String::from_utf8_lossy(payload)
+        ),
+        Err(refusal) => {
+            assert!(!refusal.detail.is_empty());
+            refusal.reason
+        }
+    }
+}
+
+const FIX: &str = "kordon/v1/devices/OFF-0001/fix";
+
+#[test]
+fn a_json_fix_with_epoch_ms_or_rfc3339_decodes() {
+    let d = decoder();
+    let ms = now().as_millisecond();
+    let payload = format!(
+        r#"{{"ts":{ms},"lat":51.92,"lon":4.48,"acc":8,"seq":7,"speed":1.5,"heading":90,"batt":80,"firmware":"2.1"}}"#
+    );
+    let Message::Fix(fix) = d.decode(FIX, payload.as_bytes(), now()).unwrap() else {
+        panic!("not a fix")
+    };
+    assert_eq!(fix.device.as_str(), "OFF-0001");
+    assert_eq!(fix.ts, now());
+    assert_eq!((fix.lat, fix.lon, fix.accuracy_m), (51.92, 4.48, 8.0));
+    assert_eq!(
+        (fix.seq, fix.speed_mps, fix.heading_deg, fix.battery_pct),
+        (Some(7), Some(1.5), Some(90.0), Some(80))
+    );
+
+    let payload =
+        br#"{"device":"OFF-0001","ts":"2026-11-29T08:59:30+01:00","lat":51.92,"lon":4.48,"acc":8}"#;
+    let Message::Fix(fix) = d.decode(FIX, payload, now()).unwrap() else {
+        panic!("not a fix")
+    };
+    assert_eq!(fix.ts, "2026-11-29T07:59:30Z".parse::<Timestamp>().unwrap());
+}
+
+#[test]
+fn a_status_message_decodes() {
+    let payload = br#"{"ts":"2026-11-29T07:59:00Z","strap":"tampered","batt":12,"charging":false,"gps":"no_fix"}"#;
+    let message = decoder()
+        .decode("kordon/v1/devices/OFF-0001/status", payload, now())
+        .unwrap();
+    let Message::Status(status) = message else {
+        panic!("not a status")
+    };
+    assert_eq!(status.strap, Some(StrapState::Tampered));
+    assert_eq!(status.gps, Some(GpsState::NoFix));
+    assert_eq!(
+        (status.battery_pct, status.charging),
+        (Some(12), Some(false))
+    );
+}
+
+#[test]
+fn an_owntracks_location_maps_to_its_configured_device() {
+    let tst = now().as_second() - 5;
+    let payload = format!(
+        r#"{{"_type":"location","tst":{tst},"lat":51.9,"lon":4.5,"acc":12,"batt":64,"vel":36,"cog":180,"tid":"an","t":"u"}}"#
+    );
+    let message = decoder()
+        .decode("owntracks/anna/phone", payload.as_bytes(), now())
+        .unwrap();
+    let Message::Fix(fix) = message else {
+        panic!("not a fix")
+    };
+    assert_eq!(fix.device.as_str(), "VIC-0001");
+    assert_eq!(fix.speed_mps, Some(10.0), "vel is km/h");
+    assert_eq!(fix.heading_deg, Some(180.0));
+    assert_eq!(fix.battery_pct, Some(64));
+}
+
+#[test]
+fn a_binary_fix_round_trips_and_is_compact() {
+    let binary = BinaryFix {
+        ts_ms: now().as_millisecond(),
+        lat_e7: 519_200_000,
+        lon_e7: 44_800_000,
+        acc_dm: 85,
+        seq: Some(1234),
+        speed_cm_s: Some(150),
+        heading_cdeg: Some(9000),
+        batt: Some(80),
+    };
+    let bytes = binary.encode();
+    assert!(bytes.len() <= 30, "{} bytes", bytes.len());
+    let message = decoder()
+        .decode("kordon/v1/devices/OFF-0001/fix.bin", &bytes, now())
+        .unwrap();
+    let Message::Fix(fix) = message else {
+        panic!("not a fix")
+    };
+    assert_eq!((fix.lat, fix.lon, fix.accuracy_m), (51.92, 4.48, 8.5));
+    assert_eq!((fix.speed_mps, fix.heading_deg), (Some(1.5), Some(90.0)));
+    let mut trailing = bytes.clone();
+    trailing.push(0);
+    assert_eq!(
+        reason("kordon/v1/devices/OFF-0001/fix.bin", &trailing),
+        Reason::MalformedPayload
+    );
+    assert_eq!(
+        reason("kordon/v1/devices/OFF-0001/fix.bin", &bytes[..5]),
+        Reason::MalformedPayload
+    );
+}
+
+#[test]
+fn an_acknowledgement_decodes_and_must_name_its_operator() {
+    let message = decoder()
+        .decode(
+            "kordon/v1/alerts/ack",
+            br#"{"id":"abc","operator":"op-17","note":"unit sent"}"#,
+            now(),
+        )
+        .unwrap();
+    let Message::Ack(ack) = message else {
+        panic!("not an ack")
+    };
+    assert_eq!(
+        (ack.id.as_str(), ack.operator.as_str(), ack.note.as_deref()),
+        ("abc", "op-17", Some("unit sent"))
+    );
+    assert_eq!(
+        reason("kordon/v1/alerts/ack", br#"{"id":"abc"}"#),
+        Reason::MissingField
+    );
+    assert_eq!(
+        reason("kordon/v1/alerts/ack", br#"{"id":"abc","operator":" "}"#),
+        Reason::InvalidField
+    );
+}
+
+#[test]
+fn every_fault_has_its_own_reason() {
+    let ts = now().as_millisecond();
+    let cases: Vec<(&str, String, Reason)> = vec![
+        (FIX, "x".repeat(5000), Reason::PayloadTooLarge),
+        (FIX, "{\"ts\":".into(), Reason::MalformedPayload),
+        (FIX, "not json".into(), Reason::MalformedPayload),
+        (
+            FIX,
+            format!(r#"{{"ts":{ts},"lat":51.9,"acc":5}}"#),
+            Reason::MissingField,
+        ),
+        (
+            FIX,
+            r#"{"lat":51.9,"lon":4.4,"acc":5}"#.into(),
+            Reason::MissingField,
+        ),
+        (
+            FIX,
+            format!(r#"{{"ts":{ts},"lat":"51.9","lon":4.4,"acc":5}}"#),
+            Reason::InvalidField,
+        ),
+        (
+            FIX,
+            format!(r#"{{"ts":"yesterday","lat":51.9,"lon":4.4,"acc":5}}"#),
+            Reason::InvalidField,
+        ),
+        (
+            FIX,
+            format!(r#"{{"ts":{ts},"lat":1e999,"lon":4.4,"acc":5}}"#),
+            Reason::NotFinite,
+        ),
+        (
+            FIX,
+            format!(r#"{{"ts":{ts},"lat":NaN,"lon":4.4,"acc":5}}"#),
+            Reason::NotFinite,
+        ),
+        (
+            FIX,
+            format!(r#"{{"ts":{ts},"lat":91,"lon":4.4,"acc":5}}"#),
+            Reason::LatitudeOutOfRange,
+        ),
+        (
+            FIX,
+            format!(r#"{{"ts":{ts},"lat":51.9,"lon":-181,"acc":5}}"#),
+            Reason::LongitudeOutOfRange,
+        ),
+        (
+            FIX,
+            format!(r#"{{"ts":{ts},"lat":0,"lon":0,"acc":5}}"#),
+            Reason::NullIsland,
+        ),
+        (
+            FIX,
+            format!(r#"{{"ts":{ts},"lat":51.9,"lon":4.4,"acc":0}}"#),
+            Reason::AccuracyNotPositive,
+        ),
+        (
+            FIX,
+            format!(r#"{{"ts":{ts},"lat":51.9,"lon":4.4,"acc":-3}}"#),
+            Reason::AccuracyNotPositive,
+        ),
+        (
+            FIX,
+            format!(r#"{{"ts":{ts},"lat":51.9,"lon":4.4,"acc":250000}}"#),
+            Reason::AccuracyAbsurd,
+        ),
+        (
+            FIX,
+            format!(r#"{{"ts":{ts},"lat":51.9,"lon":4.4,"acc":5,"heading":400}}"#),
+            Reason::FieldOutOfRange,
+        ),
+        (
+            FIX,
+            format!(r#"{{"ts":{ts},"lat":51.9,"lon":4.4,"acc":5,"batt":300}}"#),
+            Reason::InvalidField,
+        ),
+        (
+            FIX,
+            format!(
+                r#"{{"ts":{},"lat":51.9,"lon":4.4,"acc":5}}"#,
+                ts + 3_600_000
+            ),
+            Reason::TimestampInFuture,
+        ),
+        (
+            FIX,
+            format!(
+                r#"{{"ts":{},"lat":51.9,"lon":4.4,"acc":5}}"#,
+                ts - 40 * 86_400_000
+            ),
+            Reason::TimestampTooOld,
+        ),
+        (
+            FIX,
+            format!(r#"{{"device":"VIC-0001","ts":{ts},"lat":51.9,"lon":4.4,"acc":5}}"#),
+            Reason::DeviceMismatch,
+        ),
+        (
+            "kordon/v1/devices/OFF 1/fix",
+            format!(r#"{{"ts":{ts},"lat":51.9,"lon":4.4,"acc":5}}"#),
+            Reason::InvalidDeviceId,
+        ),
+        (
+            "kordon/v1/devices/OFF-0001/telemetry",
+            "{}".into(),
+            Reason::UnknownTopic,
+        ),
+        (
+            "kordon/v1/devices/OFF-0001/status",
+            format!(r#"{{"ts":{ts},"strap":"ok"}}"#),
+            Reason::MissingField,
+        ),
+        (
+            "kordon/v1/devices/OFF-0001/status",
+            format!(r#"{{"ts":{ts},"strap":"cut","gps":"ok"}}"#),
+            Reason::InvalidField,
+        ),
+        (
+            "owntracks/bob/phone",
+            format!(
+                r#"{{"_type":"location","tst":{},"lat":51.9,"lon":4.4,"acc":5}}"#,
+                ts / 1000
+            ),
+            Reason::UnknownDevice,
+        ),
+        (
+            "owntracks/anna/phone",
+            r#"{"_type":"transition","event":"enter"}"#.into(),
+            Reason::UnsupportedMessage,
+        ),
+        (
+            "owntracks/anna/phone/event",
+            "{}".into(),
+            Reason::UnsupportedMessage,
+        ),
+    ];
+    for (topic, payload, expected) in cases {
+        assert_eq!(
+            reason(topic, payload.as_bytes()),
+            expected,
+            "{topic} {payload}"
+        );
+    }
+}
+
+#[test]
+fn a_refusal_names_the_device_of_its_topic() {
+    let refusal = decoder().decode(FIX, b"{oops", now()).unwrap_err();
+    assert_eq!(
+        refusal.device.as_ref().map(|d| d.as_str()),
+        Some("OFF-0001")
+    );
+    let owntracks = decoder()
+        .decode("owntracks/anna/phone", br#"{"_type":"location"}"#, now())
+        .unwrap_err();
+    assert_eq!(
+        owntracks.device.as_ref().map(|d| d.as_str()),
+        Some("VIC-0001")
+    );
+}
+
+#[test]
+fn every_reason_has_a_distinct_code() {
+    let mut codes: Vec<_> = Reason::ALL.iter().map(|r| r.code()).collect();
+    codes.sort_unstable();
+    codes.dedup();
+    assert_eq!(codes.len(), Reason::ALL.len());
+}
