@@ -1,1 +1,18 @@
-//! placeholder
+//! kordon-alert: who is told what about an alert, and making sure someone
+//! acts on it.
+//!
+//! - [`desk`]: the [`AlertDesk`] state machine: routing by audience (the
+//!   privacy rules), acknowledgement, escalation, time to acknowledge.
+//! - [`message`]: the JSON payloads per audience.
+//! - [`cap`]: OASIS CAP 1.2 for police dispatch.
+//! - [`topics`]: the outbound alert topics.
+//!
+//! No IO and no clock: the server publishes what the desk returns.
+
+pub mod cap;
+pub mod desk;
+pub mod message;
+pub mod topics;
+
+pub use desk::{AckError, AlertDesk, AlertRecord, AlertSettings, Outbound};
+pub use message::{Acknowledgement, AlertEvent, AlertMessage, DeviceWarning, Position};

@@ -130,6 +130,8 @@ pub fn connect(
     options
         .set_keep_alive(Duration::from_secs(u64::from(settings.keep_alive_s.max(1))))
         .set_clean_session(false)
+        // A message is acknowledged once handled (see the server's mqtt module).
+        .set_manual_acks(true)
         .set_max_packet_size(256 * 1024, 256 * 1024)
         .set_inflight(1000)
         .set_last_will(LastWill::new(

@@ -1,5 +1,5 @@
-//! The MQTT topics kordon reads and writes (the wire contract of
-//! `docs/mqtt.md`), in one place.
+//! The MQTT topics kordon reads, and those about its own health (the wire
+//! contract of `docs/mqtt.md`). Alert topics are the alert crate's.
 
 use kordon_core::DeviceId;
 
@@ -17,23 +17,10 @@ pub const SUBSCRIPTIONS: &[&str] = &[
     "owntracks/#",
 ];
 
-pub const MONITORING: &str = "kordon/v1/alerts/monitoring";
-pub const POLICE: &str = "kordon/v1/alerts/police";
-pub const POLICE_CAP: &str = "kordon/v1/alerts/police/cap";
 pub const ACK: &str = "kordon/v1/alerts/ack";
 pub const REJECTS: &str = "kordon/v1/rejects";
 /// Retained `online` / `offline`; `offline` is also the connection's last will.
 pub const ENGINE_STATUS: &str = "kordon/v1/engine/status";
-
-/// A warning for the person carrying `device` (victim device or bracelet).
-pub fn device_warning(device: &DeviceId) -> String {
-    format!("{PREFIX}/devices/{device}/warning")
-}
-
-/// Escalations for the coordinators of `case`, for a paging gateway.
-pub fn case_coordinators(case: &str) -> String {
-    format!("{PREFIX}/cases/{case}/coordinators")
-}
 
 pub fn device_fix(device: &str) -> String {
     format!("{PREFIX}/devices/{device}/fix")

@@ -1,0 +1,481 @@
+//! The alert desk: turns the engine's events into messages for each
+//! audience, keeps every alert until it is acknowledged, and escalates the
+//! ones that need a police unit when no one acknowledges them in time.
+//!
+//! Like the engine it is a state machine without IO or clock: events, acks
+//! and `now` go in, [`Outbound`] messages come out. The routing rules, which
+//! are privacy rules, live in [`AlertDesk::route`]:
+//!
+//! | audience | gets |
+//! | --- | --- |
+//! | monitoring room | everything, with both positions |
+//! | police (JSON and CAP) | episodes that need a unit: proximity and zone breaches, curfew breaches and tamper in high-risk cases; then every later change of those episodes |
+//! | protected person's device | warnings about the offender (proximity, zone breach, tamper, bracelet offline in high-risk cases) and her own battery; never a position, distance or direction |
+//! | offender's bracelet | static zones only (exclusion zones, curfew); nothing derived from the victim |
+//! | case coordinators | escalations |
+
+use std::collections::{BTreeSet, HashMap, VecDeque};
+
+use jiff::Timestamp;
+use kordon_core::{
+    Case, CaseId, Coordinator, DeviceId, EpisodeId, Event, EventKind, Phase, RiskLevel, Role, Rule,
+};
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use crate::cap::{self, CapThread};
+use crate::message::{
+    offender_instruction, protected_instruction, Acknowledgement, AlertEvent, AlertMessage,
+    CoordinatorNotice, DeviceWarning,
+};
+use crate::topics;
+
+/// How the desk routes and escalates.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AlertSettings {
+    /// CAP `sender`: no spaces, commas or `&<`.
+    pub sender: String,
+    /// A police alert not acknowledged within this is escalated.
+    pub escalate_after_s: u32,
+    /// Whether bracelets are told when they near or enter a static zone.
+    pub offender_zone_warnings: bool,
+    /// Closed alerts kept for `/api/v1/alerts` after they are acknowledged.
+    pub recent_limit: usize,
+}
+
+impl Default for AlertSettings {
+    fn default() -> Self {
+        AlertSettings {
+            sender: "kordon@localhost".to_string(),
+            escalate_after_s: 120,
+            offender_zone_warnings: true,
+            recent_limit: 1000,
+        }
+    }
+}
+
+impl AlertSettings {
+    pub fn validate(&self) -> Result<(), String> {
+        if self.sender.is_empty()
+            || self
+                .sender
+                .chars()
+                .any(|c| c.is_whitespace() || matches!(c, ',' | '&' | '<'))
+        {
+            return Err(format!(
+                "alerts.sender `{}` must be non-empty without spaces, commas, & or < (CAP 1.2)",
+                self.sender
+            ));
+        }
+        if self.escalate_after_s == 0 {
+            return Err("alerts.escalate_after_s must be at least 1".into());
+        }
+        Ok(())
+    }
+}
+
+/// One message to publish (QoS 1).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outbound {
+    pub topic: String,
+    pub payload: Vec<u8>,
+}
+
+/// What an alert record says about itself, for the API.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AlertRecord {
+    /// The latest state of the alert, as last published.
+    #[serde(flatten)]
+    pub latest: AlertMessage,
+    /// When kordon first published it.
+    pub raised_at: Timestamp,
+    pub open: bool,
+    pub needs_police: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub escalated_at: Option<Timestamp>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub acknowledgement: Option<Acknowledgement>,
+    /// Events published about it so far.
+    pub updates: u32,
+    #[serde(skip)]
+    cap: Option<CapThread>,
+    /// The kind each wearer was last told about, so a warning that only
+    /// changes distance does not buzz a device again.
+    #[serde(skip)]
+    told_protected: Option<EventKind>,
+    #[serde(skip)]
+    told_offender: Option<EventKind>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum AckError {
+    #[error("no alert with id `{0}`")]
+    UnknownAlert(String),
+    #[error("alert `{id}` was already acknowledged by {operator} at {at}")]
+    AlreadyAcknowledged {
+        id: String,
+        operator: String,
+        at: Timestamp,
+    },
+}
+
+/// What the desk knows of a case for routing.
+#[derive(Debug, Clone)]
+struct CaseRouting {
+    risk: RiskLevel,
+    offender: DeviceId,
+    /// Devices of all protected persons who carry one.
+    protected_devices: Vec<DeviceId>,
+    /// Contact ban order → the protected person's device.
+    contact_bans: HashMap<String, Option<DeviceId>>,
+    /// Exclusion and inclusion zones: static, so the bracelet may hear of them.
+    static_zones: BTreeSet<String>,
+    coordinators: Vec<Coordinator>,
+}
+
+impl CaseRouting {
+    fn new(case: &Case) -> Self {
+        let device_of = |person: &str| {
+            case.protected
+                .iter()
+                .find(|p| p.id.as_str() == person)
+                .and_then(|p| p.device.clone())
+        };
+        let mut contact_bans = HashMap::new();
+        let mut static_zones = BTreeSet::new();
+        for order in &case.orders {
+            match &order.rule {
+                Rule::ContactBan { protected, .. } => {
+                    contact_bans.insert(order.id.to_string(), device_of(protected.as_str()));
+                }
+                _ => {
+                    static_zones.insert(order.id.to_string());
+                }
+            }
+        }
+        CaseRouting {
+            risk: case.risk,
+            offender: case.offender.device.clone(),
+            protected_devices: case
+                .protected
+                .iter()
+                .filter_map(|p| p.device.clone())
+                .collect(),
+            contact_bans,
+            static_zones,
+            coordinators: case.coordinators.clone(),
+        }
+    }
+}
+
+/// See the module documentation.
+#[derive(Debug)]
+pub struct AlertDesk {
+    settings: AlertSettings,
+    cases: HashMap<CaseId, CaseRouting>,
+    alerts: HashMap<EpisodeId, AlertRecord>,
+    /// Alerts that are cleared and acknowledged, oldest first, to forget.
+    closed: VecDeque<EpisodeId>,
+}
+
+impl AlertDesk {
+    pub fn new(settings: AlertSettings) -> Self {
+        AlertDesk {
+            settings,
+            cases: HashMap::new(),
+            alerts: HashMap::new(),
+            closed: VecDeque::new(),
+        }
+    }
+
+    pub fn settings(&self) -> &AlertSettings {
+        &self.settings
+    }
+
+    pub fn upsert_case(&mut self, case: &Case) {
+        self.cases.insert(case.id.clone(), CaseRouting::new(case));
+    }
+
+    /// Call after the engine's `remove_case`, with the events it returned
+    /// already routed: they need the case's routing.
+    pub fn remove_case(&mut self, id: &CaseId) {
+        self.cases.remove(id);
+    }
+
+    /// Police are needed for breaches that a unit can act on.
+    fn needs_police(kind: EventKind, risk: RiskLevel) -> bool {
+        match kind {
+            EventKind::ProximityBreach | EventKind::ZoneBreach => true,
+            EventKind::CurfewBreach | EventKind::Tamper => risk == RiskLevel::High,
+            _ => false,
+        }
+    }
+
+    /// Routes one engine event, decided at `now`.
+    pub fn route(&mut self, event: &Event, now: Timestamp) -> Vec<Outbound> {
+        let Some(case) = self.cases.get(&event.case) else {
+            // The engine only raises events for cases it holds, and the
+            // desk is told of every case first; keep the alert regardless.
+            let message = AlertMessage::from_event(event, RiskLevel::High);
+            return vec![json(topics::MONITORING, &message)];
+        };
+        let message = AlertMessage::from_event(event, case.risk);
+        let mut out = vec![json(topics::MONITORING, &message)];
+        if event.phase == Phase::LateBreach {
+            return out;
+        }
+
+        let record = self.alerts.entry(event.id).or_insert_with(|| AlertRecord {
+            latest: message.clone(),
+            raised_at: now,
+            open: true,
+            needs_police: false,
+            escalated_at: None,
+            acknowledgement: None,
+            updates: 0,
+            cap: None,
+            told_protected: None,
+            told_offender: None,
+        });
+        record.latest = AlertMessage {
+            acknowledged: record.acknowledgement.clone(),
+            ..message.clone()
+        };
+        record.updates += 1;
+        record.open = event.phase != Phase::Cleared;
+
+        if record.needs_police || Self::needs_police(event.kind, case.risk) {
+            record.needs_police = true;
+            out.push(json(topics::POLICE, &message));
+            let xml = cap::encode(&message, &mut record.cap, &self.settings.sender, now);
+            out.push(Outbound {
+                topic: topics::POLICE_CAP.to_string(),
+                payload: xml.into_bytes(),
+            });
+        }
+
+        for device in protected_recipients(case, event) {
+            if let Some(warning) =
+                device_warning(&mut record.told_protected, &message, Role::Protected)
+            {
+                out.push(json(&topics::device_warning(device.as_str()), &warning));
+            }
+        }
+        let static_zone = event
+            .order
+            .as_ref()
+            .is_some_and(|o| case.static_zones.contains(o.as_str()));
+        let zone_kind = matches!(
+            event.kind,
+            EventKind::ZoneWarning | EventKind::ZoneBreach | EventKind::CurfewBreach
+        );
+        if self.settings.offender_zone_warnings && static_zone && zone_kind {
+            if let Some(warning) =
+                device_warning(&mut record.told_offender, &message, Role::Offender)
+            {
+                out.push(json(
+                    &topics::device_warning(case.offender.as_str()),
+                    &warning,
+                ));
+            }
+        }
+        if !record.open && record.acknowledgement.is_some() {
+            self.closed.push_back(event.id);
+        }
+        self.forget_old();
+        out
+    }
+
+    /// An operator acknowledges an alert.
+    pub fn acknowledge(
+        &mut self,
+        id: &str,
+        operator: &str,
+        note: Option<String>,
+        now: Timestamp,
+    ) -> Result<(Acknowledgement, Vec<Outbound>), AckError> {
+        let record = id
+            .parse_episode()
+            .and_then(|episode| self.alerts.get_mut(&episode))
+            .ok_or_else(|| AckError::UnknownAlert(id.to_string()))?;
+        if let Some(ack) = &record.acknowledgement {
+            return Err(AckError::AlreadyAcknowledged {
+                id: id.to_string(),
+                operator: ack.operator.clone(),
+                at: ack.at,
+            });
+        }
+        let ack = Acknowledgement {
+            operator: operator.to_string(),
+            note,
+            at: now,
+            time_to_ack_s: now.duration_since(record.raised_at).as_secs_f64().max(0.0),
+        };
+        record.acknowledgement = Some(ack.clone());
+        record.latest.acknowledged = Some(ack.clone());
+        let mut message = record.latest.clone();
+        message.event = AlertEvent::Acknowledged;
+        message.ts = now;
+        let mut out = vec![json(topics::MONITORING, &message)];
+        if record.needs_police {
+            out.push(json(topics::POLICE, &message));
+        }
+        if !record.open {
+            self.closed.push_back(record.latest.id);
+        }
+        self.forget_old();
+        Ok((ack, out))
+    }
+
+    /// Escalates police alerts still open and unacknowledged
+    /// `escalate_after_s` after they were raised.
+    pub fn tick(&mut self, now: Timestamp) -> Vec<Outbound> {
+        let limit = jiff::SignedDuration::from_secs(i64::from(self.settings.escalate_after_s));
+        let mut due: Vec<EpisodeId> = self
+            .alerts
+            .iter()
+            .filter(|(_, r)| {
+                r.open
+                    && r.needs_police
+                    && r.acknowledgement.is_none()
+                    && r.escalated_at.is_none()
+                    && now.duration_since(r.raised_at) >= limit
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        due.sort_unstable();
+        let mut out = Vec::new();
+        for id in due {
+            let record = self.alerts.get_mut(&id).expect("collected above");
+            record.escalated_at = Some(now);
+            let mut message = record.latest.clone();
+            message.event = AlertEvent::Escalated;
+            message.ts = now;
+            out.push(json(topics::MONITORING, &message));
+            out.push(json(topics::POLICE, &message));
+            let xml = cap::encode(&message, &mut record.cap, &self.settings.sender, now);
+            out.push(Outbound {
+                topic: topics::POLICE_CAP.to_string(),
+                payload: xml.into_bytes(),
+            });
+            if let Some(case) = self.cases.get(&message.case) {
+                let notice = CoordinatorNotice {
+                    id,
+                    event: AlertEvent::Escalated,
+                    kind: message.kind,
+                    severity: message.severity,
+                    case: message.case.clone(),
+                    risk: case.risk,
+                    ts: now,
+                    unacknowledged_for_s: now.duration_since(record.raised_at).as_secs_f64(),
+                    coordinators: case.coordinators.clone(),
+                };
+                out.push(json(
+                    &topics::case_coordinators(message.case.as_str()),
+                    &notice,
+                ));
+            }
+        }
+        out
+    }
+
+    /// Open alerts and those not yet acknowledged, newest first, then up to
+    /// `recent_limit` closed ones.
+    pub fn alerts(&self) -> Vec<&AlertRecord> {
+        let mut all: Vec<&AlertRecord> = self.alerts.values().collect();
+        all.sort_by(|a, b| {
+            let a_active = a.open || a.acknowledgement.is_none();
+            let b_active = b.open || b.acknowledgement.is_none();
+            b_active
+                .cmp(&a_active)
+                .then(b.raised_at.cmp(&a.raised_at))
+                .then(a.latest.id.cmp(&b.latest.id))
+        });
+        all
+    }
+
+    pub fn alert(&self, id: &str) -> Option<&AlertRecord> {
+        id.parse_episode()
+            .and_then(|episode| self.alerts.get(&episode))
+    }
+
+    fn forget_old(&mut self) {
+        while self.closed.len() > self.settings.recent_limit {
+            if let Some(id) = self.closed.pop_front() {
+                if self
+                    .alerts
+                    .get(&id)
+                    .is_some_and(|r| !r.open && r.acknowledgement.is_some())
+                {
+                    self.alerts.remove(&id);
+                }
+            }
+        }
+    }
+}
+
+trait ParseEpisode {
+    fn parse_episode(&self) -> Option<EpisodeId>;
+}
+
+impl ParseEpisode for str {
+    fn parse_episode(&self) -> Option<EpisodeId> {
+        serde_json::from_value(serde_json::Value::String(self.to_string())).ok()
+    }
+}
+
+/// Which protected persons' devices hear of this event.
+fn protected_recipients(case: &CaseRouting, event: &Event) -> Vec<DeviceId> {
+    use EventKind::*;
+    match event.kind {
+        ProximityWarning | ProximityBreach => event
+            .order
+            .as_ref()
+            .and_then(|o| case.contact_bans.get(o.as_str()).cloned().flatten())
+            .into_iter()
+            .collect(),
+        ZoneBreach | Tamper => case.protected_devices.clone(),
+        DeviceOffline if event.role == Role::Offender && case.risk == RiskLevel::High => {
+            case.protected_devices.clone()
+        }
+        BatteryLow | BatteryCritical if event.role == Role::Protected => vec![event.device.clone()],
+        _ => Vec::new(),
+    }
+}
+
+/// A warning for a wearer, unless they were already told of this kind.
+fn device_warning(
+    told: &mut Option<EventKind>,
+    message: &AlertMessage,
+    wearer: Role,
+) -> Option<DeviceWarning> {
+    let cleared = message.event == AlertEvent::Cleared;
+    if cleared {
+        // Only those who were warned hear that it ended.
+        told.take()?;
+    } else if *told == Some(message.kind) {
+        return None;
+    } else {
+        *told = Some(message.kind);
+    }
+    let instruction = match wearer {
+        Role::Protected => protected_instruction(message.kind, message.event),
+        Role::Offender => offender_instruction(message.kind, message.event),
+    };
+    Some(DeviceWarning {
+        id: message.id,
+        event: message.event,
+        kind: message.kind,
+        severity: message.severity,
+        ts: message.ts,
+        instruction: instruction.to_string(),
+    })
+}
+
+fn json<T: Serialize>(topic: &str, payload: &T) -> Outbound {
+    Outbound {
+        topic: topic.to_string(),
+        payload: serde_json::to_vec(payload).expect("alert payloads always serialise"),
+    }
+}

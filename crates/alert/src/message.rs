@@ -1,0 +1,201 @@
+//! The JSON payloads kordon publishes about alerts. Which payload goes to
+//! whom is [`crate::desk`]'s decision; this module only shapes them, and the
+//! victim's and offender's payload types have no field that could carry a
+//! position, a distance or a direction.
+
+use jiff::Timestamp;
+use kordon_core::{
+    CaseId, Certainty, ClearReason, DeviceId, EpisodeId, Event, EventKind, OrderId, PositionReport,
+    RiskLevel, Role, Severity,
+};
+use serde::{Deserialize, Serialize};
+
+/// What happened to an alert, as published.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AlertEvent {
+    Opened,
+    Updated,
+    Cleared,
+    /// A late fix shows a past breach: evidence, no one is warned.
+    LateBreach,
+    /// Not acknowledged in time; police and the case coordinators are told.
+    Escalated,
+    Acknowledged,
+}
+
+/// A position as it appears in an alert.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Position {
+    pub device: DeviceId,
+    pub lat: f64,
+    pub lon: f64,
+    /// Accuracy radius in metres, grown with age for a stale position.
+    pub acc: f64,
+    pub ts: Timestamp,
+}
+
+impl From<&PositionReport> for Position {
+    fn from(p: &PositionReport) -> Self {
+        Position {
+            device: p.device.clone(),
+            lat: p.lat,
+            lon: p.lon,
+            acc: p.accuracy_m,
+            ts: p.ts,
+        }
+    }
+}
+
+/// Who acknowledged an alert, when, and how long it took.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Acknowledgement {
+    pub operator: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+    pub at: Timestamp,
+    /// From the alert's first publication to this acknowledgement.
+    pub time_to_ack_s: f64,
+}
+
+/// The alert payload of the monitoring and police topics.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AlertMessage {
+    /// The stable episode id.
+    pub id: EpisodeId,
+    pub event: AlertEvent,
+    pub kind: EventKind,
+    pub severity: Severity,
+    pub case: CaseId,
+    pub risk: RiskLevel,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub order: Option<OrderId>,
+    /// The device the episode is about.
+    pub device: DeviceId,
+    pub role: Role,
+    pub onset: Timestamp,
+    /// The time of the evidence (a fix's time) or of the decision.
+    pub ts: Timestamp,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certainty: Option<Certainty>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub distance_m: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offender: Option<Position>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub protected: Option<Position>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<ClearReason>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acknowledged: Option<Acknowledgement>,
+}
+
+impl AlertMessage {
+    pub fn from_event(event: &Event, risk: RiskLevel) -> Self {
+        AlertMessage {
+            id: event.id,
+            event: match event.phase {
+                kordon_core::Phase::Opened => AlertEvent::Opened,
+                kordon_core::Phase::Updated => AlertEvent::Updated,
+                kordon_core::Phase::Cleared => AlertEvent::Cleared,
+                kordon_core::Phase::LateBreach => AlertEvent::LateBreach,
+            },
+            kind: event.kind,
+            severity: event.severity,
+            case: event.case.clone(),
+            risk,
+            order: event.order.clone(),
+            device: event.device.clone(),
+            role: event.role,
+            onset: event.onset,
+            ts: event.at,
+            certainty: event.certainty,
+            distance_m: event.distance_m,
+            offender: event.offender.as_ref().map(Position::from),
+            protected: event.protected.as_ref().map(Position::from),
+            reason: event.reason,
+            acknowledged: None,
+        }
+    }
+
+    /// The same alert without the protected person's position, for readers
+    /// who may not see it.
+    pub fn without_protected_position(mut self) -> Self {
+        self.protected = None;
+        if self.kind.family() == "proximity" {
+            // Distance to her and her position together locate her.
+            self.distance_m = None;
+        }
+        self
+    }
+}
+
+/// What a device's wearer is told, on `kordon/v1/devices/{device}/warning`.
+/// Deliberately without any position, distance or direction.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeviceWarning {
+    /// The episode id, so the device can show one warning per episode.
+    pub id: EpisodeId,
+    pub event: AlertEvent,
+    pub kind: EventKind,
+    pub severity: Severity,
+    pub ts: Timestamp,
+    pub instruction: String,
+}
+
+/// Escalation notice for a case's coordinators (a paging gateway reads it).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CoordinatorNotice {
+    pub id: EpisodeId,
+    pub event: AlertEvent,
+    pub kind: EventKind,
+    pub severity: Severity,
+    pub case: CaseId,
+    pub risk: RiskLevel,
+    pub ts: Timestamp,
+    pub unacknowledged_for_s: f64,
+    pub coordinators: Vec<kordon_core::Coordinator>,
+}
+
+/// The words a protected person reads on her device.
+pub fn protected_instruction(kind: EventKind, event: AlertEvent) -> &'static str {
+    use EventKind::*;
+    if event == AlertEvent::Cleared {
+        return match kind {
+            BatteryLow | BatteryCritical => "Your device's battery is charged enough again.",
+            _ => "The alert has ended. If you feel unsafe, call 112.",
+        };
+    }
+    match kind {
+        ProximityBreach | ZoneBreach => {
+            "Go to a safe place now. The police and the monitoring room have been informed. In danger, call 112."
+        }
+        ProximityWarning => {
+            "Be alert and stay where other people are. The monitoring room has been informed."
+        }
+        Tamper => {
+            "The offender's bracelet reports tampering. The monitoring room has been informed; be alert."
+        }
+        DeviceOffline => {
+            "The offender's bracelet has lost contact. The monitoring room has been informed; be alert."
+        }
+        BatteryLow => "Your device's battery is low. Charge it soon so that you stay protected.",
+        BatteryCritical => "Your device's battery is almost empty. Charge it now: without it you are not protected.",
+        _ => "The monitoring room has been informed.",
+    }
+}
+
+/// The words an offender's bracelet shows (static zones only).
+pub fn offender_instruction(kind: EventKind, event: AlertEvent) -> &'static str {
+    match (kind, event) {
+        (_, AlertEvent::Cleared) => "You are no longer in breach of your order.",
+        (EventKind::ZoneWarning, _) => "You are near an area you may not enter. Turn back.",
+        (EventKind::ZoneBreach, _) => {
+            "You are inside an area you may not enter. Leave it now; your probation officer has been informed."
+        }
+        (EventKind::CurfewBreach, _) => {
+            "You must be at your curfew address now. Return immediately; your probation officer has been informed."
+        }
+        _ => "Contact your probation officer.",
+    }
+}

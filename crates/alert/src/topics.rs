@@ -1,0 +1,18 @@
+//! The topics alerts are published on (see `docs/mqtt.md`).
+
+/// Every alert event, with both positions.
+pub const MONITORING: &str = "kordon/v1/alerts/monitoring";
+/// Alerts that need a police unit, as JSON.
+pub const POLICE: &str = "kordon/v1/alerts/police";
+/// The same as OASIS CAP 1.2 XML.
+pub const POLICE_CAP: &str = "kordon/v1/alerts/police/cap";
+
+/// A warning for the person carrying `device` (victim device or bracelet).
+pub fn device_warning(device: &str) -> String {
+    format!("kordon/v1/devices/{device}/warning")
+}
+
+/// Escalations for the coordinators of `case`, for a paging gateway.
+pub fn case_coordinators(case: &str) -> String {
+    format!("kordon/v1/cases/{case}/coordinators")
+}

@@ -1,0 +1,218 @@
+//! `kordon.toml`: where the broker is, where the cases are, who may call the
+//! API, and the thresholds. Everything is checked at load, so a typo stops
+//! kordon at start with the file and field named, instead of being obeyed.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use kordon_alert::AlertSettings;
+use kordon_core::{DeviceId, EngineConfig};
+use kordon_ingest::{BrokerSettings, Limits};
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub broker: BrokerConfig,
+    pub http: HttpConfig,
+    pub cases: CasesConfig,
+    #[serde(default)]
+    pub ingest: Limits,
+    #[serde(default)]
+    pub owntracks: OwnTracksConfig,
+    #[serde(default)]
+    pub alerts: AlertSettings,
+    #[serde(default)]
+    pub engine: EngineConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BrokerConfig {
+    /// Run rumqttd inside kordon (development and demos; production uses
+    /// Mosquitto or a clustered broker).
+    #[serde(default)]
+    pub embedded: bool,
+    /// Where the embedded broker listens; port 0 picks a free one.
+    #[serde(default = "default_embedded_listen")]
+    pub embedded_listen: SocketAddr,
+    /// The external broker when `embedded` is false.
+    #[serde(default)]
+    pub url: Option<String>,
+    #[serde(default = "default_client_id")]
+    pub client_id: String,
+    #[serde(default)]
+    pub username: Option<String>,
+    #[serde(default)]
+    pub password: Option<String>,
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+}
+
+fn default_embedded_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 1884))
+}
+
+fn default_client_id() -> String {
+    "kordon".to_string()
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpConfig {
+    pub listen: SocketAddr,
+    /// Bearer tokens, stored as SHA-256 hex (`kordon hash-token`).
+    #[serde(default)]
+    pub tokens: Vec<TokenConfig>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenConfig {
+    /// Who holds it, for the log.
+    pub name: String,
+    pub role: Role,
+    pub sha256: String,
+}
+
+/// What a caller of the API may see and do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// The probation monitoring room: all alerts with both positions, acks.
+    Monitoring,
+    /// Police dispatch: police alerts with both positions, acks, bans.
+    Police,
+    /// Case administration: case edits; never a victim's position.
+    Admin,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CasesConfig {
+    /// Directory of case files (`*.json`); API edits are written back here.
+    pub dir: PathBuf,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OwnTracksConfig {
+    /// `"user/device"` of the OwnTracks topic → kordon device id.
+    #[serde(default)]
+    pub devices: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    #[error("reading {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {source}")]
+    Parse {
+        path: PathBuf,
+        source: toml::de::Error,
+    },
+    #[error("{path}: {problem}")]
+    Invalid { path: PathBuf, problem: String },
+}
+
+impl Config {
+    /// Loads and checks `path`; relative paths inside are taken from the
+    /// file's directory, so kordon runs the same from any working directory.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let mut config: Config = toml::from_str(&text).map_err(|source| ConfigError::Parse {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        config.cases.dir = base.join(&config.cases.dir);
+        if let Some(ca) = &config.broker.ca_file {
+            config.broker.ca_file = Some(base.join(ca));
+        }
+        config.check().map_err(|problem| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            problem,
+        })?;
+        Ok(config)
+    }
+
+    /// Every problem at once, one per line.
+    pub fn check(&self) -> Result<(), String> {
+        let mut problems = Vec::new();
+        if !self.broker.embedded && self.broker.url.is_none() {
+            problems.push("broker: set `embedded = true` or a `url`".to_string());
+        }
+        if self.broker.embedded && !cfg!(feature = "embedded-broker") {
+            problems.push(
+                "broker.embedded: this kordon was built without the `embedded-broker` feature"
+                    .to_string(),
+            );
+        }
+        if let Some(url) = &self.broker.url {
+            if let Err(e) = kordon_ingest::BrokerAddress::parse(url) {
+                problems.push(format!("broker.url: {e}"));
+            }
+        }
+        for (i, token) in self.http.tokens.iter().enumerate() {
+            let hex =
+                token.sha256.len() == 64 && token.sha256.bytes().all(|b| b.is_ascii_hexdigit());
+            if !hex {
+                problems.push(format!(
+                    "http.tokens[{i}] ({}): sha256 must be 64 hex digits (`kordon hash-token`)",
+                    token.name
+                ));
+            }
+        }
+        for (key, device) in &self.owntracks.devices {
+            if key.split('/').count() != 2 {
+                problems.push(format!(
+                    "owntracks.devices: `{key}` must be \"user/device\""
+                ));
+            }
+            if let Err(refusal) = kordon_ingest::topic::device_id(device) {
+                problems.push(format!("owntracks.devices.\"{key}\": {}", refusal.detail));
+            }
+        }
+        if let Err(problem) = self.alerts.validate() {
+            problems.push(problem);
+        }
+        if let Err(errors) = self.engine.validate() {
+            problems.extend(errors.iter().map(|e| format!("engine: {e}")));
+        }
+        if self.ingest.max_payload_bytes == 0 || !(self.ingest.max_accuracy_m > 0.0) {
+            problems.push("ingest: max_payload_bytes and max_accuracy_m must be positive".into());
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(problems.join("\n"))
+        }
+    }
+
+    pub fn broker_settings(&self, url: String) -> BrokerSettings {
+        BrokerSettings {
+            url,
+            client_id: self.broker.client_id.clone(),
+            username: self.broker.username.clone(),
+            password: self.broker.password.clone(),
+            ca_file: self.broker.ca_file.clone(),
+            keep_alive_s: 5,
+        }
+    }
+
+    pub fn owntracks_map(&self) -> HashMap<String, DeviceId> {
+        self.owntracks
+            .devices
+            .iter()
+            .map(|(key, device)| (key.clone(), DeviceId::new(device)))
+            .collect()
+    }
+}
