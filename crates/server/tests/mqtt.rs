@@ -1,0 +1,328 @@
+//! The wire contract of docs/mqtt.md over a real broker: kordon in-process
+//! on an embedded rumqttd, and on Mosquitto too when `KORDON_TEST_MQTT_URL`
+//! is set.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use jiff::{SignedDuration, Timestamp};
+
+/// Fix times start in the past and advance by the test, not the clock.
+fn start_time() -> Timestamp {
+    Timestamp::now() - SignedDuration::from_mins(30)
+}
+
+fn is_case(payload: &str, case: &TestCase) -> bool {
+    payload.contains(&format!("\"case\":\"{}\"", case.id))
+}
+
+fn event_of(topic: &str, payload: &str, case: &TestCase, event: &str, kind: &str) -> bool {
+    is_case(payload, case)
+        && topic.ends_with(if topic.contains("police") {
+            "police"
+        } else {
+            "monitoring"
+        })
+        && payload.contains(&format!("\"event\":\"{event}\""))
+        && payload.contains(&format!("\"kind\":\"{kind}\""))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_approach_gives_warning_then_breach_then_cleared_on_the_right_topics_in_order() {
+    for_each_broker(|broker| async move {
+        let case = TestCase::new("medium");
+        let kordon = Kordon::start(&broker, &[&case]).await;
+        let watcher = Watcher::new(
+            &broker,
+            &["kordon/v1/alerts/#", "kordon/v1/devices/+/warning"],
+        )
+        .await;
+        let mut t = start_time();
+        let victim_fix = format!("kordon/v1/devices/{}/fix", case.victim);
+        let offender_fix = format!("kordon/v1/devices/{}/fix", case.offender);
+        watcher
+            .publish(&victim_fix, fix_json(HOME.0, HOME.1, 5.0, t))
+            .await;
+        for metres in [
+            2000.0, 800.0, 400.0, 100.0, 50.0, 2000.0, 2500.0, 3000.0, 3000.0,
+        ] {
+            t += SignedDuration::from_secs(30);
+            let (lat, lon) = north(HOME, metres);
+            watcher
+                .publish(&offender_fix, fix_json(lat, lon, 5.0, t))
+                .await;
+        }
+
+        let (_, warning) = watcher
+            .expect("proximity_warning opened", |t, p| {
+                event_of(t, p, &case, "opened", "proximity_warning")
+            })
+            .await;
+        let id = json(&warning)["id"].as_str().unwrap().to_string();
+        let (_, breach) = watcher
+            .expect("proximity_breach update", |t, p| {
+                event_of(t, p, &case, "updated", "proximity_breach") && t.ends_with("monitoring")
+            })
+            .await;
+        assert_eq!(
+            json(&breach)["id"],
+            id.as_str(),
+            "one episode: the warning became the breach"
+        );
+        let breach = json(&breach);
+        assert!(breach["distance_m"].as_f64().unwrap() < 200.0);
+        assert_eq!(breach["protected"]["device"], case.victim.as_str());
+        assert_eq!(breach["offender"]["device"], case.offender.as_str());
+        let (_, cleared) = watcher
+            .expect("cleared on monitoring", |t, p| {
+                event_of(t, p, &case, "cleared", "proximity_breach") && t.ends_with("monitoring")
+            })
+            .await;
+        assert_eq!(json(&cleared)["id"], id.as_str());
+
+        // Police hear of it from the breach on, then of its end.
+        watcher
+            .expect("breach on police", |t, p| {
+                t == "kordon/v1/alerts/police"
+                    && event_of(t, p, &case, "updated", "proximity_breach")
+            })
+            .await;
+        watcher
+            .expect("cleared on police", |t, p| {
+                t == "kordon/v1/alerts/police"
+                    && event_of(t, p, &case, "cleared", "proximity_breach")
+            })
+            .await;
+        let rest = watcher.drain(Duration::from_millis(300)).await;
+        assert!(
+            !rest.iter().any(|(t, p)| t == "kordon/v1/alerts/police"
+                && String::from_utf8_lossy(p).contains("proximity_warning")),
+            "a warning alone does not call the police"
+        );
+        kordon.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cap_messages_validate_against_the_schema_and_thread_alert_update_cancel() {
+    let schema_text = xsd::cap_schema_text();
+    let schema_doc = roxmltree::Document::parse(&schema_text).unwrap();
+    let schema = xsd::Schema::new(&schema_doc);
+    for_each_broker(|broker| {
+        let schema = &schema;
+        async move {
+            let case = TestCase::new("high");
+            let kordon = Kordon::start(&broker, &[&case]).await;
+            let watcher = Watcher::new(&broker, &["kordon/v1/alerts/police/cap"]).await;
+            let mut t = start_time();
+            watcher
+                .publish(
+                    &format!("kordon/v1/devices/{}/fix", case.victim),
+                    fix_json(HOME.0, HOME.1, 5.0, t),
+                )
+                .await;
+            for metres in [100.0, 60.0, 3000.0, 3000.0, 3000.0, 3000.0] {
+                t += SignedDuration::from_secs(30);
+                let (lat, lon) = north(HOME, metres);
+                watcher
+                    .publish(
+                        &format!("kordon/v1/devices/{}/fix", case.offender),
+                        fix_json(lat, lon, 5.0, t),
+                    )
+                    .await;
+            }
+            let mine = |p: &str| p.contains(&format!("<value>{}</value>", case.id));
+            let (_, first) = watcher
+                .expect("CAP Alert", |_, p| {
+                    mine(p) && p.contains("<msgType>Alert</msgType>")
+                })
+                .await;
+            let (_, cancel) = watcher
+                .expect("CAP Cancel", |_, p| {
+                    mine(p) && p.contains("<msgType>Cancel</msgType>")
+                })
+                .await;
+            for xml in [&first, &cancel] {
+                if let Err(errors) = schema.validate(xml) {
+                    panic!("CAP invalid:\n{}\n{xml}", errors.join("\n"));
+                }
+            }
+            let first_doc = roxmltree::Document::parse(&first).unwrap();
+            let text = |doc: &roxmltree::Document, name: &str| {
+                doc.descendants()
+                    .find(|n| n.has_tag_name(name))
+                    .and_then(|n| n.text())
+                    .unwrap_or("")
+                    .to_string()
+            };
+            assert_eq!(text(&first_doc, "scope"), "Restricted");
+            assert!(!text(&first_doc, "restriction").is_empty());
+            let circles: Vec<_> = first_doc
+                .descendants()
+                .filter(|n| n.has_tag_name("circle"))
+                .collect();
+            assert_eq!(circles.len(), 2, "offender and protected person");
+            let radius_km: f64 = circles[0]
+                .text()
+                .unwrap()
+                .split(' ')
+                .nth(1)
+                .unwrap()
+                .parse()
+                .unwrap();
+            assert!((radius_km - 0.005).abs() < 1e-9, "5 m accuracy is 0.005 km");
+            let cancel_doc = roxmltree::Document::parse(&cancel).unwrap();
+            assert_eq!(
+                text(&cancel_doc, "references"),
+                format!(
+                    "kordon@test,{},{}",
+                    text(&first_doc, "identifier"),
+                    text(&first_doc, "sent")
+                )
+            );
+            // The schema check itself catches what it should.
+            let broken = first.replace("+00:00</sent>", "Z</sent>");
+            assert!(schema.validate(&broken).is_err(), "a Z time must fail");
+            let reordered = first.replacen("<status>Actual</status>", "", 1).replacen(
+                "</scope>",
+                "</scope><status>Actual</status>",
+                1,
+            );
+            assert!(
+                schema.validate(&reordered).is_err(),
+                "element order must be checked"
+            );
+            kordon.stop().await;
+        }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_zone_breach_reaches_monitoring_police_the_bracelet_and_the_victim() {
+    for_each_broker(|broker| async move {
+        let case = TestCase::new("medium");
+        let kordon = Kordon::start(&broker, &[&case]).await;
+        let watcher = Watcher::new(
+            &broker,
+            &["kordon/v1/alerts/#", "kordon/v1/devices/+/warning"],
+        )
+        .await;
+        let t = start_time();
+        watcher
+            .publish(
+                &format!("kordon/v1/devices/{}/fix", case.offender),
+                fix_json(ZONE_CENTRE.0, ZONE_CENTRE.1, 5.0, t),
+            )
+            .await;
+        let (_, alert) = watcher
+            .expect("zone_breach opened", |t, p| {
+                event_of(t, p, &case, "opened", "zone_breach") && t.ends_with("monitoring")
+            })
+            .await;
+        let alert = json(&alert);
+        assert_eq!(alert["order"], "zone-ban");
+        assert!(
+            alert["distance_m"].as_f64().unwrap() < 0.0,
+            "inside is negative"
+        );
+        watcher
+            .expect("zone_breach on police", |t, p| {
+                t == "kordon/v1/alerts/police" && event_of(t, p, &case, "opened", "zone_breach")
+            })
+            .await;
+        let bracelet = format!("kordon/v1/devices/{}/warning", case.offender);
+        let (_, to_bracelet) = watcher
+            .expect("bracelet warning", |t, _| t == bracelet)
+            .await;
+        assert_eq!(json(&to_bracelet)["kind"], "zone_breach");
+        let victim = format!("kordon/v1/devices/{}/warning", case.victim);
+        watcher.expect("victim warning", |t, _| t == victim).await;
+        kordon.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_victim_warning_carries_no_offender_coordinate_and_the_bracelet_hears_nothing_of_her() {
+    for_each_broker(|broker| async move {
+        let case = TestCase::new("high");
+        let kordon = Kordon::start(&broker, &[&case]).await;
+        let victim_topic = format!("kordon/v1/devices/{}/warning", case.victim);
+        let bracelet_topic = format!("kordon/v1/devices/{}/warning", case.offender);
+        let watcher = Watcher::new(&broker, &[&victim_topic, &bracelet_topic]).await;
+        let mut t = start_time();
+        watcher
+            .publish(
+                &format!("kordon/v1/devices/{}/fix", case.victim),
+                fix_json(HOME.0, HOME.1, 5.0, t),
+            )
+            .await;
+        let mut offender_positions = Vec::new();
+        for metres in [450.0, 150.0, 40.0, 35.0, 30.0] {
+            t += SignedDuration::from_secs(20);
+            let (lat, lon) = north(HOME, metres);
+            offender_positions.push((lat, lon));
+            watcher
+                .publish(
+                    &format!("kordon/v1/devices/{}/fix", case.offender),
+                    fix_json(lat, lon, 5.0, t),
+                )
+                .await;
+        }
+        watcher
+            .expect("warning to the victim", |t, p| {
+                t == victim_topic && p.contains("proximity_warning")
+            })
+            .await;
+        watcher
+            .expect("breach to the victim", |t, p| {
+                t == victim_topic && p.contains("proximity_breach")
+            })
+            .await;
+        let _ = watcher.drain(Duration::from_millis(500)).await;
+        let log = watcher.log();
+        assert!(
+            log.iter().all(|(t, _)| *t != bracelet_topic),
+            "nothing about the victim reaches the bracelet"
+        );
+        let to_victim: Vec<&Vec<u8>> = log
+            .iter()
+            .filter(|(t, _)| *t == victim_topic)
+            .map(|(_, p)| p)
+            .collect();
+        assert_eq!(
+            to_victim.len(),
+            2,
+            "one warning, one breach: moving closer within the breach buzzes no one again"
+        );
+        for payload in to_victim {
+            // On the raw bytes: no rendering of any offender coordinate.
+            let text = String::from_utf8_lossy(payload);
+            for (lat, lon) in &offender_positions {
+                for digits in 2..=6 {
+                    for coordinate in [lat, lon] {
+                        let printed = format!("{coordinate:.digits$}");
+                        assert!(
+                            !text.contains(&printed),
+                            "victim payload contains offender coordinate {printed}: {text}"
+                        );
+                    }
+                }
+            }
+            let value = json(&text);
+            let keys: Vec<&String> = value.as_object().unwrap().keys().collect();
+            assert_eq!(
+                keys,
+                ["event", "id", "instruction", "kind", "severity", "ts"],
+                "{text}"
+            );
+            assert!(value["instruction"].as_str().is_some_and(|s| !s.is_empty()));
+        }
+        kordon.stop().await;
+    })
+    .await;
+}
