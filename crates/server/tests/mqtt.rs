@@ -326,3 +326,317 @@ async fn the_victim_warning_carries_no_offender_coordinate_and_the_bracelet_hear
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_refusal_reason_lands_on_the_rejects_topic() {
+    for_each_broker(|broker| async move {
+        let case = TestCase::new("medium");
+        let kordon = Kordon::start(&broker, &[&case]).await;
+        let watcher = Watcher::new(&broker, &["kordon/v1/rejects", "kordon/v1/alerts/#"]).await;
+        let now = Timestamp::now();
+        let ts = now.as_millisecond();
+        let fix = format!("kordon/v1/devices/{}/fix", case.offender);
+        let status = format!("kordon/v1/devices/{}/status", case.offender);
+        let ok = |extra: &str| format!(r#"{{"ts":{ts},"lat":51.9,"lon":4.5,"acc":5{extra}}}"#);
+        let messages: Vec<(String, String, &str)> = vec![
+            (fix.clone(), "x".repeat(5000), "payload_too_large"),
+            (fix.clone(), "{not json".into(), "malformed_payload"),
+            (
+                fix.clone(),
+                format!(r#"{{"ts":{ts},"lat":51.9,"acc":5}}"#),
+                "missing_field",
+            ),
+            (
+                fix.clone(),
+                format!(r#"{{"ts":{ts},"lat":"north","lon":4.5,"acc":5}}"#),
+                "invalid_field",
+            ),
+            (
+                fix.clone(),
+                format!(r#"{{"ts":{ts},"lat":NaN,"lon":4.5,"acc":5}}"#),
+                "not_finite",
+            ),
+            (
+                fix.clone(),
+                format!(r#"{{"ts":{ts},"lat":95,"lon":4.5,"acc":5}}"#),
+                "latitude_out_of_range",
+            ),
+            (
+                fix.clone(),
+                format!(r#"{{"ts":{ts},"lat":51.9,"lon":200,"acc":5}}"#),
+                "longitude_out_of_range",
+            ),
+            (
+                fix.clone(),
+                format!(r#"{{"ts":{ts},"lat":0,"lon":0,"acc":5}}"#),
+                "null_island",
+            ),
+            (
+                fix.clone(),
+                format!(r#"{{"ts":{ts},"lat":51.9,"lon":4.5,"acc":0}}"#),
+                "accuracy_not_positive",
+            ),
+            (
+                fix.clone(),
+                format!(r#"{{"ts":{ts},"lat":51.9,"lon":4.5,"acc":99999}}"#),
+                "accuracy_absurd",
+            ),
+            (fix.clone(), ok(r#","speed":-4"#), "field_out_of_range"),
+            (
+                fix.clone(),
+                format!(
+                    r#"{{"ts":{},"lat":51.9,"lon":4.5,"acc":5}}"#,
+                    ts + 3_600_000
+                ),
+                "timestamp_in_future",
+            ),
+            (
+                fix.clone(),
+                format!(
+                    r#"{{"ts":{},"lat":51.9,"lon":4.5,"acc":5}}"#,
+                    ts - 90 * 86_400_000
+                ),
+                "timestamp_too_old",
+            ),
+            (
+                fix.clone(),
+                ok(&format!(r#","device":"{}""#, case.victim)),
+                "device_mismatch",
+            ),
+            (
+                "kordon/v1/devices/OFF 0001/fix".into(),
+                ok(""),
+                "invalid_device_id",
+            ),
+            (
+                format!("kordon/v1/devices/X{}/fix", case.offender),
+                ok(""),
+                "unknown_device",
+            ),
+            ("owntracks/lonely".into(), "{}".into(), "unknown_topic"),
+            (
+                format!("owntracks/user-{}/phone", case.id),
+                r#"{"_type":"location","tst":1,"lat":1,"lon":1,"acc":1}"#.into(),
+                "unknown_device",
+            ),
+            (
+                status.clone(),
+                format!(r#"{{"ts":{ts},"strap":"ok"}}"#),
+                "missing_field",
+            ),
+            (
+                "kordon/v1/alerts/ack".into(),
+                r#"{"id":"00000000000000000000000000000000","operator":"op"}"#.into(),
+                "unknown_alert",
+            ),
+        ];
+        for (topic, payload, _) in &messages {
+            watcher.publish(topic, payload.clone()).await;
+        }
+        for (topic, payload, reason) in &messages {
+            let (_, reject) = watcher
+                .expect(&format!("{reason} for {topic} {payload:.60}"), |t, p| {
+                    t == "kordon/v1/rejects"
+                        && p.contains(&format!("\"reason\":\"{reason}\""))
+                        && p.contains(&format!("\"topic\":\"{topic}\""))
+                })
+                .await;
+            let reject = json(&reject);
+            assert!(reject["detail"].as_str().is_some_and(|d| !d.is_empty()));
+        }
+        // Nothing refused moved the engine, and the connection survived it all.
+        let (lat, lon) = north(ZONE_CENTRE, 0.0);
+        watcher.publish(&fix, fix_json(lat, lon, 5.0, now)).await;
+        watcher
+            .expect("a good fix after the bad ones", |t, p| {
+                event_of(t, p, &case, "opened", "zone_breach")
+            })
+            .await;
+        kordon.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_spoofed_device_id_is_refused_and_changes_nothing() {
+    for_each_broker(|broker| async move {
+        let case = TestCase::new("high");
+        let kordon = Kordon::start(&broker, &[&case]).await;
+        let watcher = Watcher::new(&broker, &["kordon/v1/rejects", "kordon/v1/alerts/#"]).await;
+        let t = start_time();
+        // Someone publishes on the victim's topic claiming to be the offender,
+        // at the victim's home: it must neither move her nor him.
+        let spoof = format!(
+            r#"{{"device":"{}","ts":"{t}","lat":{},"lon":{},"acc":5}}"#,
+            case.offender, ZONE_CENTRE.0, ZONE_CENTRE.1
+        );
+        watcher
+            .publish(&format!("kordon/v1/devices/{}/fix", case.victim), spoof)
+            .await;
+        let (_, reject) = watcher
+            .expect("device_mismatch", |t, p| {
+                t == "kordon/v1/rejects" && p.contains("device_mismatch")
+            })
+            .await;
+        let reject = json(&reject);
+        assert_eq!(reject["device"], case.victim.as_str());
+        assert!(reject["detail"].as_str().unwrap().contains(&case.offender));
+        let events = watcher.drain(Duration::from_millis(500)).await;
+        assert!(
+            !events.iter().any(|(t, p)| t.starts_with("kordon/v1/alerts")
+                && String::from_utf8_lossy(p).contains(&case.id)),
+            "a refused fix raises nothing"
+        );
+        kordon.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unacknowledged_breach_escalates_and_acknowledgement_records_time_to_ack() {
+    for_each_broker(|broker| async move {
+        let case = TestCase::new("high");
+        let kordon = Kordon::start_with(&broker, &[&case], 2, None).await;
+        let coordinators = format!("kordon/v1/cases/{}/coordinators", case.id);
+        let watcher = Watcher::new(
+            &broker,
+            &["kordon/v1/alerts/#", "kordon/v1/rejects", &coordinators],
+        )
+        .await;
+        let t = Timestamp::now();
+        watcher
+            .publish(
+                &format!("kordon/v1/devices/{}/fix", case.offender),
+                fix_json(ZONE_CENTRE.0, ZONE_CENTRE.1, 5.0, t),
+            )
+            .await;
+        let (_, opened) = watcher
+            .expect("zone breach", |t, p| {
+                t == "kordon/v1/alerts/police" && event_of(t, p, &case, "opened", "zone_breach")
+            })
+            .await;
+        let id = json(&opened)["id"].as_str().unwrap().to_string();
+        // Escalation comes from the 1 s tick once 2 s have passed unacknowledged.
+        let (_, escalated) = watcher
+            .expect("escalated on police", |t, p| {
+                t == "kordon/v1/alerts/police"
+                    && p.contains("\"event\":\"escalated\"")
+                    && p.contains(&id)
+            })
+            .await;
+        assert_eq!(
+            json(&escalated)["offender"]["device"],
+            case.offender.as_str()
+        );
+        let (_, notice) = watcher
+            .expect("coordinators told", |t, _| t == coordinators)
+            .await;
+        let notice = json(&notice);
+        assert_eq!(notice["coordinators"][0]["name"], "A. Bakker");
+        assert!(notice["unacknowledged_for_s"].as_f64().unwrap() >= 2.0);
+        watcher
+            .expect("escalation as a CAP update", |t, p| {
+                t == "kordon/v1/alerts/police/cap"
+                    && p.contains("<msgType>Update</msgType>")
+                    && p.contains(&id)
+            })
+            .await;
+
+        // Acknowledged over MQTT, with operator and note.
+        watcher
+            .publish(
+                "kordon/v1/alerts/ack",
+                format!(r#"{{"id":"{id}","operator":"op-17","note":"unit 12 sent"}}"#),
+            )
+            .await;
+        let (_, acked) = watcher
+            .expect("acknowledged", |t, p| {
+                t == "kordon/v1/alerts/monitoring"
+                    && p.contains("\"event\":\"acknowledged\"")
+                    && p.contains(&id)
+            })
+            .await;
+        let acked = json(&acked);
+        assert_eq!(acked["acknowledged"]["operator"], "op-17");
+        assert_eq!(acked["acknowledged"]["note"], "unit 12 sent");
+        assert!(acked["acknowledged"]["time_to_ack_s"].as_f64().unwrap() >= 2.0);
+        // A second acknowledgement is refused, naming the first.
+        watcher
+            .publish(
+                "kordon/v1/alerts/ack",
+                format!(r#"{{"id":"{id}","operator":"op-18"}}"#),
+            )
+            .await;
+        let (_, again) = watcher
+            .expect("already_acknowledged", |t, p| {
+                t == "kordon/v1/rejects" && p.contains("already_acknowledged")
+            })
+            .await;
+        assert!(again.contains("op-17"));
+        // The API shows the acknowledgement and the escalation.
+        let alert: serde_json::Value = reqwest::Client::new()
+            .get(format!("{}/api/v1/alerts/{id}", kordon.http))
+            .bearer_auth(MONITORING_TOKEN)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(alert["acknowledgement"]["operator"], "op-17");
+        assert!(alert["escalated_at"].is_string());
+        kordon.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kordon_reconnects_after_a_broker_outage_and_gets_what_was_published_meanwhile() {
+    for_each_broker(|broker| async move {
+        let case = TestCase::new("medium");
+        let proxy = proxy::Proxy::start(broker.host_port()).await;
+        let kordon = Kordon::start_with(&broker, &[&case], 120, Some(proxy.url())).await;
+        let watcher = Watcher::new(&broker, &["kordon/v1/alerts/#"]).await;
+
+        proxy.down();
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let t = start_time();
+        let fix = format!("kordon/v1/devices/{}/fix", case.offender);
+        let breach = fix_json(ZONE_CENTRE.0, ZONE_CENTRE.1, 5.0, t);
+        // Published while kordon is cut off: the broker keeps it for
+        // kordon's persistent session.
+        watcher.publish(&fix, breach).await;
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        assert!(
+            watcher
+                .wait_for(Duration::from_millis(10), |_, p| is_case(p, &case))
+                .await
+                .is_none(),
+            "no alert while kordon is cut off"
+        );
+        proxy.up();
+        watcher
+            .expect("the breach after the outage", |t, p| {
+                event_of(t, p, &case, "opened", "zone_breach")
+            })
+            .await;
+        // And it keeps working after the reconnection. (The first fix 5 km
+        // away implies 125 m/s: suspect, so it clears nothing by itself.)
+        let (lat, lon) = north(ZONE_CENTRE, 5000.0);
+        for i in 1..=5 {
+            watcher
+                .publish(
+                    &format!("kordon/v1/devices/{}/fix", case.offender),
+                    fix_json(lat, lon, 5.0, t + SignedDuration::from_secs(40 * i)),
+                )
+                .await;
+        }
+        watcher
+            .expect("cleared after the reconnection", |t, p| {
+                event_of(t, p, &case, "cleared", "zone_breach")
+            })
+            .await;
+        kordon.stop().await;
+    })
+    .await;
+}

@@ -41,6 +41,12 @@ impl Broker {
 /// The brokers every broker test runs against: a fresh embedded one, and
 /// Mosquitto when `KORDON_TEST_MQTT_URL` names it.
 pub fn brokers() -> Vec<Broker> {
+    if std::env::var("KORDON_TEST_LOG").is_ok() {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(std::env::var("KORDON_TEST_LOG").unwrap())
+            .with_test_writer()
+            .try_init();
+    }
     let embedded = kordon_server::embedded::start("127.0.0.1:0".parse().unwrap(), None)
         .expect("embedded broker starts");
     let mut brokers = vec![Broker::Embedded(format!("mqtt://{embedded}"))];
