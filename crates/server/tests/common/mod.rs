@@ -364,6 +364,12 @@ impl Watcher {
         }
     }
 
+    /// Forgets what arrived and was not consumed: later expectations see
+    /// only what comes after.
+    pub fn forget_unconsumed(&self) {
+        self.seen.lock().unwrap().clear();
+    }
+
     /// Every message received so far, consumed or not, in arrival order.
     pub fn log(&self) -> Vec<(String, Vec<u8>)> {
         self.log.lock().unwrap().clone()
