@@ -103,7 +103,7 @@ pub struct AlertRecord {
     /// The kind each wearer was last told about, so a warning that only
     /// changes distance does not buzz a device again.
     #[serde(skip)]
-    told_protected: Option<EventKind>,
+    told_protected: HashMap<DeviceId, Option<EventKind>>,
     #[serde(skip)]
     told_offender: Option<EventKind>,
 }
@@ -235,7 +235,7 @@ impl AlertDesk {
             acknowledgement: None,
             updates: 0,
             cap: None,
-            told_protected: None,
+            told_protected: HashMap::new(),
             told_offender: None,
         });
         record.latest = AlertMessage {
@@ -256,9 +256,8 @@ impl AlertDesk {
         }
 
         for device in protected_recipients(case, event) {
-            if let Some(warning) =
-                device_warning(&mut record.told_protected, &message, Role::Protected)
-            {
+            let told = record.told_protected.entry(device.clone()).or_default();
+            if let Some(warning) = device_warning(told, &message, Role::Protected) {
                 out.push(json(&topics::device_warning(device.as_str()), &warning));
             }
         }
