@@ -73,7 +73,7 @@ fn north((lat, lon): (f64, f64), metres: f64) -> (f64, f64) {
     (lat + metres / 111_195.0, lon)
 }
 
-fn on<'a>(out: &'a [Outbound], topic: &str) -> Vec<Value> {
+fn on(out: &[Outbound], topic: &str) -> Vec<Value> {
     out.iter()
         .filter(|m| m.topic == topic)
         .map(|m| {

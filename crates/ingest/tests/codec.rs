@@ -176,7 +176,7 @@ fn every_fault_has_its_own_reason() {
         ),
         (
             FIX,
-            format!(r#"{{"ts":"yesterday","lat":51.9,"lon":4.4,"acc":5}}"#),
+            r#"{"ts":"yesterday","lat":51.9,"lon":4.4,"acc":5}"#.to_string(),
             Reason::InvalidField,
         ),
         (

@@ -187,7 +187,9 @@ impl Config {
         if let Err(errors) = self.engine.validate() {
             problems.extend(errors.iter().map(|e| format!("engine: {e}")));
         }
-        if self.ingest.max_payload_bytes == 0 || !(self.ingest.max_accuracy_m > 0.0) {
+        let accuracy_limit_ok =
+            self.ingest.max_accuracy_m.is_finite() && self.ingest.max_accuracy_m > 0.0;
+        if self.ingest.max_payload_bytes == 0 || !accuracy_limit_ok {
             problems.push("ingest: max_payload_bytes and max_accuracy_m must be positive".into());
         }
         if problems.is_empty() {

@@ -7,7 +7,7 @@
 //!  HTTP (axum) ────────── commands ────────▶ core_thread
 //! ```
 //!
-//! - [`config`]: `kordon.toml`.
+//! - [`config`]: the `kordon.toml` file.
 //! - [`server`]: start and graceful shutdown.
 //! - [`core_thread`]: the engine's own thread and its commands.
 //! - [`mqtt`]: the connection and publisher tasks.

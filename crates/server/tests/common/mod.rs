@@ -303,12 +303,15 @@ pub fn north(point: (f64, f64), metres: f64) -> (f64, f64) {
     (point.0 + metres / 111_195.0, point.1)
 }
 
+/// Topic and payload of one received message.
+pub type Received = (String, Vec<u8>);
+
 /// An MQTT client that records what arrives on its filters.
 pub struct Watcher {
     pub client: AsyncClient,
-    rx: tokio::sync::Mutex<mpsc::UnboundedReceiver<(String, Vec<u8>)>>,
-    seen: std::sync::Mutex<Vec<(String, Vec<u8>)>>,
-    log: std::sync::Arc<std::sync::Mutex<Vec<(String, Vec<u8>)>>>,
+    rx: tokio::sync::Mutex<mpsc::UnboundedReceiver<Received>>,
+    seen: std::sync::Mutex<Vec<Received>>,
+    log: std::sync::Arc<std::sync::Mutex<Vec<Received>>>,
 }
 
 impl Watcher {
