@@ -78,6 +78,27 @@ fn fix(lat: f64, lon: f64) -> String {
     )
 }
 
+/// kordon's session is persistent; this run's must not keep queueing
+/// messages in the broker after it ends.
+async fn forget_session(url: &str, client_id: &str) {
+    let address = kordon_ingest::BrokerAddress::parse(url).unwrap();
+    let mut options = MqttOptions::new(client_id, address.host, address.port);
+    options.set_clean_session(true);
+    let (client, mut eventloop) = AsyncClient::new(options, 10);
+    let _ = tokio::time::timeout(Duration::from_secs(2), async {
+        loop {
+            match eventloop.poll().await {
+                Ok(Event::Incoming(Incoming::ConnAck(_))) => {
+                    let _ = client.try_disconnect();
+                }
+                Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect)) | Err(_) => return,
+                _ => {}
+            }
+        }
+    })
+    .await;
+}
+
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
 }
@@ -86,7 +107,11 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 async fn main() {
     let args = args();
     let triggers = (args.rate * args.secs / args.trigger_every) as usize;
-    let cases = (triggers + 100).max(1000);
+    // Offenders of the first `triggers` cases send nothing until their one
+    // fix at the victim's door: a first fix has no previous one to make it
+    // implausibly fast (which would only make it *possible*, debounced).
+    // The other cases' offenders report from 5 km away all along.
+    let cases = triggers + 1000;
 
     let dir = std::env::temp_dir().join(format!("kordon-latency-{}", std::process::id()));
     let case_dir = dir.join("cases");
@@ -108,7 +133,9 @@ async fn main() {
     )
     .unwrap();
     let config = Config::load(&config_path).unwrap();
+    let client_id = format!("kordon-latency-{}", std::process::id());
     let running = kordon_server::start(config).await.unwrap();
+    let running_broker = running.broker_url.clone();
     let address = kordon_ingest::BrokerAddress::parse(&running.broker_url).unwrap();
     eprintln!("kordon on {} with {cases} cases", running.broker_url);
 
@@ -137,9 +164,7 @@ async fn main() {
                     Ok(Event::Incoming(Incoming::Publish(p))) => {
                         let arrived = Instant::now();
                         let alert: serde_json::Value = serde_json::from_slice(&p.payload).unwrap();
-                        if alert["event"] != "opened" {
-                            continue;
-                        }
+                        // The first police message of the case, whatever its event.
                         let case = alert["case"].as_str().unwrap_or_default().to_string();
                         if let Some(at) = sent.lock().unwrap().remove(&case) {
                             latencies
@@ -161,7 +186,7 @@ async fn main() {
     // The devices, on one connection like a gateway would use.
     let mut options = MqttOptions::new(
         format!("devices-{}", std::process::id()),
-        address.host,
+        address.host.clone(),
         address.port,
     );
     options
@@ -178,6 +203,39 @@ async fn main() {
             }
         }
     });
+    // Wait until kordon's subscriptions are in place: a fix from an unknown
+    // device comes back as a reject. Anything published before would not
+    // reach kordon at all.
+    let mut options = MqttOptions::new(
+        format!("probe-{}", std::process::id()),
+        address.host.clone(),
+        address.port,
+    );
+    options.set_keep_alive(Duration::from_secs(10));
+    let (probe, mut probe_loop) = AsyncClient::new(options, 100);
+    probe
+        .subscribe("kordon/v1/rejects", QoS::AtLeastOnce)
+        .await
+        .unwrap();
+    let subscribed = tokio::time::timeout(Duration::from_secs(30), async {
+        let mut ticker = tokio::time::interval(Duration::from_millis(200));
+        loop {
+            tokio::select! {
+                _ = ticker.tick() => {
+                    let _ = probe.try_publish("kordon/v1/devices/PROBE/fix", QoS::AtLeastOnce, false, fix(51.9, 4.5));
+                }
+                event = probe_loop.poll() => {
+                    if let Ok(Event::Incoming(Incoming::Publish(p))) = event {
+                        if p.topic == "kordon/v1/rejects" && String::from_utf8_lossy(&p.payload).contains("PROBE") {
+                            return;
+                        }
+                    }
+                }
+            }
+        }
+    })
+    .await;
+    assert!(subscribed.is_ok(), "kordon did not subscribe within 30 s");
     for i in 0..cases {
         let (lat, lon) = victim_home(i);
         devices
@@ -202,7 +260,7 @@ async fn main() {
     for n in 0..total {
         let due = start + Duration::from_secs_f64(n as f64 / f64::from(args.rate));
         tokio::time::sleep_until(due.into()).await;
-        if n % u64::from(args.trigger_every) == 0 && next_trigger < cases {
+        if n % u64::from(args.trigger_every) == 0 && next_trigger < triggers {
             let i = next_trigger;
             next_trigger += 1;
             let (lat, lon) = victim_home(i);
@@ -223,7 +281,7 @@ async fn main() {
             let i = (n as usize * 7919) % cases;
             let (topic, (lat, lon)) = if n % 2 == 0 {
                 (format!("kordon/v1/devices/VIC-{i:05}/fix"), victim_home(i))
-            } else if i >= next_trigger {
+            } else if i >= triggers {
                 (
                     format!("kordon/v1/devices/OFF-{i:05}/fix"),
                     offender_home(i),
@@ -238,7 +296,7 @@ async fn main() {
         }
     }
     let elapsed = start.elapsed().as_secs_f64();
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    tokio::time::sleep(Duration::from_secs(10)).await;
 
     let mut ms = latencies.lock().unwrap().clone();
     ms.sort_by(f64::total_cmp);
@@ -262,6 +320,25 @@ async fn main() {
     if missing > 0 {
         println!("  {missing} expected alerts did not arrive");
     }
+    if std::env::var("KORDON_LATENCY_METRICS").is_ok() {
+        for line in kordon_server::metrics::handle().render().lines() {
+            if !line.starts_with('#')
+                && (line.contains("opened")
+                    || line.contains("refused")
+                    || line.contains("failed")
+                    || line.contains("fix_to_alert_seconds_sum")
+                    || line.contains("fix_to_alert_seconds_count")
+                    || line.contains("queue_depth")
+                    || line.contains("disposition")
+                    || line.contains("received_total")
+                    || line.contains("published")
+                    || line.contains("connection_errors"))
+            {
+                println!("  {line}");
+            }
+        }
+    }
     running.shutdown().await;
+    forget_session(&running_broker, &client_id).await;
     let _ = std::fs::remove_dir_all(&dir);
 }

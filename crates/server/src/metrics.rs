@@ -4,6 +4,8 @@ use std::sync::OnceLock;
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
+/// Every message received from the broker, before decoding.
+pub const MESSAGES_IN: &str = "kordon_mqtt_messages_received_total";
 pub const FIXES_IN: &str = "kordon_fixes_total";
 pub const STATUS_IN: &str = "kordon_status_messages_total";
 pub const REFUSED: &str = "kordon_refused_total";

@@ -2,8 +2,9 @@
 //!
 //! - [`run_connection`] polls rumqttc's event loop: it reconnects with
 //!   back-off, subscribes when the broker has no session for kordon,
-//!   announces `online`, decodes every publish and hands it to the engine's
-//!   thread (or refuses it on `kordon/v1/rejects`).
+//!   announces `online`, decodes every publish and hands it (or its
+//!   refusal, for `kordon/v1/rejects`) to the engine's thread, so that
+//!   acknowledgements leave in the order messages came.
 //! - [`run_publisher`] publishes what the engine's thread sends out, then
 //!   acknowledges the handled message to the broker. Messages are
 //!   acknowledged only after they were handled, so a message received but
@@ -71,6 +72,7 @@ pub async fn run_connection(
                 }
             }
             Ok(Event::Incoming(Incoming::Publish(publish))) => {
+                metrics::counter!(m::MESSAGES_IN).increment(1);
                 let Some(core) = &forwarding else {
                     // Not acknowledged: the broker delivers it again to the
                     // next session.

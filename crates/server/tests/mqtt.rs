@@ -425,11 +425,32 @@ async fn every_refusal_reason_lands_on_the_rejects_topic() {
                 "missing_field",
             ),
             (
+                format!("owntracks/user-{}/phone/event", case.id),
+                r#"{"_type":"transition","event":"enter"}"#.into(),
+                "unsupported_message",
+            ),
+            (
                 "kordon/v1/alerts/ack".into(),
                 r#"{"id":"00000000000000000000000000000000","operator":"op"}"#.into(),
                 "unknown_alert",
             ),
         ];
+        // Every reason the decoder and engine can give is exercised here,
+        // but `already_acknowledged`, which needs an alert first (see the
+        // escalation test).
+        let mut covered: Vec<&str> = messages
+            .iter()
+            .map(|(_, _, r)| *r)
+            .chain(["already_acknowledged"])
+            .collect();
+        covered.sort_unstable();
+        covered.dedup();
+        let mut all: Vec<&str> = kordon_ingest::Reason::ALL
+            .iter()
+            .map(|r| r.code())
+            .collect();
+        all.sort_unstable();
+        assert_eq!(covered, all, "a reason without a wire test");
         for (topic, payload, _) in &messages {
             watcher.publish(topic, payload.clone()).await;
         }
