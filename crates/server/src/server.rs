@@ -28,6 +28,8 @@ const MQTT_REQUESTS: usize = 65_536;
 
 #[derive(Debug, Error)]
 pub enum StartError {
+    #[error("configuration:\n{0}")]
+    Config(String),
     #[error("case files:\n{0}")]
     Cases(String),
     #[error("embedded broker: {0}")]
@@ -62,10 +64,16 @@ pub struct Running {
 pub async fn start(config: Config) -> Result<Running, StartError> {
     let metrics = crate::metrics::handle();
 
-    let broker_url = if config.broker.embedded {
-        embedded_broker(&config)?
-    } else {
-        config.broker.url.clone().expect("checked at load")
+    // `Config::load` checks too; a configuration built in code is checked here.
+    config.check().map_err(StartError::Config)?;
+    let broker_url = match (&config.broker.url, config.broker.embedded) {
+        (_, true) => embedded_broker(&config)?,
+        (Some(url), false) => url.clone(),
+        (None, false) => {
+            return Err(StartError::Config(
+                "broker: set `embedded = true` or a `url`".into(),
+            ))
+        }
     };
 
     let (out_tx, out_rx) = mpsc::unbounded_channel();
