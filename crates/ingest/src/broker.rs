@@ -165,6 +165,30 @@ pub fn connect(
     Ok((client, eventloop))
 }
 
+/// Ends the persistent session of `client_id` on the broker at `url` (a
+/// clean-session connect), so that the broker stops queueing messages for
+/// a client that will not come back: test runs, measurement runs, a
+/// retired kordon instance.
+pub async fn forget_session(url: &str, client_id: &str) -> Result<(), BrokerError> {
+    let address = BrokerAddress::parse(url)?;
+    let mut options = MqttOptions::new(client_id, address.host, address.port);
+    options.set_clean_session(true);
+    let (client, mut eventloop) = AsyncClient::new(options, 10);
+    let _ = tokio::time::timeout(Duration::from_secs(2), async {
+        loop {
+            match eventloop.poll().await {
+                Ok(rumqttc::Event::Incoming(rumqttc::Incoming::ConnAck(_))) => {
+                    let _ = client.try_disconnect();
+                }
+                Ok(rumqttc::Event::Outgoing(rumqttc::Outgoing::Disconnect)) | Err(_) => return,
+                _ => {}
+            }
+        }
+    })
+    .await;
+    Ok(())
+}
+
 /// Exponential back-off between reconnection attempts: 100 ms doubling to
 /// 10 s, reset by a successful connection.
 #[derive(Debug, Clone)]

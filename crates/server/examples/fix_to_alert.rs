@@ -78,27 +78,6 @@ fn fix(lat: f64, lon: f64) -> String {
     )
 }
 
-/// kordon's session is persistent; this run's must not keep queueing
-/// messages in the broker after it ends.
-async fn forget_session(url: &str, client_id: &str) {
-    let address = kordon_ingest::BrokerAddress::parse(url).unwrap();
-    let mut options = MqttOptions::new(client_id, address.host, address.port);
-    options.set_clean_session(true);
-    let (client, mut eventloop) = AsyncClient::new(options, 10);
-    let _ = tokio::time::timeout(Duration::from_secs(2), async {
-        loop {
-            match eventloop.poll().await {
-                Ok(Event::Incoming(Incoming::ConnAck(_))) => {
-                    let _ = client.try_disconnect();
-                }
-                Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect)) | Err(_) => return,
-                _ => {}
-            }
-        }
-    })
-    .await;
-}
-
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
 }
@@ -339,6 +318,7 @@ async fn main() {
         }
     }
     running.shutdown().await;
-    forget_session(&running_broker, &client_id).await;
+    // kordon's session is persistent; this run's must not keep queueing.
+    let _ = kordon_ingest::broker::forget_session(&running_broker, &client_id).await;
     let _ = std::fs::remove_dir_all(&dir);
 }

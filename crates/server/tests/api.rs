@@ -14,6 +14,13 @@ struct Api {
 }
 
 impl Api {
+    fn new(kordon: &Kordon) -> Api {
+        Api {
+            base: kordon.http.clone(),
+            http: reqwest::Client::new(),
+        }
+    }
+
     async fn call(
         &self,
         method: Method,
@@ -45,10 +52,7 @@ async fn every_api_route_refuses_a_missing_or_unknown_token_and_the_wrong_role()
     let broker = brokers().remove(0);
     let case = TestCase::new("medium");
     let kordon = Kordon::start(&broker, &[&case]).await;
-    let api = Api {
-        base: kordon.http.clone(),
-        http: reqwest::Client::new(),
-    };
+    let api = Api::new(&kordon);
     let case_path = format!("/api/v1/cases/{}", case.id);
     let body = Some(case.json().to_string());
     let ack = Some(r#"{"operator":"op"}"#.to_string());
@@ -130,10 +134,7 @@ async fn cases_are_listed_put_live_validated_and_deleted_by_an_admin() {
     let broker = brokers().remove(0);
     let existing = TestCase::new("medium");
     let kordon = Kordon::start(&broker, &[&existing]).await;
-    let api = Api {
-        base: kordon.http.clone(),
-        http: reqwest::Client::new(),
-    };
+    let api = Api::new(&kordon);
     let (status, list) = api
         .call(Method::GET, "/api/v1/cases", Some(POLICE_TOKEN), None)
         .await;
@@ -229,10 +230,7 @@ async fn alerts_show_each_role_what_it_may_see_and_can_be_acknowledged_once() {
     let broker = brokers().remove(0);
     let case = TestCase::new("medium");
     let kordon = Kordon::start(&broker, &[&case]).await;
-    let api = Api {
-        base: kordon.http.clone(),
-        http: reqwest::Client::new(),
-    };
+    let api = Api::new(&kordon);
     let watcher = Watcher::new(&broker, &["kordon/v1/alerts/monitoring"]).await;
     let now = Timestamp::now();
     watcher
@@ -361,10 +359,7 @@ async fn bans_at_a_point_name_the_orders_and_hide_contact_bans_from_admins() {
     let broker = brokers().remove(0);
     let case = TestCase::new("high");
     let kordon = Kordon::start(&broker, &[&case]).await;
-    let api = Api {
-        base: kordon.http.clone(),
-        http: reqwest::Client::new(),
-    };
+    let api = Api::new(&kordon);
     let watcher = Watcher::new(&broker, &["kordon/v1/rejects"]).await;
     watcher
         .publish(

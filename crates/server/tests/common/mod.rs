@@ -276,22 +276,9 @@ impl Kordon {
 /// Removes a persistent session from the broker, so that a shared
 /// Mosquitto does not keep queueing for test clients that are gone.
 pub async fn forget_session(broker: &Broker, client_id: &str) {
-    let (host, port) = broker.host_port();
-    let mut options = MqttOptions::new(client_id, host, port);
-    options.set_clean_session(true);
-    let (client, mut eventloop) = AsyncClient::new(options, 10);
-    let _ = tokio::time::timeout(Duration::from_secs(2), async {
-        loop {
-            match eventloop.poll().await {
-                Ok(Event::Incoming(Incoming::ConnAck(_))) => {
-                    let _ = client.try_disconnect();
-                }
-                Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect)) | Err(_) => return,
-                _ => {}
-            }
-        }
-    })
-    .await;
+    kordon_ingest::broker::forget_session(broker.url(), client_id)
+        .await
+        .unwrap();
 }
 
 pub fn fix_json(lat: f64, lon: f64, acc: f64, ts: Timestamp) -> String {
