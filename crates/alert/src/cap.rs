@@ -18,7 +18,7 @@ use crate::message::{AlertEvent, AlertMessage};
 pub const NAMESPACE: &str = "urn:oasis:names:tc:emergency:cap:1.2";
 
 /// The first message of a CAP thread, which later ones reference.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct CapThread {
     pub sender: String,
     pub first_identifier: String,

@@ -169,6 +169,68 @@ impl CaseRouting {
     }
 }
 
+/// The desk's memory in [`AlertDesk::snapshot`].
+#[derive(Serialize, Deserialize)]
+struct DeskState {
+    alerts: Vec<StoredAlert>,
+    closed: Vec<EpisodeId>,
+}
+
+/// An [`AlertRecord`] with the fields the API does not show.
+#[derive(Serialize, Deserialize)]
+struct StoredAlert {
+    latest: AlertMessage,
+    raised_at: Timestamp,
+    open: bool,
+    needs_police: bool,
+    escalated_at: Option<Timestamp>,
+    acknowledgement: Option<Acknowledgement>,
+    updates: u32,
+    cap: Option<CapThread>,
+    told_protected: Vec<(DeviceId, Option<EventKind>)>,
+    told_offender: Option<EventKind>,
+}
+
+impl From<&AlertRecord> for StoredAlert {
+    fn from(r: &AlertRecord) -> Self {
+        let mut told_protected: Vec<_> = r
+            .told_protected
+            .iter()
+            .map(|(device, kind)| (device.clone(), *kind))
+            .collect();
+        told_protected.sort_by(|a, b| a.0.cmp(&b.0));
+        StoredAlert {
+            latest: r.latest.clone(),
+            raised_at: r.raised_at,
+            open: r.open,
+            needs_police: r.needs_police,
+            escalated_at: r.escalated_at,
+            acknowledgement: r.acknowledgement.clone(),
+            updates: r.updates,
+            cap: r.cap.clone(),
+            told_protected,
+            told_offender: r.told_offender,
+        }
+    }
+}
+
+impl From<StoredAlert> for AlertRecord {
+    fn from(s: StoredAlert) -> Self {
+        AlertRecord {
+            latest: s.latest,
+            raised_at: s.raised_at,
+            open: s.open,
+            needs_police: s.needs_police,
+            escalated_at: s.escalated_at,
+            acknowledgement: s.acknowledgement,
+            updates: s.updates,
+            cap: s.cap,
+            told_protected: s.told_protected.into_iter().collect(),
+            told_offender: s.told_offender,
+        }
+    }
+}
+
 /// See the module documentation.
 #[derive(Debug)]
 pub struct AlertDesk {
@@ -187,6 +249,37 @@ impl AlertDesk {
             alerts: HashMap::new(),
             closed: VecDeque::new(),
         }
+    }
+
+    /// Everything the desk remembers of alerts, as JSON (alert messages
+    /// leave optional fields out, which only a self-describing format reads
+    /// back). Case routing is not included: it follows from the cases.
+    pub fn snapshot(&self) -> Vec<u8> {
+        let state = DeskState {
+            alerts: self.alerts.values().map(StoredAlert::from).collect(),
+            closed: self.closed.iter().copied().collect(),
+        };
+        serde_json::to_vec(&state).expect("desk state always serialises")
+    }
+
+    /// A desk as it was at [`AlertDesk::snapshot`], routing for `cases`.
+    pub fn restore<'a>(
+        settings: AlertSettings,
+        cases: impl IntoIterator<Item = &'a Case>,
+        snapshot: &[u8],
+    ) -> Result<AlertDesk, serde_json::Error> {
+        let state: DeskState = serde_json::from_slice(snapshot)?;
+        let mut desk = AlertDesk::new(settings);
+        for case in cases {
+            desk.upsert_case(case);
+        }
+        desk.alerts = state
+            .alerts
+            .into_iter()
+            .map(|stored| (stored.latest.id, AlertRecord::from(stored)))
+            .collect();
+        desk.closed = state.closed.into();
+        Ok(desk)
     }
 
     pub fn settings(&self) -> &AlertSettings {

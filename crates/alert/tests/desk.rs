@@ -352,3 +352,36 @@ fn the_sender_must_be_a_valid_cap_sender() {
     }
     assert!(AlertSettings::default().validate().is_ok());
 }
+
+/// A restart restores the desk from its snapshot: the alert keeps its
+/// CAP thread, its escalation deadline and what each device was told.
+#[test]
+fn a_restored_desk_carries_on_as_the_original() {
+    let settings = AlertSettings {
+        escalate_after_s: 120,
+        ..AlertSettings::default()
+    };
+    let run = |restore: bool| {
+        let mut w = World::new("high", settings.clone());
+        w.fix("OFF-1", ZONE, t0());
+        if restore {
+            let case = case("high");
+            w.desk = AlertDesk::restore(settings.clone(), [&case], &w.desk.snapshot()).unwrap();
+        }
+        // Again in the zone: no second buzz on her device, a CAP Update.
+        w.fix(
+            "OFF-1",
+            north(ZONE, 5.0),
+            t0() + SignedDuration::from_secs(30),
+        );
+        let mut out = w.take();
+        out.extend(w.desk.tick(t0() + SignedDuration::from_secs(120)));
+        out
+    };
+    let continuous = run(false);
+    assert!(
+        !on(&continuous, "kordon/v1/alerts/police").is_empty(),
+        "the run escalates"
+    );
+    assert_eq!(continuous, run(true));
+}

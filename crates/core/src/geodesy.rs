@@ -23,7 +23,7 @@ const E2: f64 = F * (2.0 - F);
 const MEAN_RADIUS: f64 = 6_371_008.8;
 
 /// An earth-centred, earth-fixed position in metres (on the ellipsoid, height 0).
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Ecef {
     pub x: f64,
     pub y: f64,
@@ -62,14 +62,14 @@ pub fn distance_m(lat1: f64, lon1: f64, lat2: f64, lon2: f64) -> f64 {
 }
 
 /// A point in a [`LocalFrame`]: metres east and north of the frame's origin.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Planar {
     pub east: f64,
     pub north: f64,
 }
 
 /// The tangent plane at an origin: east/north metres for nearby positions.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct LocalFrame {
     origin: Ecef,
     sin_lat: f64,

@@ -15,7 +15,7 @@ use crate::geodesy::{degree_margins, Ecef};
 pub const ANCHOR_SLACK_M: f64 = 50.0;
 
 /// Where an order lives: slots in the engine's case table.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct OrderRef {
     pub case: usize,
     pub order: usize,
@@ -24,7 +24,7 @@ pub struct OrderRef {
 type ZoneItem = GeomWithData<Rectangle<[f64; 2]>, OrderRef>;
 type PositionItem = GeomWithData<[f64; 2], usize>;
 
-#[derive(Debug, Default)]
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct ZoneIndex {
     tree: RTree<ZoneItem>,
 }
@@ -48,13 +48,13 @@ impl ZoneIndex {
     }
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, serde::Serialize, serde::Deserialize)]
 struct Anchor {
     point: [f64; 2],
     ecef: Ecef,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct PositionIndex {
     tree: RTree<PositionItem>,
     /// Anchor by device slot.

@@ -84,7 +84,7 @@ impl Day {
 }
 
 /// One concrete occurrence of a window.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Interval {
     pub start: Timestamp,
     pub end: Timestamp,
@@ -97,7 +97,7 @@ impl Interval {
 }
 
 /// Whether a schedule is on at an instant, and until when that answer holds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ScheduleState {
     /// The occurrence the instant lies in, if any.
     pub active: Option<Interval>,

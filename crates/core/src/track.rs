@@ -12,7 +12,7 @@ use crate::decision::{Assessment, Certainty};
 use crate::episode::{ClearReason, EpisodeId, EventKind};
 
 /// The episode an order currently has open.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct OpenEpisode {
     pub id: EpisodeId,
     pub kind: EventKind,
@@ -29,7 +29,7 @@ pub enum Transition {
     Cleared(ClearReason),
 }
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct Track {
     pub open: Option<OpenEpisode>,
     warning_streak: u8,

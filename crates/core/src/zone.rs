@@ -21,7 +21,7 @@ const EDGE_INDEX_THRESHOLD: usize = 96;
 /// A box in degrees: `min = [lon, lat]`, `max = [lon, lat]`.
 pub type DegreeBox = AABB<[f64; 2]>;
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct CompiledZone {
     frame: LocalFrame,
     shape: Shape,
@@ -31,7 +31,7 @@ pub struct CompiledZone {
     reach_m: f64,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 enum Shape {
     /// Centred on the frame origin.
     Circle { radius_m: f64 },

@@ -178,12 +178,21 @@ fn full_case() -> kordon_core::Case {
 }
 
 fn run(ops: &[Op]) -> Vec<Event> {
+    run_restoring_at(ops, &[])
+}
+
+/// Runs `ops`, replacing the engine by one restored from its snapshot
+/// before each op whose index is in `restore_before`: what a restart does.
+fn run_restoring_at(ops: &[Op], restore_before: &[usize]) -> Vec<Event> {
     let mut e = Engine::new(EngineConfig::default());
     e.upsert_case(full_case(), t0()).unwrap();
     let mut now = 0i64;
     let mut seq = 0u64;
     let mut events = Vec::new();
-    for op in ops {
+    for (i, op) in ops.iter().enumerate() {
+        if restore_before.contains(&i) {
+            e = Engine::restore(&e.snapshot()).unwrap();
+        }
         match op {
             Op::Fix {
                 victim,
@@ -243,6 +252,14 @@ proptest! {
         let first = run(&ops);
         let second = run(&ops);
         prop_assert_eq!(first, second);
+    }
+
+    #[test]
+    fn a_restored_snapshot_carries_on_as_the_original(
+        ops in prop::collection::vec(op(), 1..150),
+        cuts in prop::collection::vec(0usize..150, 1..4),
+    ) {
+        prop_assert_eq!(run(&ops), run_restoring_at(&ops, &cuts));
     }
 
     #[test]

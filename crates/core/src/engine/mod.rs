@@ -138,10 +138,24 @@ pub struct NearbyDevice {
     pub ts: Timestamp,
 }
 
+/// The shape of [`Engine::snapshot`]'s bytes. Bump it with any change to the
+/// engine's state, so an old snapshot is refused rather than misread.
+const SNAPSHOT_FORMAT: u32 = 1;
+
+/// A snapshot [`Engine::restore`] cannot use.
+#[derive(Debug, Error)]
+pub enum SnapshotError {
+    #[error("snapshot format {found} is not this engine's format {expected}: it was written by another kordon version")]
+    Format { found: u32, expected: u32 },
+    #[error("snapshot is damaged: {0}")]
+    Damaged(#[from] postcard::Error),
+}
+
 /// The deterministic decision engine. See the module documentation.
-#[derive(Debug)]
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
 pub struct Engine {
     config: EngineConfig,
+    #[serde(skip, default = "schedule_time_zone")]
     tz: TimeZone,
     cases: Vec<Option<CaseState>>,
     free_cases: Vec<usize>,
@@ -176,6 +190,23 @@ impl Engine {
             timers: BinaryHeap::new(),
             max_alarm_radius_m: 0.0,
         }
+    }
+
+    /// The whole state, as bytes [`Engine::restore`] turns back into an
+    /// engine that behaves exactly as this one would from here on.
+    pub fn snapshot(&self) -> Vec<u8> {
+        postcard::to_stdvec(&(SNAPSHOT_FORMAT, self)).expect("engine state always serialises")
+    }
+
+    pub fn restore(bytes: &[u8]) -> Result<Engine, SnapshotError> {
+        let (found, rest): (u32, &[u8]) = postcard::take_from_bytes(bytes)?;
+        if found != SNAPSHOT_FORMAT {
+            return Err(SnapshotError::Format {
+                found,
+                expected: SNAPSHOT_FORMAT,
+            });
+        }
+        Ok(postcard::from_bytes(rest)?)
     }
 
     pub fn config(&self) -> &EngineConfig {

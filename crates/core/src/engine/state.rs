@@ -8,7 +8,7 @@ use super::*;
 const HISTORY_LEN: usize = 8;
 
 /// One case as the engine decides with it: devices by slot, orders compiled.
-#[derive(Debug)]
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
 pub(super) struct CaseState {
     pub(super) id: CaseId,
     pub(super) risk: RiskLevel,
@@ -25,7 +25,7 @@ pub(super) struct CaseState {
 }
 
 /// The few facts needed to skip an order for a fix, one per order.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, serde::Serialize, serde::Deserialize)]
 pub(super) enum OrderPlan {
     /// An exclusion zone: a fix farther than `reach_m` (plus its accuracy and
     /// the clearing margin) from `centre` cannot touch it. `engaged` is true
@@ -58,7 +58,7 @@ impl OrderPlan {
 }
 
 /// One order: its compiled rule, when it is in force, and its episode.
-#[derive(Debug)]
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
 pub(super) struct OrderState {
     pub(super) id: OrderId,
     pub(super) valid_from: Timestamp,
@@ -91,7 +91,7 @@ impl OrderState {
     }
 }
 
-#[derive(Debug)]
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
 pub(super) enum CompiledRule {
     Exclusion {
         zone: CompiledZone,
@@ -122,7 +122,7 @@ impl CompiledRule {
 }
 
 /// What the latest fixes say about an offender and an inclusion zone.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub(super) struct CurfewEvidence {
     pub(super) outside: Option<Certainty>,
     pub(super) outside_streak: u8,
@@ -155,7 +155,7 @@ impl CurfewEvidence {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub(super) struct Sample {
     pub(super) ts: Timestamp,
     pub(super) lat: f64,
@@ -177,7 +177,7 @@ impl Sample {
 }
 
 /// One device: what it last said, where it was, and its health episodes.
-#[derive(Debug)]
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
 pub(super) struct DeviceState {
     pub(super) id: DeviceId,
     /// The cases the device is part of; almost always one.
@@ -279,13 +279,13 @@ impl DeviceState {
 
 /// The last fixes of a device, kept inline so that remembering one touches
 /// no other memory.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
 pub(super) struct History {
     pub(super) entries: [Option<Remembered>; HISTORY_LEN],
     pub(super) next: usize,
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, serde::Serialize, serde::Deserialize)]
 pub(super) struct Remembered {
     pub(super) seq: Option<u64>,
     pub(super) ts: Timestamp,

@@ -4,7 +4,9 @@
 use super::*;
 
 /// What a timer looks at when it comes due.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub(super) enum Subject {
     Device(usize),
     Order { case: usize, order: usize },
