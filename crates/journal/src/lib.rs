@@ -1,0 +1,23 @@
+//! kordon-journal: the durable record of everything kordon took in and
+//! decided, and the proof that it is intact.
+//!
+//! - [`record`]: what a journal record is, and the hashes that chain them.
+//! - [`store`]: the SQLite journal: append, verify on open, replay, retention.
+//! - [`writer`]: the writer thread that group-commits off the hot path.
+//! - [`snapshot`]: state snapshots, written atomically, read back with a fallback.
+//! - [`evidence`]: per-case export (CSV, GeoJSON, manifest) and its verification.
+//!
+//! The engine never waits on this crate: the server hands records to the
+//! writer and acts (publishes, acknowledges) when the writer says they are
+//! durable.
+
+pub mod evidence;
+pub mod record;
+pub mod snapshot;
+pub mod store;
+pub mod writer;
+
+pub use record::{Hash, Record};
+pub use snapshot::{Snapshot, SnapshotStore};
+pub use store::{Durability, Entry, Journal, JournalError, Stored, Truncation, Verified};
+pub use writer::{Durable, GroupCommit, Job, Writer};

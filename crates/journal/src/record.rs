@@ -1,0 +1,200 @@
+//! What the journal holds: one [`Record`] per accepted input, alert event,
+//! published message, delivery confirmation and retention pass.
+//!
+//! A record's body is its JSON: readable with any SQLite client, and the
+//! form the evidence export writes and re-hashes. Inputs (fixes, status
+//! messages, case changes, ticks, acknowledgements) are what recovery
+//! replays; events and messages are what kordon decided and sent, kept as
+//! evidence and to publish each message once.
+
+use jiff::Timestamp;
+use kordon_core::{Case, CaseId, DeviceId, Event, Fix, Status};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest as _, Sha256};
+
+/// A SHA-256 value: record digests, chain and case-link hashes.
+pub type Hash = [u8; 32];
+
+/// The chain's value before the first record.
+pub const GENESIS: Hash = [0; 32];
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Record {
+    /// A fix the engine took, with when kordon received it.
+    Fix {
+        fix: Fix,
+        received: Timestamp,
+    },
+    Status {
+        status: Status,
+        received: Timestamp,
+    },
+    /// A case put in force or replaced (from the case directory or the API).
+    CaseUpsert {
+        case: Case,
+        at: Timestamp,
+    },
+    CaseRemove {
+        case: CaseId,
+        at: Timestamp,
+    },
+    /// The engine's clock advanced: deadlines (offline, curfew, escalation).
+    Tick {
+        at: Timestamp,
+    },
+    /// An operator acknowledged an alert.
+    Ack {
+        alert: String,
+        operator: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        note: Option<String>,
+        at: Timestamp,
+    },
+    /// An alert event as the engine decided it, with both positions.
+    Event {
+        event: Event,
+        at: Timestamp,
+    },
+    /// A message kordon decided to publish. `payload` is UTF-8 (JSON or CAP XML).
+    Outbound {
+        topic: String,
+        payload: String,
+        at: Timestamp,
+    },
+    /// The broker confirmed an outbound message (kordon read it back).
+    Delivered {
+        message: String,
+        at: Timestamp,
+    },
+    /// A retention pass retired the bodies of old fixes; the rows, their
+    /// digests and the chain stay.
+    Retention {
+        cutoff: Timestamp,
+        retired: u64,
+        at: Timestamp,
+    },
+}
+
+impl Record {
+    /// The name stored in the `kind` column.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Record::Fix { .. } => "fix",
+            Record::Status { .. } => "status",
+            Record::CaseUpsert { .. } => "case_upsert",
+            Record::CaseRemove { .. } => "case_remove",
+            Record::Tick { .. } => "tick",
+            Record::Ack { .. } => "ack",
+            Record::Event { .. } => "event",
+            Record::Outbound { .. } => "outbound",
+            Record::Delivered { .. } => "delivered",
+            Record::Retention { .. } => "retention",
+        }
+    }
+
+    /// When kordon journaled it (its own clock, not the device's).
+    pub fn at(&self) -> Timestamp {
+        match self {
+            Record::Fix { received, .. } | Record::Status { received, .. } => *received,
+            Record::CaseUpsert { at, .. }
+            | Record::CaseRemove { at, .. }
+            | Record::Tick { at }
+            | Record::Ack { at, .. }
+            | Record::Event { at, .. }
+            | Record::Outbound { at, .. }
+            | Record::Delivered { at, .. }
+            | Record::Retention { at, .. } => *at,
+        }
+    }
+
+    /// The device it is about, for the `device` column.
+    pub fn device(&self) -> Option<&DeviceId> {
+        match self {
+            Record::Fix { fix, .. } => Some(&fix.device),
+            Record::Status { status, .. } => Some(&status.device),
+            Record::Event { event, .. } => Some(&event.device),
+            _ => None,
+        }
+    }
+
+    pub fn body(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("records always serialise")
+    }
+
+    pub fn from_body(body: &[u8]) -> Result<Record, serde_json::Error> {
+        serde_json::from_slice(body)
+    }
+}
+
+/// The identity of an outbound message: what the broker echoes back.
+pub fn message_digest(topic: &str, payload: &[u8]) -> String {
+    let mut h = Sha256::new();
+    h.update(topic.as_bytes());
+    h.update([0]);
+    h.update(payload);
+    hex(&h.finalize().into())
+}
+
+pub fn digest(body: &[u8]) -> Hash {
+    Sha256::digest(body).into()
+}
+
+/// The chain (and a case's link) after a record: SHA-256 of the previous
+/// value, the record's number and its digest. The number makes a moved
+/// record break the chain even where its neighbours hash alike.
+pub fn link(previous: &Hash, seq: u64, digest: &Hash) -> Hash {
+    let mut h = Sha256::new();
+    h.update(previous);
+    h.update(seq.to_be_bytes());
+    h.update(digest);
+    h.finalize().into()
+}
+
+pub fn hex(hash: &Hash) -> String {
+    use std::fmt::Write;
+    hash.iter().fold(String::with_capacity(64), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
+}
+
+pub fn parse_hex(text: &str) -> Option<Hash> {
+    if text.len() != 64 || !text.is_ascii() {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, byte) in out.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(&text[2 * i..2 * i + 2], 16).ok()?;
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hex_round_trips() {
+        let h = digest(b"kordon");
+        assert_eq!(parse_hex(&hex(&h)), Some(h));
+        assert_eq!(parse_hex("zz"), None);
+    }
+
+    #[test]
+    fn a_record_body_round_trips() {
+        let fix = Fix::new(
+            DeviceId::from("OFF-1"),
+            "2026-11-29T03:00:00Z".parse().unwrap(),
+            51.92,
+            4.47,
+            5.0,
+        );
+        let r = Record::Fix {
+            fix,
+            received: "2026-11-29T03:00:01Z".parse().unwrap(),
+        };
+        assert_eq!(Record::from_body(&r.body()).unwrap(), r);
+        assert_eq!(r.kind(), "fix");
+    }
+}

@@ -1,0 +1,705 @@
+//! The journal file: an append-only SQLite table of records, each with the
+//! SHA-256 digest of its body and a hash chain over all records, plus a
+//! second chain per case (the links an evidence export carries).
+//!
+//! Opening a journal verifies every record and both chains before anything
+//! is appended: a journal kordon cannot prove intact is refused with the
+//! number of the first bad record, unless the operator asks to keep the good
+//! part ([`Journal::open_truncating`]), which sets the damaged file aside
+//! rather than deleting it: it is evidence too.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use jiff::Timestamp;
+use kordon_core::CaseId;
+use rusqlite::{params, Connection, OptionalExtension};
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+use tracing::{info, warn};
+
+use crate::record::{digest, link, Hash, Record, GENESIS};
+
+/// How hard a commit pushes to disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Durability {
+    /// fsync on every commit: survives power loss (SQLite `synchronous=FULL`).
+    #[default]
+    Full,
+    /// Survives a crash of kordon, not of the machine (`synchronous=NORMAL`).
+    Process,
+}
+
+#[derive(Debug, Error)]
+pub enum JournalError {
+    #[error("journal {path}: {source}")]
+    Sqlite {
+        path: PathBuf,
+        #[source]
+        source: rusqlite::Error,
+    },
+    #[error(
+        "journal {path} is damaged at record {seq}: {problem}. The last good record is {last_good}. \
+         kordon will not run on a journal it cannot verify; start it with --truncate-journal to keep \
+         records 1 to {last_good} (the damaged file is kept beside the journal)"
+    )]
+    Broken {
+        path: PathBuf,
+        seq: u64,
+        problem: String,
+        last_good: u64,
+    },
+    #[error("journal {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// One record to append and the cases whose chains it joins.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    pub record: Record,
+    pub cases: Vec<CaseId>,
+}
+
+impl Entry {
+    pub fn new(record: Record) -> Self {
+        Entry {
+            record,
+            cases: Vec::new(),
+        }
+    }
+
+    pub fn for_cases(record: Record, cases: Vec<CaseId>) -> Self {
+        Entry { record, cases }
+    }
+}
+
+/// What opening found, for the log and the metrics.
+#[derive(Debug, Clone)]
+pub struct Verified {
+    pub records: u64,
+    pub head: Hash,
+    pub took: std::time::Duration,
+}
+
+/// What [`Journal::open_truncating`] did to a damaged journal.
+#[derive(Debug, Clone)]
+pub struct Truncation {
+    pub kept: u64,
+    pub damaged_copy: PathBuf,
+    pub problem: String,
+}
+
+/// A stored record as read back.
+#[derive(Debug, Clone)]
+pub struct Stored {
+    pub seq: u64,
+    /// `None` once retention retired it.
+    pub record: Option<Record>,
+    pub digest: Hash,
+}
+
+pub struct Journal {
+    conn: Connection,
+    path: PathBuf,
+    last_seq: u64,
+    head: Hash,
+    case_heads: HashMap<CaseId, Hash>,
+}
+
+const SCHEMA: &str = "
+    CREATE TABLE IF NOT EXISTS records (
+        seq    INTEGER PRIMARY KEY,
+        at_ms  INTEGER NOT NULL,
+        kind   TEXT NOT NULL,
+        device TEXT,
+        body   BLOB,
+        digest BLOB NOT NULL,
+        chain  BLOB NOT NULL
+    );
+    CREATE INDEX IF NOT EXISTS records_by_kind ON records(kind, at_ms);
+    CREATE TABLE IF NOT EXISTS case_links (
+        case_id TEXT NOT NULL,
+        seq     INTEGER NOT NULL,
+        link    BLOB NOT NULL,
+        PRIMARY KEY (case_id, seq)
+    ) WITHOUT ROWID;
+    CREATE INDEX IF NOT EXISTS case_links_by_seq ON case_links(seq);
+";
+
+impl Journal {
+    /// Opens (or creates) the journal and verifies all of it.
+    pub fn open(path: &Path, durability: Durability) -> Result<(Journal, Verified), JournalError> {
+        let conn = connect(path, durability)?;
+        let verified = verify(&conn, path)?;
+        let case_heads = case_heads(&conn, path)?;
+        info!(
+            path = %path.display(),
+            records = verified.records,
+            took_ms = verified.took.as_millis() as u64,
+            "journal verified"
+        );
+        Ok((
+            Journal {
+                conn,
+                path: path.to_path_buf(),
+                last_seq: verified.records,
+                head: verified.head,
+                case_heads,
+            },
+            verified,
+        ))
+    }
+
+    /// Opens the journal; if it is damaged, moves it aside and starts a new
+    /// file with every record up to the last good one.
+    pub fn open_truncating(
+        path: &Path,
+        durability: Durability,
+    ) -> Result<(Journal, Verified, Option<Truncation>), JournalError> {
+        match Journal::open(path, durability) {
+            Ok((journal, verified)) => Ok((journal, verified, None)),
+            Err(JournalError::Broken {
+                last_good, problem, ..
+            }) => {
+                let truncation = truncate(path, last_good, problem)?;
+                warn!(
+                    kept = truncation.kept,
+                    damaged = %truncation.damaged_copy.display(),
+                    problem = %truncation.problem,
+                    "journal truncated to its last good record"
+                );
+                let (journal, verified) = Journal::open(path, durability)?;
+                Ok((journal, verified, Some(truncation)))
+            }
+            Err(other) => Err(other),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The number of the last record and the chain after it.
+    pub fn head(&self) -> (u64, Hash) {
+        (self.last_seq, self.head)
+    }
+
+    /// Appends the entries in one transaction: all of them or none.
+    /// Returns the bytes written.
+    pub fn append(&mut self, entries: &[Entry]) -> Result<u64, JournalError> {
+        let path = self.path.clone();
+        let err = |source| JournalError::Sqlite {
+            path: path.clone(),
+            source,
+        };
+        let tx = self.conn.transaction().map_err(err)?;
+        let mut seq = self.last_seq;
+        let mut head = self.head;
+        let mut touched: Vec<(CaseId, Hash)> = Vec::new();
+        let mut bytes = 0u64;
+        {
+            let mut insert = tx
+                .prepare_cached(
+                    "INSERT INTO records (seq, at_ms, kind, device, body, digest, chain) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                )
+                .map_err(err)?;
+            let mut insert_link = tx
+                .prepare_cached("INSERT INTO case_links (case_id, seq, link) VALUES (?1, ?2, ?3)")
+                .map_err(err)?;
+            for entry in entries {
+                seq += 1;
+                let body = entry.record.body();
+                let d = digest(&body);
+                head = link(&head, seq, &d);
+                bytes += body.len() as u64 + 64;
+                insert
+                    .execute(params![
+                        seq as i64,
+                        entry.record.at().as_millisecond(),
+                        entry.record.kind(),
+                        entry.record.device().map(|d| d.as_str()),
+                        body,
+                        &d[..],
+                        &head[..],
+                    ])
+                    .map_err(err)?;
+                for case in &entry.cases {
+                    let previous = touched
+                        .iter()
+                        .rev()
+                        .find(|(c, _)| c == case)
+                        .map(|(_, h)| *h)
+                        .or_else(|| self.case_heads.get(case).copied())
+                        .unwrap_or(GENESIS);
+                    let l = link(&previous, seq, &d);
+                    insert_link
+                        .execute(params![case.as_str(), seq as i64, &l[..]])
+                        .map_err(err)?;
+                    touched.push((case.clone(), l));
+                }
+            }
+        }
+        tx.commit().map_err(err)?;
+        self.last_seq = seq;
+        self.head = head;
+        for (case, l) in touched {
+            self.case_heads.insert(case, l);
+        }
+        Ok(bytes)
+    }
+
+    /// Every record after `after`, in order. Retired records come as `None`.
+    pub fn read_after(
+        &self,
+        after: u64,
+        mut each: impl FnMut(Stored) -> Result<(), JournalError>,
+    ) -> Result<(), JournalError> {
+        let path = &self.path;
+        let err = |source| JournalError::Sqlite {
+            path: path.clone(),
+            source,
+        };
+        let mut stmt = self
+            .conn
+            .prepare("SELECT seq, body, digest FROM records WHERE seq > ?1 ORDER BY seq")
+            .map_err(err)?;
+        let mut rows = stmt.query([after as i64]).map_err(err)?;
+        while let Some(row) = rows.next().map_err(err)? {
+            let seq = row.get::<_, i64>(0).map_err(err)? as u64;
+            let body: Option<Vec<u8>> = row.get(1).map_err(err)?;
+            let record = body
+                .map(|b| {
+                    Record::from_body(&b).map_err(|e| JournalError::Broken {
+                        path: path.clone(),
+                        seq,
+                        problem: format!("its body is not a record: {e}"),
+                        last_good: seq - 1,
+                    })
+                })
+                .transpose()?;
+            let digest = hash_column(row.get(2).map_err(err)?);
+            each(Stored {
+                seq,
+                record,
+                digest,
+            })?;
+        }
+        Ok(())
+    }
+
+    /// The chain value after record `seq` (the genesis value for 0).
+    pub fn chain_at(&self, seq: u64) -> Result<Option<Hash>, JournalError> {
+        if seq == 0 {
+            return Ok(Some(GENESIS));
+        }
+        self.conn
+            .query_row(
+                "SELECT chain FROM records WHERE seq = ?1",
+                [seq as i64],
+                |r| r.get::<_, Vec<u8>>(0),
+            )
+            .optional()
+            .map(|o| o.map(hash_column))
+            .map_err(|source| JournalError::Sqlite {
+                path: self.path.clone(),
+                source,
+            })
+    }
+
+    /// Retires the bodies of fixes received before `cutoff` unless they lie
+    /// within `margin_s` of an alert episode of one of their cases, or after
+    /// record `keep_after` (what recovery still replays). The pass itself is
+    /// journaled. Returns the number of fixes retired.
+    pub fn retire(
+        &mut self,
+        cutoff: Timestamp,
+        margin_s: i64,
+        keep_after: u64,
+        now: Timestamp,
+    ) -> Result<u64, JournalError> {
+        let path = self.path.clone();
+        let err = |source| JournalError::Sqlite {
+            path: path.clone(),
+            source,
+        };
+        // Episode spans per case, from the journaled events.
+        let mut spans: HashMap<String, Vec<(i64, i64)>> = HashMap::new();
+        {
+            let mut open: HashMap<(String, String), i64> = HashMap::new();
+            let mut stmt = self
+                .conn
+                .prepare("SELECT body FROM records WHERE kind = 'event' AND body IS NOT NULL ORDER BY seq")
+                .map_err(err)?;
+            let mut rows = stmt.query([]).map_err(err)?;
+            while let Some(row) = rows.next().map_err(err)? {
+                let body: Vec<u8> = row.get(0).map_err(err)?;
+                let Ok(Record::Event { event, .. }) = Record::from_body(&body) else {
+                    continue;
+                };
+                let key = (event.case.to_string(), event.id.to_string());
+                let onset = event.onset.as_millisecond();
+                match event.phase {
+                    kordon_core::Phase::Cleared => {
+                        let start = open.remove(&key).unwrap_or(onset);
+                        spans
+                            .entry(key.0)
+                            .or_default()
+                            .push((start, event.at.as_millisecond()));
+                    }
+                    kordon_core::Phase::LateBreach => spans
+                        .entry(key.0)
+                        .or_default()
+                        .push((onset, event.at.as_millisecond())),
+                    _ => {
+                        open.entry(key).or_insert(onset);
+                    }
+                }
+            }
+            for ((case, _), start) in open {
+                spans.entry(case).or_default().push((start, i64::MAX));
+            }
+        }
+        let margin_ms = margin_s.saturating_mul(1000);
+        let mut retire = Vec::new();
+        {
+            let mut stmt = self
+                .conn
+                .prepare(
+                    "SELECT r.seq, r.body, group_concat(l.case_id, char(31)) FROM records r \
+                     LEFT JOIN case_links l ON l.seq = r.seq \
+                     WHERE r.kind = 'fix' AND r.body IS NOT NULL AND r.at_ms < ?1 AND r.seq <= ?2 \
+                     GROUP BY r.seq",
+                )
+                .map_err(err)?;
+            let mut rows = stmt
+                .query(params![cutoff.as_millisecond(), keep_after as i64])
+                .map_err(err)?;
+            while let Some(row) = rows.next().map_err(err)? {
+                let seq: i64 = row.get(0).map_err(err)?;
+                let body: Vec<u8> = row.get(1).map_err(err)?;
+                let cases: Option<String> = row.get(2).map_err(err)?;
+                let Ok(Record::Fix { fix, .. }) = Record::from_body(&body) else {
+                    continue;
+                };
+                let t = fix.ts.as_millisecond();
+                let evidence = cases.iter().flat_map(|c| c.split('\u{1f}')).any(|case| {
+                    spans.get(case).is_some_and(|s| {
+                        s.iter().any(|(from, to)| {
+                            t >= from.saturating_sub(margin_ms) && t <= to.saturating_add(margin_ms)
+                        })
+                    })
+                });
+                if !evidence {
+                    retire.push(seq);
+                }
+            }
+        }
+        let retired = retire.len() as u64;
+        if retired > 0 {
+            let tx = self.conn.transaction().map_err(err)?;
+            {
+                let mut clear = tx
+                    .prepare_cached("UPDATE records SET body = NULL WHERE seq = ?1")
+                    .map_err(err)?;
+                for seq in &retire {
+                    clear.execute([seq]).map_err(err)?;
+                }
+            }
+            tx.commit().map_err(err)?;
+        }
+        self.append(&[Entry::new(Record::Retention {
+            cutoff,
+            retired,
+            at: now,
+        })])?;
+        Ok(retired)
+    }
+
+    /// Folds the write-ahead log into the file: on clean shutdown.
+    pub fn checkpoint(&self) -> Result<(), JournalError> {
+        self.conn
+            .execute_batch("PRAGMA wal_checkpoint(TRUNCATE);")
+            .map_err(|source| JournalError::Sqlite {
+                path: self.path.clone(),
+                source,
+            })
+    }
+}
+
+fn connect(path: &Path, durability: Durability) -> Result<Connection, JournalError> {
+    let err = |source| JournalError::Sqlite {
+        path: path.to_path_buf(),
+        source,
+    };
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|source| JournalError::Io {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+    }
+    let conn = Connection::open(path).map_err(err)?;
+    let sync = match durability {
+        Durability::Full => "FULL",
+        Durability::Process => "NORMAL",
+    };
+    conn.execute_batch(&format!(
+        "PRAGMA journal_mode = WAL; PRAGMA synchronous = {sync}; {SCHEMA}"
+    ))
+    .map_err(err)?;
+    Ok(conn)
+}
+
+fn hash_column(bytes: Vec<u8>) -> Hash {
+    let mut h = [0u8; 32];
+    if bytes.len() == 32 {
+        h.copy_from_slice(&bytes);
+    }
+    h
+}
+
+/// Checks every record's digest, the chain, and every case's chain.
+fn verify(conn: &Connection, path: &Path) -> Result<Verified, JournalError> {
+    let started = Instant::now();
+    let mut last_good = 0u64;
+    let mut head = GENESIS;
+    let broken = |seq: u64, last_good: u64, problem: String| JournalError::Broken {
+        path: path.to_path_buf(),
+        seq,
+        problem,
+        last_good,
+    };
+    let sqlite = |last_good: u64, e: rusqlite::Error| {
+        broken(
+            last_good + 1,
+            last_good,
+            format!("SQLite cannot read it ({e})"),
+        )
+    };
+    let mut digests: Vec<Hash> = Vec::new();
+    {
+        let mut stmt = conn
+            .prepare("SELECT seq, body, digest, chain FROM records ORDER BY seq")
+            .map_err(|e| sqlite(0, e))?;
+        let mut rows = stmt.query([]).map_err(|e| sqlite(0, e))?;
+        loop {
+            let row = match rows.next() {
+                Ok(Some(row)) => row,
+                Ok(None) => break,
+                Err(e) => return Err(sqlite(last_good, e)),
+            };
+            let read = (|| -> rusqlite::Result<(i64, Option<Vec<u8>>, Vec<u8>, Vec<u8>)> {
+                Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
+            })();
+            let (seq, body, stored_digest, chain) = read.map_err(|e| sqlite(last_good, e))?;
+            let seq = seq as u64;
+            let expected = last_good + 1;
+            if seq != expected {
+                return Err(broken(
+                    expected,
+                    last_good,
+                    format!("it is missing (the next record is {seq})"),
+                ));
+            }
+            if stored_digest.len() != 32 || chain.len() != 32 {
+                return Err(broken(seq, last_good, "its hashes are cut short".into()));
+            }
+            let stored_digest = hash_column(stored_digest);
+            if let Some(body) = &body {
+                if digest(body) != stored_digest {
+                    return Err(broken(
+                        seq,
+                        last_good,
+                        "its content does not match its digest (edited or damaged)".into(),
+                    ));
+                }
+            }
+            let next = link(&head, seq, &stored_digest);
+            if next[..] != chain[..] {
+                return Err(broken(
+                    seq,
+                    last_good,
+                    "its chain hash does not follow from the record before it".into(),
+                ));
+            }
+            head = next;
+            digests.push(stored_digest);
+            last_good = seq;
+        }
+    }
+    // The case chains: each link follows from the case's previous link.
+    let mut stmt = conn
+        .prepare("SELECT case_id, seq, link FROM case_links ORDER BY case_id, seq")
+        .map_err(|e| sqlite(last_good, e))?;
+    let mut rows = stmt.query([]).map_err(|e| sqlite(last_good, e))?;
+    let mut current: Option<(String, Hash)> = None;
+    loop {
+        let row = match rows.next() {
+            Ok(Some(row)) => row,
+            Ok(None) => break,
+            Err(e) => return Err(sqlite(last_good, e)),
+        };
+        let read = (|| -> rusqlite::Result<(String, i64, Vec<u8>)> {
+            Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+        })();
+        let (case, seq, stored) = read.map_err(|e| sqlite(last_good, e))?;
+        let seq = seq as u64;
+        let previous = match &current {
+            Some((c, h)) if *c == case => *h,
+            _ => GENESIS,
+        };
+        let Some(d) = digests.get((seq as usize).wrapping_sub(1)) else {
+            return Err(broken(
+                seq,
+                last_good,
+                format!("case {case} links to a record that does not exist"),
+            ));
+        };
+        let expected = link(&previous, seq, d);
+        if expected[..] != stored[..] {
+            // Records before this one are intact; the case chain from here is not.
+            return Err(broken(
+                seq,
+                seq - 1,
+                format!("its link in the chain of case {case} does not follow from the case's previous record"),
+            ));
+        }
+        current = Some((case, expected));
+    }
+    Ok(Verified {
+        records: last_good,
+        head,
+        took: started.elapsed(),
+    })
+}
+
+fn case_heads(conn: &Connection, path: &Path) -> Result<HashMap<CaseId, Hash>, JournalError> {
+    let err = |source| JournalError::Sqlite {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut stmt = conn
+        .prepare(
+            "SELECT l.case_id, l.link FROM case_links l \
+             JOIN (SELECT case_id, max(seq) AS seq FROM case_links GROUP BY case_id) m \
+             ON l.case_id = m.case_id AND l.seq = m.seq",
+        )
+        .map_err(err)?;
+    let rows = stmt
+        .query_map([], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, Vec<u8>>(1)?))
+        })
+        .map_err(err)?;
+    let mut heads = HashMap::new();
+    for row in rows {
+        let (case, link) = row.map_err(err)?;
+        heads.insert(CaseId::from(case.as_str()), hash_column(link));
+    }
+    Ok(heads)
+}
+
+/// Copies what `select` yields into `insert`, stopping at the first row
+/// that cannot be read or whose `seq` (the first integer column) `valid`
+/// refuses, given the number of rows copied so far.
+fn copy_rows(
+    from: &Connection,
+    to: &rusqlite::Transaction<'_>,
+    select: &str,
+    insert: &str,
+    columns: usize,
+    valid: impl Fn(usize, i64) -> bool,
+) -> rusqlite::Result<()> {
+    let mut stmt = from.prepare(select)?;
+    let mut rows = stmt.query([])?;
+    let mut insert = to.prepare(insert)?;
+    let mut copied = 0;
+    while let Some(row) = rows.next()? {
+        let values = (0..columns)
+            .map(|i| row.get::<_, rusqlite::types::Value>(i))
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        let seq = values.iter().find_map(|v| match v {
+            rusqlite::types::Value::Integer(n) => Some(*n),
+            _ => None,
+        });
+        if !seq.is_some_and(|seq| valid(copied, seq)) {
+            break;
+        }
+        insert.execute(rusqlite::params_from_iter(values))?;
+        copied += 1;
+    }
+    Ok(())
+}
+
+/// Copies records 1..=`keep` of a damaged journal into a fresh file, moves
+/// the damaged one (and its WAL) aside and puts the fresh one in its place.
+fn truncate(path: &Path, keep: u64, problem: String) -> Result<Truncation, JournalError> {
+    let io = |p: &Path, source| JournalError::Io {
+        path: p.to_path_buf(),
+        source,
+    };
+    let fresh = path.with_extension("truncating");
+    let _ = std::fs::remove_file(&fresh);
+    {
+        // Row by row in the order verification read them: a bulk copy may
+        // wander into the damaged pages.
+        let damaged = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .map_err(|source| JournalError::Sqlite {
+                path: path.to_path_buf(),
+                source,
+            })?;
+        let mut conn = connect(&fresh, Durability::Full)?;
+        let err = |source| JournalError::Sqlite {
+            path: fresh.clone(),
+            source,
+        };
+        let tx = conn.transaction().map_err(err)?;
+        copy_rows(
+            &damaged,
+            &tx,
+            &format!("SELECT seq, at_ms, kind, device, body, digest, chain FROM records WHERE seq <= {keep} ORDER BY seq"),
+            "INSERT INTO records VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            7,
+            // Damaged pages can yield phantom rows; only the verified sequence counts.
+            |i, seq| seq == i as i64 + 1,
+        )
+        .map_err(err)?;
+        if let Err(e) = copy_rows(
+            &damaged,
+            &tx,
+            &format!("SELECT case_id, seq, link FROM case_links WHERE seq <= {keep} ORDER BY case_id, seq"),
+            "INSERT INTO case_links VALUES (?1, ?2, ?3)",
+            3,
+            |_, seq| (1..=keep as i64).contains(&seq),
+        ) {
+            warn!(error = %e, "some case links could not be read back; those cases' chains restart");
+        }
+        tx.commit().map_err(err)?;
+        conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);")
+            .map_err(err)?;
+    }
+    let stamp = Timestamp::now().as_second();
+    let damaged_copy = PathBuf::from(format!("{}.damaged-{stamp}", path.display()));
+    std::fs::rename(path, &damaged_copy).map_err(|e| io(path, e))?;
+    for suffix in ["-wal", "-shm"] {
+        let side = PathBuf::from(format!("{}{suffix}", path.display()));
+        if side.exists() {
+            let to = PathBuf::from(format!("{}{suffix}", damaged_copy.display()));
+            std::fs::rename(&side, &to).map_err(|e| io(&side, e))?;
+        }
+    }
+    for suffix in ["-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", fresh.display()));
+    }
+    std::fs::rename(&fresh, path).map_err(|e| io(&fresh, e))?;
+    Ok(Truncation {
+        kept: keep,
+        damaged_copy,
+        problem,
+    })
+}

@@ -1,0 +1,458 @@
+//! The journal on disk: appends survive reopening, damage is found and named,
+//! truncation keeps the good part, retention keeps evidence, and evidence
+//! exports catch every kind of tampering.
+
+use std::path::Path;
+
+use jiff::{SignedDuration, Timestamp};
+use kordon_core::{CaseId, DeviceId, Engine, EngineConfig, Event, Fix};
+use kordon_journal::evidence::{self, ExportRequest};
+use kordon_journal::{Durability, Entry, Journal, JournalError, Record};
+
+const CASE: &str = "RTM-1";
+
+fn t0() -> Timestamp {
+    "2026-11-29T03:00:00Z".parse().unwrap()
+}
+
+fn secs(n: i64) -> SignedDuration {
+    SignedDuration::from_secs(n)
+}
+
+fn case() -> kordon_core::Case {
+    kordon_core::Case::from_json(
+        r#"{
+        "id": "RTM-1", "risk": "high",
+        "offender": {"device": "OFF-1"},
+        "protected": [{"id": "P1", "device": "VIC-1"}],
+        "orders": [{
+            "id": "home", "valid_from": "2026-01-01T00:00:00Z", "legal_basis": "test",
+            "rule": {"type": "exclusion_zone", "warning_buffer_m": 100,
+                     "geometry": {"type": "Point", "coordinates": [4.47, 51.92], "radius_m": 200}}
+        }]
+    }"#,
+    )
+    .unwrap()
+}
+
+fn fix_entry(n: i64, lat: f64, lon: f64) -> Entry {
+    let ts = t0() + secs(n * 30);
+    Entry::for_cases(
+        Record::Fix {
+            fix: Fix::new(DeviceId::from("OFF-1"), ts, lat, lon, 5.5).with_seq(n as u64),
+            received: ts + SignedDuration::from_millis(250),
+        },
+        vec![CaseId::from(CASE)],
+    )
+}
+
+fn event_entries(events: &[Event], at: Timestamp) -> Vec<Entry> {
+    events
+        .iter()
+        .map(|e| {
+            Entry::for_cases(
+                Record::Event {
+                    event: e.clone(),
+                    at,
+                },
+                vec![e.case.clone()],
+            )
+        })
+        .collect()
+}
+
+/// A journal with a case, 20 fixes walking into the zone and out, the
+/// events they caused, and an acknowledgement.
+fn journal_with_a_breach(path: &Path) -> Journal {
+    let (mut j, _) = Journal::open(path, Durability::Process).unwrap();
+    let mut engine = Engine::new(EngineConfig::default());
+    engine.upsert_case(case(), t0()).unwrap();
+    j.append(&[Entry::for_cases(
+        Record::CaseUpsert {
+            case: case(),
+            at: t0(),
+        },
+        vec![CaseId::from(CASE)],
+    )])
+    .unwrap();
+    for n in 1..=20 {
+        // 2 km south, in, and away again.
+        let lat = if (8..12).contains(&n) { 51.92 } else { 51.90 };
+        let entry = fix_entry(n, lat, 4.47);
+        let Record::Fix { fix, received } = &entry.record else {
+            unreachable!()
+        };
+        let events = engine.ingest_fix(fix).unwrap().events;
+        let mut batch = vec![entry.clone()];
+        batch.extend(event_entries(&events, *received));
+        j.append(&batch).unwrap();
+    }
+    j.append(&[Entry::for_cases(
+        Record::Ack {
+            alert: "x".into(),
+            operator: "op-7".into(),
+            note: Some("unit sent".into()),
+            at: t0() + secs(400),
+        },
+        vec![CaseId::from(CASE)],
+    )])
+    .unwrap();
+    j
+}
+
+#[test]
+fn records_survive_reopening_with_their_chain() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("journal.db");
+    let j = journal_with_a_breach(&path);
+    let head = j.head();
+    drop(j);
+    let (j, verified) = Journal::open(&path, Durability::Full).unwrap();
+    assert_eq!(j.head(), head);
+    assert_eq!(verified.records, head.0);
+    let mut kinds = Vec::new();
+    j.read_after(0, |s| {
+        kinds.push(s.record.unwrap().kind());
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!(kinds.first(), Some(&"case_upsert"));
+    assert!(
+        kinds.contains(&"event"),
+        "the breach was journaled: {kinds:?}"
+    );
+    assert_eq!(kinds.len() as u64, head.0);
+}
+
+fn flip_byte_in(path: &Path, needle: &[u8]) {
+    let mut bytes = std::fs::read(path).unwrap();
+    let at = bytes
+        .windows(needle.len())
+        .position(|w| w == needle)
+        .expect("the needle is in the file");
+    bytes[at + needle.len() - 1] ^= 0x01;
+    std::fs::write(path, bytes).unwrap();
+}
+
+#[test]
+fn a_flipped_byte_is_found_and_named_and_truncation_keeps_the_good_part() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("journal.db");
+    let mut j = journal_with_a_breach(&path);
+    let before = j.head().0;
+    // One fix with a recognisable coordinate, and a few records after it.
+    j.append(&[fix_entry(100, 51.123456789, 4.47)]).unwrap();
+    let damaged_seq = j.head().0;
+    for n in 101..105 {
+        j.append(&[fix_entry(n, 51.90, 4.47)]).unwrap();
+    }
+    j.checkpoint().unwrap();
+    drop(j);
+    flip_byte_in(&path, b"51.123456789");
+
+    let err = Journal::open(&path, Durability::Full)
+        .err()
+        .expect("refused");
+    match &err {
+        JournalError::Broken { seq, last_good, .. } => {
+            assert_eq!((*seq, *last_good), (damaged_seq, before));
+        }
+        other => panic!("expected a broken chain, got {other}"),
+    }
+    let message = err.to_string();
+    assert!(
+        message.contains(&format!("damaged at record {damaged_seq}"))
+            && message.contains("--truncate-journal"),
+        "{message}"
+    );
+
+    let (mut j, verified, truncation) = Journal::open_truncating(&path, Durability::Full).unwrap();
+    let truncation = truncation.expect("it truncated");
+    assert_eq!((truncation.kept, verified.records), (before, before));
+    assert!(truncation.damaged_copy.exists(), "the damaged file is kept");
+    // And it carries on from there.
+    j.append(&[fix_entry(200, 51.90, 4.47)]).unwrap();
+    drop(j);
+    assert_eq!(
+        Journal::open(&path, Durability::Full).unwrap().1.records,
+        before + 1
+    );
+}
+
+#[test]
+fn a_truncated_last_page_is_found() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("journal.db");
+    let mut j = journal_with_a_breach(&path);
+    for n in 100..600 {
+        j.append(&[fix_entry(n, 51.90, 4.47)]).unwrap();
+    }
+    let total = j.head().0;
+    j.checkpoint().unwrap();
+    drop(j);
+    let len = std::fs::metadata(&path).unwrap().len();
+    let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+    file.set_len(len - 1000).unwrap();
+    drop(file);
+
+    let err = Journal::open(&path, Durability::Full)
+        .err()
+        .expect("refused");
+    let JournalError::Broken { seq, last_good, .. } = &err else {
+        panic!("expected a broken journal, got {err}");
+    };
+    assert!(*last_good < total && *seq == last_good + 1, "{err}");
+    let (_, verified, truncation) = Journal::open_truncating(&path, Durability::Full).unwrap();
+    assert_eq!(verified.records, truncation.unwrap().kept);
+}
+
+#[test]
+fn an_edited_digest_or_chain_is_found() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("journal.db");
+    drop(journal_with_a_breach(&path));
+    // Someone with SQLite rewrites a fix and recomputes its digest but
+    // cannot recompute the chain without rewriting every later record.
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let body: Vec<u8> = conn
+        .query_row("SELECT body FROM records WHERE seq = 5", [], |r| r.get(0))
+        .unwrap();
+    let edited = String::from_utf8(body).unwrap().replace("51.9", "51.8");
+    let digest = kordon_journal::record::digest(edited.as_bytes());
+    conn.execute(
+        "UPDATE records SET body = ?1, digest = ?2 WHERE seq = 5",
+        rusqlite::params![edited.as_bytes(), &digest[..]],
+    )
+    .unwrap();
+    drop(conn);
+    let err = Journal::open(&path, Durability::Full)
+        .err()
+        .expect("refused");
+    assert!(matches!(err, JournalError::Broken { seq: 5, .. }), "{err}");
+}
+
+#[test]
+fn retention_retires_old_fixes_but_keeps_those_around_an_episode() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("journal.db");
+    let mut j = journal_with_a_breach(&path);
+    // Fixes a day later, far from any episode.
+    for n in 3000..3010 {
+        j.append(&[fix_entry(n, 51.90, 4.47)]).unwrap();
+    }
+    let cutoff = t0() + secs(3005 * 30);
+    let head = j.head().0;
+    // Margin of 60 s: fixes 30 s apart next to the episode stay.
+    let retired = j.retire(cutoff, 60, head, cutoff).unwrap();
+    assert!(retired >= 10, "{retired}");
+    let mut kept_fixes = 0;
+    let mut retired_seen = 0;
+    j.read_after(0, |s| {
+        match s.record {
+            Some(Record::Fix { .. }) => kept_fixes += 1,
+            None => retired_seen += 1,
+            _ => {}
+        }
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!(retired_seen, retired);
+    // The fixes in the zone (8..12) and the ones beside them stay; the ones
+    // newer than the cutoff stay.
+    assert!(kept_fixes >= 4 + 2 + 5, "{kept_fixes}");
+    drop(j);
+    // The chain still verifies, and the pass is on record.
+    let (j, _) = Journal::open(&path, Durability::Full).unwrap();
+    let mut last = None;
+    j.read_after(0, |s| {
+        last = s.record;
+        Ok(())
+    })
+    .unwrap();
+    assert!(matches!(last, Some(Record::Retention { retired: r, .. }) if r == retired));
+}
+
+fn export(dir: &Path, journal: &Path) -> std::path::PathBuf {
+    let out = dir.join("export");
+    let manifest = evidence::export(
+        journal,
+        &ExportRequest {
+            case: CASE.into(),
+            from: None,
+            to: None,
+        },
+        &out,
+    )
+    .unwrap();
+    assert!(manifest.records.iter().any(|r| r.kind == "event"));
+    out
+}
+
+fn findings(out: &Path) -> Vec<String> {
+    evidence::verify(out)
+        .unwrap()
+        .findings
+        .iter()
+        .map(ToString::to_string)
+        .collect()
+}
+
+fn edit_lines(path: &Path, edit: impl FnOnce(&mut Vec<String>)) {
+    let text = std::fs::read_to_string(path).unwrap();
+    let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
+    edit(&mut lines);
+    std::fs::write(path, lines.join("\n") + "\n").unwrap();
+}
+
+#[test]
+fn an_untouched_export_verifies() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("journal.db");
+    drop(journal_with_a_breach(&path));
+    let out = export(dir.path(), &path);
+    let v = evidence::verify(&out).unwrap();
+    assert!(v.findings.is_empty(), "{:?}", v.findings);
+    assert!(v.records > 20);
+    for file in [
+        "fixes.csv",
+        "fixes.geojson",
+        "alerts.csv",
+        "alerts.geojson",
+        "acknowledgements.csv",
+        "manifest.json",
+    ] {
+        assert!(out.join(file).exists(), "{file}");
+    }
+}
+
+#[test]
+fn verify_names_an_edited_coordinate() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("journal.db");
+    drop(journal_with_a_breach(&path));
+    let out = export(dir.path(), &path);
+    let mut seq = String::new();
+    edit_lines(&out.join("fixes.csv"), |lines| {
+        // Move the 9th fix (in the zone) 1 m north.
+        let cells: Vec<&str> = lines[9].split(',').collect();
+        seq = cells[0].to_string();
+        lines[9] = lines[9].replacen(",51.92,", ",51.92001,", 1);
+    });
+    let found = findings(&out);
+    assert!(
+        found.iter().any(|f| f
+            == &format!("fixes.csv: record {seq}: its content does not match its digest: edited")),
+        "{found:?}"
+    );
+
+    // The same in the GeoJSON: the point moved.
+    let out = export(dir.path(), &path);
+    let text = std::fs::read_to_string(out.join("fixes.geojson")).unwrap();
+    std::fs::write(
+        out.join("fixes.geojson"),
+        text.replacen("51.92\n", "51.93\n", 1),
+    )
+    .unwrap();
+    let found = findings(&out);
+    assert!(
+        found
+            .iter()
+            .any(|f| f.starts_with("fixes.geojson: record ") && f.ends_with("edited")),
+        "{found:?}"
+    );
+}
+
+#[test]
+fn verify_names_a_deleted_row_and_two_swapped_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("journal.db");
+    drop(journal_with_a_breach(&path));
+
+    let out = export(dir.path(), &path);
+    let mut deleted = String::new();
+    edit_lines(&out.join("alerts.csv"), |lines| {
+        deleted = lines.remove(1).split(',').next().unwrap().to_string();
+    });
+    let found = findings(&out);
+    assert!(
+        found.contains(&format!(
+            "alerts.csv: record {deleted}: it is missing: a deleted row"
+        )),
+        "{found:?}"
+    );
+
+    let out = export(dir.path(), &path);
+    let mut second = String::new();
+    edit_lines(&out.join("fixes.csv"), |lines| {
+        lines.swap(3, 4);
+        second = lines[4].split(',').next().unwrap().to_string();
+    });
+    let found = findings(&out);
+    assert!(
+        found
+            .iter()
+            .any(|f| f.starts_with("fixes.csv: record ") && f.contains("out of order")),
+        "{found:?}"
+    );
+    let _ = second;
+
+    // Removing the row from the manifest as well breaks the chain there.
+    let out = export(dir.path(), &path);
+    let manifest_path = out.join("manifest.json");
+    let mut manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&manifest_path).unwrap()).unwrap();
+    let removed = manifest["records"].as_array_mut().unwrap().remove(5);
+    std::fs::write(&manifest_path, serde_json::to_vec(&manifest).unwrap()).unwrap();
+    let found = findings(&out);
+    let next = manifest["records"][5]["seq"].as_u64().unwrap();
+    assert!(
+        found.iter().any(|f| f.starts_with(&format!(
+            "manifest.json: record {next}: its link does not follow"
+        ))),
+        "removed {removed}: {found:?}"
+    );
+}
+
+#[test]
+fn the_writer_commits_in_groups_and_hands_on_in_order() {
+    use kordon_journal::{Durable, GroupCommit, Job, SnapshotStore, Writer};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("journal.db");
+    let (journal, _) = Journal::open(&path, Durability::Process).unwrap();
+    let (done_tx, done_rx) = crossbeam_channel::unbounded();
+    let writer = Writer::spawn(
+        journal,
+        SnapshotStore::new(dir.path()),
+        GroupCommit::default(),
+        move |durable, thens: Vec<u32>| {
+            assert_eq!(durable, Durable::Yes);
+            done_tx.send(thens).unwrap();
+        },
+    );
+    let jobs = writer.sender();
+    for n in 0..2000u32 {
+        let entries = if n % 10 == 0 {
+            Vec::new() // a refusal: nothing to journal, still in order
+        } else {
+            vec![fix_entry(i64::from(n), 51.9, 4.47)]
+        };
+        jobs.send(Job::Append { entries, then: n }).unwrap();
+        if n == 1000 {
+            jobs.send(Job::Snapshot {
+                state: b"state".to_vec(),
+            })
+            .unwrap();
+        }
+    }
+    drop(jobs);
+    let journal = writer.finish();
+    let batches: Vec<Vec<u32>> = done_rx.try_iter().collect();
+    let order: Vec<u32> = batches.iter().flatten().copied().collect();
+    assert_eq!(order, (0..2000).collect::<Vec<_>>());
+    assert!(batches.len() < 2000, "some commits carried several jobs");
+    assert_eq!(journal.head().0, 1800);
+    let snapshot = SnapshotStore::new(dir.path()).load(|_| Ok(())).unwrap();
+    // Written after everything handed over before it was committed.
+    assert_eq!(snapshot.seq, 900);
+    assert_eq!(Some(snapshot.chain), journal.chain_at(900).unwrap());
+}
