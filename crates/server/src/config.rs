@@ -26,6 +26,82 @@ pub struct Config {
     pub alerts: AlertSettings,
     #[serde(default)]
     pub engine: EngineConfig,
+    #[serde(default)]
+    pub journal: JournalConfig,
+}
+
+/// The durable journal: where it lives, how hard it syncs, how long fixes
+/// are kept.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JournalConfig {
+    /// Holds `journal.db` and the snapshots.
+    #[serde(default = "default_journal_dir")]
+    pub dir: PathBuf,
+    /// `full`: every commit reaches the disk (survives power loss);
+    /// `process`: survives a crash of kordon, not of the machine.
+    #[serde(default)]
+    pub durability: kordon_journal::Durability,
+    /// Fixes received more than this many days ago are retired (their
+    /// content deleted, their place in the chain kept) unless they lie near
+    /// an alert episode. 0 keeps everything.
+    #[serde(default = "default_retention_days")]
+    pub retention_days: u32,
+    /// Fixes this close in time to an alert episode are evidence and kept.
+    #[serde(default = "default_keep_around_episode_minutes")]
+    pub keep_around_episode_minutes: u32,
+    /// A snapshot after this many records …
+    #[serde(default = "default_snapshot_every_records")]
+    pub snapshot_every_records: u64,
+    /// … or after this many seconds with any record.
+    #[serde(default = "default_snapshot_every_s")]
+    pub snapshot_every_s: u32,
+    /// The most records in one commit.
+    #[serde(default = "default_max_batch")]
+    pub max_batch: usize,
+    /// How long a commit waits for more records; 0 commits at once.
+    #[serde(default)]
+    pub linger_ms: u64,
+}
+
+impl Default for JournalConfig {
+    fn default() -> Self {
+        JournalConfig {
+            dir: default_journal_dir(),
+            durability: kordon_journal::Durability::Full,
+            retention_days: default_retention_days(),
+            keep_around_episode_minutes: default_keep_around_episode_minutes(),
+            snapshot_every_records: default_snapshot_every_records(),
+            snapshot_every_s: default_snapshot_every_s(),
+            max_batch: default_max_batch(),
+            linger_ms: 0,
+        }
+    }
+}
+
+fn default_journal_dir() -> PathBuf {
+    PathBuf::from("journal")
+}
+fn default_retention_days() -> u32 {
+    30
+}
+fn default_keep_around_episode_minutes() -> u32 {
+    60
+}
+fn default_snapshot_every_records() -> u64 {
+    100_000
+}
+fn default_snapshot_every_s() -> u32 {
+    300
+}
+fn default_max_batch() -> usize {
+    4096
+}
+
+impl JournalConfig {
+    pub fn journal_file(&self) -> PathBuf {
+        self.dir.join("journal.db")
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -134,6 +210,7 @@ impl Config {
         })?;
         let base = path.parent().unwrap_or(Path::new("."));
         config.cases.dir = base.join(&config.cases.dir);
+        config.journal.dir = base.join(&config.journal.dir);
         if let Some(ca) = &config.broker.ca_file {
             config.broker.ca_file = Some(base.join(ca));
         }
@@ -191,6 +268,23 @@ impl Config {
             self.ingest.max_accuracy_m.is_finite() && self.ingest.max_accuracy_m > 0.0;
         if self.ingest.max_payload_bytes == 0 || !accuracy_limit_ok {
             problems.push("ingest: max_payload_bytes and max_accuracy_m must be positive".into());
+        }
+        if self.journal.snapshot_every_records == 0
+            || self.journal.snapshot_every_s == 0
+            || self.journal.max_batch == 0
+        {
+            problems.push(
+                "journal: snapshot_every_records, snapshot_every_s and max_batch must be positive"
+                    .into(),
+            );
+        }
+        if self.journal.retention_days != 0
+            && self.journal.retention_days < self.ingest.retention_days
+        {
+            problems.push(format!(
+                "journal.retention_days ({}) is shorter than ingest.retention_days ({}): fixes kordon accepts would be retired at once",
+                self.journal.retention_days, self.ingest.retention_days
+            ));
         }
         if problems.is_empty() {
             Ok(())

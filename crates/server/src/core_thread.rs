@@ -1,24 +1,32 @@
-//! The engine's own thread. It owns the [`Engine`], the [`AlertDesk`] and
-//! the case directory, takes [`Command`]s from one crossbeam channel (fixes
-//! from MQTT, the 1 s tick, API calls) in arrival order, and hands what must
-//! be published, and the broker acknowledgements of handled messages, to the
-//! publisher. Nothing here waits on the network.
+//! The engine's own thread. It owns the [`Engine`], the [`AlertDesk`], the
+//! case directory and the [`Deliveries`], takes [`Command`]s from one
+//! crossbeam channel (fixes from MQTT, the 1 s tick, API calls) in arrival
+//! order, and hands each command's journal records, together with what must
+//! then be published and acknowledged, to the journal writer. The writer
+//! passes the publishes and acks on to the publisher once the records are
+//! committed: nothing is acknowledged to the broker before it is durable,
+//! and nothing here waits on the disk or the network.
+//!
+//! The same code replays the journal at start ([`Sink::Replay`]): the
+//! records rebuild the state, and nothing is journaled or published again.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use crossbeam_channel::Receiver;
+use crossbeam_channel::{Receiver, Sender};
 use jiff::Timestamp;
-use kordon_alert::{AckError, Acknowledgement, AlertDesk, AlertRecord, Outbound};
+use kordon_alert::{AckError, Acknowledgement, AlertDesk, AlertRecord, AlertSettings, Outbound};
 use kordon_core::{BanHit, Case, CaseId, CaseRejected, Disposition, Engine, Event, Phase};
 use kordon_ingest::{Message, Reason, Refusal};
+use kordon_journal::{Entry, Job, Record};
 use rumqttc::Publish;
-use serde::Serialize;
-use tokio::sync::{mpsc, oneshot};
+use serde::{Deserialize, Serialize};
+use tokio::sync::oneshot;
 use tracing::{debug, info, warn};
 
 use crate::cases;
+use crate::delivery::{Actions, Deliveries};
 use crate::metrics as m;
 
 /// What the engine's thread is asked to do. `now` is stamped by the sender:
@@ -42,6 +50,15 @@ pub enum Command {
         now: Timestamp,
         ack: Option<Publish>,
     },
+    /// One of kordon's own alert messages, read back from the broker.
+    Echo {
+        topic: String,
+        payload: Vec<u8>,
+        now: Timestamp,
+        ack: Option<Publish>,
+    },
+    /// The broker connection is (again) up.
+    Connected(Timestamp),
     Tick(Timestamp),
     PutCase {
         case: Box<Case>,
@@ -111,6 +128,36 @@ pub enum PutCaseError {
     Storage(String),
 }
 
+/// Where a command's records and messages go.
+pub enum Sink {
+    /// Replaying the journal: the state is rebuilt, nothing leaves.
+    Replay,
+    /// To the journal writer, which passes the envelopes on once durable.
+    Live(Sender<Job<Vec<Envelope>>>),
+}
+
+/// When the engine's thread asks for snapshots and retention passes.
+#[derive(Debug, Clone)]
+pub struct Upkeep {
+    pub snapshot_every_records: u64,
+    pub snapshot_every_s: i64,
+    /// Fixes older than this many days are retired; `None` keeps all.
+    pub retention_days: Option<u32>,
+    /// Fixes this close to an alert episode are kept regardless.
+    pub keep_around_episode_s: i64,
+}
+
+/// The thread's state as one snapshot: the engine in postcard, the rest in
+/// JSON (cases and alert messages have optional and tagged fields, which
+/// postcard cannot read back).
+#[derive(Serialize, Deserialize)]
+struct State {
+    engine: Vec<u8>,
+    desk: Vec<u8>,
+    cases: Vec<u8>,
+    deliveries: Vec<u8>,
+}
+
 pub struct CoreThread {
     engine: Engine,
     desk: AlertDesk,
@@ -118,39 +165,171 @@ pub struct CoreThread {
     /// The file each case was loaded from or written to.
     sources: HashMap<CaseId, PathBuf>,
     case_dir: PathBuf,
-    out: mpsc::UnboundedSender<Envelope>,
+    deliveries: Deliveries,
+    sink: Sink,
+    /// What the command being handled journals, and then sends.
+    entries: Vec<Entry>,
+    envelopes: Vec<Envelope>,
+    upkeep: Upkeep,
+    records_since_snapshot: u64,
+    last_snapshot: Option<Timestamp>,
+    last_retention: Option<Timestamp>,
 }
 
 impl CoreThread {
-    pub fn new(
-        engine: Engine,
-        desk: AlertDesk,
-        case_dir: PathBuf,
-        out: mpsc::UnboundedSender<Envelope>,
-    ) -> Self {
+    /// A thread in replay mode; [`CoreThread::go_live`] connects it.
+    pub fn new(engine: Engine, desk: AlertDesk, case_dir: PathBuf, upkeep: Upkeep) -> Self {
         CoreThread {
             engine,
             desk,
             cases: HashMap::new(),
             sources: HashMap::new(),
             case_dir,
-            out,
+            deliveries: Deliveries::default(),
+            sink: Sink::Replay,
+            entries: Vec::new(),
+            envelopes: Vec::new(),
+            upkeep,
+            records_since_snapshot: 0,
+            last_snapshot: None,
+            last_retention: None,
         }
     }
 
-    /// Loads a case at start; refused cases stop kordon (the caller decides).
-    pub fn load_case(
+    /// The thread as a snapshot left it, still in replay mode.
+    pub fn restore(
+        state: &[u8],
+        settings: AlertSettings,
+        case_dir: PathBuf,
+        upkeep: Upkeep,
+    ) -> Result<Self, String> {
+        let state: State = postcard::from_bytes(state).map_err(|e| format!("snapshot: {e}"))?;
+        let engine = Engine::restore(&state.engine).map_err(|e| format!("engine snapshot: {e}"))?;
+        let cases: Vec<Case> =
+            serde_json::from_slice(&state.cases).map_err(|e| format!("case snapshot: {e}"))?;
+        let desk = AlertDesk::restore(settings, &cases, &state.desk)
+            .map_err(|e| format!("alert desk snapshot: {e}"))?;
+        let deliveries: Deliveries = serde_json::from_slice(&state.deliveries)
+            .map_err(|e| format!("delivery snapshot: {e}"))?;
+        let mut thread = CoreThread::new(engine, desk, case_dir, upkeep);
+        thread.cases = cases.into_iter().map(|c| (c.id.clone(), c)).collect();
+        thread.deliveries = deliveries;
+        Ok(thread)
+    }
+
+    fn snapshot_state(&self) -> Vec<u8> {
+        let mut cases: Vec<&Case> = self.cases.values().collect();
+        cases.sort_by(|a, b| a.id.cmp(&b.id));
+        postcard::to_stdvec(&State {
+            engine: self.engine.snapshot(),
+            desk: self.desk.snapshot(),
+            cases: serde_json::to_vec(&cases).expect("cases serialise"),
+            deliveries: serde_json::to_vec(&self.deliveries).expect("deliveries serialise"),
+        })
+        .expect("state serialises")
+    }
+
+    /// Rebuilds state from one journal record.
+    pub fn replay(&mut self, record: Record) {
+        match record {
+            Record::Fix { fix, received } => {
+                if let Ok(outcome) = self.engine.ingest_fix(&fix) {
+                    self.publish_events(&outcome.events, received, None);
+                }
+            }
+            Record::Status { status, received } => {
+                if let Ok(events) = self.engine.ingest_status(&status) {
+                    self.publish_events(&events, received, None);
+                }
+            }
+            Record::CaseUpsert { case, at } => {
+                if let Err(e) = self.apply_case(case, at) {
+                    warn!(error = %e, "a journaled case is refused on replay");
+                }
+            }
+            Record::CaseRemove { case, at } => self.remove_case_state(&case, at),
+            Record::Tick { at } => self.tick(at),
+            Record::Ack {
+                alert,
+                operator,
+                note,
+                at,
+            } => {
+                let _ = self.acknowledge(&alert, &operator, note, at);
+            }
+            Record::Outbound { topic, payload, at } => {
+                self.deliveries.expect(
+                    &Outbound {
+                        topic,
+                        payload: payload.into_bytes(),
+                    },
+                    at,
+                );
+            }
+            Record::Delivered { message, .. } => self.deliveries.forget(&message),
+            Record::Event { .. } | Record::Retention { .. } => {}
+        }
+        self.entries.clear();
+        self.envelopes.clear();
+    }
+
+    /// Ends replay: from here on records go to the journal writer, and
+    /// alert messages whose delivery the journal does not confirm are
+    /// uncertain until the broker is asked (see [`crate::delivery`]).
+    pub fn go_live(&mut self, journal: Sender<Job<Vec<Envelope>>>, now: Timestamp) {
+        self.sink = Sink::Live(journal);
+        self.deliveries.begin_recovery(now);
+    }
+
+    /// Makes the running cases those of the case directory, journaling
+    /// each change. Refused cases are returned, each named, and stop kordon.
+    pub fn reconcile_cases(
         &mut self,
-        case: Case,
-        source: PathBuf,
+        files: Vec<(PathBuf, Case)>,
         now: Timestamp,
-    ) -> Result<(), CaseRejected> {
-        let events = self.engine.upsert_case(case.clone(), now)?;
-        self.desk.upsert_case(&case);
-        self.sources.insert(case.id.clone(), source);
-        self.cases.insert(case.id.clone(), case);
-        self.publish_events(&events, now, None);
-        Ok(())
+    ) -> Result<(), Vec<String>> {
+        let mut problems = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        for (path, case) in files {
+            seen.insert(case.id.clone());
+            self.sources.insert(case.id.clone(), path.clone());
+            if self.cases.get(&case.id) == Some(&case) {
+                continue;
+            }
+            let id = case.id.clone();
+            match self.apply_case(case.clone(), now) {
+                Ok(_) => self.entries.push(Entry::for_cases(
+                    Record::CaseUpsert { case, at: now },
+                    vec![id],
+                )),
+                Err(rejected) => {
+                    problems.push(format!("{}: case {id}: {rejected}", path.display()))
+                }
+            }
+        }
+        let gone: Vec<CaseId> = self
+            .cases
+            .keys()
+            .filter(|id| !seen.contains(*id))
+            .cloned()
+            .collect();
+        for id in gone {
+            info!(case = %id, "case file gone since the last run: case removed");
+            self.remove_case_state(&id, now);
+            self.entries.push(Entry::for_cases(
+                Record::CaseRemove {
+                    case: id.clone(),
+                    at: now,
+                },
+                vec![id],
+            ));
+        }
+        self.flush();
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(problems)
+        }
     }
 
     pub fn run(mut self, commands: Receiver<Command>) {
@@ -161,6 +340,17 @@ impl CoreThread {
         );
         for command in commands.iter() {
             metrics::gauge!(m::CORE_QUEUE_DEPTH).set(commands.len() as f64);
+            let now = match &command {
+                Command::Message { now, .. }
+                | Command::Refused { now, .. }
+                | Command::Echo { now, .. }
+                | Command::PutCase { now, .. }
+                | Command::DeleteCase { now, .. }
+                | Command::Acknowledge { now, .. }
+                | Command::Bans { now, .. } => Some(*now),
+                Command::Connected(now) | Command::Tick(now) => Some(*now),
+                _ => None,
+            };
             match command {
                 Command::Message {
                     topic,
@@ -170,9 +360,7 @@ impl CoreThread {
                     ack,
                 } => {
                     self.message(&topic, message, received, now);
-                    if let Some(publish) = ack {
-                        self.ack(publish);
-                    }
+                    self.ack(ack);
                 }
                 Command::Refused {
                     topic,
@@ -181,17 +369,27 @@ impl CoreThread {
                     ack,
                 } => {
                     self.refuse(&topic, refusal, now);
-                    if let Some(publish) = ack {
-                        self.ack(publish);
-                    }
+                    self.ack(ack);
+                }
+                Command::Echo {
+                    topic,
+                    payload,
+                    now,
+                    ack,
+                } => {
+                    let actions = self.deliveries.echo(&topic, &payload);
+                    self.act(actions, now);
+                    self.ack(ack);
+                }
+                Command::Connected(now) => {
+                    let actions = self.deliveries.connected(now);
+                    self.act(actions, now);
                 }
                 Command::Tick(now) => {
-                    let events = self.engine.tick(now);
-                    self.publish_events(&events, now, None);
-                    for message in self.desk.tick(now) {
-                        metrics::counter!(m::ESCALATIONS).increment(1);
-                        self.send(message, None, None);
-                    }
+                    self.entries.push(Entry::new(Record::Tick { at: now }));
+                    self.tick(now);
+                    let actions = self.deliveries.tick(now);
+                    self.act(actions, now);
                 }
                 Command::PutCase { case, now, reply } => {
                     let _ = reply.send(self.put_case(*case, now));
@@ -242,8 +440,119 @@ impl CoreThread {
                 }
                 Command::Shutdown => break,
             }
+            self.flush();
+            if let Some(now) = now {
+                self.upkeep(now);
+            }
+        }
+        // A last snapshot, so the next start replays little.
+        if let Sink::Live(journal) = &self.sink {
+            let _ = journal.send(Job::Snapshot {
+                state: self.snapshot_state(),
+            });
         }
         info!("engine thread stopped");
+    }
+
+    /// Hands this command's records and messages to the journal writer.
+    fn flush(&mut self) {
+        match &self.sink {
+            Sink::Replay => {
+                self.entries.clear();
+                self.envelopes.clear();
+            }
+            Sink::Live(journal) => {
+                if self.entries.is_empty() && self.envelopes.is_empty() {
+                    return;
+                }
+                self.records_since_snapshot += self.entries.len() as u64;
+                let job = Job::Append {
+                    entries: std::mem::take(&mut self.entries),
+                    then: std::mem::take(&mut self.envelopes),
+                };
+                // The writer outlives this thread; if it is gone kordon is
+                // stopping and nothing more can be made durable anyway.
+                let _ = journal.send(job);
+            }
+        }
+    }
+
+    /// Snapshots and retention passes, when due.
+    fn upkeep(&mut self, now: Timestamp) {
+        let Sink::Live(journal) = &self.sink else {
+            return;
+        };
+        let last = *self.last_snapshot.get_or_insert(now);
+        let due = self.records_since_snapshot >= self.upkeep.snapshot_every_records
+            || (self.records_since_snapshot > 0
+                && now.duration_since(last).as_secs() >= self.upkeep.snapshot_every_s);
+        if due {
+            let started = Instant::now();
+            let state = self.snapshot_state();
+            debug!(
+                bytes = state.len(),
+                took_ms = started.elapsed().as_millis() as u64,
+                "snapshot taken"
+            );
+            let _ = journal.send(Job::Snapshot { state });
+            self.records_since_snapshot = 0;
+            self.last_snapshot = Some(now);
+        }
+        if let Some(days) = self.upkeep.retention_days {
+            let hourly = self
+                .last_retention
+                .is_none_or(|t| now.duration_since(t).as_secs() >= 3600);
+            if hourly {
+                self.last_retention = Some(now);
+                let cutoff = now
+                    .checked_sub(jiff::SignedDuration::from_hours(i64::from(days) * 24))
+                    .unwrap_or(Timestamp::MIN);
+                let _ = journal.send(Job::Retire {
+                    cutoff,
+                    margin_s: self.upkeep.keep_around_episode_s,
+                    now,
+                });
+            }
+        }
+    }
+
+    fn is_live(&self) -> bool {
+        matches!(self.sink, Sink::Live(_))
+    }
+
+    fn record(&mut self, record: Record, cases: Vec<CaseId>) {
+        if self.is_live() {
+            self.entries.push(Entry::for_cases(record, cases));
+        }
+    }
+
+    fn act(&mut self, actions: Actions, now: Timestamp) {
+        if let Some(digest) = actions.confirmed {
+            self.record(
+                Record::Delivered {
+                    message: digest,
+                    at: now,
+                },
+                Vec::new(),
+            );
+        }
+        for message in actions.publish {
+            self.envelopes.push(Envelope::Publish {
+                message,
+                retain: false,
+                caused_at: None,
+                kind: None,
+            });
+        }
+    }
+
+    fn tick(&mut self, now: Timestamp) {
+        let events = self.engine.tick(now);
+        self.publish_events(&events, now, None);
+        for message in self.desk.tick(now) {
+            metrics::counter!(m::ESCALATIONS).increment(1);
+            self.send(message, None, None, now);
+        }
     }
 
     fn message(&mut self, topic: &str, message: Message, received: Instant, now: Timestamp) {
@@ -252,6 +561,11 @@ impl CoreThread {
                 Ok(outcome) => {
                     metrics::counter!(m::FIXES_IN, "disposition" => disposition(outcome.disposition))
                         .increment(1);
+                    // A redelivered fix is on record already.
+                    if outcome.disposition != Disposition::Duplicate {
+                        let cases = self.engine.cases_of(fix.device.as_str());
+                        self.record(Record::Fix { fix, received: now }, cases);
+                    }
                     self.publish_events(&outcome.events, now, Some(received));
                 }
                 Err(error) => self.refuse(topic, Refusal::from(error), now),
@@ -259,6 +573,14 @@ impl CoreThread {
             Message::Status(status) => match self.engine.ingest_status(&status) {
                 Ok(events) => {
                     metrics::counter!(m::STATUS_IN).increment(1);
+                    let cases = self.engine.cases_of(status.device.as_str());
+                    self.record(
+                        Record::Status {
+                            status,
+                            received: now,
+                        },
+                        cases,
+                    );
                     self.publish_events(&events, now, Some(received));
                 }
                 Err(error) => self.refuse(topic, Refusal::from(error), now),
@@ -282,23 +604,35 @@ impl CoreThread {
         note: Option<String>,
         now: Timestamp,
     ) -> Result<Acknowledgement, AckError> {
-        let (ack, messages) = self.desk.acknowledge(id, operator, note, now)?;
-        info!(
-            alert = id,
-            operator,
-            time_to_ack_s = ack.time_to_ack_s,
-            "alert acknowledged"
+        let (ack, messages) = self.desk.acknowledge(id, operator, note.clone(), now)?;
+        if self.is_live() {
+            info!(
+                alert = id,
+                operator,
+                time_to_ack_s = ack.time_to_ack_s,
+                "alert acknowledged"
+            );
+            metrics::histogram!(m::TIME_TO_ACK).record(ack.time_to_ack_s);
+        }
+        let case = self.desk.alert(id).map(|a| a.latest.case.clone());
+        self.record(
+            Record::Ack {
+                alert: id.to_string(),
+                operator: operator.to_string(),
+                note,
+                at: now,
+            },
+            case.into_iter().collect(),
         );
-        metrics::histogram!(m::TIME_TO_ACK).record(ack.time_to_ack_s);
         for message in messages {
-            self.send(message, None, None);
+            self.send(message, None, None, now);
         }
         Ok(ack)
     }
 
-    fn refuse(&self, topic: &str, refusal: Refusal, now: Timestamp) {
+    fn refuse(&mut self, topic: &str, refusal: Refusal, now: Timestamp) {
         let message = reject_message(topic, &refusal, now);
-        let _ = self.out.send(Envelope::Publish {
+        self.envelopes.push(Envelope::Publish {
             message,
             retain: false,
             caused_at: None,
@@ -308,23 +642,47 @@ impl CoreThread {
 
     fn publish_events(&mut self, events: &[Event], now: Timestamp, caused_at: Option<Instant>) {
         for event in events {
-            metrics::counter!(m::ALERTS, "kind" => event.kind.as_str(), "phase" => phase(event.phase))
-                .increment(1);
-            debug!(id = %event.id, kind = %event.kind, phase = phase(event.phase), case = %event.case, "event");
+            if self.is_live() {
+                metrics::counter!(m::ALERTS, "kind" => event.kind.as_str(), "phase" => phase(event.phase))
+                    .increment(1);
+                debug!(id = %event.id, kind = %event.kind, phase = phase(event.phase), case = %event.case, "event");
+            }
+            self.record(
+                Record::Event {
+                    event: event.clone(),
+                    at: now,
+                },
+                vec![event.case.clone()],
+            );
             // Opening and escalating events measure the path a breach takes.
             let timed = matches!(event.phase, Phase::Opened | Phase::Updated)
                 .then_some(caused_at)
                 .flatten();
             for message in self.desk.route(event, now) {
-                self.send(message, timed, Some(event.kind.as_str()));
+                self.send(message, timed, Some(event.kind.as_str()), now);
             }
         }
     }
 
-    fn send(&self, message: Outbound, caused_at: Option<Instant>, kind: Option<&'static str>) {
-        // The publisher lives as long as this thread is fed; if it is gone
-        // kordon is stopping and nothing more can be published anyway.
-        let _ = self.out.send(Envelope::Publish {
+    /// An alert message: journaled, then published once it is durable, and
+    /// awaited back from the broker.
+    fn send(
+        &mut self,
+        message: Outbound,
+        caused_at: Option<Instant>,
+        kind: Option<&'static str>,
+        now: Timestamp,
+    ) {
+        if !self.is_live() {
+            return;
+        }
+        self.deliveries.expect(&message, now);
+        self.entries.push(Entry::new(Record::Outbound {
+            topic: message.topic.clone(),
+            payload: String::from_utf8_lossy(&message.payload).into_owned(),
+            at: now,
+        }));
+        self.envelopes.push(Envelope::Publish {
             message,
             retain: false,
             caused_at,
@@ -332,19 +690,43 @@ impl CoreThread {
         });
     }
 
-    /// Hands the broker acknowledgement of a handled message to the
-    /// publisher, behind everything the message caused.
-    pub fn ack(&self, publish: Publish) {
-        let _ = self.out.send(Envelope::Ack(publish));
+    /// The broker acknowledgement of a handled message goes out behind
+    /// everything the message caused, once that is durable.
+    fn ack(&mut self, publish: Option<Publish>) {
+        if let Some(publish) = publish {
+            self.envelopes.push(Envelope::Ack(publish));
+        }
+    }
+
+    /// Puts a case in force (engine and desk); the caller journals it.
+    fn apply_case(&mut self, case: Case, now: Timestamp) -> Result<(), CaseRejected> {
+        let events = self.engine.upsert_case(case.clone(), now)?;
+        self.desk.upsert_case(&case);
+        self.cases.insert(case.id.clone(), case);
+        self.publish_events(&events, now, None);
+        Ok(())
+    }
+
+    fn remove_case_state(&mut self, id: &CaseId, now: Timestamp) {
+        let events = self.engine.remove_case(id, now);
+        self.publish_events(&events, now, None);
+        self.desk.remove_case(id);
+        self.cases.remove(id);
     }
 
     fn put_case(&mut self, case: Case, now: Timestamp) -> Result<PutOutcome, PutCaseError> {
         let path = cases::file_of(&self.case_dir, &case.id)
             .map_err(|e| PutCaseError::Storage(e.to_string()))?;
-        let events = self
-            .engine
-            .upsert_case(case.clone(), now)
+        let existed = self.cases.contains_key(&case.id);
+        self.apply_case(case.clone(), now)
             .map_err(PutCaseError::Rejected)?;
+        self.record(
+            Record::CaseUpsert {
+                case: case.clone(),
+                at: now,
+            },
+            vec![case.id.clone()],
+        );
         // Written after the engine accepted it, so a refused case never
         // reaches the directory; a write failure is reported, and the case
         // runs until restart (the log says so).
@@ -354,14 +736,12 @@ impl CoreThread {
                 let _ = std::fs::remove_file(old);
             }
         }
-        self.desk.upsert_case(&case);
-        let outcome = if self.cases.insert(case.id.clone(), case.clone()).is_some() {
+        let outcome = if existed {
             PutOutcome::Replaced
         } else {
             PutOutcome::Created
         };
         self.sources.insert(case.id.clone(), path);
-        self.publish_events(&events, now, None);
         info!(case = %case.id, ?outcome, "case applied");
         match written {
             Ok(_) => Ok(outcome),
@@ -378,10 +758,14 @@ impl CoreThread {
         }
         let source = self.sources.get(id).cloned();
         cases::delete_case(&self.case_dir, id, source.as_deref()).map_err(|e| e.to_string())?;
-        let events = self.engine.remove_case(id, now);
-        self.publish_events(&events, now, None);
-        self.desk.remove_case(id);
-        self.cases.remove(id);
+        self.remove_case_state(id, now);
+        self.record(
+            Record::CaseRemove {
+                case: id.clone(),
+                at: now,
+            },
+            vec![id.clone()],
+        );
         self.sources.remove(id);
         info!(case = %id, "case removed");
         Ok(true)

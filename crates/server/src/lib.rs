@@ -1,15 +1,16 @@
 //! kordon-server: the `kordon` service around the deterministic engine.
 //!
 //! ```text
-//!  broker ──▶ mqtt::run_connection ──decode──▶ core_thread (Engine + AlertDesk) ──▶ mqtt::run_publisher ──▶ broker
-//!                   │ refusals ─────────────────────────────────────────────────────▲
-//!  1 s tick ───────────────────────────────▶ core_thread
-//!  HTTP (axum) ────────── commands ────────▶ core_thread
+//!  broker ──▶ mqtt::run_connection ──decode──▶ core_thread ──records + envelopes──▶ journal writer ──committed──▶ mqtt::run_publisher ──▶ broker
+//!                                              (Engine, AlertDesk,                  (group commit)                (publish, then ack)
+//!  1 s tick ─────────────────────────────────▶  Deliveries)
+//!  HTTP (axum) ────────── commands ──────────▶
 //! ```
 //!
 //! - [`config`]: the `kordon.toml` file.
 //! - [`server`]: start and graceful shutdown.
-//! - [`core_thread`]: the engine's own thread and its commands.
+//! - [`core_thread`]: the engine's own thread, its commands, journal replay.
+//! - [`delivery`]: publishing each alert message once, across crashes.
 //! - [`mqtt`]: the connection and publisher tasks.
 //! - [`http`]: the API and its roles.
 //! - [`cases`]: the case directory.
@@ -18,6 +19,7 @@
 pub mod cases;
 pub mod config;
 pub mod core_thread;
+pub mod delivery;
 #[cfg(feature = "embedded-broker")]
 pub mod embedded;
 pub mod http;
@@ -26,4 +28,4 @@ pub mod mqtt;
 pub mod server;
 
 pub use config::Config;
-pub use server::{start, Running, StartError};
+pub use server::{start, start_with, OnDamagedJournal, Running, StartError};

@@ -26,6 +26,15 @@ enum Command {
         /// Log format.
         #[arg(long, value_enum, default_value_t = LogFormat::Text)]
         log: LogFormat,
+        /// If the journal fails verification, keep the records before the
+        /// first bad one (the damaged file is kept beside it) and run.
+        #[arg(long)]
+        truncate_journal: bool,
+    },
+    /// Export or verify the evidence of a case.
+    Evidence {
+        #[command(subcommand)]
+        command: EvidenceCommand,
     },
     /// Validate case files; exit code 1 with every error if any is wrong.
     CheckCases {
@@ -34,6 +43,29 @@ enum Command {
     },
     /// Print the SHA-256 to put in `http.tokens` for a token read from stdin.
     HashToken,
+}
+
+#[derive(Subcommand)]
+enum EvidenceCommand {
+    /// Write a case's fixes, alerts and acknowledgements (CSV, GeoJSON) and
+    /// a manifest with their hash chain to a directory.
+    Export {
+        #[arg(long, default_value = "config/kordon.toml")]
+        config: PathBuf,
+        #[arg(long)]
+        case: String,
+        /// Records journaled at or after this time (RFC 3339).
+        #[arg(long)]
+        from: Option<jiff::Timestamp>,
+        /// Records journaled at or before this time (RFC 3339).
+        #[arg(long)]
+        to: Option<jiff::Timestamp>,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Check an export against its manifest: exit code 1 naming every
+    /// edited, removed or reordered record.
+    Verify { dir: PathBuf },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -56,10 +88,20 @@ fn init_logging(format: LogFormat) {
 
 fn main() -> ExitCode {
     match Cli::parse().command {
-        Command::Run { config, log } => {
+        Command::Run {
+            config,
+            log,
+            truncate_journal,
+        } => {
             init_logging(log);
-            run(config)
+            let on_damage = if truncate_journal {
+                kordon_server::OnDamagedJournal::TruncateToLastGood
+            } else {
+                kordon_server::OnDamagedJournal::Refuse
+            };
+            run(config, on_damage)
         }
+        Command::Evidence { command } => evidence(command),
         Command::CheckCases { files } => check_cases(&files),
         Command::HashToken => {
             let mut token = String::new();
@@ -73,7 +115,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(path: PathBuf) -> ExitCode {
+fn run(path: PathBuf, on_damage: kordon_server::OnDamagedJournal) -> ExitCode {
     let config = match Config::load(&path) {
         Ok(config) => config,
         Err(e) => {
@@ -92,7 +134,7 @@ fn run(path: PathBuf) -> ExitCode {
         }
     };
     runtime.block_on(async move {
-        let running = match kordon_server::start(config).await {
+        let running = match kordon_server::start_with(config, on_damage).await {
             Ok(running) => running,
             Err(e) => {
                 tracing::error!("{e}");
@@ -123,6 +165,73 @@ async fn wait_for_signal() {
     }
     #[cfg(not(unix))]
     let _ = ctrl_c.await;
+}
+
+fn evidence(command: EvidenceCommand) -> ExitCode {
+    use kordon_journal::evidence;
+    match command {
+        EvidenceCommand::Export {
+            config,
+            case,
+            from,
+            to,
+            out,
+        } => {
+            let config = match Config::load(&config) {
+                Ok(config) => config,
+                Err(e) => {
+                    eprintln!("kordon: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            let request = evidence::ExportRequest { case, from, to };
+            match evidence::export(&config.journal.journal_file(), &request, &out) {
+                Ok(manifest) => {
+                    println!(
+                        "case {}: {} records written to {}; chain head {}",
+                        manifest.case,
+                        manifest.records.len(),
+                        out.display(),
+                        manifest.chain.head
+                    );
+                    println!("keep the chain head with the case file: it is what the export is verified against");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("kordon evidence export: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        EvidenceCommand::Verify { dir } => match evidence::verify(&dir) {
+            Ok(v) if v.findings.is_empty() => {
+                println!(
+                    "{}: intact: {} records ({} retired by retention), chain head {}",
+                    dir.display(),
+                    v.records,
+                    v.retired,
+                    v.head
+                );
+                ExitCode::SUCCESS
+            }
+            Ok(v) => {
+                for finding in &v.findings {
+                    println!("{finding}");
+                }
+                println!(
+                    "{}: NOT intact: {} finding(s) over {} records",
+                    dir.display(),
+                    v.findings.len(),
+                    v.records
+                );
+                ExitCode::FAILURE
+            }
+            Err(e) => {
+                eprintln!("kordon evidence verify: {e}");
+                ExitCode::FAILURE
+            }
+        },
+    }
 }
 
 fn check_cases(files: &[PathBuf]) -> ExitCode {

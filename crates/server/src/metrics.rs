@@ -19,6 +19,8 @@ pub const CORE_QUEUE_DEPTH: &str = "kordon_core_queue_depth";
 pub const PUBLISH_QUEUE_DEPTH: &str = "kordon_publish_queue_depth";
 pub const BROKER_CONNECTED: &str = "kordon_broker_connected";
 pub const BROKER_CONNECTION_ERRORS: &str = "kordon_broker_connection_errors_total";
+/// Alert messages whose echo never came back (see `delivery`).
+pub const UNCONFIRMED: &str = "kordon_alert_messages_unconfirmed_total";
 /// Messages the embedded broker skipped for a lagging subscriber.
 pub const EMBEDDED_BROKER_LOSS: &str = "kordon_embedded_broker_cursor_jumps_total";
 
@@ -39,6 +41,20 @@ pub fn handle() -> PrometheusHandle {
                     b.set_buckets_for_metric(
                         Matcher::Full(TIME_TO_ACK.to_string()),
                         &[5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0],
+                    )
+                })
+                .and_then(|b| {
+                    b.set_buckets_for_metric(
+                        Matcher::Full(kordon_journal::writer::COMMIT_SECONDS.to_string()),
+                        &[0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.5],
+                    )
+                })
+                .and_then(|b| {
+                    b.set_buckets_for_metric(
+                        Matcher::Full(kordon_journal::writer::BATCH_RECORDS.to_string()),
+                        &[
+                            1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 500.0, 1000.0, 4096.0,
+                        ],
                     )
                 })
                 .expect("bucket lists are non-empty")

@@ -5,10 +5,13 @@
 //!   announces `online`, decodes every publish and hands it (or its
 //!   refusal, for `kordon/v1/rejects`) to the engine's thread, so that
 //!   acknowledgements leave in the order messages came.
-//! - [`run_publisher`] publishes what the engine's thread sends out, then
-//!   acknowledges the handled message to the broker. Messages are
-//!   acknowledged only after they were handled, so a message received but
-//!   not yet handled when kordon stops is delivered again by the broker.
+//! - [`run_publisher`] publishes what the journal writer passes on (only
+//!   once it is durable), then acknowledges the handled message to the
+//!   broker. A message received but not yet journaled when kordon stops or
+//!   crashes is delivered again by the broker.
+//!
+//! kordon also reads its own alert topics back ([`crate::delivery`]): those
+//! echoes go to the engine's thread as [`Command::Echo`].
 //!
 //! On shutdown the connection task stops handing messages on, the engine's
 //! thread drains its queue, the publisher publishes the rest, then the
@@ -28,7 +31,21 @@ use tokio::sync::{mpsc, watch};
 use tracing::{debug, error, info, warn};
 
 use crate::core_thread::{Command, Envelope};
+use crate::delivery::{is_echo, ECHO_FILTERS};
 use crate::metrics as m;
+
+/// Every filter kordon subscribes to: device and operator input, and its
+/// own alert topics. `kordon/v1/alerts/+` covers the operators'
+/// `kordon/v1/alerts/ack` too, so that no message matches two filters
+/// (rumqttd would deliver it twice).
+pub fn subscriptions() -> Vec<&'static str> {
+    SUBSCRIPTIONS
+        .iter()
+        .copied()
+        .filter(|f| *f != kordon_ingest::topic::ACK)
+        .chain(ECHO_FILTERS.iter().map(|(filter, _)| *filter))
+        .collect()
+}
 
 /// Polls the event loop until the disconnect that ends a shutdown.
 pub async fn run_connection(
@@ -60,8 +77,8 @@ pub async fn run_connection(
                     "connected to the broker"
                 );
                 if !ack.session_present {
-                    let filters = SUBSCRIPTIONS
-                        .iter()
+                    let filters = subscriptions()
+                        .into_iter()
                         .map(|f| SubscribeFilter::new(f.to_string(), QoS::AtLeastOnce));
                     if let Err(e) = client.try_subscribe_many(filters) {
                         error!(error = %e, "could not queue the subscriptions");
@@ -69,6 +86,9 @@ pub async fn run_connection(
                 }
                 if let Err(e) = client.try_publish(ENGINE_STATUS, QoS::AtLeastOnce, true, ONLINE) {
                     error!(error = %e, "could not queue the online status");
+                }
+                if let Some(core) = &forwarding {
+                    let _ = core.send(Command::Connected(Timestamp::now()));
                 }
             }
             Ok(Event::Incoming(Incoming::Publish(publish))) => {
@@ -81,6 +101,19 @@ pub async fn run_connection(
                 let received = Instant::now();
                 let now = Timestamp::now();
                 let topic = publish.topic.clone();
+                if is_echo(&topic) {
+                    let payload = publish.payload.to_vec();
+                    let echo = Command::Echo {
+                        topic,
+                        payload,
+                        now,
+                        ack: Some(publish),
+                    };
+                    if core.send(echo).is_err() {
+                        warn!("engine thread gone; message left unacknowledged");
+                    }
+                    continue;
+                }
                 let command = match decoder.decode(&topic, &publish.payload, now) {
                     Ok(message) => Command::Message {
                         topic,
@@ -124,8 +157,8 @@ pub async fn run_connection(
     }
 }
 
-/// Publishes in order until every sender is gone, then says `offline` and
-/// disconnects.
+/// Publishes in order until every sender is gone (the journal writer
+/// holds the last), then says `offline` and disconnects.
 pub async fn run_publisher(client: AsyncClient, mut envelopes: mpsc::UnboundedReceiver<Envelope>) {
     while let Some(envelope) = envelopes.recv().await {
         metrics::gauge!(m::PUBLISH_QUEUE_DEPTH).set(envelopes.len() as f64);

@@ -10,6 +10,7 @@ use jiff::Timestamp;
 use kordon_alert::AlertDesk;
 use kordon_core::Engine;
 use kordon_ingest::Decoder;
+use kordon_journal::{Durable, GroupCommit, Journal, JournalError, SnapshotStore, Writer};
 use thiserror::Error;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
@@ -17,7 +18,7 @@ use tracing::{info, warn};
 
 use crate::cases;
 use crate::config::Config;
-use crate::core_thread::{Command, CoreThread};
+use crate::core_thread::{Command, CoreThread, Envelope, Upkeep};
 use crate::http::{self, ApiState};
 use crate::mqtt;
 
@@ -43,6 +44,20 @@ pub enum StartError {
     },
     #[error("starting the engine thread: {0}")]
     Thread(std::io::Error),
+    #[error("{0}")]
+    Journal(#[from] JournalError),
+    #[error("recovery: {0}")]
+    Recovery(String),
+}
+
+/// How to treat a journal that fails verification.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OnDamagedJournal {
+    /// Refuse to start, naming the first bad record.
+    #[default]
+    Refuse,
+    /// Keep the records before it (the damaged file is set aside) and run.
+    TruncateToLastGood,
 }
 
 /// A running kordon. Stop it with [`Running::shutdown`].
@@ -54,14 +69,23 @@ pub struct Running {
     stop: watch::Sender<bool>,
     core: crossbeam_channel::Sender<Command>,
     core_thread: std::thread::JoinHandle<()>,
+    writer: Writer<Vec<Envelope>>,
     connection: JoinHandle<()>,
     publisher: JoinHandle<()>,
     ticker: JoinHandle<()>,
     http: JoinHandle<()>,
 }
 
-/// Starts kordon. Cases that fail validation stop the start, each named.
+/// Starts kordon. Cases that fail validation stop the start, each named; so
+/// does a journal that fails verification.
 pub async fn start(config: Config) -> Result<Running, StartError> {
+    start_with(config, OnDamagedJournal::Refuse).await
+}
+
+pub async fn start_with(
+    config: Config,
+    on_damage: OnDamagedJournal,
+) -> Result<Running, StartError> {
     let metrics = crate::metrics::handle();
 
     // `Config::load` checks too; a configuration built in code is checked here.
@@ -76,15 +100,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         }
     };
 
-    let (out_tx, out_rx) = mpsc::unbounded_channel();
-    let mut core = CoreThread::new(
-        Engine::new(config.engine.clone()),
-        AlertDesk::new(config.alerts.clone()),
-        config.cases.dir.clone(),
-        out_tx,
-    );
-    load_cases(&mut core, &config.cases.dir)?;
-
+    let (core, writer, out_rx) = recover(&config, on_damage)?;
     let (core_tx, core_rx) = crossbeam_channel::bounded(CORE_QUEUE);
     let core_thread = std::thread::Builder::new()
         .name("kordon-engine".into())
@@ -135,6 +151,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         stop,
         core: core_tx,
         core_thread,
+        writer,
         connection,
         publisher,
         ticker,
@@ -161,26 +178,128 @@ fn embedded_broker(_config: &Config) -> Result<String, StartError> {
     )))
 }
 
-fn load_cases(core: &mut CoreThread, dir: &std::path::Path) -> Result<(), StartError> {
-    let files = cases::case_files(dir).map_err(|e| StartError::Cases(e.to_string()))?;
-    let now = Timestamp::now();
+/// Opens and verifies the journal, restores the engine's thread from the
+/// newest snapshot the journal vouches for, replays the records after it,
+/// starts the journal writer, and brings the cases in line with the case
+/// directory.
+fn recover(
+    config: &Config,
+    on_damage: OnDamagedJournal,
+) -> Result<
+    (
+        CoreThread,
+        Writer<Vec<Envelope>>,
+        mpsc::UnboundedReceiver<Envelope>,
+    ),
+    StartError,
+> {
+    let started = std::time::Instant::now();
+    let path = config.journal.journal_file();
+    let durability = config.journal.durability;
+    let journal = match on_damage {
+        OnDamagedJournal::Refuse => Journal::open(&path, durability)?.0,
+        OnDamagedJournal::TruncateToLastGood => Journal::open_truncating(&path, durability)?.0,
+    };
+    let upkeep = Upkeep {
+        snapshot_every_records: config.journal.snapshot_every_records,
+        snapshot_every_s: i64::from(config.journal.snapshot_every_s),
+        retention_days: (config.journal.retention_days > 0)
+            .then_some(config.journal.retention_days),
+        keep_around_episode_s: i64::from(config.journal.keep_around_episode_minutes) * 60,
+    };
+    let snapshots = SnapshotStore::new(&config.journal.dir);
+    let snapshot = snapshots.load(|s| match journal.chain_at(s.seq) {
+        Ok(Some(chain)) if chain == s.chain => Ok(()),
+        Ok(_) => Err(format!(
+            "it was taken after record {} but the journal does not hold that record as it was",
+            s.seq
+        )),
+        Err(e) => Err(e.to_string()),
+    });
+    let fresh = || {
+        CoreThread::new(
+            Engine::new(config.engine.clone()),
+            AlertDesk::new(config.alerts.clone()),
+            config.cases.dir.clone(),
+            upkeep.clone(),
+        )
+    };
+    let (mut core, after) = match snapshot {
+        Some(s) => match CoreThread::restore(
+            &s.state,
+            config.alerts.clone(),
+            config.cases.dir.clone(),
+            upkeep.clone(),
+        ) {
+            Ok(core) => (core, s.seq),
+            Err(e) => {
+                warn!(error = %e, "snapshot unusable (another kordon version?); replaying the whole journal");
+                (fresh(), 0)
+            }
+        },
+        None => (fresh(), 0),
+    };
+    let mut replayed = 0u64;
+    let mut retired = 0u64;
+    journal.read_after(after, |stored| {
+        match stored.record {
+            Some(record) => core.replay(record),
+            None => retired += 1,
+        }
+        replayed += 1;
+        Ok(())
+    })?;
+    if retired > 0 {
+        warn!(
+            retired,
+            "records retired by retention were replayed without their content: the state may differ from before"
+        );
+    }
+    info!(
+        snapshot_after = after,
+        replayed,
+        took_ms = started.elapsed().as_millis() as u64,
+        "state recovered from the journal"
+    );
+
+    let (out_tx, out_rx) = mpsc::unbounded_channel();
+    let writer = Writer::spawn(
+        journal,
+        snapshots,
+        GroupCommit {
+            max_records: config.journal.max_batch,
+            linger: Duration::from_millis(config.journal.linger_ms),
+        },
+        move |durable, batches: Vec<Vec<Envelope>>| {
+            for envelope in batches.into_iter().flatten() {
+                // Alerts go out even if the journal failed: a warning not
+                // sent is worse than one not on record. Acks wait for
+                // durability, so the broker keeps those messages.
+                if durable != Durable::Yes && matches!(envelope, Envelope::Ack(_)) {
+                    continue;
+                }
+                let _ = out_tx.send(envelope);
+            }
+        },
+    );
+    core.go_live(writer.sender(), Timestamp::now());
+    let files =
+        cases::case_files(&config.cases.dir).map_err(|e| StartError::Cases(e.to_string()))?;
     let mut problems = Vec::new();
+    let mut loaded = Vec::new();
     for path in files {
         match cases::read_case_file(&path) {
-            Ok(case) => {
-                let id = case.id.clone();
-                if let Err(rejected) = core.load_case(case, PathBuf::from(&path), now) {
-                    problems.push(format!("{}: case {id}: {rejected}", path.display()));
-                }
-            }
+            Ok(case) => loaded.push((PathBuf::from(&path), case)),
             Err(e) => problems.push(e.to_string()),
         }
     }
-    if problems.is_empty() {
-        Ok(())
-    } else {
-        Err(StartError::Cases(problems.join("\n")))
+    if let Err(refused) = core.reconcile_cases(loaded, Timestamp::now()) {
+        problems.extend(refused);
     }
+    if !problems.is_empty() {
+        return Err(StartError::Cases(problems.join("\n")));
+    }
+    Ok((core, writer, out_rx))
 }
 
 /// The 1 s tick: offline devices, lost GPS, curfew deadlines, escalations.
@@ -211,7 +330,14 @@ impl Running {
         let _ = self.core.send(Command::Shutdown);
         drop(self.core);
         let core_thread = self.core_thread;
-        let _ = tokio::task::spawn_blocking(move || core_thread.join()).await;
+        let writer = self.writer;
+        // The engine's thread hands its last records to the writer, which
+        // commits them and lets the publisher go.
+        let _ = tokio::task::spawn_blocking(move || {
+            let _ = core_thread.join();
+            drop(writer.finish());
+        })
+        .await;
         let drained = tokio::time::timeout(Duration::from_secs(10), async {
             let _ = self.publisher.await;
             let _ = self.connection.await;

@@ -225,6 +225,21 @@ impl Engine {
         self.device_slots.contains_key(device)
     }
 
+    /// The cases a device is part of (a victim device may be in several).
+    pub fn cases_of(&self, device: &str) -> Vec<CaseId> {
+        let Some(dev) = self
+            .device_slots
+            .get(device)
+            .and_then(|&slot| self.devices[slot].as_ref())
+        else {
+            return Vec::new();
+        };
+        dev.memberships
+            .iter()
+            .filter_map(|&(case, _)| self.cases[case].as_ref().map(|c| c.id.clone()))
+            .collect()
+    }
+
     /// Adds a case or replaces it, live. Episodes of orders that keep their id
     /// and type carry on; those of removed orders are cleared. `now` is when
     /// the engine starts watching devices it has not heard from.

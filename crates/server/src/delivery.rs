@@ -1,0 +1,329 @@
+//! Publishing each alert message once, across crashes.
+//!
+//! kordon subscribes to its own alert topics. A message it published comes
+//! back from the broker (the *echo*); that is the proof the broker has it,
+//! and the echo is journaled as `delivered` before the broker is told kordon
+//! received it. Until then the message is *waiting*.
+//!
+//! After a crash, messages journaled as decided but never confirmed are
+//! *uncertain*: the broker may or may not have taken them. The broker still
+//! holds the echoes of those it took, in kordon's persistent session. So on
+//! reconnecting kordon publishes a *fence* on each of its echo filters; a
+//! broker delivers a filter's messages in order, so once every fence has come
+//! back, every echo that will come has come, and the uncertain messages still
+//! waiting were never taken: they are published now, once. If the fences do
+//! not come back (a broker that does not let kordon read its own topics), the
+//! uncertain messages are published after [`FENCE_PATIENCE_S`] anyway: a
+//! possible duplicate is better than a missed warning.
+//!
+//! With the embedded broker a crash takes the broker's state with it, so
+//! there the guarantee is at least once, not exactly once.
+
+use std::collections::{BTreeSet, HashMap};
+
+use jiff::{SignedDuration, Timestamp};
+use kordon_alert::Outbound;
+use kordon_journal::record::message_digest;
+use serde::{Deserialize, Serialize};
+use tracing::{info, warn};
+
+/// The filters kordon reads its own messages back on, and the fence topic
+/// each one also matches. `~` cannot occur in a device id, so no device
+/// listens on a fence topic, and alert consumers subscribe to exact topics.
+pub const ECHO_FILTERS: &[(&str, &str)] = &[
+    ("kordon/v1/alerts/+", "kordon/v1/alerts/~fence"),
+    (
+        "kordon/v1/alerts/police/+",
+        "kordon/v1/alerts/police/~fence",
+    ),
+    (
+        "kordon/v1/devices/+/warning",
+        "kordon/v1/devices/~fence/warning",
+    ),
+    (
+        "kordon/v1/cases/+/coordinators",
+        "kordon/v1/cases/~fence/coordinators",
+    ),
+];
+
+/// How long to wait for the fences before publishing uncertain messages.
+pub const FENCE_PATIENCE_S: i64 = 10;
+
+/// How long a message may wait for its echo before kordon stops expecting it.
+pub const ECHO_PATIENCE_S: i64 = 600;
+
+/// Whether a received topic is one of kordon's own outputs (or a fence).
+pub fn is_echo(topic: &str) -> bool {
+    let levels: Vec<&str> = topic.split('/').collect();
+    matches!(
+        levels.as_slice(),
+        ["kordon", "v1", "alerts", "monitoring" | "police" | "~fence"]
+            | ["kordon", "v1", "alerts", "police", "cap" | "~fence"]
+            | ["kordon", "v1", "devices", _, "warning"]
+            | ["kordon", "v1", "cases", _, "coordinators"]
+    )
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Waiting {
+    pub topic: String,
+    pub payload: Vec<u8>,
+    pub decided_at: Timestamp,
+    /// Decision order, to republish in the order decided.
+    pub order: u64,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct Deliveries {
+    waiting: HashMap<String, Waiting>,
+    next_order: u64,
+    #[serde(skip)]
+    recovery: Option<Recovery>,
+}
+
+#[derive(Debug)]
+struct Recovery {
+    /// Digests of the uncertain messages.
+    uncertain: BTreeSet<String>,
+    /// The current fence round: its token and the fences not yet back.
+    token: String,
+    outstanding: BTreeSet<&'static str>,
+    fenced_at: Option<Timestamp>,
+}
+
+/// What the engine's thread must do after a delivery step.
+#[derive(Debug, Default, PartialEq)]
+pub struct Actions {
+    /// Publish these (fences, or uncertain messages now known untaken).
+    pub publish: Vec<Outbound>,
+    /// Journal that this message was confirmed.
+    pub confirmed: Option<String>,
+}
+
+impl Deliveries {
+    /// A message decided and journaled: wait for its echo.
+    pub fn expect(&mut self, message: &Outbound, now: Timestamp) -> String {
+        let digest = message_digest(&message.topic, &message.payload);
+        self.expect_digest(digest.clone(), message, now);
+        digest
+    }
+
+    fn expect_digest(&mut self, digest: String, message: &Outbound, now: Timestamp) {
+        self.next_order += 1;
+        self.waiting.insert(
+            digest,
+            Waiting {
+                topic: message.topic.clone(),
+                payload: message.payload.clone(),
+                decided_at: now,
+                order: self.next_order,
+            },
+        );
+    }
+
+    /// The journal says it was confirmed (during replay).
+    pub fn forget(&mut self, digest: &str) {
+        self.waiting.remove(digest);
+    }
+
+    pub fn waiting(&self) -> usize {
+        self.waiting.len()
+    }
+
+    /// After replaying the journal: what still waits is uncertain.
+    pub fn begin_recovery(&mut self, now: Timestamp) {
+        if self.waiting.is_empty() {
+            return;
+        }
+        info!(
+            uncertain = self.waiting.len(),
+            "alert messages decided before the restart without a confirmed delivery"
+        );
+        self.recovery = Some(Recovery {
+            uncertain: self.waiting.keys().cloned().collect(),
+            token: String::new(),
+            outstanding: BTreeSet::new(),
+            fenced_at: None,
+        });
+        // Fences go out when the connection is up; until then, nothing.
+        let _ = now;
+    }
+
+    /// Connected to the broker: (re)send the fences if recovering.
+    pub fn connected(&mut self, now: Timestamp) -> Actions {
+        let Some(recovery) = &mut self.recovery else {
+            return Actions::default();
+        };
+        recovery.token = format!("{}", now.as_nanosecond());
+        recovery.outstanding = ECHO_FILTERS.iter().map(|(_, fence)| *fence).collect();
+        recovery.fenced_at = Some(now);
+        let payload = serde_json::json!({ "fence": recovery.token }).to_string();
+        Actions {
+            publish: ECHO_FILTERS
+                .iter()
+                .map(|(_, fence)| Outbound {
+                    topic: fence.to_string(),
+                    payload: payload.clone().into_bytes(),
+                })
+                .collect(),
+            confirmed: None,
+        }
+    }
+
+    /// One of kordon's own messages came back.
+    pub fn echo(&mut self, topic: &str, payload: &[u8]) -> Actions {
+        if let Some(recovery) = &mut self.recovery {
+            if let Some(fence) = recovery.outstanding.iter().find(|f| **f == topic).copied() {
+                let token = serde_json::from_slice::<serde_json::Value>(payload)
+                    .ok()
+                    .and_then(|v| v["fence"].as_str().map(str::to_string));
+                if token.as_deref() == Some(recovery.token.as_str()) {
+                    recovery.outstanding.remove(fence);
+                    if recovery.outstanding.is_empty() {
+                        return self.finish_recovery("every fence came back");
+                    }
+                }
+                return Actions::default();
+            }
+        }
+        if topic.contains("~fence") {
+            return Actions::default();
+        }
+        let digest = message_digest(topic, payload);
+        match self.waiting.remove(&digest) {
+            Some(_) => {
+                if let Some(recovery) = &mut self.recovery {
+                    recovery.uncertain.remove(&digest);
+                }
+                Actions {
+                    publish: Vec::new(),
+                    confirmed: Some(digest),
+                }
+            }
+            None => Actions::default(),
+        }
+    }
+
+    /// Time passes: give up on fences that do not come back, and on echoes
+    /// that never will.
+    pub fn tick(&mut self, now: Timestamp) -> Actions {
+        let overdue = self.recovery.as_ref().is_some_and(|r| {
+            r.fenced_at.is_some_and(|at| {
+                now.duration_since(at) >= SignedDuration::from_secs(FENCE_PATIENCE_S)
+            })
+        });
+        if overdue {
+            warn!(
+                patience_s = FENCE_PATIENCE_S,
+                "the broker did not return kordon's fences; publishing uncertain alert messages (they may arrive twice)"
+            );
+            return self.finish_recovery("fences overdue");
+        }
+        if self.recovery.is_none() {
+            let before = self.waiting.len();
+            self.waiting.retain(|_, w| {
+                now.duration_since(w.decided_at) < SignedDuration::from_secs(ECHO_PATIENCE_S)
+            });
+            let dropped = before - self.waiting.len();
+            if dropped > 0 {
+                metrics::counter!(crate::metrics::UNCONFIRMED).increment(dropped as u64);
+                warn!(
+                    dropped,
+                    "alert messages never came back from the broker; does kordon's ACL let it read its own topics?"
+                );
+            }
+        }
+        Actions::default()
+    }
+
+    fn finish_recovery(&mut self, why: &str) -> Actions {
+        let Some(recovery) = self.recovery.take() else {
+            return Actions::default();
+        };
+        let mut untaken: Vec<&Waiting> = recovery
+            .uncertain
+            .iter()
+            .filter_map(|d| self.waiting.get(d))
+            .collect();
+        untaken.sort_by_key(|w| w.order);
+        info!(
+            why,
+            republished = untaken.len(),
+            "recovery of alert deliveries finished"
+        );
+        Actions {
+            publish: untaken
+                .into_iter()
+                .map(|w| Outbound {
+                    topic: w.topic.clone(),
+                    payload: w.payload.clone(),
+                })
+                .collect(),
+            confirmed: None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(s: i64) -> Timestamp {
+        Timestamp::from_second(1_800_000_000 + s).unwrap()
+    }
+
+    fn msg(topic: &str, text: &str) -> Outbound {
+        Outbound {
+            topic: topic.into(),
+            payload: text.as_bytes().to_vec(),
+        }
+    }
+
+    #[test]
+    fn an_echo_confirms_and_after_a_restart_only_untaken_messages_go_out_once_fenced() {
+        let mut d = Deliveries::default();
+        let taken = msg("kordon/v1/devices/VIC-1/warning", "taken");
+        let lost = msg("kordon/v1/devices/VIC-1/warning", "lost");
+        d.expect(&taken, t(0));
+        d.expect(&lost, t(1));
+        d.begin_recovery(t(5));
+        let fences = d.connected(t(6)).publish;
+        assert_eq!(fences.len(), ECHO_FILTERS.len());
+        // The broker had taken one before the crash: its echo comes first.
+        let echo = d.echo(&taken.topic, &taken.payload);
+        assert!(echo.confirmed.is_some() && echo.publish.is_empty());
+        let mut out = Vec::new();
+        for fence in &fences {
+            assert!(is_echo(&fence.topic), "{}", fence.topic);
+            out.extend(d.echo(&fence.topic, &fence.payload).publish);
+        }
+        assert_eq!(out, vec![lost.clone()]);
+        // Its own echo confirms it; nothing is published twice.
+        assert!(d.echo(&lost.topic, &lost.payload).confirmed.is_some());
+        assert_eq!(d.waiting(), 0);
+    }
+
+    #[test]
+    fn fences_from_an_earlier_connection_do_not_count_and_overdue_fences_give_up() {
+        let mut d = Deliveries::default();
+        let lost = msg("kordon/v1/alerts/police", "{}");
+        d.expect(&lost, t(0));
+        d.begin_recovery(t(1));
+        let old = d.connected(t(2)).publish;
+        let _new = d.connected(t(3)).publish;
+        for fence in &old {
+            assert!(d.echo(&fence.topic, &fence.payload).publish.is_empty());
+        }
+        assert!(d.tick(t(3 + FENCE_PATIENCE_S - 1)).publish.is_empty());
+        assert_eq!(d.tick(t(3 + FENCE_PATIENCE_S)).publish, vec![lost]);
+    }
+
+    #[test]
+    fn own_topics_are_told_from_inbound_ones() {
+        assert!(is_echo("kordon/v1/alerts/monitoring"));
+        assert!(is_echo("kordon/v1/alerts/police/cap"));
+        assert!(is_echo("kordon/v1/cases/RTM-1/coordinators"));
+        assert!(!is_echo("kordon/v1/alerts/ack"));
+        assert!(!is_echo("kordon/v1/devices/OFF-1/fix"));
+    }
+}
