@@ -464,6 +464,9 @@ fn hash_column(bytes: Vec<u8>) -> Hash {
     h
 }
 
+/// A row as stored: seq, body, digest, chain.
+type RawRecord = (i64, Option<Vec<u8>>, Vec<u8>, Vec<u8>);
+
 /// Checks every record's digest, the chain, and every case's chain.
 fn verify(conn: &Connection, path: &Path) -> Result<Verified, JournalError> {
     let started = Instant::now();
@@ -494,7 +497,7 @@ fn verify(conn: &Connection, path: &Path) -> Result<Verified, JournalError> {
                 Ok(None) => break,
                 Err(e) => return Err(sqlite(last_good, e)),
             };
-            let read = (|| -> rusqlite::Result<(i64, Option<Vec<u8>>, Vec<u8>, Vec<u8>)> {
+            let read = (|| -> rusqlite::Result<RawRecord> {
                 Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
             })();
             let (seq, body, stored_digest, chain) = read.map_err(|e| sqlite(last_good, e))?;

@@ -178,21 +178,19 @@ fn embedded_broker(_config: &Config) -> Result<String, StartError> {
     )))
 }
 
+/// The engine's thread ready to run, the journal writer it feeds, and
+/// what the writer passes on to the publisher.
+type Recovered = (
+    CoreThread,
+    Writer<Vec<Envelope>>,
+    mpsc::UnboundedReceiver<Envelope>,
+);
+
 /// Opens and verifies the journal, restores the engine's thread from the
 /// newest snapshot the journal vouches for, replays the records after it,
 /// starts the journal writer, and brings the cases in line with the case
 /// directory.
-fn recover(
-    config: &Config,
-    on_damage: OnDamagedJournal,
-) -> Result<
-    (
-        CoreThread,
-        Writer<Vec<Envelope>>,
-        mpsc::UnboundedReceiver<Envelope>,
-    ),
-    StartError,
-> {
+fn recover(config: &Config, on_damage: OnDamagedJournal) -> Result<Recovered, StartError> {
     let started = std::time::Instant::now();
     let path = config.journal.journal_file();
     let durability = config.journal.durability;

@@ -265,6 +265,36 @@ impl Kordon {
         panic!("kordon did not come online");
     }
 
+    /// Stops kordon as SIGTERM would, keeping its broker session and its
+    /// journal for [`Kordon::restart`].
+    pub async fn shutdown(&mut self) {
+        if let Some(running) = self.running.take() {
+            running.shutdown().await;
+        }
+    }
+
+    /// Starts kordon again on the same configuration, cases and journal.
+    pub async fn restart(&mut self) {
+        let config = Config::load(&self.config_path()).unwrap();
+        let running = kordon_server::start(config)
+            .await
+            .expect("kordon starts again");
+        self.http = format!("http://{}", running.http_addr);
+        self.running = Some(running);
+    }
+
+    pub fn config_path(&self) -> PathBuf {
+        self.case_dir.parent().unwrap().join("kordon.toml")
+    }
+
+    pub fn journal_path(&self) -> PathBuf {
+        self.case_dir
+            .parent()
+            .unwrap()
+            .join("journal")
+            .join("journal.db")
+    }
+
     pub async fn stop(mut self) {
         if let Some(running) = self.running.take() {
             running.shutdown().await;

@@ -1,0 +1,398 @@
+//! The crash test: the `kordon` binary is killed with SIGKILL at random
+//! points while a scripted stream of 50,000 fixes with known breaches flows
+//! through a broker that outlives it, and restarted each time. Afterwards
+//! every fix the broker acknowledged is in the journal (exactly once), every
+//! scripted breach reached the police, and no warning reached a victim's
+//! device twice.
+//!
+//! `KORDON_CRASH_SEED` replays a run's kill points.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::*;
+use jiff::{SignedDuration, Timestamp};
+use kordon_journal::{Durability, Journal, Record};
+use rumqttc::{AsyncClient, Event, Incoming, MqttOptions, QoS};
+
+const CASES: usize = 100;
+const STEPS: usize = 500;
+const FIX_INTERVAL_S: i64 = 10;
+const KILLS: usize = 3;
+
+/// Metres north of a point.
+fn offset((lat, lon): (f64, f64), north_m: f64, east_m: f64) -> (f64, f64) {
+    (
+        lat + north_m / 111_195.0,
+        lon + east_m / (111_195.0 * lat.to_radians().cos()),
+    )
+}
+
+fn home(case: usize) -> (f64, f64) {
+    // Homes on a grid over Rotterdam, 3 km apart, so no one strays into
+    // another case's zone.
+    offset(
+        (51.88, 4.40),
+        (case / 10) as f64 * 3000.0,
+        (case % 10) as f64 * 3000.0,
+    )
+}
+
+/// The scripted breaches: every fourth case, each at its own step.
+fn breach_step(case: usize) -> Option<usize> {
+    case.is_multiple_of(4).then(|| 50 + (case * 17) % 380)
+}
+
+/// How far north of her home the offender is at `step`: 2 km, except
+/// around his breach, when he comes in at 50 m/s, stays five fixes and
+/// leaves.
+fn distance_m(case: usize, step: usize) -> f64 {
+    let far = 2000.0;
+    let Some(b) = breach_step(case) else {
+        return far;
+    };
+    let d = step as i64 - b as i64;
+    match d {
+        1..=3 => far - 500.0 * d as f64,
+        4..=8 => 0.0,
+        9..=11 => 500.0 * (d - 8) as f64,
+        _ => far,
+    }
+}
+
+struct Stream {
+    base: Timestamp,
+    tag: String,
+}
+
+impl Stream {
+    fn offender(&self, case: usize) -> String {
+        format!("OFF-{}-{case}", self.tag)
+    }
+    fn victim(&self, case: usize) -> String {
+        format!("VIC-{}-{case}", self.tag)
+    }
+    fn case_id(&self, case: usize) -> String {
+        format!("CRASH-{}-{case}", self.tag)
+    }
+
+    fn case_json(&self, case: usize) -> serde_json::Value {
+        let (lat, lon) = home(case);
+        serde_json::json!({
+            "id": self.case_id(case),
+            "risk": "high",
+            "offender": {"device": self.offender(case)},
+            "protected": [{"id": "P1", "device": self.victim(case)}],
+            "orders": [{
+                "id": "home", "legal_basis": "art. 38v Sr", "valid_from": "2026-01-01T00:00:00Z",
+                "rule": {"type": "exclusion_zone", "warning_buffer_m": 100,
+                         "geometry": {"type": "Point", "coordinates": [lon, lat], "radius_m": 200}}
+            }]
+        })
+    }
+
+    /// Fix number `n` of the stream: step-major, so time moves forward for all.
+    fn fix(&self, n: usize) -> (String, String) {
+        let (step, case) = (n / CASES, n % CASES);
+        // A few metres of deterministic jitter, well inside the accuracy.
+        let jitter = ((n * 7919) % 11) as f64 - 5.0;
+        let (lat, lon) = offset(home(case), distance_m(case, step) + jitter, jitter);
+        let ts = self.base + SignedDuration::from_secs(step as i64 * FIX_INTERVAL_S);
+        (
+            format!("kordon/v1/devices/{}/fix", self.offender(case)),
+            format!(r#"{{"ts":"{ts}","lat":{lat:.7},"lon":{lon:.7},"acc":5.0,"seq":{step}}}"#),
+        )
+    }
+}
+
+struct Kordon {
+    config: PathBuf,
+    child: Option<Child>,
+}
+
+impl Kordon {
+    fn start(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.config.with_file_name("kordon.log"))
+            .unwrap();
+        self.child = Some(
+            Command::new(env!("CARGO_BIN_EXE_kordon"))
+                .args(["run", "--config"])
+                .arg(&self.config)
+                .stdout(Stdio::null())
+                .stderr(log)
+                .spawn()
+                .unwrap(),
+        );
+    }
+
+    fn kill(&mut self) {
+        let mut child = self.child.take().unwrap();
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+    }
+
+    fn stop(&mut self) {
+        let mut child = self.child.take().unwrap();
+        let status = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        assert!(
+            child.wait().unwrap().success(),
+            "kordon exits cleanly on SIGTERM"
+        );
+    }
+}
+
+/// A QoS 1 publisher that counts the broker's acknowledgements.
+struct Publisher {
+    client: AsyncClient,
+    acked: Arc<AtomicU64>,
+}
+
+impl Publisher {
+    async fn new(broker: &Broker, tag: &str) -> Publisher {
+        let (host, port) = broker.host_port();
+        let mut options = MqttOptions::new(format!("crash-devices-{tag}"), host, port);
+        options.set_keep_alive(Duration::from_secs(5));
+        let (client, mut eventloop) = AsyncClient::new(options, 10_000);
+        let acked = Arc::new(AtomicU64::new(0));
+        let count = acked.clone();
+        tokio::spawn(async move {
+            loop {
+                match eventloop.poll().await {
+                    Ok(Event::Incoming(Incoming::PubAck(_))) => {
+                        count.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Ok(_) => {}
+                    Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+                }
+            }
+        });
+        Publisher { client, acked }
+    }
+}
+
+async fn wait_for_status(watcher: &Watcher, status: &str) {
+    let found = watcher
+        .wait_for(Duration::from_secs(60), |t, p| {
+            t == "kordon/v1/engine/status" && p == status
+        })
+        .await;
+    assert!(found.is_some(), "kordon's status did not become {status}");
+}
+
+/// Every fix record in the journal, by device and sequence number.
+fn journaled_fixes(path: &Path) -> BTreeMap<(String, u64), usize> {
+    let (journal, _) = Journal::open(path, Durability::Process).expect("the journal verifies");
+    let mut fixes = BTreeMap::new();
+    journal
+        .read_after(0, |stored| {
+            if let Some(Record::Fix { fix, .. }) = stored.record {
+                *fixes
+                    .entry((fix.device.to_string(), fix.seq.unwrap_or(u64::MAX)))
+                    .or_default() += 1;
+            }
+            Ok(())
+        })
+        .unwrap();
+    fixes
+}
+
+fn journal_fix_count(path: &Path) -> u64 {
+    let Ok(conn) =
+        rusqlite::Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+    else {
+        return 0;
+    };
+    conn.query_row("SELECT count(*) FROM records WHERE kind = 'fix'", [], |r| {
+        r.get::<_, i64>(0)
+    })
+    .map(|n| n as u64)
+    .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kordon_killed_at_random_points_loses_no_fix_and_warns_no_victim_twice() {
+    for_each_broker(|broker| async move {
+        let seed: u64 = std::env::var("KORDON_CRASH_SEED")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| Timestamp::now().as_nanosecond() as u64);
+        eprintln!("crash test seed {seed} (KORDON_CRASH_SEED={seed} replays it)");
+        let total = CASES * STEPS;
+        let mut rng = seed;
+        let mut kill_at: Vec<usize> = (0..KILLS)
+            .map(|_| {
+                // xorshift: enough to spread kill points, no dependency.
+                rng ^= rng << 13;
+                rng ^= rng >> 7;
+                rng ^= rng << 17;
+                total / 10 + (rng as usize) % (total * 8 / 10)
+            })
+            .collect();
+        kill_at.sort_unstable();
+
+        let stream = Stream {
+            // In the past, so the fixes are never "in the future".
+            base: Timestamp::now() - SignedDuration::from_hours(3),
+            tag: format!("{}-{}", std::process::id(), seed % 100_000),
+        };
+        let dir = temp_dir("crash");
+        let case_dir = dir.join("cases");
+        std::fs::create_dir_all(&case_dir).unwrap();
+        for case in 0..CASES {
+            std::fs::write(
+                case_dir.join(format!("case-{case}.json")),
+                stream.case_json(case).to_string(),
+            )
+            .unwrap();
+        }
+        let client_id = format!("kordon-crash-{}", stream.tag);
+        let config = dir.join("kordon.toml");
+        std::fs::write(
+            &config,
+            config_text(broker.url(), &case_dir, &client_id, 3600)
+                + "\n[journal]\ndir = \"journal\"\nsnapshot_every_records = 20000\n",
+        )
+        .unwrap();
+        let journal = dir.join("journal").join("journal.db");
+
+        let watcher = Watcher::new(
+            &broker,
+            &[
+                "kordon/v1/engine/status",
+                "kordon/v1/alerts/police",
+                "kordon/v1/devices/+/warning",
+            ],
+        )
+        .await;
+        // A status retained from an earlier run must not pass for this one.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        watcher.forget_unconsumed();
+        let publisher = Publisher::new(&broker, &stream.tag).await;
+        let mut kordon = Kordon {
+            config: config.clone(),
+            child: None,
+        };
+        kordon.start();
+        wait_for_status(&watcher, "online").await;
+        // The first start subscribes; give the SUBACK a moment before the
+        // devices start talking (a broker keeps nothing for a subscription
+        // that does not exist yet).
+        tokio::time::sleep(Duration::from_millis(500)).await;
+
+        let mut kills = kill_at.iter().peekable();
+        for n in 0..total {
+            if kills.peek() == Some(&&n) {
+                kills.next();
+                kordon.kill();
+                eprintln!("killed kordon after publishing {n} fixes");
+                wait_for_status(&watcher, "offline").await;
+                kordon.start();
+                wait_for_status(&watcher, "online").await;
+            }
+            let (topic, payload) = stream.fix(n);
+            publisher
+                .client
+                .publish(topic, QoS::AtLeastOnce, false, payload)
+                .await
+                .unwrap();
+            // About 2,500 fixes/s: below what kordon journals, so a broker
+            // with a bounded queue (Mosquitto keeps 1,000) never drops any.
+            if n % 50 == 49 {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+        // Every publish acknowledged by the broker.
+        for _ in 0..600 {
+            if publisher.acked.load(Ordering::Relaxed) >= total as u64 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert_eq!(publisher.acked.load(Ordering::Relaxed), total as u64);
+        // kordon works through what the broker holds for it.
+        for _ in 0..1200 {
+            if journal_fix_count(&journal) >= total as u64 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        // Late alerts (clears of the last breaches) have a moment to leave.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        kordon.stop();
+
+        let fixes = journaled_fixes(&journal);
+        let mut missing = Vec::new();
+        for n in 0..total {
+            let (step, case) = (n / CASES, n % CASES);
+            match fixes.get(&(stream.offender(case), step as u64)) {
+                None => missing.push(n),
+                Some(1) => {}
+                Some(times) => panic!("fix {n} is in the journal {times} times"),
+            }
+        }
+        assert!(
+            missing.is_empty(),
+            "{} acknowledged fixes are not in the journal, first {:?}",
+            missing.len(),
+            &missing[..missing.len().min(10)]
+        );
+
+        let log = watcher.log();
+        let police_breaches: BTreeSet<String> = log
+            .iter()
+            .filter(|(t, _)| t == "kordon/v1/alerts/police")
+            .filter_map(|(_, p)| serde_json::from_slice::<serde_json::Value>(p).ok())
+            .filter(|v| v["kind"] == "zone_breach" && v["event"] == "opened")
+            .map(|v| v["case"].as_str().unwrap().to_string())
+            .collect();
+        let expected: BTreeSet<String> = (0..CASES)
+            .filter(|c| breach_step(*c).is_some())
+            .map(|c| stream.case_id(c))
+            .collect();
+        assert_eq!(
+            police_breaches, expected,
+            "every scripted breach reached the police"
+        );
+
+        let mut warnings: BTreeMap<(String, String, String), usize> = BTreeMap::new();
+        for (topic, payload) in log.iter().filter(|(t, _)| t.ends_with("/warning")) {
+            let v: serde_json::Value = serde_json::from_slice(payload).unwrap();
+            *warnings
+                .entry((
+                    topic.clone(),
+                    v["id"].as_str().unwrap().to_string(),
+                    v["event"].as_str().unwrap().to_string(),
+                ))
+                .or_default() += 1;
+        }
+        let twice: Vec<_> = warnings.iter().filter(|(_, n)| **n > 1).collect();
+        assert!(
+            twice.is_empty(),
+            "warnings that reached a device twice: {twice:?}"
+        );
+        for case in (0..CASES).filter(|c| breach_step(*c).is_some()) {
+            let topic = format!("kordon/v1/devices/{}/warning", stream.victim(case));
+            for event in ["opened", "cleared"] {
+                assert!(
+                    warnings.keys().any(|(t, _, e)| *t == topic && e == event),
+                    "the victim of case {case} was not warned ({event})"
+                );
+            }
+        }
+        forget_session(&broker, &client_id).await;
+    })
+    .await;
+}
