@@ -3,6 +3,8 @@
 
 mod common;
 
+use std::io::Read;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -13,22 +15,41 @@ fn kordon() -> Command {
 }
 
 fn spawn(broker: &Broker) -> (Child, String) {
+    let (child, client_id, _) = spawn_with(broker, &TestCase::new("low"));
+    (child, client_id)
+}
+
+/// Starts the binary on a fresh directory holding `case`; returns the
+/// child, its client id and its configuration file.
+fn spawn_with(broker: &Broker, case: &TestCase) -> (Child, String, PathBuf) {
     let dir = temp_dir("process");
     let case_dir = dir.join("cases");
     std::fs::create_dir_all(&case_dir).unwrap();
-    let case = TestCase::new("low");
     std::fs::write(case_dir.join("case.json"), case.json().to_string()).unwrap();
-    let client_id = format!("kordon-process-{}", std::process::id());
+    let client_id = format!("kordon-process-{}-{}", std::process::id(), case.id);
     let path = dir.join("kordon.toml");
     std::fs::write(&path, config_text(broker.url(), &case_dir, &client_id, 120)).unwrap();
-    let child = kordon()
+    (run(&path, &[]), client_id, path)
+}
+
+fn run(config: &Path, extra: &[&str]) -> Child {
+    kordon()
         .args(["run", "--config"])
-        .arg(&path)
+        .arg(config)
+        .args(extra)
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
+        .unwrap()
+}
+
+fn terminate(mut child: Child) {
+    let term = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
         .unwrap();
-    (child, client_id)
+    assert!(term.success());
+    assert!(child.wait().unwrap().success(), "a SIGTERM is a clean stop");
 }
 
 async fn status_becomes(watcher: &Watcher, status: &str) {
@@ -143,4 +164,99 @@ fn a_broken_configuration_stops_kordon_at_start_naming_the_problem() {
     assert_eq!(output.status.code(), Some(1));
     let text = String::from_utf8_lossy(&output.stderr);
     assert!(text.contains("embeded"), "the typo is named: {text}");
+}
+
+/// A breach journaled by the binary, exported as evidence, verified, then
+/// tampered with; and the same journal damaged on disk.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn evidence_is_exported_and_verified_and_a_damaged_journal_stops_kordon() {
+    let broker = brokers().remove(0);
+    let watcher = Watcher::new(
+        &broker,
+        &["kordon/v1/engine/status", "kordon/v1/alerts/monitoring"],
+    )
+    .await;
+    let case = TestCase::new("high");
+    let (child, client_id, config) = spawn_with(&broker, &case);
+    status_becomes(&watcher, "online").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Walk into the zone at a plausible pace; the last fix carries a
+    // coordinate to find on disk.
+    let t = jiff::Timestamp::now() - jiff::SignedDuration::from_hours(1);
+    for (i, lat) in [51.9700, 51.9600, 51.9500, 51.9500123].into_iter().enumerate() {
+        let at = t + jiff::SignedDuration::from_secs(60 * i as i64);
+        watcher
+            .publish(
+                &format!("kordon/v1/devices/{}/fix", case.offender),
+                fix_json(lat, ZONE_CENTRE.1, 5.0, at),
+            )
+            .await;
+    }
+    watcher
+        .expect("the breach", |t, p| {
+            t == "kordon/v1/alerts/monitoring" && p.contains(&case.id) && p.contains("zone_breach")
+        })
+        .await;
+    terminate(child);
+
+    let out = config.with_file_name("evidence");
+    let export = kordon()
+        .args(["evidence", "export", "--config"])
+        .arg(&config)
+        .args(["--case", &case.id, "--out"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(export.status.success(), "{}", String::from_utf8_lossy(&export.stderr));
+    let verify = |dir: &Path| kordon().args(["evidence", "verify"]).arg(dir).output().unwrap();
+    let intact = verify(&out);
+    let text = String::from_utf8_lossy(&intact.stdout).into_owned();
+    assert!(intact.status.success() && text.contains("intact: "), "{text}");
+
+    let csv = std::fs::read_to_string(out.join("fixes.csv")).unwrap();
+    let row = csv.lines().find(|l| l.contains("51.9500123")).unwrap();
+    let seq = row.split(',').next().unwrap();
+    std::fs::write(out.join("fixes.csv"), csv.replace("51.9500123", "51.9600123")).unwrap();
+    let tampered = verify(&out);
+    let text = String::from_utf8_lossy(&tampered.stdout).into_owned();
+    assert_eq!(tampered.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains(&format!("fixes.csv: record {seq}: its content does not match its digest: edited")),
+        "{text}"
+    );
+
+    // One flipped byte in the journal: kordon refuses to start, naming the record.
+    let journal = config.with_file_name("journal").join("journal.db");
+    let mut bytes = std::fs::read(&journal).unwrap();
+    let at = bytes
+        .windows(10)
+        .position(|w| w == b"51.9500123")
+        .expect("the fix is in the file");
+    bytes[at + 9] ^= 0x01;
+    std::fs::write(&journal, bytes).unwrap();
+    let mut refused = run(&config, &[]);
+    let status = tokio::task::spawn_blocking(move || {
+        let status = refused.wait().unwrap();
+        let mut stderr = String::new();
+        refused.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
+        (status, stderr)
+    })
+    .await
+    .unwrap();
+    assert!(!status.0.success());
+    assert!(
+        status.1.contains(&format!("is damaged at record {seq}")) && status.1.contains("--truncate-journal"),
+        "{}",
+        status.1
+    );
+    // Told to, it keeps the good part and runs.
+    let truncated = run(&config, &["--truncate-journal"]);
+    status_becomes(&watcher, "online").await;
+    terminate(truncated);
+    let kept = std::fs::read_dir(journal.parent().unwrap())
+        .unwrap()
+        .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().contains(".damaged-"))
+        .count();
+    assert!(kept >= 1, "the damaged journal is kept");
+    forget_session(&broker, &client_id).await;
 }
