@@ -14,7 +14,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use jiff::Timestamp;
-use rusqlite::{Connection, OpenFlags};
+use rusqlite::{Connection, OpenFlags, OptionalExtension};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use thiserror::Error;
@@ -230,37 +230,51 @@ pub fn export(
     let from_ms = request.from.map_or(i64::MIN, |t| t.as_millisecond());
     let to_ms = request.to.map_or(i64::MAX, |t| t.as_millisecond());
 
-    let mut stmt = conn
-        .prepare(
-            "SELECT l.seq, l.link, r.kind, r.body, r.digest FROM case_links l \
-             JOIN records r ON r.seq = l.seq \
-             WHERE l.case_id = ?1 AND r.at_ms >= ?2 AND r.at_ms <= ?3 ORDER BY l.seq",
-        )
-        .map_err(db_err)?;
-    let rows = stmt
-        .query_map(rusqlite::params![request.case, from_ms, to_ms], |r| {
-            Ok((
-                r.get::<_, i64>(0)? as u64,
-                r.get::<_, Vec<u8>>(1)?,
-                r.get::<_, String>(2)?,
-                r.get::<_, Option<Vec<u8>>>(3)?,
-                r.get::<_, Vec<u8>>(4)?,
-            ))
-        })
-        .map_err(db_err)?
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(db_err)?;
-    let Some(first) = rows.first() else {
-        return Err(EvidenceError::Empty(request.case.clone()));
-    };
-    let anchor: Hash = conn
+    // Walk the case's chain back from its head: each link names the case's
+    // previous record. The first record older than `from` is the anchor.
+    let head: Option<i64> = conn
         .query_row(
-            "SELECT link FROM case_links WHERE case_id = ?1 AND seq < ?2 ORDER BY seq DESC LIMIT 1",
-            rusqlite::params![request.case, first.0 as i64],
-            |r| r.get::<_, Vec<u8>>(0),
+            "SELECT seq FROM case_heads WHERE case_id = ?1",
+            [&request.case],
+            |r| r.get(0),
         )
-        .map(to_hash)
-        .unwrap_or(GENESIS);
+        .optional()
+        .map_err(db_err)?;
+    let mut link_of = conn
+        .prepare(
+            "SELECT l.prev_seq, l.link, r.at_ms, r.kind, r.body, r.digest FROM case_links l \
+             JOIN records r ON r.seq = l.seq WHERE l.seq = ?1 AND l.case_id = ?2",
+        )
+        .map_err(db_err)?;
+    let mut rows = Vec::new();
+    let mut anchor = GENESIS;
+    let mut next = head.unwrap_or(0);
+    while next > 0 {
+        let (prev, link, at_ms, kind, body, stored_digest) = link_of
+            .query_row(rusqlite::params![next, request.case], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, Vec<u8>>(1)?,
+                    r.get::<_, i64>(2)?,
+                    r.get::<_, String>(3)?,
+                    r.get::<_, Option<Vec<u8>>>(4)?,
+                    r.get::<_, Vec<u8>>(5)?,
+                ))
+            })
+            .map_err(db_err)?;
+        if at_ms < from_ms {
+            anchor = to_hash(link);
+            break;
+        }
+        if at_ms <= to_ms {
+            rows.push((next as u64, link, kind, body, stored_digest));
+        }
+        next = prev;
+    }
+    rows.reverse();
+    if rows.is_empty() {
+        return Err(EvidenceError::Empty(request.case.clone()));
+    }
 
     let mut records = Vec::with_capacity(rows.len());
     let mut csv_rows: HashMap<&'static str, Vec<Vec<String>>> = HashMap::new();

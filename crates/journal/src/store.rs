@@ -2,6 +2,11 @@
 //! SHA-256 digest of its body and a hash chain over all records, plus a
 //! second chain per case (the links an evidence export carries).
 //!
+//! Every table is written in record order, so a commit appends pages
+//! rather than touching pages all over the file: a case's links point back
+//! to the case's previous record (`prev_seq`), and `case_heads` (one small
+//! row per case) says where each case's chain ends.
+//!
 //! Opening a journal verifies every record and both chains before anything
 //! is appended: a journal kordon cannot prove intact is refused with the
 //! number of the first bad record, unless the operator asks to keep the good
@@ -109,7 +114,9 @@ pub struct Journal {
     path: PathBuf,
     last_seq: u64,
     head: Hash,
-    case_heads: HashMap<CaseId, Hash>,
+    case_heads: HashMap<CaseId, (u64, Hash)>,
+    /// Fixes up to here have been judged by retention (this process).
+    retention_floor: u64,
 }
 
 const SCHEMA: &str = "
@@ -122,22 +129,27 @@ const SCHEMA: &str = "
         digest BLOB NOT NULL,
         chain  BLOB NOT NULL
     );
-    CREATE INDEX IF NOT EXISTS records_by_kind ON records(kind, at_ms);
+    -- Alert events are few; retention reads them all, fixes it reads by range.
+    CREATE INDEX IF NOT EXISTS records_events ON records(seq) WHERE kind = 'event';
     CREATE TABLE IF NOT EXISTS case_links (
-        case_id TEXT NOT NULL,
-        seq     INTEGER NOT NULL,
-        link    BLOB NOT NULL,
-        PRIMARY KEY (case_id, seq)
+        seq      INTEGER NOT NULL,
+        case_id  TEXT NOT NULL,
+        prev_seq INTEGER NOT NULL,
+        link     BLOB NOT NULL,
+        PRIMARY KEY (seq, case_id)
     ) WITHOUT ROWID;
-    CREATE INDEX IF NOT EXISTS case_links_by_seq ON case_links(seq);
+    CREATE TABLE IF NOT EXISTS case_heads (
+        case_id TEXT PRIMARY KEY,
+        seq     INTEGER NOT NULL,
+        link    BLOB NOT NULL
+    ) WITHOUT ROWID;
 ";
 
 impl Journal {
     /// Opens (or creates) the journal and verifies all of it.
     pub fn open(path: &Path, durability: Durability) -> Result<(Journal, Verified), JournalError> {
         let conn = connect(path, durability)?;
-        let verified = verify(&conn, path)?;
-        let case_heads = case_heads(&conn, path)?;
+        let (verified, case_heads) = verify(&conn, path)?;
         info!(
             path = %path.display(),
             records = verified.records,
@@ -151,6 +163,7 @@ impl Journal {
                 last_seq: verified.records,
                 head: verified.head,
                 case_heads,
+                retention_floor: 0,
             },
             verified,
         ))
@@ -201,7 +214,7 @@ impl Journal {
         let tx = self.conn.transaction().map_err(err)?;
         let mut seq = self.last_seq;
         let mut head = self.head;
-        let mut touched: Vec<(CaseId, Hash)> = Vec::new();
+        let mut touched: HashMap<CaseId, (u64, Hash)> = HashMap::new();
         let mut bytes = 0u64;
         {
             let mut insert = tx
@@ -211,7 +224,9 @@ impl Journal {
                 )
                 .map_err(err)?;
             let mut insert_link = tx
-                .prepare_cached("INSERT INTO case_links (case_id, seq, link) VALUES (?1, ?2, ?3)")
+                .prepare_cached(
+                    "INSERT INTO case_links (seq, case_id, prev_seq, link) VALUES (?1, ?2, ?3, ?4)",
+                )
                 .map_err(err)?;
             for entry in entries {
                 seq += 1;
@@ -231,27 +246,34 @@ impl Journal {
                     ])
                     .map_err(err)?;
                 for case in &entry.cases {
-                    let previous = touched
-                        .iter()
-                        .rev()
-                        .find(|(c, _)| c == case)
-                        .map(|(_, h)| *h)
-                        .or_else(|| self.case_heads.get(case).copied())
-                        .unwrap_or(GENESIS);
+                    let (prev_seq, previous) = touched
+                        .get(case)
+                        .or_else(|| self.case_heads.get(case))
+                        .copied()
+                        .unwrap_or((0, GENESIS));
                     let l = link(&previous, seq, &d);
                     insert_link
-                        .execute(params![case.as_str(), seq as i64, &l[..]])
+                        .execute(params![seq as i64, case.as_str(), prev_seq as i64, &l[..]])
                         .map_err(err)?;
-                    touched.push((case.clone(), l));
+                    touched.insert(case.clone(), (seq, l));
                 }
+            }
+            let mut set_head = tx
+                .prepare_cached(
+                    "INSERT INTO case_heads (case_id, seq, link) VALUES (?1, ?2, ?3) \
+                     ON CONFLICT (case_id) DO UPDATE SET seq = excluded.seq, link = excluded.link",
+                )
+                .map_err(err)?;
+            for (case, (at, l)) in &touched {
+                set_head
+                    .execute(params![case.as_str(), *at as i64, &l[..]])
+                    .map_err(err)?;
             }
         }
         tx.commit().map_err(err)?;
         self.last_seq = seq;
         self.head = head;
-        for (case, l) in touched {
-            self.case_heads.insert(case, l);
-        }
+        self.case_heads.extend(touched);
         Ok(bytes)
     }
 
@@ -335,7 +357,7 @@ impl Journal {
             let mut open: HashMap<(String, String), i64> = HashMap::new();
             let mut stmt = self
                 .conn
-                .prepare("SELECT body FROM records WHERE kind = 'event' AND body IS NOT NULL ORDER BY seq")
+                .prepare("SELECT body FROM records INDEXED BY records_events WHERE kind = 'event' AND body IS NOT NULL ORDER BY seq")
                 .map_err(err)?;
             let mut rows = stmt.query([]).map_err(err)?;
             while let Some(row) = rows.next().map_err(err)? {
@@ -374,12 +396,16 @@ impl Journal {
                 .prepare(
                     "SELECT r.seq, r.body, group_concat(l.case_id, char(31)) FROM records r \
                      LEFT JOIN case_links l ON l.seq = r.seq \
-                     WHERE r.kind = 'fix' AND r.body IS NOT NULL AND r.at_ms < ?1 AND r.seq <= ?2 \
+                     WHERE r.seq > ?3 AND r.seq <= ?2 AND r.kind = 'fix' AND r.body IS NOT NULL AND r.at_ms < ?1 \
                      GROUP BY r.seq",
                 )
                 .map_err(err)?;
             let mut rows = stmt
-                .query(params![cutoff.as_millisecond(), keep_after as i64])
+                .query(params![
+                    cutoff.as_millisecond(),
+                    keep_after as i64,
+                    self.retention_floor as i64
+                ])
                 .map_err(err)?;
             while let Some(row) = rows.next().map_err(err)? {
                 let seq: i64 = row.get(0).map_err(err)?;
@@ -401,6 +427,21 @@ impl Journal {
                 }
             }
         }
+        // Records are journaled in time order (nearly: clocks step), so
+        // the next pass can start where this one found a record too young.
+        let young: Option<i64> = self
+            .conn
+            .query_row(
+                "SELECT min(seq) FROM records WHERE seq > ?1 AND seq <= ?2 AND at_ms >= ?3",
+                params![
+                    self.retention_floor as i64,
+                    keep_after as i64,
+                    cutoff.as_millisecond()
+                ],
+                |r| r.get(0),
+            )
+            .map_err(err)?;
+        self.retention_floor = young.map_or(keep_after, |seq| seq as u64 - 1);
         let retired = retire.len() as u64;
         if retired > 0 {
             let tx = self.conn.transaction().map_err(err)?;
@@ -450,7 +491,7 @@ fn connect(path: &Path, durability: Durability) -> Result<Connection, JournalErr
         Durability::Process => "NORMAL",
     };
     conn.execute_batch(&format!(
-        "PRAGMA journal_mode = WAL; PRAGMA synchronous = {sync}; {SCHEMA}"
+        "PRAGMA journal_mode = WAL; PRAGMA synchronous = {sync}; PRAGMA cache_size = -65536; {SCHEMA}"
     ))
     .map_err(err)?;
     Ok(conn)
@@ -468,7 +509,10 @@ fn hash_column(bytes: Vec<u8>) -> Hash {
 type RawRecord = (i64, Option<Vec<u8>>, Vec<u8>, Vec<u8>);
 
 /// Checks every record's digest, the chain, and every case's chain.
-fn verify(conn: &Connection, path: &Path) -> Result<Verified, JournalError> {
+fn verify(
+    conn: &Connection,
+    path: &Path,
+) -> Result<(Verified, HashMap<CaseId, (u64, Hash)>), JournalError> {
     let started = Instant::now();
     let mut last_good = 0u64;
     let mut head = GENESIS;
@@ -537,74 +581,68 @@ fn verify(conn: &Connection, path: &Path) -> Result<Verified, JournalError> {
         }
     }
     // The case chains: each link follows from the case's previous link.
-    let mut stmt = conn
-        .prepare("SELECT case_id, seq, link FROM case_links ORDER BY case_id, seq")
-        .map_err(|e| sqlite(last_good, e))?;
-    let mut rows = stmt.query([]).map_err(|e| sqlite(last_good, e))?;
-    let mut current: Option<(String, Hash)> = None;
-    loop {
-        let row = match rows.next() {
-            Ok(Some(row)) => row,
-            Ok(None) => break,
-            Err(e) => return Err(sqlite(last_good, e)),
-        };
-        let read = (|| -> rusqlite::Result<(String, i64, Vec<u8>)> {
-            Ok((row.get(0)?, row.get(1)?, row.get(2)?))
-        })();
-        let (case, seq, stored) = read.map_err(|e| sqlite(last_good, e))?;
-        let seq = seq as u64;
-        let previous = match &current {
-            Some((c, h)) if *c == case => *h,
-            _ => GENESIS,
-        };
-        let Some(d) = digests.get((seq as usize).wrapping_sub(1)) else {
-            return Err(broken(
-                seq,
-                last_good,
-                format!("case {case} links to a record that does not exist"),
-            ));
-        };
-        let expected = link(&previous, seq, d);
-        if expected[..] != stored[..] {
-            // Records before this one are intact; the case chain from here is not.
-            return Err(broken(
-                seq,
-                seq - 1,
-                format!("its link in the chain of case {case} does not follow from the case's previous record"),
-            ));
+    let mut heads: HashMap<CaseId, (u64, Hash)> = HashMap::new();
+    {
+        let mut stmt = conn
+            .prepare("SELECT seq, case_id, prev_seq, link FROM case_links ORDER BY seq, case_id")
+            .map_err(|e| sqlite(last_good, e))?;
+        let mut rows = stmt.query([]).map_err(|e| sqlite(last_good, e))?;
+        loop {
+            let row = match rows.next() {
+                Ok(Some(row)) => row,
+                Ok(None) => break,
+                Err(e) => return Err(sqlite(last_good, e)),
+            };
+            let read = (|| -> rusqlite::Result<(i64, String, i64, Vec<u8>)> {
+                Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
+            })();
+            let (seq, case, prev_seq, stored) = read.map_err(|e| sqlite(last_good, e))?;
+            let seq = seq as u64;
+            let case = CaseId::from(case.as_str());
+            let (expected_prev, previous) = heads.get(&case).copied().unwrap_or((0, GENESIS));
+            let Some(d) = digests.get((seq as usize).wrapping_sub(1)) else {
+                return Err(broken(
+                    seq,
+                    last_good,
+                    format!("case {case} links to a record that does not exist"),
+                ));
+            };
+            if prev_seq as u64 != expected_prev || link(&previous, seq, d)[..] != stored[..] {
+                // Records before this one are intact; the case chain from here is not.
+                return Err(broken(
+                    seq,
+                    seq - 1,
+                    format!("its link in the chain of case {case} does not follow from the case's previous record"),
+                ));
+            }
+            heads.insert(case, (seq, hash_column(stored)));
         }
-        current = Some((case, expected));
     }
-    Ok(Verified {
-        records: last_good,
-        head,
-        took: started.elapsed(),
-    })
-}
-
-fn case_heads(conn: &Connection, path: &Path) -> Result<HashMap<CaseId, Hash>, JournalError> {
-    let err = |source| JournalError::Sqlite {
+    // Where each case's chain ends, for exports: derived, so rewritten.
+    let write = || -> rusqlite::Result<()> {
+        let tx = conn.unchecked_transaction()?;
+        tx.execute("DELETE FROM case_heads", [])?;
+        {
+            let mut insert =
+                tx.prepare("INSERT INTO case_heads (case_id, seq, link) VALUES (?1, ?2, ?3)")?;
+            for (case, (seq, l)) in &heads {
+                insert.execute(params![case.as_str(), *seq as i64, &l[..]])?;
+            }
+        }
+        tx.commit()
+    };
+    write().map_err(|source| JournalError::Sqlite {
         path: path.to_path_buf(),
         source,
-    };
-    let mut stmt = conn
-        .prepare(
-            "SELECT l.case_id, l.link FROM case_links l \
-             JOIN (SELECT case_id, max(seq) AS seq FROM case_links GROUP BY case_id) m \
-             ON l.case_id = m.case_id AND l.seq = m.seq",
-        )
-        .map_err(err)?;
-    let rows = stmt
-        .query_map([], |r| {
-            Ok((r.get::<_, String>(0)?, r.get::<_, Vec<u8>>(1)?))
-        })
-        .map_err(err)?;
-    let mut heads = HashMap::new();
-    for row in rows {
-        let (case, link) = row.map_err(err)?;
-        heads.insert(CaseId::from(case.as_str()), hash_column(link));
-    }
-    Ok(heads)
+    })?;
+    Ok((
+        Verified {
+            records: last_good,
+            head,
+            took: started.elapsed(),
+        },
+        heads,
+    ))
 }
 
 /// Copies what `select` yields into `insert`, stopping at the first row
@@ -675,9 +713,9 @@ fn truncate(path: &Path, keep: u64, problem: String) -> Result<Truncation, Journ
         if let Err(e) = copy_rows(
             &damaged,
             &tx,
-            &format!("SELECT case_id, seq, link FROM case_links WHERE seq <= {keep} ORDER BY case_id, seq"),
-            "INSERT INTO case_links VALUES (?1, ?2, ?3)",
-            3,
+            &format!("SELECT seq, case_id, prev_seq, link FROM case_links WHERE seq <= {keep} ORDER BY seq, case_id"),
+            "INSERT INTO case_links VALUES (?1, ?2, ?3, ?4)",
+            4,
             |_, seq| (1..=keep as i64).contains(&seq),
         ) {
             warn!(error = %e, "some case links could not be read back; those cases' chains restart");

@@ -217,7 +217,8 @@ impl CoreThread {
         Ok(thread)
     }
 
-    fn snapshot_state(&self) -> Vec<u8> {
+    /// The state as a snapshot holds it ([`CoreThread::restore`] reads it).
+    pub fn snapshot_state(&self) -> Vec<u8> {
         let mut cases: Vec<&Case> = self.cases.values().collect();
         cases.sort_by(|a, b| a.id.cmp(&b.id));
         postcard::to_stdvec(&State {

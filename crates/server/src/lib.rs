@@ -28,4 +28,6 @@ pub mod mqtt;
 pub mod server;
 
 pub use config::Config;
-pub use server::{start, start_with, OnDamagedJournal, Running, StartError};
+pub use server::{
+    recover_state, start, start_with, OnDamagedJournal, RecoveryStats, Running, StartError,
+};

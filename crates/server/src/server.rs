@@ -186,18 +186,36 @@ type Recovered = (
     mpsc::UnboundedReceiver<Envelope>,
 );
 
-/// Opens and verifies the journal, restores the engine's thread from the
-/// newest snapshot the journal vouches for, replays the records after it,
-/// starts the journal writer, and brings the cases in line with the case
-/// directory.
-fn recover(config: &Config, on_damage: OnDamagedJournal) -> Result<Recovered, StartError> {
-    let started = std::time::Instant::now();
+/// What recovery found and how long it took.
+#[derive(Debug, Clone)]
+pub struct RecoveryStats {
+    /// Records in the journal, all verified.
+    pub records: u64,
+    pub verify: Duration,
+    /// The record the snapshot was taken after (0: none used).
+    pub snapshot_after: u64,
+    pub replayed: u64,
+    /// Restoring the snapshot and replaying the records after it.
+    pub restore: Duration,
+}
+
+/// The journal verified, and the engine's thread rebuilt from the newest
+/// snapshot the journal vouches for plus the records after it (still in
+/// replay mode: nothing is journaled or published).
+pub fn recover_state(
+    config: &Config,
+    on_damage: OnDamagedJournal,
+) -> Result<(CoreThread, Journal, RecoveryStats), StartError> {
     let path = config.journal.journal_file();
     let durability = config.journal.durability;
-    let journal = match on_damage {
-        OnDamagedJournal::Refuse => Journal::open(&path, durability)?.0,
-        OnDamagedJournal::TruncateToLastGood => Journal::open_truncating(&path, durability)?.0,
+    let (journal, verified) = match on_damage {
+        OnDamagedJournal::Refuse => Journal::open(&path, durability)?,
+        OnDamagedJournal::TruncateToLastGood => {
+            let (journal, verified, _) = Journal::open_truncating(&path, durability)?;
+            (journal, verified)
+        }
     };
+    let started = std::time::Instant::now();
     let upkeep = Upkeep {
         snapshot_every_records: config.journal.snapshot_every_records,
         snapshot_every_s: i64::from(config.journal.snapshot_every_s),
@@ -253,13 +271,29 @@ fn recover(config: &Config, on_damage: OnDamagedJournal) -> Result<Recovered, St
             "records retired by retention were replayed without their content: the state may differ from before"
         );
     }
+    let stats = RecoveryStats {
+        records: verified.records,
+        verify: verified.took,
+        snapshot_after: after,
+        replayed,
+        restore: started.elapsed(),
+    };
     info!(
         snapshot_after = after,
         replayed,
-        took_ms = started.elapsed().as_millis() as u64,
+        took_ms = stats.restore.as_millis() as u64,
         "state recovered from the journal"
     );
+    Ok((core, journal, stats))
+}
 
+/// Opens and verifies the journal, restores the engine's thread from the
+/// newest snapshot the journal vouches for, replays the records after it,
+/// starts the journal writer, and brings the cases in line with the case
+/// directory.
+fn recover(config: &Config, on_damage: OnDamagedJournal) -> Result<Recovered, StartError> {
+    let (mut core, journal, _) = recover_state(config, on_damage)?;
+    let snapshots = SnapshotStore::new(&config.journal.dir);
     let (out_tx, out_rx) = mpsc::unbounded_channel();
     let writer = Writer::spawn(
         journal,

@@ -183,7 +183,10 @@ async fn evidence_is_exported_and_verified_and_a_damaged_journal_stops_kordon() 
     // Walk into the zone at a plausible pace; the last fix carries a
     // coordinate to find on disk.
     let t = jiff::Timestamp::now() - jiff::SignedDuration::from_hours(1);
-    for (i, lat) in [51.9700, 51.9600, 51.9500, 51.9500123].into_iter().enumerate() {
+    for (i, lat) in [51.9700, 51.9600, 51.9500, 51.9500123]
+        .into_iter()
+        .enumerate()
+    {
         let at = t + jiff::SignedDuration::from_secs(60 * i as i64);
         watcher
             .publish(
@@ -207,21 +210,40 @@ async fn evidence_is_exported_and_verified_and_a_damaged_journal_stops_kordon() 
         .arg(&out)
         .output()
         .unwrap();
-    assert!(export.status.success(), "{}", String::from_utf8_lossy(&export.stderr));
-    let verify = |dir: &Path| kordon().args(["evidence", "verify"]).arg(dir).output().unwrap();
+    assert!(
+        export.status.success(),
+        "{}",
+        String::from_utf8_lossy(&export.stderr)
+    );
+    let verify = |dir: &Path| {
+        kordon()
+            .args(["evidence", "verify"])
+            .arg(dir)
+            .output()
+            .unwrap()
+    };
     let intact = verify(&out);
     let text = String::from_utf8_lossy(&intact.stdout).into_owned();
-    assert!(intact.status.success() && text.contains("intact: "), "{text}");
+    assert!(
+        intact.status.success() && text.contains("intact: "),
+        "{text}"
+    );
 
     let csv = std::fs::read_to_string(out.join("fixes.csv")).unwrap();
     let row = csv.lines().find(|l| l.contains("51.9500123")).unwrap();
     let seq = row.split(',').next().unwrap();
-    std::fs::write(out.join("fixes.csv"), csv.replace("51.9500123", "51.9600123")).unwrap();
+    std::fs::write(
+        out.join("fixes.csv"),
+        csv.replace("51.9500123", "51.9600123"),
+    )
+    .unwrap();
     let tampered = verify(&out);
     let text = String::from_utf8_lossy(&tampered.stdout).into_owned();
     assert_eq!(tampered.status.code(), Some(1), "{text}");
     assert!(
-        text.contains(&format!("fixes.csv: record {seq}: its content does not match its digest: edited")),
+        text.contains(&format!(
+            "fixes.csv: record {seq}: its content does not match its digest: edited"
+        )),
         "{text}"
     );
 
@@ -238,14 +260,20 @@ async fn evidence_is_exported_and_verified_and_a_damaged_journal_stops_kordon() 
     let status = tokio::task::spawn_blocking(move || {
         let status = refused.wait().unwrap();
         let mut stderr = String::new();
-        refused.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
+        refused
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut stderr)
+            .unwrap();
         (status, stderr)
     })
     .await
     .unwrap();
     assert!(!status.0.success());
     assert!(
-        status.1.contains(&format!("is damaged at record {seq}")) && status.1.contains("--truncate-journal"),
+        status.1.contains(&format!("is damaged at record {seq}"))
+            && status.1.contains("--truncate-journal"),
         "{}",
         status.1
     );
@@ -255,7 +283,13 @@ async fn evidence_is_exported_and_verified_and_a_damaged_journal_stops_kordon() 
     terminate(truncated);
     let kept = std::fs::read_dir(journal.parent().unwrap())
         .unwrap()
-        .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().contains(".damaged-"))
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .contains(".damaged-")
+        })
         .count();
     assert!(kept >= 1, "the damaged journal is kept");
     forget_session(&broker, &client_id).await;
