@@ -28,6 +28,9 @@ pub struct Config {
     pub engine: EngineConfig,
     #[serde(default)]
     pub journal: JournalConfig,
+    /// The wall clock, except for `kordon demo`.
+    #[serde(skip)]
+    pub clock: crate::clock::Clock,
 }
 
 /// The durable journal: where it lives, how hard it syncs, how long fixes

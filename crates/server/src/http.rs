@@ -23,7 +23,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use crossbeam_channel::{Sender, TrySendError};
-use jiff::Timestamp;
 use kordon_alert::{AckError, AlertRecord};
 use kordon_core::{Case, CaseId};
 use metrics_exporter_prometheus::PrometheusHandle;
@@ -40,6 +39,7 @@ pub struct ApiState {
     core: Sender<Command>,
     tokens: Arc<Vec<Token>>,
     metrics: PrometheusHandle,
+    clock: crate::clock::Clock,
 }
 
 struct Token {
@@ -49,7 +49,12 @@ struct Token {
 }
 
 impl ApiState {
-    pub fn new(core: Sender<Command>, tokens: &[TokenConfig], metrics: PrometheusHandle) -> Self {
+    pub fn new(
+        core: Sender<Command>,
+        tokens: &[TokenConfig],
+        metrics: PrometheusHandle,
+        clock: crate::clock::Clock,
+    ) -> Self {
         let tokens = tokens
             .iter()
             .filter_map(|t| {
@@ -68,6 +73,7 @@ impl ApiState {
             core,
             tokens: Arc::new(tokens),
             metrics,
+            clock,
         }
     }
 }
@@ -252,7 +258,7 @@ async fn put_case(
             ),
         ));
     }
-    let now = Timestamp::now();
+    let now = state.clock.now();
     let result = ask(&state, |reply| Command::PutCase {
         case: Box::new(case),
         now,
@@ -285,7 +291,7 @@ async fn delete_case(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     caller.require(&[Role::Admin])?;
-    let now = Timestamp::now();
+    let now = state.clock.now();
     let removed = ask(&state, |reply| Command::DeleteCase {
         id: CaseId::new(&id),
         now,
@@ -371,7 +377,7 @@ async fn ack_alert(
             "`operator` is empty",
         ));
     }
-    let now = Timestamp::now();
+    let now = state.clock.now();
     let result = ask(&state, |reply| Command::Acknowledge {
         id: id.clone(),
         operator: body.operator,
@@ -415,7 +421,7 @@ async fn bans(
             "lat must be in -90..90 and lon in -180..180",
         ));
     }
-    let now = Timestamp::now();
+    let now = state.clock.now();
     let hits = ask(&state, |reply| Command::Bans {
         lat: q.lat,
         lon: q.lon,

@@ -11,20 +11,26 @@
 //! - [`server`]: start and graceful shutdown.
 //! - [`core_thread`]: the engine's own thread, its commands, journal replay.
 //! - [`delivery`]: publishing each alert message once, across crashes.
+//! - [`demo`]: `kordon demo`, everything in one process with the simulator.
 //! - [`mqtt`]: the connection and publisher tasks.
 //! - [`http`]: the API and its roles.
+//! - [`replay`]: a recording through the engine on virtual time (`kordon replay`).
 //! - [`cases`]: the case directory.
+//! - [`clock`]: the time drivers stamp inputs with (scaled in the demo).
 //! - `embedded`: rumqttd inside the process (feature `embedded-broker`).
 
 pub mod cases;
+pub mod clock;
 pub mod config;
 pub mod core_thread;
 pub mod delivery;
+pub mod demo;
 #[cfg(feature = "embedded-broker")]
 pub mod embedded;
 pub mod http;
 pub mod metrics;
 pub mod mqtt;
+pub mod replay;
 pub mod server;
 
 pub use config::Config;

@@ -31,6 +31,46 @@ enum Command {
         #[arg(long)]
         truncate_journal: bool,
     },
+    /// Run a recording (`kordon-sim record`) through the engine on virtual
+    /// time and write the alert events, one JSON object a line.
+    Replay {
+        recording: PathBuf,
+        /// Virtual time runs this many times real time.
+        #[arg(long, conflicts_with = "fast")]
+        speed: Option<f64>,
+        /// As fast as the engine goes.
+        #[arg(long)]
+        fast: bool,
+        #[arg(long)]
+        out: PathBuf,
+        /// Engine and alert thresholds from this kordon.toml (defaults otherwise).
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Compare the alerts of a replay with the recording's ground truth.
+    Score {
+        recording: PathBuf,
+        alerts: PathBuf,
+        /// Also write the figures as JSON, and a plot beside it (.svg).
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
+    /// Everything in one process: embedded broker, kordon, the HTTP API and
+    /// the Rotterdam simulator publishing a few hundred pairs, faster than
+    /// real time. Ctrl-C stops it.
+    Demo {
+        #[arg(long, default_value_t = 300)]
+        pairs: u32,
+        /// Simulated time runs this many times real time.
+        #[arg(long, default_value_t = 10.0)]
+        speed: f64,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        #[arg(long, default_value = "127.0.0.1:1884")]
+        mqtt: std::net::SocketAddr,
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        http: std::net::SocketAddr,
+    },
     /// Export or verify the evidence of a case.
     Evidence {
         #[command(subcommand)]
@@ -102,6 +142,34 @@ fn main() -> ExitCode {
             run(config, on_damage)
         }
         Command::Evidence { command } => evidence(command),
+        Command::Replay {
+            recording,
+            speed,
+            fast,
+            out,
+            config,
+        } => replay(&recording, speed, fast, &out, config.as_deref()),
+        Command::Score {
+            recording,
+            alerts,
+            json,
+        } => score(&recording, &alerts, json.as_deref()),
+        Command::Demo {
+            pairs,
+            speed,
+            seed,
+            mqtt,
+            http,
+        } => {
+            init_logging(LogFormat::Text);
+            kordon_server::demo::run(kordon_server::demo::DemoSettings {
+                pairs,
+                speed,
+                seed,
+                mqtt,
+                http,
+            })
+        }
         Command::CheckCases { files } => check_cases(&files),
         Command::HashToken => {
             let mut token = String::new();
@@ -165,6 +233,118 @@ async fn wait_for_signal() {
     }
     #[cfg(not(unix))]
     let _ = ctrl_c.await;
+}
+
+fn replay(
+    path: &std::path::Path,
+    speed: Option<f64>,
+    fast: bool,
+    out: &std::path::Path,
+    config: Option<&std::path::Path>,
+) -> ExitCode {
+    use kordon_server::replay::{Pace, Replay};
+    let pace = match (speed, fast) {
+        (Some(s), _) if s > 0.0 && s.is_finite() => Pace::Speed(s),
+        (Some(s), _) => {
+            eprintln!("kordon replay: --speed {s} must be a positive number");
+            return ExitCode::FAILURE;
+        }
+        (None, true) => Pace::Fast,
+        (None, false) => Pace::Speed(1.0),
+    };
+    let recording = match kordon_sim::Recording::read(path) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("kordon replay: {}: {e}", path.display());
+            return ExitCode::FAILURE;
+        }
+    };
+    let (engine, alerts, limits) = match config.map(Config::load).transpose() {
+        Ok(Some(c)) => (c.engine, c.alerts, c.ingest),
+        Ok(None) => Default::default(),
+        Err(e) => {
+            eprintln!("kordon replay: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let file = match std::fs::File::create(out) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("kordon replay: {}: {e}", out.display());
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut writer = std::io::BufWriter::new(file);
+    let bar = indicatif::ProgressBar::new(recording.messages.len() as u64);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{bar:40} {pos}/{len} messages {per_sec} eta {eta}",
+        )
+        .expect("a valid template"),
+    );
+    let result = Replay::new(engine, alerts, limits)
+        .run(&recording, pace, &mut writer, |n| bar.set_position(n));
+    bar.finish_and_clear();
+    match result {
+        Ok(done) => {
+            println!(
+                "{}: {} messages ({} fixes, {} refused) in {:.2} s: {:.0} fixes/s; {} alert messages written to {}",
+                path.display(),
+                done.messages,
+                done.fixes,
+                done.refused,
+                done.took.as_secs_f64(),
+                done.fixes as f64 / done.took.as_secs_f64(),
+                done.alert_messages,
+                out.display()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("kordon replay: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn score(
+    recording: &std::path::Path,
+    alerts: &std::path::Path,
+    json: Option<&std::path::Path>,
+) -> ExitCode {
+    let recording = match kordon_sim::Recording::read(recording) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("kordon score: {}: {e}", recording.display());
+            return ExitCode::FAILURE;
+        }
+    };
+    let lines = match std::fs::read_to_string(alerts)
+        .map_err(|e| e.to_string())
+        .and_then(|t| kordon_sim::score::read_alerts(&t))
+    {
+        Ok(lines) => lines,
+        Err(e) => {
+            eprintln!("kordon score: {}: {e}", alerts.display());
+            return ExitCode::FAILURE;
+        }
+    };
+    let score = kordon_sim::score::score(&recording, &lines);
+    print!("{score}");
+    if let Some(path) = json {
+        let text = serde_json::to_string_pretty(&score).expect("scores serialise");
+        if let Err(e) = std::fs::write(path, text) {
+            eprintln!("kordon score: {}: {e}", path.display());
+            return ExitCode::FAILURE;
+        }
+        let plot = path.with_extension("svg");
+        if let Err(e) = kordon_sim::score::plot(&score, &plot) {
+            eprintln!("kordon score: {}: {e}", plot.display());
+            return ExitCode::FAILURE;
+        }
+        println!("written {} and {}", path.display(), plot.display());
+    }
+    ExitCode::SUCCESS
 }
 
 fn evidence(command: EvidenceCommand) -> ExitCode {

@@ -20,7 +20,6 @@
 use std::time::Instant;
 
 use crossbeam_channel::Sender;
-use jiff::Timestamp;
 use kordon_ingest::broker::{OFFLINE, ONLINE};
 use kordon_ingest::topic::{ENGINE_STATUS, SUBSCRIPTIONS};
 use kordon_ingest::{Backoff, Decoder};
@@ -53,6 +52,7 @@ pub async fn run_connection(
     mut eventloop: EventLoop,
     decoder: Decoder,
     core: Sender<Command>,
+    clock: crate::clock::Clock,
     mut stopping: watch::Receiver<bool>,
 ) {
     let mut backoff = Backoff::new();
@@ -88,7 +88,7 @@ pub async fn run_connection(
                     error!(error = %e, "could not queue the online status");
                 }
                 if let Some(core) = &forwarding {
-                    let _ = core.send(Command::Connected(Timestamp::now()));
+                    let _ = core.send(Command::Connected(clock.now()));
                 }
             }
             Ok(Event::Incoming(Incoming::Publish(publish))) => {
@@ -99,7 +99,7 @@ pub async fn run_connection(
                     continue;
                 };
                 let received = Instant::now();
-                let now = Timestamp::now();
+                let now = clock.now();
                 let topic = publish.topic.clone();
                 if is_echo(&topic) {
                     let payload = publish.payload.to_vec();

@@ -6,7 +6,6 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use jiff::Timestamp;
 use kordon_alert::AlertDesk;
 use kordon_core::Engine;
 use kordon_ingest::Decoder;
@@ -116,10 +115,11 @@ pub async fn start_with(
         eventloop,
         decoder,
         core_tx.clone(),
+        config.clock,
         stopping.clone(),
     ));
     let publisher = tokio::spawn(mqtt::run_publisher(client, out_rx));
-    let ticker = tokio::spawn(tick(core_tx.clone(), stopping.clone()));
+    let ticker = tokio::spawn(tick(core_tx.clone(), config.clock, stopping.clone()));
 
     let listener = tokio::net::TcpListener::bind(config.http.listen)
         .await
@@ -134,7 +134,12 @@ pub async fn start_with(
     if config.http.tokens.is_empty() {
         warn!("no API tokens configured: every API route but /healthz answers 401");
     }
-    let app = http::router(ApiState::new(core_tx.clone(), &config.http.tokens, metrics));
+    let app = http::router(ApiState::new(
+        core_tx.clone(),
+        &config.http.tokens,
+        metrics,
+        config.clock,
+    ));
     let mut http_stopping = stopping.clone();
     let http = tokio::spawn(async move {
         let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
@@ -314,7 +319,7 @@ fn recover(config: &Config, on_damage: OnDamagedJournal) -> Result<Recovered, St
             }
         },
     );
-    core.go_live(writer.sender(), Timestamp::now());
+    core.go_live(writer.sender(), config.clock.now());
     let files =
         cases::case_files(&config.cases.dir).map_err(|e| StartError::Cases(e.to_string()))?;
     let mut problems = Vec::new();
@@ -325,7 +330,7 @@ fn recover(config: &Config, on_damage: OnDamagedJournal) -> Result<Recovered, St
             Err(e) => problems.push(e.to_string()),
         }
     }
-    if let Err(refused) = core.reconcile_cases(loaded, Timestamp::now()) {
+    if let Err(refused) = core.reconcile_cases(loaded, config.clock.now()) {
         problems.extend(refused);
     }
     if !problems.is_empty() {
@@ -335,13 +340,19 @@ fn recover(config: &Config, on_damage: OnDamagedJournal) -> Result<Recovered, St
 }
 
 /// The 1 s tick: offline devices, lost GPS, curfew deadlines, escalations.
-async fn tick(core: crossbeam_channel::Sender<Command>, mut stopping: watch::Receiver<bool>) {
-    let mut interval = tokio::time::interval(Duration::from_secs(1));
+async fn tick(
+    core: crossbeam_channel::Sender<Command>,
+    clock: crate::clock::Clock,
+    mut stopping: watch::Receiver<bool>,
+) {
+    // A tick per second of kordon's time (the demo's runs faster).
+    let period = Duration::from_secs_f64((1.0 / clock.speed()).max(0.02));
+    let mut interval = tokio::time::interval(period);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             _ = interval.tick() => {
-                if core.try_send(Command::Tick(Timestamp::now())).is_err() {
+                if core.try_send(Command::Tick(clock.now())).is_err() {
                     warn!("engine queue full or gone; tick skipped");
                 }
             }

@@ -1,0 +1,153 @@
+//! `kordon replay`: a recording through the same engine and alert desk as
+//! the server, in-process, on virtual time: each message is decoded as the
+//! broker connection decodes it, stamped with the time the device sent it,
+//! and the engine ticks once per virtual second between messages. The alert
+//! events come out as the monitoring topic carries them, one JSON object a
+//! line.
+
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+use jiff::{SignedDuration, Timestamp};
+use kordon_alert::{topics, AlertDesk, AlertSettings};
+use kordon_core::{Case, Engine, EngineConfig, Event};
+use kordon_ingest::{Decoder, Limits, Message};
+use kordon_sim::Recording;
+
+/// How fast virtual time runs.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Pace {
+    /// As fast as the engine goes.
+    Fast,
+    /// This many times real time.
+    Speed(f64),
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Replayed {
+    pub messages: u64,
+    pub fixes: u64,
+    pub refused: u64,
+    pub alert_messages: u64,
+    pub took: Duration,
+}
+
+pub struct Replay {
+    engine: Engine,
+    desk: AlertDesk,
+    decoder: Decoder,
+}
+
+impl Replay {
+    pub fn new(engine: EngineConfig, alerts: AlertSettings, limits: Limits) -> Replay {
+        Replay {
+            engine: Engine::new(engine),
+            desk: AlertDesk::new(alerts),
+            decoder: Decoder::new(limits, Default::default()),
+        }
+    }
+
+    fn route(
+        &mut self,
+        events: &[Event],
+        now: Timestamp,
+        out: &mut impl Write,
+        done: &mut Replayed,
+    ) -> std::io::Result<()> {
+        for event in events {
+            for message in self.desk.route(event, now) {
+                if message.topic == topics::MONITORING {
+                    out.write_all(&message.payload)?;
+                    out.write_all(b"\n")?;
+                    done.alert_messages += 1;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn tick(
+        &mut self,
+        now: Timestamp,
+        out: &mut impl Write,
+        done: &mut Replayed,
+    ) -> std::io::Result<()> {
+        let events = self.engine.tick(now);
+        self.route(&events, now, out, done)?;
+        for message in self.desk.tick(now) {
+            if message.topic == topics::MONITORING {
+                out.write_all(&message.payload)?;
+                out.write_all(b"\n")?;
+                done.alert_messages += 1;
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs the whole recording, writing alert lines to `out`. `progress`
+    /// is told how many messages are done.
+    pub fn run(
+        mut self,
+        recording: &Recording,
+        pace: Pace,
+        out: &mut impl Write,
+        mut progress: impl FnMut(u64),
+    ) -> Result<Replayed, String> {
+        let started = Instant::now();
+        let start = Timestamp::from_millisecond(recording.start_ms).map_err(|e| e.to_string())?;
+        let mut done = Replayed::default();
+        let io = |e: std::io::Error| format!("writing alerts: {e}");
+        for (i, text) in recording.cases.iter().enumerate() {
+            let case = Case::from_json(text).map_err(|e| format!("case {}: {e}", i + 1))?;
+            self.desk.upsert_case(&case);
+            let events = self
+                .engine
+                .upsert_case(case, start)
+                .map_err(|e| format!("case {}: {e}", i + 1))?;
+            self.route(&events, start, out, &mut done).map_err(io)?;
+        }
+        let mut next_tick = start + SignedDuration::from_secs(1);
+        for message in &recording.messages {
+            let now = Timestamp::from_millisecond(message.at_ms).map_err(|e| e.to_string())?;
+            while next_tick <= now {
+                self.tick(next_tick, out, &mut done).map_err(io)?;
+                next_tick += SignedDuration::from_secs(1);
+            }
+            if let Pace::Speed(speed) = pace {
+                let due = now.duration_since(start).as_secs_f64() / speed;
+                let ahead = due - started.elapsed().as_secs_f64();
+                if ahead > 0.0 {
+                    std::thread::sleep(Duration::from_secs_f64(ahead));
+                }
+            }
+            done.messages += 1;
+            match self.decoder.decode(&message.topic, &message.payload, now) {
+                Ok(Message::Fix(fix)) => match self.engine.ingest_fix(&fix) {
+                    Ok(outcome) => {
+                        done.fixes += 1;
+                        self.route(&outcome.events, now, out, &mut done)
+                            .map_err(io)?;
+                    }
+                    Err(_) => done.refused += 1,
+                },
+                Ok(Message::Status(status)) => match self.engine.ingest_status(&status) {
+                    Ok(events) => self.route(&events, now, out, &mut done).map_err(io)?,
+                    Err(_) => done.refused += 1,
+                },
+                Ok(Message::Ack(_)) | Err(_) => done.refused += 1,
+            }
+            if done.messages % 10_000 == 0 {
+                progress(done.messages);
+            }
+        }
+        let end = start + SignedDuration::from_hours(i64::from(recording.hours));
+        while next_tick <= end {
+            self.tick(next_tick, out, &mut done).map_err(io)?;
+            next_tick += SignedDuration::from_secs(1);
+        }
+        progress(done.messages);
+        out.flush().map_err(io)?;
+        done.took = started.elapsed();
+        Ok(done)
+    }
+}

@@ -1,0 +1,707 @@
+//! The generator: pairs of an offender and the person he must stay away
+//! from, their days through Rotterdam, the incidents the scenario scripts,
+//! what their devices would publish, and the ground truth.
+//!
+//! Everything is drawn from one seed: each pair from its own generator
+//! derived from the seed and its number, so the same seed gives the same
+//! bytes and adding pairs does not change the others.
+
+use jiff::Timestamp;
+use petgraph::graph::NodeIndex;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use rand_distr::{Distribution, Normal};
+use serde_json::json;
+
+use crate::geodata::{distance_m, offset, LonLat};
+use crate::graph::Mode;
+use crate::recording::{Message, PairInfo, Recording, Truth, TruthKind, FORMAT};
+use crate::scenario::{Incident, Noise, Scenario};
+use crate::world::{Plan, State, World};
+
+/// The orders every generated case has.
+pub const ZONE_RADIUS_M: f64 = 200.0;
+pub const ZONE_BUFFER_M: f64 = 100.0;
+pub const ALARM_M: f64 = 200.0;
+pub const WARNING_M: f64 = 500.0;
+pub const CURFEW_RADIUS_M: f64 = 100.0;
+pub const CURFEW_GRACE_S: f64 = 600.0;
+/// Curfew hours, every night, local time.
+pub const CURFEW_FROM_H: f64 = 23.0;
+pub const CURFEW_TO_H: f64 = 6.0;
+
+#[derive(Debug, Clone)]
+pub struct SimConfig {
+    pub seed: u64,
+    pub pairs: u32,
+    pub hours: u32,
+    /// Local midnight (Europe/Amsterdam) the simulation starts at.
+    pub start: Timestamp,
+    pub scenario: Scenario,
+    pub scenario_text: String,
+}
+
+/// The default start: midnight of Monday 30 November 2026 in Rotterdam.
+pub fn default_start() -> Timestamp {
+    // Midnight in Rotterdam is 23:00 UTC in winter (CET).
+    "2026-11-29T23:00:00Z".parse().expect("a valid time")
+}
+
+struct Person {
+    plan: Plan,
+    home: LonLat,
+}
+
+/// Generates a whole recording.
+pub fn generate(world: &World, config: &SimConfig) -> Recording {
+    let horizon = f64::from(config.hours) * 3600.0;
+    let mut messages = Vec::new();
+    let mut truth = Vec::new();
+    let mut cases = Vec::new();
+    let mut pairs = Vec::new();
+    for i in 0..config.pairs {
+        let mut rng = ChaCha8Rng::seed_from_u64(
+            config.seed ^ (u64::from(i) + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15),
+        );
+        let pair = make_pair(world, config, i, &mut rng, horizon);
+        cases.push(pair.case_json.clone());
+        let start_ms = config.start.as_millisecond();
+        for device in [&pair.offender_device, &pair.victim_device] {
+            let (person, is_offender) = if device.id == pair.info.offender {
+                (&pair.offender, true)
+            } else {
+                (&pair.victim, false)
+            };
+            emit_device(
+                world,
+                config,
+                &mut rng,
+                device,
+                person,
+                is_offender.then_some(pair.victim.home),
+                horizon,
+                start_ms,
+                &mut messages,
+            );
+        }
+        truth.extend(pair_truth(config, &pair, horizon));
+        pairs.push(pair.info);
+    }
+    messages.sort_by(|a: &Message, b: &Message| a.at_ms.cmp(&b.at_ms).then(a.topic.cmp(&b.topic)));
+    Recording {
+        format: FORMAT,
+        seed: config.seed,
+        scenario: config.scenario.name.clone(),
+        scenario_toml: config.scenario_text.clone(),
+        pairs: config.pairs,
+        hours: config.hours,
+        start_ms: config.start.as_millisecond(),
+        cases,
+        pair_info: pairs,
+        messages,
+        truth,
+    }
+}
+
+struct Device {
+    id: String,
+    /// When it dies (battery), seconds; none for most.
+    dies_at: Option<f64>,
+    /// When the strap is cut.
+    tampered_at: Option<f64>,
+    battery_start: f64,
+}
+
+struct Pair {
+    info: PairInfo,
+    case_json: String,
+    offender: Person,
+    victim: Person,
+    offender_device: Device,
+    victim_device: Device,
+    curfew: bool,
+    /// The scripted window of intent, seconds.
+    script: Option<(f64, f64)>,
+}
+
+fn hours(h: f64) -> f64 {
+    h * 3600.0
+}
+
+fn pick_mode(rng: &mut ChaCha8Rng) -> Mode {
+    match rng.random_range(0..100) {
+        0..40 => Mode::Car,
+        40..75 => Mode::Bike,
+        _ => Mode::Transit,
+    }
+}
+
+/// An ordinary day from `day` midnight: home, work, maybe a shop, home,
+/// maybe an evening visit. `interrupt` is called at work (for incidents).
+#[allow(clippy::too_many_arguments)]
+fn ordinary_day(
+    world: &World,
+    rng: &mut ChaCha8Rng,
+    plan: &mut Plan,
+    day: f64,
+    home: NodeIndex,
+    work: NodeIndex,
+    shop: NodeIndex,
+    visit: NodeIndex,
+    mode: Mode,
+    mut at_work: impl FnMut(&mut Plan, &mut ChaCha8Rng, f64),
+) {
+    let leave = day + hours(rng.random_range(7.0..9.0));
+    plan.stay_until(leave, true);
+    plan.go(world, work, mode);
+    let off = day + hours(rng.random_range(16.0..18.0));
+    at_work(plan, rng, off);
+    plan.stay_until(off, true);
+    if rng.random_bool(0.5) {
+        plan.go(world, shop, mode);
+        let until = plan.end() + rng.random_range(600.0..1800.0);
+        plan.stay_until(until, true);
+    }
+    plan.go(world, home, mode);
+    if rng.random_bool(0.3) {
+        plan.stay_until(day + hours(rng.random_range(19.0..20.0)), true);
+        plan.go(world, visit, mode);
+        plan.stay_until(day + hours(rng.random_range(21.5..22.5)), true);
+        plan.go(world, home, mode);
+    }
+}
+
+fn make_pair(
+    world: &World,
+    config: &SimConfig,
+    i: u32,
+    rng: &mut ChaCha8Rng,
+    horizon: f64,
+) -> Pair {
+    let days = (horizon / 86_400.0).ceil() as usize;
+    // Places: hers, then his far from hers.
+    let v_home = world.random_place(rng);
+    let vh = world.point(v_home);
+    let v_work = world.place_near(rng, vh, 2000.0, 8000.0);
+    let v_shop = world.place_near(rng, vh, 300.0, 1500.0);
+    let v_visit = world.place_near(rng, vh, 1000.0, 6000.0);
+    let far_from_her = |world: &World, rng: &mut ChaCha8Rng, near: LonLat, min: f64, max: f64| {
+        for _ in 0..200 {
+            let n = world.place_near(rng, near, min, max);
+            let p = world.point(n);
+            if distance_m(p, vh) > 2000.0 && distance_m(p, world.point(v_work)) > 1500.0 {
+                return n;
+            }
+        }
+        world.place_near(rng, near, min, max)
+    };
+    let o_home = far_from_her(world, rng, vh, 4000.0, 10_000.0);
+    let oh = world.point(o_home);
+    let o_work = far_from_her(world, rng, oh, 1500.0, 8000.0);
+    let o_shop = far_from_her(world, rng, oh, 300.0, 1500.0);
+    let o_visit = far_from_her(world, rng, oh, 1000.0, 5000.0);
+    let (v_mode, o_mode) = (pick_mode(rng), pick_mode(rng));
+
+    // The incident, by the scenario's shares.
+    let u: f64 = rng.random();
+    let mut acc = 0.0;
+    let incident = config.scenario.incidents.iter().find_map(|(k, share)| {
+        acc += share;
+        (u < acc).then_some(*k)
+    });
+    let curfew =
+        incident == Some(Incident::CurfewBreak) || rng.random_bool(config.scenario.curfew_share);
+
+    // Her days.
+    let mut victim = Plan::default();
+    victim.legs.push(crate::world::Leg::Stay {
+        from: 0.0,
+        to: 0.0,
+        at: vh,
+        indoor: true,
+    });
+    for d in 0..days {
+        ordinary_day(
+            world,
+            rng,
+            &mut victim,
+            d as f64 * 86_400.0,
+            v_home,
+            v_work,
+            v_shop,
+            v_visit,
+            v_mode,
+            |_, _, _| {},
+        );
+    }
+    victim.stay_until(horizon + 3600.0, true);
+
+    // His days, with the incident on the first.
+    let mut offender = Plan::default();
+    offender.legs.push(crate::world::Leg::Stay {
+        from: 0.0,
+        to: 0.0,
+        at: oh,
+        indoor: true,
+    });
+    let mut script = None;
+    let mut tampered_at = None;
+    let mut victim_dies = None;
+    if incident == Some(Incident::CurfewBreak) {
+        // Out from 00:30 for about an hour, in his curfew.
+        offender.stay_until(hours(0.5), true);
+        let start = offender.end();
+        offender.go(world, o_visit, Mode::Car);
+        let back = offender.end() + rng.random_range(1800.0..3000.0);
+        offender.stay_until(back, true);
+        offender.go(world, o_home, Mode::Car);
+        script = Some((start, offender.end()));
+    }
+    for d in 0..days {
+        let day = d as f64 * 86_400.0;
+        let first = d == 0;
+        let at_work = |plan: &mut Plan, rng: &mut ChaCha8Rng, off: f64| {
+            if !first {
+                return;
+            }
+            match incident {
+                Some(Incident::ApproachHome) => {
+                    plan.stay_until(day + hours(rng.random_range(11.0..14.0)), true);
+                    let start = plan.end();
+                    plan.go(world, v_home, Mode::Car);
+                    let door = offset(
+                        vh,
+                        rng.random_range(-20.0..20.0),
+                        rng.random_range(-20.0..20.0),
+                    );
+                    plan.travel(vec![plan.position(), door], &[0.0, 1.4], Mode::Foot);
+                    let leave = plan.end() + rng.random_range(300.0..900.0);
+                    plan.stay_until(leave, false);
+                    plan.go(world, o_work, Mode::Car);
+                    script = Some((start, plan.end()));
+                }
+                Some(Incident::PassBy) => {
+                    plan.stay_until(day + hours(rng.random_range(10.5..14.0)), true);
+                    let start = plan.end();
+                    let vw = world.point(v_work);
+                    let a = world.place_near(rng, vw, 1200.0, 2000.0);
+                    let b = world.place_near(rng, vw, 1200.0, 2000.0);
+                    plan.go(world, a, Mode::Car);
+                    plan.go(world, v_work, Mode::Car);
+                    plan.go(world, b, Mode::Car);
+                    plan.go(world, o_work, Mode::Car);
+                    script = Some((start, plan.end()));
+                }
+                Some(Incident::LoiterEdge) => {
+                    plan.stay_until(day + hours(rng.random_range(11.0..14.0)), true);
+                    let start = plan.end();
+                    if let Some(edge) = world.node_at_distance(vh, ZONE_RADIUS_M + 60.0) {
+                        plan.go(world, edge, Mode::Car);
+                        let leave = plan.end() + 1800.0;
+                        plan.stay_until(leave, false);
+                    }
+                    plan.go(world, o_work, Mode::Car);
+                    script = Some((start, plan.end()));
+                }
+                Some(Incident::TamperFlee) => {
+                    let t = day + hours(rng.random_range(11.0..14.0));
+                    plan.stay_until(t, true);
+                    tampered_at = Some(t);
+                    let away = world.place_near(rng, plan.position(), 5000.0, 8000.0);
+                    plan.go(world, away, Mode::Car);
+                    plan.stay_until(off.max(plan.end() + 600.0), true);
+                    script = Some((t, t + 60.0));
+                }
+                Some(Incident::VictimDeviceDies) => {
+                    victim_dies = Some(day + hours(rng.random_range(13.0..17.0)));
+                }
+                _ => {}
+            }
+        };
+        if first && incident == Some(Incident::Follow) {
+            // Wait outside her work and follow her home, 20 s behind.
+            if let Some((leave, end)) = first_journey_after(&victim, hours(15.0)) {
+                offender.stay_until(hours(rng.random_range(7.0..8.5)), true);
+                offender.go(world, o_work, o_mode);
+                offender.stay_until(leave - 3600.0, true);
+                offender.go(world, v_work, Mode::Car);
+                offender.stay_until(leave + 20.0, false);
+                for leg in victim.legs.iter().filter(|l| matches!(l, crate::world::Leg::Move { from, .. } if *from >= leave && *from < end)) {
+                    if let crate::world::Leg::Move { points, times, mode, .. } = leg {
+                        offender.stay_until(times[0] + 20.0, false);
+                        let mut speeds = vec![0.0];
+                        for k in 1..points.len() {
+                            speeds.push(distance_m(points[k - 1], points[k]) / (times[k] - times[k - 1]).max(0.05));
+                        }
+                        offender.travel(points.clone(), &speeds, *mode);
+                    }
+                }
+                offender.stay_until(offender.end() + 120.0, false);
+                offender.go(world, o_home, Mode::Car);
+                script = Some((leave, offender.end()));
+                continue;
+            }
+        }
+        ordinary_day(
+            world,
+            rng,
+            &mut offender,
+            day,
+            o_home,
+            o_work,
+            o_shop,
+            o_visit,
+            o_mode,
+            at_work,
+        );
+    }
+    offender.stay_until(horizon + 3600.0, true);
+
+    let tag = format!("{:04}", i + 1);
+    let case_id = format!("SIM-{tag}");
+    let offender_id = format!("OFF-{tag}");
+    let victim_id = format!("VIC-{tag}");
+    let mut orders = vec![
+        json!({"id": "home-zone", "legal_basis": "simulated", "valid_from": "2026-01-01T00:00:00Z",
+               "rule": {"type": "exclusion_zone", "warning_buffer_m": ZONE_BUFFER_M,
+                        "geometry": {"type": "Point", "coordinates": [vh[0], vh[1]], "radius_m": ZONE_RADIUS_M}}}),
+        json!({"id": "contact-ban", "legal_basis": "simulated", "valid_from": "2026-01-01T00:00:00Z",
+               "rule": {"type": "contact_ban", "protected": "P1", "warning_radius_m": WARNING_M, "alarm_radius_m": ALARM_M}}),
+    ];
+    if curfew {
+        orders.push(json!({"id": "curfew", "legal_basis": "simulated", "valid_from": "2026-01-01T00:00:00Z",
+            "rule": {"type": "inclusion_zone", "grace_s": CURFEW_GRACE_S as u32,
+                     "geometry": {"type": "Point", "coordinates": [oh[0], oh[1]], "radius_m": CURFEW_RADIUS_M},
+                     "schedule": {"windows": [{"days": ["mon","tue","wed","thu","fri","sat","sun"], "start": "23:00", "end": "06:00"}]}}}));
+    }
+    let case_json = json!({
+        "id": case_id, "risk": "high",
+        "offender": {"device": offender_id},
+        "protected": [{"id": "P1", "device": victim_id}],
+        "orders": orders,
+    })
+    .to_string();
+    Pair {
+        info: PairInfo {
+            case: case_id,
+            offender: offender_id.clone(),
+            victim: victim_id.clone(),
+            incident: incident.map(|k| k.name().to_string()),
+            curfew,
+        },
+        case_json,
+        offender: Person {
+            plan: offender,
+            home: oh,
+        },
+        victim: Person {
+            plan: victim,
+            home: vh,
+        },
+        offender_device: Device {
+            id: offender_id,
+            dies_at: None,
+            tampered_at,
+            battery_start: rng.random_range(60.0..100.0),
+        },
+        victim_device: Device {
+            id: victim_id,
+            dies_at: victim_dies,
+            tampered_at: None,
+            battery_start: rng.random_range(60.0..100.0),
+        },
+        curfew,
+        script,
+    }
+}
+
+/// Her first journey after `after`: when she sets off, and when she
+/// arrives (the next stay longer than five minutes).
+fn first_journey_after(plan: &Plan, after: f64) -> Option<(f64, f64)> {
+    let mut start = None;
+    for leg in &plan.legs {
+        match leg {
+            crate::world::Leg::Move { from, .. } if *from >= after && start.is_none() => {
+                start = Some(*from)
+            }
+            crate::world::Leg::Stay { from, to, .. } if start.is_some() && to - from > 300.0 => {
+                return start.map(|s| (s, *from));
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
+/// Local time of day in hours for `t` seconds after the start (midnight).
+fn local_hour(t: f64) -> f64 {
+    (t / 3600.0).rem_euclid(24.0)
+}
+
+fn in_curfew(t: f64) -> bool {
+    let h = local_hour(t);
+    h >= CURFEW_FROM_H || h < CURFEW_TO_H
+}
+
+/// One device's messages over the horizon.
+#[allow(clippy::too_many_arguments)]
+fn emit_device(
+    world: &World,
+    config: &SimConfig,
+    rng: &mut ChaCha8Rng,
+    device: &Device,
+    person: &Person,
+    her_home: Option<LonLat>,
+    horizon: f64,
+    start_ms: i64,
+    out: &mut Vec<Message>,
+) {
+    let noise = &config.scenario.noise;
+    let iv = &config.scenario.intervals;
+    let unit = Normal::new(0.0, 1.0).expect("a valid normal");
+    let fix_topic = format!("kordon/v1/devices/{}/fix", device.id);
+    let status_topic = format!("kordon/v1/devices/{}/status", device.id);
+    let mut drift = [0.0f64; 2];
+    let mut last_fix: Option<f64> = None;
+    let mut last_drift_t = 0.0;
+    let mut seq = 0u64;
+    let mut tamper_reported = false;
+    let mut last_attempt_failed = false;
+    let mut t = rng.random_range(0.0..iv.idle_s);
+    let mut next_status = rng.random_range(0.0..iv.status_s);
+    let end = device.dies_at.unwrap_or(horizon).min(horizon);
+    let battery = |t: f64| -> u8 {
+        // Drains 2.5 %/h and is charged overnight at home; a dying device drains to 0 at its time.
+        match device.dies_at {
+            Some(d) => (device.battery_start * (1.0 - t / d).max(0.0))
+                .round()
+                .clamp(0.0, 100.0) as u8,
+            None => {
+                let h = local_hour(t);
+                let level = if h < 6.0 {
+                    95.0
+                } else {
+                    95.0 - (h - 6.0) * 2.5
+                };
+                level.clamp(5.0, 100.0) as u8
+            }
+        }
+    };
+    let publish_delay = |rng: &mut ChaCha8Rng| rng.random_range(200.0..2500.0);
+    while t < end {
+        // Statuses on their own schedule, before the fix they precede.
+        while next_status <= t {
+            let strap = if device.tampered_at.is_some_and(|at| next_status >= at) {
+                "tampered"
+            } else {
+                "ok"
+            };
+            let payload = json!({
+                "ts": start_ms + (next_status * 1000.0) as i64,
+                "strap": strap,
+                "gps": if last_attempt_failed { "no_fix" } else { "ok" },
+                "batt": battery(next_status),
+                "charging": false,
+            });
+            out.push(Message {
+                at_ms: start_ms + (next_status * 1000.0 + publish_delay(rng)) as i64,
+                topic: status_topic.clone(),
+                payload: payload.to_string().into_bytes(),
+            });
+            next_status += iv.status_s;
+        }
+        // The strap cut is reported at once.
+        if let Some(at) = device.tampered_at.filter(|at| !tamper_reported && *at <= t) {
+            tamper_reported = true;
+            out.push(Message {
+                at_ms: start_ms + (at * 1000.0 + publish_delay(rng)) as i64,
+                topic: status_topic.clone(),
+                payload: json!({"ts": start_ms + (at * 1000.0) as i64, "strap": "tampered", "gps": "ok", "batt": battery(at)})
+                    .to_string()
+                    .into_bytes(),
+            });
+        }
+        let state = person.plan.state_at(t);
+        // Slow drift: an Ornstein-Uhlenbeck walk.
+        let dt = (t - last_drift_t).max(0.0);
+        let keep = (-dt / noise.drift_tau_s).exp();
+        let step = noise.drift_m * (1.0 - keep * keep).sqrt();
+        drift = [
+            drift[0] * keep + step * unit.sample(rng),
+            drift[1] * keep + step * unit.sample(rng),
+        ];
+        last_drift_t = t;
+        let fix = gps_fix(world, rng, noise, &unit, state, drift, t, last_fix);
+        last_attempt_failed = fix.is_none();
+        if let Some((position, accuracy)) = fix {
+            seq += 1;
+            last_fix = Some(t);
+            let payload = json!({
+                "ts": start_ms + (t * 1000.0) as i64,
+                "lat": (position[1] * 1e7).round() / 1e7,
+                "lon": (position[0] * 1e7).round() / 1e7,
+                "acc": (accuracy * 10.0).round() / 10.0,
+                "seq": seq,
+                "batt": battery(t),
+            });
+            out.push(Message {
+                at_ms: start_ms + (t * 1000.0 + publish_delay(rng)) as i64,
+                topic: fix_topic.clone(),
+                payload: payload.to_string().into_bytes(),
+            });
+        }
+        let pursuit = her_home.is_some_and(|home| {
+            distance_m(state.position, home) < iv.pursuit_within_m + ZONE_RADIUS_M
+        });
+        t += if pursuit {
+            iv.pursuit_s
+        } else if state.moving {
+            iv.moving_s
+        } else {
+            iv.idle_s
+        };
+    }
+}
+
+/// What the receiver reports for a true state, or nothing (indoors).
+#[allow(clippy::too_many_arguments)]
+fn gps_fix(
+    world: &World,
+    rng: &mut ChaCha8Rng,
+    noise: &Noise,
+    unit: &Normal<f64>,
+    state: State,
+    drift: [f64; 2],
+    t: f64,
+    last_fix: Option<f64>,
+) -> Option<(LonLat, f64)> {
+    if state.indoor && rng.random_bool(noise.indoor_dropout) {
+        return None;
+    }
+    let range = if state.indoor {
+        noise.indoor_accuracy_m
+    } else {
+        noise.outdoor_accuracy_m
+    };
+    let accuracy = rng.random_range(range[0]..range[1]);
+    // The reported accuracy is the 68 % radius: per-axis sigma = acc / 1.51.
+    let sigma = accuracy / 1.509;
+    let mut east = sigma * unit.sample(rng) + drift[0];
+    let mut north = sigma * unit.sample(rng) + drift[1];
+    let cold = last_fix.is_none_or(|l| t - l > noise.cold_start_after_s)
+        && rng.random_bool(noise.cold_start_chance);
+    let multipath_rate = if world.is_canyon(state.position) {
+        noise.canyon_multipath
+    } else {
+        noise.open_multipath
+    };
+    let outlier = if cold {
+        Some(noise.cold_start_error_m)
+    } else if rng.random_bool(multipath_rate) {
+        Some(noise.multipath_error_m)
+    } else {
+        None
+    };
+    if let Some([lo, hi]) = outlier {
+        let r = rng.random_range(lo..hi);
+        let a = rng.random_range(0.0..std::f64::consts::TAU);
+        east += r * a.cos();
+        north += r * a.sin();
+    }
+    Some((offset(state.position, east, north), accuracy))
+}
+
+/// The ground truth of a pair, from the true positions every 2 s.
+fn pair_truth(config: &SimConfig, pair: &Pair, horizon: f64) -> Vec<Truth> {
+    let step = 2.0;
+    let mut out = Vec::new();
+    let label = pair.info.incident.clone();
+    // What each script means to do: an approach is about her home (and
+    // her, if she is in), a follow about her, a curfew break about curfew.
+    let intent = |kind: TruthKind, from: f64, to: f64| {
+        let meant = match pair.info.incident.as_deref() {
+            Some("approach_home") => matches!(kind, TruthKind::Zone | TruthKind::Proximity),
+            Some("follow") => matches!(kind, TruthKind::Proximity | TruthKind::Zone),
+            Some("curfew_break") => kind == TruthKind::Curfew,
+            _ => false,
+        };
+        meant && pair.script.is_some_and(|(a, b)| from <= b && to >= a)
+    };
+    let push = |kind: TruthKind, from: f64, to: f64, intent: bool, out: &mut Vec<Truth>| {
+        out.push(Truth {
+            case: pair.info.case.clone(),
+            kind,
+            start_ms: config.start.as_millisecond() + (from * 1000.0) as i64,
+            end_ms: config.start.as_millisecond() + (to * 1000.0) as i64,
+            intent,
+            incident: label.clone(),
+        });
+    };
+    // Intervals per kind, gaps under a minute merged: someone hovering at
+    // 200 m is one episode, as for the engine.
+    let mut spans: [Vec<(f64, f64)>; 3] = Default::default();
+    let mut since: [Option<f64>; 3] = [None; 3];
+    let mut t = 0.0;
+    while t <= horizon + step {
+        let o = pair.offender.plan.state_at(t).position;
+        let v = pair.victim.plan.state_at(t).position;
+        let flags = [
+            t <= horizon && distance_m(o, pair.victim.home) <= ZONE_RADIUS_M,
+            t <= horizon && distance_m(o, v) <= ALARM_M,
+            t <= horizon
+                && pair.curfew
+                && in_curfew(t)
+                && distance_m(o, pair.offender.home) > CURFEW_RADIUS_M,
+        ];
+        for k in 0..3 {
+            match (flags[k], since[k]) {
+                (true, None) => since[k] = Some(t),
+                (false, Some(from)) => {
+                    since[k] = None;
+                    match spans[k].last_mut() {
+                        Some(last) if from - last.1 < 60.0 => last.1 = t,
+                        _ => spans[k].push((from, t)),
+                    }
+                }
+                _ => {}
+            }
+        }
+        t += step;
+    }
+    for (k, kind) in [TruthKind::Zone, TruthKind::Proximity, TruthKind::Curfew]
+        .into_iter()
+        .enumerate()
+    {
+        for &(from, to) in &spans[k] {
+            let (from, to) = (from, to.min(horizon));
+            // Out of curfew only counts after the grace.
+            let from = if kind == TruthKind::Curfew {
+                from + CURFEW_GRACE_S
+            } else {
+                from
+            };
+            if to <= from {
+                continue;
+            }
+            let meant = intent(kind, from, to);
+            let kind = if kind == TruthKind::Proximity
+                && !meant
+                && pair.info.incident.as_deref() == Some("pass_by")
+            {
+                TruthKind::Encounter
+            } else {
+                kind
+            };
+            push(kind, from, to, meant, &mut out);
+        }
+    }
+    if let Some(at) = pair.offender_device.tampered_at {
+        push(TruthKind::Tamper, at, at + 60.0, true, &mut out);
+    }
+    if let Some(at) = pair.victim_device.dies_at {
+        if at < horizon {
+            push(TruthKind::VictimOffline, at, horizon, false, &mut out);
+        }
+    }
+    out
+}
