@@ -213,18 +213,21 @@ impl RoadGraph {
     }
 
     /// The shortest path for `mode`, as points with the speed on the way
-    /// leading to each (the first point's speed is unused).
+    /// leading to each (the first point's speed is unused). `None` only
+    /// between components.
     pub fn route(&self, from: NodeIndex, to: NodeIndex, mode: Mode) -> Option<Vec<(LonLat, f64)>> {
         let goal = self.graph[to];
         let (cost, path) = petgraph::algo::astar(
             &self.graph,
             from,
             |n| n == to,
+            // A way the mode may not use is walked (the car parked, the
+            // bike pushed): possible, but only where nothing else goes.
             |e| {
                 if mode.may_use(e.weight().class) {
                     e.weight().length_m
                 } else {
-                    f64::INFINITY
+                    e.weight().length_m * 20.0
                 }
             },
             |n| distance_m(self.graph[n], goal),
@@ -238,7 +241,12 @@ impl RoadGraph {
                 0.0
             } else {
                 let e = self.graph.find_edge(path[i - 1], *n)?;
-                mode.speed_mps(self.graph[e].class)
+                let class = self.graph[e].class;
+                if mode.may_use(class) {
+                    mode.speed_mps(class)
+                } else {
+                    Mode::Foot.speed_mps(class)
+                }
             };
             out.push((self.graph[*n], speed));
         }

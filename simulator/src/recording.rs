@@ -85,6 +85,9 @@ pub struct Truth {
     pub intent: bool,
     /// The pair's scripted incident, for per-scenario figures.
     pub incident: Option<String>,
+    /// The fix interval at the onset, seconds: the yardstick for detection
+    /// delay (the bracelet's; for proximity the slower of both devices').
+    pub fix_interval_s: f64,
 }
 
 #[derive(Debug, thiserror::Error)]

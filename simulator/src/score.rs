@@ -99,6 +99,8 @@ pub struct Score {
     /// From the true onset to the alarm, breaches only.
     pub delay_p50_s: Option<f64>,
     pub delay_p95_s: Option<f64>,
+    /// The same in units of the bracelet's fix interval at the onset.
+    pub delay_p95_fix_intervals: Option<f64>,
     /// Contact-ban time in `position_unknown`, hours per pair-day.
     pub unknown_hours_per_pair_day: f64,
     pub by_truth: BTreeMap<String, (u32, u32)>,
@@ -106,6 +108,8 @@ pub struct Score {
     /// What was missed and what was false, for reading.
     pub missed_list: Vec<String>,
     pub false_list: Vec<String>,
+    /// The slowest detections, slowest first.
+    pub slowest: Vec<String>,
 }
 
 struct Episode {
@@ -197,6 +201,8 @@ pub fn score(recording: &Recording, alerts: &[AlertLine]) -> Score {
     let (mut detected, mut missed, mut scripted_detected, mut scripted_missed) = (0, 0, 0, 0);
     let (mut brief_detected, mut brief_missed) = (0, 0);
     let mut delays = Vec::new();
+    let mut delay_intervals = Vec::new();
+    let mut slow: Vec<(f64, String)> = Vec::new();
     let mut by_truth: BTreeMap<String, (u32, u32)> = BTreeMap::new();
     let mut missed_list = Vec::new();
     for t in &recording.truth {
@@ -248,6 +254,18 @@ pub fn score(recording: &Recording, alerts: &[AlertLine]) -> Score {
                 ) {
                     let delay = ((alarm - t.start_ms) as f64 / 1000.0).max(0.0);
                     delays.push(delay);
+                    delay_intervals.push(delay / t.fix_interval_s.max(1.0));
+                    slow.push((
+                        delay / t.fix_interval_s.max(1.0),
+                        format!(
+                            "{} {} at {}: {delay:.0} s with fixes every {:.0} s ({})",
+                            t.case,
+                            t.kind.name(),
+                            jiff::Timestamp::from_millisecond(t.start_ms).unwrap_or_default(),
+                            t.fix_interval_s,
+                            t.incident.as_deref().unwrap_or("unscripted")
+                        ),
+                    ));
                     incident_delays.entry(incident).or_default().push(delay);
                 }
             }
@@ -301,6 +319,7 @@ pub fn score(recording: &Recording, alerts: &[AlertLine]) -> Score {
         by_incident.entry(incident).or_default().encounter_alerts += 1;
     }
     delays.sort_by(f64::total_cmp);
+    delay_intervals.sort_by(f64::total_cmp);
     for (incident, mut d) in incident_delays {
         d.sort_by(f64::total_cmp);
         let row = by_incident.entry(incident).or_default();
@@ -334,6 +353,7 @@ pub fn score(recording: &Recording, alerts: &[AlertLine]) -> Score {
         warnings: episodes.values().filter(|e| e.warning).count() as u32,
         delay_p50_s: percentile(&delays, 0.5),
         delay_p95_s: percentile(&delays, 0.95),
+        delay_p95_fix_intervals: percentile(&delay_intervals, 0.95),
         unknown_hours_per_pair_day: if pair_days > 0.0 {
             unknown_ms as f64 / 3.6e6 / pair_days
         } else {
@@ -343,6 +363,10 @@ pub fn score(recording: &Recording, alerts: &[AlertLine]) -> Score {
         by_incident,
         missed_list,
         false_list,
+        slowest: {
+            slow.sort_by(|a, b| b.0.total_cmp(&a.0));
+            slow.into_iter().take(10).map(|(_, s)| s).collect()
+        },
     }
 }
 
@@ -373,6 +397,12 @@ impl std::fmt::Display for Score {
         )?;
         writeln!(f, "| detection delay p50 | {} |", secs(self.delay_p50_s))?;
         writeln!(f, "| detection delay p95 | {} |", secs(self.delay_p95_s))?;
+        writeln!(
+            f,
+            "| detection delay p95, in fix intervals of the bracelet at the onset | {} |",
+            self.delay_p95_fix_intervals
+                .map_or("–".into(), |v| format!("{v:.2}"))
+        )?;
         writeln!(
             f,
             "| encounters alerted (close, no intent) | {} |",
@@ -418,6 +448,9 @@ impl std::fmt::Display for Score {
         }
         for m in self.false_list.iter().take(20) {
             writeln!(f, "false: {m}")?;
+        }
+        for m in self.slowest.iter().take(5) {
+            writeln!(f, "slowest: {m}")?;
         }
         Ok(())
     }

@@ -24,7 +24,7 @@ pub const ZONE_RADIUS_M: f64 = 200.0;
 pub const ZONE_BUFFER_M: f64 = 100.0;
 pub const ALARM_M: f64 = 200.0;
 pub const WARNING_M: f64 = 500.0;
-pub const CURFEW_RADIUS_M: f64 = 100.0;
+pub const CURFEW_RADIUS_M: f64 = 150.0;
 pub const CURFEW_GRACE_S: f64 = 600.0;
 /// Curfew hours, every night, local time.
 pub const CURFEW_FROM_H: f64 = 23.0;
@@ -627,8 +627,34 @@ fn pair_truth(config: &SimConfig, pair: &Pair, horizon: f64) -> Vec<Truth> {
         };
         meant && pair.script.is_some_and(|(a, b)| from <= b && to >= a)
     };
+    let iv = &config.scenario.intervals;
+    // The yardstick for delay: the bracelet's fix interval around the onset
+    // (someone who arrives and stops reports at the idle rate from then);
+    // for a contact ban the slower of both devices', as both fixes count.
+    let interval_around = |kind: TruthKind, t: f64| {
+        let s = pair.offender.plan.state_at(t);
+        let bracelet =
+            if distance_m(s.position, pair.victim.home) < iv.pursuit_within_m + ZONE_RADIUS_M {
+                iv.pursuit_s
+            } else if s.moving {
+                iv.moving_s
+            } else {
+                iv.idle_s
+            };
+        if matches!(kind, TruthKind::Proximity | TruthKind::Encounter) {
+            let hers = if pair.victim.plan.state_at(t).moving {
+                iv.moving_s
+            } else {
+                iv.idle_s
+            };
+            bracelet.max(hers)
+        } else {
+            bracelet
+        }
+    };
     let push = |kind: TruthKind, from: f64, to: f64, intent: bool, out: &mut Vec<Truth>| {
         out.push(Truth {
+            fix_interval_s: interval_around(kind, from).max(interval_around(kind, from + 30.0)),
             case: pair.info.case.clone(),
             kind,
             start_ms: config.start.as_millisecond() + (from * 1000.0) as i64,

@@ -15,6 +15,11 @@ pub struct EngineConfig {
     pub clear_min_s: u32,
     /// A fix implying a faster move from the last accepted position is suspect.
     pub max_plausible_speed_mps: f64,
+    /// … and so is one implying a harder speed-up than this from the speed
+    /// the device was last seen moving at: a bracelet standing still does
+    /// not cover 80 m in 5 s, though 80 m in 5 s is no speed for a car.
+    /// Multipath outliers jump like that.
+    pub max_acceleration_mps2: f64,
     /// A fix with a worse reported accuracy is no position at all.
     pub max_usable_accuracy_m: f64,
     /// The uncertainty of the other party's last position grows with its age
@@ -41,6 +46,7 @@ impl Default for EngineConfig {
             clear_margin_m: 25.0,
             clear_min_s: 60,
             max_plausible_speed_mps: 60.0,
+            max_acceleration_mps2: 4.0,
             max_usable_accuracy_m: 500.0,
             stale_position_speed_mps: 2.0,
             position_max_age_s: 600,
@@ -88,6 +94,7 @@ impl EngineConfig {
         );
         for (field, value) in [
             ("max_plausible_speed_mps", self.max_plausible_speed_mps),
+            ("max_acceleration_mps2", self.max_acceleration_mps2),
             ("max_usable_accuracy_m", self.max_usable_accuracy_m),
         ] {
             check(

@@ -122,3 +122,50 @@ proptest! {
         prop_assert!(opened <= 2, "{events:#?}");
     }
 }
+
+/// Found by the Rotterdam simulator (`kordon score`, loiter_edge): an
+/// offender standing 60 m outside a zone, reporting every 5 s, got one
+/// multipath fix 25 m inside with a claimed accuracy of 9 m. 85 m in 5 s is
+/// no speed for a car, so the speed check let it through and it opened a
+/// certain breach; from a standstill nothing covers 85 m in 5 s.
+#[test]
+fn seed_a_multipath_jump_from_standstill_at_a_zone_edge_is_no_breach() {
+    let mut e = zone_and_ban_engine();
+    // The zone is a square of 150 m half side around HOME; stand 60 m east of its edge.
+    let outside = offset(210.0, 0.0);
+    let mut events = Vec::new();
+    for i in 0..12 {
+        events.extend(feed(&mut e, fix("OFF-1", i * 5, outside, 6.0)));
+    }
+    let outcome = e
+        .ingest_fix(&fix("OFF-1", 60, offset(125.0, 0.0), 9.0))
+        .unwrap();
+    assert_eq!(outcome.disposition, kordon_core::Disposition::Suspect);
+    events.extend(outcome.events);
+    for i in 13..20 {
+        events.extend(feed(&mut e, fix("OFF-1", i * 5, outside, 6.0)));
+    }
+    assert!(
+        !events.iter().any(|ev| ev.kind == EventKind::ZoneBreach),
+        "{}",
+        summary(&events)
+    );
+    // Walking in for real is still a breach (the open warning escalates).
+    let mut walk = Vec::new();
+    for (i, east) in [
+        200.0, 190.0, 180.0, 170.0, 160.0, 150.0, 140.0, 130.0, 120.0,
+    ]
+    .iter()
+    .enumerate()
+    {
+        walk.extend(feed(
+            &mut e,
+            fix("OFF-1", 100 + i as i64 * 5, offset(*east, 0.0), 6.0),
+        ));
+    }
+    assert!(
+        walk.iter().any(|ev| ev.kind == EventKind::ZoneBreach),
+        "{}",
+        summary(&walk)
+    );
+}

@@ -697,7 +697,21 @@ impl Engine {
         let Some(accepted) = dev.accepted else {
             return false;
         };
-        if implied_speed_mps(&accepted, &sample) <= max {
+        // How fast it was going when last accepted: from the fix before
+        // that one, noise granted. Then the farthest it could have got.
+        let was_going = dev
+            .history
+            .entries()
+            .filter(|e| e.ts < accepted.ts)
+            .max_by_key(|e| e.ts)
+            .map_or(max, |e| implied_speed_mps(&e.sample(), &accepted));
+        let dt = seconds_between(accepted.ts, sample.ts);
+        let reachable =
+            (was_going * dt + 0.5 * self.config.max_acceleration_mps2 * dt * dt).min(max * dt);
+        let moved =
+            (accepted.ecef.distance_m(&sample.ecef) - accepted.accuracy_m - sample.accuracy_m)
+                .max(0.0);
+        if moved <= reachable {
             return false;
         }
         if dev

@@ -1,0 +1,194 @@
+//! The simulator: its road graph, reproducible recordings, and the scorer
+//! on recordings with known answers.
+
+use jiff::Timestamp;
+use kordon_sim::graph::Mode;
+use kordon_sim::recording::{Message, PairInfo, Truth, TruthKind, FORMAT};
+use kordon_sim::score::{read_alerts, score};
+use kordon_sim::sim::default_start;
+use kordon_sim::{generate, Recording, Scenario, SimConfig, World};
+use rand::SeedableRng;
+
+fn world() -> &'static (World, kordon_sim::graph::Connectivity) {
+    static WORLD: std::sync::OnceLock<(World, kordon_sim::graph::Connectivity)> =
+        std::sync::OnceLock::new();
+    WORLD.get_or_init(|| World::load().expect("the shipped geodata loads"))
+}
+
+#[test]
+fn the_largest_component_covers_most_of_the_road_length_and_random_places_route() {
+    let (world, connectivity) = world();
+    eprintln!("{connectivity}");
+    assert!(connectivity.largest_share > 0.8, "{connectivity}");
+    assert!(connectivity.total_length_km > 3000.0, "{connectivity}");
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(11);
+    let mut failures = Vec::new();
+    for _ in 0..40 {
+        let (a, b) = (world.random_place(&mut rng), world.random_place(&mut rng));
+        for mode in [Mode::Car, Mode::Bike] {
+            match world.graph.route(a, b, mode) {
+                Some(route) => {
+                    assert_eq!(route.first().map(|p| p.0), Some(world.point(a)));
+                    assert_eq!(route.last().map(|p| p.0), Some(world.point(b)));
+                }
+                None => failures.push((a, b, mode)),
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of 80 routes missing: {failures:?}",
+        failures.len()
+    );
+}
+
+fn config(seed: u64, scenario: &str) -> SimConfig {
+    let text = std::fs::read_to_string(format!(
+        "{}/scenarios/{scenario}.toml",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap();
+    SimConfig {
+        seed,
+        pairs: 4,
+        hours: 16,
+        start: default_start(),
+        scenario: Scenario::parse(&text).unwrap(),
+        scenario_text: text,
+    }
+}
+
+#[test]
+fn the_same_seed_gives_byte_identical_recordings() {
+    let (world, _) = world();
+    let first = generate(world, &config(42, "standard_day")).to_bytes();
+    let second = generate(world, &config(42, "standard_day")).to_bytes();
+    assert!(first == second, "same seed, different bytes");
+    let other = generate(world, &config(43, "standard_day")).to_bytes();
+    assert!(first != other, "another seed, the same bytes");
+    let back = Recording::from_bytes(&first).unwrap();
+    assert_eq!(back.seed, 42);
+    assert!(back.fixes() > 1000);
+    assert!(
+        back.messages.windows(2).all(|w| w[0].at_ms <= w[1].at_ms),
+        "in publication order"
+    );
+}
+
+#[test]
+fn every_shipped_scenario_parses_and_a_scripted_approach_has_its_truth() {
+    for entry in std::fs::read_dir(format!("{}/scenarios", env!("CARGO_MANIFEST_DIR"))).unwrap() {
+        let path = entry.unwrap().path();
+        Scenario::parse(&std::fs::read_to_string(&path).unwrap())
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    }
+    let (world, _) = world();
+    let r = generate(world, &config(5, "approach_home"));
+    assert!(r
+        .pair_info
+        .iter()
+        .all(|p| p.incident.as_deref() == Some("approach_home")));
+    for p in &r.pair_info {
+        assert!(
+            r.truth
+                .iter()
+                .any(|t| t.case == p.case && t.kind == TruthKind::Zone && t.intent),
+            "case {} has no zone truth",
+            p.case
+        );
+    }
+}
+
+fn ms(hhmmss: &str) -> i64 {
+    format!("2026-11-30T{hhmmss}Z")
+        .parse::<Timestamp>()
+        .unwrap()
+        .as_millisecond()
+}
+
+fn truth(kind: TruthKind, from: &str, to: &str, intent: bool) -> Truth {
+    Truth {
+        case: "SIM-0001".into(),
+        kind,
+        start_ms: ms(from),
+        end_ms: ms(to),
+        intent,
+        incident: Some("approach_home".into()),
+        fix_interval_s: 10.0,
+    }
+}
+
+fn alert(id: &str, event: &str, kind: &str, ts: &str) -> String {
+    format!(
+        r#"{{"id":"{id}","event":"{event}","kind":"{kind}","case":"SIM-0001","role":"offender","ts":"2026-11-30T{ts}Z"}}"#
+    )
+}
+
+#[test]
+fn the_scorer_finds_a_missed_breach_a_false_alert_a_late_alert_and_an_encounter() {
+    let recording = Recording {
+        format: FORMAT,
+        seed: 0,
+        scenario: "hand-made".into(),
+        scenario_toml: String::new(),
+        pairs: 1,
+        hours: 24,
+        start_ms: ms("00:00:00"),
+        cases: Vec::new(),
+        pair_info: vec![PairInfo {
+            case: "SIM-0001".into(),
+            offender: "OFF-0001".into(),
+            victim: "VIC-0001".into(),
+            incident: Some("approach_home".into()),
+            curfew: false,
+        }],
+        messages: Vec::<Message>::new(),
+        truth: vec![
+            // Caught 20 s late, after a warning that escalated.
+            truth(TruthKind::Zone, "10:00:00", "10:10:00", true),
+            // Never alerted.
+            truth(TruthKind::Proximity, "12:00:00", "12:05:00", true),
+            // Close without intent, alerted: an encounter, not false.
+            truth(TruthKind::Encounter, "14:00:00", "14:01:00", false),
+        ],
+    };
+    let lines = [
+        alert("a", "opened", "zone_warning", "09:59:50"),
+        alert("a", "updated", "zone_breach", "10:00:20"),
+        alert("a", "cleared", "zone_breach", "10:12:00"),
+        alert("b", "opened", "proximity_breach", "14:00:10"),
+        alert("c", "opened", "zone_breach", "15:00:00"),
+        alert("d", "opened", "gps_lost", "16:00:00"),
+    ]
+    .join("\n");
+    let s = score(&recording, &read_alerts(&lines).unwrap());
+    assert_eq!((s.detected, s.missed), (1, 1));
+    assert_eq!((s.scripted_detected, s.scripted_missed), (1, 1));
+    assert_eq!(s.false_alerts, 1);
+    assert_eq!(s.encounter_alerts, 1);
+    assert_eq!(s.delay_p50_s, Some(20.0));
+    assert_eq!(s.delay_p95_s, Some(20.0));
+    assert_eq!(s.delay_p95_fix_intervals, Some(2.0));
+    assert!((s.false_alerts_per_pair_day - 1.0).abs() < 1e-9);
+    assert_eq!(s.warnings, 1);
+    assert!(
+        s.missed_list[0].starts_with("SIM-0001 proximity"),
+        "{:?}",
+        s.missed_list
+    );
+    let json = serde_json::to_value(&s).unwrap();
+    for key in [
+        "detected",
+        "missed",
+        "false_alerts",
+        "false_alerts_per_pair_day",
+        "delay_p50_s",
+        "delay_p95_s",
+    ] {
+        assert!(json.get(key).is_some(), "{key} in the JSON");
+    }
+    // A line that is no alert is named.
+    assert!(read_alerts("{\"id\":1}")
+        .unwrap_err()
+        .starts_with("line 1:"));
+}
