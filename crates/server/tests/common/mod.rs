@@ -208,15 +208,25 @@ impl Kordon {
         escalate_after_s: u32,
         via: Option<String>,
     ) -> Kordon {
+        let files: Vec<(String, String)> = cases
+            .iter()
+            .map(|case| (case.id.to_lowercase(), case.json().to_string()))
+            .collect();
+        Self::start_files(broker, &files, escalate_after_s, via).await
+    }
+
+    /// Starts kordon with case files given as (name, JSON text).
+    pub async fn start_files(
+        broker: &Broker,
+        files: &[(String, String)],
+        escalate_after_s: u32,
+        via: Option<String>,
+    ) -> Kordon {
         let dir = temp_dir("kordon");
         let case_dir = dir.join("cases");
         std::fs::create_dir_all(&case_dir).unwrap();
-        for case in cases {
-            std::fs::write(
-                case_dir.join(format!("{}.json", case.id.to_lowercase())),
-                case.json().to_string(),
-            )
-            .unwrap();
+        for (name, json) in files {
+            std::fs::write(case_dir.join(format!("{name}.json")), json).unwrap();
         }
         let client_id = format!("kordon-test-{}", unique());
         let url = via.unwrap_or_else(|| broker.url().to_string());
