@@ -88,7 +88,8 @@ impl Track {
     }
 
     /// Feeds one in-order fix's assessment. `suspect` fixes may raise possible
-    /// evidence but never clear anything. `derive_id` names the episode once
+    /// evidence but never clear anything, and never confirm it alone, even
+    /// where one possible fix would do: an outlier is one fix. `derive_id` names the episode once
     /// its onset is known. Returns the episode as the event should report it.
     pub fn step(
         &mut self,
@@ -107,9 +108,12 @@ impl Track {
         } else {
             self.run_start = None;
         }
+        let needed = config
+            .possible_confirmations
+            .max(if suspect { 2 } else { 1 });
         let confirmed = |c: Option<Certainty>, streak: u8| match c {
             Some(Certainty::Certain) => true,
-            Some(Certainty::Possible) => streak >= config.possible_confirmations.max(1),
+            Some(Certainty::Possible) => streak >= needed,
             None => false,
         };
         let breach = confirmed(a.breach, self.breach_streak);

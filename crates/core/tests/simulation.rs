@@ -130,7 +130,28 @@ proptest! {
 /// certain breach; from a standstill nothing covers 85 m in 5 s.
 #[test]
 fn seed_a_multipath_jump_from_standstill_at_a_zone_edge_is_no_breach() {
-    let mut e = zone_and_ban_engine();
+    // Also where a single possible fix opens an episode (the pilot's
+    // setting): a suspect fix never confirms itself.
+    for confirmations in [2, 1] {
+        multipath_jump_at_the_edge(EngineConfig {
+            possible_confirmations: confirmations,
+            ..EngineConfig::default()
+        });
+    }
+}
+
+fn multipath_jump_at_the_edge(config: EngineConfig) {
+    let mut e = engine_with_config(
+        config,
+        vec![case(
+            "RTM-1",
+            RiskLevel::High,
+            vec![
+                order("home", square_zone(150.0, Some(250.0))),
+                order("contact", contact_ban(1000.0, 300.0)),
+            ],
+        )],
+    );
     // The zone is a square of 150 m half side around HOME; stand 60 m east of its edge.
     let outside = offset(210.0, 0.0);
     let mut events = Vec::new();

@@ -56,6 +56,11 @@ dir = "{cases}"
 [journal]
 dir = "{journal}"
 durability = "process"
+
+# As config/kordon.toml: tuned on simulated days.
+[engine]
+possible_confirmations = 1
+stale_position_speed_mps = 1.0
 "#,
         mqtt = settings.mqtt,
         http = settings.http,
