@@ -36,17 +36,11 @@ fn fix_record(n: u64, devices: u64) -> Entry {
     let lat = lat + (2000.0 + (step % 100) as f64 * 20.0) / 111_195.0;
     Entry::for_cases(
         Record::Fix {
-            fix: Fix::new(
-                DeviceId::new(&format!("OFF-{device:05}")),
-                ts,
-                lat,
-                lon,
-                6.5,
-            )
-            .with_seq(step),
+            fix: Fix::new(DeviceId::new(format!("OFF-{device:05}")), ts, lat, lon, 6.5)
+                .with_seq(step),
             received: ts + SignedDuration::from_millis(180),
         },
-        vec![CaseId::new(&format!("RTM-{device:05}"))],
+        vec![CaseId::new(format!("RTM-{device:05}"))],
     )
 }
 
@@ -167,7 +161,7 @@ fn recovery(dir: &Path, cases: u64, records: u64) {
                 at: t0(),
             };
             core.replay(record.clone());
-            Entry::for_cases(record, vec![CaseId::new(&format!("RTM-{n:05}"))])
+            Entry::for_cases(record, vec![CaseId::new(format!("RTM-{n:05}"))])
         })
         .collect();
     journal.append(&upserts).unwrap();

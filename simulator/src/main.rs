@@ -130,7 +130,7 @@ fn main() -> ExitCode {
 }
 
 fn run(sim: &Sim, broker: &str, speed: f64, out: Option<PathBuf>) -> Result<(), String> {
-    if !(speed > 0.0) {
+    if !(speed.is_finite() && speed > 0.0) {
         return Err("--speed must be positive".into());
     }
     // Today from local midnight, published from now on: never in the future.

@@ -291,24 +291,25 @@ pub fn score(recording: &Recording, alerts: &[AlertLine]) -> Score {
     let mut false_list = Vec::new();
     for id in &order {
         let e = &episodes[id];
-        if e.family.is_some() && e.alarm_ms.is_some() && !matched.contains(id) {
-            if e.family == Some(Family::VictimOffline) {
-                continue; // a device dying without a script is not a false alarm
-            }
-            false_alerts += 1;
-            let incident = incident_of
-                .get(e.case.as_str())
-                .cloned()
-                .unwrap_or_else(|| "none".into());
-            by_incident.entry(incident).or_default().false_alerts += 1;
-            false_list.push(format!(
-                "{} {:?} alert {} at {}",
-                e.case,
-                e.family.expect("checked"),
-                e.id,
-                jiff::Timestamp::from_millisecond(e.alarm_ms.expect("checked")).unwrap_or_default()
-            ));
+        let (Some(family), Some(alarm)) = (e.family, e.alarm_ms) else {
+            continue;
+        };
+        // Her device dying without a script is not a false alarm.
+        if matched.contains(id) || family == Family::VictimOffline {
+            continue;
         }
+        false_alerts += 1;
+        let incident = incident_of
+            .get(e.case.as_str())
+            .cloned()
+            .unwrap_or_else(|| "none".into());
+        by_incident.entry(incident).or_default().false_alerts += 1;
+        false_list.push(format!(
+            "{} {family:?} alert {} at {}",
+            e.case,
+            e.id,
+            jiff::Timestamp::from_millisecond(alarm).unwrap_or_default()
+        ));
     }
     for id in &encounter_ids {
         let case = &episodes[id].case;

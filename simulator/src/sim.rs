@@ -440,7 +440,7 @@ fn local_hour(t: f64) -> f64 {
 
 fn in_curfew(t: f64) -> bool {
     let h = local_hour(t);
-    h >= CURFEW_FROM_H || h < CURFEW_TO_H
+    !(CURFEW_TO_H..CURFEW_FROM_H).contains(&h)
 }
 
 /// One device's messages over the horizon.

@@ -505,14 +505,14 @@ fn hash_column(bytes: Vec<u8>) -> Hash {
     h
 }
 
+/// Where each case's chain ends: its last record and link.
+type CaseHeads = HashMap<CaseId, (u64, Hash)>;
+
 /// A row as stored: seq, body, digest, chain.
 type RawRecord = (i64, Option<Vec<u8>>, Vec<u8>, Vec<u8>);
 
 /// Checks every record's digest, the chain, and every case's chain.
-fn verify(
-    conn: &Connection,
-    path: &Path,
-) -> Result<(Verified, HashMap<CaseId, (u64, Hash)>), JournalError> {
+fn verify(conn: &Connection, path: &Path) -> Result<(Verified, CaseHeads), JournalError> {
     let started = Instant::now();
     let mut last_good = 0u64;
     let mut head = GENESIS;
