@@ -181,6 +181,32 @@ fn run(ops: &[Op]) -> Vec<Event> {
     run_restoring_at(ops, &[])
 }
 
+/// Runs `ops`; before op `cut` the engine is restored from its snapshot
+/// and given `config`.
+fn run_reconfiguring_at(ops: &[Op], cut: usize, config: EngineConfig) -> Vec<Event> {
+    let mut events = Vec::new();
+    let (first, rest) = ops.split_at(cut.min(ops.len()));
+    let mut e = Engine::new(EngineConfig::default());
+    e.upsert_case(full_case(), t0()).unwrap();
+    let mut now = 0i64;
+    let mut seq = 0u64;
+    for op in first {
+        events.extend(apply(&mut e, op, &mut now, &mut seq));
+    }
+    let mut e = Engine::restore(&e.snapshot()).unwrap();
+    e.reconfigure(config, at(now));
+    // Ticks close together, so that a deadline the queue lost under the
+    // new thresholds shows before an old one covers it.
+    for _ in 0..90 {
+        now += 10;
+        events.extend(e.tick(at(now)));
+    }
+    for op in rest {
+        events.extend(apply(&mut e, op, &mut now, &mut seq));
+    }
+    events
+}
+
 /// Runs `ops`, replacing the engine by one restored from its snapshot
 /// before each op whose index is in `restore_before`: what a restart does.
 fn run_restoring_at(ops: &[Op], restore_before: &[usize]) -> Vec<Event> {
@@ -193,55 +219,61 @@ fn run_restoring_at(ops: &[Op], restore_before: &[usize]) -> Vec<Event> {
         if restore_before.contains(&i) {
             e = Engine::restore(&e.snapshot()).unwrap();
         }
-        match op {
-            Op::Fix {
-                victim,
-                east,
-                north,
-                accuracy,
-                dt,
-                seq: repeat,
-            } => {
-                now += dt;
-                // Now and then reuse a sequence number: a redelivery.
-                if *repeat != 0 {
-                    seq += 1;
-                }
-                let device = if *victim { "VIC-1" } else { "OFF-1" };
-                let f = fix(device, now, offset(*east, *north), *accuracy).with_seq(seq);
-                events.extend(e.ingest_fix(&f).unwrap().events);
-            }
-            Op::Late { east, north, back } => {
-                let f = fix("OFF-1", now - back, offset(*east, *north), 10.0);
-                events.extend(e.ingest_fix(&f).unwrap().events);
-            }
-            Op::Tick { dt } => {
-                now += dt;
-                events.extend(e.tick(at(now)));
-            }
-            Op::Strap { tampered, dt } => {
-                now += dt;
-                let s = Status {
-                    strap: Some(if *tampered {
-                        StrapState::Tampered
-                    } else {
-                        StrapState::Ok
-                    }),
-                    ..Status::heartbeat(DeviceId::from("OFF-1"), at(now))
-                };
-                events.extend(e.ingest_status(&s).unwrap());
-            }
-            Op::Battery { pct, dt } => {
-                now += dt;
-                let s = Status {
-                    battery_pct: Some(*pct),
-                    ..Status::heartbeat(DeviceId::from("VIC-1"), at(now))
-                };
-                events.extend(e.ingest_status(&s).unwrap());
-            }
-        }
+        events.extend(apply(&mut e, op, &mut now, &mut seq));
     }
     events
+}
+
+/// One op against the engine; `now` and `seq` carry the run's clock and
+/// sequence numbers.
+fn apply(e: &mut Engine, op: &Op, now: &mut i64, seq: &mut u64) -> Vec<Event> {
+    match op {
+        Op::Fix {
+            victim,
+            east,
+            north,
+            accuracy,
+            dt,
+            seq: repeat,
+        } => {
+            *now += dt;
+            // Now and then reuse a sequence number: a redelivery.
+            if *repeat != 0 {
+                *seq += 1;
+            }
+            let device = if *victim { "VIC-1" } else { "OFF-1" };
+            let f = fix(device, *now, offset(*east, *north), *accuracy).with_seq(*seq);
+            e.ingest_fix(&f).unwrap().events
+        }
+        Op::Late { east, north, back } => {
+            let f = fix("OFF-1", *now - back, offset(*east, *north), 10.0);
+            e.ingest_fix(&f).unwrap().events
+        }
+        Op::Tick { dt } => {
+            *now += dt;
+            e.tick(at(*now))
+        }
+        Op::Strap { tampered, dt } => {
+            *now += dt;
+            let s = Status {
+                strap: Some(if *tampered {
+                    StrapState::Tampered
+                } else {
+                    StrapState::Ok
+                }),
+                ..Status::heartbeat(DeviceId::from("OFF-1"), at(*now))
+            };
+            e.ingest_status(&s).unwrap()
+        }
+        Op::Battery { pct, dt } => {
+            *now += dt;
+            let s = Status {
+                battery_pct: Some(*pct),
+                ..Status::heartbeat(DeviceId::from("VIC-1"), at(*now))
+            };
+            e.ingest_status(&s).unwrap()
+        }
+    }
 }
 
 proptest! {
@@ -260,6 +292,21 @@ proptest! {
         cuts in prop::collection::vec(0usize..150, 1..4),
     ) {
         prop_assert_eq!(run(&ops), run_restoring_at(&ops, &cuts));
+    }
+
+    #[test]
+    fn a_restored_engine_takes_new_thresholds_without_missing_a_deadline(
+        ops in prop::collection::vec(op(), 1..120),
+        cut in 0usize..120,
+        offline_after_s in 60u32..280,
+    ) {
+        // Debug builds check at every tick that the timer queue missed
+        // nothing: deadlines under the new thresholds must all be queued.
+        let config = EngineConfig { offline_after_s, gps_lost_after_s: offline_after_s / 2 + 30, ..EngineConfig::default() };
+        let events = run_reconfiguring_at(&ops, cut, config);
+        if let Err(broken) = episode_invariants(&events) {
+            return Err(TestCaseError::fail(broken));
+        }
     }
 
     #[test]

@@ -274,12 +274,22 @@ impl CoreThread {
         self.envelopes.clear();
     }
 
+    /// Thresholds from kordon.toml that differ from those the restored
+    /// engine ran on take effect now; the journal replayed on the old ones,
+    /// as they were in force then.
+    pub fn apply_engine_config(&mut self, config: &kordon_core::EngineConfig, now: Timestamp) {
+        if self.engine.config() != config {
+            warn!("engine thresholds in the configuration differ from the ones the journal ran on; the new ones apply from now");
+            self.engine.reconfigure(config.clone(), now);
+        }
+    }
+
     /// Ends replay: from here on records go to the journal writer, and
     /// alert messages whose delivery the journal does not confirm are
     /// uncertain until the broker is asked (see [`crate::delivery`]).
-    pub fn go_live(&mut self, journal: Sender<Job<Vec<Envelope>>>, now: Timestamp) {
+    pub fn go_live(&mut self, journal: Sender<Job<Vec<Envelope>>>) {
         self.sink = Sink::Live(journal);
-        self.deliveries.begin_recovery(now);
+        self.deliveries.begin_recovery();
     }
 
     /// Makes the running cases those of the case directory, journaling

@@ -130,8 +130,9 @@ impl Deliveries {
         self.waiting.len()
     }
 
-    /// After replaying the journal: what still waits is uncertain.
-    pub fn begin_recovery(&mut self, now: Timestamp) {
+    /// After replaying the journal: what still waits is uncertain. Fences
+    /// go out when the connection is up ([`Deliveries::connected`]).
+    pub fn begin_recovery(&mut self) {
         if self.waiting.is_empty() {
             return;
         }
@@ -145,8 +146,6 @@ impl Deliveries {
             outstanding: BTreeSet::new(),
             fenced_at: None,
         });
-        // Fences go out when the connection is up; until then, nothing.
-        let _ = now;
     }
 
     /// Connected to the broker: (re)send the fences if recovering.
@@ -286,7 +285,7 @@ mod tests {
         let lost = msg("kordon/v1/devices/VIC-1/warning", "lost");
         d.expect(&taken, t(0));
         d.expect(&lost, t(1));
-        d.begin_recovery(t(5));
+        d.begin_recovery();
         let fences = d.connected(t(6)).publish;
         assert_eq!(fences.len(), ECHO_FILTERS.len());
         // The broker had taken one before the crash: its echo comes first.
@@ -308,7 +307,7 @@ mod tests {
         let mut d = Deliveries::default();
         let lost = msg("kordon/v1/alerts/police", "{}");
         d.expect(&lost, t(0));
-        d.begin_recovery(t(1));
+        d.begin_recovery();
         let old = d.connected(t(2)).publish;
         let _new = d.connected(t(3)).publish;
         for fence in &old {

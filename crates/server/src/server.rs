@@ -276,6 +276,7 @@ pub fn recover_state(
             "records retired by retention were replayed without their content: the state may differ from before"
         );
     }
+    core.apply_engine_config(&config.engine, config.clock.now());
     let stats = RecoveryStats {
         records: verified.records,
         verify: verified.took,
@@ -319,7 +320,7 @@ fn recover(config: &Config, on_damage: OnDamagedJournal) -> Result<Recovered, St
             }
         },
     );
-    core.go_live(writer.sender(), config.clock.now());
+    core.go_live(writer.sender());
     let files =
         cases::case_files(&config.cases.dir).map_err(|e| StartError::Cases(e.to_string()))?;
     let mut problems = Vec::new();

@@ -209,6 +209,43 @@ impl Engine {
         Ok(postcard::from_bytes(rest)?)
     }
 
+    /// Puts new thresholds in force (after a restart restored an engine
+    /// that ran on others): every deadline is computed again from `now`.
+    pub fn reconfigure(&mut self, config: EngineConfig, now: Timestamp) {
+        self.config = config;
+        self.timers.clear();
+        for (slot, dev) in self.devices.iter_mut().enumerate() {
+            if let Some(dev) = dev {
+                dev.timer = None;
+                let deadline = device_deadline(dev, &self.config);
+                arm(
+                    &mut self.timers,
+                    &mut dev.timer,
+                    deadline,
+                    Subject::Device(slot),
+                );
+            }
+        }
+        for (slot, case) in self.cases.iter_mut().enumerate() {
+            if let Some(case) = case {
+                for i in 0..case.orders.len() {
+                    case.orders[i].timer = None;
+                    rearm_order(
+                        &mut self.timers,
+                        &self.config,
+                        &self.tz,
+                        &self.devices,
+                        case,
+                        slot,
+                        i,
+                        now,
+                        None,
+                    );
+                }
+            }
+        }
+    }
+
     pub fn config(&self) -> &EngineConfig {
         &self.config
     }
