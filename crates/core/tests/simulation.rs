@@ -14,8 +14,12 @@ use kordon_core::{Engine, EngineConfig, EventKind, Fix, Phase, RiskLevel};
 use proptest::prelude::*;
 
 fn zone_and_ban_engine() -> Engine {
+    zone_and_ban_engine_with(EngineConfig::default())
+}
+
+fn zone_and_ban_engine_with(config: EngineConfig) -> Engine {
     engine_with_config(
-        EngineConfig::default(),
+        config,
         vec![case(
             "RTM-1",
             RiskLevel::High,
@@ -141,17 +145,7 @@ fn seed_a_multipath_jump_from_standstill_at_a_zone_edge_is_no_breach() {
 }
 
 fn multipath_jump_at_the_edge(config: EngineConfig) {
-    let mut e = engine_with_config(
-        config,
-        vec![case(
-            "RTM-1",
-            RiskLevel::High,
-            vec![
-                order("home", square_zone(150.0, Some(250.0))),
-                order("contact", contact_ban(1000.0, 300.0)),
-            ],
-        )],
-    );
+    let mut e = zone_and_ban_engine_with(config);
     // The zone is a square of 150 m half side around HOME; stand 60 m east of its edge.
     let outside = offset(210.0, 0.0);
     let mut events = Vec::new();
