@@ -470,23 +470,8 @@ fn emit_device(
     let mut t = rng.random_range(0.0..iv.idle_s);
     let mut next_status = rng.random_range(0.0..iv.status_s);
     let end = device.dies_at.unwrap_or(horizon).min(horizon);
-    let battery = |t: f64| -> u8 {
-        // Drains 2.5 %/h and is charged overnight at home; a dying device drains to 0 at its time.
-        match device.dies_at {
-            Some(d) => (device.battery_start * (1.0 - t / d).max(0.0))
-                .round()
-                .clamp(0.0, 100.0) as u8,
-            None => {
-                let h = local_hour(t);
-                let level = if h < 6.0 {
-                    95.0
-                } else {
-                    95.0 - (h - 6.0) * 2.5
-                };
-                level.clamp(5.0, 100.0) as u8
-            }
-        }
-    };
+    let curve = battery_curve(device, person, her_home.is_some(), horizon);
+    let battery = |t: f64| -> u8 { curve.level(t) };
     let publish_delay = |rng: &mut ChaCha8Rng| rng.random_range(200.0..2500.0);
     while t < end {
         // Statuses on their own schedule, before the fix they precede.
@@ -501,7 +486,7 @@ fn emit_device(
                 "strap": strap,
                 "gps": if last_attempt_failed { "no_fix" } else { "ok" },
                 "batt": battery(next_status),
-                "charging": false,
+                "charging": curve.charging(next_status),
             });
             out.push(Message {
                 at_ms: start_ms + (next_status * 1000.0 + publish_delay(rng)) as i64,
@@ -561,6 +546,59 @@ fn emit_device(
             iv.idle_s
         };
     }
+}
+
+/// A device's battery, minute by minute: it drains while worn (faster on
+/// the move) and charges on the charger at home in its owner's charging
+/// hours (a bracelet 21:00–23:00, a phone overnight); a dying device is
+/// never charged and runs out at its time.
+struct BatteryCurve {
+    levels: Vec<f64>,
+    charging: Vec<bool>,
+}
+
+impl BatteryCurve {
+    fn index(&self, t: f64) -> usize {
+        ((t / 60.0) as usize).min(self.levels.len().saturating_sub(1))
+    }
+
+    fn level(&self, t: f64) -> u8 {
+        self.levels[self.index(t)].round().clamp(0.0, 100.0) as u8
+    }
+
+    fn charging(&self, t: f64) -> bool {
+        self.charging[self.index(t)]
+    }
+}
+
+fn battery_curve(device: &Device, person: &Person, bracelet: bool, horizon: f64) -> BatteryCurve {
+    let minutes = (horizon / 60.0) as usize + 2;
+    let mut levels = Vec::with_capacity(minutes);
+    let mut charging = Vec::with_capacity(minutes);
+    let mut level = device.battery_start;
+    for m in 0..minutes {
+        let t = m as f64 * 60.0;
+        let state = person.plan.state_at(t);
+        let hour = local_hour(t);
+        let charge_hours = if bracelet {
+            (21.0..23.0).contains(&hour)
+        } else {
+            !(7.0..23.0).contains(&hour)
+        };
+        let at_home = distance_m(state.position, person.home) < 50.0;
+        let on_charger = device.dies_at.is_none() && charge_hours && at_home;
+        match device.dies_at {
+            Some(dies) => level = device.battery_start * (1.0 - t / dies).max(0.0),
+            None if on_charger => level = (level + 40.0 / 60.0).min(100.0),
+            None => {
+                let per_hour = if state.moving { 3.0 } else { 1.5 };
+                level = (level - per_hour / 60.0).max(1.0);
+            }
+        }
+        levels.push(level);
+        charging.push(on_charger && level < 100.0);
+    }
+    BatteryCurve { levels, charging }
 }
 
 /// What the receiver reports for a true state, or nothing (indoors).
