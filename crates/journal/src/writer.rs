@@ -15,7 +15,7 @@ use jiff::Timestamp;
 use tracing::{error, info, warn};
 
 use crate::snapshot::SnapshotStore;
-use crate::store::{Entry, Journal, JournalError};
+use crate::store::{Entry, Journal};
 
 pub const COMMIT_SECONDS: &str = "kordon_journal_commit_seconds";
 pub const BATCH_RECORDS: &str = "kordon_journal_batch_records";
@@ -205,14 +205,9 @@ fn commit<T>(
                 metrics::counter!(RECORDS).increment(batch.entries.len() as u64);
                 Durable::Yes
             }
-            Err(e @ JournalError::Sqlite { .. }) | Err(e @ JournalError::Io { .. }) => {
-                metrics::counter!(FAILURES).increment(1);
-                error!(error = %e, records = batch.entries.len(), "journal commit failed: these messages will not be acknowledged");
-                Durable::No(e.to_string())
-            }
             Err(e) => {
                 metrics::counter!(FAILURES).increment(1);
-                error!(error = %e, "journal commit failed");
+                error!(error = %e, records = batch.entries.len(), "journal commit failed: these messages will not be acknowledged");
                 Durable::No(e.to_string())
             }
         }

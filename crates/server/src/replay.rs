@@ -9,7 +9,7 @@ use std::io::Write;
 use std::time::{Duration, Instant};
 
 use jiff::{SignedDuration, Timestamp};
-use kordon_alert::{topics, AlertDesk, AlertSettings};
+use kordon_alert::{topics, AlertDesk, AlertSettings, Outbound};
 use kordon_core::{Case, Engine, EngineConfig, Event};
 use kordon_ingest::{Decoder, Limits, Message};
 use kordon_sim::Recording;
@@ -47,6 +47,23 @@ impl Replay {
         }
     }
 
+    /// Writes what the monitoring topic would carry, one line each.
+    fn emit(
+        messages: Vec<Outbound>,
+        out: &mut impl Write,
+        done: &mut Replayed,
+    ) -> std::io::Result<()> {
+        for message in messages
+            .into_iter()
+            .filter(|m| m.topic == topics::MONITORING)
+        {
+            out.write_all(&message.payload)?;
+            out.write_all(b"\n")?;
+            done.alert_messages += 1;
+        }
+        Ok(())
+    }
+
     fn route(
         &mut self,
         events: &[Event],
@@ -55,13 +72,7 @@ impl Replay {
         done: &mut Replayed,
     ) -> std::io::Result<()> {
         for event in events {
-            for message in self.desk.route(event, now) {
-                if message.topic == topics::MONITORING {
-                    out.write_all(&message.payload)?;
-                    out.write_all(b"\n")?;
-                    done.alert_messages += 1;
-                }
-            }
+            Self::emit(self.desk.route(event, now), out, done)?;
         }
         Ok(())
     }
@@ -74,14 +85,7 @@ impl Replay {
     ) -> std::io::Result<()> {
         let events = self.engine.tick(now);
         self.route(&events, now, out, done)?;
-        for message in self.desk.tick(now) {
-            if message.topic == topics::MONITORING {
-                out.write_all(&message.payload)?;
-                out.write_all(b"\n")?;
-                done.alert_messages += 1;
-            }
-        }
-        Ok(())
+        Self::emit(self.desk.tick(now), out, done)
     }
 
     /// Runs the whole recording, writing alert lines to `out`. `progress`
