@@ -299,10 +299,16 @@ proptest! {
         ops in prop::collection::vec(op(), 1..120),
         cut in 0usize..120,
         offline_after_s in 60u32..280,
+        position_max_age_s in 60u32..900,
     ) {
         // Debug builds check at every tick that the timer queue missed
         // nothing: deadlines under the new thresholds must all be queued.
-        let config = EngineConfig { offline_after_s, gps_lost_after_s: offline_after_s / 2 + 30, ..EngineConfig::default() };
+        let config = EngineConfig {
+            offline_after_s,
+            gps_lost_after_s: offline_after_s / 2 + 30,
+            position_max_age_s,
+            ..EngineConfig::default()
+        };
         let events = run_reconfiguring_at(&ops, cut, config);
         if let Err(broken) = episode_invariants(&events) {
             return Err(TestCaseError::fail(broken));
@@ -319,6 +325,41 @@ proptest! {
 }
 
 // Seeds from failures the properties above found; each stays as a test.
+
+/// The offender's first fix, stamped 10:02:53, arrived at 10:06:58, after the
+/// tick that found the bracelet offline since 10:05:00 (watching began at
+/// 10:00 and the threshold was 300 s), and ended that episode. Lowering the
+/// threshold to 127 s then found it offline since 10:02:53 + 127 s = 10:05:00
+/// again: a new episode under the ended one's id.
+#[test]
+fn seed_a_lowered_threshold_does_not_reopen_an_ended_offline_episode() {
+    let ops = [
+        Op::Tick { dt: 418 },
+        Op::Late {
+            east: 0.0,
+            north: 0.0,
+            back: 245,
+        },
+    ];
+    let config = EngineConfig {
+        offline_after_s: 127,
+        gps_lost_after_s: 127 / 2 + 30,
+        ..EngineConfig::default()
+    };
+    let events = run_reconfiguring_at(&ops, 2, config);
+    episode_invariants(&events).unwrap();
+    let offline: Vec<&Event> = events
+        .iter()
+        .filter(|ev| {
+            ev.device.as_str() == "OFF-1" && ev.kind == kordon_core::EventKind::DeviceOffline
+        })
+        .collect();
+    let phases: Vec<Phase> = offline.iter().map(|ev| ev.phase).collect();
+    assert_eq!(phases, [Phase::Opened, Phase::Cleared, Phase::Opened]);
+    assert_ne!(offline[0].id, offline[2].id);
+    // Counted from when it was found: the first tick under the new threshold.
+    assert_eq!(offline[2].onset, at(428));
+}
 
 /// rstar's `nearest_neighbor` pruned away the nearest edge of a spiky polygon
 /// with an edge index (georust/rstar#13).

@@ -698,6 +698,7 @@ impl Engine {
             .gps_lost
             .take_if(|onset| after(latest, gps_lost_after) > *onset);
         if let Some(onset) = cleared {
+            dev.gps_lost_ended = Some(onset);
             let dev = &*dev;
             fan_out(
                 &self.cases,
@@ -1000,6 +1001,7 @@ impl Engine {
             .offline
             .take_if(|onset| after(now, config.offline_after_s) > *onset)
         {
+            dev.offline_ended = Some(onset);
             changes.push((EventKind::DeviceOffline, onset, Phase::Cleared));
         }
         // A message older than the newest says nothing about the strap or

@@ -197,6 +197,10 @@ pub(super) struct DeviceState {
     pub(super) battery: Option<(EventKind, Timestamp)>,
     pub(super) gps_lost: Option<Timestamp>,
     pub(super) offline: Option<Timestamp>,
+    /// Onsets of the GPS-lost and offline episodes that ended last: the
+    /// next one of each kind must begin after it (see `next_onset`).
+    pub(super) gps_lost_ended: Option<Timestamp>,
+    pub(super) offline_ended: Option<Timestamp>,
     /// The earliest time this device is queued to be looked at again.
     pub(super) timer: Option<Timestamp>,
 }
@@ -217,6 +221,8 @@ impl DeviceState {
             battery: None,
             gps_lost: None,
             offline: None,
+            gps_lost_ended: None,
+            offline_ended: None,
             timer: None,
         }
     }
