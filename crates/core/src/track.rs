@@ -38,9 +38,10 @@ pub struct Track {
     run_start: Option<Timestamp>,
     /// First fix of the current unbroken run clear by the margin.
     clear_since: Option<Timestamp>,
-    /// The episode closed last. Ids derive from onsets, so an input stamped
-    /// before the tick that closed an episode could otherwise open it again.
-    last_closed: Option<EpisodeId>,
+    /// The episode closed last, and when. Ids derive from onsets, so an
+    /// input stamped before the tick that closed an episode could otherwise
+    /// open it again.
+    last_closed: Option<(EpisodeId, Timestamp)>,
 }
 
 /// The two kinds an order's episode can have, and how its id is derived.
@@ -68,18 +69,28 @@ impl Track {
         self.clear_since = None;
     }
 
-    /// Closes the open episode, if any.
-    pub fn close(&mut self, reason: ClearReason) -> Option<(OpenEpisode, Transition)> {
+    /// Closes the open episode, if any, at `at`.
+    pub fn close(
+        &mut self,
+        reason: ClearReason,
+        at: Timestamp,
+    ) -> Option<(OpenEpisode, Transition)> {
         self.reset_evidence();
         let episode = self.open.take()?;
-        self.last_closed = Some(episode.id);
+        self.last_closed = Some((episode.id, at));
         Some((episode, Transition::Cleared(reason)))
+    }
+
+    /// When the episode `id` closed, if it is the one that closed last.
+    pub fn closed_at(&self, id: EpisodeId) -> Option<Timestamp> {
+        self.last_closed
+            .and_then(|(closed, at)| (closed == id).then_some(at))
     }
 
     /// Opens `episode` unless it is the one that just ended. The one place
     /// an episode begins.
     pub fn begin(&mut self, episode: OpenEpisode) -> Option<(OpenEpisode, Transition)> {
-        if self.open.is_some() || self.last_closed == Some(episode.id) {
+        if self.open.is_some() || self.closed_at(episode.id).is_some() {
             return None;
         }
         self.clear_since = None;
@@ -143,7 +154,7 @@ impl Track {
                 if at.duration_since(since).as_secs() >= i64::from(config.clear_min_s) {
                     open.reported_distance_m = Some(a.distance_m);
                     open.certainty = None;
-                    return self.close(ClearReason::Resolved);
+                    return self.close(ClearReason::Resolved, at);
                 }
             }
             return None;

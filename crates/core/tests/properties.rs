@@ -461,6 +461,74 @@ fn seed_fresh_party_does_not_end_position_unknown() {
     );
 }
 
+/// The pair went unknown at 10:10:13 under the 600 s position age and a
+/// victim fix at 10:10:16 ended that. Lowering the age to 488 s put the
+/// offender's last fix (10:02:05) out of date at 10:10:13 again: the same id,
+/// so the episode was refused, and the order lost its unknown deadline; the
+/// pair's next unknown spell (10:33:25) went unreported.
+#[test]
+fn seed_a_shorter_position_age_keeps_the_unknown_deadline_queued() {
+    let still = Op::Fix {
+        victim: false,
+        east: 0.0,
+        north: 0.0,
+        accuracy: 3.0,
+        dt: 1,
+        seq: 0,
+    };
+    let at_east = |victim, east, dt| Op::Fix {
+        victim,
+        east,
+        north: 0.0,
+        accuracy: 3.0,
+        dt,
+        seq: 0,
+    };
+    let mut ops = vec![still.clone(); 12];
+    ops.extend([
+        at_east(true, -822.2555012224999, 1),
+        at_east(false, 0.0, 18),
+        at_east(false, 0.0, 94),
+        Op::Tick { dt: 488 },
+        Op::Strap {
+            tampered: false,
+            dt: 1,
+        },
+        Op::Strap {
+            tampered: false,
+            dt: 1,
+        },
+        at_east(true, 0.0, 1),
+        at_east(true, 0.0, 1),
+        at_east(false, 1441.3137657901204, 1),
+        Op::Tick { dt: 487 },
+    ]);
+    let config = EngineConfig {
+        offline_after_s: 60,
+        gps_lost_after_s: 60,
+        position_max_age_s: 488,
+        ..EngineConfig::default()
+    };
+    let events = run_reconfiguring_at(&ops, 19, config);
+    episode_invariants(&events).unwrap();
+    let unknown: Vec<(Phase, jiff::Timestamp)> = events
+        .iter()
+        .filter(|ev| ev.kind == kordon_core::EventKind::PositionUnknown)
+        .map(|ev| (ev.phase, ev.onset))
+        .collect();
+    assert_eq!(
+        unknown,
+        [
+            (Phase::Opened, at(613)),
+            (Phase::Cleared, at(613)),
+            // Found at the first tick under the new age.
+            (Phase::Opened, at(626)),
+            (Phase::Cleared, at(626)),
+            (Phase::Opened, at(2005)),
+        ]
+    );
+}
+
 /// Sequences the invariants above once broke (timers, renewal, id families).
 #[test]
 fn seed_sequences_keep_the_episode_invariants() {
