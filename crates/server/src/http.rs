@@ -33,6 +33,7 @@ use tokio::sync::oneshot;
 
 use crate::config::{Role, TokenConfig};
 use crate::core_thread::{Command, PutCaseError};
+use crate::health::Health;
 
 #[derive(Clone)]
 pub struct ApiState {
@@ -40,6 +41,7 @@ pub struct ApiState {
     tokens: Arc<Vec<Token>>,
     metrics: PrometheusHandle,
     clock: crate::clock::Clock,
+    health: Health,
 }
 
 struct Token {
@@ -54,6 +56,7 @@ impl ApiState {
         tokens: &[TokenConfig],
         metrics: PrometheusHandle,
         clock: crate::clock::Clock,
+        health: Health,
     ) -> Self {
         let tokens = tokens
             .iter()
@@ -74,6 +77,7 @@ impl ApiState {
             tokens: Arc::new(tokens),
             metrics,
             clock,
+            health,
         }
     }
 }
@@ -206,11 +210,26 @@ async fn ask<T>(
     }
 }
 
+/// 200 when the engine answers, the broker is connected and the journal
+/// commits; 503 naming each problem otherwise.
 async fn healthz(State(state): State<ApiState>) -> Response {
-    match ask(&state, Command::ListCases).await {
-        Ok(cases) => Json(json!({ "status": "ok", "cases": cases.len() })).into_response(),
-        Err(e) => e.into_response(),
-    }
+    let cases = match ask(&state, Command::ListCases).await {
+        Ok(cases) => cases.len(),
+        Err(e) => return e.into_response(),
+    };
+    let report = state.health.report();
+    let (status, word) = if report.problems.is_empty() {
+        (StatusCode::OK, "ok")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "degraded")
+    };
+    let body = json!({
+        "status": word,
+        "cases": cases,
+        "broker_connected_since": report.broker_connected_since,
+        "problems": report.problems,
+    });
+    (status, Json(body)).into_response()
 }
 
 async fn metrics(caller: Caller, State(state): State<ApiState>) -> Result<Response, ApiError> {

@@ -14,6 +14,7 @@
 //! - [`demo`]: `kordon demo`, everything in one process with the simulator.
 //! - [`mqtt`]: the connection and publisher tasks.
 //! - [`http`]: the API and its roles.
+//! - [`health`]: broker connection and journal commits, for `/healthz`.
 //! - [`replay`]: a recording through the engine on virtual time (`kordon replay`).
 //! - [`cases`]: the case directory.
 //! - [`clock`]: the time drivers stamp inputs with (scaled in the demo).
@@ -27,6 +28,7 @@ pub mod delivery;
 pub mod demo;
 #[cfg(feature = "embedded-broker")]
 pub mod embedded;
+pub mod health;
 pub mod http;
 pub mod metrics;
 pub mod mqtt;

@@ -31,6 +31,7 @@ use tracing::{debug, error, info, warn};
 
 use crate::core_thread::{Command, Envelope};
 use crate::delivery::{is_echo, ECHO_FILTERS};
+use crate::health::Health;
 use crate::metrics as m;
 
 /// Every filter kordon subscribes to: device and operator input, and its
@@ -53,6 +54,7 @@ pub async fn run_connection(
     decoder: Decoder,
     core: Sender<Command>,
     clock: crate::clock::Clock,
+    health: Health,
     mut stopping: watch::Receiver<bool>,
 ) {
     let mut backoff = Backoff::new();
@@ -72,6 +74,7 @@ pub async fn run_connection(
             Ok(Event::Incoming(Incoming::ConnAck(ack))) => {
                 backoff.reset();
                 metrics::gauge!(m::BROKER_CONNECTED).set(1.0);
+                health.broker_connected(clock.now());
                 info!(
                     session_present = ack.session_present,
                     "connected to the broker"
@@ -136,11 +139,13 @@ pub async fn run_connection(
             Ok(Event::Outgoing(Outgoing::Disconnect)) => {
                 info!("disconnected from the broker");
                 metrics::gauge!(m::BROKER_CONNECTED).set(0.0);
+                health.broker_lost(clock.now());
                 return;
             }
             Ok(_) => {}
             Err(error) => {
                 metrics::gauge!(m::BROKER_CONNECTED).set(0.0);
+                health.broker_lost(clock.now());
                 metrics::counter!(m::BROKER_CONNECTION_ERRORS).increment(1);
                 if forwarding.is_none() && matches!(error, ConnectionError::RequestsDone) {
                     return;

@@ -18,6 +18,7 @@ use tracing::{info, warn};
 use crate::cases;
 use crate::config::Config;
 use crate::core_thread::{Command, CoreThread, Envelope, Upkeep};
+use crate::health::Health;
 use crate::http::{self, ApiState};
 use crate::mqtt;
 
@@ -99,7 +100,8 @@ pub async fn start_with(
         }
     };
 
-    let (core, writer, out_rx) = recover(&config, on_damage)?;
+    let health = Health::default();
+    let (core, writer, out_rx) = recover(&config, on_damage, health.clone())?;
     let (core_tx, core_rx) = crossbeam_channel::bounded(CORE_QUEUE);
     let core_thread = std::thread::Builder::new()
         .name("kordon-engine".into())
@@ -116,6 +118,7 @@ pub async fn start_with(
         decoder,
         core_tx.clone(),
         config.clock,
+        health.clone(),
         stopping.clone(),
     ));
     let publisher = tokio::spawn(mqtt::run_publisher(client, out_rx));
@@ -139,6 +142,7 @@ pub async fn start_with(
         &config.http.tokens,
         metrics,
         config.clock,
+        health,
     ));
     let mut http_stopping = stopping.clone();
     let http = tokio::spawn(async move {
@@ -297,10 +301,15 @@ pub fn recover_state(
 /// newest snapshot the journal vouches for, replays the records after it,
 /// starts the journal writer, and brings the cases in line with the case
 /// directory.
-fn recover(config: &Config, on_damage: OnDamagedJournal) -> Result<Recovered, StartError> {
+fn recover(
+    config: &Config,
+    on_damage: OnDamagedJournal,
+    health: Health,
+) -> Result<Recovered, StartError> {
     let (mut core, journal, _) = recover_state(config, on_damage)?;
     let snapshots = SnapshotStore::new(&config.journal.dir);
     let (out_tx, out_rx) = mpsc::unbounded_channel();
+    let clock = config.clock;
     let writer = Writer::spawn(
         journal,
         snapshots,
@@ -309,6 +318,11 @@ fn recover(config: &Config, on_damage: OnDamagedJournal) -> Result<Recovered, St
             linger: Duration::from_millis(config.journal.linger_ms),
         },
         move |durable, batches: Vec<Vec<Envelope>>| {
+            let outcome = match &durable {
+                Durable::Yes => Ok(()),
+                Durable::No(reason) => Err(reason.as_str()),
+            };
+            health.journal_committed(outcome, clock.now());
             for envelope in batches.into_iter().flatten() {
                 // Alerts go out even if the journal failed: a warning not
                 // sent is worse than one not on record. Acks wait for

@@ -139,3 +139,76 @@ async fn messages_decided_before_a_crash_are_published_once_after_it() {
     })
     .await;
 }
+
+/// `/healthz` as a probe sees it: status code and body.
+async fn health(kordon: &Kordon) -> (reqwest::StatusCode, serde_json::Value) {
+    let response = reqwest::get(format!("{}/healthz", kordon.http))
+        .await
+        .unwrap();
+    (response.status(), response.json().await.unwrap())
+}
+
+/// Polls `/healthz` until `wanted` holds; panics with the last answer.
+async fn health_until(
+    kordon: &Kordon,
+    what: &str,
+    wanted: impl Fn(reqwest::StatusCode, &serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let mut last = None;
+    for _ in 0..300 {
+        let (status, body) = health(kordon).await;
+        if wanted(status, &body) {
+            return body;
+        }
+        last = Some((status, body));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("/healthz never showed {what}: last {last:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_journal_that_cannot_commit_turns_health_red_and_alerts_still_go_out() {
+    // The journal does not depend on the broker: the embedded one will do.
+    let broker = brokers().remove(0);
+    let case = TestCase::new("medium");
+    let kordon = Kordon::start(&broker, &[&case]).await;
+    let watcher = Watcher::new(&broker, &["kordon/v1/alerts/monitoring"]).await;
+    health_until(&kordon, "ok", |status, _| status == reqwest::StatusCode::OK).await;
+
+    // Someone opens the live journal and leaves a write transaction open:
+    // kordon's commits wait out SQLite's busy timeout, then fail.
+    let intruder = rusqlite::Connection::open(kordon.journal_path()).unwrap();
+    intruder.execute_batch("BEGIN IMMEDIATE").unwrap();
+
+    let fix_topic = format!("kordon/v1/devices/{}/fix", case.offender);
+    watcher
+        .publish(
+            &fix_topic,
+            fix_json(ZONE_CENTRE.0, ZONE_CENTRE.1, 5.0, start_time()),
+        )
+        .await;
+    let body = health_until(&kordon, "the failing journal", |status, body| {
+        status == reqwest::StatusCode::SERVICE_UNAVAILABLE
+            && body["problems"]
+                .to_string()
+                .contains("journal commits failing")
+    })
+    .await;
+    assert_eq!(body["status"], "degraded");
+    // A warning not sent is worse than one not on record.
+    watcher
+        .expect("the breach, though the journal failed", |_, p| {
+            p.contains(&case.id) && p.contains(r#""event":"opened""#)
+        })
+        .await;
+
+    intruder.execute_batch("ROLLBACK").unwrap();
+    drop(intruder);
+    let body = health_until(&kordon, "ok again", |status, _| {
+        status == reqwest::StatusCode::OK
+    })
+    .await;
+    assert_eq!(body["status"], "ok");
+    assert_eq!(body["problems"], serde_json::json!([]));
+    kordon.stop().await;
+}

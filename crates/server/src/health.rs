@@ -1,0 +1,139 @@
+//! What `/healthz` reports besides "the engine answers": whether kordon is
+//! connected to its broker and whether the journal commits.
+//!
+//! Either failing means devices' messages are not being made durable or not
+//! arriving at all, while the process itself looks alive: exactly what an
+//! operator's probe must see. The broker connection task and the journal
+//! writer's callback set it; the HTTP API reads it.
+
+use std::sync::{Arc, Mutex, PoisonError};
+
+use jiff::Timestamp;
+use serde::Serialize;
+
+/// Shared between the tasks that observe health and the API.
+#[derive(Clone, Default)]
+pub struct Health(Arc<Mutex<State>>);
+
+#[derive(Default)]
+struct State {
+    broker: Option<Timestamp>,
+    broker_down_since: Option<Timestamp>,
+    journal_failing: Option<(Timestamp, String)>,
+}
+
+/// What `/healthz` answers with: `problems` is empty when all is well.
+#[derive(Debug, Serialize)]
+pub struct Report {
+    pub broker_connected_since: Option<Timestamp>,
+    pub problems: Vec<String>,
+}
+
+impl Health {
+    fn with<T>(&self, f: impl FnOnce(&mut State) -> T) -> T {
+        // A panic elsewhere while holding this lock leaves plain data behind;
+        // the report stays worth giving.
+        let mut state = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        f(&mut state)
+    }
+
+    pub fn broker_connected(&self, now: Timestamp) {
+        self.with(|s| {
+            s.broker = Some(now);
+            s.broker_down_since = None;
+        });
+    }
+
+    pub fn broker_lost(&self, now: Timestamp) {
+        self.with(|s| {
+            if s.broker.take().is_some() || s.broker_down_since.is_none() {
+                s.broker_down_since = Some(now);
+            }
+        });
+    }
+
+    /// The outcome of one journal commit: `Err` carries the reason.
+    pub fn journal_committed(&self, outcome: Result<(), &str>, now: Timestamp) {
+        self.with(|s| match outcome {
+            Ok(()) => s.journal_failing = None,
+            Err(reason) => {
+                let since = s.journal_failing.as_ref().map_or(now, |(t, _)| *t);
+                s.journal_failing = Some((since, reason.to_string()));
+            }
+        });
+    }
+
+    pub fn report(&self) -> Report {
+        self.with(|s| {
+            let mut problems = Vec::new();
+            if s.broker.is_none() {
+                problems.push(match s.broker_down_since {
+                    Some(since) => format!("not connected to the broker since {since}"),
+                    None => "not connected to the broker yet".to_string(),
+                });
+            }
+            if let Some((since, reason)) = &s.journal_failing {
+                problems.push(format!(
+                    "journal commits failing since {since}: messages are not acknowledged to the broker ({reason})"
+                ));
+            }
+            Report {
+                broker_connected_since: s.broker,
+                problems,
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(s: i64) -> Timestamp {
+        Timestamp::from_second(1_800_000_000 + s).unwrap()
+    }
+
+    #[test]
+    fn a_fresh_service_is_unhealthy_until_the_broker_answers() {
+        let health = Health::default();
+        assert_eq!(
+            health.report().problems,
+            ["not connected to the broker yet"]
+        );
+        health.broker_connected(at(0));
+        assert!(health.report().problems.is_empty());
+        assert_eq!(health.report().broker_connected_since, Some(at(0)));
+    }
+
+    #[test]
+    fn an_outage_is_reported_from_its_start_until_the_broker_is_back() {
+        let health = Health::default();
+        health.broker_connected(at(0));
+        health.broker_lost(at(10));
+        // Every failed reconnection attempt reports again; the start stays.
+        health.broker_lost(at(20));
+        assert_eq!(
+            health.report().problems,
+            ["not connected to the broker since 2027-01-15T08:00:10Z"]
+        );
+        health.broker_connected(at(30));
+        assert!(health.report().problems.is_empty());
+    }
+
+    #[test]
+    fn journal_failures_are_reported_from_the_first_until_a_commit_succeeds() {
+        let health = Health::default();
+        health.broker_connected(at(0));
+        health.journal_committed(Err("database is locked"), at(5));
+        health.journal_committed(Err("disk I/O error"), at(6));
+        let problems = health.report().problems;
+        assert_eq!(problems.len(), 1);
+        assert!(
+            problems[0].starts_with("journal commits failing since 2027-01-15T08:00:05Z"),
+            "{problems:?}"
+        );
+        assert!(problems[0].contains("disk I/O error"), "{problems:?}");
+        health.journal_committed(Ok(()), at(7));
+        assert!(health.report().problems.is_empty());
+    }
+}
