@@ -86,6 +86,7 @@ fn group_commit(dir: &Path, durability: Durability, offered_per_s: u64, secs: u6
             lat.lock()
                 .unwrap()
                 .extend(sent.iter().map(|s| now.duration_since(*s).as_secs_f64()));
+            Vec::new()
         },
     );
     let jobs = writer.sender();

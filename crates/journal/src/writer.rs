@@ -6,6 +6,13 @@
 //! order. Under load the batches grow while a commit is in flight, which is
 //! what keeps the disk from being the limit; at rest a record is committed
 //! as soon as it arrives.
+//!
+//! A commit that fails (disk full, I/O error, a lock held too long) is
+//! retried, with everything after it, until it succeeds: the journal never
+//! skips a record. Meanwhile the writer's owner decides which `then`s go on
+//! at once (alerts: a warning not sent is worse than one not on record) and
+//! which wait for the retry (acknowledgements: the broker keeps those
+//! messages, and stops sending more once its in-flight window is full).
 
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -24,6 +31,10 @@ pub const RECORDS: &str = "kordon_journal_records_total";
 pub const BEHIND: &str = "kordon_journal_jobs_behind";
 pub const FAILURES: &str = "kordon_journal_commit_failures_total";
 pub const RETIRED: &str = "kordon_journal_retired_fixes_total";
+pub const UNCOMMITTED: &str = "kordon_journal_records_uncommitted";
+
+/// How long a failed commit waits to be retried when no new work comes.
+const RETRY_AFTER: Duration = Duration::from_secs(1);
 
 /// Work for the writer.
 pub enum Job<T> {
@@ -43,7 +54,7 @@ pub enum Job<T> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Durable {
     Yes,
-    /// The commit failed; the records are not journaled.
+    /// The commit failed; the records are not on disk yet and are retried.
     No(String),
 }
 
@@ -71,20 +82,30 @@ pub struct Writer<T> {
 }
 
 impl<T: Send + 'static> Writer<T> {
-    /// Starts the writer. `on_commit` gets each committed batch's `then`s in
-    /// the order their jobs came, with whether they are durable.
+    /// Starts the writer. `on_commit` gets each batch's `then`s in the order
+    /// their jobs came, with whether their records are durable. After a
+    /// failed commit it returns the `then`s that must wait for the records
+    /// to be on disk: they come again, first, with the retry that succeeds.
     pub fn spawn(
         mut journal: Journal,
         snapshots: SnapshotStore,
         settings: GroupCommit,
-        mut on_commit: impl FnMut(Durable, Vec<T>) + Send + 'static,
+        mut on_commit: impl FnMut(Durable, Vec<T>) -> Vec<T> + Send + 'static,
     ) -> Writer<T> {
         let (jobs, rx) = crossbeam_channel::unbounded::<Job<T>>();
         let thread = std::thread::Builder::new()
             .name("kordon-journal".into())
             .spawn(move || {
                 let mut batch = Batch::default();
-                while let Some(first) = next(&rx, &mut batch, settings) {
+                loop {
+                    let first = match next(&rx, &mut batch, settings) {
+                        Next::Job(job) => job,
+                        Next::Retry => {
+                            commit(&mut journal, &mut batch, &mut on_commit);
+                            continue;
+                        }
+                        Next::Closed => break,
+                    };
                     for job in
                         std::iter::once(first).chain(batch.more.drain(..).collect::<Vec<_>>())
                     {
@@ -95,6 +116,12 @@ impl<T: Send + 'static> Writer<T> {
                             }
                             Job::Snapshot { state } => {
                                 commit(&mut journal, &mut batch, &mut on_commit);
+                                if batch.failing.is_some() {
+                                    // The state includes records not on disk:
+                                    // recovery would apply them twice.
+                                    warn!("snapshot skipped: journal commits are failing");
+                                    continue;
+                                }
                                 let (seq, chain) = journal.head();
                                 match snapshots.write(seq, chain, &state) {
                                     Ok(()) => info!(seq, bytes = state.len(), "snapshot written"),
@@ -121,6 +148,15 @@ impl<T: Send + 'static> Writer<T> {
                     commit(&mut journal, &mut batch, &mut on_commit);
                     metrics::gauge!(BEHIND).set(rx.len() as f64);
                 }
+                // The last chance for what a failed commit left waiting.
+                commit(&mut journal, &mut batch, &mut on_commit);
+                if let Some(reason) = &batch.failing {
+                    error!(
+                        %reason,
+                        records = batch.entries.len(),
+                        "stopping with records the journal could not take: their messages were not acknowledged, and the broker delivers them again"
+                    );
+                }
                 if let Err(e) = journal.checkpoint() {
                     warn!(error = %e, "journal checkpoint at shutdown failed");
                 }
@@ -145,9 +181,13 @@ impl<T: Send + 'static> Writer<T> {
 }
 
 struct Batch<T> {
+    /// Records not yet on disk: those of a failed commit come first.
     entries: Vec<Entry>,
+    /// `then`s waiting for `entries`.
     thens: Vec<T>,
     more: Vec<Job<T>>,
+    /// Why the last commit failed, while it has not been retried with success.
+    failing: Option<String>,
 }
 
 impl<T> Default for Batch<T> {
@@ -156,13 +196,33 @@ impl<T> Default for Batch<T> {
             entries: Vec::new(),
             thens: Vec::new(),
             more: Vec::new(),
+            failing: None,
         }
     }
 }
 
-/// Blocks for the next job, then gathers what else is waiting.
-fn next<T>(rx: &Receiver<Job<T>>, batch: &mut Batch<T>, settings: GroupCommit) -> Option<Job<T>> {
-    let first = rx.recv().ok()?;
+enum Next<T> {
+    Job(Job<T>),
+    /// No new work, and a failed commit waits to be retried.
+    Retry,
+    Closed,
+}
+
+/// Blocks for the next job (while a commit is failing, only until it is time
+/// to retry), then gathers what else is waiting.
+fn next<T>(rx: &Receiver<Job<T>>, batch: &mut Batch<T>, settings: GroupCommit) -> Next<T> {
+    let first = if batch.failing.is_some() {
+        match rx.recv_timeout(RETRY_AFTER) {
+            Ok(job) => job,
+            Err(crossbeam_channel::RecvTimeoutError::Timeout) => return Next::Retry,
+            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return Next::Closed,
+        }
+    } else {
+        match rx.recv() {
+            Ok(job) => job,
+            Err(_) => return Next::Closed,
+        }
+    };
     let mut records = job_records(&first);
     let deadline = Instant::now() + settings.linger;
     while records < settings.max_records {
@@ -175,7 +235,7 @@ fn next<T>(rx: &Receiver<Job<T>>, batch: &mut Batch<T>, settings: GroupCommit) -
         records += job_records(&job);
         batch.more.push(job);
     }
-    Some(first)
+    Next::Job(first)
 }
 
 fn job_records<T>(job: &Job<T>) -> usize {
@@ -185,33 +245,50 @@ fn job_records<T>(job: &Job<T>) -> usize {
     }
 }
 
+/// Commits what the batch holds and hands its `then`s on; after a failure
+/// the records and the `then`s `on_commit` holds back stay for the retry.
 fn commit<T>(
     journal: &mut Journal,
     batch: &mut Batch<T>,
-    on_commit: &mut impl FnMut(Durable, Vec<T>),
+    on_commit: &mut impl FnMut(Durable, Vec<T>) -> Vec<T>,
 ) {
-    if batch.thens.is_empty() {
+    if batch.thens.is_empty() && batch.entries.is_empty() {
         return;
     }
     let started = Instant::now();
     let outcome = if batch.entries.is_empty() {
-        Durable::Yes
+        Ok(0)
     } else {
-        match journal.append(&batch.entries) {
-            Ok(bytes) => {
+        journal.append(&batch.entries)
+    };
+    match outcome {
+        Ok(bytes) => {
+            if !batch.entries.is_empty() {
                 metrics::histogram!(COMMIT_SECONDS).record(started.elapsed().as_secs_f64());
                 metrics::histogram!(BATCH_RECORDS).record(batch.entries.len() as f64);
                 metrics::counter!(BYTES).increment(bytes);
                 metrics::counter!(RECORDS).increment(batch.entries.len() as u64);
-                Durable::Yes
             }
-            Err(e) => {
-                metrics::counter!(FAILURES).increment(1);
-                error!(error = %e, records = batch.entries.len(), "journal commit failed: these messages will not be acknowledged");
-                Durable::No(e.to_string())
+            if batch.failing.take().is_some() {
+                info!(
+                    records = batch.entries.len(),
+                    "journal commits again: the held records are on disk"
+                );
             }
+            batch.entries.clear();
+            metrics::gauge!(UNCOMMITTED).set(0.0);
+            let held = on_commit(Durable::Yes, std::mem::take(&mut batch.thens));
+            debug_assert!(held.is_empty(), "nothing waits after a commit");
         }
-    };
-    batch.entries.clear();
-    on_commit(outcome, std::mem::take(&mut batch.thens));
+        Err(e) => {
+            metrics::counter!(FAILURES).increment(1);
+            metrics::gauge!(UNCOMMITTED).set(batch.entries.len() as f64);
+            let reason = e.to_string();
+            if batch.failing.is_none() {
+                error!(error = %reason, records = batch.entries.len(), "journal commit failed: retrying; messages are not acknowledged until it succeeds");
+            }
+            batch.failing = Some(reason.clone());
+            batch.thens = on_commit(Durable::No(reason), std::mem::take(&mut batch.thens));
+        }
+    }
 }

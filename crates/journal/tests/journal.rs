@@ -427,6 +427,7 @@ fn the_writer_commits_in_groups_and_hands_on_in_order() {
         move |durable, thens: Vec<u32>| {
             assert_eq!(durable, Durable::Yes);
             done_tx.send(thens).unwrap();
+            Vec::new()
         },
     );
     let jobs = writer.sender();
@@ -455,4 +456,97 @@ fn the_writer_commits_in_groups_and_hands_on_in_order() {
     // Written after everything handed over before it was committed.
     assert_eq!(snapshot.seq, 900);
     assert_eq!(Some(snapshot.chain), journal.chain_at(900).unwrap());
+}
+
+/// A commit that fails (here: another connection holds the write lock past
+/// SQLite's busy timeout) is retried until it succeeds: no record is
+/// skipped, what the owner holds back comes again with the successful
+/// commit, and no snapshot is taken of a state the disk does not have.
+#[test]
+fn a_failed_commit_is_retried_and_no_record_is_skipped() {
+    use kordon_journal::{Durable, GroupCommit, Job, SnapshotStore, Writer};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("journal.db");
+    let (journal, _) = Journal::open(&path, Durability::Process).unwrap();
+    let intruder = rusqlite::Connection::open(&path).unwrap();
+    intruder.execute_batch("BEGIN IMMEDIATE").unwrap();
+
+    let (done_tx, done_rx) = crossbeam_channel::unbounded();
+    let writer = Writer::spawn(
+        journal,
+        SnapshotStore::new(dir.path()),
+        GroupCommit::default(),
+        move |durable, thens: Vec<u32>| {
+            done_tx.send((durable.clone(), thens.clone())).unwrap();
+            match durable {
+                Durable::Yes => Vec::new(),
+                // Even numbers stand for acknowledgements: they wait.
+                Durable::No(_) => thens.into_iter().filter(|n| n % 2 == 0).collect(),
+            }
+        },
+    );
+    let jobs = writer.sender();
+    for n in 0..10u32 {
+        let entries = vec![fix_entry(i64::from(n), 51.9, 4.47)];
+        jobs.send(Job::Append { entries, then: n }).unwrap();
+    }
+    // The state after ten records, none of which can be on disk yet.
+    jobs.send(Job::Snapshot {
+        state: b"after 10".to_vec(),
+    })
+    .unwrap();
+    let first = done_rx
+        .recv_timeout(std::time::Duration::from_secs(30))
+        .unwrap();
+    assert!(
+        matches!(&first.0, Durable::No(reason) if reason.contains("locked")),
+        "{first:?}"
+    );
+    intruder.execute_batch("ROLLBACK").unwrap();
+    drop(intruder);
+    for n in 10..20u32 {
+        let entries = vec![fix_entry(i64::from(n), 51.9, 4.47)];
+        jobs.send(Job::Append { entries, then: n }).unwrap();
+    }
+    drop(jobs);
+    let journal = writer.finish();
+
+    let outcomes: Vec<(Durable, Vec<u32>)> =
+        std::iter::once(first).chain(done_rx.try_iter()).collect();
+    let durable: Vec<u32> = outcomes
+        .iter()
+        .filter(|(d, _)| *d == Durable::Yes)
+        .flat_map(|(_, thens)| thens.iter().copied())
+        .collect();
+    let evens: Vec<u32> = (0..10).filter(|n| n % 2 == 0).collect();
+    assert_eq!(
+        &durable[..5],
+        &evens[..],
+        "held acknowledgements come first"
+    );
+    assert_eq!(durable[5..], (10..20).collect::<Vec<_>>());
+    let odd_while_failing: Vec<u32> = outcomes
+        .iter()
+        .filter(|(d, _)| *d != Durable::Yes)
+        .flat_map(|(_, thens)| thens.iter().copied().filter(|n| n % 2 == 1))
+        .collect();
+    assert_eq!(odd_while_failing, [1, 3, 5, 7, 9], "sent at once, once");
+
+    // Every record, in order, none skipped.
+    assert_eq!(journal.head().0, 20);
+    let mut seen = Vec::new();
+    journal
+        .read_after(0, |stored| {
+            if let Some(Record::Fix { fix, .. }) = stored.record {
+                seen.push(fix.seq);
+            }
+            Ok(())
+        })
+        .unwrap();
+    assert_eq!(seen, (0..20).map(Some).collect::<Vec<_>>());
+    // Taken only once the ten records it reflects were on disk: one taken
+    // before would have recovery replay them on top of it.
+    if let Some(snapshot) = SnapshotStore::new(dir.path()).load(|_| Ok(())) {
+        assert_eq!((snapshot.seq, &snapshot.state[..]), (10, &b"after 10"[..]));
+    }
 }

@@ -323,14 +323,22 @@ fn recover(
                 Durable::No(reason) => Err(reason.as_str()),
             };
             health.journal_committed(outcome, clock.now());
+            let mut held = Vec::new();
             for envelope in batches.into_iter().flatten() {
                 // Alerts go out even if the journal failed: a warning not
-                // sent is worse than one not on record. Acks wait for
-                // durability, so the broker keeps those messages.
+                // sent is worse than one not on record. Acks wait for the
+                // writer's retry to make their records durable; until then
+                // the broker keeps those messages.
                 if durable != Durable::Yes && matches!(envelope, Envelope::Ack(_)) {
+                    held.push(envelope);
                     continue;
                 }
                 let _ = out_tx.send(envelope);
+            }
+            if held.is_empty() {
+                Vec::new()
+            } else {
+                vec![held]
             }
         },
     );

@@ -167,7 +167,7 @@ async fn health_until(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_journal_that_cannot_commit_turns_health_red_and_alerts_still_go_out() {
+async fn a_journal_that_cannot_commit_turns_health_red_alerts_still_go_out_and_nothing_is_skipped() {
     // The journal does not depend on the broker: the embedded one will do.
     let broker = brokers().remove(0);
     let case = TestCase::new("medium");
@@ -210,5 +210,15 @@ async fn a_journal_that_cannot_commit_turns_health_red_and_alerts_still_go_out()
     .await;
     assert_eq!(body["status"], "ok");
     assert_eq!(body["problems"], serde_json::json!([]));
+    // The retried commit carried the fix: nothing skipped.
+    let journal = rusqlite::Connection::open(kordon.journal_path()).unwrap();
+    let fixes: i64 = journal
+        .query_row(
+            "SELECT count(*) FROM records WHERE kind = 'fix' AND device = ?1",
+            [&case.offender],
+            |row| row.get(0),
+        )
+        .unwrap();
+    assert_eq!(fixes, 1);
     kordon.stop().await;
 }
