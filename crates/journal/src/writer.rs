@@ -33,7 +33,9 @@ pub const FAILURES: &str = "kordon_journal_commit_failures_total";
 pub const RETIRED: &str = "kordon_journal_retired_fixes_total";
 pub const UNCOMMITTED: &str = "kordon_journal_records_uncommitted";
 
-/// How long a failed commit waits to be retried when no new work comes.
+/// How long after a failed commit the next attempt is made. Work that comes
+/// meanwhile joins the waiting records; attempting on every arrival would
+/// rewrite an ever longer batch at the rate messages come.
 const RETRY_AFTER: Duration = Duration::from_secs(1);
 
 /// Work for the writer.
@@ -149,6 +151,7 @@ impl<T: Send + 'static> Writer<T> {
                     metrics::gauge!(BEHIND).set(rx.len() as f64);
                 }
                 // The last chance for what a failed commit left waiting.
+                batch.retry_at = Instant::now();
                 commit(&mut journal, &mut batch, &mut on_commit);
                 if let Some(reason) = &batch.failing {
                     error!(
@@ -188,6 +191,8 @@ struct Batch<T> {
     more: Vec<Job<T>>,
     /// Why the last commit failed, while it has not been retried with success.
     failing: Option<String>,
+    /// When to try again while failing.
+    retry_at: Instant,
 }
 
 impl<T> Default for Batch<T> {
@@ -197,6 +202,7 @@ impl<T> Default for Batch<T> {
             thens: Vec::new(),
             more: Vec::new(),
             failing: None,
+            retry_at: Instant::now(),
         }
     }
 }
@@ -212,7 +218,7 @@ enum Next<T> {
 /// to retry), then gathers what else is waiting.
 fn next<T>(rx: &Receiver<Job<T>>, batch: &mut Batch<T>, settings: GroupCommit) -> Next<T> {
     let first = if batch.failing.is_some() {
-        match rx.recv_timeout(RETRY_AFTER) {
+        match rx.recv_deadline(batch.retry_at) {
             Ok(job) => job,
             Err(crossbeam_channel::RecvTimeoutError::Timeout) => return Next::Retry,
             Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return Next::Closed,
@@ -258,8 +264,16 @@ fn commit<T>(
     let started = Instant::now();
     let outcome = if batch.entries.is_empty() {
         Ok(0)
+    } else if let Some(reason) = batch.failing.as_ref().filter(|_| started < batch.retry_at) {
+        // Not yet time to try again: still failing for the same reason.
+        Err(reason.clone())
     } else {
-        journal.append(&batch.entries)
+        let attempt = journal.append(&batch.entries).map_err(|e| e.to_string());
+        if attempt.is_err() {
+            metrics::counter!(FAILURES).increment(1);
+            batch.retry_at = Instant::now() + RETRY_AFTER;
+        }
+        attempt
     };
     match outcome {
         Ok(bytes) => {
@@ -280,10 +294,8 @@ fn commit<T>(
             let held = on_commit(Durable::Yes, std::mem::take(&mut batch.thens));
             debug_assert!(held.is_empty(), "nothing waits after a commit");
         }
-        Err(e) => {
-            metrics::counter!(FAILURES).increment(1);
+        Err(reason) => {
             metrics::gauge!(UNCOMMITTED).set(batch.entries.len() as f64);
-            let reason = e.to_string();
             if batch.failing.is_none() {
                 error!(error = %reason, records = batch.entries.len(), "journal commit failed: retrying; messages are not acknowledged until it succeeds");
             }

@@ -167,7 +167,8 @@ async fn health_until(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_journal_that_cannot_commit_turns_health_red_alerts_still_go_out_and_nothing_is_skipped() {
+async fn a_journal_that_cannot_commit_turns_health_red_alerts_still_go_out_and_nothing_is_skipped()
+{
     // The journal does not depend on the broker: the embedded one will do.
     let broker = brokers().remove(0);
     let case = TestCase::new("medium");
