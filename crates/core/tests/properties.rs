@@ -177,6 +177,18 @@ fn full_case() -> kordon_core::Case {
     )
 }
 
+/// A 3 m fix `dt` seconds after the previous op, first of its sequence number.
+fn fix_op(victim: bool, east: f64, north: f64, dt: i64) -> Op {
+    Op::Fix {
+        victim,
+        east,
+        north,
+        accuracy: 3.0,
+        dt,
+        seq: 0,
+    }
+}
+
 fn run(ops: &[Op]) -> Vec<Event> {
     run_restoring_at(ops, &[])
 }
@@ -468,23 +480,8 @@ fn seed_fresh_party_does_not_end_position_unknown() {
 /// pair's next unknown spell (10:33:25) went unreported.
 #[test]
 fn seed_a_shorter_position_age_keeps_the_unknown_deadline_queued() {
-    let still = Op::Fix {
-        victim: false,
-        east: 0.0,
-        north: 0.0,
-        accuracy: 3.0,
-        dt: 1,
-        seq: 0,
-    };
-    let at_east = |victim, east, dt| Op::Fix {
-        victim,
-        east,
-        north: 0.0,
-        accuracy: 3.0,
-        dt,
-        seq: 0,
-    };
-    let mut ops = vec![still.clone(); 12];
+    let at_east = |victim, east, dt| fix_op(victim, east, 0.0, dt);
+    let mut ops = vec![fix_op(false, 0.0, 0.0, 1); 12];
     ops.extend([
         at_east(true, -822.2555012224999, 1),
         at_east(false, 0.0, 18),
@@ -532,22 +529,8 @@ fn seed_a_shorter_position_age_keeps_the_unknown_deadline_queued() {
 /// Sequences the invariants above once broke (timers, renewal, id families).
 #[test]
 fn seed_sequences_keep_the_episode_invariants() {
-    let fix = |victim, east, dt| Op::Fix {
-        victim,
-        east,
-        north: 0.0,
-        accuracy: 3.0,
-        dt,
-        seq: 0,
-    };
-    let north = |north, dt| Op::Fix {
-        victim: false,
-        east: 0.0,
-        north,
-        accuracy: 3.0,
-        dt,
-        seq: 0,
-    };
+    let fix = |victim, east, dt| fix_op(victim, east, 0.0, dt);
+    let north = |north, dt| fix_op(false, 0.0, north, dt);
     let seeds = [
         // A message stamped when watching began did not renew "offline".
         vec![
