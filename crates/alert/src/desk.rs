@@ -42,6 +42,10 @@ pub struct AlertSettings {
     pub offender_zone_warnings: bool,
     /// Closed alerts kept for `/api/v1/alerts` after they are acknowledged.
     pub recent_limit: usize,
+    /// A cleared alert nobody acknowledged is forgotten this many hours
+    /// after it cleared (it stays in the journal), so that the desk's
+    /// memory stays bounded on a day nobody acknowledges anything.
+    pub forget_cleared_after_h: u32,
 }
 
 impl Default for AlertSettings {
@@ -51,6 +55,7 @@ impl Default for AlertSettings {
             escalate_after_s: 120,
             offender_zone_warnings: true,
             recent_limit: 1000,
+            forget_cleared_after_h: 24,
         }
     }
 }
@@ -421,8 +426,14 @@ impl AlertDesk {
     }
 
     /// Escalates police alerts still open and unacknowledged
-    /// `escalate_after_s` after they were raised.
+    /// `escalate_after_s` after they were raised, and forgets cleared ones
+    /// nobody acknowledged within `forget_cleared_after_h`.
     pub fn tick(&mut self, now: Timestamp) -> Vec<Outbound> {
+        let keep =
+            jiff::SignedDuration::from_hours(i64::from(self.settings.forget_cleared_after_h));
+        self.alerts.retain(|_, r| {
+            r.open || r.acknowledgement.is_some() || now.duration_since(r.latest.ts) < keep
+        });
         let limit = jiff::SignedDuration::from_secs(i64::from(self.settings.escalate_after_s));
         let mut due: Vec<EpisodeId> = self
             .alerts

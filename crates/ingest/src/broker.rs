@@ -115,6 +115,10 @@ impl BrokerAddress {
     }
 }
 
+/// The largest packet MQTT 3.1.1 can frame: a 268,435,455-byte remaining
+/// length plus its fixed header.
+pub const MAX_MQTT_PACKET: usize = 268_435_455 + 5;
+
 /// The retained payloads of [`ENGINE_STATUS`].
 pub const ONLINE: &str = "online";
 pub const OFFLINE: &str = "offline";
@@ -132,7 +136,12 @@ pub fn connect(
         .set_clean_session(false)
         // A message is acknowledged once handled (see the server's mqtt module).
         .set_manual_acks(true)
-        .set_max_packet_size(256 * 1024, 256 * 1024)
+        // Whatever the broker forwards is read whole and refused by the
+        // decoder if too large (`payload_too_large`). A client limit below
+        // the broker's would drop the connection on such a message, and the
+        // persistent session would deliver it again at once: one oversize
+        // publish would stop all ingest.
+        .set_max_packet_size(MAX_MQTT_PACKET, 256 * 1024)
         .set_inflight(1000)
         .set_last_will(LastWill::new(
             ENGINE_STATUS,

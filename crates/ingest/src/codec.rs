@@ -89,6 +89,13 @@ impl Decoder {
     }
 
     /// Decodes one message received at `now`.
+    ///
+    /// Device clocks drift and jump. A message stamped ahead of its arrival
+    /// (by up to `max_clock_skew_s`; further is refused) is taken as stamped
+    /// at its arrival: nothing can have happened after it arrived, and a fix
+    /// left in the future would make the device's next genuine fixes look
+    /// late, demoting their breaches to evidence. So the live state follows
+    /// the order fixes arrive in whenever a clock runs ahead.
     pub fn decode(&self, topic: &str, payload: &[u8], now: Timestamp) -> Result<Message, Refusal> {
         let inbound = InboundTopic::parse(topic)?;
         let device = match &inbound {
@@ -120,12 +127,21 @@ impl Decoder {
                 ),
             ));
         }
-        let message = match inbound {
+        let mut message = match inbound {
             InboundTopic::Fix(device) => Message::Fix(json_fix(device, payload)?),
             InboundTopic::BinaryFix(device) => {
                 Message::Fix(BinaryFix::decode(payload)?.into_fix(device))
             }
-            InboundTopic::Status(device) => Message::Status(json_status(device, payload)?),
+            InboundTopic::Status(device) => {
+                let (mut status, stamped) = json_status(device, payload)?;
+                if !stamped || self.check_time(status.ts, now).is_err() {
+                    // A status needs no position: one without a usable time
+                    // (a missing field, a clock reset to 1970) still says
+                    // what the strap is doing now.
+                    status.ts = now;
+                }
+                Message::Status(status)
+            }
             InboundTopic::OwnTracks { user, device, rest } => {
                 let key = format!("{user}/{device}");
                 let mapped = self.owntracks.get(&key).cloned();
@@ -149,8 +165,9 @@ impl Decoder {
             }
             InboundTopic::Ack => Message::Ack(json_ack(payload)?),
         };
-        match &message {
+        match &mut message {
             Message::Fix(fix) => {
+                drop_impossible_readings(fix);
                 check_fix(fix)?;
                 if fix.accuracy_m > self.limits.max_accuracy_m {
                     return Err(Refusal::new(
@@ -162,8 +179,9 @@ impl Decoder {
                     ));
                 }
                 self.check_time(fix.ts, now)?;
+                fix.ts = fix.ts.min(now);
             }
-            Message::Status(status) => self.check_time(status.ts, now)?,
+            Message::Status(status) => status.ts = status.ts.min(now),
             Message::Ack(_) => {}
         }
         Ok(message)
@@ -279,7 +297,10 @@ impl<'de> Deserialize<'de> for DeviceTime {
 }
 
 /// `kordon/v1/devices/{device}/fix`. Unknown fields are ignored (firmware
-/// adds fields); every field kordon needs must be present and well-typed.
+/// adds fields); every field a decision needs (`ts`, `lat`, `lon`, `acc`)
+/// must be present and well-typed. The optional ones are taken when they
+/// make sense and dropped when they do not: a position is never lost to a
+/// bad battery reading.
 #[derive(Deserialize)]
 struct JsonFix {
     device: Option<String>,
@@ -287,10 +308,35 @@ struct JsonFix {
     lat: Option<f64>,
     lon: Option<f64>,
     acc: Option<f64>,
+    #[serde(default, deserialize_with = "lenient")]
     seq: Option<u64>,
+    #[serde(default, deserialize_with = "lenient")]
     speed: Option<f64>,
+    #[serde(default, deserialize_with = "lenient")]
     heading: Option<f64>,
+    #[serde(default, deserialize_with = "lenient")]
     batt: Option<u8>,
+}
+
+/// An optional field: its value when it has the expected type, else none.
+fn lenient<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: serde::de::DeserializeOwned,
+{
+    let value = serde_json::Value::deserialize(d)?;
+    Ok(serde_json::from_value(value).ok())
+}
+
+/// Drops optional readings no device can have made (negative speed, a
+/// heading outside the compass, a battery above 100 %): the position and
+/// time that decisions need stay.
+fn drop_impossible_readings(fix: &mut Fix) {
+    fix.speed_mps = fix.speed_mps.filter(|v| v.is_finite() && *v >= 0.0);
+    fix.heading_deg = fix
+        .heading_deg
+        .filter(|v| v.is_finite() && (0.0..=360.0).contains(v));
+    fix.battery_pct = fix.battery_pct.filter(|b| *b <= 100);
 }
 
 fn check_claimed_device(claimed: Option<&str>, device: &DeviceId) -> Result<(), Refusal> {
@@ -322,28 +368,60 @@ fn json_fix(device: DeviceId, payload: &[u8]) -> Result<Fix, Refusal> {
     Ok(fix)
 }
 
-/// `kordon/v1/devices/{device}/status`.
+/// `kordon/v1/devices/{device}/status`. A status carries the most urgent
+/// signal a bracelet sends (a cut strap), so nothing in it is required: a
+/// field that is missing, ill-typed or unknown is left out and the rest is
+/// taken. Without a usable `ts` the status is stamped with its arrival (see
+/// [`Decoder::decode`]); a status without any field is a heartbeat.
 #[derive(Deserialize)]
 struct JsonStatus {
+    #[serde(default, deserialize_with = "lenient")]
     device: Option<String>,
+    #[serde(default, deserialize_with = "lenient_time")]
     ts: Option<DeviceTime>,
+    #[serde(default, deserialize_with = "lenient_strap")]
     strap: Option<StrapState>,
+    #[serde(default, deserialize_with = "lenient")]
     batt: Option<u8>,
+    #[serde(default, deserialize_with = "lenient")]
     charging: Option<bool>,
+    #[serde(default, deserialize_with = "lenient")]
     gps: Option<GpsState>,
 }
 
-fn json_status(device: DeviceId, payload: &[u8]) -> Result<Status, Refusal> {
+fn lenient_time<'de, D: Deserializer<'de>>(d: D) -> Result<Option<DeviceTime>, D::Error> {
+    let value = serde_json::Value::deserialize(d)?;
+    Ok(DeviceTime::deserialize(value).ok())
+}
+
+/// The strap's state, in the words firmware uses for it. A word kordon does
+/// not know says nothing about the strap; it never hides a known one.
+fn lenient_strap<'de, D: Deserializer<'de>>(d: D) -> Result<Option<StrapState>, D::Error> {
+    let value = serde_json::Value::deserialize(d)?;
+    let word = value.as_str().map(str::to_ascii_lowercase);
+    Ok(match word.as_deref() {
+        Some("tampered" | "tamper" | "cut" | "open" | "opened" | "removed" | "broken") => {
+            Some(StrapState::Tampered)
+        }
+        Some("ok" | "closed" | "intact" | "fastened") => Some(StrapState::Ok),
+        _ => None,
+    })
+}
+
+/// A status with the time it was stamped, or none when it has no usable time.
+fn json_status(device: DeviceId, payload: &[u8]) -> Result<(Status, bool), Refusal> {
     let raw: JsonStatus = serde_json::from_slice(payload).map_err(|e| json_refusal(e, payload))?;
     check_claimed_device(raw.device.as_deref(), &device)?;
-    Ok(Status {
+    let stamped = raw.ts.is_some();
+    let status = Status {
         device,
-        ts: require(raw.ts, "ts")?.0,
-        strap: Some(require(raw.strap, "strap")?),
-        battery_pct: raw.batt,
+        ts: raw.ts.map_or(Timestamp::UNIX_EPOCH, |t| t.0),
+        strap: raw.strap,
+        battery_pct: raw.batt.filter(|b| *b <= 100),
         charging: raw.charging,
-        gps: Some(require(raw.gps, "gps")?),
-    })
+        gps: raw.gps,
+    };
+    Ok((status, stamped))
 }
 
 /// An OwnTracks message; only `_type: "location"` carries a fix.
@@ -356,9 +434,12 @@ struct OwnTracksMessage {
     lat: Option<f64>,
     lon: Option<f64>,
     acc: Option<f64>,
+    #[serde(default, deserialize_with = "lenient")]
     batt: Option<u8>,
     /// km/h
+    #[serde(default, deserialize_with = "lenient")]
     vel: Option<f64>,
+    #[serde(default, deserialize_with = "lenient")]
     cog: Option<f64>,
 }
 

@@ -6,16 +6,20 @@
 //!   nothing refused is dropped silently.
 //! - [`broker`]: the rumqttc connection: persistent session, TCP_NODELAY,
 //!   TLS, last will, reconnection back-off.
+//! - [`poison`]: a message the broker delivers again and again is refused
+//!   rather than left to block everything behind it.
 //!
 //! Decoding is pure (time is an argument); the server crate drives the
 //! connection and hands decoded messages to the engine's thread.
 
 pub mod broker;
 pub mod codec;
+pub mod poison;
 pub mod refusal;
 pub mod topic;
 
 pub use broker::{connect, Backoff, BrokerAddress, BrokerError, BrokerSettings, OFFLINE, ONLINE};
 pub use codec::{AlertAck, BinaryFix, Decoder, Limits, Message};
+pub use poison::RedeliveryGuard;
 pub use refusal::{Reason, Refusal};
 pub use topic::InboundTopic;

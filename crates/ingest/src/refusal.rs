@@ -68,7 +68,7 @@ impl From<InputError> for Refusal {
 macro_rules! reasons {
     ($($variant:ident => $code:literal,)*) => {
         /// The reason codes carried on `kordon/v1/rejects` and in the
-        /// `kordon_refused_total{reason=…}` metric.
+        /// `kordon_messages_refused_total{reason=…}` metric.
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
         pub enum Reason {
             $($variant,)*
@@ -107,6 +107,9 @@ reasons! {
     UnsupportedMessage => "unsupported_message",
     UnknownAlert => "unknown_alert",
     AlreadyAcknowledged => "already_acknowledged",
+    RetainedMessage => "retained_message",
+    PoisonMessage => "poison_message",
+    HandlingFailed => "handling_failed",
 }
 
 impl fmt::Display for Reason {

@@ -1,6 +1,7 @@
 //! The journal's writer thread: group commit off the hot path.
 //!
-//! The engine's thread hands over [`Job`]s and never waits. The writer takes
+//! The engine's thread hands over [`Job`]s and waits only when a bounded
+//! queue of them is waiting already (backpressure). The writer takes
 //! every job that is waiting (up to `max_records`), writes them in one
 //! transaction, commits once, and only then passes each job's `then` on, in
 //! order. Under load the batches grow while a commit is in flight, which is
@@ -67,6 +68,10 @@ pub struct GroupCommit {
     /// How long to wait for more work after the first job; zero commits
     /// at once (batches then form only while a commit is in flight).
     pub linger: Duration,
+    /// Jobs handed over and not yet taken. A sender finding the queue full
+    /// waits: the engine's thread then stops taking input, and the broker
+    /// holds the rest, instead of memory growing without bound.
+    pub max_jobs_waiting: usize,
 }
 
 impl Default for GroupCommit {
@@ -74,6 +79,7 @@ impl Default for GroupCommit {
         GroupCommit {
             max_records: 4096,
             linger: Duration::ZERO,
+            max_jobs_waiting: 16_384,
         }
     }
 }
@@ -94,7 +100,7 @@ impl<T: Send + 'static> Writer<T> {
         settings: GroupCommit,
         mut on_commit: impl FnMut(Durable, Vec<T>) -> Vec<T> + Send + 'static,
     ) -> Writer<T> {
-        let (jobs, rx) = crossbeam_channel::unbounded::<Job<T>>();
+        let (jobs, rx) = crossbeam_channel::bounded::<Job<T>>(settings.max_jobs_waiting.max(1));
         let thread = std::thread::Builder::new()
             .name("kordon-journal".into())
             .spawn(move || {

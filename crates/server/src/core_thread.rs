@@ -23,7 +23,7 @@ use kordon_journal::{Entry, Job, Record};
 use rumqttc::Publish;
 use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::cases;
 use crate::delivery::{Actions, Deliveries};
@@ -89,6 +89,20 @@ pub enum Command {
     },
     /// Finish what is queued before this, then stop.
     Shutdown,
+}
+
+impl Command {
+    /// The command, with the broker's publish to acknowledge once the
+    /// command is handled (and what it caused is durable).
+    pub fn acknowledging(mut self, publish: Publish) -> Self {
+        match &mut self {
+            Command::Message { ack, .. }
+            | Command::Refused { ack, .. }
+            | Command::Echo { ack, .. } => *ack = Some(publish),
+            _ => {}
+        }
+        self
+    }
 }
 
 /// What the publisher does, in order.
@@ -370,7 +384,7 @@ impl CoreThread {
                     now,
                     ack,
                 } => {
-                    self.message(&topic, message, received, now);
+                    self.message_or_refusal(&topic, message, received, now);
                     self.ack(ack);
                 }
                 Command::Refused {
@@ -563,6 +577,37 @@ impl CoreThread {
         for message in self.desk.tick(now) {
             metrics::counter!(m::ESCALATIONS).increment(1);
             self.send(message, None, None, now);
+        }
+    }
+
+    /// Handles a message; if that fails (a bug: a panic), the message is
+    /// refused as `handling_failed` and acknowledged, and nothing it did is
+    /// journaled, so that neither the live stream nor the replay at the
+    /// next start trips over it again.
+    fn message_or_refusal(
+        &mut self,
+        topic: &str,
+        message: Message,
+        received: Instant,
+        now: Timestamp,
+    ) {
+        let (entries, envelopes) = (self.entries.len(), self.envelopes.len());
+        let handled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.message(topic, message, received, now)
+        }));
+        if handled.is_err() {
+            self.entries.truncate(entries);
+            self.envelopes.truncate(envelopes);
+            metrics::counter!(m::HANDLING_FAILED).increment(1);
+            error!(
+                topic,
+                "handling this message panicked: refused, and the engine carries on"
+            );
+            let refusal = Refusal::new(
+                Reason::HandlingFailed,
+                "kordon failed while handling this message; it is refused and the fault logged",
+            );
+            self.refuse(topic, refusal, now);
         }
     }
 

@@ -48,6 +48,9 @@ pub fn start(listen: SocketAddr, credentials: Option<(&str, &str)>) -> std::io::
                 "next_connection_delay_ms": 1,
                 "connections": {
                     "connection_timeout_ms": 10000,
+                    // A client publishing more is disconnected and its
+                    // packet never reaches kordon (which refuses anything
+                    // above `max_payload_bytes` that does).
                     "max_payload_size": 262144,
                     "max_inflight_count": 1000,
                     "dynamic_filters": true,

@@ -1,11 +1,16 @@
 //! kordon-server: the `kordon` service around the deterministic engine.
 //!
 //! ```text
-//!  broker ──▶ mqtt::run_connection ──decode──▶ core_thread ──records + envelopes──▶ journal writer ──committed──▶ mqtt::run_publisher ──▶ broker
-//!                                              (Engine, AlertDesk,                  (group commit)                (publish, then ack)
-//!  1 s tick ─────────────────────────────────▶  Deliveries)
-//!  HTTP (axum) ────────── commands ──────────▶
+//!  broker ──▶ mqtt::run_connection ──decode──▶ inbox ──▶ mqtt::run_forwarder ──▶ core_thread ──records + envelopes──▶ journal writer ──committed──▶ mqtt::run_publisher ──▶ broker
+//!                                                                                (Engine, AlertDesk,                  (group commit)                (publish, then ack)
+//!  1 s tick ───────────────────────────────────────────────────────────────────▶  Deliveries)
+//!  HTTP (axum) ────────── commands ────────────────────────────────────────────▶
 //! ```
+//!
+//! Every arrow is a bounded queue. The connection task never waits on one
+//! (it answers keep-alives whatever the backlog); every other sender waits
+//! when its queue is full, so an overload ends at the broker, which holds
+//! the messages kordon has not acknowledged.
 //!
 //! - [`config`]: the `kordon.toml` file.
 //! - [`server`]: start and graceful shutdown.

@@ -8,7 +8,7 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 pub const MESSAGES_IN: &str = "kordon_mqtt_messages_received_total";
 pub const FIXES_IN: &str = "kordon_fixes_total";
 pub const STATUS_IN: &str = "kordon_status_messages_total";
-pub const REFUSED: &str = "kordon_refused_total";
+pub const REFUSED: &str = "kordon_messages_refused_total";
 pub const ALERTS: &str = "kordon_alert_events_total";
 pub const ESCALATIONS: &str = "kordon_escalation_messages_total";
 pub const PUBLISHED: &str = "kordon_published_total";
@@ -16,6 +16,19 @@ pub const PUBLISH_FAILED: &str = "kordon_publish_failed_total";
 pub const FIX_TO_ALERT: &str = "kordon_fix_to_alert_seconds";
 pub const TIME_TO_ACK: &str = "kordon_time_to_ack_seconds";
 pub const CORE_QUEUE_DEPTH: &str = "kordon_core_queue_depth";
+/// Messages received and waiting to go to the engine's thread.
+pub const INBOX_DEPTH: &str = "kordon_inbox_depth";
+/// Messages received but not yet acknowledged to the broker: what the
+/// broker's in-flight window holds back.
+pub const UNACKNOWLEDGED: &str = "kordon_messages_unacknowledged";
+/// QoS 1 messages left unacknowledged because every queue was full (the
+/// broker delivers them again on the next connection), and QoS 0 messages
+/// dropped for the same reason.
+pub const DEFERRED: &str = "kordon_messages_deferred_total";
+/// Times the engine's thread was found busy and the connection waited.
+pub const ENGINE_BUSY: &str = "kordon_engine_busy_total";
+/// Handling a message panicked; it was refused (`handling_failed`).
+pub const HANDLING_FAILED: &str = "kordon_handling_failed_total";
 pub const PUBLISH_QUEUE_DEPTH: &str = "kordon_publish_queue_depth";
 pub const BROKER_CONNECTED: &str = "kordon_broker_connected";
 pub const BROKER_CONNECTION_ERRORS: &str = "kordon_broker_connection_errors_total";

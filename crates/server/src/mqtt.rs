@@ -1,10 +1,15 @@
-//! The broker connection, driven by two tasks:
+//! The broker connection, driven by three tasks:
 //!
 //! - [`run_connection`] polls rumqttc's event loop: it reconnects with
 //!   back-off, subscribes when the broker has no session for kordon,
-//!   announces `online`, decodes every publish and hands it (or its
-//!   refusal, for `kordon/v1/rejects`) to the engine's thread, so that
-//!   acknowledgements leave in the order messages came.
+//!   announces `online`, decodes every publish and queues it (or its
+//!   refusal, for `kordon/v1/rejects`) for the engine's thread, so that
+//!   acknowledgements leave in the order messages came. It never waits for
+//!   the engine, so keep-alives are answered whatever the backlog; nothing a
+//!   message holds (its size, its shape, a panic decoding it, a broker
+//!   delivering it again and again) stops the messages behind it.
+//! - [`run_forwarder`] moves the queued commands to the engine's thread,
+//!   waiting while its queue is full.
 //! - [`run_publisher`] publishes what the journal writer passes on (only
 //!   once it is durable), then acknowledges the handled message to the
 //!   broker. A message received but not yet journaled when kordon stops or
@@ -17,14 +22,17 @@
 //! thread drains its queue, the publisher publishes the rest, then the
 //! retained `offline` status, and disconnects.
 
-use std::time::Instant;
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
 
-use crossbeam_channel::Sender;
+use crossbeam_channel::TrySendError;
+use jiff::Timestamp;
 use kordon_ingest::broker::{OFFLINE, ONLINE};
 use kordon_ingest::topic::{ENGINE_STATUS, SUBSCRIPTIONS};
-use kordon_ingest::{Backoff, Decoder};
+use kordon_ingest::{Backoff, Decoder, Reason, RedeliveryGuard, Refusal};
 use rumqttc::{
-    AsyncClient, ConnectionError, Event, EventLoop, Incoming, Outgoing, QoS, SubscribeFilter,
+    AsyncClient, ConnectionError, Event, EventLoop, Incoming, Outgoing, Publish, QoS,
+    SubscribeFilter,
 };
 use tokio::sync::{mpsc, watch};
 use tracing::{debug, error, info, warn};
@@ -47,18 +55,31 @@ pub fn subscriptions() -> Vec<&'static str> {
         .collect()
 }
 
-/// Polls the event loop until the disconnect that ends a shutdown.
+/// Messages received and waiting for the engine's thread. Far more than
+/// any broker lets kordon hold unacknowledged (its in-flight window:
+/// Mosquitto's default 20, `deploy/mosquitto/kordon.conf` and the embedded
+/// broker 1,000), so in practice it never fills: the broker holds the rest.
+pub const INBOX: usize = 8_192;
+/// Messages kept back while the inbox is full (a broker that ignores its
+/// in-flight window, or a QoS 0 flood). Past this a QoS 1 message is left
+/// unacknowledged for the broker to deliver again on the next connection,
+/// and a QoS 0 one is dropped; both are counted.
+const OVERFLOW: usize = 65_536;
+
+/// Polls the event loop until the disconnect that ends a shutdown. It never
+/// waits for the engine: received messages go into the bounded `inbox`, so
+/// keep-alives are answered whatever the engine's backlog.
 pub async fn run_connection(
     client: AsyncClient,
     mut eventloop: EventLoop,
     decoder: Decoder,
-    core: Sender<Command>,
+    inbox: mpsc::Sender<Command>,
     clock: crate::clock::Clock,
     health: Health,
     mut stopping: watch::Receiver<bool>,
 ) {
     let mut backoff = Backoff::new();
-    let mut forwarding = Some(core);
+    let mut forwarding = Some(Intake::new(inbox, decoder));
     loop {
         let event = tokio::select! {
             event = eventloop.poll() => event,
@@ -70,6 +91,9 @@ pub async fn run_connection(
                 continue;
             }
         };
+        if let Some(intake) = &mut forwarding {
+            intake.drain_overflow();
+        }
         match event {
             Ok(Event::Incoming(Incoming::ConnAck(ack))) => {
                 backoff.reset();
@@ -90,50 +114,18 @@ pub async fn run_connection(
                 if let Err(e) = client.try_publish(ENGINE_STATUS, QoS::AtLeastOnce, true, ONLINE) {
                     error!(error = %e, "could not queue the online status");
                 }
-                if let Some(core) = &forwarding {
-                    let _ = core.send(Command::Connected(clock.now()));
+                if let Some(intake) = &mut forwarding {
+                    intake.hand_on(Command::Connected(clock.now()), QoS::AtLeastOnce);
                 }
             }
             Ok(Event::Incoming(Incoming::Publish(publish))) => {
                 metrics::counter!(m::MESSAGES_IN).increment(1);
-                let Some(core) = &forwarding else {
-                    // Not acknowledged: the broker delivers it again to the
-                    // next session.
-                    continue;
-                };
-                let received = Instant::now();
-                let now = clock.now();
-                let topic = publish.topic.clone();
-                if is_echo(&topic) {
-                    let payload = publish.payload.to_vec();
-                    let echo = Command::Echo {
-                        topic,
-                        payload,
-                        now,
-                        ack: Some(publish),
-                    };
-                    if core.send(echo).is_err() {
-                        warn!("engine thread gone; message left unacknowledged");
-                    }
-                    continue;
-                }
-                let command = match decoder.decode(&topic, &publish.payload, now) {
-                    Ok(message) => Command::Message {
-                        topic,
-                        message,
-                        received,
-                        now,
-                        ack: Some(publish),
-                    },
-                    Err(refusal) => Command::Refused {
-                        topic,
-                        refusal,
-                        now,
-                        ack: Some(publish),
-                    },
-                };
-                if core.send(command).is_err() {
-                    warn!("engine thread gone; message left unacknowledged");
+                // Without forwarding the message stays unacknowledged: the
+                // broker delivers it again to the next session.
+                if let Some(intake) = &mut forwarding {
+                    let qos = publish.qos;
+                    let command = intake.command(publish, clock.now());
+                    intake.hand_on(command, qos);
                 }
             }
             Ok(Event::Outgoing(Outgoing::Disconnect)) => {
@@ -162,9 +154,164 @@ pub async fn run_connection(
     }
 }
 
+/// Turns received publishes into commands for the engine's thread and
+/// queues them, in the order they came, without ever waiting.
+struct Intake {
+    inbox: mpsc::Sender<Command>,
+    decoder: Decoder,
+    poison: RedeliveryGuard,
+    /// Kept back while the inbox is full, oldest first.
+    overflow: VecDeque<Command>,
+}
+
+impl Intake {
+    fn new(inbox: mpsc::Sender<Command>, decoder: Decoder) -> Self {
+        Intake {
+            inbox,
+            decoder,
+            poison: RedeliveryGuard::new(),
+            overflow: VecDeque::new(),
+        }
+    }
+
+    /// What the engine's thread must do with `publish`: take it, refuse
+    /// it, or match it against an alert kordon sent (an echo).
+    fn command(&mut self, publish: Publish, now: Timestamp) -> Command {
+        let received = Instant::now();
+        let topic = publish.topic.clone();
+        let refused = |refusal| Command::Refused {
+            topic: topic.clone(),
+            refusal,
+            now,
+            ack: None,
+        };
+        let command = if let Some(deliveries) = publish
+            .dup
+            .then(|| self.poison.redelivered(&topic, &publish.payload))
+            .flatten()
+        {
+            error!(
+                topic,
+                deliveries,
+                "the broker keeps delivering this message and kordon never got to handle it: refused as poison so the messages behind it move on"
+            );
+            refused(Refusal::new(
+                Reason::PoisonMessage,
+                format!("delivered {deliveries} times without being handled; refused so the stream behind it moves on"),
+            ))
+        } else if is_echo(&topic) {
+            Command::Echo {
+                topic: topic.clone(),
+                payload: publish.payload.to_vec(),
+                now,
+                ack: None,
+            }
+        } else if publish.retain {
+            refused(Refusal::new(
+                Reason::RetainedMessage,
+                "a retained message is the broker's stored copy of an old message, not something a device just said; devices publish without the retain flag",
+            ))
+        } else {
+            let decoded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                self.decoder.decode(&topic, &publish.payload, now)
+            }));
+            match decoded {
+                Ok(Ok(message)) => Command::Message {
+                    topic: topic.clone(),
+                    message,
+                    received,
+                    now,
+                    ack: None,
+                },
+                Ok(Err(refusal)) => refused(refusal),
+                Err(_) => {
+                    metrics::counter!(m::HANDLING_FAILED).increment(1);
+                    error!(topic, "decoding this message panicked: refused");
+                    refused(Refusal::new(
+                        Reason::HandlingFailed,
+                        "kordon failed while decoding this message; it is refused and the fault logged",
+                    ))
+                }
+            }
+        };
+        command.acknowledging(publish)
+    }
+
+    /// Queues `command` behind everything received before it.
+    fn hand_on(&mut self, command: Command, qos: QoS) {
+        if self.overflow.is_empty() {
+            match self.inbox.try_send(command) {
+                Ok(()) => return,
+                Err(mpsc::error::TrySendError::Full(command)) => self.keep_back(command, qos),
+                Err(mpsc::error::TrySendError::Closed(_)) => {
+                    warn!("engine thread gone; message left unacknowledged");
+                }
+            }
+        } else {
+            self.keep_back(command, qos);
+        }
+        metrics::gauge!(m::INBOX_DEPTH).set((INBOX - self.inbox.capacity()) as f64);
+    }
+
+    fn keep_back(&mut self, command: Command, qos: QoS) {
+        if self.overflow.len() < OVERFLOW && qos != QoS::AtMostOnce {
+            self.overflow.push_back(command);
+            return;
+        }
+        // Dropping it unacknowledged: the broker sends a QoS 1 message
+        // again on the next connection; a QoS 0 one is gone, as its sender
+        // allowed.
+        metrics::counter!(m::DEFERRED).increment(1);
+        warn!(
+            kept_back = self.overflow.len(),
+            ?qos,
+            "kordon is overloaded and its broker ignores the in-flight window: message not taken"
+        );
+    }
+
+    /// Moves what was kept back into the inbox as room frees up.
+    fn drain_overflow(&mut self) {
+        while let Some(command) = self.overflow.pop_front() {
+            match self.inbox.try_send(command) {
+                Ok(()) => {}
+                Err(mpsc::error::TrySendError::Full(command)) => {
+                    self.overflow.push_front(command);
+                    return;
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => {
+                    self.overflow.clear();
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Moves commands from the inbox to the engine's thread, in order, waiting
+/// (asynchronously, never blocking a tokio worker) while its queue is full.
+pub async fn run_forwarder(
+    mut inbox: mpsc::Receiver<Command>,
+    core: crossbeam_channel::Sender<Command>,
+) {
+    while let Some(mut command) = inbox.recv().await {
+        loop {
+            match core.try_send(command) {
+                Ok(()) => break,
+                Err(TrySendError::Full(back)) => {
+                    command = back;
+                    metrics::counter!(m::ENGINE_BUSY).increment(1);
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+                Err(TrySendError::Disconnected(_)) => return,
+            }
+        }
+        metrics::gauge!(m::INBOX_DEPTH).set(inbox.len() as f64);
+    }
+}
+
 /// Publishes in order until every sender is gone (the journal writer
 /// holds the last), then says `offline` and disconnects.
-pub async fn run_publisher(client: AsyncClient, mut envelopes: mpsc::UnboundedReceiver<Envelope>) {
+pub async fn run_publisher(client: AsyncClient, mut envelopes: mpsc::Receiver<Envelope>) {
     while let Some(envelope) = envelopes.recv().await {
         metrics::gauge!(m::PUBLISH_QUEUE_DEPTH).set(envelopes.len() as f64);
         match envelope {

@@ -22,8 +22,15 @@ use crate::health::Health;
 use crate::http::{self, ApiState};
 use crate::mqtt;
 
-/// Queued commands for the engine's thread before senders wait.
-const CORE_QUEUE: usize = 65_536;
+// Every queue between the broker and the broker again is bounded; when one
+// is full its sender waits (threads) or keeps the message back (the
+// connection task, see `mqtt::Intake`), and in the end the broker holds the
+// messages kordon has not acknowledged.
+
+/// Commands queued for the engine's thread (messages, ticks, API calls).
+const CORE_QUEUE: usize = 16_384;
+/// Alert messages and broker acknowledgements waiting for the publisher.
+const PUBLISH_QUEUE: usize = 16_384;
 /// Requests rumqttc buffers while the connection is busy or down.
 const MQTT_REQUESTS: usize = 65_536;
 
@@ -71,6 +78,7 @@ pub struct Running {
     core_thread: std::thread::JoinHandle<()>,
     writer: Writer<Vec<Envelope>>,
     connection: JoinHandle<()>,
+    forwarder: JoinHandle<()>,
     publisher: JoinHandle<()>,
     ticker: JoinHandle<()>,
     http: JoinHandle<()>,
@@ -112,11 +120,13 @@ pub async fn start_with(
     let (client, eventloop) =
         kordon_ingest::connect(&config.broker_settings(broker_url.clone()), MQTT_REQUESTS)?;
     let decoder = Decoder::new(config.ingest.clone(), config.owntracks_map());
+    let (inbox_tx, inbox_rx) = mpsc::channel(mqtt::INBOX);
+    let forwarder = tokio::spawn(mqtt::run_forwarder(inbox_rx, core_tx.clone()));
     let connection = tokio::spawn(mqtt::run_connection(
         client.clone(),
         eventloop,
         decoder,
-        core_tx.clone(),
+        inbox_tx,
         config.clock,
         health.clone(),
         stopping.clone(),
@@ -162,6 +172,7 @@ pub async fn start_with(
         core_thread,
         writer,
         connection,
+        forwarder,
         publisher,
         ticker,
         http,
@@ -189,11 +200,7 @@ fn embedded_broker(_config: &Config) -> Result<String, StartError> {
 
 /// The engine's thread ready to run, the journal writer it feeds, and
 /// what the writer passes on to the publisher.
-type Recovered = (
-    CoreThread,
-    Writer<Vec<Envelope>>,
-    mpsc::UnboundedReceiver<Envelope>,
-);
+type Recovered = (CoreThread, Writer<Vec<Envelope>>, mpsc::Receiver<Envelope>);
 
 /// What recovery found and how long it took.
 #[derive(Debug, Clone)]
@@ -308,7 +315,7 @@ fn recover(
 ) -> Result<Recovered, StartError> {
     let (mut core, journal, _) = recover_state(config, on_damage)?;
     let snapshots = SnapshotStore::new(&config.journal.dir);
-    let (out_tx, out_rx) = mpsc::unbounded_channel();
+    let (out_tx, out_rx) = mpsc::channel(PUBLISH_QUEUE);
     let clock = config.clock;
     let writer = Writer::spawn(
         journal,
@@ -316,6 +323,7 @@ fn recover(
         GroupCommit {
             max_records: config.journal.max_batch,
             linger: Duration::from_millis(config.journal.linger_ms),
+            ..GroupCommit::default()
         },
         move |durable, batches: Vec<Vec<Envelope>>| {
             let outcome = match &durable {
@@ -333,7 +341,10 @@ fn recover(
                     held.push(envelope);
                     continue;
                 }
-                let _ = out_tx.send(envelope);
+                // Waits while the publisher is a full queue behind (the
+                // broker is slow or away): the writer, then the engine,
+                // then the intake slow down, and the broker holds the rest.
+                let _ = out_tx.blocking_send(envelope);
             }
             if held.is_empty() {
                 Vec::new()
@@ -392,6 +403,9 @@ impl Running {
         let _ = self.stop.send(true);
         let _ = self.ticker.await;
         let _ = self.http.await;
+        // The connection task has stopped handing messages on; what it
+        // handed on reaches the engine's queue before `Shutdown` does.
+        let _ = self.forwarder.await;
         // Everything queued before this is handled first.
         let _ = self.core.send(Command::Shutdown);
         drop(self.core);

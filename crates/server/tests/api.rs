@@ -347,7 +347,7 @@ async fn alerts_show_each_role_what_it_may_see_and_can_be_acknowledged_once() {
         "kordon_fixes_total",
         "kordon_alert_events_total",
         "kordon_fix_to_alert_seconds_bucket",
-        "kordon_refused_total",
+        "kordon_messages_refused_total",
     ] {
         assert!(text.contains(name), "{name} missing from /metrics");
     }

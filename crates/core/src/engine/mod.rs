@@ -140,7 +140,7 @@ pub struct NearbyDevice {
 
 /// The shape of [`Engine::snapshot`]'s bytes. Bump it with any change to the
 /// engine's state, so an old snapshot is refused rather than misread.
-const SNAPSHOT_FORMAT: u32 = 1;
+const SNAPSHOT_FORMAT: u32 = 2;
 
 /// A snapshot [`Engine::restore`] cannot use.
 #[derive(Debug, Error)]
@@ -653,6 +653,7 @@ impl Engine {
                 events,
             });
         }
+        dev.note_taken(fix);
         let sample = Sample {
             ts: fix.ts,
             lat: fix.lat,
@@ -942,18 +943,20 @@ impl Engine {
     }
 
     /// Takes a heartbeat or status message.
+    ///
+    /// Only the device must be known: a status reports the strap, the most
+    /// urgent thing a bracelet can say, so a reading no device can make (a
+    /// battery above 100 %) is left out instead of refusing the rest.
     pub fn ingest_status(&mut self, status: &Status) -> Result<Vec<Event>, InputError> {
-        if let Some(b) = status.battery_pct.filter(|b| *b > 100) {
-            return Err(InputError::BatteryOutOfRange(b));
-        }
         let slot = self.slot_of(&status.device)?;
+        let battery_pct = status.battery_pct.filter(|b| *b <= 100);
         let gps_was_pending = self.gps_lost_pending(slot);
         let mut events = Vec::new();
         self.heard_from(
             slot,
             status.ts,
             status.strap,
-            status.battery_pct,
+            battery_pct,
             status.charging,
             &mut events,
         );
@@ -1005,11 +1008,11 @@ impl Engine {
             changes.push((EventKind::DeviceOffline, onset, Phase::Cleared));
         }
         // A message older than the newest says nothing about the strap or
-        // battery now.
+        // battery now; but a cut strap is news whenever it was reported.
         let (strap, battery_pct, charging) = if current {
             (strap, battery_pct, charging)
         } else {
-            (None, None, None)
+            (strap.filter(|s| *s == StrapState::Tampered), None, None)
         };
         match strap {
             Some(StrapState::Tampered) if dev.tamper.is_none() => {

@@ -193,6 +193,9 @@ pub(super) struct DeviceState {
     /// A suspect position waiting for the next fix to confirm it.
     pub(super) pending: Option<Sample>,
     pub(super) history: History,
+    /// Sequence numbers taken recently: a fix redelivered after it left
+    /// `history` is still known for a duplicate.
+    pub(super) seqs: SeqWindow,
     pub(super) tamper: Option<Timestamp>,
     pub(super) battery: Option<(EventKind, Timestamp)>,
     pub(super) gps_lost: Option<Timestamp>,
@@ -217,6 +220,7 @@ impl DeviceState {
             accepted: None,
             pending: None,
             history: History::default(),
+            seqs: SeqWindow::default(),
             tamper: None,
             battery: None,
             gps_lost: None,
@@ -252,10 +256,19 @@ impl DeviceState {
         if self.latest_fix.is_none_or(|latest| fix.ts > latest) {
             return false;
         }
-        self.history.entries().any(|e| {
-            (fix.seq.is_some() && e.seq == fix.seq)
-                || (e.ts == fix.ts && e.lat == fix.lat && e.lon == fix.lon)
-        })
+        fix.seq.is_some_and(|seq| self.seqs.contains(seq))
+            || self.history.entries().any(|e| {
+                (fix.seq.is_some() && e.seq == fix.seq)
+                    || (e.ts == fix.ts && e.lat == fix.lat && e.lon == fix.lon)
+            })
+    }
+
+    /// Notes a fix that was not a duplicate.
+    pub(super) fn note_taken(&mut self, fix: &Fix) {
+        if let Some(seq) = fix.seq {
+            let newest = self.latest_fix.is_none_or(|latest| fix.ts > latest);
+            self.seqs.insert(seq, newest);
+        }
     }
 
     /// Whether `sample` implies an impossible speed from the remembered fix
@@ -280,6 +293,68 @@ impl DeviceState {
             .entries()
             .min_by_key(|e| t.duration_since(e.ts).as_millis().abs())
             .map(Remembered::sample)
+    }
+}
+
+/// Which of a device's last [`SeqWindow::SPAN`] sequence numbers have been
+/// taken (the anti-replay window of IPsec and DTLS): a broker redelivering a
+/// backlog after a reconnect can bring back fixes far older than `history`
+/// holds, and each must be known for a duplicate, not journaled twice or
+/// judged again as a late breach. 136 bytes a device.
+#[derive(Debug, Default, Clone, serde::Serialize, serde::Deserialize)]
+pub(super) struct SeqWindow {
+    highest: Option<u64>,
+    /// Bit `seq % SPAN` is set when `seq` was taken; only seqs within
+    /// `SPAN` of `highest` are meaningful.
+    taken: [u64; 16],
+}
+
+impl SeqWindow {
+    pub(super) const SPAN: u64 = 1024;
+
+    pub(super) fn contains(&self, seq: u64) -> bool {
+        self.highest
+            .is_some_and(|h| seq <= h && h - seq < Self::SPAN && self.bit(seq))
+    }
+
+    /// Notes `seq` as taken; `newest` when its fix is newer than every fix
+    /// of the device. A newest fix with a lower number than before means
+    /// the device counts afresh (a restart): the window starts over.
+    pub(super) fn insert(&mut self, seq: u64, newest: bool) {
+        match self.highest {
+            Some(h) if seq > h => {
+                if seq - h >= Self::SPAN {
+                    self.taken = [0; 16];
+                } else {
+                    for cleared in h + 1..seq {
+                        self.set(cleared, false);
+                    }
+                }
+                self.highest = Some(seq);
+            }
+            Some(h) if !newest && h - seq < Self::SPAN => {}
+            Some(_) if !newest => return,
+            _ => {
+                self.taken = [0; 16];
+                self.highest = Some(seq);
+            }
+        }
+        self.set(seq, true);
+    }
+
+    fn bit(&self, seq: u64) -> bool {
+        let i = seq % Self::SPAN;
+        self.taken[(i / 64) as usize] & (1 << (i % 64)) != 0
+    }
+
+    fn set(&mut self, seq: u64, on: bool) {
+        let i = seq % Self::SPAN;
+        let word = &mut self.taken[(i / 64) as usize];
+        if on {
+            *word |= 1 << (i % 64);
+        } else {
+            *word &= !(1 << (i % 64));
+        }
     }
 }
 
