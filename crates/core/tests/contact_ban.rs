@@ -213,6 +213,47 @@ fn duplicates_are_idempotent() {
     assert_eq!(same.disposition, kordon_core::Disposition::Duplicate);
 }
 
+/// Measured under overload: after a reconnect the broker redelivered
+/// fixes far older than the eight a device remembers, and each was taken a
+/// second time (journaled twice, and judged again as a late breach).
+#[test]
+fn a_redelivery_older_than_the_history_is_a_duplicate_by_its_sequence_number() {
+    let mut e = engine_with(vec![ban_case()]);
+    feed(&mut e, fix("VIC-7", 0, offset(0.0, 0.0), 10.0));
+    // He passes her (a late breach would follow a second look), then 500
+    // more fixes far away.
+    let near = fix("OFF-7", 10, offset(100.0, 0.0), 10.0).with_seq(10);
+    assert_eq!(
+        e.ingest_fix(&near).unwrap().disposition,
+        kordon_core::Disposition::Accepted
+    );
+    for i in 1..=500 {
+        let far = fix("OFF-7", 10 + 5 * i, offset(4000.0, 0.0), 10.0).with_seq(10 + i as u64);
+        e.ingest_fix(&far).unwrap();
+    }
+    let again = e.ingest_fix(&near).unwrap();
+    assert_eq!(again.disposition, kordon_core::Disposition::Duplicate);
+    assert!(again.events.is_empty());
+    // A genuinely late fix with a number never seen is still judged.
+    let late = e
+        .ingest_fix(&fix("OFF-7", 11, offset(90.0, 0.0), 10.0).with_seq(5))
+        .unwrap();
+    assert_eq!(late.disposition, kordon_core::Disposition::Late);
+    // A device that restarts counts from 1 again: its new fixes are new.
+    let restarted = e
+        .ingest_fix(&fix("OFF-7", 5000, offset(4000.0, 0.0), 10.0).with_seq(1))
+        .unwrap();
+    assert_eq!(restarted.disposition, kordon_core::Disposition::Accepted);
+    let next = e
+        .ingest_fix(&fix("OFF-7", 5005, offset(4000.0, 0.0), 10.0).with_seq(2))
+        .unwrap();
+    assert_eq!(next.disposition, kordon_core::Disposition::Accepted);
+    let replayed = e
+        .ingest_fix(&fix("OFF-7", 5000, offset(4000.0, 0.0), 10.0).with_seq(1))
+        .unwrap();
+    assert_eq!(replayed.disposition, kordon_core::Disposition::Duplicate);
+}
+
 #[test]
 fn an_implausible_late_fix_is_only_possible_evidence() {
     let mut e = engine_with(vec![ban_case()]);

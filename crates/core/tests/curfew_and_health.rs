@@ -244,6 +244,33 @@ fn strap_tamper_opens_and_a_closed_strap_clears() {
     assert_eq!(kinds(&closed), vec![(Phase::Cleared, EventKind::Tamper)]);
 }
 
+/// A cut strap is never lost to a clock glitch or a bad reading: reported
+/// late (behind a newer message) it still opens the alarm, and a battery
+/// reading no device can make is left out rather than refusing the status.
+#[test]
+fn a_tamper_reported_late_or_with_an_impossible_battery_still_raises_the_alarm() {
+    let mut e = engine_with(vec![case(
+        "RTM-6",
+        RiskLevel::High,
+        vec![order("ban", square_zone(100.0, None))],
+    )]);
+    let heartbeat = Status::heartbeat(DeviceId::from("OFF-6"), at(60));
+    assert!(e.ingest_status(&heartbeat).unwrap().is_empty());
+    let late_tamper = Status {
+        strap: Some(StrapState::Tampered),
+        battery_pct: Some(180),
+        ..Status::heartbeat(DeviceId::from("OFF-6"), at(30))
+    };
+    let opened = e.ingest_status(&late_tamper).unwrap();
+    assert_eq!(kinds(&opened), vec![(Phase::Opened, EventKind::Tamper)]);
+    // A late "ok" says nothing about the strap now.
+    let late_ok = Status {
+        strap: Some(StrapState::Ok),
+        ..Status::heartbeat(DeviceId::from("OFF-6"), at(40))
+    };
+    assert!(e.ingest_status(&late_ok).unwrap().is_empty());
+}
+
 /// Found by the many-cases property: a case edited at the very instant its
 /// curfew window ended kept its GPS-lost episode open, with no timer left
 /// to close it.
