@@ -1,5 +1,6 @@
 //! What `/healthz` reports besides "the engine answers": whether kordon is
-//! connected to its broker and whether the journal commits.
+//! connected to its broker, whether the journal commits, and whether the
+//! engine keeps up with what arrives.
 //!
 //! Either failing means devices' messages are not being made durable or not
 //! arriving at all, while the process itself looks alive: exactly what an
@@ -20,6 +21,7 @@ struct State {
     broker: Option<Timestamp>,
     broker_down_since: Option<Timestamp>,
     journal_failing: Option<(Timestamp, String)>,
+    engine_busy_since: Option<Timestamp>,
 }
 
 /// What `/healthz` answers with: `problems` is empty when all is well.
@@ -63,6 +65,19 @@ impl Health {
         });
     }
 
+    /// The engine's queue was found full: messages wait (the broker holds
+    /// those kordon has not taken), and alerts come late.
+    pub fn engine_busy(&self, now: Timestamp) {
+        self.with(|s| {
+            s.engine_busy_since.get_or_insert(now);
+        });
+    }
+
+    /// Everything received has reached the engine's queue again.
+    pub fn engine_caught_up(&self) {
+        self.with(|s| s.engine_busy_since = None);
+    }
+
     pub fn report(&self) -> Report {
         self.with(|s| {
             let mut problems = Vec::new();
@@ -75,6 +90,11 @@ impl Health {
             if let Some((since, reason)) = &s.journal_failing {
                 problems.push(format!(
                     "journal commits failing since {since}: messages are not acknowledged to the broker ({reason})"
+                ));
+            }
+            if let Some(since) = s.engine_busy_since {
+                problems.push(format!(
+                    "overloaded since {since}: messages wait for the engine, alerts are delayed; the broker holds what kordon has not taken"
                 ));
             }
             Report {

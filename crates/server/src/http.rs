@@ -213,11 +213,17 @@ async fn ask<T>(
 /// 200 when the engine answers, the broker is connected and the journal
 /// commits; 503 naming each problem otherwise.
 async fn healthz(State(state): State<ApiState>) -> Response {
-    let cases = match ask(&state, Command::ListCases).await {
-        Ok(cases) => cases.len(),
-        Err(e) => return e.into_response(),
-    };
-    let report = state.health.report();
+    // Under overload the engine's queue may be full: the report still says
+    // why, rather than a bare "busy".
+    let cases = ask(&state, Command::ListCases).await.map(|c| c.len());
+    let mut report = state.health.report();
+    if let Err(ApiError(_, error)) = &cases {
+        report.problems.push(format!(
+            "the engine did not answer: {}",
+            error["error"].as_str().unwrap_or("unknown")
+        ));
+    }
+    let cases = cases.ok();
     let (status, word) = if report.problems.is_empty() {
         (StatusCode::OK, "ok")
     } else {

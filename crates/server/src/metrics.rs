@@ -18,9 +18,6 @@ pub const TIME_TO_ACK: &str = "kordon_time_to_ack_seconds";
 pub const CORE_QUEUE_DEPTH: &str = "kordon_core_queue_depth";
 /// Messages received and waiting to go to the engine's thread.
 pub const INBOX_DEPTH: &str = "kordon_inbox_depth";
-/// Messages received but not yet acknowledged to the broker: what the
-/// broker's in-flight window holds back.
-pub const UNACKNOWLEDGED: &str = "kordon_messages_unacknowledged";
 /// QoS 1 messages left unacknowledged because every queue was full (the
 /// broker delivers them again on the next connection), and QoS 0 messages
 /// dropped for the same reason.

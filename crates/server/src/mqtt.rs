@@ -289,9 +289,13 @@ impl Intake {
 
 /// Moves commands from the inbox to the engine's thread, in order, waiting
 /// (asynchronously, never blocking a tokio worker) while its queue is full.
+/// A full engine queue marks kordon overloaded (`/healthz`) until the inbox
+/// is empty again.
 pub async fn run_forwarder(
     mut inbox: mpsc::Receiver<Command>,
     core: crossbeam_channel::Sender<Command>,
+    clock: crate::clock::Clock,
+    health: Health,
 ) {
     while let Some(mut command) = inbox.recv().await {
         loop {
@@ -300,12 +304,16 @@ pub async fn run_forwarder(
                 Err(TrySendError::Full(back)) => {
                     command = back;
                     metrics::counter!(m::ENGINE_BUSY).increment(1);
+                    health.engine_busy(clock.now());
                     tokio::time::sleep(Duration::from_millis(1)).await;
                 }
                 Err(TrySendError::Disconnected(_)) => return,
             }
         }
         metrics::gauge!(m::INBOX_DEPTH).set(inbox.len() as f64);
+        if inbox.is_empty() {
+            health.engine_caught_up();
+        }
     }
 }
 

@@ -121,7 +121,12 @@ pub async fn start_with(
         kordon_ingest::connect(&config.broker_settings(broker_url.clone()), MQTT_REQUESTS)?;
     let decoder = Decoder::new(config.ingest.clone(), config.owntracks_map());
     let (inbox_tx, inbox_rx) = mpsc::channel(mqtt::INBOX);
-    let forwarder = tokio::spawn(mqtt::run_forwarder(inbox_rx, core_tx.clone()));
+    let forwarder = tokio::spawn(mqtt::run_forwarder(
+        inbox_rx,
+        core_tx.clone(),
+        config.clock,
+        health.clone(),
+    ));
     let connection = tokio::spawn(mqtt::run_connection(
         client.clone(),
         eventloop,

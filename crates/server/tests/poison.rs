@@ -297,9 +297,8 @@ async fn a_tamper_status_with_nothing_but_its_strap_raises_the_tamper_alarm() {
         let statuses = [
             format!(r#"{{"ts":{now},"strap":"tampered"}}"#),
             r#"{"strap":"tampered"}"#.to_string(),
-            format!(
-                r#"{{"ts":"yesterday","strap":"tampered","gps":"3d-ish","batt":180,"fw":"2.1"}}"#
-            ),
+            r#"{"ts":"yesterday","strap":"tampered","gps":"3d-ish","batt":180,"fw":"2.1"}"#
+                .to_string(),
             format!(r#"{{"ts":{now},"strap":"cut","charging":"maybe"}}"#),
         ];
         for (case, status) in cases.iter().zip(&statuses) {

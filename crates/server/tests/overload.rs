@@ -1,0 +1,284 @@
+//! Overload without harm: fixes offered faster than kordon can journal them
+//! (QoS 1, four device connections publishing as fast as the broker takes
+//! them). kordon keeps its broker connection throughout (keep-alives are
+//! answered whatever the engine's backlog), takes what it can, lets the
+//! broker hold the rest, and in the end has every fix in its journal exactly
+//! once; nothing is dropped on the way.
+//!
+//! It runs on the embedded broker and on a Mosquitto of its own with the
+//! queue settings of `deploy/mosquitto/kordon.conf`: the machine's Mosquitto
+//! keeps its default `max_queued_messages 1000` per client and drops QoS 1
+//! messages beyond it (a broker setting, which the shipped configuration
+//! raises), and it is shared with other tests' traffic.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::*;
+use jiff::{SignedDuration, Timestamp};
+use kordon_journal::{Durability, Journal, Record};
+use rumqttc::{AsyncClient, Event, Incoming, MqttOptions, QoS};
+
+const CASES: usize = 40;
+const PUBLISHERS: usize = 4;
+const FIXES_PER_PUBLISHER: usize = 8_000;
+
+/// A QoS 1 device connection that counts the broker's acknowledgements.
+async fn publisher(broker: &Broker, tag: &str) -> (AsyncClient, Arc<AtomicU64>) {
+    let (host, port) = broker.host_port();
+    let mut options = MqttOptions::new(format!("overload-{tag}"), host, port);
+    options
+        .set_keep_alive(Duration::from_secs(5))
+        .set_inflight(1000);
+    let (client, mut eventloop) = AsyncClient::new(options, 1000);
+    let acked = Arc::new(AtomicU64::new(0));
+    let count = acked.clone();
+    tokio::spawn(async move {
+        loop {
+            match eventloop.poll().await {
+                Ok(Event::Incoming(Incoming::PubAck(_))) => {
+                    count.fetch_add(1, Ordering::Relaxed);
+                }
+                Ok(_) => {}
+                Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+            }
+        }
+    });
+    (client, acked)
+}
+
+/// A metric's value from `/metrics` text (summed over its labels).
+fn metric(text: &str, name: &str) -> f64 {
+    text.lines()
+        .filter(|l| l.starts_with(name) && !l.starts_with('#'))
+        .filter(|l| l[name.len()..].starts_with([' ', '{']))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+fn journal_fix_count(path: &std::path::Path) -> u64 {
+    let Ok(conn) =
+        rusqlite::Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+    else {
+        return 0;
+    };
+    conn.query_row("SELECT count(*) FROM records WHERE kind = 'fix'", [], |r| {
+        r.get::<_, i64>(0)
+    })
+    .map_or(0, |n| n as u64)
+}
+
+fn journaled_fixes(path: &std::path::Path) -> BTreeMap<(String, u64), usize> {
+    let (journal, _) = Journal::open(path, Durability::Process).expect("the journal verifies");
+    let mut fixes = BTreeMap::new();
+    journal
+        .read_after(0, |stored| {
+            if let Some(Record::Fix { fix, .. }) = stored.record {
+                *fixes
+                    .entry((fix.device.to_string(), fix.seq.unwrap_or(u64::MAX)))
+                    .or_default() += 1;
+            }
+            Ok(())
+        })
+        .unwrap();
+    fixes
+}
+
+/// A Mosquitto of the test's own on a free port, configured for kordon's
+/// queues as in `deploy/mosquitto/kordon.conf` (without persistence, users
+/// and TLS). Killed on drop.
+struct OwnMosquitto {
+    child: std::process::Child,
+    port: u16,
+    _dir: std::path::PathBuf,
+}
+
+impl OwnMosquitto {
+    fn start() -> Option<OwnMosquitto> {
+        let binary = ["/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto"]
+            .into_iter()
+            .map(std::path::PathBuf::from)
+            .find(|p| p.is_file());
+        let Some(binary) = binary else {
+            assert!(
+                std::env::var("KORDON_REQUIRE_MOSQUITTO").as_deref() != Ok("1"),
+                "KORDON_REQUIRE_MOSQUITTO=1 but no mosquitto binary"
+            );
+            eprintln!("*** overload: no mosquitto binary: only the embedded broker was tested");
+            return None;
+        };
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let dir = temp_dir("overload-mosquitto");
+        let config = dir.join("mosquitto.conf");
+        std::fs::write(
+            &config,
+            format!(
+                "listener {port} 127.0.0.1\nallow_anonymous true\nuser root\n\
+                 set_tcp_nodelay true\nmax_queued_messages 200000\n\
+                 max_inflight_messages 1000\nmax_packet_size 262144\n"
+            ),
+        )
+        .unwrap();
+        let child = std::process::Command::new(binary)
+            .arg("-c")
+            .arg(&config)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("mosquitto starts");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "own mosquitto not listening");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Some(OwnMosquitto {
+            child,
+            port,
+            _dir: dir,
+        })
+    }
+}
+
+impl Drop for OwnMosquitto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_offered_load_above_capacity_keeps_the_connection_and_loses_nothing() {
+    let embedded = kordon_server::embedded::start("127.0.0.1:0".parse().unwrap(), None)
+        .expect("embedded broker starts");
+    let own = OwnMosquitto::start();
+    let mut brokers = vec![Broker::Embedded(format!("mqtt://{embedded}"))];
+    if let Some(own) = &own {
+        brokers.push(Broker::External(format!("mqtt://127.0.0.1:{}", own.port)));
+    }
+    for broker in brokers {
+        eprintln!("-- against {broker:?}");
+        overload(broker).await;
+    }
+}
+
+async fn overload(broker: Broker) {
+    {
+        let cases: Vec<TestCase> = (0..CASES).map(|_| TestCase::new("medium")).collect();
+        let all: Vec<&TestCase> = cases.iter().collect();
+        let kordon = Kordon::start(&broker, &all).await;
+        let http = reqwest::Client::new();
+        let scrape = || async {
+            http.get(format!("{}/metrics", kordon.http))
+                .bearer_auth(MONITORING_TOKEN)
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap()
+        };
+        // The metrics are the process's: earlier runs in it counted too.
+        let before = scrape().await;
+        let errors_before = metric(&before, "kordon_broker_connection_errors_total");
+        let deferred_before = metric(&before, "kordon_messages_deferred_total");
+
+        // Far from everyone, so the load is fixes, not alerts.
+        let (lat, lon) = north(HOME, 20_000.0);
+        let base = Timestamp::now() - SignedDuration::from_mins(20);
+        let started = Instant::now();
+        let mut acks = Vec::new();
+        let mut tasks = Vec::new();
+        for p in 0..PUBLISHERS {
+            let (client, acked) = publisher(&broker, &format!("{}-{p}", cases[0].id)).await;
+            acks.push(acked);
+            let devices: Vec<String> = cases.iter().map(|c| c.offender.clone()).collect();
+            tasks.push(tokio::spawn(async move {
+                for n in 0..FIXES_PER_PUBLISHER {
+                    // Each publisher its own slice of sequence numbers and
+                    // time, so every fix is distinct and moves forward.
+                    let seq = (n * PUBLISHERS + p) as u64;
+                    let ts = base + SignedDuration::from_millis(seq as i64 * 10);
+                    let device = &devices[n % devices.len()];
+                    let payload = format!(
+                        r#"{{"ts":"{ts}","lat":{lat:.7},"lon":{lon:.7},"acc":5.0,"seq":{seq}}}"#
+                    );
+                    client
+                        .publish(
+                            format!("kordon/v1/devices/{device}/fix"),
+                            QoS::AtLeastOnce,
+                            false,
+                            payload,
+                        )
+                        .await
+                        .unwrap();
+                }
+            }));
+        }
+        let offered = (PUBLISHERS * FIXES_PER_PUBLISHER) as u64;
+        let journal = kordon.journal_path();
+        let mut most_waiting = 0u64;
+        let mut overloaded_seen = false;
+        let deadline = Instant::now() + Duration::from_secs(240);
+        loop {
+            tokio::time::sleep(Duration::from_millis(250)).await;
+            let taken = journal_fix_count(&journal);
+            let broker_took: u64 = acks.iter().map(|a| a.load(Ordering::Relaxed)).sum();
+            most_waiting = most_waiting.max(broker_took.saturating_sub(taken));
+            let health = http
+                .get(format!("{}/healthz", kordon.http))
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            overloaded_seen |= health.contains("overloaded since");
+            if taken >= offered {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "only {taken} of {offered} fixes journaled in 240 s"
+            );
+        }
+        let took = started.elapsed();
+        for task in tasks {
+            task.await.unwrap();
+        }
+        let text = scrape().await;
+        eprintln!(
+            "{offered} fixes in {took:?} ({:.0}/s); at most {most_waiting} waited at the broker; \
+             overloaded reported: {overloaded_seen}; engine found busy {} times",
+            offered as f64 / took.as_secs_f64(),
+            metric(&text, "kordon_engine_busy_total"),
+        );
+        assert_eq!(
+            metric(&text, "kordon_broker_connection_errors_total"),
+            errors_before,
+            "kordon lost its broker connection under load"
+        );
+        assert_eq!(
+            metric(&text, "kordon_messages_deferred_total"),
+            deferred_before
+        );
+        kordon.stop().await;
+
+        // Every fix once: none lost, none journaled twice.
+        let fixes = journaled_fixes(&journal);
+        let ours: Vec<_> = fixes
+            .iter()
+            .filter(|((device, _), _)| cases.iter().any(|c| &c.offender == device))
+            .collect();
+        assert_eq!(ours.len() as u64, offered, "fixes missing from the journal");
+        let twice: Vec<_> = ours.iter().filter(|(_, n)| **n > 1).take(5).collect();
+        assert!(twice.is_empty(), "journaled more than once: {twice:?}");
+    }
+}
