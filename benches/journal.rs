@@ -176,6 +176,7 @@ fn recovery(dir: &Path, cases: u64, records: u64) {
         batch.push(if n % 1000 == 999 {
             Entry::new(Record::Tick {
                 at: t0() + SignedDuration::from_secs((n / cases) as i64 * 15),
+                engine: Default::default(),
             })
         } else {
             fix_record(n, cases)

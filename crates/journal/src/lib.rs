@@ -17,7 +17,7 @@ pub mod snapshot;
 pub mod store;
 pub mod writer;
 
-pub use record::{Hash, Record};
+pub use record::{EngineTick, Hash, Record};
 pub use snapshot::{Snapshot, SnapshotStore};
 pub use store::{Durability, Entry, Journal, JournalError, Stored, Truncation, Verified};
 pub use writer::{Durable, GroupCommit, Job, Writer};

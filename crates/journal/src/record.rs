@@ -18,6 +18,34 @@ pub type Hash = [u8; 32];
 /// The chain's value before the first record.
 pub const GENESIS: Hash = [0; 32];
 
+/// The time a tick carries to the engine's deadlines.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EngineTick {
+    /// The tick's own time (live; every record before this field existed).
+    #[default]
+    AtTick,
+    /// The newest event time of a backlog being drained.
+    At(Timestamp),
+    /// Not ticked: the backlog has not reached the engine's last tick yet.
+    Skipped,
+}
+
+impl EngineTick {
+    pub fn is_at_tick(&self) -> bool {
+        *self == EngineTick::AtTick
+    }
+
+    /// The engine's time for a tick at `at`, if it ticks at all.
+    pub fn time(self, at: Timestamp) -> Option<Timestamp> {
+        match self {
+            EngineTick::AtTick => Some(at),
+            EngineTick::At(t) => Some(t),
+            EngineTick::Skipped => None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Record {
@@ -39,9 +67,13 @@ pub enum Record {
         case: CaseId,
         at: Timestamp,
     },
-    /// The engine's clock advanced: deadlines (offline, curfew, escalation).
+    /// The clocks advanced: kordon's own (`at`: escalations, delivery
+    /// checks) and the engine's (deadlines: offline, curfew, position
+    /// unknown), which differs while a backlog is drained.
     Tick {
         at: Timestamp,
+        #[serde(default, skip_serializing_if = "EngineTick::is_at_tick")]
+        engine: EngineTick,
     },
     /// An operator acknowledged an alert.
     Ack {
@@ -99,7 +131,7 @@ impl Record {
             Record::Fix { received, .. } | Record::Status { received, .. } => *received,
             Record::CaseUpsert { at, .. }
             | Record::CaseRemove { at, .. }
-            | Record::Tick { at }
+            | Record::Tick { at, .. }
             | Record::Ack { at, .. }
             | Record::Event { at, .. }
             | Record::Outbound { at, .. }

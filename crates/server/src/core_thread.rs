@@ -19,7 +19,7 @@ use jiff::Timestamp;
 use kordon_alert::{AckError, Acknowledgement, AlertDesk, AlertRecord, AlertSettings, Outbound};
 use kordon_core::{BanHit, Case, CaseId, CaseRejected, Disposition, Engine, Event, Phase};
 use kordon_ingest::{Message, Reason, Refusal};
-use kordon_journal::{Entry, Job, Record};
+use kordon_journal::{EngineTick, Entry, Job, Record};
 use rumqttc::Publish;
 use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
@@ -59,7 +59,12 @@ pub enum Command {
     },
     /// The broker connection is (again) up.
     Connected(Timestamp),
-    Tick(Timestamp),
+    /// The clocks advanced: kordon's to `at`, the engine's as `engine`
+    /// says (see [`crate::engine_time`]).
+    Tick {
+        at: Timestamp,
+        engine: EngineTick,
+    },
     PutCase {
         case: Box<Case>,
         now: Timestamp,
@@ -92,6 +97,19 @@ pub enum Command {
 }
 
 impl Command {
+    /// The event time of a device message: what it says about when things
+    /// happened (see [`crate::engine_time`]).
+    pub fn event_time(&self) -> Option<Timestamp> {
+        match self {
+            Command::Message { message, .. } => match message {
+                Message::Fix(fix) => Some(fix.ts),
+                Message::Status(status) => Some(status.ts),
+                Message::Ack(_) => None,
+            },
+            _ => None,
+        }
+    }
+
     /// The command, with the broker's publish to acknowledge once the
     /// command is handled (and what it caused is durable).
     pub fn acknowledging(mut self, publish: Publish) -> Self {
@@ -263,7 +281,7 @@ impl CoreThread {
                 }
             }
             Record::CaseRemove { case, at } => self.remove_case_state(&case, at),
-            Record::Tick { at } => self.tick(at),
+            Record::Tick { at, engine } => self.tick(at, engine),
             Record::Ack {
                 alert,
                 operator,
@@ -373,7 +391,7 @@ impl CoreThread {
                 | Command::DeleteCase { now, .. }
                 | Command::Acknowledge { now, .. }
                 | Command::Bans { now, .. } => Some(*now),
-                Command::Connected(now) | Command::Tick(now) => Some(*now),
+                Command::Connected(now) | Command::Tick { at: now, .. } => Some(*now),
                 _ => None,
             };
             match command {
@@ -410,11 +428,11 @@ impl CoreThread {
                     let actions = self.deliveries.connected(now);
                     self.act(actions, now);
                 }
-                Command::Tick(now) => {
-                    self.entries.push(Entry::new(Record::Tick { at: now }));
-                    self.tick(now);
-                    let actions = self.deliveries.tick(now);
-                    self.act(actions, now);
+                Command::Tick { at, engine } => {
+                    self.entries.push(Entry::new(Record::Tick { at, engine }));
+                    self.tick(at, engine);
+                    let actions = self.deliveries.tick(at);
+                    self.act(actions, at);
                 }
                 Command::PutCase { case, now, reply } => {
                     let _ = reply.send(self.put_case(*case, now));
@@ -571,9 +589,14 @@ impl CoreThread {
         }
     }
 
-    fn tick(&mut self, now: Timestamp) {
-        let events = self.engine.tick(now);
-        self.publish_events(&events, now, None);
+    /// Deadlines of the engine on its time, escalations on kordon's: an
+    /// operator's time to acknowledge is wall-clock time, whatever backlog
+    /// the engine is working through.
+    fn tick(&mut self, now: Timestamp, engine: EngineTick) {
+        if let Some(engine_now) = engine.time(now) {
+            let events = self.engine.tick(engine_now);
+            self.publish_events(&events, now, None);
+        }
         for message in self.desk.tick(now) {
             metrics::counter!(m::ESCALATIONS).increment(1);
             self.send(message, None, None, now);

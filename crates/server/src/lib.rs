@@ -3,7 +3,7 @@
 //! ```text
 //!  broker ──▶ mqtt::run_connection ──decode──▶ inbox ──▶ mqtt::run_forwarder ──▶ core_thread ──records + envelopes──▶ journal writer ──committed──▶ mqtt::run_publisher ──▶ broker
 //!                                                                                (Engine, AlertDesk,                  (group commit)                (publish, then ack)
-//!  1 s tick ───────────────────────────────────────────────────────────────────▶  Deliveries)
+//!  1 s tick (engine_time) ──────────────────────────────▶ (forwarder, in order)  Deliveries)
 //!  HTTP (axum) ────────── commands ────────────────────────────────────────────▶
 //! ```
 //!
@@ -20,6 +20,7 @@
 //! - [`mqtt`]: the connection and publisher tasks.
 //! - [`http`]: the API and its roles.
 //! - [`health`]: broker connection and journal commits, for `/healthz`.
+//! - [`engine_time`]: the time ticks carry, also while draining a backlog.
 //! - [`replay`]: a recording through the engine on virtual time (`kordon replay`).
 //! - [`cases`]: the case directory.
 //! - [`clock`]: the time drivers stamp inputs with (scaled in the demo).
@@ -33,6 +34,7 @@ pub mod delivery;
 pub mod demo;
 #[cfg(feature = "embedded-broker")]
 pub mod embedded;
+pub mod engine_time;
 pub mod health;
 pub mod http;
 pub mod metrics;

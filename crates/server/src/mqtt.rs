@@ -9,7 +9,7 @@
 //!   message holds (its size, its shape, a panic decoding it, a broker
 //!   delivering it again and again) stops the messages behind it.
 //! - [`run_forwarder`] moves the queued commands to the engine's thread,
-//!   waiting while its queue is full.
+//!   waiting while its queue is full, with the 1 s tick among them.
 //! - [`run_publisher`] publishes what the journal writer passes on (only
 //!   once it is durable), then acknowledges the handled message to the
 //!   broker. A message received but not yet journaled when kordon stops or
@@ -39,6 +39,7 @@ use tracing::{debug, error, info, warn};
 
 use crate::core_thread::{Command, Envelope};
 use crate::delivery::{is_echo, ECHO_FILTERS};
+use crate::engine_time::EngineTime;
 use crate::health::Health;
 use crate::metrics as m;
 
@@ -288,31 +289,63 @@ impl Intake {
 }
 
 /// Moves commands from the inbox to the engine's thread, in order, waiting
-/// (asynchronously, never blocking a tokio worker) while its queue is full.
+/// (asynchronously, never blocking a tokio worker) while its queue is full,
+/// and puts the 1 s tick among them, carrying the time [`EngineTime`] gives.
 /// A full engine queue marks kordon overloaded (`/healthz`) until the inbox
-/// is empty again.
+/// is empty again. Ends when the connection task stops handing messages on.
 pub async fn run_forwarder(
     mut inbox: mpsc::Receiver<Command>,
     core: crossbeam_channel::Sender<Command>,
     clock: crate::clock::Clock,
     health: Health,
 ) {
-    while let Some(mut command) = inbox.recv().await {
-        loop {
-            match core.try_send(command) {
-                Ok(()) => break,
-                Err(TrySendError::Full(back)) => {
-                    command = back;
-                    metrics::counter!(m::ENGINE_BUSY).increment(1);
-                    health.engine_busy(clock.now());
-                    tokio::time::sleep(Duration::from_millis(1)).await;
-                }
-                Err(TrySendError::Disconnected(_)) => return,
+    // A tick per second of kordon's time (the demo's runs faster).
+    let period = Duration::from_secs_f64((1.0 / clock.speed()).max(0.02));
+    let mut ticks = tokio::time::interval(period);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut engine_time = EngineTime::default();
+    loop {
+        let command = tokio::select! {
+            command = inbox.recv() => match command {
+                Some(command) => command,
+                None => return,
+            },
+            _ = ticks.tick() => {
+                let at = clock.now();
+                Command::Tick { at, engine: engine_time.tick(at) }
             }
+        };
+        if let Some(ts) = command.event_time() {
+            engine_time.received(ts);
+        }
+        if !hand_to_engine(&core, command, &clock, &health).await {
+            return;
         }
         metrics::gauge!(m::INBOX_DEPTH).set(inbox.len() as f64);
         if inbox.is_empty() {
             health.engine_caught_up();
+        }
+    }
+}
+
+/// Puts `command` in the engine's queue, waiting while it is full; false
+/// when the engine's thread is gone.
+async fn hand_to_engine(
+    core: &crossbeam_channel::Sender<Command>,
+    mut command: Command,
+    clock: &crate::clock::Clock,
+    health: &Health,
+) -> bool {
+    loop {
+        match core.try_send(command) {
+            Ok(()) => return true,
+            Err(TrySendError::Full(back)) => {
+                command = back;
+                metrics::counter!(m::ENGINE_BUSY).increment(1);
+                health.engine_busy(clock.now());
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            Err(TrySendError::Disconnected(_)) => return false,
         }
     }
 }

@@ -80,7 +80,6 @@ pub struct Running {
     connection: JoinHandle<()>,
     forwarder: JoinHandle<()>,
     publisher: JoinHandle<()>,
-    ticker: JoinHandle<()>,
     http: JoinHandle<()>,
 }
 
@@ -137,7 +136,6 @@ pub async fn start_with(
         stopping.clone(),
     ));
     let publisher = tokio::spawn(mqtt::run_publisher(client, out_rx));
-    let ticker = tokio::spawn(tick(core_tx.clone(), config.clock, stopping.clone()));
 
     let listener = tokio::net::TcpListener::bind(config.http.listen)
         .await
@@ -179,7 +177,6 @@ pub async fn start_with(
         connection,
         forwarder,
         publisher,
-        ticker,
         http,
     })
 }
@@ -378,35 +375,12 @@ fn recover(
     Ok((core, writer, out_rx))
 }
 
-/// The 1 s tick: offline devices, lost GPS, curfew deadlines, escalations.
-async fn tick(
-    core: crossbeam_channel::Sender<Command>,
-    clock: crate::clock::Clock,
-    mut stopping: watch::Receiver<bool>,
-) {
-    // A tick per second of kordon's time (the demo's runs faster).
-    let period = Duration::from_secs_f64((1.0 / clock.speed()).max(0.02));
-    let mut interval = tokio::time::interval(period);
-    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = interval.tick() => {
-                if core.try_send(Command::Tick(clock.now())).is_err() {
-                    warn!("engine queue full or gone; tick skipped");
-                }
-            }
-            _ = stopping.wait_for(|stop| *stop) => return,
-        }
-    }
-}
-
 impl Running {
     /// Stops taking messages, lets the engine finish what is queued,
     /// publishes what that caused, then `offline`, and disconnects.
     pub async fn shutdown(self) {
         info!("shutting down");
         let _ = self.stop.send(true);
-        let _ = self.ticker.await;
         let _ = self.http.await;
         // The connection task has stopped handing messages on; what it
         // handed on reaches the engine's queue before `Shutdown` does.
