@@ -101,9 +101,13 @@ async fn messages_decided_before_a_crash_are_published_once_after_it() {
                 ])
                 .unwrap();
         }
-        let device = Watcher::new(&broker, &["kordon/v1/engine/status"]).await;
+        // Its own copy back proves the broker has routed it, into kordon's
+        // session too, before the victim subscribes (who must not see it).
+        let device = Watcher::new(&broker, &[topic.as_str()]).await;
         device.publish(&topic, taken.clone()).await;
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        device
+            .expect("the taken warning routed by the broker", |_, p| p == taken)
+            .await;
 
         let victim = Watcher::new(&broker, &[topic.as_str()]).await;
         kordon.restart().await;
