@@ -34,7 +34,7 @@ fn a_cleared_alert_nobody_acknowledged_is_forgotten_after_a_day_an_open_one_neve
     let mut desk = AlertDesk::new(AlertSettings::default());
     engine.upsert_case(case(), t(0)).unwrap();
     desk.upsert_case(&case());
-    let mut route = |engine: &mut Engine, desk: &mut AlertDesk, s: i64, lat: f64| {
+    let route = |engine: &mut Engine, desk: &mut AlertDesk, s: i64, lat: f64| {
         let fix = Fix::new(DeviceId::new("OFF-9"), t(s), lat, ZONE.1, 5.0);
         let events = engine.ingest_fix(&fix).unwrap().events;
         for event in &events {
