@@ -384,7 +384,7 @@ enum Ev {
 struct Mqtt {
     user: String,
     client: AsyncClient,
-    events: mpsc::UnboundedReceiver<Ev>,
+    events: mpsc::Receiver<Ev>,
     /// Publishes received and not yet consumed, in arrival order.
     inbox: Vec<(String, String)>,
     task: tokio::task::JoinHandle<()>,
@@ -428,7 +428,8 @@ impl Mqtt {
             options.set_credentials(*user, password.clone());
         }
         let (client, mut eventloop) = AsyncClient::new(options, 100);
-        let (tx, events) = mpsc::unbounded_channel();
+        // Bounded like every queue in kordon; a test client never holds more.
+        let (tx, events) = mpsc::channel(10_000);
         let task = tokio::spawn(async move {
             loop {
                 let ev = match eventloop.poll().await {
@@ -442,7 +443,7 @@ impl Mqtt {
                     Ok(_) => continue,
                     Err(e) => {
                         let refused = matches!(e, ConnectionError::ConnectionRefused(_));
-                        if tx.send(Ev::Error(format!("{e:?}"))).is_err() || refused {
+                        if tx.send(Ev::Error(format!("{e:?}"))).await.is_err() || refused {
                             return;
                         }
                         // The next poll dials again.
@@ -450,7 +451,7 @@ impl Mqtt {
                         continue;
                     }
                 };
-                if tx.send(ev).is_err() {
+                if tx.send(ev).await.is_err() {
                     return;
                 }
             }
