@@ -369,8 +369,9 @@ async fn bans_at_a_point_name_the_orders_and_hide_contact_bans_from_admins() {
         .await;
     // Wait until the engine has the fix: the API answers from the same thread.
     let home = format!("/api/v1/bans?lat={}&lon={}", HOME.0, HOME.1);
+    // Up to 30 s: a loaded machine may take more than a moment.
     let mut hits = Value::Null;
-    for _ in 0..50 {
+    for _ in 0..600 {
         hits = api
             .call(Method::GET, &home, Some(POLICE_TOKEN), None)
             .await
