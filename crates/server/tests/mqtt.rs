@@ -631,7 +631,26 @@ async fn kordon_reconnects_after_a_broker_outage_and_gets_what_was_published_mea
         let watcher = Watcher::new(&broker, &["kordon/v1/alerts/#"]).await;
 
         proxy.down();
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        // Cut off for certain before publishing (not "500 ms will do"):
+        // kordon itself says it has lost the broker.
+        let mut cut_off = false;
+        for _ in 0..300 {
+            let health: serde_json::Value = reqwest::get(format!("{}/healthz", kordon.http))
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            if health["problems"]
+                .to_string()
+                .contains("not connected to the broker")
+            {
+                cut_off = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(cut_off, "kordon never noticed the outage");
         let t = start_time();
         let fix = format!("kordon/v1/devices/{}/fix", case.offender);
         let breach = fix_json(ZONE_CENTRE.0, ZONE_CENTRE.1, 5.0, t);
@@ -647,11 +666,17 @@ async fn kordon_reconnects_after_a_broker_outage_and_gets_what_was_published_mea
             "no alert while kordon is cut off"
         );
         proxy.up();
-        watcher
-            .expect("the breach after the outage", |t, p| {
-                event_of(t, p, &case, "opened", "zone_breach")
-            })
-            .await;
+        // kordon's back-off between attempts doubles up to 10 s: the
+        // default 10 s of `expect` is too little if the outage ran long.
+        assert!(
+            watcher
+                .wait_for(Duration::from_secs(40), |t, p| {
+                    event_of(t, p, &case, "opened", "zone_breach")
+                })
+                .await
+                .is_some(),
+            "the breach after the outage"
+        );
         // And it keeps working after the reconnection. (The first fix 5 km
         // away implies 125 m/s: suspect, so it clears nothing by itself.)
         let (lat, lon) = north(ZONE_CENTRE, 5000.0);
