@@ -1,0 +1,9 @@
+//! JSON fixes on `kordon/v1/devices/OFF-1/fix` through the server's decoder.
+#![no_main]
+
+use kordon_fuzz::{check_decode, FIX_TOPIC};
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|payload: &[u8]| {
+    let _ = check_decode(FIX_TOPIC, payload);
+});
