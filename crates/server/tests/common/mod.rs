@@ -394,6 +394,20 @@ impl Watcher {
         }
     }
 
+    /// A watcher that has already received, and forgotten, the retained
+    /// messages on `filters` (an earlier run's engine status, say): a
+    /// marker published after subscribing comes back after them.
+    pub async fn without_retained(broker: &Broker, filters: &[&str]) -> Watcher {
+        let marker = format!("kordon-test/marker/{}", unique());
+        let mut all = filters.to_vec();
+        all.push(&marker);
+        let watcher = Watcher::new(broker, &all).await;
+        watcher.publish(&marker, "marker").await;
+        watcher.expect("the marker", |t, _| t == marker).await;
+        watcher.forget_unconsumed();
+        watcher
+    }
+
     /// Forgets what arrived and was not consumed: later expectations see
     /// only what comes after.
     pub fn forget_unconsumed(&self) {
