@@ -52,6 +52,32 @@ fn terminate(mut child: Child) {
     assert!(child.wait().unwrap().success(), "a SIGTERM is a clean stop");
 }
 
+/// Waits until `child` says it is running: only then does it handle
+/// SIGTERM. Its "online" comes earlier (from the connection task, while
+/// `start` is still under way), and a SIGTERM sent then ends it by the
+/// signal's default action ("signal: 15 (SIGTERM)", not a clean stop).
+/// Its stderr is read to the end on a thread, so the pipe never fills.
+async fn handling_signals(child: &mut Child) {
+    use std::io::BufRead;
+    let stderr = child.stderr.take().expect("stderr is piped");
+    let (running_tx, running_rx) = tokio::sync::oneshot::channel();
+    std::thread::spawn(move || {
+        let mut running_tx = Some(running_tx);
+        for line in std::io::BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            if line.contains("kordon is running") {
+                if let Some(tx) = running_tx.take() {
+                    let _ = tx.send(());
+                }
+            }
+        }
+    });
+    tokio::time::timeout(Duration::from_secs(60), running_rx)
+        .await
+        .expect("kordon says it is running")
+        .expect("kordon says it is running before its stderr closes");
+}
+
 async fn status_becomes(watcher: &Watcher, status: &str) {
     watcher
         .expect(&format!("engine status {status}"), |t, p| {
@@ -71,6 +97,7 @@ async fn offline_is_published_on_shutdown_and_by_the_last_will_on_a_kill() {
 
         let (mut child, client_id) = spawn(&broker);
         status_becomes(&watcher, "online").await;
+        handling_signals(&mut child).await;
         let term = Command::new("kill")
             .args(["-TERM", &child.id().to_string()])
             .status()
@@ -182,8 +209,9 @@ async fn evidence_is_exported_and_verified_and_a_damaged_journal_stops_kordon() 
     )
     .await;
     let case = TestCase::new("high");
-    let (child, client_id, config) = spawn_with(&broker, &case);
+    let (mut child, client_id, config) = spawn_with(&broker, &case);
     status_becomes(&watcher, "online").await;
+    handling_signals(&mut child).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     // Walk into the zone at a plausible pace; the last fix carries a
     // coordinate to find on disk.
@@ -283,8 +311,9 @@ async fn evidence_is_exported_and_verified_and_a_damaged_journal_stops_kordon() 
         status.1
     );
     // Told to, it keeps the good part and runs.
-    let truncated = run(&config, &["--truncate-journal"]);
+    let mut truncated = run(&config, &["--truncate-journal"]);
     status_becomes(&watcher, "online").await;
+    handling_signals(&mut truncated).await;
     terminate(truncated);
     let kept = std::fs::read_dir(journal.parent().unwrap())
         .unwrap()
