@@ -178,64 +178,83 @@ impl Intake {
     /// What the engine's thread must do with `publish`: take it, refuse
     /// it, or match it against an alert kordon sent (an echo).
     fn command(&mut self, publish: Publish, now: Timestamp) -> Command {
-        let received = Instant::now();
         let topic = publish.topic.clone();
-        let refused = |refusal| Command::Refused {
-            topic: topic.clone(),
-            refusal,
-            now,
-            ack: None,
-        };
-        let command = if let Some(deliveries) = publish
-            .dup
-            .then(|| self.poison.redelivered(&topic, &publish.payload))
-            .flatten()
-        {
-            error!(
+        let command = match self.refusal_unread(&publish) {
+            Some(refusal) => Command::Refused {
                 topic,
-                deliveries,
-                "the broker keeps delivering this message and kordon never got to handle it: refused as poison so the messages behind it move on"
-            );
-            refused(Refusal::new(
-                Reason::PoisonMessage,
-                format!("delivered {deliveries} times without being handled; refused so the stream behind it moves on"),
-            ))
-        } else if is_echo(&topic) {
-            Command::Echo {
-                topic: topic.clone(),
+                refusal,
+                now,
+                ack: None,
+            },
+            None if is_echo(&topic) => Command::Echo {
+                topic,
                 payload: publish.payload.to_vec(),
                 now,
                 ack: None,
+            },
+            None => self.decode(topic, &publish.payload, now),
+        };
+        command.acknowledging(publish)
+    }
+
+    /// Why `publish` is refused before anyone reads its payload, if it is:
+    /// delivered again and again without being handled, or a retained copy.
+    fn refusal_unread(&mut self, publish: &Publish) -> Option<Refusal> {
+        let topic = &publish.topic;
+        if publish.dup {
+            if let Some(deliveries) = self.poison.redelivered(topic, &publish.payload) {
+                error!(
+                    topic,
+                    deliveries,
+                    "the broker keeps delivering this message and kordon never got to handle it: refused as poison so the messages behind it move on"
+                );
+                return Some(Refusal::new(
+                    Reason::PoisonMessage,
+                    format!("delivered {deliveries} times without being handled; refused so the stream behind it moves on"),
+                ));
             }
-        } else if publish.retain {
-            refused(Refusal::new(
+        }
+        (publish.retain && !is_echo(topic)).then(|| {
+            Refusal::new(
                 Reason::RetainedMessage,
                 "a retained message is the broker's stored copy of an old message, not something a device just said; devices publish without the retain flag",
-            ))
-        } else {
-            let decoded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                self.decoder.decode(&topic, &publish.payload, now)
-            }));
-            match decoded {
-                Ok(Ok(message)) => Command::Message {
-                    topic: topic.clone(),
+            )
+        })
+    }
+
+    /// The decoded message, or its refusal; a panic in the decoder (a bug)
+    /// refuses the message instead of stopping the connection.
+    fn decode(&self, topic: String, payload: &[u8], now: Timestamp) -> Command {
+        let received = Instant::now();
+        let decoded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.decoder.decode(&topic, payload, now)
+        }));
+        let refusal = match decoded {
+            Ok(Ok(message)) => {
+                return Command::Message {
+                    topic,
                     message,
                     received,
                     now,
                     ack: None,
-                },
-                Ok(Err(refusal)) => refused(refusal),
-                Err(_) => {
-                    metrics::counter!(m::HANDLING_FAILED).increment(1);
-                    error!(topic, "decoding this message panicked: refused");
-                    refused(Refusal::new(
-                        Reason::HandlingFailed,
-                        "kordon failed while decoding this message; it is refused and the fault logged",
-                    ))
                 }
             }
+            Ok(Err(refusal)) => refusal,
+            Err(_) => {
+                metrics::counter!(m::HANDLING_FAILED).increment(1);
+                error!(topic, "decoding this message panicked: refused");
+                Refusal::new(
+                    Reason::HandlingFailed,
+                    "kordon failed while decoding this message; it is refused and the fault logged",
+                )
+            }
         };
-        command.acknowledging(publish)
+        Command::Refused {
+            topic,
+            refusal,
+            now,
+            ack: None,
+        }
     }
 
     /// Queues `command` behind everything received before it.
