@@ -5,7 +5,9 @@
 //! then be published and acknowledged, to the journal writer. The writer
 //! passes the publishes and acks on to the publisher once the records are
 //! committed: nothing is acknowledged to the broker before it is durable,
-//! and nothing here waits on the disk or the network.
+//! and nothing here waits on the disk or the network, only, when the writer
+//! is a full queue behind, for room in that queue (backpressure: the
+//! thread's own queue then fills, and the broker holds the rest).
 //!
 //! The same code replays the journal at start ([`Sink::Replay`]): the
 //! records rebuild the state, and nothing is journaled or published again.
