@@ -98,11 +98,16 @@ impl Decoder {
     /// the order fixes arrive in whenever a clock runs ahead.
     pub fn decode(&self, topic: &str, payload: &[u8], now: Timestamp) -> Result<Message, Refusal> {
         let inbound = InboundTopic::parse(topic)?;
+        // Every refusal names the device its topic is about, so that the
+        // monitoring room sees which bracelet or phone sends faulty data.
         let device = match &inbound {
             InboundTopic::Fix(device)
             | InboundTopic::BinaryFix(device)
             | InboundTopic::Status(device) => Some(device.clone()),
-            InboundTopic::OwnTracks { .. } | InboundTopic::Ack => None,
+            InboundTopic::OwnTracks { user, device, .. } => {
+                self.owntracks.get(&format!("{user}/{device}")).cloned()
+            }
+            InboundTopic::Ack => None,
         };
         let result = self.decode_topic(inbound, payload, now);
         result.map_err(|refusal| match (&refusal.device, &device) {

@@ -388,6 +388,21 @@ fn a_refusal_names_the_device_of_its_topic() {
         owntracks.device.as_ref().map(|d| d.as_str()),
         Some("VIC-0001")
     );
+    // Also when refused for its range or time, not only its syntax (found
+    // by the owntracks fuzz target).
+    for payload in [
+        r#"{"_type":"location","tst":1,"lat":51.9,"lon":4.4,"acc":5}"#,
+        r#"{"_type":"location","tst":1795939200,"lat":51.9,"lon":200,"acc":5}"#,
+    ] {
+        let refusal = decoder()
+            .decode("owntracks/anna/phone", payload.as_bytes(), now())
+            .unwrap_err();
+        assert_eq!(
+            refusal.device.as_ref().map(|d| d.as_str()),
+            Some("VIC-0001"),
+            "{payload}"
+        );
+    }
 }
 
 #[test]

@@ -208,6 +208,10 @@ pub struct CoreThread {
     records_since_snapshot: u64,
     last_snapshot: Option<Timestamp>,
     last_retention: Option<Timestamp>,
+    /// The time the engine's deadlines last ran at (see
+    /// [`crate::engine_time`]): case changes happen at it, so that none is
+    /// ahead of the ticks that follow while a backlog is drained.
+    engine_time: Option<Timestamp>,
 }
 
 impl CoreThread {
@@ -227,6 +231,7 @@ impl CoreThread {
             records_since_snapshot: 0,
             last_snapshot: None,
             last_retention: None,
+            engine_time: None,
         }
     }
 
@@ -437,10 +442,12 @@ impl CoreThread {
                     self.act(actions, at);
                 }
                 Command::PutCase { case, now, reply } => {
-                    let _ = reply.send(self.put_case(*case, now));
+                    let at = self.case_time(now);
+                    let _ = reply.send(self.put_case(*case, at));
                 }
                 Command::DeleteCase { id, now, reply } => {
-                    let _ = reply.send(self.delete_case(&id, now));
+                    let at = self.case_time(now);
+                    let _ = reply.send(self.delete_case(&id, at));
                 }
                 Command::ListCases(reply) => {
                     let mut list: Vec<CaseSummary> = self
@@ -596,6 +603,7 @@ impl CoreThread {
     /// the engine is working through.
     fn tick(&mut self, now: Timestamp, engine: EngineTick) {
         if let Some(engine_now) = engine.time(now) {
+            self.engine_time = Some(engine_now);
             let events = self.engine.tick(engine_now);
             self.publish_events(&events, now, None);
         }
@@ -603,6 +611,13 @@ impl CoreThread {
             metrics::counter!(m::ESCALATIONS).increment(1);
             self.send(message, None, None, now);
         }
+    }
+
+    /// When a case change made at `now` happens for the engine: not after
+    /// the engine's time, which lags the wall clock while a backlog is
+    /// drained (and by under a second live).
+    fn case_time(&self, now: Timestamp) -> Timestamp {
+        self.engine_time.map_or(now, |t| t.min(now))
     }
 
     /// Handles a message; if that fails (a bug: a panic), the message is
