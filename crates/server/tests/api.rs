@@ -261,7 +261,7 @@ async fn alerts_show_each_role_what_it_may_see_and_can_be_acknowledged_once() {
         .iter()
         .filter(|a| a["case"] == case.id.as_str())
         .collect();
-    assert_eq!(mine.len(), 1);
+    assert_eq!(mine.len(), 1, "{monitoring:#}");
     assert_eq!(
         mine[0]["protected"]["device"],
         case.victim.as_str(),
