@@ -13,6 +13,11 @@
 //! | protected person's device | warnings about the offender (proximity, zone breach, tamper, bracelet offline in high-risk cases) and her own battery; never a position, distance or direction |
 //! | offender's bracelet | static zones only (exclusion zones, curfew); nothing derived from the victim |
 //! | case coordinators | escalations |
+//!
+//! An acknowledgement covers the level it was given at ([`crate::Level`]):
+//! when an alert rises (a warning becomes a breach, a possible breach
+//! certain) it demands attention again, needs a new acknowledgement, and
+//! its escalation clock starts again (see `AlertRecord::demand_attention_again`).
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 
@@ -26,7 +31,7 @@ use thiserror::Error;
 use crate::cap::{self, CapThread};
 use crate::message::{
     offender_instruction, protected_instruction, Acknowledgement, AlertEvent, AlertMessage,
-    CoordinatorNotice, DeviceWarning,
+    CoordinatorNotice, DeviceWarning, Level,
 };
 use crate::topics;
 
@@ -95,12 +100,20 @@ pub struct AlertRecord {
     pub latest: AlertMessage,
     /// When kordon first published it.
     pub raised_at: Timestamp,
+    /// Since when it demands attention at its current level: its first
+    /// publication, or its last rise in level (warning to breach, possible
+    /// to certain). Escalation and time to acknowledge count from here.
+    pub attention_since: Timestamp,
     pub open: bool,
     pub needs_police: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub escalated_at: Option<Timestamp>,
+    /// The acknowledgement of its current level.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub acknowledgement: Option<Acknowledgement>,
+    /// Acknowledgements of lower levels it has since risen above.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub earlier_acknowledgements: Vec<Acknowledgement>,
     /// Events published about it so far.
     pub updates: u32,
     #[serde(skip)]
@@ -186,10 +199,15 @@ struct DeskState {
 struct StoredAlert {
     latest: AlertMessage,
     raised_at: Timestamp,
+    /// Absent in snapshots from before levels: `raised_at`.
+    #[serde(default)]
+    attention_since: Option<Timestamp>,
     open: bool,
     needs_police: bool,
     escalated_at: Option<Timestamp>,
     acknowledgement: Option<Acknowledgement>,
+    #[serde(default)]
+    earlier_acknowledgements: Vec<Acknowledgement>,
     updates: u32,
     cap: Option<CapThread>,
     told_protected: Vec<(DeviceId, Option<EventKind>)>,
@@ -207,10 +225,12 @@ impl From<&AlertRecord> for StoredAlert {
         StoredAlert {
             latest: r.latest.clone(),
             raised_at: r.raised_at,
+            attention_since: Some(r.attention_since),
             open: r.open,
             needs_police: r.needs_police,
             escalated_at: r.escalated_at,
             acknowledgement: r.acknowledgement.clone(),
+            earlier_acknowledgements: r.earlier_acknowledgements.clone(),
             updates: r.updates,
             cap: r.cap.clone(),
             told_protected,
@@ -224,14 +244,33 @@ impl From<StoredAlert> for AlertRecord {
         AlertRecord {
             latest: s.latest,
             raised_at: s.raised_at,
+            attention_since: s.attention_since.unwrap_or(s.raised_at),
             open: s.open,
             needs_police: s.needs_police,
             escalated_at: s.escalated_at,
             acknowledgement: s.acknowledgement,
+            earlier_acknowledgements: s.earlier_acknowledgements,
             updates: s.updates,
             cap: s.cap,
             told_protected: s.told_protected.into_iter().collect(),
             told_offender: s.told_offender,
+        }
+    }
+}
+
+impl AlertRecord {
+    /// The alert rose in level: a new demand for attention. An operator's
+    /// acknowledgement of the lower level no longer covers it, and the
+    /// escalation clock starts again, unless the police were already
+    /// waiting for an acknowledgement (their clock keeps running).
+    fn demand_attention_again(&mut self, police_waiting: bool, now: Timestamp) {
+        if let Some(ack) = self.acknowledgement.take() {
+            self.earlier_acknowledgements.push(ack);
+        }
+        self.latest.acknowledged = None;
+        if !police_waiting {
+            self.attention_since = now;
+            self.escalated_at = None;
         }
     }
 }
@@ -327,15 +366,21 @@ impl AlertDesk {
         let record = self.alerts.entry(event.id).or_insert_with(|| AlertRecord {
             latest: message.clone(),
             raised_at: now,
+            attention_since: now,
             open: true,
             needs_police: false,
             escalated_at: None,
             acknowledgement: None,
+            earlier_acknowledgements: Vec::new(),
             updates: 0,
             cap: None,
             told_protected: HashMap::new(),
             told_offender: None,
         });
+        let police_waiting = record.needs_police && record.acknowledgement.is_none();
+        if Level::of(&message).rose_from(Level::of(&record.latest)) {
+            record.demand_attention_again(police_waiting, now);
+        }
         record.latest = AlertMessage {
             acknowledged: record.acknowledgement.clone(),
             ..message.clone()
@@ -407,7 +452,11 @@ impl AlertDesk {
             operator: operator.to_string(),
             note,
             at: now,
-            time_to_ack_s: now.duration_since(record.raised_at).as_secs_f64().max(0.0),
+            time_to_ack_s: now
+                .duration_since(record.attention_since)
+                .as_secs_f64()
+                .max(0.0),
+            level: Some(Level::of(&record.latest)),
         };
         record.acknowledgement = Some(ack.clone());
         record.latest.acknowledged = Some(ack.clone());
@@ -443,7 +492,7 @@ impl AlertDesk {
                     && r.needs_police
                     && r.acknowledgement.is_none()
                     && r.escalated_at.is_none()
-                    && now.duration_since(r.raised_at) >= limit
+                    && now.duration_since(r.attention_since) >= limit
             })
             .map(|(id, _)| *id)
             .collect();
@@ -471,7 +520,7 @@ impl AlertDesk {
                     case: message.case.clone(),
                     risk: case.risk,
                     ts: now,
-                    unacknowledged_for_s: now.duration_since(record.raised_at).as_secs_f64(),
+                    unacknowledged_for_s: now.duration_since(record.attention_since).as_secs_f64(),
                     coordinators: case.coordinators.clone(),
                 };
                 out.push(json(

@@ -15,4 +15,4 @@ pub mod message;
 pub mod topics;
 
 pub use desk::{AckError, AlertDesk, AlertRecord, AlertSettings, Outbound};
-pub use message::{Acknowledgement, AlertEvent, AlertMessage, DeviceWarning, Position};
+pub use message::{Acknowledgement, AlertEvent, AlertMessage, DeviceWarning, Level, Position};

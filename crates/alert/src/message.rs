@@ -47,15 +47,49 @@ impl From<&PositionReport> for Position {
     }
 }
 
-/// Who acknowledged an alert, when, and how long it took.
+/// Who acknowledged an alert, when, at what level, and how long it took.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Acknowledgement {
     pub operator: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
     pub at: Timestamp,
-    /// From the alert's first publication to this acknowledgement.
+    /// From when the alert demanded attention at this level (its first
+    /// publication, or its last rise in level) to this acknowledgement.
     pub time_to_ack_s: f64,
+    /// The level the operator acknowledged; a rise above it demands a new
+    /// acknowledgement. Absent in acknowledgements from before it was kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub level: Option<Level>,
+}
+
+/// How much attention an alert demands: its kind and certainty. A warning
+/// becoming a breach, or a possible breach becoming certain, is a rise: a
+/// new demand for attention that needs its own acknowledgement.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Level {
+    pub kind: EventKind,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certainty: Option<Certainty>,
+}
+
+impl Level {
+    pub fn of(message: &AlertMessage) -> Level {
+        Level {
+            kind: message.kind,
+            certainty: message.certainty,
+        }
+    }
+
+    /// Whether this level demands more than `before` did.
+    pub fn rose_from(self, before: Level) -> bool {
+        let breach = |kind| matches!(kind, EventKind::ProximityBreach | EventKind::ZoneBreach);
+        let certain = |c| c == Some(Certainty::Certain);
+        (breach(self.kind) && !breach(before.kind))
+            || (breach(self.kind) == breach(before.kind)
+                && certain(self.certainty)
+                && !certain(before.certainty))
+    }
 }
 
 /// The alert payload of the monitoring and police topics.
