@@ -183,6 +183,36 @@ impl Publisher {
     }
 }
 
+/// Fixes published between two waits for kordon (see the publishing loop).
+const BATCH: usize = 500;
+
+/// Waits until kordon's engine has handled every fix the devices published
+/// so far: a fix from an unknown device, published after them on the same
+/// connection, comes back as a reject (the engine's, in order).
+async fn kordon_has_taken_all(publisher: &Publisher, watcher: &Watcher, tag: &str, n: usize) {
+    let device = format!("SYNC-{tag}-{n}");
+    let fix = format!(
+        r#"{{"ts":"{}","lat":51.9,"lon":4.5,"acc":5.0}}"#,
+        Timestamp::now()
+    );
+    publisher
+        .client
+        .publish(
+            format!("kordon/v1/devices/{device}/fix"),
+            QoS::AtLeastOnce,
+            false,
+            fix,
+        )
+        .await
+        .unwrap();
+    let found = watcher
+        .wait_for(Duration::from_secs(120), |t, p| {
+            t == "kordon/v1/rejects" && p.contains(&device)
+        })
+        .await;
+    assert!(found.is_some(), "kordon did not take the fixes up to {n}");
+}
+
 async fn wait_for_status(watcher: &Watcher, status: &str) {
     let found = watcher
         .wait_for(Duration::from_secs(60), |t, p| {
@@ -275,6 +305,7 @@ async fn kordon_killed_at_random_points_loses_no_fix_and_warns_no_victim_twice()
                 "kordon/v1/engine/status",
                 "kordon/v1/alerts/police",
                 "kordon/v1/devices/+/warning",
+                "kordon/v1/rejects",
             ],
         )
         .await;
@@ -306,20 +337,28 @@ async fn kordon_killed_at_random_points_loses_no_fix_and_warns_no_victim_twice()
                 .publish(topic, QoS::AtLeastOnce, false, payload)
                 .await
                 .unwrap();
-            // About 2,500 fixes/s: below what kordon journals, so a broker
-            // with a bounded queue (Mosquitto keeps 1,000) never drops any.
+            // About 2,500 fixes/s at most; and every 500 fixes the devices
+            // wait for kordon to have taken them: a broker with a bounded
+            // queue (Mosquitto keeps 1,000 per client, and drops the rest
+            // however much it acknowledged to the devices) must never hold
+            // more, whatever the machine's load does to kordon's pace.
             if n % 50 == 49 {
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
+            if n % BATCH == BATCH - 1 {
+                kordon_has_taken_all(&publisher, &watcher, &stream.tag, n).await;
+            }
         }
-        // Every publish acknowledged by the broker.
+        // Every publish acknowledged by the broker: the fixes, and a sync
+        // fix after each batch.
+        let published = (total + total / BATCH) as u64;
         for _ in 0..600 {
-            if publisher.acked.load(Ordering::Relaxed) >= total as u64 {
+            if publisher.acked.load(Ordering::Relaxed) >= published {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        assert_eq!(publisher.acked.load(Ordering::Relaxed), total as u64);
+        assert_eq!(publisher.acked.load(Ordering::Relaxed), published);
         // kordon works through what the broker holds for it.
         for _ in 0..1200 {
             if journal_fix_count(&journal) >= total as u64 {
