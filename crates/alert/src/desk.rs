@@ -22,6 +22,7 @@
 use std::collections::{BTreeSet, HashMap, VecDeque};
 
 use jiff::Timestamp;
+use kordon_core::geodesy::distance_m;
 use kordon_core::{
     Case, CaseId, Coordinator, DeviceId, EpisodeId, Event, EventKind, Phase, RiskLevel, Role, Rule,
 };
@@ -51,6 +52,12 @@ pub struct AlertSettings {
     /// after it cleared (it stays in the journal), so that the desk's
     /// memory stays bounded on a day nobody acknowledges anything.
     pub forget_cleared_after_h: u32,
+    /// The police hear an update of an episode only when it is material:
+    /// a change of level, its end, or a move of at least this many metres
+    /// (of the offender, or of the distance between the parties) ...
+    pub police_update_min_move_m: f64,
+    /// ... and then at most once in this many seconds.
+    pub police_update_min_interval_s: u32,
 }
 
 impl Default for AlertSettings {
@@ -61,6 +68,8 @@ impl Default for AlertSettings {
             offender_zone_warnings: true,
             recent_limit: 1000,
             forget_cleared_after_h: 24,
+            police_update_min_move_m: 100.0,
+            police_update_min_interval_s: 60,
         }
     }
 }
@@ -80,6 +89,12 @@ impl AlertSettings {
         }
         if self.escalate_after_s == 0 {
             return Err("alerts.escalate_after_s must be at least 1".into());
+        }
+        if !(self.police_update_min_move_m.is_finite() && self.police_update_min_move_m >= 0.0) {
+            return Err(format!(
+                "alerts.police_update_min_move_m = {} must be a distance of 0 m or more",
+                self.police_update_min_move_m
+            ));
         }
         Ok(())
     }
@@ -118,6 +133,10 @@ pub struct AlertRecord {
     pub updates: u32,
     #[serde(skip)]
     cap: Option<CapThread>,
+    /// What the police were last told, so that they hear material changes
+    /// only.
+    #[serde(skip)]
+    police_told: PoliceTold,
     /// The kind each wearer was last told about, so a warning that only
     /// changes distance does not buzz a device again.
     #[serde(skip)]
@@ -210,6 +229,8 @@ struct StoredAlert {
     earlier_acknowledgements: Vec<Acknowledgement>,
     updates: u32,
     cap: Option<CapThread>,
+    #[serde(default)]
+    police_told: PoliceTold,
     told_protected: Vec<(DeviceId, Option<EventKind>)>,
     told_offender: Option<EventKind>,
 }
@@ -233,6 +254,7 @@ impl From<&AlertRecord> for StoredAlert {
             earlier_acknowledgements: r.earlier_acknowledgements.clone(),
             updates: r.updates,
             cap: r.cap.clone(),
+            police_told: r.police_told,
             told_protected,
             told_offender: r.told_offender,
         }
@@ -252,9 +274,57 @@ impl From<StoredAlert> for AlertRecord {
             earlier_acknowledgements: s.earlier_acknowledgements,
             updates: s.updates,
             cap: s.cap,
+            police_told: s.police_told,
             told_protected: s.told_protected.into_iter().collect(),
             told_offender: s.told_offender,
         }
+    }
+}
+
+/// The last message of an episode the police heard: when, at what level,
+/// and where things stood.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+struct PoliceTold {
+    at: Option<Timestamp>,
+    level: Option<Level>,
+    offender: Option<(f64, f64)>,
+    distance_m: Option<f64>,
+}
+
+impl PoliceTold {
+    fn of(message: &AlertMessage, now: Timestamp) -> PoliceTold {
+        PoliceTold {
+            at: Some(now),
+            level: Some(Level::of(message)),
+            offender: message.offender.as_ref().map(|p| (p.lat, p.lon)),
+            distance_m: message.distance_m,
+        }
+    }
+
+    /// Whether `message` changes what the police know enough to send it:
+    /// every event but an update does; an update when its level changed,
+    /// or when things moved far enough and the last one is long enough ago.
+    fn material(&self, message: &AlertMessage, now: Timestamp, settings: &AlertSettings) -> bool {
+        if message.event != AlertEvent::Updated || self.level != Some(Level::of(message)) {
+            return true;
+        }
+        let moved = |a: Option<(f64, f64)>, b: Option<(f64, f64)>| match (a, b) {
+            (Some((la, lo)), Some((lb, lob))) => distance_m(la, lo, lb, lob),
+            _ => 0.0,
+        };
+        let offender = moved(
+            self.offender,
+            message.offender.as_ref().map(|p| (p.lat, p.lon)),
+        );
+        let distance = match (self.distance_m, message.distance_m) {
+            (Some(a), Some(b)) => (a - b).abs(),
+            _ => 0.0,
+        };
+        let far = offender.max(distance) >= settings.police_update_min_move_m;
+        let interval =
+            jiff::SignedDuration::from_secs(i64::from(settings.police_update_min_interval_s));
+        let due = self.at.is_none_or(|at| now.duration_since(at) >= interval);
+        far && due
     }
 }
 
@@ -374,6 +444,7 @@ impl AlertDesk {
             earlier_acknowledgements: Vec::new(),
             updates: 0,
             cap: None,
+            police_told: PoliceTold::default(),
             told_protected: HashMap::new(),
             told_offender: None,
         });
@@ -389,13 +460,17 @@ impl AlertDesk {
         record.open = event.phase != Phase::Cleared;
 
         if record.needs_police || Self::needs_police(event.kind, case.risk) {
+            let first = !record.needs_police;
             record.needs_police = true;
-            out.push(json(topics::POLICE, &message));
-            let xml = cap::encode(&message, &mut record.cap, &self.settings.sender, now);
-            out.push(Outbound {
-                topic: topics::POLICE_CAP.to_string(),
-                payload: xml.into_bytes(),
-            });
+            if first || record.police_told.material(&message, now, &self.settings) {
+                record.police_told = PoliceTold::of(&message, now);
+                out.push(json(topics::POLICE, &message));
+                let xml = cap::encode(&message, &mut record.cap, &self.settings.sender, now);
+                out.push(Outbound {
+                    topic: topics::POLICE_CAP.to_string(),
+                    payload: xml.into_bytes(),
+                });
+            }
         }
 
         for device in protected_recipients(case, event) {

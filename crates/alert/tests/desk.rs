@@ -131,12 +131,24 @@ fn a_warning_goes_to_monitoring_and_her_device_and_a_breach_adds_police_and_cap(
         "proximity_breach"
     );
 
-    // Closer still: the same breach, a new distance; police get the update,
-    // her device does not buzz again.
+    // Closer still, 10 s later: the same breach, a new distance; the
+    // monitoring room sees it, the police do not (not material: under
+    // `police_update_min_move_m` and `police_update_min_interval_s`), her
+    // device does not buzz again.
     w.fix(
         "OFF-1",
         north(HOME, 30.0),
         t0() + SignedDuration::from_secs(30),
+    );
+    let out = w.take();
+    assert_eq!(on(&out, "kordon/v1/alerts/monitoring").len(), 1);
+    assert!(on(&out, "kordon/v1/alerts/police").is_empty());
+    assert!(on(&out, "kordon/v1/devices/VIC-1/warning").is_empty());
+    // A minute later he has moved 110 m: a material change for the police.
+    w.fix(
+        "OFF-1",
+        north(HOME, 140.0),
+        t0() + SignedDuration::from_secs(85),
     );
     let out = w.take();
     assert_eq!(on(&out, "kordon/v1/alerts/police").len(), 1);
@@ -155,7 +167,7 @@ fn a_warning_goes_to_monitoring_and_her_device_and_a_breach_adds_police_and_cap(
         w.fix(
             "OFF-1",
             north(HOME, metres),
-            t0() + SignedDuration::from_secs(100 + 40 * i as i64),
+            t0() + SignedDuration::from_secs(120 + 40 * i as i64),
         );
     }
     let out = w.take();

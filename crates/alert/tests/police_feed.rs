@@ -1,0 +1,75 @@
+//! The police feed carries a breach and its material changes, not a
+//! stream: an update goes to the police (JSON and CAP) when the level
+//! changes, or when he moved at least `police_update_min_move_m` and the
+//! last police message is `police_update_min_interval_s` old; the
+//! monitoring room still sees every update.
+
+use jiff::{SignedDuration, Timestamp};
+use kordon_alert::{AlertDesk, AlertSettings, Outbound};
+use kordon_core::{Case, DeviceId, Engine, EngineConfig, Fix};
+
+const HOME: (f64, f64) = (51.9200, 4.5470);
+
+fn case() -> Case {
+    serde_json::from_value(serde_json::json!({
+        "id": "RTM-2", "risk": "medium",
+        "offender": {"device": "OFF-2"},
+        "protected": [{"id": "P1", "device": "VIC-2"}],
+        "orders": [
+            {"id": "contact-p1", "legal_basis": "art. 38v Sr", "valid_from": "2026-01-01T00:00:00Z",
+             "rule": {"type": "contact_ban", "protected": "P1", "warning_radius_m": 1000, "alarm_radius_m": 500}}
+        ]
+    }))
+    .unwrap()
+}
+
+fn t(s: i64) -> Timestamp {
+    "2026-11-29T03:00:00Z".parse::<Timestamp>().unwrap() + SignedDuration::from_secs(s)
+}
+
+#[test]
+fn police_updates_go_out_on_material_changes_only() {
+    let mut engine = Engine::new(EngineConfig::default());
+    let mut desk = AlertDesk::new(AlertSettings::default());
+    engine.upsert_case(case(), t(0)).unwrap();
+    desk.upsert_case(&case());
+    let mut out: Vec<Outbound> = Vec::new();
+    let mut fix = |device: &str, north_m: f64, s: i64| {
+        let lat = HOME.0 + north_m / 111_195.0;
+        let fix = Fix::new(DeviceId::new(device), t(s), lat, HOME.1, 5.0);
+        for event in engine.ingest_fix(&fix).unwrap().events {
+            out.extend(desk.route(&event, t(s)));
+        }
+    };
+    fix("VIC-2", 0.0, 0);
+    // He walks around inside the alarm radius for five minutes, a fix every
+    // 5 s, 30 m apart: 60 updates of the distance.
+    for i in 0..60 {
+        let metres = 400.0 - 30.0 * f64::from(i % 12);
+        fix("OFF-2", metres, 5 + 5 * i64::from(i));
+    }
+    // Then he leaves for good.
+    for i in 0..5 {
+        fix(
+            "OFF-2",
+            5000.0 + 10.0 * f64::from(i),
+            400 + 30 * i64::from(i),
+        );
+    }
+    let on = |topic: &str| out.iter().filter(|m| m.topic == topic).count();
+    let monitoring = on("kordon/v1/alerts/monitoring");
+    let police = on("kordon/v1/alerts/police");
+    let cap = on("kordon/v1/alerts/police/cap");
+    eprintln!("monitoring {monitoring}, police {police}, CAP {cap}");
+    assert!(monitoring > 20, "the monitoring room sees the updates");
+    // Opened, at most one update a minute over its five minutes and the
+    // clearing time, cleared: against 60 updates before.
+    assert!(police <= 2 + 6, "{police} police messages for one episode");
+    assert_eq!(police, cap, "JSON and CAP go together");
+    let last = out
+        .iter()
+        .rev()
+        .find(|m| m.topic == "kordon/v1/alerts/police")
+        .unwrap();
+    assert!(String::from_utf8_lossy(&last.payload).contains("\"event\":\"cleared\""));
+}
