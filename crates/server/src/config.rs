@@ -315,3 +315,16 @@ impl Config {
             .collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_shipped_configuration_loads_and_checks() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/kordon.toml");
+        let config = Config::load(&path).unwrap_or_else(|e| panic!("{e}"));
+        assert!(config.check().is_ok());
+        assert_eq!(config.alerts.police_update_min_interval_s, 60);
+    }
+}

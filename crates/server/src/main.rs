@@ -202,6 +202,16 @@ fn run(path: PathBuf, on_damage: kordon_server::OnDamagedJournal) -> ExitCode {
         }
     };
     runtime.block_on(async move {
+        // Listening before starting: a SIGTERM during start-up (a
+        // supervisor stopping kordon as it comes up) is a clean stop, not
+        // the default action that kills the process outright.
+        let stop = match StopSignals::install() {
+            Ok(stop) => stop,
+            Err(e) => {
+                eprintln!("kordon: installing the signal handlers: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
         let running = match kordon_server::start_with(config, on_damage).await {
             Ok(running) => running,
             Err(e) => {
@@ -214,25 +224,43 @@ fn run(path: PathBuf, on_damage: kordon_server::OnDamagedJournal) -> ExitCode {
             "kordon is running: broker {} · API http://{} · Ctrl-C stops it",
             running.broker_url, running.http_addr
         );
-        wait_for_signal().await;
+        stop.wait().await;
         running.shutdown().await;
         ExitCode::SUCCESS
     })
 }
 
-async fn wait_for_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
+/// SIGTERM and Ctrl-C (SIGINT), each a request to stop cleanly.
+struct StopSignals {
     #[cfg(unix)]
-    {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .expect("installing the SIGTERM handler");
-        tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
+    term: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    interrupt: tokio::signal::unix::Signal,
+}
+
+impl StopSignals {
+    fn install() -> std::io::Result<StopSignals> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            Ok(StopSignals {
+                term: signal(SignalKind::terminate())?,
+                interrupt: signal(SignalKind::interrupt())?,
+            })
         }
+        #[cfg(not(unix))]
+        Ok(StopSignals {})
     }
-    #[cfg(not(unix))]
-    let _ = ctrl_c.await;
+
+    async fn wait(mut self) {
+        #[cfg(unix)]
+        tokio::select! {
+            _ = self.term.recv() => {}
+            _ = self.interrupt.recv() => {}
+        }
+        #[cfg(not(unix))]
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }
 
 fn replay(
