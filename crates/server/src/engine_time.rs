@@ -7,8 +7,9 @@
 //! would then judge those devices by a time their messages have not reached
 //! yet (her position "unknown", his bracelet "offline"), and where such a
 //! tick fell among the messages would change the decisions from run to run.
-//! So while kordon drains a backlog (messages arriving whose newest event
-//! time lags the wall clock by more than [`EngineTime::BACKLOG_LAG`]), ticks
+//! So while kordon drains a backlog (messages arriving, the newest event
+//! time among them lagging the wall clock by more than
+//! [`EngineTime::BACKLOG_LAG`], with no pause of [`EngineTime::QUIET`]), ticks
 //! carry that newest event time to the engine instead, as they would have
 //! carried live; the engine's time never goes back, and a tick that would
 //! take it back leaves the engine alone. The engine derives onsets from
@@ -31,8 +32,8 @@ use tracing::{info, warn};
 pub struct EngineTime {
     /// The newest event time among the messages received.
     frontier: Option<Timestamp>,
-    /// Whether a message with an event time came since the last tick.
-    arrived: bool,
+    /// Wall time of the last message with an event time.
+    last_arrival: Option<Timestamp>,
     last_tick: Option<Timestamp>,
     /// Wall time when draining the current backlog began.
     backlog_since: Option<Timestamp>,
@@ -43,11 +44,15 @@ impl EngineTime {
     pub const BACKLOG_LAG: SignedDuration = SignedDuration::from_secs(10);
     /// The longest a backlog holds the engine's time behind the wall clock.
     pub const MAX_BACKLOG: SignedDuration = SignedDuration::from_secs(120);
+    /// No message for this long ends a backlog: everyone is silent, and the
+    /// wall clock must go on to find devices offline.
+    pub const QUIET: SignedDuration = SignedDuration::from_secs(5);
 
-    /// A device message stamped `ts` (never after its arrival) was received.
-    pub fn received(&mut self, ts: Timestamp) {
+    /// A device message stamped `ts` (never after its arrival) was received
+    /// at wall time `wall`.
+    pub fn received(&mut self, ts: Timestamp, wall: Timestamp) {
         self.frontier = Some(self.frontier.map_or(ts, |f| f.max(ts)));
-        self.arrived = true;
+        self.last_arrival = Some(wall);
     }
 
     /// What the tick at wall time `wall` carries to the engine.
@@ -62,9 +67,11 @@ impl EngineTime {
     /// The engine's time for the tick at `wall`, or `None` to skip it (the
     /// backlog has not reached the last tick's time yet).
     fn engine_time(&mut self, wall: Timestamp) -> Option<Timestamp> {
-        let arrived = std::mem::take(&mut self.arrived);
+        let flowing = self
+            .last_arrival
+            .is_some_and(|at| wall.duration_since(at) < Self::QUIET);
         let draining = match self.frontier {
-            Some(frontier) if arrived && wall.duration_since(frontier) > Self::BACKLOG_LAG => {
+            Some(frontier) if flowing && wall.duration_since(frontier) > Self::BACKLOG_LAG => {
                 Some(frontier)
             }
             _ => None,
@@ -113,7 +120,7 @@ mod tests {
     fn live_ticks_carry_the_wall_clock_also_when_all_is_quiet() {
         let mut time = EngineTime::default();
         assert_eq!(time.engine_time(t(0)), Some(t(0)));
-        time.received(t(0));
+        time.received(t(0), t(0));
         assert_eq!(time.engine_time(t(1)), Some(t(1)));
         // Nothing arrives: the clock goes on (devices can go offline).
         assert_eq!(time.engine_time(t(2)), Some(t(2)));
@@ -127,22 +134,34 @@ mod tests {
         // Ten minutes of outage: the wall clock ticks on.
         assert_eq!(time.engine_time(t(600)), Some(t(600)));
         // The backlog from the outage arrives: still behind the last tick.
-        time.received(t(10));
-        time.received(t(300));
+        time.received(t(10), t(600));
+        time.received(t(300), t(601));
         assert_eq!(time.engine_time(t(601)), None);
         // Caught up to within the lag: live again.
-        time.received(t(599));
+        time.received(t(599), t(602));
         assert_eq!(time.engine_time(t(602)), Some(t(602)));
         // A backlog that began after the last tick: its own time.
         let mut time = EngineTime::default();
         time.engine_time(t(0));
-        time.received(t(100));
+        time.received(t(100), t(700));
         assert_eq!(time.engine_time(t(700)), Some(t(100)));
-        time.received(t(130));
-        assert_eq!(time.engine_time(t(701)), Some(t(130)));
+        // A tick with nothing new since, while still flowing: no advance.
+        assert_eq!(time.engine_time(t(701)), None);
+        time.received(t(130), t(701));
+        assert_eq!(time.engine_time(t(702)), Some(t(130)));
         // Caught up: the wall clock again.
-        time.received(t(699));
-        assert_eq!(time.engine_time(t(702)), Some(t(702)));
+        time.received(t(699), t(703));
+        assert_eq!(time.engine_time(t(703)), Some(t(703)));
+    }
+
+    #[test]
+    fn a_pause_of_quiet_ends_a_backlog() {
+        let mut time = EngineTime::default();
+        time.engine_time(t(0));
+        time.received(t(100), t(700));
+        assert_eq!(time.engine_time(t(701)), Some(t(100)));
+        assert_eq!(time.engine_time(t(704)), None, "4 s without a message");
+        assert_eq!(time.engine_time(t(705)), Some(t(705)), "5 s: quiet");
     }
 
     #[test]
@@ -150,7 +169,7 @@ mod tests {
         let mut time = EngineTime::default();
         time.engine_time(t(0));
         for s in 1..=200 {
-            time.received(t(s));
+            time.received(t(s), t(3600 + s));
             let at = time.engine_time(t(3600 + s)).unwrap();
             if s <= 121 {
                 assert_eq!(at, t(s));

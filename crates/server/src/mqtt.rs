@@ -335,7 +335,7 @@ pub async fn run_forwarder(
             }
         };
         if let Some(ts) = command.event_time() {
-            engine_time.received(ts);
+            engine_time.received(ts, clock.now());
         }
         if !hand_to_engine(&core, command, &clock, &health).await {
             return;
