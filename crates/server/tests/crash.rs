@@ -10,15 +10,15 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::journal::{journal_fix_count, journaled_fixes};
 use common::*;
 use jiff::{SignedDuration, Timestamp};
-use kordon_journal::{Durability, Journal, Record};
 use rumqttc::{AsyncClient, Event, Incoming, MqttOptions, QoS};
 
 const CASES: usize = 100;
@@ -220,36 +220,6 @@ async fn wait_for_status(watcher: &Watcher, status: &str) {
         })
         .await;
     assert!(found.is_some(), "kordon's status did not become {status}");
-}
-
-/// Every fix record in the journal, by device and sequence number.
-fn journaled_fixes(path: &Path) -> BTreeMap<(String, u64), usize> {
-    let (journal, _) = Journal::open(path, Durability::Process).expect("the journal verifies");
-    let mut fixes = BTreeMap::new();
-    journal
-        .read_after(0, |stored| {
-            if let Some(Record::Fix { fix, .. }) = stored.record {
-                *fixes
-                    .entry((fix.device.to_string(), fix.seq.unwrap_or(u64::MAX)))
-                    .or_default() += 1;
-            }
-            Ok(())
-        })
-        .unwrap();
-    fixes
-}
-
-fn journal_fix_count(path: &Path) -> u64 {
-    let Ok(conn) =
-        rusqlite::Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
-    else {
-        return 0;
-    };
-    conn.query_row("SELECT count(*) FROM records WHERE kind = 'fix'", [], |r| {
-        r.get::<_, i64>(0)
-    })
-    .map(|n| n as u64)
-    .unwrap_or(0)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -13,14 +13,13 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::journal::{journal_fix_count, journaled_fixes};
 use common::*;
 use jiff::{SignedDuration, Timestamp};
-use kordon_journal::{Durability, Journal, Record};
 use rumqttc::{AsyncClient, Event, Incoming, MqttOptions, QoS};
 
 const CASES: usize = 40;
@@ -58,34 +57,6 @@ fn metric(text: &str, name: &str) -> f64 {
         .filter(|l| l[name.len()..].starts_with([' ', '{']))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()
-}
-
-fn journal_fix_count(path: &std::path::Path) -> u64 {
-    let Ok(conn) =
-        rusqlite::Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
-    else {
-        return 0;
-    };
-    conn.query_row("SELECT count(*) FROM records WHERE kind = 'fix'", [], |r| {
-        r.get::<_, i64>(0)
-    })
-    .map_or(0, |n| n as u64)
-}
-
-fn journaled_fixes(path: &std::path::Path) -> BTreeMap<(String, u64), usize> {
-    let (journal, _) = Journal::open(path, Durability::Process).expect("the journal verifies");
-    let mut fixes = BTreeMap::new();
-    journal
-        .read_after(0, |stored| {
-            if let Some(Record::Fix { fix, .. }) = stored.record {
-                *fixes
-                    .entry((fix.device.to_string(), fix.seq.unwrap_or(u64::MAX)))
-                    .or_default() += 1;
-            }
-            Ok(())
-        })
-        .unwrap();
-    fixes
 }
 
 /// A Mosquitto of the test's own on a free port, configured for kordon's

@@ -13,6 +13,7 @@ use rumqttc::{AsyncClient, Event, Incoming, MqttOptions, QoS};
 use serde_json::Value;
 use tokio::sync::mpsc;
 
+pub mod journal;
 pub mod proxy;
 pub mod xsd;
 
