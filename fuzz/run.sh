@@ -48,15 +48,17 @@ logs=target/run-logs
 mkdir -p "$logs"
 
 for target in $targets; do
-    if [ -d "regressions/$target" ] && [ -n "$(ls -A "regressions/$target")" ]; then
-        echo "== $target: replaying regressions/$target"
-        if ! cargo fuzz run --sanitizer "$sanitizer" "$target" "regressions/$target"/* -- -runs=0 \
+    for input in "regressions/$target"/*; do
+        [ -f "$input" ] || continue
+        echo "== $target: replaying $input"
+        if ! cargo fuzz run --sanitizer "$sanitizer" "$target" "$input" \
             >"$logs/$target.regressions.log" 2>&1; then
-            echo "CRASH: $target on a regression input (log: fuzz/$logs/$target.regressions.log)"
+            echo "CRASH: $target on fuzz/$input (log: fuzz/$logs/$target.regressions.log)"
             grep -m1 -A4 "panicked at" "$logs/$target.regressions.log"
-            crashed+=("$target (regressions)")
+            echo "Reproduce: cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run $target $input"
+            crashed+=("$target (fuzz/$input)")
         fi
-    fi
+    done
 
     echo "== $target: fuzzing for ${seconds}s"
     work=target/run-corpus/$target
@@ -79,7 +81,8 @@ done
 
 if [ ${#crashed[@]} -ne 0 ]; then
     echo "FAILED: crashes in: ${crashed[*]}"
-    echo "Reproduce: RUSTC_BOOTSTRAP=1 cargo fuzz run TARGET fuzz/artifacts/TARGET/<file> (from fuzz/: cargo fuzz run TARGET artifacts/TARGET/<file>)"
+    echo "Reproduce a new crash: cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run TARGET artifacts/TARGET/<file>"
+    echo "(keep its input under fuzz/regressions/TARGET/ once it is understood; see fuzz/README.md)"
     exit 1
 fi
 echo "OK: no crashes in: $targets"
