@@ -12,14 +12,14 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use common::journal::{journal_fix_count, journaled_fixes};
+use common::publisher::Publisher;
 use common::*;
 use jiff::{SignedDuration, Timestamp};
-use rumqttc::{AsyncClient, Event, Incoming, MqttOptions, QoS};
+use rumqttc::QoS;
 
 const CASES: usize = 100;
 const STEPS: usize = 500;
@@ -154,35 +154,6 @@ impl Kordon {
     }
 }
 
-/// A QoS 1 publisher that counts the broker's acknowledgements.
-struct Publisher {
-    client: AsyncClient,
-    acked: Arc<AtomicU64>,
-}
-
-impl Publisher {
-    async fn new(broker: &Broker, tag: &str) -> Publisher {
-        let (host, port) = broker.host_port();
-        let mut options = MqttOptions::new(format!("crash-devices-{tag}"), host, port);
-        options.set_keep_alive(Duration::from_secs(5));
-        let (client, mut eventloop) = AsyncClient::new(options, 10_000);
-        let acked = Arc::new(AtomicU64::new(0));
-        let count = acked.clone();
-        tokio::spawn(async move {
-            loop {
-                match eventloop.poll().await {
-                    Ok(Event::Incoming(Incoming::PubAck(_))) => {
-                        count.fetch_add(1, Ordering::Relaxed);
-                    }
-                    Ok(_) => {}
-                    Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
-                }
-            }
-        });
-        Publisher { client, acked }
-    }
-}
-
 /// Fixes published between two waits for kordon (see the publishing loop).
 const BATCH: usize = 500;
 
@@ -279,7 +250,14 @@ async fn kordon_killed_at_random_points_loses_no_fix_and_warns_no_victim_twice()
             ],
         )
         .await;
-        let publisher = Publisher::new(&broker, &stream.tag).await;
+        // rumqttc's default in-flight window (100).
+        let publisher = Publisher::new(
+            &broker,
+            format!("crash-devices-{}", stream.tag),
+            100,
+            10_000,
+        )
+        .await;
         let mut kordon = Kordon {
             config: config.clone(),
             child: None,

@@ -13,42 +13,18 @@
 
 mod common;
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use common::journal::{journal_fix_count, journaled_fixes};
+use common::publisher::Publisher;
 use common::*;
 use jiff::{SignedDuration, Timestamp};
-use rumqttc::{AsyncClient, Event, Incoming, MqttOptions, QoS};
+use rumqttc::QoS;
 
 const CASES: usize = 40;
 const PUBLISHERS: usize = 4;
 const FIXES_PER_PUBLISHER: usize = 8_000;
-
-/// A QoS 1 device connection that counts the broker's acknowledgements.
-async fn publisher(broker: &Broker, tag: &str) -> (AsyncClient, Arc<AtomicU64>) {
-    let (host, port) = broker.host_port();
-    let mut options = MqttOptions::new(format!("overload-{tag}"), host, port);
-    options
-        .set_keep_alive(Duration::from_secs(5))
-        .set_inflight(1000);
-    let (client, mut eventloop) = AsyncClient::new(options, 1000);
-    let acked = Arc::new(AtomicU64::new(0));
-    let count = acked.clone();
-    tokio::spawn(async move {
-        loop {
-            match eventloop.poll().await {
-                Ok(Event::Incoming(Incoming::PubAck(_))) => {
-                    count.fetch_add(1, Ordering::Relaxed);
-                }
-                Ok(_) => {}
-                Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
-            }
-        }
-    });
-    (client, acked)
-}
 
 /// A metric's value from `/metrics` text (summed over its labels).
 fn metric(text: &str, name: &str) -> f64 {
@@ -168,7 +144,8 @@ async fn overload(broker: Broker) {
         let mut acks = Vec::new();
         let mut tasks = Vec::new();
         for p in 0..PUBLISHERS {
-            let (client, acked) = publisher(&broker, &format!("{}-{p}", cases[0].id)).await;
+            let Publisher { client, acked } =
+                Publisher::new(&broker, format!("overload-{}-{p}", cases[0].id), 1000, 1000).await;
             acks.push(acked);
             let devices: Vec<String> = cases.iter().map(|c| c.offender.clone()).collect();
             tasks.push(tokio::spawn(async move {

@@ -15,6 +15,7 @@ use tokio::sync::mpsc;
 
 pub mod journal;
 pub mod proxy;
+pub mod publisher;
 pub mod xsd;
 
 /// Tests that talk to a shared Mosquitto take turns: they share its topics.
