@@ -213,13 +213,12 @@ async fn evidence_is_exported_and_verified_and_a_damaged_journal_stops_kordon() 
     status_becomes(&watcher, "online").await;
     handling_signals(&mut child).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
-    // Walk into the zone at a plausible pace; the last fix carries a
-    // coordinate to find on disk.
+    // Walk into the zone at a plausible pace; the last fix, the first one
+    // inside, carries a coordinate to find on disk. It must be the one the
+    // breach follows: a fix sent after it may still be unjournaled when
+    // SIGTERM stops kordon (the broker redelivers it at the next start).
     let t = jiff::Timestamp::now() - jiff::SignedDuration::from_hours(1);
-    for (i, lat) in [51.9700, 51.9600, 51.9500, 51.9500123]
-        .into_iter()
-        .enumerate()
-    {
+    for (i, lat) in [51.9700, 51.9600, 51.9500123].into_iter().enumerate() {
         let at = t + jiff::SignedDuration::from_secs(60 * i as i64);
         watcher
             .publish(
@@ -280,29 +279,43 @@ async fn evidence_is_exported_and_verified_and_a_damaged_journal_stops_kordon() 
         "{text}"
     );
 
-    // One flipped byte in the journal: kordon refuses to start, naming the record.
+    // The fix's coordinate altered on disk: kordon refuses to start, naming
+    // the record. The coordinate is also in the breach's records (after the
+    // fix's) and in tables outside the chain, so every copy is altered.
     let journal = config.with_file_name("journal").join("journal.db");
     let mut bytes = std::fs::read(&journal).unwrap();
-    let at = bytes
-        .windows(10)
-        .position(|w| w == b"51.9500123")
-        .expect("the fix is in the file");
-    bytes[at + 9] ^= 0x01;
+    let copies: Vec<usize> = (0..bytes.len().saturating_sub(9))
+        .filter(|&at| &bytes[at..at + 10] == b"51.9500123")
+        .collect();
+    assert!(!copies.is_empty(), "the fix is in the file");
+    for at in copies {
+        bytes[at + 9] ^= 0x01;
+    }
     std::fs::write(&journal, bytes).unwrap();
     let mut refused = run(&config, &[]);
-    let status = tokio::task::spawn_blocking(move || {
-        let status = refused.wait().unwrap();
-        let mut stderr = String::new();
-        refused
-            .stderr
-            .take()
-            .unwrap()
-            .read_to_string(&mut stderr)
-            .unwrap();
-        (status, stderr)
-    })
-    .await
-    .unwrap();
+    let pid = refused.id();
+    let stopped = tokio::time::timeout(
+        Duration::from_secs(60),
+        tokio::task::spawn_blocking(move || {
+            let status = refused.wait().unwrap();
+            let mut stderr = String::new();
+            refused
+                .stderr
+                .take()
+                .unwrap()
+                .read_to_string(&mut stderr)
+                .unwrap();
+            (status, stderr)
+        }),
+    )
+    .await;
+    let Ok(status) = stopped else {
+        let _ = Command::new("kill")
+            .args(["-KILL", &pid.to_string()])
+            .status();
+        panic!("kordon started on a damaged journal");
+    };
+    let status = status.unwrap();
     assert!(!status.0.success());
     assert!(
         status.1.contains(&format!("is damaged at record {seq}"))
