@@ -16,7 +16,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::OnceLock;
 
 use jiff::{SignedDuration, Timestamp};
-use kordon_core::{check_fix, ClearReason, DeviceId, EpisodeId, Event, EventKind, Phase};
+use kordon_core::{check_fix, ClearReason, DeviceId, EpisodeId, Event, Phase};
 use kordon_ingest::{Decoder, InboundTopic, Limits, Message, Reason, Refusal};
 use kordon_journal::Record;
 
@@ -239,15 +239,7 @@ pub fn episode_invariants(events: &[Event]) -> Result<(), String> {
             Phase::Updated if open.get(&k) != Some(&e.id) => Some("update of a closed episode"),
             Phase::Cleared if open.remove(&k) != Some(e.id) => Some("cleared without being open"),
             Phase::Cleared => {
-                // Known and left for the alert-quality issue (fuzz/README.md,
-                // "Findings"): a contact ban's position_unknown cleared as
-                // order_inactive can reopen under its id once the order is
-                // taken away and brought back. Checked with
-                // KORDON_FUZZ_STRICT=1.
-                let known_gap = !strict()
-                    && e.kind == EventKind::PositionUnknown
-                    && e.reason == Some(ClearReason::OrderInactive);
-                if e.reason != Some(ClearReason::OrderWithdrawn) && !known_gap {
+                if e.reason != Some(ClearReason::OrderWithdrawn) {
                     ended.insert(e.id);
                 }
                 None

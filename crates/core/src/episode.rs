@@ -221,3 +221,60 @@ pub struct Event {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<ClearReason>,
 }
+
+/// The episodes of one subject (an order, or one kind of a device's health)
+/// follow each other: this is the one place that enforces that **an episode
+/// id is never reused and a closed episode never reopens from the past**.
+///
+/// Ids derive from onsets, so a new episode whose onset is at or before the
+/// last one's would take its id, or claim time the ended one already
+/// accounts for. Every opening asks [`Succession::admit`] first, and every
+/// closing tells [`Succession::ended`]. The engine keeps a subject's
+/// succession when the subject goes away (an order withdrawn, a device no
+/// case needs) and gives it back if it returns.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct Succession {
+    last: Option<Ended>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+struct Ended {
+    onset: Timestamp,
+    closed_at: Timestamp,
+}
+
+impl Succession {
+    /// The onset an episode found at `at`, with evidence since `onset`, may
+    /// open with, or `None` when it may not open.
+    ///
+    /// - Found before the last episode closed (an input stamped before the
+    ///   tick or fix that closed it, arriving after): that time was judged
+    ///   already, and the closed episode stays closed.
+    /// - Found after, with evidence reaching back to or before the last
+    ///   episode (a threshold lowered since, an order withdrawn and given
+    ///   again): a new episode, counted from when it was found.
+    pub fn admit(&self, onset: Timestamp, at: Timestamp) -> Option<Timestamp> {
+        let Some(last) = self.last else {
+            return Some(onset);
+        };
+        if at < last.closed_at {
+            return None;
+        }
+        if onset > last.onset && onset >= last.closed_at {
+            return Some(onset);
+        }
+        let just_after = last
+            .onset
+            .checked_add(jiff::SignedDuration::from_secs(1))
+            .unwrap_or(Timestamp::MAX);
+        Some(at.max(just_after))
+    }
+
+    /// Records that the episode with `onset` closed at `at`.
+    pub fn ended(&mut self, onset: Timestamp, at: Timestamp) {
+        self.last = Some(Ended {
+            onset,
+            closed_at: at.max(onset),
+        });
+    }
+}

@@ -9,7 +9,7 @@ use jiff::Timestamp;
 
 use crate::config::EngineConfig;
 use crate::decision::{Assessment, Certainty};
-use crate::episode::{ClearReason, EpisodeId, EventKind};
+use crate::episode::{ClearReason, EpisodeId, EventKind, Succession};
 
 /// The episode an order currently has open.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -19,6 +19,16 @@ pub struct OpenEpisode {
     pub onset: Timestamp,
     pub certainty: Option<Certainty>,
     pub reported_distance_m: Option<f64>,
+}
+
+/// What an episode would open with, before its succession settles its onset.
+#[derive(Debug, Clone, Copy)]
+pub struct Opening {
+    pub kind: EventKind,
+    /// Where the evidence begins.
+    pub onset: Timestamp,
+    pub certainty: Option<Certainty>,
+    pub distance_m: Option<f64>,
 }
 
 /// What a step did to the episode.
@@ -38,10 +48,8 @@ pub struct Track {
     run_start: Option<Timestamp>,
     /// First fix of the current unbroken run clear by the margin.
     clear_since: Option<Timestamp>,
-    /// The episode closed last, and when. Ids derive from onsets, so an
-    /// input stamped before the tick that closed an episode could otherwise
-    /// open it again.
-    last_closed: Option<(EpisodeId, Timestamp)>,
+    /// Which episodes may still begin (see [`Succession`]).
+    pub succession: Succession,
 }
 
 /// The two kinds an order's episode can have, and how its id is derived.
@@ -52,6 +60,14 @@ pub struct TrackKinds {
 }
 
 impl Track {
+    /// A new track for an order whose earlier episodes `succession` knows.
+    pub fn after(succession: Succession) -> Self {
+        Track {
+            succession,
+            ..Track::default()
+        }
+    }
+
     /// No open episode and no evidence towards one.
     pub fn is_idle(&self) -> bool {
         self.open.is_none()
@@ -77,22 +93,30 @@ impl Track {
     ) -> Option<(OpenEpisode, Transition)> {
         self.reset_evidence();
         let episode = self.open.take()?;
-        self.last_closed = Some((episode.id, at));
+        self.succession.ended(episode.onset, at);
         Some((episode, Transition::Cleared(reason)))
     }
 
-    /// When the episode `id` closed, if it is the one that closed last.
-    pub fn closed_at(&self, id: EpisodeId) -> Option<Timestamp> {
-        self.last_closed
-            .and_then(|(closed, at)| (closed == id).then_some(at))
-    }
-
-    /// Opens `episode` unless it is the one that just ended. The one place
-    /// an episode begins.
-    pub fn begin(&mut self, episode: OpenEpisode) -> Option<(OpenEpisode, Transition)> {
-        if self.open.is_some() || self.closed_at(episode.id).is_some() {
+    /// Opens an episode of `kind` found at `at` with evidence since `onset`,
+    /// if the succession of episodes admits it; `derive_id` names it once its
+    /// onset is settled. The one place an order's episode begins.
+    pub fn begin(
+        &mut self,
+        opening: Opening,
+        at: Timestamp,
+        derive_id: impl FnOnce(Timestamp) -> EpisodeId,
+    ) -> Option<(OpenEpisode, Transition)> {
+        if self.open.is_some() {
             return None;
         }
+        let onset = self.succession.admit(opening.onset, at)?;
+        let episode = OpenEpisode {
+            id: derive_id(onset),
+            kind: opening.kind,
+            onset,
+            certainty: opening.certainty,
+            reported_distance_m: opening.distance_m,
+        };
         self.clear_since = None;
         self.open = Some(episode.clone());
         Some((episode, Transition::Opened))
@@ -138,14 +162,13 @@ impl Track {
             } else {
                 return None;
             };
-            let onset = self.run_start.unwrap_or(at);
-            return self.begin(OpenEpisode {
-                id: derive_id(onset),
+            let opening = Opening {
                 kind,
-                onset,
+                onset: self.run_start.unwrap_or(at),
                 certainty,
-                reported_distance_m: Some(a.distance_m),
-            });
+                distance_m: Some(a.distance_m),
+            };
+            return self.begin(opening, at, derive_id);
         };
 
         if a.clear_with_margin {

@@ -24,14 +24,14 @@ use thiserror::Error;
 
 use crate::config::EngineConfig;
 use crate::decision::{disc_in_area, Assessment, Certainty};
-use crate::episode::{ClearReason, EpisodeId, Event, EventKind, Phase, PositionReport};
+use crate::episode::{ClearReason, EpisodeId, Event, EventKind, Phase, PositionReport, Succession};
 use crate::geodesy::Ecef;
 use crate::index::{OrderRef, PositionIndex, ZoneIndex};
 use crate::model::{
     Case, CaseId, DeviceId, Fix, Input, OrderId, RiskLevel, Role, Rule, Status, StrapState,
 };
 use crate::schedule::{schedule_time_zone, Schedule, ScheduleState};
-use crate::track::{OpenEpisode, Track, TrackKinds, Transition};
+use crate::track::{OpenEpisode, Opening, Track, TrackKinds, Transition};
 use crate::validate::{validate_case, CaseError, Problem, ValidationReport};
 use crate::zone::CompiledZone;
 
@@ -140,7 +140,7 @@ pub struct NearbyDevice {
 
 /// The shape of [`Engine::snapshot`]'s bytes. Bump it with any change to the
 /// engine's state, so an old snapshot is refused rather than misread.
-const SNAPSHOT_FORMAT: u32 = 2;
+const SNAPSHOT_FORMAT: u32 = 3;
 
 /// A snapshot [`Engine::restore`] cannot use.
 #[derive(Debug, Error)]
@@ -170,6 +170,10 @@ pub struct Engine {
     timers: BinaryHeap<Reverse<(Timestamp, Subject)>>,
     /// Largest contact-ban alarm radius, to size `bans_at` lookups.
     max_alarm_radius_m: f64,
+    /// The successions of orders and devices that went away, given back if
+    /// they return, so that their episode ids are never reused.
+    retired_orders: HashMap<(CaseId, OrderId), Succession>,
+    retired_devices: HashMap<DeviceId, HealthSuccessions>,
 }
 
 impl Engine {
@@ -189,6 +193,8 @@ impl Engine {
             positions: PositionIndex::default(),
             timers: BinaryHeap::new(),
             max_alarm_radius_m: 0.0,
+            retired_orders: HashMap::new(),
+            retired_devices: HashMap::new(),
         }
     }
 
@@ -348,7 +354,10 @@ impl Engine {
                         .position(|o| o.id == order.id && o.rule.same_kind(&order.rule))?;
                     Some(std::mem::take(&mut old.orders[i].track))
                 })
-                .unwrap_or_default();
+                .unwrap_or_else(|| {
+                    let key = (case.id.clone(), order.id.clone());
+                    Track::after(self.retired_orders.remove(&key).unwrap_or_default())
+                });
             orders.push(OrderState {
                 id: order.id.clone(),
                 valid_from: order.valid_from,
@@ -368,9 +377,7 @@ impl Engine {
             .map(|(_, old)| old.watched_since)
             .unwrap_or(now);
         if let Some((_, old)) = &mut previous {
-            for i in 0..old.orders.len() {
-                close_order(old, i, ClearReason::OrderWithdrawn, now, &mut events);
-            }
+            self.retire_orders(old, now, &mut events);
         }
         let state = CaseState {
             id: case.id.clone(),
@@ -442,9 +449,7 @@ impl Engine {
         let Some((slot, mut old)) = self.detach_case(id) else {
             return events;
         };
-        for i in 0..old.orders.len() {
-            close_order(&mut old, i, ClearReason::OrderWithdrawn, now, &mut events);
-        }
+        self.retire_orders(&mut old, now, &mut events);
         for &(d, role) in &old.members {
             if let Some(dev) = self.devices[d].as_ref() {
                 for (kind, onset) in open_health(dev) {
@@ -464,6 +469,20 @@ impl Engine {
         self.free_cases.push(slot);
         self.drop_orphan_devices(&old.members);
         events
+    }
+
+    /// Clears the open episodes of `old`'s orders that no longer exist
+    /// (all of them, for a removed case: an upsert has taken the tracks of
+    /// those it keeps), keeping their successions.
+    fn retire_orders(&mut self, old: &mut CaseState, now: Timestamp, events: &mut Vec<Event>) {
+        for i in 0..old.orders.len() {
+            close_order(old, i, ClearReason::OrderWithdrawn, now, events);
+            let order = &old.orders[i];
+            if order.track.succession != Succession::default() {
+                self.retired_orders
+                    .insert((old.id.clone(), order.id.clone()), order.track.succession);
+            }
+        }
     }
 
     /// Takes a case out of the tables, leaving its slot empty but reserved.
@@ -490,7 +509,9 @@ impl Engine {
                     self.devices.push(None);
                     self.devices.len() - 1
                 });
-                self.devices[slot] = Some(DeviceState::new(id.clone(), now));
+                let mut dev = DeviceState::new(id.clone(), now);
+                dev.successions = self.retired_devices.remove(id).unwrap_or_default();
+                self.devices[slot] = Some(dev);
                 self.device_slots.insert(id.clone(), slot);
                 slot
             }
@@ -518,6 +539,9 @@ impl Engine {
                 .is_some_and(|d| d.memberships.is_empty());
             if orphan {
                 if let Some(dev) = self.devices[slot].take() {
+                    if dev.successions != HealthSuccessions::default() {
+                        self.retired_devices.insert(dev.id.clone(), dev.successions);
+                    }
                     self.device_slots.remove(&dev.id);
                     self.positions.remove(slot);
                     self.free_devices.push(slot);
@@ -699,7 +723,7 @@ impl Engine {
             .gps_lost
             .take_if(|onset| after(latest, gps_lost_after) > *onset);
         if let Some(onset) = cleared {
-            dev.gps_lost_ended = Some(onset);
+            dev.successions.gps_lost.ended(onset, fix.ts);
             let dev = &*dev;
             fan_out(
                 &self.cases,
@@ -1004,7 +1028,7 @@ impl Engine {
             .offline
             .take_if(|onset| after(now, config.offline_after_s) > *onset)
         {
-            dev.offline_ended = Some(onset);
+            dev.successions.offline.ended(onset, now);
             changes.push((EventKind::DeviceOffline, onset, Phase::Cleared));
         }
         // A message older than the newest says nothing about the strap or
@@ -1016,11 +1040,16 @@ impl Engine {
         };
         match strap {
             Some(StrapState::Tampered) if dev.tamper.is_none() => {
-                dev.tamper = Some(ts);
-                changes.push((EventKind::Tamper, ts, Phase::Opened));
+                // Found when it arrives (`now`): a cut strap reported late
+                // still opens, after any tamper that has ended.
+                if let Some(onset) = dev.successions.tamper.admit(ts, now) {
+                    dev.tamper = Some(onset);
+                    changes.push((EventKind::Tamper, onset, Phase::Opened));
+                }
             }
             Some(StrapState::Ok) => {
                 if let Some(onset) = dev.tamper.take() {
+                    dev.successions.tamper.ended(onset, now);
                     changes.push((EventKind::Tamper, onset, Phase::Cleared));
                 }
             }
@@ -1037,8 +1066,10 @@ impl Engine {
         });
         match (dev.battery, level) {
             (None, Some(Some(kind))) if charging != Some(true) => {
-                dev.battery = Some((kind, ts));
-                changes.push((kind, ts, Phase::Opened));
+                if let Some(onset) = dev.successions.battery.admit(ts, now) {
+                    dev.battery = Some((kind, onset));
+                    changes.push((kind, onset, Phase::Opened));
+                }
             }
             (Some((EventKind::BatteryLow, onset)), Some(Some(EventKind::BatteryCritical))) => {
                 dev.battery = Some((EventKind::BatteryCritical, onset));
@@ -1052,6 +1083,7 @@ impl Engine {
                 });
                 if recovered || charging == Some(true) {
                     dev.battery = None;
+                    dev.successions.battery.ended(onset, now);
                     changes.push((kind, onset, Phase::Cleared));
                 }
             }

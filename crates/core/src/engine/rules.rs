@@ -302,23 +302,13 @@ pub(super) fn open_order_episode(
 ) {
     let order = &mut case.orders[i];
     let derive = |onset| EpisodeId::derive(&case.id, order.id.as_str(), kind.family(), onset);
-    // A deadline that falls on the onset of the episode that ended last is
-    // that episode seen again by an input stamped before it ended, and it
-    // stays ended. Found at or after the end, it can only come from a
-    // threshold lowered since (a reconfiguration): a new episode, counted
-    // from when it was found, so that it does not take the ended one's id.
-    let onset = match order.track.closed_at(derive(onset)) {
-        Some(closed_at) if at >= closed_at => at.max(after(onset, 1)),
-        _ => onset,
-    };
-    let episode = OpenEpisode {
-        id: derive(onset),
+    let opening = Opening {
         kind,
         onset,
         certainty,
-        reported_distance_m: None,
+        distance_m: None,
     };
-    if let Some((episode, transition)) = order.track.begin(episode) {
+    if let Some((episode, transition)) = order.track.begin(opening, at, derive) {
         events.push(order_event(
             case,
             &case.orders[i],

@@ -176,6 +176,15 @@ impl Sample {
     }
 }
 
+/// The successions of a device's health episodes, one per family.
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub(super) struct HealthSuccessions {
+    pub(super) tamper: Succession,
+    pub(super) battery: Succession,
+    pub(super) gps_lost: Succession,
+    pub(super) offline: Succession,
+}
+
 /// One device: what it last said, where it was, and its health episodes.
 #[derive(Debug, serde::Serialize, serde::Deserialize)]
 pub(super) struct DeviceState {
@@ -200,10 +209,8 @@ pub(super) struct DeviceState {
     pub(super) battery: Option<(EventKind, Timestamp)>,
     pub(super) gps_lost: Option<Timestamp>,
     pub(super) offline: Option<Timestamp>,
-    /// Onsets of the GPS-lost and offline episodes that ended last: the
-    /// next one of each kind must begin after it (see `next_onset`).
-    pub(super) gps_lost_ended: Option<Timestamp>,
-    pub(super) offline_ended: Option<Timestamp>,
+    /// Which health episodes may still begin (see [`Succession`]).
+    pub(super) successions: HealthSuccessions,
     /// The earliest time this device is queued to be looked at again.
     pub(super) timer: Option<Timestamp>,
 }
@@ -225,8 +232,7 @@ impl DeviceState {
             battery: None,
             gps_lost: None,
             offline: None,
-            gps_lost_ended: None,
-            offline_ended: None,
+            successions: HealthSuccessions::default(),
             timer: None,
         }
     }

@@ -40,8 +40,8 @@ pub(super) fn check_device(
     let heard = dev.heard();
     if dev.offline.is_none() {
         let deadline = after(heard, config.offline_after_s);
-        if now >= deadline {
-            let onset = next_onset(deadline, dev.offline_ended, now);
+        let admitted = dev.successions.offline.admit(deadline, now);
+        if let Some(onset) = admitted.filter(|_| now >= deadline) {
             dev.offline = Some(onset);
             fan_out(
                 cases,
@@ -57,8 +57,8 @@ pub(super) fn check_device(
     if dev.offline.is_none() && dev.gps_lost.is_none() {
         let last_fix = dev.fixed();
         let deadline = after(last_fix, config.gps_lost_after_s);
-        if now >= deadline && heard > last_fix {
-            let onset = next_onset(deadline, dev.gps_lost_ended, now);
+        let admitted = dev.successions.gps_lost.admit(deadline, now);
+        if let Some(onset) = admitted.filter(|_| now >= deadline && heard > last_fix) {
             dev.gps_lost = Some(onset);
             fan_out(
                 cases,
@@ -70,19 +70,6 @@ pub(super) fn check_device(
                 events,
             );
         }
-    }
-}
-
-/// The onset of a device condition found at `now` whose deadline was
-/// `deadline`. Ids derive from onsets, so it must come after the onset of the
-/// episode of that kind that ended last. Evidence clears an episode only by
-/// moving the deadline past its onset, so only a threshold lowered since (a
-/// reconfiguration) can put the deadline at or before it: the new episode then
-/// counts from when it was found.
-fn next_onset(deadline: Timestamp, ended: Option<Timestamp>, now: Timestamp) -> Timestamp {
-    match ended {
-        Some(ended) if deadline <= ended => now.max(after(ended, 1)),
-        _ => deadline,
     }
 }
 

@@ -1,0 +1,124 @@
+//! What a monitoring room would call wrong in a day of alerts, one test per
+//! defect (issue 11): each names what must hold.
+
+mod common;
+
+use common::*;
+use kordon_core::{ClearReason, EventKind, Phase, RiskLevel, Rule};
+
+/// An exclusion zone around `HOME` in force on weekdays 08:00–16:30
+/// Amsterdam time; `t0` is a Wednesday 11:00 there, so it ends at
+/// `at(5 * 3600 + 1800)`.
+fn school_zone() -> Rule {
+    let Rule::ExclusionZone { geometry, .. } = square_zone(100.0, None) else {
+        unreachable!()
+    };
+    Rule::ExclusionZone {
+        geometry,
+        warning_buffer_m: None,
+        schedule: Some(kordon_core::Schedule {
+            windows: vec![kordon_core::Window {
+                days: {
+                    use kordon_core::Day::*;
+                    vec![Mon, Tue, Wed, Thu, Fri]
+                },
+                start: "08:00".parse().unwrap(),
+                end: "16:30".parse().unwrap(),
+            }],
+        }),
+    }
+}
+
+const WINDOW_ENDS: i64 = 5 * 3600 + 1800;
+
+/// The zone's events among `events` (a silent bracelet also goes offline).
+fn zone_events(events: Vec<kordon_core::Event>) -> Vec<kordon_core::Event> {
+    events
+        .into_iter()
+        .filter(|ev| matches!(ev.kind, EventKind::ZoneBreach | EventKind::ZoneWarning))
+        .collect()
+}
+
+#[test]
+fn a_zone_breach_closed_when_its_window_ended_does_not_reopen_from_a_fix_stamped_before() {
+    let mut e = engine_with(vec![case(
+        "RTM-1",
+        RiskLevel::High,
+        vec![order("school", school_zone())],
+    )]);
+    let opened = feed(
+        &mut e,
+        fix("OFF-1", WINDOW_ENDS - 60, offset(0.0, 0.0), 10.0),
+    );
+    assert_eq!(kinds(&opened), vec![(Phase::Opened, EventKind::ZoneBreach)]);
+    let ended = zone_events(e.tick(at(WINDOW_ENDS)));
+    assert_eq!(kinds(&ended), vec![(Phase::Cleared, EventKind::ZoneBreach)]);
+    assert_eq!(ended[0].reason, Some(ClearReason::OrderInactive));
+    // Half a second before the window ended, delivered after the tick.
+    let mut late = fix("OFF-1", 0, offset(0.0, 0.0), 10.0);
+    late.ts = at(WINDOW_ENDS) - jiff::SignedDuration::from_millis(500);
+    let events = zone_events(feed(&mut e, late));
+    assert!(
+        events.iter().all(|ev| ev.phase != Phase::Opened),
+        "{}",
+        summary(&events)
+    );
+    // And the evening is not a breach either.
+    assert!(zone_events(feed(
+        &mut e,
+        fix("OFF-1", WINDOW_ENDS + 60, offset(0.0, 0.0), 10.0)
+    ))
+    .is_empty());
+}
+
+#[test]
+fn a_zone_breach_closed_at_the_end_of_validity_does_not_reopen_from_a_fix_stamped_before() {
+    let mut o = order("ban", square_zone(100.0, None));
+    o.valid_until = Some(at(600));
+    let mut e = engine_with(vec![case("RTM-1", RiskLevel::High, vec![o])]);
+    assert_eq!(
+        feed(&mut e, fix("OFF-1", 540, offset(0.0, 0.0), 10.0)).len(),
+        1
+    );
+    let ended = zone_events(e.tick(at(600)));
+    assert_eq!(ended[0].reason, Some(ClearReason::OrderInactive));
+    let events = zone_events(feed(&mut e, fix("OFF-1", 599, offset(1.0, 0.0), 10.0)));
+    assert!(events.is_empty(), "{}", summary(&events));
+}
+
+/// The fuzz finding `fuzz/regressions/engine/position-unknown-reopened-after-order-inactive`:
+/// a contact ban's `position_unknown` ends when the order goes out of force;
+/// the order withdrawn and given again, still unknown, must open a *new*
+/// episode, never one under the ended one's id.
+#[test]
+fn a_withdrawn_and_returned_order_never_reuses_an_episode_id() {
+    let mut ban = order("contact", contact_ban(1000.0, 200.0));
+    ban.valid_until = Some(at(3600));
+    let mut e = engine_with(vec![case("RTM-1", RiskLevel::High, vec![ban.clone()])]);
+    let mut events = e.tick(at(3000));
+    let unknown: Vec<_> = events
+        .iter()
+        .filter(|ev| ev.kind == EventKind::PositionUnknown)
+        .cloned()
+        .collect();
+    assert_eq!(unknown.len(), 1, "{}", summary(&events));
+    events.extend(e.tick(at(3600)));
+    // Withdrawn, then given again with a longer validity.
+    let mut without = case("RTM-1", RiskLevel::High, vec![]);
+    without.orders.clear();
+    events.extend(e.upsert_case(without, at(3700)).unwrap());
+    ban.valid_until = Some(at(9000));
+    events.extend(
+        e.upsert_case(case("RTM-1", RiskLevel::High, vec![ban]), at(3800))
+            .unwrap(),
+    );
+    events.extend(e.tick(at(3900)));
+    let reopened: Vec<_> = events
+        .iter()
+        .filter(|ev| ev.kind == EventKind::PositionUnknown && ev.phase == Phase::Opened)
+        .collect();
+    assert_eq!(reopened.len(), 2, "{}", summary(&events));
+    assert_ne!(reopened[0].id, reopened[1].id);
+    assert!(reopened[1].onset >= at(3600), "{}", summary(&events));
+    episode_invariants(&events).unwrap();
+}
