@@ -50,6 +50,45 @@ pub struct Track {
     clear_since: Option<Timestamp>,
     /// Which episodes may still begin (see [`Succession`]).
     pub succession: Succession,
+    /// The fixes behind the last assessment the streaks counted.
+    #[serde(default)]
+    counted: Option<Observation>,
+}
+
+/// The fix an assessment comes from and the fixes it rests on: the fix just
+/// taken and, for a contact ban, the other party's latest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Observation {
+    /// The time of the fix just taken.
+    pub at: Timestamp,
+    /// It implies an impossible move: it may raise possible evidence but
+    /// never clears anything, and never confirms evidence alone.
+    pub suspect: bool,
+    /// Whether the fix just taken is the offender's.
+    pub offender_moved: bool,
+    pub offender_fix: Option<Timestamp>,
+    pub protected_fix: Option<Timestamp>,
+}
+
+impl Observation {
+    /// A fix of the offender for an order about him alone (zones).
+    pub fn offender(at: Timestamp, suspect: bool) -> Self {
+        Observation {
+            at,
+            suspect,
+            offender_moved: true,
+            offender_fix: Some(at),
+            protected_fix: None,
+        }
+    }
+
+    /// Whether this is evidence independent of `last`: a new fix of the
+    /// party whose fix `last` counted, or new fixes of both. One outlier of
+    /// his, read again when her next fix arrives, is not two fixes.
+    fn independent_of(&self, last: &Observation) -> bool {
+        self.offender_moved == last.offender_moved
+            || (self.offender_fix != last.offender_fix && self.protected_fix != last.protected_fix)
+    }
 }
 
 /// The two kinds an order's episode can have, and how its id is derived.
@@ -83,6 +122,7 @@ impl Track {
         self.breach_streak = 0;
         self.run_start = None;
         self.clear_since = None;
+        self.counted = None;
     }
 
     /// Closes the open episode, if any, at `at`.
@@ -129,15 +169,27 @@ impl Track {
     pub fn step(
         &mut self,
         a: Assessment,
-        at: Timestamp,
-        suspect: bool,
+        observation: Observation,
         kinds: TrackKinds,
         config: &EngineConfig,
         derive_id: impl FnOnce(Timestamp) -> EpisodeId,
     ) -> Option<(OpenEpisode, Transition)> {
+        let (at, suspect) = (observation.at, observation.suspect);
         let a = if suspect { a.capped_at_possible() } else { a };
-        bump(&mut self.warning_streak, a.warning.is_some());
-        bump(&mut self.breach_streak, a.breach.is_some());
+        // Evidence that is not independent of what was counted last neither
+        // adds to a streak nor breaks it.
+        let counts = self
+            .counted
+            .is_none_or(|last| observation.independent_of(&last));
+        if counts {
+            self.counted = Some(observation);
+        }
+        if counts || a.warning.is_none() {
+            bump(&mut self.warning_streak, a.warning.is_some());
+        }
+        if counts || a.breach.is_none() {
+            bump(&mut self.breach_streak, a.breach.is_some());
+        }
         if a.warning.is_some() {
             self.run_start.get_or_insert(at);
         } else {

@@ -122,3 +122,91 @@ fn a_withdrawn_and_returned_order_never_reuses_an_episode_id() {
     assert!(reopened[1].onset >= at(3600), "{}", summary(&events));
     episode_invariants(&events).unwrap();
 }
+
+fn contact_case() -> kordon_core::Case {
+    case(
+        "RTM-1",
+        RiskLevel::High,
+        vec![order("contact", contact_ban(1000.0, 200.0))],
+    )
+}
+
+/// His fix 230 m north with 50 m accuracy: a *possible* breach of the 200 m
+/// alarm radius. Her next fix, at home, must not confirm it by reading his
+/// one fix again; his next fix does.
+#[test]
+fn one_bad_fix_of_his_read_again_with_her_next_fix_does_not_meet_the_debounce() {
+    let mut e = engine_with(vec![contact_case()]);
+    feed(&mut e, fix("VIC-1", 0, HOME, 10.0));
+    let first = feed(&mut e, fix("OFF-1", 10, offset(0.0, 230.0), 50.0));
+    assert_eq!(
+        kinds(&first),
+        vec![(Phase::Opened, EventKind::ProximityWarning)]
+    );
+    let hers = feed(&mut e, fix("VIC-1", 20, HOME, 10.0));
+    assert!(
+        hers.iter().all(|ev| ev.kind != EventKind::ProximityBreach),
+        "{}",
+        summary(&hers)
+    );
+    let his = feed(&mut e, fix("OFF-1", 40, offset(0.0, 231.0), 50.0));
+    assert_eq!(
+        kinds(&his),
+        vec![(Phase::Updated, EventKind::ProximityBreach)]
+    );
+}
+
+/// She walks towards him while his bracelet, standing still, is quiet:
+/// her own fixes are independent evidence.
+#[test]
+fn her_own_consecutive_fixes_confirm_a_possible_breach() {
+    let mut e = engine_with(vec![contact_case()]);
+    feed(&mut e, fix("OFF-1", 0, offset(0.0, 230.0), 50.0));
+    feed(&mut e, fix("VIC-1", 5, HOME, 10.0));
+    let second = feed(&mut e, fix("VIC-1", 15, offset(0.0, 1.0), 10.0));
+    assert!(
+        second
+            .iter()
+            .any(|ev| ev.kind == EventKind::ProximityBreach),
+        "{}",
+        summary(&second)
+    );
+}
+
+/// Her device jumps 5 km for one fix (an outlier, suspect); his fix from
+/// that second arrives late, right where her outlier was. Paired with the
+/// outlier it would be a *certain* late breach; her trusted fixes put her
+/// at home.
+#[test]
+fn a_late_fix_is_never_paired_with_an_outlier_of_the_other_party() {
+    let mut e = engine_with(vec![contact_case()]);
+    let far = offset(0.0, 5000.0);
+    feed(&mut e, fix("OFF-1", 0, far, 10.0));
+    feed(&mut e, fix("VIC-1", 0, HOME, 10.0));
+    feed(&mut e, fix("VIC-1", 30, far, 10.0));
+    feed(&mut e, fix("VIC-1", 60, HOME, 10.0));
+    feed(&mut e, fix("OFF-1", 100, far, 10.0));
+    let late = feed(&mut e, fix("OFF-1", 31, far, 10.0));
+    assert!(
+        late.iter().all(|ev| ev.phase != Phase::LateBreach),
+        "{}",
+        summary(&late)
+    );
+}
+
+/// Police ask which bans cover a point: 500 m from her is inside the 1000 m
+/// warning radius of her contact ban (not only the 200 m alarm radius), and
+/// only while her position is young enough to judge by.
+#[test]
+fn bans_at_finds_her_warning_radius_and_ignores_her_stale_position() {
+    let mut e = engine_with(vec![contact_case()]);
+    feed(&mut e, fix("VIC-1", 0, HOME, 10.0));
+    let (lat, lon) = offset(0.0, 500.0);
+    let hits = e.bans_at(lat, lon, at(10));
+    assert_eq!(hits.len(), 1, "{hits:?}");
+    assert!(!hits[0].inside);
+    assert!((hits[0].distance_m - 500.0).abs() < 1.0, "{hits:?}");
+    let max_age = i64::from(kordon_core::EngineConfig::default().position_max_age_s);
+    let (lat, lon) = offset(0.0, 100.0);
+    assert!(e.bans_at(lat, lon, at(max_age + 10)).is_empty());
+}

@@ -31,7 +31,7 @@ use crate::model::{
     Case, CaseId, DeviceId, Fix, Input, OrderId, RiskLevel, Role, Rule, Status, StrapState,
 };
 use crate::schedule::{schedule_time_zone, Schedule, ScheduleState};
-use crate::track::{OpenEpisode, Opening, Track, TrackKinds, Transition};
+use crate::track::{Observation, OpenEpisode, Opening, Track, TrackKinds, Transition};
 use crate::validate::{validate_case, CaseError, Problem, ValidationReport};
 use crate::zone::CompiledZone;
 
@@ -168,8 +168,8 @@ pub struct Engine {
     /// When a device or an order must be looked at again, earliest first.
     /// An entry whose time is no longer its subject's `timer` is stale.
     timers: BinaryHeap<Reverse<(Timestamp, Subject)>>,
-    /// Largest contact-ban alarm radius, to size `bans_at` lookups.
-    max_alarm_radius_m: f64,
+    /// Largest contact-ban warning radius, to size `bans_at` lookups.
+    max_warning_radius_m: f64,
     /// The successions of orders and devices that went away, given back if
     /// they return, so that their episode ids are never reused.
     retired_orders: HashMap<(CaseId, OrderId), Succession>,
@@ -192,7 +192,7 @@ impl Engine {
             zones: ZoneIndex::default(),
             positions: PositionIndex::default(),
             timers: BinaryHeap::new(),
-            max_alarm_radius_m: 0.0,
+            max_warning_radius_m: 0.0,
             retired_orders: HashMap::new(),
             retired_devices: HashMap::new(),
         }
@@ -332,7 +332,7 @@ impl Engine {
             if let CompiledRule::ContactBan {
                 protected,
                 protected_id,
-                alarm_m,
+                warning_m,
                 ..
             } = &mut rule
             {
@@ -343,7 +343,7 @@ impl Engine {
                     .get(protected_id.as_str())
                     .copied()
                     .unwrap_or(usize::MAX);
-                self.max_alarm_radius_m = self.max_alarm_radius_m.max(*alarm_m);
+                self.max_warning_radius_m = self.max_warning_radius_m.max(*warning_m);
             }
             let track = previous
                 .as_mut()
@@ -685,8 +685,10 @@ impl Engine {
             accuracy_m: fix.accuracy_m,
             ecef: Ecef::from_lat_lon(fix.lat, fix.lon),
         };
+        let usable = fix.accuracy_m <= self.config.max_usable_accuracy_m;
         if dev.latest_fix.is_some_and(|latest| fix.ts < latest) {
-            dev.history.remember(fix);
+            let plausible = !dev.implausible_among_neighbours(&sample, &self.config);
+            dev.history.remember(fix, usable && plausible);
             if fix.accuracy_m <= self.config.max_usable_accuracy_m {
                 self.judge_late(slot, &sample, &mut events);
             }
@@ -696,7 +698,7 @@ impl Engine {
             });
         }
         dev.latest_fix = Some(fix.ts);
-        dev.history.remember(fix);
+        dev.history.remember(fix, usable);
         if fix.accuracy_m > self.config.max_usable_accuracy_m {
             return Ok(FixOutcome {
                 disposition: Disposition::Unusable,
@@ -708,7 +710,9 @@ impl Engine {
         let Some(dev) = self.devices[slot].as_mut() else {
             return Err(InputError::UnknownDevice(fix.device.clone()));
         };
-        if !suspect {
+        if suspect {
+            dev.history.distrust_latest();
+        } else {
             dev.accepted = Some(sample);
             dev.pending = None;
         }
@@ -1218,7 +1222,13 @@ impl Engine {
                 }
             }
         }
-        for near in self.devices_near(lat, lon, self.max_alarm_radius_m) {
+        // Her position counts only while it is young enough to judge by.
+        let max_age = f64::from(self.config.position_max_age_s);
+        let nearby = self
+            .devices_near(lat, lon, self.max_warning_radius_m)
+            .into_iter()
+            .filter(|near| seconds_between(near.ts, at) <= max_age);
+        for near in nearby {
             let Some(dev) = self
                 .device_slots
                 .get(near.device.as_str())

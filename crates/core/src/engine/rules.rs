@@ -149,7 +149,7 @@ pub(super) fn decide_order(
         return;
     };
     // The other party of a contact ban; reports are built only for an event.
-    let (assessment, kinds, other) = match &mut case.orders[i].rule {
+    let (assessment, kinds, observation, other) = match &mut case.orders[i].rule {
         CompiledRule::Exclusion { zone, buffer_m } => {
             let d = zone.signed_distance_m(&sample.ecef);
             (
@@ -158,6 +158,7 @@ pub(super) fn decide_order(
                     warning: EventKind::ZoneWarning,
                     breach: EventKind::ZoneBreach,
                 },
+                Observation::offender(at, suspect),
                 None,
             )
         }
@@ -218,6 +219,19 @@ pub(super) fn decide_order(
             let r = sample.accuracy_m + other.accuracy_m + grown;
             let mut a = Assessment::new(d - alarm_m, warning_m - alarm_m, r, config.clear_margin_m);
             a.distance_m = d;
+            let offender_moved = own_role == Role::Offender;
+            let (offender_fix, protected_fix) = if offender_moved {
+                (at, other.ts)
+            } else {
+                (other.ts, at)
+            };
+            let observation = Observation {
+                at,
+                suspect,
+                offender_moved,
+                offender_fix: Some(offender_fix),
+                protected_fix: Some(protected_fix),
+            };
             let other = Some((other, other_dev, grown, own_role));
             (
                 a,
@@ -225,6 +239,7 @@ pub(super) fn decide_order(
                     warning: EventKind::ProximityWarning,
                     breach: EventKind::ProximityBreach,
                 },
+                observation,
                 other,
             )
         }
@@ -234,9 +249,10 @@ pub(super) fn decide_order(
     let order_id = &order.id;
     let family = kinds.breach.family();
     let derive = |onset| EpisodeId::derive(case_id, order_id.as_str(), family, onset);
-    if let Some((episode, transition)) = order
-        .track
-        .step(assessment, at, suspect, kinds, config, derive)
+    if let Some((episode, transition)) =
+        order
+            .track
+            .step(assessment, observation, kinds, config, derive)
     {
         let own = sample.report(&dev.id, 0.0);
         let positions = match other {

@@ -293,10 +293,12 @@ impl DeviceState {
             })
     }
 
-    /// The remembered fix nearest in time to `t`.
+    /// The trusted remembered fix nearest in time to `t`: an outlier or an
+    /// unusable fix must not make a late fix of the other party a breach.
     pub(super) fn sample_near(&self, t: Timestamp) -> Option<Sample> {
         self.history
             .entries()
+            .filter(|e| e.trusted)
             .min_by_key(|e| t.duration_since(e.ts).as_millis().abs())
             .map(Remembered::sample)
     }
@@ -379,6 +381,9 @@ pub(super) struct Remembered {
     pub(super) lat: f64,
     pub(super) lon: f64,
     pub(super) accuracy_m: f64,
+    /// Usable accuracy and not suspect: fit to judge the other party's late
+    /// fix against.
+    pub(super) trusted: bool,
 }
 
 impl Remembered {
@@ -394,15 +399,24 @@ impl Remembered {
 }
 
 impl History {
-    pub(super) fn remember(&mut self, fix: &Fix) {
+    pub(super) fn remember(&mut self, fix: &Fix, trusted: bool) {
         self.entries[self.next] = Some(Remembered {
             seq: fix.seq,
             ts: fix.ts,
             lat: fix.lat,
             lon: fix.lon,
             accuracy_m: fix.accuracy_m,
+            trusted,
         });
         self.next = (self.next + 1) % HISTORY_LEN;
+    }
+
+    /// The fix remembered last turned out suspect.
+    pub(super) fn distrust_latest(&mut self) {
+        let latest = (self.next + HISTORY_LEN - 1) % HISTORY_LEN;
+        if let Some(entry) = self.entries[latest].as_mut() {
+            entry.trusted = false;
+        }
     }
 
     pub(super) fn entries(&self) -> impl Iterator<Item = &Remembered> {
