@@ -1,20 +1,68 @@
-//! Alert quality: the alerts kordon published (as the monitoring topic
-//! carries them) against a recording's ground truth.
+//! Alert quality: what kordon published (as `kordon replay` writes it)
+//! against a recording's ground truth.
 //!
-//! An alert *episode* is all messages with one id; it alarms from the first
-//! message whose kind is a breach (a warning escalated later counts from
-//! then) until it is cleared. A truth is *detected* when an alarming episode
-//! of its family for its case overlaps it (give or take two minutes before
-//! and five after); the *delay* runs from the true onset to the alarm (zero
-//! if the alarm was already on). An alarm that overlaps no truth of its
+//! # Input
+//!
+//! One JSON object a line. A line without a `topic` field is a message of
+//! the monitoring topic (`kordon/v1/alerts/monitoring`), as the topic
+//! carries it; a line `{"topic": "...", "message": {...}}` is what another
+//! audience received: the police JSON feed (`kordon/v1/alerts/police`), a
+//! device's warnings (`kordon/v1/devices/{device}/warning`), a case's
+//! coordinators (`kordon/v1/cases/{case}/coordinators`), or any other
+//! topic. Files with monitoring lines only (older replays, or a broker's
+//! monitoring topic) score as before, with nothing received by others.
+//!
+//! # Detection
+//!
+//! An alert *episode* is all monitoring messages with one id; it alarms from
+//! the first message whose kind is a breach (a warning escalated later counts
+//! from then) until it is cleared. A truth is *detected* when an alarming
+//! episode of its family for its case overlaps it (give or take two minutes
+//! before and five after); the *delay* runs from the true onset to the alarm
+//! (zero if the alarm was already on). An alarm that overlaps no truth of its
 //! family is a *false alert*, except that proximity alarms for a scripted
 //! passing-by are *encounters*: real closeness without intent, counted apart.
 //!
 //! Truths shorter than [`BRIEF_MS`] (a car cutting through the edge of a
 //! zone between two fixes) are counted apart as *brief*: no fix need fall
 //! inside them.
+//!
+//! # What people receive
+//!
+//! Rates are per pair-day (pairs × hours / 24).
+//!
+//! - **Monitoring room.** Every episode (distinct id on the monitoring
+//!   topic) is *actionable* if any of its messages says
+//!   `"attention": "action"`, *informational* if its messages say
+//!   `"attention": "information"` only. A message without the field (files
+//!   from before the desk wrote it) demands action when its kind is a breach
+//!   (`*_breach`), `tamper`, or `device_offline` of role `protected` (her
+//!   device gone), and informs otherwise. `monitoring_by_kind` splits both
+//!   by kind: an actionable episode's kind is that of its first message
+//!   demanding action, an informational one's that of its first message.
+//! - **Police.** Every message on the police JSON feed (the CAP feed is one
+//!   to one with it and not counted); a police episode is one id. Besides
+//!   the mean and median messages per episode, the most messages any police
+//!   episode got when it lasted under ten minutes: from its first police
+//!   message to its clearing (the police `cleared` message, else the
+//!   monitoring one, else the end of the recording) or its last police
+//!   message, whichever is later. A short episode with many messages is a
+//!   stream, not a breach and its material changes.
+//! - **Victim devices.** Warnings to a protected person's device (the
+//!   recording's victim devices, and any device the monitoring messages show
+//!   as hers: role `protected`, or the `protected` position's device). Such
+//!   a message is *backed* when the monitoring episode of its id overlaps a
+//!   truth of any kind for the same case (encounters included: real
+//!   closeness is worth telling her) with the same slack as detection: the
+//!   episode's first monitoring message no later than five minutes after the
+//!   truth ends, and its clearing (or the end of the recording, if it stays
+//!   open) no earlier than two minutes before the truth starts. A warning
+//!   whose id never appears on the monitoring topic is *unbacked*; so is
+//!   one about something no truth records (her own battery running low).
+//! - **Bracelets.** Warnings to an offender's device (the recording's, or
+//!   role `offender` in the monitoring messages), counted apart.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use serde::{Deserialize, Serialize};
 
@@ -24,8 +72,16 @@ const BEFORE_MS: i64 = 120_000;
 const AFTER_MS: i64 = 300_000;
 /// Shorter truths are scored apart.
 pub const BRIEF_MS: i64 = 30_000;
+/// Police episodes shorter than this are checked for streams.
+pub const SHORT_POLICE_EPISODE_MS: i64 = 600_000;
 
-/// One line of ALERTS.jsonl (the fields scoring needs).
+/// The topics of `docs/mqtt.md` (kordon-alert's `topics`; the simulator
+/// does not depend on the alert crate).
+pub const MONITORING_TOPIC: &str = "kordon/v1/alerts/monitoring";
+pub const POLICE_TOPIC: &str = "kordon/v1/alerts/police";
+pub const POLICE_CAP_TOPIC: &str = "kordon/v1/alerts/police/cap";
+
+/// One monitoring line (the fields scoring needs).
 #[derive(Debug, Clone, Deserialize)]
 pub struct AlertLine {
     pub id: String,
@@ -35,6 +91,134 @@ pub struct AlertLine {
     #[serde(default)]
     pub role: Option<String>,
     pub ts: jiff::Timestamp,
+    /// `action` or `information`; absent in files from before the desk
+    /// wrote it.
+    #[serde(default)]
+    pub attention: Option<String>,
+    /// The device the episode is about.
+    #[serde(default)]
+    pub device: Option<String>,
+    #[serde(default)]
+    pub protected: Option<DeviceRef>,
+}
+
+/// A position in an alert, for its device.
+#[derive(Debug, Clone, Deserialize)]
+pub struct DeviceRef {
+    pub device: String,
+}
+
+/// Who a line's topic reaches.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Audience {
+    Police,
+    /// `kordon/v1/alerts/police/cap`: counted with the JSON feed, not apart.
+    PoliceCap,
+    /// The wearer of this device (victim device or bracelet).
+    Device(String),
+    /// The coordinators of this case.
+    Coordinators(String),
+    Other,
+}
+
+impl Audience {
+    pub fn of(topic: &str) -> Audience {
+        if topic == POLICE_TOPIC {
+            return Audience::Police;
+        }
+        if topic == POLICE_CAP_TOPIC {
+            return Audience::PoliceCap;
+        }
+        let parts: Vec<&str> = topic.split('/').collect();
+        match parts.as_slice() {
+            ["kordon", "v1", "devices", device, "warning"] => Audience::Device(device.to_string()),
+            ["kordon", "v1", "cases", case, "coordinators"] => {
+                Audience::Coordinators(case.to_string())
+            }
+            _ => Audience::Other,
+        }
+    }
+}
+
+/// A message another audience received (the fields scoring needs).
+#[derive(Debug, Clone)]
+pub struct OtherLine {
+    pub topic: String,
+    pub audience: Audience,
+    /// The episode id (police messages and device warnings always have one).
+    pub id: Option<String>,
+    pub event: Option<String>,
+    pub kind: Option<String>,
+    pub ts: Option<jiff::Timestamp>,
+}
+
+/// One line of a replay's output.
+#[derive(Debug, Clone)]
+pub enum Line {
+    Monitoring(AlertLine),
+    Other(OtherLine),
+}
+
+#[derive(Deserialize)]
+struct Addressed {
+    topic: String,
+    message: serde_json::Value,
+}
+
+/// What police messages and device warnings must carry.
+#[derive(Deserialize)]
+struct Episodic {
+    id: String,
+    event: String,
+    #[serde(default)]
+    kind: Option<String>,
+    ts: jiff::Timestamp,
+}
+
+fn parse_line(line: &str) -> Result<Line, String> {
+    let value: serde_json::Value = serde_json::from_str(line).map_err(|e| e.to_string())?;
+    if value.get("topic").is_none() {
+        return serde_json::from_value(value)
+            .map(Line::Monitoring)
+            .map_err(|e| e.to_string());
+    }
+    let addressed: Addressed = serde_json::from_value(value).map_err(|e| e.to_string())?;
+    if addressed.topic == MONITORING_TOPIC {
+        return serde_json::from_value(addressed.message)
+            .map(Line::Monitoring)
+            .map_err(|e| format!("{}: {e}", addressed.topic));
+    }
+    let audience = Audience::of(&addressed.topic);
+    let text = |key: &str| {
+        addressed
+            .message
+            .get(key)
+            .and_then(|v| v.as_str())
+            .map(str::to_string)
+    };
+    let line = match audience {
+        Audience::Police | Audience::Device(_) => {
+            let m: Episodic = serde_json::from_value(addressed.message.clone())
+                .map_err(|e| format!("{}: {e}", addressed.topic))?;
+            OtherLine {
+                topic: addressed.topic,
+                audience,
+                id: Some(m.id),
+                event: Some(m.event),
+                kind: m.kind,
+                ts: Some(m.ts),
+            }
+        }
+        _ => OtherLine {
+            id: text("id"),
+            event: text("event"),
+            kind: text("kind"),
+            ts: text("ts").and_then(|t| t.parse().ok()),
+            topic: addressed.topic,
+            audience,
+        },
+    };
+    Ok(Line::Other(line))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -110,6 +294,54 @@ pub struct Score {
     pub false_list: Vec<String>,
     /// The slowest detections, slowest first.
     pub slowest: Vec<String>,
+
+    // What people receive (see the module documentation).
+    /// Monitoring episodes the room must act on, per pair-day.
+    pub monitoring_actionable_per_pair_day: f64,
+    /// Monitoring episodes that only inform, per pair-day.
+    pub monitoring_informational_per_pair_day: f64,
+    pub monitoring_actionable_episodes: u32,
+    pub monitoring_informational_episodes: u32,
+    /// Kind → actionable and informational episodes per pair-day.
+    pub monitoring_by_kind: BTreeMap<String, KindRates>,
+    /// Messages on the police JSON feed.
+    pub police_messages: u32,
+    /// Distinct ids on the police JSON feed.
+    pub police_episodes: u32,
+    /// Mean police messages per police episode (`null` without any).
+    pub police_messages_per_episode: Option<f64>,
+    pub police_messages_per_episode_p50: Option<f64>,
+    /// The most messages a police episode lasting under ten minutes got.
+    pub police_messages_per_episode_max_under_10_min: Option<u32>,
+    /// Warnings to victim devices.
+    pub victim_messages: u32,
+    pub victim_messages_per_pair_day: f64,
+    /// Of those, whose episode no truth backs.
+    pub victim_messages_unbacked: u32,
+    pub victim_messages_unbacked_per_pair_day: f64,
+    /// Kind → victim messages and unbacked ones (counts).
+    pub victim_messages_by_kind: BTreeMap<String, VictimKind>,
+    /// Warnings to bracelets.
+    pub offender_messages: u32,
+    pub offender_messages_per_pair_day: f64,
+    /// Messages per audience: monitoring, police, victim, offender,
+    /// coordinators, other (warnings to a device of neither side, or a
+    /// topic this scorer does not know).
+    pub messages_by_audience: BTreeMap<String, u32>,
+}
+
+/// Monitoring episodes of one kind per pair-day.
+#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq)]
+pub struct KindRates {
+    pub actionable: f64,
+    pub informational: f64,
+}
+
+/// Victim messages of one kind.
+#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq)]
+pub struct VictimKind {
+    pub messages: u32,
+    pub unbacked: u32,
 }
 
 struct Episode {
@@ -121,26 +353,70 @@ struct Episode {
     unknown_from: Option<i64>,
     unknown_to: Option<i64>,
     id: String,
+    /// Its first monitoring message.
+    first_ms: i64,
+    /// Whether its latest opened/updated/cleared message was `cleared`,
+    /// and when (`None` while open).
+    closed_ms: Option<i64>,
+    /// Its last message, for an episode of late-breach evidence only.
+    last_ms: i64,
+    opened: bool,
+    first_kind: String,
+    /// The kind of its first message demanding action.
+    action_kind: Option<String>,
+}
+
+impl Episode {
+    /// When it ended: cleared, or never (open at the recording's end).
+    fn end_ms(&self) -> i64 {
+        match (self.opened, self.closed_ms) {
+            (_, Some(c)) => c,
+            (true, None) => i64::MAX,
+            // Only late-breach evidence: over at its last message.
+            (false, None) => self.last_ms,
+        }
+    }
+}
+
+/// Whether a monitoring message demands action (see the module docs).
+fn demands_action(a: &AlertLine) -> bool {
+    match a.attention.as_deref() {
+        Some(attention) => attention == "action",
+        None => {
+            a.kind.ends_with("_breach")
+                || a.kind == "tamper"
+                || (a.kind == "device_offline" && a.role.as_deref() == Some("protected"))
+        }
+    }
 }
 
 fn percentile(sorted: &[f64], p: f64) -> Option<f64> {
     (!sorted.is_empty()).then(|| sorted[((sorted.len() - 1) as f64 * p).round() as usize])
 }
 
-/// Parses ALERTS.jsonl; a line that is not an alert is an error naming it.
-pub fn read_alerts(text: &str) -> Result<Vec<AlertLine>, String> {
+/// Parses what `kordon replay` wrote (see the module documentation); a
+/// line that is neither a monitoring alert nor an addressed message is an
+/// error naming it.
+pub fn read_alerts(text: &str) -> Result<Vec<Line>, String> {
     text.lines()
         .enumerate()
         .filter(|(_, l)| !l.trim().is_empty())
-        .map(|(i, l)| serde_json::from_str(l).map_err(|e| format!("line {}: {e}", i + 1)))
+        .map(|(i, l)| parse_line(l).map_err(|e| format!("line {}: {e}", i + 1)))
         .collect()
 }
 
-pub fn score(recording: &Recording, alerts: &[AlertLine]) -> Score {
+pub fn score(recording: &Recording, lines: &[Line]) -> Score {
+    let alerts: Vec<&AlertLine> = lines
+        .iter()
+        .filter_map(|l| match l {
+            Line::Monitoring(a) => Some(a),
+            Line::Other(_) => None,
+        })
+        .collect();
     // Episodes in order of first appearance.
     let mut order: Vec<String> = Vec::new();
     let mut episodes: BTreeMap<String, Episode> = BTreeMap::new();
-    for a in alerts {
+    for a in alerts.iter().copied() {
         let ts = a.ts.as_millisecond();
         let e = episodes.entry(a.id.clone()).or_insert_with(|| {
             order.push(a.id.clone());
@@ -153,8 +429,30 @@ pub fn score(recording: &Recording, alerts: &[AlertLine]) -> Score {
                 unknown_from: None,
                 unknown_to: None,
                 id: a.id.clone(),
+                first_ms: ts,
+                closed_ms: None,
+                last_ms: ts,
+                opened: false,
+                first_kind: a.kind.clone(),
+                action_kind: None,
             }
         });
+        e.first_ms = e.first_ms.min(ts);
+        e.last_ms = e.last_ms.max(ts);
+        match a.event.as_str() {
+            "opened" | "updated" => {
+                e.opened = true;
+                e.closed_ms = None;
+            }
+            "cleared" => {
+                e.opened = true;
+                e.closed_ms = Some(ts);
+            }
+            _ => {}
+        }
+        if e.action_kind.is_none() && demands_action(a) {
+            e.action_kind = Some(a.kind.clone());
+        }
         let sounding = matches!(a.event.as_str(), "opened" | "updated" | "late_breach");
         if let Some(f) = family(&a.kind, a.role.as_deref()) {
             if sounding && e.alarm_ms.is_none() {
@@ -335,6 +633,14 @@ pub fn score(recording: &Recording, alerts: &[AlertLine]) -> Score {
                 .map(|f| e.unknown_to.unwrap_or(end_ms).max(f) - f)
         })
         .sum();
+    let receive = receive(recording, &alerts, lines, &episodes, pair_days, end_ms);
+    let per = |n: u32| {
+        if pair_days > 0.0 {
+            f64::from(n) / pair_days
+        } else {
+            0.0
+        }
+    };
     Score {
         pairs: recording.pairs,
         pair_days,
@@ -368,7 +674,215 @@ pub fn score(recording: &Recording, alerts: &[AlertLine]) -> Score {
             slow.sort_by(|a, b| b.0.total_cmp(&a.0));
             slow.into_iter().take(10).map(|(_, s)| s).collect()
         },
+        monitoring_actionable_per_pair_day: per(receive.actionable),
+        monitoring_informational_per_pair_day: per(receive.informational),
+        monitoring_actionable_episodes: receive.actionable,
+        monitoring_informational_episodes: receive.informational,
+        monitoring_by_kind: receive.by_kind,
+        police_messages: receive.police_messages,
+        police_episodes: receive.police_episodes,
+        police_messages_per_episode: receive.police_mean,
+        police_messages_per_episode_p50: receive.police_p50,
+        police_messages_per_episode_max_under_10_min: receive.police_max_short,
+        victim_messages: receive.victim,
+        victim_messages_per_pair_day: per(receive.victim),
+        victim_messages_unbacked: receive.victim_unbacked,
+        victim_messages_unbacked_per_pair_day: per(receive.victim_unbacked),
+        victim_messages_by_kind: receive.victim_by_kind,
+        offender_messages: receive.offender,
+        offender_messages_per_pair_day: per(receive.offender),
+        messages_by_audience: receive.by_audience,
     }
+}
+
+/// What people receive (see the module documentation).
+struct Received {
+    actionable: u32,
+    informational: u32,
+    by_kind: BTreeMap<String, KindRates>,
+    police_messages: u32,
+    police_episodes: u32,
+    police_mean: Option<f64>,
+    police_p50: Option<f64>,
+    police_max_short: Option<u32>,
+    victim: u32,
+    victim_unbacked: u32,
+    victim_by_kind: BTreeMap<String, VictimKind>,
+    offender: u32,
+    by_audience: BTreeMap<String, u32>,
+}
+
+#[derive(Default)]
+struct PoliceEpisode {
+    messages: u32,
+    first_ms: i64,
+    last_ms: i64,
+    cleared_ms: Option<i64>,
+}
+
+fn receive(
+    recording: &Recording,
+    alerts: &[&AlertLine],
+    lines: &[Line],
+    episodes: &BTreeMap<String, Episode>,
+    pair_days: f64,
+    end_ms: i64,
+) -> Received {
+    let mut received = Received {
+        actionable: 0,
+        informational: 0,
+        by_kind: BTreeMap::new(),
+        police_messages: 0,
+        police_episodes: 0,
+        police_mean: None,
+        police_p50: None,
+        police_max_short: None,
+        victim: 0,
+        victim_unbacked: 0,
+        victim_by_kind: BTreeMap::new(),
+        offender: 0,
+        by_audience: BTreeMap::new(),
+    };
+    let per_pair_day = if pair_days > 0.0 {
+        1.0 / pair_days
+    } else {
+        0.0
+    };
+    for e in episodes.values() {
+        let (kind, actionable) = match &e.action_kind {
+            Some(kind) => (kind, true),
+            None => (&e.first_kind, false),
+        };
+        let rates = received.by_kind.entry(kind.clone()).or_default();
+        if actionable {
+            received.actionable += 1;
+            rates.actionable += per_pair_day;
+        } else {
+            received.informational += 1;
+            rates.informational += per_pair_day;
+        }
+    }
+
+    // Whose devices: the recording's, then what the monitoring room saw.
+    let mut victims: BTreeSet<&str> = recording
+        .pair_info
+        .iter()
+        .map(|p| p.victim.as_str())
+        .collect();
+    let mut offenders: BTreeSet<&str> = recording
+        .pair_info
+        .iter()
+        .map(|p| p.offender.as_str())
+        .collect();
+    for a in alerts {
+        if let Some(device) = a.device.as_deref() {
+            match a.role.as_deref() {
+                Some("protected") => {
+                    victims.insert(device);
+                }
+                Some("offender") => {
+                    offenders.insert(device);
+                }
+                _ => {}
+            }
+        }
+        if let Some(p) = &a.protected {
+            victims.insert(p.device.as_str());
+        }
+    }
+    let mut truths: HashMap<&str, Vec<(i64, i64)>> = HashMap::new();
+    for t in &recording.truth {
+        truths
+            .entry(t.case.as_str())
+            .or_default()
+            .push((t.start_ms, t.end_ms));
+    }
+    let backed = |id: Option<&str>| {
+        let Some(e) = id.and_then(|id| episodes.get(id)) else {
+            return false;
+        };
+        truths.get(e.case.as_str()).is_some_and(|ts| {
+            ts.iter().any(|&(start, end)| {
+                e.first_ms <= end + AFTER_MS && e.end_ms() >= start - BEFORE_MS
+            })
+        })
+    };
+
+    let mut police: HashMap<&str, PoliceEpisode> = HashMap::new();
+    let mut count = |audience: &str| *received.by_audience.entry(audience.into()).or_insert(0) += 1;
+    let (mut victim, mut victim_unbacked, mut offender) = (0, 0, 0);
+    let mut victim_by_kind: BTreeMap<String, VictimKind> = BTreeMap::new();
+    for line in lines {
+        let other = match line {
+            Line::Monitoring(_) => {
+                count("monitoring");
+                continue;
+            }
+            Line::Other(o) => o,
+        };
+        match &other.audience {
+            Audience::Police => {
+                count("police");
+                let ts = other.ts.map_or(0, |t| t.as_millisecond());
+                let p = police
+                    .entry(other.id.as_deref().unwrap_or_default())
+                    .or_insert_with(|| PoliceEpisode {
+                        first_ms: ts,
+                        last_ms: ts,
+                        ..Default::default()
+                    });
+                p.messages += 1;
+                p.first_ms = p.first_ms.min(ts);
+                p.last_ms = p.last_ms.max(ts);
+                if other.event.as_deref() == Some("cleared") && p.cleared_ms.is_none() {
+                    p.cleared_ms = Some(ts);
+                }
+            }
+            Audience::PoliceCap => {}
+            Audience::Device(device) if victims.contains(device.as_str()) => {
+                count("victim");
+                victim += 1;
+                let row = victim_by_kind
+                    .entry(other.kind.clone().unwrap_or_else(|| "unknown".into()))
+                    .or_default();
+                row.messages += 1;
+                if !backed(other.id.as_deref()) {
+                    victim_unbacked += 1;
+                    row.unbacked += 1;
+                }
+            }
+            Audience::Device(device) if offenders.contains(device.as_str()) => {
+                count("offender");
+                offender += 1;
+            }
+            Audience::Coordinators(_) => count("coordinators"),
+            Audience::Device(_) | Audience::Other => count("other"),
+        }
+    }
+    received.victim = victim;
+    received.victim_unbacked = victim_unbacked;
+    received.victim_by_kind = victim_by_kind;
+    received.offender = offender;
+
+    received.police_messages = police.values().map(|p| p.messages).sum();
+    received.police_episodes = police.len() as u32;
+    let mut counts: Vec<f64> = police.values().map(|p| f64::from(p.messages)).collect();
+    counts.sort_by(f64::total_cmp);
+    received.police_p50 = percentile(&counts, 0.5);
+    received.police_mean =
+        (!police.is_empty()).then(|| f64::from(received.police_messages) / police.len() as f64);
+    received.police_max_short = police
+        .iter()
+        .filter(|(id, p)| {
+            let cleared = p
+                .cleared_ms
+                .or_else(|| episodes.get(**id).and_then(|e| e.closed_ms))
+                .unwrap_or(end_ms);
+            cleared.max(p.last_ms) - p.first_ms < SHORT_POLICE_EPISODE_MS
+        })
+        .map(|(_, p)| p.messages)
+        .max();
+    received
 }
 
 fn secs(v: Option<f64>) -> String {
@@ -444,6 +958,8 @@ impl std::fmt::Display for Score {
                 secs(r.delay_p95_s)
             )?;
         }
+        writeln!(f)?;
+        self.fmt_received(f)?;
         for m in self.missed_list.iter().take(20) {
             writeln!(f, "missed: {m}")?;
         }
@@ -454,6 +970,91 @@ impl std::fmt::Display for Score {
             writeln!(f, "slowest: {m}")?;
         }
         Ok(())
+    }
+}
+
+impl Score {
+    /// The "What people receive" block of the table.
+    fn fmt_received(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let audience = |k: &str| self.messages_by_audience.get(k).copied().unwrap_or(0);
+        writeln!(f, "What people receive")?;
+        writeln!(f, "| who | measure | value |\n| --- | --- | --- |")?;
+        writeln!(
+            f,
+            "| monitoring room | episodes to act on, per pair-day | {:.3} ({}) |",
+            self.monitoring_actionable_per_pair_day, self.monitoring_actionable_episodes
+        )?;
+        writeln!(
+            f,
+            "| monitoring room | episodes that only inform, per pair-day | {:.3} ({}) |",
+            self.monitoring_informational_per_pair_day, self.monitoring_informational_episodes
+        )?;
+        writeln!(
+            f,
+            "| police | messages / episodes | {} / {} |",
+            self.police_messages, self.police_episodes
+        )?;
+        let num = |v: Option<f64>| v.map_or("–".into(), |v| format!("{v:.1}"));
+        writeln!(
+            f,
+            "| police | messages per episode: mean / p50 / most in an episode under 10 min | {} / {} / {} |",
+            num(self.police_messages_per_episode),
+            num(self.police_messages_per_episode_p50),
+            self.police_messages_per_episode_max_under_10_min
+                .map_or("–".into(), |v| v.to_string())
+        )?;
+        writeln!(
+            f,
+            "| victim device | warnings per pair-day | {:.3} ({}) |",
+            self.victim_messages_per_pair_day, self.victim_messages
+        )?;
+        writeln!(
+            f,
+            "| victim device | of those, not backed by a truth, per pair-day | {:.3} ({}) |",
+            self.victim_messages_unbacked_per_pair_day, self.victim_messages_unbacked
+        )?;
+        writeln!(
+            f,
+            "| bracelet | warnings per pair-day | {:.3} ({}) |",
+            self.offender_messages_per_pair_day, self.offender_messages
+        )?;
+        writeln!(
+            f,
+            "| case coordinators | escalation notices | {} |",
+            audience("coordinators")
+        )?;
+        if audience("other") > 0 {
+            writeln!(
+                f,
+                "| others | messages to other devices or topics | {} |",
+                audience("other")
+            )?;
+        }
+        if !self.monitoring_by_kind.is_empty() {
+            writeln!(f)?;
+            writeln!(
+                f,
+                "| monitoring episodes by kind, per pair-day | to act on | to inform |\n| --- | --- | --- |"
+            )?;
+            for (kind, r) in &self.monitoring_by_kind {
+                writeln!(
+                    f,
+                    "| {kind} | {:.3} | {:.3} |",
+                    r.actionable, r.informational
+                )?;
+            }
+        }
+        if !self.victim_messages_by_kind.is_empty() {
+            writeln!(f)?;
+            writeln!(
+                f,
+                "| victim warnings by kind | messages | not backed |\n| --- | --- | --- |"
+            )?;
+            for (kind, r) in &self.victim_messages_by_kind {
+                writeln!(f, "| {kind} | {} | {} |", r.messages, r.unbacked)?;
+            }
+        }
+        writeln!(f)
     }
 }
 
@@ -558,4 +1159,324 @@ pub fn plot(score: &Score, path: &std::path::Path) -> Result<(), String> {
         }
     }
     root.present().map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::recording::{PairInfo, Truth, FORMAT};
+
+    fn ms(hhmmss: &str) -> i64 {
+        format!("2026-11-30T{hhmmss}Z")
+            .parse::<jiff::Timestamp>()
+            .unwrap()
+            .as_millisecond()
+    }
+
+    fn pair(n: u32, victim: &str) -> PairInfo {
+        PairInfo {
+            case: format!("SIM-000{n}"),
+            offender: format!("OFF-000{n}"),
+            victim: victim.into(),
+            incident: None,
+            curfew: false,
+        }
+    }
+
+    /// Two pairs, one day; one zone truth for the first.
+    fn recording() -> Recording {
+        Recording {
+            format: FORMAT,
+            seed: 0,
+            scenario: "hand-made".into(),
+            scenario_toml: String::new(),
+            pairs: 2,
+            hours: 24,
+            start_ms: ms("00:00:00"),
+            cases: Vec::new(),
+            // Her second device is known only from the monitoring messages.
+            pair_info: vec![pair(1, "VIC-0001"), pair(2, "VIC-0002")],
+            messages: Vec::new(),
+            truth: vec![Truth {
+                case: "SIM-0001".into(),
+                kind: TruthKind::Zone,
+                start_ms: ms("10:00:00"),
+                end_ms: ms("10:04:00"),
+                intent: true,
+                incident: None,
+                fix_interval_s: 10.0,
+            }],
+        }
+    }
+
+    /// A monitoring line; `extra` is more JSON fields, with a leading comma.
+    fn monitoring(id: &str, event: &str, kind: &str, case: &str, ts: &str, extra: &str) -> String {
+        format!(
+            r#"{{"id":"{id}","event":"{event}","kind":"{kind}","case":"{case}","role":"offender","device":"OFF-{}","ts":"2026-11-30T{ts}Z"{extra}}}"#,
+            &case[4..]
+        )
+    }
+
+    fn addressed(topic: &str, id: &str, event: &str, kind: &str, ts: &str) -> String {
+        format!(
+            r#"{{"topic":"{topic}","message":{{"id":"{id}","event":"{event}","kind":"{kind}","ts":"2026-11-30T{ts}Z"}}}}"#
+        )
+    }
+
+    fn lines() -> String {
+        let police = POLICE_TOPIC;
+        let warn = |device: &str| format!("kordon/v1/devices/{device}/warning");
+        [
+            // An actionable breach (no attention field: by its kind) with
+            // three police messages in five minutes, a warning to her
+            // (backed by the zone truth) and one to his bracelet.
+            monitoring("b1", "opened", "zone_breach", "SIM-0001", "10:00:00", ""),
+            addressed(police, "b1", "opened", "zone_breach", "10:00:00"),
+            addressed(&warn("VIC-0001"), "b1", "opened", "zone_breach", "10:00:00"),
+            addressed(&warn("OFF-0001"), "b1", "opened", "zone_breach", "10:00:00"),
+            monitoring("b1", "updated", "zone_breach", "SIM-0001", "10:02:00", ""),
+            addressed(police, "b1", "updated", "zone_breach", "10:02:00"),
+            monitoring("b1", "cleared", "zone_breach", "SIM-0001", "10:05:00", ""),
+            addressed(police, "b1", "cleared", "zone_breach", "10:05:00"),
+            // The CAP feed is not counted.
+            r#"{"topic":"kordon/v1/alerts/police/cap","message":"<alert/>"}"#.into(),
+            // Informational by its kind.
+            monitoring("g1", "opened", "gps_lost", "SIM-0002", "12:00:00", ""),
+            monitoring("g1", "cleared", "gps_lost", "SIM-0002", "12:30:00", ""),
+            // Informational by the field; her device known by the position.
+            monitoring(
+                "p1",
+                "opened",
+                "proximity_warning",
+                "SIM-0002",
+                "15:00:00",
+                r#","attention":"information","protected":{"device":"PHONE-9","lat":51.9,"lon":4.5,"acc":10.0,"ts":"2026-11-30T14:59:00Z"}"#,
+            ),
+            addressed(&warn("PHONE-9"), "p1", "opened", "proximity_warning", "15:00:00"),
+            // The field wins over the kind, both ways.
+            monitoring(
+                "x1",
+                "opened",
+                "position_unknown",
+                "SIM-0002",
+                "16:00:00",
+                r#","attention":"action""#,
+            ),
+            monitoring(
+                "l1",
+                "late_breach",
+                "zone_breach",
+                "SIM-0002",
+                "17:00:00",
+                r#","attention":"information""#,
+            ),
+            // Five police messages over forty minutes: not short.
+            monitoring("c2", "opened", "curfew_breach", "SIM-0002", "20:00:00", ""),
+            addressed(police, "c2", "opened", "curfew_breach", "20:00:00"),
+            addressed(police, "c2", "updated", "curfew_breach", "20:10:00"),
+            addressed(police, "c2", "escalated", "curfew_breach", "20:15:00"),
+            addressed(police, "c2", "updated", "curfew_breach", "20:20:00"),
+            addressed(
+                "kordon/v1/cases/SIM-0002/coordinators",
+                "c2",
+                "escalated",
+                "curfew_breach",
+                "20:15:00",
+            ),
+            monitoring("c2", "cleared", "curfew_breach", "SIM-0002", "20:40:00", ""),
+            addressed(police, "c2", "cleared", "curfew_breach", "20:40:00"),
+            // One police message, never cleared: open to the end of the day.
+            monitoring("t2", "opened", "tamper", "SIM-0002", "23:55:00", ""),
+            addressed(police, "t2", "opened", "tamper", "23:55:00"),
+            // A warning to her for an episode the monitoring room never saw.
+            addressed(&warn("VIC-0001"), "zz", "opened", "tamper", "21:00:00"),
+        ]
+        .join("\n")
+    }
+
+    #[test]
+    fn what_people_receive_is_counted_per_audience() {
+        let s = score(&recording(), &read_alerts(&lines()).unwrap());
+        // The detection figures still come from the monitoring lines.
+        assert_eq!((s.detected, s.missed), (1, 0));
+        assert_eq!(s.pair_days, 2.0);
+
+        // b1, x1, c2, t2 to act on; g1, p1, l1 to inform.
+        assert_eq!(s.monitoring_actionable_episodes, 4);
+        assert_eq!(s.monitoring_informational_episodes, 3);
+        assert_eq!(s.monitoring_actionable_per_pair_day, 2.0);
+        assert_eq!(s.monitoring_informational_per_pair_day, 1.5);
+        let kinds: Vec<(&str, f64, f64)> = s
+            .monitoring_by_kind
+            .iter()
+            .map(|(k, r)| (k.as_str(), r.actionable, r.informational))
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                ("curfew_breach", 0.5, 0.0),
+                ("gps_lost", 0.0, 0.5),
+                ("position_unknown", 0.5, 0.0),
+                ("proximity_warning", 0.0, 0.5),
+                ("tamper", 0.5, 0.0),
+                ("zone_breach", 0.5, 0.5),
+            ]
+        );
+
+        // b1: 3, c2: 5, t2: 1.
+        assert_eq!(s.police_messages, 9);
+        assert_eq!(s.police_episodes, 3);
+        assert_eq!(s.police_messages_per_episode, Some(3.0));
+        assert_eq!(s.police_messages_per_episode_p50, Some(3.0));
+        assert_eq!(s.police_messages_per_episode_max_under_10_min, Some(3));
+
+        // b1 to VIC-0001 (backed), p1 to PHONE-9 (her case has no truth),
+        // zz to VIC-0001 (no monitoring episode).
+        assert_eq!(s.victim_messages, 3);
+        assert_eq!(s.victim_messages_per_pair_day, 1.5);
+        assert_eq!(s.victim_messages_unbacked, 2);
+        assert_eq!(s.victim_messages_unbacked_per_pair_day, 1.0);
+        assert_eq!(
+            s.victim_messages_by_kind["zone_breach"],
+            VictimKind {
+                messages: 1,
+                unbacked: 0
+            }
+        );
+        assert_eq!(s.offender_messages, 1);
+        assert_eq!(s.offender_messages_per_pair_day, 0.5);
+        let audiences: Vec<(&str, u32)> = s
+            .messages_by_audience
+            .iter()
+            .map(|(k, v)| (k.as_str(), *v))
+            .collect();
+        assert_eq!(
+            audiences,
+            [
+                ("coordinators", 1),
+                ("monitoring", 11),
+                ("offender", 1),
+                ("police", 9),
+                ("victim", 3),
+            ]
+        );
+
+        let json = serde_json::to_value(&s).unwrap();
+        for key in [
+            "monitoring_actionable_per_pair_day",
+            "monitoring_informational_per_pair_day",
+            "monitoring_by_kind",
+            "police_messages",
+            "police_episodes",
+            "police_messages_per_episode",
+            "police_messages_per_episode_p50",
+            "police_messages_per_episode_max_under_10_min",
+            "victim_messages_per_pair_day",
+            "victim_messages_unbacked_per_pair_day",
+            "offender_messages_per_pair_day",
+        ] {
+            assert!(json.get(key).is_some(), "{key} in the JSON");
+        }
+        assert_eq!(
+            json["monitoring_by_kind"]["zone_breach"]["informational"],
+            0.5
+        );
+        let table = s.to_string();
+        assert!(table.contains("What people receive"), "{table}");
+        assert!(
+            table.contains("| police | messages / episodes | 9 / 3 |"),
+            "{table}"
+        );
+    }
+
+    #[test]
+    fn a_victim_warning_is_backed_within_the_slack_and_not_beyond() {
+        let warn = |id: &str, ts: &str| {
+            addressed(
+                "kordon/v1/devices/VIC-0001/warning",
+                id,
+                "opened",
+                "proximity_warning",
+                ts,
+            )
+        };
+        let text = [
+            // Opens 4 min 59 s after the truth ended: backed.
+            monitoring(
+                "late",
+                "opened",
+                "proximity_warning",
+                "SIM-0001",
+                "10:08:59",
+                "",
+            ),
+            warn("late", "10:08:59"),
+            // Opens 5 min 1 s after: not backed.
+            monitoring(
+                "later",
+                "opened",
+                "proximity_warning",
+                "SIM-0001",
+                "10:09:01",
+                "",
+            ),
+            warn("later", "10:09:01"),
+            // Cleared 1 min before the truth began: backed.
+            monitoring(
+                "early",
+                "opened",
+                "proximity_warning",
+                "SIM-0001",
+                "09:50:00",
+                "",
+            ),
+            monitoring(
+                "early",
+                "cleared",
+                "proximity_warning",
+                "SIM-0001",
+                "09:59:00",
+                "",
+            ),
+            warn("early", "09:50:00"),
+            // Cleared 3 min before: not backed.
+            monitoring(
+                "earlier",
+                "opened",
+                "proximity_warning",
+                "SIM-0001",
+                "09:40:00",
+                "",
+            ),
+            monitoring(
+                "earlier",
+                "cleared",
+                "proximity_warning",
+                "SIM-0001",
+                "09:57:00",
+                "",
+            ),
+            warn("earlier", "09:40:00"),
+        ]
+        .join("\n");
+        let s = score(&recording(), &read_alerts(&text).unwrap());
+        assert_eq!((s.victim_messages, s.victim_messages_unbacked), (4, 2));
+        // No attention field: a warning informs.
+        assert_eq!(s.monitoring_informational_episodes, 4);
+        assert_eq!(s.police_messages_per_episode, None);
+    }
+
+    #[test]
+    fn a_line_for_another_audience_needs_what_is_counted() {
+        // A police message without an id is named.
+        let err = read_alerts(
+            "\n{\"topic\":\"kordon/v1/alerts/police\",\"message\":{\"event\":\"opened\",\"ts\":\"2026-11-30T10:00:00Z\"}}",
+        )
+        .unwrap_err();
+        assert!(err.starts_with("line 2: kordon/v1/alerts/police:"), "{err}");
+        // An unknown topic is counted, whatever it carries.
+        let lines = read_alerts("{\"topic\":\"kordon/v1/something/new\",\"message\":[1]}").unwrap();
+        let s = score(&recording(), &lines);
+        assert_eq!(s.messages_by_audience["other"], 1);
+    }
 }

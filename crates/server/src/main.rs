@@ -32,7 +32,9 @@ enum Command {
         truncate_journal: bool,
     },
     /// Run a recording (`kordon-sim record`) through the engine on virtual
-    /// time and write the alert events, one JSON object a line.
+    /// time and write every message it would publish, one JSON object a
+    /// line: monitoring alerts as the topic carries them, the others as
+    /// {"topic": ..., "message": ...} (the CAP feed left out).
     Replay {
         recording: PathBuf,
         /// Virtual time runs this many times real time.
@@ -47,7 +49,8 @@ enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
-    /// Compare the alerts of a replay with the recording's ground truth.
+    /// Compare the alerts of a replay with the recording's ground truth,
+    /// and count what the monitoring room, police and devices received.
     Score {
         recording: PathBuf,
         alerts: PathBuf,
@@ -316,7 +319,7 @@ fn replay(
     match result {
         Ok(done) => {
             println!(
-                "{}: {} messages ({} fixes, {} refused) in {:.2} s: {:.0} fixes/s; {} alert messages written to {}",
+                "{}: {} messages ({} fixes, {} refused) in {:.2} s: {:.0} fixes/s; {} monitoring alert messages and {} for police, devices and coordinators written to {}",
                 path.display(),
                 done.messages,
                 done.fixes,
@@ -324,6 +327,7 @@ fn replay(
                 done.took.as_secs_f64(),
                 done.fixes as f64 / done.took.as_secs_f64(),
                 done.alert_messages,
+                done.other_messages,
                 out.display()
             );
             ExitCode::SUCCESS

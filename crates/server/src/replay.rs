@@ -1,9 +1,16 @@
 //! `kordon replay`: a recording through the same engine and alert desk as
 //! the server, in-process, on virtual time: each message is decoded as the
 //! broker connection decodes it, stamped with the time the device sent it,
-//! and the engine ticks once per virtual second between messages. The alert
-//! events come out as the monitoring topic carries them, one JSON object a
-//! line.
+//! and the engine ticks once per virtual second between messages.
+//!
+//! Every message the alert desk decides to publish comes out, one JSON
+//! object a line, in the order decided: a message of the monitoring topic
+//! as the topic carries it (the format files had before other audiences
+//! were written, so they still score), and a message of any other topic
+//! as `{"topic": "<topic>", "message": <its JSON payload>}`: the police
+//! JSON feed, warnings to victim devices and bracelets, notices to a case's
+//! coordinators. The CAP XML feed, one to one with the police JSON feed, is
+//! left out. `kordon score` reads both shapes.
 
 use std::io::Write;
 use std::time::{Duration, Instant};
@@ -28,7 +35,10 @@ pub struct Replayed {
     pub messages: u64,
     pub fixes: u64,
     pub refused: u64,
+    /// Lines for the monitoring topic.
     pub alert_messages: u64,
+    /// Lines for every other topic (police JSON, devices, coordinators).
+    pub other_messages: u64,
     pub took: Duration,
 }
 
@@ -47,19 +57,35 @@ impl Replay {
         }
     }
 
-    /// Writes what the monitoring topic would carry, one line each.
+    /// Writes every message decided, one line each (see the module
+    /// documentation).
     fn emit(
         messages: Vec<Outbound>,
         out: &mut impl Write,
         done: &mut Replayed,
     ) -> std::io::Result<()> {
-        for message in messages
-            .into_iter()
-            .filter(|m| m.topic == topics::MONITORING)
-        {
-            out.write_all(&message.payload)?;
+        for message in messages {
+            if message.topic == topics::MONITORING {
+                out.write_all(&message.payload)?;
+                done.alert_messages += 1;
+            } else if message.topic == topics::POLICE_CAP {
+                continue;
+            } else {
+                let topic =
+                    serde_json::to_string(&message.topic).expect("a string always serialises");
+                write!(out, "{{\"topic\":{topic},\"message\":")?;
+                if serde_json::from_slice::<serde::de::IgnoredAny>(&message.payload).is_ok() {
+                    out.write_all(&message.payload)?;
+                } else {
+                    // Not JSON (no such topic today): kept, as a string.
+                    let text = String::from_utf8_lossy(&message.payload);
+                    let text = serde_json::to_string(&text).expect("a string always serialises");
+                    out.write_all(text.as_bytes())?;
+                }
+                out.write_all(b"}")?;
+                done.other_messages += 1;
+            }
             out.write_all(b"\n")?;
-            done.alert_messages += 1;
         }
         Ok(())
     }
@@ -88,7 +114,7 @@ impl Replay {
         Self::emit(self.desk.tick(now), out, done)
     }
 
-    /// Runs the whole recording, writing alert lines to `out`. `progress`
+    /// Runs the whole recording, writing the messages to `out`. `progress`
     /// is told how many messages are done.
     pub fn run(
         mut self,
