@@ -210,3 +210,45 @@ fn bans_at_finds_her_warning_radius_and_ignores_her_stale_position() {
     let (lat, lon) = offset(0.0, 100.0);
     assert!(e.bans_at(lat, lon, at(max_age + 10)).is_empty());
 }
+
+/// A bracelet that reports on movement sends no fixes while it stands
+/// still, and says `gps: ok` in its heartbeats: its GPS is not lost.
+#[test]
+fn heartbeats_saying_gps_ok_keep_a_still_bracelet_from_gps_lost() {
+    use kordon_core::{DeviceId, GpsState, Status};
+    let mut e = engine_with(vec![contact_case()]);
+    feed(&mut e, fix("OFF-1", 0, offset(0.0, 3000.0), 10.0));
+    let mut events = Vec::new();
+    for i in 1..=20 {
+        let status = Status {
+            gps: Some(GpsState::Ok),
+            ..Status::heartbeat(DeviceId::from("OFF-1"), at(i * 60))
+        };
+        events.extend(e.ingest_status(&status).unwrap());
+        events.extend(e.tick(at(i * 60)));
+    }
+    assert!(
+        events
+            .iter()
+            .all(|ev| !(ev.kind == EventKind::GpsLost && ev.device.as_str() == "OFF-1")),
+        "{}",
+        summary(&events)
+    );
+    // Saying `no_fix` from then on is GPS lost.
+    let mut events = Vec::new();
+    for i in 21..=30 {
+        let status = Status {
+            gps: Some(GpsState::NoFix),
+            ..Status::heartbeat(DeviceId::from("OFF-1"), at(i * 60))
+        };
+        events.extend(e.ingest_status(&status).unwrap());
+        events.extend(e.tick(at(i * 60)));
+    }
+    assert!(
+        events
+            .iter()
+            .any(|ev| ev.kind == EventKind::GpsLost && ev.phase == Phase::Opened),
+        "{}",
+        summary(&events)
+    );
+}

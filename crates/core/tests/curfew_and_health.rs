@@ -75,8 +75,10 @@ fn home_in_time_is_no_breach() {
     assert!(events.iter().all(|ev| ev.order.is_none()), "{events:?}");
 }
 
+/// One silence, one alert: the bracelet's own `gps_lost` (open since an
+/// hour before the window) says it; the curfew does not open another.
 #[test]
-fn no_fix_during_the_window_is_gps_lost_not_compliance() {
+fn no_fix_during_the_window_is_gps_lost_not_compliance_and_is_reported_once() {
     let mut e = engine_with(vec![curfew_case()]);
     feed(&mut e, fix("OFF-3", WINDOW - 3600, offset(0.0, 0.0), 10.0));
     // Heartbeats keep coming, but no fix.
@@ -91,10 +93,33 @@ fn no_fix_during_the_window_is_gps_lost_not_compliance() {
     }
     let lost: Vec<_> = events
         .iter()
-        .filter(|ev| ev.kind == EventKind::GpsLost && ev.order.is_some())
+        .filter(|ev| ev.kind == EventKind::GpsLost)
         .collect();
     assert_eq!(lost.len(), 1, "{events:?}");
-    assert_eq!(lost[0].onset, at(WINDOW + 300));
+    assert_eq!(lost[0].order, None);
+    let back = feed(&mut e, fix("OFF-3", WINDOW + 800, offset(0.0, 0.0), 10.0));
+    assert!(back.iter().any(|ev| ev.kind == EventKind::GpsLost
+        && ev.order.is_none()
+        && ev.phase == Phase::Cleared));
+}
+
+/// A bracelet silent altogether, not yet offline (a long offline
+/// threshold): the curfew's own GPS-lost says the window is not kept.
+#[test]
+fn a_silent_bracelet_not_yet_offline_is_gps_lost_for_the_curfew() {
+    let config = kordon_core::EngineConfig {
+        offline_after_s: 4 * 3600,
+        ..Default::default()
+    };
+    let mut e = engine_with_config(config, vec![curfew_case()]);
+    feed(&mut e, fix("OFF-3", WINDOW - 3600, offset(0.0, 0.0), 10.0));
+    let lost = e.tick(at(WINDOW + 300));
+    let curfew: Vec<_> = lost
+        .iter()
+        .filter(|ev| ev.kind == EventKind::GpsLost && ev.order.is_some())
+        .collect();
+    assert_eq!(curfew.len(), 1, "{lost:?}");
+    assert_eq!(curfew[0].onset, at(WINDOW + 300));
     let back = feed(&mut e, fix("OFF-3", WINDOW + 800, offset(0.0, 0.0), 10.0));
     assert!(back.iter().any(|ev| ev.kind == EventKind::GpsLost
         && ev.order.is_some()
@@ -276,7 +301,12 @@ fn a_tamper_reported_late_or_with_an_impossible_battery_still_raises_the_alarm()
 /// to close it.
 #[test]
 fn a_case_edited_as_its_window_ends_still_closes_the_window_episode() {
-    let mut e = engine_with(vec![curfew_case()]);
+    // Not yet offline, so that the curfew's own GPS-lost opens.
+    let config = kordon_core::EngineConfig {
+        offline_after_s: 4 * 3600,
+        ..Default::default()
+    };
+    let mut e = engine_with_config(config, vec![curfew_case()]);
     feed(&mut e, fix("OFF-3", WINDOW - 3600, offset(0.0, 0.0), 10.0));
     let lost = e.tick(at(WINDOW + 300));
     assert!(lost

@@ -28,7 +28,8 @@ use crate::episode::{ClearReason, EpisodeId, Event, EventKind, Phase, PositionRe
 use crate::geodesy::Ecef;
 use crate::index::{OrderRef, PositionIndex, ZoneIndex};
 use crate::model::{
-    Case, CaseId, DeviceId, Fix, Input, OrderId, RiskLevel, Role, Rule, Status, StrapState,
+    Case, CaseId, DeviceId, Fix, GpsState, Input, OrderId, RiskLevel, Role, Rule, Status,
+    StrapState,
 };
 use crate::schedule::{schedule_time_zone, Schedule, ScheduleState};
 use crate::track::{Observation, OpenEpisode, Opening, Track, TrackKinds, Transition};
@@ -666,7 +667,14 @@ impl Engine {
 
     fn take_fix(&mut self, slot: usize, fix: &Fix) -> Result<FixOutcome, InputError> {
         let mut events = Vec::new();
-        self.heard_from(slot, fix.ts, fix.strap, fix.battery_pct, None, &mut events);
+        let heard = Heard {
+            ts: fix.ts,
+            strap: fix.strap,
+            battery_pct: fix.battery_pct,
+            charging: None,
+            gps: None,
+        };
+        self.heard_from(slot, heard, &mut events);
 
         let Some(dev) = self.devices[slot].as_mut() else {
             return Err(InputError::UnknownDevice(fix.device.clone()));
@@ -980,14 +988,14 @@ impl Engine {
         let battery_pct = status.battery_pct.filter(|b| *b <= 100);
         let gps_was_pending = self.gps_lost_pending(slot);
         let mut events = Vec::new();
-        self.heard_from(
-            slot,
-            status.ts,
-            status.strap,
+        let heard = Heard {
+            ts: status.ts,
+            strap: status.strap,
             battery_pct,
-            status.charging,
-            &mut events,
-        );
+            charging: status.charging,
+            gps: status.gps,
+        };
+        self.heard_from(slot, heard, &mut events);
         self.requeue_device(slot, gps_was_pending);
         Ok(events)
     }
@@ -1011,15 +1019,14 @@ impl Engine {
     }
 
     /// Health bookkeeping shared by fixes and status messages.
-    fn heard_from(
-        &mut self,
-        slot: usize,
-        ts: Timestamp,
-        strap: Option<StrapState>,
-        battery_pct: Option<u8>,
-        charging: Option<bool>,
-        events: &mut Vec<Event>,
-    ) {
+    fn heard_from(&mut self, slot: usize, heard: Heard, events: &mut Vec<Event>) {
+        let Heard {
+            ts,
+            strap,
+            battery_pct,
+            charging,
+            gps,
+        } = heard;
         let config = &self.config;
         let Some(dev) = self.devices[slot].as_mut() else {
             return;
@@ -1035,13 +1042,29 @@ impl Engine {
             dev.successions.offline.ended(onset, now);
             changes.push((EventKind::DeviceOffline, onset, Phase::Cleared));
         }
-        // A message older than the newest says nothing about the strap or
-        // battery now; but a cut strap is news whenever it was reported.
-        let (strap, battery_pct, charging) = if current {
-            (strap, battery_pct, charging)
+        // A message older than the newest says nothing about the strap,
+        // battery or GPS now; but a cut strap is news whenever it was reported.
+        let (strap, battery_pct, charging, gps) = if current {
+            (strap, battery_pct, charging, gps)
         } else {
-            (strap.filter(|s| *s == StrapState::Tampered), None, None)
+            (
+                strap.filter(|s| *s == StrapState::Tampered),
+                None,
+                None,
+                None,
+            )
         };
+        // "GPS ok" ends a GPS-lost episode as a fix would (see `fixed`).
+        if gps == Some(GpsState::Ok) {
+            dev.gps_ok = Some(ts);
+            if let Some(onset) = dev
+                .gps_lost
+                .take_if(|onset| after(ts, config.gps_lost_after_s) > *onset)
+            {
+                dev.successions.gps_lost.ended(onset, now);
+                changes.push((EventKind::GpsLost, onset, Phase::Cleared));
+            }
+        }
         match strap {
             Some(StrapState::Tampered) if dev.tamper.is_none() => {
                 // Found when it arrives (`now`): a cut strap reported late

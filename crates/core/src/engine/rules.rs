@@ -434,8 +434,15 @@ pub(super) fn curfew_deadlines(
         close_order(case, i, ClearReason::Resolved, at, events);
     }
     // No fix during the window is not compliance. Judged after a clearing,
-    // so one look at an instant is as good as any number of looks.
-    if case.orders[i].track.open.is_none() {
+    // so one look at an instant is as good as any number of looks. A
+    // bracelet already reported offline or without GPS (or due to be, now)
+    // is one silence: the room hears of it once, from the device.
+    let device_silence_reported = offender.is_some_and(|d| {
+        d.offline.is_some()
+            || d.gps_lost.is_some()
+            || (d.gps_lost_pending() && at >= after(d.fixed(), config.gps_lost_after_s))
+    });
+    if case.orders[i].track.open.is_none() && !device_silence_reported {
         let last_fix = offender
             .map_or(case.watched_since, DeviceState::fixed)
             .max(case.watched_since);

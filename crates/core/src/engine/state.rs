@@ -176,6 +176,16 @@ impl Sample {
     }
 }
 
+/// What any message of a device says about its health.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Heard {
+    pub(super) ts: Timestamp,
+    pub(super) strap: Option<StrapState>,
+    pub(super) battery_pct: Option<u8>,
+    pub(super) charging: Option<bool>,
+    pub(super) gps: Option<GpsState>,
+}
+
 /// The successions of a device's health episodes, one per family.
 #[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub(super) struct HealthSuccessions {
@@ -197,6 +207,9 @@ pub(super) struct DeviceState {
     pub(super) latest_fix: Option<Timestamp>,
     /// Time of the newest usable fix, suspect or not: the GPS works.
     pub(super) last_usable_fix: Option<Timestamp>,
+    /// The newest status saying its GPS has a fix.
+    #[serde(default)]
+    pub(super) gps_ok: Option<Timestamp>,
     /// Newest plausible position.
     pub(super) accepted: Option<Sample>,
     /// A suspect position waiting for the next fix to confirm it.
@@ -224,6 +237,7 @@ impl DeviceState {
             last_message: None,
             latest_fix: None,
             last_usable_fix: None,
+            gps_ok: None,
             accepted: None,
             pending: None,
             history: History::default(),
@@ -244,9 +258,13 @@ impl DeviceState {
             .map_or(self.watched_since, |t| t.max(self.watched_since))
     }
 
-    /// The last usable fix, or when watching began if that is later.
+    /// When the GPS last worked: the last usable fix, or a later status
+    /// saying `gps: ok` (a device that reports on movement sends no fixes
+    /// while it stands still: it is where it was last fixed), or when
+    /// watching began if that is later.
     pub(super) fn fixed(&self) -> Timestamp {
         self.last_usable_fix
+            .max(self.gps_ok)
             .map_or(self.watched_since, |t| t.max(self.watched_since))
     }
 
