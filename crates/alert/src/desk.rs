@@ -29,6 +29,7 @@ use kordon_core::{
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+use crate::attention::{self, Attention};
 use crate::cap::{self, CapThread};
 use crate::message::{
     offender_instruction, protected_instruction, Acknowledgement, AlertEvent, AlertMessage,
@@ -58,6 +59,10 @@ pub struct AlertSettings {
     pub police_update_min_move_m: f64,
     /// ... and then at most once in this many seconds.
     pub police_update_min_interval_s: u32,
+    /// GPS lost, a device offline or a contact ban's pair unknown this long
+    /// (twice this in a low-risk case) asks the monitoring room for action
+    /// (see [`crate::attention`]).
+    pub health_action_after_s: u32,
 }
 
 impl Default for AlertSettings {
@@ -70,6 +75,7 @@ impl Default for AlertSettings {
             forget_cleared_after_h: 24,
             police_update_min_move_m: 100.0,
             police_update_min_interval_s: 60,
+            health_action_after_s: 1800,
         }
     }
 }
@@ -427,11 +433,18 @@ impl AlertDesk {
             let message = AlertMessage::from_event(event, RiskLevel::High);
             return vec![json(topics::MONITORING, &message)];
         };
-        let message = AlertMessage::from_event(event, case.risk);
-        let mut out = vec![json(topics::MONITORING, &message)];
+        let mut message = AlertMessage::from_event(event, case.risk);
+        message.attention = attention::on_event(&message);
         if event.phase == Phase::LateBreach {
-            return out;
+            return vec![json(topics::MONITORING, &message)];
         }
+        // Once an alert asks for action it keeps asking until it ends.
+        if let Some(record) = self.alerts.get(&event.id) {
+            if record.latest.attention == Attention::Action {
+                message.attention = Attention::Action;
+            }
+        }
+        let mut out = vec![json(topics::MONITORING, &message)];
 
         let record = self.alerts.entry(event.id).or_insert_with(|| AlertRecord {
             latest: message.clone(),
@@ -558,6 +571,7 @@ impl AlertDesk {
         self.alerts.retain(|_, r| {
             r.open || r.acknowledgement.is_some() || now.duration_since(r.latest.ts) < keep
         });
+        let mut out = self.ask_for_action_on_lasting_conditions(now);
         let limit = jiff::SignedDuration::from_secs(i64::from(self.settings.escalate_after_s));
         let mut due: Vec<EpisodeId> = self
             .alerts
@@ -572,7 +586,6 @@ impl AlertDesk {
             .map(|(id, _)| *id)
             .collect();
         due.sort_unstable();
-        let mut out = Vec::new();
         for id in due {
             let record = self.alerts.get_mut(&id).expect("collected above");
             record.escalated_at = Some(now);
@@ -603,6 +616,30 @@ impl AlertDesk {
                     &notice,
                 ));
             }
+        }
+        out
+    }
+
+    /// Publishes again, as asking for action, the open informational
+    /// alerts whose condition has lasted (see [`crate::attention`]).
+    fn ask_for_action_on_lasting_conditions(&mut self, now: Timestamp) -> Vec<Outbound> {
+        let after = self.settings.health_action_after_s;
+        let mut due: Vec<EpisodeId> = self
+            .alerts
+            .iter()
+            .filter(|(_, r)| r.open && attention::lasted_into_action(&r.latest, now, after))
+            .map(|(id, _)| *id)
+            .collect();
+        due.sort_unstable();
+        let mut out = Vec::new();
+        for id in due {
+            let record = self.alerts.get_mut(&id).expect("collected above");
+            record.latest.attention = Attention::Action;
+            record.latest.event = AlertEvent::Updated;
+            record.latest.ts = now;
+            record.attention_since = now;
+            record.updates += 1;
+            out.push(json(topics::MONITORING, &record.latest));
         }
         out
     }

@@ -1,6 +1,8 @@
 //! kordon-alert: who is told what about an alert, and making sure someone
 //! acts on it.
 //!
+//! - [`attention`]: which alerts the monitoring room must act on and which
+//!   only inform (the health policy).
 //! - [`desk`]: the [`AlertDesk`] state machine: routing by audience (the
 //!   privacy rules), acknowledgement, escalation, time to acknowledge.
 //! - [`message`]: the JSON payloads per audience.
@@ -9,10 +11,12 @@
 //!
 //! No IO and no clock: the server publishes what the desk returns.
 
+pub mod attention;
 pub mod cap;
 pub mod desk;
 pub mod message;
 pub mod topics;
 
+pub use attention::Attention;
 pub use desk::{AckError, AlertDesk, AlertRecord, AlertSettings, Outbound};
 pub use message::{Acknowledgement, AlertEvent, AlertMessage, DeviceWarning, Level, Position};

@@ -10,6 +10,8 @@ use kordon_core::{
 };
 use serde::{Deserialize, Serialize};
 
+use crate::attention::Attention;
+
 /// What happened to an alert, as published.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -122,6 +124,9 @@ pub struct AlertMessage {
     pub reason: Option<ClearReason>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub acknowledged: Option<Acknowledgement>,
+    /// What it asks of the monitoring room (see [`crate::attention`]).
+    #[serde(default)]
+    pub attention: Attention,
 }
 
 impl AlertMessage {
@@ -149,6 +154,7 @@ impl AlertMessage {
             protected: event.protected.as_ref().map(Position::from),
             reason: event.reason,
             acknowledged: None,
+            attention: Attention::Information,
         }
     }
 
