@@ -252,3 +252,46 @@ fn heartbeats_saying_gps_ok_keep_a_still_bracelet_from_gps_lost() {
         summary(&events)
     );
 }
+
+/// On the charger at 12 %: the statuses say charging, the fixes between
+/// them carry the level but not the charging. The battery episode must not
+/// open with every fix and clear with every status.
+#[test]
+fn a_battery_on_the_charger_does_not_flap_between_fixes_and_statuses() {
+    use kordon_core::{DeviceId, Status};
+    let mut e = engine_with(vec![contact_case()]);
+    let mut events = Vec::new();
+    for i in 0..10 {
+        let status = Status {
+            battery_pct: Some(12),
+            charging: Some(true),
+            ..Status::heartbeat(DeviceId::from("VIC-1"), at(i * 60))
+        };
+        events.extend(e.ingest_status(&status).unwrap());
+        let mut f = fix("VIC-1", i * 60 + 30, HOME, 10.0);
+        f.battery_pct = Some(12);
+        events.extend(feed(&mut e, f));
+    }
+    assert!(
+        events
+            .iter()
+            .all(|ev| !matches!(ev.kind, EventKind::BatteryLow | EventKind::BatteryCritical)),
+        "{}",
+        summary(&events)
+    );
+    // Off the charger, the next reading opens it once.
+    let status = Status {
+        battery_pct: Some(12),
+        charging: Some(false),
+        ..Status::heartbeat(DeviceId::from("VIC-1"), at(700))
+    };
+    let off = e.ingest_status(&status).unwrap();
+    assert_eq!(
+        off.iter()
+            .filter(|ev| matches!(ev.kind, EventKind::BatteryLow | EventKind::BatteryCritical))
+            .count(),
+        1,
+        "{}",
+        summary(&off)
+    );
+}

@@ -1054,6 +1054,16 @@ impl Engine {
                 None,
             )
         };
+        // A fix says nothing of charging: the last status's word holds, so
+        // a battery episode does not flap between fixes and statuses.
+        let charging = if current {
+            if charging.is_some() {
+                dev.charging = charging;
+            }
+            dev.charging
+        } else {
+            None
+        };
         // "GPS ok" ends a GPS-lost episode as a fix would (see `fixed`).
         if gps == Some(GpsState::Ok) {
             dev.gps_ok = Some(ts);

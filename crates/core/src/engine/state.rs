@@ -210,6 +210,10 @@ pub(super) struct DeviceState {
     /// The newest status saying its GPS has a fix.
     #[serde(default)]
     pub(super) gps_ok: Option<Timestamp>,
+    /// Whether it is charging, as its newest status said: fixes carry a
+    /// battery level but not this.
+    #[serde(default)]
+    pub(super) charging: Option<bool>,
     /// Newest plausible position.
     pub(super) accepted: Option<Sample>,
     /// A suspect position waiting for the next fix to confirm it.
@@ -238,6 +242,7 @@ impl DeviceState {
             latest_fix: None,
             last_usable_fix: None,
             gps_ok: None,
+            charging: None,
             accepted: None,
             pending: None,
             history: History::default(),
