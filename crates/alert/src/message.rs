@@ -35,16 +35,21 @@ pub struct Position {
     /// Accuracy radius in metres, grown with age for a stale position.
     pub acc: f64,
     pub ts: Timestamp,
+    /// How old the position was when the alert was decided, in seconds.
+    #[serde(default)]
+    pub age_s: f64,
 }
 
-impl From<&PositionReport> for Position {
-    fn from(p: &PositionReport) -> Self {
+impl Position {
+    /// `p` as an alert decided at `at` reports it.
+    pub fn of(p: &PositionReport, at: Timestamp) -> Self {
         Position {
             device: p.device.clone(),
             lat: p.lat,
             lon: p.lon,
             acc: p.accuracy_m,
             ts: p.ts,
+            age_s: at.duration_since(p.ts).as_secs_f64().max(0.0),
         }
     }
 }
@@ -150,8 +155,8 @@ impl AlertMessage {
             ts: event.at,
             certainty: event.certainty,
             distance_m: event.distance_m,
-            offender: event.offender.as_ref().map(Position::from),
-            protected: event.protected.as_ref().map(Position::from),
+            offender: event.offender.as_ref().map(|p| Position::of(p, event.at)),
+            protected: event.protected.as_ref().map(|p| Position::of(p, event.at)),
             reason: event.reason,
             acknowledged: None,
             attention: Attention::Information,

@@ -295,3 +295,35 @@ fn a_battery_on_the_charger_does_not_flap_between_fixes_and_statuses() {
         summary(&off)
     );
 }
+
+/// A tamper, a zone breach and GPS lost all carry the latest known
+/// positions of both parties, each with its own time.
+#[test]
+fn every_alert_carries_both_latest_positions_where_they_exist() {
+    use kordon_core::{DeviceId, Status, StrapState};
+    let mut e = engine_with(vec![case(
+        "RTM-1",
+        RiskLevel::High,
+        vec![
+            order("contact", contact_ban(1000.0, 200.0)),
+            order("zone", square_zone(100.0, None)),
+        ],
+    )]);
+    let far = offset(0.0, 3000.0);
+    feed(&mut e, fix("VIC-1", 0, far, 10.0));
+    let breach = feed(&mut e, fix("OFF-1", 10, HOME, 10.0));
+    let zone = breach
+        .iter()
+        .find(|ev| ev.kind == EventKind::ZoneBreach)
+        .unwrap();
+    assert_eq!(zone.protected.as_ref().unwrap().ts, at(0));
+    let tamper = e
+        .ingest_status(&Status {
+            strap: Some(StrapState::Tampered),
+            ..Status::heartbeat(DeviceId::from("OFF-1"), at(20))
+        })
+        .unwrap();
+    assert_eq!(tamper[0].kind, EventKind::Tamper);
+    assert_eq!(tamper[0].offender.as_ref().unwrap().ts, at(10));
+    assert_eq!(tamper[0].protected.as_ref().unwrap().ts, at(0));
+}

@@ -441,6 +441,7 @@ impl Engine {
         if let Some((_, old)) = &previous {
             self.drop_orphan_devices(&old.members);
         }
+        self.add_positions(&mut events);
         Ok(events)
     }
 
@@ -660,8 +661,11 @@ impl Engine {
         check_fix(fix)?;
         let slot = self.slot_of(&fix.device)?;
         let gps_was_pending = self.gps_lost_pending(slot);
-        let outcome = self.take_fix(slot, fix);
+        let mut outcome = self.take_fix(slot, fix);
         self.requeue_device(slot, gps_was_pending);
+        if let Ok(outcome) = &mut outcome {
+            self.add_positions(&mut outcome.events);
+        }
         outcome
     }
 
@@ -997,7 +1001,55 @@ impl Engine {
         };
         self.heard_from(slot, heard, &mut events);
         self.requeue_device(slot, gps_was_pending);
+        self.add_positions(&mut events);
         Ok(events)
+    }
+
+    /// Every alert carries the latest known positions of both parties where
+    /// they exist, each with its own time (so its age shows): the one place
+    /// this is decided. Events decided without one (device health, tamper,
+    /// curfews and zones for hers, a clearing by time) get the newest
+    /// accepted position of the case's offender and of the protected person
+    /// concerned: the contact ban's, the device's own, or the case's first.
+    fn add_positions(&self, events: &mut [Event]) {
+        for event in events {
+            let Some(case) = self
+                .case_slots
+                .get(&event.case)
+                .and_then(|&slot| self.cases[slot].as_ref())
+            else {
+                continue;
+            };
+            if event.offender.is_none() {
+                event.offender = self.latest_report(case.offender);
+            }
+            if event.protected.is_none() {
+                let ban = event
+                    .order
+                    .as_ref()
+                    .and_then(|id| case.orders.iter().find(|o| &o.id == id))
+                    .and_then(|o| match o.rule {
+                        CompiledRule::ContactBan { protected, .. } => Some(protected),
+                        _ => None,
+                    });
+                let own = (event.role == Role::Protected)
+                    .then(|| self.device_slots.get(&event.device).copied())
+                    .flatten();
+                let first = case
+                    .members
+                    .iter()
+                    .find(|(_, role)| *role == Role::Protected)
+                    .map(|(slot, _)| *slot);
+                if let Some(slot) = ban.or(own).or(first) {
+                    event.protected = self.latest_report(slot);
+                }
+            }
+        }
+    }
+
+    fn latest_report(&self, slot: usize) -> Option<PositionReport> {
+        let dev = self.devices.get(slot)?.as_ref()?;
+        Some(dev.accepted?.report(&dev.id, 0.0))
     }
 
     /// Queues a device that heard from its device again, if that could have
@@ -1191,6 +1243,7 @@ impl Engine {
         }
         #[cfg(debug_assertions)]
         self.assert_nothing_missed(now);
+        self.add_positions(&mut events);
         events
     }
 
