@@ -743,25 +743,39 @@ fn receive(
         offender: 0,
         by_audience: BTreeMap::new(),
     };
-    let per_pair_day = if pair_days > 0.0 {
-        1.0 / pair_days
-    } else {
-        0.0
-    };
+    // Counted first, divided once: sums of fractions drift.
+    let mut by_kind: BTreeMap<String, (u32, u32)> = BTreeMap::new();
     for e in episodes.values() {
-        let (kind, actionable) = match &e.action_kind {
-            Some(kind) => (kind, true),
-            None => (&e.first_kind, false),
-        };
-        let rates = received.by_kind.entry(kind.clone()).or_default();
-        if actionable {
-            received.actionable += 1;
-            rates.actionable += per_pair_day;
-        } else {
-            received.informational += 1;
-            rates.informational += per_pair_day;
+        match &e.action_kind {
+            Some(kind) => {
+                received.actionable += 1;
+                by_kind.entry(kind.clone()).or_default().0 += 1;
+            }
+            None => {
+                received.informational += 1;
+                by_kind.entry(e.first_kind.clone()).or_default().1 += 1;
+            }
         }
     }
+    let per = |n: u32| {
+        if pair_days > 0.0 {
+            f64::from(n) / pair_days
+        } else {
+            0.0
+        }
+    };
+    received.by_kind = by_kind
+        .into_iter()
+        .map(|(kind, (actionable, informational))| {
+            (
+                kind,
+                KindRates {
+                    actionable: per(actionable),
+                    informational: per(informational),
+                },
+            )
+        })
+        .collect();
 
     // Whose devices: the recording's, then what the monitoring room saw.
     let mut victims: BTreeSet<&str> = recording
