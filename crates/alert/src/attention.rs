@@ -8,8 +8,8 @@
 //!
 //! - **`action`**: someone must look now, and acknowledge. Every breach
 //!   (zone, contact ban, curfew), a strap tamper, a certain late contact-ban
-//!   breach (she may have met him), and the bracelet going offline in a
-//!   high-risk case.
+//!   breach (she may have met him), and the bracelet going offline when he
+//!   was last seen within her contact ban's warning radius.
 //! - **`information`**: on the screen and in the record, no acknowledgement
 //!   asked. Warnings (the breach, if it comes, asks for action; she has
 //!   already been warned), low batteries, and device-health and unknown
@@ -17,10 +17,12 @@
 //!   standing still (a bracelet that says `gps: ok` is not GPS-lost at all),
 //!   and end within minutes.
 //!
-//! A condition that lasts turns into action: GPS lost, a device offline or
-//! a contact ban's pair unknown for `health_action_after_s` (default
-//! 30 minutes) in a medium- or high-risk case, or for twice that in a
-//! low-risk one. The episode is then published again as `updated` with
+//! A condition that lasts turns into action: GPS lost or a device offline
+//! for `health_action_after_s` (default 30 minutes) in a medium- or
+//! high-risk case, or for twice that in a low-risk one. A contact ban's
+//! pair unknown stays information: a position is unknown because a device
+//! is silent, and that device's own episode asks for action (one silence,
+//! one call on the operator). The episode is then published again as `updated` with
 //! `attention: action`, and it is acknowledged like any other alert. This
 //! never reads a clock: the desk's `tick` brings the time.
 //!
@@ -44,8 +46,10 @@ pub enum Attention {
     Information,
 }
 
-/// What an alert asks for when it is raised or changes.
-pub fn on_event(message: &AlertMessage) -> Attention {
+/// What an alert asks for when it is raised or changes; `near_her`: the
+/// offender was last seen within the case's contact-ban warning radius of
+/// the protected person.
+pub fn on_event(message: &AlertMessage, near_her: bool) -> Attention {
     use EventKind::*;
     let certain = message.certainty == Some(kordon_core::Certainty::Certain);
     match message.kind {
@@ -57,9 +61,7 @@ pub fn on_event(message: &AlertMessage) -> Attention {
             }
         }
         ZoneBreach | ProximityBreach | CurfewBreach | Tamper => Attention::Action,
-        DeviceOffline if message.role == Role::Offender && message.risk == RiskLevel::High => {
-            Attention::Action
-        }
+        DeviceOffline if message.role == Role::Offender && near_her => Attention::Action,
         _ => Attention::Information,
     }
 }
@@ -72,7 +74,7 @@ pub fn lasted_into_action(
     health_action_after_s: u32,
 ) -> bool {
     use EventKind::*;
-    if !matches!(message.kind, GpsLost | DeviceOffline | PositionUnknown) {
+    if !matches!(message.kind, GpsLost | DeviceOffline) {
         return false;
     }
     let factor = if message.risk == RiskLevel::Low { 2 } else { 1 };

@@ -1,6 +1,7 @@
 //! The alert desk: turns the engine's events into messages for each
 //! audience, keeps every alert until it is acknowledged, and escalates the
-//! ones that need a police unit when no one acknowledges them in time.
+//! ones that need a police unit or ask for action ([`crate::attention`])
+//! when no one acknowledges them in time.
 //!
 //! Like the engine it is a state machine without IO or clock: events, acks
 //! and `now` go in, [`Outbound`] messages come out. The routing rules, which
@@ -8,11 +9,11 @@
 //!
 //! | audience | gets |
 //! | --- | --- |
-//! | monitoring room | everything, with both positions |
+//! | monitoring room | everything, with both positions, each message saying whether it asks for action ([`crate::attention`]) |
 //! | police (JSON and CAP) | episodes that need a unit: proximity and zone breaches, curfew breaches and tamper in high-risk cases; then every later change of those episodes |
-//! | protected person's device | warnings about the offender (proximity, zone breach, tamper, bracelet offline in high-risk cases) and her own battery; never a position, distance or direction |
+//! | protected person's device | warnings about the offender (proximity, zone breach, tamper; his bracelet offline in a high-risk case when he was last seen within her warning radius, or once it has lasted `health_action_after_s`), her own battery, her own device without a position for `health_action_after_s`; never a position, distance or direction |
 //! | offender's bracelet | static zones only (exclusion zones, curfew); nothing derived from the victim |
-//! | case coordinators | escalations |
+//! | case coordinators | escalations: police alerts, and alerts asking for action, unacknowledged for `escalate_after_s` |
 //!
 //! An acknowledgement covers the level it was given at ([`crate::Level`]):
 //! when an alert rises (a warning becomes a breach, a possible breach
@@ -59,9 +60,9 @@ pub struct AlertSettings {
     pub police_update_min_move_m: f64,
     /// ... and then at most once in this many seconds.
     pub police_update_min_interval_s: u32,
-    /// GPS lost, a device offline or a contact ban's pair unknown this long
-    /// (twice this in a low-risk case) asks the monitoring room for action
-    /// (see [`crate::attention`]).
+    /// GPS lost or a device offline this long (twice this in a low-risk
+    /// case) asks the monitoring room for action, and warns her where it
+    /// degrades her protection (see [`crate::attention`]).
     pub health_action_after_s: u32,
 }
 
@@ -175,6 +176,8 @@ struct CaseRouting {
     /// Exclusion and inclusion zones: static, so the bracelet may hear of them.
     static_zones: BTreeSet<String>,
     coordinators: Vec<Coordinator>,
+    /// The largest contact-ban warning radius: how near him is near her.
+    warning_radius_m: Option<f64>,
 }
 
 impl CaseRouting {
@@ -187,10 +190,16 @@ impl CaseRouting {
         };
         let mut contact_bans = HashMap::new();
         let mut static_zones = BTreeSet::new();
+        let mut warning_radius_m: Option<f64> = None;
         for order in &case.orders {
             match &order.rule {
-                Rule::ContactBan { protected, .. } => {
+                Rule::ContactBan {
+                    protected,
+                    warning_radius_m: radius,
+                    ..
+                } => {
                     contact_bans.insert(order.id.to_string(), device_of(protected.as_str()));
+                    warning_radius_m = Some(warning_radius_m.map_or(*radius, |r| r.max(*radius)));
                 }
                 _ => {
                     static_zones.insert(order.id.to_string());
@@ -208,6 +217,7 @@ impl CaseRouting {
             contact_bans,
             static_zones,
             coordinators: case.coordinators.clone(),
+            warning_radius_m,
         }
     }
 }
@@ -311,8 +321,19 @@ impl PoliceTold {
     /// every event but an update does; an update when its level changed,
     /// or when things moved far enough and the last one is long enough ago.
     fn material(&self, message: &AlertMessage, now: Timestamp, settings: &AlertSettings) -> bool {
-        if message.event != AlertEvent::Updated || self.level != Some(Level::of(message)) {
+        let level = Level::of(message);
+        let rose = self.level.is_none_or(|before| level.rose_from(before));
+        if message.event != AlertEvent::Updated || rose {
             return true;
+        }
+        let interval =
+            jiff::SignedDuration::from_secs(i64::from(settings.police_update_min_interval_s));
+        let due = self.at.is_none_or(|at| now.duration_since(at) >= interval);
+        // A fall in level (certain to possible, a breach back to a warning)
+        // goes at most once an interval: a position flickering on the
+        // alarm radius is not news for a patrol every few seconds.
+        if self.level != Some(level) {
+            return due;
         }
         let moved = |a: Option<(f64, f64)>, b: Option<(f64, f64)>| match (a, b) {
             (Some((la, lo)), Some((lb, lob))) => distance_m(la, lo, lb, lob),
@@ -327,9 +348,6 @@ impl PoliceTold {
             _ => 0.0,
         };
         let far = offender.max(distance) >= settings.police_update_min_move_m;
-        let interval =
-            jiff::SignedDuration::from_secs(i64::from(settings.police_update_min_interval_s));
-        let due = self.at.is_none_or(|at| now.duration_since(at) >= interval);
         far && due
     }
 }
@@ -434,7 +452,7 @@ impl AlertDesk {
             return vec![json(topics::MONITORING, &message)];
         };
         let mut message = AlertMessage::from_event(event, case.risk);
-        message.attention = attention::on_event(&message);
+        message.attention = attention::on_event(&message, last_seen_near_her(case, event));
         if event.phase == Phase::LateBreach {
             return vec![json(topics::MONITORING, &message)];
         }
@@ -486,7 +504,16 @@ impl AlertDesk {
             }
         }
 
-        for device in protected_recipients(case, event) {
+        let mut recipients = protected_recipients(case, event);
+        if event.phase == Phase::Cleared {
+            // Whoever was warned hears that it ended.
+            for device in record.told_protected.keys() {
+                if !recipients.contains(device) {
+                    recipients.push(device.clone());
+                }
+            }
+        }
+        for device in recipients {
             let told = record.told_protected.entry(device.clone()).or_default();
             if let Some(warning) = device_warning(told, &message, Role::Protected) {
                 out.push(json(&topics::device_warning(device.as_str()), &warning));
@@ -562,9 +589,12 @@ impl AlertDesk {
         Ok((ack, out))
     }
 
-    /// Escalates police alerts still open and unacknowledged
-    /// `escalate_after_s` after they were raised, and forgets cleared ones
-    /// nobody acknowledged within `forget_cleared_after_h`.
+    /// Asks for action on conditions that lasted and warns her of those
+    /// that degrade her protection; escalates alerts still open and
+    /// unacknowledged `escalate_after_s` after they asked for attention
+    /// (police alerts to the police and the case coordinators, other
+    /// alerts asking for action to the coordinators); and forgets cleared
+    /// ones nobody acknowledged within `forget_cleared_after_h`.
     pub fn tick(&mut self, now: Timestamp) -> Vec<Outbound> {
         let keep =
             jiff::SignedDuration::from_hours(i64::from(self.settings.forget_cleared_after_h));
@@ -572,13 +602,14 @@ impl AlertDesk {
             r.open || r.acknowledgement.is_some() || now.duration_since(r.latest.ts) < keep
         });
         let mut out = self.ask_for_action_on_lasting_conditions(now);
+        out.extend(self.tell_her_what_lasts(now));
         let limit = jiff::SignedDuration::from_secs(i64::from(self.settings.escalate_after_s));
         let mut due: Vec<EpisodeId> = self
             .alerts
             .iter()
             .filter(|(_, r)| {
                 r.open
-                    && r.needs_police
+                    && (r.needs_police || r.latest.attention == Attention::Action)
                     && r.acknowledgement.is_none()
                     && r.escalated_at.is_none()
                     && now.duration_since(r.attention_since) >= limit
@@ -593,12 +624,14 @@ impl AlertDesk {
             message.event = AlertEvent::Escalated;
             message.ts = now;
             out.push(json(topics::MONITORING, &message));
-            out.push(json(topics::POLICE, &message));
-            let xml = cap::encode(&message, &mut record.cap, &self.settings.sender, now);
-            out.push(Outbound {
-                topic: topics::POLICE_CAP.to_string(),
-                payload: xml.into_bytes(),
-            });
+            if record.needs_police {
+                out.push(json(topics::POLICE, &message));
+                let xml = cap::encode(&message, &mut record.cap, &self.settings.sender, now);
+                out.push(Outbound {
+                    topic: topics::POLICE_CAP.to_string(),
+                    payload: xml.into_bytes(),
+                });
+            }
             if let Some(case) = self.cases.get(&message.case) {
                 let notice = CoordinatorNotice {
                     id,
@@ -640,6 +673,38 @@ impl AlertDesk {
             record.attention_since = now;
             record.updates += 1;
             out.push(json(topics::MONITORING, &record.latest));
+        }
+        out
+    }
+
+    /// Warns protected persons of open episodes that degrade their
+    /// protection and have lasted `health_action_after_s`, once each.
+    fn tell_her_what_lasts(&mut self, now: Timestamp) -> Vec<Outbound> {
+        let after = jiff::SignedDuration::from_secs(i64::from(self.settings.health_action_after_s));
+        let mut due: Vec<EpisodeId> = self
+            .alerts
+            .iter()
+            .filter(|(_, r)| r.open && now.duration_since(r.latest.onset) >= after)
+            .map(|(id, _)| *id)
+            .collect();
+        due.sort_unstable();
+        let mut out = Vec::new();
+        for id in due {
+            let record = self.alerts.get_mut(&id).expect("collected above");
+            let Some(case) = self.cases.get(&record.latest.case) else {
+                continue;
+            };
+            for device in protected_recipients_when_lasting(case, &record.latest) {
+                let told = record.told_protected.entry(device.clone()).or_default();
+                if *told == Some(record.latest.kind) {
+                    continue;
+                }
+                let mut message = record.latest.clone();
+                message.ts = now;
+                if let Some(warning) = device_warning(told, &message, Role::Protected) {
+                    out.push(json(&topics::device_warning(device.as_str()), &warning));
+                }
+            }
         }
         out
     }
@@ -689,10 +754,22 @@ impl ParseEpisode for str {
     }
 }
 
-/// Which protected persons' devices hear of this event.
+/// Which protected persons' devices hear of this event as it is raised.
+///
+/// She is told what changes what she should do, and nothing that would
+/// teach her to ignore her phone: his bracelet going silent matters to her
+/// at once when he was last seen near her (within her contact ban's warning
+/// radius); otherwise only if it lasts (see `AlertDesk::tell_her_what_lasts`).
 fn protected_recipients(case: &CaseRouting, event: &Event) -> Vec<DeviceId> {
     use EventKind::*;
     match event.kind {
+        DeviceOffline if event.role == Role::Offender && case.risk == RiskLevel::High => {
+            if event.phase != Phase::Opened || last_seen_near_her(case, event) {
+                case.protected_devices.clone()
+            } else {
+                Vec::new()
+            }
+        }
         ProximityWarning | ProximityBreach => event
             .order
             .as_ref()
@@ -700,10 +777,37 @@ fn protected_recipients(case: &CaseRouting, event: &Event) -> Vec<DeviceId> {
             .into_iter()
             .collect(),
         ZoneBreach | Tamper => case.protected_devices.clone(),
-        DeviceOffline if event.role == Role::Offender && case.risk == RiskLevel::High => {
+        BatteryLow | BatteryCritical if event.role == Role::Protected => vec![event.device.clone()],
+        _ => Vec::new(),
+    }
+}
+
+/// Whether the offender's last known position was within the case's
+/// contact-ban warning radius of the protected person's.
+fn last_seen_near_her(case: &CaseRouting, event: &Event) -> bool {
+    let (Some(radius), Some(his), Some(hers)) = (
+        case.warning_radius_m,
+        event.offender.as_ref(),
+        event.protected.as_ref(),
+    ) else {
+        return false;
+    };
+    distance_m(his.lat, his.lon, hers.lat, hers.lon) <= radius
+}
+
+/// Whose device hears of an open episode once it has lasted
+/// `health_action_after_s`: her protection degraded for long is hers to
+/// know. His bracelet offline in a high-risk case (all protected persons),
+/// and her own device without a position (her, while it still has a
+/// connection to hear it).
+fn protected_recipients_when_lasting(case: &CaseRouting, alert: &AlertMessage) -> Vec<DeviceId> {
+    match alert.kind {
+        EventKind::DeviceOffline
+            if alert.role == Role::Offender && case.risk == RiskLevel::High =>
+        {
             case.protected_devices.clone()
         }
-        BatteryLow | BatteryCritical if event.role == Role::Protected => vec![event.device.clone()],
+        EventKind::GpsLost if alert.role == Role::Protected => vec![alert.device.clone()],
         _ => Vec::new(),
     }
 }

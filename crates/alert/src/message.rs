@@ -208,6 +208,7 @@ pub fn protected_instruction(kind: EventKind, event: AlertEvent) -> &'static str
     if event == AlertEvent::Cleared {
         return match kind {
             BatteryLow | BatteryCritical => "Your device's battery is charged enough again.",
+            GpsLost => "Your device's location is coming in again.",
             _ => "The alert has ended. If you feel unsafe, call 112.",
         };
     }
@@ -223,6 +224,9 @@ pub fn protected_instruction(kind: EventKind, event: AlertEvent) -> &'static str
         }
         DeviceOffline => {
             "The offender's bracelet has lost contact. The monitoring room has been informed; be alert."
+        }
+        GpsLost => {
+            "Your device has had no location for a while, so kordon cannot warn you if he comes near. Check that location is switched on."
         }
         BatteryLow => "Your device's battery is low. Charge it soon so that you stay protected.",
         BatteryCritical => "Your device's battery is almost empty. Charge it now: without it you are not protected.",

@@ -3,7 +3,7 @@
 //! condition lasts `health_action_after_s` (twice that in a low-risk case).
 
 use jiff::{SignedDuration, Timestamp};
-use kordon_alert::{AlertDesk, AlertMessage, AlertSettings, Attention, Outbound};
+use kordon_alert::{AlertDesk, AlertEvent, AlertMessage, AlertSettings, Attention, Outbound};
 use kordon_core::{Case, DeviceId, Engine, EngineConfig, Fix, Status};
 
 const HOME: (f64, f64) = (51.9200, 4.5470);
@@ -69,6 +69,44 @@ impl Room {
         }
     }
 
+    /// Statuses from `devices` only (the others silent), and ticks, every
+    /// minute from `from` to `to` seconds.
+    fn minutes_hearing(&mut self, devices: &[&str], from: i64, to: i64) {
+        for s in (from..=to).step_by(60) {
+            for device in devices {
+                let status = Status::heartbeat(DeviceId::new(*device), t(s));
+                for event in self.engine.ingest_status(&status).unwrap() {
+                    self.out.extend(self.desk.route(&event, t(s)));
+                }
+            }
+            for event in self.engine.tick(t(s)) {
+                self.out.extend(self.desk.route(&event, t(s)));
+            }
+            self.out.extend(self.desk.tick(t(s)));
+        }
+    }
+
+    /// Her fixes at home (his bracelet silent), and ticks, every minute.
+    fn minutes_with_her_fixes(&mut self, from: i64, to: i64) {
+        for s in (from..=to).step_by(60) {
+            self.fix("VIC-2", 0.0, s);
+            self.minutes_hearing(&[], s, s);
+        }
+    }
+
+    fn to_device(&self, device: &str) -> Vec<serde_json::Value> {
+        let topic = format!("kordon/v1/devices/{device}/warning");
+        self.out
+            .iter()
+            .filter(|m| m.topic == topic)
+            .map(|m| serde_json::from_slice(&m.payload).unwrap())
+            .collect()
+    }
+
+    fn on(&self, topic: &str) -> usize {
+        self.out.iter().filter(|m| m.topic == topic).count()
+    }
+
     fn monitoring(&self) -> Vec<AlertMessage> {
         self.out
             .iter()
@@ -116,7 +154,7 @@ fn gps_lost_informs_and_asks_for_action_once_it_has_lasted_half_an_hour() {
     let onset = lost[0].onset;
     let asked: Vec<_> = lost
         .iter()
-        .filter(|m| m.attention == Attention::Action)
+        .filter(|m| m.attention == Attention::Action && m.event == AlertEvent::Updated)
         .collect();
     assert_eq!(asked.len(), 1, "asked once: {lost:?}");
     let lasted = asked[0].ts.duration_since(onset).as_secs();
@@ -143,4 +181,84 @@ fn in_a_low_risk_case_a_condition_asks_for_action_after_twice_as_long() {
         .monitoring()
         .iter()
         .any(|m| m.kind.as_str() == "gps_lost" && m.attention == Attention::Action));
+}
+
+/// Degraded protection: his bracelet goes silent in a high-risk case while
+/// he is 3 km from her. She is not buzzed at once (she can do nothing about
+/// a bracelet across town); after half an hour she is told once, and told
+/// when it ends. Asking for action unacknowledged, it goes to the
+/// coordinators, never to the police.
+#[test]
+fn his_bracelet_silent_far_from_her_reaches_her_only_once_it_lasts_and_escalates_to_coordinators() {
+    let mut room = Room::new("high");
+    room.fix("VIC-2", 0.0, 0);
+    room.fix("OFF-2", 3000.0, 0);
+    room.minutes_with_her_fixes(60, 20 * 60);
+    assert!(
+        room.to_device("VIC-2").is_empty(),
+        "{:?}",
+        room.to_device("VIC-2")
+    );
+    assert_eq!(room.on("kordon/v1/alerts/police"), 0);
+    let opened = room
+        .monitoring()
+        .into_iter()
+        .find(|m| m.kind.as_str() == "device_offline")
+        .unwrap();
+    assert_eq!(opened.attention, Attention::Information);
+    room.minutes_with_her_fixes(21 * 60, 45 * 60);
+    let told = room.to_device("VIC-2");
+    assert_eq!(told.len(), 1, "{told:?}");
+    assert_eq!(told[0]["kind"], "device_offline");
+    room.fix("OFF-2", 3000.0, 45 * 60 + 30);
+    let told = room.to_device("VIC-2");
+    assert_eq!(told.len(), 2, "{told:?}");
+    assert_eq!(told[1]["event"], "cleared");
+    assert_eq!(room.on("kordon/v1/alerts/police"), 0);
+    assert_eq!(
+        room.on("kordon/v1/cases/RTM-2/coordinators"),
+        1,
+        "asking for action unacknowledged, it was escalated to the coordinators"
+    );
+}
+
+/// The same silence while he was last seen 900 m from her, inside her
+/// 1000 m warning radius: she is warned at once, and the room asked to act.
+#[test]
+fn his_bracelet_silent_near_her_warns_her_at_once() {
+    let mut room = Room::new("high");
+    room.fix("VIC-2", 0.0, 0);
+    room.fix("OFF-2", 1400.0, 0);
+    room.fix("OFF-2", 900.0, 30);
+    room.minutes_hearing(&["VIC-2"], 60, 10 * 60);
+    let told: Vec<_> = room
+        .to_device("VIC-2")
+        .into_iter()
+        .filter(|w| w["kind"] == "device_offline")
+        .collect();
+    assert_eq!(told.len(), 1, "{told:?}");
+}
+
+/// Her own phone without a position for half an hour: she is told that
+/// kordon cannot warn her, once, and when it is back.
+#[test]
+fn her_device_without_a_position_for_long_tells_her_she_is_not_protected() {
+    let mut room = Room::new("medium");
+    room.fix("VIC-2", 0.0, 0);
+    room.fix("OFF-2", 5000.0, 0);
+    for s in (60..=50 * 60).step_by(60) {
+        room.fix("OFF-2", 5000.0, s);
+        room.minutes_hearing(&["VIC-2"], s, s);
+    }
+    let told = room.to_device("VIC-2");
+    assert_eq!(told.len(), 1, "{told:?}");
+    assert_eq!(told[0]["kind"], "gps_lost");
+    assert!(told[0]["instruction"]
+        .as_str()
+        .unwrap()
+        .contains("cannot warn you"));
+    room.fix("VIC-2", 0.0, 50 * 60 + 30);
+    let told = room.to_device("VIC-2");
+    assert_eq!(told.len(), 2, "{told:?}");
+    assert_eq!(told[1]["event"], "cleared");
 }
