@@ -156,6 +156,8 @@ fn world(n: usize, area: Area) -> World {
                         geometry: polygon(&mut rng, her_home),
                         warning_buffer_m: Some(250.0),
                         schedule: None,
+                        around: Some(PersonId::from("P1")),
+                        bracelet_warnings: None,
                     },
                 ),
                 order(
@@ -164,6 +166,8 @@ fn world(n: usize, area: Area) -> World {
                         geometry: polygon(&mut rng, her_work),
                         warning_buffer_m: Some(200.0),
                         schedule: None,
+                        around: Some(PersonId::from("P1")),
+                        bracelet_warnings: None,
                     },
                 ),
                 order(

@@ -389,6 +389,8 @@ fn build_case(second: bool, template: Template, tweak: &Tweak, clock: Timestamp)
                         },
                         warning_buffer_m: Some(150.0),
                         schedule: None,
+                        around: None,
+                        bracelet_warnings: None,
                     },
                 ),
                 order(
@@ -440,6 +442,8 @@ fn build_case(second: bool, template: Template, tweak: &Tweak, clock: Timestamp)
                             },
                             warning_buffer_m: Some(100.0),
                             schedule: Some(every_day(window.1, window.0)),
+                            around: None,
+                            bracelet_warnings: None,
                         },
                     ),
                     order(

@@ -363,7 +363,7 @@ fn make_pair(
     let victim_id = format!("VIC-{tag}");
     let mut orders = vec![
         json!({"id": "home-zone", "legal_basis": "simulated", "valid_from": "2026-01-01T00:00:00Z",
-               "rule": {"type": "exclusion_zone", "warning_buffer_m": ZONE_BUFFER_M,
+               "rule": {"type": "exclusion_zone", "warning_buffer_m": ZONE_BUFFER_M, "around": "P1",
                         "geometry": {"type": "Point", "coordinates": [vh[0], vh[1]], "radius_m": ZONE_RADIUS_M}}}),
         json!({"id": "contact-ban", "legal_basis": "simulated", "valid_from": "2026-01-01T00:00:00Z",
                "rule": {"type": "contact_ban", "protected": "P1", "warning_radius_m": WARNING_M, "alarm_radius_m": ALARM_M}}),

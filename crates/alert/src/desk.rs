@@ -173,7 +173,7 @@ struct CaseRouting {
     protected_devices: Vec<DeviceId>,
     /// Contact ban order → the protected person's device.
     contact_bans: HashMap<String, Option<DeviceId>>,
-    /// Exclusion and inclusion zones: static, so the bracelet may hear of them.
+    /// Static zones the bracelet may hear of (`Rule::warns_bracelet`).
     static_zones: BTreeSet<String>,
     coordinators: Vec<Coordinator>,
     /// The largest contact-ban warning radius: how near him is near her.
@@ -201,9 +201,10 @@ impl CaseRouting {
                     contact_bans.insert(order.id.to_string(), device_of(protected.as_str()));
                     warning_radius_m = Some(warning_radius_m.map_or(*radius, |r| r.max(*radius)));
                 }
-                _ => {
+                rule if rule.warns_bracelet() => {
                     static_zones.insert(order.id.to_string());
                 }
+                _ => {}
             }
         }
         CaseRouting {

@@ -272,6 +272,17 @@ pub enum Rule {
         warning_buffer_m: Option<f64>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         schedule: Option<Schedule>,
+        /// The protected person whose address (home, shelter, work) the
+        /// zone surrounds. Its edge then reveals where she is: the
+        /// bracelet is not warned of it unless `bracelet_warnings` says so.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        around: Option<PersonId>,
+        /// Whether the bracelet is told when it nears or enters the zone
+        /// ("Turn back"). Default: yes, unless the zone is `around` a
+        /// protected person's address, where walking the warning buffer
+        /// would let him map the edge, and so find her.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        bracelet_warnings: Option<bool>,
     },
     /// Area obligation or curfew: be inside the zone during the schedule.
     InclusionZone {
@@ -286,6 +297,24 @@ pub enum Rule {
         warning_radius_m: f64,
         alarm_radius_m: f64,
     },
+}
+
+impl Rule {
+    /// Whether the offender's bracelet may be warned of this order: static
+    /// zones, except those around a protected person's address unless the
+    /// order says so; never a contact ban (it would be derived from her
+    /// position).
+    pub fn warns_bracelet(&self) -> bool {
+        match self {
+            Rule::ExclusionZone {
+                around,
+                bracelet_warnings,
+                ..
+            } => bracelet_warnings.unwrap_or(around.is_none()),
+            Rule::InclusionZone { .. } => true,
+            Rule::ContactBan { .. } => false,
+        }
+    }
 }
 
 /// A zone as GeoJSON (positions are `[lon, lat]`), or a circle written as a

@@ -188,8 +188,20 @@ pub fn validate_case(case: &Case) -> ValidationReport {
                 geometry,
                 warning_buffer_m,
                 schedule,
+                around,
+                ..
             } => {
                 v.geometry(&at("rule.geometry"), geometry);
+                if let Some(person) = around {
+                    if !case.protected.iter().any(|p| &p.id == person) {
+                        v.error(
+                            at("rule.around"),
+                            Problem::UnknownProtectedPerson {
+                                id: person.to_string(),
+                            },
+                        );
+                    }
+                }
                 if let Some(buffer) = warning_buffer_m {
                     v.distance(&at("rule.warning_buffer_m"), *buffer, true);
                 }

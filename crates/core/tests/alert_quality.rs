@@ -26,6 +26,8 @@ fn school_zone() -> Rule {
                 end: "16:30".parse().unwrap(),
             }],
         }),
+        around: None,
+        bracelet_warnings: None,
     }
 }
 

@@ -215,6 +215,8 @@ fn scheduled_zone_is_enforced_only_in_its_window_and_clears_when_it_ends() {
         geometry,
         warning_buffer_m: None,
         schedule: Some(schedule),
+        around: None,
+        bracelet_warnings: None,
     };
     let mut e = engine_with(vec![case(
         "RTM-1",
@@ -282,6 +284,8 @@ fn polygon_with_a_hole_allows_the_hole() {
         },
         warning_buffer_m: None,
         schedule: None,
+        around: None,
+        bracelet_warnings: None,
     };
     let mut e = engine_with(vec![case(
         "RTM-1",

@@ -73,6 +73,8 @@ pub fn square_zone(half_side: f64, buffer: Option<f64>) -> Rule {
         },
         warning_buffer_m: buffer,
         schedule: None,
+        around: None,
+        bracelet_warnings: None,
     }
 }
 
