@@ -329,3 +329,33 @@ fn every_alert_carries_both_latest_positions_where_they_exist() {
     assert_eq!(tamper[0].offender.as_ref().unwrap().ts, at(10));
     assert_eq!(tamper[0].protected.as_ref().unwrap().ts, at(0));
 }
+
+/// He stands inside the school zone before it comes into force at 08:00,
+/// his bracelet quiet (it reports on movement) but saying `gps: ok`: the
+/// zone judges his last position when its window opens, not at his next
+/// fix, minutes later.
+#[test]
+fn a_zone_coming_into_force_with_him_inside_judges_his_last_position_at_once() {
+    use kordon_core::{DeviceId, GpsState, Status};
+    // t0 is 11:00 Amsterdam time; the window opens at 08:00 the next day,
+    // 21 hours later.
+    let opens = 21 * 3600;
+    let mut e = engine_with(vec![case(
+        "RTM-1",
+        RiskLevel::High,
+        vec![order("school", school_zone())],
+    )]);
+    feed(&mut e, fix("OFF-1", opens - 1800, offset(0.0, 0.0), 10.0));
+    let mut events = Vec::new();
+    for s in (opens - 1740..=opens + 60).step_by(60) {
+        let status = Status {
+            gps: Some(GpsState::Ok),
+            ..Status::heartbeat(DeviceId::from("OFF-1"), at(s))
+        };
+        events.extend(e.ingest_status(&status).unwrap());
+        events.extend(e.tick(at(s)));
+    }
+    let zone = zone_events(events);
+    assert_eq!(kinds(&zone), vec![(Phase::Opened, EventKind::ZoneBreach)]);
+    assert!(zone[0].at <= at(opens + 60), "{}", summary(&zone));
+}

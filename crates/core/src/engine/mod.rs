@@ -371,6 +371,7 @@ impl Engine {
                 rule,
                 track,
                 timer: None,
+                activation_judged: None,
             });
         }
         let watched_since = previous

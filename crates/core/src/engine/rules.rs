@@ -276,6 +276,40 @@ pub(super) fn decide_order(
     }
 }
 
+/// A zone that comes into force (its window opens, its validity begins,
+/// its case is put in force) judges the offender's last known position at
+/// once instead of waiting for his next fix: a bracelet that reports on
+/// movement sends none while he stands inside. The position's accuracy
+/// grows with its age since his GPS last worked (a `gps: ok` status says
+/// it still holds); one older than `position_max_age_s` is not judged.
+pub(super) fn judge_last_position(
+    config: &EngineConfig,
+    tz: &TimeZone,
+    devices: &[Option<DeviceState>],
+    case: &mut CaseState,
+    i: usize,
+    now: Timestamp,
+    events: &mut Vec<Event>,
+) {
+    let slot = case.offender;
+    let Some(dev) = devices.get(slot).and_then(Option::as_ref) else {
+        return;
+    };
+    let Some(last) = dev.accepted.filter(|_| case.orders[i].track.open.is_none()) else {
+        return;
+    };
+    let age = seconds_between(dev.fixed().max(last.ts), now);
+    if age > f64::from(config.position_max_age_s) {
+        return;
+    }
+    let sample = Sample {
+        ts: now,
+        accuracy_m: last.accuracy_m + age * config.stale_position_speed_mps,
+        ..last
+    };
+    decide_order(config, tz, devices, case, i, slot, &sample, false, events);
+}
+
 pub(super) fn open_onset(case: &CaseState, i: usize) -> Option<Timestamp> {
     case.orders[i].track.open.as_ref().map(|e| e.onset)
 }

@@ -68,6 +68,9 @@ pub(super) struct OrderState {
     pub(super) track: Track,
     /// The earliest time this order is queued to be looked at again.
     pub(super) timer: Option<Timestamp>,
+    /// The start of the window (or validity) in which a zone last judged
+    /// the offender's last known position on coming into force.
+    pub(super) activation_judged: Option<Timestamp>,
 }
 
 impl OrderState {

@@ -111,7 +111,12 @@ pub(super) fn check_order(
                 open_position_unknown(case, i, known_until, now, events);
             }
         }
-        CompiledRule::Exclusion { .. } => {}
+        CompiledRule::Exclusion { .. } => {
+            if case.orders[i].activation_judged != Some(window) {
+                case.orders[i].activation_judged = Some(window);
+                judge_last_position(config, tz, devices, case, i, now, events);
+            }
+        }
     }
 }
 
@@ -185,6 +190,11 @@ pub(super) fn rearm_order(
                     consider(after(since, config.clear_min_s));
                 }
             }
+        }
+        (CompiledRule::Exclusion { .. }, Some(window))
+            if order.activation_judged != Some(window) =>
+        {
+            consider(at);
         }
         (CompiledRule::ContactBan { .. }, Some(_)) if open != Some(EventKind::PositionUnknown) => {
             let known_until = pair_known_until(config, devices, case, i);
