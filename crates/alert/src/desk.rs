@@ -324,7 +324,11 @@ impl PoliceTold {
     fn material(&self, message: &AlertMessage, now: Timestamp, settings: &AlertSettings) -> bool {
         let level = Level::of(message);
         let rose = self.level.is_none_or(|before| level.rose_from(before));
-        if message.event != AlertEvent::Updated || rose {
+        // Positions gone stale under an open alert: a patrol must not go on
+        // trusting a certain breach.
+        let lost_sight = message.certainty.is_none()
+            && self.level.is_some_and(|before| before.certainty.is_some());
+        if message.event != AlertEvent::Updated || rose || lost_sight {
             return true;
         }
         let interval =

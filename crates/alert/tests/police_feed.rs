@@ -73,3 +73,47 @@ fn police_updates_go_out_on_material_changes_only() {
         .unwrap();
     assert!(String::from_utf8_lossy(&last.payload).contains("\"event\":\"cleared\""));
 }
+
+/// A breach whose positions go stale (her phone silent) tells the police at
+/// once that it no longer knows: an update without certainty, CAP
+/// `Unknown`, even within the update interval.
+#[test]
+fn the_police_hear_at_once_when_a_breach_rests_on_stale_positions() {
+    let mut engine = Engine::new(EngineConfig::default());
+    let mut desk = AlertDesk::new(AlertSettings::default());
+    engine.upsert_case(case(), t(0)).unwrap();
+    desk.upsert_case(&case());
+    let mut out: Vec<Outbound> = Vec::new();
+    let fix = |engine: &mut Engine, device: &str, north_m: f64, s: i64| {
+        let lat = HOME.0 + north_m / 111_195.0;
+        let fix = Fix::new(DeviceId::new(device), t(s), lat, HOME.1, 5.0);
+        engine.ingest_fix(&fix).unwrap().events
+    };
+    for event in fix(&mut engine, "VIC-2", 0.0, 0) {
+        out.extend(desk.route(&event, t(0)));
+    }
+    let max_age = i64::from(EngineConfig::default().position_max_age_s);
+    for s in (10..=max_age + 30).step_by(10) {
+        for event in fix(&mut engine, "OFF-2", 20.0, s) {
+            out.extend(desk.route(&event, t(s)));
+        }
+        for event in engine.tick(t(s)) {
+            out.extend(desk.route(&event, t(s)));
+        }
+    }
+    let police: Vec<serde_json::Value> = out
+        .iter()
+        .filter(|m| m.topic == "kordon/v1/alerts/police")
+        .map(|m| serde_json::from_slice(&m.payload).unwrap())
+        .collect();
+    let last = police.last().unwrap();
+    assert_eq!(last["kind"], "proximity_breach");
+    assert_eq!(last["event"], "updated");
+    assert!(last.get("certainty").is_none(), "{last}");
+    let cap = out
+        .iter()
+        .rev()
+        .find(|m| m.topic == "kordon/v1/alerts/police/cap")
+        .unwrap();
+    assert!(String::from_utf8_lossy(&cap.payload).contains("<certainty>Unknown</certainty>"));
+}

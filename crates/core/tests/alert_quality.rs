@@ -359,3 +359,43 @@ fn a_zone_coming_into_force_with_him_inside_judges_his_last_position_at_once() {
     assert_eq!(kinds(&zone), vec![(Phase::Opened, EventKind::ZoneBreach)]);
     assert!(zone[0].at <= at(opens + 60), "{}", summary(&zone));
 }
+
+/// He is at her door (a certain breach); then her phone falls silent. When
+/// her position passes `position_max_age_s` the breach says it no longer
+/// knows (no certainty) instead of freezing as certain; her next fix judges
+/// it again.
+#[test]
+fn an_open_breach_whose_positions_go_stale_says_so() {
+    let mut e = engine_with(vec![contact_case()]);
+    feed(&mut e, fix("VIC-1", 0, HOME, 5.0));
+    let opened = feed(&mut e, fix("OFF-1", 10, offset(0.0, 20.0), 5.0));
+    assert_eq!(
+        kinds(&opened),
+        vec![(Phase::Opened, EventKind::ProximityBreach)]
+    );
+    let max_age = i64::from(kordon_core::EngineConfig::default().position_max_age_s);
+    let mut events = Vec::new();
+    for s in (40..=max_age + 60).step_by(30) {
+        events.extend(feed(&mut e, fix("OFF-1", s, offset(0.0, 20.0), 5.0)));
+        events.extend(e.tick(at(s)));
+    }
+    // (Her ageing position grows its accuracy: certain becomes possible
+    // before it becomes unknown.)
+    let breach: Vec<_> = events
+        .iter()
+        .filter(|ev| ev.kind == EventKind::ProximityBreach && ev.certainty.is_none())
+        .collect();
+    assert_eq!(breach.len(), 1, "{}", summary(&events));
+    assert_eq!(breach[0].phase, Phase::Updated);
+    assert!(breach[0].at >= at(max_age));
+    assert_eq!(breach[0].protected.as_ref().unwrap().ts, at(0));
+    let back: Vec<_> = feed(&mut e, fix("VIC-1", max_age + 70, HOME, 5.0))
+        .into_iter()
+        .filter(|ev| ev.kind == EventKind::ProximityBreach)
+        .collect();
+    assert_eq!(
+        kinds(&back),
+        vec![(Phase::Updated, EventKind::ProximityBreach)]
+    );
+    assert_eq!(back[0].certainty, Some(kordon_core::Certainty::Certain));
+}

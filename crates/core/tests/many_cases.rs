@@ -193,3 +193,34 @@ proptest! {
         prop_assert_eq!(events, run(&ops));
     }
 }
+
+/// Found by the property above: a warning that had lost its certainty when
+/// the pair went unknown, judged again by a fresh fix of his, was not
+/// queued for the pair going unknown again (the timers missed it).
+#[test]
+fn seed_a_warning_judged_again_after_going_unknown_is_queued_to_go_unknown_again() {
+    let ops = [
+        Op::Fix {
+            device: 1,
+            east: -809.9765474675966,
+            north: 0.0,
+            accuracy: 3.0,
+            dt: 1,
+        },
+        Op::Fix {
+            device: 2,
+            east: -1324.1526209650467,
+            north: 0.0,
+            accuracy: 3.0,
+            dt: 1,
+        },
+        Op::Tick { dt: 599 },
+        Op::Late {
+            device: 1,
+            east: -453.8018444867911,
+            back: 1,
+        },
+        Op::Tick { dt: 1 },
+    ];
+    episode_invariants(&run(&ops)).unwrap();
+}

@@ -394,8 +394,13 @@ pub(super) fn pair_known_until(
         .unwrap_or(Timestamp::MAX)
 }
 
-/// An open proximity episode stays open when the pair becomes unknown:
-/// losing sight of a breach does not end it.
+/// The pair of a contact ban can no longer be judged: a position is older
+/// than `position_max_age_s`. With no episode open, that is a
+/// `position_unknown` episode. An open proximity episode stays open (losing
+/// sight of a breach does not end it), but it must not go on looking
+/// certain on old data: it is updated with no certainty (CAP `Unknown`),
+/// carrying the last positions and their ages, until fresh positions judge
+/// it again.
 pub(super) fn open_position_unknown(
     case: &mut CaseState,
     i: usize,
@@ -403,8 +408,8 @@ pub(super) fn open_position_unknown(
     at: Timestamp,
     events: &mut Vec<Event>,
 ) {
-    if case.orders[i].track.open.is_none() {
-        open_order_episode(
+    match case.orders[i].track.open.as_mut() {
+        None => open_order_episode(
             case,
             i,
             EventKind::PositionUnknown,
@@ -413,7 +418,21 @@ pub(super) fn open_position_unknown(
             None,
             None,
             events,
-        );
+        ),
+        Some(open) if open.kind != EventKind::PositionUnknown && open.certainty.is_some() => {
+            open.certainty = None;
+            let episode = open.clone();
+            let order = &case.orders[i];
+            events.push(order_event(
+                case,
+                order,
+                &episode,
+                Transition::Updated,
+                at,
+                None,
+            ));
+        }
+        Some(_) => {}
     }
 }
 

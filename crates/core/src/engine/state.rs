@@ -74,8 +74,9 @@ pub(super) struct OrderState {
 }
 
 impl OrderState {
-    /// What decides which deadlines an order has: its open episode's kind
-    /// and, for a curfew, whether he is seen out (and how surely) or home.
+    /// What decides which deadlines an order has: its open episode's kind;
+    /// for a curfew, whether he is seen out (and how surely) or home; for a
+    /// contact ban, whether its open episode has lost its certainty.
     pub(super) fn deadline_marks(&self, config: &EngineConfig) -> (Option<EventKind>, u8, bool) {
         let open = self.track.open.as_ref();
         let kind = open.map(|e| e.kind);
@@ -89,7 +90,12 @@ impl OrderState {
                 },
                 open.is_some_and(|e| curfew.home_since(e.onset).is_some()),
             ),
-            _ => (kind, 0, false),
+            // An open proximity episode waits for its pair to go unknown
+            // only while it still has a certainty.
+            CompiledRule::ContactBan { .. } => {
+                (kind, 0, open.is_some_and(|e| e.certainty.is_none()))
+            }
+            CompiledRule::Exclusion { .. } => (kind, 0, false),
         }
     }
 }
