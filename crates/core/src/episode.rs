@@ -179,6 +179,8 @@ pub enum ClearReason {
     OrderInactive,
     /// The order or the case was removed or changed.
     OrderWithdrawn,
+    /// An operator checked and resolved it (a tamper alarm).
+    OperatorResolved,
 }
 
 /// Where a device was, as reported with an alert.

@@ -248,7 +248,7 @@ fn battery_alert_needs_hysteresis_to_clear() {
 }
 
 #[test]
-fn strap_tamper_opens_and_a_closed_strap_clears() {
+fn strap_tamper_opens_stays_open_through_flaps_and_only_an_operator_resolves_it() {
     let mut e = engine_with(vec![case(
         "RTM-6",
         RiskLevel::High,
@@ -265,8 +265,26 @@ fn strap_tamper_opens_and_a_closed_strap_clears() {
         .ingest_status(&strap(10, StrapState::Tampered))
         .unwrap()
         .is_empty());
-    let closed = e.ingest_status(&strap(20, StrapState::Ok)).unwrap();
-    assert_eq!(kinds(&closed), vec![(Phase::Cleared, EventKind::Tamper)]);
+    // Flapping: closed, cut, closed again: still the one episode.
+    for (t, s) in [
+        (20, StrapState::Ok),
+        (30, StrapState::Tampered),
+        (40, StrapState::Ok),
+    ] {
+        let flap = e.ingest_status(&strap(t, s)).unwrap();
+        assert!(flap.is_empty(), "{flap:?}");
+    }
+    let resolved = e.resolve_tamper(&DeviceId::from("OFF-6"), at(50)).unwrap();
+    assert_eq!(kinds(&resolved), vec![(Phase::Cleared, EventKind::Tamper)]);
+    assert_eq!(resolved[0].reason, Some(ClearReason::OperatorResolved));
+    assert!(e
+        .resolve_tamper(&DeviceId::from("OFF-6"), at(55))
+        .unwrap()
+        .is_empty());
+    // Cut again after the operator's check: a new alarm.
+    let again = e.ingest_status(&strap(60, StrapState::Tampered)).unwrap();
+    assert_eq!(kinds(&again), vec![(Phase::Opened, EventKind::Tamper)]);
+    assert_ne!(again[0].id, opened[0].id);
 }
 
 /// A cut strap is never lost to a clock glitch or a bad reading: reported

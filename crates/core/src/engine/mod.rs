@@ -1053,6 +1053,40 @@ impl Engine {
         Some(dev.accepted?.report(&dev.id, 0.0))
     }
 
+    /// An operator who has checked the bracelet resolves its tamper alarm at
+    /// `at`: the one way a tamper episode ends. A tamper reported after
+    /// this is a new episode. Nothing happens if none is open.
+    pub fn resolve_tamper(
+        &mut self,
+        device: &DeviceId,
+        at: Timestamp,
+    ) -> Result<Vec<Event>, InputError> {
+        let slot = self.slot_of(device)?;
+        let mut events = Vec::new();
+        let Some(dev) = self.devices[slot].as_mut() else {
+            return Err(InputError::UnknownDevice(device.clone()));
+        };
+        if let Some(onset) = dev.tamper.take() {
+            let at = at.max(onset);
+            dev.successions.tamper.ended(onset, at);
+            let dev = &*dev;
+            fan_out(
+                &self.cases,
+                dev,
+                EventKind::Tamper,
+                onset,
+                Phase::Cleared,
+                at,
+                &mut events,
+            );
+            for event in &mut events {
+                event.reason = Some(ClearReason::OperatorResolved);
+            }
+        }
+        self.add_positions(&mut events);
+        Ok(events)
+    }
+
     /// Queues a device that heard from its device again, if that could have
     /// brought a deadline forward: nothing queued (it was offline, or new),
     /// or messages without a fix just began (GPS lost may be near).
@@ -1137,12 +1171,10 @@ impl Engine {
                     changes.push((EventKind::Tamper, onset, Phase::Opened));
                 }
             }
-            Some(StrapState::Ok) => {
-                if let Some(onset) = dev.tamper.take() {
-                    dev.successions.tamper.ended(onset, now);
-                    changes.push((EventKind::Tamper, onset, Phase::Cleared));
-                }
-            }
+            // A strap reported closed again does not end a tamper: it may
+            // be flapping, or closed on a bracelet taken off. An operator
+            // who has checked resolves it (`resolve_tamper`); until then
+            // every flap is this one episode.
             _ => {}
         }
         let level = battery_pct.map(|pct| {
