@@ -37,6 +37,11 @@ pub struct EngineConfig {
     pub battery_hysteresis_pct: u8,
     /// An open episode reports a new distance only when it changed this much.
     pub update_min_distance_change_m: f64,
+    /// The offender within a contact ban's warning radius of her last
+    /// position, and that position this old: kordon asks her device for a
+    /// fresh fix ([`crate::Engine::take_position_requests`]), at most once
+    /// a minute per pair. 0 turns requests off.
+    pub request_position_after_s: u32,
 }
 
 impl Default for EngineConfig {
@@ -56,6 +61,7 @@ impl Default for EngineConfig {
             battery_critical_pct: 10,
             battery_hysteresis_pct: 5,
             update_min_distance_change_m: 25.0,
+            request_position_after_s: 60,
         }
     }
 }

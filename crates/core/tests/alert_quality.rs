@@ -399,3 +399,26 @@ fn an_open_breach_whose_positions_go_stale_says_so() {
     );
     assert_eq!(back[0].certainty, Some(kordon_core::Certainty::Certain));
 }
+
+/// He comes within her warning radius while her last position is a minute
+/// and a half old: kordon asks her device (and only hers) for a fresh fix,
+/// at most once a minute, and not when her position is fresh or he is far.
+#[test]
+fn a_stale_position_of_hers_with_him_near_is_asked_for_at_most_once_a_minute() {
+    let mut e = engine_with(vec![contact_case()]);
+    feed(&mut e, fix("VIC-1", 0, HOME, 10.0));
+    feed(&mut e, fix("OFF-1", 30, offset(0.0, 5000.0), 10.0));
+    assert!(e.take_position_requests().is_empty(), "he is far");
+    feed(&mut e, fix("OFF-1", 90, offset(0.0, 800.0), 10.0));
+    let asked = e.take_position_requests();
+    assert_eq!(asked.len(), 1);
+    assert_eq!(asked[0].device.as_str(), "VIC-1");
+    assert_eq!(asked[0].at, at(90));
+    feed(&mut e, fix("OFF-1", 100, offset(0.0, 790.0), 10.0));
+    assert!(e.take_position_requests().is_empty(), "asked 10 s ago");
+    feed(&mut e, fix("OFF-1", 155, offset(0.0, 780.0), 10.0));
+    assert_eq!(e.take_position_requests().len(), 1, "a minute later");
+    feed(&mut e, fix("VIC-1", 160, HOME, 10.0));
+    feed(&mut e, fix("OFF-1", 200, offset(0.0, 770.0), 10.0));
+    assert!(e.take_position_requests().is_empty(), "hers is fresh");
+}

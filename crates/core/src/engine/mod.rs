@@ -175,6 +175,19 @@ pub struct Engine {
     /// they return, so that their episode ids are never reused.
     retired_orders: HashMap<(CaseId, OrderId), Succession>,
     retired_devices: HashMap<DeviceId, HealthSuccessions>,
+    /// Fresh positions to ask for, until the driver takes them.
+    #[serde(skip)]
+    position_requests: Vec<PositionRequest>,
+}
+
+/// Ask `device` (a protected person's) for a fresh fix: the offender is
+/// within her contact ban's warning radius of a position of hers that is
+/// `request_position_after_s` old. It names nothing but her device.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PositionRequest {
+    pub device: DeviceId,
+    /// The time of the fix that asked.
+    pub at: Timestamp,
 }
 
 impl Engine {
@@ -196,6 +209,7 @@ impl Engine {
             max_warning_radius_m: 0.0,
             retired_orders: HashMap::new(),
             retired_devices: HashMap::new(),
+            position_requests: Vec::new(),
         }
     }
 
@@ -372,6 +386,8 @@ impl Engine {
                 track,
                 timer: None,
                 activation_judged: None,
+                position_requested: None,
+                position_wanted: None,
             });
         }
         let watched_since = previous
@@ -657,6 +673,12 @@ impl Engine {
             .is_some_and(DeviceState::gps_lost_pending)
     }
 
+    /// The fresh positions kordon should ask for now, decided by the inputs
+    /// since the last call; the driver sends each to its device.
+    pub fn take_position_requests(&mut self) -> Vec<PositionRequest> {
+        std::mem::take(&mut self.position_requests)
+    }
+
     /// Takes one position fix.
     pub fn ingest_fix(&mut self, fix: &Fix) -> Result<FixOutcome, InputError> {
         check_fix(fix)?;
@@ -847,6 +869,16 @@ impl Engine {
                 );
                 if let OrderPlan::Zone { engaged, .. } = &mut case.plan[i] {
                     *engaged = !case.orders[i].track.is_idle();
+                }
+                if let Some(her) = case.orders[i].position_wanted.take() {
+                    if let Some(her) = self.devices.get(her).and_then(Option::as_ref) {
+                        if !self.position_requests.iter().any(|r| r.device == her.id) {
+                            self.position_requests.push(PositionRequest {
+                                device: her.id.clone(),
+                                at: sample.ts,
+                            });
+                        }
+                    }
                 }
                 // Fixes only postpone the deadlines already queued, unless
                 // they change what the order is waiting for.

@@ -191,6 +191,16 @@ pub(super) fn decide_order(
             };
             let other_dev = devices.get(other_slot).and_then(Option::as_ref);
             let other = other_dev.and_then(|d| Some((d, d.accepted?)));
+            if let (Role::Offender, Some((_, hers))) = (own_role, other) {
+                want_her_position(
+                    config,
+                    &mut case.orders[i],
+                    other_slot,
+                    sample,
+                    &hers,
+                    warning_m,
+                );
+            }
             let Some((other_dev, other)) = other
                 .filter(|(_, o)| seconds_between(o.ts, at) <= f64::from(config.position_max_age_s))
             else {
@@ -308,6 +318,32 @@ pub(super) fn judge_last_position(
         ..last
     };
     decide_order(config, tz, devices, case, i, slot, &sample, false, events);
+}
+
+/// Asks for a fresh position of hers when his fix `his` may lie within the
+/// warning radius of her last position `hers` and that is old: most false
+/// *possible* breaches are judged against a position a minute or two old.
+/// At most once a minute per contact ban.
+fn want_her_position(
+    config: &EngineConfig,
+    order: &mut OrderState,
+    her_slot: usize,
+    his: &Sample,
+    hers: &Sample,
+    warning_m: f64,
+) {
+    let after_s = config.request_position_after_s;
+    if after_s == 0 || seconds_between(hers.ts, his.ts) < f64::from(after_s) {
+        return;
+    }
+    let gap = his.ecef.distance_m(&hers.ecef) - his.accuracy_m - hers.accuracy_m;
+    let asked_recently = order
+        .position_requested
+        .is_some_and(|asked| seconds_between(asked, his.ts) < 60.0);
+    if gap <= warning_m && !asked_recently {
+        order.position_requested = Some(his.ts);
+        order.position_wanted = Some(her_slot);
+    }
 }
 
 pub(super) fn open_onset(case: &CaseState, i: usize) -> Option<Timestamp> {

@@ -71,6 +71,12 @@ pub(super) struct OrderState {
     /// The start of the window (or validity) in which a zone last judged
     /// the offender's last known position on coming into force.
     pub(super) activation_judged: Option<Timestamp>,
+    /// When this contact ban last asked her device for a fresh position.
+    pub(super) position_requested: Option<Timestamp>,
+    /// Her device's slot, when the fix just decided wants a fresh position
+    /// of hers; the engine collects it into its requests.
+    #[serde(skip)]
+    pub(super) position_wanted: Option<usize>,
 }
 
 impl OrderState {
