@@ -6,25 +6,38 @@
 //! pair per day). Every message on the monitoring topic says what it asks
 //! for in `attention`:
 //!
-//! - **`action`**: someone must look now, and acknowledge. Every breach
-//!   (zone, contact ban, curfew), a strap tamper, a certain late contact-ban
-//!   breach (she may have met him), and the bracelet going offline when he
-//!   was last seen within her contact ban's warning radius.
+//! - **`action`**: someone must look now, and acknowledge.
+//!   - a strap tamper, always;
+//!   - a zone or curfew breach;
+//!   - a contact-ban breach once it has been *certain* for
+//!     `proximity_action_after_s` (60 s): most brief or possible-only
+//!     breaches are people passing within 200 m of each other or a stale
+//!     position's grown disc; the police are told of a breach at once, as
+//!     before, without waiting for the room;
+//!   - a certain late contact-ban breach (she may have met him);
+//!   - the bracelet going offline when he was last seen within her contact
+//!     ban's warning radius;
+//!   - GPS lost or a device offline that has lasted `health_action_after_s`
+//!     (30 min) in a medium- or high-risk case, twice that in a low-risk
+//!     one.
 //! - **`information`**: on the screen and in the record, no acknowledgement
-//!   asked. Warnings (the breach, if it comes, asks for action; she has
-//!   already been warned), low batteries, and device-health and unknown
-//!   positions at first: most are a bracelet indoors, on a charger or
-//!   standing still (a bracelet that says `gps: ok` is not GPS-lost at all),
-//!   and end within minutes.
+//!   asked. Warnings (the breach, if it comes, asks for action), low
+//!   batteries, a contact ban's pair unknown (a position is unknown because
+//!   a device is silent, and that device's own episode speaks for it), GPS
+//!   lost and devices offline until they last (most are a bracelet indoors,
+//!   on a charger or standing still, and end within minutes; one that says
+//!   `gps: ok` is not GPS-lost at all), and breaches that join an incident.
 //!
-//! A condition that lasts turns into action: GPS lost or a device offline
-//! for `health_action_after_s` (default 30 minutes) in a medium- or
-//! high-risk case, or for twice that in a low-risk one. A contact ban's
-//! pair unknown stays information: a position is unknown because a device
-//! is silent, and that device's own episode asks for action (one silence,
-//! one call on the operator). The episode is then published again as `updated` with
-//! `attention: action`, and it is acknowledged like any other alert. This
-//! never reads a clock: the desk's `tick` brings the time.
+//! **One incident, one call on the operator.** A zone, curfew or
+//! contact-ban breach of a case that already has such a breach asking for
+//! action, open or cleared less than `incident_join_s` (30 min) ago, is part
+//! of that incident (a follow is a contact-ban and a zone breach; an
+//! approach comes and goes): it informs, on the same screen.
+//!
+//! An alert that comes to ask for action is published again as `updated`
+//! with `attention: action`, keeps asking until it ends, and is
+//! acknowledged and escalated like any other. This never reads a clock:
+//! events and the desk's `tick` bring the time.
 //!
 //! This module decides only the label; routing to other audiences is the
 //! desk's.
@@ -46,38 +59,70 @@ pub enum Attention {
     Information,
 }
 
-/// What an alert asks for when it is raised or changes; `near_her`: the
-/// offender was last seen within the case's contact-ban warning radius of
-/// the protected person.
-pub fn on_event(message: &AlertMessage, near_her: bool) -> Attention {
+/// What the policy reads besides the alert's own message.
+#[derive(Debug, Clone, Copy)]
+pub struct Context {
+    /// The offender was last seen within the case's contact-ban warning
+    /// radius of the protected person.
+    pub near_her: bool,
+    /// Since when a contact-ban breach has been certain, if it has been.
+    pub certain_since: Option<Timestamp>,
+    /// Another breach of the same case asks for action, open or cleared
+    /// within `incident_join_s`: this one is part of that incident.
+    pub incident_open: bool,
+}
+
+/// The policy's durations, from the alert settings.
+#[derive(Debug, Clone, Copy)]
+pub struct Durations {
+    pub health_action_after_s: u32,
+    pub proximity_action_after_s: u32,
+}
+
+/// What an open alert asks of the monitoring room at `now` (see the module
+/// documentation). The desk keeps `action` once given, until the alert ends.
+pub fn attention(
+    message: &AlertMessage,
+    context: Context,
+    now: Timestamp,
+    durations: Durations,
+) -> Attention {
     use EventKind::*;
+    let lasted = |onset: Timestamp, seconds: u32| {
+        now.duration_since(onset) >= SignedDuration::from_secs(i64::from(seconds))
+    };
     let certain = message.certainty == Some(kordon_core::Certainty::Certain);
-    match message.kind {
-        ZoneBreach | ProximityBreach | CurfewBreach if message.event == AlertEvent::LateBreach => {
-            if message.kind == ProximityBreach && certain {
-                Attention::Action
-            } else {
-                Attention::Information
-            }
+    let action = match message.kind {
+        Tamper => return Attention::Action,
+        _ if message.event == AlertEvent::LateBreach => {
+            message.kind == ProximityBreach && certain && !context.incident_open
         }
-        ZoneBreach | ProximityBreach | CurfewBreach | Tamper => Attention::Action,
-        DeviceOffline if message.role == Role::Offender && near_her => Attention::Action,
-        _ => Attention::Information,
+        ZoneBreach | CurfewBreach => !context.incident_open,
+        ProximityBreach => {
+            !context.incident_open
+                && context
+                    .certain_since
+                    .is_some_and(|since| lasted(since, durations.proximity_action_after_s))
+        }
+        DeviceOffline if message.role == Role::Offender && context.near_her => true,
+        GpsLost | DeviceOffline => {
+            let factor = if message.risk == RiskLevel::Low { 2 } else { 1 };
+            lasted(message.onset, durations.health_action_after_s * factor)
+        }
+        _ => false,
+    };
+    if action {
+        Attention::Action
+    } else {
+        Attention::Information
     }
 }
 
-/// Whether an informational alert, open since its onset, has lasted long
-/// enough at `now` to ask for action (see the module documentation).
-pub fn lasted_into_action(
-    message: &AlertMessage,
-    now: Timestamp,
-    health_action_after_s: u32,
-) -> bool {
-    use EventKind::*;
-    if !matches!(message.kind, GpsLost | DeviceOffline) {
-        return false;
-    }
-    let factor = if message.risk == RiskLevel::Low { 2 } else { 1 };
-    let after = SignedDuration::from_secs(i64::from(health_action_after_s) * factor);
-    message.attention == Attention::Information && now.duration_since(message.onset) >= after
+/// Whether this kind of alert, asking for action, makes an incident of its
+/// case that later breaches join.
+pub fn makes_an_incident(kind: EventKind) -> bool {
+    matches!(
+        kind,
+        EventKind::ZoneBreach | EventKind::ProximityBreach | EventKind::CurfewBreach
+    )
 }

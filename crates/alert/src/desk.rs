@@ -25,7 +25,8 @@ use std::collections::{BTreeSet, HashMap, VecDeque};
 use jiff::Timestamp;
 use kordon_core::geodesy::distance_m;
 use kordon_core::{
-    Case, CaseId, Coordinator, DeviceId, EpisodeId, Event, EventKind, Phase, RiskLevel, Role, Rule,
+    Case, CaseId, Certainty, Coordinator, DeviceId, EpisodeId, Event, EventKind, Phase, RiskLevel,
+    Role, Rule,
 };
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
@@ -34,7 +35,7 @@ use crate::attention::{self, Attention};
 use crate::cap::{self, CapThread};
 use crate::message::{
     offender_instruction, protected_instruction, Acknowledgement, AlertEvent, AlertMessage,
-    CoordinatorNotice, DeviceWarning, Level,
+    CoordinatorNotice, DeviceWarning, Level, Position,
 };
 use crate::topics;
 
@@ -64,6 +65,16 @@ pub struct AlertSettings {
     /// case) asks the monitoring room for action, and warns her where it
     /// degrades her protection (see [`crate::attention`]).
     pub health_action_after_s: u32,
+    /// A contact-ban breach asks the room for action once it has been
+    /// certain this long (the police and her device hear of it at once).
+    pub proximity_action_after_s: u32,
+    /// A breach of a case whose earlier breach asked for action, open or
+    /// cleared less than this long ago, joins that incident.
+    pub incident_join_s: u32,
+    /// Whether her device hears of the offender inside her contact ban's
+    /// warning radius. Off by default: most such episodes end without a
+    /// contact and teach her to ignore her phone; she hears of the breach.
+    pub tell_her_of_warnings: bool,
 }
 
 impl Default for AlertSettings {
@@ -77,6 +88,9 @@ impl Default for AlertSettings {
             police_update_min_move_m: 100.0,
             police_update_min_interval_s: 60,
             health_action_after_s: 1800,
+            proximity_action_after_s: 60,
+            incident_join_s: 1800,
+            tell_her_of_warnings: false,
         }
     }
 }
@@ -138,6 +152,10 @@ pub struct AlertRecord {
     pub earlier_acknowledgements: Vec<Acknowledgement>,
     /// Events published about it so far.
     pub updates: u32,
+    /// Since when a contact-ban breach has been certain (the time of the
+    /// first certain evidence).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub certain_since: Option<Timestamp>,
     #[serde(skip)]
     cap: Option<CapThread>,
     /// What the police were last told, so that they hear material changes
@@ -245,6 +263,8 @@ struct StoredAlert {
     #[serde(default)]
     earlier_acknowledgements: Vec<Acknowledgement>,
     updates: u32,
+    #[serde(default)]
+    certain_since: Option<Timestamp>,
     cap: Option<CapThread>,
     #[serde(default)]
     police_told: PoliceTold,
@@ -270,6 +290,7 @@ impl From<&AlertRecord> for StoredAlert {
             acknowledgement: r.acknowledgement.clone(),
             earlier_acknowledgements: r.earlier_acknowledgements.clone(),
             updates: r.updates,
+            certain_since: r.certain_since,
             cap: r.cap.clone(),
             police_told: r.police_told,
             told_protected,
@@ -290,6 +311,7 @@ impl From<StoredAlert> for AlertRecord {
             acknowledgement: s.acknowledgement,
             earlier_acknowledgements: s.earlier_acknowledgements,
             updates: s.updates,
+            certain_since: s.certain_since,
             cap: s.cap,
             police_told: s.police_told,
             told_protected: s.told_protected.into_iter().collect(),
@@ -309,18 +331,29 @@ struct PoliceTold {
 }
 
 impl PoliceTold {
-    fn of(message: &AlertMessage, now: Timestamp) -> PoliceTold {
+    /// What the police know once told `message`, after `self`: the highest
+    /// level they were told since the positions were last lost sight of.
+    fn after(&self, message: &AlertMessage, now: Timestamp) -> PoliceTold {
+        let level = Level::of(message);
+        let level = match self.level {
+            Some(told) if level.certainty.is_some() && !level.rose_from(told) => told,
+            _ => level,
+        };
         PoliceTold {
             at: Some(now),
-            level: Some(Level::of(message)),
+            level: Some(level),
             offender: message.offender.as_ref().map(|p| (p.lat, p.lon)),
             distance_m: message.distance_m,
         }
     }
 
     /// Whether `message` changes what the police know enough to send it:
-    /// every event but an update does; an update when its level changed,
-    /// or when things moved far enough and the last one is long enough ago.
+    /// every event but an update does; an update when it rises above the
+    /// highest level they were told, when its positions went stale, or when
+    /// things moved far enough and the last one is long enough ago. A fall
+    /// (certain to possible, breach to warning) is not news for a patrol on
+    /// its own: a position flickering on the alarm radius would send one
+    /// every few seconds, and the clearing says when it is over.
     fn material(&self, message: &AlertMessage, now: Timestamp, settings: &AlertSettings) -> bool {
         let level = Level::of(message);
         let rose = self.level.is_none_or(|before| level.rose_from(before));
@@ -334,12 +367,6 @@ impl PoliceTold {
         let interval =
             jiff::SignedDuration::from_secs(i64::from(settings.police_update_min_interval_s));
         let due = self.at.is_none_or(|at| now.duration_since(at) >= interval);
-        // A fall in level (certain to possible, a breach back to a warning)
-        // goes at most once an interval: a position flickering on the
-        // alarm radius is not news for a patrol every few seconds.
-        if self.level != Some(level) {
-            return due;
-        }
         let moved = |a: Option<(f64, f64)>, b: Option<(f64, f64)>| match (a, b) {
             (Some((la, lo)), Some((lb, lob))) => distance_m(la, lo, lb, lob),
             _ => 0.0,
@@ -457,15 +484,22 @@ impl AlertDesk {
             return vec![json(topics::MONITORING, &message)];
         };
         let mut message = AlertMessage::from_event(event, case.risk);
-        message.attention = attention::on_event(&message, last_seen_near_her(case, event));
+        let previous = self.alerts.get(&event.id);
+        let certain_since = previous
+            .and_then(|r| r.certain_since)
+            .or((message.kind == EventKind::ProximityBreach
+                && message.certainty == Some(Certainty::Certain))
+            .then_some(message.ts));
+        let asked_before = previous.is_some_and(|r| r.latest.attention == Attention::Action);
+        message.attention = if asked_before {
+            // Once an alert asks for action it keeps asking until it ends.
+            Attention::Action
+        } else {
+            let context = self.context(case, &message, certain_since, now);
+            attention::attention(&message, context, now, self.durations())
+        };
         if event.phase == Phase::LateBreach {
             return vec![json(topics::MONITORING, &message)];
-        }
-        // Once an alert asks for action it keeps asking until it ends.
-        if let Some(record) = self.alerts.get(&event.id) {
-            if record.latest.attention == Attention::Action {
-                message.attention = Attention::Action;
-            }
         }
         let mut out = vec![json(topics::MONITORING, &message)];
 
@@ -479,6 +513,7 @@ impl AlertDesk {
             acknowledgement: None,
             earlier_acknowledgements: Vec::new(),
             updates: 0,
+            certain_since: None,
             cap: None,
             police_told: PoliceTold::default(),
             told_protected: HashMap::new(),
@@ -488,6 +523,10 @@ impl AlertDesk {
         if Level::of(&message).rose_from(Level::of(&record.latest)) {
             record.demand_attention_again(police_waiting, now);
         }
+        if message.attention == Attention::Action && !asked_before {
+            record.attention_since = now;
+        }
+        record.certain_since = certain_since;
         record.latest = AlertMessage {
             acknowledged: record.acknowledgement.clone(),
             ..message.clone()
@@ -499,7 +538,7 @@ impl AlertDesk {
             let first = !record.needs_police;
             record.needs_police = true;
             if first || record.police_told.material(&message, now, &self.settings) {
-                record.police_told = PoliceTold::of(&message, now);
+                record.police_told = record.police_told.after(&message, now);
                 out.push(json(topics::POLICE, &message));
                 let xml = cap::encode(&message, &mut record.cap, &self.settings.sender, now);
                 out.push(Outbound {
@@ -509,7 +548,8 @@ impl AlertDesk {
             }
         }
 
-        let mut recipients = protected_recipients(case, event);
+        let mut recipients =
+            protected_recipients(case, &message, self.settings.tell_her_of_warnings);
         if event.phase == Phase::Cleared {
             // Whoever was warned hears that it ended.
             for device in record.told_protected.keys() {
@@ -628,15 +668,9 @@ impl AlertDesk {
             let mut message = record.latest.clone();
             message.event = AlertEvent::Escalated;
             message.ts = now;
+            // The police act on the alert already; an escalation is the
+            // monitoring room's business and its coordinators'.
             out.push(json(topics::MONITORING, &message));
-            if record.needs_police {
-                out.push(json(topics::POLICE, &message));
-                let xml = cap::encode(&message, &mut record.cap, &self.settings.sender, now);
-                out.push(Outbound {
-                    topic: topics::POLICE_CAP.to_string(),
-                    payload: xml.into_bytes(),
-                });
-            }
             if let Some(case) = self.cases.get(&message.case) {
                 let notice = CoordinatorNotice {
                     id,
@@ -658,15 +692,62 @@ impl AlertDesk {
         out
     }
 
+    fn durations(&self) -> attention::Durations {
+        attention::Durations {
+            health_action_after_s: self.settings.health_action_after_s,
+            proximity_action_after_s: self.settings.proximity_action_after_s,
+        }
+    }
+
+    /// What the attention policy reads about `message`'s alert besides the
+    /// message itself.
+    fn context(
+        &self,
+        case: &CaseRouting,
+        message: &AlertMessage,
+        certain_since: Option<Timestamp>,
+        now: Timestamp,
+    ) -> attention::Context {
+        attention::Context {
+            near_her: last_seen_near_her(
+                case,
+                message.offender.as_ref(),
+                message.protected.as_ref(),
+            ),
+            certain_since,
+            incident_open: self.incident_open(message, now),
+        }
+    }
+
+    /// Whether another breach of `message`'s case asks for action, open or
+    /// cleared less than `incident_join_s` ago.
+    fn incident_open(&self, message: &AlertMessage, now: Timestamp) -> bool {
+        let join = jiff::SignedDuration::from_secs(i64::from(self.settings.incident_join_s));
+        self.alerts.values().any(|r| {
+            r.latest.case == message.case
+                && r.latest.id != message.id
+                && r.latest.attention == Attention::Action
+                && attention::makes_an_incident(r.latest.kind)
+                && (r.open || now.duration_since(r.latest.ts) < join)
+        })
+    }
+
     /// Publishes again, as asking for action, the open informational
-    /// alerts whose condition has lasted (see [`crate::attention`]).
+    /// alerts that have come to ask for it by lasting (see
+    /// [`crate::attention`]).
     fn ask_for_action_on_lasting_conditions(&mut self, now: Timestamp) -> Vec<Outbound> {
-        let after = self.settings.health_action_after_s;
+        let durations = self.durations();
         let mut due: Vec<EpisodeId> = self
             .alerts
-            .iter()
-            .filter(|(_, r)| r.open && attention::lasted_into_action(&r.latest, now, after))
-            .map(|(id, _)| *id)
+            .values()
+            .filter(|r| r.open && r.latest.attention == Attention::Information)
+            .filter(|r| {
+                self.cases.get(&r.latest.case).is_some_and(|case| {
+                    let context = self.context(case, &r.latest, r.certain_since, now);
+                    attention::attention(&r.latest, context, now, durations) == Attention::Action
+                })
+            })
+            .map(|r| r.latest.id)
             .collect();
         due.sort_unstable();
         let mut out = Vec::new();
@@ -762,39 +843,51 @@ impl ParseEpisode for str {
 /// Which protected persons' devices hear of this event as it is raised.
 ///
 /// She is told what changes what she should do, and nothing that would
-/// teach her to ignore her phone: his bracelet going silent matters to her
-/// at once when he was last seen near her (within her contact ban's warning
-/// radius); otherwise only if it lasts (see `AlertDesk::tell_her_what_lasts`).
-fn protected_recipients(case: &CaseRouting, event: &Event) -> Vec<DeviceId> {
+/// teach her to ignore her phone: the contact ban that protects her once he
+/// is *certainly* within its alarm radius (a possible breach is mostly a
+/// disc grown on an old position, and her device is asked for a fresh one),
+/// and within its warning radius only if `tell_her_of_warnings`; his
+/// bracelet going silent at once when he was last seen near her (within
+/// her warning radius), otherwise only if it lasts (see
+/// `AlertDesk::tell_her_what_lasts`). Whoever was told hears the all-clear.
+fn protected_recipients(
+    case: &CaseRouting,
+    message: &AlertMessage,
+    tell_her_of_warnings: bool,
+) -> Vec<DeviceId> {
     use EventKind::*;
-    match event.kind {
-        DeviceOffline if event.role == Role::Offender && case.risk == RiskLevel::High => {
-            if event.phase != Phase::Opened || last_seen_near_her(case, event) {
+    let her_ban = || {
+        message
+            .order
+            .as_ref()
+            .and_then(|o| case.contact_bans.get(o.as_str()).cloned().flatten())
+            .into_iter()
+            .collect()
+    };
+    match message.kind {
+        ProximityWarning if tell_her_of_warnings => her_ban(),
+        ProximityBreach if message.certainty == Some(Certainty::Certain) => her_ban(),
+        DeviceOffline if message.role == Role::Offender && case.risk == RiskLevel::High => {
+            let near_her =
+                last_seen_near_her(case, message.offender.as_ref(), message.protected.as_ref());
+            if message.event != AlertEvent::Opened || near_her {
                 case.protected_devices.clone()
             } else {
                 Vec::new()
             }
         }
-        ProximityWarning | ProximityBreach => event
-            .order
-            .as_ref()
-            .and_then(|o| case.contact_bans.get(o.as_str()).cloned().flatten())
-            .into_iter()
-            .collect(),
         ZoneBreach | Tamper => case.protected_devices.clone(),
-        BatteryLow | BatteryCritical if event.role == Role::Protected => vec![event.device.clone()],
+        BatteryLow | BatteryCritical if message.role == Role::Protected => {
+            vec![message.device.clone()]
+        }
         _ => Vec::new(),
     }
 }
 
 /// Whether the offender's last known position was within the case's
 /// contact-ban warning radius of the protected person's.
-fn last_seen_near_her(case: &CaseRouting, event: &Event) -> bool {
-    let (Some(radius), Some(his), Some(hers)) = (
-        case.warning_radius_m,
-        event.offender.as_ref(),
-        event.protected.as_ref(),
-    ) else {
+fn last_seen_near_her(case: &CaseRouting, his: Option<&Position>, hers: Option<&Position>) -> bool {
+    let (Some(radius), Some(his), Some(hers)) = (case.warning_radius_m, his, hers) else {
         return false;
     };
     distance_m(his.lat, his.lon, hers.lat, hers.lon) <= radius

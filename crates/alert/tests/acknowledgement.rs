@@ -1,7 +1,8 @@
 //! An acknowledgement holds for the level it was given at. A rise in level
 //! (warning to breach, possible to certain) is a new demand for attention:
 //! it needs its own acknowledgement and restarts the escalation clock; the
-//! acknowledgement names the level the operator saw.
+//! acknowledgement names the level the operator saw. Escalation goes to the
+//! monitoring topic and the case's coordinators, not to the police.
 
 use jiff::{SignedDuration, Timestamp};
 use kordon_alert::{AckError, AlertDesk, AlertSettings, Outbound};
@@ -10,6 +11,7 @@ use serde_json::Value;
 
 const HOME: (f64, f64) = (51.9200, 4.5470);
 const POLICE: &str = "kordon/v1/alerts/police";
+const MONITORING: &str = "kordon/v1/alerts/monitoring";
 
 fn case() -> Case {
     serde_json::from_value(serde_json::json!({
@@ -94,7 +96,11 @@ fn an_acknowledged_warning_does_not_swallow_its_breach() {
     // Nobody acknowledges the breach: it escalates on its own clock.
     assert!(room.desk.tick(t(219)).is_empty());
     let escalated = room.desk.tick(t(220));
-    assert_eq!(on(&escalated, POLICE)[0]["event"], "escalated");
+    assert_eq!(on(&escalated, MONITORING)[0]["event"], "escalated");
+    assert!(
+        on(&escalated, POLICE).is_empty(),
+        "the police act on the alert already; escalation is the room's"
+    );
     // And it can be acknowledged, naming the breach.
     let (ack, _) = room.desk.acknowledge(&id, "op-2", None, t(230)).unwrap();
     let level = ack.level.unwrap();
@@ -133,5 +139,5 @@ fn police_waiting_for_an_acknowledgement_keep_their_clock_when_the_breach_turns_
     // Raised at 10 s for the police, never acknowledged: due at 30 s, not
     // 20 s after it turned certain.
     let escalated = room.desk.tick(t(30));
-    assert_eq!(on(&escalated, POLICE)[0]["event"], "escalated");
+    assert_eq!(on(&escalated, MONITORING)[0]["event"], "escalated");
 }

@@ -7,6 +7,8 @@ use kordon_alert::{AlertDesk, AlertEvent, AlertMessage, AlertSettings, Attention
 use kordon_core::{Case, DeviceId, Engine, EngineConfig, Fix, Status};
 
 const HOME: (f64, f64) = (51.9200, 4.5470);
+/// An exclusion zone's centre north of her home, within her alarm radius.
+const ZONE_NORTH_M: f64 = 150.0;
 
 fn case(risk: &str) -> Case {
     serde_json::from_value(serde_json::json!({
@@ -33,10 +35,25 @@ struct Room {
 
 impl Room {
     fn new(risk: &str) -> Room {
+        Room::with_case(case(risk))
+    }
+
+    /// Her contact ban and an exclusion zone `ZONE_NORTH_M` north of her.
+    fn new_with_zone(risk: &str) -> Room {
+        let mut json = serde_json::to_value(case(risk)).unwrap();
+        let lat = HOME.0 + ZONE_NORTH_M / 111_195.0;
+        json["orders"].as_array_mut().unwrap().push(serde_json::json!(
+            {"id": "zone", "legal_basis": "art. 38v Sr", "valid_from": "2026-01-01T00:00:00Z",
+             "rule": {"type": "exclusion_zone",
+                      "geometry": {"type": "Point", "coordinates": [HOME.1, lat], "radius_m": 50}}}));
+        Room::with_case(serde_json::from_value(json).unwrap())
+    }
+
+    fn with_case(case: Case) -> Room {
         let mut engine = Engine::new(EngineConfig::default());
         let mut desk = AlertDesk::new(AlertSettings::default());
-        engine.upsert_case(case(risk), t(0)).unwrap();
-        desk.upsert_case(&case(risk));
+        engine.upsert_case(case.clone(), t(0)).unwrap();
+        desk.upsert_case(&case);
         Room {
             engine,
             desk,
@@ -45,8 +62,12 @@ impl Room {
     }
 
     fn fix(&mut self, device: &str, north_m: f64, s: i64) {
+        self.fix_with_accuracy(device, north_m, 5.0, s);
+    }
+
+    fn fix_with_accuracy(&mut self, device: &str, north_m: f64, accuracy_m: f64, s: i64) {
         let lat = HOME.0 + north_m / 111_195.0;
-        let fix = Fix::new(DeviceId::new(device), t(s), lat, HOME.1, 5.0);
+        let fix = Fix::new(DeviceId::new(device), t(s), lat, HOME.1, accuracy_m);
         for event in self.engine.ingest_fix(&fix).unwrap().events {
             self.out.extend(self.desk.route(&event, t(s)));
         }
@@ -116,26 +137,95 @@ impl Room {
     }
 }
 
+/// A warning informs; a contact-ban breach informs until it has been
+/// certain for a minute (the police and her device are told at once), then
+/// asks the room for action.
 #[test]
-fn a_breach_asks_for_action_and_a_warning_only_informs() {
+fn a_contact_ban_breach_asks_for_action_once_certain_for_a_minute() {
     let mut room = Room::new("medium");
     room.fix("VIC-2", 0.0, 0);
     room.fix("OFF-2", 600.0, 10);
     room.fix("OFF-2", 50.0, 20);
-    let messages = room.monitoring();
-    let kinds: Vec<_> = messages
+    assert_eq!(room.on("kordon/v1/alerts/police"), 1, "the police at once");
+    assert_eq!(room.to_device("VIC-2").len(), 1, "she at once");
+    room.out.extend(room.desk.tick(t(79)));
+    room.out.extend(room.desk.tick(t(80)));
+    let kinds: Vec<_> = room
+        .monitoring()
         .iter()
-        .map(|m| (m.kind.as_str(), m.attention))
+        .map(|m| (m.kind.as_str(), m.event, m.attention))
         .collect();
     assert_eq!(
         kinds,
         vec![
-            ("proximity_warning", Attention::Information),
-            ("proximity_breach", Attention::Action)
+            (
+                "proximity_warning",
+                AlertEvent::Opened,
+                Attention::Information
+            ),
+            (
+                "proximity_breach",
+                AlertEvent::Updated,
+                Attention::Information
+            ),
+            ("proximity_breach", AlertEvent::Updated, Attention::Action)
         ]
     );
     let text = String::from_utf8_lossy(&room.out[0].payload).into_owned();
     assert!(text.contains("\"attention\":\"information\""), "{text}");
+}
+
+/// A possible breach (a disc on the alarm radius) that never turns certain
+/// informs the room, tells the police, and does not buzz her phone.
+#[test]
+fn a_possible_only_breach_informs_and_does_not_buzz_her() {
+    let mut room = Room::new("medium");
+    room.fix("VIC-2", 0.0, 0);
+    for s in (10..300).step_by(10) {
+        room.fix_with_accuracy("OFF-2", 230.0, 40.0, s);
+        room.out.extend(room.desk.tick(t(s)));
+    }
+    let monitoring = room.monitoring();
+    assert!(monitoring
+        .iter()
+        .any(|m| m.kind.as_str() == "proximity_breach"));
+    assert!(monitoring
+        .iter()
+        .all(|m| m.attention == Attention::Information));
+    assert!(
+        room.to_device("VIC-2").is_empty(),
+        "{:?}",
+        room.to_device("VIC-2")
+    );
+    assert_eq!(room.on("kordon/v1/alerts/police"), 1);
+}
+
+/// One incident, one call: he follows her and breaches a zone as well;
+/// the zone breach joins the incident the contact-ban breach opened.
+#[test]
+fn a_second_breach_of_the_same_case_joins_the_incident() {
+    let mut room = Room::new_with_zone("high");
+    room.fix("VIC-2", 0.0, 0);
+    for s in (10..=120).step_by(10) {
+        room.fix("OFF-2", 30.0, s);
+        room.out.extend(room.desk.tick(t(s)));
+    }
+    room.fix("OFF-2", ZONE_NORTH_M, 130);
+    room.out.extend(room.desk.tick(t(130)));
+    let first_asking = |kind: &str| {
+        room.monitoring()
+            .iter()
+            .any(|m| m.kind.as_str() == kind && m.attention == Attention::Action)
+    };
+    assert!(first_asking("proximity_breach"));
+    assert!(
+        room.monitoring()
+            .iter()
+            .any(|m| m.kind.as_str() == "zone_breach"),
+        "{:?}",
+        room.monitoring()
+    );
+    assert!(!first_asking("zone_breach"), "joined the incident");
 }
 
 #[test]

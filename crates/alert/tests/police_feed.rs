@@ -117,3 +117,43 @@ fn the_police_hear_at_once_when_a_breach_rests_on_stale_positions() {
         .unwrap();
     assert!(String::from_utf8_lossy(&cap.payload).contains("<certainty>Unknown</certainty>"));
 }
+
+/// A follow on the alarm radius: certainty flips between certain and
+/// possible with every other fix for five minutes. The police hear the
+/// breach, its rise to certain, and its end; not the flicker.
+#[test]
+fn a_breach_flickering_between_certain_and_possible_is_not_a_stream_for_the_police() {
+    let mut engine = Engine::new(EngineConfig::default());
+    let mut desk = AlertDesk::new(AlertSettings::default());
+    engine.upsert_case(case(), t(0)).unwrap();
+    desk.upsert_case(&case());
+    let mut out: Vec<Outbound> = Vec::new();
+    let mut fix = |device: &str, north_m: f64, accuracy_m: f64, s: i64| {
+        let lat = HOME.0 + north_m / 111_195.0;
+        let fix = Fix::new(DeviceId::new(device), t(s), lat, HOME.1, accuracy_m);
+        for event in engine.ingest_fix(&fix).unwrap().events {
+            out.extend(desk.route(&event, t(s)));
+        }
+    };
+    fix("VIC-2", 0.0, 5.0, 0);
+    for i in 0..60 {
+        let s = 5 + 5 * i64::from(i);
+        if i % 2 == 0 {
+            fix("OFF-2", 480.0, 5.0, s); // certain: 480 m inside the 500 m radius
+        } else {
+            fix("OFF-2", 490.0, 30.0, s); // possible
+        }
+        fix("VIC-2", 0.0, 5.0, s + 1);
+    }
+    for i in 0..5 {
+        fix("OFF-2", 5000.0, 5.0, 400 + 30 * i64::from(i));
+    }
+    let police: Vec<serde_json::Value> = out
+        .iter()
+        .filter(|m| m.topic == "kordon/v1/alerts/police")
+        .map(|m| serde_json::from_slice(&m.payload).unwrap())
+        .collect();
+    let events: Vec<_> = police.iter().map(|m| m["event"].clone()).collect();
+    assert!(police.len() <= 3, "{events:?}");
+    assert_eq!(police.last().unwrap()["event"], "cleared");
+}
