@@ -31,6 +31,11 @@ pub struct EngineConfig {
     pub offline_after_s: u32,
     /// Messages but no usable fix for this long: GPS lost.
     pub gps_lost_after_s: u32,
+    /// Offline and GPS lost are found this long after their deadline: a
+    /// fix stamped a second before the deadline arrives a second or two
+    /// after it, and would end at once an episode that never was. The
+    /// onset stays the deadline.
+    pub transit_allowance_s: u32,
     pub battery_low_pct: u8,
     pub battery_critical_pct: u8,
     /// Battery must climb this far above a threshold before its alert clears.
@@ -57,6 +62,7 @@ impl Default for EngineConfig {
             position_max_age_s: 600,
             offline_after_s: 300,
             gps_lost_after_s: 300,
+            transit_allowance_s: 10,
             battery_low_pct: 20,
             battery_critical_pct: 10,
             battery_hysteresis_pct: 5,

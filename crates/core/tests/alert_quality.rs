@@ -422,3 +422,28 @@ fn a_stale_position_of_hers_with_him_near_is_asked_for_at_most_once_a_minute() {
     feed(&mut e, fix("OFF-1", 200, offset(0.0, 770.0), 10.0));
     assert!(e.take_position_requests().is_empty(), "hers is fresh");
 }
+
+/// A fix stamped a second before the GPS-lost deadline arrives two seconds
+/// after it: no episode that opens and ends at once.
+#[test]
+fn a_fix_in_transit_at_the_gps_lost_deadline_opens_no_episode() {
+    use kordon_core::{DeviceId, Status};
+    let mut e = engine_with(vec![contact_case()]);
+    feed(&mut e, fix("OFF-1", 0, offset(0.0, 3000.0), 10.0));
+    let mut events = Vec::new();
+    for s in (30..300).step_by(30) {
+        let status = Status::heartbeat(DeviceId::from("OFF-1"), at(s));
+        events.extend(e.ingest_status(&status).unwrap());
+        events.extend(e.tick(at(s)));
+    }
+    events.extend(e.tick(at(302)));
+    events.extend(feed(&mut e, fix("OFF-1", 299, offset(0.0, 3000.0), 10.0)));
+    events.extend(e.tick(at(320)));
+    assert!(
+        events
+            .iter()
+            .all(|ev| !(ev.kind == EventKind::GpsLost && ev.device.as_str() == "OFF-1")),
+        "{}",
+        summary(&events)
+    );
+}

@@ -113,7 +113,10 @@ fn a_silent_bracelet_not_yet_offline_is_gps_lost_for_the_curfew() {
     };
     let mut e = engine_with_config(config, vec![curfew_case()]);
     feed(&mut e, fix("OFF-3", WINDOW - 3600, offset(0.0, 0.0), 10.0));
-    let lost = e.tick(at(WINDOW + 300));
+    // Found `transit_allowance_s` after its deadline, with the deadline
+    // for its onset.
+    assert!(e.tick(at(WINDOW + 309)).iter().all(|ev| ev.order.is_none()));
+    let lost = e.tick(at(WINDOW + 310));
     let curfew: Vec<_> = lost
         .iter()
         .filter(|ev| ev.kind == EventKind::GpsLost && ev.order.is_some())
@@ -157,7 +160,7 @@ fn silent_devices_go_offline_victims_too() {
         .iter()
         .all(|ev| ev.kind != EventKind::DeviceOffline));
     feed(&mut e, fix("OFF-4", 200, offset(5000.0, 0.0), 10.0));
-    let events = e.tick(at(300));
+    let events = e.tick(at(310));
     let offline: Vec<_> = events
         .iter()
         .filter(|ev| ev.kind == EventKind::DeviceOffline)
@@ -326,7 +329,7 @@ fn a_case_edited_as_its_window_ends_still_closes_the_window_episode() {
     };
     let mut e = engine_with_config(config, vec![curfew_case()]);
     feed(&mut e, fix("OFF-3", WINDOW - 3600, offset(0.0, 0.0), 10.0));
-    let lost = e.tick(at(WINDOW + 300));
+    let lost = e.tick(at(WINDOW + 310));
     assert!(lost
         .iter()
         .any(|ev| ev.kind == EventKind::GpsLost && ev.order.is_some()));

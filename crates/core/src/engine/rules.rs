@@ -527,16 +527,18 @@ pub(super) fn curfew_deadlines(
     // bracelet already reported offline or without GPS (or due to be, now)
     // is one silence: the room hears of it once, from the device.
     let device_silence_reported = offender.is_some_and(|d| {
-        d.offline.is_some()
-            || d.gps_lost.is_some()
-            || (d.gps_lost_pending() && at >= after(d.fixed(), config.gps_lost_after_s))
+        let found = after(
+            d.fixed(),
+            config.gps_lost_after_s + config.transit_allowance_s,
+        );
+        d.offline.is_some() || d.gps_lost.is_some() || (d.gps_lost_pending() && at >= found)
     });
     if case.orders[i].track.open.is_none() && !device_silence_reported {
         let last_fix = offender
             .map_or(case.watched_since, DeviceState::fixed)
             .max(case.watched_since);
         let deadline = after(last_fix.max(window_start), config.gps_lost_after_s);
-        if at >= deadline {
+        if at >= after(deadline, config.transit_allowance_s) {
             open_order_episode(
                 case,
                 i,

@@ -38,10 +38,11 @@ pub(super) fn check_device(
     events: &mut Vec<Event>,
 ) {
     let heard = dev.heard();
+    let found = |deadline| now >= after(deadline, config.transit_allowance_s);
     if dev.offline.is_none() {
         let deadline = after(heard, config.offline_after_s);
         let admitted = dev.successions.offline.admit(deadline, now);
-        if let Some(onset) = admitted.filter(|_| now >= deadline) {
+        if let Some(onset) = admitted.filter(|_| found(deadline)) {
             dev.offline = Some(onset);
             fan_out(
                 cases,
@@ -58,7 +59,7 @@ pub(super) fn check_device(
         let last_fix = dev.fixed();
         let deadline = after(last_fix, config.gps_lost_after_s);
         let admitted = dev.successions.gps_lost.admit(deadline, now);
-        if let Some(onset) = admitted.filter(|_| now >= deadline && heard > last_fix) {
+        if let Some(onset) = admitted.filter(|_| found(deadline) && heard > last_fix) {
             dev.gps_lost = Some(onset);
             fan_out(
                 cases,
@@ -83,7 +84,8 @@ pub(super) fn device_deadline(dev: &DeviceState, config: &EngineConfig) -> Optio
     let gps_lost = dev
         .gps_lost_pending()
         .then(|| after(dev.fixed(), config.gps_lost_after_s));
-    Some(gps_lost.map_or(offline, |g| g.min(offline)))
+    let deadline = gps_lost.map_or(offline, |g| g.min(offline));
+    Some(after(deadline, config.transit_allowance_s))
 }
 
 /// Opens or clears what time alone decides for order `i`: validity and
@@ -178,7 +180,8 @@ pub(super) fn rearm_order(
                     .and_then(Option::as_ref)
                     .map_or(case.watched_since, DeviceState::fixed)
                     .max(case.watched_since);
-                consider(after(last_fix.max(window), config.gps_lost_after_s));
+                let deadline = after(last_fix.max(window), config.gps_lost_after_s);
+                consider(after(deadline, config.transit_allowance_s));
             }
             if let Some(breach) = order
                 .track
