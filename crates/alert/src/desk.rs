@@ -336,7 +336,7 @@ impl PoliceTold {
     fn after(&self, message: &AlertMessage, now: Timestamp) -> PoliceTold {
         let level = Level::of(message);
         let level = match self.level {
-            Some(told) if level.certainty.is_some() && !level.rose_from(told) => told,
+            Some(told) if message.distance_m.is_some() && !level.rose_from(told) => told,
             _ => level,
         };
         PoliceTold {
@@ -357,10 +357,13 @@ impl PoliceTold {
     fn material(&self, message: &AlertMessage, now: Timestamp, settings: &AlertSettings) -> bool {
         let level = Level::of(message);
         let rose = self.level.is_none_or(|before| level.rose_from(before));
-        // Positions gone stale under an open alert: a patrol must not go on
-        // trusting a certain breach.
-        let lost_sight = message.certainty.is_none()
-            && self.level.is_some_and(|before| before.certainty.is_some());
+        // Positions gone stale under an open contact-ban alert (the engine
+        // then reports neither certainty nor distance): a patrol must not
+        // go on trusting a certain breach.
+        let lost_sight = message.kind.family() == "proximity"
+            && message.certainty.is_none()
+            && message.distance_m.is_none()
+            && self.distance_m.is_some();
         if message.event != AlertEvent::Updated || rose || lost_sight {
             return true;
         }

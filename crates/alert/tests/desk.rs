@@ -85,7 +85,13 @@ fn on(out: &[Outbound], topic: &str) -> Vec<Value> {
 
 #[test]
 fn a_warning_goes_to_monitoring_and_her_device_and_a_breach_adds_police_and_cap() {
-    let mut w = World::new("medium", AlertSettings::default());
+    // Her device hears of the warning radius only where the programme
+    // wants it (off by default).
+    let settings = AlertSettings {
+        tell_her_of_warnings: true,
+        ..AlertSettings::default()
+    };
+    let mut w = World::new("medium", settings);
     w.fix("VIC-1", HOME, t0());
     w.fix(
         "OFF-1",
@@ -144,14 +150,35 @@ fn a_warning_goes_to_monitoring_and_her_device_and_a_breach_adds_police_and_cap(
     assert_eq!(on(&out, "kordon/v1/alerts/monitoring").len(), 1);
     assert!(on(&out, "kordon/v1/alerts/police").is_empty());
     assert!(on(&out, "kordon/v1/devices/VIC-1/warning").is_empty());
-    // A minute later he has moved 110 m: a material change for the police.
+    // A minute later, 140 m from her position now 85 s old: only a
+    // possible breach. A fall is not news for a patrol on its own.
     w.fix(
         "OFF-1",
         north(HOME, 140.0),
         t0() + SignedDuration::from_secs(85),
     );
     let out = w.take();
-    assert_eq!(on(&out, "kordon/v1/alerts/police").len(), 1);
+    assert_eq!(
+        on(&out, "kordon/v1/alerts/monitoring")[0]["certainty"],
+        "possible"
+    );
+    assert!(on(&out, "kordon/v1/alerts/police").is_empty());
+    assert!(on(&out, "kordon/v1/devices/VIC-1/warning").is_empty());
+    // He stays; she walks 200 m away: the distance between them changed
+    // by more than 100 m and the last police message is over a minute old:
+    // material.
+    w.fix(
+        "OFF-1",
+        north(HOME, 190.0),
+        t0() + SignedDuration::from_secs(95),
+    );
+    w.fix(
+        "VIC-1",
+        north(HOME, -200.0),
+        t0() + SignedDuration::from_secs(96),
+    );
+    let out = w.take();
+    assert_eq!(on(&out, "kordon/v1/alerts/police").len(), 1, "{out:?}");
     assert!(String::from_utf8_lossy(
         &out.iter()
             .find(|m| m.topic.ends_with("/cap"))
@@ -159,7 +186,6 @@ fn a_warning_goes_to_monitoring_and_her_device_and_a_breach_adds_police_and_cap(
             .payload
     )
     .contains("<msgType>Update</msgType>"));
-    assert!(on(&out, "kordon/v1/devices/VIC-1/warning").is_empty());
 
     // He leaves; after the clearing time the police thread is cancelled and
     // she is told it ended.
@@ -239,7 +265,7 @@ fn bracelet_zone_warnings_can_be_switched_off() {
 }
 
 #[test]
-fn an_unacknowledged_police_alert_escalates_once_at_its_deadline() {
+fn an_unacknowledged_police_alert_escalates_once_at_its_deadline_to_the_room_and_coordinators() {
     let settings = AlertSettings {
         escalate_after_s: 120,
         ..AlertSettings::default()
@@ -257,10 +283,14 @@ fn an_unacknowledged_police_alert_escalates_once_at_its_deadline() {
         "not before the deadline"
     );
     let escalated = w.desk.tick(t0() + SignedDuration::from_secs(120));
-    let police = on(&escalated, "kordon/v1/alerts/police");
-    assert_eq!(police.len(), 1);
-    assert_eq!(police[0]["event"], "escalated");
-    assert_eq!(police[0]["id"], id.as_str());
+    assert!(
+        on(&escalated, "kordon/v1/alerts/police").is_empty(),
+        "the police act on the alert already"
+    );
+    let monitoring = on(&escalated, "kordon/v1/alerts/monitoring");
+    assert_eq!(monitoring.len(), 1);
+    assert_eq!(monitoring[0]["event"], "escalated");
+    assert_eq!(monitoring[0]["id"], id.as_str());
     let notice = on(&escalated, "kordon/v1/cases/RTM-1/coordinators");
     assert_eq!(
         notice[0]["coordinators"][0]["organisation"],

@@ -383,10 +383,11 @@ fn an_open_breach_whose_positions_go_stale_says_so() {
     // before it becomes unknown.)
     let breach: Vec<_> = events
         .iter()
-        .filter(|ev| ev.kind == EventKind::ProximityBreach && ev.certainty.is_none())
+        .filter(|ev| ev.kind == EventKind::ProximityBreach && ev.distance_m.is_none())
         .collect();
     assert_eq!(breach.len(), 1, "{}", summary(&events));
     assert_eq!(breach[0].phase, Phase::Updated);
+    assert_eq!(breach[0].certainty, None);
     assert!(breach[0].at >= at(max_age));
     assert_eq!(breach[0].protected.as_ref().unwrap().ts, at(0));
     let back: Vec<_> = feed(&mut e, fix("VIC-1", max_age + 70, HOME, 5.0))

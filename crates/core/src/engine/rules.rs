@@ -434,9 +434,9 @@ pub(super) fn pair_known_until(
 /// than `position_max_age_s`. With no episode open, that is a
 /// `position_unknown` episode. An open proximity episode stays open (losing
 /// sight of a breach does not end it), but it must not go on looking
-/// certain on old data: it is updated with no certainty (CAP `Unknown`),
-/// carrying the last positions and their ages, until fresh positions judge
-/// it again.
+/// certain on old data: it is updated with neither certainty (CAP
+/// `Unknown`) nor distance, carrying the last positions and their ages,
+/// until fresh positions judge it again.
 pub(super) fn open_position_unknown(
     case: &mut CaseState,
     i: usize,
@@ -455,8 +455,11 @@ pub(super) fn open_position_unknown(
             None,
             events,
         ),
-        Some(open) if open.kind != EventKind::PositionUnknown && open.certainty.is_some() => {
+        Some(open)
+            if open.kind != EventKind::PositionUnknown && open.reported_distance_m.is_some() =>
+        {
             open.certainty = None;
+            open.reported_distance_m = None;
             let episode = open.clone();
             let order = &case.orders[i];
             events.push(order_event(

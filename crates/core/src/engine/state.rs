@@ -97,10 +97,12 @@ impl OrderState {
                 open.is_some_and(|e| curfew.home_since(e.onset).is_some()),
             ),
             // An open proximity episode waits for its pair to go unknown
-            // only while it still has a certainty.
-            CompiledRule::ContactBan { .. } => {
-                (kind, 0, open.is_some_and(|e| e.certainty.is_none()))
-            }
+            // only while it is judged (has a distance).
+            CompiledRule::ContactBan { .. } => (
+                kind,
+                0,
+                open.is_some_and(|e| e.reported_distance_m.is_none()),
+            ),
             CompiledRule::Exclusion { .. } => (kind, 0, false),
         }
     }
