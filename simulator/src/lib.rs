@@ -5,10 +5,12 @@
 //! - [`world`]: the city, and day plans with a true position at every instant.
 //! - [`scenario`]: scenario files: incident shares, noise, fix intervals.
 //! - [`sim`]: pairs, routines, incidents, GPS noise, device messages, ground truth.
+//! - [`answer`]: victim devices answering kordon's requests for a fresh position.
 //! - [`live`]: publishing a simulation to a broker as it happens.
 //! - [`recording`]: what `kordon-sim record` writes and `kordon replay` reads.
 //! - [`score`]: alerts against the ground truth, as `kordon score` prints it.
 
+pub mod answer;
 pub mod geodata;
 pub mod graph;
 pub mod live;

@@ -1220,6 +1220,7 @@ mod tests {
                 incident: None,
                 fix_interval_s: 10.0,
             }],
+            answers: Vec::new(),
         }
     }
 

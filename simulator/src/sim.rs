@@ -4,7 +4,10 @@
 //!
 //! Everything is drawn from one seed: each pair from its own generator
 //! derived from the seed and its number, so the same seed gives the same
-//! bytes and adding pairs does not change the others.
+//! bytes and adding pairs does not change the others. What her device would
+//! answer to a request for a fresh position ([`DeviceAnswers`]) is drawn
+//! from a second stream of the pair's generator, so that the messages are
+//! the same with or without it.
 
 use jiff::Timestamp;
 use petgraph::graph::NodeIndex;
@@ -15,7 +18,9 @@ use serde_json::json;
 
 use crate::geodata::{distance_m, offset, LonLat};
 use crate::graph::Mode;
-use crate::recording::{Message, PairInfo, Recording, Truth, TruthKind, FORMAT};
+use crate::recording::{
+    fix_payload, AnswerFix, DeviceAnswers, Message, PairInfo, Recording, Truth, TruthKind, FORMAT,
+};
 use crate::scenario::{Incident, Noise, Scenario};
 use crate::world::{Plan, State, World};
 
@@ -52,6 +57,9 @@ struct Person {
     home: LonLat,
 }
 
+/// How often the answers of a victim device are sampled, seconds.
+pub const ANSWER_EVERY_S: u32 = 10;
+
 /// Generates a whole recording.
 pub fn generate(world: &World, config: &SimConfig) -> Recording {
     let horizon = f64::from(config.hours) * 3600.0;
@@ -59,10 +67,10 @@ pub fn generate(world: &World, config: &SimConfig) -> Recording {
     let mut truth = Vec::new();
     let mut cases = Vec::new();
     let mut pairs = Vec::new();
+    let mut answers = Vec::new();
     for i in 0..config.pairs {
-        let mut rng = ChaCha8Rng::seed_from_u64(
-            config.seed ^ (u64::from(i) + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15),
-        );
+        let pair_seed = config.seed ^ (u64::from(i) + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        let mut rng = ChaCha8Rng::seed_from_u64(pair_seed);
         let pair = make_pair(world, config, i, &mut rng, horizon);
         cases.push(pair.case_json.clone());
         let start_ms = config.start.as_millisecond();
@@ -72,7 +80,7 @@ pub fn generate(world: &World, config: &SimConfig) -> Recording {
             } else {
                 (&pair.victim, false)
             };
-            emit_device(
+            let attempts = emit_device(
                 world,
                 config,
                 &mut rng,
@@ -83,6 +91,20 @@ pub fn generate(world: &World, config: &SimConfig) -> Recording {
                 start_ms,
                 &mut messages,
             );
+            if !is_offender {
+                let mut answer_rng = ChaCha8Rng::seed_from_u64(pair_seed);
+                answer_rng.set_stream(1);
+                answers.push(device_answers(
+                    world,
+                    config,
+                    &mut answer_rng,
+                    device,
+                    person,
+                    &attempts,
+                    horizon,
+                    start_ms,
+                ));
+            }
         }
         truth.extend(pair_truth(config, &pair, horizon));
         pairs.push(pair.info);
@@ -100,6 +122,7 @@ pub fn generate(world: &World, config: &SimConfig) -> Recording {
         pair_info: pairs,
         messages,
         truth,
+        answers,
     }
 }
 
@@ -443,7 +466,20 @@ fn in_curfew(t: f64) -> bool {
     !(CURFEW_TO_H..CURFEW_FROM_H).contains(&h)
 }
 
-/// One device's messages over the horizon.
+/// One attempt of a device's receiver at a regular fix, and its state
+/// after it: what an answer between two attempts starts from.
+#[derive(Debug, Clone, Copy)]
+struct Attempt {
+    t: f64,
+    drift: [f64; 2],
+    failed: bool,
+    /// The sequence number of its last fix.
+    seq: u64,
+    /// When it last had a fix.
+    last_fix: Option<f64>,
+}
+
+/// One device's messages over the horizon, and its receiver's attempts.
 #[allow(clippy::too_many_arguments)]
 fn emit_device(
     world: &World,
@@ -455,7 +491,8 @@ fn emit_device(
     horizon: f64,
     start_ms: i64,
     out: &mut Vec<Message>,
-) {
+) -> Vec<Attempt> {
+    let mut attempts = Vec::new();
     let noise = &config.scenario.noise;
     let iv = &config.scenario.intervals;
     let unit = Normal::new(0.0, 1.0).expect("a valid normal");
@@ -521,20 +558,27 @@ fn emit_device(
         if let Some((position, accuracy)) = fix {
             seq += 1;
             last_fix = Some(t);
-            let payload = json!({
-                "ts": start_ms + (t * 1000.0) as i64,
-                "lat": (position[1] * 1e7).round() / 1e7,
-                "lon": (position[0] * 1e7).round() / 1e7,
-                "acc": (accuracy * 10.0).round() / 10.0,
-                "seq": seq,
-                "batt": battery(t),
-            });
+            let (lat_e7, lon_e7, acc_dm) = fix_units(position, accuracy);
             out.push(Message {
                 at_ms: start_ms + (t * 1000.0 + publish_delay(rng)) as i64,
                 topic: fix_topic.clone(),
-                payload: payload.to_string().into_bytes(),
+                payload: fix_payload(
+                    start_ms + (t * 1000.0) as i64,
+                    lat_e7,
+                    lon_e7,
+                    acc_dm,
+                    seq,
+                    battery(t),
+                ),
             });
         }
+        attempts.push(Attempt {
+            t,
+            drift,
+            failed: last_attempt_failed,
+            seq,
+            last_fix,
+        });
         let pursuit = her_home.is_some_and(|home| {
             distance_m(state.position, home) < iv.pursuit_within_m + ZONE_RADIUS_M
         });
@@ -545,6 +589,94 @@ fn emit_device(
         } else {
             iv.idle_s
         };
+    }
+    attempts
+}
+
+/// A fix in the units of the messages: degrees × 10⁷, decimetres.
+fn fix_units(position: LonLat, accuracy: f64) -> (i32, i32, u16) {
+    (
+        (position[1] * 1e7).round() as i32,
+        (position[0] * 1e7).round() as i32,
+        (accuracy * 10.0).round().clamp(0.0, f64::from(u16::MAX)) as u16,
+    )
+}
+
+/// What her device would answer if asked for a fresh position, every
+/// [`ANSWER_EVERY_S`] along her true path: the same receiver as her regular
+/// fixes. Nothing once the device is dead or past the horizon; nothing
+/// indoors when its last regular attempt found no fix (her status says
+/// `gps: no_fix`; a request does not bring the sky back), and otherwise
+/// indoors the same chance of none as any attempt. The slow drift goes on
+/// from its value at her last attempt, cold starts count from her last
+/// fix, and the multipath of where she is applies.
+#[allow(clippy::too_many_arguments)]
+fn device_answers(
+    world: &World,
+    config: &SimConfig,
+    rng: &mut ChaCha8Rng,
+    device: &Device,
+    person: &Person,
+    attempts: &[Attempt],
+    horizon: f64,
+    start_ms: i64,
+) -> DeviceAnswers {
+    let noise = &config.scenario.noise;
+    let unit = Normal::new(0.0, 1.0).expect("a valid normal");
+    let curve = battery_curve(device, person, false, horizon);
+    let end = device.dies_at.unwrap_or(horizon).min(horizon);
+    let every = f64::from(ANSWER_EVERY_S);
+    let samples = (horizon / every).ceil() as usize;
+    let mut fixes = Vec::with_capacity(samples);
+    let mut next = 0;
+    for k in 0..samples {
+        let t = k as f64 * every;
+        while next < attempts.len() && attempts[next].t <= t {
+            next += 1;
+        }
+        let before = next.checked_sub(1).map_or(
+            Attempt {
+                t: 0.0,
+                drift: [0.0; 2],
+                failed: false,
+                seq: 0,
+                last_fix: None,
+            },
+            |i| attempts[i],
+        );
+        let batt = curve.level(t);
+        if t >= end {
+            fixes.push(None);
+            continue;
+        }
+        let state = person.plan.state_at(t);
+        if state.indoor && before.failed {
+            fixes.push(None);
+            continue;
+        }
+        let keep = (-(t - before.t).max(0.0) / noise.drift_tau_s).exp();
+        let step = noise.drift_m * (1.0 - keep * keep).sqrt();
+        let drift = [
+            before.drift[0] * keep + step * unit.sample(rng),
+            before.drift[1] * keep + step * unit.sample(rng),
+        ];
+        let fix = gps_fix(world, rng, noise, &unit, state, drift, t, before.last_fix);
+        fixes.push(fix.map(|(position, accuracy)| {
+            let (lat_e7, lon_e7, acc_dm) = fix_units(position, accuracy);
+            AnswerFix {
+                lat_e7,
+                lon_e7,
+                acc_dm,
+                batt,
+                seq: before.seq,
+            }
+        }));
+    }
+    DeviceAnswers {
+        device: device.id.clone(),
+        every_s: ANSWER_EVERY_S,
+        start_ms,
+        fixes,
     }
 }
 

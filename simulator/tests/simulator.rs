@@ -151,6 +151,7 @@ fn the_scorer_finds_a_missed_breach_a_false_alert_a_late_alert_and_an_encounter(
             // Close without intent, alerted: an encounter, not false.
             truth(TruthKind::Encounter, "14:00:00", "14:01:00", false),
         ],
+        answers: Vec::new(),
     };
     let lines = [
         alert("a", "opened", "zone_warning", "09:59:50"),
@@ -191,4 +192,117 @@ fn the_scorer_finds_a_missed_breach_a_false_alert_a_late_alert_and_an_encounter(
     assert!(read_alerts("{\"id\":1}")
         .unwrap_err()
         .starts_with("line 1:"));
+}
+
+/// The regular fixes of `device`: (time, lon, lat, seq).
+fn regular_fixes(r: &Recording, device: &str) -> Vec<(i64, f64, f64, u64)> {
+    let topic = format!("kordon/v1/devices/{device}/fix");
+    r.messages
+        .iter()
+        .filter(|m| m.topic == topic)
+        .map(|m| {
+            let v: serde_json::Value = serde_json::from_slice(&m.payload).unwrap();
+            (
+                v["ts"].as_i64().unwrap(),
+                v["lon"].as_f64().unwrap(),
+                v["lat"].as_f64().unwrap(),
+                v["seq"].as_u64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// Her device's answers to a request for a fresh position: a sample every
+/// 10 s of the day, a fix only where her receiver could get one. With every
+/// indoor attempt failing, the night at home answers nothing and the fixes
+/// it answers with are where her regular fixes put her, numbered after
+/// them; they survive the recording's compact encoding.
+#[test]
+fn her_device_answers_only_where_it_could_get_a_fix() {
+    let (world, _) = world();
+    let mut config = config(8, "standard_day");
+    config.scenario.noise.indoor_dropout = 1.0;
+    let r = generate(world, &config);
+    assert_eq!(r.answers.len(), r.pair_info.len());
+    let midnight = default_start().as_millisecond();
+    for (pair, answers) in r.pair_info.iter().zip(&r.answers) {
+        assert_eq!(answers.device, pair.victim);
+        assert_eq!(answers.every_s, 10);
+        assert_eq!(answers.start_ms, midnight);
+        assert_eq!(answers.fixes.len(), 16 * 360);
+        // Before 07:00 she is at home, indoors: no fix, no answer.
+        let night = 7 * 360;
+        assert!(
+            answers.fixes[..night].iter().all(Option::is_none),
+            "{} answers from indoors",
+            pair.victim
+        );
+        let fixes = regular_fixes(&r, &pair.victim);
+        let some: Vec<_> = answers
+            .fixes
+            .iter()
+            .enumerate()
+            .filter_map(|(i, f)| f.map(|f| (midnight + i as i64 * 10_000, f)))
+            .collect();
+        assert!(
+            some.len() > 30,
+            "{} answers {} times",
+            pair.victim,
+            some.len()
+        );
+        for (at, fix) in some {
+            // Outdoors every attempt of hers succeeds, at least once a
+            // minute: a regular fix of hers lies within a minute, and near.
+            let near = fixes
+                .iter()
+                .filter(|f| (f.0 - at).abs() <= 61_000)
+                .map(|f| {
+                    kordon_sim::geodata::distance_m([f1(fix.lon_e7), f1(fix.lat_e7)], [f.1, f.2])
+                })
+                .fold(f64::INFINITY, f64::min);
+            assert!(near < 1500.0, "{} at {at}: {near} m", pair.victim);
+            let seq = fixes.iter().filter(|f| f.0 <= at).map(|f| f.3).max();
+            assert_eq!(fix.seq, seq.unwrap_or(0), "{} at {at}", pair.victim);
+            assert!(fix.acc_dm >= 40 && fix.acc_dm <= 120, "outdoor accuracy");
+        }
+    }
+    let back = Recording::from_bytes(&r.to_bytes()).unwrap();
+    assert!(back.answers == r.answers, "answers change in the file");
+}
+
+fn f1(e7: i32) -> f64 {
+    f64::from(e7) / 1e7
+}
+
+/// A dead device answers nothing; the answers do not change the messages.
+#[test]
+fn a_dead_device_answers_nothing_and_answers_leave_the_messages_as_they_were() {
+    let (world, _) = world();
+    let mut config = config(9, "victim_device_dies");
+    config.hours = 24;
+    let r = generate(world, &config);
+    for (pair, answers) in r.pair_info.iter().zip(&r.answers) {
+        let dead = r
+            .truth
+            .iter()
+            .find(|t| t.case == pair.case && t.kind == TruthKind::VictimOffline)
+            .expect("her device dies")
+            .start_ms;
+        let (alive, dead): (Vec<_>, Vec<_>) = answers
+            .fixes
+            .iter()
+            .enumerate()
+            .partition(|(i, _)| answers.start_ms + *i as i64 * 10_000 < dead);
+        assert!(dead.iter().all(|(_, f)| f.is_none()), "{}", pair.victim);
+        assert!(
+            alive.iter().filter(|(_, f)| f.is_some()).count() > alive.len() / 2,
+            "{} mostly answers while alive",
+            pair.victim
+        );
+    }
+    // With the standard noise indoors (some attempts fail), some of the
+    // night at home answers and some does not.
+    let night = &r.answers[0].fixes[..6 * 360];
+    let none = night.iter().filter(|f| f.is_none()).count();
+    assert!(none > 0 && none < night.len(), "{none} of {}", night.len());
 }

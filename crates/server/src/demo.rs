@@ -172,6 +172,7 @@ async fn demo(settings: DemoSettings) -> Result<(), String> {
          \n  alerts       kordon/v1/alerts/monitoring, kordon/v1/alerts/police, kordon/v1/alerts/police/cap\
          \n  victims      kordon/v1/devices/VIC-0001/warning …\
          \n  devices      kordon/v1/devices/OFF-0001/fix … (the simulator publishes these)\
+         \n  requests     kordon/v1/devices/VIC-0001/request … (kordon asks for a fresh position; the simulated phones answer on their fix topic)\
          \n  HTTP API     http://{}/api/v1/alerts  (Authorization: Bearer monitoring-demo-token)\
          \n  metrics      http://{}/metrics\
          \n  files        {}\

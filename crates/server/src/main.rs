@@ -330,6 +330,13 @@ fn replay(
                 done.other_messages,
                 out.display()
             );
+            println!(
+                "requests for a fresh position: {}; answered with {} fixes ({} taken), {} could not be (no fix then)",
+                done.position_requests,
+                done.position_answers,
+                done.answers_taken,
+                done.position_requests_unanswered,
+            );
             ExitCode::SUCCESS
         }
         Err(e) => {
