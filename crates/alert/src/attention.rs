@@ -9,8 +9,8 @@
 //! - **`action`**: someone must look now, and acknowledge.
 //!   - a strap tamper, always;
 //!   - a zone or curfew breach;
-//!   - a contact-ban breach once it has been *certain* for
-//!     `proximity_action_after_s` (60 s): most brief or possible-only
+//!   - a contact-ban breach that is *certain* `proximity_action_after_s`
+//!     (60 s) after it was first certain: most brief or possible-only
 //!     breaches are people passing within 200 m of each other or a stale
 //!     position's grown disc; the police are told of a breach at once, as
 //!     before, without waiting for the room;
@@ -99,7 +99,9 @@ pub fn attention(
         }
         ZoneBreach | CurfewBreach => !context.incident_open,
         ProximityBreach => {
+            // Certain now, and first certain long enough ago.
             !context.incident_open
+                && certain
                 && context
                     .certain_since
                     .is_some_and(|since| lasted(since, durations.proximity_action_after_s))

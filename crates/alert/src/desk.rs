@@ -383,7 +383,9 @@ impl PoliceTold {
             _ => 0.0,
         };
         let far = offender.max(distance) >= settings.police_update_min_move_m;
-        far && due
+        // Moves matter while he is in breach; once the evidence no longer
+        // shows one (no certainty), the clearing is the next news.
+        far && due && message.certainty.is_some()
     }
 }
 

@@ -164,18 +164,18 @@ fn a_warning_goes_to_monitoring_and_her_device_and_a_breach_adds_police_and_cap(
     );
     assert!(on(&out, "kordon/v1/alerts/police").is_empty());
     assert!(on(&out, "kordon/v1/devices/VIC-1/warning").is_empty());
-    // He stays; she walks 200 m away: the distance between them changed
-    // by more than 100 m and the last police message is over a minute old:
-    // material.
-    w.fix(
-        "OFF-1",
-        north(HOME, 190.0),
-        t0() + SignedDuration::from_secs(95),
-    );
+    // She walks 250 m north and he follows her, still within the alarm
+    // radius: he moved 160 m from where the police last had him, and their
+    // last message is over a minute old: material.
     w.fix(
         "VIC-1",
-        north(HOME, -200.0),
-        t0() + SignedDuration::from_secs(96),
+        north(HOME, 250.0),
+        t0() + SignedDuration::from_secs(94),
+    );
+    w.fix(
+        "OFF-1",
+        north(HOME, 260.0),
+        t0() + SignedDuration::from_secs(95),
     );
     let out = w.take();
     assert_eq!(on(&out, "kordon/v1/alerts/police").len(), 1, "{out:?}");
