@@ -1,7 +1,8 @@
 //! Evidence export and verification.
 //!
 //! An export holds one case's records over a time range: fixes and alert
-//! events as CSV and GeoJSON, acknowledgements and status messages as CSV,
+//! events as CSV and GeoJSON, acknowledgements, tamper resolutions and
+//! status messages as CSV,
 //! case changes as JSON lines, and `manifest.json` with, per record, its
 //! number, digest and link in the case's hash chain, plus the hash of every
 //! file. `verify` rebuilds each record from the exported rows, hashes it, and
@@ -168,6 +169,14 @@ const ACK_COLUMNS: &[Column] = &[
     ("note", "note", Type::Str),
 ];
 
+const RESOLVE_COLUMNS: &[Column] = &[
+    ("at", "at", Type::Str),
+    ("alert", "alert", Type::Str),
+    ("device", "device", Type::Str),
+    ("operator", "operator", Type::Str),
+    ("note", "note", Type::Str),
+];
+
 const STATUS_COLUMNS: &[Column] = &[
     ("received", "received", Type::Str),
     ("device", "status.device", Type::Str),
@@ -196,6 +205,12 @@ const LAYOUTS: &[Layout] = &[
         csv: "acknowledgements.csv",
         geojson: None,
         columns: ACK_COLUMNS,
+    },
+    Layout {
+        kind: "resolve",
+        csv: "resolutions.csv",
+        geojson: None,
+        columns: RESOLVE_COLUMNS,
     },
     Layout {
         kind: "status",

@@ -3,7 +3,8 @@
 //!
 //! A record's body is its JSON: readable with any SQLite client, and the
 //! form the evidence export writes and re-hashes. Inputs (fixes, status
-//! messages, case changes, ticks, acknowledgements) are what recovery
+//! messages, case changes, ticks, acknowledgements, tamper resolutions) are
+//! what recovery
 //! replays; events and messages are what kordon decided and sent, kept as
 //! evidence and to publish each message once.
 
@@ -83,6 +84,17 @@ pub enum Record {
         note: Option<String>,
         at: Timestamp,
     },
+    /// An operator who had checked the bracelet resolved its tamper alarm
+    /// (`alert`, the episode the operator named) at `at`, the time the
+    /// engine closed the episode at; replay resolves it again at `at`.
+    Resolve {
+        alert: String,
+        device: DeviceId,
+        operator: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        note: Option<String>,
+        at: Timestamp,
+    },
     /// An alert event as the engine decided it, with both positions.
     Event {
         event: Event,
@@ -118,6 +130,7 @@ impl Record {
             Record::CaseRemove { .. } => "case_remove",
             Record::Tick { .. } => "tick",
             Record::Ack { .. } => "ack",
+            Record::Resolve { .. } => "resolve",
             Record::Event { .. } => "event",
             Record::Outbound { .. } => "outbound",
             Record::Delivered { .. } => "delivered",
@@ -133,6 +146,7 @@ impl Record {
             | Record::CaseRemove { at, .. }
             | Record::Tick { at, .. }
             | Record::Ack { at, .. }
+            | Record::Resolve { at, .. }
             | Record::Event { at, .. }
             | Record::Outbound { at, .. }
             | Record::Delivered { at, .. }
@@ -146,6 +160,7 @@ impl Record {
             Record::Fix { fix, .. } => Some(&fix.device),
             Record::Status { status, .. } => Some(&status.device),
             Record::Event { event, .. } => Some(&event.device),
+            Record::Resolve { device, .. } => Some(device),
             _ => None,
         }
     }
@@ -228,5 +243,21 @@ mod tests {
         };
         assert_eq!(Record::from_body(&r.body()).unwrap(), r);
         assert_eq!(r.kind(), "fix");
+    }
+
+    #[test]
+    fn a_resolve_record_round_trips_and_names_its_device() {
+        let r = Record::Resolve {
+            alert: "0123456789abcdef0123456789abcdef".into(),
+            device: DeviceId::from("OFF-1"),
+            operator: "monitoring room".into(),
+            note: Some("strap checked at home".into()),
+            at: "2026-11-29T03:00:01Z".parse().unwrap(),
+        };
+        assert_eq!(Record::from_body(&r.body()).unwrap(), r);
+        assert_eq!(r.kind(), "resolve");
+        assert_eq!(r.device().map(DeviceId::as_str), Some("OFF-1"));
+        let body = String::from_utf8(r.body()).unwrap();
+        assert!(body.starts_with(r#"{"kind":"resolve","alert":"#), "{body}");
     }
 }

@@ -19,7 +19,10 @@ use std::time::Instant;
 use crossbeam_channel::{Receiver, Sender};
 use jiff::Timestamp;
 use kordon_alert::{AckError, Acknowledgement, AlertDesk, AlertRecord, AlertSettings, Outbound};
-use kordon_core::{BanHit, Case, CaseId, CaseRejected, Disposition, Engine, Event, Phase};
+use kordon_core::{
+    BanHit, Case, CaseId, CaseRejected, ClearReason, DeviceId, Disposition, Engine, Event,
+    EventKind, Phase,
+};
 use kordon_ingest::{Message, Reason, Refusal};
 use kordon_journal::{EngineTick, Entry, Job, Record};
 use rumqttc::Publish;
@@ -88,6 +91,15 @@ pub enum Command {
         now: Timestamp,
         reply: oneshot::Sender<Result<Acknowledgement, AckError>>,
     },
+    /// An operator resolves a tamper alarm (`id`). The answer comes once
+    /// the resolution is durable; a refusal at once.
+    Resolve {
+        id: String,
+        operator: String,
+        note: Option<String>,
+        now: Timestamp,
+        reply: oneshot::Sender<Result<Resolution, ResolveError>>,
+    },
     Bans {
         lat: f64,
         lon: f64,
@@ -138,6 +150,67 @@ pub enum Envelope {
     },
     /// Acknowledge a handled message to the broker.
     Ack(Publish),
+    /// Answer a caller whose change is now durable (held, like `Ack`,
+    /// while the journal cannot commit).
+    Reply(Reply),
+}
+
+/// An answer to give once the records before it are committed.
+pub struct Reply(Box<dyn FnOnce() + Send>);
+
+impl Reply {
+    pub fn new(answer: impl FnOnce() + Send + 'static) -> Self {
+        Reply(Box::new(answer))
+    }
+
+    pub fn send(self) {
+        (self.0)()
+    }
+}
+
+impl std::fmt::Debug for Reply {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Reply")
+    }
+}
+
+/// A tamper alarm an operator resolved.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Resolution {
+    /// The alert the operator named.
+    pub alert: String,
+    /// The bracelet whose tamper alarm it was.
+    pub device: DeviceId,
+    pub operator: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+    /// When the episode was closed (the engine's time; see
+    /// [`crate::engine_time`]).
+    pub at: Timestamp,
+    /// Every alert it cleared: the bracelet's tamper alarm in each case it
+    /// is part of.
+    pub cleared: Vec<String>,
+}
+
+/// Why a tamper alarm was not resolved; nothing was journaled.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ResolveError {
+    #[error("no alert with id `{0}`")]
+    UnknownAlert(String),
+    #[error("only a tamper alarm is resolved by an operator; a {kind} episode ends by itself (alert `{id}`)")]
+    NotTamper { id: String, kind: EventKind },
+    #[error("the tamper alarm `{id}` was already cleared at {at} ({reason})")]
+    AlreadyCleared {
+        id: String,
+        at: Timestamp,
+        reason: String,
+    },
+    #[error("the engine holds no open tamper alarm for {device} (alert `{id}`): {detail}")]
+    NotOpen {
+        id: String,
+        device: DeviceId,
+        detail: String,
+    },
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -297,6 +370,14 @@ impl CoreThread {
             } => {
                 let _ = self.acknowledge(&alert, &operator, note, at);
             }
+            // At the time it was resolved at live, so the same episodes
+            // close at the same time.
+            Record::Resolve { device, at, .. } => match self.engine.resolve_tamper(&device, at) {
+                Ok(events) => self.publish_events(&events, at, None),
+                Err(e) => {
+                    warn!(error = %e, device = %device, "a journaled tamper resolution is refused on replay")
+                }
+            },
             Record::Outbound { topic, payload, at } => {
                 self.deliveries.expect(
                     &Outbound {
@@ -397,6 +478,7 @@ impl CoreThread {
                 | Command::PutCase { now, .. }
                 | Command::DeleteCase { now, .. }
                 | Command::Acknowledge { now, .. }
+                | Command::Resolve { now, .. }
                 | Command::Bans { now, .. } => Some(*now),
                 Command::Connected(now) | Command::Tick { at: now, .. } => Some(*now),
                 _ => None,
@@ -482,6 +564,22 @@ impl CoreThread {
                 } => {
                     let _ = reply.send(self.acknowledge(&id, &operator, note, now));
                 }
+                Command::Resolve {
+                    id,
+                    operator,
+                    note,
+                    now,
+                    reply,
+                } => match self.resolve(&id, &operator, note, now) {
+                    // Answered once its records are committed (see
+                    // `Envelope::Reply`): a 200 means it survives a crash.
+                    Ok(resolution) => self.envelopes.push(Envelope::Reply(Reply::new(move || {
+                        let _ = reply.send(Ok(resolution));
+                    }))),
+                    Err(e) => {
+                        let _ = reply.send(Err(e));
+                    }
+                },
                 Command::Bans {
                     lat,
                     lon,
@@ -726,6 +824,92 @@ impl CoreThread {
         Ok(ack)
     }
 
+    /// An operator resolves tamper alarm `id`: the bracelet's tamper
+    /// episode closes (`operator_resolved`) in every case it is in, at the
+    /// time case changes take effect now ([`CoreThread::case_time`]).
+    /// Journaled as [`Record::Resolve`] ahead of the events it causes;
+    /// replay resolves it again at the same time. It does not acknowledge
+    /// the alert.
+    fn resolve(
+        &mut self,
+        id: &str,
+        operator: &str,
+        note: Option<String>,
+        now: Timestamp,
+    ) -> Result<Resolution, ResolveError> {
+        let alert = self
+            .desk
+            .alert(id)
+            .ok_or_else(|| ResolveError::UnknownAlert(id.to_string()))?;
+        let latest = &alert.latest;
+        if latest.kind != EventKind::Tamper {
+            return Err(ResolveError::NotTamper {
+                id: id.to_string(),
+                kind: latest.kind,
+            });
+        }
+        if !alert.open {
+            return Err(ResolveError::AlreadyCleared {
+                id: id.to_string(),
+                at: latest.ts,
+                reason: latest
+                    .reason
+                    .map_or_else(|| "no reason recorded".to_string(), clear_reason),
+            });
+        }
+        let device = latest.device.clone();
+        let at = self.case_time(now);
+        let events = match self.engine.resolve_tamper(&device, at) {
+            Ok(events) if !events.is_empty() => events,
+            Ok(_) => {
+                return Err(ResolveError::NotOpen {
+                    id: id.to_string(),
+                    device,
+                    detail: "it has ended already".into(),
+                })
+            }
+            Err(e) => {
+                return Err(ResolveError::NotOpen {
+                    id: id.to_string(),
+                    device,
+                    detail: e.to_string(),
+                })
+            }
+        };
+        let cleared: Vec<String> = events.iter().map(|e| e.id.to_string()).collect();
+        if !cleared.iter().any(|c| c == id) {
+            warn!(
+                alert = id,
+                device = %device,
+                ?cleared,
+                "the tamper episode resolved is not the alert named"
+            );
+        }
+        let mut cases: Vec<CaseId> = events.iter().map(|e| e.case.clone()).collect();
+        cases.sort();
+        cases.dedup();
+        self.record(
+            Record::Resolve {
+                alert: id.to_string(),
+                device: device.clone(),
+                operator: operator.to_string(),
+                note: note.clone(),
+                at,
+            },
+            cases,
+        );
+        self.publish_events(&events, at, None);
+        info!(alert = id, device = %device, operator, "tamper alarm resolved by an operator");
+        Ok(Resolution {
+            alert: id.to_string(),
+            device,
+            operator: operator.to_string(),
+            note,
+            at,
+            cleared,
+        })
+    }
+
     fn refuse(&mut self, topic: &str, refusal: Refusal, now: Timestamp) {
         let message = reject_message(topic, &refusal, now);
         self.envelopes.push(Envelope::Publish {
@@ -903,6 +1087,14 @@ fn disposition(d: Disposition) -> &'static str {
         Disposition::Late => "late",
         Disposition::Unusable => "unusable",
     }
+}
+
+/// A clearing reason as the alert messages spell it.
+fn clear_reason(r: ClearReason) -> String {
+    serde_json::to_value(r)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_else(|| format!("{r:?}"))
 }
 
 fn phase(p: Phase) -> &'static str {

@@ -8,6 +8,7 @@
 //! | `PUT`, `DELETE /api/v1/cases/{id}` | 403 | 403 | yes |
 //! | `GET /api/v1/alerts`, `GET /api/v1/alerts/{id}` | all alerts | alerts for police | all, without the victim's position |
 //! | `POST /api/v1/alerts/{id}/ack` | yes | yes | 403 |
+//! | `POST /api/v1/alerts/{id}/resolve` (a tamper alarm) | yes | 403 | 403 |
 //! | `GET /api/v1/bans?lat=&lon=` | yes | yes | yes |
 //!
 //! A missing or unknown token is 401; a known token of the wrong role 403.
@@ -32,7 +33,7 @@ use sha2::{Digest, Sha256};
 use tokio::sync::oneshot;
 
 use crate::config::{Role, TokenConfig};
-use crate::core_thread::{Command, PutCaseError};
+use crate::core_thread::{Command, PutCaseError, ResolveError};
 use crate::health::Health;
 
 #[derive(Clone)]
@@ -102,6 +103,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/alerts", get(list_alerts))
         .route("/api/v1/alerts/{id}", get(get_alert))
         .route("/api/v1/alerts/{id}/ack", post(ack_alert))
+        .route("/api/v1/alerts/{id}/resolve", post(resolve_alert))
         .route("/api/v1/bans", get(bans))
         .with_state(state)
 }
@@ -417,6 +419,63 @@ async fn ack_alert(
             Err(ApiError::new(StatusCode::NOT_FOUND, e.to_string()))
         }
         Err(e @ AckError::AlreadyAcknowledged { .. }) => {
+            Err(ApiError::new(StatusCode::CONFLICT, e.to_string()))
+        }
+    }
+}
+
+/// The body of a resolution: who resolved it is the caller's token.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct ResolveBody {
+    #[serde(default)]
+    note: Option<String>,
+}
+
+/// The monitoring room resolves a tamper alarm once someone has checked the
+/// bracelet: the episode closes with reason `operator_resolved` (in every
+/// case the bracelet is in), and the answer comes once that is journaled.
+/// While the journal cannot commit the answer waits, and after 5 s is a 503
+/// like any unanswered call: the resolution then stands in memory and is
+/// committed by the writer's retry (GET the alert to see it closed).
+async fn resolve_alert(
+    caller: Caller,
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+    body: String,
+) -> Result<Response, ApiError> {
+    caller.require(&[Role::Monitoring])?;
+    let body: ResolveBody = if body.trim().is_empty() {
+        ResolveBody::default()
+    } else {
+        serde_json::from_str(&body).map_err(|e| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                format!(
+                    "expected {{\"note\": \"…\"}} or no body (the operator is the token's name): {e}"
+                ),
+            )
+        })?
+    };
+    let now = state.clock.now();
+    let result = ask(&state, |reply| Command::Resolve {
+        id: id.clone(),
+        operator: caller.name.clone(),
+        note: body.note,
+        now,
+        reply,
+    })
+    .await?;
+    match result {
+        Ok(resolution) => Ok(Json(resolution).into_response()),
+        Err(e @ ResolveError::UnknownAlert(_)) => {
+            Err(ApiError::new(StatusCode::NOT_FOUND, e.to_string()))
+        }
+        Err(e @ ResolveError::NotTamper { .. }) => Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            e.to_string(),
+        )),
+        Err(e @ (ResolveError::AlreadyCleared { .. } | ResolveError::NotOpen { .. })) => {
             Err(ApiError::new(StatusCode::CONFLICT, e.to_string()))
         }
     }

@@ -408,6 +408,9 @@ pub async fn run_publisher(client: AsyncClient, mut envelopes: mpsc::Receiver<En
                     warn!(error = %e, "acknowledgement to the broker failed");
                 }
             }
+            // The journal writer answers callers itself; one handed on
+            // here is answered in order all the same.
+            Envelope::Reply(reply) => reply.send(),
         }
     }
     if let Err(e) = client

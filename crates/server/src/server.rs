@@ -339,8 +339,18 @@ fn recover(
                 // sent is worse than one not on record. Acks wait for the
                 // writer's retry to make their records durable; until then
                 // the broker keeps those messages.
-                if durable != Durable::Yes && matches!(envelope, Envelope::Ack(_)) {
+                // A caller's answer (a resolved tamper alarm) likewise waits
+                // until its records are on disk.
+                if durable != Durable::Yes
+                    && matches!(envelope, Envelope::Ack(_) | Envelope::Reply(_))
+                {
                     held.push(envelope);
+                    continue;
+                }
+                // The answer goes at once, not behind the publisher, which
+                // may be waiting on a broker that is away.
+                if let Envelope::Reply(reply) = envelope {
+                    reply.send();
                     continue;
                 }
                 // Waits while the publisher is a full queue behind (the
