@@ -16,3 +16,15 @@ pub fn device_warning(device: &str) -> String {
 pub fn case_coordinators(case: &str) -> String {
     format!("kordon/v1/cases/{case}/coordinators")
 }
+
+/// A request to a native victim device for a fresh fix (docs/mqtt.md,
+/// "Requests for a fresh position").
+pub fn position_request(device: &str) -> String {
+    format!("kordon/v1/devices/{device}/request")
+}
+
+/// The command topic of an OwnTracks phone published under
+/// `owntracks/{user}/{device}` (`user_device` is `"user/device"`).
+pub fn owntracks_cmd(user_device: &str) -> String {
+    format!("owntracks/{user_device}/cmd")
+}

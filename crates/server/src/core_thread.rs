@@ -18,7 +18,9 @@ use std::time::Instant;
 
 use crossbeam_channel::{Receiver, Sender};
 use jiff::Timestamp;
-use kordon_alert::{AckError, Acknowledgement, AlertDesk, AlertRecord, AlertSettings, Outbound};
+use kordon_alert::{
+    topics, AckError, Acknowledgement, AlertDesk, AlertRecord, AlertSettings, Outbound,
+};
 use kordon_core::{
     BanHit, Case, CaseId, CaseRejected, ClearReason, DeviceId, Disposition, Engine, Event,
     EventKind, Phase,
@@ -285,6 +287,9 @@ pub struct CoreThread {
     /// [`crate::engine_time`]): case changes happen at it, so that none is
     /// ahead of the ticks that follow while a backlog is drained.
     engine_time: Option<Timestamp>,
+    /// OwnTracks phones by device id, as `"user/device"`: they are asked
+    /// for a fresh fix on their command topic, other devices on kordon's.
+    owntracks_phones: HashMap<DeviceId, String>,
 }
 
 impl CoreThread {
@@ -305,6 +310,7 @@ impl CoreThread {
             last_snapshot: None,
             last_retention: None,
             engine_time: None,
+            owntracks_phones: HashMap::new(),
         }
     }
 
@@ -349,6 +355,7 @@ impl CoreThread {
                 if let Ok(outcome) = self.engine.ingest_fix(&fix) {
                     self.publish_events(&outcome.events, received, None);
                 }
+                self.request_positions(received);
             }
             Record::Status { status, received } => {
                 if let Ok(events) = self.engine.ingest_status(&status) {
@@ -407,6 +414,15 @@ impl CoreThread {
     /// Ends replay: from here on records go to the journal writer, and
     /// alert messages whose delivery the journal does not confirm are
     /// uncertain until the broker is asked (see [`crate::delivery`]).
+    /// The OwnTracks phones of `[owntracks.devices]` (`"user/device"` →
+    /// device id), so that requests for a fresh fix reach them.
+    pub fn set_owntracks_phones(&mut self, phones: &HashMap<String, DeviceId>) {
+        self.owntracks_phones = phones
+            .iter()
+            .map(|(user_device, device)| (device.clone(), user_device.clone()))
+            .collect();
+    }
+
     pub fn go_live(&mut self, journal: Sender<Job<Vec<Envelope>>>) {
         self.sink = Sink::Live(journal);
         self.deliveries.begin_recovery();
@@ -761,6 +777,7 @@ impl CoreThread {
                         self.record(Record::Fix { fix, received: now }, cases);
                     }
                     self.publish_events(&outcome.events, now, Some(received));
+                    self.request_positions(now);
                 }
                 Err(error) => self.refuse(topic, Refusal::from(error), now),
             },
@@ -908,6 +925,40 @@ impl CoreThread {
             at,
             cleared,
         })
+    }
+
+    /// Asks victims' devices for the fresh fixes the engine wants (see
+    /// `Engine::take_position_requests`): fire and forget, like a reject.
+    /// A request is neither journaled nor awaited back: one lost in a
+    /// crash is asked again within a minute, and one replayed from the
+    /// journal is long stale.
+    fn request_positions(&mut self, now: Timestamp) {
+        let requests = self.engine.take_position_requests();
+        if !self.is_live() {
+            return;
+        }
+        for request in requests {
+            let message = match self.owntracks_phones.get(&request.device) {
+                Some(user_device) => Outbound {
+                    topic: topics::owntracks_cmd(user_device),
+                    payload: br#"{"_type":"cmd","action":"reportLocation"}"#.to_vec(),
+                },
+                None => Outbound {
+                    topic: topics::position_request(request.device.as_str()),
+                    payload: serde_json::to_vec(
+                        &serde_json::json!({"action": "report_location", "ts": now}),
+                    )
+                    .expect("a request serialises"),
+                },
+            };
+            metrics::counter!(m::POSITION_REQUESTS).increment(1);
+            self.envelopes.push(Envelope::Publish {
+                message,
+                retain: false,
+                caused_at: None,
+                kind: None,
+            });
+        }
     }
 
     fn refuse(&mut self, topic: &str, refusal: Refusal, now: Timestamp) {

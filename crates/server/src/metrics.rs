@@ -11,6 +11,7 @@ pub const STATUS_IN: &str = "kordon_status_messages_total";
 pub const REFUSED: &str = "kordon_messages_refused_total";
 pub const ALERTS: &str = "kordon_alert_events_total";
 pub const ESCALATIONS: &str = "kordon_escalation_messages_total";
+pub const POSITION_REQUESTS: &str = "kordon_position_requests_total";
 pub const PUBLISHED: &str = "kordon_published_total";
 pub const PUBLISH_FAILED: &str = "kordon_publish_failed_total";
 pub const FIX_TO_ALERT: &str = "kordon_fix_to_alert_seconds";

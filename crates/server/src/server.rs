@@ -365,6 +365,7 @@ fn recover(
             }
         },
     );
+    core.set_owntracks_phones(&config.owntracks_map());
     core.go_live(writer.sender());
     let files =
         cases::case_files(&config.cases.dir).map_err(|e| StartError::Cases(e.to_string()))?;

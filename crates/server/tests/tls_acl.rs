@@ -767,6 +767,18 @@ async fn a_breach_alert_reaches_monitoring_over_tls_through_the_shipped_acl() {
         let (lat, lon) = north(HOME, metres);
         offender.publish(own_fix, &fix_json(lat, lon, 5.0, t)).await;
     }
+    // A fresh fix of hers makes the breach certain, which is what her
+    // device hears of (a possible one on her old position does not buzz it).
+    t += SignedDuration::from_secs(5);
+    victim
+        .publish(
+            "kordon/v1/devices/VIC-0001/fix",
+            &fix_json(HOME.0, HOME.1, 5.0, t),
+        )
+        .await;
+    t += SignedDuration::from_secs(5);
+    let (lat, lon) = north(HOME, 50.0);
+    offender.publish(own_fix, &fix_json(lat, lon, 5.0, t)).await;
 
     let is_breach = |p: &str| {
         let alert: serde_json::Value = serde_json::from_str(p).unwrap_or_default();
