@@ -68,8 +68,10 @@ pub async fn publish_with(
     options.set_keep_alive(Duration::from_secs(10));
     let (client, mut eventloop) = AsyncClient::new(options, 10_000);
     // Requests come in on the connection's event loop: their devices go to
-    // the publisher. Subscribed again on every (re)connection.
-    let (requests_tx, mut requests) = mpsc::unbounded_channel::<String>();
+    // the publisher. Subscribed again on every (re)connection. Bounded: a
+    // request that finds it full is dropped, as a phone busy elsewhere
+    // would miss it (kordon asks again a minute later).
+    let (requests_tx, mut requests) = mpsc::channel::<String>(1024);
     let subscriber = client.clone();
     let poller = tokio::spawn(async move {
         loop {
@@ -80,7 +82,7 @@ pub async fn publish_with(
                 Ok(Event::Incoming(Incoming::Publish(p))) => {
                     if let Some(device) = answer::request_device(&p.topic) {
                         if answer::is_report_location(&p.payload) {
-                            let _ = requests_tx.send(device.to_string());
+                            let _ = requests_tx.try_send(device.to_string());
                         }
                     }
                 }
