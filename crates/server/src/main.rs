@@ -90,8 +90,9 @@ enum Command {
 
 #[derive(Subcommand)]
 enum EvidenceCommand {
-    /// Write a case's fixes, alerts and acknowledgements (CSV, GeoJSON) and
-    /// a manifest with their hash chain to a directory.
+    /// Write a case's fixes, alerts, acknowledgements, tamper resolutions,
+    /// status messages and case changes (CSV, GeoJSON, JSON lines) and a
+    /// manifest with their hash chain to a directory.
     Export {
         #[arg(long, default_value = "config/kordon.toml")]
         config: PathBuf,
