@@ -86,6 +86,12 @@ async fn every_api_route_refuses_a_missing_or_unknown_token_and_the_wrong_role()
             &[ADMIN_TOKEN],
         ),
         (
+            Method::POST,
+            "/api/v1/alerts/0123456789abcdef0123456789abcdef/resolve".into(),
+            None,
+            &[ADMIN_TOKEN, POLICE_TOKEN],
+        ),
+        (
             Method::GET,
             "/api/v1/bans?lat=51.92&lon=4.547".into(),
             None,
