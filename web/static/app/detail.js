@@ -94,7 +94,7 @@ export class AlertDetail {
     if (this.escButton) this.escButton.disabled = busy || !a || !!a.manual_escalation || !this.escNote.value.trim();
     this.noteSubmit.disabled = busy || !this.noteText.value.trim();
     const acked = a && (this.police ? a.police_acknowledgement : a.acknowledgement);
-    this.ackButton.disabled = busy || !a || !!acked || !!(a && a.resolution);
+    this.ackButton.disabled = busy || !a || !!acked || (!this.police && !!a.resolution);
   }
 
   update() {

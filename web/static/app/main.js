@@ -96,11 +96,11 @@ function renderTopbar() {
       bar.append(h('button.btn.small.ghost', {
         type: 'button', testid: 'mute-toggle', 'aria-pressed': String(m), title: t(m ? 'top.unmute' : 'top.mute'),
         onclick: () => setMuted(!muted()),
-      }, speakerIcon(m), m ? t('top.sound_off') : t('top.sound_on')));
+      }, speakerIcon(m), h('span.long', m ? t('top.sound_off') : t('top.sound_on'))));
     }
   }
   const other = lang() === 'nl' ? 'en' : 'nl';
-  bar.append(h('button.btn.small.ghost', { type: 'button', testid: 'lang-toggle', title: t('top.language'), lang: other, onclick: () => setLang(other) }, t('top.lang_other')));
+  bar.append(h('button.btn.small.ghost', { type: 'button', testid: 'lang-toggle', title: t('top.language'), lang: other, onclick: () => setLang(other) }, h('span.long', t('top.lang_other')), h('span.short', t('top.lang_other_short'))));
   if (session) bar.append(h('button.btn.small.ghost', { type: 'button', testid: 'signout', onclick: signOut }, t('top.sign_out')));
 }
 

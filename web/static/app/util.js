@@ -144,12 +144,15 @@ export function alertState(a) {
   return 'unacknowledged';
 }
 
-/** Queue order: breach, warning, health; action before information; oldest first. */
+/** Queue order: breach, warning, health; action before information; open before cleared; oldest first. */
 export function compareAlerts(a, b) {
   const la = LEVEL_RANK[level(a.kind)], lb = LEVEL_RANK[level(b.kind)];
   if (la !== lb) return la - lb;
   const aa = a.attention === 'action' ? 0 : 1, ab = b.attention === 'action' ? 0 : 1;
   if (aa !== ab) return aa - ab;
+  // An episode still going on before one that has ended but waits for its disposition.
+  const oa = a.open ? 0 : 1, ob = b.open ? 0 : 1;
+  if (oa !== ob) return oa - ob;
   const ta = ms(a.attention_since || a.raised_at || a.onset), tb = ms(b.attention_since || b.raised_at || b.onset);
   if (ta !== tb) return (ta || 0) - (tb || 0);
   return a.id < b.id ? -1 : a.id > b.id ? 1 : 0;

@@ -48,7 +48,7 @@ export function mount(container, route, { toast }) {
   let marks = []; // {line, kind, text}
   let alive = true;
 
-  const list = h('ul.case-list', { testid: 'intake-cases' });
+  const list = h('ul.plain.case-list', { testid: 'intake-cases' });
   const upload = h('input', { type: 'file', accept: '.json,application/json', testid: 'intake-upload', hidden: true, onchange: (e) => readFile(e.target.files[0]) });
   const side = h('section.card.intake-side',
     h('div.section-head', h('h2', t('intake.cases')), h('button.btn.small', { type: 'button', testid: 'intake-new', onclick: () => newCase() }, t('intake.new'))),
@@ -58,7 +58,7 @@ export function mount(container, route, { toast }) {
   const gutter = h('div.editor-gutter', { 'aria-hidden': 'true' });
   const backdrop = h('div.editor-backdrop', { 'aria-hidden': 'true' });
   const notes = h('div.editor-notes', { 'aria-hidden': 'true' });
-  const editorBox = h('div.editor', gutter, h('div.editor-main', backdrop, editor), notes);
+  const editorBox = h('div.editor', h('div.editor-clip.gutter-clip', gutter), h('div.editor-main', backdrop, editor), h('div.editor-clip.notes-clip', notes));
   const title = h('h2');
   const status = h('div.intake-status', { testid: 'intake-status', role: 'status' });
   const check = h('button.btn', { type: 'button', testid: 'intake-check', onclick: () => run('check') }, t('intake.check'));
@@ -139,10 +139,16 @@ export function mount(container, route, { toast }) {
     let start = 0;
     for (let k = 0; k < line - 1 && k < rows.length; k++) start += rows[k].length + 1;
     const end = start + (rows[line - 1] || '').length;
-    editor.focus();
+    editor.focus({ preventScroll: true });
     editor.setSelectionRange(start, end);
-    editor.scrollTop = Math.max(0, (line - 1) * LH - editor.clientHeight / 3);
+    const top = Math.max(0, (line - 1) * LH - editor.clientHeight / 3);
+    editor.scrollTop = top;
     syncScroll();
+    // Chromium may reveal the selection itself after this frame: have the last word.
+    requestAnimationFrame(() => {
+      editor.scrollTop = top;
+      syncScroll();
+    });
   }
 
   function setText(text) {

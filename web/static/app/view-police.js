@@ -13,7 +13,7 @@ import { createMap, AlertOverlay } from './map.js';
 const L = window.L;
 
 export function mount(container, route, { toast }) {
-  const queueEl = h('section.pane.police-queue', { 'aria-label': t('police.alerts') });
+  const queueEl = h('section.pane.queue-pane.police-queue', { 'aria-label': t('police.alerts') });
   const mapEl = h('div.map.police-map', { testid: 'map' });
   const detailEl = h('section.pane.police-detail');
   const results = h('div.lookup-results', { testid: 'lookup-results', 'aria-live': 'polite' });
@@ -84,6 +84,9 @@ export function mount(container, route, { toast }) {
     if (error) results.append(h('div.empty.muted', error));
     else if (!list.length) results.append(h('div.empty', { testid: 'lookup-none' }, t('police.no_bans')));
     else results.append(h('ul.plain.lookup-list', list.map(banItem)));
+    // On a phone the results are below the map: bring the first into sight.
+    const r = results.getBoundingClientRect();
+    if (r.top > window.innerHeight - 80) tabs.scrollIntoView({ block: 'start', behavior: 'smooth' });
   }
 
   async function lookupPlace(latlng) {
