@@ -33,6 +33,7 @@ use thiserror::Error;
 
 use crate::attention::{self, Attention};
 use crate::cap::{self, CapThread};
+use crate::handling::Handling;
 use crate::message::{
     offender_instruction, protected_instruction, Acknowledgement, AlertEvent, AlertMessage,
     CoordinatorNotice, DeviceWarning, Level, Position,
@@ -156,12 +157,15 @@ pub struct AlertRecord {
     /// first certain evidence).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub certain_since: Option<Timestamp>,
+    /// Notes, resolution, escalation by hand, the police's acknowledgement.
+    #[serde(flatten)]
+    pub handling: Handling,
     #[serde(skip)]
-    cap: Option<CapThread>,
+    pub(crate) cap: Option<CapThread>,
     /// What the police were last told, so that they hear material changes
     /// only.
     #[serde(skip)]
-    police_told: PoliceTold,
+    pub(crate) police_told: PoliceTold,
     /// The kind each wearer was last told about, so a warning that only
     /// changes distance does not buzz a device again.
     #[serde(skip)]
@@ -270,6 +274,8 @@ struct StoredAlert {
     police_told: PoliceTold,
     told_protected: Vec<(DeviceId, Option<EventKind>)>,
     told_offender: Option<EventKind>,
+    #[serde(default)]
+    handling: Handling,
 }
 
 impl From<&AlertRecord> for StoredAlert {
@@ -295,6 +301,7 @@ impl From<&AlertRecord> for StoredAlert {
             police_told: r.police_told,
             told_protected,
             told_offender: r.told_offender,
+            handling: r.handling.clone(),
         }
     }
 }
@@ -316,6 +323,7 @@ impl From<StoredAlert> for AlertRecord {
             police_told: s.police_told,
             told_protected: s.told_protected.into_iter().collect(),
             told_offender: s.told_offender,
+            handling: s.handling,
         }
     }
 }
@@ -323,7 +331,7 @@ impl From<StoredAlert> for AlertRecord {
 /// The last message of an episode the police heard: when, at what level,
 /// and where things stood.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
-struct PoliceTold {
+pub(crate) struct PoliceTold {
     at: Option<Timestamp>,
     level: Option<Level>,
     offender: Option<(f64, f64)>,
@@ -333,7 +341,7 @@ struct PoliceTold {
 impl PoliceTold {
     /// What the police know once told `message`, after `self`: the highest
     /// level they were told since the positions were last lost sight of.
-    fn after(&self, message: &AlertMessage, now: Timestamp) -> PoliceTold {
+    pub(crate) fn after(&self, message: &AlertMessage, now: Timestamp) -> PoliceTold {
         let level = Level::of(message);
         let level = match self.level {
             Some(told) if message.distance_m.is_some() && !level.rose_from(told) => told,
@@ -398,6 +406,7 @@ impl AlertRecord {
         if let Some(ack) = self.acknowledgement.take() {
             self.earlier_acknowledgements.push(ack);
         }
+        self.handling.rose();
         self.latest.acknowledged = None;
         if !police_waiting {
             self.attention_since = now;
@@ -411,9 +420,11 @@ impl AlertRecord {
 pub struct AlertDesk {
     settings: AlertSettings,
     cases: HashMap<CaseId, CaseRouting>,
-    alerts: HashMap<EpisodeId, AlertRecord>,
+    pub(crate) alerts: HashMap<EpisodeId, AlertRecord>,
     /// Alerts that are cleared and acknowledged, oldest first, to forget.
     closed: VecDeque<EpisodeId>,
+    /// Alerts changed since [`AlertDesk::take_changed`] was last asked.
+    changed: Vec<EpisodeId>,
 }
 
 impl AlertDesk {
@@ -423,6 +434,7 @@ impl AlertDesk {
             cases: HashMap::new(),
             alerts: HashMap::new(),
             closed: VecDeque::new(),
+            changed: Vec::new(),
         }
     }
 
@@ -457,6 +469,20 @@ impl AlertDesk {
         Ok(desk)
     }
 
+    /// The alerts changed since the last call (raised, updated,
+    /// acknowledged, escalated, noted, resolved), each once, for the
+    /// dashboard's live stream.
+    pub fn take_changed(&mut self) -> Vec<EpisodeId> {
+        let mut changed = std::mem::take(&mut self.changed);
+        changed.sort_unstable();
+        changed.dedup();
+        changed
+    }
+
+    pub(crate) fn touch(&mut self, id: EpisodeId) {
+        self.changed.push(id);
+    }
+
     pub fn settings(&self) -> &AlertSettings {
         &self.settings
     }
@@ -472,7 +498,9 @@ impl AlertDesk {
     }
 
     /// Police are needed for breaches that a unit can act on.
-    fn needs_police(kind: EventKind, risk: RiskLevel) -> bool {
+    /// Whether an episode of `kind` in a case of `risk` needs a police unit:
+    /// the one rule, also for reports that read the journal.
+    pub fn needs_police(kind: EventKind, risk: RiskLevel) -> bool {
         match kind {
             EventKind::ProximityBreach | EventKind::ZoneBreach => true,
             EventKind::CurfewBreach | EventKind::Tamper => risk == RiskLevel::High,
@@ -507,6 +535,7 @@ impl AlertDesk {
             return vec![json(topics::MONITORING, &message)];
         }
         let mut out = vec![json(topics::MONITORING, &message)];
+        self.changed.push(event.id);
 
         let record = self.alerts.entry(event.id).or_insert_with(|| AlertRecord {
             latest: message.clone(),
@@ -523,6 +552,7 @@ impl AlertDesk {
             police_told: PoliceTold::default(),
             told_protected: HashMap::new(),
             told_offender: None,
+            handling: Handling::default(),
         });
         let police_waiting = record.needs_police && record.acknowledgement.is_none();
         if Level::of(&message).rose_from(Level::of(&record.latest)) {
@@ -604,7 +634,7 @@ impl AlertDesk {
     ) -> Result<(Acknowledgement, Vec<Outbound>), AckError> {
         let record = id
             .parse_episode()
-            .and_then(|episode| self.alerts.get_mut(&episode))
+            .and_then(|episode| self.alerts.get(&episode))
             .ok_or_else(|| AckError::UnknownAlert(id.to_string()))?;
         if let Some(ack) = &record.acknowledgement {
             return Err(AckError::AlreadyAcknowledged {
@@ -623,11 +653,25 @@ impl AlertDesk {
                 .max(0.0),
             level: Some(Level::of(&record.latest)),
         };
-        record.acknowledgement = Some(ack.clone());
+        let out = self.acknowledge_with(id, ack.clone());
+        Ok((ack, out))
+    }
+
+    /// Records `ack` as the acknowledgement of the alert's current level
+    /// and tells those who follow it. The caller found the alert.
+    pub(crate) fn acknowledge_with(&mut self, id: &str, ack: Acknowledgement) -> Vec<Outbound> {
+        let Some(record) = id
+            .parse_episode()
+            .and_then(|episode| self.alerts.get_mut(&episode))
+        else {
+            return Vec::new();
+        };
         record.latest.acknowledged = Some(ack.clone());
+        self.changed.push(record.latest.id);
         let mut message = record.latest.clone();
         message.event = AlertEvent::Acknowledged;
-        message.ts = now;
+        message.ts = ack.at;
+        record.acknowledgement = Some(ack);
         let mut out = vec![json(topics::MONITORING, &message)];
         if record.needs_police {
             out.push(json(topics::POLICE, &message));
@@ -636,7 +680,14 @@ impl AlertDesk {
             self.closed.push_back(record.latest.id);
         }
         self.forget_old();
-        Ok((ack, out))
+        out
+    }
+
+    /// The risk level and coordinators of a case the desk routes for.
+    pub(crate) fn case_contacts(&self, case: &CaseId) -> Option<(RiskLevel, Vec<Coordinator>)> {
+        self.cases
+            .get(case)
+            .map(|c| (c.risk, c.coordinators.clone()))
     }
 
     /// Asks for action on conditions that lasted and warns her of those
@@ -668,6 +719,7 @@ impl AlertDesk {
             .collect();
         due.sort_unstable();
         for id in due {
+            self.changed.push(id);
             let record = self.alerts.get_mut(&id).expect("collected above");
             record.escalated_at = Some(now);
             let mut message = record.latest.clone();
@@ -757,6 +809,7 @@ impl AlertDesk {
         due.sort_unstable();
         let mut out = Vec::new();
         for id in due {
+            self.changed.push(id);
             let record = self.alerts.get_mut(&id).expect("collected above");
             record.latest.attention = Attention::Action;
             record.latest.event = AlertEvent::Updated;
@@ -835,7 +888,7 @@ impl AlertDesk {
     }
 }
 
-trait ParseEpisode {
+pub(crate) trait ParseEpisode {
     fn parse_episode(&self) -> Option<EpisodeId>;
 }
 
@@ -944,7 +997,7 @@ fn device_warning(
     })
 }
 
-fn json<T: Serialize>(topic: &str, payload: &T) -> Outbound {
+pub(crate) fn json<T: Serialize>(topic: &str, payload: &T) -> Outbound {
     Outbound {
         topic: topic.to_string(),
         payload: serde_json::to_vec(payload).expect("alert payloads always serialise"),

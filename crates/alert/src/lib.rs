@@ -5,6 +5,8 @@
 //!   only inform (the health policy).
 //! - [`desk`]: the [`AlertDesk`] state machine: routing by audience (the
 //!   privacy rules), acknowledgement, escalation, time to acknowledge.
+//! - [`handling`]: what people do with an alert: notes, resolution with a
+//!   disposition, escalation by hand, the police's acknowledgement.
 //! - [`message`]: the JSON payloads per audience.
 //! - [`cap`]: OASIS CAP 1.2 for police dispatch.
 //! - [`topics`]: the outbound alert topics.
@@ -14,9 +16,11 @@
 pub mod attention;
 pub mod cap;
 pub mod desk;
+pub mod handling;
 pub mod message;
 pub mod topics;
 
 pub use attention::Attention;
 pub use desk::{AckError, AlertDesk, AlertRecord, AlertSettings, Outbound};
+pub use handling::{Disposition, Handling, HandlingError, ManualEscalation, Note, Resolution};
 pub use message::{Acknowledgement, AlertEvent, AlertMessage, DeviceWarning, Level, Position};

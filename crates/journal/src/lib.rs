@@ -12,11 +12,13 @@
 //! durable.
 
 pub mod evidence;
+pub mod reader;
 pub mod record;
 pub mod snapshot;
 pub mod store;
 pub mod writer;
 
+pub use reader::{Reader, TIMELINE_KINDS};
 pub use record::{EngineTick, Hash, Record};
 pub use snapshot::{Snapshot, SnapshotStore};
 pub use store::{Durability, Entry, Journal, JournalError, Stored, Truncation, Verified};

@@ -76,23 +76,43 @@ pub enum Record {
         #[serde(default, skip_serializing_if = "EngineTick::is_at_tick")]
         engine: EngineTick,
     },
-    /// An operator acknowledged an alert.
+    /// An operator acknowledged an alert: the monitoring room, or (with
+    /// `police`) a police dispatcher, whose acknowledgement is their own.
     Ack {
         alert: String,
         operator: String,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         note: Option<String>,
         at: Timestamp,
+        #[serde(default, skip_serializing_if = "is_false")]
+        police: bool,
     },
-    /// An operator who had checked the bracelet resolved its tamper alarm
-    /// (`alert`, the episode the operator named) at `at`, the time the
-    /// engine closed the episode at; replay resolves it again at `at`.
+    /// An operator resolved an alert (`alert`, about `device`) with a
+    /// disposition (its code; absent in records from before dispositions,
+    /// which were tamper alarms only) at `at`. A tamper alarm's episode
+    /// closed at `at` too; replay resolves it again at `at`.
     Resolve {
         alert: String,
         device: DeviceId,
         operator: String,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         note: Option<String>,
+        at: Timestamp,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        disposition: Option<String>,
+    },
+    /// An operator added a note to an alert.
+    Note {
+        alert: String,
+        operator: String,
+        text: String,
+        at: Timestamp,
+    },
+    /// An operator passed an alert to the police and the coordinators.
+    Escalate {
+        alert: String,
+        operator: String,
+        note: String,
         at: Timestamp,
     },
     /// An alert event as the engine decided it, with both positions.
@@ -131,6 +151,8 @@ impl Record {
             Record::Tick { .. } => "tick",
             Record::Ack { .. } => "ack",
             Record::Resolve { .. } => "resolve",
+            Record::Note { .. } => "note",
+            Record::Escalate { .. } => "escalate",
             Record::Event { .. } => "event",
             Record::Outbound { .. } => "outbound",
             Record::Delivered { .. } => "delivered",
@@ -147,6 +169,8 @@ impl Record {
             | Record::Tick { at, .. }
             | Record::Ack { at, .. }
             | Record::Resolve { at, .. }
+            | Record::Note { at, .. }
+            | Record::Escalate { at, .. }
             | Record::Event { at, .. }
             | Record::Outbound { at, .. }
             | Record::Delivered { at, .. }
@@ -172,6 +196,10 @@ impl Record {
     pub fn from_body(body: &[u8]) -> Result<Record, serde_json::Error> {
         serde_json::from_slice(body)
     }
+}
+
+fn is_false(value: &bool) -> bool {
+    !value
 }
 
 /// The identity of an outbound message: what the broker echoes back.
@@ -253,11 +281,26 @@ mod tests {
             operator: "monitoring room".into(),
             note: Some("strap checked at home".into()),
             at: "2026-11-29T03:00:01Z".parse().unwrap(),
+            disposition: Some("bracelet_checked".into()),
         };
         assert_eq!(Record::from_body(&r.body()).unwrap(), r);
         assert_eq!(r.kind(), "resolve");
         assert_eq!(r.device().map(DeviceId::as_str), Some("OFF-1"));
         let body = String::from_utf8(r.body()).unwrap();
         assert!(body.starts_with(r#"{"kind":"resolve","alert":"#), "{body}");
+    }
+
+    #[test]
+    fn a_resolve_record_from_before_dispositions_still_reads() {
+        let old = br#"{"kind":"resolve","alert":"a","device":"OFF-1","operator":"room","at":"2026-11-29T03:00:01Z"}"#;
+        let Record::Resolve { disposition, .. } = Record::from_body(old).unwrap() else {
+            panic!("not a resolve record")
+        };
+        assert_eq!(disposition, None);
+        let ack = br#"{"kind":"ack","alert":"a","operator":"room","at":"2026-11-29T03:00:01Z"}"#;
+        assert!(matches!(
+            Record::from_body(ack).unwrap(),
+            Record::Ack { police: false, .. }
+        ));
     }
 }

@@ -131,6 +131,10 @@ const SCHEMA: &str = "
     );
     -- Alert events are few; retention reads them all, fixes it reads by range.
     CREATE INDEX IF NOT EXISTS records_events ON records(seq) WHERE kind = 'event';
+    -- What people see of a case (crate::reader): its timeline, and its
+    -- devices' fixes by time for playback.
+    CREATE INDEX IF NOT EXISTS records_timeline ON records(seq)
+        WHERE kind IN ('event', 'ack', 'resolve', 'note', 'escalate', 'case_upsert', 'case_remove');
     CREATE TABLE IF NOT EXISTS case_links (
         seq      INTEGER NOT NULL,
         case_id  TEXT NOT NULL,
@@ -138,6 +142,7 @@ const SCHEMA: &str = "
         link     BLOB NOT NULL,
         PRIMARY KEY (seq, case_id)
     ) WITHOUT ROWID;
+    CREATE INDEX IF NOT EXISTS case_links_by_case ON case_links(case_id, seq);
     CREATE TABLE IF NOT EXISTS case_heads (
         case_id TEXT PRIMARY KEY,
         seq     INTEGER NOT NULL,

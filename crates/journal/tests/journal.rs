@@ -93,6 +93,7 @@ fn journal_with_a_breach(path: &Path) -> Journal {
             operator: "op-7".into(),
             note: Some("unit sent".into()),
             at: t0() + secs(400),
+            police: false,
         },
         vec![CaseId::from(CASE)],
     )])

@@ -75,6 +75,7 @@ fn journal_with_a_resolved_tamper(path: &Path) -> String {
         operator: "monitoring room, \"night\" shift".into(),
         note: Some("strap checked at his address, replaced".into()),
         at,
+        disposition: Some("bracelet_checked".into()),
     })];
     batch.extend(cleared.iter().map(|e| {
         for_case(Record::Event {

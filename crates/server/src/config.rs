@@ -28,9 +28,42 @@ pub struct Config {
     pub engine: EngineConfig,
     #[serde(default)]
     pub journal: JournalConfig,
+    /// The deadline report's targets.
+    #[serde(default)]
+    pub reports: ReportsConfig,
     /// The wall clock, except for `kordon demo`.
     #[serde(skip)]
     pub clock: crate::clock::Clock,
+}
+
+/// What the deadline report measures against.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReportsConfig {
+    #[serde(default)]
+    pub targets: DeadlineTargets,
+}
+
+/// Per partner: how soon an alert should be acknowledged and resolved.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DeadlineTargets {
+    /// The monitoring room acknowledges an alert within this.
+    pub acknowledge_s: u32,
+    /// … and resolves it within this.
+    pub resolve_s: u32,
+    /// The police acknowledge a police alert within this.
+    pub police_acknowledge_s: u32,
+}
+
+impl Default for DeadlineTargets {
+    fn default() -> Self {
+        DeadlineTargets {
+            acknowledge_s: 120,
+            resolve_s: 3600,
+            police_acknowledge_s: 300,
+        }
+    }
 }
 
 /// The durable journal: where it lives, how hard it syncs, how long fixes

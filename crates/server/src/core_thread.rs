@@ -19,11 +19,11 @@ use std::time::Instant;
 use crossbeam_channel::{Receiver, Sender};
 use jiff::Timestamp;
 use kordon_alert::{
-    topics, AckError, Acknowledgement, AlertDesk, AlertRecord, AlertSettings, Outbound,
+    topics, AlertDesk, AlertRecord, AlertSettings, Outbound,
 };
 use kordon_core::{
     BanHit, Case, CaseId, CaseRejected, ClearReason, DeviceId, Disposition, Engine, Event,
-    EventKind, Phase,
+    Phase,
 };
 use kordon_ingest::{Message, Reason, Refusal};
 use kordon_journal::{EngineTick, Entry, Job, Record};
@@ -33,6 +33,10 @@ use tokio::sync::oneshot;
 use tracing::{debug, error, info, warn};
 
 use crate::cases;
+use crate::live::{DevicePosition, Feed};
+
+mod operator;
+pub use operator::{OperatorAction, OperatorError, OperatorReply};
 use crate::delivery::{Actions, Deliveries};
 use crate::metrics as m;
 
@@ -86,21 +90,14 @@ pub enum Command {
     GetCase(CaseId, oneshot::Sender<Option<Case>>),
     Alerts(oneshot::Sender<Vec<AlertRecord>>),
     Alert(String, oneshot::Sender<Option<AlertRecord>>),
-    Acknowledge {
+    /// An operator acts on an alert (see [`OperatorAction`]). The answer
+    /// comes once what it did is durable; a refusal at once.
+    Operator {
         id: String,
         operator: String,
-        note: Option<String>,
+        action: OperatorAction,
         now: Timestamp,
-        reply: oneshot::Sender<Result<Acknowledgement, AckError>>,
-    },
-    /// An operator resolves a tamper alarm (`id`). The answer comes once
-    /// the resolution is durable; a refusal at once.
-    Resolve {
-        id: String,
-        operator: String,
-        note: Option<String>,
-        now: Timestamp,
-        reply: oneshot::Sender<Result<Resolution, ResolveError>>,
+        reply: oneshot::Sender<Result<OperatorReply, OperatorError>>,
     },
     Bans {
         lat: f64,
@@ -174,45 +171,6 @@ impl std::fmt::Debug for Reply {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("Reply")
     }
-}
-
-/// A tamper alarm an operator resolved.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Resolution {
-    /// The alert the operator named.
-    pub alert: String,
-    /// The bracelet whose tamper alarm it was.
-    pub device: DeviceId,
-    pub operator: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub note: Option<String>,
-    /// When the episode was closed (the engine's time; see
-    /// [`crate::engine_time`]).
-    pub at: Timestamp,
-    /// Every alert it cleared: the bracelet's tamper alarm in each case it
-    /// is part of.
-    pub cleared: Vec<String>,
-}
-
-/// Why a tamper alarm was not resolved; nothing was journaled.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ResolveError {
-    #[error("no alert with id `{0}`")]
-    UnknownAlert(String),
-    #[error("only a tamper alarm is resolved by an operator; a {kind} episode ends by itself (alert `{id}`)")]
-    NotTamper { id: String, kind: EventKind },
-    #[error("the tamper alarm `{id}` was already cleared at {at} ({reason})")]
-    AlreadyCleared {
-        id: String,
-        at: Timestamp,
-        reason: String,
-    },
-    #[error("the engine holds no open tamper alarm for {device} (alert `{id}`): {detail}")]
-    NotOpen {
-        id: String,
-        device: DeviceId,
-        detail: String,
-    },
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -290,6 +248,8 @@ pub struct CoreThread {
     /// OwnTracks phones by device id, as `"user/device"`: they are asked
     /// for a fresh fix on their command topic, other devices on kordon's.
     owntracks_phones: HashMap<DeviceId, String>,
+    /// The dashboard's live stream (see [`crate::live`]).
+    feed: Option<Feed>,
 }
 
 impl CoreThread {
@@ -311,6 +271,7 @@ impl CoreThread {
             last_retention: None,
             engine_time: None,
             owntracks_phones: HashMap::new(),
+            feed: None,
         }
     }
 
@@ -353,6 +314,7 @@ impl CoreThread {
         match record {
             Record::Fix { fix, received } => {
                 if let Ok(outcome) = self.engine.ingest_fix(&fix) {
+                    self.show_position(&fix, None);
                     self.publish_events(&outcome.events, received, None);
                 }
                 self.request_positions(received);
@@ -369,22 +331,12 @@ impl CoreThread {
             }
             Record::CaseRemove { case, at } => self.remove_case_state(&case, at),
             Record::Tick { at, engine } => self.tick(at, engine),
-            Record::Ack {
-                alert,
-                operator,
-                note,
-                at,
-            } => {
-                let _ = self.acknowledge(&alert, &operator, note, at);
-            }
-            // At the time it was resolved at live, so the same episodes
-            // close at the same time.
-            Record::Resolve { device, at, .. } => match self.engine.resolve_tamper(&device, at) {
-                Ok(events) => self.publish_events(&events, at, None),
-                Err(e) => {
-                    warn!(error = %e, device = %device, "a journaled tamper resolution is refused on replay")
-                }
-            },
+            // At the time they were done at live, so that the same
+            // episodes close at the same time.
+            record @ (Record::Ack { .. }
+            | Record::Resolve { .. }
+            | Record::Note { .. }
+            | Record::Escalate { .. }) => self.replay_operator(record),
             Record::Outbound { topic, payload, at } => {
                 self.deliveries.expect(
                     &Outbound {
@@ -421,6 +373,12 @@ impl CoreThread {
             .iter()
             .map(|(user_device, device)| (device.clone(), user_device.clone()))
             .collect();
+    }
+
+    /// Feeds `feed` from now on: positions as the journal is replayed,
+    /// everything once live.
+    pub fn attach_feed(&mut self, feed: Feed) {
+        self.feed = Some(feed);
     }
 
     pub fn go_live(&mut self, journal: Sender<Job<Vec<Envelope>>>) {
@@ -493,8 +451,7 @@ impl CoreThread {
                 | Command::Echo { now, .. }
                 | Command::PutCase { now, .. }
                 | Command::DeleteCase { now, .. }
-                | Command::Acknowledge { now, .. }
-                | Command::Resolve { now, .. }
+                | Command::Operator { now, .. }
                 | Command::Bans { now, .. } => Some(*now),
                 Command::Connected(now) | Command::Tick { at: now, .. } => Some(*now),
                 _ => None,
@@ -538,14 +495,28 @@ impl CoreThread {
                     self.tick(at, engine);
                     let actions = self.deliveries.tick(at);
                     self.act(actions, at);
+                    if let Some(feed) = &self.feed {
+                        feed.flush_positions(Instant::now());
+                    }
                 }
                 Command::PutCase { case, now, reply } => {
                     let at = self.case_time(now);
-                    let _ = reply.send(self.put_case(*case, at));
+                    let id = case.id.clone();
+                    let result = self.put_case(*case, at);
+                    if let (Ok(_), Some(feed)) = (&result, &self.feed) {
+                        feed.case(id);
+                    }
+                    let _ = reply.send(result);
                 }
                 Command::DeleteCase { id, now, reply } => {
                     let at = self.case_time(now);
-                    let _ = reply.send(self.delete_case(&id, at));
+                    let result = self.delete_case(&id, at);
+                    if let (Ok(true), Some(feed)) = (&result, &self.feed) {
+                        let engine = &self.engine;
+                        feed.forget_devices(|d| engine.has_device(d.as_str()));
+                        feed.case(id);
+                    }
+                    let _ = reply.send(result);
                 }
                 Command::ListCases(reply) => {
                     let mut list: Vec<CaseSummary> = self
@@ -571,26 +542,17 @@ impl CoreThread {
                 Command::Alert(id, reply) => {
                     let _ = reply.send(self.desk.alert(&id).cloned());
                 }
-                Command::Acknowledge {
+                Command::Operator {
                     id,
                     operator,
-                    note,
+                    action,
                     now,
                     reply,
-                } => {
-                    let _ = reply.send(self.acknowledge(&id, &operator, note, now));
-                }
-                Command::Resolve {
-                    id,
-                    operator,
-                    note,
-                    now,
-                    reply,
-                } => match self.resolve(&id, &operator, note, now) {
+                } => match self.operate(&id, &operator, action, now) {
                     // Answered once its records are committed (see
                     // `Envelope::Reply`): a 200 means it survives a crash.
-                    Ok(resolution) => self.envelopes.push(Envelope::Reply(Reply::new(move || {
-                        let _ = reply.send(Ok(resolution));
+                    Ok(done) => self.envelopes.push(Envelope::Reply(Reply::new(move || {
+                        let _ = reply.send(Ok(done));
                     }))),
                     Err(e) => {
                         let _ = reply.send(Err(e));
@@ -607,6 +569,7 @@ impl CoreThread {
                 Command::Shutdown => break,
             }
             self.flush();
+            self.show_changes();
             if let Some(now) = now {
                 self.upkeep(now);
             }
@@ -618,6 +581,34 @@ impl CoreThread {
             });
         }
         info!("engine thread stopped");
+    }
+
+    /// Tells the dashboard's consoles of every alert this command changed.
+    fn show_changes(&mut self) {
+        let changed = self.desk.take_changed();
+        let Some(feed) = &self.feed else { return };
+        for id in changed {
+            if let Some(record) = self.desk.alert(&id.to_string()) {
+                feed.alert(record.clone());
+            }
+        }
+    }
+
+    /// Where the dashboard shows a device that sent `fix`.
+    fn show_position(&self, fix: &kordon_core::Fix, received: Option<Instant>) {
+        let Some(feed) = &self.feed else { return };
+        let Some(case) = self.engine.cases_of(fix.device.as_str()).into_iter().next() else {
+            return;
+        };
+        let role = match self.cases.get(&case) {
+            Some(c) if c.offender.device == fix.device => kordon_core::Role::Offender,
+            _ => kordon_core::Role::Protected,
+        };
+        let position = DevicePosition::of(fix, case, role);
+        match received {
+            Some(received) if self.is_live() => feed.position(position, received),
+            _ => feed.remember_position(position),
+        }
     }
 
     /// Hands this command's records and messages to the journal writer.
@@ -773,6 +764,7 @@ impl CoreThread {
                         .increment(1);
                     // A redelivered fix is on record already.
                     if outcome.disposition != Disposition::Duplicate {
+                        self.show_position(&fix, Some(received));
                         let cases = self.engine.cases_of(fix.device.as_str());
                         self.record(Record::Fix { fix, received: now }, cases);
                     }
@@ -797,134 +789,16 @@ impl CoreThread {
                 Err(error) => self.refuse(topic, Refusal::from(error), now),
             },
             Message::Ack(ack) => {
-                if let Err(error) = self.acknowledge(&ack.id, &ack.operator, ack.note, now) {
+                if let Err(error) = self.acknowledge(&ack.id, &ack.operator, ack.note, false, now)
+                {
                     let reason = match error {
-                        AckError::UnknownAlert(_) => Reason::UnknownAlert,
-                        AckError::AlreadyAcknowledged { .. } => Reason::AlreadyAcknowledged,
+                        OperatorError::UnknownAlert(_) => Reason::UnknownAlert,
+                        _ => Reason::AlreadyAcknowledged,
                     };
                     self.refuse(topic, Refusal::new(reason, error.to_string()), now);
                 }
             }
         }
-    }
-
-    fn acknowledge(
-        &mut self,
-        id: &str,
-        operator: &str,
-        note: Option<String>,
-        now: Timestamp,
-    ) -> Result<Acknowledgement, AckError> {
-        let (ack, messages) = self.desk.acknowledge(id, operator, note.clone(), now)?;
-        if self.is_live() {
-            info!(
-                alert = id,
-                operator,
-                time_to_ack_s = ack.time_to_ack_s,
-                "alert acknowledged"
-            );
-            metrics::histogram!(m::TIME_TO_ACK).record(ack.time_to_ack_s);
-        }
-        let case = self.desk.alert(id).map(|a| a.latest.case.clone());
-        self.record(
-            Record::Ack {
-                alert: id.to_string(),
-                operator: operator.to_string(),
-                note,
-                at: now,
-            },
-            case.into_iter().collect(),
-        );
-        for message in messages {
-            self.send(message, None, None, now);
-        }
-        Ok(ack)
-    }
-
-    /// An operator resolves tamper alarm `id`: the bracelet's tamper
-    /// episode closes (`operator_resolved`) in every case it is in, at the
-    /// time case changes take effect now ([`CoreThread::case_time`]).
-    /// Journaled as [`Record::Resolve`] ahead of the events it causes;
-    /// replay resolves it again at the same time. It does not acknowledge
-    /// the alert.
-    fn resolve(
-        &mut self,
-        id: &str,
-        operator: &str,
-        note: Option<String>,
-        now: Timestamp,
-    ) -> Result<Resolution, ResolveError> {
-        let alert = self
-            .desk
-            .alert(id)
-            .ok_or_else(|| ResolveError::UnknownAlert(id.to_string()))?;
-        let latest = &alert.latest;
-        if latest.kind != EventKind::Tamper {
-            return Err(ResolveError::NotTamper {
-                id: id.to_string(),
-                kind: latest.kind,
-            });
-        }
-        if !alert.open {
-            return Err(ResolveError::AlreadyCleared {
-                id: id.to_string(),
-                at: latest.ts,
-                reason: latest
-                    .reason
-                    .map_or_else(|| "no reason recorded".to_string(), clear_reason),
-            });
-        }
-        let device = latest.device.clone();
-        let at = self.case_time(now);
-        let events = match self.engine.resolve_tamper(&device, at) {
-            Ok(events) if !events.is_empty() => events,
-            Ok(_) => {
-                return Err(ResolveError::NotOpen {
-                    id: id.to_string(),
-                    device,
-                    detail: "it has ended already".into(),
-                })
-            }
-            Err(e) => {
-                return Err(ResolveError::NotOpen {
-                    id: id.to_string(),
-                    device,
-                    detail: e.to_string(),
-                })
-            }
-        };
-        let cleared: Vec<String> = events.iter().map(|e| e.id.to_string()).collect();
-        if !cleared.iter().any(|c| c == id) {
-            warn!(
-                alert = id,
-                device = %device,
-                ?cleared,
-                "the tamper episode resolved is not the alert named"
-            );
-        }
-        let mut cases: Vec<CaseId> = events.iter().map(|e| e.case.clone()).collect();
-        cases.sort();
-        cases.dedup();
-        self.record(
-            Record::Resolve {
-                alert: id.to_string(),
-                device: device.clone(),
-                operator: operator.to_string(),
-                note: note.clone(),
-                at,
-            },
-            cases,
-        );
-        self.publish_events(&events, at, None);
-        info!(alert = id, device = %device, operator, "tamper alarm resolved by an operator");
-        Ok(Resolution {
-            alert: id.to_string(),
-            device,
-            operator: operator.to_string(),
-            note,
-            at,
-            cleared,
-        })
     }
 
     /// Asks victims' devices for the fresh fixes the engine wants (see

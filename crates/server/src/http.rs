@@ -1,5 +1,7 @@
-//! The HTTP API (axum). Every route but `/healthz` needs a bearer token; the
-//! token's role decides what the caller sees:
+//! The HTTP API (axum). Every route but `/healthz`, the dashboard's files
+//! and sign-in needs a bearer token or a dashboard session
+//! ([`crate::session`]); the role decides what the caller sees (the
+//! dashboard's own routes are listed in `docs/dashboard.md`):
 //!
 //! | route | monitoring | police | admin |
 //! | --- | --- | --- | --- |
@@ -7,24 +9,30 @@
 //! | `GET /api/v1/cases`, `GET /api/v1/cases/{id}` | yes | yes | yes |
 //! | `PUT`, `DELETE /api/v1/cases/{id}` | 403 | 403 | yes |
 //! | `GET /api/v1/alerts`, `GET /api/v1/alerts/{id}` | all alerts | alerts for police | all, without the victim's position |
-//! | `POST /api/v1/alerts/{id}/ack` | yes | yes | 403 |
-//! | `POST /api/v1/alerts/{id}/resolve` (a tamper alarm) | yes | 403 | 403 |
+//! | `POST /api/v1/alerts/{id}/ack` | yes | yes (the police's own) | 403 |
+//! | `POST /api/v1/alerts/{id}/resolve`, `…/escalate` | yes | 403 | 403 |
+//! | `POST /api/v1/alerts/{id}/notes` | yes | yes | 403 |
+//! | `GET /api/v1/stream` (live) | all, with positions | police alerts | alerts without positions of her |
+//! | `GET /api/v1/positions`, `…/playback`, `…/track` | yes | 403 | 403 |
+//! | `GET /api/v1/cases/{id}/timeline` | yes | yes | without positions |
 //! | `GET /api/v1/bans?lat=&lon=` | yes | yes | yes |
 //!
-//! A missing or unknown token is 401; a known token of the wrong role 403.
+//! A missing or unknown token is 401; a known token of the wrong role 403;
+//! a request by session cookie that changes anything without the session's
+//! CSRF token 403.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{FromRequestParts, Path, Query, State};
-use axum::http::header::{AUTHORIZATION, CONTENT_TYPE, WWW_AUTHENTICATE};
+use axum::http::header::{AUTHORIZATION, CONTENT_TYPE, COOKIE, WWW_AUTHENTICATE};
 use axum::http::request::Parts;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use crossbeam_channel::{Sender, TrySendError};
-use kordon_alert::{AckError, AlertRecord};
+use kordon_alert::AlertRecord;
 use kordon_core::{Case, CaseId};
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde::Deserialize;
@@ -33,16 +41,35 @@ use sha2::{Digest, Sha256};
 use tokio::sync::oneshot;
 
 use crate::config::{Role, TokenConfig};
-use crate::core_thread::{Command, PutCaseError, ResolveError};
+use crate::core_thread::{Command, OperatorAction, OperatorError, PutCaseError};
 use crate::health::Health;
+use crate::live::{AlertView, Feed};
+use crate::session::{self, Sessions};
 
 #[derive(Clone)]
 pub struct ApiState {
-    core: Sender<Command>,
+    pub(crate) core: Sender<Command>,
     tokens: Arc<Vec<Token>>,
     metrics: PrometheusHandle,
-    clock: crate::clock::Clock,
-    health: Health,
+    pub(crate) clock: crate::clock::Clock,
+    pub(crate) health: Health,
+    pub(crate) sessions: Sessions,
+    pub(crate) feed: Feed,
+    pub(crate) escalate_after_s: u32,
+    /// The journal, read (never written) for timelines and playback.
+    pub(crate) journal: std::path::PathBuf,
+    pub(crate) targets: crate::config::DeadlineTargets,
+}
+
+/// What the API needs besides the engine's queue.
+pub struct ApiParts {
+    pub metrics: PrometheusHandle,
+    pub clock: crate::clock::Clock,
+    pub health: Health,
+    pub feed: Feed,
+    pub escalate_after_s: u32,
+    pub journal: std::path::PathBuf,
+    pub targets: crate::config::DeadlineTargets,
 }
 
 struct Token {
@@ -52,13 +79,7 @@ struct Token {
 }
 
 impl ApiState {
-    pub fn new(
-        core: Sender<Command>,
-        tokens: &[TokenConfig],
-        metrics: PrometheusHandle,
-        clock: crate::clock::Clock,
-        health: Health,
-    ) -> Self {
+    pub fn new(core: Sender<Command>, tokens: &[TokenConfig], parts: ApiParts) -> Self {
         let tokens = tokens
             .iter()
             .filter_map(|t| {
@@ -76,10 +97,27 @@ impl ApiState {
         ApiState {
             core,
             tokens: Arc::new(tokens),
-            metrics,
-            clock,
-            health,
+            metrics: parts.metrics,
+            clock: parts.clock,
+            health: parts.health,
+            sessions: Sessions::default(),
+            feed: parts.feed,
+            escalate_after_s: parts.escalate_after_s,
+            journal: parts.journal,
+            targets: parts.targets,
         }
+    }
+
+    /// The holder of a bearer token, if it is one of ours.
+    pub(crate) fn token_holder(&self, token: &str) -> Option<Caller> {
+        let digest: [u8; 32] = Sha256::digest(token.trim().as_bytes()).into();
+        self.tokens
+            .iter()
+            .find(|t| t.sha256 == digest)
+            .map(|t| Caller {
+                role: t.role,
+                name: t.name.clone(),
+            })
     }
 }
 
@@ -104,7 +142,12 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/alerts/{id}", get(get_alert))
         .route("/api/v1/alerts/{id}/ack", post(ack_alert))
         .route("/api/v1/alerts/{id}/resolve", post(resolve_alert))
+        .route("/api/v1/alerts/{id}/notes", post(note_alert))
+        .route("/api/v1/alerts/{id}/escalate", post(escalate_alert))
+        .route("/api/v1/dispositions", get(dispositions))
         .route("/api/v1/bans", get(bans))
+        .merge(crate::web::routes())
+        .merge(crate::history::routes())
         .with_state(state)
 }
 
@@ -112,7 +155,7 @@ pub fn router(state: ApiState) -> Router {
 pub struct ApiError(StatusCode, serde_json::Value);
 
 impl ApiError {
-    fn new(status: StatusCode, message: impl Into<String>) -> Self {
+    pub(crate) fn new(status: StatusCode, message: impl Into<String>) -> Self {
         ApiError(status, json!({ "error": message.into() }))
     }
 }
@@ -136,7 +179,7 @@ pub struct Caller {
 }
 
 impl Caller {
-    fn require(&self, allowed: &[Role]) -> Result<(), ApiError> {
+    pub(crate) fn require(&self, allowed: &[Role]) -> Result<(), ApiError> {
         if allowed.contains(&self.role) {
             Ok(())
         } else {
@@ -152,34 +195,64 @@ impl FromRequestParts<ApiState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &ApiState) -> Result<Self, ApiError> {
-        let header = parts
+        if let Some(header) = parts.headers.get(AUTHORIZATION) {
+            let token = header
+                .to_str()
+                .ok()
+                .and_then(|h| h.strip_prefix("Bearer "))
+                .ok_or_else(|| {
+                    ApiError::new(
+                        StatusCode::UNAUTHORIZED,
+                        "use `Authorization: Bearer <token>`",
+                    )
+                })?;
+            return state
+                .token_holder(token)
+                .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "unknown token"));
+        }
+        let session_id = parts
             .headers
-            .get(AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "a bearer token is required"))?;
-        let token = header.strip_prefix("Bearer ").ok_or_else(|| {
-            ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "use `Authorization: Bearer <token>`",
-            )
-        })?;
-        let digest: [u8; 32] = Sha256::digest(token.trim().as_bytes()).into();
-        state
-            .tokens
+            .get_all(COOKIE)
             .iter()
-            .find(|t| t.sha256 == digest)
-            .map(|t| Caller {
-                role: t.role,
-                name: t.name.clone(),
-            })
-            .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "unknown token"))
+            .filter_map(|v| v.to_str().ok())
+            .find_map(session::cookie_value)
+            .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "a bearer token is required"))?;
+        let session = state
+            .sessions
+            .get(session_id, std::time::Instant::now())
+            .ok_or_else(|| {
+                ApiError::new(
+                    StatusCode::UNAUTHORIZED,
+                    "the session has ended; sign in again",
+                )
+            })?;
+        let changes_something = !matches!(
+            parts.method,
+            axum::http::Method::GET | axum::http::Method::HEAD
+        );
+        if changes_something {
+            let csrf = parts
+                .headers
+                .get(session::CSRF_HEADER)
+                .and_then(|v| v.to_str().ok());
+            if csrf != Some(session.csrf.as_str()) {
+                return Err(ApiError::new(
+                    StatusCode::FORBIDDEN,
+                    "a request by session must carry its `X-Kordon-CSRF` token",
+                ));
+            }
+        }
+        Ok(Caller {
+            role: session.role,
+            name: session.name,
+        })
     }
 }
 
-const ALL: &[Role] = &[Role::Monitoring, Role::Police, Role::Admin];
+pub(crate) const ALL: &[Role] = &[Role::Monitoring, Role::Police, Role::Admin];
 
 /// Sends a command to the engine's thread and waits for its answer.
-async fn ask<T>(
+pub(crate) async fn ask<T>(
     state: &ApiState,
     command: impl FnOnce(oneshot::Sender<T>) -> Command,
 ) -> Result<T, ApiError> {
@@ -342,13 +415,19 @@ async fn delete_case(
     }
 }
 
-/// What `caller` may see of an alert, if anything.
-fn visible(caller: &Caller, mut record: AlertRecord) -> Option<AlertRecord> {
-    match caller.role {
+/// What a caller of `role` may see of an alert, if anything. An admin
+/// sees nothing that locates a protected person: not her position, and of
+/// a contact-ban alert (which says he is near her) neither the distance nor
+/// his position.
+pub(crate) fn visible(role: Role, mut record: AlertRecord) -> Option<AlertRecord> {
+    match role {
         Role::Monitoring => Some(record),
         Role::Police => record.needs_police.then_some(record),
         Role::Admin => {
             record.latest = record.latest.without_protected_position();
+            if record.latest.kind.family() == "proximity" {
+                record.latest.offender = None;
+            }
             Some(record)
         }
     }
@@ -356,10 +435,11 @@ fn visible(caller: &Caller, mut record: AlertRecord) -> Option<AlertRecord> {
 
 async fn list_alerts(caller: Caller, State(state): State<ApiState>) -> Result<Response, ApiError> {
     caller.require(ALL)?;
-    let alerts: Vec<AlertRecord> = ask(&state, Command::Alerts)
+    let alerts: Vec<AlertView> = ask(&state, Command::Alerts)
         .await?
         .into_iter()
-        .filter_map(|r| visible(&caller, r))
+        .filter_map(|r| visible(caller.role, r))
+        .map(|r| AlertView::of(r, state.escalate_after_s))
         .collect();
     Ok(Json(alerts).into_response())
 }
@@ -372,19 +452,70 @@ async fn get_alert(
     caller.require(ALL)?;
     let alert = ask(&state, |reply| Command::Alert(id.clone(), reply)).await?;
     alert
-        .and_then(|r| visible(&caller, r))
-        .map(|r| Json(r).into_response())
+        .and_then(|r| visible(caller.role, r))
+        .map(|r| Json(AlertView::of(r, state.escalate_after_s)).into_response())
         .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("no alert `{id}`")))
 }
 
-#[derive(Deserialize)]
+/// An acknowledgement: the operator is the caller (a session's or token's
+/// name) unless an API client names the person at its console.
+#[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct AckBody {
-    operator: String,
+    #[serde(default)]
+    operator: Option<String>,
     #[serde(default)]
     note: Option<String>,
 }
 
+/// Reads an optional JSON body; an empty body is the default.
+fn body_or_default<T: serde::de::DeserializeOwned + Default>(
+    body: &str,
+    expected: &str,
+) -> Result<T, ApiError> {
+    if body.trim().is_empty() {
+        return Ok(T::default());
+    }
+    serde_json::from_str(body)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("expected {expected}: {e}")))
+}
+
+/// Hands an operator's action to the engine's thread and answers with what
+/// it did, once that is journaled.
+async fn operate(
+    state: &ApiState,
+    caller: &Caller,
+    id: &str,
+    operator: String,
+    action: OperatorAction,
+) -> Result<Response, ApiError> {
+    let now = state.clock.now();
+    let result = ask(state, |reply| Command::Operator {
+        id: id.to_string(),
+        operator,
+        action,
+        now,
+        reply,
+    })
+    .await?;
+    tracing::debug!(alert = id, by = caller.name, "operator action");
+    match result {
+        Ok(done) => Ok(Json(done).into_response()),
+        Err(e @ OperatorError::UnknownAlert(_)) => {
+            Err(ApiError::new(StatusCode::NOT_FOUND, e.to_string()))
+        }
+        Err(e @ OperatorError::Conflict(_)) => {
+            Err(ApiError::new(StatusCode::CONFLICT, e.to_string()))
+        }
+        Err(e @ OperatorError::Unprocessable(_)) => Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            e.to_string(),
+        )),
+    }
+}
+
+/// The monitoring room's acknowledgement, or the police's own (their
+/// dispatcher took it), by the caller's role.
 async fn ack_alert(
     caller: Caller,
     State(state): State<ApiState>,
@@ -392,52 +523,49 @@ async fn ack_alert(
     body: String,
 ) -> Result<Response, ApiError> {
     caller.require(&[Role::Monitoring, Role::Police])?;
-    let body: AckBody = serde_json::from_str(&body).map_err(|e| {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            format!("expected {{\"operator\": \"…\", \"note\": \"…\"}}: {e}"),
-        )
-    })?;
-    if body.operator.trim().is_empty() {
+    let body: AckBody = body_or_default(&body, r#"{"note": "…"}"#)?;
+    let operator = body.operator.unwrap_or_else(|| caller.name.clone());
+    if operator.trim().is_empty() {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
             "`operator` is empty",
         ));
     }
-    let now = state.clock.now();
-    let result = ask(&state, |reply| Command::Acknowledge {
-        id: id.clone(),
-        operator: body.operator,
-        note: body.note,
-        now,
-        reply,
-    })
-    .await?;
-    match result {
-        Ok(ack) => Ok(Json(ack).into_response()),
-        Err(e @ AckError::UnknownAlert(_)) => {
-            Err(ApiError::new(StatusCode::NOT_FOUND, e.to_string()))
-        }
-        Err(e @ AckError::AlreadyAcknowledged { .. }) => {
-            Err(ApiError::new(StatusCode::CONFLICT, e.to_string()))
+    if caller.role == Role::Police {
+        let visible = ask(&state, |reply| Command::Alert(id.clone(), reply))
+            .await?
+            .is_some_and(|r| r.needs_police);
+        if !visible {
+            return Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                format!("no alert with id `{id}`"),
+            ));
         }
     }
+    let action = OperatorAction::Acknowledge {
+        note: body.note,
+        police: caller.role == Role::Police,
+    };
+    operate(&state, &caller, &id, operator, action).await
 }
 
-/// The body of a resolution: who resolved it is the caller's token.
+/// The body of a resolution: who resolved it is the caller.
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct ResolveBody {
     #[serde(default)]
+    disposition: Option<kordon_alert::Disposition>,
+    #[serde(default)]
     note: Option<String>,
 }
 
-/// The monitoring room resolves a tamper alarm once someone has checked the
-/// bracelet: the episode closes with reason `operator_resolved` (in every
-/// case the bracelet is in), and the answer comes once that is journaled.
-/// While the journal cannot commit the answer waits, and after 5 s is a 503
-/// like any unanswered call: the resolution then stands in memory and is
-/// committed by the writer's retry (GET the alert to see it closed).
+/// The monitoring room closes its handling of an alert with a disposition
+/// and a note. A tamper alarm's episode closes with it (reason
+/// `operator_resolved`, in every case the bracelet is in; without a
+/// disposition it is `bracelet_checked`). The answer comes once that is
+/// journaled; while the journal cannot commit it waits, and after 5 s is a
+/// 503 like any unanswered call: the resolution then stands in memory and
+/// is committed by the writer's retry (GET the alert to see it).
 async fn resolve_alert(
     caller: Caller,
     State(state): State<ApiState>,
@@ -445,40 +573,72 @@ async fn resolve_alert(
     body: String,
 ) -> Result<Response, ApiError> {
     caller.require(&[Role::Monitoring])?;
-    let body: ResolveBody = if body.trim().is_empty() {
-        ResolveBody::default()
-    } else {
-        serde_json::from_str(&body).map_err(|e| {
-            ApiError::new(
-                StatusCode::BAD_REQUEST,
-                format!(
-                    "expected {{\"note\": \"…\"}} or no body (the operator is the token's name): {e}"
-                ),
-            )
-        })?
-    };
-    let now = state.clock.now();
-    let result = ask(&state, |reply| Command::Resolve {
-        id: id.clone(),
-        operator: caller.name.clone(),
+    let body: ResolveBody = body_or_default(
+        &body,
+        r#"{"disposition": "…", "note": "…"} (the operator is the caller)"#,
+    )?;
+    let action = OperatorAction::Resolve {
+        disposition: body.disposition,
         note: body.note,
-        now,
-        reply,
-    })
-    .await?;
-    match result {
-        Ok(resolution) => Ok(Json(resolution).into_response()),
-        Err(e @ ResolveError::UnknownAlert(_)) => {
-            Err(ApiError::new(StatusCode::NOT_FOUND, e.to_string()))
-        }
-        Err(e @ ResolveError::NotTamper { .. }) => Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            e.to_string(),
-        )),
-        Err(e @ (ResolveError::AlreadyCleared { .. } | ResolveError::NotOpen { .. })) => {
-            Err(ApiError::new(StatusCode::CONFLICT, e.to_string()))
-        }
+    };
+    operate(&state, &caller, &id, caller.name.clone(), action).await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NoteBody {
+    text: String,
+}
+
+async fn note_alert(
+    caller: Caller,
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+    body: String,
+) -> Result<Response, ApiError> {
+    caller.require(&[Role::Monitoring, Role::Police])?;
+    let body: NoteBody = serde_json::from_str(&body).map_err(|e| {
+        ApiError::new(StatusCode::BAD_REQUEST, format!(r#"expected {{"text": "…"}}: {e}"#))
+    })?;
+    if body.text.trim().is_empty() {
+        return Err(ApiError::new(StatusCode::BAD_REQUEST, "the note is empty"));
     }
+    let action = OperatorAction::Note { text: body.text };
+    operate(&state, &caller, &id, caller.name.clone(), action).await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EscalateBody {
+    note: String,
+}
+
+/// The monitoring room passes an alert to the police and the case
+/// coordinators now, with a note saying why.
+async fn escalate_alert(
+    caller: Caller,
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+    body: String,
+) -> Result<Response, ApiError> {
+    caller.require(&[Role::Monitoring])?;
+    let body: EscalateBody = serde_json::from_str(&body).map_err(|e| {
+        ApiError::new(StatusCode::BAD_REQUEST, format!(r#"expected {{"note": "…"}}: {e}"#))
+    })?;
+    if body.note.trim().is_empty() {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "say why it goes to the police: the note is empty",
+        ));
+    }
+    let action = OperatorAction::Escalate { note: body.note };
+    operate(&state, &caller, &id, caller.name.clone(), action).await
+}
+
+/// The dispositions an alert can be resolved with.
+async fn dispositions(caller: Caller) -> Result<Response, ApiError> {
+    caller.require(ALL)?;
+    Ok(Json(kordon_alert::Disposition::ALL).into_response())
 }
 
 #[derive(Deserialize)]

@@ -19,6 +19,8 @@
 //! - [`demo`]: `kordon demo`, everything in one process with the simulator.
 //! - [`mqtt`]: the connection and publisher tasks.
 //! - [`http`]: the API and its roles.
+//! - [`web`], [`session`], [`live`], [`history`]: the dashboard: its files,
+//!   sign-in, the live stream, and what the journal tells people.
 //! - [`health`]: broker connection and journal commits, for `/healthz`.
 //! - [`engine_time`]: the time ticks carry, also while draining a backlog.
 //! - [`replay`]: a recording through the engine on virtual time (`kordon replay`).
@@ -36,11 +38,15 @@ pub mod demo;
 pub mod embedded;
 pub mod engine_time;
 pub mod health;
+pub mod history;
 pub mod http;
+pub mod live;
 pub mod metrics;
 pub mod mqtt;
 pub mod replay;
 pub mod server;
+pub mod session;
+pub mod web;
 
 pub use config::Config;
 pub use server::{

@@ -19,7 +19,8 @@ use crate::cases;
 use crate::config::Config;
 use crate::core_thread::{Command, CoreThread, Envelope, Upkeep};
 use crate::health::Health;
-use crate::http::{self, ApiState};
+use crate::http::{self, ApiParts, ApiState};
+use crate::live::Feed;
 use crate::mqtt;
 
 // Every queue between the broker and the broker again is bounded; when one
@@ -108,7 +109,8 @@ pub async fn start_with(
     };
 
     let health = Health::default();
-    let (core, writer, out_rx) = recover(&config, on_damage, health.clone())?;
+    let feed = Feed::new(config.alerts.escalate_after_s);
+    let (core, writer, out_rx) = recover(&config, on_damage, health.clone(), feed.clone())?;
     let (core_tx, core_rx) = crossbeam_channel::bounded(CORE_QUEUE);
     let core_thread = std::thread::Builder::new()
         .name("kordon-engine".into())
@@ -153,9 +155,15 @@ pub async fn start_with(
     let app = http::router(ApiState::new(
         core_tx.clone(),
         &config.http.tokens,
-        metrics,
-        config.clock,
-        health,
+        ApiParts {
+            metrics,
+            clock: config.clock,
+            health,
+            feed,
+            escalate_after_s: config.alerts.escalate_after_s,
+            journal: config.journal.journal_file(),
+            targets: config.reports.targets.clone(),
+        },
     ));
     let mut http_stopping = stopping.clone();
     let http = tokio::spawn(async move {
@@ -223,6 +231,7 @@ pub struct RecoveryStats {
 pub fn recover_state(
     config: &Config,
     on_damage: OnDamagedJournal,
+    feed: Option<Feed>,
 ) -> Result<(CoreThread, Journal, RecoveryStats), StartError> {
     let path = config.journal.journal_file();
     let durability = config.journal.durability;
@@ -273,6 +282,9 @@ pub fn recover_state(
         },
         None => (fresh(), 0),
     };
+    if let Some(feed) = feed {
+        core.attach_feed(feed);
+    }
     let mut replayed = 0u64;
     let mut retired = 0u64;
     journal.read_after(after, |stored| {
@@ -314,8 +326,9 @@ fn recover(
     config: &Config,
     on_damage: OnDamagedJournal,
     health: Health,
+    feed: Feed,
 ) -> Result<Recovered, StartError> {
-    let (mut core, journal, _) = recover_state(config, on_damage)?;
+    let (mut core, journal, _) = recover_state(config, on_damage, Some(feed))?;
     let snapshots = SnapshotStore::new(&config.journal.dir);
     let (out_tx, out_rx) = mpsc::channel(PUBLISH_QUEUE);
     let clock = config.clock;

@@ -1,0 +1,224 @@
+//! Reading the journal for people: a case's timeline and its devices'
+//! fixes over a time window (playback), on a read-only connection of its
+//! own beside the writer's (SQLite's WAL lets both run at once).
+//!
+//! It never writes and never verifies: the journal was verified at start
+//! and only kordon's writer appends to it. A query reads through the two
+//! indexes made for it (`records_timeline`, `case_links_by_case`), so its
+//! cost follows what it returns, not the journal's size.
+
+use std::path::{Path, PathBuf};
+
+use jiff::Timestamp;
+use kordon_core::{CaseId, DeviceId, Fix};
+use rusqlite::{Connection, OpenFlags};
+
+use crate::store::JournalError;
+use crate::Record;
+
+/// The record kinds a case's timeline shows.
+pub const TIMELINE_KINDS: [&str; 7] = [
+    "event",
+    "ack",
+    "resolve",
+    "note",
+    "escalate",
+    "case_upsert",
+    "case_remove",
+];
+
+pub struct Reader {
+    conn: Connection,
+    path: PathBuf,
+}
+
+impl Reader {
+    pub fn open(path: &Path) -> Result<Reader, JournalError> {
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(|source| JournalError::Sqlite {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let _ = conn.busy_timeout(std::time::Duration::from_secs(2));
+        Ok(Reader {
+            conn,
+            path: path.to_path_buf(),
+        })
+    }
+
+    fn err(&self) -> impl Fn(rusqlite::Error) -> JournalError + '_ {
+        |source| JournalError::Sqlite {
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    /// The timeline records of `case` before record `before` (all when
+    /// `None`), newest first, at most `limit`.
+    pub fn case_timeline(
+        &self,
+        case: &CaseId,
+        before: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<(u64, Record)>, JournalError> {
+        let sql = format!(
+            "SELECT r.seq, r.body FROM records r \
+             WHERE r.kind IN ({kinds}) AND r.seq < ?2 \
+             AND EXISTS (SELECT 1 FROM case_links l WHERE l.seq = r.seq AND l.case_id = ?1) \
+             ORDER BY r.seq DESC LIMIT ?3",
+            kinds = TIMELINE_KINDS
+                .iter()
+                .map(|k| format!("'{k}'"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        let mut stmt = self.conn.prepare_cached(&sql).map_err(self.err())?;
+        let before = before.map_or(i64::MAX, |b| b as i64);
+        let rows = stmt
+            .query_map(
+                rusqlite::params![case.as_str(), before, limit as i64],
+                |row| Ok((row.get::<_, i64>(0)? as u64, row.get::<_, Option<Vec<u8>>>(1)?)),
+            )
+            .map_err(self.err())?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (seq, body) = row.map_err(self.err())?;
+            if let Some(record) = body.and_then(|b| Record::from_body(&b).ok()) {
+                out.push((seq, record));
+            }
+        }
+        Ok(out)
+    }
+
+    /// The timeline records of every case from `from` to `to` (kordon's
+    /// clock), oldest first: what the deadline report reads.
+    pub fn timeline_between(
+        &self,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> Result<Vec<(u64, Record)>, JournalError> {
+        let (lo, hi) = (self.first_seq_at(from)?, self.first_seq_at(to)?);
+        let sql = format!(
+            "SELECT seq, body FROM records WHERE kind IN ({kinds}) AND seq >= ?1 AND seq < ?2 ORDER BY seq",
+            kinds = TIMELINE_KINDS
+                .iter()
+                .map(|k| format!("'{k}'"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        let mut stmt = self.conn.prepare_cached(&sql).map_err(self.err())?;
+        let rows = stmt
+            .query_map(rusqlite::params![lo as i64, hi as i64], |row| {
+                Ok((row.get::<_, i64>(0)? as u64, row.get::<_, Option<Vec<u8>>>(1)?))
+            })
+            .map_err(self.err())?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (seq, body) = row.map_err(self.err())?;
+            if let Some(record) = body.and_then(|b| Record::from_body(&b).ok()) {
+                if (from..to).contains(&record.at()) {
+                    out.push((seq, record));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The latest case file of `case` put in force before record `before`.
+    pub fn case_before(&self, case: &CaseId, before: u64) -> Result<Option<kordon_core::Case>, JournalError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT r.body FROM records r WHERE r.kind IN ('event', 'ack', 'resolve', 'note', 'escalate', 'case_upsert', 'case_remove') \
+                 AND r.kind = 'case_upsert' AND r.seq < ?2 \
+                 AND EXISTS (SELECT 1 FROM case_links l WHERE l.seq = r.seq AND l.case_id = ?1) \
+                 ORDER BY r.seq DESC LIMIT 1",
+            )
+            .map_err(self.err())?;
+        let mut rows = stmt
+            .query(rusqlite::params![case.as_str(), before as i64])
+            .map_err(self.err())?;
+        let Some(row) = rows.next().map_err(self.err())? else {
+            return Ok(None);
+        };
+        let body: Option<Vec<u8>> = row.get(0).map_err(self.err())?;
+        Ok(match body.and_then(|b| Record::from_body(&b).ok()) {
+            Some(Record::CaseUpsert { case, .. }) => Some(case),
+            _ => None,
+        })
+    }
+
+    /// The fixes of `case`'s devices (only `devices`, when given) kordon
+    /// received from `from` to `to`, oldest first. Retired fixes are gone.
+    pub fn case_fixes(
+        &self,
+        case: &CaseId,
+        devices: Option<&[DeviceId]>,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> Result<Vec<Fix>, JournalError> {
+        // Kordon's clock is close to monotonic; a margin covers the rest.
+        let margin = jiff::SignedDuration::from_mins(5);
+        let lo = self.first_seq_at(from.checked_sub(margin).unwrap_or(from))?;
+        let hi = self.first_seq_at(to.checked_add(margin).unwrap_or(to))?;
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT r.body FROM case_links l JOIN records r ON r.seq = l.seq \
+                 WHERE l.case_id = ?1 AND l.seq >= ?2 AND l.seq < ?3 AND r.kind = 'fix' ORDER BY l.seq",
+            )
+            .map_err(self.err())?;
+        let rows = stmt
+            .query_map(rusqlite::params![case.as_str(), lo as i64, hi as i64], |row| {
+                row.get::<_, Option<Vec<u8>>>(0)
+            })
+            .map_err(self.err())?;
+        let mut out = Vec::new();
+        for row in rows {
+            let Some(body) = row.map_err(self.err())? else {
+                continue;
+            };
+            if let Ok(Record::Fix { fix, received }) = Record::from_body(&body) {
+                let wanted = devices.is_none_or(|d| d.contains(&fix.device));
+                if wanted && (from..=to).contains(&received) {
+                    out.push(fix);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The first record journaled at or after `t` (one past the last when
+    /// none is), by bisection on the records' own times.
+    fn first_seq_at(&self, t: Timestamp) -> Result<u64, JournalError> {
+        let last: i64 = self
+            .conn
+            .query_row("SELECT coalesce(max(seq), 0) FROM records", [], |r| r.get(0))
+            .map_err(self.err())?;
+        let target = t.as_millisecond();
+        let (mut lo, mut hi) = (1i64, last + 1);
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT at_ms FROM records WHERE seq >= ?1 ORDER BY seq LIMIT 1")
+            .map_err(self.err())?;
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            let at: Option<i64> = stmt
+                .query_row([mid], |r| r.get(0))
+                .map(Some)
+                .or_else(|e| match e {
+                    rusqlite::Error::QueryReturnedNoRows => Ok(None),
+                    e => Err(e),
+                })
+                .map_err(self.err())?;
+            match at {
+                Some(at) if at < target => lo = mid + 1,
+                _ => hi = mid,
+            }
+        }
+        Ok(lo as u64)
+    }
+}

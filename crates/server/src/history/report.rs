@@ -1,0 +1,285 @@
+//! The deadline report: for every alert raised in a period, how long until
+//! the monitoring room acknowledged it, until it was resolved, and (police
+//! alerts) until the police acknowledged it, each against its target; and
+//! per partner and ISO week, the share of alerts handled within target.
+//!
+//! It is computed from the journal alone (events, acknowledgements,
+//! resolutions, escalations, case files), so it covers alerts the desk has
+//! long forgotten and says the same after a restart.
+
+use std::collections::BTreeMap;
+
+use axum::extract::{Query, State};
+use axum::http::header::{CONTENT_DISPOSITION, CONTENT_TYPE};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use jiff::{SignedDuration, Timestamp};
+use kordon_alert::AlertDesk;
+use kordon_core::{CaseId, EventKind, Phase, RiskLevel, Severity};
+use kordon_journal::Record;
+use serde::{Deserialize, Serialize};
+
+use super::read;
+use crate::config::{DeadlineTargets, Role};
+use crate::http::{ApiError, ApiState, Caller};
+
+/// One alert's deadlines.
+#[derive(Debug, Clone, Serialize)]
+pub struct AlertDeadlines {
+    pub alert: String,
+    pub case: CaseId,
+    pub kind: EventKind,
+    pub severity: Severity,
+    pub raised_at: Timestamp,
+    pub police: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub acknowledged_s: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resolved_s: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub police_acknowledged_s: Option<f64>,
+    /// Whether each deadline was met (`None`: it does not apply).
+    pub acknowledged_in_time: bool,
+    pub resolved_in_time: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub police_in_time: Option<bool>,
+}
+
+/// Rebuilds each alert's deadlines from the journal's timeline records of
+/// a period, `risk` giving each case's risk level (for the police rule).
+pub fn deadlines(
+    records: &[(u64, Record)],
+    risk: impl Fn(&CaseId) -> RiskLevel,
+    targets: &DeadlineTargets,
+    now: Timestamp,
+) -> Vec<AlertDeadlines> {
+    let mut alerts: BTreeMap<String, AlertDeadlines> = BTreeMap::new();
+    let since = |raised: Timestamp, at: Timestamp| at.duration_since(raised).as_secs_f64().max(0.0);
+    for (_, record) in records {
+        match record {
+            Record::Event { event, at } if event.phase == Phase::Opened => {
+                let police = AlertDesk::needs_police(event.kind, risk(&event.case));
+                alerts.entry(event.id.to_string()).or_insert(AlertDeadlines {
+                    alert: event.id.to_string(),
+                    case: event.case.clone(),
+                    kind: event.kind,
+                    severity: event.severity,
+                    raised_at: *at,
+                    police,
+                    acknowledged_s: None,
+                    resolved_s: None,
+                    police_acknowledged_s: None,
+                    acknowledged_in_time: false,
+                    resolved_in_time: false,
+                    police_in_time: None,
+                });
+            }
+            Record::Event { event, .. } => {
+                if let Some(a) = alerts.get_mut(&event.id.to_string()) {
+                    if AlertDesk::needs_police(event.kind, risk(&event.case)) {
+                        a.police = true;
+                    }
+                    // The alert at its worst: a warning that became a breach.
+                    if event.severity > a.severity {
+                        a.kind = event.kind;
+                        a.severity = event.severity;
+                    }
+                }
+            }
+            Record::Ack {
+                alert, at, police, ..
+            } => {
+                if let Some(a) = alerts.get_mut(alert) {
+                    let took = Some(since(a.raised_at, *at));
+                    if *police {
+                        a.police_acknowledged_s = a.police_acknowledged_s.or(took);
+                    } else {
+                        a.acknowledged_s = a.acknowledged_s.or(took);
+                    }
+                }
+            }
+            Record::Resolve { alert, at, .. } => {
+                if let Some(a) = alerts.get_mut(alert) {
+                    a.resolved_s = a.resolved_s.or(Some(since(a.raised_at, *at)));
+                    a.acknowledged_s = a.acknowledged_s.or(Some(since(a.raised_at, *at)));
+                }
+            }
+            Record::Escalate { alert, .. } => {
+                if let Some(a) = alerts.get_mut(alert) {
+                    a.police = true;
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut rows: Vec<AlertDeadlines> = alerts.into_values().collect();
+    for row in &mut rows {
+        let within = |took: Option<f64>, target_s: u32, raised: Timestamp| match took {
+            Some(s) => s <= f64::from(target_s),
+            // Still open: a miss only once the target has passed.
+            None => now.duration_since(raised) <= SignedDuration::from_secs(target_s.into()),
+        };
+        row.acknowledged_in_time = within(row.acknowledged_s, targets.acknowledge_s, row.raised_at);
+        row.resolved_in_time = within(row.resolved_s, targets.resolve_s, row.raised_at);
+        row.police_in_time = row
+            .police
+            .then(|| within(row.police_acknowledged_s, targets.police_acknowledge_s, row.raised_at));
+    }
+    rows.sort_by(|a, b| a.raised_at.cmp(&b.raised_at).then(a.alert.cmp(&b.alert)));
+    rows
+}
+
+/// One partner's week.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct WeekCompliance {
+    /// ISO week, e.g. `2026-W48`.
+    pub week: String,
+    /// `monitoring` or `police`.
+    pub partner: &'static str,
+    pub alerts: usize,
+    pub acknowledged_in_time: usize,
+    pub share_in_time: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resolved_in_time: Option<usize>,
+}
+
+pub fn compliance(rows: &[AlertDeadlines]) -> Vec<WeekCompliance> {
+    let mut weeks: BTreeMap<(String, &'static str), WeekCompliance> = BTreeMap::new();
+    for row in rows {
+        let date = jiff::tz::TimeZone::UTC.to_datetime(row.raised_at).date();
+        let iso = date.iso_week_date();
+        let week = format!("{}-W{:02}", iso.year(), iso.week());
+        let mut count = |partner: &'static str, in_time: bool, resolved: Option<bool>| {
+            let entry = weeks
+                .entry((week.clone(), partner))
+                .or_insert_with(|| WeekCompliance {
+                    week: week.clone(),
+                    partner,
+                    alerts: 0,
+                    acknowledged_in_time: 0,
+                    share_in_time: 0.0,
+                    resolved_in_time: resolved.map(|_| 0),
+                });
+            entry.alerts += 1;
+            entry.acknowledged_in_time += usize::from(in_time);
+            if let (Some(n), Some(true)) = (entry.resolved_in_time.as_mut(), resolved) {
+                *n += 1;
+            }
+        };
+        count("monitoring", row.acknowledged_in_time, Some(row.resolved_in_time));
+        if let Some(in_time) = row.police_in_time {
+            count("police", in_time, None);
+        }
+    }
+    let mut out: Vec<WeekCompliance> = weeks.into_values().collect();
+    for w in &mut out {
+        w.share_in_time = w.acknowledged_in_time as f64 / w.alerts.max(1) as f64;
+    }
+    out
+}
+
+#[derive(Deserialize)]
+pub struct Period {
+    from: Option<Timestamp>,
+    to: Option<Timestamp>,
+    weeks: Option<u32>,
+}
+
+/// The report's rows for a period (default: the last 7 days).
+async fn rows(state: &ApiState, period: Period) -> Result<Vec<AlertDeadlines>, ApiError> {
+    let now = state.clock.now();
+    let days = i64::from(period.weeks.unwrap_or(1).clamp(1, 53)) * 7;
+    let to = period.to.unwrap_or(now);
+    let from = period
+        .from
+        .unwrap_or_else(|| to - SignedDuration::from_hours(24 * days));
+    if from >= to {
+        return Err(ApiError::new(StatusCode::BAD_REQUEST, "`from` must be before `to`"));
+    }
+    let targets = state.targets.clone();
+    read(state, move |reader| {
+        let records = reader.timeline_between(from, to)?;
+        let mut risks: BTreeMap<CaseId, RiskLevel> = BTreeMap::new();
+        let last = records.last().map_or(0, |(seq, _)| *seq) + 1;
+        for (_, record) in &records {
+            if let Record::Event { event, .. } = record {
+                if !risks.contains_key(&event.case) {
+                    // The case as it stood at the end of the period.
+                    let risk = reader
+                        .case_before(&event.case, last)?
+                        .map_or(RiskLevel::High, |c| c.risk);
+                    risks.insert(event.case.clone(), risk);
+                }
+            }
+        }
+        Ok(deadlines(
+            &records,
+            |case| risks.get(case).copied().unwrap_or(RiskLevel::High),
+            &targets,
+            now,
+        ))
+    })
+    .await
+}
+
+pub async fn deadlines_json(
+    caller: Caller,
+    State(state): State<ApiState>,
+    Query(period): Query<Period>,
+) -> Result<Response, ApiError> {
+    caller.require(&[Role::Monitoring])?;
+    let rows = rows(&state, period).await?;
+    Ok(Json(serde_json::json!({ "targets": state.targets, "alerts": rows })).into_response())
+}
+
+pub async fn deadlines_csv(
+    caller: Caller,
+    State(state): State<ApiState>,
+    Query(period): Query<Period>,
+) -> Result<Response, ApiError> {
+    caller.require(&[Role::Monitoring])?;
+    let rows = rows(&state, period).await?;
+    let mut out = String::from(
+        "alert,case,kind,severity,raised_at,police,acknowledged_s,resolved_s,police_acknowledged_s,acknowledged_in_time,resolved_in_time,police_in_time\n",
+    );
+    let secs = |s: Option<f64>| s.map(|s| format!("{s:.0}")).unwrap_or_default();
+    for r in rows {
+        out.push_str(&format!(
+            "{},{},{},{},{},{},{},{},{},{},{},{}\n",
+            r.alert,
+            r.case,
+            r.kind,
+            serde_json::to_value(r.severity)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default(),
+            r.raised_at,
+            r.police,
+            secs(r.acknowledged_s),
+            secs(r.resolved_s),
+            secs(r.police_acknowledged_s),
+            r.acknowledged_in_time,
+            r.resolved_in_time,
+            r.police_in_time.map(|b| b.to_string()).unwrap_or_default(),
+        ));
+    }
+    Ok((
+        [
+            (CONTENT_TYPE, "text/csv; charset=utf-8"),
+            (CONTENT_DISPOSITION, "attachment; filename=\"kordon-deadlines.csv\""),
+        ],
+        out,
+    )
+        .into_response())
+}
+
+pub async fn compliance_json(
+    caller: Caller,
+    State(state): State<ApiState>,
+    Query(period): Query<Period>,
+) -> Result<Response, ApiError> {
+    caller.require(&[Role::Monitoring])?;
+    let rows = rows(&state, period).await?;
+    Ok(Json(compliance(&rows)).into_response())
+}

@@ -1,0 +1,150 @@
+//! The dashboard's own routes: its files (`web/static/`, embedded in the
+//! binary at build time, so nothing is fetched from anywhere else), signing
+//! in and out, the live stream and the devices' latest positions.
+//!
+//! It decides nothing and changes no alert: everything an operator does
+//! goes through the API routes of [`crate::http`] like any other client's.
+
+use std::time::Instant;
+
+use axum::extract::{Path, State};
+use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE, SET_COOKIE};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use include_dir::{include_dir, Dir};
+use serde::Deserialize;
+
+use crate::config::Role;
+use crate::http::{ApiError, ApiState, Caller};
+use crate::session;
+
+static FILES: Dir<'static> = include_dir!("$CARGO_MANIFEST_DIR/../../web/static");
+
+pub fn routes() -> Router<ApiState> {
+    Router::new()
+        .route("/", get(index))
+        .route("/assets/{*path}", get(asset))
+        .route(
+            "/api/v1/session",
+            get(whoami).post(sign_in).delete(sign_out),
+        )
+        .route("/api/v1/stream", get(stream))
+        .route("/api/v1/positions", get(positions))
+}
+
+fn content_type(path: &str) -> &'static str {
+    match path.rsplit('.').next().unwrap_or("") {
+        "html" => "text/html; charset=utf-8",
+        "js" | "mjs" => "text/javascript; charset=utf-8",
+        "css" => "text/css; charset=utf-8",
+        "json" => "application/json",
+        "geojson" => "application/geo+json",
+        "png" => "image/png",
+        "svg" => "image/svg+xml",
+        "md" | "txt" => "text/plain; charset=utf-8",
+        _ => "application/octet-stream",
+    }
+}
+
+fn file(path: &str) -> Response {
+    match FILES.get_file(path) {
+        Some(file) => (
+            [
+                (CONTENT_TYPE, content_type(path)),
+                // Files change with the binary; a console that reloads
+                // after an upgrade gets the new ones.
+                (CACHE_CONTROL, "no-cache"),
+            ],
+            file.contents(),
+        )
+            .into_response(),
+        None => (StatusCode::NOT_FOUND, "no such file").into_response(),
+    }
+}
+
+async fn index() -> Response {
+    file("index.html")
+}
+
+async fn asset(Path(path): Path<String>) -> Response {
+    if path.split('/').any(|part| part == "..") {
+        return (StatusCode::NOT_FOUND, "no such file").into_response();
+    }
+    file(&path)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SignIn {
+    token: String,
+}
+
+/// Exchanges a bearer token for a session cookie.
+async fn sign_in(State(state): State<ApiState>, body: String) -> Result<Response, ApiError> {
+    let SignIn { token } = serde_json::from_str(&body).map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!(r#"expected {{"token": "…"}}: {e}"#),
+        )
+    })?;
+    let holder = state
+        .token_holder(&token)
+        .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "unknown token"))?;
+    let (id, info) = state
+        .sessions
+        .open(&holder.name, holder.role, Instant::now());
+    tracing::info!(name = holder.name, role = ?holder.role, "signed in to the dashboard");
+    Ok(([(SET_COOKIE, session::set_cookie(&id))], Json(info)).into_response())
+}
+
+/// Who the session belongs to, with its CSRF token (a reloaded page asks).
+async fn whoami(State(state): State<ApiState>, headers: HeaderMap) -> Result<Response, ApiError> {
+    let info = session_id(&headers)
+        .and_then(|id| state.sessions.get(id, Instant::now()))
+        .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "not signed in"))?;
+    Ok(Json(info).into_response())
+}
+
+async fn sign_out(
+    caller: Caller,
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    if let Some(id) = session_id(&headers) {
+        state.sessions.close(id);
+    }
+    tracing::info!(name = caller.name, "signed out of the dashboard");
+    Ok((
+        StatusCode::NO_CONTENT,
+        [(SET_COOKIE, session::clear_cookie())],
+    )
+        .into_response())
+}
+
+fn session_id(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get_all(axum::http::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(session::cookie_value)
+}
+
+/// The live stream (Server-Sent Events); `Last-Event-ID` resumes.
+async fn stream(caller: Caller, State(state): State<ApiState>, headers: HeaderMap) -> Response {
+    let last = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    state
+        .feed
+        .stream(caller.role, last.as_deref())
+        .into_response()
+}
+
+/// Every device's latest position: the monitoring room's map.
+async fn positions(caller: Caller, State(state): State<ApiState>) -> Result<Response, ApiError> {
+    caller.require(&[Role::Monitoring])?;
+    Ok(Json(state.feed.positions()).into_response())
+}
