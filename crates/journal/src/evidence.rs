@@ -1,8 +1,8 @@
 //! Evidence export and verification.
 //!
 //! An export holds one case's records over a time range: fixes and alert
-//! events as CSV and GeoJSON, acknowledgements, tamper resolutions and
-//! status messages as CSV,
+//! events as CSV and GeoJSON, acknowledgements, resolutions, operators'
+//! notes and escalations by hand, and status messages as CSV,
 //! case changes as JSON lines, and `manifest.json` with, per record, its
 //! number, digest and link in the case's hash chain, plus the hash of every
 //! file. `verify` rebuilds each record from the exported rows, hashes it, and
@@ -167,12 +167,28 @@ const ACK_COLUMNS: &[Column] = &[
     ("alert", "alert", Type::Str),
     ("operator", "operator", Type::Str),
     ("note", "note", Type::Str),
+    ("police", "police", Type::Bool),
 ];
 
 const RESOLVE_COLUMNS: &[Column] = &[
     ("at", "at", Type::Str),
     ("alert", "alert", Type::Str),
     ("device", "device", Type::Str),
+    ("operator", "operator", Type::Str),
+    ("note", "note", Type::Str),
+    ("disposition", "disposition", Type::Str),
+];
+
+const NOTE_COLUMNS: &[Column] = &[
+    ("at", "at", Type::Str),
+    ("alert", "alert", Type::Str),
+    ("operator", "operator", Type::Str),
+    ("text", "text", Type::Str),
+];
+
+const ESCALATE_COLUMNS: &[Column] = &[
+    ("at", "at", Type::Str),
+    ("alert", "alert", Type::Str),
     ("operator", "operator", Type::Str),
     ("note", "note", Type::Str),
 ];
@@ -211,6 +227,18 @@ const LAYOUTS: &[Layout] = &[
         csv: "resolutions.csv",
         geojson: None,
         columns: RESOLVE_COLUMNS,
+    },
+    Layout {
+        kind: "note",
+        csv: "notes.csv",
+        geojson: None,
+        columns: NOTE_COLUMNS,
+    },
+    Layout {
+        kind: "escalate",
+        csv: "escalations.csv",
+        geojson: None,
+        columns: ESCALATE_COLUMNS,
     },
     Layout {
         kind: "status",
