@@ -81,7 +81,7 @@ function speakerIcon(off) {
 function renderTopbar() {
   const bar = clear(shell.topbar);
   const session = store.session;
-  bar.append(h('a.brand', { href: session ? HOME[session.role] || '#/' : '#/' }, h('span.brand-mark', '◉'), t('app.name')));
+  bar.append(h('a.brand', { href: session ? HOME[session.role] || '#/' : '#/', 'aria-label': t('app.name') }, h('span.brand-mark', '◉'), h('span.brand-name', t('app.name'))));
   const nav = h('nav.nav');
   if (session) {
     for (const [href, key] of NAV[session.role] || []) {

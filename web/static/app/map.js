@@ -1,7 +1,7 @@
 // Leaflet maps on the offline basemap (no tiles): live device markers, a
 // case's zones and contact-ban rings, and the parties of an alert.
 import { t, onLangChange } from './i18n.js';
-import { frameBatch, cssId, ms, fmtDuration, fmtMetres, distanceM, bearing } from './util.js';
+import { frameBatch, ms, fmtDuration, fmtMetres, distanceM, bearing } from './util.js';
 
 const L = window.L;
 const CENTER = [51.915, 4.48];
@@ -145,7 +145,7 @@ export class DeviceLayer {
           radius: role === 'offender' ? 4.5 : 4,
           weight: 1.5,
           fillOpacity: 0.9,
-          className: `device device-${cssId(p.device)} role-${role}`,
+          className: `device device-${String(p.device).replace(/\s/g, '_')} role-${role}`,
           bubblingMouseEvents: false,
         });
         m.bindTooltip(() => this.tooltip(m), { direction: 'top', offset: [0, -4] });
@@ -360,8 +360,15 @@ export class AlertOverlay {
       const marker = L.marker([p.lat, p.lon], { pane: 'parties', icon: partyIcon(role), keyboard: false, zIndexOffset: role === 'offender' ? 100 : 0 })
         .bindTooltip('', { permanent: true, direction: role === 'offender' ? 'right' : 'left', className: `party-label party-label-${role}`, offset: [role === 'offender' ? 8 : -8, 0] })
         .addTo(this.parties);
-      marker.on('add', () => marker.getElement()?.setAttribute('data-device', p.device));
-      marker.getElement()?.setAttribute('data-device', p.device);
+      const tag = () => {
+        const el = marker.getElement();
+        if (el) {
+          el.dataset.party = role;
+          el.dataset.partyDevice = p.device;
+        }
+      };
+      marker.on('add', tag);
+      tag();
       this.labels.push({ marker, p, role });
       partyLayers.push(marker);
     }

@@ -137,11 +137,12 @@ export class Playback {
       bounds.push(...latlngs);
       L.polyline(latlngs, { pane: 'tracks', className: `track track-${tr.role}`, weight: 2.5, interactive: false }).addTo(this.group);
       const accuracy = L.circle(latlngs[0], { pane: 'tracks', radius: 1, className: `accuracy accuracy-${tr.role}`, weight: 1, interactive: false }).addTo(this.group);
-      const marker = L.circleMarker(latlngs[0], { pane: 'tracks', radius: 7, weight: 3, className: `playback-marker role-${tr.role} device-${tr.device}` })
+      const marker = L.circleMarker(latlngs[0], { pane: 'tracks', radius: 7, weight: 3, className: `playback-marker role-${tr.role}` })
         .bindTooltip(`${t('role.' + tr.role)} ${tr.device || ''}`, { direction: 'top' })
         .addTo(this.group);
-      marker.on('add', () => marker._path && marker._path.setAttribute('data-device', tr.device || ''));
-      if (marker._path) marker._path.setAttribute('data-device', tr.device || '');
+      const tag = () => marker._path && marker._path.setAttribute('data-playback-device', tr.device || '');
+      marker.on('add', tag);
+      tag();
       this.markers.push({ tr, marker, accuracy });
     }
     if (bounds.length) this.map.fitBounds(L.latLngBounds(bounds).pad(0.2), { maxZoom: 17, animate: false });

@@ -38,6 +38,8 @@ function emit(event, ...args) {
 // ---- alerts ---------------------------------------------------------------
 
 function actionable(rec, prev) {
+  const role = store.session && store.session.role;
+  if (role !== 'monitoring' && role !== 'police') return false;
   if (!rec.open || rec.resolution) return false;
   if (store.session && store.session.role === 'police') {
     return !prev && !rec.police_acknowledgement;
@@ -56,6 +58,7 @@ function putAlert(rec, live) {
   emit('alert', rec, prev);
 }
 
+let alertsLoaded = false;
 export async function loadAlerts() {
   try {
     const list = await get('/api/v1/alerts');
@@ -63,8 +66,12 @@ export async function loadAlerts() {
     const seen = new Set();
     for (const rec of list || []) {
       seen.add(rec.id);
+      const prev = store.alerts.get(rec.id);
       store.alerts.set(rec.id, rec);
+      // After a gap (reconnect, reset, polling) what came to ask for action sounds too.
+      if (alertsLoaded && actionable(rec, prev)) emit('actionable', rec);
     }
+    alertsLoaded = true;
     for (const id of [...store.alerts.keys()]) if (!seen.has(id)) store.alerts.delete(id);
   } catch (e) {
     if (e instanceof ApiError && e.missing) store.alertsMissing = true;
@@ -271,6 +278,7 @@ export function startHealth() {
 
 export function resetStore() {
   stopStream();
+  alertsLoaded = false;
   store.alerts.clear();
   store.positions.clear();
   store.previous.clear();

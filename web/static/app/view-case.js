@@ -172,15 +172,19 @@ export function mount(container, route) {
     renderTimeline();
   }
 
+  function isAlertItem(item) {
+    const k = String(item.kind || '');
+    return k === 'alert' || (!!itemAlertKind(item) && !/ack|note|resol|escal|case/.test(k));
+  }
+
   function groupOf(item) {
     const k = String(item.kind || '');
-    if (itemAlertKind(item) && !/ack|note|resol|escal/.test(k)) return 'alert';
-    if (/police_ack|ack/.test(k)) return 'acknowledgement';
+    if (isAlertItem(item)) return level(itemAlertKind(item)) === 'health' ? 'health' : 'alert';
+    if (/ack/.test(k)) return 'acknowledgement';
     if (/note/.test(k)) return 'note';
     if (/resol|dispos/.test(k)) return 'resolution';
     if (/escal/.test(k)) return 'escalation';
     if (/case|order/.test(k)) return 'case';
-    if (/health|offline|gps|battery|tamper/.test(k)) return 'health';
     return 'alert';
   }
 
@@ -208,7 +212,7 @@ export function mount(container, route) {
     };
     for (const item of items) {
       const kind = itemAlertKind(item);
-      if (kind && groupOf(item) === 'alert') count(ms(item.at), kind, itemAlertId(item));
+      if (kind && isAlertItem(item)) count(ms(item.at), kind, itemAlertId(item));
     }
     for (const a of store.alerts.values()) if (a.case === id) count(ms(a.raised_at || a.onset), a.kind, a.id);
     const names = { 3: 'breach', 2: 'warning', 1: 'health', 0: 'none' };
@@ -230,7 +234,10 @@ export function mount(container, route) {
         h('span.when.mono', fmtDateTime(item.at)),
         h('span.what',
           h('strong', t('timeline.kind.' + item.kind, null, String(item.kind || '').replace(/_/g, ' '))),
+          item.phase ? ' (' + t('timeline.phase.' + item.phase, null, item.phase) + ')' : '',
           akind && akind !== item.kind ? ' · ' + kindLabel(akind) : '',
+          item.certainty === 'possible' ? ' · ' + t('certainty.possible') : '',
+          Number.isFinite(item.distance_m) ? ' · ' + fmtMetres(item.distance_m) : '',
           item.operator ? ' · ' + item.operator : '',
           disposition ? ' · ' + dispositionLabel(disposition) : '',
           text ? h('span.text', ' — ' + text) : '',

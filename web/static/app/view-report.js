@@ -5,10 +5,11 @@ import { t } from './i18n.js';
 import { get, qs, enc } from './api.js';
 import { h, clear, ms, fmtDuration, fmtDateTime, kindLabel, level } from './util.js';
 
+// The report's fields (history/report.rs), with a few older spellings.
 const METRICS = [
-  { key: 'ack', names: ['ack', 'acknowledge', 'acknowledgement', 'time_to_ack'] },
-  { key: 'resolve', names: ['resolve', 'resolution', 'time_to_resolve'] },
-  { key: 'police_ack', names: ['police_ack', 'police_acknowledge', 'police_acknowledgement', 'time_to_police_ack'] },
+  { key: 'ack', value: ['acknowledged_s', 'time_to_ack_s'], met: ['acknowledged_in_time', 'ack_met'], target: ['acknowledge_s', 'ack_target_s'] },
+  { key: 'resolve', value: ['resolved_s', 'time_to_resolve_s'], met: ['resolved_in_time', 'resolve_met'], target: ['resolve_s', 'resolve_target_s'] },
+  { key: 'police_ack', value: ['police_acknowledged_s', 'time_to_police_ack_s'], met: ['police_in_time', 'police_ack_met'], target: ['police_acknowledge_s', 'police_ack_target_s'] },
 ];
 
 function first(obj, keys) {
@@ -16,30 +17,17 @@ function first(obj, keys) {
   return undefined;
 }
 
-/** {value, target, met, due} of one metric of a report row, whatever its naming. */
+/** {value, target, met, pending} of one metric of a report row. */
 export function metric(row, m, targets) {
-  let value, target, met;
-  for (const n of m.names) {
-    const nested = row[n];
-    if (nested && typeof nested === 'object') {
-      value ??= first(nested, ['seconds', 'value_s', 'actual_s', 'time_s', 's', 'took_s', 'time_to_s']);
-      target ??= first(nested, ['target_s', 'target']);
-      met ??= first(nested, ['met', 'within_target', 'ok', 'on_time']);
-    }
-    const base = n.startsWith('time_to_') ? n.slice(8) : n;
-    value ??= first(row, [`time_to_${base}_s`, `${n}_s`, `${base}_s`]);
-    target ??= first(row, [`${base}_target_s`, `target_${base}_s`]);
-    met ??= first(row, [`${base}_met`, `${base}_within_target`, `${base}_on_time`]);
-    if (met === undefined) {
-      const missed = first(row, [`${base}_missed`, `missed_${base}`]);
-      if (missed !== undefined) met = !missed;
-    }
-  }
-  if (target === undefined && targets) target = first(targets, m.names.flatMap((n) => [n, `${n}_s`, `${n}_target_s`, `time_to_${n}_s`]));
-  if (typeof value === 'string' && !Number.isNaN(+value)) value = +value;
-  if (typeof target === 'string' && !Number.isNaN(+target)) target = +target;
+  const value = first(row, m.value);
+  const target = first(row, m.target) ?? first(targets, m.target);
+  let met = first(row, m.met);
   if (met === undefined && Number.isFinite(value) && Number.isFinite(target)) met = value <= target;
-  return { value, target, met };
+  // Not done yet and its target not yet passed: pending, not missed.
+  const raised = ms(first(row, ['raised_at', 'raised', 'onset']));
+  const pending = !Number.isFinite(value) && Number.isFinite(target) && Date.now() - raised < target * 1000;
+  if (pending) met = undefined;
+  return { value, target, met, pending };
 }
 
 function defaultRange() {
@@ -94,8 +82,8 @@ export function mount(container) {
 
   function cell(m) {
     if (!Number.isFinite(m.value)) {
-      const pending = m.met === false;
-      return h('td.metric', { class: pending ? 'miss' : 'none' }, pending ? t('report.missed') : '—',
+      const missed = m.met === false;
+      return h('td.metric', { class: missed ? 'miss' : 'none' }, missed ? t('report.missed') : m.pending ? t('report.pending') : '—',
         Number.isFinite(m.target) ? h('span.target', ' / ' + fmtDuration(m.target)) : null);
     }
     return h('td.metric', { class: m.met === false ? 'miss' : m.met === true ? 'met' : '' },
@@ -104,7 +92,7 @@ export function mount(container) {
   }
 
   function renderDeadlines(data) {
-    const rows = Array.isArray(data) ? data : (data && (data.alerts || data.rows || data.items)) || [];
+    const rows = Array.isArray(data) ? data : (data && data.alerts) || [];
     const targets = data && !Array.isArray(data) ? data.targets : null;
     rows.sort((a, b) => ms(first(b, ['raised_at', 'raised', 'onset'])) - ms(first(a, ['raised_at', 'raised', 'onset'])));
     const totals = METRICS.map(() => ({ n: 0, miss: 0 }));
@@ -133,15 +121,15 @@ export function mount(container) {
   }
 
   function renderCompliance(data) {
-    const rows = Array.isArray(data) ? data : (data && (data.weeks || data.rows || data.items || data.partners)) || [];
+    const rows = Array.isArray(data) ? data : (data && data.weeks) || [];
     if (!rows.length) {
       clear(compliance).append(h('div.empty.muted', t('report.no_weeks')));
       return;
     }
     const share = (r) => {
-      let s = first(r, ['share', 'share_within_target', 'ratio', 'compliance']);
+      let s = first(r, ['share_in_time', 'share', 'share_within_target']);
       if (s === undefined) {
-        const n = first(r, ['total', 'alerts', 'count', 'n']), w = first(r, ['within', 'within_target', 'met', 'on_time']);
+        const n = first(r, ['alerts', 'total']), w = first(r, ['acknowledged_in_time', 'within']);
         if (Number.isFinite(n) && n > 0 && Number.isFinite(w)) s = w / n;
       }
       if (typeof s === 'number' && s > 1) s /= 100;
@@ -150,7 +138,7 @@ export function mount(container) {
     const partner = (r) => first(r, ['partner', 'organisation', 'who', 'role']) ?? '—';
     const week = (r) => String(first(r, ['week', 'iso_week', 'period']) ?? '—');
     const counts = (r) => {
-      const n = first(r, ['total', 'alerts', 'count', 'n']), w = first(r, ['within', 'within_target', 'met', 'on_time']);
+      const n = first(r, ['alerts', 'total']), w = first(r, ['acknowledged_in_time', 'within']);
       return Number.isFinite(n) ? `${Number.isFinite(w) ? w : '?'}/${n}` : '';
     };
     const partners = [...new Set(rows.map(partner))];
