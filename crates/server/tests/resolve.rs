@@ -203,7 +203,8 @@ async fn the_monitoring_room_resolves_a_tamper_alarm_once_and_nothing_else_ends_
         "cleared once"
     );
 
-    // Resolving is not acknowledging.
+    // Resolving is handling: it acknowledges an alert nobody had, so it
+    // does not go on to escalate.
     let (_, alert) = call(
         &kordon,
         reqwest::Method::GET,
@@ -214,7 +215,11 @@ async fn the_monitoring_room_resolves_a_tamper_alarm_once_and_nothing_else_ends_
     .await;
     assert_eq!(alert["open"], false, "{alert}");
     assert_eq!(alert["reason"], "operator_resolved", "{alert}");
-    assert!(alert.get("acknowledgement").is_none(), "{alert}");
+    assert_eq!(
+        alert["acknowledgement"]["operator"], "test monitoring",
+        "{alert}"
+    );
+    assert_eq!(alert["resolution"]["disposition"], "bracelet_checked", "{alert}");
 
     // An unknown alert, and one that is not a tamper.
     let (status, body) = resolve(
@@ -248,10 +253,21 @@ async fn the_monitoring_room_resolves_a_tamper_alarm_once_and_nothing_else_ends_
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
     assert!(
         body["error"].as_str().unwrap().starts_with(
-            "only a tamper alarm is resolved by an operator; a zone_breach episode ends by itself"
+            "resolving a zone_breach alert needs a `disposition` and a `note`"
         ),
         "{body}"
     );
+    // With them, the room closes its handling; the episode is the engine's.
+    let (status, body) = resolve(
+        &kordon,
+        &breach,
+        MONITORING_TOKEN,
+        Some(r#"{"disposition":"offender_contacted","note":"told him to leave"}"#),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["disposition"], "offender_contacted", "{body}");
+    assert_eq!(body["cleared"], serde_json::json!([]), "{body}");
 
     // A tamper after the resolution is a new alarm.
     strap(&watcher, &case, "tampered").await;
@@ -279,13 +295,21 @@ async fn the_monitoring_room_resolves_a_tamper_alarm_once_and_nothing_else_ends_
         .unwrap();
     assert_eq!(
         resolutions,
-        vec![(
-            id,
-            case.offender.clone(),
-            "test monitoring".to_string(),
-            Some("strap checked at his address".to_string())
-        )],
-        "one resolution journaled, refusals none"
+        vec![
+            (
+                id,
+                case.offender.clone(),
+                "test monitoring".to_string(),
+                Some("strap checked at his address".to_string())
+            ),
+            (
+                breach,
+                case.offender.clone(),
+                "test monitoring".to_string(),
+                Some("told him to leave".to_string())
+            )
+        ],
+        "the two resolutions journaled, refusals none"
     );
 }
 

@@ -206,7 +206,7 @@ impl CoreThread {
         let explicit = disposition.is_some();
         let disposition = match (disposition, &note) {
             (Some(d), Some(_)) => d,
-            (Some(Disposition::BraceletChecked) | None, None) if tamper => {
+            (None, _) | (Some(Disposition::BraceletChecked), None) if tamper => {
                 Disposition::BraceletChecked
             }
             _ => {
