@@ -88,6 +88,7 @@ pub enum Command {
     },
     ListCases(oneshot::Sender<Vec<CaseSummary>>),
     GetCase(CaseId, oneshot::Sender<Option<Case>>),
+    AllCases(oneshot::Sender<Vec<Case>>),
     Alerts(oneshot::Sender<Vec<AlertRecord>>),
     Alert(String, oneshot::Sender<Option<AlertRecord>>),
     /// An operator acts on an alert (see [`OperatorAction`]). The answer
@@ -535,6 +536,9 @@ impl CoreThread {
                 }
                 Command::GetCase(id, reply) => {
                     let _ = reply.send(self.cases.get(&id).cloned());
+                }
+                Command::AllCases(reply) => {
+                    let _ = reply.send(self.cases.values().cloned().collect());
                 }
                 Command::Alerts(reply) => {
                     let _ = reply.send(self.desk.alerts().into_iter().cloned().collect());

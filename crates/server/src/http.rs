@@ -33,7 +33,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use crossbeam_channel::{Sender, TrySendError};
 use kordon_alert::AlertRecord;
-use kordon_core::{Case, CaseId};
+use kordon_core::CaseId;
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde::Deserialize;
 use serde_json::json;
@@ -148,6 +148,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/bans", get(bans))
         .merge(crate::web::routes())
         .merge(crate::history::routes())
+        .merge(crate::intake::routes())
         .with_state(state)
 }
 
@@ -157,6 +158,11 @@ pub struct ApiError(StatusCode, serde_json::Value);
 impl ApiError {
     pub(crate) fn new(status: StatusCode, message: impl Into<String>) -> Self {
         ApiError(status, json!({ "error": message.into() }))
+    }
+
+    /// An error whose body says more than its message (`{"error": …, …}`).
+    pub(crate) fn with_body(status: StatusCode, body: serde_json::Value) -> Self {
+        ApiError(status, body)
     }
 }
 
@@ -347,8 +353,7 @@ async fn put_case(
     body: String,
 ) -> Result<Response, ApiError> {
     caller.require(&[Role::Admin])?;
-    let case = Case::from_json(&body)
-        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("not a case file: {e}")))?;
+    let case = crate::intake::parse(&body)?;
     if case.id.as_str() != id {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -641,10 +646,13 @@ async fn dispositions(caller: Caller) -> Result<Response, ApiError> {
     Ok(Json(kordon_alert::Disposition::ALL).into_response())
 }
 
+/// `?lat=…&lon=…` (which bans cover this place) or `?person=…` (which
+/// bans apply to this case, bracelet or protected person).
 #[derive(Deserialize)]
 struct BansQuery {
-    lat: f64,
-    lon: f64,
+    lat: Option<f64>,
+    lon: Option<f64>,
+    person: Option<String>,
 }
 
 async fn bans(
@@ -656,10 +664,22 @@ async fn bans(
     let Query(q) = query.map_err(|e| {
         ApiError::new(
             StatusCode::BAD_REQUEST,
-            format!("expected ?lat=…&lon=…: {e}"),
+            format!("expected ?lat=…&lon=… or ?person=…: {e}"),
         )
     })?;
-    if !(-90.0..=90.0).contains(&q.lat) || !(-180.0..=180.0).contains(&q.lon) {
+    let (lat, lon) = match (q.lat, q.lon, q.person) {
+        (None, None, Some(person)) if !person.trim().is_empty() => {
+            return crate::intake::person(&state, &person).await
+        }
+        (Some(lat), Some(lon), None) => (lat, lon),
+        _ => {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "expected ?lat=…&lon=… or ?person=…",
+            ))
+        }
+    };
+    if !(-90.0..=90.0).contains(&lat) || !(-180.0..=180.0).contains(&lon) {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
             "lat must be in -90..90 and lon in -180..180",
@@ -667,8 +687,8 @@ async fn bans(
     }
     let now = state.clock.now();
     let hits = ask(&state, |reply| Command::Bans {
-        lat: q.lat,
-        lon: q.lon,
+        lat,
+        lon,
         now,
         reply,
     })

@@ -19,8 +19,9 @@
 //! - [`demo`]: `kordon demo`, everything in one process with the simulator.
 //! - [`mqtt`]: the connection and publisher tasks.
 //! - [`http`]: the API and its roles.
-//! - [`web`], [`session`], [`live`], [`history`]: the dashboard: its files,
-//!   sign-in, the live stream, and what the journal tells people.
+//! - [`web`], [`session`], [`live`], [`history`], [`intake`]: the dashboard:
+//!   its files, sign-in, the live stream, what the journal tells people,
+//!   case files checked before they apply.
 //! - [`health`]: broker connection and journal commits, for `/healthz`.
 //! - [`engine_time`]: the time ticks carry, also while draining a backlog.
 //! - [`replay`]: a recording through the engine on virtual time (`kordon replay`).
@@ -40,6 +41,7 @@ pub mod engine_time;
 pub mod health;
 pub mod history;
 pub mod http;
+pub mod intake;
 pub mod live;
 pub mod metrics;
 pub mod mqtt;

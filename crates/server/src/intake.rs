@@ -1,0 +1,242 @@
+//! Case intake: a case file checked before it is applied. Every problem is
+//! located (the field's path, e.g. `orders[1].rule.radius_m`, and its
+//! order), a file that is not JSON or not a case says where it stopped
+//! (line and column), and the diff against the case in force lists each
+//! value that would change. Nothing is applied here: `PUT` does that.
+//!
+//! It also answers the police's "which bans apply to this person".
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::{Json, Router};
+use kordon_core::{validate_case, Case, CaseError, CaseId};
+use serde::Serialize;
+use serde_json::{json, Value};
+
+use crate::config::Role;
+use crate::core_thread::Command;
+use crate::http::{ask, ApiError, ApiState, Caller};
+
+pub fn routes() -> Router<ApiState> {
+    Router::new().route("/api/v1/cases/{id}/check", post(check))
+}
+
+/// A located problem, as the intake form shows it next to its field.
+#[derive(Debug, Serialize)]
+pub struct FieldProblem {
+    pub field: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub order: Option<String>,
+    pub problem: Value,
+    pub message: String,
+}
+
+impl From<&CaseError> for FieldProblem {
+    fn from(e: &CaseError) -> Self {
+        FieldProblem {
+            field: e.field.clone(),
+            order: e.order.as_ref().map(ToString::to_string),
+            problem: serde_json::to_value(&e.problem).unwrap_or(Value::Null),
+            message: e.problem.to_string(),
+        }
+    }
+}
+
+/// One value that would change.
+#[derive(Debug, Serialize, PartialEq)]
+pub struct Change {
+    pub path: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub before: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub after: Option<Value>,
+}
+
+/// Parses a case file, or says where and why it is not one.
+pub fn parse(text: &str) -> Result<Case, ApiError> {
+    Case::from_json(text).map_err(|e| {
+        ApiError::with_body(
+            StatusCode::BAD_REQUEST,
+            json!({
+                "error": format!("not a case file: {e}"),
+                "line": e.line(),
+                "column": e.column(),
+            }),
+        )
+    })
+}
+
+async fn check(
+    caller: Caller,
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+    body: String,
+) -> Result<Response, ApiError> {
+    caller.require(&[Role::Admin])?;
+    let case = parse(&body)?;
+    let mut errors: Vec<FieldProblem> = Vec::new();
+    if case.id.as_str() != id {
+        errors.push(FieldProblem {
+            field: "id".into(),
+            order: None,
+            problem: json!({ "code": "id_differs_from_path" }),
+            message: format!("the path names case `{id}` but the file is case `{}`", case.id),
+        });
+    }
+    let report = validate_case(&case);
+    errors.extend(report.errors.iter().map(FieldProblem::from));
+    let warnings: Vec<FieldProblem> = report.warnings.iter().map(FieldProblem::from).collect();
+    let running = ask(&state, |reply| Command::GetCase(CaseId::new(&id), reply)).await?;
+    let before = running
+        .as_ref()
+        .and_then(|c| serde_json::to_value(c).ok())
+        .unwrap_or(Value::Null);
+    let after = serde_json::to_value(&case).unwrap_or(Value::Null);
+    let mut changes = Vec::new();
+    diff("", &before, &after, &mut changes);
+    Ok(Json(json!({
+        "case": id,
+        "exists": running.is_some(),
+        "valid": errors.is_empty(),
+        "errors": errors,
+        "warnings": warnings,
+        "diff": changes,
+    }))
+    .into_response())
+}
+
+/// The leaves that differ between `before` and `after`, by path.
+pub fn diff(path: &str, before: &Value, after: &Value, out: &mut Vec<Change>) {
+    match (before, after) {
+        (Value::Object(a), Value::Object(b)) => {
+            let mut keys: Vec<&String> = a.keys().chain(b.keys()).collect();
+            keys.sort();
+            keys.dedup();
+            for key in keys {
+                let sub = if path.is_empty() {
+                    key.clone()
+                } else {
+                    format!("{path}.{key}")
+                };
+                diff(
+                    &sub,
+                    a.get(key).unwrap_or(&Value::Null),
+                    b.get(key).unwrap_or(&Value::Null),
+                    out,
+                );
+            }
+        }
+        (Value::Array(a), Value::Array(b)) if !is_coordinates(a) && !is_coordinates(b) => {
+            for i in 0..a.len().max(b.len()) {
+                diff(
+                    &format!("{path}[{i}]"),
+                    a.get(i).unwrap_or(&Value::Null),
+                    b.get(i).unwrap_or(&Value::Null),
+                    out,
+                );
+            }
+        }
+        (a, b) if a != b => out.push(Change {
+            path: path.to_string(),
+            before: (!a.is_null()).then(|| a.clone()),
+            after: (!b.is_null()).then(|| b.clone()),
+        }),
+        _ => {}
+    }
+}
+
+/// A geometry's coordinates change as one value: a redrawn zone is one
+/// change, not a thousand.
+fn is_coordinates(values: &[Value]) -> bool {
+    values.first().is_some_and(|v| v.is_array() || v.is_number())
+}
+
+/// The orders that apply to a person, found by case id, offender device or
+/// protected person's id or device: what an officer on the street asks.
+#[derive(Debug, Serialize)]
+pub struct PersonBans {
+    pub case: CaseId,
+    pub risk: kordon_core::RiskLevel,
+    pub offender: kordon_core::DeviceId,
+    /// How the id asked for relates to the case.
+    pub matched_as: &'static str,
+    pub orders: Vec<OrderInForce>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct OrderInForce {
+    #[serde(flatten)]
+    pub order: kordon_core::Order,
+    pub valid_now: bool,
+}
+
+pub fn bans_of_person(cases: &[Case], who: &str, now: jiff::Timestamp) -> Vec<PersonBans> {
+    let who = who.trim();
+    cases
+        .iter()
+        .filter_map(|case| {
+            let matched_as = if case.id.as_str().eq_ignore_ascii_case(who) {
+                "case"
+            } else if case.offender.device.as_str().eq_ignore_ascii_case(who) {
+                "offender"
+            } else if case.protected.iter().any(|p| {
+                p.id.as_str().eq_ignore_ascii_case(who)
+                    || p.device.as_ref().is_some_and(|d| d.as_str().eq_ignore_ascii_case(who))
+            }) {
+                "protected"
+            } else {
+                return None;
+            };
+            Some(PersonBans {
+                case: case.id.clone(),
+                risk: case.risk,
+                offender: case.offender.device.clone(),
+                matched_as,
+                orders: case
+                    .orders
+                    .iter()
+                    .map(|o| OrderInForce {
+                        valid_now: o.is_valid_at(now),
+                        order: o.clone(),
+                    })
+                    .collect(),
+            })
+        })
+        .collect()
+}
+
+pub(crate) async fn person(
+    state: &ApiState,
+    who: &str,
+) -> Result<Response, ApiError> {
+    let cases = ask(state, Command::AllCases).await?;
+    let found = bans_of_person(&cases, who, state.clock.now());
+    if found.is_empty() {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("no case, bracelet or protected person `{who}`"),
+        ));
+    }
+    Ok(Json(found).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_diff_names_each_changed_leaf_and_a_redrawn_zone_once() {
+        let before = json!({"risk": "medium", "orders": [{"rule": {"radius_m": 200, "centre": [4.5, 51.9]}}]});
+        let after = json!({"risk": "high", "orders": [{"rule": {"radius_m": 250, "centre": [4.6, 51.9]}}, {"id": "b"}]});
+        let mut out = Vec::new();
+        diff("", &before, &after, &mut out);
+        let paths: Vec<&str> = out.iter().map(|c| c.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            vec!["orders[0].rule.centre", "orders[0].rule.radius_m", "orders[1]", "risk"]
+        );
+        assert_eq!(out[3].before, Some(json!("medium")));
+    }
+}
