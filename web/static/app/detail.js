@@ -5,7 +5,7 @@
 import { t } from './i18n.js';
 import { post, enc } from './api.js';
 import { store, refreshAlert, dispositions } from './store.js';
-import { h, clear, setText, ms, fmtDuration, fmtMetres, fmtFull, fmtDateTime, level, alertState, kindLabel, dispositionLabel } from './util.js';
+import { h, clear, setText, now as nowMs, ms, fmtDuration, fmtMetres, fmtFull, fmtDateTime, level, alertState, kindLabel, dispositionLabel } from './util.js';
 
 export class AlertDetail {
   constructor(container, { toast, police = false, onPlayback } = {}) {
@@ -183,7 +183,7 @@ export class AlertDetail {
     if (!this.root || !this.since) return;
     const a = store.alerts.get(this.id);
     if (!a) return;
-    const now = Date.now();
+    const now = nowMs();
     setText(this.since, fmtDuration((now - ms(a.attention_since || a.raised_at || a.onset)) / 1000));
     const d = ms(a.ack_deadline);
     const acked = this.police ? a.police_acknowledgement : a.acknowledgement;

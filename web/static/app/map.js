@@ -1,7 +1,7 @@
 // Leaflet maps on the offline basemap (no tiles): live device markers, a
 // case's zones and contact-ban rings, and the parties of an alert.
 import { t, onLangChange } from './i18n.js';
-import { frameBatch, ms, fmtDuration, fmtMetres, distanceM, bearing } from './util.js';
+import { frameBatch, now as nowMs, ms, fmtDuration, fmtMetres, distanceM, bearing } from './util.js';
 
 const L = window.L;
 const CENTER = [51.915, 4.48];
@@ -94,7 +94,8 @@ export function createMap(el, options = {}) {
 
 /** Where a live position stands: its age in seconds. */
 export function ageS(p) {
-  return (Date.now() - ms(p.ts)) / 1000;
+  // A clock ahead (or a simulated day) must not show a negative age.
+  return Math.max(0, (nowMs() - ms(p.ts)) / 1000);
 }
 
 // ---- live devices -------------------------------------------------------------
@@ -231,7 +232,7 @@ function orderActive(order, now) {
 export function drawZones(group, caseFile, protectedAt) {
   const layers = [];
   if (!caseFile || !Array.isArray(caseFile.orders)) return layers;
-  const now = Date.now();
+  const now = nowMs();
   for (const order of caseFile.orders) {
     const rule = order.rule || {};
     const inactive = orderActive(order, now) ? '' : ' inactive';
@@ -401,7 +402,7 @@ export class AlertOverlay {
 
   refreshLabels() {
     for (const { marker, p, role } of this.labels) {
-      const age = fmtDuration((Date.now() - ms(p.ts)) / 1000);
+      const age = fmtDuration(Math.max(0, (nowMs() - ms(p.ts)) / 1000));
       marker.setTooltipContent(`${t('role.' + role)} ${p.device}<br>${t('map.age', { age })} · ±${fmtMetres(p.acc)}`);
     }
   }

@@ -2,7 +2,7 @@
 // DOM changes batched per animation frame; live timers updated once a second.
 import { t } from './i18n.js';
 import { store, on } from './store.js';
-import { h, clear, setText, ms, fmtDuration, fmtMetres, fmtDateTime, level, alertState, compareAlerts, kindLabel, KINDS, frameBatch } from './util.js';
+import { h, clear, setText, now as nowMs, ms, fmtDuration, fmtMetres, fmtDateTime, level, alertState, compareAlerts, kindLabel, KINDS, frameBatch } from './util.js';
 
 const filters = { case: '', kind: '', state: 'active', mine: false };
 
@@ -87,7 +87,7 @@ export class AlertQueue {
       case 'all':
         return true;
       case 'active':
-        if (this.police) return a.open || Date.now() - ms(a.ts) < 30 * 60 * 1000;
+        if (this.police) return a.open || nowMs() - ms(a.ts) < 30 * 60 * 1000;
         return !a.resolution && (a.open || a.attention === 'action');
       default:
         return s === filters.state;
@@ -175,7 +175,7 @@ export class AlertQueue {
   }
 
   tick() {
-    const now = Date.now();
+    const now = nowMs();
     for (const row of this.rows.values()) {
       const a = row.a;
       const since = ms(a.attention_since || a.raised_at || a.onset);

@@ -1,7 +1,7 @@
 // Live state shared by the views: alerts, device positions, engine health and
 // the event stream. Views subscribe and batch their own DOM work.
 import { get, ApiError } from './api.js';
-import { ms } from './util.js';
+import { ms, observeServerTime } from './util.js';
 
 export const store = {
   session: null,
@@ -50,8 +50,14 @@ function actionable(rec, prev) {
   return ms(rec.attention_since) > ms(prev.attention_since);
 }
 
+function observe(rec) {
+  observeServerTime(rec.raised_at);
+  observeServerTime(rec.attention_since);
+}
+
 function putAlert(rec, live) {
   if (!rec || !rec.id) return;
+  observe(rec);
   const prev = store.alerts.get(rec.id);
   store.alerts.set(rec.id, rec);
   if (live && actionable(rec, prev)) emit('actionable', rec);
@@ -66,6 +72,7 @@ export async function loadAlerts() {
     const seen = new Set();
     for (const rec of list || []) {
       seen.add(rec.id);
+      observe(rec);
       const prev = store.alerts.get(rec.id);
       store.alerts.set(rec.id, rec);
       // After a gap (reconnect, reset, polling) what came to ask for action sounds too.

@@ -42,6 +42,20 @@ export function setText(el, text) {
   if (el.textContent !== text) el.textContent = text;
 }
 
+// The server's clock, as far as the browser can tell: alerts carry times the
+// server stamped (raised_at, attention_since); a browser clock behind it (or
+// a demo's simulated day running ahead) must not show negative waits.
+let clockOffset = 0;
+export function observeServerTime(ts) {
+  const v = ms(ts);
+  if (!Number.isFinite(v)) return;
+  const ahead = v - Date.now();
+  if (ahead > clockOffset && ahead < 7 * 86400000) clockOffset = ahead;
+}
+export function now() {
+  return Date.now() + clockOffset;
+}
+
 export function ms(ts) {
   if (ts === undefined || ts === null) return NaN;
   if (typeof ts === 'number') return ts;
@@ -74,7 +88,7 @@ export function fmtDateTime(ts) {
   const v = ms(ts);
   if (!Number.isFinite(v)) return '—';
   // Today: the time is enough.
-  const today = fmt('date').format(Date.now()) === fmt('date').format(v);
+  const today = fmt('date').format(now()) === fmt('date').format(v);
   return today ? fmt('time').format(v) : fmt('datetime').format(v);
 }
 export function fmtFull(ts) {

@@ -3,7 +3,7 @@
 import { t } from './i18n.js';
 import { get, enc } from './api.js';
 import { store, on, getCase } from './store.js';
-import { h, clear, ms, fmtFull, fmtDate, fmtDay, fmtDateTime, fmtMetres, fmtDuration, level, kindLabel, localDay, KINDS, dispositionLabel } from './util.js';
+import { h, clear, now as nowMs, ms, fmtFull, fmtDate, fmtDay, fmtDateTime, fmtMetres, fmtDuration, level, kindLabel, localDay, KINDS, dispositionLabel } from './util.js';
 import { createMap, drawZones, boundsOf } from './map.js';
 
 const DAYS = ['mon', 'tue', 'wed', 'thu', 'fri', 'sat', 'sun'];
@@ -41,7 +41,7 @@ export function scheduleText(schedule) {
 }
 
 function validity(order) {
-  const now = Date.now();
+  const now = nowMs();
   const from = ms(order.valid_from), until = ms(order.valid_until);
   if (from > now) return 'future';
   if (until <= now) return 'expired';
@@ -193,7 +193,7 @@ export function mount(container, route) {
     const items = Array.isArray(timeline) ? timeline : [];
     // The strip: one cell per day of the last 14, coloured by the worst alert.
     const days = [];
-    const today = Date.now();
+    const today = nowMs();
     for (let i = 13; i >= 0; i--) {
       const d = today - i * 86400000;
       days.push({ key: localDay(d), at: d, worst: 0, count: 0, kinds: new Map() });

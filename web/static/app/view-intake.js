@@ -242,16 +242,16 @@ export function mount(container, route, { toast }) {
 
   // ---- check and apply ----
 
-  function showParseError(e, line, column) {
+  function showParseError(e, line, column, titleKey = 'intake.not_json') {
     const pos = line ? { line, column } : parseErrorPosition(editor.value, e);
     marks = pos.line ? [{ line: pos.line, kind: 'error', text: t('intake.syntax_here') }] : [];
     renderMarks();
     clear(errorsEl).append(h('div.error-group',
       h('div.error-item', { testid: 'intake-error', dataset: { field: '', line: String(pos.line || '') } },
-        h('strong', t('intake.not_json')), ' ', pos.line ? t('intake.at_line', { line: pos.line, column: pos.column || '?' }) : '',
+        h('strong', t(titleKey)), ' ', pos.line ? t('intake.at_line', { line: pos.line, column: pos.column || '?' }) : '',
         h('div.small', e.message || e.error || ''))));
     status.dataset.state = 'error';
-    status.textContent = t('intake.not_json');
+    status.textContent = t(titleKey);
     if (pos.line) goToLine(pos.line);
   }
 
@@ -335,8 +335,7 @@ export function mount(container, route, { toast }) {
       const b = e.body || {};
       if (e.status === 400 && (b.line || /not a case|json|expected|line \d+/i.test(b.error || ''))) {
         const m = String(b.error || '').match(/line (\d+) column (\d+)/);
-        showParseError({ message: b.error }, b.line || (m && +m[1]), b.column || (m && +m[2]));
-        status.textContent = t('intake.not_case');
+        showParseError({ message: b.error }, b.line || (m && +m[1]), b.column || (m && +m[2]), 'intake.not_case');
       } else if (e.status === 422 || (e.status === 400 && (b.errors || b.report))) {
         showReport(b.report ? { ...b.report, diff: b.diff } : b);
         if (what === 'apply') toast(t('intake.refused'), 'error');
