@@ -1,8 +1,11 @@
 //! `kordon demo`: one process with everything a first look needs: the
 //! embedded broker, kordon with its journal and HTTP API, and the Rotterdam
 //! simulator publishing a few hundred pairs of devices, with simulated time
-//! running faster than real time (kordon's clock keeps pace). It prints
-//! where to look and a live line of fixes/s and alerts; Ctrl-C stops it.
+//! running faster than real time (kordon's clock keeps pace). Simulated
+//! time starts a few minutes before the day's first scripted incident, so
+//! the dashboard has something to show at once. It prints the dashboard's
+//! address and sign-in tokens, and a live line of what each audience has
+//! received; Ctrl-C stops it.
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -120,6 +123,8 @@ async fn demo(settings: DemoSettings) -> Result<(), String> {
     })
     .await
     .map_err(|e| e.to_string())??;
+    let start_ms = first_scene_ms(&recording).unwrap_or(now.as_millisecond());
+    let now = Timestamp::from_millisecond(start_ms).map_err(|e| e.to_string())?;
     for (i, case) in recording.cases.iter().enumerate() {
         let path = dir.join("cases").join(format!("sim-{:04}.json", i + 1));
         std::fs::write(&path, case).map_err(|e| format!("{}: {e}", path.display()))?;
@@ -128,14 +133,12 @@ async fn demo(settings: DemoSettings) -> Result<(), String> {
     let config_path = dir.join("kordon.toml");
     std::fs::write(&config_path, config_text(&settings, &dir)).map_err(|e| e.to_string())?;
     let mut config = Config::load(&config_path).map_err(|e| e.to_string())?;
-    let now = Timestamp::now();
     config.clock = Clock::scaled(now, settings.speed);
     let running = crate::start(config).await.map_err(|e| e.to_string())?;
     let broker = running.broker_url.clone();
 
-    // Count what the monitoring room sees.
-    let alerts = Arc::new(AtomicU64::new(0));
-    let breaches = Arc::new(AtomicU64::new(0));
+    // Count what each audience receives.
+    let received = Arc::new(Received::default());
     let address = kordon_ingest::BrokerAddress::parse(&broker).map_err(|e| e.to_string())?;
     let (watcher, mut events) = AsyncClient::new(
         MqttOptions::new(
@@ -145,21 +148,21 @@ async fn demo(settings: DemoSettings) -> Result<(), String> {
         ),
         100,
     );
-    watcher
-        .subscribe(kordon_alert::topics::MONITORING, QoS::AtLeastOnce)
-        .await
-        .map_err(|e| e.to_string())?;
-    let (a, b) = (alerts.clone(), breaches.clone());
+    for topic in [
+        kordon_alert::topics::MONITORING,
+        kordon_alert::topics::POLICE,
+        "kordon/v1/devices/+/warning",
+    ] {
+        watcher
+            .subscribe(topic, QoS::AtLeastOnce)
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    let counts = received.clone();
     let watching = tokio::spawn(async move {
         loop {
             match events.poll().await {
-                Ok(Event::Incoming(Incoming::Publish(p))) => {
-                    a.fetch_add(1, Ordering::Relaxed);
-                    let text = String::from_utf8_lossy(&p.payload);
-                    if text.contains(r#""event":"opened""#) && text.contains("_breach") {
-                        b.fetch_add(1, Ordering::Relaxed);
-                    }
-                }
+                Ok(Event::Incoming(Incoming::Publish(p))) => counts.count(&p.topic, &p.payload),
                 Ok(_) => {}
                 Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
             }
@@ -173,6 +176,7 @@ async fn demo(settings: DemoSettings) -> Result<(), String> {
          \n  victims      kordon/v1/devices/VIC-0001/warning …\
          \n  devices      kordon/v1/devices/OFF-0001/fix … (the simulator publishes these)\
          \n  requests     kordon/v1/devices/VIC-0001/request … (kordon asks for a fresh position; the simulated phones answer on their fix topic)\
+         \n  dashboard    http://{}/   sign in with monitoring-demo-token, police-demo-token or admin-demo-token\
          \n  HTTP API     http://{}/api/v1/alerts  (Authorization: Bearer monitoring-demo-token)\
          \n  metrics      http://{}/metrics\
          \n  files        {}\
@@ -180,6 +184,7 @@ async fn demo(settings: DemoSettings) -> Result<(), String> {
         settings.pairs,
         settings.speed,
         address_port(&broker),
+        running.http_addr,
         running.http_addr,
         running.http_addr,
         dir.display(),
@@ -201,12 +206,10 @@ async fn demo(settings: DemoSettings) -> Result<(), String> {
                 let p = *progress_rx.borrow_and_update();
                 let local = kordon_core::schedule::schedule_time_zone().to_datetime(clock.now());
                 eprint!(
-                    "\r{} Rotterdam · {:>5.0} fixes/s · {} fixes · {} alert messages · {} breaches   ",
+                    "\r{} Rotterdam · {:>5.0} fixes/s · {}   ",
                     local.strftime("%a %H:%M"),
                     (p.fixes - last.fixes) as f64 / 2.0,
-                    p.fixes,
-                    alerts.load(Ordering::Relaxed),
-                    breaches.load(Ordering::Relaxed),
+                    received.line(),
                 );
                 last = p;
             }
@@ -226,6 +229,76 @@ async fn demo(settings: DemoSettings) -> Result<(), String> {
         dir.join("journal").display()
     );
     result
+}
+
+/// A few simulated minutes before the first scripted approach or zone
+/// breach of the day (one that means it, not a pass-by).
+fn first_scene_ms(recording: &kordon_sim::Recording) -> Option<i64> {
+    use kordon_sim::recording::TruthKind;
+    recording
+        .truth
+        .iter()
+        .filter(|t| t.intent && matches!(t.kind, TruthKind::Proximity | TruthKind::Zone))
+        .map(|t| t.start_ms)
+        .min()
+        .map(|ms| (ms - LEAD_MS).max(recording.start_ms))
+}
+
+/// How long before the first scene the demo starts: long enough for the
+/// devices to be seen, short enough to be there within 30 s at 10×.
+const LEAD_MS: i64 = 3 * 60_000;
+
+/// What each audience has received, as the live line shows it: the
+/// monitoring room's alerts asking for action, the police's breach
+/// episodes and messages, the warnings victims' phones received.
+#[derive(Default)]
+struct Received {
+    seen: std::sync::Mutex<ReceivedSets>,
+    police_messages: AtomicU64,
+    room_messages: AtomicU64,
+    victim_warnings: AtomicU64,
+}
+
+#[derive(Default)]
+struct ReceivedSets {
+    room_action: std::collections::HashSet<String>,
+    police_breaches: std::collections::HashSet<String>,
+}
+
+impl Received {
+    fn count(&self, topic: &str, payload: &[u8]) {
+        let Ok(message) = serde_json::from_slice::<serde_json::Value>(payload) else {
+            return;
+        };
+        let id = message["id"].as_str().unwrap_or_default().to_string();
+        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        if topic == kordon_alert::topics::MONITORING {
+            self.room_messages.fetch_add(1, Ordering::Relaxed);
+            if message["attention"] == "action" {
+                seen.room_action.insert(id);
+            }
+        } else if topic == kordon_alert::topics::POLICE {
+            self.police_messages.fetch_add(1, Ordering::Relaxed);
+            // A warning risen to a breach arrives as an update.
+            if message["kind"].as_str().is_some_and(|k| k.ends_with("_breach")) {
+                seen.police_breaches.insert(id);
+            }
+        } else if topic.ends_with("/warning") && topic.contains("/VIC-") {
+            self.victim_warnings.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    fn line(&self) -> String {
+        let seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        format!(
+            "room: {} to act on ({} messages) · police: {} breaches ({} messages) · victims: {} warnings",
+            seen.room_action.len(),
+            self.room_messages.load(Ordering::Relaxed),
+            seen.police_breaches.len(),
+            self.police_messages.load(Ordering::Relaxed),
+            self.victim_warnings.load(Ordering::Relaxed),
+        )
+    }
 }
 
 fn address_port(url: &str) -> u16 {
