@@ -73,6 +73,7 @@ function fmt(kind) {
       datetime: { day: '2-digit', month: 'short', hour: '2-digit', minute: '2-digit', timeZone: TZ },
       date: { day: 'numeric', month: 'short', year: 'numeric', timeZone: TZ },
       day: { weekday: 'short', day: 'numeric', month: 'short', timeZone: TZ },
+      dayShort: { weekday: 'short', day: 'numeric', timeZone: TZ },
       full: { day: '2-digit', month: 'short', year: 'numeric', hour: '2-digit', minute: '2-digit', second: '2-digit', timeZone: TZ },
     }[kind];
     formatters.set(key, new Intl.DateTimeFormat(locale, opts));
@@ -98,6 +99,10 @@ export function fmtFull(ts) {
 export function fmtDate(ts) {
   const v = ms(ts);
   return Number.isFinite(v) ? fmt('date').format(v) : '—';
+}
+export function fmtDayShort(ts) {
+  const v = ms(ts);
+  return Number.isFinite(v) ? fmt('dayShort').format(v) : '—';
 }
 export function fmtDay(ts) {
   const v = ms(ts);

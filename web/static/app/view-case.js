@@ -3,7 +3,7 @@
 import { t } from './i18n.js';
 import { get, enc } from './api.js';
 import { store, on, getCase } from './store.js';
-import { h, clear, now as nowMs, ms, fmtFull, fmtDate, fmtDay, fmtDateTime, fmtMetres, fmtDuration, level, kindLabel, localDay, KINDS, dispositionLabel } from './util.js';
+import { h, clear, now as nowMs, ms, fmtFull, fmtDate, fmtDay, fmtDayShort, fmtDateTime, fmtMetres, fmtDuration, level, kindLabel, localDay, KINDS, dispositionLabel } from './util.js';
 import { createMap, drawZones, boundsOf } from './map.js';
 
 const DAYS = ['mon', 'tue', 'wed', 'thu', 'fri', 'sat', 'sun'];
@@ -220,7 +220,7 @@ export function mount(container, route) {
     clear(stripEl).append(...days.map((d) => {
       const title = `${fmtDay(d.at)}: ` + (d.count ? [...d.kinds].map(([k, n]) => `${n}× ${kindLabel(k)}`).join(', ') : t('case.strip_none'));
       return h('div.day', { class: 'worst-' + names[d.worst], title, dataset: { day: d.key, worst: names[d.worst], count: String(d.count) } },
-        h('span.day-count', d.count ? String(d.count) : ''), h('span.day-label', fmtDay(d.at).replace(/,.*/, '')));
+        h('span.day-count', d.count ? String(d.count) : ''), h('span.day-label', fmtDayShort(d.at)));
     }));
     timelineNote.textContent = items.unavailable === 'missing' ? t('timeline.unavailable') : items.unavailable ? t('error.generic', { error: items.unavailable }) : items.length ? '' : t('timeline.empty');
     const shown = items.filter((i) => !kindFilter || groupOf(i) === kindFilter).slice(0, 500);

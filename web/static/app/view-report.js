@@ -19,6 +19,8 @@ function first(obj, keys) {
 
 /** {value, target, met, pending} of one metric of a report row. */
 export function metric(row, m, targets) {
+  // The police's deadline applies to police alerts only.
+  if (m.key === 'police_ack' && row.police === false) return { value: undefined, target: undefined, met: undefined, pending: false };
   const value = first(row, m.value);
   const target = first(row, m.target) ?? first(targets, m.target);
   let met = first(row, m.met);
@@ -33,7 +35,7 @@ export function metric(row, m, targets) {
 function defaultRange() {
   const to = new Date();
   const from = new Date(to.getTime() - 7 * 86400000);
-  const d = (x) => x.toISOString().slice(0, 10);
+  const d = (x) => `${x.getFullYear()}-${String(x.getMonth() + 1).padStart(2, '0')}-${String(x.getDate()).padStart(2, '0')}`;
   return { from: d(from), to: d(to) };
 }
 
