@@ -163,7 +163,7 @@ pub fn encode(
     element(&mut xml, 4, "senderName", "kordon electronic monitoring");
     let mut head = headline(alert.kind).to_string();
     match alert.event {
-        AlertEvent::Escalated => head.push_str(" (escalated: not acknowledged)"),
+        AlertEvent::Escalated => head.push_str(" (escalated)"),
         AlertEvent::Cleared => head.push_str(" (ended)"),
         _ => {}
     }

@@ -100,6 +100,34 @@ pub struct Handling {
     /// stand for the monitoring room's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub police_acknowledgement: Option<Acknowledgement>,
+    /// Its CAP messages' deliveries to police dispatch webhooks.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub deliveries: Vec<Delivery>,
+}
+
+/// Where one CAP message stands with one webhook endpoint.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Delivery {
+    pub endpoint: String,
+    /// The CAP message's identifier.
+    pub message: String,
+    pub attempts: u32,
+    /// The last answer: `200`, `503`, or why there was none.
+    pub outcome: String,
+    pub delivered: bool,
+    pub at: Timestamp,
+}
+
+/// An attempt's result, as the dispatcher reports it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeliveryAttempt {
+    pub endpoint: String,
+    pub message: String,
+    pub attempt: u32,
+    pub status: Option<u16>,
+    pub error: Option<String>,
+    pub delivered: bool,
+    pub at: Timestamp,
 }
 
 impl Handling {
@@ -265,6 +293,39 @@ impl AlertDesk {
             json(&topics::case_coordinators(message.case.as_str()), &notice),
         ];
         Ok((escalation, out))
+    }
+
+    /// Records a webhook delivery attempt on its alert, for every console
+    /// to see; an alert the desk has forgotten has nothing to show it on.
+    pub fn delivery_attempt(&mut self, id: &str, attempt: &DeliveryAttempt) {
+        let Ok(record) = self.record_mut(id) else {
+            return;
+        };
+        let outcome = match (attempt.status, &attempt.error) {
+            (Some(status), _) => status.to_string(),
+            (None, Some(error)) => error.clone(),
+            (None, None) => "no answer".to_string(),
+        };
+        let deliveries = &mut record.handling.deliveries;
+        match deliveries
+            .iter_mut()
+            .find(|d| d.endpoint == attempt.endpoint && d.message == attempt.message)
+        {
+            Some(d) => {
+                d.attempts = d.attempts.max(attempt.attempt);
+                d.outcome = outcome;
+                d.delivered |= attempt.delivered;
+                d.at = attempt.at;
+            }
+            None => deliveries.push(Delivery {
+                endpoint: attempt.endpoint.clone(),
+                message: attempt.message.clone(),
+                attempts: attempt.attempt,
+                outcome,
+                delivered: attempt.delivered,
+                at: attempt.at,
+            }),
+        }
     }
 
     /// The police dispatcher acknowledges a police alert: their own record,

@@ -22,5 +22,8 @@ pub mod topics;
 
 pub use attention::Attention;
 pub use desk::{AckError, AlertDesk, AlertRecord, AlertSettings, Outbound};
-pub use handling::{Disposition, Handling, HandlingError, ManualEscalation, Note, Resolution};
+pub use handling::{
+    Delivery, DeliveryAttempt, Disposition, Handling, HandlingError, ManualEscalation, Note,
+    Resolution,
+};
 pub use message::{Acknowledgement, AlertEvent, AlertMessage, DeviceWarning, Level, Position};

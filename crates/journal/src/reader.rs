@@ -27,6 +27,9 @@ pub const TIMELINE_KINDS: [&str; 7] = [
     "case_remove",
 ];
 
+/// Outbound and webhook records [`Reader::recent_dispatch`] reads at most.
+const DISPATCH_LOOKBACK: usize = 500_000;
+
 pub struct Reader {
     conn: Connection,
     path: PathBuf,
@@ -186,6 +189,50 @@ impl Reader {
                 if wanted && (from..=to).contains(&received) {
                     out.push(fix);
                 }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The newest outbound messages on `topic` and webhook records, newest
+    /// first: at most `limit` of those messages, and the webhook records
+    /// among them.
+    pub fn recent_dispatch(&self, topic: &str, limit: usize) -> Result<Vec<Record>, JournalError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT body FROM records WHERE kind IN ('outbound', 'webhook') ORDER BY seq DESC",
+            )
+            .map_err(self.err())?;
+        let mut rows = stmt.query([]).map_err(self.err())?;
+        let mut out = Vec::new();
+        let mut messages = 0;
+        let mut scanned = 0usize;
+        while let Some(row) = rows.next().map_err(self.err())? {
+            // A journal of many alerts and few police messages: look back
+            // this far, not through all of it.
+            scanned += 1;
+            if scanned > DISPATCH_LOOKBACK {
+                break;
+            }
+            let Some(body) = row.get::<_, Option<Vec<u8>>>(0).map_err(self.err())? else {
+                continue;
+            };
+            match Record::from_body(&body) {
+                Ok(record @ Record::Outbound { .. }) => {
+                    let Record::Outbound { topic: t, .. } = &record else {
+                        unreachable!()
+                    };
+                    if t == topic {
+                        out.push(record);
+                        messages += 1;
+                        if messages == limit {
+                            break;
+                        }
+                    }
+                }
+                Ok(record @ Record::Webhook { .. }) => out.push(record),
+                _ => {}
             }
         }
         Ok(out)

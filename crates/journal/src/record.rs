@@ -108,6 +108,21 @@ pub enum Record {
         text: String,
         at: Timestamp,
     },
+    /// One attempt to deliver a CAP message (`message`, its identifier) of
+    /// alert `alert` to a police dispatch webhook (`endpoint`, its name):
+    /// the HTTP status it answered, or why there was none.
+    Webhook {
+        alert: String,
+        endpoint: String,
+        message: String,
+        attempt: u32,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        status: Option<u16>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        error: Option<String>,
+        delivered: bool,
+        at: Timestamp,
+    },
     /// An operator passed an alert to the police and the coordinators.
     Escalate {
         alert: String,
@@ -153,6 +168,7 @@ impl Record {
             Record::Resolve { .. } => "resolve",
             Record::Note { .. } => "note",
             Record::Escalate { .. } => "escalate",
+            Record::Webhook { .. } => "webhook",
             Record::Event { .. } => "event",
             Record::Outbound { .. } => "outbound",
             Record::Delivered { .. } => "delivered",
@@ -171,6 +187,7 @@ impl Record {
             | Record::Resolve { at, .. }
             | Record::Note { at, .. }
             | Record::Escalate { at, .. }
+            | Record::Webhook { at, .. }
             | Record::Event { at, .. }
             | Record::Outbound { at, .. }
             | Record::Delivered { at, .. }

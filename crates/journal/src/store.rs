@@ -135,6 +135,10 @@ const SCHEMA: &str = "
     -- devices' fixes by time for playback.
     CREATE INDEX IF NOT EXISTS records_timeline ON records(seq)
         WHERE kind IN ('event', 'ack', 'resolve', 'note', 'escalate', 'case_upsert', 'case_remove');
+    -- The police's CAP messages and their webhook deliveries, read back at
+    -- start (crate::reader) for the Atom feed and deliveries to resume.
+    CREATE INDEX IF NOT EXISTS records_dispatch ON records(seq)
+        WHERE kind IN ('outbound', 'webhook');
     CREATE TABLE IF NOT EXISTS case_links (
         seq      INTEGER NOT NULL,
         case_id  TEXT NOT NULL,

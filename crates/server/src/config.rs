@@ -31,6 +31,9 @@ pub struct Config {
     /// The deadline report's targets.
     #[serde(default)]
     pub reports: ReportsConfig,
+    /// The police's CAP messages as webhook deliveries.
+    #[serde(default)]
+    pub dispatch: crate::dispatch::DispatchConfig,
     /// The wall clock, except for `kordon demo`.
     #[serde(skip)]
     pub clock: crate::clock::Clock,
@@ -284,6 +287,7 @@ impl Config {
                 ));
             }
         }
+        problems.extend(self.dispatch.check());
         for (key, device) in &self.owntracks.devices {
             if key.split('/').count() != 2 {
                 problems.push(format!(

@@ -106,6 +106,11 @@ pub enum Command {
         now: Timestamp,
         reply: oneshot::Sender<Vec<BanHit>>,
     },
+    /// An attempt to deliver a CAP message of `alert` to a webhook.
+    Webhook {
+        alert: String,
+        attempt: kordon_alert::DeliveryAttempt,
+    },
     /// Finish what is queued before this, then stop.
     Shutdown,
 }
@@ -337,7 +342,8 @@ impl CoreThread {
             record @ (Record::Ack { .. }
             | Record::Resolve { .. }
             | Record::Note { .. }
-            | Record::Escalate { .. }) => self.replay_operator(record),
+            | Record::Escalate { .. }
+            | Record::Webhook { .. }) => self.replay_operator(record),
             Record::Outbound { topic, payload, at } => {
                 self.deliveries.expect(
                     &Outbound {
@@ -570,6 +576,7 @@ impl CoreThread {
                 } => {
                     let _ = reply.send(self.engine.bans_at(lat, lon, now));
                 }
+                Command::Webhook { alert, attempt } => self.delivery_attempt(alert, attempt),
                 Command::Shutdown => break,
             }
             self.flush();

@@ -15,6 +15,7 @@
 //! | `GET /api/v1/stream` (live) | all, with positions | police alerts | alerts without positions of her |
 //! | `GET /api/v1/positions`, `…/playback`, `…/track` | yes | 403 | 403 |
 //! | `GET /api/v1/cases/{id}/timeline` | yes | yes | without positions |
+//! | `GET /api/v1/feed/cap.atom` (the police's CAP messages) | yes | yes | 403 |
 //! | `GET /api/v1/bans?lat=&lon=` | yes | yes | yes |
 //!
 //! A missing or unknown token is 401; a known token of the wrong role 403;
@@ -59,6 +60,7 @@ pub struct ApiState {
     /// The journal, read (never written) for timelines and playback.
     pub(crate) journal: std::path::PathBuf,
     pub(crate) targets: crate::config::DeadlineTargets,
+    pub(crate) dispatch: crate::dispatch::Dispatch,
 }
 
 /// What the API needs besides the engine's queue.
@@ -70,6 +72,7 @@ pub struct ApiParts {
     pub escalate_after_s: u32,
     pub journal: std::path::PathBuf,
     pub targets: crate::config::DeadlineTargets,
+    pub dispatch: crate::dispatch::Dispatch,
 }
 
 struct Token {
@@ -105,6 +108,7 @@ impl ApiState {
             escalate_after_s: parts.escalate_after_s,
             journal: parts.journal,
             targets: parts.targets,
+            dispatch: parts.dispatch,
         }
     }
 
@@ -149,6 +153,7 @@ pub fn router(state: ApiState) -> Router {
         .merge(crate::web::routes())
         .merge(crate::history::routes())
         .merge(crate::intake::routes())
+        .merge(crate::dispatch::routes())
         .with_state(state)
 }
 

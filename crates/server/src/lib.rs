@@ -18,6 +18,7 @@
 //! - [`delivery`]: publishing each alert message once, across crashes.
 //! - [`demo`]: `kordon demo`, everything in one process with the simulator.
 //! - [`mqtt`]: the connection and publisher tasks.
+//! - [`dispatch`]: the police's CAP messages as an Atom feed and webhooks.
 //! - [`http`]: the API and its roles.
 //! - [`web`], [`session`], [`live`], [`history`], [`intake`]: the dashboard:
 //!   its files, sign-in, the live stream, what the journal tells people,
@@ -34,6 +35,7 @@ pub mod clock;
 pub mod config;
 pub mod core_thread;
 pub mod delivery;
+pub mod dispatch;
 pub mod demo;
 #[cfg(feature = "embedded-broker")]
 pub mod embedded;

@@ -32,6 +32,12 @@ pub const BROKER_CONNECTED: &str = "kordon_broker_connected";
 pub const BROKER_CONNECTION_ERRORS: &str = "kordon_broker_connection_errors_total";
 /// Alert messages whose echo never came back (see `delivery`).
 pub const UNCONFIRMED: &str = "kordon_alert_messages_unconfirmed_total";
+/// Attempts to deliver a CAP message to a police dispatch webhook, by
+/// outcome (`delivered`, `refused`, `failed`).
+pub const WEBHOOK_ATTEMPTS: &str = "kordon_webhook_attempts_total";
+/// CAP messages the webhook deliverer's full queue could not take (they
+/// are delivered at the next start).
+pub const WEBHOOK_QUEUE_FULL: &str = "kordon_webhook_queue_full_total";
 /// Messages the embedded broker skipped for a lagging subscriber.
 pub const EMBEDDED_BROKER_LOSS: &str = "kordon_embedded_broker_cursor_jumps_total";
 

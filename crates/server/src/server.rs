@@ -20,6 +20,7 @@ use crate::config::Config;
 use crate::core_thread::{Command, CoreThread, Envelope, Upkeep};
 use crate::health::Health;
 use crate::http::{self, ApiParts, ApiState};
+use crate::dispatch::{self, Dispatch};
 use crate::live::Feed;
 use crate::mqtt;
 
@@ -82,6 +83,9 @@ pub struct Running {
     forwarder: JoinHandle<()>,
     publisher: JoinHandle<()>,
     http: JoinHandle<()>,
+    /// Webhook deliveries (only with `[[dispatch.webhooks]]`); deliveries
+    /// under way when kordon stops resume at the next start.
+    deliverer: Option<JoinHandle<()>>,
 }
 
 /// Starts kordon. Cases that fail validation stop the start, each named; so
@@ -110,7 +114,22 @@ pub async fn start_with(
 
     let health = Health::default();
     let feed = Feed::new(config.alerts.escalate_after_s);
-    let (core, writer, out_rx) = recover(&config, on_damage, health.clone(), feed.clone())?;
+    let (webhook_tx, webhook_rx) = match config.dispatch.webhooks.is_empty() {
+        true => (None, None),
+        false => {
+            let (tx, rx) = mpsc::channel(dispatch::QUEUE);
+            (Some(tx), Some(rx))
+        }
+    };
+    let dispatch = Dispatch::new(&config.alerts.sender, webhook_tx.clone());
+    let (core, writer, out_rx) = recover(
+        &config,
+        on_damage,
+        health.clone(),
+        feed.clone(),
+        dispatch.clone(),
+    )?;
+    let undelivered = restore_dispatch(&config, &dispatch);
     let (core_tx, core_rx) = crossbeam_channel::bounded(CORE_QUEUE);
     let core_thread = std::thread::Builder::new()
         .name("kordon-engine".into())
@@ -138,6 +157,20 @@ pub async fn start_with(
         stopping.clone(),
     ));
     let publisher = tokio::spawn(mqtt::run_publisher(client, out_rx));
+    let deliverer = webhook_rx.map(|queue| {
+        let deliverer = dispatch::webhook::Deliverer {
+            endpoints: config.dispatch.webhooks.clone(),
+            core: core_tx.clone(),
+            clock: config.clock,
+            give_up_after_s: config.dispatch.give_up_after_s,
+        };
+        tokio::spawn(deliverer.run(queue))
+    });
+    if let Some(queue) = &webhook_tx {
+        for message in undelivered {
+            let _ = queue.try_send(message);
+        }
+    }
 
     let listener = tokio::net::TcpListener::bind(config.http.listen)
         .await
@@ -163,6 +196,7 @@ pub async fn start_with(
             escalate_after_s: config.alerts.escalate_after_s,
             journal: config.journal.journal_file(),
             targets: config.reports.targets.clone(),
+            dispatch,
         },
     ));
     let mut http_stopping = stopping.clone();
@@ -186,7 +220,29 @@ pub async fn start_with(
         forwarder,
         publisher,
         http,
+        deliverer,
     })
+}
+
+/// The police's CAP messages read back from the journal into the Atom
+/// feed, and those a webhook has not acknowledged yet (to deliver again).
+fn restore_dispatch(config: &Config, dispatch: &Dispatch) -> Vec<dispatch::CapMessage> {
+    let records = kordon_journal::Reader::open(&config.journal.journal_file()).and_then(|r| {
+        r.recent_dispatch(kordon_alert::topics::POLICE_CAP, dispatch::FEED_LENGTH)
+    });
+    match records {
+        Ok(records) => {
+            let endpoints: Vec<String> =
+                config.dispatch.webhooks.iter().map(|w| w.name.clone()).collect();
+            let since = config.clock.now()
+                - jiff::SignedDuration::from_secs(config.dispatch.give_up_after_s as i64);
+            dispatch.restore(records, &endpoints, since)
+        }
+        Err(e) => {
+            warn!(error = %e, "the police's CAP feed could not be read back from the journal");
+            Vec::new()
+        }
+    }
 }
 
 #[cfg(feature = "embedded-broker")]
@@ -206,6 +262,21 @@ fn embedded_broker(_config: &Config) -> Result<String, StartError> {
     Err(StartError::EmbeddedBroker(std::io::Error::other(
         "built without the `embedded-broker` feature",
     )))
+}
+
+/// Hands a durable police CAP message to the feed and the webhooks;
+/// never waits (see [`crate::dispatch`]).
+fn offer_to_dispatch(dispatch: &Dispatch, payload: &[u8]) {
+    let Ok(xml) = std::str::from_utf8(payload) else {
+        return;
+    };
+    if let Some(lost) = dispatch.offer(xml) {
+        metrics::counter!(crate::metrics::WEBHOOK_QUEUE_FULL).increment(1);
+        warn!(
+            message = lost.identifier,
+            "the webhook queue is full: this CAP message reaches the webhooks at the next start (it is on MQTT and in the Atom feed now)"
+        );
+    }
 }
 
 /// The engine's thread ready to run, the journal writer it feeds, and
@@ -327,6 +398,7 @@ fn recover(
     on_damage: OnDamagedJournal,
     health: Health,
     feed: Feed,
+    dispatch: Dispatch,
 ) -> Result<Recovered, StartError> {
     let (mut core, journal, _) = recover_state(config, on_damage, Some(feed))?;
     let snapshots = SnapshotStore::new(&config.journal.dir);
@@ -365,6 +437,11 @@ fn recover(
                 if let Envelope::Reply(reply) = envelope {
                     reply.send();
                     continue;
+                }
+                if let Envelope::Publish { message, .. } = &envelope {
+                    if message.topic == kordon_alert::topics::POLICE_CAP {
+                        offer_to_dispatch(&dispatch, &message.payload);
+                    }
                 }
                 // Waits while the publisher is a full queue behind (the
                 // broker is slow or away): the writer, then the engine,
@@ -405,6 +482,9 @@ impl Running {
     pub async fn shutdown(self) {
         info!("shutting down");
         let _ = self.stop.send(true);
+        if let Some(deliverer) = &self.deliverer {
+            deliverer.abort();
+        }
         let _ = self.http.await;
         // The connection task has stopped handing messages on; what it
         // handed on reaches the engine's queue before `Shutdown` does.

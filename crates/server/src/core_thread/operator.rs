@@ -1,11 +1,13 @@
-//! What operators do to alerts, on the engine's thread: acknowledge (the
+//! What people do to alerts, on the engine's thread: acknowledge (the
 //! monitoring room's or the police's own), resolve with a disposition, add
-//! a note, escalate by hand. Each is journaled ahead of the messages it
+//! a note, escalate by hand; and what police dispatch webhooks answered. Each is journaled ahead of the messages it
 //! causes and replayed from the journal the same way, at the same time, so
 //! that a restart rebuilds the same desk. Nothing here reads a clock.
 
 use jiff::Timestamp;
-use kordon_alert::{Acknowledgement, Disposition, HandlingError, ManualEscalation, Note};
+use kordon_alert::{
+    Acknowledgement, DeliveryAttempt, Disposition, HandlingError, ManualEscalation, Note,
+};
 use kordon_core::{CaseId, DeviceId, EventKind};
 use kordon_journal::Record;
 use serde::Serialize;
@@ -314,6 +316,24 @@ impl CoreThread {
         }
     }
 
+    /// Journals a webhook delivery attempt and shows it on its alert.
+    pub(super) fn delivery_attempt(&mut self, alert: String, attempt: DeliveryAttempt) {
+        self.desk.delivery_attempt(&alert, &attempt);
+        self.record_for_alert(
+            &alert,
+            Record::Webhook {
+                alert: alert.clone(),
+                endpoint: attempt.endpoint,
+                message: attempt.message,
+                attempt: attempt.attempt,
+                status: attempt.status,
+                error: attempt.error,
+                delivered: attempt.delivered,
+                at: attempt.at,
+            },
+        );
+    }
+
     /// Replays an operator's journaled action at its own time.
     pub(super) fn replay_operator(&mut self, record: Record) {
         match record {
@@ -367,6 +387,27 @@ impl CoreThread {
             } => {
                 let _ = self.desk.escalate_by_hand(&alert, &operator, &note, at);
             }
+            Record::Webhook {
+                alert,
+                endpoint,
+                message,
+                attempt,
+                status,
+                error,
+                delivered,
+                at,
+            } => self.desk.delivery_attempt(
+                &alert,
+                &DeliveryAttempt {
+                    endpoint,
+                    message,
+                    attempt,
+                    status,
+                    error,
+                    delivered,
+                    at,
+                },
+            ),
             _ => {}
         }
     }
