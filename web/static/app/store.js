@@ -1,7 +1,7 @@
 // Live state shared by the views: alerts, device positions, engine health and
 // the event stream. Views subscribe and batch their own DOM work.
 import { get, ApiError } from './api.js';
-import { ms, observeServerTime } from './util.js';
+import { ms, observeServerTime, syncServerTime } from './util.js';
 
 export const store = {
   session: null,
@@ -57,7 +57,11 @@ function observe(rec) {
 
 function putAlert(rec, live) {
   if (!rec || !rec.id) return;
-  observe(rec);
+  // An alert raised live was stamped by the server's clock a moment ago
+  // (in the demo, a simulated day's): the timers follow that clock.
+  // Not in the burst a (re)connection replays: those may be minutes old.
+  if (live && rec.event === 'opened' && !store.alerts.has(rec.id) && performance.now() - streamOpenedAt > 3000) syncServerTime(rec.raised_at);
+  else observe(rec);
   const prev = store.alerts.get(rec.id);
   store.alerts.set(rec.id, rec);
   if (live && actionable(rec, prev)) emit('actionable', rec);
@@ -164,6 +168,7 @@ let retryTimer = null;
 let retryDelay = 2000;
 let pollTimer = null;
 let everOpened = false;
+let streamOpenedAt = Infinity;
 
 function setStream(state) {
   if (store.stream === state) return;
@@ -193,6 +198,7 @@ export function startStream() {
   let resumed = false;
   es.onopen = () => {
     retryDelay = 2000;
+    streamOpenedAt = performance.now();
     const wasLost = store.stream === 'lost';
     setStream('open');
     // A new EventSource cannot resume (no Last-Event-ID): refetch what it missed.

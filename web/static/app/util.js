@@ -52,6 +52,11 @@ export function observeServerTime(ts) {
   const ahead = v - Date.now();
   if (ahead > clockOffset && ahead < 7 * 86400000) clockOffset = ahead;
 }
+/** A time the server stamped just now (an alert raised live): both ways. */
+export function syncServerTime(ts) {
+  const v = ms(ts);
+  if (Number.isFinite(v) && Math.abs(v - Date.now()) < 7 * 86400000) clockOffset = v - Date.now();
+}
 export function now() {
   return Date.now() + clockOffset;
 }

@@ -288,7 +288,7 @@ export function mount(container, route, { toast }) {
         h('tbody', diff.map((d) => h('tr', { dataset: { path: d.path } },
           h('td.mono', h('button.field-link', { type: 'button', onclick: () => goToLine(lineOf(lines, d.path)) }, d.path)),
           h('td.mono.before', short(d.before)), h('td.mono.after', short(d.after))))))
-        : h('div.muted', report.new || report.created ? t('intake.diff_new') : t('intake.diff_none')));
+        : h('div.muted', report.exists === false ? t('intake.diff_new') : t('intake.diff_none')));
     } else {
       diffEl.append(h('div.muted', t('intake.diff_unavailable')));
     }

@@ -66,8 +66,8 @@ export function mount(container, route, { toast }) {
 
   function banItem(b) {
     const kind = b.kind || (b.rule && b.rule.type);
-    const where = b.inside === false ? t('police.warning_area') : b.inside === true ? t('police.inside') : null;
-    return h('li.lookup-result', { testid: 'lookup-result', dataset: { case: b.case || '', order: b.order || '', kind: kind || '' } },
+    const where = b.inside === false ? t('police.warning_area') : b.inside === true ? t('police.inside') : b.valid_now === false ? t('police.not_in_force') : null;
+    return h('li.lookup-result', { testid: 'lookup-result', class: b.valid_now === false ? 'inactive' : '', dataset: { case: b.case || '', order: b.order || '', kind: kind || '' } },
       h('div.line1', h('strong', t('rule.' + kind, null, kind || '')), b.risk ? h('span.badge.risk.risk-' + b.risk, t('risk.' + b.risk)) : null, where ? h('span.badge', where) : null),
       h('div.small',
         [b.case ? [t('police.case') + ' ', h('a', { href: '#/case/' + enc(b.case) }, b.case)] : null,
@@ -101,14 +101,35 @@ export function mount(container, route, { toast }) {
     }
   }
 
+  /** The person route answers per case with its orders: one item per order. */
+  function personItems(list) {
+    const out = [];
+    for (const c of Array.isArray(list) ? list : []) {
+      if (!Array.isArray(c.orders)) {
+        out.push(c);
+        continue;
+      }
+      for (const o of c.orders) {
+        out.push({
+          case: c.case, risk: c.risk, offender: c.offender, matched_as: c.matched_as,
+          order: o.id, kind: o.rule && o.rule.type, valid_until: o.valid_until, legal_basis: o.legal_basis, valid_now: o.valid_now,
+        });
+      }
+    }
+    // Orders in force first.
+    return out.sort((a, b) => (b.valid_now !== false) - (a.valid_now !== false));
+  }
+
   async function lookupPerson(person) {
     if (!person) return;
     showResults(t('police.looking'), []);
     try {
       const list = await get('/api/v1/bans' + qs({ person }));
-      showResults(t('police.bans_for', { person }), Array.isArray(list) ? list : list.bans || []);
+      showResults(t('police.bans_for', { person }), personItems(Array.isArray(list) ? list : list.bans || []));
     } catch (e) {
-      showResults(t('police.bans_for', { person }), [], e.status === 400 && !e.missing ? t('police.person_unsupported') : e.missing ? t('police.lookup_unavailable') : t('error.generic', { error: e.message }));
+      const notFound = e.status === 404 && /^no /.test((e.body && e.body.error) || '');
+      showResults(t('police.bans_for', { person }), [], notFound ? t('police.person_unknown', { person })
+        : e.status === 400 ? t('police.person_unsupported') : e.missing ? t('police.lookup_unavailable') : t('error.generic', { error: e.message }));
     }
   }
 
