@@ -25,8 +25,8 @@ use std::collections::{BTreeSet, HashMap, VecDeque};
 use jiff::Timestamp;
 use kordon_core::geodesy::distance_m;
 use kordon_core::{
-    Case, CaseId, Certainty, Coordinator, DeviceId, EpisodeId, Event, EventKind, Phase, RiskLevel,
-    Role, Rule,
+    Case, CaseId, Certainty, Coordinator, DeviceId, EpisodeId, Event, EventKind, Language, Phase,
+    RiskLevel, Role, Rule,
 };
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
@@ -35,10 +35,9 @@ use crate::attention::{self, Attention};
 use crate::cap::{self, CapThread};
 use crate::handling::Handling;
 use crate::message::{
-    offender_instruction, protected_instruction, Acknowledgement, AlertEvent, AlertMessage,
-    CoordinatorNotice, DeviceWarning, Level, Position,
+    Acknowledgement, AlertEvent, AlertMessage, CoordinatorNotice, DeviceWarning, Level, Position,
 };
-use crate::topics;
+use crate::{texts, topics};
 
 /// How the desk routes and escalates.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -200,6 +199,14 @@ struct CaseRouting {
     coordinators: Vec<Coordinator>,
     /// The largest contact-ban warning radius: how near him is near her.
     warning_radius_m: Option<f64>,
+    /// The language each wearer's device is written to in.
+    languages: HashMap<DeviceId, Language>,
+}
+
+impl CaseRouting {
+    fn language(&self, device: &DeviceId) -> Language {
+        self.languages.get(device).copied().unwrap_or_default()
+    }
 }
 
 impl CaseRouting {
@@ -241,6 +248,12 @@ impl CaseRouting {
             static_zones,
             coordinators: case.coordinators.clone(),
             warning_radius_m,
+            languages: case
+                .protected
+                .iter()
+                .filter_map(|p| Some((p.device.clone()?, p.language)))
+                .chain([(case.offender.device.clone(), case.offender.language)])
+                .collect(),
         }
     }
 }
@@ -594,8 +607,9 @@ impl AlertDesk {
             }
         }
         for device in recipients {
+            let language = case.language(&device);
             let told = record.told_protected.entry(device.clone()).or_default();
-            if let Some(warning) = device_warning(told, &message, Role::Protected) {
+            if let Some(warning) = device_warning(told, &message, Role::Protected, language) {
                 out.push(json(&topics::device_warning(device.as_str()), &warning));
             }
         }
@@ -609,7 +623,12 @@ impl AlertDesk {
         );
         if self.settings.offender_zone_warnings && static_zone && zone_kind {
             if let Some(warning) =
-                device_warning(&mut record.told_offender, &message, Role::Offender)
+                device_warning(
+                    &mut record.told_offender,
+                    &message,
+                    Role::Offender,
+                    case.language(&case.offender),
+                )
             {
                 out.push(json(
                     &topics::device_warning(case.offender.as_str()),
@@ -845,7 +864,8 @@ impl AlertDesk {
                 }
                 let mut message = record.latest.clone();
                 message.ts = now;
-                if let Some(warning) = device_warning(told, &message, Role::Protected) {
+                let language = case.language(&device);
+                if let Some(warning) = device_warning(told, &message, Role::Protected, language) {
                     out.push(json(&topics::device_warning(device.as_str()), &warning));
                 }
             }
@@ -973,6 +993,7 @@ fn device_warning(
     told: &mut Option<EventKind>,
     message: &AlertMessage,
     wearer: Role,
+    language: Language,
 ) -> Option<DeviceWarning> {
     let cleared = message.event == AlertEvent::Cleared;
     if cleared {
@@ -984,8 +1005,8 @@ fn device_warning(
         *told = Some(message.kind);
     }
     let instruction = match wearer {
-        Role::Protected => protected_instruction(message.kind, message.event),
-        Role::Offender => offender_instruction(message.kind, message.event),
+        Role::Protected => texts::protected_instruction(language, message.kind, message.event),
+        Role::Offender => texts::offender_instruction(language, message.kind, message.event),
     };
     Some(DeviceWarning {
         id: message.id,
@@ -994,6 +1015,7 @@ fn device_warning(
         severity: message.severity,
         ts: message.ts,
         instruction: instruction.to_string(),
+        language,
     })
 }
 

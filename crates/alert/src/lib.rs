@@ -9,6 +9,7 @@
 //!   disposition, escalation by hand, the police's acknowledgement.
 //! - [`message`]: the JSON payloads per audience.
 //! - [`cap`]: OASIS CAP 1.2 for police dispatch.
+//! - [`texts`]: every word a wearer's device shows, in Dutch and English.
 //! - [`topics`]: the outbound alert topics.
 //!
 //! No IO and no clock: the server publishes what the desk returns.
@@ -18,6 +19,7 @@ pub mod cap;
 pub mod desk;
 pub mod handling;
 pub mod message;
+pub mod texts;
 pub mod topics;
 
 pub use attention::Attention;

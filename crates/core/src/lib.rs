@@ -33,6 +33,7 @@ pub use engine::{
 };
 pub use episode::{ClearReason, EpisodeId, Event, EventKind, Phase, PositionReport, Severity};
 pub use model::{
+    Language,
     Case, CaseId, Coordinator, DeviceId, Fix, GpsState, Input, Offender, Order, OrderId, PersonId,
     ProtectedPerson, RiskLevel, Role, Rule, Status, StrapState, ZoneGeometry,
 };

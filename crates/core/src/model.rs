@@ -218,6 +218,9 @@ impl Case {
 #[serde(deny_unknown_fields)]
 pub struct Offender {
     pub device: DeviceId,
+    /// The language his bracelet's texts are written in.
+    #[serde(default, skip_serializing_if = "Language::is_default")]
+    pub language: Language,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -227,6 +230,32 @@ pub struct ProtectedPerson {
     /// A victim device is optional; without one only static zones protect her.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub device: Option<DeviceId>,
+    /// The language her device's warnings are written in.
+    #[serde(default, skip_serializing_if = "Language::is_default")]
+    pub language: Language,
+}
+
+/// A language kordon writes device texts in (ISO 639-1).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Language {
+    /// Dutch, the default of a Dutch monitoring programme.
+    #[default]
+    Nl,
+    En,
+}
+
+impl Language {
+    pub fn is_default(&self) -> bool {
+        *self == Language::default()
+    }
+
+    pub fn code(self) -> &'static str {
+        match self {
+            Language::Nl => "nl",
+            Language::En => "en",
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -97,10 +97,12 @@ fn version(which: usize, variant: usize) -> kordon_core::Case {
             ProtectedPerson {
                 id: PersonId::from("P1"),
                 device: Some(DeviceId::from("VIC-1")),
+                language: Default::default(),
             },
             ProtectedPerson {
                 id: PersonId::from("P2"),
                 device: Some(DeviceId::from("VIC-2")),
+                language: Default::default(),
             },
         ];
         c

@@ -105,10 +105,12 @@ pub fn case(id: &str, risk: RiskLevel, orders: Vec<Order>) -> Case {
         risk,
         offender: Offender {
             device: DeviceId::new(format!("OFF-{n}")),
+            language: Default::default(),
         },
         protected: vec![ProtectedPerson {
             id: PersonId::from("P1"),
             device: Some(DeviceId::new(format!("VIC-{n}"))),
+            language: Default::default(),
         }],
         coordinators: vec![],
         orders,
