@@ -343,10 +343,12 @@ fn her_device_without_a_position_for_long_tells_her_she_is_not_protected() {
     let told = room.to_device("VIC-2");
     assert_eq!(told.len(), 1, "{told:?}");
     assert_eq!(told[0]["kind"], "gps_lost");
+    // In her language: Dutch unless her case says otherwise.
+    assert_eq!(told[0]["language"], "nl");
     assert!(told[0]["instruction"]
         .as_str()
         .unwrap()
-        .contains("cannot warn you"));
+        .contains("kan u niet waarschuwen"));
     room.fix("VIC-2", 0.0, 50 * 60 + 30);
     let told = room.to_device("VIC-2");
     assert_eq!(told.len(), 2, "{told:?}");
