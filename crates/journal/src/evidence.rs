@@ -2,7 +2,8 @@
 //!
 //! An export holds one case's records over a time range: fixes and alert
 //! events as CSV and GeoJSON, acknowledgements, resolutions, operators'
-//! notes and escalations by hand, and status messages as CSV,
+//! notes, escalations by hand, webhook delivery attempts and status
+//! messages as CSV,
 //! case changes as JSON lines, and `manifest.json` with, per record, its
 //! number, digest and link in the case's hash chain, plus the hash of every
 //! file. `verify` rebuilds each record from the exported rows, hashes it, and
@@ -193,6 +194,17 @@ const ESCALATE_COLUMNS: &[Column] = &[
     ("note", "note", Type::Str),
 ];
 
+const WEBHOOK_COLUMNS: &[Column] = &[
+    ("at", "at", Type::Str),
+    ("alert", "alert", Type::Str),
+    ("endpoint", "endpoint", Type::Str),
+    ("message", "message", Type::Str),
+    ("attempt", "attempt", Type::Int),
+    ("status", "status", Type::Int),
+    ("error", "error", Type::Str),
+    ("delivered", "delivered", Type::Bool),
+];
+
 const STATUS_COLUMNS: &[Column] = &[
     ("received", "received", Type::Str),
     ("device", "status.device", Type::Str),
@@ -239,6 +251,12 @@ const LAYOUTS: &[Layout] = &[
         csv: "escalations.csv",
         geojson: None,
         columns: ESCALATE_COLUMNS,
+    },
+    Layout {
+        kind: "webhook",
+        csv: "webhook_deliveries.csv",
+        geojson: None,
+        columns: WEBHOOK_COLUMNS,
     },
     Layout {
         kind: "status",

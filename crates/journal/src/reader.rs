@@ -130,6 +130,40 @@ impl Reader {
         Ok(out)
     }
 
+    /// The payloads kordon journaled for `topic` from `from` to `to`
+    /// (kordon's clock), oldest first.
+    pub fn outbound_between(
+        &self,
+        topic: &str,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> Result<Vec<String>, JournalError> {
+        let (lo, hi) = (self.first_seq_at(from)?, self.first_seq_at(to)?);
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT body FROM records WHERE kind IN ('outbound', 'webhook') AND seq >= ?1 AND seq < ?2 ORDER BY seq",
+            )
+            .map_err(self.err())?;
+        let rows = stmt
+            .query_map(rusqlite::params![lo as i64, hi as i64], |row| {
+                row.get::<_, Option<Vec<u8>>>(0)
+            })
+            .map_err(self.err())?;
+        let mut out = Vec::new();
+        for row in rows {
+            let Some(body) = row.map_err(self.err())? else {
+                continue;
+            };
+            if let Ok(Record::Outbound { topic: t, payload, .. }) = Record::from_body(&body) {
+                if t == topic {
+                    out.push(payload);
+                }
+            }
+        }
+        Ok(out)
+    }
+
     /// The latest case file of `case` put in force before record `before`.
     pub fn case_before(&self, case: &CaseId, before: u64) -> Result<Option<kordon_core::Case>, JournalError> {
         let mut stmt = self

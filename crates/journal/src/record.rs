@@ -3,10 +3,10 @@
 //!
 //! A record's body is its JSON: readable with any SQLite client, and the
 //! form the evidence export writes and re-hashes. Inputs (fixes, status
-//! messages, case changes, ticks, acknowledgements, tamper resolutions) are
-//! what recovery
-//! replays; events and messages are what kordon decided and sent, kept as
-//! evidence and to publish each message once.
+//! messages, case changes, ticks, and what people did: acknowledgements,
+//! resolutions, notes, escalations by hand, webhook answers) are what
+//! recovery replays; events and messages are what kordon decided and sent,
+//! kept as evidence and to publish each message once.
 
 use jiff::Timestamp;
 use kordon_core::{Case, CaseId, DeviceId, Event, Fix, Status};

@@ -57,6 +57,8 @@ pub struct DeadlineTargets {
     pub resolve_s: u32,
     /// The police acknowledge a police alert within this.
     pub police_acknowledge_s: u32,
+    /// The share of alerts a partner handles within target, per week.
+    pub share: f64,
 }
 
 impl Default for DeadlineTargets {
@@ -65,6 +67,7 @@ impl Default for DeadlineTargets {
             acknowledge_s: 120,
             resolve_s: 3600,
             police_acknowledge_s: 300,
+            share: 0.95,
         }
     }
 }

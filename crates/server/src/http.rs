@@ -317,6 +317,8 @@ async fn healthz(State(state): State<ApiState>) -> Response {
     };
     let body = json!({
         "status": word,
+        // kordon's time (simulated in the demo): consoles time alerts by it.
+        "now": state.clock.now(),
         "cases": cases,
         "broker_connected_since": report.broker_connected_since,
         "problems": report.problems,
@@ -384,10 +386,20 @@ async fn put_case(
             };
             Ok((status, Json(json!({ "case": id, "outcome": outcome }))).into_response())
         }
-        Err(PutCaseError::Rejected(rejected)) => Err(ApiError(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            json!({ "error": rejected.to_string(), "report": rejected.report }),
-        )),
+        Err(PutCaseError::Rejected(rejected)) => {
+            let located = |list: &[kordon_core::CaseError]| -> Vec<crate::intake::FieldProblem> {
+                list.iter().map(Into::into).collect()
+            };
+            Err(ApiError(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                json!({
+                    "error": rejected.to_string(),
+                    "report": rejected.report,
+                    "errors": located(&rejected.report.errors),
+                    "warnings": located(&rejected.report.warnings),
+                }),
+            ))
+        }
         Err(PutCaseError::Storage(e)) => Err(ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             format!("the case runs but could not be stored, so it will not survive a restart: {e}"),

@@ -90,9 +90,10 @@ enum Command {
 
 #[derive(Subcommand)]
 enum EvidenceCommand {
-    /// Write a case's fixes, alerts, acknowledgements, tamper resolutions,
-    /// status messages and case changes (CSV, GeoJSON, JSON lines) and a
-    /// manifest with their hash chain to a directory.
+    /// Write a case's fixes, alerts, acknowledgements, resolutions, notes,
+    /// escalations by hand, webhook deliveries, status messages and case
+    /// changes (CSV, GeoJSON, JSON lines) and a manifest with their hash
+    /// chain to a directory.
     Export {
         #[arg(long, default_value = "config/kordon.toml")]
         config: PathBuf,

@@ -96,7 +96,8 @@ async fn sign_in(State(state): State<ApiState>, body: String) -> Result<Response
         .sessions
         .open(&holder.name, holder.role, Instant::now());
     tracing::info!(name = holder.name, role = ?holder.role, "signed in to the dashboard");
-    Ok(([(SET_COOKIE, session::set_cookie(&id))], Json(info)).into_response())
+    let body = with_now(&state, info);
+    Ok(([(SET_COOKIE, session::set_cookie(&id))], Json(body)).into_response())
 }
 
 /// Who the session belongs to, with its CSRF token (a reloaded page asks).
@@ -104,7 +105,15 @@ async fn whoami(State(state): State<ApiState>, headers: HeaderMap) -> Result<Res
     let info = session_id(&headers)
         .and_then(|id| state.sessions.get(id, Instant::now()))
         .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "not signed in"))?;
-    Ok(Json(info).into_response())
+    Ok(Json(with_now(&state, info)).into_response())
+}
+
+/// The session as the dashboard is told of it, with kordon's time (the
+/// demo's simulated time runs ahead of the browser's clock).
+fn with_now(state: &ApiState, info: session::SessionInfo) -> serde_json::Value {
+    let mut body = serde_json::to_value(info).unwrap_or_default();
+    body["now"] = serde_json::json!(state.clock.now());
+    body
 }
 
 async fn sign_out(

@@ -7,7 +7,7 @@
 //! resolutions, escalations, case files), so it covers alerts the desk has
 //! long forgotten and says the same after a restart.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 
 use axum::extract::{Query, State};
 use axum::http::header::{CONTENT_DISPOSITION, CONTENT_TYPE};
@@ -33,24 +33,33 @@ pub struct AlertDeadlines {
     pub severity: Severity,
     pub raised_at: Timestamp,
     pub police: bool,
+    /// The monitoring room was asked to act on it (see
+    /// `kordon_alert::attention`): its deadlines apply.
+    pub action: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub acknowledged_s: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub resolved_s: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub police_acknowledged_s: Option<f64>,
-    /// Whether each deadline was met (`None`: it does not apply).
-    pub acknowledged_in_time: bool,
-    pub resolved_in_time: bool,
+    /// Whether each deadline was met; absent where it does not apply: the
+    /// room's to alerts that ask for acknowledgement (police alerts, and
+    /// those asking the room to act), the police's to police alerts.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub acknowledged_in_time: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resolved_in_time: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub police_in_time: Option<bool>,
 }
 
 /// Rebuilds each alert's deadlines from the journal's timeline records of
-/// a period, `risk` giving each case's risk level (for the police rule).
+/// a period, `risk` giving each case's risk level (for the police rule)
+/// and `action` whether the room was asked to act on an alert.
 pub fn deadlines(
     records: &[(u64, Record)],
     risk: impl Fn(&CaseId) -> RiskLevel,
+    action: impl Fn(&str) -> bool,
     targets: &DeadlineTargets,
     now: Timestamp,
 ) -> Vec<AlertDeadlines> {
@@ -67,11 +76,12 @@ pub fn deadlines(
                     severity: event.severity,
                     raised_at: *at,
                     police,
+                    action: false,
                     acknowledged_s: None,
                     resolved_s: None,
                     police_acknowledged_s: None,
-                    acknowledged_in_time: false,
-                    resolved_in_time: false,
+                    acknowledged_in_time: None,
+                    resolved_in_time: None,
                     police_in_time: None,
                 });
             }
@@ -115,13 +125,17 @@ pub fn deadlines(
     }
     let mut rows: Vec<AlertDeadlines> = alerts.into_values().collect();
     for row in &mut rows {
+        row.action = action(&row.alert);
+        let asks = row.police || row.action;
         let within = |took: Option<f64>, target_s: u32, raised: Timestamp| match took {
             Some(s) => s <= f64::from(target_s),
             // Still open: a miss only once the target has passed.
             None => now.duration_since(raised) <= SignedDuration::from_secs(target_s.into()),
         };
-        row.acknowledged_in_time = within(row.acknowledged_s, targets.acknowledge_s, row.raised_at);
-        row.resolved_in_time = within(row.resolved_s, targets.resolve_s, row.raised_at);
+        row.acknowledged_in_time =
+            asks.then(|| within(row.acknowledged_s, targets.acknowledge_s, row.raised_at));
+        row.resolved_in_time =
+            asks.then(|| within(row.resolved_s, targets.resolve_s, row.raised_at));
         row.police_in_time = row
             .police
             .then(|| within(row.police_acknowledged_s, targets.police_acknowledge_s, row.raised_at));
@@ -137,14 +151,18 @@ pub struct WeekCompliance {
     pub week: String,
     /// `monitoring` or `police`.
     pub partner: &'static str,
+    /// Alerts whose deadlines apply to this partner.
     pub alerts: usize,
     pub acknowledged_in_time: usize,
     pub share_in_time: f64,
+    /// The share the partner agreed to (`[reports.targets] share`).
+    pub target_share: f64,
+    pub met: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub resolved_in_time: Option<usize>,
 }
 
-pub fn compliance(rows: &[AlertDeadlines]) -> Vec<WeekCompliance> {
+pub fn compliance(rows: &[AlertDeadlines], target_share: f64) -> Vec<WeekCompliance> {
     let mut weeks: BTreeMap<(String, &'static str), WeekCompliance> = BTreeMap::new();
     for row in rows {
         let date = jiff::tz::TimeZone::UTC.to_datetime(row.raised_at).date();
@@ -159,6 +177,8 @@ pub fn compliance(rows: &[AlertDeadlines]) -> Vec<WeekCompliance> {
                     alerts: 0,
                     acknowledged_in_time: 0,
                     share_in_time: 0.0,
+                    target_share,
+                    met: false,
                     resolved_in_time: resolved.map(|_| 0),
                 });
             entry.alerts += 1;
@@ -167,7 +187,9 @@ pub fn compliance(rows: &[AlertDeadlines]) -> Vec<WeekCompliance> {
                 *n += 1;
             }
         };
-        count("monitoring", row.acknowledged_in_time, Some(row.resolved_in_time));
+        if let Some(in_time) = row.acknowledged_in_time {
+            count("monitoring", in_time, row.resolved_in_time);
+        }
         if let Some(in_time) = row.police_in_time {
             count("police", in_time, None);
         }
@@ -175,6 +197,7 @@ pub fn compliance(rows: &[AlertDeadlines]) -> Vec<WeekCompliance> {
     let mut out: Vec<WeekCompliance> = weeks.into_values().collect();
     for w in &mut out {
         w.share_in_time = w.acknowledged_in_time as f64 / w.alerts.max(1) as f64;
+        w.met = w.share_in_time >= w.target_share;
     }
     out
 }
@@ -213,9 +236,17 @@ async fn rows(state: &ApiState, period: Period) -> Result<Vec<AlertDeadlines>, A
                 }
             }
         }
+        let asked: HashSet<String> = reader
+            .outbound_between(kordon_alert::topics::MONITORING, from, to)?
+            .iter()
+            .filter_map(|payload| serde_json::from_str::<serde_json::Value>(payload).ok())
+            .filter(|m| m["attention"] == "action")
+            .filter_map(|m| m["id"].as_str().map(str::to_string))
+            .collect();
         Ok(deadlines(
             &records,
             |case| risks.get(case).copied().unwrap_or(RiskLevel::High),
+            |alert| asked.contains(alert),
             &targets,
             now,
         ))
@@ -241,12 +272,12 @@ pub async fn deadlines_csv(
     caller.require(&[Role::Monitoring])?;
     let rows = rows(&state, period).await?;
     let mut out = String::from(
-        "alert,case,kind,severity,raised_at,police,acknowledged_s,resolved_s,police_acknowledged_s,acknowledged_in_time,resolved_in_time,police_in_time\n",
+        "alert,case,kind,severity,raised_at,police,action,acknowledged_s,resolved_s,police_acknowledged_s,acknowledged_in_time,resolved_in_time,police_in_time\n",
     );
     let secs = |s: Option<f64>| s.map(|s| format!("{s:.0}")).unwrap_or_default();
     for r in rows {
         out.push_str(&format!(
-            "{},{},{},{},{},{},{},{},{},{},{},{}\n",
+            "{},{},{},{},{},{},{},{},{},{},{},{},{}\n",
             r.alert,
             r.case,
             r.kind,
@@ -256,11 +287,12 @@ pub async fn deadlines_csv(
                 .unwrap_or_default(),
             r.raised_at,
             r.police,
+            r.action,
             secs(r.acknowledged_s),
             secs(r.resolved_s),
             secs(r.police_acknowledged_s),
-            r.acknowledged_in_time,
-            r.resolved_in_time,
+            r.acknowledged_in_time.map(|b| b.to_string()).unwrap_or_default(),
+            r.resolved_in_time.map(|b| b.to_string()).unwrap_or_default(),
             r.police_in_time.map(|b| b.to_string()).unwrap_or_default(),
         ));
     }
@@ -281,5 +313,81 @@ pub async fn compliance_json(
 ) -> Result<Response, ApiError> {
     caller.require(&[Role::Monitoring])?;
     let rows = rows(&state, period).await?;
-    Ok(Json(compliance(&rows)).into_response())
+    Ok(Json(compliance(&rows, state.targets.share)).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kordon_core::{Certainty, DeviceId, Event, EpisodeId, Role as Wearer};
+
+    fn at(s: i64) -> Timestamp {
+        Timestamp::from_second(1_764_460_800 + s).unwrap()
+    }
+
+    fn opened(id: EpisodeId, kind: EventKind, severity: Severity, s: i64) -> (u64, Record) {
+        let event = Event {
+            id,
+            case: CaseId::from("C1"),
+            order: None,
+            kind,
+            severity,
+            phase: Phase::Opened,
+            device: DeviceId::from("OFF-1"),
+            role: Wearer::Offender,
+            onset: at(s),
+            at: at(s),
+            certainty: Some(Certainty::Certain),
+            distance_m: None,
+            offender: None,
+            protected: None,
+            reason: None,
+        };
+        (s as u64, Record::Event { event, at: at(s) })
+    }
+
+    fn ack(id: &str, s: i64, police: bool) -> (u64, Record) {
+        let record = Record::Ack {
+            alert: id.into(),
+            operator: "op".into(),
+            note: None,
+            at: at(s),
+            police,
+        };
+        (s as u64, record)
+    }
+
+    #[test]
+    fn deadlines_apply_to_alerts_that_ask_for_someone_and_are_judged_against_the_targets() {
+        let breach = EpisodeId::derive(&CaseId::from("C1"), "zone", "breach", at(0));
+        let battery = EpisodeId::derive(&CaseId::from("C1"), "OFF-1", "battery", at(10));
+        let records = vec![
+            opened(breach, EventKind::ZoneBreach, Severity::Extreme, 0),
+            opened(battery, EventKind::BatteryLow, Severity::Minor, 10),
+            ack(&breach.to_string(), 90, false),
+            ack(&breach.to_string(), 400, true),
+        ];
+        let targets = DeadlineTargets::default();
+        let rows = deadlines(&records, |_| RiskLevel::Medium, |_| false, &targets, at(7200));
+        let row = |id: EpisodeId| rows.iter().find(|r| r.alert == id.to_string()).unwrap();
+        let b = row(breach);
+        assert!(b.police);
+        assert_eq!(b.acknowledged_s, Some(90.0));
+        assert_eq!(b.acknowledged_in_time, Some(true));
+        assert_eq!(b.police_acknowledged_s, Some(400.0));
+        assert_eq!(b.police_in_time, Some(false), "300 s is the police target");
+        assert_eq!(b.resolved_in_time, Some(false), "unresolved after two hours");
+        let battery_row = row(battery);
+        assert_eq!(battery_row.acknowledged_in_time, None, "it asks nobody");
+        assert_eq!(battery_row.police_in_time, None);
+
+        let weeks = compliance(&rows, 0.95);
+        let room = weeks.iter().find(|w| w.partner == "monitoring").unwrap();
+        assert_eq!((room.alerts, room.acknowledged_in_time), (1, 1));
+        assert!(room.met);
+        let police = weeks.iter().find(|w| w.partner == "police").unwrap();
+        assert_eq!((police.alerts, police.acknowledged_in_time), (1, 0));
+        assert!(!police.met);
+        assert_eq!(police.week, "2025-W48");
+    }
 }
