@@ -342,6 +342,37 @@ impl StreamState {
     }
 }
 
+/// Tells every console when kordon's health changes (broker, journal,
+/// overload): checked every 2 s, sent only on a change, so that a banner
+/// comes up without waiting for the console's own poll of `/healthz`.
+pub async fn watch_health(
+    feed: Feed,
+    health: crate::health::Health,
+    clock: crate::clock::Clock,
+    mut stopping: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut last: Option<Vec<String>> = None;
+    let mut every = tokio::time::interval(Duration::from_secs(2));
+    loop {
+        tokio::select! {
+            _ = every.tick() => {}
+            _ = stopping.wait_for(|stop| *stop) => return,
+        }
+        let report = health.report();
+        if last.as_ref() == Some(&report.problems) {
+            continue;
+        }
+        let status = if report.problems.is_empty() { "ok" } else { "degraded" };
+        feed.health(serde_json::json!({
+            "status": status,
+            "now": clock.now(),
+            "broker_connected_since": report.broker_connected_since,
+            "problems": report.problems,
+        }));
+        last = Some(report.problems);
+    }
+}
+
 /// What a console of `role` sees of a change: the same rules as the API's.
 fn shown(change: &Change, role: Role, escalate_after_s: u32) -> Option<(&'static str, String)> {
     fn json<T: Serialize + ?Sized>(value: &T) -> String {

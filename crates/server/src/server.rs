@@ -157,6 +157,12 @@ pub async fn start_with(
         stopping.clone(),
     ));
     let publisher = tokio::spawn(mqtt::run_publisher(client, out_rx));
+    tokio::spawn(crate::live::watch_health(
+        feed.clone(),
+        health.clone(),
+        config.clock,
+        stopping.clone(),
+    ));
     let deliverer = webhook_rx.map(|queue| {
         let deliverer = dispatch::webhook::Deliverer {
             endpoints: config.dispatch.webhooks.clone(),
