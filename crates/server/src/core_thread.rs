@@ -391,6 +391,8 @@ impl CoreThread {
     pub fn go_live(&mut self, journal: Sender<Job<Vec<Envelope>>>) {
         self.sink = Sink::Live(journal);
         self.deliveries.begin_recovery();
+        // What the replay changed is the state consoles fetch, not news.
+        self.desk.take_changed();
     }
 
     /// Makes the running cases those of the case directory, journaling
