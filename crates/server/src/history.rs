@@ -33,6 +33,7 @@ pub fn routes() -> Router<ApiState> {
         .route("/api/v1/reports/deadlines", get(report::deadlines_json))
         .route("/api/v1/reports/deadlines.csv", get(report::deadlines_csv))
         .route("/api/v1/reports/compliance", get(report::compliance_json))
+        .route("/api/v1/reports/compliance.csv", get(report::compliance_csv))
 }
 
 /// Runs a journal query on a blocking thread.

@@ -296,14 +296,44 @@ pub async fn deadlines_csv(
             r.police_in_time.map(|b| b.to_string()).unwrap_or_default(),
         ));
     }
-    Ok((
+    Ok(csv_file("kordon-deadlines.csv", out))
+}
+
+pub async fn compliance_csv(
+    caller: Caller,
+    State(state): State<ApiState>,
+    Query(period): Query<Period>,
+) -> Result<Response, ApiError> {
+    caller.require(&[Role::Monitoring])?;
+    let rows = rows(&state, period).await?;
+    let mut out = String::from(
+        "week,partner,alerts,acknowledged_in_time,share_in_time,target_share,met,resolved_in_time\n",
+    );
+    for w in compliance(&rows, state.targets.share) {
+        out.push_str(&format!(
+            "{},{},{},{},{:.3},{},{},{}\n",
+            w.week,
+            w.partner,
+            w.alerts,
+            w.acknowledged_in_time,
+            w.share_in_time,
+            w.target_share,
+            w.met,
+            w.resolved_in_time.map(|n| n.to_string()).unwrap_or_default(),
+        ));
+    }
+    Ok(csv_file("kordon-compliance.csv", out))
+}
+
+fn csv_file(name: &str, body: String) -> Response {
+    (
         [
-            (CONTENT_TYPE, "text/csv; charset=utf-8"),
-            (CONTENT_DISPOSITION, "attachment; filename=\"kordon-deadlines.csv\""),
+            (CONTENT_TYPE, "text/csv; charset=utf-8".to_string()),
+            (CONTENT_DISPOSITION, format!("attachment; filename=\"{name}\"")),
         ],
-        out,
+        body,
     )
-        .into_response())
+        .into_response()
 }
 
 pub async fn compliance_json(
