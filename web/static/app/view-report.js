@@ -52,6 +52,7 @@ export function mount(container) {
   const to = h('input', { type: 'date', value: range.to, testid: 'report-to', 'aria-label': t('report.to') });
   const weeks = h('input', { type: 'number', min: 1, max: 52, value: 8, testid: 'report-weeks', 'aria-label': t('report.weeks'), class: 'narrow' });
   const csv = h('a.btn.small', { testid: 'report-csv', download: 'kordon-deadlines.csv' }, t('report.csv'));
+  const complianceCsv = h('a.btn.small', { testid: 'compliance-csv', download: 'kordon-compliance.csv' }, t('report.csv'));
   const deadlines = h('div.table-wrap', { testid: 'report-deadlines' });
   const compliance = h('div.table-wrap', { testid: 'report-compliance' });
   const summary = h('div.report-summary');
@@ -62,7 +63,7 @@ export function mount(container) {
         h('label.inline', t('report.from'), from), h('label.inline', t('report.to'), to), refresh, csv)),
       summary, deadlines),
     h('section.card',
-      h('div.section-head', h('h2', t('report.compliance')), h('div.controls', h('label.inline', t('report.weeks'), weeks))),
+      h('div.section-head', h('h2', t('report.compliance')), h('div.controls', h('label.inline', t('report.weeks'), weeks), complianceCsv)),
       compliance)));
 
   function params() {
@@ -71,6 +72,7 @@ export function mount(container) {
 
   async function load() {
     csv.href = '/api/v1/reports/deadlines.csv' + params();
+    complianceCsv.href = '/api/v1/reports/compliance.csv' + qs({ weeks: weeks.value });
     clear(deadlines).append(h('div.muted', t('common.loading')));
     clear(compliance).append(h('div.muted', t('common.loading')));
     get('/api/v1/reports/deadlines' + params()).then(renderDeadlines, (e) => {
