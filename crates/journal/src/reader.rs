@@ -27,6 +27,10 @@ pub const TIMELINE_KINDS: [&str; 7] = [
     "case_remove",
 ];
 
+/// How long after a window's end [`Reader::case_fixes`] looks for its
+/// fixes: a bracelet's backlog after a dead spot arrives late.
+pub const LATE_ARRIVAL: jiff::SignedDuration = jiff::SignedDuration::from_mins(30);
+
 /// Outbound and webhook records [`Reader::recent_dispatch`] reads at most.
 const DISPATCH_LOOKBACK: usize = 500_000;
 
@@ -188,8 +192,10 @@ impl Reader {
         })
     }
 
-    /// The fixes of `case`'s devices (only `devices`, when given) kordon
-    /// received from `from` to `to`, oldest first. Retired fixes are gone.
+    /// The fixes of `case`'s devices (only `devices`, when given) taken
+    /// from `from` to `to` (the fixes' own times), in the order kordon
+    /// received them. Fixes that arrived more than [`LATE_ARRIVAL`] after
+    /// `to` (a long backlog) are not looked for; retired fixes are gone.
     pub fn case_fixes(
         &self,
         case: &CaseId,
@@ -197,10 +203,11 @@ impl Reader {
         from: Timestamp,
         to: Timestamp,
     ) -> Result<Vec<Fix>, JournalError> {
-        // Kordon's clock is close to monotonic; a margin covers the rest.
+        // A fix is received after it was taken; kordon's clock is close
+        // to monotonic, and a margin before covers the rest.
         let margin = jiff::SignedDuration::from_mins(5);
         let lo = self.first_seq_at(from.checked_sub(margin).unwrap_or(from))?;
-        let hi = self.first_seq_at(to.checked_add(margin).unwrap_or(to))?;
+        let hi = self.first_seq_at(to.checked_add(LATE_ARRIVAL).unwrap_or(to))?;
         let mut stmt = self
             .conn
             .prepare_cached(
@@ -218,9 +225,9 @@ impl Reader {
             let Some(body) = row.map_err(self.err())? else {
                 continue;
             };
-            if let Ok(Record::Fix { fix, received }) = Record::from_body(&body) {
+            if let Ok(Record::Fix { fix, .. }) = Record::from_body(&body) {
                 let wanted = devices.is_none_or(|d| d.contains(&fix.device));
-                if wanted && (from..=to).contains(&received) {
+                if wanted && (from..=to).contains(&fix.ts) {
                     out.push(fix);
                 }
             }
