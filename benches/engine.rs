@@ -143,10 +143,14 @@ fn world(n: usize, area: Area) -> World {
         cases.push(Case {
             id: CaseId::new(format!("RTM-{i:06}")),
             risk: RiskLevel::Medium,
-            offender: Offender { device: offender },
+            offender: Offender {
+                device: offender,
+                language: Default::default(),
+            },
             protected: vec![ProtectedPerson {
                 id: PersonId::from("P1"),
                 device: Some(victim),
+                language: Default::default(),
             }],
             coordinators: vec![],
             orders: vec![

@@ -377,6 +377,7 @@ fn build_case(second: bool, template: Template, tweak: &Tweak, clock: Timestamp)
             risk: RiskLevel::High,
             offender: Offender {
                 device: DeviceId::from("X"),
+                language: Default::default(),
             },
             protected: vec![],
             coordinators: vec![],
@@ -412,6 +413,7 @@ fn build_case(second: bool, template: Template, tweak: &Tweak, clock: Timestamp)
             risk: RiskLevel::Medium,
             offender: Offender {
                 device: DeviceId::from("X"),
+                language: Default::default(),
             },
             protected: vec![],
             coordinators: vec![],
@@ -427,6 +429,7 @@ fn build_case(second: bool, template: Template, tweak: &Tweak, clock: Timestamp)
                 risk: RiskLevel::Low,
                 offender: Offender {
                     device: DeviceId::from("X"),
+                    language: Default::default(),
                 },
                 protected: vec![],
                 coordinators: vec![],
@@ -475,6 +478,7 @@ fn build_case(second: bool, template: Template, tweak: &Tweak, clock: Timestamp)
         case.protected.push(ProtectedPerson {
             id: PersonId::from("P1"),
             device: None,
+            language: Default::default(),
         });
     }
     case.protected[0].device = Some(DeviceId::new(format!("VIC-{victim}")));
