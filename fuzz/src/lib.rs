@@ -165,6 +165,7 @@ fn check_message(limits: &Limits, inbound: &InboundTopic, payload: &[u8], messag
                 operator: ack.operator.clone(),
                 note: ack.note.clone(),
                 at: received,
+                police: false,
             };
             journal_roundtrip(&record);
         }
