@@ -191,8 +191,7 @@ fn recovery(dir: &Path, cases: u64, records: u64) {
     drop(journal);
 
     let started = Instant::now();
-    let (core, _journal, stats) =
-        recover_state(&config, OnDamagedJournal::Refuse, None).unwrap();
+    let (core, _journal, stats) = recover_state(&config, OnDamagedJournal::Refuse, None).unwrap();
     let total = started.elapsed();
     drop(core);
     println!(

@@ -622,14 +622,12 @@ impl AlertDesk {
             EventKind::ZoneWarning | EventKind::ZoneBreach | EventKind::CurfewBreach
         );
         if self.settings.offender_zone_warnings && static_zone && zone_kind {
-            if let Some(warning) =
-                device_warning(
-                    &mut record.told_offender,
-                    &message,
-                    Role::Offender,
-                    case.language(&case.offender),
-                )
-            {
+            if let Some(warning) = device_warning(
+                &mut record.told_offender,
+                &message,
+                Role::Offender,
+                case.language(&case.offender),
+            ) {
                 out.push(json(
                     &topics::device_warning(case.offender.as_str()),
                     &warning,

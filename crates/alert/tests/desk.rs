@@ -236,7 +236,15 @@ fn warnings_for_her_and_the_bracelet_carry_nothing_about_the_other_party() {
         keys.sort_unstable();
         assert_eq!(
             keys,
-            ["event", "id", "instruction", "kind", "language", "severity", "ts"],
+            [
+                "event",
+                "id",
+                "instruction",
+                "kind",
+                "language",
+                "severity",
+                "ts"
+            ],
             "{}",
             message.topic
         );

@@ -33,9 +33,8 @@ pub use engine::{
 };
 pub use episode::{ClearReason, EpisodeId, Event, EventKind, Phase, PositionReport, Severity};
 pub use model::{
-    Language,
-    Case, CaseId, Coordinator, DeviceId, Fix, GpsState, Input, Offender, Order, OrderId, PersonId,
-    ProtectedPerson, RiskLevel, Role, Rule, Status, StrapState, ZoneGeometry,
+    Case, CaseId, Coordinator, DeviceId, Fix, GpsState, Input, Language, Offender, Order, OrderId,
+    PersonId, ProtectedPerson, RiskLevel, Role, Rule, Status, StrapState, ZoneGeometry,
 };
 pub use schedule::{Day, Schedule, Window};
 pub use validate::{validate_case, CaseError, Problem, ValidationReport};

@@ -87,7 +87,12 @@ impl Reader {
         let rows = stmt
             .query_map(
                 rusqlite::params![case.as_str(), before, limit as i64],
-                |row| Ok((row.get::<_, i64>(0)? as u64, row.get::<_, Option<Vec<u8>>>(1)?)),
+                |row| {
+                    Ok((
+                        row.get::<_, i64>(0)? as u64,
+                        row.get::<_, Option<Vec<u8>>>(1)?,
+                    ))
+                },
             )
             .map_err(self.err())?;
         let mut out = Vec::new();
@@ -119,7 +124,10 @@ impl Reader {
         let mut stmt = self.conn.prepare_cached(&sql).map_err(self.err())?;
         let rows = stmt
             .query_map(rusqlite::params![lo as i64, hi as i64], |row| {
-                Ok((row.get::<_, i64>(0)? as u64, row.get::<_, Option<Vec<u8>>>(1)?))
+                Ok((
+                    row.get::<_, i64>(0)? as u64,
+                    row.get::<_, Option<Vec<u8>>>(1)?,
+                ))
             })
             .map_err(self.err())?;
         let mut out = Vec::new();
@@ -159,7 +167,10 @@ impl Reader {
             let Some(body) = row.map_err(self.err())? else {
                 continue;
             };
-            if let Ok(Record::Outbound { topic: t, payload, .. }) = Record::from_body(&body) {
+            if let Ok(Record::Outbound {
+                topic: t, payload, ..
+            }) = Record::from_body(&body)
+            {
                 if t == topic {
                     out.push(payload);
                 }
@@ -169,7 +180,11 @@ impl Reader {
     }
 
     /// The latest case file of `case` put in force before record `before`.
-    pub fn case_before(&self, case: &CaseId, before: u64) -> Result<Option<kordon_core::Case>, JournalError> {
+    pub fn case_before(
+        &self,
+        case: &CaseId,
+        before: u64,
+    ) -> Result<Option<kordon_core::Case>, JournalError> {
         let mut stmt = self
             .conn
             .prepare_cached(
@@ -216,9 +231,10 @@ impl Reader {
             )
             .map_err(self.err())?;
         let rows = stmt
-            .query_map(rusqlite::params![case.as_str(), lo as i64, hi as i64], |row| {
-                row.get::<_, Option<Vec<u8>>>(0)
-            })
+            .query_map(
+                rusqlite::params![case.as_str(), lo as i64, hi as i64],
+                |row| row.get::<_, Option<Vec<u8>>>(0),
+            )
             .map_err(self.err())?;
         let mut out = Vec::new();
         for row in rows {
@@ -284,7 +300,9 @@ impl Reader {
     fn first_seq_at(&self, t: Timestamp) -> Result<u64, JournalError> {
         let last: i64 = self
             .conn
-            .query_row("SELECT coalesce(max(seq), 0) FROM records", [], |r| r.get(0))
+            .query_row("SELECT coalesce(max(seq), 0) FROM records", [], |r| {
+                r.get(0)
+            })
             .map_err(self.err())?;
         let target = t.as_millisecond();
         let (mut lo, mut hi) = (1i64, last + 1);

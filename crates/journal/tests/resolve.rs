@@ -142,7 +142,10 @@ fn a_resolution_is_replayable_and_in_the_export_which_verifies() {
     assert!(manifest["files"].get("resolutions.csv").is_some());
     let csv = std::fs::read_to_string(out.join("resolutions.csv")).unwrap();
     let lines: Vec<&str> = csv.lines().collect();
-    assert_eq!(lines[0], "seq,retired,at,alert,device,operator,note,disposition");
+    assert_eq!(
+        lines[0],
+        "seq,retired,at,alert,device,operator,note,disposition"
+    );
     assert_eq!(lines.len(), 2, "{csv}");
     assert!(lines[1].contains(&alert), "{csv}");
     assert!(lines[1].contains("OFF-9"), "{csv}");

@@ -18,12 +18,9 @@ use std::time::Instant;
 
 use crossbeam_channel::{Receiver, Sender};
 use jiff::Timestamp;
-use kordon_alert::{
-    topics, AlertDesk, AlertRecord, AlertSettings, Outbound,
-};
+use kordon_alert::{topics, AlertDesk, AlertRecord, AlertSettings, Outbound};
 use kordon_core::{
-    BanHit, Case, CaseId, CaseRejected, ClearReason, DeviceId, Disposition, Engine, Event,
-    Phase,
+    BanHit, Case, CaseId, CaseRejected, ClearReason, DeviceId, Disposition, Engine, Event, Phase,
 };
 use kordon_ingest::{Message, Reason, Refusal};
 use kordon_journal::{EngineTick, Entry, Job, Record};
@@ -36,9 +33,9 @@ use crate::cases;
 use crate::live::{DevicePosition, Feed};
 
 mod operator;
-pub use operator::{OperatorAction, OperatorError, OperatorReply};
 use crate::delivery::{Actions, Deliveries};
 use crate::metrics as m;
+pub use operator::{OperatorAction, OperatorError, OperatorReply};
 
 /// What the engine's thread is asked to do. `now` is stamped by the sender:
 /// the thread itself never reads the clock for decisions.
@@ -802,8 +799,7 @@ impl CoreThread {
                 Err(error) => self.refuse(topic, Refusal::from(error), now),
             },
             Message::Ack(ack) => {
-                if let Err(error) = self.acknowledge(&ack.id, &ack.operator, ack.note, false, now)
-                {
+                if let Err(error) = self.acknowledge(&ack.id, &ack.operator, ack.note, false, now) {
                     let reason = match error {
                         OperatorError::UnknownAlert(_) => Reason::UnknownAlert,
                         _ => Reason::AlreadyAcknowledged,

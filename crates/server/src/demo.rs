@@ -280,7 +280,10 @@ impl Received {
         } else if topic == kordon_alert::topics::POLICE {
             self.police_messages.fetch_add(1, Ordering::Relaxed);
             // A warning risen to a breach arrives as an update.
-            if message["kind"].as_str().is_some_and(|k| k.ends_with("_breach")) {
+            if message["kind"]
+                .as_str()
+                .is_some_and(|k| k.ends_with("_breach"))
+            {
                 seen.police_breaches.insert(id);
             }
         } else if topic.ends_with("/warning") && topic.contains("/VIC-") {

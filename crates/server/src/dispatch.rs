@@ -304,7 +304,10 @@ mod tests {
     #[test]
     fn a_cap_message_is_read_and_inlined_in_the_feed() {
         let dispatch = Dispatch::new("kordon@rotterdam", None);
-        assert_eq!(dispatch.offer(&cap("kordon-abc-1", "2026-11-30T03:00:00+00:00")), None);
+        assert_eq!(
+            dispatch.offer(&cap("kordon-abc-1", "2026-11-30T03:00:00+00:00")),
+            None
+        );
         dispatch.offer(&cap("kordon-abc-2", "2026-11-30T03:01:00+00:00"));
         let atom = dispatch.atom();
         let first = atom.find("kordon-abc-2").unwrap();
@@ -325,7 +328,9 @@ mod tests {
     fn a_full_queue_hands_the_message_back() {
         let (tx, _rx) = mpsc::channel(1);
         let dispatch = Dispatch::new("k", Some(tx));
-        assert!(dispatch.offer(&cap("kordon-abc-1", "2026-11-30T03:00:00+00:00")).is_none());
+        assert!(dispatch
+            .offer(&cap("kordon-abc-1", "2026-11-30T03:00:00+00:00"))
+            .is_none());
         let back = dispatch.offer(&cap("kordon-abc-2", "2026-11-30T03:00:00+00:00"));
         assert_eq!(back.map(|m| m.identifier), Some("kordon-abc-2".to_string()));
     }

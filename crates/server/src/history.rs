@@ -33,7 +33,10 @@ pub fn routes() -> Router<ApiState> {
         .route("/api/v1/reports/deadlines", get(report::deadlines_json))
         .route("/api/v1/reports/deadlines.csv", get(report::deadlines_csv))
         .route("/api/v1/reports/compliance", get(report::compliance_json))
-        .route("/api/v1/reports/compliance.csv", get(report::compliance_csv))
+        .route(
+            "/api/v1/reports/compliance.csv",
+            get(report::compliance_csv),
+        )
 }
 
 /// Runs a journal query on a blocking thread.
@@ -135,7 +138,8 @@ impl TimelineItem {
                 at,
                 police,
             } => {
-                let mut item = TimelineItem::new(seq, at, if police { "police_ack" } else { "ack" });
+                let mut item =
+                    TimelineItem::new(seq, at, if police { "police_ack" } else { "ack" });
                 item.alert = Some(alert);
                 item.operator = Some(operator);
                 item.text = note;
@@ -194,8 +198,13 @@ impl TimelineItem {
 /// previous item (a warning become a breach, a possible one certain).
 fn without_repeats(items: Vec<TimelineItem>) -> Vec<TimelineItem> {
     // Newest first: compare each update with the next older item.
-    let mut last: BTreeMap<String, (Option<kordon_core::EventKind>, Option<kordon_core::Certainty>)> =
-        BTreeMap::new();
+    let mut last: BTreeMap<
+        String,
+        (
+            Option<kordon_core::EventKind>,
+            Option<kordon_core::Certainty>,
+        ),
+    > = BTreeMap::new();
     let mut keep: Vec<TimelineItem> = items
         .into_iter()
         .rev()
@@ -274,16 +283,22 @@ async fn playback(
     let case = alert.latest.case.clone();
     let fixes: Vec<Fix> = {
         let case = case.clone();
-        read(&state, move |reader| reader.case_fixes(&case, None, from, to)).await?
+        read(&state, move |reader| {
+            reader.case_fixes(&case, None, from, to)
+        })
+        .await?
     };
     let mut tracks: BTreeMap<DeviceId, Vec<TrackPoint>> = BTreeMap::new();
     for fix in fixes {
-        tracks.entry(fix.device.clone()).or_default().push(TrackPoint {
-            ts: fix.ts,
-            lat: fix.lat,
-            lon: fix.lon,
-            acc_m: fix.accuracy_m,
-        });
+        tracks
+            .entry(fix.device.clone())
+            .or_default()
+            .push(TrackPoint {
+                ts: fix.ts,
+                lat: fix.lat,
+                lon: fix.lon,
+                acc_m: fix.accuracy_m,
+            });
     }
     for track in tracks.values_mut() {
         track.sort_by_key(|p| p.ts);

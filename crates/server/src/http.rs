@@ -620,7 +620,10 @@ async fn note_alert(
 ) -> Result<Response, ApiError> {
     caller.require(&[Role::Monitoring, Role::Police])?;
     let body: NoteBody = serde_json::from_str(&body).map_err(|e| {
-        ApiError::new(StatusCode::BAD_REQUEST, format!(r#"expected {{"text": "…"}}: {e}"#))
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!(r#"expected {{"text": "…"}}: {e}"#),
+        )
     })?;
     if body.text.trim().is_empty() {
         return Err(ApiError::new(StatusCode::BAD_REQUEST, "the note is empty"));
@@ -645,7 +648,10 @@ async fn escalate_alert(
 ) -> Result<Response, ApiError> {
     caller.require(&[Role::Monitoring])?;
     let body: EscalateBody = serde_json::from_str(&body).map_err(|e| {
-        ApiError::new(StatusCode::BAD_REQUEST, format!(r#"expected {{"note": "…"}}: {e}"#))
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!(r#"expected {{"note": "…"}}: {e}"#),
+        )
     })?;
     if body.note.trim().is_empty() {
         return Err(ApiError::new(

@@ -82,7 +82,10 @@ async fn check(
             field: "id".into(),
             order: None,
             problem: json!({ "code": "id_differs_from_path" }),
-            message: format!("the path names case `{id}` but the file is case `{}`", case.id),
+            message: format!(
+                "the path names case `{id}` but the file is case `{}`",
+                case.id
+            ),
         });
     }
     let report = validate_case(&case);
@@ -150,7 +153,9 @@ pub fn diff(path: &str, before: &Value, after: &Value, out: &mut Vec<Change>) {
 /// A geometry's coordinates change as one value: a redrawn zone is one
 /// change, not a thousand.
 fn is_coordinates(values: &[Value]) -> bool {
-    values.first().is_some_and(|v| v.is_array() || v.is_number())
+    values
+        .first()
+        .is_some_and(|v| v.is_array() || v.is_number())
 }
 
 /// The orders that apply to a person, found by case id, offender device or
@@ -183,7 +188,9 @@ pub fn bans_of_person(cases: &[Case], who: &str, now: jiff::Timestamp) -> Vec<Pe
                 "offender"
             } else if case.protected.iter().any(|p| {
                 p.id.as_str().eq_ignore_ascii_case(who)
-                    || p.device.as_ref().is_some_and(|d| d.as_str().eq_ignore_ascii_case(who))
+                    || p.device
+                        .as_ref()
+                        .is_some_and(|d| d.as_str().eq_ignore_ascii_case(who))
             }) {
                 "protected"
             } else {
@@ -207,10 +214,7 @@ pub fn bans_of_person(cases: &[Case], who: &str, now: jiff::Timestamp) -> Vec<Pe
         .collect()
 }
 
-pub(crate) async fn person(
-    state: &ApiState,
-    who: &str,
-) -> Result<Response, ApiError> {
+pub(crate) async fn person(state: &ApiState, who: &str) -> Result<Response, ApiError> {
     let cases = ask(state, Command::AllCases).await?;
     let found = bans_of_person(&cases, who, state.clock.now());
     if found.is_empty() {
@@ -235,7 +239,12 @@ mod tests {
         let paths: Vec<&str> = out.iter().map(|c| c.path.as_str()).collect();
         assert_eq!(
             paths,
-            vec!["orders[0].rule.centre", "orders[0].rule.radius_m", "orders[1]", "risk"]
+            vec![
+                "orders[0].rule.centre",
+                "orders[0].rule.radius_m",
+                "orders[1]",
+                "risk"
+            ]
         );
         assert_eq!(out[3].before, Some(json!("medium")));
     }

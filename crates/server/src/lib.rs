@@ -35,8 +35,8 @@ pub mod clock;
 pub mod config;
 pub mod core_thread;
 pub mod delivery;
-pub mod dispatch;
 pub mod demo;
+pub mod dispatch;
 #[cfg(feature = "embedded-broker")]
 pub mod embedded;
 pub mod engine_time;

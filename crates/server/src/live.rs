@@ -162,7 +162,11 @@ impl Feed {
     /// [`Feed::flush_positions`]).
     pub fn position(&self, position: DevicePosition, now: Instant) {
         let due = {
-            let mut p = self.inner.positions.lock().unwrap_or_else(|e| e.into_inner());
+            let mut p = self
+                .inner
+                .positions
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
             let device = position.device.clone();
             p.latest.insert(device.clone(), position.clone());
             let due = p
@@ -184,14 +188,22 @@ impl Feed {
     /// Remembers a position without sending it (the journal's replay at
     /// start: the map opens where everyone last was).
     pub fn remember_position(&self, position: DevicePosition) {
-        let mut p = self.inner.positions.lock().unwrap_or_else(|e| e.into_inner());
+        let mut p = self
+            .inner
+            .positions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         p.latest.insert(position.device.clone(), position);
     }
 
     /// Sends the positions held back by the once-a-second rule.
     pub fn flush_positions(&self, now: Instant) {
         let due: Vec<DevicePosition> = {
-            let mut p = self.inner.positions.lock().unwrap_or_else(|e| e.into_inner());
+            let mut p = self
+                .inner
+                .positions
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
             let pending = std::mem::take(&mut p.pending);
             let mut due = Vec::new();
             for device in pending {
@@ -215,14 +227,22 @@ impl Feed {
 
     /// Forgets the devices of a case that is gone.
     pub fn forget_devices(&self, keep: impl Fn(&DeviceId) -> bool) {
-        let mut p = self.inner.positions.lock().unwrap_or_else(|e| e.into_inner());
+        let mut p = self
+            .inner
+            .positions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         p.latest.retain(|d, _| keep(d));
         p.sent.retain(|d, _| keep(d));
         p.pending.retain(|d| keep(d));
     }
 
     pub fn positions(&self) -> Vec<DevicePosition> {
-        let p = self.inner.positions.lock().unwrap_or_else(|e| e.into_inner());
+        let p = self
+            .inner
+            .positions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         let mut all: Vec<DevicePosition> = p.latest.values().cloned().collect();
         all.sort_by(|a, b| a.device.cmp(&b.device));
         all
@@ -237,7 +257,10 @@ impl Feed {
     fn resume(
         &self,
         last_event_id: Option<&str>,
-    ) -> (Option<Vec<Arc<LiveEvent>>>, broadcast::Receiver<Arc<LiveEvent>>) {
+    ) -> (
+        Option<Vec<Arc<LiveEvent>>>,
+        broadcast::Receiver<Arc<LiveEvent>>,
+    ) {
         // Subscribe first: nothing falls between the ring and the channel.
         let rx = self.inner.tx.subscribe();
         let ring = self.inner.ring.lock().unwrap_or_else(|e| e.into_inner());
@@ -362,7 +385,11 @@ pub async fn watch_health(
         if last.as_ref() == Some(&report.problems) {
             continue;
         }
-        let status = if report.problems.is_empty() { "ok" } else { "degraded" };
+        let status = if report.problems.is_empty() {
+            "ok"
+        } else {
+            "degraded"
+        };
         feed.health(serde_json::json!({
             "status": status,
             "now": clock.now(),
@@ -383,7 +410,9 @@ fn shown(change: &Change, role: Role, escalate_after_s: u32) -> Option<(&'static
             let record = crate::http::visible(role, (**record).clone())?;
             Some(("alert", json(&AlertView::of(record, escalate_after_s))))
         }
-        Change::Position(position) => (role == Role::Monitoring).then(|| ("position", json(position))),
+        Change::Position(position) => {
+            (role == Role::Monitoring).then(|| ("position", json(position)))
+        }
         Change::Case(id) => Some(("case", json(&serde_json::json!({ "case": id })))),
         Change::Health(body) => Some(("health", json(body))),
     }

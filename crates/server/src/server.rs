@@ -18,9 +18,9 @@ use tracing::{info, warn};
 use crate::cases;
 use crate::config::Config;
 use crate::core_thread::{Command, CoreThread, Envelope, Upkeep};
+use crate::dispatch::{self, Dispatch};
 use crate::health::Health;
 use crate::http::{self, ApiParts, ApiState};
-use crate::dispatch::{self, Dispatch};
 use crate::live::Feed;
 use crate::mqtt;
 
@@ -233,13 +233,16 @@ pub async fn start_with(
 /// The police's CAP messages read back from the journal into the Atom
 /// feed, and those a webhook has not acknowledged yet (to deliver again).
 fn restore_dispatch(config: &Config, dispatch: &Dispatch) -> Vec<dispatch::CapMessage> {
-    let records = kordon_journal::Reader::open(&config.journal.journal_file()).and_then(|r| {
-        r.recent_dispatch(kordon_alert::topics::POLICE_CAP, dispatch::FEED_LENGTH)
-    });
+    let records = kordon_journal::Reader::open(&config.journal.journal_file())
+        .and_then(|r| r.recent_dispatch(kordon_alert::topics::POLICE_CAP, dispatch::FEED_LENGTH));
     match records {
         Ok(records) => {
-            let endpoints: Vec<String> =
-                config.dispatch.webhooks.iter().map(|w| w.name.clone()).collect();
+            let endpoints: Vec<String> = config
+                .dispatch
+                .webhooks
+                .iter()
+                .map(|w| w.name.clone())
+                .collect();
             let since = config.clock.now()
                 - jiff::SignedDuration::from_secs(config.dispatch.give_up_after_s as i64);
             dispatch.restore(records, &endpoints, since)

@@ -146,10 +146,7 @@ mod tests {
 
     #[test]
     fn the_cookie_is_found_among_others() {
-        assert_eq!(
-            cookie_value("a=1; kordon_session=abc; b=2"),
-            Some("abc")
-        );
+        assert_eq!(cookie_value("a=1; kordon_session=abc; b=2"), Some("abc"));
         assert_eq!(cookie_value("kordon_session="), None);
         assert_eq!(cookie_value("other=1"), None);
         assert!(set_cookie("x").contains("HttpOnly; SameSite=Strict"));

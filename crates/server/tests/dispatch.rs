@@ -143,11 +143,18 @@ async fn a_breach_reaches_the_police_webhook_signed_retried_journaled_and_in_the
     }
     let mut forged = delivered[1].clone();
     forged.body = forged.body.replace("Actual", "Exercise");
-    assert!(!signed_correctly(&forged), "an altered body fails the check");
+    assert!(
+        !signed_correctly(&forged),
+        "an altered body fails the check"
+    );
 
     // Shown on the alert, for every console.
     let deliveries = wait_until("the delivery on the alert", || {
-        let alert = futures_block(get(&kordon, &format!("/api/v1/alerts/{alert}"), MONITORING_TOKEN));
+        let alert = futures_block(get(
+            &kordon,
+            &format!("/api/v1/alerts/{alert}"),
+            MONITORING_TOKEN,
+        ));
         let body: Value = serde_json::from_str(&alert.1).ok()?;
         let d = body["deliveries"].as_array()?.first()?.clone();
         (d["delivered"] == true).then_some(d)
@@ -205,7 +212,10 @@ async fn a_breach_reaches_the_police_webhook_signed_retried_journaled_and_in_the
 fn assert_feed_holds(atom: &str, identifier: &str) {
     let doc = roxmltree::Document::parse(atom).unwrap();
     let root = doc.root_element();
-    assert_eq!(root.tag_name().namespace(), Some("http://www.w3.org/2005/Atom"));
+    assert_eq!(
+        root.tag_name().namespace(),
+        Some("http://www.w3.org/2005/Atom")
+    );
     let entry = root
         .children()
         .filter(|n| n.has_tag_name("entry"))
@@ -214,7 +224,10 @@ fn assert_feed_holds(atom: &str, identifier: &str) {
                 .any(|n| n.has_tag_name("identifier") && n.text() == Some(identifier))
         })
         .unwrap_or_else(|| panic!("no entry for {identifier}: {atom}"));
-    let content = entry.children().find(|n| n.has_tag_name("content")).unwrap();
+    let content = entry
+        .children()
+        .find(|n| n.has_tag_name("content"))
+        .unwrap();
     assert_eq!(content.attribute("type"), Some("application/cap+xml"));
     let cap = content.children().find(|n| n.is_element()).unwrap();
     assert_eq!(

@@ -219,7 +219,10 @@ async fn the_monitoring_room_resolves_a_tamper_alarm_once_and_nothing_else_ends_
         alert["acknowledgement"]["operator"], "test monitoring",
         "{alert}"
     );
-    assert_eq!(alert["resolution"]["disposition"], "bracelet_checked", "{alert}");
+    assert_eq!(
+        alert["resolution"]["disposition"], "bracelet_checked",
+        "{alert}"
+    );
 
     // An unknown alert, and one that is not a tamper.
     let (status, body) = resolve(
@@ -252,9 +255,10 @@ async fn the_monitoring_room_resolves_a_tamper_alarm_once_and_nothing_else_ends_
     let (status, body) = resolve(&kordon, &breach, MONITORING_TOKEN, None).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
     assert!(
-        body["error"].as_str().unwrap().starts_with(
-            "resolving a zone_breach alert needs a `disposition` and a `note`"
-        ),
+        body["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("resolving a zone_breach alert needs a `disposition` and a `note`"),
         "{body}"
     );
     // With them, the room closes its handling; the episode is the engine's.

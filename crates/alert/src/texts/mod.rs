@@ -14,7 +14,11 @@ mod en;
 mod nl;
 
 /// What a protected person reads on her device.
-pub fn protected_instruction(language: Language, kind: EventKind, event: AlertEvent) -> &'static str {
+pub fn protected_instruction(
+    language: Language,
+    kind: EventKind,
+    event: AlertEvent,
+) -> &'static str {
     match language {
         Language::En => en::protected(kind, event),
         Language::Nl => nl::protected(kind, event),
@@ -22,7 +26,11 @@ pub fn protected_instruction(language: Language, kind: EventKind, event: AlertEv
 }
 
 /// What an offender's bracelet shows (static zones only).
-pub fn offender_instruction(language: Language, kind: EventKind, event: AlertEvent) -> &'static str {
+pub fn offender_instruction(
+    language: Language,
+    kind: EventKind,
+    event: AlertEvent,
+) -> &'static str {
     match language {
         Language::En => en::offender(kind, event),
         Language::Nl => nl::offender(kind, event),
@@ -62,11 +70,17 @@ mod tests {
 
     #[test]
     fn a_breach_tells_her_to_call_112_in_her_language() {
-        assert!(protected_instruction(Language::Nl, ProximityBreach, AlertEvent::Opened)
-            .contains("Ga nu naar een veilige plek"));
-        assert!(protected_instruction(Language::Nl, ProximityBreach, AlertEvent::Opened)
-            .contains("112"));
-        assert!(protected_instruction(Language::En, ProximityBreach, AlertEvent::Opened)
-            .contains("Go to a safe place now"));
+        assert!(
+            protected_instruction(Language::Nl, ProximityBreach, AlertEvent::Opened)
+                .contains("Ga nu naar een veilige plek")
+        );
+        assert!(
+            protected_instruction(Language::Nl, ProximityBreach, AlertEvent::Opened)
+                .contains("112")
+        );
+        assert!(
+            protected_instruction(Language::En, ProximityBreach, AlertEvent::Opened)
+                .contains("Go to a safe place now")
+        );
     }
 }

@@ -7,7 +7,9 @@ use crate::message::AlertEvent;
 pub fn protected(kind: EventKind, event: AlertEvent) -> &'static str {
     if event == AlertEvent::Cleared {
         return match kind {
-            BatteryLow | BatteryCritical => "De batterij van uw toestel is weer voldoende opgeladen.",
+            BatteryLow | BatteryCritical => {
+                "De batterij van uw toestel is weer voldoende opgeladen."
+            }
             GpsLost => "De locatie van uw toestel komt weer binnen.",
             _ => "Het alarm is voorbij. Voelt u zich niet veilig, bel dan 112.",
         };

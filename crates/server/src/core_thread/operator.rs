@@ -21,15 +21,22 @@ use crate::metrics as m;
 pub enum OperatorAction {
     /// `police`: a police dispatcher's acknowledgement, kept beside the
     /// monitoring room's and never instead of it.
-    Acknowledge { note: Option<String>, police: bool },
+    Acknowledge {
+        note: Option<String>,
+        police: bool,
+    },
     /// A tamper alarm may be resolved without a disposition (the bracelet
     /// was checked); every other alert needs a disposition and a note.
     Resolve {
         disposition: Option<Disposition>,
         note: Option<String>,
     },
-    Note { text: String },
-    Escalate { note: String },
+    Note {
+        text: String,
+    },
+    Escalate {
+        note: String,
+    },
 }
 
 /// What an operator's action did.
@@ -113,7 +120,8 @@ impl CoreThread {
                 Ok(OperatorReply::Noted(note))
             }
             OperatorAction::Escalate { note } => {
-                let (escalation, messages) = self.desk.escalate_by_hand(id, operator, &note, now)?;
+                let (escalation, messages) =
+                    self.desk.escalate_by_hand(id, operator, &note, now)?;
                 self.record_for_alert(
                     id,
                     Record::Escalate {
@@ -243,7 +251,11 @@ impl CoreThread {
         }
         let device = latest.device.clone();
         let closes_tamper = tamper && alert.open;
-        let at = if closes_tamper { self.case_time(now) } else { now };
+        let at = if closes_tamper {
+            self.case_time(now)
+        } else {
+            now
+        };
         let events = if closes_tamper {
             self.engine
                 .resolve_tamper(&device, at)

@@ -86,7 +86,12 @@ impl Deliverer {
         }
     }
 
-    async fn deliver(&self, client: &reqwest::Client, message: &CapMessage, endpoint: &WebhookConfig) {
+    async fn deliver(
+        &self,
+        client: &reqwest::Client,
+        message: &CapMessage,
+        endpoint: &WebhookConfig,
+    ) {
         let give_up = message.sent + jiff::SignedDuration::from_secs(self.give_up_after_s as i64);
         for attempt in 1u32.. {
             let now = self.clock.now();
@@ -110,11 +115,21 @@ impl Deliverer {
             let delivered = status.is_some_and(|s| (200..300).contains(&s));
             self.report(message, endpoint, attempt, status, error).await;
             if delivered {
-                info!(endpoint = endpoint.name, message = message.identifier, attempt, "CAP message delivered");
+                info!(
+                    endpoint = endpoint.name,
+                    message = message.identifier,
+                    attempt,
+                    "CAP message delivered"
+                );
                 return;
             }
             if self.clock.now() >= give_up {
-                warn!(endpoint = endpoint.name, message = message.identifier, attempt, "CAP message not delivered; giving up");
+                warn!(
+                    endpoint = endpoint.name,
+                    message = message.identifier,
+                    attempt,
+                    "CAP message not delivered; giving up"
+                );
                 return;
             }
             tokio::time::sleep(backoff(attempt)).await;
@@ -160,7 +175,12 @@ impl Deliverer {
                 Err(TrySendError::Disconnected(_)) => return,
             }
         }
-        warn!(endpoint = endpoint.name, message = message.identifier, attempt, "a webhook attempt could not be journaled: the engine's queue stayed full");
+        warn!(
+            endpoint = endpoint.name,
+            message = message.identifier,
+            attempt,
+            "a webhook attempt could not be journaled: the engine's queue stayed full"
+        );
     }
 }
 

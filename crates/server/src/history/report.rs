@@ -69,21 +69,23 @@ pub fn deadlines(
         match record {
             Record::Event { event, at } if event.phase == Phase::Opened => {
                 let police = AlertDesk::needs_police(event.kind, risk(&event.case));
-                alerts.entry(event.id.to_string()).or_insert(AlertDeadlines {
-                    alert: event.id.to_string(),
-                    case: event.case.clone(),
-                    kind: event.kind,
-                    severity: event.severity,
-                    raised_at: *at,
-                    police,
-                    action: false,
-                    acknowledged_s: None,
-                    resolved_s: None,
-                    police_acknowledged_s: None,
-                    acknowledged_in_time: None,
-                    resolved_in_time: None,
-                    police_in_time: None,
-                });
+                alerts
+                    .entry(event.id.to_string())
+                    .or_insert(AlertDeadlines {
+                        alert: event.id.to_string(),
+                        case: event.case.clone(),
+                        kind: event.kind,
+                        severity: event.severity,
+                        raised_at: *at,
+                        police,
+                        action: false,
+                        acknowledged_s: None,
+                        resolved_s: None,
+                        police_acknowledged_s: None,
+                        acknowledged_in_time: None,
+                        resolved_in_time: None,
+                        police_in_time: None,
+                    });
             }
             Record::Event { event, .. } => {
                 if let Some(a) = alerts.get_mut(&event.id.to_string()) {
@@ -136,9 +138,13 @@ pub fn deadlines(
             asks.then(|| within(row.acknowledged_s, targets.acknowledge_s, row.raised_at));
         row.resolved_in_time =
             asks.then(|| within(row.resolved_s, targets.resolve_s, row.raised_at));
-        row.police_in_time = row
-            .police
-            .then(|| within(row.police_acknowledged_s, targets.police_acknowledge_s, row.raised_at));
+        row.police_in_time = row.police.then(|| {
+            within(
+                row.police_acknowledged_s,
+                targets.police_acknowledge_s,
+                row.raised_at,
+            )
+        });
     }
     rows.sort_by(|a, b| a.raised_at.cmp(&b.raised_at).then(a.alert.cmp(&b.alert)));
     rows
@@ -218,7 +224,10 @@ async fn rows(state: &ApiState, period: Period) -> Result<Vec<AlertDeadlines>, A
         .from
         .unwrap_or_else(|| to - SignedDuration::from_hours(24 * days));
     if from >= to {
-        return Err(ApiError::new(StatusCode::BAD_REQUEST, "`from` must be before `to`"));
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "`from` must be before `to`",
+        ));
     }
     let targets = state.targets.clone();
     read(state, move |reader| {
@@ -291,8 +300,12 @@ pub async fn deadlines_csv(
             secs(r.acknowledged_s),
             secs(r.resolved_s),
             secs(r.police_acknowledged_s),
-            r.acknowledged_in_time.map(|b| b.to_string()).unwrap_or_default(),
-            r.resolved_in_time.map(|b| b.to_string()).unwrap_or_default(),
+            r.acknowledged_in_time
+                .map(|b| b.to_string())
+                .unwrap_or_default(),
+            r.resolved_in_time
+                .map(|b| b.to_string())
+                .unwrap_or_default(),
             r.police_in_time.map(|b| b.to_string()).unwrap_or_default(),
         ));
     }
@@ -319,7 +332,9 @@ pub async fn compliance_csv(
             w.share_in_time,
             w.target_share,
             w.met,
-            w.resolved_in_time.map(|n| n.to_string()).unwrap_or_default(),
+            w.resolved_in_time
+                .map(|n| n.to_string())
+                .unwrap_or_default(),
         ));
     }
     Ok(csv_file("kordon-compliance.csv", out))
@@ -329,7 +344,10 @@ fn csv_file(name: &str, body: String) -> Response {
     (
         [
             (CONTENT_TYPE, "text/csv; charset=utf-8".to_string()),
-            (CONTENT_DISPOSITION, format!("attachment; filename=\"{name}\"")),
+            (
+                CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{name}\""),
+            ),
         ],
         body,
     )
@@ -349,7 +367,7 @@ pub async fn compliance_json(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use kordon_core::{Certainty, DeviceId, Event, EpisodeId, Role as Wearer};
+    use kordon_core::{Certainty, DeviceId, EpisodeId, Event, Role as Wearer};
 
     fn at(s: i64) -> Timestamp {
         Timestamp::from_second(1_764_460_800 + s).unwrap()
@@ -398,7 +416,13 @@ mod tests {
             ack(&breach.to_string(), 400, true),
         ];
         let targets = DeadlineTargets::default();
-        let rows = deadlines(&records, |_| RiskLevel::Medium, |_| false, &targets, at(7200));
+        let rows = deadlines(
+            &records,
+            |_| RiskLevel::Medium,
+            |_| false,
+            &targets,
+            at(7200),
+        );
         let row = |id: EpisodeId| rows.iter().find(|r| r.alert == id.to_string()).unwrap();
         let b = row(breach);
         assert!(b.police);
@@ -406,7 +430,11 @@ mod tests {
         assert_eq!(b.acknowledged_in_time, Some(true));
         assert_eq!(b.police_acknowledged_s, Some(400.0));
         assert_eq!(b.police_in_time, Some(false), "300 s is the police target");
-        assert_eq!(b.resolved_in_time, Some(false), "unresolved after two hours");
+        assert_eq!(
+            b.resolved_in_time,
+            Some(false),
+            "unresolved after two hours"
+        );
         let battery_row = row(battery);
         assert_eq!(battery_row.acknowledged_in_time, None, "it asks nobody");
         assert_eq!(battery_row.police_in_time, None);
