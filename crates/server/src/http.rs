@@ -670,7 +670,7 @@ async fn dispositions(caller: Caller) -> Result<Response, ApiError> {
 }
 
 /// `?lat=…&lon=…` (which bans cover this place) or `?person=…` (which
-/// bans apply to this case, bracelet or protected person).
+/// bans apply to this case, bracelet or victim device).
 #[derive(Deserialize)]
 struct BansQuery {
     lat: Option<f64>,

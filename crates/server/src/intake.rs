@@ -158,8 +158,9 @@ fn is_coordinates(values: &[Value]) -> bool {
         .is_some_and(|v| v.is_array() || v.is_number())
 }
 
-/// The orders that apply to a person, found by case id, offender device or
-/// protected person's id or device: what an officer on the street asks.
+/// The orders that apply to a person, found by case id, or the device of
+/// the offender or of a protected person: what an officer on the street
+/// asks.
 #[derive(Debug, Serialize)]
 pub struct PersonBans {
     pub case: CaseId,
@@ -187,10 +188,10 @@ pub fn bans_of_person(cases: &[Case], who: &str, now: jiff::Timestamp) -> Vec<Pe
             } else if case.offender.device.as_str().eq_ignore_ascii_case(who) {
                 "offender"
             } else if case.protected.iter().any(|p| {
-                p.id.as_str().eq_ignore_ascii_case(who)
-                    || p.device
-                        .as_ref()
-                        .is_some_and(|d| d.as_str().eq_ignore_ascii_case(who))
+                // Person ids (`P1`) are the case's own; devices are unique.
+                p.device
+                    .as_ref()
+                    .is_some_and(|d| d.as_str().eq_ignore_ascii_case(who))
             }) {
                 "protected"
             } else {
@@ -220,7 +221,7 @@ pub(crate) async fn person(state: &ApiState, who: &str) -> Result<Response, ApiE
     if found.is_empty() {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
-            format!("no case, bracelet or protected person `{who}`"),
+            format!("no case, bracelet or victim device `{who}`"),
         ));
     }
     Ok(Json(found).into_response())
