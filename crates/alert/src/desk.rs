@@ -577,6 +577,7 @@ impl AlertDesk {
         record.certain_since = certain_since;
         record.latest = AlertMessage {
             acknowledged: record.acknowledgement.clone(),
+            police_acknowledged: record.handling.police_acknowledgement.clone(),
             ..message.clone()
         };
         record.updates += 1;

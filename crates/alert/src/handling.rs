@@ -356,9 +356,9 @@ impl AlertDesk {
             level: Some(Level::of(&record.latest)),
         };
         record.handling.police_acknowledgement = Some(ack.clone());
+        record.latest.police_acknowledged = Some(ack.clone());
         let mut message = record.latest.clone();
         message.event = AlertEvent::Acknowledged;
-        message.acknowledged = Some(ack.clone());
         message.ts = now;
         let out = vec![
             json(topics::MONITORING, &message),

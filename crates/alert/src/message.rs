@@ -129,6 +129,9 @@ pub struct AlertMessage {
     pub reason: Option<ClearReason>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub acknowledged: Option<Acknowledgement>,
+    /// The police dispatcher's own acknowledgement: never the room's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub police_acknowledged: Option<Acknowledgement>,
     /// What it asks of the monitoring room (see [`crate::attention`]).
     #[serde(default)]
     pub attention: Attention,
@@ -159,6 +162,7 @@ impl AlertMessage {
             protected: event.protected.as_ref().map(|p| Position::of(p, event.at)),
             reason: event.reason,
             acknowledged: None,
+            police_acknowledged: None,
             attention: Attention::Information,
         }
     }
