@@ -1,11 +1,12 @@
 // #/intake and #/intake/{id} (admin): the list of cases, an editor of a case
-// file (text or upload), a map of its zones, "Check" with every error next to
-// its field and the diff against the running case, and "Apply". An admin
-// never sees a protected person's position: nothing here asks for positions.
-import { t } from './i18n.js';
+// file (text or upload), a map of its zones where new ones are drawn (and
+// existing ones reshaped) into the file, "Check" with every error next to its
+// field and the diff against the running case, and "Apply". An admin never
+// sees a protected person's position: nothing here asks for positions.
+import { t, lang } from './i18n.js';
 import { get, post, put, enc, ApiError } from './api.js';
 import { on } from './store.js';
-import { h, clear, debounce } from './util.js';
+import { h, clear, debounce, now as nowMs, localDay, fmtMetres } from './util.js';
 import { createMap, drawZones, boundsOf } from './map.js';
 import { jsonLines, lineOf, parseErrorPosition } from './jsonlines.js';
 
@@ -28,6 +29,114 @@ const TEMPLATE = {
     },
   ],
 };
+
+// ---- drawn shapes as case-file geometry ----
+
+const DAYS = ['mon', 'tue', 'wed', 'thu', 'fri', 'sat', 'sun'];
+const ZONE_RULES = ['exclusion_zone', 'inclusion_zone'];
+const DRAFT_STYLE = { className: 'zone-draft', weight: 2 };
+const round6 = (x) => Math.round(x * 1e6) / 1e6;
+
+/** A Leaflet ring as a GeoJSON ring: [lon, lat], 6 decimals, no repeated point, closed. */
+function ringOf(latlngs) {
+  const out = [];
+  for (const p of latlngs) {
+    const q = [round6(p.lng), round6(p.lat)];
+    const last = out[out.length - 1];
+    if (!last || last[0] !== q[0] || last[1] !== q[1]) out.push(q);
+  }
+  if (out.length > 1 && out[0][0] === out[out.length - 1][0] && out[0][1] === out[out.length - 1][1]) out.pop();
+  if (out.length) out.push([out[0][0], out[0][1]]);
+  return out;
+}
+
+/** Twice the signed area in degrees² (shoelace): > 0 counter-clockwise. */
+function signedArea2(ring) {
+  let a = 0;
+  for (let k = 0; k + 1 < ring.length; k++) a += ring[k][0] * ring[k + 1][1] - ring[k + 1][0] * ring[k][1];
+  return a;
+}
+
+/** RFC 7946: the outer ring counter-clockwise, holes clockwise. */
+function polygonOf(rings) {
+  return rings.map((r, k) => {
+    const ring = ringOf(r);
+    return (signedArea2(ring) > 0) === (k === 0) ? ring : ring.reverse();
+  });
+}
+
+/** The geometry of a drawn layer in the case file's form: a circle as a Point with radius_m. */
+function geometryOf(layer) {
+  if (layer instanceof L.Circle) {
+    const c = layer.getLatLng();
+    return { type: 'Point', coordinates: [round6(c.lng), round6(c.lat)], radius_m: Math.max(1, Math.round(layer.getRadius())) };
+  }
+  const ll = layer.getLatLngs();
+  // Leaflet holds [ring, hole…] for a polygon and [[ring, hole…], …] for several.
+  if (L.LineUtil.isFlat(ll)) return { type: 'Polygon', coordinates: polygonOf([ll]) };
+  if (L.LineUtil.isFlat(ll[0])) return { type: 'Polygon', coordinates: polygonOf(ll) };
+  const polygons = ll.map(polygonOf);
+  return polygons.length === 1 ? { type: 'Polygon', coordinates: polygons[0] } : { type: 'MultiPolygon', coordinates: polygons };
+}
+
+/** A case file's geometry as an editable layer (a copy), or null. */
+function layerOf(g) {
+  const ll = ([lon, lat]) => [lat, lon];
+  try {
+    if (g.type === 'Point' && g.radius_m > 0) return L.circle(ll(g.coordinates), { ...DRAFT_STYLE, radius: g.radius_m });
+    if (g.type === 'Polygon') return L.polygon(g.coordinates.map((r) => r.map(ll)), DRAFT_STYLE);
+    if (g.type === 'MultiPolygon') return L.polygon(g.coordinates.map((p) => p.map((r) => r.map(ll))), DRAFT_STYLE);
+  } catch {
+    // Not a geometry Leaflet can draw; Check says why.
+  }
+  return null;
+}
+
+/** Area in m² of a geometry (flat earth around its first point: fine for a city). */
+function areaM2(g) {
+  if (g.type === 'Point') return Math.PI * g.radius_m * g.radius_m;
+  const polygons = g.type === 'Polygon' ? [g.coordinates] : g.coordinates;
+  const first = polygons[0] && polygons[0][0] && polygons[0][0][0];
+  if (!first) return 0;
+  const kx = 111320 * Math.cos((first[1] * Math.PI) / 180), ky = 110540;
+  let a = 0;
+  for (const rings of polygons) {
+    rings.forEach((ring, k) => {
+      const m = Math.abs(signedArea2(ring)) / 2 * kx * ky;
+      a += k === 0 ? m : -m;
+    });
+  }
+  return a;
+}
+
+function fmtArea(m2) {
+  if (m2 >= 1e6) return t('intake.draw.area_km2', { v: (m2 / 1e6).toFixed(2) });
+  return t('intake.draw.area_ha', { v: (m2 / 1e4).toFixed(m2 >= 1e5 ? 0 : 1) });
+}
+
+/** 00:00 today in Amsterdam (kordon's day), with that day's offset. */
+function todayStart() {
+  const day = localDay(nowMs());
+  let offset = '+01:00';
+  try {
+    // 00:00 UTC is before the clocks change (01:00 UTC), so its offset is that of local midnight.
+    const name = new Intl.DateTimeFormat('en-US', { timeZone: 'Europe/Amsterdam', timeZoneName: 'longOffset' })
+      .formatToParts(new Date(day + 'T00:00:00Z')).find((p) => p.type === 'timeZoneName').value;
+    const m = name.match(/([+-]\d{2}):?(\d{2})/);
+    offset = m ? `${m[1]}:${m[2]}` : 'Z';
+  } catch {
+    // Keep CET.
+  }
+  return `${day}T00:00:00${offset === 'Z' ? '+00:00' : offset}`;
+}
+
+function newOrderId(orders, type) {
+  const base = type === 'inclusion_zone' ? 'inclusion-zone' : 'exclusion-zone';
+  const taken = new Set(orders.map((o) => o && o.id));
+  let n = 1;
+  while (taken.has(`${base}-${n}`)) n++;
+  return `${base}-${n}`;
+}
 
 function problemText(e) {
   const p = e.problem;
@@ -68,6 +177,15 @@ export function mount(container, route, { toast }) {
   const errorsEl = h('div.intake-errors', { testid: 'intake-errors' });
   const diffEl = h('div.intake-diff', { testid: 'intake-diff' });
   const mapEl = h('div.map.intake-map', { testid: 'intake-map' });
+  const drawPolygon = h('button.btn.small', { type: 'button', testid: 'intake-draw-polygon', 'aria-pressed': 'false', onclick: () => startDraw('Polygon') }, t('intake.draw.polygon'));
+  const drawCircle = h('button.btn.small', { type: 'button', testid: 'intake-draw-circle', 'aria-pressed': 'false', onclick: () => startDraw('Circle') }, t('intake.draw.circle'));
+  const drawHint = h('div.small.muted.draw-hint', { testid: 'intake-draw-hint' }, t('intake.draw.hint'));
+  const kind = h('select.small', { testid: 'intake-zone-kind', 'aria-label': t('intake.draw.kind') });
+  const draftInfo = h('div.draft-info', { testid: 'intake-draft-info' });
+  const addZone = h('button.btn.small.primary', { type: 'button', testid: 'intake-add-zone', onclick: () => writeDraft() }, t('intake.draw.add'));
+  const discard = h('button.btn.small.ghost', { type: 'button', testid: 'intake-draw-delete', onclick: () => removeDraft() }, t('intake.draw.delete'));
+  const draftPanel = h('div.draft-panel', { testid: 'intake-draft', hidden: true },
+    draftInfo, h('div.controls', kind, addZone, discard), h('div.small.muted', t('intake.draw.edit_hint')));
 
   container.append(h('div.intake',
     side,
@@ -77,11 +195,33 @@ export function mount(container, route, { toast }) {
     h('div.intake-right',
       h('section.card', h('h3', t('intake.problems')), errorsEl),
       h('section.card', h('h3', t('intake.diff')), diffEl),
-      h('section.card', h('h3', t('intake.zones')), mapEl, h('div.legend', h('span.key.key-exclusion', t('rule.exclusion_zone')), h('span.key.key-inclusion', t('rule.inclusion_zone')), h('span.key.key-buffer', t('map.buffer'))), h('div.small.muted', t('intake.no_positions'))))));
+      h('section.card', h('div.section-head', h('h3', t('intake.zones')), h('div.controls.draw-tools', drawPolygon, drawCircle)), drawHint, mapEl, draftPanel, h('div.legend', h('span.key.key-exclusion', t('rule.exclusion_zone')), h('span.key.key-inclusion', t('rule.inclusion_zone')), h('span.key.key-buffer', t('map.buffer')), h('span.key.key-draft', t('intake.draw.drawn'))), h('div.small.muted', t('intake.no_positions'))))));
 
   const map = createMap(mapEl, { zoom: 11 });
   const zones = L.layerGroup().addTo(map);
   setTimeout(() => map.invalidateSize(), 0);
+  let draft = null; // {layer, from: order id or null}: the shape drawn, not yet in the file
+  let drawing = null; // 'Polygon' | 'Circle' while drawing
+  if (map.pm) {
+    map.pm.setLang(lang(), {
+      tooltips: {
+        firstVertex: t('intake.draw.tip.first_vertex'),
+        continueLine: t('intake.draw.tip.continue'),
+        finishPoly: t('intake.draw.tip.finish_polygon'),
+        startCircle: t('intake.draw.tip.circle_centre'),
+        finishCircle: t('intake.draw.tip.circle_radius'),
+      },
+    }, 'en');
+    map.on('pm:drawstart', (e) => setDrawing(e.shape));
+    map.on('pm:drawend', () => setDrawing(null));
+    map.on('pm:create', (e) => setDraft(e.layer, null));
+  } else {
+    drawPolygon.disabled = drawCircle.disabled = true;
+  }
+  const onKey = (e) => {
+    if (e.key === 'Escape' && drawing) map.pm.disableDraw();
+  };
+  document.addEventListener('keydown', onKey);
 
   // ---- the editor: gutter, highlighted lines and notes follow the text ----
 
@@ -181,9 +321,179 @@ export function mount(container, route, { toast }) {
     } catch {
       return;
     }
-    const layers = drawZones(zones, c, null);
+    const orders = c && Array.isArray(c.orders) ? c.orders.filter((o) => o && typeof o === 'object') : [];
+    renderKinds(orders);
+    const layers = [];
+    for (const order of orders) {
+      let made = [];
+      try {
+        made = drawZones(zones, { orders: [order] }, null);
+      } catch {
+        // A geometry being typed; Check says what is wrong with it.
+      }
+      if (ZONE_RULES.includes(order.rule && order.rule.type)) {
+        for (const layer of made) layer.on('click', () => reshape(order));
+      }
+      layers.push(...made);
+    }
     const b = boundsOf(layers);
     if (b) map.fitBounds(b.pad(0.3), { maxZoom: 16, animate: false });
+  }
+
+  // ---- drawing zones into the file ----
+
+  function setDrawing(shape) {
+    drawing = shape || null;
+    drawPolygon.setAttribute('aria-pressed', String(drawing === 'Polygon'));
+    drawCircle.setAttribute('aria-pressed', String(drawing === 'Circle'));
+    drawHint.textContent = drawing === 'Polygon' ? t('intake.draw.hint_polygon') : drawing === 'Circle' ? t('intake.draw.hint_circle') : t('intake.draw.hint');
+  }
+
+  function startDraw(shape) {
+    if (!map.pm) return;
+    const again = drawing === shape;
+    map.pm.disableDraw();
+    if (again) return; // the button toggles
+    map.pm.enableDraw(shape, {
+      snappable: false,
+      allowSelfIntersection: false,
+      continueDrawing: false,
+      tooltips: true,
+      pathOptions: DRAFT_STYLE,
+      templineStyle: { className: 'zone-draft-line', weight: 2 },
+      hintlineStyle: { className: 'zone-draft-line', weight: 2, dashArray: '5,5' },
+    });
+  }
+
+  /** The options of "what to do with the shape": new zones, or one of the file's zone orders. */
+  function renderKinds(orders) {
+    const previous = kind.value;
+    clear(kind).append(
+      h('option', { value: 'exclusion_zone' }, t('intake.draw.as_exclusion')),
+      h('option', { value: 'inclusion_zone' }, t('intake.draw.as_inclusion')));
+    const zoneOrders = orders.filter((o) => typeof o.id === 'string' && o.rule && ZONE_RULES.includes(o.rule.type));
+    if (zoneOrders.length) {
+      kind.append(h('optgroup', { label: t('intake.draw.replace_group') },
+        zoneOrders.map((o) => h('option', { value: 'replace:' + o.id }, t('intake.draw.replace', { id: o.id, rule: t('rule.' + o.rule.type) })))));
+    }
+    kind.value = [...kind.options].some((o) => o.value === previous) ? previous : 'exclusion_zone';
+  }
+
+  /** The draft as the file will hold it: a reshaped MultiPolygon stays one. */
+  function draftGeometry() {
+    const g = geometryOf(draft.layer);
+    return draft.multi && g.type === 'Polygon' ? { type: 'MultiPolygon', coordinates: [g.coordinates] } : g;
+  }
+
+  function describeDraft() {
+    if (!draft) return;
+    const g = draftGeometry();
+    const area = fmtArea(areaM2(g));
+    draftInfo.textContent = g.type === 'Point'
+      ? t('intake.draw.circle_info', { radius: fmtMetres(g.radius_m), area })
+      : t('intake.draw.polygon_info', { n: (g.type === 'Polygon' ? [g.coordinates] : g.coordinates).reduce((sum, rings) => sum + rings.reduce((k, r) => k + r.length - 1, 0), 0), area });
+    if (draft.from) draftInfo.textContent = t('intake.draw.reshaping', { id: draft.from }) + ' · ' + draftInfo.textContent;
+  }
+
+  function setDraft(layer, from, multi = false) {
+    removeDraft();
+    draft = { layer, from, multi };
+    if (!map.hasLayer(layer)) layer.addTo(map);
+    layer.pm.enable({ snappable: false, allowSelfIntersection: false });
+    layer.on('pm:edit pm:change', describeDraft);
+    const path = layer.getElement && layer.getElement();
+    if (path) path.setAttribute('data-testid', 'intake-draft-shape');
+    renderKinds(currentOrders());
+    if (from) kind.value = 'replace:' + from;
+    draftPanel.hidden = false;
+    describeDraft();
+  }
+
+  function removeDraft() {
+    if (draft) {
+      if (draft.layer.pm) draft.layer.pm.disable();
+      draft.layer.remove();
+      draft = null;
+    }
+    draftPanel.hidden = true;
+  }
+
+  function currentOrders() {
+    try {
+      const c = JSON.parse(editor.value);
+      return c && Array.isArray(c.orders) ? c.orders.filter((o) => o && typeof o === 'object') : [];
+    } catch {
+      return [];
+    }
+  }
+
+  /** An existing zone clicked: a copy of it to reshape, meant to replace its geometry. */
+  function reshape(order) {
+    if (drawing || !map.pm || !order.rule || !order.rule.geometry) return;
+    const layer = layerOf(order.rule.geometry);
+    if (layer) setDraft(layer, order.id, order.rule.geometry.type === 'MultiPolygon');
+  }
+
+  function selectString(field) {
+    const line = lineOf(lines, field);
+    if (!line) return;
+    goToLine(line);
+    const rows = editor.value.split('\n');
+    let start = 0;
+    for (let k = 0; k < line - 1; k++) start += rows[k].length + 1;
+    const row = rows[line - 1] || '';
+    const open = row.indexOf('"', row.indexOf(':'));
+    const close = row.lastIndexOf('"');
+    if (open >= 0 && close > open) editor.setSelectionRange(start + open + 1, start + close);
+  }
+
+  function writeDraft() {
+    if (!draft) return;
+    let c;
+    try {
+      c = JSON.parse(editor.value);
+    } catch (e) {
+      showParseError(e);
+      return;
+    }
+    if (!c || typeof c !== 'object' || Array.isArray(c)) {
+      status.dataset.state = 'error';
+      status.textContent = t('intake.draw.not_a_case');
+      return;
+    }
+    if (!Array.isArray(c.orders)) c.orders = [];
+    const geometry = draftGeometry();
+    const choice = kind.value;
+    let field, message, select = false;
+    if (choice.startsWith('replace:')) {
+      const id = choice.slice('replace:'.length);
+      const k = c.orders.findIndex((o) => o && o.id === id && o.rule && typeof o.rule === 'object' && ZONE_RULES.includes(o.rule.type));
+      if (k < 0) {
+        status.dataset.state = 'error';
+        status.textContent = t('intake.draw.order_gone', { id });
+        renderKinds(currentOrders());
+        return;
+      }
+      c.orders[k].rule.geometry = geometry;
+      field = `orders[${k}].rule.geometry`;
+      message = t('intake.draw.replaced', { id });
+    } else {
+      const type = choice === 'inclusion_zone' ? 'inclusion_zone' : 'exclusion_zone';
+      const id = newOrderId(c.orders, type);
+      const rule = type === 'inclusion_zone'
+        ? { type, geometry, schedule: { windows: [{ days: [...DAYS], start: '22:00', end: '06:00' }] }, grace_s: 600 }
+        : { type, geometry };
+      c.orders.push({ id, legal_basis: t('intake.draw.legal_basis_placeholder'), valid_from: todayStart(), rule });
+      field = `orders[${c.orders.length - 1}].legal_basis`;
+      message = t(type === 'inclusion_zone' ? 'intake.draw.added_inclusion' : 'intake.draw.added', { id });
+      select = true;
+    }
+    removeDraft();
+    setText(JSON.stringify(c, null, 2));
+    status.dataset.state = 'warning';
+    status.textContent = message;
+    if (select) selectString(field);
+    else goToLine(lineOf(lines, field));
   }
 
   // ---- cases ----
@@ -361,6 +671,9 @@ export function mount(container, route, { toast }) {
     unmount() {
       alive = false;
       offs.forEach((o) => o());
+      document.removeEventListener('keydown', onKey);
+      if (map.pm) map.pm.disableDraw();
+      removeDraft();
       map.remove();
     },
   };
