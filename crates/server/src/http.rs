@@ -8,12 +8,12 @@
 //! | `GET /metrics` | yes | yes | yes |
 //! | `GET /api/v1/cases`, `GET /api/v1/cases/{id}` | yes | yes | yes |
 //! | `PUT`, `DELETE /api/v1/cases/{id}` | 403 | 403 | yes |
-//! | `GET /api/v1/alerts`, `GET /api/v1/alerts/{id}` | all alerts | alerts for police | all, without the victim's position |
+//! | `GET /api/v1/alerts`, `GET /api/v1/alerts/{id}` | all alerts | alerts for police | all, without any position |
 //! | `POST /api/v1/alerts/{id}/ack` | yes | yes (the police's own) | 403 |
 //! | `POST /api/v1/alerts/{id}/resolve`, `…/escalate` | yes | 403 | 403 |
 //! | `POST /api/v1/alerts/{id}/notes` | yes | yes | 403 |
 //! | `GET /api/v1/stream` (live) | all, with positions | police alerts | alerts without positions of her |
-//! | `GET /api/v1/positions`, `…/playback`, `…/track` | yes | 403 | 403 |
+//! | `GET /api/v1/positions`, `…/playback` | yes | 403 | 403 |
 //! | `GET /api/v1/cases/{id}/timeline` | yes | yes | without positions |
 //! | `GET /api/v1/feed/cap.atom` (the police's CAP messages) | yes | yes | 403 |
 //! | `GET /api/v1/bans?lat=&lon=` | yes | yes | yes |
@@ -438,18 +438,17 @@ async fn delete_case(
 }
 
 /// What a caller of `role` may see of an alert, if anything. An admin
-/// sees nothing that locates a protected person: not her position, and of
-/// a contact-ban alert (which says he is near her) neither the distance nor
-/// his position.
+/// sees nothing that locates a protected person: not her position, not the
+/// distance to her, and no position of his either: a tamper or a battery
+/// alert while he stands beside her, or a zone breach in the zone around
+/// her home, would place her as well as a contact-ban alert does.
 pub(crate) fn visible(role: Role, mut record: AlertRecord) -> Option<AlertRecord> {
     match role {
         Role::Monitoring => Some(record),
         Role::Police => record.needs_police.then_some(record),
         Role::Admin => {
             record.latest = record.latest.without_protected_position();
-            if record.latest.kind.family() == "proximity" {
-                record.latest.offender = None;
-            }
+            record.latest.offender = None;
             Some(record)
         }
     }

@@ -110,9 +110,17 @@ async fn check(
     .into_response())
 }
 
-/// The leaves that differ between `before` and `after`, by path.
+/// The leaves that differ between `before` and `after`, by path. A case
+/// that is new is listed by its top-level fields.
 pub fn diff(path: &str, before: &Value, after: &Value, out: &mut Vec<Change>) {
     match (before, after) {
+        (Value::Null, Value::Object(b)) if path.is_empty() => {
+            out.extend(b.iter().map(|(key, value)| Change {
+                path: key.clone(),
+                before: None,
+                after: Some(value.clone()),
+            }));
+        }
         (Value::Object(a), Value::Object(b)) => {
             let mut keys: Vec<&String> = a.keys().chain(b.keys()).collect();
             keys.sort();
@@ -248,5 +256,15 @@ mod tests {
             ]
         );
         assert_eq!(out[3].before, Some(json!("medium")));
+
+        let mut new = Vec::new();
+        diff(
+            "",
+            &Value::Null,
+            &json!({"id": "C9", "risk": "low"}),
+            &mut new,
+        );
+        let paths: Vec<&str> = new.iter().map(|c| c.path.as_str()).collect();
+        assert_eq!(paths, vec!["id", "risk"], "a new case by its fields");
     }
 }

@@ -313,7 +313,15 @@ async fn the_victim_warning_carries_no_offender_coordinate_and_the_bracelet_hear
             let keys: Vec<&String> = value.as_object().unwrap().keys().collect();
             assert_eq!(
                 keys,
-                ["event", "id", "instruction", "kind", "language", "severity", "ts"],
+                [
+                    "event",
+                    "id",
+                    "instruction",
+                    "kind",
+                    "language",
+                    "severity",
+                    "ts"
+                ],
                 "{text}"
             );
             assert!(value["instruction"].as_str().is_some_and(|s| !s.is_empty()));

@@ -42,9 +42,10 @@ pub struct AlertDeadlines {
     pub resolved_s: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub police_acknowledged_s: Option<f64>,
-    /// Whether each deadline was met; absent where it does not apply: the
-    /// room's to alerts that ask for acknowledgement (police alerts, and
-    /// those asking the room to act), the police's to police alerts.
+    /// Whether each deadline was met; absent where it does not apply (the
+    /// room's apply to alerts that ask for acknowledgement: police alerts,
+    /// and those asking the room to act; the police's to police alerts)
+    /// and where it is still running (not done, target not passed).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub acknowledged_in_time: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -129,22 +130,29 @@ pub fn deadlines(
     for row in &mut rows {
         row.action = action(&row.alert);
         let asks = row.police || row.action;
+        // Done: in time or not. Not done: missed once the target has
+        // passed, and not judged yet before.
         let within = |took: Option<f64>, target_s: u32, raised: Timestamp| match took {
-            Some(s) => s <= f64::from(target_s),
-            // Still open: a miss only once the target has passed.
-            None => now.duration_since(raised) <= SignedDuration::from_secs(target_s.into()),
+            Some(s) => Some(s <= f64::from(target_s)),
+            None => (now.duration_since(raised) > SignedDuration::from_secs(target_s.into()))
+                .then_some(false),
         };
-        row.acknowledged_in_time =
-            asks.then(|| within(row.acknowledged_s, targets.acknowledge_s, row.raised_at));
-        row.resolved_in_time =
-            asks.then(|| within(row.resolved_s, targets.resolve_s, row.raised_at));
-        row.police_in_time = row.police.then(|| {
-            within(
-                row.police_acknowledged_s,
-                targets.police_acknowledge_s,
-                row.raised_at,
-            )
-        });
+        row.acknowledged_in_time = asks
+            .then(|| within(row.acknowledged_s, targets.acknowledge_s, row.raised_at))
+            .flatten();
+        row.resolved_in_time = asks
+            .then(|| within(row.resolved_s, targets.resolve_s, row.raised_at))
+            .flatten();
+        row.police_in_time = row
+            .police
+            .then(|| {
+                within(
+                    row.police_acknowledged_s,
+                    targets.police_acknowledge_s,
+                    row.raised_at,
+                )
+            })
+            .flatten();
     }
     rows.sort_by(|a, b| a.raised_at.cmp(&b.raised_at).then(a.alert.cmp(&b.alert)));
     rows
