@@ -353,13 +353,17 @@ export class AlertOverlay {
     };
     const zoneLayers = drawZones(this.zones, caseFile, protectedAt);
     const partyLayers = [];
+    // Each label on the side away from the other party, so that they
+    // never cross: he is labelled east of himself when he is east of her.
+    const heIsEast = !(off && prot) || off.lon >= prot.lon;
+    const side = (role) => ((role === 'offender') === heIsEast ? 'right' : 'left');
     for (const [role, p] of [['offender', off], ['protected', prot]]) {
       if (!p) continue;
       if (p.acc > 0) {
         partyLayers.push(L.circle([p.lat, p.lon], { pane: 'parties', radius: p.acc, className: `accuracy accuracy-${role}`, weight: 1, interactive: false }).addTo(this.parties));
       }
       const marker = L.marker([p.lat, p.lon], { pane: 'parties', icon: partyIcon(role), keyboard: false, zIndexOffset: role === 'offender' ? 100 : 0 })
-        .bindTooltip('', { permanent: true, direction: role === 'offender' ? 'right' : 'left', className: `party-label party-label-${role}`, offset: [role === 'offender' ? 8 : -8, 0] })
+        .bindTooltip('', { permanent: true, direction: side(role), className: `party-label party-label-${role}`, offset: [side(role) === 'right' ? 8 : -8, 0] })
         .addTo(this.parties);
       const tag = () => {
         const el = marker.getElement();
