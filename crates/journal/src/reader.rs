@@ -31,6 +31,15 @@ pub const TIMELINE_KINDS: [&str; 7] = [
 /// fixes: a bracelet's backlog after a dead spot arrives late.
 pub const LATE_ARRIVAL: jiff::SignedDuration = jiff::SignedDuration::from_mins(30);
 
+/// `'event', 'ack', …`: the timeline's kinds for an SQL `IN`.
+fn timeline_kinds() -> String {
+    TIMELINE_KINDS
+        .iter()
+        .map(|k| format!("'{k}'"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// Outbound and webhook records [`Reader::recent_dispatch`] reads at most.
 const DISPATCH_LOOKBACK: usize = 500_000;
 
@@ -63,37 +72,22 @@ impl Reader {
         }
     }
 
-    /// The timeline records of `case` before record `before` (all when
-    /// `None`), newest first, at most `limit`.
-    pub fn case_timeline(
+    /// The records (with their numbers) an SQL query of `seq, body` rows
+    /// selects, in its order; retired and unreadable bodies are passed
+    /// over.
+    fn records(
         &self,
-        case: &CaseId,
-        before: Option<u64>,
-        limit: usize,
+        sql: &str,
+        params: impl rusqlite::Params,
     ) -> Result<Vec<(u64, Record)>, JournalError> {
-        let sql = format!(
-            "SELECT r.seq, r.body FROM records r \
-             WHERE r.kind IN ({kinds}) AND r.seq < ?2 \
-             AND EXISTS (SELECT 1 FROM case_links l WHERE l.seq = r.seq AND l.case_id = ?1) \
-             ORDER BY r.seq DESC LIMIT ?3",
-            kinds = TIMELINE_KINDS
-                .iter()
-                .map(|k| format!("'{k}'"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
-        let mut stmt = self.conn.prepare_cached(&sql).map_err(self.err())?;
-        let before = before.map_or(i64::MAX, |b| b as i64);
+        let mut stmt = self.conn.prepare_cached(sql).map_err(self.err())?;
         let rows = stmt
-            .query_map(
-                rusqlite::params![case.as_str(), before, limit as i64],
-                |row| {
-                    Ok((
-                        row.get::<_, i64>(0)? as u64,
-                        row.get::<_, Option<Vec<u8>>>(1)?,
-                    ))
-                },
-            )
+            .query_map(params, |row| {
+                Ok((
+                    row.get::<_, i64>(0)? as u64,
+                    row.get::<_, Option<Vec<u8>>>(1)?,
+                ))
+            })
             .map_err(self.err())?;
         let mut out = Vec::new();
         for row in rows {
@@ -105,6 +99,24 @@ impl Reader {
         Ok(out)
     }
 
+    /// The timeline records of `case` before record `before` (all when
+    /// `None`), newest first, at most `limit`.
+    pub fn case_timeline(
+        &self,
+        case: &CaseId,
+        before: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<(u64, Record)>, JournalError> {
+        let sql = format!(
+            "SELECT r.seq, r.body FROM records r WHERE r.kind IN ({}) AND r.seq < ?2 \
+             AND EXISTS (SELECT 1 FROM case_links l WHERE l.seq = r.seq AND l.case_id = ?1) \
+             ORDER BY r.seq DESC LIMIT ?3",
+            timeline_kinds()
+        );
+        let before = before.map_or(i64::MAX, |b| b as i64);
+        self.records(&sql, rusqlite::params![case.as_str(), before, limit as i64])
+    }
+
     /// The timeline records of every case from `from` to `to` (kordon's
     /// clock), oldest first: what the deadline report reads.
     pub fn timeline_between(
@@ -114,31 +126,11 @@ impl Reader {
     ) -> Result<Vec<(u64, Record)>, JournalError> {
         let (lo, hi) = (self.first_seq_at(from)?, self.first_seq_at(to)?);
         let sql = format!(
-            "SELECT seq, body FROM records WHERE kind IN ({kinds}) AND seq >= ?1 AND seq < ?2 ORDER BY seq",
-            kinds = TIMELINE_KINDS
-                .iter()
-                .map(|k| format!("'{k}'"))
-                .collect::<Vec<_>>()
-                .join(", ")
+            "SELECT seq, body FROM records WHERE kind IN ({}) AND seq >= ?1 AND seq < ?2 ORDER BY seq",
+            timeline_kinds()
         );
-        let mut stmt = self.conn.prepare_cached(&sql).map_err(self.err())?;
-        let rows = stmt
-            .query_map(rusqlite::params![lo as i64, hi as i64], |row| {
-                Ok((
-                    row.get::<_, i64>(0)? as u64,
-                    row.get::<_, Option<Vec<u8>>>(1)?,
-                ))
-            })
-            .map_err(self.err())?;
-        let mut out = Vec::new();
-        for row in rows {
-            let (seq, body) = row.map_err(self.err())?;
-            if let Some(record) = body.and_then(|b| Record::from_body(&b).ok()) {
-                if (from..to).contains(&record.at()) {
-                    out.push((seq, record));
-                }
-            }
-        }
+        let mut out = self.records(&sql, rusqlite::params![lo as i64, hi as i64])?;
+        out.retain(|(_, record)| (from..to).contains(&record.at()));
         Ok(out)
     }
 
@@ -151,32 +143,18 @@ impl Reader {
         to: Timestamp,
     ) -> Result<Vec<String>, JournalError> {
         let (lo, hi) = (self.first_seq_at(from)?, self.first_seq_at(to)?);
-        let mut stmt = self
-            .conn
-            .prepare_cached(
-                "SELECT body FROM records WHERE kind IN ('outbound', 'webhook') AND seq >= ?1 AND seq < ?2 ORDER BY seq",
-            )
-            .map_err(self.err())?;
-        let rows = stmt
-            .query_map(rusqlite::params![lo as i64, hi as i64], |row| {
-                row.get::<_, Option<Vec<u8>>>(0)
+        let sql = "SELECT seq, body FROM records WHERE kind IN ('outbound', 'webhook') \
+                   AND seq >= ?1 AND seq < ?2 ORDER BY seq";
+        let records = self.records(sql, rusqlite::params![lo as i64, hi as i64])?;
+        Ok(records
+            .into_iter()
+            .filter_map(|(_, record)| match record {
+                Record::Outbound {
+                    topic: t, payload, ..
+                } if t == topic => Some(payload),
+                _ => None,
             })
-            .map_err(self.err())?;
-        let mut out = Vec::new();
-        for row in rows {
-            let Some(body) = row.map_err(self.err())? else {
-                continue;
-            };
-            if let Ok(Record::Outbound {
-                topic: t, payload, ..
-            }) = Record::from_body(&body)
-            {
-                if t == topic {
-                    out.push(payload);
-                }
-            }
-        }
-        Ok(out)
+            .collect())
     }
 
     /// The latest case file of `case` put in force before record `before`.
@@ -185,26 +163,19 @@ impl Reader {
         case: &CaseId,
         before: u64,
     ) -> Result<Option<kordon_core::Case>, JournalError> {
-        let mut stmt = self
-            .conn
-            .prepare_cached(
-                "SELECT r.body FROM records r WHERE r.kind IN ('event', 'ack', 'resolve', 'note', 'escalate', 'case_upsert', 'case_remove') \
-                 AND r.kind = 'case_upsert' AND r.seq < ?2 \
-                 AND EXISTS (SELECT 1 FROM case_links l WHERE l.seq = r.seq AND l.case_id = ?1) \
-                 ORDER BY r.seq DESC LIMIT 1",
-            )
-            .map_err(self.err())?;
-        let mut rows = stmt
-            .query(rusqlite::params![case.as_str(), before as i64])
-            .map_err(self.err())?;
-        let Some(row) = rows.next().map_err(self.err())? else {
-            return Ok(None);
-        };
-        let body: Option<Vec<u8>> = row.get(0).map_err(self.err())?;
-        Ok(match body.and_then(|b| Record::from_body(&b).ok()) {
-            Some(Record::CaseUpsert { case, .. }) => Some(case),
+        // The kinds of the timeline index, so that it serves this query.
+        let sql = format!(
+            "SELECT r.seq, r.body FROM records r WHERE r.kind IN ({}) \
+             AND r.kind = 'case_upsert' AND r.seq < ?2 \
+             AND EXISTS (SELECT 1 FROM case_links l WHERE l.seq = r.seq AND l.case_id = ?1) \
+             ORDER BY r.seq DESC LIMIT 1",
+            timeline_kinds()
+        );
+        let found = self.records(&sql, rusqlite::params![case.as_str(), before as i64])?;
+        Ok(found.into_iter().find_map(|(_, record)| match record {
+            Record::CaseUpsert { case, .. } => Some(case),
             _ => None,
-        })
+        }))
     }
 
     /// The fixes of `case`'s devices (only `devices`, when given) taken
@@ -223,32 +194,18 @@ impl Reader {
         let margin = jiff::SignedDuration::from_mins(5);
         let lo = self.first_seq_at(from.checked_sub(margin).unwrap_or(from))?;
         let hi = self.first_seq_at(to.checked_add(LATE_ARRIVAL).unwrap_or(to))?;
-        let mut stmt = self
-            .conn
-            .prepare_cached(
-                "SELECT r.body FROM case_links l JOIN records r ON r.seq = l.seq \
-                 WHERE l.case_id = ?1 AND l.seq >= ?2 AND l.seq < ?3 AND r.kind = 'fix' ORDER BY l.seq",
-            )
-            .map_err(self.err())?;
-        let rows = stmt
-            .query_map(
-                rusqlite::params![case.as_str(), lo as i64, hi as i64],
-                |row| row.get::<_, Option<Vec<u8>>>(0),
-            )
-            .map_err(self.err())?;
-        let mut out = Vec::new();
-        for row in rows {
-            let Some(body) = row.map_err(self.err())? else {
-                continue;
-            };
-            if let Ok(Record::Fix { fix, .. }) = Record::from_body(&body) {
-                let wanted = devices.is_none_or(|d| d.contains(&fix.device));
-                if wanted && (from..=to).contains(&fix.ts) {
-                    out.push(fix);
-                }
-            }
-        }
-        Ok(out)
+        let sql = "SELECT r.seq, r.body FROM case_links l JOIN records r ON r.seq = l.seq \
+                   WHERE l.case_id = ?1 AND l.seq >= ?2 AND l.seq < ?3 AND r.kind = 'fix' ORDER BY l.seq";
+        let records = self.records(sql, rusqlite::params![case.as_str(), lo as i64, hi as i64])?;
+        Ok(records
+            .into_iter()
+            .filter_map(|(_, record)| match record {
+                Record::Fix { fix, .. } => Some(fix),
+                _ => None,
+            })
+            .filter(|fix| devices.is_none_or(|d| d.contains(&fix.device)))
+            .filter(|fix| (from..=to).contains(&fix.ts))
+            .collect())
     }
 
     /// The newest outbound messages on `topic` and webhook records, newest

@@ -605,10 +605,28 @@ async fn resolve_alert(
     operate(&state, &caller, &id, caller.name.clone(), action).await
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct NoteBody {
-    text: String,
+/// The one text field `field` of a body such as `{"text": "…"}`; blank
+/// is refused with `blank`.
+fn required_text(body: &str, field: &str, blank: &str) -> Result<String, ApiError> {
+    let refused = |why: String| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!(r#"expected {{"{field}": "…"}}: {why}"#),
+        )
+    };
+    let object: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_str(body).map_err(|e| refused(e.to_string()))?;
+    if let Some(other) = object.keys().find(|k| *k != field) {
+        return Err(refused(format!("unknown field `{other}`")));
+    }
+    let text = object
+        .get(field)
+        .and_then(serde_json::Value::as_str)
+        .ok_or_else(|| refused(format!("`{field}` is missing or not text")))?;
+    if text.trim().is_empty() {
+        return Err(ApiError::new(StatusCode::BAD_REQUEST, blank));
+    }
+    Ok(text.to_string())
 }
 
 async fn note_alert(
@@ -618,23 +636,9 @@ async fn note_alert(
     body: String,
 ) -> Result<Response, ApiError> {
     caller.require(&[Role::Monitoring, Role::Police])?;
-    let body: NoteBody = serde_json::from_str(&body).map_err(|e| {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            format!(r#"expected {{"text": "…"}}: {e}"#),
-        )
-    })?;
-    if body.text.trim().is_empty() {
-        return Err(ApiError::new(StatusCode::BAD_REQUEST, "the note is empty"));
-    }
-    let action = OperatorAction::Note { text: body.text };
+    let text = required_text(&body, "text", "the note is empty")?;
+    let action = OperatorAction::Note { text };
     operate(&state, &caller, &id, caller.name.clone(), action).await
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct EscalateBody {
-    note: String,
 }
 
 /// The monitoring room passes an alert to the police and the case
@@ -646,19 +650,12 @@ async fn escalate_alert(
     body: String,
 ) -> Result<Response, ApiError> {
     caller.require(&[Role::Monitoring])?;
-    let body: EscalateBody = serde_json::from_str(&body).map_err(|e| {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            format!(r#"expected {{"note": "…"}}: {e}"#),
-        )
-    })?;
-    if body.note.trim().is_empty() {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "say why it goes to the police: the note is empty",
-        ));
-    }
-    let action = OperatorAction::Escalate { note: body.note };
+    let note = required_text(
+        &body,
+        "note",
+        "say why it goes to the police: the note is empty",
+    )?;
+    let action = OperatorAction::Escalate { note };
     operate(&state, &caller, &id, caller.name.clone(), action).await
 }
 
