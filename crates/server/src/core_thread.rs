@@ -317,7 +317,10 @@ impl CoreThread {
         match record {
             Record::Fix { fix, received } => {
                 if let Ok(outcome) = self.engine.ingest_fix(&fix) {
-                    self.show_position(&fix, None);
+                    if self.feed.is_some() {
+                        let cases = self.engine.cases_of(fix.device.as_str());
+                        self.show_position(&fix, cases.first(), None);
+                    }
                     self.publish_events(&outcome.events, received, None);
                 }
                 self.request_positions(received);
@@ -604,17 +607,22 @@ impl CoreThread {
         }
     }
 
-    /// Where the dashboard shows a device that sent `fix`.
-    fn show_position(&self, fix: &kordon_core::Fix, received: Option<Instant>) {
-        let Some(feed) = &self.feed else { return };
-        let Some(case) = self.engine.cases_of(fix.device.as_str()).into_iter().next() else {
+    /// Where the dashboard shows a device that sent `fix`, in `case` (the
+    /// first of its cases).
+    fn show_position(
+        &self,
+        fix: &kordon_core::Fix,
+        case: Option<&CaseId>,
+        received: Option<Instant>,
+    ) {
+        let (Some(feed), Some(case)) = (&self.feed, case) else {
             return;
         };
-        let role = match self.cases.get(&case) {
+        let role = match self.cases.get(case) {
             Some(c) if c.offender.device == fix.device => kordon_core::Role::Offender,
             _ => kordon_core::Role::Protected,
         };
-        let position = DevicePosition::of(fix, case, role);
+        let position = DevicePosition::of(fix, case.clone(), role);
         match received {
             Some(received) if self.is_live() => feed.position(position, received),
             _ => feed.remember_position(position),
@@ -774,8 +782,8 @@ impl CoreThread {
                         .increment(1);
                     // A redelivered fix is on record already.
                     if outcome.disposition != Disposition::Duplicate {
-                        self.show_position(&fix, Some(received));
                         let cases = self.engine.cases_of(fix.device.as_str());
+                        self.show_position(&fix, cases.first(), Some(received));
                         self.record(Record::Fix { fix, received: now }, cases);
                     }
                     self.publish_events(&outcome.events, now, Some(received));
