@@ -2,7 +2,7 @@
 //! embedded broker, kordon with its journal and HTTP API, and the Rotterdam
 //! simulator publishing a few hundred pairs of devices, with simulated time
 //! running faster than real time (kordon's clock keeps pace). Simulated
-//! time starts a few minutes before the day's first scripted incident, so
+//! time starts 90 s before the day's first scripted incident, so
 //! the dashboard has something to show at once. It prints the dashboard's
 //! address and sign-in tokens, and a live line of what each audience has
 //! received; Ctrl-C stops it.
@@ -244,9 +244,10 @@ fn first_scene_ms(recording: &kordon_sim::Recording) -> Option<i64> {
         .map(|ms| (ms - LEAD_MS).max(recording.start_ms))
 }
 
-/// How long before the first scene the demo starts: long enough for the
-/// devices to be seen, short enough to be there within 30 s at 10×.
-const LEAD_MS: i64 = 3 * 60_000;
+/// How long before the first scene the demo starts: long enough for both
+/// devices to have reported, short enough that at 10× the alert is on the
+/// dashboard within 30 s of starting `kordon demo` (road graph included).
+const LEAD_MS: i64 = 90_000;
 
 /// What each audience has received, as the live line shows it: the
 /// monitoring room's alerts asking for action, the police's breach
