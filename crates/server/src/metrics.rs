@@ -25,6 +25,13 @@ pub const INBOX_DEPTH: &str = "kordon_inbox_depth";
 pub const DEFERRED: &str = "kordon_messages_deferred_total";
 /// Times the engine's thread was found busy and the connection waited.
 pub const ENGINE_BUSY: &str = "kordon_engine_busy_total";
+/// 1 while kordon takes input more slowly than it arrives (the engine's
+/// queue was found full and the inbox has not emptied since), else 0.
+pub const OVERLOADED: &str = "kordon_overloaded";
+/// Alerts that asked someone to act and are still unacknowledged past
+/// their acknowledgement deadline (`[reports.targets]`), by audience
+/// (`monitoring`, `police`).
+pub const ALERTS_OVERDUE: &str = "kordon_alerts_overdue";
 /// Handling a message panicked; it was refused (`handling_failed`).
 pub const HANDLING_FAILED: &str = "kordon_handling_failed_total";
 pub const PUBLISH_QUEUE_DEPTH: &str = "kordon_publish_queue_depth";
