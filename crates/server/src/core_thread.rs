@@ -1,13 +1,16 @@
 //! The engine's own thread. It owns the [`Engine`], the [`AlertDesk`], the
 //! case directory and the [`Deliveries`], takes [`Command`]s from one
 //! crossbeam channel (fixes from MQTT, the 1 s tick, API calls) in arrival
-//! order, and hands each command's journal records, together with what must
-//! then be published and acknowledged, to the journal writer. The writer
-//! passes the publishes and acks on to the publisher once the records are
-//! committed: nothing is acknowledged to the broker before it is durable,
-//! and nothing here waits on the disk or the network, only, when the writer
-//! is a full queue behind, for room in that queue (backpressure: the
-//! thread's own queue then fills, and the broker holds the rest).
+//! order. What a command decides to publish (alerts, refusals) goes to the
+//! publisher at once; its journal records go to the journal writer together
+//! with the broker acknowledgements and API answers that must wait for
+//! them. The writer passes those on once the records are committed: nothing
+//! is acknowledged to the broker, and no API change confirmed, before it is
+//! durable, and no alert waits for the disk (see `docs/mqtt.md`, "When an
+//! alert leaves"). Nothing here waits on the disk or the network, only,
+//! when the writer or the publisher is a full queue behind, for room in
+//! that queue (backpressure: the thread's own queue then fills, and the
+//! broker holds the rest).
 //!
 //! The same code replays the journal at start ([`Sink::Replay`]): the
 //! records rebuild the state, and nothing is journaled or published again.
@@ -202,8 +205,20 @@ pub enum PutCaseError {
 pub enum Sink {
     /// Replaying the journal: the state is rebuilt, nothing leaves.
     Replay,
-    /// To the journal writer, which passes the envelopes on once durable.
-    Live(Sender<Job<Vec<Envelope>>>),
+    Live(Outlets),
+}
+
+/// Where a live command's output goes.
+pub struct Outlets {
+    /// Records, with the acknowledgements and answers that wait for them.
+    pub journal: Sender<Job<Vec<Envelope>>>,
+    /// Alert messages and refusals, as soon as they are decided. A crash
+    /// before their records are committed leaves the broker's message
+    /// unacknowledged: it comes again, is decided again, and the same
+    /// message (same episode id and phase) is sent again.
+    pub publisher: tokio::sync::mpsc::Sender<Envelope>,
+    /// Police CAP messages for the webhooks.
+    pub dispatch: crate::dispatch::Dispatch,
 }
 
 /// When the engine's thread asks for snapshots and retention passes.
@@ -301,15 +316,30 @@ impl CoreThread {
 
     /// The state as a snapshot holds it ([`CoreThread::restore`] reads it).
     pub fn snapshot_state(&self) -> Vec<u8> {
+        postcard::to_stdvec(&self.state()).expect("state serialises")
+    }
+
+    fn state(&self) -> State {
         let mut cases: Vec<&Case> = self.cases.values().collect();
         cases.sort_by(|a, b| a.id.cmp(&b.id));
-        postcard::to_stdvec(&State {
+        State {
             engine: self.engine.snapshot(),
             desk: self.desk.snapshot(),
             cases: serde_json::to_vec(&cases).expect("cases serialise"),
             deliveries: serde_json::to_vec(&self.deliveries).expect("deliveries serialise"),
-        })
-        .expect("state serialises")
+        }
+    }
+
+    /// The size of each part of [`CoreThread::snapshot_state`], for the
+    /// snapshot benchmark.
+    pub fn snapshot_parts(&self) -> Vec<(&'static str, usize)> {
+        let state = self.state();
+        vec![
+            ("engine", state.engine.len()),
+            ("desk", state.desk.len()),
+            ("cases", state.cases.len()),
+            ("deliveries", state.deliveries.len()),
+        ]
     }
 
     /// Rebuilds state from one journal record.
@@ -388,8 +418,8 @@ impl CoreThread {
         self.feed = Some(feed);
     }
 
-    pub fn go_live(&mut self, journal: Sender<Job<Vec<Envelope>>>) {
-        self.sink = Sink::Live(journal);
+    pub fn go_live(&mut self, outlets: Outlets) {
+        self.sink = Sink::Live(outlets);
         self.deliveries.begin_recovery();
         // What the replay changed is the state consoles fetch, not news.
         self.desk.take_changed();
@@ -588,8 +618,8 @@ impl CoreThread {
             }
         }
         // A last snapshot, so the next start replays little.
-        if let Sink::Live(journal) = &self.sink {
-            let _ = journal.send(Job::Snapshot {
+        if let Sink::Live(outlets) = &self.sink {
+            let _ = outlets.journal.send(Job::Snapshot {
                 state: self.snapshot_state(),
             });
         }
@@ -629,32 +659,47 @@ impl CoreThread {
         }
     }
 
-    /// Hands this command's records and messages to the journal writer.
+    /// Sends what this command decided to publish, and hands its records,
+    /// with what waits for them, to the journal writer.
     fn flush(&mut self) {
-        match &self.sink {
-            Sink::Replay => {
-                self.entries.clear();
-                self.envelopes.clear();
-            }
-            Sink::Live(journal) => {
-                if self.entries.is_empty() && self.envelopes.is_empty() {
-                    return;
-                }
-                self.records_since_snapshot += self.entries.len() as u64;
-                let job = Job::Append {
-                    entries: std::mem::take(&mut self.entries),
-                    then: std::mem::take(&mut self.envelopes),
-                };
-                // The writer outlives this thread; if it is gone kordon is
-                // stopping and nothing more can be made durable anyway.
-                let _ = journal.send(job);
-            }
+        let Sink::Live(outlets) = &self.sink else {
+            self.entries.clear();
+            self.envelopes.clear();
+            return;
+        };
+        if self.entries.is_empty() && self.envelopes.is_empty() {
+            return;
         }
+        let mut after_commit = Vec::new();
+        for envelope in self.envelopes.drain(..) {
+            let Envelope::Publish { message, .. } = &envelope else {
+                after_commit.push(envelope);
+                continue;
+            };
+            if message.topic == topics::POLICE_CAP {
+                crate::dispatch::offer(&outlets.dispatch, &message.payload);
+            }
+            // Waits while the publisher is a full queue behind (the broker
+            // is slow or away): this thread, then the intake, slow down,
+            // and the broker holds the rest. Gone only when kordon stops.
+            let _ = outlets.publisher.blocking_send(envelope);
+        }
+        if self.entries.is_empty() && after_commit.is_empty() {
+            return;
+        }
+        self.records_since_snapshot += self.entries.len() as u64;
+        let job = Job::Append {
+            entries: std::mem::take(&mut self.entries),
+            then: after_commit,
+        };
+        // The writer outlives this thread; if it is gone kordon is
+        // stopping and nothing more can be made durable anyway.
+        let _ = outlets.journal.send(job);
     }
 
     /// Snapshots and retention passes, when due.
     fn upkeep(&mut self, now: Timestamp) {
-        let Sink::Live(journal) = &self.sink else {
+        let Sink::Live(Outlets { journal, .. }) = &self.sink else {
             return;
         };
         let last = *self.last_snapshot.get_or_insert(now);

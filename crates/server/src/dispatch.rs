@@ -147,6 +147,22 @@ fn escape(text: &str) -> String {
         .replace('"', "&quot;")
 }
 
+/// Hands a CAP message kordon publishes to the feed and the webhooks; one
+/// the webhooks' full queue cannot take is counted and logged (it is on
+/// MQTT and in the feed, and reaches the webhooks at the next start).
+pub fn offer(dispatch: &Dispatch, payload: &[u8]) {
+    let Ok(xml) = std::str::from_utf8(payload) else {
+        return;
+    };
+    if let Some(lost) = dispatch.offer(xml) {
+        metrics::counter!(crate::metrics::WEBHOOK_QUEUE_FULL).increment(1);
+        tracing::warn!(
+            message = lost.identifier,
+            "the webhook queue is full: this CAP message reaches the webhooks at the next start (it is on MQTT and in the Atom feed now)"
+        );
+    }
+}
+
 /// The dispatcher's handle: the feed's messages and the webhooks' queue.
 #[derive(Clone)]
 pub struct Dispatch {
@@ -165,8 +181,8 @@ impl Dispatch {
         }
     }
 
-    /// Takes a message kordon published on the police's CAP topic, once it
-    /// is durable. Never waits. A message the deliverer's full queue cannot
+    /// Takes a message kordon publishes on the police's CAP topic, as it
+    /// goes out. Never waits. A message the deliverer's full queue cannot
     /// take is returned, to be journaled as a failed delivery.
     pub fn offer(&self, xml: &str) -> Option<CapMessage> {
         let message = CapMessage::parse(xml)?;

@@ -1,9 +1,9 @@
 //! kordon-server: the `kordon` service around the deterministic engine.
 //!
 //! ```text
-//!  broker ──▶ mqtt::run_connection ──decode──▶ inbox ──▶ mqtt::run_forwarder ──▶ core_thread ──records + envelopes──▶ journal writer ──committed──▶ mqtt::run_publisher ──▶ broker
-//!                                                                                (Engine, AlertDesk,                  (group commit)                (publish, then ack)
-//!  1 s tick (engine_time) ──────────────────────────────▶ (forwarder, in order)  Deliveries)
+//!  broker ──▶ mqtt::run_connection ──decode──▶ inbox ──▶ mqtt::run_forwarder ──▶ core_thread ──alerts, at once──────────────────────────────▶ mqtt::run_publisher ──▶ broker
+//!                                                                                (Engine, AlertDesk, ──records + acks──▶ journal writer ──acks──▶ (publish; ack once
+//!  1 s tick (engine_time) ──────────────────────────────▶ (forwarder, in order)  Deliveries)                           (group commit)              committed)
 //!  HTTP (axum) ────────── commands ────────────────────────────────────────────▶
 //! ```
 //!

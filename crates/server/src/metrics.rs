@@ -1,7 +1,9 @@
 //! Metric names and the Prometheus recorder behind `/metrics`.
 
-use std::sync::OnceLock;
+use std::sync::{Once, OnceLock};
 
+use kordon_journal::writer as journal;
+use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 /// Every message received from the broker, before decoding.
@@ -92,4 +94,201 @@ pub fn handle() -> PrometheusHandle {
             handle
         })
         .clone()
+}
+
+/// The label values of `kordon_fixes_total{disposition=…}` (the engine's
+/// dispositions, as `core_thread` spells them).
+pub const DISPOSITIONS: &[&str] = &["accepted", "suspect", "duplicate", "late", "unusable"];
+/// The label values of `kordon_webhook_attempts_total{outcome=…}`.
+pub const WEBHOOK_OUTCOMES: &[&str] = &["delivered", "refused", "failed"];
+/// The label values of `kordon_alerts_overdue{audience=…}`.
+pub const AUDIENCES: &[&str] = &["monitoring", "police"];
+
+/// Describes every metric kordon exports and makes each one appear in
+/// `/metrics` from the start, before anything has happened: counters at 0,
+/// gauges at 0, histograms with empty buckets. A rate, an alerting rule or
+/// a dashboard panel then sees a series at 0 rather than none at all.
+///
+/// Labelled metrics are registered for the label values known in advance
+/// (dispositions, refusal reasons, webhook outcomes, audiences); those whose
+/// labels depend on what happens (alert events by kind and phase, fix →
+/// alert latency by topic and kind) are described only and appear with
+/// their first sample.
+///
+/// Installs the recorder ([`handle`]) first. Idempotent: registering adds
+/// nothing to a value (`increment(0)`), and only the first call does it, so
+/// a second server in the same process (tests) resets nothing.
+pub fn describe_all() {
+    static DONE: Once = Once::new();
+    let _ = handle();
+    DONE.call_once(register_all);
+}
+
+fn register_all() {
+    let counters: &[(&'static str, &'static str)] = &[
+        (MESSAGES_IN, "MQTT messages received from the broker, before decoding."),
+        (
+            STATUS_IN,
+            "Device status messages (strap, battery, GPS state) handled.",
+        ),
+        (
+            ESCALATIONS,
+            "Escalation messages sent to case coordinators (kordon/v1/cases/+/coordinators).",
+        ),
+        (
+            POSITION_REQUESTS,
+            "Requests sent to a protected person's device for a fresh fix.",
+        ),
+        (PUBLISHED, "Messages kordon published to the broker."),
+        (
+            PUBLISH_FAILED,
+            "Publishes the MQTT client refused (the message did not leave).",
+        ),
+        (
+            DEFERRED,
+            "Messages left unacknowledged (QoS 1, delivered again later) or dropped (QoS 0) because every queue was full.",
+        ),
+        (
+            ENGINE_BUSY,
+            "Times the connection found the engine's queue full and waited.",
+        ),
+        (
+            HANDLING_FAILED,
+            "Messages whose handling panicked; each was refused as handling_failed.",
+        ),
+        (
+            BROKER_CONNECTION_ERRORS,
+            "Errors on the broker connection (each is followed by a reconnection attempt).",
+        ),
+        (
+            UNCONFIRMED,
+            "Alert messages whose copy never came back from the broker (check kordon's ACL).",
+        ),
+        (
+            WEBHOOK_QUEUE_FULL,
+            "CAP messages the webhook queue could not take (delivered at the next start).",
+        ),
+        (
+            EMBEDDED_BROKER_LOSS,
+            "Times the embedded broker skipped messages for a lagging subscriber (messages lost).",
+        ),
+        (
+            journal::RECORDS,
+            "Records committed to the journal.",
+        ),
+        (
+            journal::FAILURES,
+            "Journal commits that failed (retried until they succeed).",
+        ),
+        (
+            journal::RETIRED,
+            "Fixes retired by the journal's retention (content deleted, place in the chain kept).",
+        ),
+    ];
+    for &(name, help) in counters {
+        describe_counter!(name, help);
+        metrics::counter!(name).increment(0);
+    }
+    describe_counter!(
+        journal::BYTES,
+        Unit::Bytes,
+        "Bytes of record bodies committed to the journal."
+    );
+    metrics::counter!(journal::BYTES).increment(0);
+
+    describe_counter!(
+        FIXES_IN,
+        "Position fixes handled by the engine, by disposition."
+    );
+    for &disposition in DISPOSITIONS {
+        metrics::counter!(FIXES_IN, "disposition" => disposition).increment(0);
+    }
+    describe_counter!(
+        REFUSED,
+        "Messages refused (and explained on kordon/v1/rejects), by reason."
+    );
+    for reason in kordon_ingest::Reason::ALL {
+        metrics::counter!(REFUSED, "reason" => reason.code()).increment(0);
+    }
+    describe_counter!(
+        WEBHOOK_ATTEMPTS,
+        "Attempts to deliver a CAP message to a police dispatch webhook, by outcome."
+    );
+    for &outcome in WEBHOOK_OUTCOMES {
+        metrics::counter!(WEBHOOK_ATTEMPTS, "outcome" => outcome).increment(0);
+    }
+    describe_counter!(
+        ALERTS,
+        "Alert events (episodes opened, updated, cleared), by kind and phase."
+    );
+
+    let gauges: &[(&'static str, &'static str)] = &[
+        (
+            CORE_QUEUE_DEPTH,
+            "Commands waiting in the engine's queue.",
+        ),
+        (
+            INBOX_DEPTH,
+            "Messages received and waiting to go to the engine's queue.",
+        ),
+        (
+            PUBLISH_QUEUE_DEPTH,
+            "Alert messages and broker acknowledgements waiting for the publisher.",
+        ),
+        (
+            BROKER_CONNECTED,
+            "1 while kordon is connected to its broker, else 0.",
+        ),
+        (
+            OVERLOADED,
+            "1 while kordon takes input more slowly than it arrives, else 0.",
+        ),
+        (
+            journal::BEHIND,
+            "Jobs waiting for the journal writer.",
+        ),
+        (
+            journal::UNCOMMITTED,
+            "Records waiting for a failed journal commit to be retried (0 when commits succeed).",
+        ),
+    ];
+    for &(name, help) in gauges {
+        describe_gauge!(name, help);
+        metrics::gauge!(name).increment(0.0);
+    }
+    describe_gauge!(
+        ALERTS_OVERDUE,
+        "Alerts asking for action still unacknowledged past their acknowledgement deadline, by audience."
+    );
+    for &audience in AUDIENCES {
+        metrics::gauge!(ALERTS_OVERDUE, "audience" => audience).increment(0.0);
+    }
+
+    let histograms: &[(&'static str, Unit, &'static str)] = &[
+        (
+            TIME_TO_ACK,
+            Unit::Seconds,
+            "Time from an alert to the monitoring room's acknowledgement.",
+        ),
+        (
+            journal::COMMIT_SECONDS,
+            Unit::Seconds,
+            "Time one journal commit took (write and sync).",
+        ),
+        (
+            journal::BATCH_RECORDS,
+            Unit::Count,
+            "Records per journal commit.",
+        ),
+    ];
+    for &(name, unit, help) in histograms {
+        describe_histogram!(name, unit, help);
+        // Registered without a sample: its buckets appear, all at 0.
+        let _ = metrics::histogram!(name);
+    }
+    describe_histogram!(
+        FIX_TO_ALERT,
+        Unit::Seconds,
+        "Time from receiving a fix to publishing the alert it caused, by topic and kind."
+    );
 }

@@ -10,10 +10,11 @@
 //!   delivering it again and again) stops the messages behind it.
 //! - [`run_forwarder`] moves the queued commands to the engine's thread,
 //!   waiting while its queue is full, with the 1 s tick among them.
-//! - [`run_publisher`] publishes what the journal writer passes on (only
-//!   once it is durable), then acknowledges the handled message to the
-//!   broker. A message received but not yet journaled when kordon stops or
-//!   crashes is delivered again by the broker.
+//! - [`run_publisher`] publishes the alerts the engine's thread decides, as
+//!   it decides them, and the broker acknowledgements the journal writer
+//!   passes on once the message's records are durable. A message received
+//!   but not yet journaled when kordon stops or crashes is delivered again
+//!   by the broker.
 //!
 //! kordon also reads its own alert topics back ([`crate::delivery`]): those
 //! echoes go to the engine's thread as [`Command::Echo`].

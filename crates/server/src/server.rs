@@ -17,7 +17,7 @@ use tracing::{info, warn};
 
 use crate::cases;
 use crate::config::Config;
-use crate::core_thread::{Command, CoreThread, Envelope, Upkeep};
+use crate::core_thread::{Command, CoreThread, Envelope, Outlets, Upkeep};
 use crate::dispatch::{self, Dispatch};
 use crate::health::Health;
 use crate::http::{self, ApiParts, ApiState};
@@ -273,23 +273,8 @@ fn embedded_broker(_config: &Config) -> Result<String, StartError> {
     )))
 }
 
-/// Hands a durable police CAP message to the feed and the webhooks;
-/// never waits (see [`crate::dispatch`]).
-fn offer_to_dispatch(dispatch: &Dispatch, payload: &[u8]) {
-    let Ok(xml) = std::str::from_utf8(payload) else {
-        return;
-    };
-    if let Some(lost) = dispatch.offer(xml) {
-        metrics::counter!(crate::metrics::WEBHOOK_QUEUE_FULL).increment(1);
-        warn!(
-            message = lost.identifier,
-            "the webhook queue is full: this CAP message reaches the webhooks at the next start (it is on MQTT and in the Atom feed now)"
-        );
-    }
-}
-
 /// The engine's thread ready to run, the journal writer it feeds, and
-/// what the writer passes on to the publisher.
+/// what the publisher takes (alerts from the thread, acks from the writer).
 type Recovered = (CoreThread, Writer<Vec<Envelope>>, mpsc::Receiver<Envelope>);
 
 /// What recovery found and how long it took.
@@ -413,6 +398,7 @@ fn recover(
     let snapshots = SnapshotStore::new(&config.journal.dir);
     let (out_tx, out_rx) = mpsc::channel(PUBLISH_QUEUE);
     let clock = config.clock;
+    let acks = out_tx.clone();
     let writer = Writer::spawn(
         journal,
         snapshots,
@@ -429,15 +415,12 @@ fn recover(
             health.journal_committed(outcome, clock.now());
             let mut held = Vec::new();
             for envelope in batches.into_iter().flatten() {
-                // Alerts go out even if the journal failed: a warning not
-                // sent is worse than one not on record. Acks wait for the
-                // writer's retry to make their records durable; until then
-                // the broker keeps those messages.
-                // A caller's answer (a resolved tamper alarm) likewise waits
-                // until its records are on disk.
-                if durable != Durable::Yes
-                    && matches!(envelope, Envelope::Ack(_) | Envelope::Reply(_))
-                {
+                // Acks wait for the writer's retry to make their records
+                // durable; until then the broker keeps those messages. A
+                // caller's answer (a resolved tamper alarm) likewise waits
+                // until its records are on disk. (Alerts never came this
+                // way: they left when they were decided.)
+                if durable != Durable::Yes {
                     held.push(envelope);
                     continue;
                 }
@@ -447,15 +430,10 @@ fn recover(
                     reply.send();
                     continue;
                 }
-                if let Envelope::Publish { message, .. } = &envelope {
-                    if message.topic == kordon_alert::topics::POLICE_CAP {
-                        offer_to_dispatch(&dispatch, &message.payload);
-                    }
-                }
                 // Waits while the publisher is a full queue behind (the
                 // broker is slow or away): the writer, then the engine,
                 // then the intake slow down, and the broker holds the rest.
-                let _ = out_tx.blocking_send(envelope);
+                let _ = acks.blocking_send(envelope);
             }
             if held.is_empty() {
                 Vec::new()
@@ -465,7 +443,11 @@ fn recover(
         },
     );
     core.set_owntracks_phones(&config.owntracks_map());
-    core.go_live(writer.sender());
+    core.go_live(Outlets {
+        journal: writer.sender(),
+        publisher: out_tx,
+        dispatch,
+    });
     let files =
         cases::case_files(&config.cases.dir).map_err(|e| StartError::Cases(e.to_string()))?;
     let mut problems = Vec::new();
