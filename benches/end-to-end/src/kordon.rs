@@ -1,0 +1,269 @@
+//! kordon as a child process: its case files and configuration (the bench's
+//! Mosquitto, a journal with `durability = "full"`, the API on a free
+//! port), start, readiness, `/metrics`, its log, and a stop by SIGTERM.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use jiff::{SignedDuration, Timestamp};
+
+use crate::http;
+use crate::mosquitto::free_port;
+use crate::workload::World;
+
+/// The monitoring demo token of `config/kordon.toml` and its SHA-256: the
+/// API listens on 127.0.0.1 only, for this run only.
+const TOKEN: &str = "monitoring-demo-token";
+const TOKEN_SHA256: &str = "f867dad95b04b4672eff2f8170d06334646fbcfab4ee5ab467f6381f9b5bf39e";
+pub const CLIENT_ID: &str = "kordon-bench";
+
+pub struct Kordon {
+    child: Child,
+    pub pid: u32,
+    pub http_port: u16,
+    pub journal: PathBuf,
+    pub log: PathBuf,
+}
+
+/// Writes one case file per case into `dir/cases`.
+pub fn write_cases(dir: &Path, world: &World) -> Result<(), String> {
+    let cases = dir.join("cases");
+    std::fs::create_dir_all(&cases).map_err(|e| format!("{}: {e}", cases.display()))?;
+    let valid_from = Timestamp::now() - SignedDuration::from_hours(24);
+    for i in 0..world.cases {
+        let path = cases.join(format!("bench-{i:05}.json"));
+        std::fs::write(&path, world.case_json(i, valid_from))
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// kordon's configuration for the benchmark. Health timeouts are a day:
+/// the benchmark's pauses (and the planted breaches' silent offenders)
+/// would otherwise open thousands of "offline" episodes that are no part
+/// of the workload.
+fn config_text(mqtt_port: u16, http_port: u16) -> String {
+    format!(
+        r#"[broker]
+embedded = false
+url = "mqtt://127.0.0.1:{mqtt_port}"
+client_id = "{CLIENT_ID}"
+
+[http]
+listen = "127.0.0.1:{http_port}"
+
+[[http.tokens]]
+name = "benchmark"
+role = "monitoring"
+sha256 = "{TOKEN_SHA256}"
+
+[cases]
+dir = "cases"
+
+[engine]
+offline_after_s = 86400
+gps_lost_after_s = 86400
+
+[journal]
+dir = "journal"
+durability = "full"
+"#
+    )
+}
+
+impl Kordon {
+    /// Starts `binary run --config` in `dir` (cases already written).
+    pub fn start(binary: &Path, dir: &Path, mqtt_port: u16) -> Result<Kordon, String> {
+        let http_port = free_port()?;
+        let config = dir.join("kordon.toml");
+        std::fs::write(&config, config_text(mqtt_port, http_port))
+            .map_err(|e| format!("{}: {e}", config.display()))?;
+        let log = dir.join("kordon.log");
+        let out = std::fs::File::create(&log).map_err(|e| format!("{}: {e}", log.display()))?;
+        let err = out.try_clone().map_err(|e| e.to_string())?;
+        let child = Command::new(binary)
+            .arg("run")
+            .arg("--config")
+            .arg(&config)
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .map_err(|e| format!("starting {}: {e}", binary.display()))?;
+        Ok(Kordon {
+            pid: child.id(),
+            child,
+            http_port,
+            journal: dir.join("journal").join("journal.db"),
+            log,
+        })
+    }
+
+    /// Waits until `/healthz` is 200 with every case loaded.
+    pub fn wait_ready(&mut self, cases: usize, timeout: Duration) -> Result<(), String> {
+        let deadline = Instant::now() + timeout;
+        let mut last = String::from("no answer");
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Err(format!(
+                    "kordon exited at start ({status}); its log: {}",
+                    self.log.display()
+                ));
+            }
+            if let Ok((code, body)) = http::get(self.http_port, "/healthz", None) {
+                let loaded = serde_json::from_str::<serde_json::Value>(&body)
+                    .ok()
+                    .and_then(|v| v["cases"].as_u64());
+                if code == 200 && loaded == Some(cases as u64) {
+                    return Ok(());
+                }
+                last = format!("{code} {body}");
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+        Err(format!(
+            "kordon not ready in {timeout:?} (last /healthz: {last})"
+        ))
+    }
+
+    pub fn metrics(&self) -> Result<Metrics, String> {
+        match http::get(self.http_port, "/metrics", Some(TOKEN))? {
+            (200, text) => Ok(Metrics(text)),
+            (code, body) => Err(format!("/metrics answered {code}: {body}")),
+        }
+    }
+
+    /// `/healthz`'s problems (empty when all is well).
+    pub fn problems(&self) -> Vec<String> {
+        let Ok((_, body)) = http::get(self.http_port, "/healthz", None) else {
+            return vec!["/healthz did not answer".into()];
+        };
+        serde_json::from_str::<serde_json::Value>(&body)
+            .ok()
+            .and_then(|v| v["problems"].as_array().cloned())
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|p| p.as_str().map(str::to_string))
+            .collect()
+    }
+
+    /// Whether the process still runs.
+    pub fn running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Stops kordon with SIGTERM and waits for it (SIGKILL after
+    /// `timeout`): whether it stopped cleanly and how long it took.
+    pub fn stop(mut self, timeout: Duration) -> Result<(bool, Duration), String> {
+        let started = Instant::now();
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.pid.to_string()])
+            .status();
+        while started.elapsed() < timeout {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Ok((status.success(), started.elapsed()));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        Ok((false, started.elapsed()))
+    }
+}
+
+/// kordon's warning and error lines in its log, ANSI colours removed
+/// (the refusals of the benchmark's own probe left out).
+pub fn log_problems(log: &Path) -> Vec<String> {
+    std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .lines()
+        .map(strip_ansi)
+        .filter(|l| l.contains(" WARN ") || l.contains(" ERROR "))
+        .filter(|l| !l.contains("devices/PROBE/"))
+        .collect()
+}
+
+impl Drop for Kordon {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+fn strip_ansi(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// A `/metrics` scrape (Prometheus text).
+pub struct Metrics(pub String);
+
+impl Metrics {
+    /// The sum of a metric over those of its series whose labels contain
+    /// `label` (every series with `""`).
+    pub fn sum(&self, name: &str, label: &str) -> f64 {
+        self.0
+            .lines()
+            .filter(|l| !l.starts_with('#') && l.starts_with(name))
+            .filter(|l| l[name.len()..].starts_with([' ', '{']))
+            .filter(|l| l.contains(label))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    }
+
+    /// Fixes the engine took, redeliveries it recognised excluded.
+    pub fn fixes(&self) -> f64 {
+        self.sum("kordon_fixes_total", "") - self.duplicates()
+    }
+
+    pub fn duplicates(&self) -> f64 {
+        self.sum("kordon_fixes_total", "disposition=\"duplicate\"")
+    }
+
+    pub fn refused(&self) -> f64 {
+        self.sum("kordon_messages_refused_total", "")
+    }
+
+    pub fn broker_errors(&self) -> f64 {
+        self.sum("kordon_broker_connection_errors_total", "")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_metric_is_summed_over_its_series_and_no_other() {
+        let m = Metrics(
+            "# TYPE kordon_fixes_total counter\n\
+             kordon_fixes_total{disposition=\"accepted\"} 10\n\
+             kordon_fixes_total{disposition=\"duplicate\"} 3\n\
+             kordon_fixes_total_other 100\n"
+                .into(),
+        );
+        assert_eq!(m.fixes(), 10.0);
+        assert_eq!(m.duplicates(), 3.0);
+    }
+
+    #[test]
+    fn colours_are_stripped() {
+        assert_eq!(strip_ansi("\u{1b}[33m WARN \u{1b}[0m x"), " WARN  x");
+    }
+}

@@ -1,0 +1,191 @@
+//! `kordon-bench`: kordon end to end on its own Mosquitto, against the
+//! broker-only ceiling measured in the same run (issue 13). See README.md.
+//!
+//! ```text
+//! cargo run --release -j2 -p kordon-bench-e2e -- [--short] [--kordon target/release/kordon]
+//!     [--rates 2000,5000,10000,20000,30000] [--step-secs 20] [--out FILE.json]
+//! ```
+//!
+//! Exit status: 0 when the run completed and every correctness target
+//! passed (performance targets are reported, never fatal), 1 when a
+//! correctness target failed, 2 when the harness itself failed.
+
+mod args;
+mod engine_cost;
+mod generator;
+mod http;
+mod journal;
+mod kordon;
+mod mosquitto;
+mod mqtt;
+mod phases;
+mod procstat;
+mod report;
+mod subscriber;
+mod targets;
+mod workload;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use args::Args;
+use mosquitto::Mosquitto;
+use phases::Live;
+use report::{Report, Step};
+use workload::World;
+
+fn main() -> ExitCode {
+    let args = match Args::parse() {
+        Ok(args) => args,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    let dir = std::env::temp_dir().join(format!("kordon-bench-{}", std::process::id()));
+    let result = run(&args, &dir);
+    if args.keep {
+        eprintln!("kept {}", dir.display());
+    } else {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    match result {
+        Ok(report) if report.failed_correctness() => ExitCode::from(1),
+        Ok(_) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("kordon-bench: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// The workspace's root, where `target/release/kordon` is built.
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// The kordon binary: `--kordon`, else the workspace's release build (built
+/// first when missing).
+fn kordon_binary(args: &Args) -> Result<PathBuf, String> {
+    if let Some(path) = &args.kordon {
+        return match path.is_file() {
+            true => Ok(path.clone()),
+            false => Err(format!("--kordon {}: no such file", path.display())),
+        };
+    }
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map_or_else(|| workspace().join("target"), PathBuf::from);
+    let binary = target.join("release").join("kordon");
+    if !binary.is_file() {
+        eprintln!("building kordon: cargo build --release -j2 --bin kordon");
+        let status = std::process::Command::new("cargo")
+            .args(["build", "--release", "-j2", "--bin", "kordon"])
+            .current_dir(workspace())
+            .status()
+            .map_err(|e| format!("running cargo: {e}"))?;
+        if !status.success() || !binary.is_file() {
+            return Err(format!("building kordon failed ({status})"));
+        }
+    }
+    Ok(binary)
+}
+
+fn run(args: &Args, dir: &Path) -> Result<Report, String> {
+    let binary = kordon_binary(args)?;
+    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let broker = Mosquitto::start(dir)?;
+    let world = World::new(args.cases, args.breach_pool);
+    let devices = world.active_devices().len();
+
+    eprintln!(
+        "engine alone: ingest_fix over {} rounds of {} fixes",
+        args.engine_rounds, args.engine_fixes
+    );
+    let engine = engine_cost::measure(&world, args.engine_rounds, args.engine_fixes)?;
+    eprintln!("  {:.0} ns per fix", engine.ns_per_fix);
+
+    eprintln!(
+        "broker-only ceiling: {}/s offered for {} s",
+        args.ceiling_rate, args.ceiling_secs
+    );
+    let ceiling = phases::ceiling(args, &world, broker.port, broker.pid())?;
+    eprintln!("  {:.0}/s delivered", ceiling.delivered_per_s);
+
+    eprintln!(
+        "starting kordon ({}) with {} cases",
+        binary.display(),
+        world.cases
+    );
+    let mut live = Live::start(&binary, dir, broker.port, broker.pid(), &world, args)?;
+    live.warm_up(args, devices)?;
+    let steps = run_steps(&mut live, args)?;
+    let capacity = steps
+        .iter()
+        .map(|s| s.handled_per_s)
+        .fold(1_000.0, f64::max);
+    let steady = steady_rss(&steps);
+    eprintln!(
+        "overload: {:.0}/s for {} s, then {:.0}/s until drained",
+        2.0 * capacity,
+        args.overload_secs,
+        capacity / 2.0
+    );
+    let mut overload = live.overload(args, capacity, steady)?;
+    let (totals, kordon_log) = live.finish(args)?;
+    overload.kordon_log = kordon_log;
+    overload.connections = broker.connections_of(kordon::CLIENT_ID);
+    overload.broker_log = broker.log_about(kordon::CLIENT_ID);
+
+    let mut report = Report {
+        mode: if args.short { "short" } else { "full" },
+        cases: world.cases,
+        devices,
+        publishers: args.publishers,
+        ceiling,
+        engine_ns_per_fix: engine.ns_per_fix,
+        engine_rounds: engine.rounds,
+        engine_fixes_per_round: engine.fixes_per_round,
+        steps,
+        overload,
+        totals,
+        targets: Vec::new(),
+    };
+    report.targets = targets::judge(&report);
+    report.print();
+    if let Some(out) = &args.out {
+        let text = serde_json::to_string_pretty(&report.json()).map_err(|e| e.to_string())?;
+        std::fs::write(out, text).map_err(|e| format!("{}: {e}", out.display()))?;
+    }
+    Ok(report)
+}
+
+fn run_steps(live: &mut Live, args: &Args) -> Result<Vec<Step>, String> {
+    let mut steps = Vec::new();
+    for (i, rate) in args.rates.iter().enumerate() {
+        eprintln!(
+            "step {}/{}: {rate} fixes/s for {} s",
+            i + 1,
+            args.rates.len(),
+            args.step_secs
+        );
+        let step = live.step(args, *rate, phases::step_phase(i))?;
+        eprintln!(
+            "  handled {:.0}/s, p99 {:.2} ms, {:.1} µs CPU per fix",
+            step.handled_per_s, step.latency.p99_ms, step.cpu_total_us_per_fix
+        );
+        steps.push(step);
+    }
+    Ok(steps)
+}
+
+/// kordon's RSS in the steps it kept up with (every step's if none).
+fn steady_rss(steps: &[Step]) -> f64 {
+    let kept: Vec<f64> = steps
+        .iter()
+        .filter(|s| s.kept_up())
+        .map(|s| s.rss_mib)
+        .collect();
+    let all = || steps.iter().map(|s| s.rss_mib).collect::<Vec<_>>();
+    let rss = if kept.is_empty() { all() } else { kept };
+    rss.into_iter().fold(0.0, f64::max)
+}

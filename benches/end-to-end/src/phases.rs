@@ -1,0 +1,420 @@
+//! The benchmark's phases against one Mosquitto, in order: the broker-only
+//! ceiling, kordon started and warmed up, the rate steps, the overload and
+//! its drain, and kordon stopped with its journal counted.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::args::Args;
+use crate::generator::Generator;
+use crate::kordon::{Kordon, Metrics};
+use crate::mqtt;
+use crate::procstat::{self, Cpu};
+use crate::report::{Ceiling, Latency, Overload, Step, Totals};
+use crate::subscriber::{self, Police, Subscriber};
+use crate::workload::{fix_payload, fix_topic, TsCache, World};
+
+const PHASE_WARM_UP: u32 = 1;
+const PHASE_OVERLOAD: u32 = 100;
+const PHASE_DRAIN: u32 = 101;
+
+pub fn step_phase(i: usize) -> u32 {
+    10 + i as u32
+}
+
+fn sleep_s(secs: f64) {
+    std::thread::sleep(Duration::from_secs_f64(secs.max(0.0)));
+}
+
+fn mib(kib: Option<u64>) -> f64 {
+    kib.unwrap_or(0) as f64 / 1024.0
+}
+
+/// The same generator to a plain subscriber: what the broker delivers at
+/// an offered rate above what it can.
+pub fn ceiling(args: &Args, world: &World, port: u16, broker_pid: u32) -> Result<Ceiling, String> {
+    let delivered = Arc::new(AtomicU64::new(0));
+    let subscriber = subscriber::ceiling(port, delivered.clone())?;
+    let generator = Generator::start(port, args.publishers, world, "bench-ceiling-pub")?;
+    generator.offer(args.ceiling_rate, 0, 0);
+    sleep_s(2.0);
+    let (t0, d0, p0) = (
+        Instant::now(),
+        delivered.load(Relaxed),
+        generator.counters.published.load(Relaxed),
+    );
+    let (me0, broker0) = (
+        procstat::cpu(std::process::id())?,
+        procstat::cpu(broker_pid)?,
+    );
+    sleep_s(args.ceiling_secs as f64);
+    let secs = t0.elapsed().as_secs_f64();
+    let (d1, p1) = (
+        delivered.load(Relaxed),
+        generator.counters.published.load(Relaxed),
+    );
+    let (me1, broker1) = (
+        procstat::cpu(std::process::id())?,
+        procstat::cpu(broker_pid)?,
+    );
+    generator.offer(0, 0, 0);
+    subscriber.stop()?;
+    generator.stop();
+    subscriber::forget_ceiling_session(port)?;
+    let pct = |us: u64| us as f64 / secs / 1e4;
+    Ok(Ceiling {
+        offered_per_s: (p1 - p0) as f64 / secs,
+        delivered_per_s: (d1 - d0) as f64 / secs,
+        secs,
+        generator_cpu_pct: pct(me1.since(&me0).of("gen-")),
+        broker_cpu_pct: pct(broker1.since(&broker0).total_us),
+    })
+}
+
+/// kordon running on the broker, with the generator and police console
+/// connected to the same broker.
+pub struct Live {
+    pub kordon: Kordon,
+    pub generator: Generator,
+    pub police: Arc<Police>,
+    police_sub: Subscriber,
+    broker_pid: u32,
+    port: u16,
+    /// Messages kordon refused before the load began (the probes).
+    refused_before: f64,
+}
+
+/// One look at everything the per-step figures are computed from.
+struct Sample {
+    at: Instant,
+    handled: f64,
+    duplicates: f64,
+    broker_errors: f64,
+    kordon: Cpu,
+    me: Cpu,
+    broker_us: u64,
+    published: u64,
+    acked: u64,
+}
+
+impl Live {
+    pub fn start(
+        binary: &std::path::Path,
+        dir: &std::path::Path,
+        port: u16,
+        broker_pid: u32,
+        world: &World,
+        args: &Args,
+    ) -> Result<Live, String> {
+        crate::kordon::write_cases(dir, world)?;
+        let mut kordon = Kordon::start(binary, dir, port)?;
+        kordon.wait_ready(world.cases, Duration::from_secs(180))?;
+        let generator = Generator::start(port, args.publishers, world, "bench-pub")?;
+        let police = Arc::new(Police {
+            first_breach_case: world.first_breach_case(),
+            ..Police::default()
+        });
+        let police_sub = subscriber::police(port, generator.planted.clone(), police.clone())?;
+        let mut live = Live {
+            kordon,
+            generator,
+            police,
+            police_sub,
+            broker_pid,
+            port,
+            refused_before: 0.0,
+        };
+        live.probe(Duration::from_secs(60))?;
+        Ok(live)
+    }
+
+    /// Publishes a fix of an unknown device until kordon's reject of it
+    /// shows that kordon subscribed (fixes before that would be lost).
+    fn probe(&mut self, timeout: Duration) -> Result<(), String> {
+        let session = mqtt::open(self.port, "bench-probe", true, 30)?;
+        let mut writer = session.writer;
+        let (mut ts, mut buf, mut payload) = (TsCache::default(), Vec::new(), Vec::new());
+        let deadline = Instant::now() + timeout;
+        while self.police.probe_rejects.load(Relaxed) == 0 {
+            if Instant::now() > deadline {
+                return Err("kordon did not subscribe (no reject of the probe fix)".into());
+            }
+            payload.clear();
+            buf.clear();
+            fix_payload(&mut payload, ts.now(), (51.9, 4.5), 1);
+            mqtt::publish(&mut buf, &fix_topic("PROBE"), 0, &payload);
+            std::io::Write::write_all(&mut writer, &buf).map_err(|e| format!("probe: {e}"))?;
+            sleep_s(0.2);
+        }
+        let _ = std::io::Write::write_all(&mut writer, &mqtt::DISCONNECT);
+        sleep_s(1.0);
+        self.refused_before = self.kordon.metrics()?.refused();
+        Ok(())
+    }
+
+    fn handled(&self, m: &Metrics) -> f64 {
+        m.fixes() + m.refused() - self.refused_before
+    }
+
+    fn sample(&self) -> Result<Sample, String> {
+        let m = self.kordon.metrics()?;
+        Ok(Sample {
+            at: Instant::now(),
+            handled: self.handled(&m),
+            duplicates: m.duplicates(),
+            broker_errors: m.broker_errors(),
+            kordon: procstat::cpu(self.kordon.pid)?,
+            me: procstat::cpu(std::process::id())?,
+            broker_us: procstat::cpu(self.broker_pid)?.total_us,
+            published: self.generator.counters.published.load(Relaxed),
+            acked: self.generator.counters.acked.load(Relaxed),
+        })
+    }
+
+    /// Fixes the broker holds for kordon: acknowledged to the generator,
+    /// not yet taken by kordon's engine.
+    fn backlog(&self) -> Result<f64, String> {
+        let m = self.kordon.metrics()?;
+        Ok(self.generator.counters.acked.load(Relaxed) as f64 - self.handled(&m))
+    }
+
+    fn rss_mib(&self) -> f64 {
+        mib(procstat::rss_kib(self.kordon.pid))
+    }
+
+    /// Waits until the backlog is at most `slack`: the seconds it took.
+    fn wait_drained(&mut self, timeout: Duration, slack: f64) -> Result<Option<f64>, String> {
+        let started = Instant::now();
+        while started.elapsed() < timeout {
+            if !self.kordon.running() {
+                return Err("kordon exited during the run".into());
+            }
+            if self.backlog()? <= slack {
+                return Ok(Some(started.elapsed().as_secs_f64()));
+            }
+            sleep_s(0.25);
+        }
+        Ok(None)
+    }
+
+    /// Waits (at most `timeout`) for the alerts of breaches planted in
+    /// `phases`.
+    fn wait_alerts(&self, phases: &[u32], timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            let waiting = self.generator.planted.waiting.lock().map_or(0, |w| {
+                w.values().filter(|(_, p)| phases.contains(p)).count()
+            });
+            if waiting == 0 {
+                return;
+            }
+            sleep_s(0.1);
+        }
+    }
+
+    fn latency(&self, phases: &[u32]) -> Latency {
+        let ms: Vec<f64> = self.police.latencies.lock().map_or(Vec::new(), |l| {
+            l.iter()
+                .filter(|(p, _)| phases.contains(p))
+                .map(|(_, ms)| *ms)
+                .collect()
+        });
+        let planted: u64 = self
+            .generator
+            .planted
+            .per_phase
+            .lock()
+            .map_or(0, |p| phases.iter().filter_map(|ph| p.get(ph)).sum());
+        Latency::of(ms, planted)
+    }
+
+    /// Every active device's first fix, so that victims have a position
+    /// before any breach is planted.
+    pub fn warm_up(&mut self, args: &Args, devices: usize) -> Result<(), String> {
+        let rate = args.rates[0].clamp(1_000, 5_000);
+        self.generator.offer(rate, 0, PHASE_WARM_UP);
+        sleep_s(devices as f64 / rate as f64 + 1.0);
+        self.generator.offer(0, 0, PHASE_WARM_UP);
+        self.generator.settle(Duration::from_secs(30));
+        let drained = self.wait_drained(Duration::from_secs(args.drain_timeout_secs), 0.0)?;
+        drained
+            .map(|_| ())
+            .ok_or("the warm-up's fixes did not drain".into())
+    }
+
+    /// One rate step: offered for `step_secs`, measured after the first
+    /// seconds, then drained.
+    pub fn step(&mut self, args: &Args, rate: u64, phase: u32) -> Result<Step, String> {
+        self.generator.offer(rate, args.breaches_per_s, phase);
+        let settle = (args.step_secs as f64 / 4.0).clamp(1.0, 3.0);
+        sleep_s(settle);
+        let a = self.sample()?;
+        let mut rss = self.rss_mib();
+        let end = a.at + Duration::from_secs_f64(args.step_secs as f64 - settle);
+        while Instant::now() < end {
+            sleep_s((end - Instant::now()).as_secs_f64().min(1.0));
+            rss = rss.max(self.rss_mib());
+        }
+        let b = self.sample()?;
+        self.generator.offer(0, 0, phase);
+        let drain = self.wait_drained(Duration::from_secs(args.drain_timeout_secs), 0.0)?;
+        self.wait_alerts(&[phase], Duration::from_secs(5));
+        let mut step = step_figures(&a, &b, rate);
+        step.rss_mib = rss;
+        step.drain_secs = drain;
+        step.latency = self.latency(&[phase]);
+        Ok(step)
+    }
+}
+
+/// The per-step figures between two samples.
+fn step_figures(a: &Sample, b: &Sample, rate: u64) -> Step {
+    let secs = b.at.duration_since(a.at).as_secs_f64();
+    let handled = (b.handled - a.handled).max(1.0);
+    let kordon = b.kordon.since(&a.kordon);
+    let me = b.me.since(&a.me);
+    let published = (b.published - a.published) as f64;
+    let cpu_us_per_fix: BTreeMap<String, f64> = kordon
+        .groups
+        .iter()
+        .filter(|(_, us)| **us > 0)
+        .map(|(name, us)| (name.clone(), *us as f64 / handled))
+        .collect();
+    Step {
+        rate,
+        offered_per_s: published / secs,
+        handled_per_s: (b.handled - a.handled) / secs,
+        duplicates: b.duplicates - a.duplicates,
+        backlog_at_end: b.acked as f64 - b.handled,
+        cpu_total_us_per_fix: kordon.total_us as f64 / handled,
+        cpu_us_per_fix,
+        kordon_cpu_pct: kordon.total_us as f64 / secs / 1e4,
+        broker_cpu_pct: (b.broker_us - a.broker_us) as f64 / secs / 1e4,
+        generator_cpu_pct: me.of("gen-") as f64 / secs / 1e4,
+        generator_us_per_fix: me.of("gen-") as f64 / published.max(1.0),
+        ..Step::default()
+    }
+}
+
+impl Live {
+    /// Twice the best handled rate for `overload_secs`, then half of it
+    /// until the backlog is gone.
+    pub fn overload(
+        &mut self,
+        args: &Args,
+        capacity: f64,
+        steady_rss: f64,
+    ) -> Result<Overload, String> {
+        let over = (2.0 * capacity).round() as u64;
+        let half = (0.5 * capacity).round() as u64;
+        let mut o = Overload {
+            half_rate: half,
+            steady_rss_mib: steady_rss,
+            ..Overload::default()
+        };
+        let a = self.sample()?;
+        self.generator
+            .offer(over, args.breaches_per_s, PHASE_OVERLOAD);
+        self.watch(
+            &mut o,
+            Duration::from_secs(args.overload_secs),
+            f64::NEG_INFINITY,
+        )?;
+        let b = self.sample()?;
+        o.secs = b.at.duration_since(a.at).as_secs_f64();
+        o.offered_per_s = (b.published - a.published) as f64 / o.secs;
+        o.handled_per_s = (b.handled - a.handled) / o.secs;
+        self.generator
+            .offer(half, args.breaches_per_s / 2, PHASE_DRAIN);
+        let drain_start = Instant::now();
+        let slack = (half as f64 * 0.5).max(1_000.0);
+        if self.watch(&mut o, Duration::from_secs(args.drain_timeout_secs), slack)? {
+            o.drain_secs = Some(drain_start.elapsed().as_secs_f64());
+        }
+        self.generator.offer(0, 0, PHASE_DRAIN);
+        self.generator.settle(Duration::from_secs(30));
+        self.wait_drained(Duration::from_secs(args.drain_timeout_secs), 0.0)?;
+        self.wait_alerts(&[PHASE_OVERLOAD, PHASE_DRAIN], Duration::from_secs(10));
+        o.broker_errors = self.sample()?.broker_errors - a.broker_errors;
+        o.latency = self.latency(&[PHASE_OVERLOAD, PHASE_DRAIN]);
+        Ok(o)
+    }
+
+    /// Samples every second for `length` (RSS, backlog, `/healthz` every
+    /// 5 s) or until the backlog is at most `slack`: whether it got there.
+    fn watch(&mut self, o: &mut Overload, length: Duration, slack: f64) -> Result<bool, String> {
+        let started = Instant::now();
+        let mut tick = 0u64;
+        while started.elapsed() < length {
+            sleep_s(1.0);
+            tick += 1;
+            if !self.kordon.running() {
+                return Err("kordon exited during the overload".into());
+            }
+            o.peak_rss_mib = o.peak_rss_mib.max(self.rss_mib());
+            let backlog = self.backlog()?;
+            o.most_waiting = o.most_waiting.max(backlog);
+            if tick % 5 == 0 {
+                self.note_health(o);
+            }
+            if backlog <= slack {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    fn note_health(&self, o: &mut Overload) {
+        for problem in self.kordon.problems() {
+            let key: String = problem.chars().take(24).collect();
+            if o.health_problems.len() < 10
+                && !o.health_problems.iter().any(|p| p.starts_with(&key))
+            {
+                o.health_problems.push(problem);
+            }
+        }
+    }
+
+    /// Stops the load and kordon, and counts what reached the journal.
+    pub fn finish(self, args: &Args) -> Result<(Totals, Vec<String>), String> {
+        let Live {
+            mut kordon,
+            generator,
+            police,
+            police_sub,
+            ..
+        } = self;
+        let counters = generator.counters.clone();
+        let planted = generator.planted.clone();
+        generator.stop();
+        if !kordon.running() {
+            return Err("kordon exited during the run".into());
+        }
+        sleep_s(2.0);
+        police_sub.stop()?;
+        let (journal, log) = (kordon.journal.clone(), kordon.log.clone());
+        let (stopped_cleanly, took) = kordon.stop(Duration::from_secs(args.drain_timeout_secs))?;
+        let count = crate::journal::count(&journal)?;
+        let alerts_delivered = police.latencies.lock().map_or(0, |l| l.len() as u64);
+        let planted_total: u64 = planted.per_phase.lock().map_or(0, |p| p.values().sum());
+        let first_reject = police.first_reject.lock().ok().and_then(|r| r.clone());
+        let totals = Totals {
+            offered: counters.acked.load(Relaxed),
+            published: counters.published.load(Relaxed),
+            skipped: counters.skipped.load(Relaxed),
+            journal_records: count.fix_records,
+            journal_distinct: count.distinct_fixes,
+            planted: planted_total,
+            alerts_delivered,
+            unplanted_alerts: police.unplanted.load(Relaxed),
+            rejects: police.rejects.load(Relaxed),
+            first_reject,
+            pool_exhausted: planted.exhausted.load(Relaxed),
+            stopped_cleanly,
+            stop_secs: took.as_secs_f64(),
+        };
+        Ok((totals, crate::kordon::log_problems(&log)))
+    }
+}

@@ -1,0 +1,112 @@
+//! CPU time per thread group and resident memory of a process, from
+//! `/proc/<pid>/task/*/stat` (utime + stime, grouped by the thread's name)
+//! and `/proc/<pid>/status` (VmRSS).
+
+use std::collections::BTreeMap;
+use std::sync::OnceLock;
+
+/// CPU time of a process: its total (exited threads included) and per
+/// thread name, in microseconds.
+#[derive(Clone, Debug, Default)]
+pub struct Cpu {
+    pub total_us: u64,
+    pub groups: BTreeMap<String, u64>,
+}
+
+/// Clock ticks per second of `utime`/`stime` (`getconf CLK_TCK`, else 100).
+fn ticks_per_s() -> u64 {
+    static TICKS: OnceLock<u64> = OnceLock::new();
+    *TICKS.get_or_init(|| {
+        std::process::Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()
+            .ok()
+            .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
+            .filter(|t| *t > 0)
+            .unwrap_or(100)
+    })
+}
+
+/// The name and utime + stime (µs) of one `stat` line.
+fn parse_stat(text: &str) -> Option<(String, u64)> {
+    let open = text.find('(')?;
+    let close = text.rfind(')')?;
+    let name = text[open + 1..close].to_string();
+    // After ")": state is field 3; utime and stime are fields 14 and 15.
+    let fields: Vec<&str> = text[close + 1..].split_whitespace().collect();
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    Some((name, (utime + stime) * 1_000_000 / ticks_per_s()))
+}
+
+/// The CPU time of `pid`, its threads grouped by name.
+pub fn cpu(pid: u32) -> Result<Cpu, String> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map_err(|e| format!("/proc/{pid}/stat: {e}"))?;
+    let (_, total_us) = parse_stat(&stat).ok_or("unreadable /proc stat")?;
+    let mut groups = BTreeMap::new();
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task"))
+        .map_err(|e| format!("/proc/{pid}/task: {e}"))?;
+    for task in tasks.flatten() {
+        let text = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
+        if let Some((name, us)) = parse_stat(&text) {
+            *groups.entry(name).or_default() += us;
+        }
+    }
+    Ok(Cpu { total_us, groups })
+}
+
+impl Cpu {
+    /// The CPU used between `earlier` and `self`, per group; threads that
+    /// exited in between are in the total only ("(exited)").
+    pub fn since(&self, earlier: &Cpu) -> Cpu {
+        let mut groups: BTreeMap<String, u64> = self
+            .groups
+            .iter()
+            .map(|(name, us)| {
+                let before = earlier.groups.get(name).copied().unwrap_or(0);
+                (name.clone(), us.saturating_sub(before))
+            })
+            .collect();
+        let total_us = self.total_us.saturating_sub(earlier.total_us);
+        let named: u64 = groups.values().sum();
+        if total_us > named {
+            groups.insert("(exited)".into(), total_us - named);
+        }
+        Cpu { total_us, groups }
+    }
+
+    /// The CPU of the groups whose name starts with `prefix`.
+    pub fn of(&self, prefix: &str) -> u64 {
+        self.groups
+            .iter()
+            .filter(|(name, _)| name.starts_with(prefix))
+            .map(|(_, us)| us)
+            .sum()
+    }
+}
+
+/// Resident memory of `pid` in KiB.
+pub fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_thread_name_with_spaces_and_parentheses_is_read_whole() {
+        let line = "12 (tokio (w) 1) S 1 2 3 4 5 6 7 8 9 10 300 200 0 0";
+        let (name, us) = parse_stat(line).unwrap();
+        assert_eq!(name, "tokio (w) 1");
+        assert_eq!(us, 500 * 1_000_000 / ticks_per_s());
+    }
+}

@@ -1,0 +1,377 @@
+//! The run's results: what each phase measured, the targets judged, the
+//! table printed for people and the same as JSON.
+
+use std::collections::BTreeMap;
+
+use serde_json::{json, Value};
+
+#[derive(Default, Clone)]
+pub struct Latency {
+    pub n: usize,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub max_ms: f64,
+    /// Planted breaches of the phase whose alert never came.
+    pub missing: u64,
+}
+
+impl Latency {
+    pub fn of(mut ms: Vec<f64>, planted: u64) -> Latency {
+        ms.sort_by(f64::total_cmp);
+        let at = |p: f64| {
+            ms.get(((ms.len() as f64 - 1.0) * p).round() as usize)
+                .copied()
+                .unwrap_or(f64::NAN)
+        };
+        Latency {
+            n: ms.len(),
+            p50_ms: at(0.5),
+            p99_ms: at(0.99),
+            max_ms: ms.last().copied().unwrap_or(f64::NAN),
+            missing: planted.saturating_sub(ms.len() as u64),
+        }
+    }
+
+    fn json(&self) -> Value {
+        json!({"n": self.n, "p50_ms": num(self.p50_ms), "p99_ms": num(self.p99_ms),
+               "max_ms": num(self.max_ms), "missing": self.missing})
+    }
+}
+
+/// NaN (nothing measured) as JSON null.
+fn num(x: f64) -> Value {
+    if x.is_finite() {
+        json!((x * 1000.0).round() / 1000.0)
+    } else {
+        Value::Null
+    }
+}
+
+pub struct Ceiling {
+    pub offered_per_s: f64,
+    pub delivered_per_s: f64,
+    pub secs: f64,
+    pub generator_cpu_pct: f64,
+    pub broker_cpu_pct: f64,
+}
+
+#[derive(Default)]
+pub struct Step {
+    pub rate: u64,
+    pub offered_per_s: f64,
+    pub handled_per_s: f64,
+    pub duplicates: f64,
+    /// Fixes waiting at the broker at the end of the step.
+    pub backlog_at_end: f64,
+    pub latency: Latency,
+    pub cpu_us_per_fix: BTreeMap<String, f64>,
+    pub cpu_total_us_per_fix: f64,
+    pub kordon_cpu_pct: f64,
+    pub broker_cpu_pct: f64,
+    pub generator_cpu_pct: f64,
+    pub generator_us_per_fix: f64,
+    pub rss_mib: f64,
+    pub drain_secs: Option<f64>,
+}
+
+impl Step {
+    pub fn backlog_growth_per_s(&self) -> f64 {
+        self.offered_per_s - self.handled_per_s
+    }
+
+    /// Kept up: handled at least 95 % of what was offered.
+    pub fn kept_up(&self) -> bool {
+        self.handled_per_s >= 0.95 * self.offered_per_s
+    }
+}
+
+#[derive(Default)]
+pub struct Overload {
+    pub offered_per_s: f64,
+    pub secs: f64,
+    pub handled_per_s: f64,
+    pub half_rate: u64,
+    pub broker_errors: f64,
+    /// kordon's connections to the broker over the whole run (Mosquitto's log).
+    pub connections: usize,
+    pub broker_log: Vec<String>,
+    pub kordon_log: Vec<String>,
+    pub steady_rss_mib: f64,
+    pub peak_rss_mib: f64,
+    pub most_waiting: f64,
+    pub drain_secs: Option<f64>,
+    pub latency: Latency,
+    pub health_problems: Vec<String>,
+}
+
+pub struct Totals {
+    pub offered: u64,
+    pub published: u64,
+    pub skipped: u64,
+    pub journal_records: u64,
+    pub journal_distinct: u64,
+    pub planted: u64,
+    pub alerts_delivered: u64,
+    pub unplanted_alerts: u64,
+    pub rejects: u64,
+    pub first_reject: Option<String>,
+    pub pool_exhausted: u64,
+    pub stopped_cleanly: bool,
+    pub stop_secs: f64,
+}
+
+pub struct Target {
+    pub name: String,
+    pub pass: bool,
+    /// Correctness (fails the run) rather than performance.
+    pub correctness: bool,
+    pub detail: String,
+}
+
+pub struct Report {
+    pub mode: &'static str,
+    pub cases: usize,
+    pub devices: usize,
+    pub publishers: usize,
+    pub ceiling: Ceiling,
+    pub engine_ns_per_fix: f64,
+    pub engine_rounds: Vec<f64>,
+    pub engine_fixes_per_round: usize,
+    pub steps: Vec<Step>,
+    pub overload: Overload,
+    pub totals: Totals,
+    pub targets: Vec<Target>,
+}
+
+impl Report {
+    pub fn ratio(&self, handled: f64) -> f64 {
+        handled / self.ceiling.delivered_per_s
+    }
+
+    pub fn times_engine(&self, us_per_fix: f64) -> f64 {
+        us_per_fix * 1000.0 / self.engine_ns_per_fix
+    }
+
+    pub fn failed_correctness(&self) -> bool {
+        self.targets.iter().any(|t| t.correctness && !t.pass)
+    }
+
+    pub fn print(&self) {
+        println!("{}", self.head());
+        println!("{}", self.step_table());
+        println!("{}", self.thread_table());
+        println!("{}", self.overload_text());
+        println!("{}", self.target_text());
+    }
+
+    fn head(&self) -> String {
+        let c = &self.ceiling;
+        format!(
+            "kordon end-to-end benchmark ({} mode): {} cases, {} devices sending, {} publisher connections, QoS 1\n\
+             broker-only ceiling: {:.0} fixes/s delivered to a plain subscriber (offered {:.0}/s for {:.0} s; \
+             generator {:.0} % of a core, mosquitto {:.0} %)\n\
+             {}engine alone: ingest_fix {:.0} ns per fix (median of {} rounds of {} fixes: {} ns)\n",
+            self.mode, self.cases, self.devices, self.publishers,
+            c.delivered_per_s, c.offered_per_s, c.secs, c.generator_cpu_pct, c.broker_cpu_pct,
+            self.ceiling_note(), self.engine_ns_per_fix, self.engine_rounds.len(), self.engine_fixes_per_round,
+            self.engine_rounds.iter().map(|r| format!("{r:.0}")).collect::<Vec<_>>().join(", "),
+        )
+    }
+
+    fn ceiling_note(&self) -> &'static str {
+        let c = &self.ceiling;
+        if c.delivered_per_s >= 0.95 * c.offered_per_s {
+            "NOTE: the broker delivered all the generator offered: the ceiling is at least this (raise --ceiling-rate)\n"
+        } else {
+            ""
+        }
+    }
+
+    fn step_table(&self) -> String {
+        let mut out = format!(
+            "{:>7} {:>9} {:>9} {:>9} {:>9} | {:>7} {:>7} {:>8} {:>5} | {:>8} {:>9} {:>6} | {:>7} | {:>5} {:>5} {:>6} | {:>6}\n",
+            "rate", "offered/s", "handled/s", "backlog+/s", "at end", "p50 ms", "p99 ms", "max ms",
+            "n", "µs/fix", "×ingest", "cores", "RSS MiB", "mosq%", "gen%", "gen µs", "÷ceil"
+        );
+        for s in &self.steps {
+            let l = &s.latency;
+            out += &format!(
+                "{:>7} {:>9.0} {:>9.0} {:>9.0} {:>9.0} | {:>7.2} {:>7.2} {:>8.2} {:>5} | {:>8.1} {:>8.0}× {:>6.2} | {:>7.0} | {:>5.0} {:>5.0} {:>6.2} | {:>6.2}\n",
+                s.rate, s.offered_per_s, s.handled_per_s, s.backlog_growth_per_s(), s.backlog_at_end,
+                l.p50_ms, l.p99_ms, l.max_ms, n_text(l),
+                s.cpu_total_us_per_fix, self.times_engine(s.cpu_total_us_per_fix), s.kordon_cpu_pct / 100.0,
+                s.rss_mib, s.broker_cpu_pct, s.generator_cpu_pct, s.generator_us_per_fix,
+                self.ratio(s.handled_per_s),
+            );
+        }
+        out += "  (backlog+/s: offered − handled; at end: fixes waiting at the broker when the step ended;\n   \
+                 n: alerts measured, +k when k planted breaches got none; cores: kordon's CPU in cores; gen: this generator)\n";
+        for s in &self.steps {
+            if let Some(secs) = s.drain_secs {
+                if secs > 1.0 {
+                    out += &format!(
+                        "  after {}/s the backlog took {secs:.1} s to drain\n",
+                        s.rate
+                    );
+                }
+            } else {
+                out += &format!("  after {}/s the backlog did NOT drain in time\n", s.rate);
+            }
+        }
+        out
+    }
+
+    fn thread_table(&self) -> String {
+        let mut groups: Vec<&String> = self
+            .steps
+            .iter()
+            .flat_map(|s| s.cpu_us_per_fix.keys())
+            .collect();
+        groups.sort();
+        groups.dedup();
+        let mut out = format!("kordon CPU µs per handled fix, by thread\n{:<18}", "thread");
+        for s in &self.steps {
+            out += &format!(" {:>8}", format!("{}/s", s.rate));
+        }
+        out.push('\n');
+        for g in groups {
+            out += &format!("{g:<18}");
+            for s in &self.steps {
+                out += &format!(" {:>8.2}", s.cpu_us_per_fix.get(g).copied().unwrap_or(0.0));
+            }
+            out.push('\n');
+        }
+        out += &format!("{:<18}", "total");
+        for s in &self.steps {
+            out += &format!(" {:>8.2}", s.cpu_total_us_per_fix);
+        }
+        out.push('\n');
+        out
+    }
+
+    fn overload_text(&self) -> String {
+        let o = &self.overload;
+        let t = &self.totals;
+        let drain = o
+            .drain_secs
+            .map_or("not drained".into(), |s| format!("{s:.1} s"));
+        let mut out = String::new();
+        if o.handled_per_s >= 0.95 * o.offered_per_s {
+            out += "NOTE: kordon kept up with the \"overload\": no step reached its capacity, so 2× the best handled rate was not above it\n";
+        }
+        out += &format!(
+            "overload: {:.0} fixes/s offered for {:.0} s (2× the best handled rate), kordon handled {:.0}/s; then {}/s until drained: {drain}\n  \
+             most fixes waiting at the broker: {:.0}; RSS steady {:.0} MiB, peak {:.0} MiB ({:.2}×)\n  \
+             broker connection errors (kordon's metric): {:.0}; kordon's connections to the broker in the whole run: {}\n  \
+             fix→alert during overload and drain: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms, n {}\n  \
+             journal: {} fix records, {} distinct, {} distinct fixes offered (acknowledged by the broker; {} published, {} skipped by the generator)\n  \
+             planted breaches: {} expected, {} delivered to the police topic; {} police messages about cases with no planted breach; {} rejects\n  \
+             kordon stopped {} in {:.1} s\n",
+            o.offered_per_s, o.secs, o.handled_per_s, o.half_rate,
+            o.most_waiting, o.steady_rss_mib, o.peak_rss_mib, o.peak_rss_mib / o.steady_rss_mib,
+            o.broker_errors, o.connections,
+            o.latency.p50_ms, o.latency.p99_ms, o.latency.max_ms, n_text(&o.latency),
+            t.journal_records, t.journal_distinct, t.offered, t.published, t.skipped,
+            t.planted, t.alerts_delivered, t.unplanted_alerts, t.rejects,
+            if t.stopped_cleanly { "cleanly" } else { "NOT cleanly" }, t.stop_secs,
+        );
+        if t.pool_exhausted > 0 {
+            out += &format!(
+                "  ({} breaches not planted: the pool of fresh cases ran out)\n",
+                t.pool_exhausted
+            );
+        }
+        if let Some(reject) = &t.first_reject {
+            out += &format!("  first reject: {reject}\n");
+        }
+        for p in &o.health_problems {
+            out += &format!("  /healthz said: {p}\n");
+        }
+        for line in o.broker_log.iter().take(12) {
+            out += &format!("  mosquitto: {line}\n");
+        }
+        let shown = o.kordon_log.len().min(12);
+        if !o.kordon_log.is_empty() {
+            out += &format!(
+                "  kordon logged {} warnings/errors; the first {shown}:\n",
+                o.kordon_log.len()
+            );
+        }
+        for line in o.kordon_log.iter().take(shown) {
+            out += &format!("    {}\n", line.chars().take(220).collect::<String>());
+        }
+        out
+    }
+
+    fn target_text(&self) -> String {
+        let mut out = String::from("targets (issue 13)\n");
+        for t in &self.targets {
+            out += &format!(
+                "  {} {:<52} {}{}\n",
+                if t.pass { "PASS" } else { "FAIL" },
+                t.name,
+                t.detail,
+                if t.correctness { "" } else { "  [performance]" }
+            );
+        }
+        out
+    }
+
+    pub fn json(&self) -> Value {
+        let c = &self.ceiling;
+        let o = &self.overload;
+        let t = &self.totals;
+        json!({
+            "mode": self.mode, "cases": self.cases, "devices": self.devices, "publishers": self.publishers,
+            "ceiling": {"offered_per_s": num(c.offered_per_s), "delivered_per_s": num(c.delivered_per_s),
+                        "secs": num(c.secs), "generator_cpu_pct": num(c.generator_cpu_pct),
+                        "broker_cpu_pct": num(c.broker_cpu_pct)},
+            "engine": {"ingest_fix_ns": num(self.engine_ns_per_fix),
+                       "rounds_ns": self.engine_rounds.iter().map(|r| num(*r)).collect::<Vec<_>>(),
+                       "fixes_per_round": self.engine_fixes_per_round},
+            "steps": self.steps.iter().map(|s| self.step_json(s)).collect::<Vec<_>>(),
+            "overload": {
+                "offered_per_s": num(o.offered_per_s), "secs": num(o.secs), "handled_per_s": num(o.handled_per_s),
+                "half_rate": o.half_rate, "broker_connection_errors": num(o.broker_errors),
+                "kordon_broker_connections": o.connections, "steady_rss_mib": num(o.steady_rss_mib),
+                "peak_rss_mib": num(o.peak_rss_mib), "most_waiting": num(o.most_waiting),
+                "drain_secs": o.drain_secs.map(num), "latency": o.latency.json(),
+                "broker_log": o.broker_log, "kordon_log": o.kordon_log, "health_problems": o.health_problems,
+            },
+            "totals": {
+                "fixes_offered": t.offered, "published": t.published, "skipped": t.skipped,
+                "journal_fix_records": t.journal_records, "journal_distinct_fixes": t.journal_distinct,
+                "planted_breaches": t.planted, "alerts_delivered": t.alerts_delivered,
+                "unplanted_alerts": t.unplanted_alerts, "rejects": t.rejects, "first_reject": t.first_reject,
+                "breach_pool_exhausted": t.pool_exhausted, "stopped_cleanly": t.stopped_cleanly,
+                "stop_secs": num(t.stop_secs),
+            },
+            "targets": self.targets.iter().map(|t| json!({
+                "name": t.name, "pass": t.pass, "correctness": t.correctness, "detail": t.detail
+            })).collect::<Vec<_>>(),
+        })
+    }
+
+    fn step_json(&self, s: &Step) -> Value {
+        json!({
+            "rate": s.rate, "offered_per_s": num(s.offered_per_s), "handled_per_s": num(s.handled_per_s),
+            "backlog_growth_per_s": num(s.backlog_growth_per_s()), "backlog_at_end": num(s.backlog_at_end),
+            "duplicates": num(s.duplicates), "latency": s.latency.json(),
+            "cpu_us_per_fix": s.cpu_us_per_fix.iter().map(|(k, v)| (k.clone(), num(*v))).collect::<serde_json::Map<_, _>>(),
+            "cpu_total_us_per_fix": num(s.cpu_total_us_per_fix),
+            "times_ingest_fix": num(self.times_engine(s.cpu_total_us_per_fix)),
+            "kordon_cpu_pct": num(s.kordon_cpu_pct), "broker_cpu_pct": num(s.broker_cpu_pct),
+            "generator_cpu_pct": num(s.generator_cpu_pct), "generator_us_per_fix": num(s.generator_us_per_fix),
+            "rss_mib": num(s.rss_mib), "ratio_to_ceiling": num(self.ratio(s.handled_per_s)),
+            "drain_secs": s.drain_secs.map(num),
+        })
+    }
+}
+
+fn n_text(l: &Latency) -> String {
+    if l.missing > 0 {
+        format!("{}+{}", l.n, l.missing)
+    } else {
+        l.n.to_string()
+    }
+}

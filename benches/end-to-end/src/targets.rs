@@ -1,0 +1,125 @@
+//! Issue 13's targets judged on a run's figures. Correctness targets
+//! (disconnects, the journal, lost or false alerts) fail the run;
+//! performance targets are reported only, since a shared box is noisy.
+
+use crate::report::{Report, Step, Target};
+
+fn target(name: &str, pass: bool, correctness: bool, detail: String) -> Target {
+    Target {
+        name: name.to_string(),
+        pass,
+        correctness,
+        detail,
+    }
+}
+
+/// The step at 10k fixes/s, or the fastest below it, or the first.
+fn step_near_10k(steps: &[Step]) -> Option<&Step> {
+    steps
+        .iter()
+        .filter(|s| s.rate <= 10_000)
+        .max_by_key(|s| s.rate)
+        .or(steps.first())
+}
+
+pub fn judge(r: &Report) -> Vec<Target> {
+    let mut targets = performance(r);
+    targets.extend(correctness(r));
+    targets
+}
+
+fn performance(r: &Report) -> Vec<Target> {
+    let best = r.steps.iter().map(|s| s.handled_per_s).fold(0.0, f64::max);
+    let mut out = vec![target(
+        "sustained rate ≥ 80 % of the broker-only ceiling",
+        r.ratio(best) >= 0.8,
+        false,
+        format!(
+            "{best:.0}/s of {:.0}/s = {:.2}",
+            r.ceiling.delivered_per_s,
+            r.ratio(best)
+        ),
+    )];
+    let low: Vec<&Step> = r.steps.iter().filter(|s| s.rate <= 10_000).collect();
+    let worst = low.iter().map(|s| s.latency.p99_ms).fold(0.0, f64::max);
+    out.push(target(
+        "fix → alert p99 ≤ 5 ms up to 10k fixes/s",
+        !low.is_empty() && worst <= 5.0,
+        false,
+        format!("worst p99 {worst:.2} ms over {} steps", low.len()),
+    ));
+    if let Some(s) = step_near_10k(&r.steps) {
+        out.push(target(
+            "kordon CPU per fix ≤ 10 µs at 10k fixes/s",
+            s.cpu_total_us_per_fix <= 10.0,
+            false,
+            format!("{:.1} µs at {}/s", s.cpu_total_us_per_fix, s.rate),
+        ));
+        let times = r.times_engine(s.cpu_total_us_per_fix);
+        out.push(target(
+            "kordon CPU per fix ≤ 30× ingest_fix",
+            times <= 30.0,
+            false,
+            format!("{times:.0}× ({:.0} ns)", r.engine_ns_per_fix),
+        ));
+    }
+    let o = &r.overload;
+    let ratio = o.peak_rss_mib / o.steady_rss_mib;
+    out.push(target(
+        "overload: RSS ≤ 1.5× steady state",
+        ratio <= 1.5,
+        false,
+        format!(
+            "{:.0} / {:.0} MiB = {ratio:.2}",
+            o.peak_rss_mib, o.steady_rss_mib
+        ),
+    ));
+    out.push(target(
+        "overload: backlog drained at half the rate",
+        o.drain_secs.is_some(),
+        false,
+        o.drain_secs
+            .map_or("not within the timeout".into(), |s| format!("in {s:.1} s")),
+    ));
+    out
+}
+
+fn correctness(r: &Report) -> Vec<Target> {
+    let o = &r.overload;
+    let t = &r.totals;
+    vec![
+        target(
+            "overload: 0 broker disconnects",
+            o.broker_errors == 0.0 && o.connections == 1,
+            true,
+            format!(
+                "{:.0} connection errors, {} connections in the run",
+                o.broker_errors, o.connections
+            ),
+        ),
+        target(
+            "journal fix records = distinct fixes offered",
+            t.journal_records == t.offered && t.journal_distinct == t.offered,
+            true,
+            format!(
+                "{} records, {} distinct, {} offered",
+                t.journal_records, t.journal_distinct, t.offered
+            ),
+        ),
+        target(
+            "every planted breach's alert delivered",
+            t.alerts_delivered == t.planted && t.planted > 0,
+            true,
+            format!("{} of {}", t.alerts_delivered, t.planted),
+        ),
+        target(
+            "no police alert without a planted breach, no reject",
+            t.unplanted_alerts == 0 && t.rejects == 0,
+            true,
+            format!(
+                "{} unplanted alerts, {} rejects",
+                t.unplanted_alerts, t.rejects
+            ),
+        ),
+    ]
+}
