@@ -223,10 +223,7 @@ fn register_all() {
     );
 
     let gauges: &[(&'static str, &'static str)] = &[
-        (
-            CORE_QUEUE_DEPTH,
-            "Commands waiting in the engine's queue.",
-        ),
+        (CORE_QUEUE_DEPTH, "Commands waiting in the engine's queue."),
         (
             INBOX_DEPTH,
             "Messages received and waiting to go to the engine's queue.",
@@ -243,10 +240,7 @@ fn register_all() {
             OVERLOADED,
             "1 while kordon takes input more slowly than it arrives, else 0.",
         ),
-        (
-            journal::BEHIND,
-            "Jobs waiting for the journal writer.",
-        ),
+        (journal::BEHIND, "Jobs waiting for the journal writer."),
         (
             journal::UNCOMMITTED,
             "Records waiting for a failed journal commit to be retried (0 when commits succeed).",
