@@ -24,7 +24,7 @@ pub struct OrderRef {
 type ZoneItem = GeomWithData<Rectangle<[f64; 2]>, OrderRef>;
 type PositionItem = GeomWithData<[f64; 2], usize>;
 
-#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct ZoneIndex {
     tree: RTree<ZoneItem>,
 }
@@ -54,7 +54,7 @@ struct Anchor {
     ecef: Ecef,
 }
 
-#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct PositionIndex {
     tree: RTree<PositionItem>,
     /// Anchor by device slot.

@@ -22,4 +22,4 @@ pub use reader::{Reader, TIMELINE_KINDS};
 pub use record::{EngineTick, Hash, Record};
 pub use snapshot::{Snapshot, SnapshotStore};
 pub use store::{Durability, Entry, Journal, JournalError, Stored, Truncation, Verified};
-pub use writer::{Durable, GroupCommit, Job, Writer};
+pub use writer::{Durable, GroupCommit, Job, PendingState, Writer};

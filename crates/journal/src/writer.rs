@@ -44,13 +44,82 @@ pub enum Job<T> {
     /// Records to make durable; `then` is passed on after the commit.
     Append { entries: Vec<Entry>, then: T },
     /// The state after everything handed over before it.
-    Snapshot { state: Vec<u8> },
+    Snapshot { state: PendingState },
     /// A retention pass.
     Retire {
         cutoff: Timestamp,
         margin_s: i64,
         now: Timestamp,
     },
+}
+
+/// A snapshot's state, turned into bytes on the snapshot thread: its owner
+/// hands over a cheap copy and goes on, and neither it nor the writer waits
+/// for the serialisation or the snapshot file's fsync.
+pub struct PendingState(Box<dyn FnOnce() -> Vec<u8> + Send>);
+
+impl PendingState {
+    pub fn new(build: impl FnOnce() -> Vec<u8> + Send + 'static) -> Self {
+        PendingState(Box::new(build))
+    }
+
+    /// A state already in bytes.
+    pub fn ready(bytes: Vec<u8>) -> Self {
+        PendingState::new(move || bytes)
+    }
+}
+
+/// Writes snapshots on their own thread. One waits while another is being
+/// written; a third is skipped (the next one comes soon, and recovery
+/// replays a little more meanwhile).
+struct Snapshotter {
+    queue: Option<Sender<(u64, crate::record::Hash, PendingState)>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Snapshotter {
+    fn spawn(store: SnapshotStore) -> Snapshotter {
+        let (queue, rx) = crossbeam_channel::bounded::<(u64, crate::record::Hash, PendingState)>(1);
+        let thread = std::thread::Builder::new()
+            .name("kordon-snapshot".into())
+            .spawn(move || {
+                for (seq, chain, state) in rx {
+                    let started = Instant::now();
+                    let state = (state.0)();
+                    let built = started.elapsed();
+                    match store.write(seq, chain, &state) {
+                        Ok(()) => info!(
+                            seq,
+                            bytes = state.len(),
+                            built_ms = built.as_millis() as u64,
+                            took_ms = started.elapsed().as_millis() as u64,
+                            "snapshot written"
+                        ),
+                        Err(e) => error!(error = %e, "snapshot not written"),
+                    }
+                }
+            })
+            .expect("spawning the snapshot thread");
+        Snapshotter {
+            queue: Some(queue),
+            thread: Some(thread),
+        }
+    }
+
+    fn offer(&self, seq: u64, chain: crate::record::Hash, state: PendingState) {
+        let Some(queue) = &self.queue else { return };
+        if queue.try_send((seq, chain, state)).is_err() {
+            warn!(seq, "snapshot skipped: two are being written already");
+        }
+    }
+
+    /// Waits for the snapshots handed over.
+    fn finish(&mut self) {
+        self.queue = None;
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
 }
 
 /// Whether the records before a `then` are on disk.
@@ -105,6 +174,7 @@ impl<T: Send + 'static> Writer<T> {
             .name("kordon-journal".into())
             .spawn(move || {
                 let mut batch = Batch::default();
+                let mut snapshotter = Snapshotter::spawn(snapshots.clone());
                 loop {
                     let first = match next(&rx, &mut batch, settings) {
                         Next::Job(job) => job,
@@ -131,10 +201,7 @@ impl<T: Send + 'static> Writer<T> {
                                     continue;
                                 }
                                 let (seq, chain) = journal.head();
-                                match snapshots.write(seq, chain, &state) {
-                                    Ok(()) => info!(seq, bytes = state.len(), "snapshot written"),
-                                    Err(e) => error!(error = %e, "snapshot not written"),
-                                }
+                                snapshotter.offer(seq, chain, state);
                             }
                             Job::Retire {
                                 cutoff,
@@ -169,6 +236,7 @@ impl<T: Send + 'static> Writer<T> {
                 if let Err(e) = journal.checkpoint() {
                     warn!(error = %e, "journal checkpoint at shutdown failed");
                 }
+                snapshotter.finish();
                 journal
             })
             .expect("spawning the journal writer");

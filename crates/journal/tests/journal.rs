@@ -441,7 +441,7 @@ fn the_writer_commits_in_groups_and_hands_on_in_order() {
         jobs.send(Job::Append { entries, then: n }).unwrap();
         if n == 1000 {
             jobs.send(Job::Snapshot {
-                state: b"state".to_vec(),
+                state: kordon_journal::PendingState::ready(b"state".to_vec()),
             })
             .unwrap();
         }
@@ -493,7 +493,7 @@ fn a_failed_commit_is_retried_and_no_record_is_skipped() {
     }
     // The state after ten records, none of which can be on disk yet.
     jobs.send(Job::Snapshot {
-        state: b"after 10".to_vec(),
+        state: kordon_journal::PendingState::ready(b"after 10".to_vec()),
     })
     .unwrap();
     let first = done_rx

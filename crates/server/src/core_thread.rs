@@ -26,7 +26,7 @@ use kordon_core::{
     BanHit, Case, CaseId, CaseRejected, ClearReason, DeviceId, Disposition, Engine, Event, Phase,
 };
 use kordon_ingest::{Message, Reason, Refusal};
-use kordon_journal::{EngineTick, Entry, Job, Record};
+use kordon_journal::{EngineTick, Entry, Job, PendingState, Record};
 use rumqttc::Publish;
 use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
@@ -243,6 +243,31 @@ struct State {
     deliveries: Vec<u8>,
 }
 
+/// A copy of the thread's state for a snapshot (see
+/// [`CoreThread::state_copy`]).
+pub struct StateCopy {
+    engine: Engine,
+    cases: Vec<Case>,
+    desk: Vec<u8>,
+    deliveries: Vec<u8>,
+}
+
+impl StateCopy {
+    fn state(self) -> State {
+        State {
+            engine: self.engine.snapshot(),
+            desk: self.desk,
+            cases: serde_json::to_vec(&self.cases).expect("cases serialise"),
+            deliveries: self.deliveries,
+        }
+    }
+
+    /// The bytes [`CoreThread::restore`] reads.
+    pub fn serialise(self) -> Vec<u8> {
+        postcard::to_stdvec(&self.state()).expect("state serialises")
+    }
+}
+
 pub struct CoreThread {
     engine: Engine,
     desk: AlertDesk,
@@ -316,16 +341,20 @@ impl CoreThread {
 
     /// The state as a snapshot holds it ([`CoreThread::restore`] reads it).
     pub fn snapshot_state(&self) -> Vec<u8> {
-        postcard::to_stdvec(&self.state()).expect("state serialises")
+        self.state_copy().serialise()
     }
 
-    fn state(&self) -> State {
-        let mut cases: Vec<&Case> = self.cases.values().collect();
+    /// What a snapshot holds, copied so that it can be serialised off this
+    /// thread: the engine and the cases are cloned (this thread stops only
+    /// for that), the alert desk and the deliveries, which hold only what
+    /// is open, are serialised here.
+    pub fn state_copy(&self) -> StateCopy {
+        let mut cases: Vec<Case> = self.cases.values().cloned().collect();
         cases.sort_by(|a, b| a.id.cmp(&b.id));
-        State {
-            engine: self.engine.snapshot(),
+        StateCopy {
+            engine: self.engine.clone(),
+            cases,
             desk: self.desk.snapshot(),
-            cases: serde_json::to_vec(&cases).expect("cases serialise"),
             deliveries: serde_json::to_vec(&self.deliveries).expect("deliveries serialise"),
         }
     }
@@ -333,7 +362,7 @@ impl CoreThread {
     /// The size of each part of [`CoreThread::snapshot_state`], for the
     /// snapshot benchmark.
     pub fn snapshot_parts(&self) -> Vec<(&'static str, usize)> {
-        let state = self.state();
+        let state = self.state_copy().state();
         vec![
             ("engine", state.engine.len()),
             ("desk", state.desk.len()),
@@ -619,8 +648,9 @@ impl CoreThread {
         }
         // A last snapshot, so the next start replays little.
         if let Sink::Live(outlets) = &self.sink {
+            let copy = self.state_copy();
             let _ = outlets.journal.send(Job::Snapshot {
-                state: self.snapshot_state(),
+                state: PendingState::new(move || copy.serialise()),
             });
         }
         info!("engine thread stopped");
@@ -708,13 +738,14 @@ impl CoreThread {
                 && now.duration_since(last).as_secs() >= self.upkeep.snapshot_every_s);
         if due {
             let started = Instant::now();
-            let state = self.snapshot_state();
+            let copy = self.state_copy();
             debug!(
-                bytes = state.len(),
                 took_ms = started.elapsed().as_millis() as u64,
-                "snapshot taken"
+                "state copied for a snapshot"
             );
-            let _ = journal.send(Job::Snapshot { state });
+            let _ = journal.send(Job::Snapshot {
+                state: PendingState::new(move || copy.serialise()),
+            });
             self.records_since_snapshot = 0;
             self.last_snapshot = Some(now);
         }

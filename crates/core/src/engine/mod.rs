@@ -153,7 +153,7 @@ pub enum SnapshotError {
 }
 
 /// The deterministic decision engine. See the module documentation.
-#[derive(Debug, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Engine {
     config: EngineConfig,
     #[serde(skip, default = "schedule_time_zone")]

@@ -8,7 +8,7 @@ use super::*;
 const HISTORY_LEN: usize = 8;
 
 /// One case as the engine decides with it: devices by slot, orders compiled.
-#[derive(Debug, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub(super) struct CaseState {
     pub(super) id: CaseId,
     pub(super) risk: RiskLevel,
@@ -58,7 +58,7 @@ impl OrderPlan {
 }
 
 /// One order: its compiled rule, when it is in force, and its episode.
-#[derive(Debug, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub(super) struct OrderState {
     pub(super) id: OrderId,
     pub(super) valid_from: Timestamp,
@@ -108,7 +108,7 @@ impl OrderState {
     }
 }
 
-#[derive(Debug, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub(super) enum CompiledRule {
     Exclusion {
         zone: CompiledZone,
@@ -213,7 +213,7 @@ pub(super) struct HealthSuccessions {
 }
 
 /// One device: what it last said, where it was, and its health episodes.
-#[derive(Debug, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub(super) struct DeviceState {
     pub(super) id: DeviceId,
     /// The cases the device is part of; almost always one.
@@ -408,7 +408,7 @@ impl SeqWindow {
 
 /// The last fixes of a device, kept inline so that remembering one touches
 /// no other memory.
-#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
 pub(super) struct History {
     pub(super) entries: [Option<Remembered>; HISTORY_LEN],
     pub(super) next: usize,
