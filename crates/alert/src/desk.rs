@@ -874,6 +874,11 @@ impl AlertDesk {
 
     /// Open alerts and those not yet acknowledged, newest first, then up to
     /// `recent_limit` closed ones.
+    /// Alerts unacknowledged past their deadline at `now`.
+    pub fn overdue(&self, now: Timestamp) -> crate::Overdue {
+        crate::Overdue::count(self.alerts.values(), self.settings.escalate_after_s, now)
+    }
+
     pub fn alerts(&self) -> Vec<&AlertRecord> {
         let mut all: Vec<&AlertRecord> = self.alerts.values().collect();
         all.sort_by(|a, b| {

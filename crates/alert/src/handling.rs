@@ -368,6 +368,40 @@ impl AlertDesk {
     }
 }
 
+/// Alerts still unacknowledged past their deadline (see [`ack_deadline`]):
+/// by the room, and, of those that went to the police, by the police. What
+/// the `kordon_alerts_overdue` gauge shows and an operator's alert rule
+/// watches.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Overdue {
+    pub monitoring: usize,
+    pub police: usize,
+}
+
+impl Overdue {
+    pub fn count<'a>(
+        records: impl Iterator<Item = &'a AlertRecord>,
+        escalate_after_s: u32,
+        now: Timestamp,
+    ) -> Overdue {
+        let mut overdue = Overdue::default();
+        let limit = jiff::SignedDuration::from_secs(escalate_after_s.into());
+        for record in records {
+            if ack_deadline(record, escalate_after_s).is_some_and(|deadline| deadline < now) {
+                overdue.monitoring += 1;
+            }
+            if record.open
+                && record.needs_police
+                && record.handling.police_acknowledgement.is_none()
+                && record.attention_since + limit < now
+            {
+                overdue.police += 1;
+            }
+        }
+        overdue
+    }
+}
+
 /// When an unacknowledged alert that asks for someone is escalated.
 pub fn ack_deadline(record: &AlertRecord, escalate_after_s: u32) -> Option<Timestamp> {
     let asks = record.needs_police || record.latest.attention == crate::Attention::Action;

@@ -26,6 +26,6 @@ pub use attention::Attention;
 pub use desk::{AckError, AlertDesk, AlertRecord, AlertSettings, Outbound};
 pub use handling::{
     Delivery, DeliveryAttempt, Disposition, Handling, HandlingError, ManualEscalation, Note,
-    Resolution,
+    Overdue, Resolution,
 };
 pub use message::{Acknowledgement, AlertEvent, AlertMessage, DeviceWarning, Level, Position};

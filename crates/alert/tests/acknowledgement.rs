@@ -141,3 +141,40 @@ fn police_waiting_for_an_acknowledgement_keep_their_clock_when_the_breach_turns_
     let escalated = room.desk.tick(t(30));
     assert_eq!(on(&escalated, MONITORING)[0]["event"], "escalated");
 }
+
+/// What `kordon_alerts_overdue` shows: an alert past its deadline counts
+/// for each audience that has not acknowledged it, and stops counting for
+/// the one that does.
+#[test]
+fn an_alert_is_overdue_for_each_audience_until_it_acknowledges() {
+    use kordon_alert::Overdue;
+    let mut room = Room::new();
+    room.fix("VIC-1", 0.0, 5.0, 0);
+    let out = room.fix("OFF-1", 30.0, 5.0, 10);
+    let id = on(&out, POLICE)[0]["id"].as_str().unwrap().to_string();
+    // Deadline: 10 s + 20 s.
+    let none = Overdue {
+        monitoring: 0,
+        police: 0,
+    };
+    assert_eq!(room.desk.overdue(t(30)), none);
+    assert_eq!(
+        room.desk.overdue(t(31)),
+        Overdue {
+            monitoring: 1,
+            police: 1
+        }
+    );
+    room.desk.acknowledge(&id, "op-7", None, t(32)).unwrap();
+    assert_eq!(
+        room.desk.overdue(t(33)),
+        Overdue {
+            monitoring: 0,
+            police: 1
+        }
+    );
+    room.desk
+        .acknowledge_for_police(&id, "dispatch-2", None, t(34))
+        .unwrap();
+    assert_eq!(room.desk.overdue(t(35)), none);
+}

@@ -810,6 +810,12 @@ impl CoreThread {
             metrics::counter!(m::ESCALATIONS).increment(1);
             self.send(message, None, None, now);
         }
+        if self.is_live() {
+            let overdue = self.desk.overdue(now);
+            metrics::gauge!(m::ALERTS_OVERDUE, "audience" => "monitoring")
+                .set(overdue.monitoring as f64);
+            metrics::gauge!(m::ALERTS_OVERDUE, "audience" => "police").set(overdue.police as f64);
+        }
     }
 
     /// When a case change made at `now` happens for the engine: not after

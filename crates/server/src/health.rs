@@ -71,11 +71,15 @@ impl Health {
         self.with(|s| {
             s.engine_busy_since.get_or_insert(now);
         });
+        metrics::gauge!(crate::metrics::OVERLOADED).set(1.0);
     }
 
     /// Everything received has reached the engine's queue again.
     pub fn engine_caught_up(&self) {
-        self.with(|s| s.engine_busy_since = None);
+        let was_busy = self.with(|s| s.engine_busy_since.take().is_some());
+        if was_busy {
+            metrics::gauge!(crate::metrics::OVERLOADED).set(0.0);
+        }
     }
 
     pub fn report(&self) -> Report {
