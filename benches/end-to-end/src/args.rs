@@ -41,7 +41,7 @@ impl Args {
             breach_pool: 3_000,
             breaches_per_s: 10,
             publishers: 4,
-            ceiling_rate: 60_000,
+            ceiling_rate: 100_000,
             ceiling_secs: 15,
             overload_secs: 60,
             drain_timeout_secs: 300,
@@ -54,12 +54,12 @@ impl Args {
     fn short() -> Args {
         Args {
             short: true,
-            rates: vec![1_000, 3_000],
+            rates: vec![1_000, 3_000, 20_000],
             step_secs: 5,
             cases: 2_000,
             breach_pool: 600,
             breaches_per_s: 10,
-            ceiling_rate: 40_000,
+            ceiling_rate: 60_000,
             ceiling_secs: 5,
             overload_secs: 10,
             drain_timeout_secs: 60,

@@ -10,6 +10,7 @@ use jiff::{SignedDuration, Timestamp};
 
 use crate::http;
 use crate::mosquitto::free_port;
+use crate::report::LogGroup;
 use crate::workload::World;
 
 /// The monitoring demo token of `config/kordon.toml` and its SHA-256: the
@@ -173,16 +174,39 @@ impl Kordon {
     }
 }
 
-/// kordon's warning and error lines in its log, ANSI colours removed
-/// (the refusals of the benchmark's own probe left out).
-pub fn log_problems(log: &Path) -> Vec<String> {
-    std::fs::read_to_string(log)
-        .unwrap_or_default()
-        .lines()
-        .map(strip_ansi)
-        .filter(|l| l.contains(" WARN ") || l.contains(" ERROR "))
-        .filter(|l| !l.contains("devices/PROBE/"))
-        .collect()
+/// kordon's warnings and errors, grouped by kind (level, target and
+/// message, without the time and the fields), in order of first sight;
+/// the refusals of the benchmark's own probe left out.
+pub fn log_problems(log: &Path) -> Vec<LogGroup> {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let mut groups: Vec<(String, LogGroup)> = Vec::new();
+    for line in text.lines().map(strip_ansi) {
+        if !(line.contains(" WARN ") || line.contains(" ERROR ")) || line.contains("devices/PROBE/")
+        {
+            continue;
+        }
+        let key = log_kind(&line);
+        match groups.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, group)) => group.count += 1,
+            None => groups.push((
+                key,
+                LogGroup {
+                    count: 1,
+                    first: line,
+                },
+            )),
+        }
+    }
+    groups.into_iter().map(|(_, g)| g).collect()
+}
+
+/// A log line's kind: its words after the time, up to the first `key=value`.
+fn log_kind(line: &str) -> String {
+    line.split_whitespace()
+        .skip(1)
+        .take_while(|word| !word.contains('='))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 impl Drop for Kordon {

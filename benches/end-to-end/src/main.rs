@@ -31,7 +31,7 @@ use std::process::ExitCode;
 use args::Args;
 use mosquitto::Mosquitto;
 use phases::Live;
-use report::{Report, Step};
+use report::{Overload, Report, Step};
 use workload::World;
 
 fn main() -> ExitCode {
@@ -119,22 +119,10 @@ fn run(args: &Args, dir: &Path) -> Result<Report, String> {
     let mut live = Live::start(&binary, dir, broker.port, broker.pid(), &world, args)?;
     live.warm_up(args, devices)?;
     let steps = run_steps(&mut live, args)?;
-    let capacity = steps
-        .iter()
-        .map(|s| s.handled_per_s)
-        .fold(1_000.0, f64::max);
-    let steady = steady_rss(&steps);
-    eprintln!(
-        "overload: {:.0}/s for {} s, then {:.0}/s until drained",
-        2.0 * capacity,
-        args.overload_secs,
-        capacity / 2.0
-    );
-    let mut overload = live.overload(args, capacity, steady)?;
-    let (totals, kordon_log) = live.finish(args)?;
-    overload.kordon_log = kordon_log;
-    overload.connections = broker.connections_of(kordon::CLIENT_ID);
-    overload.broker_log = broker.log_about(kordon::CLIENT_ID);
+    let overload = run_overload(&mut live, args, &steps)?;
+    let mut totals = live.finish(args)?;
+    totals.connections = broker.connections_of(kordon::CLIENT_ID);
+    totals.broker_log = broker.log_about(kordon::CLIENT_ID);
 
     let mut report = Report {
         mode: if args.short { "short" } else { "full" },
@@ -159,6 +147,7 @@ fn run(args: &Args, dir: &Path) -> Result<Report, String> {
     Ok(report)
 }
 
+/// The rate steps, until one leaves a backlog kordon does not take.
 fn run_steps(live: &mut Live, args: &Args) -> Result<Vec<Step>, String> {
     let mut steps = Vec::new();
     for (i, rate) in args.rates.iter().enumerate() {
@@ -170,12 +159,43 @@ fn run_steps(live: &mut Live, args: &Args) -> Result<Vec<Step>, String> {
         );
         let step = live.step(args, *rate, phases::step_phase(i))?;
         eprintln!(
-            "  handled {:.0}/s, p99 {:.2} ms, {:.1} µs CPU per fix",
-            step.handled_per_s, step.latency.p99_ms, step.cpu_total_us_per_fix
+            "  handled {:.0}/s, p99 {:.2} ms, {:.1} µs CPU per fix; {}",
+            step.handled_per_s,
+            step.latency.p99_ms,
+            step.cpu_total_us_per_fix,
+            step.drain.describe()
         );
+        let drained = step.drain.secs().is_some();
         steps.push(step);
+        if !drained {
+            eprintln!("  the backlog was not taken: no further steps");
+            break;
+        }
     }
     Ok(steps)
+}
+
+/// The overload, unless the steps already left kordon with a backlog.
+fn run_overload(live: &mut Live, args: &Args, steps: &[Step]) -> Result<Overload, String> {
+    if let Some(step) = steps.iter().find(|s| s.drain.secs().is_none()) {
+        let why = format!("after the {}/s step: {}", step.rate, step.drain.describe());
+        eprintln!("overload: not run ({why})");
+        return Ok(Overload {
+            skipped: Some(why),
+            ..Overload::default()
+        });
+    }
+    let capacity = steps
+        .iter()
+        .map(|s| s.handled_per_s)
+        .fold(1_000.0, f64::max);
+    eprintln!(
+        "overload: {:.0}/s for {} s, then {:.0}/s until drained",
+        2.0 * capacity,
+        args.overload_secs,
+        capacity / 2.0
+    );
+    live.overload(args, capacity, steady_rss(steps))
 }
 
 /// kordon's RSS in the steps it kept up with (every step's if none).

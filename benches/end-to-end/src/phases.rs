@@ -12,13 +12,24 @@ use crate::generator::Generator;
 use crate::kordon::{Kordon, Metrics};
 use crate::mqtt;
 use crate::procstat::{self, Cpu};
-use crate::report::{Ceiling, Latency, Overload, Step, Totals};
+use crate::report::{Ceiling, Drain, Latency, Overload, Step, Totals};
 use crate::subscriber::{self, Police, Subscriber};
 use crate::workload::{fix_payload, fix_topic, TsCache, World};
 
 const PHASE_WARM_UP: u32 = 1;
 const PHASE_OVERLOAD: u32 = 100;
 const PHASE_DRAIN: u32 = 101;
+/// kordon taking nothing this long with fixes waiting for it is a stall.
+const STALL_SECS: f64 = 20.0;
+
+/// What a watch saw: kordon's largest RSS, the most fixes waiting for it
+/// at the broker, and the problems `/healthz` named.
+#[derive(Default)]
+struct Watched {
+    peak_rss: f64,
+    most_waiting: f64,
+    health: Vec<String>,
+}
 
 pub fn step_phase(i: usize) -> u32 {
     10 + i as u32
@@ -65,6 +76,7 @@ pub fn ceiling(args: &Args, world: &World, port: u16, broker_pid: u32) -> Result
     subscriber::forget_ceiling_session(port)?;
     let pct = |us: u64| us as f64 / secs / 1e4;
     Ok(Ceiling {
+        asked_per_s: args.ceiling_rate as f64,
         offered_per_s: (p1 - p0) as f64 / secs,
         delivered_per_s: (d1 - d0) as f64 / secs,
         secs,
@@ -95,6 +107,7 @@ struct Sample {
     kordon: Cpu,
     me: Cpu,
     broker_us: u64,
+    machine_us: u64,
     published: u64,
     acked: u64,
 }
@@ -168,35 +181,58 @@ impl Live {
             kordon: procstat::cpu(self.kordon.pid)?,
             me: procstat::cpu(std::process::id())?,
             broker_us: procstat::cpu(self.broker_pid)?.total_us,
+            machine_us: procstat::machine_busy_us(),
             published: self.generator.counters.published.load(Relaxed),
             acked: self.generator.counters.acked.load(Relaxed),
         })
-    }
-
-    /// Fixes the broker holds for kordon: acknowledged to the generator,
-    /// not yet taken by kordon's engine.
-    fn backlog(&self) -> Result<f64, String> {
-        let m = self.kordon.metrics()?;
-        Ok(self.generator.counters.acked.load(Relaxed) as f64 - self.handled(&m))
     }
 
     fn rss_mib(&self) -> f64 {
         mib(procstat::rss_kib(self.kordon.pid))
     }
 
-    /// Waits until the backlog is at most `slack`: the seconds it took.
-    fn wait_drained(&mut self, timeout: Duration, slack: f64) -> Result<Option<f64>, String> {
+    /// Waits until the backlog is at most `slack` (see [`Live::watch`]).
+    fn wait_drained(&mut self, timeout: Duration, slack: f64) -> Result<Drain, String> {
+        self.watch(&mut Watched::default(), timeout, Some(slack))
+    }
+
+    /// Samples twice a second for at most `length` (RSS, backlog,
+    /// `/healthz` every 5 s) until the backlog is at most `slack`; ends
+    /// early when kordon took nothing for [`STALL_SECS`] with fixes waiting.
+    fn watch(
+        &mut self,
+        w: &mut Watched,
+        length: Duration,
+        slack: Option<f64>,
+    ) -> Result<Drain, String> {
         let started = Instant::now();
-        while started.elapsed() < timeout {
+        let (mut last_handled, mut last_progress) = (f64::NEG_INFINITY, Instant::now());
+        let mut next_health = Instant::now() + Duration::from_secs(5);
+        let mut backlog = 0.0;
+        while started.elapsed() < length {
             if !self.kordon.running() {
                 return Err("kordon exited during the run".into());
             }
-            if self.backlog()? <= slack {
-                return Ok(Some(started.elapsed().as_secs_f64()));
+            let m = self.kordon.metrics()?;
+            let handled = self.handled(&m);
+            backlog = self.generator.counters.acked.load(Relaxed) as f64 - handled;
+            w.peak_rss = w.peak_rss.max(self.rss_mib());
+            w.most_waiting = w.most_waiting.max(backlog);
+            if slack.is_some_and(|slack| backlog <= slack) {
+                return Ok(Drain::Done(started.elapsed().as_secs_f64()));
             }
-            sleep_s(0.25);
+            if handled > last_handled {
+                (last_handled, last_progress) = (handled, Instant::now());
+            } else if backlog > 0.0 && last_progress.elapsed().as_secs_f64() > STALL_SECS {
+                return Ok(Drain::Stalled(backlog));
+            }
+            if Instant::now() > next_health {
+                self.note_health(&mut w.health);
+                next_health += Duration::from_secs(5);
+            }
+            sleep_s(0.5);
         }
-        Ok(None)
+        Ok(Drain::TimedOut(backlog))
     }
 
     /// Waits (at most `timeout`) for the alerts of breaches planted in
@@ -238,10 +274,10 @@ impl Live {
         sleep_s(devices as f64 / rate as f64 + 1.0);
         self.generator.offer(0, 0, PHASE_WARM_UP);
         self.generator.settle(Duration::from_secs(30));
-        let drained = self.wait_drained(Duration::from_secs(args.drain_timeout_secs), 0.0)?;
-        drained
-            .map(|_| ())
-            .ok_or("the warm-up's fixes did not drain".into())
+        match self.wait_drained(Duration::from_secs(args.drain_timeout_secs), 0.0)? {
+            Drain::Done(_) => Ok(()),
+            other => Err(format!("the warm-up's fixes: {}", other.describe())),
+        }
     }
 
     /// One rate step: offered for `step_secs`, measured after the first
@@ -263,7 +299,7 @@ impl Live {
         self.wait_alerts(&[phase], Duration::from_secs(5));
         let mut step = step_figures(&a, &b, rate);
         step.rss_mib = rss;
-        step.drain_secs = drain;
+        step.drain = drain;
         step.latency = self.latency(&[phase]);
         Ok(step)
     }
@@ -294,6 +330,11 @@ fn step_figures(a: &Sample, b: &Sample, rate: u64) -> Step {
         broker_cpu_pct: (b.broker_us - a.broker_us) as f64 / secs / 1e4,
         generator_cpu_pct: me.of("gen-") as f64 / secs / 1e4,
         generator_us_per_fix: me.of("gen-") as f64 / published.max(1.0),
+        other_cpu_pct: (b.machine_us - a.machine_us)
+            .saturating_sub(kordon.total_us + me.total_us + (b.broker_us - a.broker_us))
+            as f64
+            / secs
+            / 1e4,
         ..Step::default()
     }
 }
@@ -309,76 +350,58 @@ impl Live {
     ) -> Result<Overload, String> {
         let over = (2.0 * capacity).round() as u64;
         let half = (0.5 * capacity).round() as u64;
-        let mut o = Overload {
-            half_rate: half,
-            steady_rss_mib: steady_rss,
-            ..Overload::default()
-        };
+        let mut w = Watched::default();
         let a = self.sample()?;
         self.generator
             .offer(over, args.breaches_per_s, PHASE_OVERLOAD);
-        self.watch(
-            &mut o,
-            Duration::from_secs(args.overload_secs),
-            f64::NEG_INFINITY,
-        )?;
+        let length = Duration::from_secs(args.overload_secs);
+        let during = self.watch(&mut w, length, None)?;
         let b = self.sample()?;
-        o.secs = b.at.duration_since(a.at).as_secs_f64();
-        o.offered_per_s = (b.published - a.published) as f64 / o.secs;
-        o.handled_per_s = (b.handled - a.handled) / o.secs;
+        let secs = b.at.duration_since(a.at).as_secs_f64();
         self.generator
             .offer(half, args.breaches_per_s / 2, PHASE_DRAIN);
-        let drain_start = Instant::now();
         let slack = (half as f64 * 0.5).max(1_000.0);
-        if self.watch(&mut o, Duration::from_secs(args.drain_timeout_secs), slack)? {
-            o.drain_secs = Some(drain_start.elapsed().as_secs_f64());
-        }
+        let drain = match during {
+            Drain::Stalled(_) => during,
+            _ => self.watch(
+                &mut w,
+                Duration::from_secs(args.drain_timeout_secs),
+                Some(slack),
+            )?,
+        };
         self.generator.offer(0, 0, PHASE_DRAIN);
         self.generator.settle(Duration::from_secs(30));
-        self.wait_drained(Duration::from_secs(args.drain_timeout_secs), 0.0)?;
-        self.wait_alerts(&[PHASE_OVERLOAD, PHASE_DRAIN], Duration::from_secs(10));
-        o.broker_errors = self.sample()?.broker_errors - a.broker_errors;
-        o.latency = self.latency(&[PHASE_OVERLOAD, PHASE_DRAIN]);
-        Ok(o)
-    }
-
-    /// Samples every second for `length` (RSS, backlog, `/healthz` every
-    /// 5 s) or until the backlog is at most `slack`: whether it got there.
-    fn watch(&mut self, o: &mut Overload, length: Duration, slack: f64) -> Result<bool, String> {
-        let started = Instant::now();
-        let mut tick = 0u64;
-        while started.elapsed() < length {
-            sleep_s(1.0);
-            tick += 1;
-            if !self.kordon.running() {
-                return Err("kordon exited during the overload".into());
-            }
-            o.peak_rss_mib = o.peak_rss_mib.max(self.rss_mib());
-            let backlog = self.backlog()?;
-            o.most_waiting = o.most_waiting.max(backlog);
-            if tick % 5 == 0 {
-                self.note_health(o);
-            }
-            if backlog <= slack {
-                return Ok(true);
-            }
+        if let Drain::Done(_) = drain {
+            self.wait_drained(Duration::from_secs(args.drain_timeout_secs), 0.0)?;
         }
-        Ok(false)
+        self.wait_alerts(&[PHASE_OVERLOAD, PHASE_DRAIN], Duration::from_secs(10));
+        Ok(Overload {
+            offered_per_s: (b.published - a.published) as f64 / secs,
+            secs,
+            handled_per_s: (b.handled - a.handled) / secs,
+            half_rate: half,
+            broker_errors: self.sample()?.broker_errors - a.broker_errors,
+            steady_rss_mib: steady_rss,
+            peak_rss_mib: w.peak_rss,
+            most_waiting: w.most_waiting,
+            drain: Some(drain),
+            latency: self.latency(&[PHASE_OVERLOAD, PHASE_DRAIN]),
+            health_problems: w.health,
+            ..Overload::default()
+        })
     }
 
-    fn note_health(&self, o: &mut Overload) {
+    fn note_health(&self, seen: &mut Vec<String>) {
         for problem in self.kordon.problems() {
             let key: String = problem.chars().take(24).collect();
-            if o.health_problems.len() < 10
-                && !o.health_problems.iter().any(|p| p.starts_with(&key))
-            {
-                o.health_problems.push(problem);
+            if seen.len() < 10 && !seen.iter().any(|p| p.starts_with(&key)) {
+                seen.push(problem);
             }
         }
     }
 
     /// Stops the load and kordon, and counts what reached the journal.
-    pub fn finish(self, args: &Args) -> Result<(Totals, Vec<String>), String> {
+    pub fn finish(self, args: &Args) -> Result<Totals, String> {
         let Live {
             mut kordon,
             generator,
@@ -400,7 +423,7 @@ impl Live {
         let alerts_delivered = police.latencies.lock().map_or(0, |l| l.len() as u64);
         let planted_total: u64 = planted.per_phase.lock().map_or(0, |p| p.values().sum());
         let first_reject = police.first_reject.lock().ok().and_then(|r| r.clone());
-        let totals = Totals {
+        Ok(Totals {
             offered: counters.acked.load(Relaxed),
             published: counters.published.load(Relaxed),
             skipped: counters.skipped.load(Relaxed),
@@ -414,7 +437,9 @@ impl Live {
             pool_exhausted: planted.exhausted.load(Relaxed),
             stopped_cleanly,
             stop_secs: took.as_secs_f64(),
-        };
-        Ok((totals, crate::kordon::log_problems(&log)))
+            kordon_log: crate::kordon::log_problems(&log),
+            connections: 0,
+            broker_log: Vec::new(),
+        })
     }
 }

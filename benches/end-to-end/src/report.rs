@@ -5,6 +5,46 @@ use std::collections::BTreeMap;
 
 use serde_json::{json, Value};
 
+/// How a wait for kordon to take the backlog ended.
+#[derive(Clone, Copy, Debug)]
+pub enum Drain {
+    /// Taken, after this many seconds.
+    Done(f64),
+    /// This many fixes still waiting at the broker when time was up.
+    TimedOut(f64),
+    /// kordon took nothing for 20 s with this many fixes waiting.
+    Stalled(f64),
+}
+
+impl Drain {
+    pub fn secs(&self) -> Option<f64> {
+        match self {
+            Drain::Done(secs) => Some(*secs),
+            _ => None,
+        }
+    }
+
+    pub fn describe(&self) -> String {
+        match self {
+            Drain::Done(secs) => format!("drained in {secs:.1} s"),
+            Drain::TimedOut(waiting) => {
+                format!("NOT drained in time: {waiting:.0} fixes still waiting at the broker")
+            }
+            Drain::Stalled(waiting) => format!(
+                "STALLED: kordon took no fix for 20 s with {waiting:.0} waiting at the broker"
+            ),
+        }
+    }
+
+    fn json(&self) -> Value {
+        match self {
+            Drain::Done(secs) => json!({"drained_secs": num(*secs)}),
+            Drain::TimedOut(waiting) => json!({"timed_out_waiting": num(*waiting)}),
+            Drain::Stalled(waiting) => json!({"stalled_waiting": num(*waiting)}),
+        }
+    }
+}
+
 #[derive(Default, Clone)]
 pub struct Latency {
     pub n: usize,
@@ -48,6 +88,7 @@ fn num(x: f64) -> Value {
 }
 
 pub struct Ceiling {
+    pub asked_per_s: f64,
     pub offered_per_s: f64,
     pub delivered_per_s: f64,
     pub secs: f64,
@@ -70,8 +111,17 @@ pub struct Step {
     pub broker_cpu_pct: f64,
     pub generator_cpu_pct: f64,
     pub generator_us_per_fix: f64,
+    /// CPU the rest of the machine used meanwhile (other processes): a
+    /// busy neighbour makes every figure worse.
+    pub other_cpu_pct: f64,
     pub rss_mib: f64,
-    pub drain_secs: Option<f64>,
+    pub drain: Drain,
+}
+
+impl Default for Drain {
+    fn default() -> Self {
+        Drain::Done(0.0)
+    }
 }
 
 impl Step {
@@ -92,14 +142,12 @@ pub struct Overload {
     pub handled_per_s: f64,
     pub half_rate: u64,
     pub broker_errors: f64,
-    /// kordon's connections to the broker over the whole run (Mosquitto's log).
-    pub connections: usize,
-    pub broker_log: Vec<String>,
-    pub kordon_log: Vec<String>,
     pub steady_rss_mib: f64,
     pub peak_rss_mib: f64,
     pub most_waiting: f64,
-    pub drain_secs: Option<f64>,
+    /// `None` when the overload was not run (kordon stalled before it).
+    pub drain: Option<Drain>,
+    pub skipped: Option<String>,
     pub latency: Latency,
     pub health_problems: Vec<String>,
 }
@@ -118,6 +166,16 @@ pub struct Totals {
     pub pool_exhausted: u64,
     pub stopped_cleanly: bool,
     pub stop_secs: f64,
+    /// kordon's connections to the broker over the whole run (Mosquitto's log).
+    pub connections: usize,
+    pub broker_log: Vec<String>,
+    pub kordon_log: Vec<LogGroup>,
+}
+
+/// kordon's warnings and errors of one kind: how many, and the first.
+pub struct LogGroup {
+    pub count: usize,
+    pub first: String,
 }
 
 pub struct Target {
@@ -161,6 +219,7 @@ impl Report {
         println!("{}", self.step_table());
         println!("{}", self.thread_table());
         println!("{}", self.overload_text());
+        println!("{}", self.totals_text());
         println!("{}", self.target_text());
     }
 
@@ -180,8 +239,11 @@ impl Report {
 
     fn ceiling_note(&self) -> &'static str {
         let c = &self.ceiling;
-        if c.delivered_per_s >= 0.95 * c.offered_per_s {
+        let all_delivered = c.delivered_per_s >= 0.95 * c.offered_per_s;
+        if all_delivered && c.offered_per_s >= 0.95 * c.asked_per_s {
             "NOTE: the broker delivered all the generator offered: the ceiling is at least this (raise --ceiling-rate)\n"
+        } else if all_delivered {
+            "  (the broker took publishes no faster than this: its intake is the limit)\n"
         } else {
             ""
         }
@@ -189,33 +251,28 @@ impl Report {
 
     fn step_table(&self) -> String {
         let mut out = format!(
-            "{:>7} {:>9} {:>9} {:>9} {:>9} | {:>7} {:>7} {:>8} {:>5} | {:>8} {:>9} {:>6} | {:>7} | {:>5} {:>5} {:>6} | {:>6}\n",
+            "{:>7} {:>9} {:>9} {:>10} {:>9} | {:>7} {:>7} {:>8} {:>6} | {:>7} {:>8} {:>5} | {:>7} | {:>5} {:>4} {:>6} {:>6} | {:>5}\n",
             "rate", "offered/s", "handled/s", "backlog+/s", "at end", "p50 ms", "p99 ms", "max ms",
-            "n", "µs/fix", "×ingest", "cores", "RSS MiB", "mosq%", "gen%", "gen µs", "÷ceil"
+            "n", "µs/fix", "×ingest", "cores", "RSS MiB", "mosq%", "gen%", "gen µs", "other%", "÷ceil"
         );
         for s in &self.steps {
             let l = &s.latency;
             out += &format!(
-                "{:>7} {:>9.0} {:>9.0} {:>9.0} {:>9.0} | {:>7.2} {:>7.2} {:>8.2} {:>5} | {:>8.1} {:>8.0}× {:>6.2} | {:>7.0} | {:>5.0} {:>5.0} {:>6.2} | {:>6.2}\n",
+                "{:>7} {:>9.0} {:>9.0} {:>10.0} {:>9.0} | {:>7.2} {:>7.2} {:>8.2} {:>6} | {:>7.1} {:>7.0}× {:>5.2} | {:>7.0} | {:>5.0} {:>4.0} {:>6.2} {:>6.0} | {:>5.2}\n",
                 s.rate, s.offered_per_s, s.handled_per_s, s.backlog_growth_per_s(), s.backlog_at_end,
                 l.p50_ms, l.p99_ms, l.max_ms, n_text(l),
                 s.cpu_total_us_per_fix, self.times_engine(s.cpu_total_us_per_fix), s.kordon_cpu_pct / 100.0,
-                s.rss_mib, s.broker_cpu_pct, s.generator_cpu_pct, s.generator_us_per_fix,
+                s.rss_mib, s.broker_cpu_pct, s.generator_cpu_pct, s.generator_us_per_fix, s.other_cpu_pct,
                 self.ratio(s.handled_per_s),
             );
         }
         out += "  (backlog+/s: offered − handled; at end: fixes waiting at the broker when the step ended;\n   \
-                 n: alerts measured, +k when k planted breaches got none; cores: kordon's CPU in cores; gen: this generator)\n";
+                 n: alerts measured, +k when k planted breaches got none; cores: kordon's CPU in cores; gen: this generator;\n   \
+                 other%: CPU of every other process on the machine, in % of one core)\n";
         for s in &self.steps {
-            if let Some(secs) = s.drain_secs {
-                if secs > 1.0 {
-                    out += &format!(
-                        "  after {}/s the backlog took {secs:.1} s to drain\n",
-                        s.rate
-                    );
-                }
-            } else {
-                out += &format!("  after {}/s the backlog did NOT drain in time\n", s.rate);
+            match s.drain {
+                Drain::Done(secs) if secs <= 1.0 => {}
+                drain => out += &format!("  after {}/s: {}\n", s.rate, drain.describe()),
             }
         }
         out
@@ -251,27 +308,38 @@ impl Report {
 
     fn overload_text(&self) -> String {
         let o = &self.overload;
-        let t = &self.totals;
-        let drain = o
-            .drain_secs
-            .map_or("not drained".into(), |s| format!("{s:.1} s"));
+        let Some(drain) = o.drain else {
+            let why = o.skipped.as_deref().unwrap_or("not run");
+            return format!("overload: not run: {why}\n");
+        };
         let mut out = String::new();
         if o.handled_per_s >= 0.95 * o.offered_per_s {
             out += "NOTE: kordon kept up with the \"overload\": no step reached its capacity, so 2× the best handled rate was not above it\n";
         }
         out += &format!(
-            "overload: {:.0} fixes/s offered for {:.0} s (2× the best handled rate), kordon handled {:.0}/s; then {}/s until drained: {drain}\n  \
+            "overload: {:.0} fixes/s offered for {:.0} s (2× the best handled rate), kordon handled {:.0}/s; then {}/s: {}\n  \
              most fixes waiting at the broker: {:.0}; RSS steady {:.0} MiB, peak {:.0} MiB ({:.2}×)\n  \
-             broker connection errors (kordon's metric): {:.0}; kordon's connections to the broker in the whole run: {}\n  \
-             fix→alert during overload and drain: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms, n {}\n  \
-             journal: {} fix records, {} distinct, {} distinct fixes offered (acknowledged by the broker; {} published, {} skipped by the generator)\n  \
-             planted breaches: {} expected, {} delivered to the police topic; {} police messages about cases with no planted breach; {} rejects\n  \
-             kordon stopped {} in {:.1} s\n",
-            o.offered_per_s, o.secs, o.handled_per_s, o.half_rate,
+             broker connection errors (kordon's metric) during it: {:.0}\n  \
+             fix→alert during overload and drain: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms, n {}\n",
+            o.offered_per_s, o.secs, o.handled_per_s, o.half_rate, drain.describe(),
             o.most_waiting, o.steady_rss_mib, o.peak_rss_mib, o.peak_rss_mib / o.steady_rss_mib,
-            o.broker_errors, o.connections,
+            o.broker_errors,
             o.latency.p50_ms, o.latency.p99_ms, o.latency.max_ms, n_text(&o.latency),
-            t.journal_records, t.journal_distinct, t.offered, t.published, t.skipped,
+        );
+        for p in &o.health_problems {
+            out += &format!("  /healthz said: {p}\n");
+        }
+        out
+    }
+
+    fn totals_text(&self) -> String {
+        let t = &self.totals;
+        let mut out = format!(
+            "whole run: kordon's connections to the broker: {}\n  \
+             journal: {} fix records, {} distinct; {} distinct fixes offered (acknowledged by the broker; {} published, {} skipped by the generator)\n  \
+             planted breaches: {} expected, {} delivered to the police topic; {} police messages about cases with no planted breach; {} rejects\n  \
+             kordon stopped {} in {:.1} s after SIGTERM\n",
+            t.connections, t.journal_records, t.journal_distinct, t.offered, t.published, t.skipped,
             t.planted, t.alerts_delivered, t.unplanted_alerts, t.rejects,
             if t.stopped_cleanly { "cleanly" } else { "NOT cleanly" }, t.stop_secs,
         );
@@ -284,21 +352,19 @@ impl Report {
         if let Some(reject) = &t.first_reject {
             out += &format!("  first reject: {reject}\n");
         }
-        for p in &o.health_problems {
-            out += &format!("  /healthz said: {p}\n");
-        }
-        for line in o.broker_log.iter().take(12) {
+        for line in t.broker_log.iter().take(16) {
             out += &format!("  mosquitto: {line}\n");
         }
-        let shown = o.kordon_log.len().min(12);
-        if !o.kordon_log.is_empty() {
-            out += &format!(
-                "  kordon logged {} warnings/errors; the first {shown}:\n",
-                o.kordon_log.len()
-            );
+        let total: usize = t.kordon_log.iter().map(|g| g.count).sum();
+        if total > 0 {
+            out += &format!("  kordon logged {total} warnings/errors, by kind (count, first):\n");
         }
-        for line in o.kordon_log.iter().take(shown) {
-            out += &format!("    {}\n", line.chars().take(220).collect::<String>());
+        for g in t.kordon_log.iter().take(12) {
+            out += &format!(
+                "  {:>8}× {}\n",
+                g.count,
+                g.first.chars().take(200).collect::<String>()
+            );
         }
         out
     }
@@ -333,10 +399,10 @@ impl Report {
             "overload": {
                 "offered_per_s": num(o.offered_per_s), "secs": num(o.secs), "handled_per_s": num(o.handled_per_s),
                 "half_rate": o.half_rate, "broker_connection_errors": num(o.broker_errors),
-                "kordon_broker_connections": o.connections, "steady_rss_mib": num(o.steady_rss_mib),
+                "steady_rss_mib": num(o.steady_rss_mib),
                 "peak_rss_mib": num(o.peak_rss_mib), "most_waiting": num(o.most_waiting),
-                "drain_secs": o.drain_secs.map(num), "latency": o.latency.json(),
-                "broker_log": o.broker_log, "kordon_log": o.kordon_log, "health_problems": o.health_problems,
+                "drain": o.drain.map(|d| d.json()), "skipped": o.skipped, "latency": o.latency.json(),
+                "health_problems": o.health_problems,
             },
             "totals": {
                 "fixes_offered": t.offered, "published": t.published, "skipped": t.skipped,
@@ -344,7 +410,9 @@ impl Report {
                 "planted_breaches": t.planted, "alerts_delivered": t.alerts_delivered,
                 "unplanted_alerts": t.unplanted_alerts, "rejects": t.rejects, "first_reject": t.first_reject,
                 "breach_pool_exhausted": t.pool_exhausted, "stopped_cleanly": t.stopped_cleanly,
-                "stop_secs": num(t.stop_secs),
+                "stop_secs": num(t.stop_secs), "kordon_broker_connections": t.connections,
+                "broker_log": t.broker_log,
+                "kordon_log": t.kordon_log.iter().map(|g| json!({"count": g.count, "first": g.first})).collect::<Vec<_>>(),
             },
             "targets": self.targets.iter().map(|t| json!({
                 "name": t.name, "pass": t.pass, "correctness": t.correctness, "detail": t.detail
@@ -362,8 +430,9 @@ impl Report {
             "times_ingest_fix": num(self.times_engine(s.cpu_total_us_per_fix)),
             "kordon_cpu_pct": num(s.kordon_cpu_pct), "broker_cpu_pct": num(s.broker_cpu_pct),
             "generator_cpu_pct": num(s.generator_cpu_pct), "generator_us_per_fix": num(s.generator_us_per_fix),
+            "other_processes_cpu_pct": num(s.other_cpu_pct),
             "rss_mib": num(s.rss_mib), "ratio_to_ceiling": num(self.ratio(s.handled_per_s)),
-            "drain_secs": s.drain_secs.map(num),
+            "drain": s.drain.json(),
         })
     }
 }
