@@ -99,6 +99,7 @@ pub async fn start_with(
     on_damage: OnDamagedJournal,
 ) -> Result<Running, StartError> {
     let metrics = crate::metrics::handle();
+    crate::metrics::describe_all();
 
     // `Config::load` checks too; a configuration built in code is checked here.
     config.check().map_err(StartError::Config)?;

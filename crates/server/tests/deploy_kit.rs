@@ -214,9 +214,6 @@ async fn scrape(kordon: &Kordon) -> String {
 /// The dashboard's and the rules' metric names against a live `/metrics`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_metric_the_dashboard_and_the_alerting_rules_name_is_exported() {
-    // Until the server calls it at start: every metric from the start.
-    kordon_server::metrics::describe_all();
-
     let dashboard = dashboard();
     let queries = dashboard_queries(&dashboard);
     let rules = read("deploy/prometheus/kordon-rules.yml");
