@@ -20,6 +20,8 @@ pub struct Args {
     /// How long a backlog may take to drain, between steps and after the
     /// overload.
     pub drain_timeout_secs: u64,
+    /// kordon taking no new fix this long with fixes waiting is a stall.
+    pub stall_secs: u64,
     pub engine_rounds: usize,
     pub engine_fixes: usize,
     pub keep: bool,
@@ -45,6 +47,7 @@ impl Args {
             ceiling_secs: 15,
             overload_secs: 60,
             drain_timeout_secs: 300,
+            stall_secs: 60,
             engine_rounds: 5,
             engine_fixes: 200_000,
             keep: false,
@@ -63,6 +66,7 @@ impl Args {
             ceiling_secs: 5,
             overload_secs: 10,
             drain_timeout_secs: 60,
+            stall_secs: 30,
             engine_rounds: 3,
             engine_fixes: 50_000,
             ..Args::full()

@@ -181,7 +181,7 @@ fn run_overload(live: &mut Live, args: &Args, steps: &[Step]) -> Result<Overload
         let why = format!("after the {}/s step: {}", step.rate, step.drain.describe());
         eprintln!("overload: not run ({why})");
         return Ok(Overload {
-            skipped: Some(why),
+            not_run: Some(why),
             ..Overload::default()
         });
     }

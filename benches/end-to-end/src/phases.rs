@@ -19,14 +19,13 @@ use crate::workload::{fix_payload, fix_topic, TsCache, World};
 const PHASE_WARM_UP: u32 = 1;
 const PHASE_OVERLOAD: u32 = 100;
 const PHASE_DRAIN: u32 = 101;
-/// kordon taking nothing this long with fixes waiting for it is a stall.
-const STALL_SECS: f64 = 20.0;
 
 /// What a watch saw: kordon's largest RSS, the most fixes waiting for it
 /// at the broker, and the problems `/healthz` named.
 #[derive(Default)]
 struct Watched {
     peak_rss: f64,
+    broker_peak_rss: f64,
     most_waiting: f64,
     health: Vec<String>,
 }
@@ -96,6 +95,7 @@ pub struct Live {
     port: u16,
     /// Messages kordon refused before the load began (the probes).
     refused_before: f64,
+    stall_secs: f64,
 }
 
 /// One look at everything the per-step figures are computed from.
@@ -110,6 +110,7 @@ struct Sample {
     machine_us: u64,
     published: u64,
     acked: u64,
+    skipped: u64,
 }
 
 impl Live {
@@ -138,6 +139,7 @@ impl Live {
             broker_pid,
             port,
             refused_before: 0.0,
+            stall_secs: args.stall_secs as f64,
         };
         live.probe(Duration::from_secs(60))?;
         Ok(live)
@@ -184,6 +186,7 @@ impl Live {
             machine_us: procstat::machine_busy_us(),
             published: self.generator.counters.published.load(Relaxed),
             acked: self.generator.counters.acked.load(Relaxed),
+            skipped: self.generator.counters.skipped.load(Relaxed),
         })
     }
 
@@ -198,7 +201,8 @@ impl Live {
 
     /// Samples twice a second for at most `length` (RSS, backlog,
     /// `/healthz` every 5 s) until the backlog is at most `slack`; ends
-    /// early when kordon took nothing for [`STALL_SECS`] with fixes waiting.
+    /// early when kordon took no new fix for `stall_secs` with fixes
+    /// waiting (redelivered ones it recognises do not count).
     fn watch(
         &mut self,
         w: &mut Watched,
@@ -217,14 +221,17 @@ impl Live {
             let handled = self.handled(&m);
             backlog = self.generator.counters.acked.load(Relaxed) as f64 - handled;
             w.peak_rss = w.peak_rss.max(self.rss_mib());
+            w.broker_peak_rss = w
+                .broker_peak_rss
+                .max(mib(procstat::rss_kib(self.broker_pid)));
             w.most_waiting = w.most_waiting.max(backlog);
             if slack.is_some_and(|slack| backlog <= slack) {
                 return Ok(Drain::Done(started.elapsed().as_secs_f64()));
             }
             if handled > last_handled {
                 (last_handled, last_progress) = (handled, Instant::now());
-            } else if backlog > 0.0 && last_progress.elapsed().as_secs_f64() > STALL_SECS {
-                return Ok(Drain::Stalled(backlog));
+            } else if backlog > 0.0 && last_progress.elapsed().as_secs_f64() > self.stall_secs {
+                return Ok(Drain::Stalled(backlog, self.stall_secs));
             }
             if Instant::now() > next_health {
                 self.note_health(&mut w.health);
@@ -362,7 +369,7 @@ impl Live {
             .offer(half, args.breaches_per_s / 2, PHASE_DRAIN);
         let slack = (half as f64 * 0.5).max(1_000.0);
         let drain = match during {
-            Drain::Stalled(_) => during,
+            Drain::Stalled(..) => during,
             _ => self.watch(
                 &mut w,
                 Duration::from_secs(args.drain_timeout_secs),
@@ -380,6 +387,8 @@ impl Live {
             secs,
             handled_per_s: (b.handled - a.handled) / secs,
             half_rate: half,
+            skipped_fixes: b.skipped - a.skipped,
+            broker_peak_rss_mib: w.broker_peak_rss,
             broker_errors: self.sample()?.broker_errors - a.broker_errors,
             steady_rss_mib: steady_rss,
             peak_rss_mib: w.peak_rss,

@@ -12,8 +12,9 @@ pub enum Drain {
     Done(f64),
     /// This many fixes still waiting at the broker when time was up.
     TimedOut(f64),
-    /// kordon took nothing for 20 s with this many fixes waiting.
-    Stalled(f64),
+    /// kordon took no new fix for so many seconds (the second figure)
+    /// with this many fixes waiting.
+    Stalled(f64, f64),
 }
 
 impl Drain {
@@ -30,8 +31,8 @@ impl Drain {
             Drain::TimedOut(waiting) => {
                 format!("NOT drained in time: {waiting:.0} fixes still waiting at the broker")
             }
-            Drain::Stalled(waiting) => format!(
-                "STALLED: kordon took no fix for 20 s with {waiting:.0} waiting at the broker"
+            Drain::Stalled(waiting, secs) => format!(
+                "STALLED: kordon took no new fix for {secs:.0} s with {waiting:.0} waiting at the broker"
             ),
         }
     }
@@ -40,7 +41,9 @@ impl Drain {
         match self {
             Drain::Done(secs) => json!({"drained_secs": num(*secs)}),
             Drain::TimedOut(waiting) => json!({"timed_out_waiting": num(*waiting)}),
-            Drain::Stalled(waiting) => json!({"stalled_waiting": num(*waiting)}),
+            Drain::Stalled(waiting, secs) => {
+                json!({"stalled_waiting": num(*waiting), "stalled_secs": num(*secs)})
+            }
         }
     }
 }
@@ -141,13 +144,17 @@ pub struct Overload {
     pub secs: f64,
     pub handled_per_s: f64,
     pub half_rate: u64,
+    /// Fixes the generator could not send in time (the broker did not
+    /// acknowledge its publishes fast enough).
+    pub skipped_fixes: u64,
+    pub broker_peak_rss_mib: f64,
     pub broker_errors: f64,
     pub steady_rss_mib: f64,
     pub peak_rss_mib: f64,
     pub most_waiting: f64,
     /// `None` when the overload was not run (kordon stalled before it).
     pub drain: Option<Drain>,
-    pub skipped: Option<String>,
+    pub not_run: Option<String>,
     pub latency: Latency,
     pub health_problems: Vec<String>,
 }
@@ -309,7 +316,7 @@ impl Report {
     fn overload_text(&self) -> String {
         let o = &self.overload;
         let Some(drain) = o.drain else {
-            let why = o.skipped.as_deref().unwrap_or("not run");
+            let why = o.not_run.as_deref().unwrap_or("not run");
             return format!("overload: not run: {why}\n");
         };
         let mut out = String::new();
@@ -318,14 +325,20 @@ impl Report {
         }
         out += &format!(
             "overload: {:.0} fixes/s offered for {:.0} s (2× the best handled rate), kordon handled {:.0}/s; then {}/s: {}\n  \
-             most fixes waiting at the broker: {:.0}; RSS steady {:.0} MiB, peak {:.0} MiB ({:.2}×)\n  \
+             most fixes waiting at the broker: {:.0}; RSS steady {:.0} MiB, peak {:.0} MiB ({:.2}×); Mosquitto's peak RSS {:.0} MiB\n  \
              broker connection errors (kordon's metric) during it: {:.0}\n  \
              fix→alert during overload and drain: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms, n {}\n",
             o.offered_per_s, o.secs, o.handled_per_s, o.half_rate, drain.describe(),
-            o.most_waiting, o.steady_rss_mib, o.peak_rss_mib, o.peak_rss_mib / o.steady_rss_mib,
+            o.most_waiting, o.steady_rss_mib, o.peak_rss_mib, o.peak_rss_mib / o.steady_rss_mib, o.broker_peak_rss_mib,
             o.broker_errors,
             o.latency.p50_ms, o.latency.p99_ms, o.latency.max_ms, n_text(&o.latency),
         );
+        if o.skipped_fixes > 0 {
+            out += &format!(
+                "  the generator could not send {} fixes in time: the broker did not acknowledge its publishes fast enough\n",
+                o.skipped_fixes
+            );
+        }
         for p in &o.health_problems {
             out += &format!("  /healthz said: {p}\n");
         }
@@ -398,10 +411,11 @@ impl Report {
             "steps": self.steps.iter().map(|s| self.step_json(s)).collect::<Vec<_>>(),
             "overload": {
                 "offered_per_s": num(o.offered_per_s), "secs": num(o.secs), "handled_per_s": num(o.handled_per_s),
-                "half_rate": o.half_rate, "broker_connection_errors": num(o.broker_errors),
+                "half_rate": o.half_rate, "generator_skipped": o.skipped_fixes,
+                "broker_peak_rss_mib": num(o.broker_peak_rss_mib), "broker_connection_errors": num(o.broker_errors),
                 "steady_rss_mib": num(o.steady_rss_mib),
                 "peak_rss_mib": num(o.peak_rss_mib), "most_waiting": num(o.most_waiting),
-                "drain": o.drain.map(|d| d.json()), "skipped": o.skipped, "latency": o.latency.json(),
+                "drain": o.drain.map(|d| d.json()), "not_run": o.not_run, "latency": o.latency.json(),
                 "health_problems": o.health_problems,
             },
             "totals": {

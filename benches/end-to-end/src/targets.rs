@@ -64,7 +64,7 @@ fn performance(r: &Report) -> Vec<Target> {
         ));
     }
     let o = &r.overload;
-    let skipped = || o.skipped.clone().unwrap_or("not run".into());
+    let skipped = || o.not_run.clone().unwrap_or("not run".into());
     let ratio = o.peak_rss_mib / o.steady_rss_mib;
     out.push(target(
         "overload: RSS ≤ 1.5× steady state",
@@ -104,10 +104,7 @@ fn correctness(r: &Report) -> Vec<Target> {
             "journal fix records = distinct fixes offered",
             t.journal_records == t.offered && t.journal_distinct == t.offered,
             true,
-            format!(
-                "{} records, {} distinct, {} offered",
-                t.journal_records, t.journal_distinct, t.offered
-            ),
+            journal_detail(t),
         ),
         target(
             "every planted breach's alert delivered",
@@ -125,4 +122,24 @@ fn correctness(r: &Report) -> Vec<Target> {
             ),
         ),
     ]
+}
+
+/// The journal's count against what was offered: duplicates and fixes
+/// never journaled, named.
+fn journal_detail(t: &crate::report::Totals) -> String {
+    let twice = t.journal_records.saturating_sub(t.journal_distinct);
+    let missing = t.offered.saturating_sub(t.journal_distinct);
+    let mut detail = format!(
+        "{} records, {} distinct, {} offered",
+        t.journal_records, t.journal_distinct, t.offered
+    );
+    if twice > 0 {
+        detail += &format!("; {twice} journaled more than once");
+    }
+    if missing > 0 {
+        detail += &format!(
+            "; {missing} not in the journal when kordon stopped (kordon had not taken them)"
+        );
+    }
+    detail
 }
