@@ -95,48 +95,23 @@ fn run(args: &Args, dir: &Path) -> Result<Report, String> {
     std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let broker = Mosquitto::start(dir)?;
     let world = World::new(args.cases, args.breach_pool);
-    let devices = world.active_devices().len();
-
-    eprintln!(
-        "engine alone: ingest_fix over {} rounds of {} fixes",
-        args.engine_rounds, args.engine_fixes
-    );
-    let engine = engine_cost::measure(&world, args.engine_rounds, args.engine_fixes)?;
-    eprintln!("  {:.0} ns per fix", engine.ns_per_fix);
-
+    let engine = engine_alone(args, &world)?;
     eprintln!(
         "broker-only ceiling: {}/s offered for {} s",
         args.ceiling_rate, args.ceiling_secs
     );
     let ceiling = phases::ceiling(args, &world, broker.port, broker.pid())?;
     eprintln!("  {:.0}/s delivered", ceiling.delivered_per_s);
-
-    eprintln!(
-        "starting kordon ({}) with {} cases",
-        binary.display(),
-        world.cases
-    );
-    let mut live = Live::start(&binary, dir, broker.port, broker.pid(), &world, args)?;
-    live.warm_up(args, devices)?;
-    let steps = run_steps(&mut live, args)?;
-    let overload = run_overload(&mut live, args, &steps)?;
-    let mut totals = live.finish(args)?;
-    totals.connections = broker.connections_of(kordon::CLIENT_ID);
-    totals.broker_log = broker.log_about(kordon::CLIENT_ID);
-
     let mut report = Report {
         mode: if args.short { "short" } else { "full" },
         cases: world.cases,
-        devices,
+        devices: world.active_devices().len(),
         publishers: args.publishers,
         ceiling,
         engine_ns_per_fix: engine.ns_per_fix,
         engine_rounds: engine.rounds,
         engine_fixes_per_round: engine.fixes_per_round,
-        steps,
-        overload,
-        totals,
-        targets: Vec::new(),
+        ..with_kordon(args, dir, &binary, &broker, &world)?
     };
     report.targets = targets::judge(&report);
     report.print();
@@ -145,6 +120,45 @@ fn run(args: &Args, dir: &Path) -> Result<Report, String> {
         std::fs::write(out, text).map_err(|e| format!("{}: {e}", out.display()))?;
     }
     Ok(report)
+}
+
+fn engine_alone(args: &Args, world: &World) -> Result<engine_cost::EngineCost, String> {
+    eprintln!(
+        "engine alone: ingest_fix over {} rounds of {} fixes",
+        args.engine_rounds, args.engine_fixes
+    );
+    let engine = engine_cost::measure(world, args.engine_rounds, args.engine_fixes)?;
+    eprintln!("  {:.0} ns per fix", engine.ns_per_fix);
+    Ok(engine)
+}
+
+/// kordon's part of the run: the steps, the overload, the journal; in a
+/// report whose other parts are still to be filled in.
+fn with_kordon(
+    args: &Args,
+    dir: &Path,
+    binary: &Path,
+    broker: &Mosquitto,
+    world: &World,
+) -> Result<Report, String> {
+    eprintln!(
+        "starting kordon ({}) with {} cases",
+        binary.display(),
+        world.cases
+    );
+    let mut live = Live::start(binary, dir, broker.port, broker.pid(), world, args)?;
+    live.warm_up(args, world.active_devices().len())?;
+    let steps = run_steps(&mut live, args)?;
+    let overload = run_overload(&mut live, args, &steps)?;
+    let mut totals = live.finish(args)?;
+    totals.connections = broker.connections_of(kordon::CLIENT_ID);
+    totals.broker_log = broker.log_about(kordon::CLIENT_ID);
+    Ok(Report {
+        steps,
+        overload,
+        totals,
+        ..Report::empty()
+    })
 }
 
 /// The rate steps, until one leaves a backlog kordon does not take.

@@ -90,6 +90,7 @@ fn num(x: f64) -> Value {
     }
 }
 
+#[derive(Default)]
 pub struct Ceiling {
     pub asked_per_s: f64,
     pub offered_per_s: f64,
@@ -159,6 +160,7 @@ pub struct Overload {
     pub health_problems: Vec<String>,
 }
 
+#[derive(Default)]
 pub struct Totals {
     pub offered: u64,
     pub published: u64,
@@ -209,6 +211,24 @@ pub struct Report {
 }
 
 impl Report {
+    /// A report with nothing measured yet (filled in with `..`).
+    pub fn empty() -> Report {
+        Report {
+            mode: "",
+            cases: 0,
+            devices: 0,
+            publishers: 0,
+            ceiling: Ceiling::default(),
+            engine_ns_per_fix: f64::NAN,
+            engine_rounds: Vec::new(),
+            engine_fixes_per_round: 0,
+            steps: Vec::new(),
+            overload: Overload::default(),
+            totals: Totals::default(),
+            targets: Vec::new(),
+        }
+    }
+
     pub fn ratio(&self, handled: f64) -> f64 {
         handled / self.ceiling.delivered_per_s
     }
