@@ -104,8 +104,9 @@ struct Ring {
 struct Positions {
     latest: HashMap<DeviceId, DevicePosition>,
     sent: HashMap<DeviceId, Instant>,
-    /// Devices whose latest position has not gone out yet.
-    pending: Vec<DeviceId>,
+    /// Devices whose latest position has not gone out yet (a set: it is
+    /// asked about on every fix, and holds every moving device).
+    pending: std::collections::HashSet<DeviceId>,
 }
 
 impl Feed {
@@ -161,6 +162,13 @@ impl Feed {
     /// last one went out less than a second ago (then at the next
     /// [`Feed::flush_positions`]).
     pub fn position(&self, position: DevicePosition, now: Instant) {
+        // With no console listening there is no one to send it to: a
+        // console that connects fetches where everyone is, then hears of
+        // each device's next fix.
+        if self.inner.tx.receiver_count() == 0 {
+            self.remember_position(position);
+            return;
+        }
         let due = {
             let mut p = self
                 .inner
@@ -175,8 +183,8 @@ impl Feed {
                 .is_none_or(|at| now.duration_since(*at) >= POSITION_EVERY);
             if due {
                 p.sent.insert(device, now);
-            } else if !p.pending.contains(&device) {
-                p.pending.push(device);
+            } else {
+                p.pending.insert(device);
             }
             due
         };
@@ -212,7 +220,7 @@ impl Feed {
                     .get(&device)
                     .is_none_or(|at| now.duration_since(*at) >= POSITION_EVERY);
                 if !ready {
-                    p.pending.push(device);
+                    p.pending.insert(device);
                 } else if let Some(position) = p.latest.get(&device).cloned() {
                     p.sent.insert(device, now);
                     due.push(position);
