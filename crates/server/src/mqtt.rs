@@ -164,6 +164,10 @@ struct Intake {
     poison: RedeliveryGuard,
     /// Kept back while the inbox is full, oldest first.
     overflow: VecDeque<Command>,
+    /// Messages not taken since the last log line about them, and when
+    /// that line was written.
+    not_taken: u64,
+    last_not_taken_log: Option<Instant>,
 }
 
 impl Intake {
@@ -173,6 +177,8 @@ impl Intake {
             decoder,
             poison: RedeliveryGuard::new(),
             overflow: VecDeque::new(),
+            not_taken: 0,
+            last_not_taken_log: None,
         }
     }
 
@@ -283,11 +289,23 @@ impl Intake {
         // again on the next connection; a QoS 0 one is gone, as its sender
         // allowed.
         metrics::counter!(m::DEFERRED).increment(1);
-        warn!(
-            kept_back = self.overflow.len(),
-            ?qos,
-            "kordon is overloaded and its broker ignores the in-flight window: message not taken"
-        );
+        self.not_taken += 1;
+        // One line a second at most: a line per message would make this
+        // task, which must answer keep-alives, a log writer.
+        let now = Instant::now();
+        if self
+            .last_not_taken_log
+            .is_none_or(|at| now.duration_since(at) >= Duration::from_secs(1))
+        {
+            warn!(
+                kept_back = self.overflow.len(),
+                not_taken = self.not_taken,
+                ?qos,
+                "kordon is overloaded and its broker ignores the in-flight window: messages not taken (count since the last such line)"
+            );
+            self.not_taken = 0;
+            self.last_not_taken_log = Some(now);
+        }
     }
 
     /// Moves what was kept back into the inbox as room frees up.
