@@ -27,7 +27,6 @@ use kordon_core::{
 };
 use kordon_ingest::{Message, Reason, Refusal};
 use kordon_journal::{EngineTick, Entry, Job, PendingState, Record};
-use rumqttc::Publish;
 use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 use tracing::{debug, error, info, warn};
@@ -38,6 +37,7 @@ use crate::live::{DevicePosition, Feed};
 mod operator;
 use crate::delivery::{Actions, Deliveries};
 use crate::metrics as m;
+use crate::mqtt::Receipt;
 pub use operator::{OperatorAction, OperatorError, OperatorReply};
 
 /// What the engine's thread is asked to do. `now` is stamped by the sender:
@@ -50,7 +50,7 @@ pub enum Command {
         message: Message,
         received: Instant,
         now: Timestamp,
-        ack: Option<Publish>,
+        ack: Option<Receipt>,
     },
     /// A message the decoder refused. It goes through this thread, not
     /// straight to the publisher, so that broker acknowledgements leave in
@@ -59,14 +59,14 @@ pub enum Command {
         topic: String,
         refusal: Refusal,
         now: Timestamp,
-        ack: Option<Publish>,
+        ack: Option<Receipt>,
     },
     /// One of kordon's own alert messages, read back from the broker.
     Echo {
         topic: String,
         payload: Vec<u8>,
         now: Timestamp,
-        ack: Option<Publish>,
+        ack: Option<Receipt>,
     },
     /// The broker connection is (again) up.
     Connected(Timestamp),
@@ -129,13 +129,13 @@ impl Command {
         }
     }
 
-    /// The command, with the broker's publish to acknowledge once the
+    /// The command, with the broker's receipt to acknowledge once the
     /// command is handled (and what it caused is durable).
-    pub fn acknowledging(mut self, publish: Publish) -> Self {
+    pub fn acknowledging(mut self, receipt: Receipt) -> Self {
         match &mut self {
             Command::Message { ack, .. }
             | Command::Refused { ack, .. }
-            | Command::Echo { ack, .. } => *ack = Some(publish),
+            | Command::Echo { ack, .. } => *ack = Some(receipt),
             _ => {}
         }
         self
@@ -153,8 +153,9 @@ pub enum Envelope {
         caused_at: Option<Instant>,
         kind: Option<&'static str>,
     },
-    /// Acknowledge a handled message to the broker.
-    Ack(Publish),
+    /// Acknowledge a handled message to the broker (on the connection it
+    /// came on only, see [`Receipt`]).
+    Ack(Receipt),
     /// Answer a caller whose change is now durable (held, like `Ack`,
     /// while the journal cannot commit).
     Reply(Reply),
@@ -996,9 +997,9 @@ impl CoreThread {
 
     /// The broker acknowledgement of a handled message goes out behind
     /// everything the message caused, once that is durable.
-    fn ack(&mut self, publish: Option<Publish>) {
-        if let Some(publish) = publish {
-            self.envelopes.push(Envelope::Ack(publish));
+    fn ack(&mut self, receipt: Option<Receipt>) {
+        if let Some(receipt) = receipt {
+            self.envelopes.push(Envelope::Ack(receipt));
         }
     }
 

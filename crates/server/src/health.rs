@@ -74,6 +74,12 @@ impl Health {
         metrics::gauge!(crate::metrics::OVERLOADED).set(1.0);
     }
 
+    /// Whether messages are waiting for the engine's queue (see
+    /// [`Self::engine_busy`]).
+    pub fn is_overloaded(&self) -> bool {
+        self.with(|s| s.engine_busy_since.is_some())
+    }
+
     /// Everything received has reached the engine's queue again.
     pub fn engine_caught_up(&self) {
         let was_busy = self.with(|s| s.engine_busy_since.take().is_some());

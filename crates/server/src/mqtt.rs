@@ -14,7 +14,8 @@
 //!   it decides them, and the broker acknowledgements the journal writer
 //!   passes on once the message's records are durable. A message received
 //!   but not yet journaled when kordon stops or crashes is delivered again
-//!   by the broker.
+//!   by the broker. An acknowledgement goes out only on the connection its
+//!   message came on ([`Receipt`]).
 //!
 //! kordon also reads its own alert topics back ([`crate::delivery`]): those
 //! echoes go to the engine's thread as [`Command::Echo`].
@@ -24,6 +25,8 @@
 //! retained `offline` status, and disconnects.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::TrySendError;
@@ -32,8 +35,8 @@ use kordon_ingest::broker::{OFFLINE, ONLINE};
 use kordon_ingest::topic::{ENGINE_STATUS, SUBSCRIPTIONS};
 use kordon_ingest::{Backoff, Decoder, Reason, RedeliveryGuard, Refusal};
 use rumqttc::{
-    AsyncClient, ConnectionError, Event, EventLoop, Incoming, Outgoing, Publish, QoS,
-    SubscribeFilter,
+    AsyncClient, ClientError, ConnectionError, Event, EventLoop, Incoming, Outgoing, Publish,
+    QoS, SubscribeFilter,
 };
 use tokio::sync::{mpsc, watch};
 use tracing::{debug, error, info, warn};
@@ -68,20 +71,77 @@ pub const INBOX: usize = 8_192;
 /// and a QoS 0 one is dropped; both are counted.
 const OVERFLOW: usize = 65_536;
 
+/// Which connection to the broker is current: a count of connections lost.
+///
+/// A broker numbers the messages it has in flight to kordon and reuses the
+/// numbers (Mosquitto after 65,535 of them, a few seconds at full load).
+/// An acknowledgement of a message received on an earlier connection, sent
+/// on the current one, acknowledges whatever message now carries that
+/// number: one kordon may not have handled yet, and that the broker then
+/// never delivers again. Each such acknowledgement also widens the broker's
+/// in-flight window for kordon by one, so that under overload kordon was
+/// sent far more than it could take. A message received on a lost
+/// connection is delivered again by the broker on the next one, and that
+/// copy is acknowledged. rumqttc drops the acknowledgements still in its
+/// own queue when a connection drops for the same reason; this covers the
+/// ones still on their way through the engine and the journal.
+#[derive(Clone, Debug, Default)]
+pub struct Connections(Arc<AtomicU64>);
+
+impl Connections {
+    fn current(&self) -> u64 {
+        self.0.load(Ordering::Acquire)
+    }
+
+    /// The connection dropped, or the connection task ended: every receipt
+    /// taken so far is stale.
+    fn lost(&self) {
+        self.0.fetch_add(1, Ordering::AcqRel);
+    }
+
+    fn receipt(&self, publish: Publish) -> Receipt {
+        Receipt {
+            publish,
+            connection: self.current(),
+        }
+    }
+}
+
+/// What it takes to acknowledge a received message: the broker's publish
+/// (its packet id), good only on the connection it came on ([`Connections`]).
+#[derive(Debug)]
+pub struct Receipt {
+    publish: Publish,
+    connection: u64,
+}
+
 /// Polls the event loop until the disconnect that ends a shutdown. It never
 /// waits for the engine: received messages go into the bounded `inbox`, so
 /// keep-alives are answered whatever the engine's backlog.
 pub async fn run_connection(
     client: AsyncClient,
     mut eventloop: EventLoop,
-    decoder: Decoder,
-    inbox: mpsc::Sender<Command>,
+    intake: Intake,
     clock: crate::clock::Clock,
     health: Health,
     mut stopping: watch::Receiver<bool>,
 ) {
+    let connections = intake.connections.clone();
+    poll_until_stopped(&client, &mut eventloop, intake, clock, &health, &mut stopping).await;
+    // Nothing received can be acknowledged any more.
+    connections.lost();
+}
+
+async fn poll_until_stopped(
+    client: &AsyncClient,
+    eventloop: &mut EventLoop,
+    intake: Intake,
+    clock: crate::clock::Clock,
+    health: &Health,
+    stopping: &mut watch::Receiver<bool>,
+) {
     let mut backoff = Backoff::new();
-    let mut forwarding = Some(Intake::new(inbox, decoder));
+    let mut forwarding = Some(intake);
     loop {
         let event = tokio::select! {
             event = eventloop.poll() => event,
@@ -117,6 +177,7 @@ pub async fn run_connection(
                     error!(error = %e, "could not queue the online status");
                 }
                 if let Some(intake) = &mut forwarding {
+                    intake.connected(health);
                     intake.hand_on(Command::Connected(clock.now()), QoS::AtLeastOnce);
                 }
             }
@@ -138,6 +199,9 @@ pub async fn run_connection(
             }
             Ok(_) => {}
             Err(error) => {
+                if let Some(intake) = &forwarding {
+                    intake.connections.lost();
+                }
                 metrics::gauge!(m::BROKER_CONNECTED).set(0.0);
                 health.broker_lost(clock.now());
                 metrics::counter!(m::BROKER_CONNECTION_ERRORS).increment(1);
@@ -158,10 +222,16 @@ pub async fn run_connection(
 
 /// Turns received publishes into commands for the engine's thread and
 /// queues them, in the order they came, without ever waiting.
-struct Intake {
+pub struct Intake {
     inbox: mpsc::Sender<Command>,
     decoder: Decoder,
+    connections: Connections,
     poison: RedeliveryGuard,
+    /// The broker delivers again what kordon held unacknowledged when the
+    /// last connection dropped. While kordon was still behind then (messages
+    /// from that connection still waiting), those are copies of messages it
+    /// has not got to yet, not poison: they are not counted.
+    redeliveries_expected: bool,
     /// Kept back while the inbox is full, oldest first.
     overflow: VecDeque<Command>,
     /// Messages not taken since the last log line about them, and when
@@ -171,15 +241,24 @@ struct Intake {
 }
 
 impl Intake {
-    fn new(inbox: mpsc::Sender<Command>, decoder: Decoder) -> Self {
+    pub fn new(inbox: mpsc::Sender<Command>, decoder: Decoder, connections: Connections) -> Self {
         Intake {
             inbox,
             decoder,
+            connections,
             poison: RedeliveryGuard::new(),
+            redeliveries_expected: false,
             overflow: VecDeque::new(),
             not_taken: 0,
             last_not_taken_log: None,
         }
+    }
+
+    /// A new connection begins: see `redeliveries_expected`.
+    fn connected(&mut self, health: &Health) {
+        self.redeliveries_expected = !self.overflow.is_empty()
+            || self.inbox.capacity() < INBOX
+            || health.is_overloaded();
     }
 
     /// What the engine's thread must do with `publish`: take it, refuse
@@ -201,14 +280,14 @@ impl Intake {
             },
             None => self.decode(topic, &publish.payload, now),
         };
-        command.acknowledging(publish)
+        command.acknowledging(self.connections.receipt(publish))
     }
 
     /// Why `publish` is refused before anyone reads its payload, if it is:
     /// delivered again and again without being handled, or a retained copy.
     fn refusal_unread(&mut self, publish: &Publish) -> Option<Refusal> {
         let topic = &publish.topic;
-        if publish.dup {
+        if publish.dup && !self.redeliveries_expected {
             if let Some(deliveries) = self.poison.redelivered(topic, &publish.payload) {
                 error!(
                     topic,
@@ -390,7 +469,11 @@ async fn hand_to_engine(
 
 /// Publishes in order until every sender is gone (the journal writer
 /// holds the last), then says `offline` and disconnects.
-pub async fn run_publisher(client: AsyncClient, mut envelopes: mpsc::Receiver<Envelope>) {
+pub async fn run_publisher(
+    client: AsyncClient,
+    connections: Connections,
+    mut envelopes: mpsc::Receiver<Envelope>,
+) {
     while let Some(envelope) = envelopes.recv().await {
         metrics::gauge!(m::PUBLISH_QUEUE_DEPTH).set(envelopes.len() as f64);
         match envelope {
@@ -422,11 +505,7 @@ pub async fn run_publisher(client: AsyncClient, mut envelopes: mpsc::Receiver<En
                     }
                 }
             }
-            Envelope::Ack(publish) => {
-                if let Err(e) = client.ack(&publish).await {
-                    warn!(error = %e, "acknowledgement to the broker failed");
-                }
-            }
+            Envelope::Ack(receipt) => acknowledge(&client, &connections, receipt).await,
             // The journal writer answers callers itself; one handed on
             // here is answered in order all the same.
             Envelope::Reply(reply) => reply.send(),
@@ -444,10 +523,125 @@ pub async fn run_publisher(client: AsyncClient, mut envelopes: mpsc::Receiver<En
     }
 }
 
+/// Acknowledges a handled message on the connection it came on; after
+/// that connection is lost, not at all (see [`Connections`]). The check
+/// and the hand-over to rumqttc are made together, never across a wait:
+/// a connection lost in between would otherwise take a stale one.
+async fn acknowledge(client: &AsyncClient, connections: &Connections, receipt: Receipt) {
+    loop {
+        if receipt.connection != connections.current() {
+            debug!(
+                pkid = receipt.publish.pkid,
+                "not acknowledged: received on an earlier connection, the broker delivers it again"
+            );
+            return;
+        }
+        match client.try_ack(&receipt.publish) {
+            Ok(()) => return,
+            // rumqttc's request queue is full: wait for room, then check
+            // the connection again.
+            Err(ClientError::TryRequest(_)) => tokio::time::sleep(Duration::from_millis(1)).await,
+            Err(e) => {
+                warn!(error = %e, "acknowledgement to the broker failed");
+                return;
+            }
+        }
+    }
+}
+
 fn topic_label(topic: &str) -> &'static str {
     if topic == kordon_alert::topics::POLICE {
         "police"
     } else {
         "monitoring"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use kordon_ingest::Limits;
+    use rumqttc::MqttOptions;
+
+    use super::*;
+
+    fn delivery(pkid: u16, dup: bool) -> Publish {
+        let mut publish = Publish::new("kordon/v1/devices/b-1/fix", QoS::AtLeastOnce, "{}");
+        publish.pkid = pkid;
+        publish.dup = dup;
+        publish
+    }
+
+    /// A client whose request queue holds one request, and whether that
+    /// one slot is still free afterwards.
+    fn one_slot_client() -> (AsyncClient, EventLoop) {
+        AsyncClient::new(MqttOptions::new("test", "127.0.0.1", 1), 1)
+    }
+
+    fn slot_free(client: &AsyncClient) -> bool {
+        client
+            .try_publish("t", QoS::AtMostOnce, false, "probe")
+            .is_ok()
+    }
+
+    #[tokio::test]
+    async fn a_message_from_a_lost_connection_is_not_acknowledged_on_the_next() {
+        let connections = Connections::default();
+        let (client, _eventloop) = one_slot_client();
+        let stale = connections.receipt(delivery(7, false));
+        connections.lost();
+        acknowledge(&client, &connections, stale).await;
+        assert!(slot_free(&client), "the stale acknowledgement was queued");
+
+        let (client, _eventloop) = one_slot_client();
+        let current = connections.receipt(delivery(7, true));
+        acknowledge(&client, &connections, current).await;
+        assert!(!slot_free(&client), "the acknowledgement was not queued");
+    }
+
+    fn new_intake() -> (Intake, mpsc::Receiver<Command>) {
+        let (inbox, rx) = mpsc::channel(INBOX);
+        let decoder = Decoder::new(Limits::default(), HashMap::new());
+        (Intake::new(inbox, decoder, Connections::default()), rx)
+    }
+
+    fn is_poison(command: &Command) -> bool {
+        matches!(command, Command::Refused { refusal, .. } if refusal.reason == Reason::PoisonMessage)
+    }
+
+    #[test]
+    fn a_message_redelivered_again_and_again_to_an_idle_kordon_is_poison() {
+        let (mut intake, _rx) = new_intake();
+        let health = Health::default();
+        let refused = (0..RedeliveryGuard::LIMIT).map(|_| {
+            intake.connected(&health);
+            intake.command(delivery(1, true), Timestamp::UNIX_EPOCH)
+        });
+        assert_eq!(refused.filter(is_poison).count(), 1);
+    }
+
+    #[test]
+    fn redeliveries_of_messages_still_waiting_in_an_overloaded_kordon_are_not_poison() {
+        let (mut intake, _rx) = new_intake();
+        let health = Health::default();
+        // The previous connection's messages still wait for the engine.
+        intake.hand_on(
+            Command::Connected(Timestamp::UNIX_EPOCH),
+            QoS::AtLeastOnce,
+        );
+        for _ in 0..2 * RedeliveryGuard::LIMIT {
+            intake.connected(&health);
+            let command = intake.command(delivery(1, true), Timestamp::UNIX_EPOCH);
+            assert!(!is_poison(&command), "a waiting breach would be refused unread");
+        }
+        // Overload seen by the forwarder counts the same.
+        let (mut intake, _rx) = new_intake();
+        health.engine_busy(Timestamp::UNIX_EPOCH);
+        for _ in 0..2 * RedeliveryGuard::LIMIT {
+            intake.connected(&health);
+            let command = intake.command(delivery(1, true), Timestamp::UNIX_EPOCH);
+            assert!(!is_poison(&command));
+        }
     }
 }

@@ -148,16 +148,16 @@ pub async fn start_with(
         config.clock,
         health.clone(),
     ));
+    let connections = mqtt::Connections::default();
     let connection = tokio::spawn(mqtt::run_connection(
         client.clone(),
         eventloop,
-        decoder,
-        inbox_tx,
+        mqtt::Intake::new(inbox_tx, decoder, connections.clone()),
         config.clock,
         health.clone(),
         stopping.clone(),
     ));
-    let publisher = tokio::spawn(mqtt::run_publisher(client, out_rx));
+    let publisher = tokio::spawn(mqtt::run_publisher(client, connections, out_rx));
     tokio::spawn(crate::live::watch_health(
         feed.clone(),
         health.clone(),
