@@ -16,7 +16,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use jiff::Timestamp;
-use rusqlite::{Connection, OpenFlags, OptionalExtension};
+use rusqlite::{Connection, OpenFlags};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use thiserror::Error;
@@ -295,11 +295,10 @@ pub fn export(
     // previous record. The first record older than `from` is the anchor.
     let head: Option<i64> = conn
         .query_row(
-            "SELECT seq FROM case_heads WHERE case_id = ?1",
+            "SELECT max(seq) FROM case_links WHERE case_id = ?1",
             [&request.case],
             |r| r.get(0),
         )
-        .optional()
         .map_err(db_err)?;
     let mut link_of = conn
         .prepare(

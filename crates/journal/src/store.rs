@@ -4,8 +4,10 @@
 //!
 //! Every table is written in record order, so a commit appends pages
 //! rather than touching pages all over the file: a case's links point back
-//! to the case's previous record (`prev_seq`), and `case_heads` (one small
-//! row per case) says where each case's chain ends.
+//! to the case's previous record (`prev_seq`). Where each case's chain ends
+//! is kept in memory while appending and read from `case_links_by_case`
+//! when an export needs it; it is never written per commit (a row per case
+//! touched made every commit rewrite pages all over that table).
 //!
 //! Opening a journal verifies every record and both chains before anything
 //! is appended: a journal kordon cannot prove intact is refused with the
@@ -146,11 +148,8 @@ const SCHEMA: &str = "
         PRIMARY KEY (seq, case_id)
     ) WITHOUT ROWID;
     CREATE INDEX IF NOT EXISTS case_links_by_case ON case_links(case_id, seq);
-    CREATE TABLE IF NOT EXISTS case_heads (
-        case_id TEXT PRIMARY KEY,
-        seq     INTEGER NOT NULL,
-        link    BLOB NOT NULL
-    ) WITHOUT ROWID;
+    -- Journals written before chains' ends were derived kept them here.
+    DROP TABLE IF EXISTS case_heads;
 ";
 
 impl Journal {
@@ -265,17 +264,6 @@ impl Journal {
                         .map_err(err)?;
                     touched.insert(case.clone(), (seq, l));
                 }
-            }
-            let mut set_head = tx
-                .prepare_cached(
-                    "INSERT INTO case_heads (case_id, seq, link) VALUES (?1, ?2, ?3) \
-                     ON CONFLICT (case_id) DO UPDATE SET seq = excluded.seq, link = excluded.link",
-                )
-                .map_err(err)?;
-            for (case, (at, l)) in &touched {
-                set_head
-                    .execute(params![case.as_str(), *at as i64, &l[..]])
-                    .map_err(err)?;
             }
         }
         tx.commit().map_err(err)?;
@@ -646,23 +634,6 @@ fn verify(conn: &Connection, path: &Path) -> Result<(Verified, CaseHeads), Journ
             heads.insert(case, (seq, hash_column(stored)));
         }
     }
-    // Where each case's chain ends, for exports: derived, so rewritten.
-    let write = || -> rusqlite::Result<()> {
-        let tx = conn.unchecked_transaction()?;
-        tx.execute("DELETE FROM case_heads", [])?;
-        {
-            let mut insert =
-                tx.prepare("INSERT INTO case_heads (case_id, seq, link) VALUES (?1, ?2, ?3)")?;
-            for (case, (seq, l)) in &heads {
-                insert.execute(params![case.as_str(), *seq as i64, &l[..]])?;
-            }
-        }
-        tx.commit()
-    };
-    write().map_err(|source| JournalError::Sqlite {
-        path: path.to_path_buf(),
-        source,
-    })?;
     Ok((
         Verified {
             records: last_good,
