@@ -326,6 +326,39 @@ fn an_untouched_export_verifies() {
     }
 }
 
+/// Where a case's chain ends is derived from its links, never stored per
+/// commit; a journal from before that kept a table of them, which goes.
+#[test]
+fn an_export_runs_to_the_cases_newest_record_even_from_an_old_journal() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("journal.db");
+    let (newest, _) = journal_with_a_breach(&path).head();
+    let old = rusqlite::Connection::open(&path).unwrap();
+    old.execute_batch(
+        "CREATE TABLE case_heads (case_id TEXT PRIMARY KEY, seq INTEGER NOT NULL, link BLOB NOT NULL) WITHOUT ROWID;
+         INSERT INTO case_heads VALUES ('RTM-1', 1, x'00');",
+    )
+    .unwrap();
+    drop(old);
+    let (j, _) = Journal::open(&path, Durability::Process).unwrap();
+    drop(j);
+    let tables: i64 = rusqlite::Connection::open(&path)
+        .unwrap()
+        .query_row(
+            "SELECT count(*) FROM sqlite_master WHERE name = 'case_heads'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(tables, 0);
+    let out = export(dir.path(), &path);
+    let manifest: evidence::Manifest =
+        serde_json::from_slice(&std::fs::read(out.join("manifest.json")).unwrap()).unwrap();
+    let last = manifest.records.last().unwrap();
+    assert_eq!((last.seq, last.kind.as_str()), (newest, "ack"));
+    assert!(findings(&out).is_empty(), "{:?}", findings(&out));
+}
+
 #[test]
 fn verify_names_an_edited_coordinate() {
     let dir = tempfile::tempdir().unwrap();
