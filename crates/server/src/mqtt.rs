@@ -35,8 +35,8 @@ use kordon_ingest::broker::{OFFLINE, ONLINE};
 use kordon_ingest::topic::{ENGINE_STATUS, SUBSCRIPTIONS};
 use kordon_ingest::{Backoff, Decoder, Reason, RedeliveryGuard, Refusal};
 use rumqttc::{
-    AsyncClient, ClientError, ConnectionError, Event, EventLoop, Incoming, Outgoing, Publish,
-    QoS, SubscribeFilter,
+    AsyncClient, ClientError, ConnectionError, Event, EventLoop, Incoming, Outgoing, Publish, QoS,
+    SubscribeFilter,
 };
 use tokio::sync::{mpsc, watch};
 use tracing::{debug, error, info, warn};
@@ -67,8 +67,8 @@ pub fn subscriptions() -> Vec<&'static str> {
 pub const INBOX: usize = 8_192;
 /// Messages kept back while the inbox is full (a broker that ignores its
 /// in-flight window, or a QoS 0 flood). Past this a QoS 1 message is left
-/// unacknowledged for the broker to deliver again on the next connection,
-/// and a QoS 0 one is dropped; both are counted.
+/// unacknowledged, and kordon reconnects once it has caught up so that the
+/// broker delivers it again; a QoS 0 one is dropped; both are counted.
 const OVERFLOW: usize = 65_536;
 
 /// Which connection to the broker is current: a count of connections lost.
@@ -127,7 +127,15 @@ pub async fn run_connection(
     mut stopping: watch::Receiver<bool>,
 ) {
     let connections = intake.connections.clone();
-    poll_until_stopped(&client, &mut eventloop, intake, clock, &health, &mut stopping).await;
+    poll_until_stopped(
+        &client,
+        &mut eventloop,
+        intake,
+        clock,
+        &health,
+        &mut stopping,
+    )
+    .await;
     // Nothing received can be acknowledged any more.
     connections.lost();
 }
@@ -155,6 +163,15 @@ async fn poll_until_stopped(
         };
         if let Some(intake) = &mut forwarding {
             intake.drain_overflow();
+            if intake.wants_redelivery() {
+                match client.try_disconnect() {
+                    Ok(()) => {
+                        intake.disconnect_asked = true;
+                        intake.redelivery_asked = true;
+                    }
+                    Err(e) => warn!(error = %e, "could not queue the disconnect"),
+                }
+            }
         }
         match event {
             Ok(Event::Incoming(Incoming::ConnAck(ack))) => {
@@ -191,6 +208,11 @@ async fn poll_until_stopped(
                     intake.hand_on(command, qos);
                 }
             }
+            Ok(Event::Outgoing(Outgoing::Disconnect)) if forwarding.is_some() => {
+                // A reconnect asked for by `Intake::wants_redelivery`: the
+                // broker closes this connection and the next one begins.
+                info!("disconnected to have the broker deliver again the messages kordon could not take");
+            }
             Ok(Event::Outgoing(Outgoing::Disconnect)) => {
                 info!("disconnected from the broker");
                 metrics::gauge!(m::BROKER_CONNECTED).set(0.0);
@@ -198,6 +220,14 @@ async fn poll_until_stopped(
                 return;
             }
             Ok(_) => {}
+            Err(_) if forwarding.as_ref().is_some_and(|i| i.disconnect_asked) => {
+                if let Some(intake) = &mut forwarding {
+                    intake.connections.lost();
+                    intake.disconnect_asked = false;
+                }
+                metrics::gauge!(m::BROKER_CONNECTED).set(0.0);
+                health.broker_lost(clock.now());
+            }
             Err(error) => {
                 if let Some(intake) = &forwarding {
                     intake.connections.lost();
@@ -229,9 +259,19 @@ pub struct Intake {
     poison: RedeliveryGuard,
     /// The broker delivers again what kordon held unacknowledged when the
     /// last connection dropped. While kordon was still behind then (messages
-    /// from that connection still waiting), those are copies of messages it
-    /// has not got to yet, not poison: they are not counted.
+    /// from that connection still waiting), or when it reconnected to have
+    /// messages it could not take delivered again, those are not poison:
+    /// they are not counted.
     redeliveries_expected: bool,
+    /// QoS 1 messages not taken on this connection (the queue was full).
+    /// A broker delivers them again only on a new connection, so once the
+    /// backlog is gone kordon disconnects and connects again: left alone
+    /// they, and any breach among them, would wait for the next network
+    /// fault. `disconnect_asked` lasts until the connection is gone,
+    /// `redelivery_asked` until the next one is up.
+    not_taken_on_connection: u64,
+    disconnect_asked: bool,
+    redelivery_asked: bool,
     /// Kept back while the inbox is full, oldest first.
     overflow: VecDeque<Command>,
     /// Messages not taken since the last log line about them, and when
@@ -248,6 +288,9 @@ impl Intake {
             connections,
             poison: RedeliveryGuard::new(),
             redeliveries_expected: false,
+            not_taken_on_connection: 0,
+            disconnect_asked: false,
+            redelivery_asked: false,
             overflow: VecDeque::new(),
             not_taken: 0,
             last_not_taken_log: None,
@@ -256,9 +299,23 @@ impl Intake {
 
     /// A new connection begins: see `redeliveries_expected`.
     fn connected(&mut self, health: &Health) {
-        self.redeliveries_expected = !self.overflow.is_empty()
+        self.redeliveries_expected = self.redelivery_asked
+            || !self.overflow.is_empty()
             || self.inbox.capacity() < INBOX
             || health.is_overloaded();
+        self.redelivery_asked = false;
+        self.not_taken_on_connection = 0;
+    }
+
+    /// Whether to reconnect now so that the broker delivers again what
+    /// this connection could not take: only once what was kept back has
+    /// gone on and the inbox is mostly empty, or the copies would meet the
+    /// same full queue.
+    fn wants_redelivery(&self) -> bool {
+        self.not_taken_on_connection > 0
+            && !self.redelivery_asked
+            && self.overflow.is_empty()
+            && self.inbox.capacity() > INBOX / 2
     }
 
     /// What the engine's thread must do with `publish`: take it, refuse
@@ -369,6 +426,9 @@ impl Intake {
         // allowed.
         metrics::counter!(m::DEFERRED).increment(1);
         self.not_taken += 1;
+        if qos != QoS::AtMostOnce {
+            self.not_taken_on_connection += 1;
+        }
         // One line a second at most: a line per message would make this
         // task, which must answer keep-alives, a log writer.
         let now = Instant::now();
@@ -380,7 +440,7 @@ impl Intake {
                 kept_back = self.overflow.len(),
                 not_taken = self.not_taken,
                 ?qos,
-                "kordon is overloaded and its broker ignores the in-flight window: messages not taken (count since the last such line)"
+                "kordon is overloaded and its broker ignores the in-flight window: messages not taken (count since the last such line); once kordon has caught up it reconnects and the broker delivers them again"
             );
             self.not_taken = 0;
             self.last_not_taken_log = Some(now);
@@ -626,14 +686,14 @@ mod tests {
         let (mut intake, _rx) = new_intake();
         let health = Health::default();
         // The previous connection's messages still wait for the engine.
-        intake.hand_on(
-            Command::Connected(Timestamp::UNIX_EPOCH),
-            QoS::AtLeastOnce,
-        );
+        intake.hand_on(Command::Connected(Timestamp::UNIX_EPOCH), QoS::AtLeastOnce);
         for _ in 0..2 * RedeliveryGuard::LIMIT {
             intake.connected(&health);
             let command = intake.command(delivery(1, true), Timestamp::UNIX_EPOCH);
-            assert!(!is_poison(&command), "a waiting breach would be refused unread");
+            assert!(
+                !is_poison(&command),
+                "a waiting breach would be refused unread"
+            );
         }
         // Overload seen by the forwarder counts the same.
         let (mut intake, _rx) = new_intake();
@@ -642,6 +702,58 @@ mod tests {
             intake.connected(&health);
             let command = intake.command(delivery(1, true), Timestamp::UNIX_EPOCH);
             assert!(!is_poison(&command));
+        }
+    }
+}
+
+#[cfg(test)]
+mod not_taken {
+    use std::collections::HashMap;
+
+    use kordon_ingest::Limits;
+
+    use super::*;
+
+    fn fix() -> Command {
+        Command::Connected(Timestamp::UNIX_EPOCH)
+    }
+
+    /// A broker that ignores kordon's in-flight window fills the queue and
+    /// the overflow; what is not taken then waits at the broker, and only
+    /// a new connection brings it back. kordon asks for one once it has
+    /// caught up, and the copies that come are not mistaken for poison.
+    #[test]
+    fn messages_not_taken_are_fetched_again_by_a_reconnect_once_kordon_caught_up() {
+        let (inbox, mut rx) = mpsc::channel(INBOX);
+        let decoder = Decoder::new(Limits::default(), HashMap::new());
+        let mut intake = Intake::new(inbox, decoder, Connections::default());
+        for _ in 0..INBOX + OVERFLOW + 3 {
+            intake.hand_on(fix(), QoS::AtLeastOnce);
+        }
+        assert_eq!(intake.not_taken_on_connection, 3);
+        assert!(!intake.wants_redelivery(), "the backlog is still there");
+        while !intake.overflow.is_empty() {
+            while rx.try_recv().is_ok() {}
+            intake.drain_overflow();
+        }
+        assert!(!intake.wants_redelivery(), "the inbox is still full");
+        while rx.try_recv().is_ok() {}
+        assert!(intake.wants_redelivery());
+
+        intake.disconnect_asked = true;
+        intake.redelivery_asked = true;
+        assert!(!intake.wants_redelivery(), "asked once");
+        intake.disconnect_asked = false;
+        intake.connected(&Health::default());
+        assert_eq!(intake.not_taken_on_connection, 0);
+        for _ in 0..2 * RedeliveryGuard::LIMIT {
+            let mut copy = Publish::new("kordon/v1/devices/b-1/fix", QoS::AtLeastOnce, "{}");
+            copy.dup = true;
+            let command = intake.command(copy, Timestamp::UNIX_EPOCH);
+            assert!(!matches!(
+                command,
+                Command::Refused { refusal, .. } if refusal.reason == Reason::PoisonMessage
+            ));
         }
     }
 }
