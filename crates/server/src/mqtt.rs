@@ -99,20 +99,33 @@ impl Connections {
         self.0.fetch_add(1, Ordering::AcqRel);
     }
 
-    fn receipt(&self, publish: Publish) -> Receipt {
+    fn receipt(&self, publish: &Publish) -> Receipt {
         Receipt {
-            publish,
+            pkid: publish.pkid,
+            qos: publish.qos,
             connection: self.current(),
         }
     }
 }
 
-/// What it takes to acknowledge a received message: the broker's publish
-/// (its packet id), good only on the connection it came on ([`Connections`]).
+/// What it takes to acknowledge a received message: its packet id and QoS,
+/// good only on the connection it came on ([`Connections`]). Not the
+/// publish itself: its payload shares rumqttc's read buffer, and a message
+/// waiting for its acknowledgement would keep that whole buffer alive.
 #[derive(Debug)]
 pub struct Receipt {
-    publish: Publish,
+    pkid: u16,
+    qos: QoS,
     connection: u64,
+}
+
+impl Receipt {
+    /// What rumqttc acknowledges: it reads only the packet id and QoS.
+    fn as_publish(&self) -> Publish {
+        let mut publish = Publish::new(String::new(), self.qos, Vec::new());
+        publish.pkid = self.pkid;
+        publish
+    }
 }
 
 /// Polls the event loop until the disconnect that ends a shutdown. It never
@@ -321,8 +334,10 @@ impl Intake {
     /// What the engine's thread must do with `publish`: take it, refuse
     /// it, or match it against an alert kordon sent (an echo).
     fn command(&mut self, publish: Publish, now: Timestamp) -> Command {
-        let topic = publish.topic.clone();
-        let command = match self.refusal_unread(&publish) {
+        let receipt = self.connections.receipt(&publish);
+        let refusal = self.refusal_unread(&publish);
+        let Publish { topic, payload, .. } = publish;
+        let command = match refusal {
             Some(refusal) => Command::Refused {
                 topic,
                 refusal,
@@ -331,13 +346,13 @@ impl Intake {
             },
             None if is_echo(&topic) => Command::Echo {
                 topic,
-                payload: publish.payload.to_vec(),
+                payload: payload.to_vec(),
                 now,
                 ack: None,
             },
-            None => self.decode(topic, &publish.payload, now),
+            None => self.decode(topic, &payload, now),
         };
-        command.acknowledging(self.connections.receipt(publish))
+        command.acknowledging(receipt)
     }
 
     /// Why `publish` is refused before anyone reads its payload, if it is:
@@ -591,12 +606,12 @@ async fn acknowledge(client: &AsyncClient, connections: &Connections, receipt: R
     loop {
         if receipt.connection != connections.current() {
             debug!(
-                pkid = receipt.publish.pkid,
+                pkid = receipt.pkid,
                 "not acknowledged: received on an earlier connection, the broker delivers it again"
             );
             return;
         }
-        match client.try_ack(&receipt.publish) {
+        match client.try_ack(&receipt.as_publish()) {
             Ok(()) => return,
             // rumqttc's request queue is full: wait for room, then check
             // the connection again.
@@ -649,13 +664,13 @@ mod tests {
     async fn a_message_from_a_lost_connection_is_not_acknowledged_on_the_next() {
         let connections = Connections::default();
         let (client, _eventloop) = one_slot_client();
-        let stale = connections.receipt(delivery(7, false));
+        let stale = connections.receipt(&delivery(7, false));
         connections.lost();
         acknowledge(&client, &connections, stale).await;
         assert!(slot_free(&client), "the stale acknowledgement was queued");
 
         let (client, _eventloop) = one_slot_client();
-        let current = connections.receipt(delivery(7, true));
+        let current = connections.receipt(&delivery(7, true));
         acknowledge(&client, &connections, current).await;
         assert!(!slot_free(&client), "the acknowledgement was not queued");
     }
