@@ -148,7 +148,10 @@ impl Default for GroupCommit {
         GroupCommit {
             max_records: 4096,
             linger: Duration::ZERO,
-            max_jobs_waiting: 16_384,
+            // Under overload this queue fills first (the journal is the
+            // slowest stage), and every job holds a message's records and
+            // what waits for them: a few thousand are seconds of commits.
+            max_jobs_waiting: 4_096,
         }
     }
 }

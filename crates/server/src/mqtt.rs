@@ -60,16 +60,22 @@ pub fn subscriptions() -> Vec<&'static str> {
         .collect()
 }
 
-/// Messages received and waiting for the engine's thread. Far more than
-/// any broker lets kordon hold unacknowledged (its in-flight window:
-/// Mosquitto's default 20, `deploy/mosquitto/kordon.conf` and the embedded
-/// broker 1,000), so in practice it never fills: the broker holds the rest.
-pub const INBOX: usize = 8_192;
+/// Messages received and waiting for the engine's thread: more than a
+/// broker keeping to its in-flight window lets kordon hold unacknowledged
+/// (Mosquitto's default 20, `deploy/mosquitto/kordon.conf` and the embedded
+/// broker 1,000).
+///
+/// This and the queues behind it (the engine's, the journal writer's) are
+/// sized for memory, not speed: under overload all of them fill, at about
+/// 1.5 KB per message, and a few thousand already hold more than a second
+/// of work.
+pub const INBOX: usize = 4_096;
 /// Messages kept back while the inbox is full (a broker that ignores its
-/// in-flight window, or a QoS 0 flood). Past this a QoS 1 message is left
-/// unacknowledged, and kordon reconnects once it has caught up so that the
-/// broker delivers it again; a QoS 0 one is dropped; both are counted.
-const OVERFLOW: usize = 65_536;
+/// in-flight window, as Mosquitto 2.0.11 does towards a late acknowledger,
+/// or a QoS 0 flood). Past this a QoS 1 message is left unacknowledged, and
+/// kordon reconnects once it has caught up so that the broker delivers it
+/// again; a QoS 0 one is dropped; both are counted.
+const OVERFLOW: usize = 16_384;
 
 /// Which connection to the broker is current: a count of connections lost.
 ///
@@ -216,9 +222,7 @@ async fn poll_until_stopped(
                 // Without forwarding the message stays unacknowledged: the
                 // broker delivers it again to the next session.
                 if let Some(intake) = &mut forwarding {
-                    let qos = publish.qos;
-                    let command = intake.command(publish, clock.now());
-                    intake.hand_on(command, qos);
+                    intake.take(publish, clock.now());
                 }
             }
             Ok(Event::Outgoing(Outgoing::Disconnect)) if forwarding.is_some() => {
@@ -415,6 +419,29 @@ impl Intake {
         }
     }
 
+    /// Decodes `publish` and queues it. One that cannot be kept is not
+    /// even decoded: while the queues are full, reading must stay cheap so
+    /// that the broker's answer to kordon's keep-alive, behind the flood,
+    /// is read in time.
+    fn take(&mut self, publish: Publish, now: Timestamp) {
+        if self.disconnect_asked {
+            // Still arriving on a connection kordon is leaving: it could
+            // not be acknowledged, and the broker delivers it again.
+            return;
+        }
+        let qos = publish.qos;
+        let room = match qos {
+            QoS::AtMostOnce => self.overflow.is_empty() && self.inbox.capacity() > 0,
+            _ => self.overflow.len() < OVERFLOW,
+        };
+        if room {
+            let command = self.command(publish, now);
+            self.hand_on(command, qos);
+        } else {
+            self.leave_unacknowledged(qos);
+        }
+    }
+
     /// Queues `command` behind everything received before it.
     fn hand_on(&mut self, command: Command, qos: QoS) {
         if self.overflow.is_empty() {
@@ -436,6 +463,10 @@ impl Intake {
             self.overflow.push_back(command);
             return;
         }
+        self.leave_unacknowledged(qos);
+    }
+
+    fn leave_unacknowledged(&mut self, qos: QoS) {
         // Dropping it unacknowledged: the broker sends a QoS 1 message
         // again on the next connection; a QoS 0 one is gone, as its sender
         // allowed.
@@ -733,6 +764,10 @@ mod not_taken {
         Command::Connected(Timestamp::UNIX_EPOCH)
     }
 
+    fn delivery_of_a_fix() -> Publish {
+        Publish::new("kordon/v1/devices/b-1/fix", QoS::AtLeastOnce, "{}")
+    }
+
     /// A broker that ignores kordon's in-flight window fills the queue and
     /// the overflow; what is not taken then waits at the broker, and only
     /// a new connection brings it back. kordon asks for one once it has
@@ -758,11 +793,15 @@ mod not_taken {
         intake.disconnect_asked = true;
         intake.redelivery_asked = true;
         assert!(!intake.wants_redelivery(), "asked once");
+        // What still arrives on the connection being left is not queued:
+        // its acknowledgement could not go out, the broker sends it again.
+        intake.take(delivery_of_a_fix(), Timestamp::UNIX_EPOCH);
+        assert!(rx.try_recv().is_err());
         intake.disconnect_asked = false;
         intake.connected(&Health::default());
         assert_eq!(intake.not_taken_on_connection, 0);
         for _ in 0..2 * RedeliveryGuard::LIMIT {
-            let mut copy = Publish::new("kordon/v1/devices/b-1/fix", QoS::AtLeastOnce, "{}");
+            let mut copy = delivery_of_a_fix();
             copy.dup = true;
             let command = intake.command(copy, Timestamp::UNIX_EPOCH);
             assert!(!matches!(

@@ -29,8 +29,9 @@ use crate::mqtt;
 // connection task, see `mqtt::Intake`), and in the end the broker holds the
 // messages kordon has not acknowledged.
 
-/// Commands queued for the engine's thread (messages, ticks, API calls).
-const CORE_QUEUE: usize = 16_384;
+/// Commands queued for the engine's thread (messages, ticks, API calls);
+/// sized for memory under overload (see `mqtt::INBOX`).
+const CORE_QUEUE: usize = 4_096;
 /// Alert messages and broker acknowledgements waiting for the publisher.
 const PUBLISH_QUEUE: usize = 16_384;
 /// Requests rumqttc buffers while the connection is busy or down.
