@@ -142,7 +142,16 @@ pub fn connect(
         // persistent session would deliver it again at once: one oversize
         // publish would stop all ingest.
         .set_max_packet_size(MAX_MQTT_PACKET, 256 * 1024)
-        .set_inflight(1000)
+        // kordon's own publishes in flight. rumqttc numbers them 1..=this
+        // and, when the next number is still unacknowledged (a collision),
+        // or this many are, stops sending every request, the broker
+        // acknowledgements of handled messages included, until it is
+        // acknowledged. With 1,000, one publish left unacknowledged across
+        // a reconnect stalled all of kordon's acknowledgements (measured
+        // under overload, "Timeout while waiting to resolve collision"
+        // every 10 s). kordon publishes tens of messages a second: with the
+        // whole range a collision needs over an hour of them.
+        .set_inflight(u16::MAX)
         .set_last_will(LastWill::new(
             ENGINE_STATUS,
             OFFLINE,

@@ -76,6 +76,11 @@ pub const INBOX: usize = 4_096;
 /// kordon reconnects once it has caught up so that the broker delivers it
 /// again; a QoS 0 one is dropped; both are counted.
 const OVERFLOW: usize = 16_384;
+/// The least time between two reconnects asked for to have messages
+/// delivered again. Mosquitto 2.0.11 answers a reconnect by sending kordon
+/// everything it holds unacknowledged at once; back to back, those floods
+/// would keep kordon from anything else.
+const REDELIVERY_PAUSE: Duration = Duration::from_secs(30);
 
 /// Which connection to the broker is current: a count of connections lost.
 ///
@@ -184,10 +189,7 @@ async fn poll_until_stopped(
             intake.drain_overflow();
             if intake.wants_redelivery() {
                 match client.try_disconnect() {
-                    Ok(()) => {
-                        intake.disconnect_asked = true;
-                        intake.redelivery_asked = true;
-                    }
+                    Ok(()) => intake.redelivery_requested(),
                     Err(e) => warn!(error = %e, "could not queue the disconnect"),
                 }
             }
@@ -289,6 +291,7 @@ pub struct Intake {
     not_taken_on_connection: u64,
     disconnect_asked: bool,
     redelivery_asked: bool,
+    last_redelivery: Option<Instant>,
     /// Kept back while the inbox is full, oldest first.
     overflow: VecDeque<Command>,
     /// Messages not taken since the last log line about them, and when
@@ -308,6 +311,7 @@ impl Intake {
             not_taken_on_connection: 0,
             disconnect_asked: false,
             redelivery_asked: false,
+            last_redelivery: None,
             overflow: VecDeque::new(),
             not_taken: 0,
             last_not_taken_log: None,
@@ -333,6 +337,15 @@ impl Intake {
             && !self.redelivery_asked
             && self.overflow.is_empty()
             && self.inbox.capacity() > INBOX / 2
+            && self
+                .last_redelivery
+                .is_none_or(|at| at.elapsed() >= REDELIVERY_PAUSE)
+    }
+
+    fn redelivery_requested(&mut self) {
+        self.disconnect_asked = true;
+        self.redelivery_asked = true;
+        self.last_redelivery = Some(Instant::now());
     }
 
     /// What the engine's thread must do with `publish`: take it, refuse
@@ -790,8 +803,7 @@ mod not_taken {
         while rx.try_recv().is_ok() {}
         assert!(intake.wants_redelivery());
 
-        intake.disconnect_asked = true;
-        intake.redelivery_asked = true;
+        intake.redelivery_requested();
         assert!(!intake.wants_redelivery(), "asked once");
         // What still arrives on the connection being left is not queued:
         // its acknowledgement could not go out, the broker sends it again.
