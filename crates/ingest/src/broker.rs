@@ -37,8 +37,20 @@ fn default_client_id() -> String {
     "kordon".to_string()
 }
 
+/// Seconds between kordon's keep-alive pings; the broker publishes
+/// kordon's `offline` will after one and a half of them without a word.
+///
+/// The broker's answer to a ping comes behind everything it has already
+/// written to kordon, and Mosquitto 2.0.11 writes its whole backlog for
+/// kordon at once (it does not keep to its in-flight window): after an
+/// outage or under overload that was 700,000 messages, more than 5 s of
+/// reading. With 5 s kordon dropped the connection every 10 s, the broker
+/// sent the backlog again, and kordon never caught up (the full
+/// benchmark's overload stalled). 15 s reads through twice that.
+pub const KEEP_ALIVE_S: u16 = 15;
+
 fn default_keep_alive_s() -> u16 {
-    5
+    KEEP_ALIVE_S
 }
 
 impl BrokerSettings {

@@ -343,7 +343,7 @@ impl Config {
             username: self.broker.username.clone(),
             password: self.broker.password.clone(),
             ca_file: self.broker.ca_file.clone(),
-            keep_alive_s: 5,
+            keep_alive_s: kordon_ingest::broker::KEEP_ALIVE_S,
         }
     }
 
