@@ -89,11 +89,9 @@ const REDELIVERY_PAUSE: Duration = Duration::from_secs(30);
 /// An acknowledgement of a message received on an earlier connection, sent
 /// on the current one, acknowledges whatever message now carries that
 /// number: one kordon may not have handled yet, and that the broker then
-/// never delivers again. Each such acknowledgement also widens the broker's
-/// in-flight window for kordon by one, so that under overload kordon was
-/// sent far more than it could take. A message received on a lost
-/// connection is delivered again by the broker on the next one, and that
-/// copy is acknowledged. rumqttc drops the acknowledgements still in its
+/// never delivers again. A message received on a lost connection is
+/// delivered again by the broker on the next one, and that copy is
+/// acknowledged. rumqttc drops the acknowledgements still in its
 /// own queue when a connection drops for the same reason; this covers the
 /// ones still on their way through the engine and the journal.
 #[derive(Clone, Debug, Default)]
@@ -239,20 +237,15 @@ async fn poll_until_stopped(
                 return;
             }
             Ok(_) => {}
-            Err(_) if forwarding.as_ref().is_some_and(|i| i.disconnect_asked) => {
-                if let Some(intake) = &mut forwarding {
-                    intake.connections.lost();
-                    intake.disconnect_asked = false;
-                }
-                metrics::gauge!(m::BROKER_CONNECTED).set(0.0);
-                health.broker_lost(clock.now());
-            }
             Err(error) => {
-                if let Some(intake) = &forwarding {
-                    intake.connections.lost();
-                }
+                let asked = forwarding.as_mut().is_some_and(Intake::connection_lost);
                 metrics::gauge!(m::BROKER_CONNECTED).set(0.0);
                 health.broker_lost(clock.now());
+                if asked {
+                    // The end of a reconnect kordon asked for: the next
+                    // poll connects again, at once.
+                    continue;
+                }
                 metrics::counter!(m::BROKER_CONNECTION_ERRORS).increment(1);
                 if forwarding.is_none() && matches!(error, ConnectionError::RequestsDone) {
                     return;
@@ -340,6 +333,13 @@ impl Intake {
             && self
                 .last_redelivery
                 .is_none_or(|at| at.elapsed() >= REDELIVERY_PAUSE)
+    }
+
+    /// The connection is gone: its receipts are stale. True when kordon
+    /// itself asked for that (see `wants_redelivery`).
+    fn connection_lost(&mut self) -> bool {
+        self.connections.lost();
+        std::mem::take(&mut self.disconnect_asked)
     }
 
     fn redelivery_requested(&mut self) {
@@ -809,7 +809,7 @@ mod not_taken {
         // its acknowledgement could not go out, the broker sends it again.
         intake.take(delivery_of_a_fix(), Timestamp::UNIX_EPOCH);
         assert!(rx.try_recv().is_err());
-        intake.disconnect_asked = false;
+        assert!(intake.connection_lost(), "the disconnect was kordon's own");
         intake.connected(&Health::default());
         assert_eq!(intake.not_taken_on_connection, 0);
         for _ in 0..2 * RedeliveryGuard::LIMIT {
