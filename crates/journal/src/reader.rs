@@ -129,7 +129,7 @@ impl Reader {
         from: Timestamp,
         to: Timestamp,
     ) -> Result<Vec<(u64, Record)>, JournalError> {
-        let (lo, hi) = (self.first_seq_at(from)?, self.first_seq_at(to)?);
+        let (lo, hi) = self.seqs_between(from, to)?;
         let sql = format!(
             "SELECT seq, body FROM records WHERE ({}) AND seq >= ?1 AND seq < ?2 ORDER BY seq",
             on_timeline()
@@ -147,12 +147,13 @@ impl Reader {
         from: Timestamp,
         to: Timestamp,
     ) -> Result<Vec<String>, JournalError> {
-        let (lo, hi) = (self.first_seq_at(from)?, self.first_seq_at(to)?);
+        let (lo, hi) = self.seqs_between(from, to)?;
         let sql = "SELECT seq, body FROM records WHERE kind IN ('outbound', 'webhook') \
                    AND seq >= ?1 AND seq < ?2 ORDER BY seq";
         let records = self.records(sql, rusqlite::params![lo as i64, hi as i64])?;
         Ok(records
             .into_iter()
+            .filter(|(_, record)| (from..to).contains(&record.at()))
             .filter_map(|(_, record)| match record {
                 Record::Outbound {
                     topic: t, payload, ..
@@ -255,6 +256,20 @@ impl Reader {
             }
         }
         Ok(out)
+    }
+
+    /// The records journaled from `from` to `to` lie in `lo..hi`; the
+    /// caller still keeps only those whose time is before `to`. The journal
+    /// stores times in milliseconds: a record of `to`'s own millisecond
+    /// (an acknowledgement a report asked for at once) is inside.
+    fn seqs_between(&self, from: Timestamp, to: Timestamp) -> Result<(u64, u64), JournalError> {
+        let next_millisecond = to
+            .checked_add(jiff::SignedDuration::from_millis(1))
+            .unwrap_or(to);
+        Ok((
+            self.first_seq_at(from)?,
+            self.first_seq_at(next_millisecond)?,
+        ))
     }
 
     /// The first record journaled at or after `t` (one past the last when

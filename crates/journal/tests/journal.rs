@@ -7,7 +7,7 @@ use std::path::Path;
 use jiff::{SignedDuration, Timestamp};
 use kordon_core::{CaseId, DeviceId, Engine, EngineConfig, Event, Fix};
 use kordon_journal::evidence::{self, ExportRequest};
-use kordon_journal::{Durability, Entry, Journal, JournalError, Record};
+use kordon_journal::{Durability, Entry, Journal, JournalError, Reader, Record};
 
 const CASE: &str = "RTM-1";
 
@@ -324,6 +324,35 @@ fn an_untouched_export_verifies() {
     ] {
         assert!(out.join(file).exists(), "{file}");
     }
+}
+
+/// The journal keeps times in milliseconds; a report asked for in the
+/// same millisecond as an acknowledgement must still see it (the deadline
+/// report's test met this now and then).
+#[test]
+fn a_record_of_the_last_millisecond_before_the_end_is_in_the_timeline() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("journal.db");
+    let (mut j, _) = Journal::open(&path, Durability::Process).unwrap();
+    let at = t0() + SignedDuration::from_micros(100_200);
+    j.append(&[Entry::for_cases(
+        Record::Ack {
+            alert: "x".into(),
+            operator: "op-7".into(),
+            note: None,
+            at,
+            police: false,
+        },
+        vec![CaseId::from(CASE)],
+    )])
+    .unwrap();
+    drop(j);
+    let reader = Reader::open(&path).unwrap();
+    let to = at + SignedDuration::from_micros(300);
+    let seen = reader.timeline_between(t0(), to).unwrap();
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    // A record at or after the end stays out.
+    assert!(reader.timeline_between(t0(), at).unwrap().is_empty());
 }
 
 /// Where a case's chain ends is derived from its links, never stored per
