@@ -443,10 +443,8 @@ impl Intake {
             return;
         }
         let qos = publish.qos;
-        let room = match qos {
-            QoS::AtMostOnce => self.overflow.is_empty() && self.inbox.capacity() > 0,
-            _ => self.overflow.len() < OVERFLOW,
-        };
+        let room =
+            (self.overflow.is_empty() && self.inbox.capacity() > 0) || self.can_keep_back(qos);
         if room {
             let command = self.command(publish, now);
             self.hand_on(command, qos);
@@ -472,11 +470,17 @@ impl Intake {
     }
 
     fn keep_back(&mut self, command: Command, qos: QoS) {
-        if self.overflow.len() < OVERFLOW && qos != QoS::AtMostOnce {
+        if self.can_keep_back(qos) {
             self.overflow.push_back(command);
             return;
         }
         self.leave_unacknowledged(qos);
+    }
+
+    /// Whether a message that finds the inbox full can wait in the
+    /// overflow: a QoS 0 one never does (its sender allowed it to be lost).
+    fn can_keep_back(&self, qos: QoS) -> bool {
+        qos != QoS::AtMostOnce && self.overflow.len() < OVERFLOW
     }
 
     fn leave_unacknowledged(&mut self, qos: QoS) {
