@@ -76,11 +76,69 @@ pub const INBOX: usize = 4_096;
 /// kordon reconnects once it has caught up so that the broker delivers it
 /// again; a QoS 0 one is dropped; both are counted.
 const OVERFLOW: usize = 16_384;
-/// The least time between two reconnects asked for to have messages
-/// delivered again. Mosquitto 2.0.11 answers a reconnect by sending kordon
-/// everything it holds unacknowledged at once; back to back, those floods
-/// would keep kordon from anything else.
-const REDELIVERY_PAUSE: Duration = Duration::from_secs(30);
+/// How often kordon reconnects to have the messages it could not take
+/// delivered again.
+///
+/// Mosquitto 2.0.11 answers such a reconnect by sending kordon everything
+/// it holds unacknowledged at once, far more than kordon can keep, so one
+/// reconnect fetches only what fits in the queues, and a large backlog
+/// takes several. While the broker writes such a flood kordon works at
+/// full speed (it keeps taking whatever fits as its queues empty); once
+/// it has handled the flood, it waits a short pause for the live messages
+/// and asks again. Pausing longer only leaves kordon idle with a backlog
+/// at the broker: with a fixed 30 s between reconnects, 200,000 fixes did
+/// not drain in a minute.
+#[derive(Debug, Default)]
+struct RedeliveryPacing {
+    state: Pacing,
+}
+
+#[derive(Debug, Default)]
+enum Pacing {
+    #[default]
+    Idle,
+    /// Asked at `at`; `behind` once the flood has filled the queues.
+    Asked { at: Instant, behind: bool },
+    /// The last flood is handled; the next reconnect not before `next`.
+    Pausing { next: Instant },
+}
+
+impl RedeliveryPacing {
+    /// The pause after a flood is handled.
+    const PAUSE: Duration = Duration::from_secs(2);
+    /// A reconnect whose flood never filled the queues holds the next one
+    /// back no longer than this.
+    const LONGEST: Duration = Duration::from_secs(30);
+
+    fn may_ask(&self, now: Instant) -> bool {
+        match self.state {
+            Pacing::Idle => true,
+            Pacing::Asked { at, .. } => now.duration_since(at) >= Self::LONGEST,
+            Pacing::Pausing { next } => now >= next,
+        }
+    }
+
+    fn asked(&mut self, now: Instant) {
+        self.state = Pacing::Asked {
+            at: now,
+            behind: false,
+        };
+    }
+
+    /// Called with every event on the connection that follows an ask:
+    /// whether the queues have room (no overflow, inbox under half full).
+    fn observe(&mut self, now: Instant, caught_up: bool) {
+        if let Pacing::Asked { behind, .. } = &mut self.state {
+            if !caught_up {
+                *behind = true;
+            } else if *behind {
+                self.state = Pacing::Pausing {
+                    next: now + Self::PAUSE,
+                };
+            }
+        }
+    }
+}
 
 /// Which connection to the broker is current: a count of connections lost.
 ///
@@ -185,6 +243,7 @@ async fn poll_until_stopped(
         };
         if let Some(intake) = &mut forwarding {
             intake.drain_overflow();
+            intake.observe_recovery();
             if intake.wants_redelivery() {
                 match client.try_disconnect() {
                     Ok(()) => intake.redelivery_requested(),
@@ -284,7 +343,7 @@ pub struct Intake {
     not_taken_on_connection: u64,
     disconnect_asked: bool,
     redelivery_asked: bool,
-    last_redelivery: Option<Instant>,
+    pacing: RedeliveryPacing,
     /// Kept back while the inbox is full, oldest first.
     overflow: VecDeque<Command>,
     /// Messages not taken since the last log line about them, and when
@@ -304,7 +363,7 @@ impl Intake {
             not_taken_on_connection: 0,
             disconnect_asked: false,
             redelivery_asked: false,
-            last_redelivery: None,
+            pacing: RedeliveryPacing::default(),
             overflow: VecDeque::new(),
             not_taken: 0,
             last_not_taken_log: None,
@@ -322,17 +381,27 @@ impl Intake {
     }
 
     /// Whether to reconnect now so that the broker delivers again what
-    /// this connection could not take: only once what was kept back has
-    /// gone on and the inbox is mostly empty, or the copies would meet the
-    /// same full queue.
+    /// this connection could not take: only once kordon has caught up
+    /// ([`Intake::caught_up`]), or the copies would meet the same full
+    /// queue, and as paced by [`RedeliveryPacing`].
     fn wants_redelivery(&self) -> bool {
         self.not_taken_on_connection > 0
             && !self.redelivery_asked
-            && self.overflow.is_empty()
-            && self.inbox.capacity() > INBOX / 2
-            && self
-                .last_redelivery
-                .is_none_or(|at| at.elapsed() >= REDELIVERY_PAUSE)
+            && self.caught_up()
+            && self.pacing.may_ask(Instant::now())
+    }
+
+    /// What was kept back has gone on and the inbox is mostly empty.
+    fn caught_up(&self) -> bool {
+        self.overflow.is_empty() && self.inbox.capacity() > INBOX / 2
+    }
+
+    /// Tells the pacing how the flood a reconnect brought is going, once
+    /// the new connection is up.
+    fn observe_recovery(&mut self) {
+        if !self.redelivery_asked {
+            self.pacing.observe(Instant::now(), self.caught_up());
+        }
     }
 
     /// The connection is gone: its receipts are stale. True when kordon
@@ -345,7 +414,7 @@ impl Intake {
     fn redelivery_requested(&mut self) {
         self.disconnect_asked = true;
         self.redelivery_asked = true;
-        self.last_redelivery = Some(Instant::now());
+        self.pacing.asked(Instant::now());
     }
 
     /// What the engine's thread must do with `publish`: take it, refuse
@@ -766,6 +835,37 @@ mod tests {
             let command = intake.command(delivery(1, true), Timestamp::UNIX_EPOCH);
             assert!(!is_poison(&command));
         }
+    }
+}
+
+#[cfg(test)]
+mod pacing {
+    use super::*;
+
+    /// A reconnect's flood is handled after 4 s: the next reconnect comes
+    /// a short pause later, not sooner; a flood that never filled the
+    /// queues holds the next ask back no longer than the longest pause.
+    #[test]
+    fn the_next_redelivery_comes_a_pause_after_the_last_flood_is_handled() {
+        let start = Instant::now();
+        let at = |s: f64| start + Duration::from_secs_f64(s);
+        let pause = RedeliveryPacing::PAUSE.as_secs_f64();
+        let mut pacing = RedeliveryPacing::default();
+        assert!(pacing.may_ask(at(0.0)));
+        pacing.asked(at(0.0));
+        pacing.observe(at(0.1), true); // connected, the flood not yet here
+        assert!(!pacing.may_ask(at(0.2)));
+        pacing.observe(at(0.3), false);
+        pacing.observe(at(2.0), false);
+        assert!(!pacing.may_ask(at(3.9)), "still handling the flood");
+        pacing.observe(at(4.0), true);
+        assert!(!pacing.may_ask(at(4.0 + pause - 0.1)));
+        assert!(pacing.may_ask(at(4.0 + pause)));
+
+        pacing.asked(at(10.0));
+        pacing.observe(at(11.0), true);
+        assert!(!pacing.may_ask(at(39.9)));
+        assert!(pacing.may_ask(at(40.0)));
     }
 }
 
