@@ -24,12 +24,15 @@ pub struct Args {
     pub stall_secs: u64,
     pub engine_rounds: usize,
     pub engine_fixes: usize,
+    /// MiB a concurrent `dd` writes during the busy-disk step (0: no such
+    /// step).
+    pub busy_disk_mib: u64,
     pub keep: bool,
 }
 
 const USAGE: &str = "kordon-bench [--short] [--kordon PATH] [--rates 2000,5000,...] \
 [--step-secs N] [--out FILE.json] [--cases N] [--breaches-per-s N] [--ceiling-rate N] \
-[--overload-secs N] [--keep]";
+[--overload-secs N] [--busy-disk-mib N] [--keep]";
 
 impl Args {
     fn full() -> Args {
@@ -50,6 +53,7 @@ impl Args {
             stall_secs: 60,
             engine_rounds: 5,
             engine_fixes: 200_000,
+            busy_disk_mib: 4_096,
             keep: false,
         }
     }
@@ -69,6 +73,7 @@ impl Args {
             stall_secs: 30,
             engine_rounds: 3,
             engine_fixes: 50_000,
+            busy_disk_mib: 1_024,
             ..Args::full()
         }
     }
@@ -120,6 +125,7 @@ impl Args {
             "--breaches-per-s" => self.breaches_per_s = number(value)?,
             "--ceiling-rate" => self.ceiling_rate = number(value)?,
             "--overload-secs" => self.overload_secs = number(value)?.max(1),
+            "--busy-disk-mib" => self.busy_disk_mib = number(value)?,
             other => return Err(format!("unknown flag {other}\n{USAGE}")),
         }
         Ok(())

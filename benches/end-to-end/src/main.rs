@@ -149,12 +149,14 @@ fn with_kordon(
     let mut live = Live::start(binary, dir, broker.port, broker.pid(), world, args)?;
     live.warm_up(args, world.active_devices().len())?;
     let steps = run_steps(&mut live, args)?;
+    let busy_disk = run_busy_disk(&mut live, args, dir, &steps)?;
     let overload = run_overload(&mut live, args, &steps)?;
     let mut totals = live.finish(args)?;
     totals.connections = broker.connections_of(kordon::CLIENT_ID);
     totals.broker_log = broker.log_about(kordon::CLIENT_ID);
     Ok(Report {
         steps,
+        busy_disk,
         overload,
         totals,
         ..Report::empty()
@@ -187,6 +189,33 @@ fn run_steps(live: &mut Live, args: &Args) -> Result<Vec<Step>, String> {
         }
     }
     Ok(steps)
+}
+
+/// The busy-disk step at the fastest rate up to 10k fixes/s, unless
+/// switched off or the steps left kordon with a backlog.
+fn run_busy_disk(
+    live: &mut Live,
+    args: &Args,
+    dir: &Path,
+    steps: &[Step],
+) -> Result<Option<report::BusyDisk>, String> {
+    let drained = steps.iter().all(|s| s.drain.secs().is_some());
+    let rate = args.rates.iter().copied().filter(|r| *r <= 10_000).max();
+    let (true, Some(rate), true) = (args.busy_disk_mib > 0, rate, drained) else {
+        return Ok(None);
+    };
+    eprintln!(
+        "busy disk: {rate} fixes/s for {} s while dd writes {} MiB beside the journal",
+        args.step_secs, args.busy_disk_mib
+    );
+    let busy = live.busy_disk(args, rate, dir)?;
+    eprintln!(
+        "  dd wrote {:.0} MiB; fix→alert p99 {:.2} ms; {}",
+        busy.written_mib,
+        busy.step.latency.p99_ms,
+        busy.step.drain.describe()
+    );
+    Ok(Some(busy))
 }
 
 /// The overload, unless the steps already left kordon with a backlog.

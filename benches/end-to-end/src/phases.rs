@@ -12,13 +12,14 @@ use crate::generator::Generator;
 use crate::kordon::{Kordon, Metrics};
 use crate::mqtt;
 use crate::procstat::{self, Cpu};
-use crate::report::{Ceiling, Drain, Latency, Overload, Step, Totals};
+use crate::report::{BusyDisk, Ceiling, Drain, Latency, Overload, Step, Totals};
 use crate::subscriber::{self, Police, Subscriber};
 use crate::workload::{fix_payload, fix_topic, TsCache, World};
 
 const PHASE_WARM_UP: u32 = 1;
 const PHASE_OVERLOAD: u32 = 100;
 const PHASE_DRAIN: u32 = 101;
+const PHASE_BUSY_DISK: u32 = 102;
 
 /// What a watch saw: kordon's largest RSS, the most fixes waiting for it
 /// at the broker, and the problems `/healthz` named.
@@ -309,6 +310,46 @@ impl Live {
         step.drain = drain;
         step.latency = self.latency(&[phase]);
         Ok(step)
+    }
+}
+
+impl Live {
+    /// A rate step while `dd` writes `args.busy_disk_mib` into `dir`, on
+    /// the journal's disk: the kernel's write-back of its dirty pages makes
+    /// every fsync slow, as a large build or a backup would.
+    pub fn busy_disk(
+        &mut self,
+        args: &Args,
+        rate: u64,
+        dir: &std::path::Path,
+    ) -> Result<BusyDisk, String> {
+        let path = dir.join("busy-disk.bin");
+        let mut dd = std::process::Command::new("dd")
+            .arg("if=/dev/zero")
+            .arg(format!("of={}", path.display()))
+            .args([
+                "bs=1M",
+                &format!("count={}", args.busy_disk_mib),
+                "conv=fsync",
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .map_err(|e| format!("starting dd: {e}"))?;
+        // Dirty pages first, so that the step meets the write-back.
+        sleep_s(1.0);
+        let step = self.step(args, rate, PHASE_BUSY_DISK);
+        let written_mib = std::fs::metadata(&path).map_or(0.0, |m| m.len() as f64 / 1_048_576.0);
+        let finished_early = matches!(dd.try_wait(), Ok(Some(_)));
+        let _ = dd.kill();
+        let _ = dd.wait();
+        let _ = std::fs::remove_file(&path);
+        Ok(BusyDisk {
+            asked_mib: args.busy_disk_mib,
+            written_mib,
+            finished_early,
+            step: step?,
+        })
     }
 }
 

@@ -139,6 +139,19 @@ impl Step {
     }
 }
 
+/// A rate step run while `dd` filled the disk kordon's journal is on
+/// (gigabytes of dirty pages for the kernel to write back): alerts must
+/// not wait for the journal's fsync.
+pub struct BusyDisk {
+    /// What `dd` was asked to write, and wrote before the step ended.
+    pub asked_mib: u64,
+    pub written_mib: f64,
+    /// `dd` finished (its own fsync included) before the step ended: the
+    /// disk was busy for only part of it.
+    pub finished_early: bool,
+    pub step: Step,
+}
+
 #[derive(Default)]
 pub struct Overload {
     pub offered_per_s: f64,
@@ -205,6 +218,7 @@ pub struct Report {
     pub engine_rounds: Vec<f64>,
     pub engine_fixes_per_round: usize,
     pub steps: Vec<Step>,
+    pub busy_disk: Option<BusyDisk>,
     pub overload: Overload,
     pub totals: Totals,
     pub targets: Vec<Target>,
@@ -223,6 +237,7 @@ impl Report {
             engine_rounds: Vec::new(),
             engine_fixes_per_round: 0,
             steps: Vec::new(),
+            busy_disk: None,
             overload: Overload::default(),
             totals: Totals::default(),
             targets: Vec::new(),
@@ -245,6 +260,7 @@ impl Report {
         println!("{}", self.head());
         println!("{}", self.step_table());
         println!("{}", self.thread_table());
+        println!("{}", self.busy_disk_text());
         println!("{}", self.overload_text());
         println!("{}", self.totals_text());
         println!("{}", self.target_text());
@@ -331,6 +347,20 @@ impl Report {
         }
         out.push('\n');
         out
+    }
+
+    fn busy_disk_text(&self) -> String {
+        let Some(b) = &self.busy_disk else {
+            return "busy disk: not run\n".to_string();
+        };
+        let (s, l) = (&b.step, &b.step.latency);
+        format!(
+            "busy disk: {}/s for the step's length while dd wrote {:.0} of {} MiB beside the journal{}\n  \
+             handled {:.0}/s; fix→alert p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms, n {}; {}\n",
+            s.rate, b.written_mib, b.asked_mib,
+            if b.finished_early { " (dd finished before the step ended)" } else { "" },
+            s.handled_per_s, l.p50_ms, l.p99_ms, l.max_ms, n_text(l), s.drain.describe(),
+        )
     }
 
     fn overload_text(&self) -> String {
@@ -429,6 +459,10 @@ impl Report {
                        "rounds_ns": self.engine_rounds.iter().map(|r| num(*r)).collect::<Vec<_>>(),
                        "fixes_per_round": self.engine_fixes_per_round},
             "steps": self.steps.iter().map(|s| self.step_json(s)).collect::<Vec<_>>(),
+            "busy_disk": self.busy_disk.as_ref().map(|b| json!({
+                "asked_mib": b.asked_mib, "written_mib": num(b.written_mib),
+                "finished_early": b.finished_early, "step": self.step_json(&b.step),
+            })),
             "overload": {
                 "offered_per_s": num(o.offered_per_s), "secs": num(o.secs), "handled_per_s": num(o.handled_per_s),
                 "half_rate": o.half_rate, "generator_skipped": o.skipped_fixes,
