@@ -6,6 +6,12 @@
 //! snapshot, and a damaged current snapshot falls back to the previous one.
 //! Each file carries the record number, the chain value there (so a snapshot
 //! that does not belong to this journal is refused) and a digest of its state.
+//!
+//! The state is stored compressed with zstd: it is mostly repeated keys,
+//! device ids and timestamps in text, and compresses 5 to 8 times (the
+//! end-to-end benchmark's 5.6 KB per case to about 0.7 KB). Compressing
+//! happens on the snapshot thread, never the engine's or the journal's.
+//! Files of the earlier, uncompressed format are still read.
 
 use std::fs::{self, File};
 use std::io::Write;
@@ -16,7 +22,15 @@ use tracing::warn;
 
 use crate::record::{digest, hex, Hash};
 
-const MAGIC: &[u8; 8] = b"KORDONSN";
+/// The file formats: the state stored as it is, and compressed.
+const MAGIC_PLAIN: &[u8; 8] = b"KORDONSN";
+const MAGIC: &[u8; 8] = b"KORDONSZ";
+/// zstd's level: 3 (its default) is within 5 % of level 9's size here, at
+/// a third of the time.
+const LEVEL: i32 = 3;
+/// No state is larger: a damaged length must not make the reader ask for
+/// more memory than the machine has.
+const LARGEST_STATE: u64 = 16 << 30;
 
 /// A snapshot as read back. `state` is what the driver stored.
 #[derive(Debug, Clone, PartialEq)]
@@ -30,7 +44,15 @@ pub struct Snapshot {
 struct Header {
     seq: u64,
     chain: Hash,
+    /// Of the state itself, not of its compressed bytes.
     digest: Hash,
+}
+
+/// A compressed file's header: the state's length too.
+#[derive(Serialize, Deserialize)]
+struct CompressedHeader {
+    header: Header,
+    state_len: u64,
 }
 
 /// The snapshot files in a directory.
@@ -54,14 +76,19 @@ impl SnapshotStore {
         self.dir.join("snapshot.previous.bin")
     }
 
-    /// Writes `state` as the snapshot after record `seq`.
-    pub fn write(&self, seq: u64, chain: Hash, state: &[u8]) -> std::io::Result<()> {
+    /// Writes `state` as the snapshot after record `seq`; returns the
+    /// file's size.
+    pub fn write(&self, seq: u64, chain: Hash, state: &[u8]) -> std::io::Result<u64> {
         fs::create_dir_all(&self.dir)?;
         let tmp = self.dir.join("snapshot.tmp");
-        let header = postcard::to_stdvec(&Header {
-            seq,
-            chain,
-            digest: digest(state),
+        let compressed = zstd::bulk::compress(state, LEVEL)?;
+        let header = postcard::to_stdvec(&CompressedHeader {
+            header: Header {
+                seq,
+                chain,
+                digest: digest(state),
+            },
+            state_len: state.len() as u64,
         })
         .expect("headers always serialise");
         {
@@ -69,14 +96,15 @@ impl SnapshotStore {
             f.write_all(MAGIC)?;
             f.write_all(&(header.len() as u32).to_be_bytes())?;
             f.write_all(&header)?;
-            f.write_all(state)?;
+            f.write_all(&compressed)?;
             f.sync_all()?;
         }
         if self.current().exists() {
             fs::rename(self.current(), self.previous())?;
         }
         fs::rename(&tmp, self.current())?;
-        File::open(&self.dir)?.sync_all()
+        File::open(&self.dir)?.sync_all()?;
+        Ok((MAGIC.len() + 4 + header.len() + compressed.len()) as u64)
     }
 
     /// The newest readable snapshot that `accept` takes (it checks the seq
@@ -98,26 +126,72 @@ impl SnapshotStore {
     }
 
     /// The record number of the oldest snapshot kept: retention must not
-    /// retire records after it, recovery may replay them.
+    /// retire records after it, recovery may replay them. Reads only the
+    /// headers (this runs on the journal writer's thread).
     pub fn oldest_seq(&self) -> Option<u64> {
         [self.previous(), self.current()]
             .iter()
-            .filter_map(|p| read(p).ok())
-            .map(|s| s.seq)
+            .filter_map(|p| read_header(p).ok())
+            .map(|(header, _)| header.seq)
             .min()
     }
 }
 
-fn read(path: &Path) -> Result<Snapshot, String> {
-    let bytes = fs::read(path).map_err(|e| e.to_string())?;
-    let rest = bytes
-        .strip_prefix(MAGIC)
-        .ok_or("not a kordon snapshot file")?;
+/// Which format a file is in, its header, and where its state begins.
+enum Stored {
+    Plain,
+    Compressed { state_len: u64 },
+}
+
+/// The header of the file at `path`, from its first kilobyte.
+fn read_header(path: &Path) -> Result<(Header, Stored), String> {
+    use std::io::Read;
+    let mut head = Vec::with_capacity(1024);
+    File::open(path)
+        .and_then(|f| f.take(1024).read_to_end(&mut head))
+        .map_err(|e| e.to_string())?;
+    parse_header(&head).map(|(header, stored, _)| (header, stored))
+}
+
+/// The header and the bytes after it.
+fn parse_header(bytes: &[u8]) -> Result<(Header, Stored, &[u8]), String> {
+    let (magic, rest) = bytes.split_at_checked(8).ok_or("cut short")?;
+    let compressed = match magic {
+        m if m == MAGIC => true,
+        m if m == MAGIC_PLAIN => false,
+        _ => return Err("not a kordon snapshot file".into()),
+    };
     let (len, rest) = rest.split_at_checked(4).ok_or("cut short")?;
     let len = u32::from_be_bytes(len.try_into().expect("four bytes")) as usize;
-    let (header, state) = rest.split_at_checked(len).ok_or("cut short")?;
-    let header: Header = postcard::from_bytes(header).map_err(|e| e.to_string())?;
-    if digest(state) != header.digest {
+    let (header, rest) = rest.split_at_checked(len).ok_or("cut short")?;
+    let bad = |e: postcard::Error| e.to_string();
+    Ok(if compressed {
+        let c: CompressedHeader = postcard::from_bytes(header).map_err(bad)?;
+        let stored = Stored::Compressed {
+            state_len: c.state_len,
+        };
+        (c.header, stored, rest)
+    } else {
+        (
+            postcard::from_bytes(header).map_err(bad)?,
+            Stored::Plain,
+            rest,
+        )
+    })
+}
+
+fn read(path: &Path) -> Result<Snapshot, String> {
+    let bytes = fs::read(path).map_err(|e| e.to_string())?;
+    let (header, stored, rest) = parse_header(&bytes)?;
+    let state = match stored {
+        Stored::Plain => rest.to_vec(),
+        Stored::Compressed { state_len } if state_len > LARGEST_STATE => {
+            return Err(format!("a state of {state_len} bytes: damaged"));
+        }
+        Stored::Compressed { state_len } => zstd::bulk::decompress(rest, state_len as usize)
+            .map_err(|e| format!("its state does not decompress ({e}): damaged"))?,
+    };
+    if digest(&state) != header.digest {
         return Err(format!(
             "its state does not match its digest {}: damaged",
             hex(&header.digest)
@@ -126,7 +200,7 @@ fn read(path: &Path) -> Result<Snapshot, String> {
     Ok(Snapshot {
         seq: header.seq,
         chain: header.chain,
-        state: state.to_vec(),
+        state,
     })
 }
 
@@ -152,5 +226,63 @@ mod tests {
         assert_eq!(store.oldest_seq(), Some(10));
         // A snapshot the journal does not vouch for is passed over.
         assert!(store.load(|_| Err("foreign".into())).is_none());
+    }
+
+    /// A state of repeated keys and timestamps, as the engine's is.
+    fn state_like_the_engines() -> Vec<u8> {
+        (0..2_000)
+            .flat_map(|i| {
+                format!(
+                    "OFF-{i:06}\u{0}2026-11-30T22:{:02}:{:02}Z\u{0}",
+                    i % 60,
+                    i % 59
+                )
+                .into_bytes()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_snapshot_is_stored_compressed_and_read_back_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SnapshotStore::new(dir.path());
+        let state = state_like_the_engines();
+        let size = store.write(7, [3; 32], &state).unwrap();
+        let on_disk = fs::metadata(dir.path().join("snapshot.bin")).unwrap().len();
+        assert_eq!(size, on_disk);
+        assert!(
+            on_disk * 4 < state.len() as u64,
+            "{on_disk} of {}",
+            state.len()
+        );
+        let s = store.load(|_| Ok(())).unwrap();
+        assert_eq!((s.seq, s.chain, s.state), (7, [3; 32], state));
+        assert_eq!(store.oldest_seq(), Some(7));
+    }
+
+    /// Written by kordon before snapshots were compressed.
+    #[test]
+    fn a_snapshot_of_the_uncompressed_format_is_still_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = b"an old state".to_vec();
+        let header = postcard::to_stdvec(&Header {
+            seq: 5,
+            chain: [4; 32],
+            digest: digest(&state),
+        })
+        .unwrap();
+        let mut file = MAGIC_PLAIN.to_vec();
+        file.extend((header.len() as u32).to_be_bytes());
+        file.extend(header);
+        file.extend(&state);
+        fs::write(dir.path().join("snapshot.bin"), file).unwrap();
+        let store = SnapshotStore::new(dir.path());
+        assert_eq!(store.oldest_seq(), Some(5));
+        let s = store.load(|_| Ok(())).unwrap();
+        assert_eq!((s.seq, s.state), (5, state));
+        // The next one is written compressed, the old one kept as previous.
+        store.write(9, [5; 32], b"a new state").unwrap();
+        assert_eq!(store.oldest_seq(), Some(5));
+        assert_eq!(store.load(|_| Ok(())).unwrap().state, b"a new state");
     }
 }

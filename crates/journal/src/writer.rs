@@ -88,9 +88,10 @@ impl Snapshotter {
                     let state = (state.0)();
                     let built = started.elapsed();
                     match store.write(seq, chain, &state) {
-                        Ok(()) => info!(
+                        Ok(stored) => info!(
                             seq,
                             bytes = state.len(),
+                            stored_bytes = stored,
                             built_ms = built.as_millis() as u64,
                             took_ms = started.elapsed().as_millis() as u64,
                             "snapshot written"
