@@ -264,6 +264,23 @@ impl Metrics {
         self.sum("kordon_messages_refused_total", "")
     }
 
+    /// Police alerts kordon published, and how many of them took longer
+    /// than 20 ms from receiving their fix (its own share of fix → alert,
+    /// `kordon_fix_to_alert_seconds`).
+    pub fn police_alerts_and_over_20ms(&self) -> (f64, f64) {
+        let name = "kordon_fix_to_alert_seconds";
+        let police = "topic=\"police\"";
+        let count = self.sum(&format!("{name}_count"), police);
+        let within = self
+            .0
+            .lines()
+            .filter(|l| l.starts_with(&format!("{name}_bucket")))
+            .filter(|l| l.contains(police) && l.contains("le=\"0.02\""))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum::<f64>();
+        (count, count - within)
+    }
+
     pub fn broker_errors(&self) -> f64 {
         self.sum("kordon_broker_connection_errors_total", "")
     }

@@ -323,6 +323,7 @@ impl Live {
         rate: u64,
         dir: &std::path::Path,
     ) -> Result<BusyDisk, String> {
+        let before = self.kordon.metrics()?.police_alerts_and_over_20ms();
         let path = dir.join("busy-disk.bin");
         let mut dd = std::process::Command::new("dd")
             .arg("if=/dev/zero")
@@ -339,15 +340,22 @@ impl Live {
         // Dirty pages first, so that the step meets the write-back.
         sleep_s(1.0);
         let step = self.step(args, rate, PHASE_BUSY_DISK);
+        let after = self
+            .kordon
+            .metrics()
+            .map(|m| m.police_alerts_and_over_20ms());
         let written_mib = std::fs::metadata(&path).map_or(0.0, |m| m.len() as f64 / 1_048_576.0);
         let finished_early = matches!(dd.try_wait(), Ok(Some(_)));
         let _ = dd.kill();
         let _ = dd.wait();
         let _ = std::fs::remove_file(&path);
+        let after = after?;
         Ok(BusyDisk {
             asked_mib: args.busy_disk_mib,
             written_mib,
             finished_early,
+            own_alerts: after.0 - before.0,
+            own_over_20ms: after.1 - before.1,
             step: step?,
         })
     }

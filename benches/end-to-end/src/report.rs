@@ -149,6 +149,11 @@ pub struct BusyDisk {
     /// `dd` finished (its own fsync included) before the step ended: the
     /// disk was busy for only part of it.
     pub finished_early: bool,
+    /// kordon's own share (fix received → alert published): police alerts
+    /// in the step, and those that took more than 20 ms of it. Tells a
+    /// stall inside kordon from one in the broker or the machine.
+    pub own_alerts: f64,
+    pub own_over_20ms: f64,
     pub step: Step,
 }
 
@@ -356,10 +361,12 @@ impl Report {
         let (s, l) = (&b.step, &b.step.latency);
         format!(
             "busy disk: {}/s for the step's length while dd wrote {:.0} of {} MiB beside the journal{}\n  \
-             handled {:.0}/s; fix→alert p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms, n {}; {}\n",
+             handled {:.0}/s; fix→alert p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms, n {}; {}\n  \
+             kordon's own share (received → published): {:.0} of {:.0} police alerts over 20 ms\n",
             s.rate, b.written_mib, b.asked_mib,
             if b.finished_early { " (dd finished before the step ended)" } else { "" },
             s.handled_per_s, l.p50_ms, l.p99_ms, l.max_ms, n_text(l), s.drain.describe(),
+            b.own_over_20ms, b.own_alerts,
         )
     }
 
@@ -462,6 +469,7 @@ impl Report {
             "busy_disk": self.busy_disk.as_ref().map(|b| json!({
                 "asked_mib": b.asked_mib, "written_mib": num(b.written_mib),
                 "finished_early": b.finished_early, "step": self.step_json(&b.step),
+                "kordon_own_police_alerts": num(b.own_alerts), "kordon_own_over_20ms": num(b.own_over_20ms),
             })),
             "overload": {
                 "offered_per_s": num(o.offered_per_s), "secs": num(o.secs), "handled_per_s": num(o.handled_per_s),
