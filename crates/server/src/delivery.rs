@@ -148,14 +148,18 @@ impl Deliveries {
         });
     }
 
-    /// Connected to the broker: (re)send the fences if recovering.
+    /// Connected to the broker: (re)send the fences if recovering. The
+    /// patience runs from the first connection of the recovery: under a
+    /// backlog kordon reconnects every few seconds (to have messages it
+    /// could not take delivered again), and a wait begun again at each
+    /// would hold the uncertain messages back until the backlog is gone.
     pub fn connected(&mut self, now: Timestamp) -> Actions {
         let Some(recovery) = &mut self.recovery else {
             return Actions::default();
         };
         recovery.token = format!("{}", now.as_nanosecond());
         recovery.outstanding = ECHO_FILTERS.iter().map(|(_, fence)| *fence).collect();
-        recovery.fenced_at = Some(now);
+        recovery.fenced_at.get_or_insert(now);
         let payload = serde_json::json!({ "fence": recovery.token }).to_string();
         Actions {
             publish: ECHO_FILTERS
@@ -313,8 +317,24 @@ mod tests {
         for fence in &old {
             assert!(d.echo(&fence.topic, &fence.payload).publish.is_empty());
         }
-        assert!(d.tick(t(3 + FENCE_PATIENCE_S - 1)).publish.is_empty());
-        assert_eq!(d.tick(t(3 + FENCE_PATIENCE_S)).publish, vec![lost]);
+        assert!(d.tick(t(2 + FENCE_PATIENCE_S - 1)).publish.is_empty());
+        assert_eq!(d.tick(t(2 + FENCE_PATIENCE_S)).publish, vec![lost]);
+    }
+
+    /// Reconnects every 3 s (a backlog being fetched again) do not begin
+    /// the wait for the fences anew each time.
+    #[test]
+    fn uncertain_messages_go_out_within_the_patience_of_the_first_connection_whatever_the_reconnects(
+    ) {
+        let mut d = Deliveries::default();
+        let lost = msg("kordon/v1/alerts/police", "{}");
+        d.expect(&lost, t(0));
+        d.begin_recovery();
+        for at in [2, 5, 8, 11] {
+            assert!(d.tick(t(at)).publish.is_empty());
+            d.connected(t(at));
+        }
+        assert_eq!(d.tick(t(2 + FENCE_PATIENCE_S)).publish, vec![lost]);
     }
 
     #[test]
