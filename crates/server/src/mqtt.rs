@@ -106,8 +106,9 @@ enum Pacing {
 impl RedeliveryPacing {
     /// The pause after a flood is handled.
     const PAUSE: Duration = Duration::from_secs(2);
-    /// A reconnect whose flood never filled the queues holds the next one
-    /// back no longer than this.
+    /// A safety net: an ask whose reconnect was never seen to catch up
+    /// (its flood never filled the queues, so `observe` never saw kordon
+    /// behind) holds the next one back no longer than this.
     const LONGEST: Duration = Duration::from_secs(30);
 
     fn may_ask(&self, now: Instant) -> bool {
@@ -139,6 +140,10 @@ impl RedeliveryPacing {
         }
     }
 }
+
+/// How often an idle connection task looks again at what waits on time
+/// rather than on the broker ([`Intake::waits_on_time`]).
+const IDLE_WAKE: Duration = Duration::from_millis(100);
 
 /// Which connection to the broker is current: a count of connections lost.
 ///
@@ -231,6 +236,10 @@ async fn poll_until_stopped(
     let mut backoff = Backoff::new();
     let mut forwarding = Some(intake);
     loop {
+        if let Some(intake) = &mut forwarding {
+            intake.between_events(client);
+        }
+        let waits_on_time = forwarding.as_ref().is_some_and(Intake::waits_on_time);
         let event = tokio::select! {
             event = eventloop.poll() => event,
             _ = stopping.changed(), if forwarding.is_some() => {
@@ -240,17 +249,12 @@ async fn poll_until_stopped(
                 debug!("connection: no longer handing messages on");
                 continue;
             }
+            // A quiet broker sends nothing for up to a keep-alive period:
+            // what was kept back, and the next redelivery, must not wait
+            // for it. Fires only on an idle connection, where rumqttc
+            // waits on the socket or its request queue.
+            _ = tokio::time::sleep(IDLE_WAKE), if waits_on_time => continue,
         };
-        if let Some(intake) = &mut forwarding {
-            intake.drain_overflow();
-            intake.observe_recovery();
-            if intake.wants_redelivery() {
-                match client.try_disconnect() {
-                    Ok(()) => intake.redelivery_requested(),
-                    Err(e) => warn!(error = %e, "could not queue the disconnect"),
-                }
-            }
-        }
         match event {
             Ok(Event::Incoming(Incoming::ConnAck(ack))) => {
                 backoff.reset();
@@ -415,6 +419,25 @@ impl Intake {
         self.disconnect_asked = true;
         self.redelivery_asked = true;
         self.pacing.asked(Instant::now());
+    }
+
+    /// Between two events: what was kept back moves on as room frees up,
+    /// and once kordon has caught up it asks for what it could not take.
+    fn between_events(&mut self, client: &AsyncClient) {
+        self.drain_overflow();
+        self.observe_recovery();
+        if self.wants_redelivery() {
+            match client.try_disconnect() {
+                Ok(()) => self.redelivery_requested(),
+                Err(e) => warn!(error = %e, "could not queue the disconnect"),
+            }
+        }
+    }
+
+    /// Something waits for time to pass rather than for the broker:
+    /// messages kept back, or a redelivery to ask for.
+    fn waits_on_time(&self) -> bool {
+        !self.overflow.is_empty() || (self.not_taken_on_connection > 0 && !self.redelivery_asked)
     }
 
     /// What the engine's thread must do with `publish`: take it, refuse
