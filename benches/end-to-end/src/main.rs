@@ -150,7 +150,7 @@ fn with_kordon(
     live.warm_up(args, world.active_devices().len())?;
     let steps = run_steps(&mut live, args)?;
     let busy_disk = run_busy_disk(&mut live, args, dir, &steps)?;
-    let overload = run_overload(&mut live, args, &steps)?;
+    let overload = run_overload(&mut live, args, &steps, busy_disk.as_ref())?;
     let mut totals = live.finish(args)?;
     totals.connections = broker.connections_of(kordon::CLIENT_ID);
     totals.broker_log = broker.log_about(kordon::CLIENT_ID);
@@ -208,7 +208,14 @@ fn run_busy_disk(
         "busy disk: {rate} fixes/s for {} s while dd writes {} MiB beside the journal",
         args.step_secs, args.busy_disk_mib
     );
-    let busy = live.busy_disk(args, rate, dir)?;
+    let busy = match live.busy_disk(args, rate, dir) {
+        Ok(busy) => busy,
+        // A measurement of its own: the rest of the run goes on without it.
+        Err(e) => {
+            eprintln!("  busy disk: not measured: {e}");
+            return Ok(None);
+        }
+    };
     eprintln!(
         "  dd wrote {:.0} MiB; fix→alert p99 {:.2} ms; {}",
         busy.written_mib,
@@ -218,10 +225,22 @@ fn run_busy_disk(
     Ok(Some(busy))
 }
 
-/// The overload, unless the steps already left kordon with a backlog.
-fn run_overload(live: &mut Live, args: &Args, steps: &[Step]) -> Result<Overload, String> {
-    if let Some(step) = steps.iter().find(|s| s.drain.secs().is_none()) {
-        let why = format!("after the {}/s step: {}", step.rate, step.drain.describe());
+/// The overload, unless the steps (the busy-disk one too) already left
+/// kordon with a backlog.
+fn run_overload(
+    live: &mut Live,
+    args: &Args,
+    steps: &[Step],
+    busy_disk: Option<&report::BusyDisk>,
+) -> Result<Overload, String> {
+    let all = steps.iter().map(|s| ("", s));
+    let busy = busy_disk.map(|b| ("busy-disk ", &b.step));
+    if let Some((kind, step)) = all.chain(busy).find(|(_, s)| s.drain.secs().is_none()) {
+        let why = format!(
+            "after the {}/s {kind}step: {}",
+            step.rate,
+            step.drain.describe()
+        );
         eprintln!("overload: not run ({why})");
         return Ok(Overload {
             not_run: Some(why),

@@ -146,8 +146,8 @@ pub struct BusyDisk {
     /// What `dd` was asked to write, and wrote before the step ended.
     pub asked_mib: u64,
     pub written_mib: f64,
-    /// `dd` finished (its own fsync included) before the step ended: the
-    /// disk was busy for only part of it.
+    /// `dd` had finished (its own fsync included) by the end of the step
+    /// and its drain: the disk may have been busy for only part of it.
     pub finished_early: bool,
     /// kordon's own share (fix received → alert published): police alerts
     /// in the step, and those that took more than 20 ms of it. Tells a
@@ -364,7 +364,7 @@ impl Report {
              handled {:.0}/s; fix→alert p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms, n {}; {}\n  \
              kordon's own share (received → published): {:.0} of {:.0} police alerts over 20 ms\n",
             s.rate, b.written_mib, b.asked_mib,
-            if b.finished_early { " (dd finished before the step ended)" } else { "" },
+            if b.finished_early { " (dd had finished by the end of the step and its drain)" } else { "" },
             s.handled_per_s, l.p50_ms, l.p99_ms, l.max_ms, n_text(l), s.drain.describe(),
             b.own_over_20ms, b.own_alerts,
         )
