@@ -89,12 +89,7 @@ const OVERFLOW: usize = 16_384;
 /// at the broker: with a fixed 30 s between reconnects, 211,116 fixes did
 /// not drain in a minute.
 #[derive(Debug, Default)]
-struct RedeliveryPacing {
-    state: Pacing,
-}
-
-#[derive(Debug, Default)]
-enum Pacing {
+enum RedeliveryPacing {
     #[default]
     Idle,
     /// Asked at `at`; `behind` once the flood has filled the queues.
@@ -112,15 +107,15 @@ impl RedeliveryPacing {
     const LONGEST: Duration = Duration::from_secs(30);
 
     fn may_ask(&self, now: Instant) -> bool {
-        match self.state {
-            Pacing::Idle => true,
-            Pacing::Asked { at, .. } => now.duration_since(at) >= Self::LONGEST,
-            Pacing::Pausing { next } => now >= next,
+        match *self {
+            Self::Idle => true,
+            Self::Asked { at, .. } => now.duration_since(at) >= Self::LONGEST,
+            Self::Pausing { next } => now >= next,
         }
     }
 
     fn asked(&mut self, now: Instant) {
-        self.state = Pacing::Asked {
+        *self = Self::Asked {
             at: now,
             behind: false,
         };
@@ -129,11 +124,11 @@ impl RedeliveryPacing {
     /// Called with every event on the connection that follows an ask:
     /// whether the queues have room (no overflow, inbox under half full).
     fn observe(&mut self, now: Instant, caught_up: bool) {
-        if let Pacing::Asked { behind, .. } = &mut self.state {
+        if let Self::Asked { behind, .. } = self {
             if !caught_up {
                 *behind = true;
             } else if *behind {
-                self.state = Pacing::Pausing {
+                *self = Self::Pausing {
                     next: now + Self::PAUSE,
                 };
             }
