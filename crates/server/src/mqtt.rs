@@ -424,6 +424,12 @@ impl Intake {
         if self.wants_redelivery() {
             match client.try_disconnect() {
                 Ok(()) => self.redelivery_requested(),
+                // rumqttc's request queue is full of acknowledgements: ask
+                // again at the next turn (a line each time would be 1,800
+                // warnings a minute under a flood, as measured).
+                Err(ClientError::TryRequest(_)) => {
+                    debug!("the disconnect waits: rumqttc's request queue is full")
+                }
                 Err(e) => warn!(error = %e, "could not queue the disconnect"),
             }
         }
