@@ -1,12 +1,28 @@
-//! kordon's connection to the MQTT broker: options from a URL, a persistent
-//! session (the broker keeps QoS 1 messages for kordon while it reconnects),
-//! TCP_NODELAY (Nagle's algorithm costs ~10 ms per alert), TLS for
-//! `mqtts://`, credentials, the last will, and the back-off between
-//! reconnection attempts.
+//! kordon's two connections to the MQTT broker, and what they share:
+//! options from a URL, persistent sessions (the broker keeps QoS 1 messages
+//! for kordon while it reconnects), TCP_NODELAY (Nagle's algorithm costs
+//! ~10 ms per alert), TLS for `mqtts://`, credentials, and the back-off
+//! between reconnection attempts.
+//!
+//! - The **ingest link** ([`Dialer`], client id `client_id`) subscribes to
+//!   everything kordon reads. The server drives it by hand (its
+//!   `ingest_link` module) so that it reads only as fast as kordon handles
+//!   messages while always answering the broker.
+//! - The **publishing link** ([`connect`], client id
+//!   [`publisher_client_id`]) is a rumqttc client that publishes alerts and
+//!   carries the `offline` last will. It subscribes to nothing.
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use rumqttc::{AsyncClient, EventLoop, LastWill, MqttOptions, NetworkOptions, QoS, Transport};
+use rumqttc::tokio_rustls::rustls::pki_types::{pem::PemObject, CertificateDer, ServerName};
+use rumqttc::tokio_rustls::rustls::{ClientConfig, RootCertStore};
+use rumqttc::tokio_rustls::TlsConnector;
+use rumqttc::{
+    AsyncClient, EventLoop, LastWill, MqttOptions, NetworkOptions, QoS, TlsConfiguration,
+    Transport,
+};
+use tokio::io::{AsyncRead, AsyncWrite};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
@@ -18,7 +34,8 @@ use crate::topic::ENGINE_STATUS;
 pub struct BrokerSettings {
     /// `mqtt://host:port` or `mqtts://host:port` (TLS).
     pub url: String,
-    /// Fixed, so the broker keeps kordon's session across restarts.
+    /// Fixed, so the broker keeps kordon's session across restarts: the
+    /// ingest link's; the publishing link's is [`publisher_client_id`].
     #[serde(default = "default_client_id")]
     pub client_id: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -75,6 +92,77 @@ pub enum BrokerError {
         path: std::path::PathBuf,
         source: std::io::Error,
     },
+    #[error("the CA file {path} holds no PEM certificate")]
+    NoCaCertificate { path: std::path::PathBuf },
+}
+
+/// The client id of the publishing link: the configured one (the ingest
+/// link's, which keeps the subscriptions and whatever the broker queued
+/// for kordon) with `-publisher` after it.
+pub fn publisher_client_id(client_id: &str) -> String {
+    format!("{client_id}-publisher")
+}
+
+/// The TLS settings both links use for `mqtts://`: the configured CA, or
+/// the system's roots.
+fn tls_config(settings: &BrokerSettings) -> Result<Arc<ClientConfig>, BrokerError> {
+    // rustls needs a process-wide crypto provider; a second install is a no-op.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let Some(path) = &settings.ca_file else {
+        return match TlsConfiguration::default() {
+            TlsConfiguration::Rustls(config) => Ok(config),
+            _ => unreachable!("rumqttc is built with rustls only"),
+        };
+    };
+    let pem = std::fs::read(path).map_err(|source| BrokerError::CaFile {
+        path: path.clone(),
+        source,
+    })?;
+    let mut roots = RootCertStore::empty();
+    roots.add_parsable_certificates(CertificateDer::pem_slice_iter(&pem).flatten());
+    if roots.is_empty() {
+        return Err(BrokerError::NoCaCertificate { path: path.clone() });
+    }
+    let config = ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(Arc::new(config))
+}
+
+/// A byte stream to the broker: TCP, or TLS over TCP.
+pub trait BrokerStream: AsyncRead + AsyncWrite + Send + Unpin {}
+impl<T: AsyncRead + AsyncWrite + Send + Unpin> BrokerStream for T {}
+
+/// Opens byte streams to the broker for the ingest link, which speaks MQTT
+/// itself.
+#[derive(Clone)]
+pub struct Dialer {
+    address: BrokerAddress,
+    tls: Option<TlsConnector>,
+}
+
+impl Dialer {
+    pub fn new(settings: &BrokerSettings) -> Result<Dialer, BrokerError> {
+        let address = BrokerAddress::parse(&settings.url)?;
+        let tls = match address.tls {
+            true => Some(TlsConnector::from(tls_config(settings)?)),
+            false => None,
+        };
+        Ok(Dialer { address, tls })
+    }
+
+    /// A connected stream, TLS handshake done, Nagle off.
+    pub async fn dial(&self) -> std::io::Result<Box<dyn BrokerStream>> {
+        let tcp = tokio::net::TcpStream::connect((self.address.host.as_str(), self.address.port))
+            .await?;
+        tcp.set_nodelay(true)?;
+        let Some(tls) = &self.tls else {
+            return Ok(Box::new(tcp));
+        };
+        let name = ServerName::try_from(self.address.host.clone())
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+        Ok(Box::new(tls.connect(name, tcp).await?))
+    }
 }
 
 /// Host, port and transport from a broker URL.
@@ -135,24 +223,22 @@ pub const MAX_MQTT_PACKET: usize = 268_435_455 + 5;
 pub const ONLINE: &str = "online";
 pub const OFFLINE: &str = "offline";
 
-/// Connects (lazily: the first `poll` of the event loop dials) with a
-/// persistent session and `offline` as the retained last will.
+/// The publishing link. Connects lazily (the first `poll` of the event
+/// loop dials), with a persistent session, so that rumqttc sends again
+/// after a reconnect what the broker had not acknowledged, and `offline` as
+/// the retained last will.
 pub fn connect(
     settings: &BrokerSettings,
     request_capacity: usize,
 ) -> Result<(AsyncClient, EventLoop), BrokerError> {
     let address = BrokerAddress::parse(&settings.url)?;
-    let mut options = MqttOptions::new(&settings.client_id, &address.host, address.port);
+    let client_id = publisher_client_id(&settings.client_id);
+    let mut options = MqttOptions::new(client_id, &address.host, address.port);
     options
         .set_keep_alive(Duration::from_secs(u64::from(settings.keep_alive_s.max(1))))
         .set_clean_session(false)
-        // A message is acknowledged once handled (see the server's mqtt module).
-        .set_manual_acks(true)
-        // Whatever the broker forwards is read whole and refused by the
-        // decoder if too large (`payload_too_large`). A client limit below
-        // the broker's would drop the connection on such a message, and the
-        // persistent session would deliver it again at once: one oversize
-        // publish would stop all ingest.
+        // The publishing link subscribes to nothing; the broker's own
+        // messages (acknowledgements) are all it reads.
         .set_max_packet_size(MAX_MQTT_PACKET, 256 * 1024)
         // kordon's own publishes in flight. rumqttc numbers them 1..=this
         // and, when the next number is still unacknowledged (a collision),
@@ -174,19 +260,8 @@ pub fn connect(
         options.set_credentials(user, password.clone().unwrap_or_default());
     }
     if address.tls {
-        // rustls needs a process-wide crypto provider; a second install is a no-op.
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let transport = match &settings.ca_file {
-            Some(path) => {
-                let ca = std::fs::read(path).map_err(|source| BrokerError::CaFile {
-                    path: path.clone(),
-                    source,
-                })?;
-                Transport::tls(ca, None, None)
-            }
-            None => Transport::tls_with_default_config(),
-        };
-        options.set_transport(transport);
+        let config = TlsConfiguration::Rustls(tls_config(settings)?);
+        options.set_transport(Transport::tls_with_config(config));
     }
     let (client, mut eventloop) = AsyncClient::new(options, request_capacity);
     let mut network = NetworkOptions::new();
@@ -195,11 +270,16 @@ pub fn connect(
     Ok((client, eventloop))
 }
 
-/// Ends the persistent session of `client_id` on the broker at `url` (a
-/// clean-session connect), so that the broker stops queueing messages for
-/// a client that will not come back: test runs, measurement runs, a
-/// retired kordon instance.
+/// Ends the persistent sessions of both links of the kordon configured
+/// with `client_id` on the broker at `url` (clean-session connects), so
+/// that the broker stops queueing messages for a client that will not come
+/// back: test runs, measurement runs, a retired kordon instance.
 pub async fn forget_session(url: &str, client_id: &str) -> Result<(), BrokerError> {
+    forget_one_session(url, client_id).await?;
+    forget_one_session(url, &publisher_client_id(client_id)).await
+}
+
+async fn forget_one_session(url: &str, client_id: &str) -> Result<(), BrokerError> {
     let address = BrokerAddress::parse(url)?;
     let mut options = MqttOptions::new(client_id, address.host, address.port);
     options.set_clean_session(true);

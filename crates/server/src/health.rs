@@ -4,8 +4,9 @@
 //!
 //! Either failing means devices' messages are not being made durable or not
 //! arriving at all, while the process itself looks alive: exactly what an
-//! operator's probe must see. The broker connection task and the journal
-//! writer's callback set it; the HTTP API reads it.
+//! operator's probe must see. The broker links and the journal writer's
+//! callback set it; the HTTP API reads it. It owns the
+//! `kordon_broker_connected` gauge: 1 only while both links are up.
 
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -16,10 +17,34 @@ use serde::Serialize;
 #[derive(Clone, Default)]
 pub struct Health(Arc<Mutex<State>>);
 
+/// kordon's two connections to the broker (`kordon_ingest::broker`): it
+/// is connected only when both are up, since without the ingest link no
+/// message arrives and without the publishing link no alert leaves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Link {
+    Ingest,
+    Publishing,
+}
+
+impl Link {
+    fn name(self) -> &'static str {
+        match self {
+            Link::Ingest => "ingest link",
+            Link::Publishing => "publishing link",
+        }
+    }
+}
+
+#[derive(Default)]
+struct LinkState {
+    up_since: Option<Timestamp>,
+    down_since: Option<Timestamp>,
+}
+
 #[derive(Default)]
 struct State {
-    broker: Option<Timestamp>,
-    broker_down_since: Option<Timestamp>,
+    ingest: LinkState,
+    publishing: LinkState,
     journal_failing: Option<(Timestamp, String)>,
     engine_busy_since: Option<Timestamp>,
 }
@@ -39,18 +64,24 @@ impl Health {
         f(&mut state)
     }
 
-    pub fn broker_connected(&self, now: Timestamp) {
+    pub fn broker_connected(&self, link: Link, now: Timestamp) {
         self.with(|s| {
-            s.broker = Some(now);
-            s.broker_down_since = None;
+            let state = s.link(link);
+            state.up_since = Some(now);
+            state.down_since = None;
+            s.set_gauge();
         });
     }
 
-    pub fn broker_lost(&self, now: Timestamp) {
+    /// The link is down; every failed reconnection attempt says so again,
+    /// and the outage is reported from its start.
+    pub fn broker_lost(&self, link: Link, now: Timestamp) {
         self.with(|s| {
-            if s.broker.take().is_some() || s.broker_down_since.is_none() {
-                s.broker_down_since = Some(now);
+            let state = s.link(link);
+            if state.up_since.take().is_some() || state.down_since.is_none() {
+                state.down_since = Some(now);
             }
+            s.set_gauge();
         });
     }
 
@@ -91,11 +122,15 @@ impl Health {
     pub fn report(&self) -> Report {
         self.with(|s| {
             let mut problems = Vec::new();
-            if s.broker.is_none() {
-                problems.push(match s.broker_down_since {
-                    Some(since) => format!("not connected to the broker since {since}"),
-                    None => "not connected to the broker yet".to_string(),
-                });
+            for link in [Link::Ingest, Link::Publishing] {
+                let state = s.link(link);
+                if state.up_since.is_none() {
+                    let name = link.name();
+                    problems.push(match state.down_since {
+                        Some(since) => format!("not connected to the broker ({name}) since {since}"),
+                        None => format!("not connected to the broker ({name}) yet"),
+                    });
+                }
             }
             if let Some((since, reason)) = &s.journal_failing {
                 problems.push(format!(
@@ -108,10 +143,29 @@ impl Health {
                 ));
             }
             Report {
-                broker_connected_since: s.broker,
+                broker_connected_since: s.connected_since(),
                 problems,
             }
         })
+    }
+}
+
+impl State {
+    fn link(&mut self, link: Link) -> &mut LinkState {
+        match link {
+            Link::Ingest => &mut self.ingest,
+            Link::Publishing => &mut self.publishing,
+        }
+    }
+
+    /// Since when both links are up.
+    fn connected_since(&self) -> Option<Timestamp> {
+        Some(self.ingest.up_since?.max(self.publishing.up_since?))
+    }
+
+    fn set_gauge(&self) {
+        let connected = self.connected_since().is_some();
+        metrics::gauge!(crate::metrics::BROKER_CONNECTED).set(f64::from(u8::from(connected)));
     }
 }
 
@@ -123,37 +177,51 @@ mod tests {
         Timestamp::from_second(1_800_000_000 + s).unwrap()
     }
 
-    #[test]
-    fn a_fresh_service_is_unhealthy_until_the_broker_answers() {
-        let health = Health::default();
-        assert_eq!(
-            health.report().problems,
-            ["not connected to the broker yet"]
-        );
-        health.broker_connected(at(0));
-        assert!(health.report().problems.is_empty());
-        assert_eq!(health.report().broker_connected_since, Some(at(0)));
+    fn connected(health: &Health, now: Timestamp) {
+        health.broker_connected(Link::Ingest, now);
+        health.broker_connected(Link::Publishing, now);
     }
 
     #[test]
-    fn an_outage_is_reported_from_its_start_until_the_broker_is_back() {
+    fn a_fresh_service_is_unhealthy_until_both_links_are_up() {
         let health = Health::default();
-        health.broker_connected(at(0));
-        health.broker_lost(at(10));
-        // Every failed reconnection attempt reports again; the start stays.
-        health.broker_lost(at(20));
         assert_eq!(
             health.report().problems,
-            ["not connected to the broker since 2027-01-15T08:00:10Z"]
+            [
+                "not connected to the broker (ingest link) yet",
+                "not connected to the broker (publishing link) yet"
+            ]
         );
-        health.broker_connected(at(30));
+        health.broker_connected(Link::Publishing, at(0));
+        assert_eq!(
+            health.report().problems,
+            ["not connected to the broker (ingest link) yet"]
+        );
+        assert_eq!(health.report().broker_connected_since, None);
+        health.broker_connected(Link::Ingest, at(1));
+        assert!(health.report().problems.is_empty());
+        assert_eq!(health.report().broker_connected_since, Some(at(1)));
+    }
+
+    #[test]
+    fn an_outage_is_reported_from_its_start_until_the_link_is_back() {
+        let health = Health::default();
+        connected(&health, at(0));
+        health.broker_lost(Link::Ingest, at(10));
+        // Every failed reconnection attempt reports again; the start stays.
+        health.broker_lost(Link::Ingest, at(20));
+        assert_eq!(
+            health.report().problems,
+            ["not connected to the broker (ingest link) since 2027-01-15T08:00:10Z"]
+        );
+        health.broker_connected(Link::Ingest, at(30));
         assert!(health.report().problems.is_empty());
     }
 
     #[test]
     fn journal_failures_are_reported_from_the_first_until_a_commit_succeeds() {
         let health = Health::default();
-        health.broker_connected(at(0));
+        connected(&health, at(0));
         health.journal_committed(Err("database is locked"), at(5));
         health.journal_committed(Err("disk I/O error"), at(6));
         let problems = health.report().problems;

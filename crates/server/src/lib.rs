@@ -1,29 +1,34 @@
 //! kordon-server: the `kordon` service around the deterministic engine.
 //!
 //! ```text
-//!  broker ──▶ mqtt::run_connection ──decode──▶ inbox ──▶ mqtt::run_forwarder ──▶ core_thread ──alerts, at once──────────────────────────────▶ mqtt::run_publisher ──▶ broker
-//!                                                                                (Engine, AlertDesk, ──records + acks──▶ journal writer ──acks──▶ (publish; ack once
-//!  1 s tick (engine_time) ──────────────────────────────▶ (forwarder, in order)  Deliveries)                           (group commit)              committed)
-//!  HTTP (axum) ────────── commands ────────────────────────────────────────────▶
+//!  broker ──▶ ingest_link ──decode──▶ inbox ──▶ mqtt::run_forwarder ──▶ core_thread ──alerts, at once──────────────────────────────▶ mqtt::run_publisher ──▶ publishing link ──▶ broker
+//!    ▲         (reads only                                              (Engine, AlertDesk, ──records + acks──▶ journal writer ──acks──▶ (publish; acks to
+//!    │          when the inbox                                           Deliveries)                           (group commit)              the ingest link)
+//!    └─ acks ── has room)  ◀────────────────────────────────────────────────────────────────────────────────────────────────────────────────────┘
+//!  1 s tick (engine_time) ──────────────────▶ (forwarder, in order)
+//!  HTTP (axum) ────────── commands ────────────────────────────────▶
 //! ```
 //!
-//! Every arrow is a bounded queue. The connection task never waits on one
-//! (it answers keep-alives whatever the backlog); every other sender waits
-//! when its queue is full, so an overload ends at the broker, which holds
-//! the messages kordon has not acknowledged.
+//! Every arrow is a bounded queue, and every sender waits when its queue is
+//! full. The ingest link reads no further while the inbox is full but still
+//! writes acknowledgements and keep-alives, so an overload ends at the
+//! broker, which holds the messages kordon has not acknowledged.
 //!
 //! - [`config`]: the `kordon.toml` file.
 //! - [`server`]: start and graceful shutdown.
 //! - [`core_thread`]: the engine's own thread, its commands, journal replay.
 //! - [`delivery`]: publishing each alert message once, across crashes.
 //! - [`demo`]: `kordon demo`, everything in one process with the simulator.
-//! - [`mqtt`]: the connection and publisher tasks.
+//! - [`ingest_link`]: the subscribing connection, which reads only as fast
+//!   as kordon handles messages.
+//! - [`mqtt`]: decoding into commands, the forwarder, the publisher and the
+//!   publishing link.
 //! - [`dispatch`]: the police's CAP messages as an Atom feed and webhooks.
 //! - [`http`]: the API and its roles.
 //! - [`web`], [`session`], [`live`], [`history`], [`intake`]: the dashboard:
 //!   its files, sign-in, the live stream, what the journal tells people,
 //!   case files checked before they apply.
-//! - [`health`]: broker connection and journal commits, for `/healthz`.
+//! - [`health`]: broker links and journal commits, for `/healthz`.
 //! - [`engine_time`]: the time ticks carry, also while draining a backlog.
 //! - [`replay`]: a recording through the engine on virtual time (`kordon replay`).
 //! - [`cases`]: the case directory.
@@ -42,6 +47,7 @@ pub mod embedded;
 pub mod engine_time;
 pub mod health;
 pub mod history;
+pub mod ingest_link;
 pub mod http;
 pub mod intake;
 pub mod live;

@@ -21,10 +21,10 @@ pub const TIME_TO_ACK: &str = "kordon_time_to_ack_seconds";
 pub const CORE_QUEUE_DEPTH: &str = "kordon_core_queue_depth";
 /// Messages received and waiting to go to the engine's thread.
 pub const INBOX_DEPTH: &str = "kordon_inbox_depth";
-/// QoS 1 messages left unacknowledged because every queue was full (the
-/// broker delivers them again on the next connection), and QoS 0 messages
-/// dropped for the same reason.
-pub const DEFERRED: &str = "kordon_messages_deferred_total";
+/// Time the ingest link did not read because the inbox was full: the
+/// broker held the backlog. Its rate over 1e6 is the share of time kordon
+/// could not keep up.
+pub const INGEST_PAUSED: &str = "kordon_ingest_paused_microseconds_total";
 /// Times the engine's thread was found busy and the connection waited.
 pub const ENGINE_BUSY: &str = "kordon_engine_busy_total";
 /// 1 while kordon takes input more slowly than it arrives (the engine's
@@ -145,8 +145,8 @@ fn register_all() {
             "Publishes the MQTT client refused (the message did not leave).",
         ),
         (
-            DEFERRED,
-            "Messages left unacknowledged (QoS 1, delivered again later) or dropped (QoS 0) because every queue was full.",
+            INGEST_PAUSED,
+            "Microseconds the ingest link did not read because kordon's queues were full; the broker held the backlog.",
         ),
         (
             ENGINE_BUSY,
@@ -234,7 +234,7 @@ fn register_all() {
         ),
         (
             BROKER_CONNECTED,
-            "1 while kordon is connected to its broker, else 0.",
+            "1 while both of kordon's links to its broker (ingest and publishing) are connected, else 0.",
         ),
         (
             OVERLOADED,

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use kordon_alert::AlertDesk;
 use kordon_core::Engine;
+use kordon_ingest::broker::Dialer;
 use kordon_ingest::Decoder;
 use kordon_journal::{Durable, GroupCommit, Journal, JournalError, SnapshotStore, Writer};
 use thiserror::Error;
@@ -21,21 +22,25 @@ use crate::core_thread::{Command, CoreThread, Envelope, Outlets, Upkeep};
 use crate::dispatch::{self, Dispatch};
 use crate::health::Health;
 use crate::http::{self, ApiParts, ApiState};
+use crate::ingest_link::{IngestLink, Session};
 use crate::live::Feed;
 use crate::mqtt;
 
 // Every queue between the broker and the broker again is bounded; when one
-// is full its sender waits (threads) or keeps the message back (the
-// connection task, see `mqtt::Intake`), and in the end the broker holds the
-// messages kordon has not acknowledged.
+// is full its sender waits, the ingest link reads no further, and in the end
+// the broker holds the messages kordon has not acknowledged.
 
 /// Commands queued for the engine's thread (messages, ticks, API calls);
 /// sized for memory under overload (see `mqtt::INBOX`).
 const CORE_QUEUE: usize = 4_096;
 /// Alert messages and broker acknowledgements waiting for the publisher.
 const PUBLISH_QUEUE: usize = 16_384;
-/// Requests rumqttc buffers while the connection is busy or down.
+/// Requests rumqttc buffers while the publishing link is busy or down.
 const MQTT_REQUESTS: usize = 65_536;
+/// Acknowledgements on their way from the publisher to the ingest link,
+/// which writes them whatever it reads (so this rarely holds more than a
+/// batch).
+const RECEIPTS: usize = 16_384;
 
 #[derive(Debug, Error)]
 pub enum StartError {
@@ -80,7 +85,8 @@ pub struct Running {
     core: crossbeam_channel::Sender<Command>,
     core_thread: std::thread::JoinHandle<()>,
     writer: Writer<Vec<Envelope>>,
-    connection: JoinHandle<()>,
+    ingest_link: JoinHandle<()>,
+    publishing_link: JoinHandle<()>,
     forwarder: JoinHandle<()>,
     publisher: JoinHandle<()>,
     http: JoinHandle<()>,
@@ -139,8 +145,8 @@ pub async fn start_with(
         .map_err(StartError::Thread)?;
 
     let (stop, stopping) = watch::channel(false);
-    let (client, eventloop) =
-        kordon_ingest::connect(&config.broker_settings(broker_url.clone()), MQTT_REQUESTS)?;
+    let broker = config.broker_settings(broker_url.clone());
+    let (client, eventloop) = kordon_ingest::connect(&broker, MQTT_REQUESTS)?;
     let decoder = Decoder::new(config.ingest.clone(), config.owntracks_map());
     let (inbox_tx, inbox_rx) = mpsc::channel(mqtt::INBOX);
     let forwarder = tokio::spawn(mqtt::run_forwarder(
@@ -149,16 +155,27 @@ pub async fn start_with(
         config.clock,
         health.clone(),
     ));
-    let connections = mqtt::Connections::default();
-    let connection = tokio::spawn(mqtt::run_connection(
+    let (receipts_tx, receipts_rx) = mpsc::channel(RECEIPTS);
+    let ingest_link = tokio::spawn(
+        IngestLink {
+            dialer: Dialer::new(&broker)?,
+            session: Session::of(&broker),
+            intake: mqtt::Intake::new(inbox_tx, decoder),
+            receipts: receipts_rx,
+            clock: config.clock,
+            health: health.clone(),
+            stopping: stopping.clone(),
+        }
+        .run(),
+    );
+    let publishing_link = tokio::spawn(mqtt::run_publishing_link(
         client.clone(),
         eventloop,
-        mqtt::Intake::new(inbox_tx, decoder, connections.clone()),
         config.clock,
         health.clone(),
         stopping.clone(),
     ));
-    let publisher = tokio::spawn(mqtt::run_publisher(client, connections, out_rx));
+    let publisher = tokio::spawn(mqtt::run_publisher(client, receipts_tx, out_rx));
     tokio::spawn(crate::live::watch_health(
         feed.clone(),
         health.clone(),
@@ -224,7 +241,8 @@ pub async fn start_with(
         core: core_tx,
         core_thread,
         writer,
-        connection,
+        ingest_link,
+        publishing_link,
         forwarder,
         publisher,
         http,
@@ -479,8 +497,8 @@ impl Running {
             deliverer.abort();
         }
         let _ = self.http.await;
-        // The connection task has stopped handing messages on; what it
-        // handed on reaches the engine's queue before `Shutdown` does.
+        // The ingest link has stopped handing messages on; what it handed
+        // on reaches the engine's queue before `Shutdown` does.
         let _ = self.forwarder.await;
         // Everything queued before this is handled first.
         let _ = self.core.send(Command::Shutdown);
@@ -496,7 +514,8 @@ impl Running {
         .await;
         let drained = tokio::time::timeout(Duration::from_secs(10), async {
             let _ = self.publisher.await;
-            let _ = self.connection.await;
+            let _ = self.ingest_link.await;
+            let _ = self.publishing_link.await;
         })
         .await;
         if drained.is_err() {

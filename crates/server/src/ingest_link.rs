@@ -1,0 +1,504 @@
+//! The ingest link: kordon's subscribing connection to the broker, which
+//! reads only as fast as kordon handles messages and answers the broker
+//! whatever it reads.
+//!
+//! It speaks MQTT 3.1.1 itself (rumqttc's codec, `mqttbytes`) because
+//! rumqttc cannot do this: one event loop reads and writes there, so a
+//! paused read pauses the acknowledgements and keep-alives too, and under a
+//! flood its requests leave at about a tenth of the rate messages arrive
+//! (`docs/mqtt.md`, Backpressure).
+//!
+//! - A message is read only when the inbox has room for it. While kordon is
+//!   behind, the rest waits in the socket and at the broker, unacknowledged:
+//!   TCP's flow control is kordon's backpressure and the broker's queue is
+//!   the backlog, so memory stays flat and nothing is dropped or kept back.
+//! - Acknowledgements of handled messages (from the publisher, once their
+//!   records are durable) and a PINGREQ every keep-alive period are written
+//!   whatever the reading does.
+//! - A message is acknowledged only on the connection it came on
+//!   ([`Receipt`]); the broker delivers it again on the next one.
+//!
+//! It never decides anything about a message: [`Intake`] turns each into a
+//! command for the engine's thread.
+
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use kordon_ingest::broker::{BrokerSettings, BrokerStream, Dialer, MAX_MQTT_PACKET};
+use kordon_ingest::Backoff;
+use rumqttc::mqttbytes::v4::{Connect, Login, Packet, PubAck, Subscribe, SubscribeReasonCode};
+use rumqttc::mqttbytes::Error as CodecError;
+use rumqttc::{ConnectReturnCode, QoS};
+use thiserror::Error;
+use tokio::io::{AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
+use tokio::sync::{mpsc, watch};
+use tracing::{debug, error, info, warn};
+
+use crate::clock::Clock;
+use crate::core_thread::Command;
+use crate::health::{Health, Link};
+use crate::metrics as m;
+use crate::mqtt::{subscriptions, Intake, Receipt, INBOX};
+
+/// Who the link is to the broker.
+#[derive(Debug, Clone)]
+pub struct Session {
+    pub client_id: String,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    pub keep_alive: Duration,
+}
+
+impl Session {
+    pub fn of(settings: &BrokerSettings) -> Session {
+        Session {
+            client_id: settings.client_id.clone(),
+            username: settings.username.clone(),
+            password: settings.password.clone(),
+            keep_alive: Duration::from_secs(u64::from(settings.keep_alive_s.max(1))),
+        }
+    }
+}
+
+/// How long a broker may take to answer a CONNECT, and to take what kordon
+/// writes.
+const BROKER_PATIENCE: Duration = Duration::from_secs(10);
+/// What one read asks of the socket at least.
+const READ_CHUNK: usize = 64 * 1024;
+/// Acknowledgements written together, at most.
+const ACK_BATCH: usize = 1_024;
+/// The packet id of kordon's SUBSCRIBE (the link sends no other packet
+/// that needs one).
+const SUBSCRIBE_PKID: u16 = 1;
+
+#[derive(Debug, Error)]
+enum LinkError {
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("the broker sent what is not MQTT 3.1.1: {0}")]
+    Protocol(String),
+    #[error("the broker refused the connection: {0:?}")]
+    Refused(ConnectReturnCode),
+    #[error("the broker did not answer within {0:?}")]
+    Timeout(Duration),
+    #[error("the broker closed the connection")]
+    Closed,
+    #[error("no word from the broker for {0:?}, a keep-alive ping unanswered")]
+    Silent(Duration),
+}
+
+impl From<CodecError> for LinkError {
+    fn from(e: CodecError) -> Self {
+        LinkError::Protocol(e.to_string())
+    }
+}
+
+/// How a connection ended without an error: kordon stopped, the last
+/// acknowledgements went out, then DISCONNECT.
+enum Ended {
+    Stopped,
+}
+
+/// Everything the link needs; [`IngestLink::run`] drives it until kordon
+/// stops.
+pub struct IngestLink {
+    pub dialer: Dialer,
+    pub session: Session,
+    /// Decodes what is read, and queues it for the engine's thread.
+    pub intake: Intake,
+    /// Acknowledgements from the publisher; closed once it is done.
+    pub receipts: mpsc::Receiver<Receipt>,
+    pub clock: Clock,
+    pub health: Health,
+    pub stopping: watch::Receiver<bool>,
+}
+
+impl IngestLink {
+    /// Connects, serves the connection, and connects again with back-off,
+    /// until kordon stops.
+    pub async fn run(self) {
+        let IngestLink {
+            dialer,
+            session,
+            intake,
+            receipts,
+            clock,
+            health,
+            stopping,
+        } = self;
+        let mut driver = Driver {
+            intake: Some(intake),
+            receipts,
+            clock,
+            health,
+            stopping,
+            keep_alive: session.keep_alive,
+        };
+        let mut backoff = Backoff::new();
+        for number in 1.. {
+            let opened = tokio::select! {
+                opened = open(&dialer, &session) => opened,
+                () = drop_stale_receipts(&mut driver.receipts) => return,
+                _ = driver.stopping.changed() => return,
+            };
+            let outcome = match opened {
+                Ok((stream, session_present)) => {
+                    backoff.reset();
+                    driver.serve(stream, number, session_present).await
+                }
+                Err(e) => Err(e),
+            };
+            driver.health.broker_lost(Link::Ingest, driver.clock.now());
+            let error = match outcome {
+                Ok(Ended::Stopped) => return,
+                Err(error) => error,
+            };
+            metrics::counter!(m::BROKER_CONNECTION_ERRORS).increment(1);
+            if driver.intake.is_none() {
+                // Stopping without a broker: nothing left to flush to.
+                return;
+            }
+            let delay = backoff.next_delay();
+            warn!(error = %error, retry_in_ms = delay.as_millis() as u64, "ingest link to the broker lost");
+            tokio::select! {
+                () = tokio::time::sleep(delay) => {}
+                () = drop_stale_receipts(&mut driver.receipts) => return,
+                _ = driver.stopping.changed() => return,
+            }
+        }
+    }
+}
+
+/// The link between connections. `intake` is `None` once kordon stops
+/// taking messages: dropping it closes the inbox, which ends the forwarder.
+struct Driver {
+    intake: Option<Intake>,
+    receipts: mpsc::Receiver<Receipt>,
+    clock: Clock,
+    health: Health,
+    stopping: watch::Receiver<bool>,
+    keep_alive: Duration,
+}
+
+impl Driver {
+    /// One connection, from its CONNACK to its end.
+    async fn serve(
+        &mut self,
+        stream: Box<dyn BrokerStream>,
+        number: u64,
+        session_present: bool,
+    ) -> Result<Ended, LinkError> {
+        let (reader, writer) = tokio::io::split(stream);
+        let mut connection = Connection::new(reader, writer, number, self.keep_alive);
+        info!(session_present, "ingest link connected to the broker");
+        if !session_present {
+            connection.subscribe().await?;
+        }
+        self.health.broker_connected(Link::Ingest, self.clock.now());
+        let mut waiting = None;
+        if let Some(intake) = &mut self.intake {
+            intake.connected(number, &self.health);
+            waiting = Some(Command::Connected(self.clock.now()));
+        }
+        let mut pings = tokio::time::interval_at(
+            tokio::time::Instant::now() + self.keep_alive,
+            self.keep_alive,
+        );
+        loop {
+            if waiting.is_none() {
+                waiting = self.hand_on_read(&mut connection)?;
+            }
+            let reading = self.intake.is_some() && waiting.is_none();
+            tokio::select! {
+                biased;
+                _ = self.stopping.changed(), if self.intake.is_some() => {
+                    // Stop taking messages; keep acknowledging what the
+                    // engine's thread still finishes, until the publisher
+                    // is done.
+                    self.intake = None;
+                    waiting = None;
+                    debug!("ingest link: no longer handing messages on");
+                }
+                receipt = self.receipts.recv() => match receipt {
+                    Some(receipt) => connection.acknowledge(receipt, &mut self.receipts).await?,
+                    None => {
+                        connection.disconnect().await?;
+                        return Ok(Ended::Stopped);
+                    }
+                },
+                _ = pings.tick() => connection.ping(reading).await?,
+                permit = room(&self.intake), if waiting.is_some() => match permit {
+                    Some(permit) => {
+                        permit.send(waiting.take().expect("checked by the branch"));
+                        connection.resume();
+                    }
+                    // The engine's thread is gone.
+                    None => self.intake = None,
+                },
+                read = connection.read(), if reading => read?,
+            }
+        }
+    }
+
+    /// Hands on the messages already read while the inbox has room. The
+    /// one that finds it full comes back: it waits for room, and reading
+    /// waits with it.
+    fn hand_on_read(&mut self, connection: &mut Connection) -> Result<Option<Command>, LinkError> {
+        let Some(intake) = &mut self.intake else {
+            return Ok(None);
+        };
+        while let Some(packet) = connection.next_packet()? {
+            let Packet::Publish(publish) = packet else {
+                connection.on_control(packet)?;
+                continue;
+            };
+            if publish.qos == QoS::ExactlyOnce {
+                return Err(LinkError::Protocol(format!(
+                    "a QoS 2 message on `{}`, beyond the QoS 1 kordon subscribed with",
+                    publish.topic
+                )));
+            }
+            metrics::counter!(m::MESSAGES_IN).increment(1);
+            let command = intake.command(publish, self.clock.now());
+            match intake.inbox().try_send(command) {
+                Ok(()) => {}
+                Err(mpsc::error::TrySendError::Full(command)) => {
+                    connection.pause();
+                    return Ok(Some(command));
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => {
+                    self.intake = None;
+                    return Ok(None);
+                }
+            }
+        }
+        metrics::gauge!(m::INBOX_DEPTH).set((INBOX - intake.inbox().capacity()) as f64);
+        Ok(None)
+    }
+}
+
+/// A place in the inbox, once there is room; `None` when the engine's
+/// thread is gone or kordon stopped taking messages.
+/// (An owned permit: one borrowing the intake would keep it borrowed
+/// through every branch of the select.)
+async fn room(intake: &Option<Intake>) -> Option<mpsc::OwnedPermit<Command>> {
+    let inbox = intake.as_ref()?.inbox().clone();
+    inbox.reserve_owned().await.ok()
+}
+
+/// Dials, sends CONNECT, and waits for the CONNACK: the stream and whether
+/// the broker still held kordon's session.
+async fn open(
+    dialer: &Dialer,
+    session: &Session,
+) -> Result<(Box<dyn BrokerStream>, bool), LinkError> {
+    let opening = async {
+        let mut stream = dialer.dial().await?;
+        let mut out = BytesMut::new();
+        Packet::Connect(connect_packet(session)).write(&mut out, MAX_MQTT_PACKET)?;
+        stream.write_all(&out).await?;
+        let mut buf = BytesMut::with_capacity(64);
+        loop {
+            match Packet::read(&mut buf, MAX_MQTT_PACKET) {
+                Ok(Packet::ConnAck(ack)) if ack.code == ConnectReturnCode::Success => {
+                    return Ok((stream, ack.session_present));
+                }
+                Ok(Packet::ConnAck(ack)) => return Err(LinkError::Refused(ack.code)),
+                Ok(other) => {
+                    return Err(LinkError::Protocol(format!(
+                        "{other:?} where a CONNACK was due"
+                    )))
+                }
+                Err(CodecError::InsufficientBytes(_)) => {
+                    if stream.read_buf(&mut buf).await? == 0 {
+                        return Err(LinkError::Closed);
+                    }
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    };
+    tokio::time::timeout(BROKER_PATIENCE, opening)
+        .await
+        .map_err(|_| LinkError::Timeout(BROKER_PATIENCE))?
+}
+
+fn connect_packet(session: &Session) -> Connect {
+    let mut connect = Connect::new(session.client_id.clone());
+    connect.keep_alive = session.keep_alive.as_secs().clamp(1, u64::from(u16::MAX)) as u16;
+    // The broker keeps kordon's subscriptions and queues messages for it
+    // while it is away (a restart, a network fault).
+    connect.clean_session = false;
+    if let Some(user) = &session.username {
+        connect.login = Some(Login::new(
+            user.clone(),
+            session.password.clone().unwrap_or_default(),
+        ));
+    }
+    connect
+}
+
+/// Waits until the publisher is done, dropping the acknowledgements that
+/// arrive meanwhile: without a connection they are all stale.
+async fn drop_stale_receipts(receipts: &mut mpsc::Receiver<Receipt>) {
+    while let Some(receipt) = receipts.recv().await {
+        debug!(
+            pkid = receipt.pkid(),
+            "not acknowledged: received on an earlier connection, the broker delivers it again"
+        );
+    }
+}
+
+/// One connection's halves and buffers.
+struct Connection {
+    reader: ReadHalf<Box<dyn BrokerStream>>,
+    writer: WriteHalf<Box<dyn BrokerStream>>,
+    number: u64,
+    read: BytesMut,
+    out: BytesMut,
+    keep_alive: Duration,
+    /// When the broker was last heard from, or reading last resumed.
+    heard: Instant,
+    /// Since when reading waits for room in the inbox.
+    paused_since: Option<Instant>,
+}
+
+impl Connection {
+    fn new(
+        reader: ReadHalf<Box<dyn BrokerStream>>,
+        writer: WriteHalf<Box<dyn BrokerStream>>,
+        number: u64,
+        keep_alive: Duration,
+    ) -> Self {
+        Connection {
+            reader,
+            writer,
+            number,
+            read: BytesMut::with_capacity(READ_CHUNK),
+            out: BytesMut::new(),
+            keep_alive,
+            heard: Instant::now(),
+            paused_since: None,
+        }
+    }
+
+    async fn subscribe(&mut self) -> Result<(), LinkError> {
+        let filters = subscriptions()
+            .into_iter()
+            .map(|f| rumqttc::SubscribeFilter::new(f.to_string(), QoS::AtLeastOnce));
+        let mut subscribe = Subscribe::new_many(filters);
+        subscribe.pkid = SUBSCRIBE_PKID;
+        Packet::Subscribe(subscribe).write(&mut self.out, MAX_MQTT_PACKET)?;
+        self.flush().await
+    }
+
+    /// Reads what the socket has (at least one byte); cancel-safe.
+    async fn read(&mut self) -> Result<(), LinkError> {
+        self.read.reserve(READ_CHUNK);
+        if self.reader.read_buf(&mut self.read).await? == 0 {
+            return Err(LinkError::Closed);
+        }
+        self.heard = Instant::now();
+        Ok(())
+    }
+
+    /// The next whole packet already read, if there is one.
+    fn next_packet(&mut self) -> Result<Option<Packet>, LinkError> {
+        match Packet::read(&mut self.read, MAX_MQTT_PACKET) {
+            Ok(packet) => Ok(Some(packet)),
+            Err(CodecError::InsufficientBytes(_)) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// A packet from the broker other than a message.
+    fn on_control(&mut self, packet: Packet) -> Result<(), LinkError> {
+        match packet {
+            Packet::SubAck(ack) => {
+                let refused: Vec<_> = subscriptions()
+                    .into_iter()
+                    .zip(&ack.return_codes)
+                    .filter(|(_, code)| matches!(code, SubscribeReasonCode::Failure))
+                    .map(|(filter, _)| filter)
+                    .collect();
+                if refused.is_empty() {
+                    info!("subscribed");
+                } else {
+                    error!(?refused, "the broker refused these subscriptions (its ACL?): their messages never reach kordon");
+                }
+                Ok(())
+            }
+            Packet::PingResp => Ok(()),
+            other => Err(LinkError::Protocol(format!(
+                "{other:?} on an established connection"
+            ))),
+        }
+    }
+
+    /// Reading waits for room in the inbox.
+    fn pause(&mut self) {
+        self.paused_since.get_or_insert_with(Instant::now);
+    }
+
+    /// Room again: reading resumes, and the broker's silence is counted
+    /// from now (what it sent meanwhile waits unread in the socket).
+    fn resume(&mut self) {
+        if let Some(since) = self.paused_since.take() {
+            metrics::counter!(m::INGEST_PAUSED).increment(since.elapsed().as_micros() as u64);
+        }
+        self.heard = Instant::now();
+    }
+
+    /// Writes the acknowledgements ready now, `first` among them, for this
+    /// connection's messages; those of earlier connections are dropped.
+    async fn acknowledge(
+        &mut self,
+        first: Receipt,
+        receipts: &mut mpsc::Receiver<Receipt>,
+    ) -> Result<(), LinkError> {
+        let mut next = Some(first);
+        let mut batch = 0;
+        while let Some(receipt) = next {
+            match receipt.to_acknowledge(self.number) {
+                Some(pkid) => PubAck::new(pkid).write(&mut self.out)?,
+                None => 0,
+            };
+            batch += 1;
+            next = match batch < ACK_BATCH {
+                true => receipts.try_recv().ok(),
+                false => None,
+            };
+        }
+        self.flush().await
+    }
+
+    /// A PINGREQ every keep-alive period, read or not; and while reading,
+    /// a broker silent for one and a half periods has gone.
+    async fn ping(&mut self, reading: bool) -> Result<(), LinkError> {
+        let silent = self.heard.elapsed();
+        if reading && silent > self.keep_alive * 3 / 2 {
+            return Err(LinkError::Silent(silent));
+        }
+        Packet::PingReq.write(&mut self.out, MAX_MQTT_PACKET)?;
+        self.flush().await
+    }
+
+    async fn disconnect(&mut self) -> Result<(), LinkError> {
+        Packet::Disconnect.write(&mut self.out, MAX_MQTT_PACKET)?;
+        self.flush().await?;
+        info!("ingest link disconnected from the broker");
+        Ok(())
+    }
+
+    async fn flush(&mut self) -> Result<(), LinkError> {
+        if self.out.is_empty() {
+            return Ok(());
+        }
+        let patience = self.keep_alive.max(BROKER_PATIENCE);
+        tokio::time::timeout(patience, self.writer.write_all(&self.out))
+            .await
+            .map_err(|_| LinkError::Timeout(patience))??;
+        self.out.clear();
+        Ok(())
+    }
+}
