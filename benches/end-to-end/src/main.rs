@@ -29,6 +29,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use args::Args;
+use kordon_ingest::broker::publisher_client_id;
 use mosquitto::Mosquitto;
 use phases::Live;
 use report::{Overload, Report, Step};
@@ -153,6 +154,7 @@ fn with_kordon(
     let overload = run_overload(&mut live, args, &steps, busy_disk.as_ref())?;
     let mut totals = live.finish(args)?;
     totals.connections = broker.connections_of(kordon::CLIENT_ID);
+    totals.publishing_connections = broker.connections_of(&publisher_client_id(kordon::CLIENT_ID));
     totals.broker_log = broker.log_about(kordon::CLIENT_ID);
     Ok(Report {
         steps,

@@ -497,6 +497,7 @@ impl Live {
             stop_secs: took.as_secs_f64(),
             kordon_log: crate::kordon::log_problems(&log),
             connections: 0,
+            publishing_connections: 0,
             broker_log: Vec::new(),
         })
     }

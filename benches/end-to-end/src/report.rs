@@ -193,8 +193,10 @@ pub struct Totals {
     pub pool_exhausted: u64,
     pub stopped_cleanly: bool,
     pub stop_secs: f64,
-    /// kordon's connections to the broker over the whole run (Mosquitto's log).
+    /// kordon's connections to the broker over the whole run (Mosquitto's
+    /// log): its ingest link's, and its publishing link's.
     pub connections: usize,
+    pub publishing_connections: usize,
     pub broker_log: Vec<String>,
     pub kordon_log: Vec<LogGroup>,
 }
@@ -405,11 +407,11 @@ impl Report {
     fn totals_text(&self) -> String {
         let t = &self.totals;
         let mut out = format!(
-            "whole run: kordon's connections to the broker: {}\n  \
+            "whole run: kordon's connections to the broker: {} (ingest link), {} (publishing link)\n  \
              journal: {} fix records, {} distinct; {} distinct fixes offered (acknowledged by the broker; {} published, {} skipped by the generator)\n  \
              planted breaches: {} expected, {} delivered to the police topic; {} police messages about cases with no planted breach; {} rejects\n  \
              kordon stopped {} in {:.1} s after SIGTERM\n",
-            t.connections, t.journal_records, t.journal_distinct, t.offered, t.published, t.skipped,
+            t.connections, t.publishing_connections, t.journal_records, t.journal_distinct, t.offered, t.published, t.skipped,
             t.planted, t.alerts_delivered, t.unplanted_alerts, t.rejects,
             if t.stopped_cleanly { "cleanly" } else { "NOT cleanly" }, t.stop_secs,
         );
@@ -487,6 +489,7 @@ impl Report {
                 "unplanted_alerts": t.unplanted_alerts, "rejects": t.rejects, "first_reject": t.first_reject,
                 "breach_pool_exhausted": t.pool_exhausted, "stopped_cleanly": t.stopped_cleanly,
                 "stop_secs": num(t.stop_secs), "kordon_broker_connections": t.connections,
+                "kordon_publishing_connections": t.publishing_connections,
                 "broker_log": t.broker_log,
                 "kordon_log": t.kordon_log.iter().map(|g| json!({"count": g.count, "first": g.first})).collect::<Vec<_>>(),
             },

@@ -109,11 +109,11 @@ fn correctness(r: &Report) -> Vec<Target> {
     vec![
         target(
             "0 broker disconnects (overload and whole run)",
-            o.broker_errors == 0.0 && t.connections == 1,
+            o.broker_errors == 0.0 && t.connections == 1 && t.publishing_connections == 1,
             true,
             format!(
-                "{:.0} connection errors in the overload, {} connections in the run",
-                o.broker_errors, t.connections
+                "{:.0} connection errors in the overload; connections in the run: {} ingest, {} publishing",
+                o.broker_errors, t.connections, t.publishing_connections
             ),
         ),
         target(

@@ -502,3 +502,209 @@ impl Connection {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use kordon_ingest::{Decoder, Limits};
+    use rumqttc::mqttbytes::v4::{ConnAck, Publish, SubAck};
+    use tokio::net::{TcpListener, TcpStream};
+
+    use super::*;
+
+    /// A broker played by hand: the packets it reads, and what it writes.
+    struct FakeBroker {
+        stream: TcpStream,
+        read: BytesMut,
+    }
+
+    impl FakeBroker {
+        async fn accept(listener: &TcpListener) -> FakeBroker {
+            let (stream, _) = listener.accept().await.unwrap();
+            let mut broker = FakeBroker {
+                stream,
+                read: BytesMut::new(),
+            };
+            let Packet::Connect(connect) = broker.next().await else {
+                panic!("CONNECT first");
+            };
+            assert!(!connect.clean_session, "kordon keeps its session");
+            broker
+                .send(Packet::ConnAck(ConnAck::new(
+                    ConnectReturnCode::Success,
+                    false,
+                )))
+                .await;
+            let Packet::Subscribe(subscribe) = broker.next().await else {
+                panic!("SUBSCRIBE for a new session");
+            };
+            let codes = subscribe
+                .filters
+                .iter()
+                .map(|_| SubscribeReasonCode::Success(QoS::AtLeastOnce))
+                .collect();
+            broker
+                .send(Packet::SubAck(SubAck::new(subscribe.pkid, codes)))
+                .await;
+            broker
+        }
+
+        async fn next(&mut self) -> Packet {
+            loop {
+                match Packet::read(&mut self.read, MAX_MQTT_PACKET) {
+                    Ok(packet) => return packet,
+                    Err(CodecError::InsufficientBytes(_)) => {
+                        let n = self.stream.read_buf(&mut self.read).await.unwrap();
+                        assert!(n > 0, "kordon closed the connection");
+                    }
+                    Err(e) => panic!("{e}"),
+                }
+            }
+        }
+
+        async fn send(&mut self, packet: Packet) {
+            let mut out = BytesMut::new();
+            packet.write(&mut out, MAX_MQTT_PACKET).unwrap();
+            self.stream.write_all(&out).await.unwrap();
+        }
+
+        /// The next packet other than a PINGREQ, answering those.
+        async fn next_answering_pings(&mut self) -> Packet {
+            loop {
+                match self.next().await {
+                    Packet::PingReq => self.send(Packet::PingResp).await,
+                    other => return other,
+                }
+            }
+        }
+    }
+
+    fn fix(pkid: u16) -> Packet {
+        let topic = format!("kordon/v1/devices/b-{pkid}/fix");
+        let mut publish = Publish::new(topic, QoS::AtLeastOnce, "{}");
+        publish.pkid = pkid;
+        Packet::Publish(publish)
+    }
+
+    struct Kordon {
+        commands: mpsc::Receiver<Command>,
+        receipts: mpsc::Sender<Receipt>,
+        _stop: watch::Sender<bool>,
+    }
+
+    /// A link to the broker listening on `listener`, with an inbox of
+    /// `inbox` and a keep-alive of a second.
+    fn start_link(listener: &TcpListener, inbox: usize) -> Kordon {
+        let url = format!("mqtt://{}", listener.local_addr().unwrap());
+        let (inbox_tx, commands) = mpsc::channel(inbox);
+        let (receipts, receipts_rx) = mpsc::channel(16);
+        let (stop, stopping) = watch::channel(false);
+        let link = IngestLink {
+            dialer: Dialer::new(&BrokerSettings::new(url)).unwrap(),
+            session: Session {
+                client_id: "kordon-test".into(),
+                username: None,
+                password: None,
+                keep_alive: Duration::from_secs(1),
+            },
+            intake: Intake::new(
+                inbox_tx,
+                Decoder::new(Limits::default(), HashMap::new()),
+            ),
+            receipts: receipts_rx,
+            clock: Clock::wall(),
+            health: Health::default(),
+            stopping,
+        };
+        tokio::spawn(link.run());
+        Kordon {
+            commands,
+            receipts,
+            _stop: stop,
+        }
+    }
+
+    fn device_of(command: &Command) -> String {
+        match command {
+            Command::Message { topic, .. } | Command::Refused { topic, .. } => topic.clone(),
+            Command::Connected(_) => "connected".into(),
+            _ => panic!("unexpected command"),
+        }
+    }
+
+    fn take_receipt(command: Command) -> Receipt {
+        match command {
+            Command::Message { ack, .. } | Command::Refused { ack, .. } => ack.unwrap(),
+            _ => panic!("not a message"),
+        }
+    }
+
+    /// The overload fix: with the inbox full, the link takes nothing more
+    /// (the rest waits at the broker) yet keeps pinging and acknowledging;
+    /// once the engine catches up, every message arrives, in order.
+    #[tokio::test]
+    async fn reading_waits_for_room_while_pings_and_acknowledgements_go_out() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut kordon = start_link(&listener, 4);
+        let mut broker = FakeBroker::accept(&listener).await;
+        for pkid in 1..=50 {
+            broker.send(fix(pkid)).await;
+        }
+        // Two keep-alive periods with nobody taking from the inbox.
+        let pinged = tokio::time::timeout(Duration::from_millis(2_500), async {
+            let mut pings = 0;
+            while pings < 2 {
+                assert_eq!(broker.next().await, Packet::PingReq);
+                pings += 1;
+            }
+        })
+        .await;
+        assert!(pinged.is_ok(), "no keep-alive while the inbox was full");
+        assert_eq!(kordon.commands.len(), 4, "the inbox, and no more");
+
+        // The engine handles the first three fixes: they are acknowledged.
+        let connected = kordon.commands.recv().await.unwrap();
+        assert_eq!(device_of(&connected), "connected");
+        for _ in 0..3 {
+            let receipt = take_receipt(kordon.commands.recv().await.unwrap());
+            kordon.receipts.send(receipt).await.unwrap();
+        }
+        for pkid in 1..=3 {
+            assert_eq!(
+                broker.next_answering_pings().await,
+                Packet::PubAck(PubAck::new(pkid))
+            );
+        }
+        // The rest follows as room frees up, in the order it was sent.
+        for pkid in 4..=50 {
+            let command = kordon.commands.recv().await.unwrap();
+            assert_eq!(device_of(&command), format!("kordon/v1/devices/b-{pkid}/fix"));
+        }
+    }
+
+    /// A broker that stops answering while kordon reads is left after one
+    /// and a half keep-alive periods, and the link connects again; a
+    /// message handled from the first connection is not acknowledged on
+    /// the second (the broker delivers it again there).
+    #[tokio::test]
+    async fn a_silent_broker_is_left_and_the_link_connects_again() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut kordon = start_link(&listener, 16);
+        let mut silent = FakeBroker::accept(&listener).await;
+        silent.send(fix(8)).await;
+        let again = tokio::time::timeout(Duration::from_secs(5), FakeBroker::accept(&listener));
+        let mut broker = again.await.expect("no second connection");
+        assert_eq!(device_of(&kordon.commands.recv().await.unwrap()), "connected");
+        let stale = take_receipt(kordon.commands.recv().await.unwrap());
+        assert_eq!(device_of(&kordon.commands.recv().await.unwrap()), "connected");
+        broker.send(fix(9)).await;
+        let current = take_receipt(kordon.commands.recv().await.unwrap());
+        kordon.receipts.send(stale).await.unwrap();
+        kordon.receipts.send(current).await.unwrap();
+        assert_eq!(
+            broker.next_answering_pings().await,
+            Packet::PubAck(PubAck::new(9))
+        );
+    }
+}
