@@ -65,6 +65,8 @@ impl Session {
 const BROKER_PATIENCE: Duration = Duration::from_secs(10);
 /// What one read asks of the socket at least.
 const READ_CHUNK: usize = 64 * 1024;
+/// Room in the inbox that reading waits for once it has found it full.
+const RESUME_ROOM: usize = INBOX / 4;
 /// Acknowledgements written together, at most.
 const ACK_BATCH: usize = 1_024;
 /// The packet id of kordon's SUBSCRIBE (the link sends no other packet
@@ -204,6 +206,7 @@ impl Driver {
             tokio::time::Instant::now() + self.keep_alive,
             self.keep_alive,
         );
+        pings.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             if waiting.is_none() {
                 waiting = self.hand_on_read(&mut connection)?;
@@ -227,13 +230,16 @@ impl Driver {
                     }
                 },
                 _ = pings.tick() => connection.ping(reading).await?,
-                permit = room(&self.intake), if waiting.is_some() => match permit {
-                    Some(permit) => {
-                        permit.send(waiting.take().expect("checked by the branch"));
-                        connection.resume();
+                has_room = room(&self.intake), if waiting.is_some() => {
+                    let command = waiting.take().expect("checked by the branch");
+                    match self.intake.as_ref().filter(|_| has_room) {
+                        Some(intake) => {
+                            waiting = intake.inbox().try_send(command).err().and_then(still_waiting);
+                            connection.resume();
+                        }
+                        // The engine's thread is gone.
+                        None => self.intake = None,
                     }
-                    // The engine's thread is gone.
-                    None => self.intake = None,
                 },
                 read = connection.read(), if reading => read?,
             }
@@ -277,13 +283,28 @@ impl Driver {
     }
 }
 
-/// A place in the inbox, once there is room; `None` when the engine's
-/// thread is gone or kordon stopped taking messages.
-/// (An owned permit: one borrowing the intake would keep it borrowed
-/// through every branch of the select.)
-async fn room(intake: &Option<Intake>) -> Option<mpsc::OwnedPermit<Command>> {
-    let inbox = intake.as_ref()?.inbox().clone();
-    inbox.reserve_owned().await.ok()
+/// Waits until the inbox has room for a batch again: room for one at a
+/// time would wake the link for every message under overload. False when
+/// the engine's thread is gone or kordon stopped taking messages.
+async fn room(intake: &Option<Intake>) -> bool {
+    let Some(intake) = intake else {
+        return false;
+    };
+    // Its own sender: a future borrowing the intake would keep it borrowed
+    // through every branch of the select.
+    let inbox = intake.inbox().clone();
+    let batch = RESUME_ROOM.min(inbox.max_capacity());
+    let has_room = inbox.reserve_many(batch).await.is_ok();
+    has_room
+}
+
+/// The command a failed send gives back, when it can still go: the
+/// link is the inbox's only sender, so room it waited for stays there.
+fn still_waiting(error: mpsc::error::TrySendError<Command>) -> Option<Command> {
+    match error {
+        mpsc::error::TrySendError::Full(command) => Some(command),
+        mpsc::error::TrySendError::Closed(_) => None,
+    }
 }
 
 /// Dials, sends CONNECT, and waits for the CONNACK: the stream and whether

@@ -135,7 +135,6 @@ async fn overload(broker: Broker) {
         // The metrics are the process's: earlier runs in it counted too.
         let before = scrape().await;
         let errors_before = metric(&before, "kordon_broker_connection_errors_total");
-        let deferred_before = metric(&before, "kordon_messages_deferred_total");
 
         // Far from everyone, so the load is fixes, not alerts.
         let (lat, lon) = north(HOME, 20_000.0);
@@ -204,18 +203,16 @@ async fn overload(broker: Broker) {
         let text = scrape().await;
         eprintln!(
             "{offered} fixes in {took:?} ({:.0}/s); at most {most_waiting} waited at the broker; \
-             overloaded reported: {overloaded_seen}; engine found busy {} times",
+             overloaded reported: {overloaded_seen}; engine found busy {} times; \
+             the ingest link waited {:.1} s for room",
             offered as f64 / took.as_secs_f64(),
             metric(&text, "kordon_engine_busy_total"),
+            metric(&text, "kordon_ingest_paused_microseconds_total") / 1e6,
         );
         assert_eq!(
             metric(&text, "kordon_broker_connection_errors_total"),
             errors_before,
             "kordon lost its broker connection under load"
-        );
-        assert_eq!(
-            metric(&text, "kordon_messages_deferred_total"),
-            deferred_before
         );
         kordon.stop().await;
 
