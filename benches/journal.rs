@@ -6,7 +6,12 @@
 //!    the job over to its commit) p50/p99/max, achieved records/s, and
 //!    records per commit; with `durability = full` (fsync per commit) and
 //!    `process`.
-//! 2. Recovery: the time from opening a journal (verifying every record and
+//! 2. The cost of appending, by commit size: CPU per fix and bytes written
+//!    per fix (`/proc/self/io`, WAL and checkpoints) for fixes of 10,000
+//!    cases, each fix a record and a case link, `durability = full`, in
+//!    commits of 30 (about 10,000 fixes/s committed as fast as fsync allows)
+//!    and 300. This is the figure behind `[journal] linger_ms`.
+//! 3. Recovery: the time from opening a journal (verifying every record and
 //!    both chains) through restoring a snapshot and replaying 1,000,000
 //!    records after it, with kordon's own recovery code.
 //!
@@ -206,11 +211,59 @@ fn recovery(dir: &Path, cases: u64, records: u64) {
     );
 }
 
+/// This thread's CPU time (user and system) in seconds.
+fn thread_cpu_secs() -> f64 {
+    let stat = std::fs::read_to_string("/proc/thread-self/stat").unwrap_or_default();
+    let fields: Vec<&str> = stat
+        .rsplit(')')
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect();
+    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok()).unwrap_or(0.0);
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+/// Bytes this process caused to be written to storage.
+fn written_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/io")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("write_bytes: "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+fn append_cost(dir: &Path, cases: u64, fixes: u64, per_commit: u64) {
+    let path = dir.join(format!("append-{per_commit}.db"));
+    let (mut journal, _) = Journal::open(&path, Durability::Full).unwrap();
+    let (cpu, written, started) = (thread_cpu_secs(), written_bytes(), Instant::now());
+    let mut n = 0;
+    while n < fixes {
+        let batch: Vec<Entry> = (n..n + per_commit).map(|k| fix_record(k, cases)).collect();
+        journal.append(&batch).unwrap();
+        n += per_commit;
+    }
+    println!(
+        "appending, {cases} cases, commits of {per_commit} fixes: {:.1} µs CPU per fix, {:.0} bytes written per fix, {:.0} fixes/s",
+        (thread_cpu_secs() - cpu) * 1e6 / fixes as f64,
+        (written_bytes() - written) as f64 / fixes as f64,
+        fixes as f64 / started.elapsed().as_secs_f64(),
+    );
+}
+
 fn main() {
     let quick = std::env::var_os("KORDON_BENCH_QUICK").is_some();
     let dir = tempfile::tempdir().unwrap();
-    let (secs, records) = if quick { (1, 20_000) } else { (10, 1_000_000) };
+    let (secs, records, appended) = if quick {
+        (1, 20_000, 3_000)
+    } else {
+        (10, 1_000_000, 300_000)
+    };
     group_commit(dir.path(), Durability::Full, 100_000, secs);
     group_commit(dir.path(), Durability::Process, 100_000, secs);
+    for per_commit in [30, 300] {
+        append_cost(dir.path(), 10_000, appended, per_commit);
+    }
     recovery(dir.path(), 1000, records);
 }

@@ -102,7 +102,14 @@ pub struct JournalConfig {
     #[serde(default = "default_max_batch")]
     pub max_batch: usize,
     /// How long a commit waits for more records; 0 commits at once.
-    #[serde(default)]
+    /// Only broker acknowledgements and API answers wait for a commit, not
+    /// alerts, and fewer, larger commits cost less: 5 ms cut kordon's CPU
+    /// per fix by a third at 3,000 fixes/s (113 → 78 µs) and the busy-disk
+    /// p99 from 42.5 to 3.4 ms in the short benchmark (one run each). It
+    /// also holds each acknowledgement back that long, so a broker's
+    /// in-flight window of N messages allows at most N per commit
+    /// (`docs/operations.md`: `max_inflight_messages`).
+    #[serde(default = "default_linger_ms")]
     pub linger_ms: u64,
 }
 
@@ -116,7 +123,7 @@ impl Default for JournalConfig {
             snapshot_every_records: default_snapshot_every_records(),
             snapshot_every_s: default_snapshot_every_s(),
             max_batch: default_max_batch(),
-            linger_ms: 0,
+            linger_ms: default_linger_ms(),
         }
     }
 }
@@ -138,6 +145,9 @@ fn default_snapshot_every_s() -> u32 {
 }
 fn default_max_batch() -> usize {
     4096
+}
+fn default_linger_ms() -> u64 {
+    5
 }
 
 impl JournalConfig {
