@@ -19,12 +19,11 @@ use rumqttc::tokio_rustls::rustls::pki_types::{pem::PemObject, CertificateDer, S
 use rumqttc::tokio_rustls::rustls::{ClientConfig, RootCertStore};
 use rumqttc::tokio_rustls::TlsConnector;
 use rumqttc::{
-    AsyncClient, EventLoop, LastWill, MqttOptions, NetworkOptions, QoS, TlsConfiguration,
-    Transport,
+    AsyncClient, EventLoop, LastWill, MqttOptions, NetworkOptions, QoS, TlsConfiguration, Transport,
 };
-use tokio::io::{AsyncRead, AsyncWrite};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
+use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::topic::ENGINE_STATUS;
 
@@ -152,8 +151,8 @@ impl Dialer {
 
     /// A connected stream, TLS handshake done, Nagle off.
     pub async fn dial(&self) -> std::io::Result<Box<dyn BrokerStream>> {
-        let tcp = tokio::net::TcpStream::connect((self.address.host.as_str(), self.address.port))
-            .await?;
+        let tcp =
+            tokio::net::TcpStream::connect((self.address.host.as_str(), self.address.port)).await?;
         tcp.set_nodelay(true)?;
         let Some(tls) = &self.tls else {
             return Ok(Box::new(tcp));

@@ -149,10 +149,9 @@ impl Deliveries {
     }
 
     /// Connected to the broker: (re)send the fences if recovering. The
-    /// patience runs from the first connection of the recovery: under a
-    /// backlog kordon reconnects every few seconds (to have messages it
-    /// could not take delivered again), and a wait begun again at each
-    /// would hold the uncertain messages back until the backlog is gone.
+    /// patience runs from the first connection of the recovery: a wait
+    /// begun again at each reconnect would let a connection that keeps
+    /// dropping hold the uncertain messages back indefinitely.
     pub fn connected(&mut self, now: Timestamp) -> Actions {
         let Some(recovery) = &mut self.recovery else {
             return Actions::default();

@@ -629,10 +629,7 @@ mod tests {
                 password: None,
                 keep_alive: Duration::from_secs(1),
             },
-            intake: Intake::new(
-                inbox_tx,
-                Decoder::new(Limits::default(), HashMap::new()),
-            ),
+            intake: Intake::new(inbox_tx, Decoder::new(Limits::default(), HashMap::new())),
             receipts: receipts_rx,
             clock: Clock::wall(),
             health: Health::default(),
@@ -700,7 +697,10 @@ mod tests {
         // The rest follows as room frees up, in the order it was sent.
         for pkid in 4..=50 {
             let command = kordon.commands.recv().await.unwrap();
-            assert_eq!(device_of(&command), format!("kordon/v1/devices/b-{pkid}/fix"));
+            assert_eq!(
+                device_of(&command),
+                format!("kordon/v1/devices/b-{pkid}/fix")
+            );
         }
     }
 
@@ -716,9 +716,15 @@ mod tests {
         silent.send(fix(8)).await;
         let again = tokio::time::timeout(Duration::from_secs(5), FakeBroker::accept(&listener));
         let mut broker = again.await.expect("no second connection");
-        assert_eq!(device_of(&kordon.commands.recv().await.unwrap()), "connected");
+        assert_eq!(
+            device_of(&kordon.commands.recv().await.unwrap()),
+            "connected"
+        );
         let stale = take_receipt(kordon.commands.recv().await.unwrap());
-        assert_eq!(device_of(&kordon.commands.recv().await.unwrap()), "connected");
+        assert_eq!(
+            device_of(&kordon.commands.recv().await.unwrap()),
+            "connected"
+        );
         broker.send(fix(9)).await;
         let current = take_receipt(kordon.commands.recv().await.unwrap());
         kordon.receipts.send(stale).await.unwrap();

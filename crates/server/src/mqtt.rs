@@ -272,7 +272,6 @@ impl Intake {
             ack: None,
         }
     }
-
 }
 
 /// Moves commands from the inbox to the engine's thread, in order, waiting
