@@ -64,25 +64,32 @@ impl Health {
         f(&mut state)
     }
 
-    pub fn broker_connected(&self, link: Link, now: Timestamp) {
+    /// The link is up. True when this made kordon connected (both links
+    /// up): the caller announces `online`, and only one of them does.
+    pub fn broker_connected(&self, link: Link, now: Timestamp) -> bool {
         self.with(|s| {
+            let was = s.connected_since().is_some();
             let state = s.link(link);
-            state.up_since = Some(now);
+            state.up_since.get_or_insert(now);
             state.down_since = None;
             s.set_gauge();
-        });
+            !was && s.connected_since().is_some()
+        })
     }
 
     /// The link is down; every failed reconnection attempt says so again,
-    /// and the outage is reported from its start.
-    pub fn broker_lost(&self, link: Link, now: Timestamp) {
+    /// and the outage is reported from its start. True when this ended
+    /// kordon's being connected (the caller announces `offline` if it can).
+    pub fn broker_lost(&self, link: Link, now: Timestamp) -> bool {
         self.with(|s| {
+            let was = s.connected_since().is_some();
             let state = s.link(link);
             if state.up_since.take().is_some() || state.down_since.is_none() {
                 state.down_since = Some(now);
             }
             s.set_gauge();
-        });
+            was
+        })
     }
 
     /// The outcome of one journal commit: `Err` carries the reason.
@@ -192,13 +199,17 @@ mod tests {
                 "not connected to the broker (publishing link) yet"
             ]
         );
-        health.broker_connected(Link::Publishing, at(0));
+        assert!(!health.broker_connected(Link::Publishing, at(0)));
         assert_eq!(
             health.report().problems,
             ["not connected to the broker (ingest link) yet"]
         );
         assert_eq!(health.report().broker_connected_since, None);
-        health.broker_connected(Link::Ingest, at(1));
+        assert!(
+            health.broker_connected(Link::Ingest, at(1)),
+            "now connected"
+        );
+        assert!(!health.broker_connected(Link::Ingest, at(2)), "already");
         assert!(health.report().problems.is_empty());
         assert_eq!(health.report().broker_connected_since, Some(at(1)));
     }
@@ -207,9 +218,9 @@ mod tests {
     fn an_outage_is_reported_from_its_start_until_the_link_is_back() {
         let health = Health::default();
         connected(&health, at(0));
-        health.broker_lost(Link::Ingest, at(10));
+        assert!(health.broker_lost(Link::Ingest, at(10)), "was connected");
         // Every failed reconnection attempt reports again; the start stays.
-        health.broker_lost(Link::Ingest, at(20));
+        assert!(!health.broker_lost(Link::Ingest, at(20)));
         assert_eq!(
             health.report().problems,
             ["not connected to the broker (ingest link) since 2027-01-15T08:00:10Z"]

@@ -12,23 +12,34 @@
 //!   behind, the rest waits in the socket and at the broker, unacknowledged:
 //!   TCP's flow control is kordon's backpressure and the broker's queue is
 //!   the backlog, so memory stays flat and nothing is dropped or kept back.
-//! - Acknowledgements of handled messages (from the publisher, once their
-//!   records are durable) and a PINGREQ every keep-alive period are written
-//!   whatever the reading does.
+//! - Reading and writing never wait for each other: acknowledgements of
+//!   handled messages (from the publisher, once their records are durable)
+//!   and a PINGREQ every keep-alive period are queued and written as the
+//!   socket takes them, whatever the reading does.
 //! - A message is acknowledged only on the connection it came on
 //!   ([`Receipt`]); the broker delivers it again on the next one.
+//! - It subscribes on every connection (QoS 1), so a session the broker
+//!   kept with missing or different subscriptions is mended.
+//! - Monitoring is `online` (`kordon/v1/engine/status`) only while this
+//!   link is subscribed and the publishing link is up ([`Health`] says when
+//!   both are); this link announces it, and `offline` when it is lost.
 //!
 //! It never decides anything about a message: [`Intake`] turns each into a
 //! command for the engine's thread.
 
 use std::time::{Duration, Instant};
 
-use bytes::BytesMut;
-use kordon_ingest::broker::{BrokerSettings, BrokerStream, Dialer, MAX_MQTT_PACKET};
+use bytes::{Buf, BytesMut};
+use kordon_ingest::broker::{
+    BrokerSettings, BrokerStream, Dialer, MAX_MQTT_PACKET, OFFLINE, ONLINE,
+};
+use kordon_ingest::topic::ENGINE_STATUS;
 use kordon_ingest::Backoff;
-use rumqttc::mqttbytes::v4::{Connect, Login, Packet, PubAck, Subscribe, SubscribeReasonCode};
+use rumqttc::mqttbytes::v4::{
+    Connect, Login, Packet, PubComp, SubAck, Subscribe, SubscribeReasonCode,
+};
 use rumqttc::mqttbytes::Error as CodecError;
-use rumqttc::{ConnectReturnCode, QoS};
+use rumqttc::{AsyncClient, ConnectReturnCode, QoS};
 use thiserror::Error;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio::sync::{mpsc, watch};
@@ -60,14 +71,14 @@ impl Session {
     }
 }
 
-/// How long a broker may take to answer a CONNECT, and to take what kordon
-/// writes.
+/// How long a broker may take to answer a CONNECT, and to take the last
+/// packets at shutdown.
 const BROKER_PATIENCE: Duration = Duration::from_secs(10);
 /// What one read asks of the socket at least.
 const READ_CHUNK: usize = 64 * 1024;
 /// Room in the inbox that reading waits for once it has found it full.
 const RESUME_ROOM: usize = INBOX / 4;
-/// Acknowledgements written together, at most.
+/// Acknowledgements queued together, at most.
 const ACK_BATCH: usize = 1_024;
 /// The packet id of kordon's SUBSCRIBE (the link sends no other packet
 /// that needs one).
@@ -87,6 +98,8 @@ enum LinkError {
     Closed,
     #[error("no word from the broker for {0:?}, a keep-alive ping unanswered")]
     Silent(Duration),
+    #[error("the broker has taken nothing kordon wrote for {0:?}")]
+    NotTaking(Duration),
 }
 
 impl From<CodecError> for LinkError {
@@ -110,6 +123,8 @@ pub struct IngestLink {
     pub intake: Intake,
     /// Acknowledgements from the publisher; closed once it is done.
     pub receipts: mpsc::Receiver<Receipt>,
+    /// The publishing link, for `online` and `offline`.
+    pub status: AsyncClient,
     pub clock: Clock,
     pub health: Health,
     pub stopping: watch::Receiver<bool>,
@@ -124,6 +139,7 @@ impl IngestLink {
             session,
             intake,
             receipts,
+            status,
             clock,
             health,
             stopping,
@@ -131,6 +147,7 @@ impl IngestLink {
         let mut driver = Driver {
             intake: Some(intake),
             receipts,
+            status,
             clock,
             health,
             stopping,
@@ -144,17 +161,20 @@ impl IngestLink {
                 _ = driver.stopping.changed() => return,
             };
             let outcome = match opened {
-                Ok((stream, session_present)) => {
+                Ok(opened) => {
                     backoff.reset();
-                    driver.serve(stream, number, session_present).await
+                    driver.serve(opened, number).await
                 }
                 Err(e) => Err(e),
             };
-            driver.health.broker_lost(Link::Ingest, driver.clock.now());
             let error = match outcome {
-                Ok(Ended::Stopped) => return,
+                Ok(Ended::Stopped) => {
+                    driver.health.broker_lost(Link::Ingest, driver.clock.now());
+                    return;
+                }
                 Err(error) => error,
             };
+            driver.lost();
             metrics::counter!(m::BROKER_CONNECTION_ERRORS).increment(1);
             if driver.intake.is_none() {
                 // Stopping without a broker: nothing left to flush to.
@@ -176,6 +196,7 @@ impl IngestLink {
 struct Driver {
     intake: Option<Intake>,
     receipts: mpsc::Receiver<Receipt>,
+    status: AsyncClient,
     clock: Clock,
     health: Health,
     stopping: watch::Receiver<bool>,
@@ -184,19 +205,13 @@ struct Driver {
 
 impl Driver {
     /// One connection, from its CONNACK to its end.
-    async fn serve(
-        &mut self,
-        stream: Box<dyn BrokerStream>,
-        number: u64,
-        session_present: bool,
-    ) -> Result<Ended, LinkError> {
-        let (reader, writer) = tokio::io::split(stream);
-        let mut connection = Connection::new(reader, writer, number, self.keep_alive);
-        info!(session_present, "ingest link connected to the broker");
-        if !session_present {
-            connection.subscribe().await?;
-        }
-        self.health.broker_connected(Link::Ingest, self.clock.now());
+    async fn serve(&mut self, opened: Opened, number: u64) -> Result<Ended, LinkError> {
+        info!(
+            session_present = opened.session_present,
+            "ingest link connected to the broker"
+        );
+        let mut connection = Connection::new(opened, number, self.keep_alive);
+        connection.output.subscribe()?;
         let mut waiting = None;
         if let Some(intake) = &mut self.intake {
             intake.connected(number, &self.health);
@@ -212,6 +227,7 @@ impl Driver {
                 waiting = self.hand_on_read(&mut connection)?;
             }
             let reading = self.intake.is_some() && waiting.is_none();
+            let Connection { input, output, .. } = &mut connection;
             tokio::select! {
                 biased;
                 _ = self.stopping.changed(), if self.intake.is_some() => {
@@ -222,54 +238,61 @@ impl Driver {
                     waiting = None;
                     debug!("ingest link: no longer handing messages on");
                 }
+                written = output.write_some(), if output.has_output() => written?,
                 receipt = self.receipts.recv() => match receipt {
-                    Some(receipt) => connection.acknowledge(receipt, &mut self.receipts).await?,
+                    Some(receipt) => connection.acknowledge(receipt, &mut self.receipts)?,
                     None => {
-                        connection.disconnect().await?;
+                        connection.output.close().await?;
                         return Ok(Ended::Stopped);
                     }
                 },
-                _ = pings.tick() => connection.ping(reading).await?,
+                _ = pings.tick() => connection.keep_alive(reading)?,
                 has_room = room(&self.intake), if waiting.is_some() => {
                     let command = waiting.take().expect("checked by the branch");
                     match self.intake.as_ref().filter(|_| has_room) {
                         Some(intake) => {
                             waiting = intake.inbox().try_send(command).err().and_then(still_waiting);
-                            connection.resume();
+                            if waiting.is_none() {
+                                connection.input.resume();
+                            }
                         }
                         // The engine's thread is gone.
                         None => self.intake = None,
                     }
                 },
-                read = connection.read(), if reading => read?,
+                read = input.read_some(), if reading => read?,
             }
         }
     }
 
-    /// Hands on the messages already read while the inbox has room. The
-    /// one that finds it full comes back: it waits for room, and reading
-    /// waits with it.
+    /// Hands on the messages already read while the inbox has room, and
+    /// answers the broker's other packets. The message that finds the
+    /// inbox full comes back: it waits for room, and reading waits with it.
     fn hand_on_read(&mut self, connection: &mut Connection) -> Result<Option<Command>, LinkError> {
-        let Some(intake) = &mut self.intake else {
+        if self.intake.is_none() {
             return Ok(None);
-        };
-        while let Some(packet) = connection.next_packet()? {
-            let Packet::Publish(publish) = packet else {
-                connection.on_control(packet)?;
-                continue;
+        }
+        while let Some(packet) = connection.input.next_packet()? {
+            let publish = match packet {
+                Packet::Publish(publish) => publish,
+                Packet::SubAck(ack) => {
+                    self.subscribed(&ack);
+                    continue;
+                }
+                other => {
+                    connection.output.answer(other)?;
+                    continue;
+                }
             };
-            if publish.qos == QoS::ExactlyOnce {
-                return Err(LinkError::Protocol(format!(
-                    "a QoS 2 message on `{}`, beyond the QoS 1 kordon subscribed with",
-                    publish.topic
-                )));
-            }
+            let Some(intake) = &mut self.intake else {
+                return Ok(None);
+            };
             metrics::counter!(m::MESSAGES_IN).increment(1);
             let command = intake.command(publish, self.clock.now());
             match intake.inbox().try_send(command) {
                 Ok(()) => {}
                 Err(mpsc::error::TrySendError::Full(command)) => {
-                    connection.pause();
+                    connection.input.pause();
                     return Ok(Some(command));
                 }
                 Err(mpsc::error::TrySendError::Closed(_)) => {
@@ -278,8 +301,46 @@ impl Driver {
                 }
             }
         }
-        metrics::gauge!(m::INBOX_DEPTH).set((INBOX - intake.inbox().capacity()) as f64);
+        if let Some(intake) = &self.intake {
+            metrics::gauge!(m::INBOX_DEPTH).set((INBOX - intake.inbox().capacity()) as f64);
+        }
         Ok(None)
+    }
+
+    /// The broker answered the SUBSCRIBE: the link is up. A refused filter
+    /// (the broker's ACL) is an error in the log: its messages never reach
+    /// kordon.
+    fn subscribed(&self, ack: &SubAck) {
+        let refused: Vec<_> = subscriptions()
+            .into_iter()
+            .zip(&ack.return_codes)
+            .filter(|(_, code)| matches!(code, SubscribeReasonCode::Failure))
+            .map(|(filter, _)| filter)
+            .collect();
+        if refused.is_empty() {
+            info!("ingest link subscribed");
+        } else {
+            error!(?refused, "the broker refused these subscriptions (its ACL?): their messages never reach kordon");
+        }
+        if self.health.broker_connected(Link::Ingest, self.clock.now()) {
+            self.announce(ONLINE);
+        }
+    }
+
+    /// The connection is gone: monitoring is down until it is back.
+    fn lost(&self) {
+        if self.health.broker_lost(Link::Ingest, self.clock.now()) {
+            self.announce(OFFLINE);
+        }
+    }
+
+    fn announce(&self, status: &'static str) {
+        if let Err(e) = self
+            .status
+            .try_publish(ENGINE_STATUS, QoS::AtLeastOnce, true, status)
+        {
+            error!(error = %e, status, "could not queue the engine status");
+        }
     }
 }
 
@@ -307,22 +368,31 @@ fn still_waiting(error: mpsc::error::TrySendError<Command>) -> Option<Command> {
     }
 }
 
-/// Dials, sends CONNECT, and waits for the CONNACK: the stream and whether
-/// the broker still held kordon's session.
-async fn open(
-    dialer: &Dialer,
-    session: &Session,
-) -> Result<(Box<dyn BrokerStream>, bool), LinkError> {
+/// A connection the broker accepted.
+struct Opened {
+    stream: Box<dyn BrokerStream>,
+    session_present: bool,
+    /// What the broker sent after its CONNACK, read with it: with a session
+    /// present, the first messages it held for kordon.
+    read: BytesMut,
+}
+
+/// Dials, sends CONNECT, and waits for the CONNACK.
+async fn open(dialer: &Dialer, session: &Session) -> Result<Opened, LinkError> {
     let opening = async {
         let mut stream = dialer.dial().await?;
         let mut out = BytesMut::new();
         Packet::Connect(connect_packet(session)).write(&mut out, MAX_MQTT_PACKET)?;
         stream.write_all(&out).await?;
-        let mut buf = BytesMut::with_capacity(64);
+        let mut read = BytesMut::with_capacity(READ_CHUNK);
         loop {
-            match Packet::read(&mut buf, MAX_MQTT_PACKET) {
+            match Packet::read(&mut read, MAX_MQTT_PACKET) {
                 Ok(Packet::ConnAck(ack)) if ack.code == ConnectReturnCode::Success => {
-                    return Ok((stream, ack.session_present));
+                    return Ok(Opened {
+                        stream,
+                        session_present: ack.session_present,
+                        read,
+                    });
                 }
                 Ok(Packet::ConnAck(ack)) => return Err(LinkError::Refused(ack.code)),
                 Ok(other) => {
@@ -331,7 +401,7 @@ async fn open(
                     )))
                 }
                 Err(CodecError::InsufficientBytes(_)) => {
-                    if stream.read_buf(&mut buf).await? == 0 {
+                    if stream.read_buf(&mut read).await? == 0 {
                         return Err(LinkError::Closed);
                     }
                 }
@@ -370,51 +440,89 @@ async fn drop_stale_receipts(receipts: &mut mpsc::Receiver<Receipt>) {
     }
 }
 
-/// One connection's halves and buffers.
+/// One connection: its reading and writing halves, which never wait for
+/// each other.
 struct Connection {
-    reader: ReadHalf<Box<dyn BrokerStream>>,
-    writer: WriteHalf<Box<dyn BrokerStream>>,
+    input: Input,
+    output: Output,
     number: u64,
-    read: BytesMut,
-    out: BytesMut,
     keep_alive: Duration,
-    /// When the broker was last heard from, or reading last resumed.
-    heard: Instant,
-    /// Since when reading waits for room in the inbox.
-    paused_since: Option<Instant>,
 }
 
 impl Connection {
-    fn new(
-        reader: ReadHalf<Box<dyn BrokerStream>>,
-        writer: WriteHalf<Box<dyn BrokerStream>>,
-        number: u64,
-        keep_alive: Duration,
-    ) -> Self {
+    fn new(opened: Opened, number: u64, keep_alive: Duration) -> Self {
+        let (reader, writer) = tokio::io::split(opened.stream);
         Connection {
-            reader,
-            writer,
+            input: Input {
+                reader,
+                read: opened.read,
+                heard: Instant::now(),
+                paused_since: None,
+            },
+            output: Output {
+                writer,
+                out: BytesMut::new(),
+                unflushed: false,
+                waiting_since: Instant::now(),
+            },
             number,
-            read: BytesMut::with_capacity(READ_CHUNK),
-            out: BytesMut::new(),
             keep_alive,
-            heard: Instant::now(),
-            paused_since: None,
         }
     }
 
-    async fn subscribe(&mut self) -> Result<(), LinkError> {
-        let filters = subscriptions()
-            .into_iter()
-            .map(|f| rumqttc::SubscribeFilter::new(f.to_string(), QoS::AtLeastOnce));
-        let mut subscribe = Subscribe::new_many(filters);
-        subscribe.pkid = SUBSCRIBE_PKID;
-        Packet::Subscribe(subscribe).write(&mut self.out, MAX_MQTT_PACKET)?;
-        self.flush().await
+    /// Queues the acknowledgements ready now, `first` among them, for this
+    /// connection's messages; those of earlier connections are dropped.
+    fn acknowledge(
+        &mut self,
+        first: Receipt,
+        receipts: &mut mpsc::Receiver<Receipt>,
+    ) -> Result<(), LinkError> {
+        let mut next = Some(first);
+        let mut batch = 0;
+        while let Some(receipt) = next {
+            if let Some(ack) = receipt.acknowledgement(self.number) {
+                self.output.queue(ack)?;
+            }
+            batch += 1;
+            next = match batch < ACK_BATCH {
+                true => receipts.try_recv().ok(),
+                false => None,
+            };
+        }
+        Ok(())
     }
 
+    /// Every keep-alive period: a PINGREQ, whatever the reading does. The
+    /// broker has gone when, while kordon reads, it has said nothing for
+    /// one and a half periods (so this finds it within two), or when it has
+    /// taken nothing kordon wrote for a period.
+    fn keep_alive(&mut self, reading: bool) -> Result<(), LinkError> {
+        let silent = self.input.heard.elapsed();
+        if reading && silent > self.keep_alive * 3 / 2 {
+            return Err(LinkError::Silent(silent));
+        }
+        let stuck = self.output.waiting_since.elapsed();
+        if self.output.has_output() && stuck > self.keep_alive {
+            return Err(LinkError::NotTaking(stuck));
+        }
+        self.input.count_pause();
+        self.output.queue(Packet::PingReq)
+    }
+}
+
+/// The reading half.
+struct Input {
+    reader: ReadHalf<Box<dyn BrokerStream>>,
+    read: BytesMut,
+    /// When the broker was last heard from, or reading last resumed.
+    heard: Instant,
+    /// Since when reading waits for room in the inbox (counted so far).
+    paused_since: Option<Instant>,
+}
+
+impl Input {
     /// Reads what the socket has (at least one byte); cancel-safe.
-    async fn read(&mut self) -> Result<(), LinkError> {
+    async fn read_some(&mut self) -> Result<(), LinkError> {
         self.read.reserve(READ_CHUNK);
         if self.reader.read_buf(&mut self.read).await? == 0 {
             return Err(LinkError::Closed);
@@ -432,94 +540,107 @@ impl Connection {
         }
     }
 
-    /// A packet from the broker other than a message.
-    fn on_control(&mut self, packet: Packet) -> Result<(), LinkError> {
+    /// Reading waits for room in the inbox.
+    fn pause(&mut self) {
+        self.paused_since.get_or_insert_with(Instant::now);
+    }
+
+    /// Adds the pause so far to `kordon_ingest_paused_microseconds_total`
+    /// (also during a long pause, so the metric shows it as it happens).
+    fn count_pause(&mut self) {
+        if let Some(since) = &mut self.paused_since {
+            metrics::counter!(m::INGEST_PAUSED).increment(since.elapsed().as_micros() as u64);
+            *since = Instant::now();
+        }
+    }
+
+    /// Room again: reading resumes, and the broker's silence is counted
+    /// from now (what it sent meanwhile waits unread in the socket).
+    fn resume(&mut self) {
+        self.count_pause();
+        self.paused_since = None;
+        self.heard = Instant::now();
+    }
+}
+
+/// The writing half: packets queued, written as the socket takes them.
+struct Output {
+    writer: WriteHalf<Box<dyn BrokerStream>>,
+    out: BytesMut,
+    /// Written, but perhaps still in TLS's buffer.
+    unflushed: bool,
+    /// When writing last made progress, or output began to wait.
+    waiting_since: Instant,
+}
+
+impl Output {
+    fn queue(&mut self, packet: Packet) -> Result<(), LinkError> {
+        if !self.has_output() {
+            self.waiting_since = Instant::now();
+        }
+        packet.write(&mut self.out, MAX_MQTT_PACKET)?;
+        Ok(())
+    }
+
+    fn subscribe(&mut self) -> Result<(), LinkError> {
+        let filters = subscriptions()
+            .into_iter()
+            .map(|f| rumqttc::SubscribeFilter::new(f.to_string(), QoS::AtLeastOnce));
+        let mut subscribe = Subscribe::new_many(filters);
+        subscribe.pkid = SUBSCRIBE_PKID;
+        self.queue(Packet::Subscribe(subscribe))
+    }
+
+    /// Answers a packet from the broker other than a message or SUBACK.
+    /// A QoS 2 message (a session from before kordon subscribed at QoS 1)
+    /// is acknowledged with PUBREC once handled, like a QoS 1 one with
+    /// PUBACK; its PUBREL is answered at once.
+    fn answer(&mut self, packet: Packet) -> Result<(), LinkError> {
         match packet {
-            Packet::SubAck(ack) => {
-                let refused: Vec<_> = subscriptions()
-                    .into_iter()
-                    .zip(&ack.return_codes)
-                    .filter(|(_, code)| matches!(code, SubscribeReasonCode::Failure))
-                    .map(|(filter, _)| filter)
-                    .collect();
-                if refused.is_empty() {
-                    info!("subscribed");
-                } else {
-                    error!(?refused, "the broker refused these subscriptions (its ACL?): their messages never reach kordon");
-                }
-                Ok(())
-            }
-            Packet::PingResp => Ok(()),
+            Packet::PingResp | Packet::UnsubAck(_) => Ok(()),
+            Packet::PubRel(release) => self.queue(Packet::PubComp(PubComp::new(release.pkid))),
             other => Err(LinkError::Protocol(format!(
                 "{other:?} on an established connection"
             ))),
         }
     }
 
-    /// Reading waits for room in the inbox.
-    fn pause(&mut self) {
-        self.paused_since.get_or_insert_with(Instant::now);
+    fn has_output(&self) -> bool {
+        !self.out.is_empty() || self.unflushed
     }
 
-    /// Room again: reading resumes, and the broker's silence is counted
-    /// from now (what it sent meanwhile waits unread in the socket).
-    fn resume(&mut self) {
-        if let Some(since) = self.paused_since.take() {
-            metrics::counter!(m::INGEST_PAUSED).increment(since.elapsed().as_micros() as u64);
+    /// Writes what the socket takes now; cancel-safe (what was not taken
+    /// stays queued).
+    async fn write_some(&mut self) -> Result<(), LinkError> {
+        if !self.out.is_empty() {
+            let written = self.writer.write(&self.out).await?;
+            if written == 0 {
+                return Err(LinkError::Closed);
+            }
+            self.out.advance(written);
+            self.unflushed = true;
+            self.waiting_since = Instant::now();
         }
-        self.heard = Instant::now();
-    }
-
-    /// Writes the acknowledgements ready now, `first` among them, for this
-    /// connection's messages; those of earlier connections are dropped.
-    async fn acknowledge(
-        &mut self,
-        first: Receipt,
-        receipts: &mut mpsc::Receiver<Receipt>,
-    ) -> Result<(), LinkError> {
-        let mut next = Some(first);
-        let mut batch = 0;
-        while let Some(receipt) = next {
-            match receipt.to_acknowledge(self.number) {
-                Some(pkid) => PubAck::new(pkid).write(&mut self.out)?,
-                None => 0,
-            };
-            batch += 1;
-            next = match batch < ACK_BATCH {
-                true => receipts.try_recv().ok(),
-                false => None,
-            };
+        if self.out.is_empty() {
+            self.writer.flush().await?;
+            self.unflushed = false;
         }
-        self.flush().await
-    }
-
-    /// A PINGREQ every keep-alive period, read or not; and while reading,
-    /// a broker silent for one and a half periods has gone.
-    async fn ping(&mut self, reading: bool) -> Result<(), LinkError> {
-        let silent = self.heard.elapsed();
-        if reading && silent > self.keep_alive * 3 / 2 {
-            return Err(LinkError::Silent(silent));
-        }
-        Packet::PingReq.write(&mut self.out, MAX_MQTT_PACKET)?;
-        self.flush().await
-    }
-
-    async fn disconnect(&mut self) -> Result<(), LinkError> {
-        Packet::Disconnect.write(&mut self.out, MAX_MQTT_PACKET)?;
-        self.flush().await?;
-        info!("ingest link disconnected from the broker");
         Ok(())
     }
 
-    async fn flush(&mut self) -> Result<(), LinkError> {
-        if self.out.is_empty() {
-            return Ok(());
-        }
-        let patience = self.keep_alive.max(BROKER_PATIENCE);
-        tokio::time::timeout(patience, self.writer.write_all(&self.out))
+    /// Writes what is queued and a DISCONNECT.
+    async fn close(&mut self) -> Result<(), LinkError> {
+        self.queue(Packet::Disconnect)?;
+        let flushed = tokio::time::timeout(BROKER_PATIENCE, async {
+            while self.has_output() {
+                self.write_some().await?;
+            }
+            Ok::<(), LinkError>(())
+        });
+        flushed
             .await
-            .map_err(|_| LinkError::Timeout(patience))??;
-        self.out.clear();
+            .map_err(|_| LinkError::Timeout(BROKER_PATIENCE))??;
+        info!("ingest link disconnected from the broker");
         Ok(())
     }
 }
@@ -529,7 +650,8 @@ mod tests {
     use std::collections::HashMap;
 
     use kordon_ingest::{Decoder, Limits};
-    use rumqttc::mqttbytes::v4::{ConnAck, Publish, SubAck};
+    use rumqttc::mqttbytes::v4::{ConnAck, PubAck, PubRec, PubRel, Publish};
+    use rumqttc::{EventLoop, MqttOptions};
     use tokio::net::{TcpListener, TcpStream};
 
     use super::*;
@@ -542,6 +664,17 @@ mod tests {
 
     impl FakeBroker {
         async fn accept(listener: &TcpListener) -> FakeBroker {
+            FakeBroker::accept_sending(listener, false, &[]).await
+        }
+
+        /// Accepts kordon's connection and answers its CONNECT with a
+        /// CONNACK and then `first`, in one write (as a broker that held
+        /// messages for kordon's session does).
+        async fn accept_sending(
+            listener: &TcpListener,
+            session_present: bool,
+            first: &[Packet],
+        ) -> FakeBroker {
             let (stream, _) = listener.accept().await.unwrap();
             let mut broker = FakeBroker {
                 stream,
@@ -551,14 +684,14 @@ mod tests {
                 panic!("CONNECT first");
             };
             assert!(!connect.clean_session, "kordon keeps its session");
-            broker
-                .send(Packet::ConnAck(ConnAck::new(
-                    ConnectReturnCode::Success,
-                    false,
-                )))
-                .await;
+            let mut out = BytesMut::new();
+            let connack = ConnAck::new(ConnectReturnCode::Success, session_present);
+            for packet in std::iter::once(&Packet::ConnAck(connack)).chain(first) {
+                packet.write(&mut out, MAX_MQTT_PACKET).unwrap();
+            }
+            broker.stream.write_all(&out).await.unwrap();
             let Packet::Subscribe(subscribe) = broker.next().await else {
-                panic!("SUBSCRIBE for a new session");
+                panic!("SUBSCRIBE on every connection");
             };
             let codes = subscribe
                 .filters
@@ -602,8 +735,12 @@ mod tests {
     }
 
     fn fix(pkid: u16) -> Packet {
+        fix_at(pkid, QoS::AtLeastOnce)
+    }
+
+    fn fix_at(pkid: u16, qos: QoS) -> Packet {
         let topic = format!("kordon/v1/devices/b-{pkid}/fix");
-        let mut publish = Publish::new(topic, QoS::AtLeastOnce, "{}");
+        let mut publish = Publish::new(topic, qos, "{}");
         publish.pkid = pkid;
         Packet::Publish(publish)
     }
@@ -612,6 +749,7 @@ mod tests {
         commands: mpsc::Receiver<Command>,
         receipts: mpsc::Sender<Receipt>,
         _stop: watch::Sender<bool>,
+        _status: EventLoop,
     }
 
     /// A link to the broker listening on `listener`, with an inbox of
@@ -621,6 +759,10 @@ mod tests {
         let (inbox_tx, commands) = mpsc::channel(inbox);
         let (receipts, receipts_rx) = mpsc::channel(16);
         let (stop, stopping) = watch::channel(false);
+        let (status, status_loop) = AsyncClient::new(
+            MqttOptions::new("kordon-test-publisher", "127.0.0.1", 1),
+            16,
+        );
         let link = IngestLink {
             dialer: Dialer::new(&BrokerSettings::new(url)).unwrap(),
             session: Session {
@@ -631,6 +773,7 @@ mod tests {
             },
             intake: Intake::new(inbox_tx, Decoder::new(Limits::default(), HashMap::new())),
             receipts: receipts_rx,
+            status,
             clock: Clock::wall(),
             health: Health::default(),
             stopping,
@@ -640,6 +783,7 @@ mod tests {
             commands,
             receipts,
             _stop: stop,
+            _status: status_loop,
         }
     }
 
@@ -732,6 +876,61 @@ mod tests {
         assert_eq!(
             broker.next_answering_pings().await,
             Packet::PubAck(PubAck::new(9))
+        );
+    }
+
+    /// A broker that held messages for kordon's session sends them right
+    /// behind its CONNACK, often in the same segment: they are read, not
+    /// lost with the CONNACK's buffer (found in review: the link started
+    /// reading in the middle of the first message).
+    #[tokio::test]
+    async fn messages_that_come_with_the_connack_are_taken() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut kordon = start_link(&listener, 16);
+        let mut broker = FakeBroker::accept_sending(&listener, true, &[fix(1), fix(2)]).await;
+        assert_eq!(
+            device_of(&kordon.commands.recv().await.unwrap()),
+            "connected"
+        );
+        for pkid in 1..=2 {
+            let command = kordon.commands.recv().await.unwrap();
+            assert_eq!(
+                device_of(&command),
+                format!("kordon/v1/devices/b-{pkid}/fix")
+            );
+            kordon.receipts.send(take_receipt(command)).await.unwrap();
+            assert_eq!(
+                broker.next_answering_pings().await,
+                Packet::PubAck(PubAck::new(pkid))
+            );
+        }
+    }
+
+    /// A session from before kordon subscribed at QoS 1 may still deliver
+    /// at QoS 2: the message is taken and acknowledged with PUBREC once
+    /// handled, and the broker's PUBREL answered, instead of the link
+    /// dropping the connection on it again and again.
+    #[tokio::test]
+    async fn a_qos_2_message_is_taken_and_its_handshake_completed() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut kordon = start_link(&listener, 16);
+        let mut broker = FakeBroker::accept(&listener).await;
+        broker.send(fix_at(5, QoS::ExactlyOnce)).await;
+        assert_eq!(
+            device_of(&kordon.commands.recv().await.unwrap()),
+            "connected"
+        );
+        let command = kordon.commands.recv().await.unwrap();
+        assert_eq!(device_of(&command), "kordon/v1/devices/b-5/fix");
+        kordon.receipts.send(take_receipt(command)).await.unwrap();
+        assert_eq!(
+            broker.next_answering_pings().await,
+            Packet::PubRec(PubRec::new(5))
+        );
+        broker.send(Packet::PubRel(PubRel::new(5))).await;
+        assert_eq!(
+            broker.next_answering_pings().await,
+            Packet::PubComp(PubComp::new(5))
         );
     }
 }

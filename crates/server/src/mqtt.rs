@@ -32,6 +32,7 @@ use jiff::Timestamp;
 use kordon_ingest::broker::{OFFLINE, ONLINE};
 use kordon_ingest::topic::{ENGINE_STATUS, SUBSCRIPTIONS};
 use kordon_ingest::{Backoff, Decoder, Reason, RedeliveryGuard, Refusal};
+use rumqttc::mqttbytes::v4::{Packet, PubAck, PubRec};
 use rumqttc::{AsyncClient, ConnectionError, Event, EventLoop, Incoming, Outgoing, Publish, QoS};
 use tokio::sync::{mpsc, watch};
 use tracing::{debug, error, info, warn};
@@ -85,9 +86,10 @@ impl Receipt {
         self.pkid
     }
 
-    /// The packet id to acknowledge on connection `current`: none for a
-    /// QoS 0 message, or one received on an earlier connection.
-    pub fn to_acknowledge(&self, current: u64) -> Option<u16> {
+    /// What acknowledges the message on connection `current`: PUBACK for
+    /// QoS 1, PUBREC for QoS 2; nothing for a QoS 0 message, or for one
+    /// received on an earlier connection.
+    pub fn acknowledgement(&self, current: u64) -> Option<Packet> {
         if self.connection != current {
             debug!(
                 pkid = self.pkid,
@@ -95,7 +97,11 @@ impl Receipt {
             );
             return None;
         }
-        (self.qos != QoS::AtMostOnce).then_some(self.pkid)
+        match self.qos {
+            QoS::AtMostOnce => None,
+            QoS::AtLeastOnce => Some(Packet::PubAck(PubAck::new(self.pkid))),
+            QoS::ExactlyOnce => Some(Packet::PubRec(PubRec::new(self.pkid))),
+        }
     }
 }
 
@@ -114,10 +120,15 @@ pub async fn run_publishing_link(
         match eventloop.poll().await {
             Ok(Event::Incoming(Incoming::ConnAck(_))) => {
                 backoff.reset();
-                health.broker_connected(Link::Publishing, clock.now());
                 info!("publishing link connected to the broker");
-                if let Err(e) = client.try_publish(ENGINE_STATUS, QoS::AtLeastOnce, true, ONLINE) {
-                    error!(error = %e, "could not queue the online status");
+                // `online` once both links are up (the ingest link says it
+                // when it is the later one).
+                if health.broker_connected(Link::Publishing, clock.now()) {
+                    if let Err(e) =
+                        client.try_publish(ENGINE_STATUS, QoS::AtLeastOnce, true, ONLINE)
+                    {
+                        error!(error = %e, "could not queue the online status");
+                    }
                 }
             }
             Ok(Event::Outgoing(Outgoing::Disconnect)) => {
@@ -278,7 +289,7 @@ impl Intake {
 /// (asynchronously, never blocking a tokio worker) while its queue is full,
 /// and puts the 1 s tick among them, carrying the time [`EngineTime`] gives.
 /// A full engine queue marks kordon overloaded (`/healthz`) until the inbox
-/// is empty again. Ends when the connection task stops handing messages on.
+/// is empty again. Ends when the ingest link stops handing messages on.
 pub async fn run_forwarder(
     mut inbox: mpsc::Receiver<Command>,
     core: crossbeam_channel::Sender<Command>,
@@ -436,15 +447,27 @@ mod tests {
         let health = Health::default();
         intake.connected(1, &health);
         let first = receipt(intake.command(delivery(7, false), Timestamp::UNIX_EPOCH));
-        assert_eq!(first.to_acknowledge(1), Some(7));
+        let puback = |pkid| Some(Packet::PubAck(PubAck::new(pkid)));
+        assert_eq!(first.acknowledgement(1), puback(7));
         intake.connected(2, &health);
         let copy = receipt(intake.command(delivery(7, true), Timestamp::UNIX_EPOCH));
-        assert_eq!(first.to_acknowledge(2), None, "a stale acknowledgement");
-        assert_eq!(copy.to_acknowledge(2), Some(7));
+        assert_eq!(first.acknowledgement(2), None, "a stale acknowledgement");
+        assert_eq!(copy.acknowledgement(2), puback(7));
         let mut unacknowledged = delivery(8, false);
         unacknowledged.qos = QoS::AtMostOnce;
         let qos0 = receipt(intake.command(unacknowledged, Timestamp::UNIX_EPOCH));
-        assert_eq!(qos0.to_acknowledge(2), None, "QoS 0 has no acknowledgement");
+        assert_eq!(
+            qos0.acknowledgement(2),
+            None,
+            "QoS 0 has no acknowledgement"
+        );
+        let mut exactly_once = delivery(9, false);
+        exactly_once.qos = QoS::ExactlyOnce;
+        let qos2 = receipt(intake.command(exactly_once, Timestamp::UNIX_EPOCH));
+        assert_eq!(
+            qos2.acknowledgement(2),
+            Some(Packet::PubRec(PubRec::new(9)))
+        );
     }
 
     fn new_intake() -> (Intake, mpsc::Receiver<Command>) {

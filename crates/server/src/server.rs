@@ -162,6 +162,7 @@ pub async fn start_with(
             session: Session::of(&broker),
             intake: mqtt::Intake::new(inbox_tx, decoder),
             receipts: receipts_rx,
+            status: client.clone(),
             clock: config.clock,
             health: health.clone(),
             stopping: stopping.clone(),

@@ -53,7 +53,7 @@ fn terminate(mut child: Child) {
 }
 
 /// Waits until `child` says it is running: only then does it handle
-/// SIGTERM. Its "online" comes earlier (from the connection task, while
+/// SIGTERM. Its "online" comes earlier (from its broker links, while
 /// `start` is still under way), and a SIGTERM sent then ends it by the
 /// signal's default action ("signal: 15 (SIGTERM)", not a clean stop).
 /// Its stderr is read to the end on a thread, so the pipe never fills.
