@@ -4,13 +4,14 @@
 //! - [`codec`]: JSON, OwnTracks and postcard payloads to [`kordon_core::Fix`]
 //!   and [`kordon_core::Status`], refusing with a [`Reason`] for every fault:
 //!   nothing refused is dropped silently.
-//! - [`broker`]: the rumqttc connection: persistent session, TCP_NODELAY,
-//!   TLS, last will, reconnection back-off.
+//! - [`broker`]: kordon's two broker connections (the ingest link's byte
+//!   stream, the rumqttc publishing link): persistent sessions,
+//!   TCP_NODELAY, TLS, last will, reconnection back-off.
 //! - [`poison`]: a message the broker delivers again and again is refused
 //!   rather than left to block everything behind it.
 //!
 //! Decoding is pure (time is an argument); the server crate drives the
-//! connection and hands decoded messages to the engine's thread.
+//! connections and hands decoded messages to the engine's thread.
 
 pub mod broker;
 pub mod codec;
