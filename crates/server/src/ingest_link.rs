@@ -248,16 +248,17 @@ impl Driver {
                 },
                 _ = pings.tick() => connection.keep_alive(reading)?,
                 has_room = room(&self.intake), if waiting.is_some() => {
-                    let command = waiting.take().expect("checked by the branch");
-                    match self.intake.as_ref().filter(|_| has_room) {
-                        Some(intake) => {
+                    // `waiting` is `Some`: the branch's condition.
+                    match (self.intake.as_ref().filter(|_| has_room), waiting.take()) {
+                        (Some(intake), Some(command)) => {
                             waiting = intake.inbox().try_send(command).err().and_then(still_waiting);
                             if waiting.is_none() {
                                 connection.input.resume();
                             }
                         }
+                        (Some(_), None) => {}
                         // The engine's thread is gone.
-                        None => self.intake = None,
+                        (None, _) => self.intake = None,
                     }
                 },
                 read = input.read_some(), if reading => read?,
