@@ -33,7 +33,6 @@ use bytes::{Buf, BytesMut};
 use kordon_ingest::broker::{
     BrokerSettings, BrokerStream, Dialer, MAX_MQTT_PACKET, OFFLINE, ONLINE,
 };
-use kordon_ingest::topic::ENGINE_STATUS;
 use kordon_ingest::Backoff;
 use rumqttc::mqttbytes::v4::{
     Connect, Login, Packet, PubComp, SubAck, Subscribe, SubscribeReasonCode,
@@ -49,7 +48,7 @@ use crate::clock::Clock;
 use crate::core_thread::Command;
 use crate::health::{Health, Link};
 use crate::metrics as m;
-use crate::mqtt::{subscriptions, Intake, Receipt, INBOX};
+use crate::mqtt::{announce, subscriptions, Intake, Receipt, INBOX};
 
 /// Who the link is to the broker.
 #[derive(Debug, Clone)]
@@ -324,23 +323,14 @@ impl Driver {
             error!(?refused, "the broker refused these subscriptions (its ACL?): their messages never reach kordon");
         }
         if self.health.broker_connected(Link::Ingest, self.clock.now()) {
-            self.announce(ONLINE);
+            announce(&self.status, ONLINE);
         }
     }
 
     /// The connection is gone: monitoring is down until it is back.
     fn lost(&self) {
         if self.health.broker_lost(Link::Ingest, self.clock.now()) {
-            self.announce(OFFLINE);
-        }
-    }
-
-    fn announce(&self, status: &'static str) {
-        if let Err(e) = self
-            .status
-            .try_publish(ENGINE_STATUS, QoS::AtLeastOnce, true, status)
-        {
-            error!(error = %e, status, "could not queue the engine status");
+            announce(&self.status, OFFLINE);
         }
     }
 }

@@ -105,8 +105,17 @@ impl Receipt {
     }
 }
 
+/// Publishes the retained engine status (`online` or `offline`) on the
+/// publishing link, without waiting.
+pub fn announce(client: &AsyncClient, status: &'static str) {
+    if let Err(e) = client.try_publish(ENGINE_STATUS, QoS::AtLeastOnce, true, status) {
+        error!(error = %e, status, "could not queue the engine status");
+    }
+}
+
 /// Drives the publishing link's event loop until the disconnect that ends
-/// a shutdown: connects again with back-off and says `online` each time.
+/// a shutdown: connects again with back-off, and says `online` when it
+/// completes kordon's connection (see [`Health::broker_connected`]).
 /// Nothing arrives on it but the broker's acknowledgements.
 pub async fn run_publishing_link(
     client: AsyncClient,
@@ -124,11 +133,7 @@ pub async fn run_publishing_link(
                 // `online` once both links are up (the ingest link says it
                 // when it is the later one).
                 if health.broker_connected(Link::Publishing, clock.now()) {
-                    if let Err(e) =
-                        client.try_publish(ENGINE_STATUS, QoS::AtLeastOnce, true, ONLINE)
-                    {
-                        error!(error = %e, "could not queue the online status");
-                    }
+                    announce(&client, ONLINE);
                 }
             }
             Ok(Event::Outgoing(Outgoing::Disconnect)) => {
