@@ -137,8 +137,12 @@ fn default_retention_days() -> u32 {
 fn default_keep_around_episode_minutes() -> u32 {
     60
 }
+/// A start replays at most this many records after the last snapshot
+/// (about 2.5 s at the 0.4 million a second measured); a snapshot of
+/// 10,000 cases costs about 0.35 s of CPU, off the engine's thread, which
+/// every 100,000 records was 3.5 µs per fix at 10,000 fixes/s.
 fn default_snapshot_every_records() -> u64 {
-    100_000
+    1_000_000
 }
 fn default_snapshot_every_s() -> u32 {
     300

@@ -269,6 +269,11 @@ impl StateCopy {
     }
 }
 
+/// The most records in one journal job while commands keep coming: a job
+/// waits for the queue to empty, and this bounds how long acknowledgements
+/// wait with it.
+const JOURNAL_JOB_RECORDS: usize = 512;
+
 pub struct CoreThread {
     engine: Engine,
     desk: AlertDesk,
@@ -281,6 +286,9 @@ pub struct CoreThread {
     /// What the command being handled journals, and then sends.
     entries: Vec<Entry>,
     envelopes: Vec<Envelope>,
+    /// What waits for `entries` to be durable (acknowledgements, answers):
+    /// the commands handled since the last journal job.
+    after_commit: Vec<Envelope>,
     upkeep: Upkeep,
     records_since_snapshot: u64,
     last_snapshot: Option<Timestamp>,
@@ -309,6 +317,7 @@ impl CoreThread {
             sink: Sink::Replay,
             entries: Vec::new(),
             envelopes: Vec::new(),
+            after_commit: Vec::new(),
             upkeep,
             records_since_snapshot: 0,
             last_snapshot: None,
@@ -642,15 +651,19 @@ impl CoreThread {
                 Command::Shutdown => break,
             }
             self.flush();
+            if commands.is_empty() || self.entries.len() >= JOURNAL_JOB_RECORDS {
+                self.hand_to_journal();
+            }
             self.show_changes();
             if let Some(now) = now {
                 self.upkeep(now);
             }
         }
+        self.hand_to_journal();
         // A last snapshot, so the next start replays little.
-        if let Sink::Live(outlets) = &self.sink {
+        if self.is_live() {
             let copy = self.state_copy();
-            let _ = outlets.journal.send(Job::Snapshot {
+            self.send_to_journal(Job::Snapshot {
                 state: PendingState::new(move || copy.serialise()),
             });
         }
@@ -690,21 +703,17 @@ impl CoreThread {
         }
     }
 
-    /// Sends what this command decided to publish, and hands its records,
-    /// with what waits for them, to the journal writer.
+    /// Sends what this command decided to publish, at once, and keeps what
+    /// waits for its records for the next journal job.
     fn flush(&mut self) {
         let Sink::Live(outlets) = &self.sink else {
             self.entries.clear();
             self.envelopes.clear();
             return;
         };
-        if self.entries.is_empty() && self.envelopes.is_empty() {
-            return;
-        }
-        let mut after_commit = Vec::new();
         for envelope in self.envelopes.drain(..) {
             let Envelope::Publish { message, .. } = &envelope else {
-                after_commit.push(envelope);
+                self.after_commit.push(envelope);
                 continue;
             };
             if message.topic == topics::POLICE_CAP {
@@ -715,36 +724,43 @@ impl CoreThread {
             // and the broker holds the rest. Gone only when kordon stops.
             let _ = outlets.publisher.blocking_send(envelope);
         }
-        if self.entries.is_empty() && after_commit.is_empty() {
+    }
+
+    /// Hands the records of the commands handled since the last job, with
+    /// what waits for them, to the journal writer. One job for all the
+    /// commands that were queued together: a job per command woke the
+    /// writer for each.
+    fn hand_to_journal(&mut self) {
+        if self.entries.is_empty() && self.after_commit.is_empty() {
             return;
         }
         self.records_since_snapshot += self.entries.len() as u64;
         let job = Job::Append {
             entries: std::mem::take(&mut self.entries),
-            then: after_commit,
+            then: std::mem::take(&mut self.after_commit),
         };
-        // The writer outlives this thread; if it is gone kordon is
-        // stopping and nothing more can be made durable anyway.
-        let _ = outlets.journal.send(job);
+        self.send_to_journal(job);
     }
 
     /// Snapshots and retention passes, when due.
     fn upkeep(&mut self, now: Timestamp) {
-        let Sink::Live(Outlets { journal, .. }) = &self.sink else {
+        if !self.is_live() {
             return;
-        };
+        }
         let last = *self.last_snapshot.get_or_insert(now);
         let due = self.records_since_snapshot >= self.upkeep.snapshot_every_records
             || (self.records_since_snapshot > 0
                 && now.duration_since(last).as_secs() >= self.upkeep.snapshot_every_s);
         if due {
+            // The snapshot follows every record of the state it holds.
+            self.hand_to_journal();
             let started = Instant::now();
             let copy = self.state_copy();
             debug!(
                 took_ms = started.elapsed().as_millis() as u64,
                 "state copied for a snapshot"
             );
-            let _ = journal.send(Job::Snapshot {
+            self.send_to_journal(Job::Snapshot {
                 state: PendingState::new(move || copy.serialise()),
             });
             self.records_since_snapshot = 0;
@@ -759,12 +775,20 @@ impl CoreThread {
                 let cutoff = now
                     .checked_sub(jiff::SignedDuration::from_hours(i64::from(days) * 24))
                     .unwrap_or(Timestamp::MIN);
-                let _ = journal.send(Job::Retire {
+                self.send_to_journal(Job::Retire {
                     cutoff,
                     margin_s: self.upkeep.keep_around_episode_s,
                     now,
                 });
             }
+        }
+    }
+
+    fn send_to_journal(&self, job: Job<Vec<Envelope>>) {
+        if let Sink::Live(outlets) = &self.sink {
+            // The writer outlives this thread; if it is gone kordon is
+            // stopping and nothing more can be made durable anyway.
+            let _ = outlets.journal.send(job);
         }
     }
 
