@@ -310,7 +310,11 @@ fn next<T>(rx: &Receiver<Job<T>>, batch: &mut Batch<T>, settings: GroupCommit) -
     let deadline = Instant::now() + settings.linger;
     let first_records = job_records(&first);
     let records = first_records
-        + take_waiting(rx, batch, settings.max_records.saturating_sub(first_records));
+        + take_waiting(
+            rx,
+            batch,
+            settings.max_records.saturating_sub(first_records),
+        );
     // Lingering sleeps rather than waiting on the queue: a thread woken for
     // every job (10,000 a second at full load) spent more CPU on the wake-ups
     // than on committing. A batch already full commits at once.

@@ -13,7 +13,8 @@
 //!   TCP's flow control is kordon's backpressure and the broker's queue is
 //!   the backlog, so memory stays flat and nothing is dropped or kept back.
 //! - Reading and writing never wait for each other: acknowledgements of
-//!   handled messages (from the publisher, once their records are durable)
+//!   handled messages (from the journal writer, a commit's at a time, once
+//!   their records are durable)
 //!   and a PINGREQ every keep-alive period are queued and written as the
 //!   socket takes them, whatever the reading does.
 //! - A message is acknowledged only on the connection it came on
@@ -120,8 +121,9 @@ pub struct IngestLink {
     pub session: Session,
     /// Decodes what is read, and queues it for the engine's thread.
     pub intake: Intake,
-    /// Acknowledgements from the publisher; closed once it is done.
-    pub receipts: mpsc::Receiver<Receipt>,
+    /// Each commit's acknowledgements, from the journal writer; closed
+    /// once it is done.
+    pub receipts: mpsc::Receiver<Vec<Receipt>>,
     /// The publishing link, for `online` and `offline`.
     pub status: AsyncClient,
     pub clock: Clock,
@@ -151,6 +153,8 @@ impl IngestLink {
             health,
             stopping,
             keep_alive: session.keep_alive,
+            messages_in: metrics::counter!(m::MESSAGES_IN),
+            inbox_depth: metrics::gauge!(m::INBOX_DEPTH),
         };
         let mut backoff = Backoff::new();
         for number in 1.. {
@@ -194,12 +198,16 @@ impl IngestLink {
 /// taking messages: dropping it closes the inbox, which ends the forwarder.
 struct Driver {
     intake: Option<Intake>,
-    receipts: mpsc::Receiver<Receipt>,
+    receipts: mpsc::Receiver<Vec<Receipt>>,
     status: AsyncClient,
     clock: Clock,
     health: Health,
     stopping: watch::Receiver<bool>,
     keep_alive: Duration,
+    /// `kordon_messages_total` and the inbox's depth, looked up once rather
+    /// than by name for every message.
+    messages_in: metrics::Counter,
+    inbox_depth: metrics::Gauge,
 }
 
 impl Driver {
@@ -231,15 +239,15 @@ impl Driver {
                 biased;
                 _ = self.stopping.changed(), if self.intake.is_some() => {
                     // Stop taking messages; keep acknowledging what the
-                    // engine's thread still finishes, until the publisher
-                    // is done.
+                    // engine's thread still finishes, until the journal
+                    // writer is done.
                     self.intake = None;
                     waiting = None;
                     debug!("ingest link: no longer handing messages on");
                 }
                 written = output.write_some(), if output.has_output() => written?,
-                receipt = self.receipts.recv() => match receipt {
-                    Some(receipt) => connection.acknowledge(receipt, &mut self.receipts)?,
+                receipts = self.receipts.recv() => match receipts {
+                    Some(batch) => connection.acknowledge(batch, &mut self.receipts)?,
                     None => {
                         connection.output.close().await?;
                         return Ok(Ended::Stopped);
@@ -287,7 +295,7 @@ impl Driver {
             let Some(intake) = &mut self.intake else {
                 return Ok(None);
             };
-            metrics::counter!(m::MESSAGES_IN).increment(1);
+            self.messages_in.increment(1);
             let command = intake.command(publish, self.clock.now());
             match intake.inbox().try_send(command) {
                 Ok(()) => {}
@@ -302,7 +310,8 @@ impl Driver {
             }
         }
         if let Some(intake) = &self.intake {
-            metrics::gauge!(m::INBOX_DEPTH).set((INBOX - intake.inbox().capacity()) as f64);
+            self.inbox_depth
+                .set((INBOX - intake.inbox().capacity()) as f64);
         }
         Ok(None)
     }
@@ -420,14 +429,16 @@ fn connect_packet(session: &Session) -> Connect {
     connect
 }
 
-/// Waits until the publisher is done, dropping the acknowledgements that
-/// arrive meanwhile: without a connection they are all stale.
-async fn drop_stale_receipts(receipts: &mut mpsc::Receiver<Receipt>) {
-    while let Some(receipt) = receipts.recv().await {
-        debug!(
-            pkid = receipt.pkid(),
-            "not acknowledged: received on an earlier connection, the broker delivers it again"
-        );
+/// Waits until the journal writer is done, dropping the acknowledgements
+/// that arrive meanwhile: without a connection they are all stale.
+async fn drop_stale_receipts(receipts: &mut mpsc::Receiver<Vec<Receipt>>) {
+    while let Some(batch) = receipts.recv().await {
+        for receipt in batch {
+            debug!(
+                pkid = receipt.pkid(),
+                "not acknowledged: received on an earlier connection, the broker delivers it again"
+            );
+        }
     }
 }
 
@@ -465,17 +476,19 @@ impl Connection {
     /// connection's messages; those of earlier connections are dropped.
     fn acknowledge(
         &mut self,
-        first: Receipt,
-        receipts: &mut mpsc::Receiver<Receipt>,
+        first: Vec<Receipt>,
+        receipts: &mut mpsc::Receiver<Vec<Receipt>>,
     ) -> Result<(), LinkError> {
         let mut next = Some(first);
-        let mut batch = 0;
-        while let Some(receipt) = next {
-            if let Some(ack) = receipt.acknowledgement(self.number) {
-                self.output.queue(ack)?;
+        let mut queued = 0;
+        while let Some(batch) = next {
+            queued += batch.len();
+            for receipt in batch {
+                if let Some(ack) = receipt.acknowledgement(self.number) {
+                    self.output.queue(ack)?;
+                }
             }
-            batch += 1;
-            next = match batch < ACK_BATCH {
+            next = match queued < ACK_BATCH {
                 true => receipts.try_recv().ok(),
                 false => None,
             };
@@ -738,7 +751,7 @@ mod tests {
 
     struct Kordon {
         commands: mpsc::Receiver<Command>,
-        receipts: mpsc::Sender<Receipt>,
+        receipts: mpsc::Sender<Vec<Receipt>>,
         _stop: watch::Sender<bool>,
         _status: EventLoop,
     }
@@ -821,7 +834,7 @@ mod tests {
         assert_eq!(device_of(&connected), "connected");
         for _ in 0..3 {
             let receipt = take_receipt(kordon.commands.recv().await.unwrap());
-            kordon.receipts.send(receipt).await.unwrap();
+            kordon.receipts.send(vec![receipt]).await.unwrap();
         }
         for pkid in 1..=3 {
             assert_eq!(
@@ -862,8 +875,8 @@ mod tests {
         );
         broker.send(fix(9)).await;
         let current = take_receipt(kordon.commands.recv().await.unwrap());
-        kordon.receipts.send(stale).await.unwrap();
-        kordon.receipts.send(current).await.unwrap();
+        kordon.receipts.send(vec![stale]).await.unwrap();
+        kordon.receipts.send(vec![current]).await.unwrap();
         assert_eq!(
             broker.next_answering_pings().await,
             Packet::PubAck(PubAck::new(9))
@@ -889,7 +902,11 @@ mod tests {
                 device_of(&command),
                 format!("kordon/v1/devices/b-{pkid}/fix")
             );
-            kordon.receipts.send(take_receipt(command)).await.unwrap();
+            kordon
+                .receipts
+                .send(vec![take_receipt(command)])
+                .await
+                .unwrap();
             assert_eq!(
                 broker.next_answering_pings().await,
                 Packet::PubAck(PubAck::new(pkid))
@@ -913,7 +930,11 @@ mod tests {
         );
         let command = kordon.commands.recv().await.unwrap();
         assert_eq!(device_of(&command), "kordon/v1/devices/b-5/fix");
-        kordon.receipts.send(take_receipt(command)).await.unwrap();
+        kordon
+            .receipts
+            .send(vec![take_receipt(command)])
+            .await
+            .unwrap();
         assert_eq!(
             broker.next_answering_pings().await,
             Packet::PubRec(PubRec::new(5))

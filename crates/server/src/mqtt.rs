@@ -10,10 +10,10 @@
 //! - [`run_forwarder`] moves the queued commands to the engine's thread,
 //!   waiting while its queue is full, with the 1 s tick among them.
 //! - [`run_publisher`] publishes the alerts the engine's thread decides, as
-//!   it decides them, on the publishing link, and hands the ingest link the
-//!   acknowledgements the journal writer passes on once a message's records
-//!   are durable. A message received but not yet journaled when kordon
-//!   stops or crashes is delivered again by the broker.
+//!   it decides them, on the publishing link. (Acknowledgements go from the
+//!   journal writer to the ingest link once a message's records are
+//!   durable: a message received but not yet journaled when kordon stops or
+//!   crashes is delivered again by the broker.)
 //! - [`run_publishing_link`] drives rumqttc's event loop for the publishing
 //!   link: reconnects with back-off and announces `online`.
 //!
@@ -21,9 +21,9 @@
 //! echoes go to the engine's thread as [`Command::Echo`].
 //!
 //! On shutdown the ingest link stops handing messages on, the engine's
-//! thread drains its queue, the publisher publishes the rest and hands on
-//! the last acknowledgements, then the retained `offline` status, and both
-//! links disconnect.
+//! thread drains its queue, the journal writer commits the last records
+//! and hands on their acknowledgements, the publisher publishes the rest,
+//! then the retained `offline` status, and both links disconnect.
 
 use std::time::{Duration, Instant};
 
@@ -306,6 +306,7 @@ pub async fn run_forwarder(
     let mut ticks = tokio::time::interval(period);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut engine_time = EngineTime::default();
+    let inbox_depth = metrics::gauge!(m::INBOX_DEPTH);
     loop {
         let command = tokio::select! {
             command = inbox.recv() => match command {
@@ -323,7 +324,7 @@ pub async fn run_forwarder(
         if !hand_to_engine(&core, command, &clock, &health).await {
             return;
         }
-        metrics::gauge!(m::INBOX_DEPTH).set(inbox.len() as f64);
+        inbox_depth.set(inbox.len() as f64);
         if inbox.is_empty() {
             health.engine_caught_up();
         }
@@ -352,54 +353,37 @@ async fn hand_to_engine(
     }
 }
 
-/// Publishes in order until every sender is gone (the journal writer
-/// holds the last), then says `offline` and disconnects. Acknowledgements
-/// go to the ingest link, whose messages they acknowledge; when this ends,
-/// so does the link.
-pub async fn run_publisher(
-    client: AsyncClient,
-    receipts: mpsc::Sender<Receipt>,
-    mut envelopes: mpsc::Receiver<Envelope>,
-) {
+/// Publishes in order until every sender is gone (the engine's thread
+/// holds the last), then says `offline` and disconnects.
+pub async fn run_publisher(client: AsyncClient, mut envelopes: mpsc::Receiver<Envelope>) {
     while let Some(envelope) = envelopes.recv().await {
         metrics::gauge!(m::PUBLISH_QUEUE_DEPTH).set(envelopes.len() as f64);
-        match envelope {
-            Envelope::Publish {
-                message,
-                retain,
-                caused_at,
-                kind,
-            } => {
-                let topic = message.topic;
-                match client
-                    .publish(topic.as_str(), QoS::AtLeastOnce, retain, message.payload)
-                    .await
-                {
-                    Ok(()) => {
-                        metrics::counter!(m::PUBLISHED).increment(1);
-                        if let (Some(at), Some(kind)) = (caused_at, kind) {
-                            if topic == kordon_alert::topics::POLICE
-                                || topic == kordon_alert::topics::MONITORING
-                            {
-                                metrics::histogram!(m::FIX_TO_ALERT, "topic" => topic_label(&topic), "kind" => kind)
-                                    .record(at.elapsed().as_secs_f64());
-                            }
-                        }
-                    }
-                    Err(e) => {
-                        metrics::counter!(m::PUBLISH_FAILED).increment(1);
-                        error!(topic, error = %e, "publish failed");
+        let Envelope {
+            message,
+            retain,
+            caused_at,
+            kind,
+        } = envelope;
+        let topic = message.topic;
+        match client
+            .publish(topic.as_str(), QoS::AtLeastOnce, retain, message.payload)
+            .await
+        {
+            Ok(()) => {
+                metrics::counter!(m::PUBLISHED).increment(1);
+                if let (Some(at), Some(kind)) = (caused_at, kind) {
+                    if topic == kordon_alert::topics::POLICE
+                        || topic == kordon_alert::topics::MONITORING
+                    {
+                        metrics::histogram!(m::FIX_TO_ALERT, "topic" => topic_label(&topic), "kind" => kind)
+                            .record(at.elapsed().as_secs_f64());
                     }
                 }
             }
-            // The link takes them whatever it reads, and drops them
-            // while it has no connection: this waits only for a moment.
-            Envelope::Ack(receipt) => {
-                let _ = receipts.send(receipt).await;
+            Err(e) => {
+                metrics::counter!(m::PUBLISH_FAILED).increment(1);
+                error!(topic, error = %e, "publish failed");
             }
-            // The journal writer answers callers itself; one handed on
-            // here is answered in order all the same.
-            Envelope::Reply(reply) => reply.send(),
         }
     }
     if let Err(e) = client

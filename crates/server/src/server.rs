@@ -18,13 +18,13 @@ use tracing::{info, warn};
 
 use crate::cases;
 use crate::config::Config;
-use crate::core_thread::{Command, CoreThread, Envelope, Outlets, Upkeep};
+use crate::core_thread::{AfterCommit, Command, CoreThread, Envelope, Outlets, Upkeep};
 use crate::dispatch::{self, Dispatch};
 use crate::health::Health;
 use crate::http::{self, ApiParts, ApiState};
 use crate::ingest_link::{IngestLink, Session};
 use crate::live::Feed;
-use crate::mqtt;
+use crate::mqtt::{self, Receipt};
 
 // Every queue between the broker and the broker again is bounded; when one
 // is full its sender waits, the ingest link reads no further, and in the end
@@ -33,14 +33,14 @@ use crate::mqtt;
 /// Commands queued for the engine's thread (messages, ticks, API calls);
 /// sized for memory under overload (see `mqtt::INBOX`).
 const CORE_QUEUE: usize = 4_096;
-/// Alert messages and broker acknowledgements waiting for the publisher.
+/// Alert messages waiting for the publisher.
 const PUBLISH_QUEUE: usize = 16_384;
 /// Requests rumqttc buffers while the publishing link is busy or down.
 const MQTT_REQUESTS: usize = 65_536;
-/// Acknowledgements on their way from the publisher to the ingest link,
-/// which writes them whatever it reads (so this rarely holds more than a
-/// batch).
-const RECEIPTS: usize = 16_384;
+/// Commits whose acknowledgements are on their way from the journal writer
+/// to the ingest link, which writes them whatever it reads (so this rarely
+/// holds more than one).
+const RECEIPT_BATCHES: usize = 1_024;
 
 #[derive(Debug, Error)]
 pub enum StartError {
@@ -84,7 +84,7 @@ pub struct Running {
     stop: watch::Sender<bool>,
     core: crossbeam_channel::Sender<Command>,
     core_thread: std::thread::JoinHandle<()>,
-    writer: Writer<Vec<Envelope>>,
+    writer: Writer<Vec<AfterCommit>>,
     ingest_link: JoinHandle<()>,
     publishing_link: JoinHandle<()>,
     forwarder: JoinHandle<()>,
@@ -130,10 +130,16 @@ pub async fn start_with(
         }
     };
     let dispatch = Dispatch::new(&config.alerts.sender, webhook_tx.clone());
+    let (receipts_tx, receipts_rx) = mpsc::channel(RECEIPT_BATCHES);
+    let committed = Committed {
+        receipts: receipts_tx,
+        health: health.clone(),
+        clock: config.clock,
+    };
     let (core, writer, out_rx) = recover(
         &config,
         on_damage,
-        health.clone(),
+        committed,
         feed.clone(),
         dispatch.clone(),
     )?;
@@ -155,7 +161,6 @@ pub async fn start_with(
         config.clock,
         health.clone(),
     ));
-    let (receipts_tx, receipts_rx) = mpsc::channel(RECEIPTS);
     let ingest_link = tokio::spawn(
         IngestLink {
             dialer: Dialer::new(&broker)?,
@@ -176,7 +181,7 @@ pub async fn start_with(
         health.clone(),
         stopping.clone(),
     ));
-    let publisher = tokio::spawn(mqtt::run_publisher(client, receipts_tx, out_rx));
+    let publisher = tokio::spawn(mqtt::run_publisher(client, out_rx));
     tokio::spawn(crate::live::watch_health(
         feed.clone(),
         health.clone(),
@@ -295,8 +300,12 @@ fn embedded_broker(_config: &Config) -> Result<String, StartError> {
 }
 
 /// The engine's thread ready to run, the journal writer it feeds, and
-/// what the publisher takes (alerts from the thread, acks from the writer).
-type Recovered = (CoreThread, Writer<Vec<Envelope>>, mpsc::Receiver<Envelope>);
+/// what the publisher takes (the alerts the thread decides).
+type Recovered = (
+    CoreThread,
+    Writer<Vec<AfterCommit>>,
+    mpsc::Receiver<Envelope>,
+);
 
 /// What recovery found and how long it took.
 #[derive(Debug, Clone)]
@@ -411,15 +420,13 @@ pub fn recover_state(
 fn recover(
     config: &Config,
     on_damage: OnDamagedJournal,
-    health: Health,
+    committed: Committed,
     feed: Feed,
     dispatch: Dispatch,
 ) -> Result<Recovered, StartError> {
     let (mut core, journal, _) = recover_state(config, on_damage, Some(feed))?;
     let snapshots = SnapshotStore::new(&config.journal.dir);
     let (out_tx, out_rx) = mpsc::channel(PUBLISH_QUEUE);
-    let clock = config.clock;
-    let acks = out_tx.clone();
     let writer = Writer::spawn(
         journal,
         snapshots,
@@ -428,40 +435,7 @@ fn recover(
             linger: Duration::from_millis(config.journal.linger_ms),
             ..GroupCommit::default()
         },
-        move |durable, batches: Vec<Vec<Envelope>>| {
-            let outcome = match &durable {
-                Durable::Yes => Ok(()),
-                Durable::No(reason) => Err(reason.as_str()),
-            };
-            health.journal_committed(outcome, clock.now());
-            let mut held = Vec::new();
-            for envelope in batches.into_iter().flatten() {
-                // Acks wait for the writer's retry to make their records
-                // durable; until then the broker keeps those messages. A
-                // caller's answer (a resolved tamper alarm) likewise waits
-                // until its records are on disk. (Alerts never came this
-                // way: they left when they were decided.)
-                if durable != Durable::Yes {
-                    held.push(envelope);
-                    continue;
-                }
-                // The answer goes at once, not behind the publisher, which
-                // may be waiting on a broker that is away.
-                if let Envelope::Reply(reply) = envelope {
-                    reply.send();
-                    continue;
-                }
-                // Waits while the publisher is a full queue behind (the
-                // broker is slow or away): the writer, then the engine,
-                // then the intake slow down, and the broker holds the rest.
-                let _ = acks.blocking_send(envelope);
-            }
-            if held.is_empty() {
-                Vec::new()
-            } else {
-                vec![held]
-            }
-        },
+        move |durable, batches| committed.hand_on(durable, batches),
     );
     core.set_owntracks_phones(&config.owntracks_map());
     core.go_live(Outlets {
@@ -486,6 +460,45 @@ fn recover(
         return Err(StartError::Cases(problems.join("\n")));
     }
     Ok((core, writer, out_rx))
+}
+
+/// What the journal writer does after a commit: hands the committed
+/// messages' acknowledgements to the ingest link, one batch per commit, and
+/// answers callers whose changes are now durable.
+struct Committed {
+    receipts: mpsc::Sender<Vec<Receipt>>,
+    health: Health,
+    clock: crate::clock::Clock,
+}
+
+impl Committed {
+    /// Returns what must wait for the retry when the commit failed: acks
+    /// wait for their records to be durable (until then the broker keeps
+    /// those messages), and so does a caller's answer (a resolved tamper
+    /// alarm). Alerts never come this way: they left when they were decided.
+    fn hand_on(&self, durable: Durable, batches: Vec<Vec<AfterCommit>>) -> Vec<Vec<AfterCommit>> {
+        let outcome = match &durable {
+            Durable::Yes => Ok(()),
+            Durable::No(reason) => Err(reason.as_str()),
+        };
+        self.health.journal_committed(outcome, self.clock.now());
+        if durable != Durable::Yes {
+            return batches;
+        }
+        let mut receipts = Vec::new();
+        for waiting in batches.into_iter().flatten() {
+            match waiting {
+                AfterCommit::Ack(receipt) => receipts.push(receipt),
+                AfterCommit::Reply(reply) => reply.send(),
+            }
+        }
+        // Waits while the link is a full queue behind (it writes whatever
+        // it reads, so only for a moment); gone only when kordon stops.
+        if !receipts.is_empty() {
+            let _ = self.receipts.blocking_send(receipts);
+        }
+        Vec::new()
+    }
 }
 
 impl Running {
