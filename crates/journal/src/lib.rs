@@ -12,12 +12,14 @@
 //! durable.
 
 pub mod evidence;
+pub mod queue;
 pub mod reader;
 pub mod record;
 pub mod snapshot;
 pub mod store;
 pub mod writer;
 
+pub use queue::JobSender;
 pub use reader::{Reader, TIMELINE_KINDS};
 pub use record::{EngineTick, Hash, Record};
 pub use snapshot::{Snapshot, SnapshotStore};

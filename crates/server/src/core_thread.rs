@@ -19,14 +19,14 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use crossbeam_channel::{Receiver, Sender};
+use crossbeam_channel::Receiver;
 use jiff::Timestamp;
 use kordon_alert::{topics, AlertDesk, AlertRecord, AlertSettings, Outbound};
 use kordon_core::{
     BanHit, Case, CaseId, CaseRejected, ClearReason, DeviceId, Disposition, Engine, Event, Phase,
 };
 use kordon_ingest::{Message, Reason, Refusal};
-use kordon_journal::{EngineTick, Entry, Job, PendingState, Record};
+use kordon_journal::{EngineTick, Entry, Job, JobSender, PendingState, Record};
 use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 use tracing::{debug, error, info, warn};
@@ -216,7 +216,7 @@ pub enum Sink {
 /// Where a live command's output goes.
 pub struct Outlets {
     /// Records, with the acknowledgements and answers that wait for them.
-    pub journal: Sender<Job<Vec<AfterCommit>>>,
+    pub journal: JobSender<Vec<AfterCommit>>,
     /// Alert messages and refusals, as soon as they are decided. A crash
     /// before their records are committed leaves the broker's message
     /// unacknowledged: it comes again, is decided again, and the same
