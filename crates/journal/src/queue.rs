@@ -228,6 +228,6 @@ mod tests {
         let sender = std::thread::spawn(move || tx.send(job(1)).is_err());
         std::thread::sleep(Duration::from_millis(50));
         drop(rx);
-        assert!(sender.join().unwrap(), "the job comes back");
+        assert!(sender.join().unwrap(), "the sender is let go");
     }
 }
