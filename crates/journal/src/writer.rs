@@ -11,10 +11,10 @@
 //!
 //! A commit that fails (disk full, I/O error, a lock held too long) is
 //! retried, with everything after it, until it succeeds: the journal never
-//! skips a record. Meanwhile the writer's owner decides which `then`s go on
-//! at once (alerts: a warning not sent is worse than one not on record) and
-//! which wait for the retry (acknowledgements: the broker keeps those
-//! messages, and stops sending more once its in-flight window is full).
+//! skips a record. Meanwhile the writer's owner decides which `then`s wait
+//! for the retry (kordon's: all of them, acknowledgements and answers; the
+//! broker keeps those messages, and stops sending more once its in-flight
+//! window is full). Alerts never wait for the writer.
 
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};

@@ -137,7 +137,7 @@ fn default_retention_days() -> u32 {
 fn default_keep_around_episode_minutes() -> u32 {
     60
 }
-/// A start replays at most this many records after the last snapshot
+/// A start replays about this many records at most after the last snapshot
 /// (about 2.5 s at the 0.4 million a second measured); a snapshot of
 /// 10,000 cases costs about 0.35 s of CPU, off the engine's thread, which
 /// every 100,000 records was 3.5 µs per fix at 10,000 fixes/s.

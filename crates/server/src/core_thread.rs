@@ -273,9 +273,9 @@ impl StateCopy {
     }
 }
 
-/// The most records in one journal job while commands keep coming: a job
-/// waits for the queue to empty, and this bounds how long acknowledgements
-/// wait with it.
+/// The most records (and acknowledgements) in one journal job while
+/// commands keep coming: a job waits for the queue to empty, and this
+/// bounds how long acknowledgements wait with it.
 const JOURNAL_JOB_RECORDS: usize = 512;
 
 pub struct CoreThread {
@@ -689,7 +689,10 @@ impl CoreThread {
                 Command::Shutdown => break,
             }
             self.flush();
-            if commands.is_empty() || self.entries.len() >= JOURNAL_JOB_RECORDS {
+            // Acks count too: commands that journal nothing (refusals,
+            // duplicates) must not hold their acknowledgements back.
+            let gathered = self.entries.len() + self.after_commit.len();
+            if commands.is_empty() || gathered >= JOURNAL_JOB_RECORDS {
                 self.hand_to_journal();
             }
             self.show_changes();
@@ -1027,8 +1030,8 @@ impl CoreThread {
         }
     }
 
-    /// An alert message: journaled, then published once it is durable, and
-    /// awaited back from the broker.
+    /// An alert message: published as it is decided, journaled, and awaited
+    /// back from the broker.
     fn send(
         &mut self,
         message: Outbound,

@@ -249,6 +249,10 @@ impl Driver {
                 receipts = self.receipts.recv() => match receipts {
                     Some(batch) => connection.acknowledge(batch, &mut self.receipts)?,
                     None => {
+                        if self.intake.is_some() {
+                            // Only a failed writer closes it this early.
+                            error!("the journal writer is gone while kordon still takes messages: nothing can be acknowledged any more; the ingest link stops");
+                        }
                         connection.output.close().await?;
                         return Ok(Ended::Stopped);
                     }

@@ -1,10 +1,10 @@
 //! kordon-server: the `kordon` service around the deterministic engine.
 //!
 //! ```text
-//!  broker ──▶ ingest_link ──decode──▶ inbox ──▶ mqtt::run_forwarder ──▶ core_thread ──alerts, at once──────────────────────────────▶ mqtt::run_publisher ──▶ publishing link ──▶ broker
-//!    ▲         (reads only                                              (Engine, AlertDesk, ──records + acks──▶ journal writer ──acks──▶ (publish; acks to
-//!    │          when the inbox                                           Deliveries)                           (group commit)              the ingest link)
-//!    └─ acks ── has room)  ◀────────────────────────────────────────────────────────────────────────────────────────────────────────────────────┘
+//!  broker ──▶ ingest_link ──decode──▶ inbox ──▶ mqtt::run_forwarder ──▶ core_thread ──alerts, at once──▶ mqtt::run_publisher ──▶ publishing link ──▶ broker
+//!    ▲         (reads only                                              (Engine, AlertDesk, ──records + acks──▶ journal writer
+//!    │          when the inbox                                           Deliveries)                           (group commit)
+//!    └─ acks ── has room)  ◀──────────── a commit's acks, once durable ──────────────────────────────────────────┘
 //!  1 s tick (engine_time) ──────────────────▶ (forwarder, in order)
 //!  HTTP (axum) ────────── commands ────────────────────────────────▶
 //! ```

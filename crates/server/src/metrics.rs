@@ -230,7 +230,7 @@ fn register_all() {
         ),
         (
             PUBLISH_QUEUE_DEPTH,
-            "Alert messages and broker acknowledgements waiting for the publisher.",
+            "Alert messages waiting for the publisher.",
         ),
         (
             BROKER_CONNECTED,

@@ -20,10 +20,11 @@
 //! kordon also reads its own alert topics back ([`crate::delivery`]): those
 //! echoes go to the engine's thread as [`Command::Echo`].
 //!
-//! On shutdown the ingest link stops handing messages on, the engine's
-//! thread drains its queue, the journal writer commits the last records
-//! and hands on their acknowledgements, the publisher publishes the rest,
-//! then the retained `offline` status, and both links disconnect.
+//! On shutdown the ingest link stops handing messages on and the engine's
+//! thread drains its queue. Then, side by side: the publisher publishes the
+//! rest, the retained `offline` status, and disconnects the publishing
+//! link; the journal writer commits the last records and hands on their
+//! acknowledgements, which the ingest link writes before it disconnects.
 
 use std::time::{Duration, Instant};
 

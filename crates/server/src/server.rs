@@ -519,8 +519,9 @@ impl Running {
         drop(self.core);
         let core_thread = self.core_thread;
         let writer = self.writer;
-        // The engine's thread hands its last records to the writer, which
-        // commits them and lets the publisher go.
+        // The engine's thread hands its last records to the writer and, as
+        // it ends, lets the publisher go; the writer commits them, hands on
+        // their acknowledgements and, as it ends, lets the ingest link go.
         let _ = tokio::task::spawn_blocking(move || {
             let _ = core_thread.join();
             drop(writer.finish());
