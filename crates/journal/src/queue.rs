@@ -96,6 +96,11 @@ impl<T> JobReceiver<T> {
         self.rx.try_recv().map(|job| self.taken(job))
     }
 
+    /// Records waiting, in the jobs not yet taken.
+    pub fn records_waiting(&self) -> usize {
+        self.room.lock().waiting_records
+    }
+
     /// Jobs waiting.
     pub fn len(&self) -> usize {
         self.rx.len()
@@ -212,6 +217,7 @@ mod tests {
         assert_eq!(sent.recv_timeout(Duration::from_secs(5)), Ok(true));
         waiting.join().unwrap();
         assert_eq!(rx.len(), 2);
+        assert_eq!(rx.records_waiting(), 7, "4 and 3 records wait");
     }
 
     #[test]

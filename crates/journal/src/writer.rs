@@ -32,6 +32,7 @@ pub const BATCH_RECORDS: &str = "kordon_journal_batch_records";
 pub const BYTES: &str = "kordon_journal_bytes_total";
 pub const RECORDS: &str = "kordon_journal_records_total";
 pub const BEHIND: &str = "kordon_journal_jobs_behind";
+pub const RECORDS_WAITING: &str = "kordon_journal_records_waiting";
 pub const FAILURES: &str = "kordon_journal_commit_failures_total";
 pub const RETIRED: &str = "kordon_journal_retired_fixes_total";
 pub const UNCOMMITTED: &str = "kordon_journal_records_uncommitted";
@@ -229,6 +230,7 @@ impl<T: Send + 'static> Writer<T> {
                     }
                     commit(&mut journal, &mut batch, &mut on_commit);
                     metrics::gauge!(BEHIND).set(rx.len() as f64);
+                    metrics::gauge!(RECORDS_WAITING).set(rx.records_waiting() as f64);
                 }
                 // The last chance for what a failed commit left waiting.
                 batch.retry_at = Instant::now();

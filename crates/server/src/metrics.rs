@@ -242,6 +242,10 @@ fn register_all() {
         ),
         (journal::BEHIND, "Jobs waiting for the journal writer."),
         (
+            journal::RECORDS_WAITING,
+            "Records waiting for the journal writer (it takes up to 16,384 before the engine waits).",
+        ),
+        (
             journal::UNCOMMITTED,
             "Records waiting for a failed journal commit to be retried (0 when commits succeed).",
         ),
