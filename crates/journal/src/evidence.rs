@@ -16,6 +16,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use jiff::Timestamp;
+use kordon_core::CaseId;
 use rusqlite::{Connection, OpenFlags};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -293,13 +294,12 @@ pub fn export(
 
     // Walk the case's chain back from its head: each link names the case's
     // previous record. The first record older than `from` is the anchor.
-    let head: Option<i64> = conn
-        .query_row(
-            "SELECT max(seq) FROM case_links WHERE case_id = ?1",
-            [&request.case],
-            |r| r.get(0),
-        )
-        .map_err(db_err)?;
+    let head = crate::case_marks::case_head(
+        &conn,
+        &CaseId::from(request.case.as_str()),
+        journal_records as u64,
+    )
+    .map_err(db_err)?;
     let mut link_of = conn
         .prepare(
             "SELECT l.prev_seq, l.link, r.at_ms, r.kind, r.body, r.digest FROM case_links l \
@@ -308,7 +308,7 @@ pub fn export(
         .map_err(db_err)?;
     let mut rows = Vec::new();
     let mut anchor = GENESIS;
-    let mut next = head.unwrap_or(0);
+    let mut next = head as i64;
     while next > 0 {
         let (prev, link, at_ms, kind, body, stored_digest) = link_of
             .query_row(rusqlite::params![next, request.case], |r| {

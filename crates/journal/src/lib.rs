@@ -3,6 +3,7 @@
 //!
 //! - [`record`]: what a journal record is, and the hashes that chain them.
 //! - [`store`]: the SQLite journal: append, verify on open, replay, retention.
+//! - [`case_marks`]: where reading one case's records starts.
 //! - [`writer`]: the writer thread that group-commits off the hot path.
 //! - [`snapshot`]: state snapshots, written atomically, read back with a fallback.
 //! - [`evidence`]: per-case export (CSV, GeoJSON, manifest) and its verification.
@@ -11,6 +12,7 @@
 //! writer and acts (publishes, acknowledges) when the writer says they are
 //! durable.
 
+pub mod case_marks;
 pub mod evidence;
 pub mod queue;
 pub mod reader;

@@ -3,9 +3,10 @@
 //! own beside the writer's (SQLite's WAL lets both run at once).
 //!
 //! It never writes and never verifies: the journal was verified at start
-//! and only kordon's writer appends to it. A query reads through the two
-//! indexes made for it (`records_timeline`, `case_links_by_case`), so its
-//! cost follows what it returns, not the journal's size.
+//! and only kordon's writer appends to it. A query reads through the
+//! index made for it (`records_timeline`) or walks a case's chain from a
+//! mark (`crate::case_marks`), so its cost follows what it returns, not
+//! the journal's size.
 
 use std::path::{Path, PathBuf};
 
@@ -200,9 +201,19 @@ impl Reader {
         let margin = jiff::SignedDuration::from_mins(5);
         let lo = self.first_seq_at(from.checked_sub(margin).unwrap_or(from))?;
         let hi = self.first_seq_at(to.checked_add(LATE_ARRIVAL).unwrap_or(to))?;
-        let sql = "SELECT r.seq, r.body FROM case_links l JOIN records r ON r.seq = l.seq \
-                   WHERE l.case_id = ?1 AND l.seq >= ?2 AND l.seq < ?3 AND r.kind = 'fix' ORDER BY l.seq";
-        let records = self.records(sql, rusqlite::params![case.as_str(), lo as i64, hi as i64])?;
+        let last: i64 = self
+            .conn
+            .query_row("SELECT coalesce(max(seq), 0) FROM records", [], |r| {
+                r.get(0)
+            })
+            .map_err(self.err())?;
+        let seqs = crate::case_marks::case_records(&self.conn, case, lo, hi, last as u64)
+            .map_err(self.err())?;
+        let mut records = Vec::with_capacity(seqs.len());
+        for seq in seqs {
+            let sql = "SELECT seq, body FROM records WHERE seq = ?1 AND kind = 'fix'";
+            records.extend(self.records(sql, [seq as i64])?);
+        }
         Ok(records
             .into_iter()
             .filter_map(|(_, record)| match record {

@@ -2,12 +2,12 @@
 //! SHA-256 digest of its body and a hash chain over all records, plus a
 //! second chain per case (the links an evidence export carries).
 //!
-//! Every table is written in record order, so a commit appends pages
-//! rather than touching pages all over the file: a case's links point back
-//! to the case's previous record (`prev_seq`). Where each case's chain ends
-//! is kept in memory while appending and read from `case_links_by_case`
-//! when an export needs it; it is never written per commit (a row per case
-//! touched made every commit rewrite pages all over that table).
+//! Records and links are written in record order, so a commit appends
+//! pages rather than touching pages all over the file: a case's links point
+//! back to the case's previous record (`prev_seq`). Where each case's chain
+//! ends is kept in memory while appending; readers find a case's records
+//! from sparse marks ([`crate::case_marks`]), never from an index entry per
+//! link (which made every fix write a page of its own).
 //!
 //! Opening a journal verifies every record and both chains before anything
 //! is appended: a journal kordon cannot prove intact is refused with the
@@ -26,6 +26,7 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 use tracing::{info, warn};
 
+use crate::case_marks::{self, CaseHead};
 use crate::record::{digest, link, Hash, Record, GENESIS};
 
 /// How hard a commit pushes to disk.
@@ -116,7 +117,7 @@ pub struct Journal {
     path: PathBuf,
     last_seq: u64,
     head: Hash,
-    case_heads: HashMap<CaseId, (u64, Hash)>,
+    case_heads: HashMap<CaseId, CaseHead>,
     /// Fixes up to here have been judged by retention (this process).
     retention_floor: u64,
 }
@@ -147,7 +148,12 @@ const SCHEMA: &str = "
         link     BLOB NOT NULL,
         PRIMARY KEY (seq, case_id)
     ) WITHOUT ROWID;
-    CREATE INDEX IF NOT EXISTS case_links_by_case ON case_links(case_id, seq);
+    -- Where reading a case's chain starts (crate::case_marks).
+    CREATE TABLE IF NOT EXISTS case_marks (
+        case_id TEXT NOT NULL,
+        seq     INTEGER NOT NULL,
+        PRIMARY KEY (case_id, seq)
+    ) WITHOUT ROWID;
     -- Journals written before chains' ends were derived kept them here.
     DROP TABLE IF EXISTS case_heads;
 ";
@@ -221,7 +227,8 @@ impl Journal {
         let tx = self.conn.transaction().map_err(err)?;
         let mut seq = self.last_seq;
         let mut head = self.head;
-        let mut touched: HashMap<CaseId, (u64, Hash)> = HashMap::new();
+        let mut touched: HashMap<CaseId, CaseHead> = HashMap::new();
+        let mut swept = Vec::new();
         let mut bytes = 0u64;
         {
             let mut insert = tx
@@ -234,6 +241,9 @@ impl Journal {
                 .prepare_cached(
                     "INSERT INTO case_links (seq, case_id, prev_seq, link) VALUES (?1, ?2, ?3, ?4)",
                 )
+                .map_err(err)?;
+            let mut insert_mark = tx
+                .prepare_cached("INSERT OR IGNORE INTO case_marks (case_id, seq) VALUES (?1, ?2)")
                 .map_err(err)?;
             for entry in entries {
                 seq += 1;
@@ -253,16 +263,27 @@ impl Journal {
                     ])
                     .map_err(err)?;
                 for case in &entry.cases {
-                    let (prev_seq, previous) = touched
-                        .get(case)
-                        .or_else(|| self.case_heads.get(case))
-                        .copied()
-                        .unwrap_or((0, GENESIS));
-                    let l = link(&previous, seq, &d);
+                    let previous = touched.get(case).or_else(|| self.case_heads.get(case));
+                    let (prev_seq, prev_link) = previous.map_or((0, GENESIS), |h| (h.seq, h.link));
+                    let l = link(&prev_link, seq, &d);
                     insert_link
                         .execute(params![seq as i64, case.as_str(), prev_seq as i64, &l[..]])
                         .map_err(err)?;
-                    touched.insert(case.clone(), (seq, l));
+                    let next = CaseHead::next(previous, seq, l);
+                    if next.marked {
+                        insert_mark
+                            .execute(params![case.as_str(), seq as i64])
+                            .map_err(err)?;
+                    }
+                    touched.insert(case.clone(), next);
+                }
+            }
+            if case_marks::sweeps(self.last_seq, seq) {
+                swept = case_marks::unmarked_heads(&self.case_heads, &touched);
+                for (case, marked) in &swept {
+                    insert_mark
+                        .execute(params![case.as_str(), *marked as i64])
+                        .map_err(err)?;
                 }
             }
         }
@@ -270,6 +291,7 @@ impl Journal {
         self.last_seq = seq;
         self.head = head;
         self.case_heads.extend(touched);
+        case_marks::swept(&mut self.case_heads, &swept);
         Ok(bytes)
     }
 
@@ -510,6 +532,21 @@ fn connect(path: &Path, durability: Durability) -> Result<Connection, JournalErr
     }
     conn.execute_batch(&SCHEMA.replace("{ON_TIMELINE}", &on_timeline))
         .map_err(err)?;
+    let link_index: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM sqlite_master WHERE type = 'index' AND name = 'case_links_by_case'",
+            [],
+            |row| row.get(0),
+        )
+        .map_err(err)?;
+    if link_index > 0 {
+        // A journal from before marks: an index entry per link.
+        info!("marking the journal's case links (once)");
+        conn.execute_batch("BEGIN;").map_err(err)?;
+        case_marks::mark_every_link(&conn).map_err(err)?;
+        conn.execute_batch("DROP INDEX case_links_by_case; COMMIT;")
+            .map_err(err)?;
+    }
     Ok(conn)
 }
 
@@ -522,7 +559,7 @@ fn hash_column(bytes: Vec<u8>) -> Hash {
 }
 
 /// Where each case's chain ends: its last record and link.
-type CaseHeads = HashMap<CaseId, (u64, Hash)>;
+type CaseHeads = HashMap<CaseId, CaseHead>;
 
 /// A row as stored: seq, body, digest, chain.
 type RawRecord = (i64, Option<Vec<u8>>, Vec<u8>, Vec<u8>);
@@ -597,7 +634,7 @@ fn verify(conn: &Connection, path: &Path) -> Result<(Verified, CaseHeads), Journ
         }
     }
     // The case chains: each link follows from the case's previous link.
-    let mut heads: HashMap<CaseId, (u64, Hash)> = HashMap::new();
+    let mut heads: HashMap<CaseId, CaseHead> = HashMap::new();
     {
         let mut stmt = conn
             .prepare("SELECT seq, case_id, prev_seq, link FROM case_links ORDER BY seq, case_id")
@@ -615,7 +652,8 @@ fn verify(conn: &Connection, path: &Path) -> Result<(Verified, CaseHeads), Journ
             let (seq, case, prev_seq, stored) = read.map_err(|e| sqlite(last_good, e))?;
             let seq = seq as u64;
             let case = CaseId::from(case.as_str());
-            let (expected_prev, previous) = heads.get(&case).copied().unwrap_or((0, GENESIS));
+            let (expected_prev, previous) =
+                heads.get(&case).map_or((0, GENESIS), |h| (h.seq, h.link));
             let Some(d) = digests.get((seq as usize).wrapping_sub(1)) else {
                 return Err(broken(
                     seq,
@@ -631,7 +669,7 @@ fn verify(conn: &Connection, path: &Path) -> Result<(Verified, CaseHeads), Journ
                     format!("its link in the chain of case {case} does not follow from the case's previous record"),
                 ));
             }
-            heads.insert(case, (seq, hash_column(stored)));
+            heads.insert(case, CaseHead::verified(seq, hash_column(stored)));
         }
     }
     Ok((
@@ -719,6 +757,7 @@ fn truncate(path: &Path, keep: u64, problem: String) -> Result<Truncation, Journ
         ) {
             warn!(error = %e, "some case links could not be read back; those cases' chains restart");
         }
+        case_marks::mark_every_link(&tx).map_err(err)?;
         tx.commit().map_err(err)?;
         conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);")
             .map_err(err)?;
