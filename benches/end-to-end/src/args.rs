@@ -39,7 +39,7 @@ impl Args {
         Args {
             short: false,
             kordon: None,
-            rates: vec![2_000, 5_000, 10_000, 20_000, 30_000],
+            rates: vec![2_000, 5_000, 10_000, 20_000, 30_000, 45_000, 60_000],
             step_secs: 20,
             out: None,
             cases: 10_000,

@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! cargo run --release -j2 -p kordon-bench-e2e -- [--short] [--kordon target/release/kordon]
-//!     [--rates 2000,5000,10000,20000,30000] [--step-secs 20] [--out FILE.json]
+//!     [--rates 2000,5000,10000,20000,30000,45000,60000] [--step-secs 20] [--out FILE.json]
 //! ```
 //!
 //! Exit status: 0 when the run completed and every correctness target
