@@ -15,11 +15,16 @@
 //!    mark at or after a point passes at most [`MARK_EVERY`] links before
 //!    reaching it.
 //! 2. **A commit that crosses a multiple of [`SWEEP_RECORDS`] marks every
-//!    case's last link** not marked yet. A case's last link is therefore
-//!    marked or after that multiple, where [`case_head`] scans for it.
+//!    case's last link** as the commit leaves it, if not marked yet; so
+//!    does opening the journal ([`on_open`]). A case's last link is
+//!    therefore marked or after that multiple, where [`case_head`] scans
+//!    for it.
 //!
 //! Marks may be denser than the rules ask (journals from before marks
-//! mark every link): the rules bound the gaps, never require them.
+//! mark every link): the rules bound the gaps, never require them. Marks
+//! carry no hash: a missing one can make a search stop short (an export
+//! would then end early and still verify), which is why both rules live
+//! here and the tests compare every search against a scan of every link.
 
 use std::collections::HashMap;
 
@@ -31,11 +36,12 @@ use crate::record::Hash;
 /// A case's links between marks, at most.
 pub const MARK_EVERY: u32 = 64;
 
-/// Records between sweeps that mark every case's last link. About 100 s
-/// at 10,000 fixes/s: a sweep writes a mark per case then, and a search
-/// for a case's last link reads at most this many links.
+/// Records between sweeps that mark every case's last link. About 26 s at
+/// 10,000 fixes/s: a sweep writes a mark per case then (10,000 cases: a
+/// mark for one link in 26), and a search for a case's last link reads the
+/// links of fewer records than this (about 25 ms).
 #[cfg(not(test))]
-pub const SWEEP_RECORDS: u64 = 1 << 20;
+pub const SWEEP_RECORDS: u64 = 1 << 18;
 /// Small enough for tests to cross it many times.
 #[cfg(test)]
 pub const SWEEP_RECORDS: u64 = 1 << 10;
@@ -53,14 +59,15 @@ pub(crate) struct CaseHead {
 }
 
 impl CaseHead {
-    /// A chain's end found by verifying the journal: whether it is marked
-    /// is not known, so the next link and the next sweep mark it.
+    /// A chain's end found by verifying the journal, and marked then
+    /// ([`on_open`]); the links since its last mark are not counted, so
+    /// the next one is marked too.
     pub fn verified(seq: u64, link: Hash) -> Self {
         CaseHead {
             seq,
             link,
             since_mark: None,
-            marked: false,
+            marked: true,
         }
     }
 
@@ -109,30 +116,55 @@ pub(crate) fn swept(heads: &mut HashMap<CaseId, CaseHead>, marks: &[(CaseId, u64
     }
 }
 
-/// Whether the journal has marks (journals from before them have an index
-/// of every link by case instead, `case_links_by_case`).
-fn has_marks(conn: &Connection) -> rusqlite::Result<bool> {
+/// Whether reads may start from marks: the table is there, and the index
+/// of every link by case is not. Journals from before marks have that
+/// index, and lose it in the transaction that marks their every link
+/// ([`on_open`]); an older kordon run on the journal since would have built
+/// it again and appended links without marks.
+fn marks_usable(conn: &Connection) -> rusqlite::Result<bool> {
     conn.query_row(
-        "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'case_marks'",
+        "SELECT (SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'case_marks') > 0 \
+            AND (SELECT count(*) FROM sqlite_master WHERE type = 'index' AND name = 'case_links_by_case') = 0",
         [],
-        |r| r.get::<_, i64>(0),
+        |r| r.get::<_, bool>(0),
     )
-    .map(|n| n > 0)
 }
 
-/// The last link of `case` among records `1..=last` (0: none).
-pub fn case_head(conn: &Connection, case: &CaseId, last: u64) -> rusqlite::Result<u64> {
-    let scan_from = if has_marks(conn)? {
-        (last / SWEEP_RECORDS) * SWEEP_RECORDS
-    } else {
-        0
+/// Where a search for a case's last link among records `1..=last` starts
+/// scanning (rule 2): it reads the links of fewer than [`SWEEP_RECORDS`]
+/// records.
+fn head_scan_from(last: u64) -> u64 {
+    (last / SWEEP_RECORDS) * SWEEP_RECORDS
+}
+
+/// The marks of case `?1` that are its links: marks carry no hash, and a
+/// stray one must not bring another case's records in.
+const MARKED_LINK: &str = "SELECT m.seq FROM case_marks m \
+    JOIN case_links l ON l.seq = m.seq AND l.case_id = m.case_id WHERE m.case_id = ?1";
+
+/// Windows of at most this many records are scanned rather than walked.
+#[cfg(not(test))]
+const SCAN_WINDOW: u64 = 1 << 16;
+/// Small enough for tests to walk most windows.
+#[cfg(test)]
+const SCAN_WINDOW: u64 = 1 << 6;
+
+/// The last link of `case` among records `1..=last` (0: none). `last`
+/// must be where a commit ended (the journal's `max(seq)` as a reader saw
+/// it): a sweep marks the heads as its commit leaves them.
+pub(crate) fn case_head(conn: &Connection, case: &CaseId, last: u64) -> rusqlite::Result<u64> {
+    let scan_from = match marks_usable(conn)? {
+        true => head_scan_from(last),
+        // The index of every link by case finds it at once.
+        false => 0,
     };
     let marked: Option<i64> = if scan_from > 0 {
         conn.query_row(
-            "SELECT max(seq) FROM case_marks WHERE case_id = ?1 AND seq <= ?2",
+            &format!("{MARKED_LINK} AND m.seq <= ?2 ORDER BY m.seq DESC LIMIT 1"),
             params![case.as_str(), last as i64],
             |r| r.get(0),
-        )?
+        )
+        .optional()?
     } else {
         None
     };
@@ -149,31 +181,48 @@ pub fn case_head(conn: &Connection, case: &CaseId, last: u64) -> rusqlite::Resul
 }
 
 /// The records of `case` from `from` to before `before` among records
-/// `1..=last`, in order: a walk back through its chain from the first mark
-/// at or after `before` (else from its last link).
-pub fn case_records(
+/// `1..=last`, in order (`last` as for [`case_head`]). A short window is
+/// scanned; a longer one is a walk back through the case's chain from the
+/// first mark at or after `before`, else from the case's last link. Either
+/// reads the links of at most [`SWEEP_RECORDS`] records beyond the case's
+/// own links in the window.
+pub(crate) fn case_records(
     conn: &Connection,
     case: &CaseId,
     from: u64,
     before: u64,
     last: u64,
 ) -> rusqlite::Result<Vec<u64>> {
-    let mark: Option<i64> = if has_marks(conn)? {
-        conn.query_row(
-            "SELECT min(seq) FROM case_marks WHERE case_id = ?1 AND seq >= ?2 AND seq <= ?3",
+    let before = before.min(last + 1);
+    if from >= before {
+        return Ok(Vec::new());
+    }
+    let usable = marks_usable(conn)?;
+    let scan_limit = SCAN_WINDOW.max(last - head_scan_from(last));
+    if !usable || before - from <= scan_limit {
+        let mut stmt = conn.prepare_cached(
+            "SELECT seq FROM case_links WHERE seq >= ?1 AND seq < ?2 AND case_id = ?3 ORDER BY seq",
+        )?;
+        let seqs = stmt.query_map(params![from as i64, before as i64, case.as_str()], |r| {
+            r.get::<_, i64>(0).map(|s| s as u64)
+        })?;
+        return seqs.collect();
+    }
+    let mark: Option<i64> = conn
+        .query_row(
+            &format!("{MARKED_LINK} AND m.seq >= ?2 AND m.seq <= ?3 ORDER BY m.seq LIMIT 1"),
             params![case.as_str(), before as i64, last as i64],
             |r| r.get(0),
-        )?
-    } else {
-        None
-    };
+        )
+        .optional()?;
     let start = match mark {
         Some(mark) => mark as u64,
         None => case_head(conn, case, last)?,
     };
+    // The walk starts only from one of the case's own links.
     let mut stmt = conn.prepare_cached(
         "WITH RECURSIVE walk(seq) AS ( \
-             SELECT ?2 WHERE ?2 > 0 \
+             SELECT seq FROM case_links WHERE seq = ?2 AND case_id = ?1 \
              UNION ALL \
              SELECT l.prev_seq FROM walk JOIN case_links l ON l.seq = walk.seq AND l.case_id = ?1 \
              WHERE walk.seq >= ?3 AND l.prev_seq > 0) \
@@ -186,11 +235,40 @@ pub fn case_records(
     seqs.collect()
 }
 
-/// Marks for a journal whose links were not marked by the rules (from
-/// before marks, or rebuilt by truncation): every link, which the rules
-/// allow.
+/// Marks for a journal whose links were not marked by the rules (rebuilt
+/// by truncation): every link, which the rules allow.
 pub(crate) fn mark_every_link(conn: &Connection) -> rusqlite::Result<()> {
     conn.execute_batch("INSERT OR IGNORE INTO case_marks SELECT case_id, seq FROM case_links;")
+}
+
+/// Makes the marks whole once the journal has been verified: a journal from
+/// before marks (or appended to by an older kordon since) has every link
+/// marked and its index dropped, in one transaction, so a reader uses one
+/// or the other; and every case's last link is marked, so the rules hold
+/// whatever wrote the journal before.
+pub(crate) fn on_open(
+    conn: &Connection,
+    heads: &HashMap<CaseId, CaseHead>,
+) -> rusqlite::Result<()> {
+    let tx = conn.unchecked_transaction()?;
+    let old_index: i64 = tx.query_row(
+        "SELECT count(*) FROM sqlite_master WHERE type = 'index' AND name = 'case_links_by_case'",
+        [],
+        |r| r.get(0),
+    )?;
+    if old_index > 0 {
+        tracing::info!("marking the journal's case links (once)");
+        mark_every_link(&tx)?;
+        tx.execute_batch("DROP INDEX case_links_by_case;")?;
+    }
+    {
+        let mut mark =
+            tx.prepare("INSERT OR IGNORE INTO case_marks (case_id, seq) VALUES (?1, ?2)")?;
+        for (case, head) in heads {
+            mark.execute(params![case.as_str(), head.seq as i64])?;
+        }
+    }
+    tx.commit()
 }
 
 #[cfg(test)]
@@ -290,10 +368,18 @@ mod tests {
         let (mut journal, _) = Journal::open(&path, Durability::Process).unwrap();
         append(&mut journal, 3 * SWEEP_RECORDS + 100);
         assert_reads_match_a_scan(&path);
-        // About one link in MARK_EVERY, plus a sweep's and a reopening's.
+        // About one link in MARK_EVERY, plus each sweep's and each opening's.
         let busy_links = (3 * SWEEP_RECORDS + 100) / 2;
-        assert!(marks_of(&path, "busy") <= busy_links / MARK_EVERY as u64 + 1 + 3 + 1);
+        assert!(marks_of(&path, "busy") <= busy_links / MARK_EVERY as u64 + 1 + 3 + 2);
         assert_eq!(marks_of(&path, "quiet"), 1);
+        // A stray mark (no link of the case) changes nothing.
+        let conn = Connection::open(&path).unwrap();
+        conn.execute(
+            "INSERT INTO case_marks VALUES ('busy', 2001), ('quiet', 3001)",
+            [],
+        )
+        .unwrap();
+        assert_reads_match_a_scan(&path);
     }
 
     #[test]
@@ -315,6 +401,7 @@ mod tests {
         assert_reads_match_a_scan(&path);
         let (mut journal, _) = Journal::open(&path, Durability::Process).unwrap();
         assert_eq!(marks_of(&path, "gone"), 500);
+        assert_reads_match_a_scan(&path);
         append(&mut journal, 2 * SWEEP_RECORDS + 10);
         assert_reads_match_a_scan(&path);
         let conn = Connection::open(&path).unwrap();
@@ -326,6 +413,33 @@ mod tests {
             )
             .unwrap();
         assert_eq!(index, 0);
+    }
+
+    /// An older kordon run on a journal with marks builds its index again
+    /// and appends links without marks; reads use the index until the
+    /// journal is opened again.
+    #[test]
+    fn links_appended_by_an_older_kordon_are_found_and_marked_when_opened() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("journal.db");
+        let (mut journal, _) = Journal::open(&path, Durability::Process).unwrap();
+        append(&mut journal, SWEEP_RECORDS + 10);
+        drop(journal);
+        let (mut journal, _) = Journal::open(&path, Durability::Process).unwrap();
+        // As the older kordon appends: its index, links, and no marks.
+        let conn = Connection::open(&path).unwrap();
+        conn.execute_batch("CREATE INDEX case_links_by_case ON case_links(case_id, seq);")
+            .unwrap();
+        append(&mut journal, 2 * SWEEP_RECORDS + 20);
+        drop(journal);
+        conn.execute(
+            "DELETE FROM case_marks WHERE seq > ?1",
+            [SWEEP_RECORDS as i64 + 10],
+        )
+        .unwrap();
+        assert_reads_match_a_scan(&path);
+        drop(Journal::open(&path, Durability::Process).unwrap());
+        assert_reads_match_a_scan(&path);
     }
 
     #[test]
@@ -345,7 +459,6 @@ mod tests {
     #[test]
     fn a_head_found_by_verifying_is_marked_by_its_next_link() {
         let verified = CaseHead::verified(10, [0; 32]);
-        assert!(!verified.marked);
         assert!(CaseHead::next(Some(&verified), 11, [0; 32]).marked);
     }
 

@@ -163,6 +163,11 @@ impl Journal {
     pub fn open(path: &Path, durability: Durability) -> Result<(Journal, Verified), JournalError> {
         let conn = connect(path, durability)?;
         let (verified, case_heads) = verify(&conn, path)?;
+        // Only a verified journal is changed: a damaged one is evidence.
+        case_marks::on_open(&conn, &case_heads).map_err(|source| JournalError::Sqlite {
+            path: path.to_path_buf(),
+            source,
+        })?;
         info!(
             path = %path.display(),
             records = verified.records,
@@ -532,21 +537,6 @@ fn connect(path: &Path, durability: Durability) -> Result<Connection, JournalErr
     }
     conn.execute_batch(&SCHEMA.replace("{ON_TIMELINE}", &on_timeline))
         .map_err(err)?;
-    let link_index: i64 = conn
-        .query_row(
-            "SELECT count(*) FROM sqlite_master WHERE type = 'index' AND name = 'case_links_by_case'",
-            [],
-            |row| row.get(0),
-        )
-        .map_err(err)?;
-    if link_index > 0 {
-        // A journal from before marks: an index entry per link.
-        info!("marking the journal's case links (once)");
-        conn.execute_batch("BEGIN;").map_err(err)?;
-        case_marks::mark_every_link(&conn).map_err(err)?;
-        conn.execute_batch("DROP INDEX case_links_by_case; COMMIT;")
-            .map_err(err)?;
-    }
     Ok(conn)
 }
 
