@@ -96,8 +96,13 @@ describe('monitoring room', { concurrency: false }, () => {
     const mapBox = await page.locator(tid('map')).boundingBox();
     for (const role of ['offender', 'protected']) {
       const party = page.locator(`[data-testid="map"] [data-party="${role}"]`);
-      await party.waitFor();
-      const b = await party.boundingBox();
+      // A redraw replaces the markers (once in four CI runs between the
+      // wait and the measure): measure the marker on the map at the time.
+      let b = null;
+      await H.waitFor(async () => {
+        b = await party.boundingBox({ timeout: 1000 }).catch(() => null);
+        return b !== null;
+      }, { message: `the ${role} marker drawn` });
       assert.ok(b && b.x >= mapBox.x && b.x + b.width <= mapBox.x + mapBox.width && b.y >= mapBox.y && b.y + b.height <= mapBox.y + mapBox.height,
         `${role} marker inside the map: ${JSON.stringify(b)} in ${JSON.stringify(mapBox)}`);
     }
