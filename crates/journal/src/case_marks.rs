@@ -122,11 +122,18 @@ pub(crate) fn swept(heads: &mut HashMap<CaseId, CaseHead>, marks: &[(CaseId, u64
 /// ([`on_open`]); an older kordon run on the journal since would have built
 /// it again and appended links without marks.
 fn marks_usable(conn: &Connection) -> rusqlite::Result<bool> {
+    Ok(has_schema_object(conn, "table", "case_marks")?
+        && !has_schema_object(conn, "index", OLD_LINK_INDEX)?)
+}
+
+/// The index of every link by case that journals from before marks have.
+const OLD_LINK_INDEX: &str = "case_links_by_case";
+
+fn has_schema_object(conn: &Connection, kind: &str, name: &str) -> rusqlite::Result<bool> {
     conn.query_row(
-        "SELECT (SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'case_marks') > 0 \
-            AND (SELECT count(*) FROM sqlite_master WHERE type = 'index' AND name = 'case_links_by_case') = 0",
-        [],
-        |r| r.get::<_, bool>(0),
+        "SELECT count(*) > 0 FROM sqlite_master WHERE type = ?1 AND name = ?2",
+        [kind, name],
+        |r| r.get(0),
     )
 }
 
@@ -153,7 +160,12 @@ const SCAN_WINDOW: u64 = 1 << 6;
 /// must be where a commit ended (the journal's `max(seq)` as a reader saw
 /// it): a sweep marks the heads as its commit leaves them.
 pub(crate) fn case_head(conn: &Connection, case: &CaseId, last: u64) -> rusqlite::Result<u64> {
-    let scan_from = match marks_usable(conn)? {
+    head(conn, case, last, marks_usable(conn)?)
+}
+
+/// [`case_head`], with [`marks_usable`] known.
+fn head(conn: &Connection, case: &CaseId, last: u64, usable: bool) -> rusqlite::Result<u64> {
+    let scan_from = match usable {
         true => head_scan_from(last),
         // The index of every link by case finds it at once.
         false => 0,
@@ -217,7 +229,7 @@ pub(crate) fn case_records(
         .optional()?;
     let start = match mark {
         Some(mark) => mark as u64,
-        None => case_head(conn, case, last)?,
+        None => head(conn, case, last, usable)?,
     };
     // The walk starts only from one of the case's own links.
     let mut stmt = conn.prepare_cached(
@@ -251,15 +263,10 @@ pub(crate) fn on_open(
     heads: &HashMap<CaseId, CaseHead>,
 ) -> rusqlite::Result<()> {
     let tx = conn.unchecked_transaction()?;
-    let old_index: i64 = tx.query_row(
-        "SELECT count(*) FROM sqlite_master WHERE type = 'index' AND name = 'case_links_by_case'",
-        [],
-        |r| r.get(0),
-    )?;
-    if old_index > 0 {
+    if has_schema_object(&tx, "index", OLD_LINK_INDEX)? {
         tracing::info!("marking the journal's case links (once)");
         mark_every_link(&tx)?;
-        tx.execute_batch("DROP INDEX case_links_by_case;")?;
+        tx.execute_batch(&format!("DROP INDEX {OLD_LINK_INDEX};"))?;
     }
     {
         let mut mark =

@@ -200,16 +200,11 @@ impl Reader {
         // A fix is received after it was taken; kordon's clock is close
         // to monotonic, and a margin before covers the rest.
         let margin = jiff::SignedDuration::from_mins(5);
-        let lo = self.first_seq_at(from.checked_sub(margin).unwrap_or(from))?;
-        let hi = self.first_seq_at(to.checked_add(LATE_ARRIVAL).unwrap_or(to))?;
-        let last: i64 = self
-            .conn
-            .query_row("SELECT coalesce(max(seq), 0) FROM records", [], |r| {
-                r.get(0)
-            })
-            .map_err(self.err())?;
-        let seqs = crate::case_marks::case_records(&self.conn, case, lo, hi, last as u64)
-            .map_err(self.err())?;
+        let last = self.last_seq()?;
+        let lo = self.first_seq_at(from.checked_sub(margin).unwrap_or(from), last)?;
+        let hi = self.first_seq_at(to.checked_add(LATE_ARRIVAL).unwrap_or(to), last)?;
+        let seqs =
+            crate::case_marks::case_records(&self.conn, case, lo, hi, last).map_err(self.err())?;
         let mut records = Vec::with_capacity(seqs.len());
         for seq in seqs {
             let sql = "SELECT seq, body FROM records WHERE seq = ?1 AND kind = 'fix'";
@@ -278,23 +273,29 @@ impl Reader {
         let next_millisecond = to
             .checked_add(jiff::SignedDuration::from_millis(1))
             .unwrap_or(to);
+        let last = self.last_seq()?;
         Ok((
-            self.first_seq_at(from)?,
-            self.first_seq_at(next_millisecond)?,
+            self.first_seq_at(from, last)?,
+            self.first_seq_at(next_millisecond, last)?,
         ))
     }
 
-    /// The first record journaled at or after `t` (one past the last when
-    /// none is), by bisection on the records' own times.
-    fn first_seq_at(&self, t: Timestamp) -> Result<u64, JournalError> {
-        let last: i64 = self
-            .conn
+    /// The number of the last record, where a commit ended.
+    fn last_seq(&self) -> Result<u64, JournalError> {
+        self.conn
             .query_row("SELECT coalesce(max(seq), 0) FROM records", [], |r| {
-                r.get(0)
+                r.get::<_, i64>(0)
             })
-            .map_err(self.err())?;
+            .map(|last| last as u64)
+            .map_err(self.err())
+    }
+
+    /// The first record journaled at or after `t` among records
+    /// `1..=last` (`last + 1` when none is), by bisection on the records'
+    /// own times.
+    fn first_seq_at(&self, t: Timestamp, last: u64) -> Result<u64, JournalError> {
         let target = t.as_millisecond();
-        let (mut lo, mut hi) = (1i64, last + 1);
+        let (mut lo, mut hi) = (1i64, last as i64 + 1);
         let mut stmt = self
             .conn
             .prepare_cached("SELECT at_ms FROM records WHERE seq >= ?1 ORDER BY seq LIMIT 1")
