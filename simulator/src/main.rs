@@ -25,8 +25,11 @@ struct Sim {
     seed: u64,
     #[arg(long, default_value_t = 10)]
     pairs: u32,
-    #[arg(long, default_value_t = 24)]
+    #[arg(long, default_value_t = 24, conflicts_with = "days")]
     hours: u32,
+    /// Whole days instead of hours (`--days 7`: a week, for weekly patterns).
+    #[arg(long)]
+    days: Option<u32>,
     /// A scenario file (simulator/scenarios/*.toml); the standard day if none.
     #[arg(long)]
     scenario: Option<PathBuf>,
@@ -82,7 +85,7 @@ fn simulate(sim: &Sim, start: jiff::Timestamp) -> Result<Recording, String> {
     let config = SimConfig {
         seed: sim.seed,
         pairs: sim.pairs,
-        hours: sim.hours,
+        hours: sim.days.map_or(sim.hours, |d| d.saturating_mul(24)),
         start,
         scenario,
         scenario_text: text,

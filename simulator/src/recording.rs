@@ -81,6 +81,40 @@ pub fn fix_payload(
     seq: u64,
     batt: u8,
 ) -> Vec<u8> {
+    fix_json(ts_ms, lat_e7, lon_e7, acc_dm, seq, batt)
+        .to_string()
+        .into_bytes()
+}
+
+/// A fix with the receiver's own (Doppler) speed, m/s, and its heading,
+/// degrees from north, when it moves: what a bracelet's GPS chip reports.
+#[allow(clippy::too_many_arguments)]
+pub fn fix_payload_with_velocity(
+    ts_ms: i64,
+    lat_e7: i32,
+    lon_e7: i32,
+    acc_dm: u16,
+    seq: u64,
+    batt: u8,
+    speed_mps: f64,
+    heading_deg: Option<f64>,
+) -> Vec<u8> {
+    let mut fix = fix_json(ts_ms, lat_e7, lon_e7, acc_dm, seq, batt);
+    fix["speed"] = serde_json::json!((speed_mps * 10.0).round() / 10.0);
+    if let Some(heading) = heading_deg {
+        fix["heading"] = serde_json::json!(heading.round());
+    }
+    fix.to_string().into_bytes()
+}
+
+fn fix_json(
+    ts_ms: i64,
+    lat_e7: i32,
+    lon_e7: i32,
+    acc_dm: u16,
+    seq: u64,
+    batt: u8,
+) -> serde_json::Value {
     serde_json::json!({
         "ts": ts_ms,
         "lat": f64::from(lat_e7) / 1e7,
@@ -89,8 +123,6 @@ pub fn fix_payload(
         "seq": seq,
         "batt": batt,
     })
-    .to_string()
-    .into_bytes()
 }
 
 /// [`DeviceAnswers::fixes`] on disk: each fix as its differences from the

@@ -66,7 +66,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use serde::{Deserialize, Serialize};
 
-use crate::recording::{Recording, TruthKind};
+use crate::recording::{Recording, Truth, TruthKind};
 
 const BEFORE_MS: i64 = 120_000;
 const AFTER_MS: i64 = 300_000;
@@ -324,6 +324,20 @@ pub struct Score {
     /// Warnings to bracelets.
     pub offender_messages: u32,
     pub offender_messages_per_pair_day: f64,
+    /// Scripted passings-by (encounters: close, without intent) and those of
+    /// them the police were paged for (a police message of the case's
+    /// contact ban while it lasted, with the detection slack).
+    pub pass_by_encounters: u32,
+    pub pass_by_to_police: u32,
+    /// `pass_by_to_police / pass_by_encounters` (`null` without any).
+    pub pass_by_police_share: Option<f64>,
+    /// Scripted zone and contact-ban truths (approach, follow) the police
+    /// heard of with the slack of detection, those they never did, and the
+    /// p95 of the delay from the true onset to the first police message
+    /// of the truth's kind, in the truth's fix intervals.
+    pub scripted_to_police: u32,
+    pub scripted_police_missed: u32,
+    pub scripted_police_delay_p95_fix_intervals: Option<f64>,
     /// Messages per audience: monitoring, police, victim, offender,
     /// coordinators, other (warnings to a device of neither side, or a
     /// topic this scorer does not know).
@@ -634,6 +648,7 @@ pub fn score(recording: &Recording, lines: &[Line]) -> Score {
         })
         .sum();
     let receive = receive(recording, &alerts, lines, &episodes, pair_days, end_ms);
+    let reach = police_reach(recording, lines, &episodes);
     let per = |n: u32| {
         if pair_days > 0.0 {
             f64::from(n) / pair_days
@@ -692,7 +707,89 @@ pub fn score(recording: &Recording, lines: &[Line]) -> Score {
         offender_messages: receive.offender,
         offender_messages_per_pair_day: per(receive.offender),
         messages_by_audience: receive.by_audience,
+        pass_by_encounters: reach.encounters,
+        pass_by_to_police: reach.encounters_to_police,
+        pass_by_police_share: (reach.encounters > 0)
+            .then(|| f64::from(reach.encounters_to_police) / f64::from(reach.encounters)),
+        scripted_to_police: reach.scripted_delays.len() as u32,
+        scripted_police_missed: reach.scripted_missed,
+        scripted_police_delay_p95_fix_intervals: percentile(&reach.scripted_delays, 0.95),
     }
+}
+
+/// Which truths reached the police, and how soon.
+struct PoliceReach {
+    encounters: u32,
+    encounters_to_police: u32,
+    scripted_missed: u32,
+    /// Sorted, in fix intervals.
+    scripted_delays: Vec<f64>,
+}
+
+fn police_reach(
+    recording: &Recording,
+    lines: &[Line],
+    episodes: &BTreeMap<String, Episode>,
+) -> PoliceReach {
+    // Each police episode's first message: its case (from the monitoring
+    // room's copy), family and time.
+    let mut first: HashMap<&str, (&str, Option<Family>, i64)> = HashMap::new();
+    for line in lines {
+        let Line::Other(o) = line else { continue };
+        let (Audience::Police, Some(id), Some(ts)) = (&o.audience, o.id.as_deref(), o.ts) else {
+            continue;
+        };
+        let Some(episode) = episodes.get(id) else { continue };
+        let family = o.kind.as_deref().and_then(|k| family(k, None));
+        let ts = ts.as_millisecond();
+        first
+            .entry(id)
+            .and_modify(|f| f.2 = f.2.min(ts))
+            .or_insert((episode.case.as_str(), family, ts));
+    }
+    let paged = |t: &Truth| {
+        let fam = truth_family(t.kind);
+        first
+            .values()
+            .filter(|(case, family, ts)| {
+                *case == t.case
+                    && *family == Some(fam)
+                    && *ts <= t.end_ms + AFTER_MS
+                    && *ts >= t.start_ms - BEFORE_MS
+            })
+            .map(|f| f.2)
+            .min()
+    };
+    let mut reach = PoliceReach {
+        encounters: 0,
+        encounters_to_police: 0,
+        scripted_missed: 0,
+        scripted_delays: Vec::new(),
+    };
+    for t in &recording.truth {
+        match t.kind {
+            TruthKind::Encounter => {
+                reach.encounters += 1;
+                if paged(t).is_some() {
+                    reach.encounters_to_police += 1;
+                }
+            }
+            TruthKind::Zone | TruthKind::Proximity
+                if t.intent && t.end_ms - t.start_ms >= BRIEF_MS =>
+            {
+                match paged(t) {
+                    Some(ts) => {
+                        let delay = ((ts - t.start_ms) as f64 / 1000.0).max(0.0);
+                        reach.scripted_delays.push(delay / t.fix_interval_s.max(1.0));
+                    }
+                    None => reach.scripted_missed += 1,
+                }
+            }
+            _ => {}
+        }
+    }
+    reach.scripted_delays.sort_by(f64::total_cmp);
+    reach
 }
 
 /// What people receive (see the module documentation).
@@ -1009,6 +1106,22 @@ impl Score {
             self.police_messages, self.police_episodes
         )?;
         let num = |v: Option<f64>| v.map_or("–".into(), |v| format!("{v:.1}"));
+        writeln!(
+            f,
+            "| police | scripted approaches and follows paged / never paged; delay p95 in fix intervals | {} / {} ; {} |",
+            self.scripted_to_police,
+            self.scripted_police_missed,
+            self.scripted_police_delay_p95_fix_intervals
+                .map_or("–".into(), |v| format!("{v:.2}"))
+        )?;
+        writeln!(
+            f,
+            "| police | passings-by paged (share of encounters) | {} of {} ({}) |",
+            self.pass_by_to_police,
+            self.pass_by_encounters,
+            self.pass_by_police_share
+                .map_or("–".into(), |v| format!("{:.0} %", v * 100.0))
+        )?;
         writeln!(
             f,
             "| police | messages per episode: mean / p50 / most in an episode under 10 min | {} / {} / {} |",

@@ -19,7 +19,7 @@ use serde_json::json;
 use crate::geodata::{distance_m, offset, LonLat};
 use crate::graph::Mode;
 use crate::recording::{
-    fix_payload, AnswerFix, DeviceAnswers, Message, PairInfo, Recording, Truth, TruthKind, FORMAT,
+    fix_payload_with_velocity, AnswerFix, DeviceAnswers, Message, PairInfo, Recording, Truth, TruthKind, FORMAT,
 };
 use crate::scenario::{Incident, Noise, Scenario};
 use crate::world::{Plan, State, World};
@@ -510,6 +510,12 @@ fn emit_device(
     let curve = battery_curve(device, person, her_home.is_some(), horizon);
     let battery = |t: f64| -> u8 { curve.level(t) };
     let publish_delay = |rng: &mut ChaCha8Rng| rng.random_range(200.0..2500.0);
+    // Doppler noise from a stream of its own, so that adding speeds to the
+    // fixes left every position and time as it was.
+    let mut doppler_rng = ChaCha8Rng::seed_from_u64(
+        config.seed ^ device.id.bytes().fold(0u64, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b))),
+    );
+    doppler_rng.set_stream(2);
     while t < end {
         // Statuses on their own schedule, before the fix they precede.
         while next_status <= t {
@@ -559,16 +565,19 @@ fn emit_device(
             seq += 1;
             last_fix = Some(t);
             let (lat_e7, lon_e7, acc_dm) = fix_units(position, accuracy);
+            let (speed, heading) = doppler(&person.plan, t, &mut doppler_rng, &unit);
             out.push(Message {
                 at_ms: start_ms + (t * 1000.0 + publish_delay(rng)) as i64,
                 topic: fix_topic.clone(),
-                payload: fix_payload(
+                payload: fix_payload_with_velocity(
                     start_ms + (t * 1000.0) as i64,
                     lat_e7,
                     lon_e7,
                     acc_dm,
                     seq,
                     battery(t),
+                    speed,
+                    heading,
                 ),
             });
         }
@@ -591,6 +600,22 @@ fn emit_device(
         };
     }
     attempts
+}
+
+/// What the receiver measures of its own movement at `t` (Doppler): the
+/// true speed over the two seconds around it, within about 0.3 m/s, and
+/// the heading within a few degrees once it moves at walking pace.
+fn doppler(plan: &Plan, t: f64, rng: &mut ChaCha8Rng, unit: &Normal<f64>) -> (f64, Option<f64>) {
+    let (a, b) = (plan.state_at((t - 1.0).max(0.0)).position, plan.state_at(t + 1.0).position);
+    let metres = distance_m(a, b);
+    let speed = (metres / 2.0 + 0.3 * unit.sample(rng)).max(0.0);
+    let heading = (metres >= 2.0).then(|| {
+        // Degrees of longitude shrink with the cosine of latitude.
+        let east = (b[0] - a[0]) * a[1].to_radians().cos();
+        let north = b[1] - a[1];
+        (east.atan2(north).to_degrees() + 4.0 * unit.sample(rng)).rem_euclid(360.0)
+    });
+    (speed, heading)
 }
 
 /// A fix in the units of the messages: degrees × 10⁷, decimetres.

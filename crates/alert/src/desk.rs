@@ -25,6 +25,7 @@ use std::collections::{BTreeSet, HashMap, VecDeque};
 use jiff::Timestamp;
 use kordon_core::geodesy::distance_m;
 use kordon_core::{
+    Reading,
     Case, CaseId, Certainty, Coordinator, DeviceId, EpisodeId, Event, EventKind, Language, Phase,
     RiskLevel, Role, Rule,
 };
@@ -510,12 +511,16 @@ impl AlertDesk {
         self.cases.remove(id);
     }
 
-    /// Police are needed for breaches that a unit can act on.
-    /// Whether an episode of `kind` in a case of `risk` needs a police unit:
-    /// the one rule, also for reports that read the journal.
-    pub fn needs_police(kind: EventKind, risk: RiskLevel) -> bool {
+    /// Whether an episode of `kind` in a case of `risk`, its closeness read
+    /// as `reading` ([`kordon_core::intent`]), needs a police unit now: the
+    /// one rule, also for reports that read the journal. Breaches a unit
+    /// can act on do, except a contact-ban breach while he passes at speed
+    /// or travels with her: the room sees it at once, the police when a
+    /// later fix reads otherwise (he slows near her, they get off together).
+    pub fn needs_police(kind: EventKind, risk: RiskLevel, reading: Option<Reading>) -> bool {
         match kind {
-            EventKind::ProximityBreach | EventKind::ZoneBreach => true,
+            EventKind::ProximityBreach => !reading.is_some_and(Reading::waits_for_police),
+            EventKind::ZoneBreach => true,
             EventKind::CurfewBreach | EventKind::Tamper => risk == RiskLevel::High,
             _ => false,
         }
@@ -583,7 +588,12 @@ impl AlertDesk {
         record.updates += 1;
         record.open = event.phase != Phase::Cleared;
 
-        if record.needs_police || Self::needs_police(event.kind, case.risk) {
+        let reading = event.context.map(|c| c.reading);
+        // An episode the police never heard of does not reach them by its
+        // clearing (a car that passed her and is gone).
+        let pages = event.phase != Phase::Cleared
+            && Self::needs_police(event.kind, case.risk, reading);
+        if record.needs_police || pages {
             let first = !record.needs_police;
             record.needs_police = true;
             if first || record.police_told.material(&message, now, &self.settings) {

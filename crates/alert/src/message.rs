@@ -5,6 +5,7 @@
 
 use jiff::Timestamp;
 use kordon_core::{
+    ProximityContext,
     CaseId, Certainty, ClearReason, DeviceId, EpisodeId, Event, EventKind, OrderId, PositionReport,
     RiskLevel, Role, Severity,
 };
@@ -135,6 +136,9 @@ pub struct AlertMessage {
     /// What it asks of the monitoring room (see [`crate::attention`]).
     #[serde(default)]
     pub attention: Attention,
+    /// For a contact ban: how the two move ([`kordon_core::intent`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context: Option<ProximityContext>,
 }
 
 impl AlertMessage {
@@ -164,6 +168,7 @@ impl AlertMessage {
             acknowledged: None,
             police_acknowledged: None,
             attention: Attention::Information,
+            context: event.context,
         }
     }
 
@@ -172,8 +177,10 @@ impl AlertMessage {
     pub fn without_protected_position(mut self) -> Self {
         self.protected = None;
         if self.kind.family() == "proximity" {
-            // Distance to her and her position together locate her.
+            // Distance to her and her position together locate her; so do
+            // his course and speed relative to her.
             self.distance_m = None;
+            self.context = None;
         }
         self
     }

@@ -67,7 +67,19 @@ impl Room {
 
     fn fix_with_accuracy(&mut self, device: &str, north_m: f64, accuracy_m: f64, s: i64) {
         let lat = HOME.0 + north_m / 111_195.0;
-        let fix = Fix::new(DeviceId::new(device), t(s), lat, HOME.1, accuracy_m);
+        self.send(Fix::new(DeviceId::new(device), t(s), lat, HOME.1, accuracy_m), s);
+    }
+
+    /// A fix whose receiver says it stands still: he arrived (kordon does
+    /// not read a standing man as passing by, however fast he came).
+    fn fix_standing(&mut self, device: &str, north_m: f64, s: i64) {
+        let lat = HOME.0 + north_m / 111_195.0;
+        let mut fix = Fix::new(DeviceId::new(device), t(s), lat, HOME.1, 5.0);
+        fix.speed_mps = Some(0.0);
+        self.send(fix, s);
+    }
+
+    fn send(&mut self, fix: Fix, s: i64) {
         for event in self.engine.ingest_fix(&fix).unwrap().events {
             self.out.extend(self.desk.route(&event, t(s)));
         }
@@ -145,7 +157,7 @@ fn a_contact_ban_breach_asks_for_action_once_certain_for_a_minute() {
     let mut room = Room::new("medium");
     room.fix("VIC-2", 0.0, 0);
     room.fix("OFF-2", 600.0, 10);
-    room.fix("OFF-2", 50.0, 20);
+    room.fix_standing("OFF-2", 50.0, 20);
     assert_eq!(room.on("kordon/v1/alerts/police"), 1, "the police at once");
     assert_eq!(room.to_device("VIC-2").len(), 1, "she at once");
     room.out.extend(room.desk.tick(t(79)));

@@ -54,10 +54,18 @@ impl World {
     }
 
     fn fix(&mut self, device: &str, (lat, lon): (f64, f64), at: Timestamp) {
-        let outcome = self
-            .engine
-            .ingest_fix(&Fix::new(DeviceId::new(device), at, lat, lon, 5.0))
-            .unwrap();
+        self.send(Fix::new(DeviceId::new(device), at, lat, lon, 5.0), at);
+    }
+
+    /// A fix whose receiver says it stands still: arrived, not passing by.
+    fn fix_standing(&mut self, device: &str, (lat, lon): (f64, f64), at: Timestamp) {
+        let mut fix = Fix::new(DeviceId::new(device), at, lat, lon, 5.0);
+        fix.speed_mps = Some(0.0);
+        self.send(fix, at);
+    }
+
+    fn send(&mut self, fix: Fix, at: Timestamp) {
+        let outcome = self.engine.ingest_fix(&fix).unwrap();
         for event in &outcome.events {
             let routed = self.desk.route(event, at);
             self.out.extend(routed);
@@ -113,7 +121,7 @@ fn a_warning_goes_to_monitoring_and_her_device_and_a_breach_adds_police_and_cap(
         "the bracelet never hears of her"
     );
 
-    w.fix(
+    w.fix_standing(
         "OFF-1",
         north(HOME, 100.0),
         t0() + SignedDuration::from_secs(20),

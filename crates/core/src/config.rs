@@ -47,6 +47,24 @@ pub struct EngineConfig {
     /// fresh fix ([`crate::Engine::take_position_requests`]), at most once
     /// a minute per pair. 0 turns requests off.
     pub request_position_after_s: u32,
+    /// Reading intent ([`crate::intent`]): a contact-ban alert whose two
+    /// parties pass each other at least this fast (not travelling together)
+    /// reads as *passing*, and the police wait for the next fix. 6 m/s is
+    /// 22 km/h: faster than anyone runs or most cycle in town.
+    pub passing_speed_mps: f64,
+    /// … and stays *passing* until they pass each other slower than this: a
+    /// car slowing at a corner near her still passes, one that stops does
+    /// not.
+    pub passing_slowest_mps: f64,
+    /// Both parties moving at least this fast, in directions at most
+    /// `co_travel_max_course_deg` apart, the faster at most
+    /// `co_travel_speed_ratio` times the slower, read as *co-travel*.
+    pub co_travel_min_speed_mps: f64,
+    pub co_travel_max_course_deg: f64,
+    pub co_travel_speed_ratio: f64,
+    /// A party's movement is read from its previous fix only when that is
+    /// at most this old; else from the device's own speed, or not at all.
+    pub motion_max_gap_s: u32,
 }
 
 impl Default for EngineConfig {
@@ -68,6 +86,12 @@ impl Default for EngineConfig {
             battery_hysteresis_pct: 5,
             update_min_distance_change_m: 25.0,
             request_position_after_s: 60,
+            passing_speed_mps: 6.0,
+            passing_slowest_mps: 2.5,
+            co_travel_min_speed_mps: 2.0,
+            co_travel_max_course_deg: 30.0,
+            co_travel_speed_ratio: 1.5,
+            motion_max_gap_s: 120,
         }
     }
 }
@@ -108,6 +132,10 @@ impl EngineConfig {
             ("max_plausible_speed_mps", self.max_plausible_speed_mps),
             ("max_acceleration_mps2", self.max_acceleration_mps2),
             ("max_usable_accuracy_m", self.max_usable_accuracy_m),
+            ("passing_speed_mps", self.passing_speed_mps),
+            ("passing_slowest_mps", self.passing_slowest_mps),
+            ("co_travel_min_speed_mps", self.co_travel_min_speed_mps),
+            ("co_travel_max_course_deg", self.co_travel_max_course_deg),
         ] {
             check(
                 positive(value),
@@ -135,6 +163,7 @@ impl EngineConfig {
             ("position_max_age_s", self.position_max_age_s),
             ("offline_after_s", self.offline_after_s),
             ("gps_lost_after_s", self.gps_lost_after_s),
+            ("motion_max_gap_s", self.motion_max_gap_s),
         ] {
             check(
                 value > 0,
@@ -143,6 +172,12 @@ impl EngineConfig {
                 "must be more than zero seconds",
             );
         }
+        check(
+            self.co_travel_speed_ratio.is_finite() && self.co_travel_speed_ratio >= 1.0,
+            "co_travel_speed_ratio",
+            self.co_travel_speed_ratio.to_string(),
+            "must be 1 or more (the faster party's speed over the slower's)",
+        );
         check(
             self.battery_low_pct <= 100,
             "battery_low_pct",

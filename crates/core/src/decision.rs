@@ -2,6 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::intent::Reading;
+
 /// How sure a decision is. A clear decision is `None` where it appears as an
 /// `Option<Certainty>`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -38,6 +40,8 @@ pub struct Assessment {
     pub clear_with_margin: bool,
     /// Metres: distance between the parties, or to the zone boundary (negative inside).
     pub distance_m: f64,
+    /// For a contact ban: what the closeness looks like ([`crate::intent`]).
+    pub reading: Option<Reading>,
 }
 
 impl Assessment {
@@ -50,6 +54,7 @@ impl Assessment {
             clear_with_margin: disc_in_area(signed_distance_m - warning_m - margin_m, radius_m)
                 .is_none(),
             distance_m: signed_distance_m,
+            reading: None,
         }
     }
 
@@ -61,6 +66,7 @@ impl Assessment {
             warning: cap(self.warning),
             clear_with_margin: self.clear_with_margin,
             distance_m: self.distance_m,
+            reading: self.reading,
         }
     }
 }

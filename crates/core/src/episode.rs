@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::decision::Certainty;
+use crate::intent::ProximityContext;
 use crate::model::{CaseId, DeviceId, OrderId, RiskLevel, Role};
 
 /// Stable identifier of an episode: 128 bits of SHA-256 over its subject and
@@ -222,6 +223,10 @@ pub struct Event {
     pub protected: Option<PositionReport>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<ClearReason>,
+    /// For a contact ban: how the two move, at the fix that decided this
+    /// event ([`crate::intent`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context: Option<ProximityContext>,
 }
 
 /// The episodes of one subject (an order, or one kind of a device's health)

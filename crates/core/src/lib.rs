@@ -19,6 +19,7 @@ pub mod engine;
 pub mod episode;
 pub mod geodesy;
 mod index;
+pub mod intent;
 pub mod model;
 pub mod schedule;
 mod track;
@@ -31,6 +32,7 @@ pub use engine::{
     check_fix, BanHit, BanKind, CaseRejected, Disposition, Engine, FixOutcome, InputError,
     NearbyDevice, PositionRequest, SnapshotError,
 };
+pub use intent::{ProximityContext, Reading};
 pub use episode::{ClearReason, EpisodeId, Event, EventKind, Phase, PositionReport, Severity};
 pub use model::{
     Case, CaseId, Coordinator, DeviceId, Fix, GpsState, Input, Language, Offender, Order, OrderId,

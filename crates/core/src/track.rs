@@ -10,6 +10,7 @@ use jiff::Timestamp;
 use crate::config::EngineConfig;
 use crate::decision::{Assessment, Certainty};
 use crate::episode::{ClearReason, EpisodeId, EventKind, Succession};
+use crate::intent::Reading;
 
 /// The episode an order currently has open.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -19,6 +20,8 @@ pub struct OpenEpisode {
     pub onset: Timestamp,
     pub certainty: Option<Certainty>,
     pub reported_distance_m: Option<f64>,
+    /// The reading last reported, for a contact ban ([`crate::intent`]).
+    pub reported_reading: Option<Reading>,
 }
 
 /// What an episode would open with, before its succession settles its onset.
@@ -29,6 +32,7 @@ pub struct Opening {
     pub onset: Timestamp,
     pub certainty: Option<Certainty>,
     pub distance_m: Option<f64>,
+    pub reading: Option<Reading>,
 }
 
 /// What a step did to the episode.
@@ -156,6 +160,7 @@ impl Track {
             onset,
             certainty: opening.certainty,
             reported_distance_m: opening.distance_m,
+            reported_reading: opening.reading,
         };
         self.clear_since = None;
         self.open = Some(episode.clone());
@@ -219,6 +224,7 @@ impl Track {
                 onset: self.run_start.unwrap_or(at),
                 certainty,
                 distance_m: Some(a.distance_m),
+                reading: a.reading,
             };
             return self.begin(opening, at, derive_id);
         };
@@ -248,9 +254,13 @@ impl Track {
         let moved = open
             .reported_distance_m
             .is_none_or(|d| (d - a.distance_m).abs() >= config.update_min_distance_change_m);
-        if escalated || certainty != open.certainty || moved {
+        // Whether the police should wait is news for them both ways.
+        let waits = |r: Option<Reading>| r.is_some_and(Reading::waits_for_police);
+        let read_anew = waits(open.reported_reading) != waits(a.reading);
+        if escalated || certainty != open.certainty || moved || read_anew {
             open.certainty = certainty;
             open.reported_distance_m = Some(a.distance_m);
+            open.reported_reading = a.reading;
             return Some((open.clone(), Transition::Updated));
         }
         None

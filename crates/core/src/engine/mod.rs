@@ -27,6 +27,7 @@ use crate::decision::{disc_in_area, Assessment, Certainty};
 use crate::episode::{ClearReason, EpisodeId, Event, EventKind, Phase, PositionReport, Succession};
 use crate::geodesy::Ecef;
 use crate::index::{OrderRef, PositionIndex, ZoneIndex};
+use crate::intent::{LastReading, Movement, ProximityContext, TrackPoint};
 use crate::model::{
     Case, CaseId, DeviceId, Fix, GpsState, Input, OrderId, RiskLevel, Role, Rule, Status,
     StrapState,
@@ -141,7 +142,7 @@ pub struct NearbyDevice {
 
 /// The shape of [`Engine::snapshot`]'s bytes. Bump it with any change to the
 /// engine's state, so an old snapshot is refused rather than misread.
-const SNAPSHOT_FORMAT: u32 = 3;
+const SNAPSHOT_FORMAT: u32 = 4;
 
 /// A snapshot [`Engine::restore`] cannot use.
 #[derive(Debug, Error)]
@@ -646,6 +647,7 @@ impl Engine {
                     protected_id: device,
                     warning_m: *warning_radius_m,
                     alarm_m: *alarm_radius_m,
+                    last_reading: LastReading::default(),
                 }
             }
         })
@@ -1010,6 +1012,7 @@ impl Engine {
                     offender,
                     protected,
                     reason: None,
+                    context: None,
                 });
             }
         }

@@ -34,6 +34,7 @@ pub(super) fn order_event(
         offender,
         protected,
         reason,
+        context: None,
     }
 }
 
@@ -96,6 +97,7 @@ pub(super) fn health_event(
         offender: None,
         protected: None,
         reason,
+        context: None,
     }
 }
 
@@ -149,6 +151,7 @@ pub(super) fn decide_order(
         return;
     };
     // The other party of a contact ban; reports are built only for an event.
+    let mut context = None;
     let (assessment, kinds, observation, other) = match &mut case.orders[i].rule {
         CompiledRule::Exclusion { zone, buffer_m } => {
             let d = zone.signed_distance_m(&sample.ecef);
@@ -242,6 +245,22 @@ pub(super) fn decide_order(
                 offender_fix: Some(offender_fix),
                 protected_fix: Some(protected_fix),
             };
+            // Closeness is read where it can matter: near her, or while an
+            // episode is open. Elsewhere the last reading is forgotten.
+            let engaged = a.warning.is_some() || case.orders[i].track.open.is_some();
+            let (his, hers) = if offender_moved {
+                ((dev, sample), (other_dev, &other))
+            } else {
+                ((other_dev, &other), (dev, sample))
+            };
+            if let Some(last) = last_reading(&mut case.orders[i].rule) {
+                if engaged {
+                    context = Some(read_closeness(config, last, his, hers, d));
+                } else {
+                    *last = LastReading::default();
+                }
+            }
+            a.reading = context.map(|c| c.reading);
             let other = Some((other, other_dev, grown, own_role));
             (
                 a,
@@ -275,14 +294,41 @@ pub(super) fn decide_order(
             }
         };
         let order = &case.orders[i];
-        events.push(order_event(
-            case,
-            order,
-            &episode,
-            transition,
-            at,
-            Some(positions),
-        ));
+        let mut event = order_event(case, order, &episode, transition, at, Some(positions));
+        if !matches!(transition, Transition::Cleared(_)) {
+            event.context = context;
+        }
+        events.push(event);
+    }
+}
+
+/// Reads how a contact ban's pair is close ([`crate::intent`]) after its
+/// `last` reading, which it then updates.
+fn read_closeness(
+    config: &EngineConfig,
+    last: &mut LastReading,
+    (his_device, his): (&DeviceState, &Sample),
+    (her_device, hers): (&DeviceState, &Sample),
+    distance_m: f64,
+) -> ProximityContext {
+    let context = crate::intent::read(
+        his_device.movement_at(his.ts, config),
+        her_device.movement_at(hers.ts, config),
+        (his.lat, his.lon),
+        (hers.lat, hers.lon),
+        distance_m,
+        *last,
+        config,
+    );
+    *last = LastReading::of(&context);
+    context
+}
+
+/// A contact ban's last reading of intent.
+fn last_reading(rule: &mut CompiledRule) -> Option<&mut LastReading> {
+    match rule {
+        CompiledRule::ContactBan { last_reading, .. } => Some(last_reading),
+        _ => None,
     }
 }
 
@@ -393,6 +439,7 @@ pub(super) fn open_order_episode(
         onset,
         certainty,
         distance_m: None,
+        reading: None,
     };
     if let Some((episode, transition)) = order.track.begin(opening, at, derive) {
         events.push(order_event(

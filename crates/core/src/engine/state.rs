@@ -124,6 +124,9 @@ pub(super) enum CompiledRule {
         protected_id: DeviceId,
         warning_m: f64,
         alarm_m: f64,
+        /// What the pair's last reading of intent left for the next one
+        /// ([`crate::intent`]); kept while the pair is close.
+        last_reading: LastReading,
     },
 }
 
@@ -333,6 +336,25 @@ impl DeviceState {
             })
     }
 
+    /// How the device moved at its fix of `at` ([`crate::intent::movement`]).
+    pub(super) fn movement_at(&self, at: Timestamp, config: &EngineConfig) -> Movement {
+        let Some(now) = self.history.entries().find(|e| e.ts == at) else {
+            return Movement::default();
+        };
+        let mut earlier: SmallVec<[TrackPoint; HISTORY_LEN]> = self
+            .history
+            .entries()
+            .filter(|e| e.trusted && e.ts < at)
+            .map(Remembered::track_point)
+            .collect();
+        earlier.sort_unstable_by(|a, b| b.ts.cmp(&a.ts));
+        crate::intent::movement(
+            &earlier,
+            &now.track_point(),
+            f64::from(config.motion_max_gap_s),
+        )
+    }
+
     /// The trusted remembered fix nearest in time to `t`: an outlier or an
     /// unusable fix must not make a late fix of the other party a breach.
     pub(super) fn sample_near(&self, t: Timestamp) -> Option<Sample> {
@@ -424,9 +446,23 @@ pub(super) struct Remembered {
     /// Usable accuracy and not suspect: fit to judge the other party's late
     /// fix against.
     pub(super) trusted: bool,
+    /// The device's own speed and heading, when it sent them.
+    pub(super) speed_mps: Option<f32>,
+    pub(super) heading_deg: Option<f32>,
 }
 
 impl Remembered {
+    pub(super) fn track_point(&self) -> TrackPoint {
+        TrackPoint {
+            ts: self.ts,
+            lat: self.lat,
+            lon: self.lon,
+            accuracy_m: self.accuracy_m,
+            speed_mps: self.speed_mps.map(f64::from),
+            heading_deg: self.heading_deg.map(f64::from),
+        }
+    }
+
     pub(super) fn sample(&self) -> Sample {
         Sample {
             ts: self.ts,
@@ -447,6 +483,8 @@ impl History {
             lon: fix.lon,
             accuracy_m: fix.accuracy_m,
             trusted,
+            speed_mps: fix.speed_mps.map(|v| v as f32),
+            heading_deg: fix.heading_deg.map(|v| v as f32),
         });
         self.next = (self.next + 1) % HISTORY_LEN;
     }

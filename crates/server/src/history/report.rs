@@ -69,7 +69,11 @@ pub fn deadlines(
     for (_, record) in records {
         match record {
             Record::Event { event, at } if event.phase == Phase::Opened => {
-                let police = AlertDesk::needs_police(event.kind, risk(&event.case));
+                let police = AlertDesk::needs_police(
+                    event.kind,
+                    risk(&event.case),
+                    event.context.map(|c| c.reading),
+                );
                 alerts
                     .entry(event.id.to_string())
                     .or_insert(AlertDeadlines {
@@ -90,7 +94,11 @@ pub fn deadlines(
             }
             Record::Event { event, .. } => {
                 if let Some(a) = alerts.get_mut(&event.id.to_string()) {
-                    if AlertDesk::needs_police(event.kind, risk(&event.case)) {
+                    if AlertDesk::needs_police(
+                    event.kind,
+                    risk(&event.case),
+                    event.context.map(|c| c.reading),
+                ) {
                         a.police = true;
                     }
                     // The alert at its worst: a warning that became a breach.

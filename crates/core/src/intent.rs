@@ -1,0 +1,479 @@
+//! Reading intent: how the two parties of a contact ban move relative to
+//! each other when they are close.
+//!
+//! Two people inside the alarm radius may be there because he came for her,
+//! or because his car, bus or tram happens to pass her, or because they sit
+//! on the same tram. Field centres page the police for all three; this
+//! module reads which it looks like from the fixes the engine already holds,
+//! so that the alert can say so ([`ProximityContext`], the alert's
+//! `context`) and the alert desk can route by it.
+//!
+//! It never decides whether a ban is breached (the accuracy disc does that,
+//! in the engine's rules) and never delays the monitoring room: a reading
+//! only says whether the police should wait for the next fix
+//! ([`Reading::waits_for_police`]).
+//!
+//! Speeds are what the fixes prove: the device's own (Doppler) speed when it
+//! reports one, else the move between its last two fixes *less both
+//! accuracies*, so GPS noise never reads as speed. A reading that waits for
+//! the police needs proven speed; when in doubt the reading is one that
+//! pages them.
+
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+
+use crate::config::EngineConfig;
+use crate::geodesy::{Ecef, LocalFrame};
+
+/// What the closeness of the two parties looks like.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reading {
+    /// He moves towards her.
+    Approach,
+    /// Close, and he is not passing at speed, nor moving with her: standing,
+    /// walking about, or she came to him.
+    Together,
+    /// They pass each other at a vehicle's speed (`passing_speed_mps`), not
+    /// travelling together: his car or bus going by her, or hers by him,
+    /// unless a later fix shows them slowing down near each other.
+    Passing,
+    /// Both move the same way at the same speed (`co_travel_*` settings):
+    /// the same tram, bus or motorway, or following her.
+    CoTravel,
+    /// His movement is not known (no earlier fix of his recent enough).
+    Unclear,
+}
+
+impl Reading {
+    /// Whether the police wait for the next fix before they are paged:
+    /// while he passes at speed or travels with her. A reading that
+    /// becomes any other one pages them at once (see the alert desk).
+    pub fn waits_for_police(self) -> bool {
+        matches!(self, Reading::Passing | Reading::CoTravel)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reading::Approach => "approach",
+            Reading::Together => "together",
+            Reading::Passing => "passing",
+            Reading::CoTravel => "co_travel",
+            Reading::Unclear => "unclear",
+        }
+    }
+}
+
+/// How a contact-ban episode's two parties move, at the fix that decided
+/// it: carried in the alert for the monitoring room and the police (never
+/// for a device: it is derived from her position).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct ProximityContext {
+    pub reading: Reading,
+    /// His speed over ground, m/s (see the module documentation).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offender_speed_mps: Option<f64>,
+    /// Degrees clockwise from north.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offender_course_deg: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub protected_speed_mps: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub protected_course_deg: Option<f64>,
+    /// How fast the distance between them shrinks, m/s (negative: grows).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub closing_speed_mps: Option<f64>,
+    /// The angle between his course and the direction from him to her:
+    /// 0 straight at her, 180 straight away.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bearing_off_deg: Option<f64>,
+    /// At the closing speed, seconds until they meet; none when not closing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time_to_contact_s: Option<f64>,
+    /// Consecutive fixes (of either party) on which both moved together.
+    pub co_travel_fixes: u32,
+}
+
+/// One fix as intent reads it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TrackPoint {
+    pub ts: Timestamp,
+    pub lat: f64,
+    pub lon: f64,
+    pub accuracy_m: f64,
+    /// The device's own measure, when it sends one.
+    pub speed_mps: Option<f64>,
+    pub heading_deg: Option<f64>,
+}
+
+/// A party's movement at a fix: speed (m/s) and course (degrees from
+/// north), the course unknown when it does not move.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Motion {
+    pub speed_mps: f64,
+    pub course_deg: Option<f64>,
+}
+
+impl Motion {
+    /// Velocity east and north, m/s; zero without a course.
+    fn velocity(&self) -> (f64, f64) {
+        self.course_deg.map_or((0.0, 0.0), |c| {
+            let (sin, cos) = c.to_radians().sin_cos();
+            (self.speed_mps * sin, self.speed_mps * cos)
+        })
+    }
+}
+
+/// Below this a course means nothing, m/s.
+const STANDING_MPS: f64 = 0.5;
+
+/// A party's movement at a fix, read two ways: over the last interval
+/// (`recent`: what it does now, the only one that may make the police
+/// wait) and over the earliest fix within `motion_max_gap_s` (`sustained`:
+/// a walk too slow for one interval's noise to prove).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Movement {
+    pub recent: Option<Motion>,
+    pub sustained: Option<Motion>,
+}
+
+impl Movement {
+    /// The movement to report: the recent one when it shows a course, else
+    /// the sustained one.
+    pub fn best(&self) -> Option<Motion> {
+        match (self.recent, self.sustained) {
+            (Some(r), _) if r.course_deg.is_some() => Some(r),
+            (r, s) => s.or(r),
+        }
+    }
+}
+
+/// The movement at `now` (see [`Movement`]) from `earlier`, the device's
+/// trusted fixes before it, newest first. The device's own speed and
+/// heading are taken when it reports them.
+pub fn movement(earlier: &[TrackPoint], now: &TrackPoint, max_gap_s: f64) -> Movement {
+    let in_reach = |b: &&TrackPoint| {
+        let dt = now.ts.duration_since(b.ts).as_secs_f64();
+        dt > 0.0 && dt <= max_gap_s
+    };
+    let newest = earlier.iter().find(in_reach);
+    let oldest = earlier.iter().rev().find(in_reach);
+    let recent = motion(newest, now);
+    let sustained = match (now.speed_mps, oldest) {
+        (None, Some(o)) if Some(o) != newest => motion(Some(o), now),
+        _ => None,
+    };
+    Movement { recent, sustained }
+}
+
+/// The movement from `before` to `now`, or from the device's own speed.
+fn motion(before: Option<&TrackPoint>, now: &TrackPoint) -> Option<Motion> {
+    // East/north of `now` from `before`, and the move's lower bound.
+    let moved = before.map(|b| {
+        let frame = LocalFrame::new(b.lat, b.lon);
+        let p = frame.project(&Ecef::from_lat_lon(now.lat, now.lon));
+        let dt = now.ts.duration_since(b.ts).as_secs_f64();
+        let proven = ((p.east.hypot(p.north) - b.accuracy_m - now.accuracy_m) / dt).max(0.0);
+        (p.east.atan2(p.north), proven)
+    });
+    let (speed, course) = match (now.speed_mps, moved) {
+        (Some(speed), _) => {
+            let course = now
+                .heading_deg
+                .map(|h| h.to_radians())
+                .or(moved.filter(|(_, proven)| *proven > 0.0).map(|(c, _)| c));
+            (speed, course)
+        }
+        (None, Some((course, proven))) => (proven, Some(course)),
+        (None, None) => return None,
+    };
+    let course = course
+        .filter(|_| speed >= STANDING_MPS)
+        .map(|c| c.to_degrees().rem_euclid(360.0));
+    Some(Motion {
+        speed_mps: speed,
+        course_deg: course,
+    })
+}
+
+/// The smaller angle between two courses, degrees.
+fn angle_between(a: f64, b: f64) -> f64 {
+    let d = (a - b).rem_euclid(360.0);
+    d.min(360.0 - d)
+}
+
+/// Whether both move the same way at about the same speed.
+fn moving_together(his: &Motion, hers: &Motion, config: &EngineConfig) -> bool {
+    let (Some(a), Some(b)) = (his.course_deg, hers.course_deg) else {
+        return false;
+    };
+    let (slow, fast) = if his.speed_mps < hers.speed_mps {
+        (his.speed_mps, hers.speed_mps)
+    } else {
+        (hers.speed_mps, his.speed_mps)
+    };
+    slow >= config.co_travel_min_speed_mps
+        && fast <= slow * config.co_travel_speed_ratio
+        && angle_between(a, b) <= config.co_travel_max_course_deg
+}
+
+/// What the last reading of a pair left for the next one: a count of
+/// fixes travelling together, and whether they were passing each other.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LastReading {
+    pub co_travel_fixes: u32,
+    pub passing: bool,
+}
+
+impl LastReading {
+    pub fn of(context: &ProximityContext) -> Self {
+        LastReading {
+            co_travel_fixes: context.co_travel_fixes,
+            passing: context.reading == Reading::Passing,
+        }
+    }
+}
+
+/// Reads the closeness of him at `his_position` and her at `her_position`,
+/// after the pair's `last` reading. Only recent movement makes the police
+/// wait: passing (they pass each other at a vehicle's speed; once passing,
+/// until it falls below `passing_slowest_mps`: a car slowing at a corner
+/// is still passing, one that stops is not) or co-travel.
+pub fn read(
+    his: Movement,
+    hers: Movement,
+    his_position: (f64, f64),
+    her_position: (f64, f64),
+    distance_m: f64,
+    last: LastReading,
+    config: &EngineConfig,
+) -> ProximityContext {
+    let together = match (&his.recent, &hers.recent) {
+        (Some(h), Some(v)) => moving_together(h, v, config),
+        _ => false,
+    };
+    let co_travel_fixes = if together {
+        last.co_travel_fixes.saturating_add(1)
+    } else {
+        0
+    };
+    let (his_best, her_best) = (his.best(), hers.best());
+    let mut context = ProximityContext {
+        reading: Reading::Unclear,
+        offender_speed_mps: his_best.map(|m| m.speed_mps),
+        offender_course_deg: his_best.and_then(|m| m.course_deg),
+        protected_speed_mps: her_best.map(|m| m.speed_mps),
+        protected_course_deg: her_best.and_then(|m| m.course_deg),
+        closing_speed_mps: None,
+        bearing_off_deg: None,
+        time_to_contact_s: None,
+        co_travel_fixes,
+    };
+    let Some(his_best) = his_best else {
+        return context;
+    };
+    // Her direction from him, on the tangent plane at his position.
+    let frame = LocalFrame::new(his_position.0, his_position.1);
+    let to_her = frame.project(&Ecef::from_lat_lon(her_position.0, her_position.1));
+    let length = to_her.east.hypot(to_her.north);
+    let unit = if length > 0.0 {
+        (to_her.east / length, to_her.north / length)
+    } else {
+        (0.0, 0.0)
+    };
+    let (he, hn) = his_best.velocity();
+    let (ve, vn) = her_best.map_or((0.0, 0.0), |m| m.velocity());
+    let his_closing = he * unit.0 + hn * unit.1;
+    let closing = his_closing - (ve * unit.0 + vn * unit.1);
+    context.closing_speed_mps = Some(closing);
+    if let Some(course) = his_best.course_deg.filter(|_| length > 0.0) {
+        let bearing = to_her.east.atan2(to_her.north).to_degrees();
+        context.bearing_off_deg = Some(angle_between(course, bearing));
+    }
+    if closing > STANDING_MPS {
+        context.time_to_contact_s = Some(distance_m.max(0.0) / closing);
+    }
+    let passing_speed = if last.passing {
+        config.passing_slowest_mps
+    } else {
+        config.passing_speed_mps
+    };
+    let passing = his.recent.is_some_and(|h| {
+        let (he, hn) = h.velocity();
+        let (ve, vn) = hers.recent.map_or((0.0, 0.0), |m| m.velocity());
+        // A course unknown below walking pace: the speed alone then.
+        let relative = if h.course_deg.is_some() {
+            (he - ve).hypot(hn - vn)
+        } else {
+            hers.recent.map_or(0.0, |m| m.speed_mps).max(h.speed_mps)
+        };
+        relative >= passing_speed
+    });
+    context.reading = if together {
+        Reading::CoTravel
+    } else if passing {
+        Reading::Passing
+    } else if his_closing >= STANDING_MPS {
+        Reading::Approach
+    } else {
+        Reading::Together
+    };
+    context
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Metres east and north of a point in Rotterdam, as lat/lon.
+    fn at(east: f64, north: f64) -> (f64, f64) {
+        let (lat, lon) = (51.92, 4.48);
+        (lat + north / 111_250.0, lon + east / 68_700.0)
+    }
+
+    fn point(secs: i64, east: f64, north: f64, accuracy_m: f64) -> TrackPoint {
+        let (lat, lon) = at(east, north);
+        TrackPoint {
+            ts: Timestamp::from_second(1_800_000_000 + secs).unwrap(),
+            lat,
+            lon,
+            accuracy_m,
+            speed_mps: None,
+            heading_deg: None,
+        }
+    }
+
+    #[test]
+    fn noise_is_not_speed() {
+        // 30 m apart in 10 s, each fix good to 20 m: nothing is proven.
+        let m = motion(Some(&point(0, 0.0, 0.0, 20.0)), &point(10, 30.0, 0.0, 20.0)).unwrap();
+        assert_eq!(m.speed_mps, 0.0);
+        assert_eq!(m.course_deg, None);
+        // 150 m north in 10 s with 5 m fixes: at least 14 m/s, heading north.
+        let m = motion(Some(&point(0, 0.0, 0.0, 5.0)), &point(10, 0.0, 150.0, 5.0)).unwrap();
+        assert!((m.speed_mps - 14.0).abs() < 0.1, "{m:?}");
+        assert!(angle_between(m.course_deg.unwrap(), 0.0) < 1.0, "{m:?}");
+    }
+
+    #[test]
+    fn a_reported_speed_is_taken_and_an_old_fix_is_not() {
+        let mut now = point(10, 0.0, 150.0, 5.0);
+        now.speed_mps = Some(3.0);
+        now.heading_deg = Some(90.0);
+        let m = movement(&[point(0, 0.0, 0.0, 5.0)], &now, 120.0);
+        let recent = m.recent.unwrap();
+        assert_eq!((recent.speed_mps, recent.course_deg), (Some(3.0).unwrap(), Some(90.0)));
+        assert_eq!(m.sustained, None, "the device's own speed is its speed now");
+        let m = movement(&[point(0, 0.0, 0.0, 5.0)], &point(600, 0.0, 150.0, 5.0), 120.0);
+        assert_eq!(m, Movement::default());
+    }
+
+    #[test]
+    fn a_walk_is_proven_over_the_window_when_one_interval_cannot() {
+        // 1.4 m/s north, fixes every 10 s good to 5 m.
+        let earlier: Vec<_> = (0..6).rev().map(|k| point(10 * k, 0.0, 14.0 * k as f64, 5.0)).collect();
+        let m = movement(&earlier, &point(60, 0.0, 84.0, 5.0), 120.0);
+        assert!(m.recent.unwrap().speed_mps < 0.5, "{m:?}");
+        let walk = m.best().unwrap();
+        assert!((walk.speed_mps - 74.0 / 60.0).abs() < 0.01, "{m:?}");
+        assert!(angle_between(walk.course_deg.unwrap(), 0.0) < 1.0);
+    }
+
+    fn moving(speed_mps: f64, course_deg: f64) -> Movement {
+        let m = Motion {
+            speed_mps,
+            course_deg: Some(course_deg),
+        };
+        Movement {
+            recent: Some(m),
+            sustained: None,
+        }
+    }
+
+    fn still() -> Movement {
+        Movement {
+            recent: Some(Motion { speed_mps: 0.0, course_deg: None }),
+            sustained: None,
+        }
+    }
+
+    fn reading_of(his: Movement, hers: Movement, co_travel_before: u32) -> ProximityContext {
+        let last = LastReading {
+            co_travel_fixes: co_travel_before,
+            passing: false,
+        };
+        reading_after(his, hers, last)
+    }
+
+    fn reading_after(his: Movement, hers: Movement, last: LastReading) -> ProximityContext {
+        // She is 150 m north of him.
+        read(his, hers, at(0.0, 0.0), at(0.0, 150.0), 150.0, last, &EngineConfig::default())
+    }
+
+    #[test]
+    fn passing_lasts_through_a_corner_and_ends_at_a_stop() {
+        let passing = LastReading {
+            co_travel_fixes: 0,
+            passing: true,
+        };
+        assert_eq!(reading_after(moving(4.0, 90.0), still(), passing).reading, Reading::Passing);
+        assert_eq!(reading_of(moving(4.0, 90.0), still(), 0).reading, Reading::Together);
+        assert_eq!(reading_after(moving(1.0, 0.0), still(), passing).reading, Reading::Approach);
+        assert_eq!(reading_after(still(), still(), passing).reading, Reading::Together);
+    }
+
+    #[test]
+    fn her_car_passing_him_is_passing_too() {
+        let c = reading_of(still(), moving(12.0, 90.0), 0);
+        assert_eq!(c.reading, Reading::Passing);
+    }
+
+    #[test]
+    fn walking_towards_her_is_an_approach() {
+        let c = reading_of(moving(1.4, 10.0), still(), 0);
+        assert_eq!(c.reading, Reading::Approach);
+        assert!(c.bearing_off_deg.unwrap() < 11.0);
+        assert!((c.closing_speed_mps.unwrap() - 1.4 * 10f64.to_radians().cos()).abs() < 0.01);
+        assert!((c.time_to_contact_s.unwrap() - 150.0 / c.closing_speed_mps.unwrap()).abs() < 0.01);
+    }
+
+    #[test]
+    fn a_car_at_speed_is_passing_until_it_slows() {
+        let c = reading_of(moving(13.0, 0.0), Movement::default(), 0);
+        assert_eq!(c.reading, Reading::Passing);
+        assert!(c.reading.waits_for_police());
+        let c = reading_of(moving(1.0, 0.0), Movement::default(), 0);
+        assert_eq!(c.reading, Reading::Approach);
+        assert!(!c.reading.waits_for_police());
+    }
+
+    #[test]
+    fn standing_close_or_walking_away_is_together() {
+        assert_eq!(reading_of(still(), still(), 0).reading, Reading::Together);
+        assert_eq!(reading_of(moving(1.2, 180.0), still(), 0).reading, Reading::Together);
+        let away = reading_of(moving(1.2, 180.0), still(), 0).closing_speed_mps.unwrap();
+        assert!((away + 1.2).abs() < 1e-9, "{away}");
+    }
+
+    #[test]
+    fn the_same_tram_is_co_travel_and_counted() {
+        let c = reading_of(moving(11.0, 80.0), moving(10.0, 95.0), 2);
+        assert_eq!(c.reading, Reading::CoTravel);
+        assert_eq!(c.co_travel_fixes, 3);
+        // Different speeds or directions are not travelling together.
+        let c = reading_of(moving(11.0, 80.0), moving(4.0, 80.0), 2);
+        assert_eq!((c.reading, c.co_travel_fixes), (Reading::Passing, 0));
+        let c = reading_of(moving(11.0, 80.0), moving(11.0, 260.0), 2);
+        assert_eq!(c.reading, Reading::Passing);
+        // Off the tram, walking with her: together, and the police hear of it.
+        let c = reading_of(moving(1.3, 80.0), moving(1.3, 85.0), 5);
+        assert_eq!((c.reading, c.co_travel_fixes), (Reading::Together, 0));
+    }
+
+    #[test]
+    fn without_his_movement_the_reading_is_unclear_and_pages() {
+        let c = reading_of(Movement::default(), moving(10.0, 0.0), 0);
+        assert_eq!(c.reading, Reading::Unclear);
+        assert!(!c.reading.waits_for_police());
+    }
+}

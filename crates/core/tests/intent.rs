@@ -1,0 +1,153 @@
+//! Reading intent in the engine: a contact-ban alert says how the two
+//! move (`context`), and says it again when the police's wait begins or
+//! ends: a car that passes her and one that stops at her.
+
+mod common;
+
+use common::*;
+use kordon_core::{Event, EventKind, Phase, Reading, RiskLevel};
+
+fn ban_case() -> kordon_core::Case {
+    case(
+        "RTM-7",
+        RiskLevel::High,
+        vec![order("contact-ban-p1", contact_ban(500.0, 200.0))],
+    )
+}
+
+fn breaches(events: &[Event]) -> Vec<&Event> {
+    events
+        .iter()
+        .filter(|e| e.kind == EventKind::ProximityBreach && e.phase != Phase::Cleared)
+        .collect()
+}
+
+fn reading(event: &Event) -> Reading {
+    event.context.expect("a contact-ban alert carries its context").reading
+}
+
+/// Her standing at the origin; him driving north at 12.5 m/s along a road
+/// 30 m east of her, a fix every 10 s, with or without a stop beside her.
+fn drive_past(stop_beside_her: bool) -> Vec<Event> {
+    let mut e = engine_with(vec![ban_case()]);
+    feed(&mut e, fix("VIC-7", 0, offset(0.0, 0.0), 8.0));
+    let mut events = Vec::new();
+    let mut north = -800.0;
+    for k in 0..12 {
+        let t = 5 + k * 10;
+        events.extend(feed(&mut e, fix("OFF-7", t, offset(30.0, north), 6.0)));
+        // The first position past her is where he parks.
+        if !(stop_beside_her && north > 0.0) {
+            north += 125.0;
+        }
+    }
+    events
+}
+
+#[test]
+fn a_car_passing_her_reads_as_passing_throughout() {
+    let events = drive_past(false);
+    let breach = breaches(&events);
+    assert!(!breach.is_empty(), "he came within 200 m: a breach");
+    assert!(
+        breach.iter().all(|e| reading(e) == Reading::Passing),
+        "{:?}",
+        breach.iter().map(|e| e.context).collect::<Vec<_>>()
+    );
+    let context = breach[0].context.unwrap();
+    assert!(context.offender_speed_mps.unwrap() > 10.0, "{context:?}");
+    assert!(context.closing_speed_mps.unwrap() > 5.0, "he still closes on her: {context:?}");
+    assert!(context.time_to_contact_s.is_some());
+}
+
+#[test]
+fn a_car_that_stops_beside_her_is_read_anew_at_once() {
+    let events = drive_past(true);
+    let breach = breaches(&events);
+    assert_eq!(reading(breach[0]), Reading::Passing);
+    // The first fix standing beside her updates the alert: the police's
+    // wait is over.
+    let anew = breach
+        .iter()
+        .find(|e| !reading(e).waits_for_police())
+        .expect("a reading that pages the police");
+    assert_eq!(anew.phase, Phase::Updated);
+    assert!(matches!(reading(anew), Reading::Together | Reading::Approach));
+    assert_eq!(anew.id, breach[0].id, "the same episode");
+    // At 75 m north of her from his eighth fix on: the ninth shows him still.
+    let first_stop = 5 + 10 * 8;
+    assert!(
+        anew.at <= at(first_stop),
+        "read anew at {}, he stood still from {}",
+        anew.at,
+        at(first_stop)
+    );
+}
+
+#[test]
+fn walking_up_to_her_is_an_approach_from_the_first_breach() {
+    let mut e = engine_with(vec![ban_case()]);
+    feed(&mut e, fix("VIC-7", 0, offset(0.0, 0.0), 8.0));
+    let mut events = Vec::new();
+    for k in 0..30 {
+        let north = -400.0 + 14.0 * k as f64;
+        events.extend(feed(&mut e, fix("OFF-7", 5 + k * 10, offset(0.0, north), 5.0)));
+    }
+    let breach = breaches(&events);
+    assert_eq!(reading(breach[0]), Reading::Approach, "{:?}", breach[0].context);
+    let bearing = breach[0].context.unwrap().bearing_off_deg.unwrap();
+    assert!(bearing < 5.0, "straight at her: {bearing}");
+}
+
+#[test]
+fn the_same_tram_is_co_travel_counted_over_fixes_and_ends_when_they_get_off_together() {
+    let mut e = engine_with(vec![ban_case()]);
+    let mut events = Vec::new();
+    // Both on a tram going east at 10 m/s, 60 m apart, fixes every 15 s,
+    // hers 5 s after his; then the tram stops and they walk off together.
+    for k in 0..10 {
+        let riding = k < 7;
+        let (speed, t) = (if riding { 10.0 } else { 1.2 }, 15 * k);
+        let east = if riding {
+            10.0 * t as f64
+        } else {
+            10.0 * 90.0 + 1.2 * (t - 90) as f64
+        };
+        let mut his = fix("OFF-7", t, offset(east - 60.0, 0.0), 5.0);
+        his.speed_mps = Some(speed);
+        his.heading_deg = Some(90.0);
+        let mut hers = fix("VIC-7", t + 5, offset(east + 5.0 * speed, 0.0), 5.0);
+        hers.speed_mps = Some(speed);
+        hers.heading_deg = Some(90.0);
+        events.extend(feed(&mut e, his));
+        events.extend(feed(&mut e, hers));
+    }
+    let breach = breaches(&events);
+    assert_eq!(reading(breach[0]), Reading::CoTravel);
+    let most = breach
+        .iter()
+        .filter_map(|e| e.context)
+        .map(|c| c.co_travel_fixes)
+        .max()
+        .unwrap();
+    assert!(most >= 1, "counted over fixes");
+    let off = breach.iter().find(|e| !reading(e).waits_for_police()).expect("read anew");
+    // Walking behind her towards her: an approach, and the police hear of it.
+    assert_eq!(reading(off), Reading::Approach);
+    assert!(off.at >= at(105), "not before they got off: {}", off.at);
+}
+
+#[test]
+fn zones_carry_no_context() {
+    let mut e = engine_with(vec![case(
+        "RTM-8",
+        RiskLevel::High,
+        vec![order("zone", square_zone(100.0, Some(50.0)))],
+    )]);
+    let mut events = Vec::new();
+    for k in 0..10 {
+        events.extend(feed(&mut e, fix("OFF-8", k * 10, offset(0.0, 300.0 - 40.0 * k as f64), 5.0)));
+    }
+    assert!(events.iter().any(|e| e.kind == EventKind::ZoneBreach));
+    assert!(events.iter().all(|e| e.context.is_none()));
+}
