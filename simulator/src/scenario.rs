@@ -21,10 +21,14 @@ pub enum Incident {
     TamperFlee,
     /// Her device's battery runs out.
     VictimDeviceDies,
+    /// On his way to work he rides the middle of her morning journey with
+    /// her (the same tram, road or cycle path, seconds apart), by chance,
+    /// and they part before she arrives: close, no intent.
+    CoTravel,
 }
 
 impl Incident {
-    pub const ALL: [Incident; 7] = [
+    pub const ALL: [Incident; 8] = [
         Incident::ApproachHome,
         Incident::Follow,
         Incident::PassBy,
@@ -32,6 +36,7 @@ impl Incident {
         Incident::CurfewBreak,
         Incident::TamperFlee,
         Incident::VictimDeviceDies,
+        Incident::CoTravel,
     ];
 
     pub fn name(self) -> &'static str {
@@ -43,6 +48,7 @@ impl Incident {
             Incident::CurfewBreak => "curfew_break",
             Incident::TamperFlee => "tamper_flee",
             Incident::VictimDeviceDies => "victim_device_dies",
+            Incident::CoTravel => "co_travel",
         }
     }
 }

@@ -331,6 +331,11 @@ pub struct Score {
     pub pass_by_to_police: u32,
     /// `pass_by_to_police / pass_by_encounters` (`null` without any).
     pub pass_by_police_share: Option<f64>,
+    /// The same for scripted shared rides (`co_travel`): close for minutes
+    /// on the same tram or road, by chance.
+    pub co_travel_encounters: u32,
+    pub co_travel_to_police: u32,
+    pub co_travel_police_share: Option<f64>,
     /// Scripted zone and contact-ban truths (approach, follow) the police
     /// heard of with the slack of detection, those they never did, and the
     /// p95 of the delay from the true onset to the first police message
@@ -338,6 +343,10 @@ pub struct Score {
     pub scripted_to_police: u32,
     pub scripted_police_missed: u32,
     pub scripted_police_delay_p95_fix_intervals: Option<f64>,
+    /// The scripted truths the police never heard of, and the passings-by
+    /// and shared rides they were paged for, for reading.
+    pub police_missed_list: Vec<String>,
+    pub encounters_paged_list: Vec<String>,
     /// Messages per audience: monitoring, police, victim, offender,
     /// coordinators, other (warnings to a device of neither side, or a
     /// topic this scorer does not know).
@@ -707,23 +716,40 @@ pub fn score(recording: &Recording, lines: &[Line]) -> Score {
         offender_messages: receive.offender,
         offender_messages_per_pair_day: per(receive.offender),
         messages_by_audience: receive.by_audience,
-        pass_by_encounters: reach.encounters,
-        pass_by_to_police: reach.encounters_to_police,
-        pass_by_police_share: (reach.encounters > 0)
-            .then(|| f64::from(reach.encounters_to_police) / f64::from(reach.encounters)),
+        pass_by_encounters: reach.encounters("pass_by").0,
+        pass_by_to_police: reach.encounters("pass_by").1,
+        pass_by_police_share: reach.share("pass_by"),
+        co_travel_encounters: reach.encounters("co_travel").0,
+        co_travel_to_police: reach.encounters("co_travel").1,
+        co_travel_police_share: reach.share("co_travel"),
         scripted_to_police: reach.scripted_delays.len() as u32,
         scripted_police_missed: reach.scripted_missed,
         scripted_police_delay_p95_fix_intervals: percentile(&reach.scripted_delays, 0.95),
+        police_missed_list: reach.missed_list,
+        encounters_paged_list: reach.paged_list,
     }
 }
 
 /// Which truths reached the police, and how soon.
 struct PoliceReach {
-    encounters: u32,
-    encounters_to_police: u32,
+    /// Incident → encounters, and those the police were paged for.
+    encounters: BTreeMap<String, (u32, u32)>,
     scripted_missed: u32,
     /// Sorted, in fix intervals.
     scripted_delays: Vec<f64>,
+    missed_list: Vec<String>,
+    paged_list: Vec<String>,
+}
+
+impl PoliceReach {
+    fn encounters(&self, incident: &str) -> (u32, u32) {
+        self.encounters.get(incident).copied().unwrap_or_default()
+    }
+
+    fn share(&self, incident: &str) -> Option<f64> {
+        let (all, paged) = self.encounters(incident);
+        (all > 0).then(|| f64::from(paged) / f64::from(all))
+    }
 }
 
 fn police_reach(
@@ -761,17 +787,31 @@ fn police_reach(
             .min()
     };
     let mut reach = PoliceReach {
-        encounters: 0,
-        encounters_to_police: 0,
+        encounters: BTreeMap::new(),
         scripted_missed: 0,
         scripted_delays: Vec::new(),
+        missed_list: Vec::new(),
+        paged_list: Vec::new(),
+    };
+    let describe = |t: &Truth| {
+        format!(
+            "{} {} from {} to {} ({})",
+            t.case,
+            t.kind.name(),
+            jiff::Timestamp::from_millisecond(t.start_ms).unwrap_or_default(),
+            jiff::Timestamp::from_millisecond(t.end_ms).unwrap_or_default(),
+            t.incident.as_deref().unwrap_or("unscripted")
+        )
     };
     for t in &recording.truth {
         match t.kind {
             TruthKind::Encounter => {
-                reach.encounters += 1;
+                let incident = t.incident.clone().unwrap_or_else(|| "none".into());
+                let row = reach.encounters.entry(incident).or_default();
+                row.0 += 1;
                 if paged(t).is_some() {
-                    reach.encounters_to_police += 1;
+                    row.1 += 1;
+                    reach.paged_list.push(describe(t));
                 }
             }
             TruthKind::Zone | TruthKind::Proximity
@@ -782,7 +822,10 @@ fn police_reach(
                         let delay = ((ts - t.start_ms) as f64 / 1000.0).max(0.0);
                         reach.scripted_delays.push(delay / t.fix_interval_s.max(1.0));
                     }
-                    None => reach.scripted_missed += 1,
+                    None => {
+                        reach.scripted_missed += 1;
+                        reach.missed_list.push(describe(t));
+                    }
                 }
             }
             _ => {}
@@ -1077,6 +1120,12 @@ impl std::fmt::Display for Score {
         for m in self.false_list.iter().take(20) {
             writeln!(f, "false: {m}")?;
         }
+        for m in self.police_missed_list.iter().take(20) {
+            writeln!(f, "never paged: {m}")?;
+        }
+        for m in self.encounters_paged_list.iter().take(20) {
+            writeln!(f, "encounter paged: {m}")?;
+        }
         for m in self.slowest.iter().take(5) {
             writeln!(f, "slowest: {m}")?;
         }
@@ -1114,13 +1163,20 @@ impl Score {
             self.scripted_police_delay_p95_fix_intervals
                 .map_or("–".into(), |v| format!("{v:.2}"))
         )?;
+        let share = |v: Option<f64>| v.map_or("–".into(), |v| format!("{:.0} %", v * 100.0));
         writeln!(
             f,
             "| police | passings-by paged (share of encounters) | {} of {} ({}) |",
             self.pass_by_to_police,
             self.pass_by_encounters,
-            self.pass_by_police_share
-                .map_or("–".into(), |v| format!("{:.0} %", v * 100.0))
+            share(self.pass_by_police_share)
+        )?;
+        writeln!(
+            f,
+            "| police | shared rides paged (share of encounters) | {} of {} ({}) |",
+            self.co_travel_to_police,
+            self.co_travel_encounters,
+            share(self.co_travel_police_share)
         )?;
         writeln!(
             f,

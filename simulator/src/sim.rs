@@ -341,6 +341,13 @@ fn make_pair(
                 _ => {}
             }
         };
+        if first && incident == Some(Incident::CoTravel) {
+            if let Some(ride) = shared_ride(&victim, hours(6.0)) {
+                ride_along(world, rng, &mut offender, &ride, o_work, o_home, day);
+                script = Some((ride.times[0], *ride.times.last().unwrap_or(&ride.times[0])));
+                continue;
+            }
+        }
         if first && incident == Some(Incident::Follow) {
             // Wait outside her work and follow her home, 20 s behind.
             if let Some((leave, end)) = first_journey_after(&victim, hours(15.0)) {
@@ -436,6 +443,75 @@ fn make_pair(
         curfew,
         script,
     }
+}
+
+/// The middle of the longest stretch of her first journey after `after`
+/// that moves faster than a walk: where a stranger could share her tram,
+/// road or cycle path for a while.
+struct Ride {
+    points: Vec<LonLat>,
+    times: Vec<f64>,
+    mode: Mode,
+}
+
+fn shared_ride(plan: &Plan, after: f64) -> Option<Ride> {
+    let (leave, arrive) = first_journey_after(plan, after)?;
+    let leg = plan
+        .legs
+        .iter()
+        .filter_map(|l| match l {
+            crate::world::Leg::Move { from, to, points, times, mode }
+                if *from >= leave && *to <= arrive && *mode != Mode::Foot =>
+            {
+                Some((to - from, points, times, *mode))
+            }
+            _ => None,
+        })
+        .max_by(|a, b| a.0.total_cmp(&b.0))?;
+    let (duration, points, times, mode) = leg;
+    if duration < 300.0 {
+        return None;
+    }
+    let (a, b) = (times[0] + 0.25 * duration, times[0] + 0.75 * duration);
+    let keep: Vec<usize> = (0..points.len()).filter(|&i| times[i] >= a && times[i] <= b).collect();
+    if keep.len() < 3 {
+        return None;
+    }
+    Some(Ride {
+        points: keep.iter().map(|&i| points[i]).collect(),
+        times: keep.iter().map(|&i| times[i]).collect(),
+        mode,
+    })
+}
+
+/// His first day with a shared ride: to the ride's start early, waiting
+/// outdoors, along it a few seconds behind or ahead of her, then to work
+/// and home as any day.
+fn ride_along(
+    world: &World,
+    rng: &mut ChaCha8Rng,
+    plan: &mut Plan,
+    ride: &Ride,
+    work: NodeIndex,
+    home: NodeIndex,
+    day: f64,
+) {
+    let start = ride.times[0] + rng.random_range(-8.0..8.0);
+    plan.stay_until(start - 2.0 * 3600.0, true);
+    if let Some(stop) = world.graph.nearest(ride.points[0]) {
+        plan.go(world, stop, Mode::Car);
+    }
+    plan.travel(vec![plan.position(), ride.points[0]], &[0.0, 1.4], Mode::Foot);
+    plan.stay_until(start, false);
+    let mut speeds = vec![0.0];
+    for k in 1..ride.points.len() {
+        let dt = (ride.times[k] - ride.times[k - 1]).max(0.05);
+        speeds.push(distance_m(ride.points[k - 1], ride.points[k]) / dt);
+    }
+    plan.travel(ride.points.clone(), &speeds, ride.mode);
+    plan.go(world, work, Mode::Car);
+    plan.stay_until(day + hours(rng.random_range(16.0..18.0)), true);
+    plan.go(world, home, Mode::Car);
 }
 
 /// Her first journey after `after`: when she sets off, and when she
@@ -907,7 +983,7 @@ fn pair_truth(config: &SimConfig, pair: &Pair, horizon: f64) -> Vec<Truth> {
             let meant = intent(kind, from, to);
             let kind = if kind == TruthKind::Proximity
                 && !meant
-                && pair.info.incident.as_deref() == Some("pass_by")
+                && matches!(pair.info.incident.as_deref(), Some("pass_by" | "co_travel"))
             {
                 TruthKind::Encounter
             } else {

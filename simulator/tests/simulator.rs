@@ -99,6 +99,26 @@ fn every_shipped_scenario_parses_and_a_scripted_approach_has_its_truth() {
     }
 }
 
+#[test]
+fn a_shared_ride_is_an_encounter_of_minutes_without_intent() {
+    let (world, _) = world();
+    let r = generate(world, &config(5, "co_travel"));
+    let rides = r
+        .pair_info
+        .iter()
+        .filter(|p| {
+            r.truth.iter().any(|t| {
+                t.case == p.case
+                    && t.kind == TruthKind::Encounter
+                    && !t.intent
+                    && t.end_ms - t.start_ms >= 60_000
+            })
+        })
+        .count();
+    assert!(rides >= 3, "{rides} of 4 pairs shared a ride: {:?}", r.truth);
+    assert!(r.truth.iter().all(|t| !t.intent), "no intent: {:?}", r.truth);
+}
+
 fn ms(hhmmss: &str) -> i64 {
     format!("2026-11-30T{hhmmss}Z")
         .parse::<Timestamp>()

@@ -56,6 +56,11 @@ pub struct EngineConfig {
     /// car slowing at a corner near her still passes, one that stops does
     /// not.
     pub passing_slowest_mps: f64,
+    /// The police wait (passing, co-travel) only while his fixes keep
+    /// coming: none for this long, and the reading is *unclear* and pages
+    /// them. A bracelet that stops reports less often; so does one that
+    /// is shielded or switched off.
+    pub passing_wait_s: u32,
     /// Both parties moving at least this fast, in directions at most
     /// `co_travel_max_course_deg` apart, the faster at most
     /// `co_travel_speed_ratio` times the slower, read as *co-travel*.
@@ -88,6 +93,7 @@ impl Default for EngineConfig {
             request_position_after_s: 60,
             passing_speed_mps: 6.0,
             passing_slowest_mps: 2.5,
+            passing_wait_s: 30,
             co_travel_min_speed_mps: 2.0,
             co_travel_max_course_deg: 30.0,
             co_travel_speed_ratio: 1.5,
@@ -164,6 +170,7 @@ impl EngineConfig {
             ("offline_after_s", self.offline_after_s),
             ("gps_lost_after_s", self.gps_lost_after_s),
             ("motion_max_gap_s", self.motion_max_gap_s),
+            ("passing_wait_s", self.passing_wait_s),
         ] {
             check(
                 value > 0,

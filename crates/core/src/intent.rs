@@ -41,7 +41,9 @@ pub enum Reading {
     /// Both move the same way at the same speed (`co_travel_*` settings):
     /// the same tram, bus or motorway, or following her.
     CoTravel,
-    /// His movement is not known (no earlier fix of his recent enough).
+    /// His movement is not known: no earlier fix of his recent enough to
+    /// read it from, or no fix of his for `passing_wait_s` (a wait for the
+    /// police ends then: he may have stopped beside her).
     Unclear,
 }
 
@@ -218,18 +220,39 @@ fn moving_together(his: &Motion, hers: &Motion, config: &EngineConfig) -> bool {
 }
 
 /// What the last reading of a pair left for the next one: a count of
-/// fixes travelling together, and whether they were passing each other.
+/// fixes travelling together, whether they were passing each other, and
+/// the time of his fix it read (a wait for the police lasts only while his
+/// fixes keep coming: `passing_wait_s`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LastReading {
     pub co_travel_fixes: u32,
     pub passing: bool,
+    pub his_fix: Option<Timestamp>,
 }
 
 impl LastReading {
-    pub fn of(context: &ProximityContext) -> Self {
+    pub fn of(context: &ProximityContext, his_fix: Timestamp) -> Self {
         LastReading {
             co_travel_fixes: context.co_travel_fixes,
             passing: context.reading == Reading::Passing,
+            his_fix: Some(his_fix),
+        }
+    }
+}
+
+impl ProximityContext {
+    /// A reading without his movement: none of his fixes is recent enough.
+    pub fn unclear() -> Self {
+        ProximityContext {
+            reading: Reading::Unclear,
+            offender_speed_mps: None,
+            offender_course_deg: None,
+            protected_speed_mps: None,
+            protected_course_deg: None,
+            closing_speed_mps: None,
+            bearing_off_deg: None,
+            time_to_contact_s: None,
+            co_travel_fixes: 0,
         }
     }
 }
@@ -400,7 +423,7 @@ mod tests {
     fn reading_of(his: Movement, hers: Movement, co_travel_before: u32) -> ProximityContext {
         let last = LastReading {
             co_travel_fixes: co_travel_before,
-            passing: false,
+            ..LastReading::default()
         };
         reading_after(his, hers, last)
     }
@@ -413,8 +436,8 @@ mod tests {
     #[test]
     fn passing_lasts_through_a_corner_and_ends_at_a_stop() {
         let passing = LastReading {
-            co_travel_fixes: 0,
             passing: true,
+            ..LastReading::default()
         };
         assert_eq!(reading_after(moving(4.0, 90.0), still(), passing).reading, Reading::Passing);
         assert_eq!(reading_of(moving(4.0, 90.0), still(), 0).reading, Reading::Together);

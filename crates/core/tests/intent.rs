@@ -151,3 +151,30 @@ fn zones_carry_no_context() {
     assert!(events.iter().any(|e| e.kind == EventKind::ZoneBreach));
     assert!(events.iter().all(|e| e.context.is_none()));
 }
+
+#[test]
+fn a_car_that_goes_silent_beside_her_pages_the_police_by_the_clock() {
+    // He drives at her at 12.5 m/s with fixes every 10 s; the last fix is
+    // 70 m from her, still moving; then nothing (his bracelet idles, or is
+    // shielded). The police's wait ends `passing_wait_s` after that fix.
+    let mut e = engine_with(vec![ban_case()]);
+    feed(&mut e, fix("VIC-7", 0, offset(0.0, 0.0), 8.0));
+    let mut events = Vec::new();
+    for k in 0..6 {
+        let north = -695.0 + 125.0 * k as f64;
+        events.extend(feed(&mut e, fix("OFF-7", 5 + k * 10, offset(30.0, north), 6.0)));
+    }
+    let last_fix = 5 + 5 * 10;
+    assert_eq!(reading(breaches(&events).last().unwrap()), Reading::Passing);
+    let wait = i64::from(kordon_core::EngineConfig::default().passing_wait_s);
+    assert!(e.tick(at(last_fix + wait - 1)).iter().all(|e| e.context.is_none()));
+    let ticked = e.tick(at(last_fix + wait));
+    let anew = breaches(&ticked);
+    assert_eq!(anew.len(), 1, "{ticked:?}");
+    assert_eq!(reading(anew[0]), Reading::Unclear);
+    assert_eq!(anew[0].phase, Phase::Updated);
+    assert!(anew[0].offender.is_some() && anew[0].protected.is_some(), "both positions for the police");
+    // Her next fix does not make him passing again on his old fix.
+    let hers = feed(&mut e, fix("VIC-7", last_fix + wait + 5, offset(0.0, 0.0), 8.0));
+    assert!(breaches(&hers).iter().all(|e| !reading(e).waits_for_police()), "{hers:?}");
+}

@@ -303,7 +303,8 @@ pub(super) fn decide_order(
 }
 
 /// Reads how a contact ban's pair is close ([`crate::intent`]) after its
-/// `last` reading, which it then updates.
+/// `last` reading, which it then updates. His fix older than
+/// `passing_wait_s` says nothing of how he moves now.
 fn read_closeness(
     config: &EngineConfig,
     last: &mut LastReading,
@@ -311,8 +312,14 @@ fn read_closeness(
     (her_device, hers): (&DeviceState, &Sample),
     distance_m: f64,
 ) -> ProximityContext {
+    let now = his.ts.max(hers.ts);
+    let his_movement = if seconds_between(his.ts, now) > f64::from(config.passing_wait_s) {
+        Movement::default()
+    } else {
+        his_device.movement_at(his.ts, config)
+    };
     let context = crate::intent::read(
-        his_device.movement_at(his.ts, config),
+        his_movement,
         her_device.movement_at(hers.ts, config),
         (his.lat, his.lon),
         (hers.lat, hers.lon),
@@ -320,8 +327,49 @@ fn read_closeness(
         *last,
         config,
     );
-    *last = LastReading::of(&context);
+    *last = LastReading::of(&context, his.ts);
     context
+}
+
+/// When the police's wait for a contact ban's open episode ends without a
+/// fix of his (`passing_wait_s` after the last one it read), if it waits.
+pub(super) fn police_wait_ends(config: &EngineConfig, order: &OrderState) -> Option<Timestamp> {
+    let waits = order
+        .track
+        .open
+        .as_ref()
+        .and_then(|e| e.reported_reading)
+        .is_some_and(Reading::waits_for_police);
+    let CompiledRule::ContactBan { last_reading, .. } = &order.rule else {
+        return None;
+    };
+    let his_fix = last_reading.his_fix.filter(|_| waits)?;
+    Some(after(his_fix, config.passing_wait_s))
+}
+
+/// No fix of his came to end the police's wait: the episode is read anew
+/// as unclear, which pages them.
+pub(super) fn end_police_wait(
+    config: &EngineConfig,
+    case: &mut CaseState,
+    i: usize,
+    now: Timestamp,
+    events: &mut Vec<Event>,
+) {
+    if police_wait_ends(config, &case.orders[i]).is_none_or(|ends| now < ends) {
+        return;
+    }
+    if let Some(last) = last_reading(&mut case.orders[i].rule) {
+        *last = LastReading::default();
+    }
+    let Some(open) = case.orders[i].track.open.as_mut() else {
+        return;
+    };
+    open.reported_reading = Some(Reading::Unclear);
+    let episode = open.clone();
+    let mut event = order_event(case, &case.orders[i], &episode, Transition::Updated, now, None);
+    event.context = Some(ProximityContext::unclear());
+    events.push(event);
 }
 
 /// A contact ban's last reading of intent.

@@ -82,7 +82,8 @@ pub(super) struct OrderState {
 impl OrderState {
     /// What decides which deadlines an order has: its open episode's kind;
     /// for a curfew, whether he is seen out (and how surely) or home; for a
-    /// contact ban, whether its open episode has lost its certainty.
+    /// contact ban, whether its open episode has lost its certainty and
+    /// whether the police wait ([`crate::intent`]).
     pub(super) fn deadline_marks(&self, config: &EngineConfig) -> (Option<EventKind>, u8, bool) {
         let open = self.track.open.as_ref();
         let kind = open.map(|e| e.kind);
@@ -97,10 +98,14 @@ impl OrderState {
                 open.is_some_and(|e| curfew.home_since(e.onset).is_some()),
             ),
             // An open proximity episode waits for its pair to go unknown
-            // only while it is judged (has a distance).
+            // only while it is judged (has a distance), and for the end of
+            // the police's wait only while they wait.
             CompiledRule::ContactBan { .. } => (
                 kind,
-                0,
+                u8::from(
+                    open.and_then(|e| e.reported_reading)
+                        .is_some_and(Reading::waits_for_police),
+                ),
                 open.is_some_and(|e| e.reported_distance_m.is_none()),
             ),
             CompiledRule::Exclusion { .. } => (kind, 0, false),

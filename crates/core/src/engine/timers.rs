@@ -112,6 +112,7 @@ pub(super) fn check_order(
             if now >= known_until {
                 open_position_unknown(case, i, known_until, now, events);
             }
+            end_police_wait(config, case, i, now, events);
         }
         CompiledRule::Exclusion { .. } => {
             if case.orders[i].activation_judged != Some(window) {
@@ -203,6 +204,9 @@ pub(super) fn rearm_order(
             let known_until = pair_known_until(config, devices, case, i);
             if known_until != Timestamp::MAX {
                 consider(known_until);
+            }
+            if let Some(ends) = police_wait_ends(config, order) {
+                consider(ends);
             }
         }
         _ => {}
