@@ -765,7 +765,9 @@ fn police_reach(
         let (Audience::Police, Some(id), Some(ts)) = (&o.audience, o.id.as_deref(), o.ts) else {
             continue;
         };
-        let Some(episode) = episodes.get(id) else { continue };
+        let Some(episode) = episodes.get(id) else {
+            continue;
+        };
         let family = o.kind.as_deref().and_then(|k| family(k, None));
         let ts = ts.as_millisecond();
         first
@@ -820,7 +822,9 @@ fn police_reach(
                 match paged(t) {
                     Some(ts) => {
                         let delay = ((ts - t.start_ms) as f64 / 1000.0).max(0.0);
-                        reach.scripted_delays.push(delay / t.fix_interval_s.max(1.0));
+                        reach
+                            .scripted_delays
+                            .push(delay / t.fix_interval_s.max(1.0));
                     }
                     None => {
                         reach.scripted_missed += 1;

@@ -19,7 +19,8 @@ use serde_json::json;
 use crate::geodata::{distance_m, offset, LonLat};
 use crate::graph::Mode;
 use crate::recording::{
-    fix_payload_with_velocity, AnswerFix, DeviceAnswers, Message, PairInfo, Recording, Truth, TruthKind, FORMAT,
+    fix_payload_with_velocity, AnswerFix, DeviceAnswers, Message, PairInfo, Recording, Truth,
+    TruthKind, FORMAT,
 };
 use crate::scenario::{Incident, Noise, Scenario};
 use crate::world::{Plan, State, World};
@@ -460,9 +461,13 @@ fn shared_ride(plan: &Plan, after: f64) -> Option<Ride> {
         .legs
         .iter()
         .filter_map(|l| match l {
-            crate::world::Leg::Move { from, to, points, times, mode }
-                if *from >= leave && *to <= arrive && *mode != Mode::Foot =>
-            {
+            crate::world::Leg::Move {
+                from,
+                to,
+                points,
+                times,
+                mode,
+            } if *from >= leave && *to <= arrive && *mode != Mode::Foot => {
                 Some((to - from, points, times, *mode))
             }
             _ => None,
@@ -473,7 +478,9 @@ fn shared_ride(plan: &Plan, after: f64) -> Option<Ride> {
         return None;
     }
     let (a, b) = (times[0] + 0.25 * duration, times[0] + 0.75 * duration);
-    let keep: Vec<usize> = (0..points.len()).filter(|&i| times[i] >= a && times[i] <= b).collect();
+    let keep: Vec<usize> = (0..points.len())
+        .filter(|&i| times[i] >= a && times[i] <= b)
+        .collect();
     if keep.len() < 3 {
         return None;
     }
@@ -501,7 +508,11 @@ fn ride_along(
     if let Some(stop) = world.graph.nearest(ride.points[0]) {
         plan.go(world, stop, Mode::Car);
     }
-    plan.travel(vec![plan.position(), ride.points[0]], &[0.0, 1.4], Mode::Foot);
+    plan.travel(
+        vec![plan.position(), ride.points[0]],
+        &[0.0, 1.4],
+        Mode::Foot,
+    );
     plan.stay_until(start, false);
     let mut speeds = vec![0.0];
     for k in 1..ride.points.len() {
@@ -589,7 +600,11 @@ fn emit_device(
     // Doppler noise from a stream of its own, so that adding speeds to the
     // fixes left every position and time as it was.
     let mut doppler_rng = ChaCha8Rng::seed_from_u64(
-        config.seed ^ device.id.bytes().fold(0u64, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b))),
+        config.seed
+            ^ device
+                .id
+                .bytes()
+                .fold(0u64, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b))),
     );
     doppler_rng.set_stream(2);
     while t < end {
@@ -682,7 +697,10 @@ fn emit_device(
 /// true speed over the two seconds around it, within about 0.3 m/s, and
 /// the heading within a few degrees once it moves at walking pace.
 fn doppler(plan: &Plan, t: f64, rng: &mut ChaCha8Rng, unit: &Normal<f64>) -> (f64, Option<f64>) {
-    let (a, b) = (plan.state_at((t - 1.0).max(0.0)).position, plan.state_at(t + 1.0).position);
+    let (a, b) = (
+        plan.state_at((t - 1.0).max(0.0)).position,
+        plan.state_at(t + 1.0).position,
+    );
     let metres = distance_m(a, b);
     let speed = (metres / 2.0 + 0.3 * unit.sample(rng)).max(0.0);
     let heading = (metres >= 2.0).then(|| {

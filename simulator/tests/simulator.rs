@@ -115,8 +115,16 @@ fn a_shared_ride_is_an_encounter_of_minutes_without_intent() {
             })
         })
         .count();
-    assert!(rides >= 3, "{rides} of 4 pairs shared a ride: {:?}", r.truth);
-    assert!(r.truth.iter().all(|t| !t.intent), "no intent: {:?}", r.truth);
+    assert!(
+        rides >= 3,
+        "{rides} of 4 pairs shared a ride: {:?}",
+        r.truth
+    );
+    assert!(
+        r.truth.iter().all(|t| !t.intent),
+        "no intent: {:?}",
+        r.truth
+    );
 }
 
 fn ms(hhmmss: &str) -> i64 {

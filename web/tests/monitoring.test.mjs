@@ -106,6 +106,11 @@ describe('monitoring room', { concurrency: false }, () => {
       assert.ok(b && b.x >= mapBox.x && b.x + b.width <= mapBox.x + mapBox.width && b.y >= mapBox.y && b.y + b.height <= mapBox.y + mapBox.height,
         `${role} marker inside the map: ${JSON.stringify(b)} in ${JSON.stringify(mapBox)}`);
     }
+    // How they move: he drove up and stands beside her, which the police hear of.
+    const movement = page.locator(tid('alert-movement'));
+    await movement.waitFor();
+    assert.match(await movement.getAttribute('data-reading'), /^(approach|together)$/);
+    assert.match(await movement.innerText(), /^(Approach|Together)/);
     assert.equal(await page.locator(`[data-party="offender"]`).getAttribute('data-party-device'), OFF);
     assert.equal(await page.locator(`[data-party="protected"]`).getAttribute('data-party-device'), VIC);
     // A redraw fades the old distance label out over 200 ms: wait for the one left.

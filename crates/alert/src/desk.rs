@@ -25,9 +25,8 @@ use std::collections::{BTreeSet, HashMap, VecDeque};
 use jiff::Timestamp;
 use kordon_core::geodesy::distance_m;
 use kordon_core::{
-    Reading,
     Case, CaseId, Certainty, Coordinator, DeviceId, EpisodeId, Event, EventKind, Language, Phase,
-    RiskLevel, Role, Rule,
+    Reading, RiskLevel, Role, Rule,
 };
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
@@ -591,8 +590,8 @@ impl AlertDesk {
         let reading = event.context.map(|c| c.reading);
         // An episode the police never heard of does not reach them by its
         // clearing (a car that passed her and is gone).
-        let pages = event.phase != Phase::Cleared
-            && Self::needs_police(event.kind, case.risk, reading);
+        let pages =
+            event.phase != Phase::Cleared && Self::needs_police(event.kind, case.risk, reading);
         if record.needs_police || pages {
             let first = !record.needs_police;
             record.needs_police = true;

@@ -5,9 +5,8 @@
 
 use jiff::Timestamp;
 use kordon_core::{
-    ProximityContext,
     CaseId, Certainty, ClearReason, DeviceId, EpisodeId, Event, EventKind, OrderId, PositionReport,
-    RiskLevel, Role, Severity,
+    ProximityContext, RiskLevel, Role, Severity,
 };
 use serde::{Deserialize, Serialize};
 

@@ -67,7 +67,10 @@ impl Room {
 
     fn fix_with_accuracy(&mut self, device: &str, north_m: f64, accuracy_m: f64, s: i64) {
         let lat = HOME.0 + north_m / 111_195.0;
-        self.send(Fix::new(DeviceId::new(device), t(s), lat, HOME.1, accuracy_m), s);
+        self.send(
+            Fix::new(DeviceId::new(device), t(s), lat, HOME.1, accuracy_m),
+            s,
+        );
     }
 
     /// A fix whose receiver says it stands still: he arrived (kordon does

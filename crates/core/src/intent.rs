@@ -385,16 +385,26 @@ mod tests {
         now.heading_deg = Some(90.0);
         let m = movement(&[point(0, 0.0, 0.0, 5.0)], &now, 120.0);
         let recent = m.recent.unwrap();
-        assert_eq!((recent.speed_mps, recent.course_deg), (Some(3.0).unwrap(), Some(90.0)));
+        assert_eq!(
+            (recent.speed_mps, recent.course_deg),
+            (Some(3.0).unwrap(), Some(90.0))
+        );
         assert_eq!(m.sustained, None, "the device's own speed is its speed now");
-        let m = movement(&[point(0, 0.0, 0.0, 5.0)], &point(600, 0.0, 150.0, 5.0), 120.0);
+        let m = movement(
+            &[point(0, 0.0, 0.0, 5.0)],
+            &point(600, 0.0, 150.0, 5.0),
+            120.0,
+        );
         assert_eq!(m, Movement::default());
     }
 
     #[test]
     fn a_walk_is_proven_over_the_window_when_one_interval_cannot() {
         // 1.4 m/s north, fixes every 10 s good to 5 m.
-        let earlier: Vec<_> = (0..6).rev().map(|k| point(10 * k, 0.0, 14.0 * k as f64, 5.0)).collect();
+        let earlier: Vec<_> = (0..6)
+            .rev()
+            .map(|k| point(10 * k, 0.0, 14.0 * k as f64, 5.0))
+            .collect();
         let m = movement(&earlier, &point(60, 0.0, 84.0, 5.0), 120.0);
         assert!(m.recent.unwrap().speed_mps < 0.5, "{m:?}");
         let walk = m.best().unwrap();
@@ -415,7 +425,10 @@ mod tests {
 
     fn still() -> Movement {
         Movement {
-            recent: Some(Motion { speed_mps: 0.0, course_deg: None }),
+            recent: Some(Motion {
+                speed_mps: 0.0,
+                course_deg: None,
+            }),
             sustained: None,
         }
     }
@@ -430,7 +443,15 @@ mod tests {
 
     fn reading_after(his: Movement, hers: Movement, last: LastReading) -> ProximityContext {
         // She is 150 m north of him.
-        read(his, hers, at(0.0, 0.0), at(0.0, 150.0), 150.0, last, &EngineConfig::default())
+        read(
+            his,
+            hers,
+            at(0.0, 0.0),
+            at(0.0, 150.0),
+            150.0,
+            last,
+            &EngineConfig::default(),
+        )
     }
 
     #[test]
@@ -439,10 +460,22 @@ mod tests {
             passing: true,
             ..LastReading::default()
         };
-        assert_eq!(reading_after(moving(4.0, 90.0), still(), passing).reading, Reading::Passing);
-        assert_eq!(reading_of(moving(4.0, 90.0), still(), 0).reading, Reading::Together);
-        assert_eq!(reading_after(moving(1.0, 0.0), still(), passing).reading, Reading::Approach);
-        assert_eq!(reading_after(still(), still(), passing).reading, Reading::Together);
+        assert_eq!(
+            reading_after(moving(4.0, 90.0), still(), passing).reading,
+            Reading::Passing
+        );
+        assert_eq!(
+            reading_of(moving(4.0, 90.0), still(), 0).reading,
+            Reading::Together
+        );
+        assert_eq!(
+            reading_after(moving(1.0, 0.0), still(), passing).reading,
+            Reading::Approach
+        );
+        assert_eq!(
+            reading_after(still(), still(), passing).reading,
+            Reading::Together
+        );
     }
 
     #[test]
@@ -473,8 +506,13 @@ mod tests {
     #[test]
     fn standing_close_or_walking_away_is_together() {
         assert_eq!(reading_of(still(), still(), 0).reading, Reading::Together);
-        assert_eq!(reading_of(moving(1.2, 180.0), still(), 0).reading, Reading::Together);
-        let away = reading_of(moving(1.2, 180.0), still(), 0).closing_speed_mps.unwrap();
+        assert_eq!(
+            reading_of(moving(1.2, 180.0), still(), 0).reading,
+            Reading::Together
+        );
+        let away = reading_of(moving(1.2, 180.0), still(), 0)
+            .closing_speed_mps
+            .unwrap();
         assert!((away + 1.2).abs() < 1e-9, "{away}");
     }
 

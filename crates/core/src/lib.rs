@@ -32,8 +32,8 @@ pub use engine::{
     check_fix, BanHit, BanKind, CaseRejected, Disposition, Engine, FixOutcome, InputError,
     NearbyDevice, PositionRequest, SnapshotError,
 };
-pub use intent::{ProximityContext, Reading};
 pub use episode::{ClearReason, EpisodeId, Event, EventKind, Phase, PositionReport, Severity};
+pub use intent::{ProximityContext, Reading};
 pub use model::{
     Case, CaseId, Coordinator, DeviceId, Fix, GpsState, Input, Language, Offender, Order, OrderId,
     PersonId, ProtectedPerson, RiskLevel, Role, Rule, Status, StrapState, ZoneGeometry,

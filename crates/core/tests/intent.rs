@@ -23,7 +23,10 @@ fn breaches(events: &[Event]) -> Vec<&Event> {
 }
 
 fn reading(event: &Event) -> Reading {
-    event.context.expect("a contact-ban alert carries its context").reading
+    event
+        .context
+        .expect("a contact-ban alert carries its context")
+        .reading
 }
 
 /// Her standing at the origin; him driving north at 12.5 m/s along a road
@@ -56,7 +59,10 @@ fn a_car_passing_her_reads_as_passing_throughout() {
     );
     let context = breach[0].context.unwrap();
     assert!(context.offender_speed_mps.unwrap() > 10.0, "{context:?}");
-    assert!(context.closing_speed_mps.unwrap() > 5.0, "he still closes on her: {context:?}");
+    assert!(
+        context.closing_speed_mps.unwrap() > 5.0,
+        "he still closes on her: {context:?}"
+    );
     assert!(context.time_to_contact_s.is_some());
 }
 
@@ -72,7 +78,10 @@ fn a_car_that_stops_beside_her_is_read_anew_at_once() {
         .find(|e| !reading(e).waits_for_police())
         .expect("a reading that pages the police");
     assert_eq!(anew.phase, Phase::Updated);
-    assert!(matches!(reading(anew), Reading::Together | Reading::Approach));
+    assert!(matches!(
+        reading(anew),
+        Reading::Together | Reading::Approach
+    ));
     assert_eq!(anew.id, breach[0].id, "the same episode");
     // At 75 m north of her from his eighth fix on: the ninth shows him still.
     let first_stop = 5 + 10 * 8;
@@ -91,10 +100,18 @@ fn walking_up_to_her_is_an_approach_from_the_first_breach() {
     let mut events = Vec::new();
     for k in 0..30 {
         let north = -400.0 + 14.0 * k as f64;
-        events.extend(feed(&mut e, fix("OFF-7", 5 + k * 10, offset(0.0, north), 5.0)));
+        events.extend(feed(
+            &mut e,
+            fix("OFF-7", 5 + k * 10, offset(0.0, north), 5.0),
+        ));
     }
     let breach = breaches(&events);
-    assert_eq!(reading(breach[0]), Reading::Approach, "{:?}", breach[0].context);
+    assert_eq!(
+        reading(breach[0]),
+        Reading::Approach,
+        "{:?}",
+        breach[0].context
+    );
     let bearing = breach[0].context.unwrap().bearing_off_deg.unwrap();
     assert!(bearing < 5.0, "straight at her: {bearing}");
 }
@@ -131,7 +148,10 @@ fn the_same_tram_is_co_travel_counted_over_fixes_and_ends_when_they_get_off_toge
         .max()
         .unwrap();
     assert!(most >= 1, "counted over fixes");
-    let off = breach.iter().find(|e| !reading(e).waits_for_police()).expect("read anew");
+    let off = breach
+        .iter()
+        .find(|e| !reading(e).waits_for_police())
+        .expect("read anew");
     // Walking behind her towards her: an approach, and the police hear of it.
     assert_eq!(reading(off), Reading::Approach);
     assert!(off.at >= at(105), "not before they got off: {}", off.at);
@@ -146,7 +166,10 @@ fn zones_carry_no_context() {
     )]);
     let mut events = Vec::new();
     for k in 0..10 {
-        events.extend(feed(&mut e, fix("OFF-8", k * 10, offset(0.0, 300.0 - 40.0 * k as f64), 5.0)));
+        events.extend(feed(
+            &mut e,
+            fix("OFF-8", k * 10, offset(0.0, 300.0 - 40.0 * k as f64), 5.0),
+        ));
     }
     assert!(events.iter().any(|e| e.kind == EventKind::ZoneBreach));
     assert!(events.iter().all(|e| e.context.is_none()));
@@ -162,19 +185,36 @@ fn a_car_that_goes_silent_beside_her_pages_the_police_by_the_clock() {
     let mut events = Vec::new();
     for k in 0..6 {
         let north = -695.0 + 125.0 * k as f64;
-        events.extend(feed(&mut e, fix("OFF-7", 5 + k * 10, offset(30.0, north), 6.0)));
+        events.extend(feed(
+            &mut e,
+            fix("OFF-7", 5 + k * 10, offset(30.0, north), 6.0),
+        ));
     }
     let last_fix = 5 + 5 * 10;
     assert_eq!(reading(breaches(&events).last().unwrap()), Reading::Passing);
     let wait = i64::from(kordon_core::EngineConfig::default().passing_wait_s);
-    assert!(e.tick(at(last_fix + wait - 1)).iter().all(|e| e.context.is_none()));
+    assert!(e
+        .tick(at(last_fix + wait - 1))
+        .iter()
+        .all(|e| e.context.is_none()));
     let ticked = e.tick(at(last_fix + wait));
     let anew = breaches(&ticked);
     assert_eq!(anew.len(), 1, "{ticked:?}");
     assert_eq!(reading(anew[0]), Reading::Unclear);
     assert_eq!(anew[0].phase, Phase::Updated);
-    assert!(anew[0].offender.is_some() && anew[0].protected.is_some(), "both positions for the police");
+    assert!(
+        anew[0].offender.is_some() && anew[0].protected.is_some(),
+        "both positions for the police"
+    );
     // Her next fix does not make him passing again on his old fix.
-    let hers = feed(&mut e, fix("VIC-7", last_fix + wait + 5, offset(0.0, 0.0), 8.0));
-    assert!(breaches(&hers).iter().all(|e| !reading(e).waits_for_police()), "{hers:?}");
+    let hers = feed(
+        &mut e,
+        fix("VIC-7", last_fix + wait + 5, offset(0.0, 0.0), 8.0),
+    );
+    assert!(
+        breaches(&hers)
+            .iter()
+            .all(|e| !reading(e).waits_for_police()),
+        "{hers:?}"
+    );
 }

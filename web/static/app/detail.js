@@ -122,6 +122,7 @@ export class AlertDetail {
       ...fact(t('detail.order'), a.order),
       ...fact(t('detail.device'), a.device ? `${a.device} (${t('role.' + a.role, null, a.role || '')})` : null),
       ...fact(t('detail.distance'), a.distance_m !== undefined && a.distance_m !== null ? fmtMetres(a.distance_m) : null),
+      ...fact(t('detail.movement'), movement(a.context)),
       ...fact(t('detail.onset'), fmtFull(a.onset)),
       ...fact(t('detail.raised'), a.raised_at ? fmtFull(a.raised_at) : null),
       h('dt', t('detail.waiting')), this.since,
@@ -243,4 +244,18 @@ export class AlertDetail {
   destroy() {
     clearInterval(this.timer);
   }
+}
+
+/**
+ * How the two move (a contact-ban alert's `context`, docs/mqtt.md): the
+ * reading first (it says whether the police wait), then his speed and the
+ * time to contact when they close.
+ */
+function movement(c) {
+  if (!c || !c.reading) return null;
+  const parts = [t('reading.' + c.reading, null, c.reading)];
+  if (Number.isFinite(c.offender_speed_mps)) parts.push(t('detail.his_speed', { v: Math.round(c.offender_speed_mps * 3.6) }));
+  if (Number.isFinite(c.time_to_contact_s)) parts.push(t('detail.contact_in', { t: fmtDuration(c.time_to_contact_s) }));
+  if (c.co_travel_fixes > 1) parts.push(t('detail.co_travel_fixes', { n: c.co_travel_fixes }));
+  return h('span', { 'data-testid': 'alert-movement', 'data-reading': c.reading }, parts.join(' · '));
 }

@@ -270,7 +270,12 @@ export class Device {
   }
 }
 
-/** Points from `from` straight toward `to`, every `step` m, the last `stop` m short of it. */
+/**
+ * Points from `from` straight toward `to`, every `step` m, the last `stop` m
+ * short of it, where he arrives: that point twice, standing. (At 50 m/s a
+ * man still moving reads as passing by, and the police wait for a fix that
+ * shows him stopped; see docs/mqtt.md, "Passing by".)
+ */
 export function approach(from, to, { step = 100, stop = 100 } = {}) {
   const total = distanceM(from, to);
   const points = [];
@@ -281,6 +286,7 @@ export function approach(from, to, { step = 100, stop = 100 } = {}) {
   const f = (total - stop) / total;
   const last = { lat: +(from.lat + (to.lat - from.lat) * f).toFixed(6), lon: +(from.lon + (to.lon - from.lon) * f).toFixed(6) };
   if (distanceM(points[points.length - 1], last) > 1) points.push(last);
+  points.push(last);
   return points;
 }
 

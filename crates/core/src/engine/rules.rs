@@ -367,7 +367,14 @@ pub(super) fn end_police_wait(
     };
     open.reported_reading = Some(Reading::Unclear);
     let episode = open.clone();
-    let mut event = order_event(case, &case.orders[i], &episode, Transition::Updated, now, None);
+    let mut event = order_event(
+        case,
+        &case.orders[i],
+        &episode,
+        Transition::Updated,
+        now,
+        None,
+    );
     event.context = Some(ProximityContext::unclear());
     events.push(event);
 }

@@ -95,10 +95,10 @@ pub fn deadlines(
             Record::Event { event, .. } => {
                 if let Some(a) = alerts.get_mut(&event.id.to_string()) {
                     if AlertDesk::needs_police(
-                    event.kind,
-                    risk(&event.case),
-                    event.context.map(|c| c.reading),
-                ) {
+                        event.kind,
+                        risk(&event.case),
+                        event.context.map(|c| c.reading),
+                    ) {
                         a.police = true;
                     }
                     // The alert at its worst: a warning that became a breach.
@@ -406,6 +406,7 @@ mod tests {
             offender: None,
             protected: None,
             reason: None,
+            context: None,
         };
         (s as u64, Record::Event { event, at: at(s) })
     }
