@@ -200,6 +200,22 @@ impl RoadGraph {
             .map(|n| NodeIndex::new(n.data as usize))
     }
 
+    /// The node nearest `p` on a way a car may use: where a car passes a
+    /// place (a place on a cycle path is reached on foot, the car parked).
+    pub fn nearest_drivable(&self, p: LonLat) -> Option<NodeIndex> {
+        self.nodes
+            .nearest_neighbor_iter(&p)
+            .map(|n| NodeIndex::new(n.data as usize))
+            .take(500)
+            .find(|&n| {
+                self.is_routable(n)
+                    && self
+                        .graph
+                        .edges(n)
+                        .any(|e| Mode::Car.may_use(e.weight().class))
+            })
+    }
+
     pub fn is_routable(&self, n: NodeIndex) -> bool {
         self.component[n.index()] == self.largest
     }

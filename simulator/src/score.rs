@@ -757,9 +757,16 @@ fn police_reach(
     lines: &[Line],
     episodes: &BTreeMap<String, Episode>,
 ) -> PoliceReach {
-    // Each police episode's first message: its case (from the monitoring
-    // room's copy), family and time.
-    let mut first: HashMap<&str, (&str, Option<Family>, i64)> = HashMap::new();
+    // Each police episode: its case (from the monitoring room's copy),
+    // family, first message and end (its police clearing, else the
+    // monitoring room's, else never).
+    struct Paged<'a> {
+        case: &'a str,
+        family: Option<Family>,
+        first_ms: i64,
+        end_ms: i64,
+    }
+    let mut police: HashMap<&str, Paged> = HashMap::new();
     for line in lines {
         let Line::Other(o) = line else { continue };
         let (Audience::Police, Some(id), Some(ts)) = (&o.audience, o.id.as_deref(), o.ts) else {
@@ -768,24 +775,31 @@ fn police_reach(
         let Some(episode) = episodes.get(id) else {
             continue;
         };
-        let family = o.kind.as_deref().and_then(|k| family(k, None));
         let ts = ts.as_millisecond();
-        first
-            .entry(id)
-            .and_modify(|f| f.2 = f.2.min(ts))
-            .or_insert((episode.case.as_str(), family, ts));
+        let p = police.entry(id).or_insert_with(|| Paged {
+            case: episode.case.as_str(),
+            family: o.kind.as_deref().and_then(|k| family(k, None)),
+            first_ms: ts,
+            end_ms: episode.end_ms(),
+        });
+        p.first_ms = p.first_ms.min(ts);
+        if o.event.as_deref() == Some("cleared") {
+            p.end_ms = p.end_ms.min(ts);
+        }
     }
+    // When the police first knew of an episode of the truth's kind that
+    // overlaps it (with the detection slack).
     let paged = |t: &Truth| {
         let fam = truth_family(t.kind);
-        first
+        police
             .values()
-            .filter(|(case, family, ts)| {
-                *case == t.case
-                    && *family == Some(fam)
-                    && *ts <= t.end_ms + AFTER_MS
-                    && *ts >= t.start_ms - BEFORE_MS
+            .filter(|p| {
+                p.case == t.case
+                    && p.family == Some(fam)
+                    && p.first_ms <= t.end_ms + AFTER_MS
+                    && p.end_ms >= t.start_ms - BEFORE_MS
             })
-            .map(|f| f.2)
+            .map(|p| p.first_ms)
             .min()
     };
     let mut reach = PoliceReach {
@@ -1480,6 +1494,169 @@ mod tests {
             addressed(&warn("VIC-0001"), "zz", "opened", "tamper", "21:00:00"),
         ]
         .join("\n")
+    }
+
+    #[test]
+    fn the_police_reach_of_scripted_truths_and_encounters() {
+        let mut r = recording();
+        let truth = |case: &str, kind, from: &str, to: &str, intent, incident: &str| Truth {
+            case: case.into(),
+            kind,
+            start_ms: ms(from),
+            end_ms: ms(to),
+            intent,
+            incident: Some(incident.into()),
+            fix_interval_s: 10.0,
+        };
+        r.truth = vec![
+            // Paged 20 s after the onset: two fix intervals.
+            truth(
+                "SIM-0001",
+                TruthKind::Zone,
+                "10:00:00",
+                "10:04:00",
+                true,
+                "approach_home",
+            ),
+            // Paged before it began, by an episode still open: no delay.
+            truth(
+                "SIM-0001",
+                TruthKind::Proximity,
+                "11:00:00",
+                "11:05:00",
+                true,
+                "follow",
+            ),
+            // Never paged.
+            truth(
+                "SIM-0001",
+                TruthKind::Proximity,
+                "18:00:00",
+                "18:05:00",
+                true,
+                "follow",
+            ),
+            // A passing-by the police heard of, one they did not.
+            truth(
+                "SIM-0002",
+                TruthKind::Encounter,
+                "12:00:00",
+                "12:01:00",
+                false,
+                "pass_by",
+            ),
+            truth(
+                "SIM-0002",
+                TruthKind::Encounter,
+                "14:00:00",
+                "14:01:00",
+                false,
+                "pass_by",
+            ),
+            // A shared ride the police did not hear of.
+            truth(
+                "SIM-0002",
+                TruthKind::Encounter,
+                "16:00:00",
+                "16:10:00",
+                false,
+                "co_travel",
+            ),
+        ];
+        let police = POLICE_TOPIC;
+        let text = [
+            monitoring("z", "opened", "zone_breach", "SIM-0001", "10:00:00", ""),
+            addressed(police, "z", "opened", "zone_breach", "10:00:20"),
+            monitoring("z", "cleared", "zone_breach", "SIM-0001", "10:06:00", ""),
+            monitoring(
+                "f",
+                "opened",
+                "proximity_breach",
+                "SIM-0001",
+                "10:40:00",
+                "",
+            ),
+            addressed(police, "f", "opened", "proximity_breach", "10:40:00"),
+            monitoring(
+                "f",
+                "cleared",
+                "proximity_breach",
+                "SIM-0001",
+                "11:10:00",
+                "",
+            ),
+            monitoring(
+                "g",
+                "opened",
+                "proximity_breach",
+                "SIM-0001",
+                "18:00:00",
+                "",
+            ),
+            monitoring(
+                "p",
+                "opened",
+                "proximity_breach",
+                "SIM-0002",
+                "12:00:00",
+                "",
+            ),
+            addressed(police, "p", "updated", "proximity_breach", "12:00:30"),
+            monitoring(
+                "p",
+                "cleared",
+                "proximity_breach",
+                "SIM-0002",
+                "12:03:00",
+                "",
+            ),
+            monitoring(
+                "q",
+                "opened",
+                "proximity_breach",
+                "SIM-0002",
+                "14:00:00",
+                "",
+            ),
+            monitoring(
+                "q",
+                "cleared",
+                "proximity_breach",
+                "SIM-0002",
+                "14:03:00",
+                "",
+            ),
+            monitoring(
+                "c",
+                "opened",
+                "proximity_breach",
+                "SIM-0002",
+                "16:00:00",
+                "",
+            ),
+            monitoring(
+                "c",
+                "cleared",
+                "proximity_breach",
+                "SIM-0002",
+                "16:12:00",
+                "",
+            ),
+        ]
+        .join("\n");
+        let s = score(&r, &read_alerts(&text).unwrap());
+        assert_eq!((s.scripted_to_police, s.scripted_police_missed), (2, 1));
+        assert_eq!(s.scripted_police_delay_p95_fix_intervals, Some(2.0));
+        assert_eq!(s.police_missed_list.len(), 1);
+        assert!(
+            s.police_missed_list[0].contains("18:00:00"),
+            "{:?}",
+            s.police_missed_list
+        );
+        assert_eq!((s.pass_by_encounters, s.pass_by_to_police), (2, 1));
+        assert_eq!(s.pass_by_police_share, Some(0.5));
+        assert_eq!((s.co_travel_encounters, s.co_travel_to_police), (1, 0));
+        assert_eq!(s.co_travel_police_share, Some(0.0));
     }
 
     #[test]

@@ -310,8 +310,12 @@ fn make_pair(
                     let vw = world.point(v_work);
                     let a = world.place_near(rng, vw, 1200.0, 2000.0);
                     let b = world.place_near(rng, vw, 1200.0, 2000.0);
+                    // Past her workplace on the road nearest it: a car
+                    // routed to the place itself would be walked down a
+                    // cycle path at her door (see `RoadGraph::route`).
+                    let past = world.graph.nearest_drivable(vw).unwrap_or(v_work);
                     plan.go(world, a, Mode::Car);
-                    plan.go(world, v_work, Mode::Car);
+                    plan.go(world, past, Mode::Car);
                     plan.go(world, b, Mode::Car);
                     plan.go(world, o_work, Mode::Car);
                     script = Some((start, plan.end()));
@@ -457,37 +461,57 @@ struct Ride {
 
 fn shared_ride(plan: &Plan, after: f64) -> Option<Ride> {
     let (leave, arrive) = first_journey_after(plan, after)?;
-    let leg = plan
-        .legs
-        .iter()
-        .filter_map(|l| match l {
-            crate::world::Leg::Move {
-                from,
-                to,
-                points,
-                times,
-                mode,
-            } if *from >= leave && *to <= arrive && *mode != Mode::Foot => {
-                Some((to - from, points, times, *mode))
+    // Her stretches in a vehicle (segments faster than 4 m/s), the longest.
+    let mut best: Option<Ride> = None;
+    let span = |times: &[f64]| times.last().map_or(0.0, |l| l - times[0]);
+    for leg in &plan.legs {
+        let crate::world::Leg::Move {
+            from,
+            to,
+            points,
+            times,
+            mode,
+        } = leg
+        else {
+            continue;
+        };
+        if *from < leave || *to > arrive || *mode == Mode::Foot {
+            continue;
+        }
+        let mut run: Vec<usize> = Vec::new();
+        for k in 1..=points.len() {
+            let fast = k < points.len()
+                && distance_m(points[k - 1], points[k]) / (times[k] - times[k - 1]).max(0.05) > 4.0;
+            if fast {
+                if run.is_empty() {
+                    run.push(k - 1);
+                }
+                run.push(k);
+                continue;
             }
-            _ => None,
-        })
-        .max_by(|a, b| a.0.total_cmp(&b.0))?;
-    let (duration, points, times, mode) = leg;
-    if duration < 300.0 {
-        return None;
+            let run_times: Vec<f64> = run.iter().map(|&i| times[i]).collect();
+            if span(&run_times) > best.as_ref().map_or(0.0, |b| span(&b.times)) {
+                best = Some(Ride {
+                    points: run.iter().map(|&i| points[i]).collect(),
+                    times: run_times,
+                    mode: *mode,
+                });
+            }
+            run.clear();
+        }
     }
-    let (a, b) = (times[0] + 0.25 * duration, times[0] + 0.75 * duration);
-    let keep: Vec<usize> = (0..points.len())
-        .filter(|&i| times[i] >= a && times[i] <= b)
+    // Its middle half: he joins after she set off and leaves before she
+    // arrives.
+    let ride = best.filter(|r| span(&r.times) >= 300.0)?;
+    let (start, end) = (ride.times[0], ride.times[ride.times.len() - 1]);
+    let (a, b) = (start + 0.25 * (end - start), start + 0.75 * (end - start));
+    let keep: Vec<usize> = (0..ride.points.len())
+        .filter(|&i| ride.times[i] >= a && ride.times[i] <= b)
         .collect();
-    if keep.len() < 3 {
-        return None;
-    }
-    Some(Ride {
-        points: keep.iter().map(|&i| points[i]).collect(),
-        times: keep.iter().map(|&i| times[i]).collect(),
-        mode,
+    (keep.len() >= 3).then(|| Ride {
+        points: keep.iter().map(|&i| ride.points[i]).collect(),
+        times: keep.iter().map(|&i| ride.times[i]).collect(),
+        mode: ride.mode,
     })
 }
 
@@ -504,15 +528,23 @@ fn ride_along(
     day: f64,
 ) {
     let start = ride.times[0] + rng.random_range(-8.0..8.0);
-    plan.stay_until(start - 2.0 * 3600.0, true);
-    if let Some(stop) = world.graph.nearest(ride.points[0]) {
-        plan.go(world, stop, Mode::Car);
-    }
-    plan.travel(
-        vec![plan.position(), ride.points[0]],
-        &[0.0, 1.4],
-        Mode::Foot,
-    );
+    // Setting off in time to wait a few minutes where he joins her route.
+    let to_the_stop = |plan: &mut Plan| {
+        if let Some(stop) = world.graph.nearest(ride.points[0]) {
+            plan.go(world, stop, Mode::Car);
+        }
+        plan.travel(
+            vec![plan.position(), ride.points[0]],
+            &[0.0, 1.4],
+            Mode::Foot,
+        );
+    };
+    let mut trial = plan.clone();
+    let set_off = trial.end();
+    to_the_stop(&mut trial);
+    let journey = trial.end() - set_off;
+    plan.stay_until(start - journey - rng.random_range(60.0..240.0), true);
+    to_the_stop(plan);
     plan.stay_until(start, false);
     let mut speeds = vec![0.0];
     for k in 1..ride.points.len() {

@@ -127,7 +127,7 @@ impl Motion {
 }
 
 /// Below this a course means nothing, m/s.
-const STANDING_MPS: f64 = 0.5;
+pub const STANDING_MPS: f64 = 0.5;
 
 /// A party's movement at a fix, read two ways: over the last interval
 /// (`recent`: what it does now, the only one that may make the police
@@ -259,7 +259,7 @@ impl ProximityContext {
 
 /// Reads the closeness of him at `his_position` and her at `her_position`,
 /// after the pair's `last` reading. Only recent movement makes the police
-/// wait: passing (they pass each other at a vehicle's speed; once passing,
+/// wait: passing (they pass each other at a vehicle's speed; once waiting,
 /// until it falls below `passing_slowest_mps`: a car slowing at a corner
 /// is still passing, one that stops is not) or co-travel.
 pub fn read(
@@ -316,7 +316,9 @@ pub fn read(
     if closing > STANDING_MPS {
         context.time_to_contact_s = Some(distance_m.max(0.0) / closing);
     }
-    let passing_speed = if last.passing {
+    // Once the police wait (passing, or travelling together until a car
+    // overtakes a bike), they go on waiting until the two slow down.
+    let passing_speed = if last.passing || last.co_travel_fixes > 0 {
         config.passing_slowest_mps
     } else {
         config.passing_speed_mps
@@ -474,6 +476,21 @@ mod tests {
         );
         assert_eq!(
             reading_after(still(), still(), passing).reading,
+            Reading::Together
+        );
+    }
+
+    #[test]
+    fn a_car_overtaking_her_bike_after_riding_with_her_still_waits() {
+        let riding = LastReading {
+            co_travel_fixes: 4,
+            ..LastReading::default()
+        };
+        // 12 and 7 m/s the same way: not together, 5 m/s apart.
+        let c = reading_after(moving(12.0, 160.0), moving(7.0, 170.0), riding);
+        assert_eq!(c.reading, Reading::Passing);
+        assert_eq!(
+            reading_of(moving(12.0, 160.0), moving(7.0, 170.0), 0).reading,
             Reading::Together
         );
     }

@@ -27,7 +27,7 @@ use crate::decision::{disc_in_area, Assessment, Certainty};
 use crate::episode::{ClearReason, EpisodeId, Event, EventKind, Phase, PositionReport, Succession};
 use crate::geodesy::Ecef;
 use crate::index::{OrderRef, PositionIndex, ZoneIndex};
-use crate::intent::{LastReading, Movement, ProximityContext, Reading, TrackPoint};
+use crate::intent::{LastReading, Movement, ProximityContext, Reading, TrackPoint, STANDING_MPS};
 use crate::model::{
     Case, CaseId, DeviceId, Fix, GpsState, Input, OrderId, RiskLevel, Role, Rule, Status,
     StrapState,

@@ -304,7 +304,8 @@ pub(super) fn decide_order(
 
 /// Reads how a contact ban's pair is close ([`crate::intent`]) after its
 /// `last` reading, which it then updates. His fix older than
-/// `passing_wait_s` says nothing of how he moves now.
+/// `passing_wait_s` may show him standing (a bracelet that stands reports
+/// less often), never moving: he may have stopped since.
 fn read_closeness(
     config: &EngineConfig,
     last: &mut LastReading,
@@ -313,11 +314,15 @@ fn read_closeness(
     distance_m: f64,
 ) -> ProximityContext {
     let now = his.ts.max(hers.ts);
-    let his_movement = if seconds_between(his.ts, now) > f64::from(config.passing_wait_s) {
-        Movement::default()
-    } else {
-        his_device.movement_at(his.ts, config)
-    };
+    let mut his_movement = his_device.movement_at(his.ts, config);
+    let stale = seconds_between(his.ts, now) > f64::from(config.passing_wait_s);
+    if stale
+        && his_movement
+            .best()
+            .is_none_or(|m| m.speed_mps >= STANDING_MPS)
+    {
+        his_movement = Movement::default();
+    }
     let context = crate::intent::read(
         his_movement,
         her_device.movement_at(hers.ts, config),
