@@ -204,8 +204,10 @@ fn angle_between(a: f64, b: f64) -> f64 {
     d.min(360.0 - d)
 }
 
-/// Whether both move the same way at about the same speed.
-fn moving_together(his: &Motion, hers: &Motion, config: &EngineConfig) -> bool {
+/// Whether both move the same way at about the same speed. Once they do
+/// (`already`), twice the course and half again the speed ratio keep them
+/// together: their fixes are seconds apart on a winding road or track.
+fn moving_together(his: &Motion, hers: &Motion, already: bool, config: &EngineConfig) -> bool {
     let (Some(a), Some(b)) = (his.course_deg, hers.course_deg) else {
         return false;
     };
@@ -214,28 +216,38 @@ fn moving_together(his: &Motion, hers: &Motion, config: &EngineConfig) -> bool {
     } else {
         (hers.speed_mps, his.speed_mps)
     };
-    slow >= config.co_travel_min_speed_mps
-        && fast <= slow * config.co_travel_speed_ratio
-        && angle_between(a, b) <= config.co_travel_max_course_deg
+    let (course, ratio) = if already {
+        (
+            2.0 * config.co_travel_max_course_deg,
+            1.5 * config.co_travel_speed_ratio,
+        )
+    } else {
+        (
+            config.co_travel_max_course_deg,
+            config.co_travel_speed_ratio,
+        )
+    };
+    slow >= config.co_travel_min_speed_mps && fast <= slow * ratio && angle_between(a, b) <= course
 }
 
 /// What the last reading of a pair left for the next one: a count of
 /// fixes travelling together, whether they were passing each other, and
-/// the time of his fix it read (a wait for the police lasts only while his
-/// fixes keep coming: `passing_wait_s`).
+/// the time of his fix it read when that showed him moving (a wait for the
+/// police lasts only while a moving man's fixes keep coming:
+/// `passing_wait_s`; a man standing while she passes reports less often).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LastReading {
     pub co_travel_fixes: u32,
     pub passing: bool,
-    pub his_fix: Option<Timestamp>,
+    pub his_moving_fix: Option<Timestamp>,
 }
 
 impl LastReading {
-    pub fn of(context: &ProximityContext, his_fix: Timestamp) -> Self {
+    pub fn of(context: &ProximityContext, his_moving_fix: Option<Timestamp>) -> Self {
         LastReading {
             co_travel_fixes: context.co_travel_fixes,
             passing: context.reading == Reading::Passing,
-            his_fix: Some(his_fix),
+            his_moving_fix,
         }
     }
 }
@@ -272,7 +284,7 @@ pub fn read(
     config: &EngineConfig,
 ) -> ProximityContext {
     let together = match (&his.recent, &hers.recent) {
-        (Some(h), Some(v)) => moving_together(h, v, config),
+        (Some(h), Some(v)) => moving_together(h, v, last.co_travel_fixes > 0, config),
         _ => false,
     };
     let co_travel_fixes = if together {
@@ -463,11 +475,11 @@ mod tests {
             ..LastReading::default()
         };
         assert_eq!(
-            reading_after(moving(4.0, 90.0), still(), passing).reading,
+            reading_after(moving(3.0, 90.0), still(), passing).reading,
             Reading::Passing
         );
         assert_eq!(
-            reading_of(moving(4.0, 90.0), still(), 0).reading,
+            reading_of(moving(3.0, 90.0), still(), 0).reading,
             Reading::Together
         );
         assert_eq!(
@@ -486,11 +498,22 @@ mod tests {
             co_travel_fixes: 4,
             ..LastReading::default()
         };
-        // 12 and 7 m/s the same way: not together, 5 m/s apart.
-        let c = reading_after(moving(12.0, 160.0), moving(7.0, 170.0), riding);
+        // 12 and 5 m/s the same way: not together, 7 m/s apart.
+        let c = reading_after(moving(12.0, 160.0), moving(5.0, 170.0), riding);
         assert_eq!(c.reading, Reading::Passing);
+        // 6 and 3.5 m/s: too far apart in speed to start travelling
+        // together, too close to start passing; the wait goes on.
+        let c = reading_after(moving(6.0, 160.0), moving(3.5, 165.0), riding);
+        assert!(c.reading.waits_for_police(), "{c:?}");
         assert_eq!(
-            reading_of(moving(12.0, 160.0), moving(7.0, 170.0), 0).reading,
+            reading_of(moving(6.0, 160.0), moving(3.5, 165.0), 0).reading,
+            Reading::Together
+        );
+        // Riding on a winding road, their fixes seconds apart: still together.
+        let c = reading_after(moving(4.3, 271.0), moving(3.8, 310.0), riding);
+        assert_eq!((c.reading, c.co_travel_fixes), (Reading::CoTravel, 5));
+        assert_eq!(
+            reading_of(moving(4.3, 271.0), moving(3.8, 310.0), 0).reading,
             Reading::Together
         );
     }

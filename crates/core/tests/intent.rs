@@ -218,3 +218,35 @@ fn a_car_that_goes_silent_beside_her_pages_the_police_by_the_clock() {
         "{hers:?}"
     );
 }
+
+#[test]
+fn a_man_standing_at_a_stop_while_her_bike_passes_is_not_paged_by_the_clock() {
+    // He stands (his bracelet reports once a minute, Doppler speed 0); she
+    // cycles past him at 4.5 m/s, a fix every 15 s.
+    let mut e = engine_with(vec![ban_case()]);
+    let mut events = Vec::new();
+    let mut standing = |e: &mut kordon_core::Engine, t: i64| {
+        let mut f = fix("OFF-7", t, offset(0.0, 0.0), 6.0);
+        f.speed_mps = Some(0.0);
+        feed(e, f)
+    };
+    events.extend(standing(&mut e, 0));
+    for k in 0..12 {
+        let t = 5 + 15 * k;
+        let mut f = fix("VIC-7", t, offset(30.0, -400.0 + 67.5 * k as f64), 6.0);
+        f.speed_mps = Some(4.5);
+        f.heading_deg = Some(0.0);
+        events.extend(feed(&mut e, f));
+        events.extend(e.tick(at(t + 10)));
+        if t % 60 < 15 {
+            events.extend(standing(&mut e, t + 1));
+        }
+    }
+    let breach = breaches(&events);
+    assert!(!breach.is_empty(), "she passed within 200 m");
+    assert!(
+        breach.iter().all(|e| reading(e) == Reading::Passing),
+        "{:?}",
+        breach.iter().map(|e| (e.at, e.context)).collect::<Vec<_>>()
+    );
+}

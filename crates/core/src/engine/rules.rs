@@ -318,7 +318,7 @@ fn read_closeness(
     let stale = seconds_between(his.ts, now) > f64::from(config.passing_wait_s);
     if stale
         && his_movement
-            .best()
+            .recent
             .is_none_or(|m| m.speed_mps >= STANDING_MPS)
     {
         his_movement = Movement::default();
@@ -332,12 +332,16 @@ fn read_closeness(
         *last,
         config,
     );
-    *last = LastReading::of(&context, his.ts);
+    let moving = his_movement
+        .recent
+        .is_some_and(|m| m.speed_mps >= STANDING_MPS);
+    *last = LastReading::of(&context, moving.then_some(his.ts));
     context
 }
 
 /// When the police's wait for a contact ban's open episode ends without a
-/// fix of his (`passing_wait_s` after the last one it read), if it waits.
+/// fix of his (`passing_wait_s` after the last one it read, if that showed
+/// him moving), if it waits.
 pub(super) fn police_wait_ends(config: &EngineConfig, order: &OrderState) -> Option<Timestamp> {
     let waits = order
         .track
@@ -348,7 +352,7 @@ pub(super) fn police_wait_ends(config: &EngineConfig, order: &OrderState) -> Opt
     let CompiledRule::ContactBan { last_reading, .. } = &order.rule else {
         return None;
     };
-    let his_fix = last_reading.his_fix.filter(|_| waits)?;
+    let his_fix = last_reading.his_moving_fix.filter(|_| waits)?;
     Some(after(his_fix, config.passing_wait_s))
 }
 
