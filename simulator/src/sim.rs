@@ -939,9 +939,15 @@ fn pair_truth(config: &SimConfig, pair: &Pair, horizon: f64) -> Vec<Truth> {
     let label = pair.info.incident.clone();
     // What each script means to do: an approach is about her home (and
     // her, if she is in), a follow about her, a curfew break about curfew.
+    let she_is_in = |t: f64| {
+        distance_m(pair.victim.plan.state_at(t).position, pair.victim.home) <= ZONE_RADIUS_M
+    };
     let intent = |kind: TruthKind, from: f64, to: f64| {
         let meant = match pair.info.incident.as_deref() {
-            Some("approach_home") => matches!(kind, TruthKind::Zone | TruthKind::Proximity),
+            // Driving past her on his way there is not the approach.
+            Some("approach_home") => {
+                kind == TruthKind::Zone || (kind == TruthKind::Proximity && she_is_in(from))
+            }
             Some("follow") => matches!(kind, TruthKind::Proximity | TruthKind::Zone),
             Some("curfew_break") => kind == TruthKind::Curfew,
             _ => false,

@@ -587,7 +587,7 @@ impl AlertDesk {
         record.updates += 1;
         record.open = event.phase != Phase::Cleared;
 
-        let reading = event.context.map(|c| c.reading);
+        let reading = event.context.as_ref().map(|c| c.reading);
         // An episode the police never heard of does not reach them by its
         // clearing (a car that passed her and is gone).
         let pages =

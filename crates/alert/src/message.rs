@@ -137,7 +137,7 @@ pub struct AlertMessage {
     pub attention: Attention,
     /// For a contact ban: how the two move ([`kordon_core::intent`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub context: Option<ProximityContext>,
+    pub context: Option<Box<ProximityContext>>,
 }
 
 impl AlertMessage {
@@ -167,7 +167,7 @@ impl AlertMessage {
             acknowledged: None,
             police_acknowledged: None,
             attention: Attention::Information,
-            context: event.context,
+            context: event.context.clone(),
         }
     }
 

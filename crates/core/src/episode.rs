@@ -226,7 +226,8 @@ pub struct Event {
     /// For a contact ban: how the two move, at the fix that decided this
     /// event ([`crate::intent`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub context: Option<ProximityContext>,
+    /// Boxed: most events have none, and journal records hold events.
+    pub context: Option<Box<ProximityContext>>,
 }
 
 /// The episodes of one subject (an order, or one kind of a device's health)

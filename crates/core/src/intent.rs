@@ -399,10 +399,7 @@ mod tests {
         now.heading_deg = Some(90.0);
         let m = movement(&[point(0, 0.0, 0.0, 5.0)], &now, 120.0);
         let recent = m.recent.unwrap();
-        assert_eq!(
-            (recent.speed_mps, recent.course_deg),
-            (Some(3.0).unwrap(), Some(90.0))
-        );
+        assert_eq!((recent.speed_mps, recent.course_deg), (3.0, Some(90.0)));
         assert_eq!(m.sustained, None, "the device's own speed is its speed now");
         let m = movement(
             &[point(0, 0.0, 0.0, 5.0)],

@@ -25,6 +25,7 @@ fn breaches(events: &[Event]) -> Vec<&Event> {
 fn reading(event: &Event) -> Reading {
     event
         .context
+        .as_ref()
         .expect("a contact-ban alert carries its context")
         .reading
 }
@@ -55,9 +56,9 @@ fn a_car_passing_her_reads_as_passing_throughout() {
     assert!(
         breach.iter().all(|e| reading(e) == Reading::Passing),
         "{:?}",
-        breach.iter().map(|e| e.context).collect::<Vec<_>>()
+        breach.iter().map(|e| e.context.clone()).collect::<Vec<_>>()
     );
-    let context = breach[0].context.unwrap();
+    let context = breach[0].context.clone().unwrap();
     assert!(context.offender_speed_mps.unwrap() > 10.0, "{context:?}");
     assert!(
         context.closing_speed_mps.unwrap() > 5.0,
@@ -112,7 +113,7 @@ fn walking_up_to_her_is_an_approach_from_the_first_breach() {
         "{:?}",
         breach[0].context
     );
-    let bearing = breach[0].context.unwrap().bearing_off_deg.unwrap();
+    let bearing = breach[0].context.as_ref().unwrap().bearing_off_deg.unwrap();
     assert!(bearing < 5.0, "straight at her: {bearing}");
 }
 
@@ -143,7 +144,7 @@ fn the_same_tram_is_co_travel_counted_over_fixes_and_ends_when_they_get_off_toge
     assert_eq!(reading(breach[0]), Reading::CoTravel);
     let most = breach
         .iter()
-        .filter_map(|e| e.context)
+        .filter_map(|e| e.context.as_ref())
         .map(|c| c.co_travel_fixes)
         .max()
         .unwrap();
@@ -225,7 +226,7 @@ fn a_man_standing_at_a_stop_while_her_bike_passes_is_not_paged_by_the_clock() {
     // cycles past him at 4.5 m/s, a fix every 15 s.
     let mut e = engine_with(vec![ban_case()]);
     let mut events = Vec::new();
-    let mut standing = |e: &mut kordon_core::Engine, t: i64| {
+    let standing = |e: &mut kordon_core::Engine, t: i64| {
         let mut f = fix("OFF-7", t, offset(0.0, 0.0), 6.0);
         f.speed_mps = Some(0.0);
         feed(e, f)
@@ -247,6 +248,9 @@ fn a_man_standing_at_a_stop_while_her_bike_passes_is_not_paged_by_the_clock() {
     assert!(
         breach.iter().all(|e| reading(e) == Reading::Passing),
         "{:?}",
-        breach.iter().map(|e| (e.at, e.context)).collect::<Vec<_>>()
+        breach
+            .iter()
+            .map(|e| (e.at, e.context.clone()))
+            .collect::<Vec<_>>()
     );
 }

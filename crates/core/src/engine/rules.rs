@@ -296,7 +296,7 @@ pub(super) fn decide_order(
         let order = &case.orders[i];
         let mut event = order_event(case, order, &episode, transition, at, Some(positions));
         if !matches!(transition, Transition::Cleared(_)) {
-            event.context = context;
+            event.context = context.map(Box::new);
         }
         events.push(event);
     }
@@ -384,7 +384,7 @@ pub(super) fn end_police_wait(
         now,
         None,
     );
-    event.context = Some(ProximityContext::unclear());
+    event.context = Some(Box::new(ProximityContext::unclear()));
     events.push(event);
 }
 

@@ -352,7 +352,7 @@ impl DeviceState {
             .filter(|e| e.trusted && e.ts < at)
             .map(Remembered::track_point)
             .collect();
-        earlier.sort_unstable_by(|a, b| b.ts.cmp(&a.ts));
+        earlier.sort_unstable_by_key(|p| std::cmp::Reverse(p.ts));
         crate::intent::movement(
             &earlier,
             &now.track_point(),

@@ -72,7 +72,7 @@ pub fn deadlines(
                 let police = AlertDesk::needs_police(
                     event.kind,
                     risk(&event.case),
-                    event.context.map(|c| c.reading),
+                    event.context.as_ref().map(|c| c.reading),
                 );
                 alerts
                     .entry(event.id.to_string())
@@ -97,7 +97,7 @@ pub fn deadlines(
                     if AlertDesk::needs_police(
                         event.kind,
                         risk(&event.case),
-                        event.context.map(|c| c.reading),
+                        event.context.as_ref().map(|c| c.reading),
                     ) {
                         a.police = true;
                     }
