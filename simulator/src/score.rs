@@ -797,7 +797,7 @@ fn police_reach(
                 p.case == t.case
                     && p.family == Some(fam)
                     && p.first_ms <= t.end_ms + AFTER_MS
-                    && p.end_ms >= t.start_ms - BEFORE_MS
+                    && p.end_ms >= t.start_ms
             })
             .map(|p| p.first_ms)
             .min()

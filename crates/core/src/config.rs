@@ -62,6 +62,11 @@ pub struct EngineConfig {
     /// them. A bracelet that stops reports less often; so does one that
     /// is shielded or switched off.
     pub passing_wait_s: u32,
+    /// … and at most this long in all: passing or travelling together
+    /// for five minutes is no moment's coincidence (a car circling her
+    /// block, a man following her car), and the police are paged
+    /// (reading *lasting*).
+    pub police_max_wait_s: u32,
     /// Both parties moving at least this fast, in directions at most
     /// `co_travel_max_course_deg` apart, the faster at most
     /// `co_travel_speed_ratio` times the slower, read as *co-travel*.
@@ -95,6 +100,7 @@ impl Default for EngineConfig {
             passing_speed_mps: 4.0,
             passing_slowest_mps: 2.5,
             passing_wait_s: 30,
+            police_max_wait_s: 300,
             co_travel_min_speed_mps: 2.0,
             co_travel_max_course_deg: 30.0,
             co_travel_speed_ratio: 1.5,
@@ -172,6 +178,7 @@ impl EngineConfig {
             ("gps_lost_after_s", self.gps_lost_after_s),
             ("motion_max_gap_s", self.motion_max_gap_s),
             ("passing_wait_s", self.passing_wait_s),
+            ("police_max_wait_s", self.police_max_wait_s),
         ] {
             check(
                 value > 0,
@@ -180,6 +187,18 @@ impl EngineConfig {
                 "must be more than zero seconds",
             );
         }
+        check(
+            self.passing_slowest_mps <= self.passing_speed_mps,
+            "passing_slowest_mps",
+            self.passing_slowest_mps.to_string(),
+            "must not be above passing_speed_mps (it only prolongs a wait)",
+        );
+        check(
+            self.co_travel_max_course_deg <= 180.0,
+            "co_travel_max_course_deg",
+            self.co_travel_max_course_deg.to_string(),
+            "is an angle between two courses: 180 at most",
+        );
         check(
             self.co_travel_speed_ratio.is_finite() && self.co_travel_speed_ratio >= 1.0,
             "co_travel_speed_ratio",

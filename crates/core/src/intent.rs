@@ -42,9 +42,13 @@ pub enum Reading {
     /// the same tram, bus or motorway, or following her.
     CoTravel,
     /// His movement is not known: no earlier fix of his recent enough to
-    /// read it from, or no fix of his for `passing_wait_s` (a wait for the
-    /// police ends then: he may have stopped beside her).
+    /// read it from, or no fix of his for `passing_wait_s` after one that
+    /// showed him moving (a wait for the police ends then: he may have
+    /// stopped beside her).
     Unclear,
+    /// Passing or travelling together for `police_max_wait_s`: no longer a
+    /// moment's coincidence, and the police are paged.
+    Lasting,
 }
 
 impl Reading {
@@ -62,6 +66,7 @@ impl Reading {
             Reading::Passing => "passing",
             Reading::CoTravel => "co_travel",
             Reading::Unclear => "unclear",
+            Reading::Lasting => "lasting",
         }
     }
 }
@@ -231,32 +236,67 @@ fn moving_together(his: &Motion, hers: &Motion, already: bool, config: &EngineCo
 }
 
 /// What the last reading of a pair left for the next one: a count of
-/// fixes travelling together, whether they were passing each other, and
-/// the time of his fix it read when that showed him moving (a wait for the
-/// police lasts only while a moving man's fixes keep coming:
-/// `passing_wait_s`; a man standing while she passes reports less often).
+/// fixes travelling together, whether they were passing each other, the
+/// time of his fix it read when that showed him moving, and since when the
+/// police wait. A wait ends by the clock ([`LastReading::wait_ends`]) when
+/// a moving man's fixes stop (`passing_wait_s`; a man standing while she
+/// passes reports less often) or when it has lasted `police_max_wait_s`;
+/// `released` then, until the readings stop waiting.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LastReading {
     pub co_travel_fixes: u32,
     pub passing: bool,
     pub his_moving_fix: Option<Timestamp>,
+    pub wait_since: Option<Timestamp>,
+    pub released: bool,
 }
 
 impl LastReading {
-    pub fn of(context: &ProximityContext, his_moving_fix: Option<Timestamp>) -> Self {
+    /// What `context`, read at `now`, leaves for the next reading.
+    pub fn after(
+        self,
+        context: &ProximityContext,
+        his_moving_fix: Option<Timestamp>,
+        now: Timestamp,
+    ) -> Self {
+        let waits = context.reading.waits_for_police();
         LastReading {
             co_travel_fixes: context.co_travel_fixes,
             passing: context.reading == Reading::Passing,
             his_moving_fix,
+            wait_since: waits.then(|| self.wait_since.unwrap_or(now)),
+            released: waits && self.released,
+        }
+    }
+
+    /// When the police's wait ends by the clock, and as what: `unclear`
+    /// when his fixes stopped, `lasting` when it lasted too long.
+    pub fn wait_ends(&self, config: &EngineConfig) -> Option<(Timestamp, Reading)> {
+        if self.released {
+            return None;
+        }
+        let later = |t: Timestamp, s: u32| {
+            t.checked_add(jiff::SignedDuration::from_secs(i64::from(s)))
+                .unwrap_or(Timestamp::MAX)
+        };
+        let silence = self
+            .his_moving_fix
+            .map(|t| (later(t, config.passing_wait_s), Reading::Unclear));
+        let length = self
+            .wait_since
+            .map(|t| (later(t, config.police_max_wait_s), Reading::Lasting));
+        match (silence, length) {
+            (Some(a), Some(b)) => Some(if a.0 <= b.0 { a } else { b }),
+            (a, b) => a.or(b),
         }
     }
 }
 
 impl ProximityContext {
-    /// A reading without his movement: none of his fixes is recent enough.
-    pub fn unclear() -> Self {
+    /// A reading made by the clock, without a fix to read movement from.
+    pub fn without_movement(reading: Reading) -> Self {
         ProximityContext {
-            reading: Reading::Unclear,
+            reading,
             offender_speed_mps: None,
             offender_course_deg: None,
             protected_speed_mps: None,
@@ -344,7 +384,10 @@ pub fn read(
         } else {
             hers.recent.map_or(0.0, |m| m.speed_mps).max(h.speed_mps)
         };
-        relative >= passing_speed
+        // One of them at a vehicle's speed: a jogger meeting a walker is
+        // not a car passing by.
+        let vehicle = h.speed_mps.max(hers.recent.map_or(0.0, |m| m.speed_mps)) >= passing_speed;
+        relative >= passing_speed && vehicle
     });
     context.reading = if together {
         Reading::CoTravel

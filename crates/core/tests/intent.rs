@@ -254,3 +254,72 @@ fn a_man_standing_at_a_stop_while_her_bike_passes_is_not_paged_by_the_clock() {
             .collect::<Vec<_>>()
     );
 }
+
+#[test]
+fn travelling_together_for_five_minutes_pages_the_police_as_lasting() {
+    // The same tram for ten minutes, fixes every 15 s, hers 5 s after his.
+    let mut e = engine_with(vec![ban_case()]);
+    let mut events = Vec::new();
+    for k in 0..40 {
+        let t = 15 * k;
+        let east = 10.0 * t as f64;
+        let mut his = fix("OFF-7", t, offset(east - 60.0, 0.0), 5.0);
+        his.speed_mps = Some(10.0);
+        his.heading_deg = Some(90.0);
+        let mut hers = fix("VIC-7", t + 5, offset(east + 50.0, 0.0), 5.0);
+        hers.speed_mps = Some(10.0);
+        hers.heading_deg = Some(90.0);
+        events.extend(feed(&mut e, his));
+        events.extend(feed(&mut e, hers));
+        events.extend(e.tick(at(t + 10)));
+    }
+    let breach = breaches(&events);
+    assert_eq!(reading(breach[0]), Reading::CoTravel);
+    let lasting = breach
+        .iter()
+        .find(|e| reading(e) == Reading::Lasting)
+        .expect("paged as lasting");
+    let wait = i64::from(kordon_core::EngineConfig::default().police_max_wait_s);
+    let waited = lasting.at.duration_since(breach[0].at).as_secs();
+    assert!(
+        (wait..wait + 15).contains(&waited),
+        "paged after {waited} s"
+    );
+    // Once, not at every later fix.
+    assert_eq!(
+        breach
+            .iter()
+            .filter(|e| reading(e) == Reading::Lasting)
+            .count(),
+        1
+    );
+}
+
+#[test]
+fn her_old_fix_does_not_keep_them_passing_once_they_got_off() {
+    // They ride together; she gets off and her phone goes quiet; he walks
+    // after her. Her last fix says 10 m/s, but it is old.
+    let mut e = engine_with(vec![ban_case()]);
+    let mut events = Vec::new();
+    for k in 0..4 {
+        let t = 15 * k;
+        let east = 10.0 * t as f64;
+        let mut his = fix("OFF-7", t, offset(east - 60.0, 0.0), 5.0);
+        his.speed_mps = Some(10.0);
+        his.heading_deg = Some(90.0);
+        let mut hers = fix("VIC-7", t + 5, offset(east + 50.0, 0.0), 5.0);
+        hers.speed_mps = Some(10.0);
+        hers.heading_deg = Some(90.0);
+        events.extend(feed(&mut e, his));
+        events.extend(feed(&mut e, hers));
+    }
+    for k in 0..8 {
+        let t = 60 + 10 * k;
+        let mut his = fix("OFF-7", t, offset(540.0 + 1.4 * (t - 60) as f64, 0.0), 5.0);
+        his.speed_mps = Some(1.4);
+        his.heading_deg = Some(90.0);
+        events.extend(feed(&mut e, his));
+    }
+    let last = *breaches(&events).last().unwrap();
+    assert!(!reading(last).waits_for_police(), "{:?}", last.context);
+}

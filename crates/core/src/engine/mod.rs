@@ -361,19 +361,24 @@ impl Engine {
                     .unwrap_or(usize::MAX);
                 self.max_warning_radius_m = self.max_warning_radius_m.max(*warning_m);
             }
-            let track = previous
-                .as_mut()
-                .and_then(|(_, old)| {
-                    let i = old
-                        .orders
-                        .iter()
-                        .position(|o| o.id == order.id && o.rule.same_kind(&order.rule))?;
-                    Some(std::mem::take(&mut old.orders[i].track))
-                })
-                .unwrap_or_else(|| {
-                    let key = (case.id.clone(), order.id.clone());
-                    Track::after(self.retired_orders.remove(&key).unwrap_or_default())
-                });
+            // An order kept through the edit keeps its episode, and a
+            // contact ban what its last reading of intent left (the
+            // police's wait and its clock go on).
+            let kept = previous.as_mut().and_then(|(_, old)| {
+                let i = old
+                    .orders
+                    .iter()
+                    .position(|o| o.id == order.id && o.rule.same_kind(&order.rule))?;
+                let last = last_reading(&mut old.orders[i].rule).map(|l| *l);
+                Some((std::mem::take(&mut old.orders[i].track), last))
+            });
+            if let (Some((_, Some(kept))), Some(last)) = (&kept, last_reading(&mut rule)) {
+                *last = *kept;
+            }
+            let track = kept.map(|(track, _)| track).unwrap_or_else(|| {
+                let key = (case.id.clone(), order.id.clone());
+                Track::after(self.retired_orders.remove(&key).unwrap_or_default())
+            });
             orders.push(OrderState {
                 id: order.id.clone(),
                 valid_from: order.valid_from,

@@ -303,9 +303,7 @@ pub(super) fn decide_order(
 }
 
 /// Reads how a contact ban's pair is close ([`crate::intent`]) after its
-/// `last` reading, which it then updates. His fix older than
-/// `passing_wait_s` may show him standing (a bracelet that stands reports
-/// less often), never moving: he may have stopped since.
+/// `last` reading, which it then updates.
 fn read_closeness(
     config: &EngineConfig,
     last: &mut LastReading,
@@ -314,18 +312,10 @@ fn read_closeness(
     distance_m: f64,
 ) -> ProximityContext {
     let now = his.ts.max(hers.ts);
-    let mut his_movement = his_device.movement_at(his.ts, config);
-    let stale = seconds_between(his.ts, now) > f64::from(config.passing_wait_s);
-    if stale
-        && his_movement
-            .recent
-            .is_none_or(|m| m.speed_mps >= STANDING_MPS)
-    {
-        his_movement = Movement::default();
-    }
+    let his_movement = movement_now(config, his_device, his.ts, now);
     let context = crate::intent::read(
         his_movement,
-        her_device.movement_at(hers.ts, config),
+        movement_now(config, her_device, hers.ts, now),
         (his.lat, his.lon),
         (hers.lat, hers.lon),
         distance_m,
@@ -335,29 +325,49 @@ fn read_closeness(
     let moving = his_movement
         .recent
         .is_some_and(|m| m.speed_mps >= STANDING_MPS);
-    *last = LastReading::of(&context, moving.then_some(his.ts));
+    *last = last.after(&context, moving.then_some(his.ts), now);
     context
 }
 
-/// When the police's wait for a contact ban's open episode ends without a
-/// fix of his (`passing_wait_s` after the last one it read, if that showed
-/// him moving), if it waits.
-pub(super) fn police_wait_ends(config: &EngineConfig, order: &OrderState) -> Option<Timestamp> {
+/// How a party moves at `now` as its fix of `fix` shows it: a fix older
+/// than `passing_wait_s` may show it standing (a device that stands
+/// reports less often), never moving: it may have stopped since.
+fn movement_now(
+    config: &EngineConfig,
+    device: &DeviceState,
+    fix: Timestamp,
+    now: Timestamp,
+) -> Movement {
+    let movement = device.movement_at(fix, config);
+    let stale = seconds_between(fix, now) > f64::from(config.passing_wait_s);
+    if stale && movement.recent.is_none_or(|m| m.speed_mps >= STANDING_MPS) {
+        Movement::default()
+    } else {
+        movement
+    }
+}
+
+/// When the police's wait for a contact ban's open breach ends by the
+/// clock ([`LastReading::wait_ends`]), if they wait.
+pub(super) fn police_wait_ends(
+    config: &EngineConfig,
+    order: &OrderState,
+) -> Option<(Timestamp, Reading)> {
     let waits = order
         .track
         .open
         .as_ref()
+        .filter(|e| e.kind == EventKind::ProximityBreach)
         .and_then(|e| e.reported_reading)
         .is_some_and(Reading::waits_for_police);
     let CompiledRule::ContactBan { last_reading, .. } = &order.rule else {
         return None;
     };
-    let his_fix = last_reading.his_moving_fix.filter(|_| waits)?;
-    Some(after(his_fix, config.passing_wait_s))
+    last_reading.wait_ends(config).filter(|_| waits)
 }
 
-/// No fix of his came to end the police's wait: the episode is read anew
-/// as unclear, which pages them.
+/// The police's wait ended by the clock: the breach is read anew as
+/// unclear (his fixes stopped) or lasting, which pages them.
 pub(super) fn end_police_wait(
     config: &EngineConfig,
     case: &mut CaseState,
@@ -365,16 +375,19 @@ pub(super) fn end_police_wait(
     now: Timestamp,
     events: &mut Vec<Event>,
 ) {
-    if police_wait_ends(config, &case.orders[i]).is_none_or(|ends| now < ends) {
+    let Some((ends, reading)) = police_wait_ends(config, &case.orders[i]) else {
+        return;
+    };
+    if now < ends {
         return;
     }
     if let Some(last) = last_reading(&mut case.orders[i].rule) {
-        *last = LastReading::default();
+        last.released = true;
     }
     let Some(open) = case.orders[i].track.open.as_mut() else {
         return;
     };
-    open.reported_reading = Some(Reading::Unclear);
+    open.reported_reading = Some(reading);
     let episode = open.clone();
     let mut event = order_event(
         case,
@@ -384,12 +397,12 @@ pub(super) fn end_police_wait(
         now,
         None,
     );
-    event.context = Some(Box::new(ProximityContext::unclear()));
+    event.context = Some(Box::new(ProximityContext::without_movement(reading)));
     events.push(event);
 }
 
 /// A contact ban's last reading of intent.
-fn last_reading(rule: &mut CompiledRule) -> Option<&mut LastReading> {
+pub(super) fn last_reading(rule: &mut CompiledRule) -> Option<&mut LastReading> {
     match rule {
         CompiledRule::ContactBan { last_reading, .. } => Some(last_reading),
         _ => None,

@@ -99,13 +99,10 @@ impl OrderState {
             ),
             // An open proximity episode waits for its pair to go unknown
             // only while it is judged (has a distance), and for the end of
-            // the police's wait only while they wait.
+            // the police's wait only while they wait by a clock.
             CompiledRule::ContactBan { .. } => (
                 kind,
-                u8::from(
-                    open.and_then(|e| e.reported_reading)
-                        .is_some_and(Reading::waits_for_police),
-                ),
+                u8::from(police_wait_ends(config, self).is_some()),
                 open.is_some_and(|e| e.reported_distance_m.is_none()),
             ),
             CompiledRule::Exclusion { .. } => (kind, 0, false),
@@ -343,21 +340,26 @@ impl DeviceState {
 
     /// How the device moved at its fix of `at` ([`crate::intent::movement`]).
     pub(super) fn movement_at(&self, at: Timestamp, config: &EngineConfig) -> Movement {
-        let Some(now) = self.history.entries().find(|e| e.ts == at) else {
+        // A device's own speed beyond any plausible one is a glitch: the
+        // positions tell then.
+        let point = |e: &Remembered| {
+            let mut p = e.track_point();
+            p.speed_mps = p
+                .speed_mps
+                .filter(|v| v.is_finite() && *v <= config.max_plausible_speed_mps);
+            p
+        };
+        let Some(now) = self.history.entries().find(|e| e.ts == at).map(point) else {
             return Movement::default();
         };
         let mut earlier: SmallVec<[TrackPoint; HISTORY_LEN]> = self
             .history
             .entries()
             .filter(|e| e.trusted && e.ts < at)
-            .map(Remembered::track_point)
+            .map(point)
             .collect();
         earlier.sort_unstable_by_key(|p| std::cmp::Reverse(p.ts));
-        crate::intent::movement(
-            &earlier,
-            &now.track_point(),
-            f64::from(config.motion_max_gap_s),
-        )
+        crate::intent::movement(&earlier, &now, f64::from(config.motion_max_gap_s))
     }
 
     /// The trusted remembered fix nearest in time to `t`: an outlier or an

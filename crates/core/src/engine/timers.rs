@@ -205,7 +205,7 @@ pub(super) fn rearm_order(
             if known_until != Timestamp::MAX {
                 consider(known_until);
             }
-            if let Some(ends) = police_wait_ends(config, order) {
+            if let Some((ends, _)) = police_wait_ends(config, order) {
                 consider(ends);
             }
         }

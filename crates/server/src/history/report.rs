@@ -94,11 +94,14 @@ pub fn deadlines(
             }
             Record::Event { event, .. } => {
                 if let Some(a) = alerts.get_mut(&event.id.to_string()) {
-                    if AlertDesk::needs_police(
-                        event.kind,
-                        risk(&event.case),
-                        event.context.as_ref().map(|c| c.reading),
-                    ) {
+                    // As the desk: a clearing pages no one.
+                    if event.phase != Phase::Cleared
+                        && AlertDesk::needs_police(
+                            event.kind,
+                            risk(&event.case),
+                            event.context.as_ref().map(|c| c.reading),
+                        )
+                    {
                         a.police = true;
                     }
                     // The alert at its worst: a warning that became a breach.
