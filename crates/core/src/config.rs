@@ -62,10 +62,10 @@ pub struct EngineConfig {
     /// them. A bracelet that stops reports less often; so does one that
     /// is shielded or switched off.
     pub passing_wait_s: u32,
-    /// … and at most this long in all: passing or travelling together
-    /// for five minutes is no moment's coincidence (a car circling her
-    /// block, a man following her car), and the police are paged
-    /// (reading *lasting*).
+    /// … and while they pass each other, at most this long in all: ten
+    /// minutes of passing is no moment's coincidence (a car circling her
+    /// block), and the police are paged (reading *lasting*). Travelling
+    /// together is the monitoring room's to judge while it lasts.
     pub police_max_wait_s: u32,
     /// Both parties moving at least this fast, in directions at most
     /// `co_travel_max_course_deg` apart, the faster at most
@@ -100,7 +100,7 @@ impl Default for EngineConfig {
             passing_speed_mps: 4.0,
             passing_slowest_mps: 2.5,
             passing_wait_s: 30,
-            police_max_wait_s: 300,
+            police_max_wait_s: 600,
             co_travel_min_speed_mps: 2.0,
             co_travel_max_course_deg: 30.0,
             co_travel_speed_ratio: 1.5,

@@ -46,8 +46,8 @@ pub enum Reading {
     /// showed him moving (a wait for the police ends then: he may have
     /// stopped beside her).
     Unclear,
-    /// Passing or travelling together for `police_max_wait_s`: no longer a
-    /// moment's coincidence, and the police are paged.
+    /// Passing each other for `police_max_wait_s`: no longer a moment's
+    /// coincidence (a car circling her block), and the police are paged.
     Lasting,
 }
 
@@ -240,8 +240,9 @@ fn moving_together(his: &Motion, hers: &Motion, already: bool, config: &EngineCo
 /// time of his fix it read when that showed him moving, and since when the
 /// police wait. A wait ends by the clock ([`LastReading::wait_ends`]) when
 /// a moving man's fixes stop (`passing_wait_s`; a man standing while she
-/// passes reports less often) or when it has lasted `police_max_wait_s`;
-/// `released` then, until the readings stop waiting.
+/// passes reports less often) or when they have been passing each other
+/// for `police_max_wait_s`; `released` then, until the readings stop
+/// waiting.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LastReading {
     pub co_travel_fixes: u32,
@@ -264,7 +265,11 @@ impl LastReading {
             co_travel_fixes: context.co_travel_fixes,
             passing: context.reading == Reading::Passing,
             his_moving_fix,
-            wait_since: waits.then(|| self.wait_since.unwrap_or(now)),
+            // Passing for minutes (a car circling her block) ends the wait;
+            // travelling together is the monitoring room's to judge, as
+            // long as it lasts (it asks them for action).
+            wait_since: (context.reading == Reading::Passing)
+                .then(|| self.wait_since.unwrap_or(now)),
             released: waits && self.released,
         }
     }
