@@ -49,9 +49,10 @@ pub struct EngineConfig {
     pub request_position_after_s: u32,
     /// Reading intent ([`crate::intent`]): a contact-ban alert whose two
     /// parties pass each other at least this fast (not travelling together)
-    /// reads as *passing*, and the police wait for the next fix. 4 m/s is
-    /// 14 km/h: a bike or a vehicle, faster than anyone walks or jogs for
-    /// long. (At 6 m/s, her bike passing him at a tram stop paged them.)
+    /// reads as *passing*, and the police wait for the next fix. 6 m/s is
+    /// 22 km/h: a vehicle, faster than anyone runs or most cycle in town.
+    /// (At 4 m/s a man cycling straight at her at 6 m/s read as passing
+    /// until he stopped beside her: a real approach, delayed.)
     pub passing_speed_mps: f64,
     /// … and stays *passing* until they pass each other slower than this: a
     /// car slowing at a corner near her still passes, one that stops does
@@ -97,7 +98,7 @@ impl Default for EngineConfig {
             battery_hysteresis_pct: 5,
             update_min_distance_change_m: 25.0,
             request_position_after_s: 60,
-            passing_speed_mps: 4.0,
+            passing_speed_mps: 6.0,
             passing_slowest_mps: 2.5,
             passing_wait_s: 30,
             police_max_wait_s: 600,

@@ -221,9 +221,9 @@ fn a_car_that_goes_silent_beside_her_pages_the_police_by_the_clock() {
 }
 
 #[test]
-fn a_man_standing_at_a_stop_while_her_bike_passes_is_not_paged_by_the_clock() {
+fn a_man_standing_at_a_stop_while_her_moped_passes_is_not_paged_by_the_clock() {
     // He stands (his bracelet reports once a minute, Doppler speed 0); she
-    // cycles past him at 4.5 m/s, a fix every 15 s.
+    // rides past him at 7 m/s, a fix every 15 s.
     let mut e = engine_with(vec![ban_case()]);
     let mut events = Vec::new();
     let standing = |e: &mut kordon_core::Engine, t: i64| {
@@ -234,8 +234,8 @@ fn a_man_standing_at_a_stop_while_her_bike_passes_is_not_paged_by_the_clock() {
     events.extend(standing(&mut e, 0));
     for k in 0..12 {
         let t = 5 + 15 * k;
-        let mut f = fix("VIC-7", t, offset(30.0, -400.0 + 67.5 * k as f64), 6.0);
-        f.speed_mps = Some(4.5);
+        let mut f = fix("VIC-7", t, offset(30.0, -600.0 + 105.0 * k as f64), 6.0);
+        f.speed_mps = Some(7.0);
         f.heading_deg = Some(0.0);
         events.extend(feed(&mut e, f));
         events.extend(e.tick(at(t + 10)));
