@@ -597,14 +597,7 @@ pub fn score(recording: &Recording, lines: &[Line]) -> Score {
                 if t.intent {
                     scripted_missed += 1;
                 }
-                missed_list.push(format!(
-                    "{} {} from {} to {} ({})",
-                    t.case,
-                    t.kind.name(),
-                    jiff::Timestamp::from_millisecond(t.start_ms).unwrap_or_default(),
-                    jiff::Timestamp::from_millisecond(t.end_ms).unwrap_or_default(),
-                    t.incident.as_deref().unwrap_or("unscripted")
-                ));
+                missed_list.push(describe(t));
             }
         }
     }
@@ -808,16 +801,6 @@ fn police_reach(
         scripted_delays: Vec::new(),
         missed_list: Vec::new(),
         paged_list: Vec::new(),
-    };
-    let describe = |t: &Truth| {
-        format!(
-            "{} {} from {} to {} ({})",
-            t.case,
-            t.kind.name(),
-            jiff::Timestamp::from_millisecond(t.start_ms).unwrap_or_default(),
-            jiff::Timestamp::from_millisecond(t.end_ms).unwrap_or_default(),
-            t.incident.as_deref().unwrap_or("unscripted")
-        )
     };
     for t in &recording.truth {
         match t.kind {
@@ -1055,6 +1038,18 @@ fn receive(
         .map(|(_, p)| p.messages)
         .max();
     received
+}
+
+/// A truth for reading in a list: case, kind, when, and its incident.
+fn describe(t: &Truth) -> String {
+    format!(
+        "{} {} from {} to {} ({})",
+        t.case,
+        t.kind.name(),
+        jiff::Timestamp::from_millisecond(t.start_ms).unwrap_or_default(),
+        jiff::Timestamp::from_millisecond(t.end_ms).unwrap_or_default(),
+        t.incident.as_deref().unwrap_or("unscripted")
+    )
 }
 
 fn secs(v: Option<f64>) -> String {

@@ -30,6 +30,22 @@ fn reading(event: &Event) -> Reading {
         .reading
 }
 
+/// Fix `k` of a shared tram ride east at 10 m/s, his 110 m behind hers,
+/// fixes every 15 s, hers 5 s after his, both with the receiver's speed.
+fn ride_on(e: &mut kordon_core::Engine, k: i64) -> Vec<Event> {
+    let t = 15 * k;
+    let east = 10.0 * t as f64;
+    let mut his = fix("OFF-7", t, offset(east - 60.0, 0.0), 5.0);
+    his.speed_mps = Some(10.0);
+    his.heading_deg = Some(90.0);
+    let mut hers = fix("VIC-7", t + 5, offset(east + 50.0, 0.0), 5.0);
+    hers.speed_mps = Some(10.0);
+    hers.heading_deg = Some(90.0);
+    let mut events = feed(e, his);
+    events.extend(feed(e, hers));
+    events
+}
+
 /// Her standing at the origin; him driving north at 12.5 m/s along a road
 /// 30 m east of her, a fix every 10 s, with or without a stop beside her.
 fn drive_past(stop_beside_her: bool) -> Vec<Event> {
@@ -303,17 +319,8 @@ fn a_car_circling_her_for_ten_minutes_pages_the_police_as_lasting_and_a_shared_r
     let mut e = engine_with(vec![ban_case()]);
     let mut events = Vec::new();
     for k in 0..60 {
-        let t = 15 * k;
-        let east = 10.0 * t as f64;
-        let mut his = fix("OFF-7", t, offset(east - 60.0, 0.0), 5.0);
-        his.speed_mps = Some(10.0);
-        his.heading_deg = Some(90.0);
-        let mut hers = fix("VIC-7", t + 5, offset(east + 50.0, 0.0), 5.0);
-        hers.speed_mps = Some(10.0);
-        hers.heading_deg = Some(90.0);
-        events.extend(feed(&mut e, his));
-        events.extend(feed(&mut e, hers));
-        events.extend(e.tick(at(t + 10)));
+        events.extend(ride_on(&mut e, k));
+        events.extend(e.tick(at(15 * k + 10)));
     }
     let breach = breaches(&events);
     assert!(
@@ -333,16 +340,7 @@ fn her_old_fix_does_not_keep_them_passing_once_they_got_off() {
     let mut e = engine_with(vec![ban_case()]);
     let mut events = Vec::new();
     for k in 0..4 {
-        let t = 15 * k;
-        let east = 10.0 * t as f64;
-        let mut his = fix("OFF-7", t, offset(east - 60.0, 0.0), 5.0);
-        his.speed_mps = Some(10.0);
-        his.heading_deg = Some(90.0);
-        let mut hers = fix("VIC-7", t + 5, offset(east + 50.0, 0.0), 5.0);
-        hers.speed_mps = Some(10.0);
-        hers.heading_deg = Some(90.0);
-        events.extend(feed(&mut e, his));
-        events.extend(feed(&mut e, hers));
+        events.extend(ride_on(&mut e, k));
     }
     for k in 0..8 {
         let t = 60 + 10 * k;
