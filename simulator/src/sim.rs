@@ -364,11 +364,7 @@ fn make_pair(
                 for leg in victim.legs.iter().filter(|l| matches!(l, crate::world::Leg::Move { from, .. } if *from >= leave && *from < end)) {
                     if let crate::world::Leg::Move { points, times, mode, .. } = leg {
                         offender.stay_until(times[0] + 20.0, false);
-                        let mut speeds = vec![0.0];
-                        for k in 1..points.len() {
-                            speeds.push(distance_m(points[k - 1], points[k]) / (times[k] - times[k - 1]).max(0.05));
-                        }
-                        offender.travel(points.clone(), &speeds, *mode);
+                        offender.travel(points.clone(), &speeds_along(points, times), *mode);
                     }
                 }
                 offender.stay_until(offender.end() + 120.0, false);
@@ -478,11 +474,11 @@ fn shared_ride(plan: &Plan, after: f64) -> Option<Ride> {
         if *from < leave || *to > arrive || *mode == Mode::Foot {
             continue;
         }
+        // A slow end after the last point closes the last run.
+        let speeds = speeds_along(points, times).into_iter().chain([0.0]);
         let mut run: Vec<usize> = Vec::new();
-        for k in 1..=points.len() {
-            let fast = k < points.len()
-                && distance_m(points[k - 1], points[k]) / (times[k] - times[k - 1]).max(0.05) > 4.0;
-            if fast {
+        for (k, speed) in speeds.enumerate().skip(1) {
+            if speed > 4.0 {
                 if run.is_empty() {
                     run.push(k - 1);
                 }
@@ -546,15 +542,27 @@ fn ride_along(
     plan.stay_until(start - journey - rng.random_range(60.0..240.0), true);
     to_the_stop(plan);
     plan.stay_until(start, false);
-    let mut speeds = vec![0.0];
-    for k in 1..ride.points.len() {
-        let dt = (ride.times[k] - ride.times[k - 1]).max(0.05);
-        speeds.push(distance_m(ride.points[k - 1], ride.points[k]) / dt);
-    }
-    plan.travel(ride.points.clone(), &speeds, ride.mode);
+    plan.travel(
+        ride.points.clone(),
+        &speeds_along(&ride.points, &ride.times),
+        ride.mode,
+    );
     plan.go(world, work, Mode::Car);
     plan.stay_until(day + hours(rng.random_range(16.0..18.0)), true);
     plan.go(world, home, Mode::Car);
+}
+
+/// The speed on the way leading to each point of a timed path (the
+/// first is unused), as [`Plan::travel`] takes it: to follow someone's path
+/// at their pace.
+fn speeds_along(points: &[LonLat], times: &[f64]) -> Vec<f64> {
+    std::iter::once(0.0)
+        .chain(
+            (1..points.len()).map(|k| {
+                distance_m(points[k - 1], points[k]) / (times[k] - times[k - 1]).max(0.05)
+            }),
+        )
+        .collect()
 }
 
 /// Her first journey after `after`: when she sets off, and when she

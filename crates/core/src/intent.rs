@@ -58,17 +58,6 @@ impl Reading {
     pub fn waits_for_police(self) -> bool {
         matches!(self, Reading::Passing | Reading::CoTravel)
     }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Reading::Approach => "approach",
-            Reading::Together => "together",
-            Reading::Passing => "passing",
-            Reading::CoTravel => "co_travel",
-            Reading::Unclear => "unclear",
-            Reading::Lasting => "lasting",
-        }
-    }
 }
 
 /// How a contact-ban episode's two parties move, at the fix that decided

@@ -22,6 +22,18 @@ fn breaches(events: &[Event]) -> Vec<&Event> {
         .collect()
 }
 
+/// Every one of `events` read as `expected`, or the readings shown.
+fn assert_read_throughout(events: &[&Event], expected: Reading) {
+    assert!(
+        events.iter().all(|e| reading(e) == expected),
+        "{:?}",
+        events
+            .iter()
+            .map(|e| (e.at, e.context.clone()))
+            .collect::<Vec<_>>()
+    );
+}
+
 fn reading(event: &Event) -> Reading {
     event
         .context
@@ -69,11 +81,7 @@ fn a_car_passing_her_reads_as_passing_throughout() {
     let events = drive_past(false);
     let breach = breaches(&events);
     assert!(!breach.is_empty(), "he came within 200 m: a breach");
-    assert!(
-        breach.iter().all(|e| reading(e) == Reading::Passing),
-        "{:?}",
-        breach.iter().map(|e| e.context.clone()).collect::<Vec<_>>()
-    );
+    assert_read_throughout(&breach, Reading::Passing);
     let context = breach[0].context.clone().unwrap();
     assert!(context.offender_speed_mps.unwrap() > 10.0, "{context:?}");
     assert!(
@@ -261,14 +269,7 @@ fn a_man_standing_at_a_stop_while_her_moped_passes_is_not_paged_by_the_clock() {
     }
     let breach = breaches(&events);
     assert!(!breach.is_empty(), "she passed within 200 m");
-    assert!(
-        breach.iter().all(|e| reading(e) == Reading::Passing),
-        "{:?}",
-        breach
-            .iter()
-            .map(|e| (e.at, e.context.clone()))
-            .collect::<Vec<_>>()
-    );
+    assert_read_throughout(&breach, Reading::Passing);
 }
 
 #[test]
@@ -323,14 +324,7 @@ fn a_car_circling_her_for_ten_minutes_pages_the_police_as_lasting_and_a_shared_r
         events.extend(e.tick(at(15 * k + 10)));
     }
     let breach = breaches(&events);
-    assert!(
-        breach.iter().all(|e| reading(e) == Reading::CoTravel),
-        "{:?}",
-        breach
-            .iter()
-            .map(|e| (e.at, e.context.clone()))
-            .collect::<Vec<_>>()
-    );
+    assert_read_throughout(&breach, Reading::CoTravel);
 }
 
 #[test]
