@@ -146,11 +146,13 @@ fn world(n: usize, area: Area) -> World {
             offender: Offender {
                 device: offender,
                 language: Default::default(),
+                registered_address: None,
             },
             protected: vec![ProtectedPerson {
                 id: PersonId::from("P1"),
                 device: Some(victim),
                 language: Default::default(),
+                places: Vec::new(),
             }],
             coordinators: vec![],
             orders: vec![

@@ -51,11 +51,13 @@ fn case(i: usize) -> Case {
         offender: Offender {
             device: DeviceId::new(format!("OFF-{i:06}")),
             language: Default::default(),
+            registered_address: None,
         },
         protected: vec![ProtectedPerson {
             id: PersonId::from("P1"),
             device: Some(DeviceId::new(format!("VIC-{i:06}"))),
             language: Default::default(),
+            places: Vec::new(),
         }],
         coordinators: vec![],
         orders: vec![

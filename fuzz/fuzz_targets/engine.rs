@@ -378,6 +378,7 @@ fn build_case(second: bool, template: Template, tweak: &Tweak, clock: Timestamp)
             offender: Offender {
                 device: DeviceId::from("X"),
                 language: Default::default(),
+                registered_address: None,
             },
             protected: vec![],
             coordinators: vec![],
@@ -414,6 +415,7 @@ fn build_case(second: bool, template: Template, tweak: &Tweak, clock: Timestamp)
             offender: Offender {
                 device: DeviceId::from("X"),
                 language: Default::default(),
+                registered_address: None,
             },
             protected: vec![],
             coordinators: vec![],
@@ -430,6 +432,7 @@ fn build_case(second: bool, template: Template, tweak: &Tweak, clock: Timestamp)
                 offender: Offender {
                     device: DeviceId::from("X"),
                     language: Default::default(),
+                    registered_address: None,
                 },
                 protected: vec![],
                 coordinators: vec![],
@@ -479,6 +482,7 @@ fn build_case(second: bool, template: Template, tweak: &Tweak, clock: Timestamp)
             id: PersonId::from("P1"),
             device: None,
             language: Default::default(),
+            places: Vec::new(),
         });
     }
     case.protected[0].device = Some(DeviceId::new(format!("VIC-{victim}")));

@@ -25,10 +25,16 @@ pub enum Incident {
     /// her (the same tram, road or cycle path, seconds apart), by chance,
     /// and they part before she arrives: close, no intent.
     CoTravel,
+    /// He drives past her workplace while she is there, with a bracelet
+    /// that reports once a minute while moving (`sparse_moving_s`): the
+    /// road takes him within the alarm radius of her, mostly between two
+    /// fixes. Required to be raised (a possible breach), not to page the
+    /// police.
+    DriveBy,
 }
 
 impl Incident {
-    pub const ALL: [Incident; 8] = [
+    pub const ALL: [Incident; 9] = [
         Incident::ApproachHome,
         Incident::Follow,
         Incident::PassBy,
@@ -37,6 +43,7 @@ impl Incident {
         Incident::TamperFlee,
         Incident::VictimDeviceDies,
         Incident::CoTravel,
+        Incident::DriveBy,
     ];
 
     pub fn name(self) -> &'static str {
@@ -49,6 +56,7 @@ impl Incident {
             Incident::TamperFlee => "tamper_flee",
             Incident::VictimDeviceDies => "victim_device_dies",
             Incident::CoTravel => "co_travel",
+            Incident::DriveBy => "drive_by",
         }
     }
 }
@@ -105,6 +113,9 @@ pub struct Intervals {
     pub pursuit_s: f64,
     pub pursuit_within_m: f64,
     pub status_s: f64,
+    /// A low-power bracelet's interval while moving (the `drive_by`
+    /// incident): a car covers 500 to 900 m between its fixes.
+    pub sparse_moving_s: f64,
 }
 
 impl Default for Intervals {
@@ -115,6 +126,7 @@ impl Default for Intervals {
             pursuit_s: 5.0,
             pursuit_within_m: 1000.0,
             status_s: 300.0,
+            sparse_moving_s: 60.0,
         }
     }
 }

@@ -336,6 +336,14 @@ pub struct Score {
     pub co_travel_encounters: u32,
     pub co_travel_to_police: u32,
     pub co_travel_police_share: Option<f64>,
+    /// Scripted drive-bys (`drive_by`: within the alarm radius of her at
+    /// speed, a low-power bracelet reporting once a minute), those with no
+    /// fix of his while within it, and those of them raised as a breach.
+    pub drive_bys: u32,
+    pub drive_bys_between_fixes: u32,
+    pub drive_bys_between_fixes_detected: u32,
+    /// `drive_bys_between_fixes_detected / drive_bys_between_fixes`.
+    pub drive_by_detected_share: Option<f64>,
     /// Scripted zone and contact-ban truths (approach, follow) the police
     /// heard of with the slack of detection, those they never did, and the
     /// p95 of the delay from the true onset to the first police message
@@ -390,6 +398,17 @@ struct Episode {
 }
 
 impl Episode {
+    /// Whether it sounded the alarm for truth `t`: its case and family,
+    /// within the slack of detection.
+    fn raised_for(&self, t: &Truth) -> bool {
+        self.case == t.case
+            && self.family == Some(truth_family(t.kind))
+            && self.alarm_ms.is_some_and(|a| {
+                a <= t.end_ms + AFTER_MS
+                    && self.clear_ms.unwrap_or(i64::MAX) >= t.start_ms - BEFORE_MS
+            })
+    }
+
     /// When it ended: cleared, or never (open at the recording's end).
     fn end_ms(&self) -> i64 {
         match (self.opened, self.closed_ms) {
@@ -527,17 +546,7 @@ pub fn score(recording: &Recording, lines: &[Line]) -> Score {
     let mut by_truth: BTreeMap<String, (u32, u32)> = BTreeMap::new();
     let mut missed_list = Vec::new();
     for t in &recording.truth {
-        let fam = truth_family(t.kind);
-        let hits: Vec<&Episode> = episodes
-            .values()
-            .filter(|e| e.case == t.case && e.family == Some(fam))
-            .filter(|e| {
-                e.alarm_ms.is_some_and(|a| {
-                    a <= t.end_ms + AFTER_MS
-                        && e.clear_ms.unwrap_or(i64::MAX) >= t.start_ms - BEFORE_MS
-                })
-            })
-            .collect();
+        let hits: Vec<&Episode> = episodes.values().filter(|e| e.raised_for(t)).collect();
         for e in &hits {
             matched.insert(e.id.clone());
             if t.kind == TruthKind::Encounter {
@@ -651,6 +660,7 @@ pub fn score(recording: &Recording, lines: &[Line]) -> Score {
         .sum();
     let receive = receive(recording, &alerts, lines, &episodes, pair_days, end_ms);
     let reach = police_reach(recording, lines, &episodes);
+    let drive_bys = drive_bys(recording, &episodes);
     let per = |n: u32| {
         if pair_days > 0.0 {
             f64::from(n) / pair_days
@@ -715,12 +725,80 @@ pub fn score(recording: &Recording, lines: &[Line]) -> Score {
         co_travel_encounters: reach.encounters("co_travel").0,
         co_travel_to_police: reach.encounters("co_travel").1,
         co_travel_police_share: reach.share("co_travel"),
+        drive_bys: drive_bys.all,
+        drive_bys_between_fixes: drive_bys.between_fixes,
+        drive_bys_between_fixes_detected: drive_bys.detected,
+        drive_by_detected_share: (drive_bys.between_fixes > 0)
+            .then(|| f64::from(drive_bys.detected) / f64::from(drive_bys.between_fixes)),
         scripted_to_police: reach.scripted_delays.len() as u32,
         scripted_police_missed: reach.scripted_missed,
         scripted_police_delay_p95_fix_intervals: percentile(&reach.scripted_delays, 0.95),
         police_missed_list: reach.missed_list,
         encounters_paged_list: reach.paged_list,
     }
+}
+
+/// Scripted drive-bys, counted.
+struct DriveBys {
+    all: u32,
+    between_fixes: u32,
+    /// Of those between fixes.
+    detected: u32,
+}
+
+/// The drive-by truths (contact ban), whether a fix of his fell within
+/// each, and whether it was raised: what reading between fixes is for.
+fn drive_bys(recording: &Recording, episodes: &BTreeMap<String, Episode>) -> DriveBys {
+    let offender_of: BTreeMap<&str, String> = recording
+        .pair_info
+        .iter()
+        .filter(|p| p.incident.as_deref() == Some("drive_by"))
+        .map(|p| {
+            (
+                p.case.as_str(),
+                format!("kordon/v1/devices/{}/fix", p.offender),
+            )
+        })
+        .collect();
+    let topics: std::collections::HashSet<&str> =
+        offender_of.values().map(String::as_str).collect();
+    let mut fixes: BTreeMap<&str, Vec<i64>> = BTreeMap::new();
+    for m in recording
+        .messages
+        .iter()
+        .filter(|m| topics.contains(m.topic.as_str()))
+    {
+        let ts = serde_json::from_slice::<serde_json::Value>(&m.payload)
+            .ok()
+            .and_then(|v| v["ts"].as_i64());
+        if let Some(ts) = ts {
+            fixes.entry(m.topic.as_str()).or_default().push(ts);
+        }
+    }
+    let mut counted = DriveBys {
+        all: 0,
+        between_fixes: 0,
+        detected: 0,
+    };
+    for t in recording
+        .truth
+        .iter()
+        .filter(|t| t.kind == TruthKind::Proximity && t.incident.as_deref() == Some("drive_by"))
+    {
+        counted.all += 1;
+        let his = offender_of
+            .get(t.case.as_str())
+            .and_then(|topic| fixes.get(topic.as_str()));
+        let fix_within = his.is_some_and(|ts| ts.iter().any(|&f| f >= t.start_ms && f <= t.end_ms));
+        if fix_within {
+            continue;
+        }
+        counted.between_fixes += 1;
+        if episodes.values().any(|e| e.raised_for(t)) {
+            counted.detected += 1;
+        }
+    }
+    counted
 }
 
 /// Which truths reached the police, and how soon.
@@ -1190,6 +1268,14 @@ impl Score {
             self.co_travel_to_police,
             self.co_travel_encounters,
             share(self.co_travel_police_share)
+        )?;
+        writeln!(
+            f,
+            "| monitoring | drive-bys between fixes raised (of all drive-bys) | {} of {} ({}) ; {} |",
+            self.drive_bys_between_fixes_detected,
+            self.drive_bys_between_fixes,
+            share(self.drive_by_detected_share),
+            self.drive_bys
         )?;
         writeln!(
             f,

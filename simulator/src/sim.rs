@@ -134,6 +134,22 @@ struct Device {
     /// When the strap is cut.
     tampered_at: Option<f64>,
     battery_start: f64,
+    /// When it reports only every `sparse_moving_s` while moving, seconds.
+    sparse: Option<(f64, f64)>,
+}
+
+impl Device {
+    /// How often it reports while moving at `t`.
+    fn moving_interval(&self, iv: &crate::scenario::Intervals, t: f64) -> f64 {
+        if self
+            .sparse
+            .is_some_and(|(from, to)| (from..=to).contains(&t))
+        {
+            iv.sparse_moving_s
+        } else {
+            iv.moving_s
+        }
+    }
 }
 
 struct Pair {
@@ -310,15 +326,24 @@ fn make_pair(
                     let vw = world.point(v_work);
                     let a = world.place_near(rng, vw, 1200.0, 2000.0);
                     let b = world.place_near(rng, vw, 1200.0, 2000.0);
-                    // Past her workplace on the road nearest it: a car
-                    // routed to the place itself would be walked down a
-                    // cycle path at her door (see `RoadGraph::route`).
-                    let past = world.graph.nearest_drivable(vw).unwrap_or(v_work);
-                    plan.go(world, a, Mode::Car);
-                    plan.go(world, past, Mode::Car);
-                    plan.go(world, b, Mode::Car);
+                    drive_past(world, plan, v_work, a, b);
                     plan.go(world, o_work, Mode::Car);
                     script = Some((start, plan.end()));
+                }
+                Some(Incident::DriveBy) => {
+                    plan.stay_until(day + hours(rng.random_range(10.5..14.0)), true);
+                    let start = plan.end();
+                    // From one side of her workplace to the other: through,
+                    // not there and back.
+                    let vw = world.point(v_work);
+                    let a = world.place_near(rng, vw, 1500.0, 2500.0);
+                    let aw = world.point(a);
+                    let across = [2.0 * vw[0] - aw[0], 2.0 * vw[1] - aw[1]];
+                    let b = world.place_near(rng, across, 0.0, 400.0);
+                    drive_past(world, plan, v_work, a, b);
+                    let passed = plan.end();
+                    plan.go(world, o_work, Mode::Car);
+                    script = Some((start, passed));
                 }
                 Some(Incident::LoiterEdge) => {
                     plan.stay_until(day + hours(rng.random_range(11.0..14.0)), true);
@@ -434,16 +459,31 @@ fn make_pair(
             dies_at: None,
             tampered_at,
             battery_start: rng.random_range(60.0..100.0),
+            sparse: script.filter(|_| incident == Some(Incident::DriveBy)),
         },
         victim_device: Device {
             id: victim_id,
             dies_at: victim_dies,
             tampered_at: None,
             battery_start: rng.random_range(60.0..100.0),
+            sparse: None,
         },
         curfew,
         script,
     }
+}
+
+/// By car from `a` past her workplace to `b`, on the road nearest it: a
+/// car routed to the place itself would be walked down a cycle path at her
+/// door (see `RoadGraph::route`).
+fn drive_past(world: &World, plan: &mut Plan, her_work: NodeIndex, a: NodeIndex, b: NodeIndex) {
+    let past = world
+        .graph
+        .nearest_drivable(world.point(her_work))
+        .unwrap_or(her_work);
+    plan.go(world, a, Mode::Car);
+    plan.go(world, past, Mode::Car);
+    plan.go(world, b, Mode::Car);
 }
 
 /// The middle of the longest stretch of her first journey after `after`
@@ -725,7 +765,7 @@ fn emit_device(
         t += if pursuit {
             iv.pursuit_s
         } else if state.moving {
-            iv.moving_s
+            device.moving_interval(iv, t)
         } else {
             iv.idle_s
         };
@@ -972,7 +1012,7 @@ fn pair_truth(config: &SimConfig, pair: &Pair, horizon: f64) -> Vec<Truth> {
             if distance_m(s.position, pair.victim.home) < iv.pursuit_within_m + ZONE_RADIUS_M {
                 iv.pursuit_s
             } else if s.moving {
-                iv.moving_s
+                pair.offender_device.moving_interval(iv, t)
             } else {
                 iv.idle_s
             };

@@ -19,7 +19,11 @@
 //!     ban's warning radius;
 //!   - GPS lost or a device offline that has lasted `health_action_after_s`
 //!     (30 min) in a medium- or high-risk case, twice that in a low-risk
-//!     one.
+//!     one;
+//!   - a zone crossed on the line between two fixes
+//!     ([`kordon_core::passage`]), unless they were more than
+//!     `between_fixes_max_gap_s` apart (then it is a note). A contact
+//!     ban's breach seen between fixes is *possible*, and informs.
 //! - **`information`**: on the screen and in the record, no acknowledgement
 //!   asked. Warnings (the breach, if it comes, asks for action), low
 //!   batteries, a contact ban's pair unknown (a position is unknown because
@@ -97,6 +101,9 @@ pub fn attention(
         _ if message.event == AlertEvent::LateBreach => {
             message.kind == ProximityBreach && certain && !context.incident_open
         }
+        // A zone crossed between fixes far apart is a note: the line
+        // between them is a guess.
+        ZoneBreach if message.between_fixes.as_ref().is_some_and(|p| p.long_gap) => false,
         ZoneBreach | CurfewBreach => !context.incident_open,
         ProximityBreach => {
             // Certain now, and first certain long enough ago.

@@ -69,6 +69,8 @@ fn headline(kind: EventKind) -> &'static str {
         EventKind::DeviceOffline => "Bracelet offline",
         EventKind::GpsLost => "Bracelet has no GPS fix",
         EventKind::BatteryLow | EventKind::BatteryCritical => "Bracelet battery low",
+        // Never sent to the police; named for completeness.
+        EventKind::Pattern => "Pattern in the offender's movements over days",
     }
 }
 

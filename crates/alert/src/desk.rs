@@ -35,7 +35,8 @@ use crate::attention::{self, Attention};
 use crate::cap::{self, CapThread};
 use crate::handling::Handling;
 use crate::message::{
-    Acknowledgement, AlertEvent, AlertMessage, CoordinatorNotice, DeviceWarning, Level, Position,
+    Acknowledgement, AlertEvent, AlertMessage, CoordinatorNotice, DeviceWarning, Level,
+    PatternMessage, Position,
 };
 use crate::{texts, topics};
 
@@ -510,14 +511,21 @@ impl AlertDesk {
         self.cases.remove(id);
     }
 
-    /// Whether an episode of `kind` in a case of `risk`, its closeness read
-    /// as `reading` ([`kordon_core::intent`]), needs a police unit now: the
-    /// one rule, also for reports that read the journal. Breaches a unit
-    /// can act on do, except a contact-ban breach while he passes at speed
-    /// or travels with her: the room sees it at once, the police when a
+    /// Whether an alert, as the engine's `event` reports it, needs a police
+    /// unit now: the one rule, also for reports that read the journal.
+    /// Breaches a unit can act on do, except a contact-ban breach while he
+    /// passes at speed or travels with her (its `context` reading,
+    /// [`kordon_core::intent`]): the room sees it at once, the police when a
     /// later fix reads otherwise (he slows near her, they get off together).
-    pub fn needs_police(kind: EventKind, risk: RiskLevel, reading: Option<Reading>) -> bool {
-        match kind {
+    /// A breach seen only between two fixes ([`kordon_core::passage`]) is
+    /// the room's: he was past when it was found, and a later fix that
+    /// shows it pages them.
+    pub fn needs_police(event: &Event, risk: RiskLevel) -> bool {
+        if event.between_fixes.is_some() {
+            return false;
+        }
+        let reading = event.context.as_ref().map(|c| c.reading);
+        match event.kind {
             EventKind::ProximityBreach => !reading.is_some_and(Reading::waits_for_police),
             EventKind::ZoneBreach => true,
             EventKind::CurfewBreach | EventKind::Tamper => risk == RiskLevel::High,
@@ -527,6 +535,9 @@ impl AlertDesk {
 
     /// Routes one engine event, decided at `now`.
     pub fn route(&mut self, event: &Event, now: Timestamp) -> Vec<Outbound> {
+        if event.kind == EventKind::Pattern {
+            return self.route_pattern(event);
+        }
         let Some(case) = self.cases.get(&event.case) else {
             // The engine only raises events for cases it holds, and the
             // desk is told of every case first; keep the alert regardless.
@@ -587,11 +598,9 @@ impl AlertDesk {
         record.updates += 1;
         record.open = event.phase != Phase::Cleared;
 
-        let reading = event.context.as_ref().map(|c| c.reading);
         // An episode the police never heard of does not reach them by its
         // clearing (a car that passed her and is gone).
-        let pages =
-            event.phase != Phase::Cleared && Self::needs_police(event.kind, case.risk, reading);
+        let pages = event.phase != Phase::Cleared && Self::needs_police(event, case.risk);
         if record.needs_police || pages {
             let first = !record.needs_police;
             record.needs_police = true;
@@ -606,8 +615,13 @@ impl AlertDesk {
             }
         }
 
-        let mut recipients =
-            protected_recipients(case, &message, self.settings.tell_her_of_warnings);
+        // Devices are told of what is happening now; a breach seen only
+        // between two fixes is past when it is found.
+        let mut recipients = if message.is_between_fixes() {
+            Vec::new()
+        } else {
+            protected_recipients(case, &message, self.settings.tell_her_of_warnings)
+        };
         if event.phase == Phase::Cleared {
             // Whoever was warned hears that it ended.
             for device in record.told_protected.keys() {
@@ -631,7 +645,8 @@ impl AlertDesk {
             event.kind,
             EventKind::ZoneWarning | EventKind::ZoneBreach | EventKind::CurfewBreach
         );
-        if self.settings.offender_zone_warnings && static_zone && zone_kind {
+        let now_at_a_fix = !message.is_between_fixes();
+        if self.settings.offender_zone_warnings && static_zone && zone_kind && now_at_a_fix {
             if let Some(warning) = device_warning(
                 &mut record.told_offender,
                 &message,
@@ -649,6 +664,19 @@ impl AlertDesk {
         }
         self.forget_old();
         out
+    }
+
+    /// A pattern over days goes to the case's coordinators alone: not the
+    /// room's to act on now, never the police's, never a device's.
+    fn route_pattern(&self, event: &Event) -> Vec<Outbound> {
+        let risk = self
+            .cases
+            .get(&event.case)
+            .map_or(RiskLevel::High, |c| c.risk);
+        PatternMessage::from_event(event, risk)
+            .map(|m| json(&topics::case_patterns(event.case.as_str()), &m))
+            .into_iter()
+            .collect()
     }
 
     /// An operator acknowledges an alert.

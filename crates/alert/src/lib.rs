@@ -28,4 +28,6 @@ pub use handling::{
     Delivery, DeliveryAttempt, Disposition, Handling, HandlingError, ManualEscalation, Note,
     Overdue, Resolution,
 };
-pub use message::{Acknowledgement, AlertEvent, AlertMessage, DeviceWarning, Level, Position};
+pub use message::{
+    Acknowledgement, AlertEvent, AlertMessage, DeviceWarning, Level, PatternMessage, Position,
+};

@@ -5,8 +5,8 @@
 
 use jiff::Timestamp;
 use kordon_core::{
-    CaseId, Certainty, ClearReason, DeviceId, EpisodeId, Event, EventKind, OrderId, PositionReport,
-    ProximityContext, RiskLevel, Role, Severity,
+    CaseId, Certainty, ClearReason, DeviceId, EpisodeId, Event, EventKind, Finding, OrderId,
+    Passage, PositionReport, ProximityContext, RiskLevel, Role, Severity,
 };
 use serde::{Deserialize, Serialize};
 
@@ -138,6 +138,10 @@ pub struct AlertMessage {
     /// For a contact ban: how the two move ([`kordon_core::intent`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub context: Option<Box<ProximityContext>>,
+    /// A breach seen only on the straight line between two fixes
+    /// ([`kordon_core::passage`]): for the monitoring room alone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub between_fixes: Option<Box<Passage>>,
 }
 
 impl AlertMessage {
@@ -168,7 +172,14 @@ impl AlertMessage {
             police_acknowledged: None,
             attention: Attention::Information,
             context: event.context.clone(),
+            between_fixes: event.between_fixes.clone(),
         }
+    }
+
+    /// Seen only between two fixes: no device is told of it, and it pages
+    /// no police by itself (he was past when it was found).
+    pub fn is_between_fixes(&self) -> bool {
+        self.between_fixes.is_some()
     }
 
     /// The same alert without the protected person's position, for readers
@@ -180,8 +191,46 @@ impl AlertMessage {
             // his course and speed relative to her.
             self.distance_m = None;
             self.context = None;
+            self.between_fixes = None;
         }
         self
+    }
+}
+
+/// A pattern over days, on `kordon/v1/cases/{case}/patterns` for the case
+/// coordinator: what was found and its evidence (each stay's times, her
+/// place it was near, the closest distance, the alert episodes open
+/// meanwhile). `opened` when found, `updated` with each new stay,
+/// `cleared` when no stay came for the pattern's window. The id is stable.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PatternMessage {
+    pub id: EpisodeId,
+    pub event: AlertEvent,
+    pub case: CaseId,
+    pub risk: RiskLevel,
+    pub device: DeviceId,
+    /// The first stay's start.
+    pub onset: Timestamp,
+    pub ts: Timestamp,
+    #[serde(flatten)]
+    pub finding: Finding,
+}
+
+impl PatternMessage {
+    /// The message of a `pattern` event; `None` for any other.
+    pub fn from_event(event: &Event, risk: RiskLevel) -> Option<Self> {
+        let finding = event.pattern.as_deref()?.clone();
+        let AlertMessage { event: phase, .. } = AlertMessage::from_event(event, risk);
+        Some(PatternMessage {
+            id: event.id,
+            event: phase,
+            case: event.case.clone(),
+            risk,
+            device: event.device.clone(),
+            onset: event.onset,
+            ts: event.at,
+            finding,
+        })
     }
 }
 

@@ -17,6 +17,12 @@ pub fn case_coordinators(case: &str) -> String {
     format!("kordon/v1/cases/{case}/coordinators")
 }
 
+/// Patterns over days found in a case ([`kordon_core::patterns`]), for its
+/// coordinators: never for a device.
+pub fn case_patterns(case: &str) -> String {
+    format!("kordon/v1/cases/{case}/patterns")
+}
+
 /// A request to a native victim device for a fresh fix (docs/mqtt.md,
 /// "Requests for a fresh position").
 pub fn position_request(device: &str) -> String {

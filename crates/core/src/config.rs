@@ -3,6 +3,8 @@
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+use crate::patterns::PatternConfig;
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct EngineConfig {
@@ -77,6 +79,18 @@ pub struct EngineConfig {
     /// A party's movement is read from its previous fix only when that is
     /// at most this old; else from the device's own speed, or not at all.
     pub motion_max_gap_s: u32,
+    /// Between fixes ([`crate::passage`]): the straight line from his
+    /// previous fix to this one, at most this many seconds apart, that
+    /// passes into an exclusion zone or within a contact ban's alarm
+    /// radius (by more than its fixes' accuracy) while both fixes are
+    /// outside raises a *possible* breach for the monitoring room. A
+    /// minute at 55 km/h is 900 m: a drive-by.
+    pub between_fixes_max_gap_s: u32,
+    /// … and up to this many seconds apart, a note for the room: the line
+    /// is a guess. 0 turns reading between fixes off.
+    pub between_fixes_note_gap_s: u32,
+    /// Patterns over days for the case coordinator ([`crate::patterns`]).
+    pub patterns: PatternConfig,
 }
 
 impl Default for EngineConfig {
@@ -106,6 +120,9 @@ impl Default for EngineConfig {
             co_travel_max_course_deg: 30.0,
             co_travel_speed_ratio: 1.5,
             motion_max_gap_s: 120,
+            between_fixes_max_gap_s: 120,
+            between_fixes_note_gap_s: 600,
+            patterns: PatternConfig::default(),
         }
     }
 }
@@ -187,6 +204,16 @@ impl EngineConfig {
                 value.to_string(),
                 "must be more than zero seconds",
             );
+        }
+        check(
+            self.between_fixes_note_gap_s == 0
+                || self.between_fixes_max_gap_s <= self.between_fixes_note_gap_s,
+            "between_fixes_max_gap_s",
+            self.between_fixes_max_gap_s.to_string(),
+            "must not be above between_fixes_note_gap_s (a note is for longer gaps)",
+        );
+        for (field, value) in self.patterns.nonsense() {
+            check(false, field, value, "must be a positive number");
         }
         check(
             self.passing_slowest_mps <= self.passing_speed_mps,

@@ -16,6 +16,8 @@ use sha2::{Digest, Sha256};
 use crate::decision::Certainty;
 use crate::intent::ProximityContext;
 use crate::model::{CaseId, DeviceId, OrderId, RiskLevel, Role};
+use crate::passage::Passage;
+use crate::patterns::Finding;
 
 /// Stable identifier of an episode: 128 bits of SHA-256 over its subject and
 /// onset, written as 32 hex digits.
@@ -90,6 +92,9 @@ pub enum EventKind {
     BatteryCritical,
     GpsLost,
     DeviceOffline,
+    /// A pattern over days found in the offender's stays
+    /// ([`crate::patterns`]): for the case coordinator.
+    Pattern,
 }
 
 impl EventKind {
@@ -106,6 +111,7 @@ impl EventKind {
             EventKind::BatteryCritical => "battery_critical",
             EventKind::GpsLost => "gps_lost",
             EventKind::DeviceOffline => "device_offline",
+            EventKind::Pattern => "pattern",
         }
     }
 
@@ -137,6 +143,8 @@ impl EventKind {
             DeviceOffline if high && role == Role::Offender => Severe,
             DeviceOffline | GpsLost | BatteryCritical if !low => Moderate,
             DeviceOffline | GpsLost | BatteryCritical | BatteryLow => Minor,
+            // Nobody needs to move now; the coordinator needs to know.
+            Pattern => Moderate,
         }
     }
 }
@@ -228,6 +236,14 @@ pub struct Event {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     /// Boxed: most events have none, and journal records hold events.
     pub context: Option<Box<ProximityContext>>,
+    /// The breach was seen only on the straight line between two fixes
+    /// ([`crate::passage`]), and no fix has shown it since: a *possible*
+    /// breach for the monitoring room.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub between_fixes: Option<Box<Passage>>,
+    /// For a `pattern` event: what was found, with its evidence.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pattern: Option<Box<Finding>>,
 }
 
 /// The episodes of one subject (an order, or one kind of a device's health)

@@ -21,6 +21,9 @@ pub mod geodesy;
 mod index;
 pub mod intent;
 pub mod model;
+pub mod order_checks;
+pub mod passage;
+pub mod patterns;
 pub mod schedule;
 mod track;
 pub mod validate;
@@ -35,8 +38,11 @@ pub use engine::{
 pub use episode::{ClearReason, EpisodeId, Event, EventKind, Phase, PositionReport, Severity};
 pub use intent::{ProximityContext, Reading};
 pub use model::{
-    Case, CaseId, Coordinator, DeviceId, Fix, GpsState, Input, Language, Offender, Order, OrderId,
-    PersonId, ProtectedPerson, RiskLevel, Role, Rule, Status, StrapState, ZoneGeometry,
+    Case, CaseId, Coordinator, DeviceId, Fix, GpsState, Input, KnownPlace, Language, Offender,
+    Order, OrderId, PersonId, PlaceKind, ProtectedPerson, RiskLevel, Role, Rule, Status,
+    StrapState, ZoneGeometry,
 };
+pub use passage::Passage;
+pub use patterns::{Finding, PatternConfig, PatternKind};
 pub use schedule::{Day, Schedule, Window};
 pub use validate::{validate_case, CaseError, Problem, ValidationReport};

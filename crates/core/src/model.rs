@@ -221,6 +221,11 @@ pub struct Offender {
     /// The language his bracelet's texts are written in.
     #[serde(default, skip_serializing_if = "Language::is_default")]
     pub language: Language,
+    /// Where he is registered to live, a GeoJSON `[lon, lat]` position.
+    /// Optional; with it, intake checks that his orders let him live there
+    /// ([`crate::order_checks`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub registered_address: Option<[f64; 2]>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -233,6 +238,48 @@ pub struct ProtectedPerson {
     /// The language her device's warnings are written in.
     #[serde(default, skip_serializing_if = "Language::is_default")]
     pub language: Language,
+    /// The places she is known to be: home, work, school. They are the case
+    /// coordinator's and the engine's knowledge, used to check that the
+    /// orders can protect her there ([`crate::order_checks`]); they are
+    /// never sent to any device and never shown to the offender's side.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub places: Vec<KnownPlace>,
+}
+
+/// A place a protected person is known to be. Hers only: never sent to a
+/// device, never shown to the offender's side.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KnownPlace {
+    pub kind: PlaceKind,
+    /// A GeoJSON `[lon, lat]` position.
+    pub position: [f64; 2],
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PlaceKind {
+    Home,
+    Work,
+    School,
+    Other,
+}
+
+impl PlaceKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PlaceKind::Home => "home",
+            PlaceKind::Work => "work",
+            PlaceKind::School => "school",
+            PlaceKind::Other => "other",
+        }
+    }
+}
+
+impl fmt::Display for PlaceKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// A language kordon writes device texts in (ISO 639-1).

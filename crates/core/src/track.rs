@@ -11,6 +11,7 @@ use crate::config::EngineConfig;
 use crate::decision::{Assessment, Certainty};
 use crate::episode::{ClearReason, EpisodeId, EventKind, Succession};
 use crate::intent::Reading;
+use crate::passage::Passage;
 
 /// The episode an order currently has open.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -22,6 +23,9 @@ pub struct OpenEpisode {
     pub reported_distance_m: Option<f64>,
     /// The reading last reported, for a contact ban ([`crate::intent`]).
     pub reported_reading: Option<Reading>,
+    /// A breach seen only on the line between two fixes, until a fix
+    /// shows it ([`Track::passed`]).
+    pub between_fixes: Option<Passage>,
 }
 
 /// What an episode would open with, before its succession settles its onset.
@@ -161,10 +165,58 @@ impl Track {
             certainty: opening.certainty,
             reported_distance_m: opening.distance_m,
             reported_reading: opening.reading,
+            between_fixes: None,
         };
         self.clear_since = None;
         self.open = Some(episode.clone());
         Some((episode, Transition::Opened))
+    }
+
+    /// A breach seen on the straight line between his last two fixes
+    /// ([`crate::passage`]), `at` the later fix's time: opens a *possible*
+    /// breach at the line's closest point, or makes an open warning one.
+    /// One look at a line is enough (there is no second look at it), and
+    /// never more than possible: he may have taken another road.
+    pub fn passed(
+        &mut self,
+        passage: Passage,
+        reading: Option<Reading>,
+        kinds: TrackKinds,
+        at: Timestamp,
+        derive_id: impl FnOnce(Timestamp) -> EpisodeId,
+    ) -> Option<(OpenEpisode, Transition)> {
+        let (episode, transition) = match &mut self.open {
+            None => {
+                let opening = Opening {
+                    kind: kinds.breach,
+                    onset: passage.at,
+                    certainty: Some(Certainty::Possible),
+                    distance_m: Some(passage.distance_m),
+                    reading,
+                };
+                self.begin(opening, at, derive_id)?
+            }
+            Some(open) if open.kind == kinds.warning => {
+                open.kind = kinds.breach;
+                open.certainty = Some(Certainty::Possible);
+                open.reported_distance_m = Some(passage.distance_m);
+                open.reported_reading = reading;
+                (open.clone(), Transition::Updated)
+            }
+            Some(_) => return None,
+        };
+        // He was in the breach area since the fix before: clearing starts
+        // again from the next fix.
+        self.clear_since = None;
+        let open = self.open.as_mut()?;
+        open.between_fixes = Some(passage);
+        Some((
+            OpenEpisode {
+                between_fixes: Some(passage),
+                ..episode
+            },
+            transition,
+        ))
     }
 
     /// Feeds one in-order fix's assessment. `suspect` fixes may raise possible
@@ -257,7 +309,10 @@ impl Track {
         // Whether the police should wait is news for them both ways.
         let waits = |r: Option<Reading>| r.is_some_and(Reading::waits_for_police);
         let read_anew = waits(open.reported_reading) != waits(a.reading);
-        if escalated || certainty != open.certainty || moved || read_anew {
+        // A breach seen between fixes that a fix now shows is news: it is
+        // no longer the room's alone.
+        let seen_at_a_fix = a.breach.is_some() && open.between_fixes.take().is_some();
+        if escalated || certainty != open.certainty || moved || read_anew || seen_at_a_fix {
             open.certainty = certainty;
             open.reported_distance_m = Some(a.distance_m);
             open.reported_reading = a.reading;

@@ -5,6 +5,9 @@
 //! wrote the file can fix all of it in one go. Positions outside the
 //! Netherlands are warnings (a case may reach across a border), positions
 //! that only make sense with latitude and longitude swapped are errors.
+//! Orders that are valid but cannot work as written (his address in his own
+//! exclusion zone, no time to travel between two zones) are warnings too,
+//! found by [`crate::order_checks`].
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -14,7 +17,8 @@ use serde::Serialize;
 use thiserror::Error;
 
 use crate::model::{Case, CaseId, OrderId, Rule, ZoneGeometry};
-use crate::schedule::Schedule;
+use crate::order_checks::USUAL_ACCURACY_M;
+use crate::schedule::{Day, Schedule};
 
 /// Radii and buffers beyond this are a typo, not an order.
 pub const MAX_RADIUS_M: f64 = 50_000.0;
@@ -113,6 +117,108 @@ pub enum Problem {
         existing: String,
         other_case: String,
     },
+    // Orders that cannot work as written (crate::order_checks): warnings only.
+    #[error(
+        "the offender's registered address lies inside this exclusion zone, \
+         {inside_by_m} m from its edge: he cannot be at home {}",
+        while_on(.scheduled, "at all")
+    )]
+    AddressInOwnZone { inside_by_m: f64, scheduled: bool },
+    #[error(
+        "the offender's registered address lies {distance_m} m outside this exclusion zone, {}",
+        near_zone(.distance_m, .warning_buffer_m, .scheduled)
+    )]
+    AddressNearOwnZone {
+        distance_m: f64,
+        warning_buffer_m: f64,
+        scheduled: bool,
+    },
+    #[error(
+        "the offender's registered address and {person}'s home are {distance_m} m apart, \
+         within this contact ban's {alarm_radius_m} m alarm radius: \
+         both being at home is a breach"
+    )]
+    HomesWithinAlarmRadius {
+        person: String,
+        distance_m: f64,
+        alarm_radius_m: f64,
+    },
+    #[error(
+        "{person}'s {place} lies inside this inclusion zone, {inside_by_m} m from its edge, \
+         and no exclusion zone keeps him from it"
+    )]
+    ProtectedPlaceInInclusionZone {
+        person: String,
+        place: String,
+        inside_by_m: f64,
+    },
+    #[error(
+        "{} {radius_m} m is below the bracelet's usual accuracy of {accuracy_m} m: \
+         its fixes cannot tell inside the zone from outside",
+        zone_size(.equal_area)
+    )]
+    ZoneSmallerThanAccuracy {
+        radius_m: f64,
+        /// A polygon's size, given as the radius of the circle of equal area.
+        equal_area: bool,
+        accuracy_m: f64,
+    },
+    #[error(
+        "alarm radius {alarm_radius_m} m is below the bracelet's usual accuracy of \
+         {accuracy_m} m: a breach cannot be told from a near miss"
+    )]
+    AlarmRadiusBelowAccuracy {
+        alarm_radius_m: f64,
+        accuracy_m: f64,
+    },
+    #[error(
+        "{available_min} min to get from the zone of order `{from_order}` to this one \
+         ({when}), but they are {distance_km} km apart: {needed_min} min at {speed_kmh} km/h"
+    )]
+    NoTimeToTravel {
+        from_order: String,
+        /// The tightest change of zones in the week, e.g. "Monday 07:00 → 08:00".
+        when: String,
+        distance_km: f64,
+        available_min: i32,
+        needed_min: i32,
+        speed_kmh: f64,
+    },
+}
+
+fn while_on(scheduled: &bool, otherwise: &str) -> String {
+    if *scheduled {
+        "while its schedule is on".to_string()
+    } else {
+        otherwise.to_string()
+    }
+}
+
+fn near_zone(distance_m: &f64, warning_buffer_m: &f64, scheduled: &bool) -> String {
+    let at_home = if *scheduled {
+        " while its schedule is on"
+    } else {
+        ""
+    };
+    if distance_m <= warning_buffer_m {
+        format!(
+            "within its {warning_buffer_m} m warning buffer: \
+             being at home raises a zone warning{at_home}"
+        )
+    } else {
+        format!(
+            "closer than the bracelet's usual accuracy of {USUAL_ACCURACY_M} m: \
+             being at home raises possible breaches{at_home}"
+        )
+    }
+}
+
+fn zone_size(equal_area: &bool) -> &'static str {
+    if *equal_area {
+        "zone has the area of a circle of radius"
+    } else {
+        "zone radius"
+    }
 }
 
 /// Checks one case on its own. Cross-case checks (a device that is an
@@ -129,6 +235,9 @@ pub fn validate_case(case: &Case) -> ValidationReport {
     }
     if case.offender.device.as_str().trim().is_empty() {
         v.error("offender.device", Problem::EmptyId);
+    }
+    if let Some(address) = case.offender.registered_address {
+        v.position("offender.registered_address", address);
     }
     let mut people = BTreeSet::new();
     let mut devices = BTreeSet::from([case.offender.device.as_str()]);
@@ -155,6 +264,12 @@ pub fn validate_case(case: &Case) -> ValidationReport {
                     },
                 );
             }
+        }
+        for (k, place) in person.places.iter().enumerate() {
+            v.position(
+                &format!("protected[{i}].places[{k}].position"),
+                place.position,
+            );
         }
     }
     let mut order_ids = BTreeSet::new();
@@ -257,6 +372,8 @@ pub fn validate_case(case: &Case) -> ValidationReport {
             }
         }
     }
+    let findings = crate::order_checks::check(case, &v.report.errors);
+    v.report.warnings.extend(findings);
     v.report
 }
 
@@ -481,8 +598,6 @@ impl Validator {
         if schedule.windows.is_empty() {
             self.error(format!("{field}.windows"), Problem::NoWindows);
         }
-        // Each occurrence as minutes of the week, from Monday 00:00 local.
-        let mut occurrences: Vec<(i32, i32, usize, crate::schedule::Day)> = Vec::new();
         for (i, window) in schedule.windows.iter().enumerate() {
             let wf = format!("{field}.windows[{i}]");
             if window.days.is_empty() {
@@ -490,28 +605,23 @@ impl Validator {
             }
             if window.start == window.end {
                 self.error(&wf, Problem::EmptyWindow);
-                continue;
-            }
-            for day in &window.days {
-                let start = day.index_from_monday() * 24 * 60 + window.start_minute_of_day();
-                occurrences.push((start, start + window.nominal_minutes(), i, *day));
             }
         }
-        const WEEK: i32 = 7 * 24 * 60;
+        let occurrences = week_occurrences(schedule);
         let mut reported = BTreeSet::new();
-        for (a, &(a_start, a_end, a_window, a_day)) in occurrences.iter().enumerate() {
-            for &(b_start, b_end, b_window, _) in &occurrences[a + 1..] {
+        for (n, a) in occurrences.iter().enumerate() {
+            for b in &occurrences[n + 1..] {
                 // Compare with b shifted by a week either way: Sunday night
                 // runs into Monday morning.
                 let overlaps = [-WEEK, 0, WEEK]
                     .iter()
-                    .any(|shift| a_start < b_end + shift && b_start + shift < a_end);
-                if overlaps && reported.insert((a_window.min(b_window), a_window.max(b_window))) {
+                    .any(|shift| a.start < b.end + shift && b.start + shift < a.end);
+                if overlaps && reported.insert((a.window.min(b.window), a.window.max(b.window))) {
                     self.error(
-                        format!("{field}.windows[{}]", a_window.max(b_window)),
+                        format!("{field}.windows[{}]", a.window.max(b.window)),
                         Problem::OverlappingWindows {
-                            other: a_window.min(b_window),
-                            day: DayName(a_day).to_string(),
+                            other: a.window.min(b.window),
+                            day: DayName(a.day).to_string(),
                         },
                     );
                 }
@@ -520,7 +630,41 @@ impl Validator {
     }
 }
 
-struct DayName(crate::schedule::Day);
+/// Minutes in a week.
+pub(crate) const WEEK: i32 = 7 * 24 * 60;
+
+/// One weekly occurrence of a window, in minutes of local clock time from
+/// Monday 00:00 (DST ignored); `end` may pass the week's end on a Sunday night.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Occurrence {
+    pub start: i32,
+    pub end: i32,
+    /// The window's index in the schedule.
+    pub window: usize,
+    pub day: Day,
+}
+
+/// Every occurrence of every non-empty window, in window and day order.
+pub(crate) fn week_occurrences(schedule: &Schedule) -> Vec<Occurrence> {
+    let mut occurrences = Vec::new();
+    for (i, window) in schedule.windows.iter().enumerate() {
+        if window.start == window.end {
+            continue;
+        }
+        for day in &window.days {
+            let start = day.index_from_monday() * 24 * 60 + window.start_minute_of_day();
+            occurrences.push(Occurrence {
+                start,
+                end: start + window.nominal_minutes(),
+                window: i,
+                day: *day,
+            });
+        }
+    }
+    occurrences
+}
+
+pub(crate) struct DayName(pub Day);
 
 impl fmt::Display for DayName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

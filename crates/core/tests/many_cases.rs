@@ -98,11 +98,13 @@ fn version(which: usize, variant: usize) -> kordon_core::Case {
                 id: PersonId::from("P1"),
                 device: Some(DeviceId::from("VIC-1")),
                 language: Default::default(),
+                places: Vec::new(),
             },
             ProtectedPerson {
                 id: PersonId::from("P2"),
                 device: Some(DeviceId::from("VIC-2")),
                 language: Default::default(),
+                places: Vec::new(),
             },
         ];
         c

@@ -180,6 +180,42 @@ fn check_cases_accepts_the_shipped_cases_and_names_every_error_with_exit_code_1(
 }
 
 #[test]
+fn check_cases_warns_of_orders_that_cannot_work_with_their_numbers() {
+    // He is registered in the middle of his own exclusion zone, 150 m from
+    // her home, and the contact ban's alarm radius is 200 m. The court's
+    // orders stand (the case is valid), but the coordinator is told.
+    let (lat, lon) = ZONE_CENTRE;
+    let (her_lat, her_lon) = north(ZONE_CENTRE, 150.0);
+    let mut case = TestCase::new("high").json();
+    case["offender"]["registered_address"] = serde_json::json!([lon, lat]);
+    case["protected"][0]["places"] =
+        serde_json::json!([{"kind": "home", "position": [her_lon, her_lat]}]);
+    let dir = temp_dir("check-orders");
+    let path = dir.join("case.json");
+    std::fs::write(&path, case.to_string()).unwrap();
+
+    let output = kordon().arg("check-cases").arg(&path).output().unwrap();
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{text}");
+    assert!(text.contains("is valid"), "{text}");
+    let warnings: Vec<&str> = text.lines().filter(|l| l.contains(": warning: ")).collect();
+    assert_eq!(warnings.len(), 2, "{text}");
+    assert!(
+        warnings.iter().any(|w| w.contains("order zone-ban")
+            && w.contains("field `offender.registered_address`")
+            && w.contains("registered address lies inside this exclusion zone")),
+        "{text}"
+    );
+    assert!(
+        warnings.iter().any(|w| w.contains("order contact-ban")
+            && w.contains(
+                "P1's home are 150 m apart, within this contact ban's 200 m alarm radius"
+            )),
+        "{text}"
+    );
+}
+
+#[test]
 fn a_broken_configuration_stops_kordon_at_start_naming_the_problem() {
     let dir = temp_dir("badconfig");
     let path = dir.join("kordon.toml");

@@ -29,9 +29,11 @@ use crate::geodesy::Ecef;
 use crate::index::{OrderRef, PositionIndex, ZoneIndex};
 use crate::intent::{LastReading, Movement, ProximityContext, Reading, TrackPoint, STANDING_MPS};
 use crate::model::{
-    Case, CaseId, DeviceId, Fix, GpsState, Input, OrderId, RiskLevel, Role, Rule, Status,
-    StrapState,
+    Case, CaseId, DeviceId, Fix, GpsState, Input, OrderId, PlaceKind, RiskLevel, Role, Rule,
+    Status, StrapState,
 };
+use crate::passage::{End, Line, Passage};
+use crate::patterns::{HerPlace, News, PatternWatch, Sighting};
 use crate::schedule::{schedule_time_zone, Schedule, ScheduleState};
 use crate::track::{Observation, OpenEpisode, Opening, Track, TrackKinds, Transition};
 use crate::validate::{validate_case, CaseError, Problem, ValidationReport};
@@ -142,7 +144,7 @@ pub struct NearbyDevice {
 
 /// The shape of [`Engine::snapshot`]'s bytes. Bump it with any change to the
 /// engine's state, so an old snapshot is refused rather than misread.
-const SNAPSHOT_FORMAT: u32 = 4;
+const SNAPSHOT_FORMAT: u32 = 5;
 
 /// A snapshot [`Engine::restore`] cannot use.
 #[derive(Debug, Error)]
@@ -400,6 +402,13 @@ impl Engine {
             .as_ref()
             .map(|(_, old)| old.watched_since)
             .unwrap_or(now);
+        let (her_places, his_address) = known_places(&case, &orders);
+        let patterns = match &mut previous {
+            Some((_, old)) => {
+                std::mem::take(&mut old.patterns).with_places(her_places, his_address)
+            }
+            None => PatternWatch::new(her_places, his_address),
+        };
         if let Some((_, old)) = &mut previous {
             self.retire_orders(old, now, &mut events);
         }
@@ -412,6 +421,7 @@ impl Engine {
             plan: orders.iter().map(|o| OrderPlan::of(&o.rule)).collect(),
             orders,
             watched_since,
+            patterns,
         };
         for (bounds, at) in zone_entries(slot, &state) {
             self.zones.insert(bounds, at);
@@ -839,11 +849,22 @@ impl Engine {
         let Some(dev) = self.devices[slot].as_ref() else {
             return;
         };
-        let margin = self.config.clear_margin_m + sample.accuracy_m;
+        // A zone is judged when the fix, or the line from his previous fix
+        // to it (`crate::passage`), could reach it.
+        let line_m = if suspect || self.config.between_fixes_note_gap_s == 0 {
+            0.0
+        } else {
+            dev.line_to(sample, self.config.between_fixes_note_gap_s)
+                .map_or(0.0, |line| line.length_m())
+        };
+        let margin = self.config.clear_margin_m + sample.accuracy_m + line_m;
         for &(case_slot, role) in &dev.memberships {
             let Some(case) = self.cases[case_slot].as_mut() else {
                 continue;
             };
+            if role == Role::Offender && !suspect {
+                watch_patterns(&self.config, &self.tz, case, sample, events);
+            }
             for i in 0..case.plan.len() {
                 let relevant = match case.plan[i] {
                     OrderPlan::Zone {
@@ -1018,6 +1039,8 @@ impl Engine {
                     protected,
                     reason: None,
                     context: None,
+                    between_fixes: None,
+                    pattern: None,
                 });
             }
         }

@@ -35,6 +35,8 @@ pub(super) fn order_event(
         protected,
         reason,
         context: None,
+        between_fixes: episode.between_fixes.map(Box::new),
+        pattern: None,
     }
 }
 
@@ -98,6 +100,8 @@ pub(super) fn health_event(
         protected: None,
         reason,
         context: None,
+        between_fixes: None,
+        pattern: None,
     }
 }
 
@@ -273,33 +277,96 @@ pub(super) fn decide_order(
             )
         }
     };
+    // The line from his previous fix to this one, for a fix of his.
+    let his_fix = other.is_none_or(|(.., own_role)| own_role == Role::Offender);
+    let passage = (his_fix && !suspect)
+        .then(|| {
+            let hers = other.map(|(hers, ..)| hers);
+            passage_through(config, dev, &case.orders[i].rule, sample, &assessment, hers)
+        })
+        .flatten();
     let case_id = &case.id;
     let order = &mut case.orders[i];
     let order_id = &order.id;
     let family = kinds.breach.family();
     let derive = |onset| EpisodeId::derive(case_id, order_id.as_str(), family, onset);
-    if let Some((episode, transition)) =
+    // A line that shows the breach speaks for this fix: the episode
+    // begins where the line came closest, not at this fix.
+    let passed = passage.and_then(|p| order.track.passed(p, assessment.reading, kinds, at, derive));
+    let Some((episode, transition)) = passed.or_else(|| {
         order
             .track
             .step(assessment, observation, kinds, config, derive)
-    {
-        let own = sample.report(&dev.id, 0.0);
-        let positions = match other {
-            None => (Some(own), None),
-            Some((other, other_dev, grown, Role::Offender)) => {
-                (Some(own), Some(other.report(&other_dev.id, grown)))
-            }
-            Some((other, other_dev, grown, Role::Protected)) => {
-                (Some(other.report(&other_dev.id, grown)), Some(own))
-            }
-        };
-        let order = &case.orders[i];
-        let mut event = order_event(case, order, &episode, transition, at, Some(positions));
-        if !matches!(transition, Transition::Cleared(_)) {
-            event.context = context.map(Box::new);
+    }) else {
+        return;
+    };
+    let own = sample.report(&dev.id, 0.0);
+    let positions = match other {
+        None => (Some(own), None),
+        Some((other, other_dev, grown, Role::Offender)) => {
+            (Some(own), Some(other.report(&other_dev.id, grown)))
         }
-        events.push(event);
+        Some((other, other_dev, grown, Role::Protected)) => {
+            (Some(other.report(&other_dev.id, grown)), Some(own))
+        }
+    };
+    let order = &case.orders[i];
+    let mut event = order_event(case, order, &episode, transition, at, Some(positions));
+    if !matches!(transition, Transition::Cleared(_)) {
+        event.context = context.map(Box::new);
     }
+    events.push(event);
+}
+
+/// The straight line from his previous fix to this one ([`crate::passage`]),
+/// judged as a fix at its point deepest into the order's breach area (her
+/// alarm radius, an exclusion zone): a passage when that point lies in it
+/// by more than the accuracy there, and this fix does not for certain. Her position is
+/// her latest, its accuracy grown with its age at that point. Curfews are
+/// not judged between fixes: leaving and coming back within a minute is
+/// no breach.
+fn passage_through(
+    config: &EngineConfig,
+    his_device: &DeviceState,
+    rule: &CompiledRule,
+    his: &Sample,
+    now: &Assessment,
+    hers: Option<Sample>,
+) -> Option<Passage> {
+    // A fix that shows the breach for certain needs no line; one that
+    // shows it only possibly (a stale position of hers) is helped by one.
+    if config.between_fixes_note_gap_s == 0 || now.breach == Some(Certainty::Certain) {
+        return None;
+    }
+    let line = his_device.line_to(his, config.between_fixes_note_gap_s)?;
+    // Metres into the breach area (negative inside) and to report.
+    let (point, depth_m, distance_m) = match rule {
+        CompiledRule::Exclusion { zone, .. } => {
+            let (point, d) = line.deepest_into(zone, 0.0)?;
+            (point, d, d)
+        }
+        CompiledRule::ContactBan { alarm_m, .. } => {
+            let hers = hers?;
+            // No point of the line is nearer her than this fix less its length.
+            if now.distance_m - line.length_m() > *alarm_m {
+                return None;
+            }
+            let point = line.closest_to(hers.lat, hers.lon);
+            let d = point.ecef.distance_m(&hers.ecef);
+            let grown = seconds_between(hers.ts, point.ts).abs() * config.stale_position_speed_mps;
+            (point, d - alarm_m + hers.accuracy_m + grown, d)
+        }
+        CompiledRule::Inclusion { .. } => return None,
+    };
+    (depth_m + point.accuracy_m <= 0.0).then(|| Passage {
+        from: line.from.ts,
+        to: line.to.ts,
+        at: point.ts,
+        lat: point.lat,
+        lon: point.lon,
+        distance_m,
+        long_gap: line.gap_s() > f64::from(config.between_fixes_max_gap_s),
+    })
 }
 
 /// Reads how a contact ban's pair is close ([`crate::intent`]) after its
@@ -677,5 +744,106 @@ pub(super) fn curfew_deadlines(
                 events,
             );
         }
+    }
+}
+
+/// Her places as the patterns know them ([`crate::patterns`]): those the
+/// case file lists, else the centres of the zones around her; and his
+/// registered address.
+pub(super) fn known_places(case: &Case, orders: &[OrderState]) -> (Vec<HerPlace>, Option<Ecef>) {
+    let at = |[lon, lat]: [f64; 2]| Ecef::from_lat_lon(lat, lon);
+    let mut places: Vec<HerPlace> = case
+        .protected
+        .iter()
+        .flat_map(|p| &p.places)
+        .map(|p| HerPlace {
+            kind: p.kind,
+            ecef: at(p.position),
+        })
+        .collect();
+    if places.is_empty() {
+        let around_her = case.orders.iter().zip(orders).filter_map(|(order, state)| {
+            match (&order.rule, &state.rule) {
+                (
+                    Rule::ExclusionZone {
+                        around: Some(_), ..
+                    },
+                    CompiledRule::Exclusion { zone, .. },
+                ) => Some(*zone.frame().origin()),
+                _ => None,
+            }
+        });
+        places.extend(around_her.map(|ecef| HerPlace {
+            kind: PlaceKind::Other,
+            ecef,
+        }));
+    }
+    (places, case.offender.registered_address.map(at))
+}
+
+/// Shows his accepted fix to the case's patterns, and reports what they
+/// found as `pattern` events for the case coordinator.
+pub(super) fn watch_patterns(
+    config: &EngineConfig,
+    tz: &TimeZone,
+    case: &mut CaseState,
+    his: &Sample,
+    events: &mut Vec<Event>,
+) {
+    let band = config.patterns.loiter_band_m;
+    let zone_edge_m = case
+        .orders
+        .iter()
+        .filter_map(|o| match &o.rule {
+            CompiledRule::Exclusion { zone, .. } if zone.may_touch(&his.ecef, band) => {
+                Some(zone.signed_distance_m(&his.ecef))
+            }
+            _ => None,
+        })
+        .filter(|d| *d > 0.0 && *d <= band)
+        .min_by(f64::total_cmp);
+    let open_episodes: SmallVec<[EpisodeId; 4]> = case
+        .orders
+        .iter()
+        .filter_map(|o| o.track.open.as_ref().map(|e| e.id))
+        .collect();
+    let seen = Sighting {
+        ts: his.ts,
+        ecef: his.ecef,
+        zone_edge_m,
+        open_episodes: &open_episodes,
+    };
+    for news in case.patterns.observe(&config.patterns, tz, seen) {
+        events.push(pattern_event(case, news, his.ts));
+    }
+}
+
+fn pattern_event(case: &CaseState, news: News, at: Timestamp) -> Event {
+    let (phase, onset, finding) = match news {
+        News::Found { onset, finding } => (Phase::Opened, onset, finding),
+        News::Grown { onset, finding } => (Phase::Updated, onset, finding),
+        News::Lapsed { onset, finding } => (Phase::Cleared, onset, finding),
+    };
+    let kind = EventKind::Pattern;
+    Event {
+        id: EpisodeId::derive(&case.id, "pattern", finding.pattern.as_str(), onset),
+        phase,
+        kind,
+        severity: kind.severity(case.risk, Role::Offender),
+        case: case.id.clone(),
+        order: None,
+        device: case.offender_id.clone(),
+        role: Role::Offender,
+        onset,
+        at,
+        certainty: None,
+        distance_m: finding.stays.last().map(|s| s.closest_m),
+        offender: None,
+        protected: None,
+        // A finding lapses when no stay came for its window.
+        reason: (phase == Phase::Cleared).then_some(ClearReason::Resolved),
+        context: None,
+        between_fixes: None,
+        pattern: Some(Box::new(finding)),
     }
 }

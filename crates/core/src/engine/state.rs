@@ -22,6 +22,8 @@ pub(super) struct CaseState {
     pub(super) orders: Vec<OrderState>,
     /// When the engine began watching: the reference for "never heard of".
     pub(super) watched_since: Timestamp,
+    /// His stays near her places and along the zones' edges, over days.
+    pub(super) patterns: PatternWatch,
 }
 
 /// The few facts needed to skip an order for a fix, one per order.
@@ -187,6 +189,15 @@ pub(super) struct Sample {
 }
 
 impl Sample {
+    pub(super) fn end(&self) -> End {
+        End {
+            ts: self.ts,
+            lat: self.lat,
+            lon: self.lon,
+            accuracy_m: self.accuracy_m,
+        }
+    }
+
     pub(super) fn report(&self, device: &DeviceId, extra_uncertainty_m: f64) -> PositionReport {
         PositionReport {
             device: device.clone(),
@@ -364,6 +375,20 @@ impl DeviceState {
 
     /// The trusted remembered fix nearest in time to `t`: an outlier or an
     /// unusable fix must not make a late fix of the other party a breach.
+    /// The straight line from the device's previous trusted fix to
+    /// `sample` ([`crate::passage`]), if that fix is at most `max_gap_s`
+    /// older.
+    pub(super) fn line_to(&self, sample: &Sample, max_gap_s: u32) -> Option<Line> {
+        let previous = self
+            .history
+            .entries()
+            .filter(|e| e.trusted && e.ts < sample.ts)
+            .max_by_key(|e| e.ts)?
+            .sample();
+        (seconds_between(previous.ts, sample.ts) <= f64::from(max_gap_s))
+            .then(|| Line::new(previous.end(), sample.end()))
+    }
+
     pub(super) fn sample_near(&self, t: Timestamp) -> Option<Sample> {
         self.history
             .entries()

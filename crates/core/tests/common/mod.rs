@@ -106,11 +106,13 @@ pub fn case(id: &str, risk: RiskLevel, orders: Vec<Order>) -> Case {
         offender: Offender {
             device: DeviceId::new(format!("OFF-{n}")),
             language: Default::default(),
+            registered_address: None,
         },
         protected: vec![ProtectedPerson {
             id: PersonId::from("P1"),
             device: Some(DeviceId::new(format!("VIC-{n}"))),
             language: Default::default(),
+            places: Vec::new(),
         }],
         coordinators: vec![],
         orders,

@@ -69,11 +69,7 @@ pub fn deadlines(
     for (_, record) in records {
         match record {
             Record::Event { event, at } if event.phase == Phase::Opened => {
-                let police = AlertDesk::needs_police(
-                    event.kind,
-                    risk(&event.case),
-                    event.context.as_ref().map(|c| c.reading),
-                );
+                let police = AlertDesk::needs_police(event, risk(&event.case));
                 alerts
                     .entry(event.id.to_string())
                     .or_insert(AlertDeadlines {
@@ -96,11 +92,7 @@ pub fn deadlines(
                 if let Some(a) = alerts.get_mut(&event.id.to_string()) {
                     // As the desk: a clearing pages no one.
                     if event.phase != Phase::Cleared
-                        && AlertDesk::needs_police(
-                            event.kind,
-                            risk(&event.case),
-                            event.context.as_ref().map(|c| c.reading),
-                        )
+                        && AlertDesk::needs_police(event, risk(&event.case))
                     {
                         a.police = true;
                     }
@@ -410,6 +402,8 @@ mod tests {
             protected: None,
             reason: None,
             context: None,
+            between_fixes: None,
+            pattern: None,
         };
         (s as u64, Record::Event { event, at: at(s) })
     }

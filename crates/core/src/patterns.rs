@@ -1,0 +1,535 @@
+//! Patterns over days, for the case coordinator: "the pattern must be seen".
+//!
+//! Single alerts miss a man who never breaches: he parks a kilometre from
+//! her home three evenings in a week, or waits just outside the zone around
+//! it, again and again. This module keeps, per case, the stays of the
+//! offender that matter and reports a *finding* once they repeat:
+//!
+//! - **`slow_burn`**: visits near her places (a stay of at least
+//!   `visit_min_s` within `near_place_m` of her home, work or school, or of
+//!   the centre of a zone around her), on `slow_burn_days` different days
+//!   within `window_days`. Stays near his own registered address do not
+//!   count: where he lives is the order checks' concern.
+//! - **`loitering`**: stays of at least `loiter_min_s` outside an exclusion
+//!   zone but within `loiter_band_m` of its edge, `loitering_stays` times
+//!   within `window_days`.
+//!
+//! A finding names its evidence: each stay's times, the place, the closest
+//! distance and the alert episodes open meanwhile. It stays one finding
+//! (one stable id, derived from its first stay) while stays keep coming
+//! within `window_days`, and is reported again with each new one.
+//!
+//! Pure bookkeeping on the fixes the engine accepted: it never reads a
+//! clock, never sees her device's positions (only her places in the case
+//! file), and never decides an order's episode.
+
+use jiff::tz::TimeZone;
+use jiff::{civil::Date, SignedDuration, Timestamp};
+use serde::{Deserialize, Serialize};
+
+use crate::episode::EpisodeId;
+use crate::geodesy::Ecef;
+use crate::model::PlaceKind;
+
+/// Thresholds of the patterns (`[engine.patterns]`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PatternConfig {
+    /// A finding looks back this far, and lapses after this long without a
+    /// new stay.
+    pub window_days: u32,
+    /// Near one of her places: within this many metres. 1.5 km is a short
+    /// walk, further than any alarm radius, and clear of most commutes
+    /// (which pass by without stopping).
+    pub near_place_m: f64,
+    /// A stay: fixes within `stay_radius_m` of where it began, for at least
+    /// this long.
+    pub visit_min_s: u32,
+    pub stay_radius_m: f64,
+    /// Visits on this many different days (local time) make `slow_burn`.
+    pub slow_burn_days: u32,
+    /// Outside a zone, within this many metres of its edge.
+    pub loiter_band_m: f64,
+    pub loiter_min_s: u32,
+    /// This many stays along a zone's edge make `loitering`.
+    pub loitering_stays: u32,
+    /// Stays within this many metres of his registered address are his
+    /// own life, not visits.
+    pub own_address_m: f64,
+}
+
+impl Default for PatternConfig {
+    fn default() -> Self {
+        PatternConfig {
+            window_days: 7,
+            near_place_m: 1500.0,
+            visit_min_s: 300,
+            stay_radius_m: 150.0,
+            slow_burn_days: 3,
+            loiter_band_m: 250.0,
+            loiter_min_s: 600,
+            loitering_stays: 2,
+            own_address_m: 300.0,
+        }
+    }
+}
+
+impl PatternConfig {
+    /// The settings that cannot be meant, as (field, value).
+    pub fn nonsense(&self) -> Vec<(&'static str, String)> {
+        let mut bad = Vec::new();
+        for (field, value) in [
+            ("patterns.near_place_m", self.near_place_m),
+            ("patterns.stay_radius_m", self.stay_radius_m),
+            ("patterns.loiter_band_m", self.loiter_band_m),
+        ] {
+            if !(value.is_finite() && value > 0.0) {
+                bad.push((field, value.to_string()));
+            }
+        }
+        if !(self.own_address_m.is_finite() && self.own_address_m >= 0.0) {
+            bad.push(("patterns.own_address_m", self.own_address_m.to_string()));
+        }
+        for (field, value) in [
+            ("patterns.window_days", self.window_days),
+            ("patterns.slow_burn_days", self.slow_burn_days),
+            ("patterns.loitering_stays", self.loitering_stays),
+        ] {
+            if value == 0 {
+                bad.push((field, value.to_string()));
+            }
+        }
+        bad
+    }
+}
+
+/// What a finding is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PatternKind {
+    SlowBurn,
+    Loitering,
+}
+
+impl PatternKind {
+    pub const ALL: [PatternKind; 2] = [PatternKind::SlowBurn, PatternKind::Loitering];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PatternKind::SlowBurn => "slow_burn",
+            PatternKind::Loitering => "loitering",
+        }
+    }
+}
+
+/// One stay in a finding's evidence.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Stay {
+    pub from: Timestamp,
+    pub to: Timestamp,
+    /// Her place it was near (`slow_burn`); none for a zone's edge.
+    /// (No field is skipped when empty: stays are kept in the engine's
+    /// snapshots, whose format does not describe itself.)
+    pub place: Option<PlaceKind>,
+    /// Metres: the closest it came to her place, or to the zone's edge.
+    pub closest_m: f64,
+    /// Alert episodes of the case open during it (a zone warning, say).
+    pub episodes: Vec<EpisodeId>,
+}
+
+/// A pattern found, with its evidence: what the coordinator is sent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Finding {
+    pub pattern: PatternKind,
+    /// Oldest first, within `window_days` of the newest.
+    pub stays: Vec<Stay>,
+}
+
+/// One of her places, as the case file gives it (or the centre of a zone
+/// around her).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct HerPlace {
+    pub kind: PlaceKind,
+    pub ecef: Ecef,
+}
+
+/// His fix, as the patterns see it: where, when, and what it was near.
+#[derive(Debug, Clone, Copy)]
+pub struct Sighting<'a> {
+    pub ts: Timestamp,
+    pub ecef: Ecef,
+    /// The least signed distance to the edge of an exclusion zone of the
+    /// case that it came within `loiter_band_m` of, if any.
+    pub zone_edge_m: Option<f64>,
+    /// The case's alert episodes open now.
+    pub open_episodes: &'a [EpisodeId],
+}
+
+/// What a sighting changed: a finding to report, new or grown, or lapsed.
+#[derive(Debug, Clone, PartialEq)]
+pub enum News {
+    Found { onset: Timestamp, finding: Finding },
+    Grown { onset: Timestamp, finding: Finding },
+    Lapsed { onset: Timestamp, finding: Finding },
+}
+
+/// A stay in progress: where it began and what it has seen.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Candidate {
+    anchor: Ecef,
+    stay: Stay,
+    /// Whether it has lasted long enough to be evidence.
+    counted: bool,
+}
+
+/// One pattern's stays and whether its finding has been reported.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+struct Track {
+    current: Option<Candidate>,
+    stays: Vec<Stay>,
+    /// The onset of the finding reported, while it holds.
+    reported: Option<Timestamp>,
+}
+
+/// A case's patterns.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PatternWatch {
+    her_places: Vec<HerPlace>,
+    his_address: Option<Ecef>,
+    slow_burn: Track,
+    loitering: Track,
+}
+
+impl PatternWatch {
+    pub fn new(her_places: Vec<HerPlace>, his_address: Option<Ecef>) -> Self {
+        PatternWatch {
+            her_places,
+            his_address,
+            ..PatternWatch::default()
+        }
+    }
+
+    /// The same watch for a case whose file changed: its places anew, the
+    /// stays kept (a corrected address does not erase last week).
+    pub fn with_places(self, her_places: Vec<HerPlace>, his_address: Option<Ecef>) -> Self {
+        PatternWatch {
+            her_places,
+            his_address,
+            ..self
+        }
+    }
+
+    /// Takes one accepted fix of his, in time order.
+    pub fn observe(&mut self, config: &PatternConfig, tz: &TimeZone, seen: Sighting) -> Vec<News> {
+        let mut news = Vec::new();
+        let at_home = self
+            .his_address
+            .is_some_and(|home| home.distance_m(&seen.ecef) <= config.own_address_m);
+        let near_her = self
+            .her_places
+            .iter()
+            .map(|p| (p.kind, p.ecef.distance_m(&seen.ecef)))
+            .filter(|(_, d)| *d <= config.near_place_m)
+            .min_by(|a, b| a.1.total_cmp(&b.1))
+            .filter(|_| !at_home);
+        let visit = near_her.map(|(kind, d)| (Some(kind), d));
+        let loiter = seen.zone_edge_m.map(|d| (None, d));
+        for (pattern, near) in [
+            (PatternKind::SlowBurn, visit),
+            (PatternKind::Loitering, loiter),
+        ] {
+            let track = self.track_mut(pattern);
+            let counted = track.follow(config, pattern, &seen, near);
+            if let Some(n) = track.lapse(config, pattern, seen.ts) {
+                news.push(n);
+            }
+            if counted {
+                news.extend(track.judge(config, tz, pattern));
+            }
+        }
+        news
+    }
+
+    fn track_mut(&mut self, pattern: PatternKind) -> &mut Track {
+        match pattern {
+            PatternKind::SlowBurn => &mut self.slow_burn,
+            PatternKind::Loitering => &mut self.loitering,
+        }
+    }
+}
+
+/// A stay is what the fixes show: silence longer than this ends it (a
+/// bracelet that stands still reports every minute or so).
+const MAX_SILENCE_IN_STAY: SignedDuration = SignedDuration::from_secs(600);
+
+fn min_stay_s(config: &PatternConfig, pattern: PatternKind) -> u32 {
+    match pattern {
+        PatternKind::SlowBurn => config.visit_min_s,
+        PatternKind::Loitering => config.loiter_min_s,
+    }
+}
+
+fn window(config: &PatternConfig) -> SignedDuration {
+    SignedDuration::from_hours(24 * i64::from(config.window_days))
+}
+
+impl Track {
+    /// Extends the stay in progress with a sighting `near` (place, metres),
+    /// or ends it. True when the stay has just become evidence or grew as
+    /// evidence (a new stay or a longer one to report).
+    fn follow(
+        &mut self,
+        config: &PatternConfig,
+        pattern: PatternKind,
+        seen: &Sighting,
+        near: Option<(Option<PlaceKind>, f64)>,
+    ) -> bool {
+        let Some((place, distance)) = near else {
+            self.current = None;
+            return false;
+        };
+        let stays_put = self.current.as_ref().is_some_and(|c| {
+            let unbroken = seen.ts.duration_since(c.stay.to) <= MAX_SILENCE_IN_STAY;
+            unbroken
+                && (pattern == PatternKind::Loitering
+                    || c.anchor.distance_m(&seen.ecef) <= config.stay_radius_m)
+        });
+        if !stays_put {
+            self.current = Some(Candidate {
+                anchor: seen.ecef,
+                stay: Stay {
+                    from: seen.ts,
+                    to: seen.ts,
+                    place,
+                    closest_m: distance,
+                    episodes: Vec::new(),
+                },
+                counted: false,
+            });
+        }
+        let Some(current) = self.current.as_mut() else {
+            return false;
+        };
+        let stay = &mut current.stay;
+        stay.to = seen.ts;
+        stay.closest_m = stay.closest_m.min(distance);
+        for id in seen.open_episodes {
+            if !stay.episodes.contains(id) {
+                stay.episodes.push(*id);
+            }
+        }
+        let long_enough = stay.to.duration_since(stay.from)
+            >= SignedDuration::from_secs(i64::from(min_stay_s(config, pattern)));
+        if !long_enough {
+            return false;
+        }
+        let first = !current.counted;
+        current.counted = true;
+        match self
+            .stays
+            .last_mut()
+            .filter(|s| s.from == current.stay.from && !first)
+        {
+            Some(last) => *last = current.stay.clone(),
+            None => self.stays.push(current.stay.clone()),
+        }
+        // Reported once as it becomes evidence; the rest of it is in the
+        // record with the next report.
+        first
+    }
+
+    /// Forgets stays older than the window, and a reported finding whose
+    /// newest stay is that old: it lapsed.
+    fn lapse(
+        &mut self,
+        config: &PatternConfig,
+        pattern: PatternKind,
+        now: Timestamp,
+    ) -> Option<News> {
+        let since = now.checked_sub(window(config)).unwrap_or(Timestamp::MIN);
+        let lapsed = self
+            .reported
+            .filter(|_| self.stays.last().is_none_or(|s| s.to < since))
+            .map(|onset| News::Lapsed {
+                onset,
+                finding: Finding {
+                    pattern,
+                    stays: self.stays.clone(),
+                },
+            });
+        if lapsed.is_some() {
+            self.reported = None;
+        }
+        self.stays.retain(|s| s.to >= since);
+        lapsed
+    }
+
+    /// Whether the stays within the window make the pattern, and what to
+    /// report if they do.
+    fn judge(
+        &mut self,
+        config: &PatternConfig,
+        tz: &TimeZone,
+        pattern: PatternKind,
+    ) -> Option<News> {
+        let enough = match pattern {
+            PatternKind::SlowBurn => {
+                let mut days: Vec<Date> = self
+                    .stays
+                    .iter()
+                    .map(|s| tz.to_datetime(s.from).date())
+                    .collect();
+                days.dedup();
+                days.len() >= config.slow_burn_days as usize
+            }
+            PatternKind::Loitering => self.stays.len() >= config.loitering_stays as usize,
+        };
+        if !enough {
+            return None;
+        }
+        let finding = Finding {
+            pattern,
+            stays: self.stays.clone(),
+        };
+        Some(match self.reported {
+            Some(onset) => News::Grown { onset, finding },
+            None => {
+                let onset = self.stays.first()?.from;
+                self.reported = Some(onset);
+                News::Found { onset, finding }
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HOME: (f64, f64) = (51.9210, 4.5160);
+
+    fn t(hours: f64) -> Timestamp {
+        let base: Timestamp = "2026-11-30T00:00:00Z".parse().unwrap();
+        base.checked_add(SignedDuration::from_secs((hours * 3600.0) as i64))
+            .unwrap()
+    }
+
+    /// A point `north` metres north of her home.
+    fn north(metres: f64) -> Ecef {
+        Ecef::from_lat_lon(HOME.0 + metres / 111_250.0, HOME.1)
+    }
+
+    fn watch() -> PatternWatch {
+        let home = HerPlace {
+            kind: PlaceKind::Home,
+            ecef: Ecef::from_lat_lon(HOME.0, HOME.1),
+        };
+        PatternWatch::new(vec![home], None)
+    }
+
+    /// Parks `metres` north of her home from `from_h` for `minutes`, a fix
+    /// a minute; the news.
+    fn park(w: &mut PatternWatch, from_h: f64, minutes: u32, metres: f64) -> Vec<News> {
+        let config = PatternConfig::default();
+        let tz = TimeZone::get("Europe/Amsterdam").unwrap();
+        (0..=minutes)
+            .flat_map(|m| {
+                let seen = Sighting {
+                    ts: t(from_h + f64::from(m) / 60.0),
+                    ecef: north(metres),
+                    zone_edge_m: None,
+                    open_episodes: &[],
+                };
+                w.observe(&config, &tz, seen)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn three_evenings_near_her_home_make_a_slow_burn() {
+        let mut w = watch();
+        assert!(park(&mut w, 19.0, 20, 900.0).is_empty());
+        assert!(park(&mut w, 24.0 + 19.0, 20, 1100.0).is_empty());
+        let news = park(&mut w, 72.0 + 20.0, 20, 800.0);
+        let [News::Found { onset, finding }] = news.as_slice() else {
+            panic!("{news:?}");
+        };
+        assert_eq!(*onset, t(19.0), "from the first evening");
+        assert_eq!(finding.pattern, PatternKind::SlowBurn);
+        assert_eq!(finding.stays.len(), 3);
+        assert_eq!(finding.stays[2].place, Some(PlaceKind::Home));
+        assert!((finding.stays[2].closest_m - 800.0).abs() < 5.0);
+        // A fourth evening grows the same finding.
+        let news = park(&mut w, 96.0 + 20.0, 20, 800.0);
+        assert!(matches!(news.as_slice(), [News::Grown { onset: o, .. }] if *o == t(19.0)));
+    }
+
+    #[test]
+    fn driving_past_or_stopping_briefly_is_no_visit() {
+        let mut w = watch();
+        for day in 0..5 {
+            // Four minutes at a red light and a shop, every day.
+            assert!(park(&mut w, 24.0 * f64::from(day) + 18.0, 4, 700.0).is_empty());
+        }
+        assert!(w.slow_burn.stays.is_empty());
+    }
+
+    #[test]
+    fn visits_on_one_day_are_one_day() {
+        let mut w = watch();
+        assert!(park(&mut w, 10.0, 20, 900.0).is_empty());
+        assert!(park(&mut w, 14.0, 20, 700.0).is_empty());
+        assert!(park(&mut w, 19.0, 20, 1200.0).is_empty());
+        assert_eq!(w.slow_burn.stays.len(), 3);
+    }
+
+    #[test]
+    fn stays_at_his_own_address_are_his_life() {
+        let home = HerPlace {
+            kind: PlaceKind::Home,
+            ecef: Ecef::from_lat_lon(HOME.0, HOME.1),
+        };
+        let mut w = PatternWatch::new(vec![home], Some(north(1000.0)));
+        for day in 0..4 {
+            assert!(park(&mut w, 24.0 * f64::from(day) + 19.0, 60, 1000.0).is_empty());
+        }
+    }
+
+    #[test]
+    fn a_finding_lapses_after_a_quiet_window() {
+        let mut w = watch();
+        for day in 0..3 {
+            park(&mut w, 24.0 * f64::from(day) + 19.0, 20, 900.0);
+        }
+        assert!(w.slow_burn.reported.is_some());
+        let news = park(&mut w, 24.0 * 12.0, 1, 1400.0);
+        assert!(matches!(news.as_slice(), [News::Lapsed { .. }]), "{news:?}");
+        assert!(w.slow_burn.reported.is_none());
+    }
+
+    #[test]
+    fn two_long_waits_along_a_zone_edge_are_loitering() {
+        let config = PatternConfig::default();
+        let tz = TimeZone::get("Europe/Amsterdam").unwrap();
+        let mut w = PatternWatch::new(Vec::new(), None);
+        let mut wait = |from_h: f64| -> Vec<News> {
+            (0..=15)
+                .flat_map(|m| {
+                    let seen = Sighting {
+                        ts: t(from_h + f64::from(m) / 60.0),
+                        ecef: north(300.0 + 10.0 * f64::from(m % 3)),
+                        zone_edge_m: Some(60.0),
+                        open_episodes: &[],
+                    };
+                    w.observe(&config, &tz, seen)
+                })
+                .collect()
+        };
+        assert!(wait(12.0).is_empty());
+        let news = wait(24.0 + 12.0);
+        assert!(
+            matches!(news.as_slice(), [News::Found { finding, .. }] if finding.pattern == PatternKind::Loitering),
+            "{news:?}"
+        );
+    }
+}
