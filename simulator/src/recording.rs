@@ -228,6 +228,10 @@ pub enum TruthKind {
     Tamper,
     /// Her device died.
     VictimOffline,
+    /// One stay of a scripted pattern (`slow_burn`, `loiter_edge`): no
+    /// alert is due for it alone; the scorer asks for the pattern by the
+    /// third.
+    PatternStay,
 }
 
 impl TruthKind {
@@ -239,6 +243,7 @@ impl TruthKind {
             TruthKind::Encounter => "encounter",
             TruthKind::Tamper => "tamper",
             TruthKind::VictimOffline => "victim_offline",
+            TruthKind::PatternStay => "pattern_stay",
         }
     }
 }

@@ -13,7 +13,8 @@ pub enum Incident {
     Follow,
     /// He drives past her workplace while she is there: close, no intent.
     PassBy,
-    /// He waits half an hour just outside the exclusion zone.
+    /// He waits half an hour just outside the exclusion zone, on each of
+    /// the first three days. Required: a `loitering` pattern by the third.
     LoiterEdge,
     /// He is out for an hour during his curfew.
     CurfewBreak,
@@ -31,10 +32,15 @@ pub enum Incident {
     /// fixes. Required to be raised (a possible breach), not to page the
     /// police.
     DriveBy,
+    /// Slow-burn stalking that never breaches: on every other evening he
+    /// parks 700 m to 1.3 km from her home for 15 to 40 minutes, outside
+    /// every warning radius. Required: a `slow_burn` pattern by the third
+    /// evening.
+    SlowBurn,
 }
 
 impl Incident {
-    pub const ALL: [Incident; 9] = [
+    pub const ALL: [Incident; 10] = [
         Incident::ApproachHome,
         Incident::Follow,
         Incident::PassBy,
@@ -44,6 +50,7 @@ impl Incident {
         Incident::VictimDeviceDies,
         Incident::CoTravel,
         Incident::DriveBy,
+        Incident::SlowBurn,
     ];
 
     pub fn name(self) -> &'static str {
@@ -57,6 +64,7 @@ impl Incident {
             Incident::VictimDeviceDies => "victim_device_dies",
             Incident::CoTravel => "co_travel",
             Incident::DriveBy => "drive_by",
+            Incident::SlowBurn => "slow_burn",
         }
     }
 }

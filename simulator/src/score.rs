@@ -118,6 +118,8 @@ pub enum Audience {
     Device(String),
     /// The coordinators of this case.
     Coordinators(String),
+    /// Patterns over days found in this case, for its coordinators.
+    Patterns(String),
     Other,
 }
 
@@ -135,6 +137,7 @@ impl Audience {
             ["kordon", "v1", "cases", case, "coordinators"] => {
                 Audience::Coordinators(case.to_string())
             }
+            ["kordon", "v1", "cases", case, "patterns"] => Audience::Patterns(case.to_string()),
             _ => Audience::Other,
         }
     }
@@ -212,7 +215,8 @@ fn parse_line(line: &str) -> Result<Line, String> {
         _ => OtherLine {
             id: text("id"),
             event: text("event"),
-            kind: text("kind"),
+            // A pattern message names its pattern.
+            kind: text("kind").or_else(|| text("pattern")),
             ts: text("ts").and_then(|t| t.parse().ok()),
             topic: addressed.topic,
             audience,
@@ -241,13 +245,15 @@ fn family(kind: &str, role: Option<&str>) -> Option<Family> {
     }
 }
 
-fn truth_family(kind: TruthKind) -> Family {
+/// The alerts a truth calls for; none for one stay of a pattern.
+fn truth_family(kind: TruthKind) -> Option<Family> {
     match kind {
-        TruthKind::Zone => Family::Zone,
-        TruthKind::Proximity | TruthKind::Encounter => Family::Proximity,
-        TruthKind::Curfew => Family::Curfew,
-        TruthKind::Tamper => Family::Tamper,
-        TruthKind::VictimOffline => Family::VictimOffline,
+        TruthKind::Zone => Some(Family::Zone),
+        TruthKind::Proximity | TruthKind::Encounter => Some(Family::Proximity),
+        TruthKind::Curfew => Some(Family::Curfew),
+        TruthKind::Tamper => Some(Family::Tamper),
+        TruthKind::VictimOffline => Some(Family::VictimOffline),
+        TruthKind::PatternStay => None,
     }
 }
 
@@ -336,6 +342,14 @@ pub struct Score {
     pub co_travel_encounters: u32,
     pub co_travel_to_police: u32,
     pub co_travel_police_share: Option<f64>,
+    /// Scripted patterns (`slow_burn`, `loiter_edge`) with three stays or
+    /// more: flagged by a pattern message of their kind by the end of the
+    /// third stay, or not; and those missed, for reading.
+    pub patterns_detected: u32,
+    pub patterns_missed: u32,
+    pub patterns_missed_list: Vec<String>,
+    /// Patterns found on pairs without a scripted pattern, per pair-day.
+    pub pattern_alerts_per_pair_day: Option<f64>,
     /// Scripted drive-bys (`drive_by`: within the alarm radius of her at
     /// speed, a low-power bracelet reporting once a minute), those with no
     /// fix of his while within it, and those of them raised as a breach.
@@ -402,7 +416,7 @@ impl Episode {
     /// within the slack of detection.
     fn raised_for(&self, t: &Truth) -> bool {
         self.case == t.case
-            && self.family == Some(truth_family(t.kind))
+            && self.family.is_some_and(|f| truth_family(t.kind) == Some(f))
             && self.alarm_ms.is_some_and(|a| {
                 a <= t.end_ms + AFTER_MS
                     && self.clear_ms.unwrap_or(i64::MAX) >= t.start_ms - BEFORE_MS
@@ -553,7 +567,9 @@ pub fn score(recording: &Recording, lines: &[Line]) -> Score {
                 encounter_ids.insert(e.id.clone());
             }
         }
-        if t.kind == TruthKind::Encounter {
+        // Encounters are neither due nor false; a pattern's stays are
+        // scored as the pattern (`patterns`).
+        if matches!(t.kind, TruthKind::Encounter | TruthKind::PatternStay) {
             continue;
         }
         if t.end_ms - t.start_ms < BRIEF_MS {
@@ -661,6 +677,7 @@ pub fn score(recording: &Recording, lines: &[Line]) -> Score {
     let receive = receive(recording, &alerts, lines, &episodes, pair_days, end_ms);
     let reach = police_reach(recording, lines, &episodes);
     let drive_bys = drive_bys(recording, &episodes);
+    let patterns = patterns(recording, lines);
     let per = |n: u32| {
         if pair_days > 0.0 {
             f64::from(n) / pair_days
@@ -725,6 +742,10 @@ pub fn score(recording: &Recording, lines: &[Line]) -> Score {
         co_travel_encounters: reach.encounters("co_travel").0,
         co_travel_to_police: reach.encounters("co_travel").1,
         co_travel_police_share: reach.share("co_travel"),
+        patterns_detected: patterns.detected,
+        patterns_missed: patterns.missed_list.len() as u32,
+        patterns_missed_list: patterns.missed_list,
+        pattern_alerts_per_pair_day: patterns.ordinary_per_pair_day,
         drive_bys: drive_bys.all,
         drive_bys_between_fixes: drive_bys.between_fixes,
         drive_bys_between_fixes_detected: drive_bys.detected,
@@ -736,6 +757,81 @@ pub fn score(recording: &Recording, lines: &[Line]) -> Score {
         police_missed_list: reach.missed_list,
         encounters_paged_list: reach.paged_list,
     }
+}
+
+/// The pattern a scripted incident must be flagged as.
+fn expected_pattern(incident: &str) -> Option<&'static str> {
+    match incident {
+        "slow_burn" => Some("slow_burn"),
+        "loiter_edge" => Some("loitering"),
+        _ => None,
+    }
+}
+
+/// Scripted patterns, counted, and pattern messages on the other pairs.
+struct Patterns {
+    detected: u32,
+    missed_list: Vec<String>,
+    ordinary_per_pair_day: Option<f64>,
+}
+
+fn patterns(recording: &Recording, lines: &[Line]) -> Patterns {
+    // Case → pattern messages (kind, ts) that found or grew a pattern.
+    let mut found: BTreeMap<&str, Vec<(&str, i64, bool)>> = BTreeMap::new();
+    for l in lines {
+        let Line::Other(o) = l else { continue };
+        let Audience::Patterns(case) = &o.audience else {
+            continue;
+        };
+        if let (Some(kind), Some(ts), Some(event @ ("opened" | "updated"))) =
+            (o.kind.as_deref(), o.ts, o.event.as_deref())
+        {
+            found.entry(case.as_str()).or_default().push((
+                kind,
+                ts.as_millisecond(),
+                event == "opened",
+            ));
+        }
+    }
+    let mut counted = Patterns {
+        detected: 0,
+        missed_list: Vec::new(),
+        ordinary_per_pair_day: None,
+    };
+    let (mut ordinary_pairs, mut ordinary_found) = (0u32, 0u32);
+    for pair in &recording.pair_info {
+        let messages = found.get(pair.case.as_str());
+        let Some(expected) = pair.incident.as_deref().and_then(expected_pattern) else {
+            ordinary_pairs += 1;
+            ordinary_found += messages.map_or(0, |m| m.iter().filter(|m| m.2).count()) as u32;
+            continue;
+        };
+        let mut stays: Vec<&Truth> = recording
+            .truth
+            .iter()
+            .filter(|t| t.case == pair.case && t.kind == TruthKind::PatternStay)
+            .collect();
+        stays.sort_by_key(|t| t.start_ms);
+        let Some(third) = stays.get(2) else {
+            continue;
+        };
+        let by = third.end_ms + AFTER_MS;
+        let flagged =
+            messages.is_some_and(|m| m.iter().any(|(k, ts, _)| *k == expected && *ts <= by));
+        if flagged {
+            counted.detected += 1;
+        } else {
+            counted.missed_list.push(format!(
+                "{} {expected}: not flagged by the third stay ({})",
+                pair.case,
+                jiff::Timestamp::from_millisecond(third.end_ms).unwrap_or_default()
+            ));
+        }
+    }
+    let pair_days = f64::from(ordinary_pairs) * f64::from(recording.hours) / 24.0;
+    counted.ordinary_per_pair_day =
+        (pair_days > 0.0).then(|| f64::from(ordinary_found) / pair_days);
+    counted
 }
 
 /// Scripted drive-bys, counted.
@@ -866,7 +962,8 @@ fn police_reach(
             .values()
             .filter(|p| {
                 p.case == t.case
-                    && p.family == Some(fam)
+                    && fam.is_some()
+                    && p.family == fam
                     && p.first_ms <= t.end_ms + AFTER_MS
                     && p.end_ms >= t.start_ms
             })
@@ -1024,7 +1121,11 @@ fn receive(
         }
     }
     let mut truths: HashMap<&str, Vec<(i64, i64)>> = HashMap::new();
-    for t in &recording.truth {
+    for t in recording
+        .truth
+        .iter()
+        .filter(|t| t.kind != TruthKind::PatternStay)
+    {
         truths
             .entry(t.case.as_str())
             .or_default()
@@ -1089,6 +1190,7 @@ fn receive(
                 offender += 1;
             }
             Audience::Coordinators(_) => count("coordinators"),
+            Audience::Patterns(_) => count("patterns"),
             Audience::Device(_) | Audience::Other => count("other"),
         }
     }
@@ -1268,6 +1370,14 @@ impl Score {
             self.co_travel_to_police,
             self.co_travel_encounters,
             share(self.co_travel_police_share)
+        )?;
+        writeln!(
+            f,
+            "| case coordinators | scripted patterns flagged by the third stay / missed; patterns on other pairs per pair-day | {} / {} ; {} |",
+            self.patterns_detected,
+            self.patterns_missed,
+            self.pattern_alerts_per_pair_day
+                .map_or("–".into(), |v| format!("{v:.4}"))
         )?;
         writeln!(
             f,

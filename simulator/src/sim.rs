@@ -162,6 +162,8 @@ struct Pair {
     curfew: bool,
     /// The scripted window of intent, seconds.
     script: Option<(f64, f64)>,
+    /// The stays of a scripted pattern (slow burn, loitering), seconds.
+    stays: Vec<(f64, f64)>,
 }
 
 fn hours(h: f64) -> f64 {
@@ -249,8 +251,9 @@ fn make_pair(
         acc += share;
         (u < acc).then_some(*k)
     });
-    let curfew =
-        incident == Some(Incident::CurfewBreak) || rng.random_bool(config.scenario.curfew_share);
+    // A slow burn's late evenings are not the curfew's breaches.
+    let curfew = incident == Some(Incident::CurfewBreak)
+        || (incident != Some(Incident::SlowBurn) && rng.random_bool(config.scenario.curfew_share));
 
     // Her days.
     let mut victim = Plan::default();
@@ -285,6 +288,7 @@ fn make_pair(
         indoor: true,
     });
     let mut script = None;
+    let mut stays = Vec::new();
     let mut tampered_at = None;
     let mut victim_dies = None;
     if incident == Some(Incident::CurfewBreak) {
@@ -301,6 +305,21 @@ fn make_pair(
         let day = d as f64 * 86_400.0;
         let first = d == 0;
         let at_work = |plan: &mut Plan, rng: &mut ChaCha8Rng, off: f64| {
+            if incident == Some(Incident::LoiterEdge) && d < 3 {
+                plan.stay_until(day + hours(rng.random_range(11.0..14.0)), true);
+                let start = plan.end();
+                if let Some(edge) = world.node_at_distance(vh, ZONE_RADIUS_M + 60.0) {
+                    plan.go(world, edge, Mode::Car);
+                    let arrive = plan.end();
+                    plan.stay_until(arrive + 1800.0, false);
+                    stays.push((arrive, plan.end()));
+                }
+                plan.go(world, o_work, Mode::Car);
+                if first {
+                    script = Some((start, plan.end()));
+                }
+                return;
+            }
             if !first {
                 return;
             }
@@ -344,17 +363,6 @@ fn make_pair(
                     let passed = plan.end();
                     plan.go(world, o_work, Mode::Car);
                     script = Some((start, passed));
-                }
-                Some(Incident::LoiterEdge) => {
-                    plan.stay_until(day + hours(rng.random_range(11.0..14.0)), true);
-                    let start = plan.end();
-                    if let Some(edge) = world.node_at_distance(vh, ZONE_RADIUS_M + 60.0) {
-                        plan.go(world, edge, Mode::Car);
-                        let leave = plan.end() + 1800.0;
-                        plan.stay_until(leave, false);
-                    }
-                    plan.go(world, o_work, Mode::Car);
-                    script = Some((start, plan.end()));
                 }
                 Some(Incident::TamperFlee) => {
                     let t = day + hours(rng.random_range(11.0..14.0));
@@ -410,6 +418,11 @@ fn make_pair(
             o_mode,
             at_work,
         );
+        if incident == Some(Incident::SlowBurn) && d % 2 == 0 {
+            let stay = watch_her_home(world, rng, &mut offender, day, vh, o_home);
+            script.get_or_insert(stay);
+            stays.push(stay);
+        }
     }
     offender.stay_until(horizon + 3600.0, true);
 
@@ -430,10 +443,15 @@ fn make_pair(
                      "geometry": {"type": "Point", "coordinates": [oh[0], oh[1]], "radius_m": CURFEW_RADIUS_M},
                      "schedule": {"windows": [{"days": ["mon","tue","wed","thu","fri","sat","sun"], "start": "23:00", "end": "06:00"}]}}}));
     }
+    // Their known places, as a case file holds them.
+    let vw = world.point(v_work);
     let case_json = json!({
         "id": case_id, "risk": "high",
-        "offender": {"device": offender_id},
-        "protected": [{"id": "P1", "device": victim_id}],
+        "offender": {"device": offender_id, "registered_address": [oh[0], oh[1]]},
+        "protected": [{"id": "P1", "device": victim_id, "places": [
+            {"kind": "home", "position": [vh[0], vh[1]]},
+            {"kind": "work", "position": [vw[0], vw[1]]},
+        ]}],
         "orders": orders,
     })
     .to_string();
@@ -470,7 +488,29 @@ fn make_pair(
         },
         curfew,
         script,
+        stays,
     }
+}
+
+/// An evening of a slow burn: by car to a spot 700 m to 1.3 km from her
+/// home (outside every warning radius while she is in), 15 to 40 minutes
+/// parked there, home again. The stay, seconds.
+fn watch_her_home(
+    world: &World,
+    rng: &mut ChaCha8Rng,
+    plan: &mut Plan,
+    day: f64,
+    her_home: LonLat,
+    home: NodeIndex,
+) -> (f64, f64) {
+    plan.stay_until(day + hours(rng.random_range(19.0..20.5)), true);
+    let spot = world.place_near(rng, her_home, 700.0, 1300.0);
+    plan.go(world, spot, Mode::Car);
+    let arrive = plan.end();
+    plan.stay_until(arrive + rng.random_range(900.0..2400.0), false);
+    let stay = (arrive, plan.end());
+    plan.go(world, home, Mode::Car);
+    stay
 }
 
 /// By car from `a` past her workplace to `b`, on the road nearest it: a
@@ -1098,6 +1138,15 @@ fn pair_truth(config: &SimConfig, pair: &Pair, horizon: f64) -> Vec<Truth> {
     }
     if let Some(at) = pair.offender_device.tampered_at {
         push(TruthKind::Tamper, at, at + 60.0, true, &mut out);
+    }
+    for &(from, to) in pair.stays.iter().filter(|(from, _)| *from < horizon) {
+        push(
+            TruthKind::PatternStay,
+            from,
+            to.min(horizon),
+            true,
+            &mut out,
+        );
     }
     if let Some(at) = pair.victim_device.dies_at {
         if at < horizon {

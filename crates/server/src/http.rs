@@ -370,6 +370,14 @@ async fn put_case(
             ),
         ));
     }
+    // Orders that may not work (his address in his own zone, a zone
+    // smaller than a fix's accuracy): the case runs, and the admin hears why
+    // it may not protect her as meant.
+    let warnings: Vec<crate::intake::FieldProblem> = kordon_core::validate_case(&case)
+        .warnings
+        .iter()
+        .map(Into::into)
+        .collect();
     let now = state.clock.now();
     let result = ask(&state, |reply| Command::PutCase {
         case: Box::new(case),
@@ -384,7 +392,8 @@ async fn put_case(
                 crate::core_thread::PutOutcome::Created => StatusCode::CREATED,
                 crate::core_thread::PutOutcome::Replaced => StatusCode::OK,
             };
-            Ok((status, Json(json!({ "case": id, "outcome": outcome }))).into_response())
+            let body = json!({ "case": id, "outcome": outcome, "warnings": warnings });
+            Ok((status, Json(body)).into_response())
         }
         Err(PutCaseError::Rejected(rejected)) => {
             let located = |list: &[kordon_core::CaseError]| -> Vec<crate::intake::FieldProblem> {

@@ -194,6 +194,24 @@ async fn cases_are_listed_put_live_validated_and_deleted_by_an_admin() {
     );
     let (_, current) = api.call(Method::GET, &path, Some(ADMIN_TOKEN), None).await;
     assert_eq!(current["orders"][0]["rule"]["alarm_radius_m"], 200.0);
+    // A case whose orders cannot work as meant runs, and the answer says
+    // why, with the numbers: his address inside his own exclusion zone.
+    let mut awkward = new.json();
+    awkward["offender"]["registered_address"] = serde_json::json!([ZONE_CENTRE.1, ZONE_CENTRE.0]);
+    let (status, answer) = api
+        .call(
+            Method::PUT,
+            &path,
+            Some(ADMIN_TOKEN),
+            Some(awkward.to_string()),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    let warned = answer["warnings"].as_array().is_some_and(|w| {
+        w.iter()
+            .any(|w| w["problem"]["code"] == "address_in_own_zone" && w["message"].is_string())
+    });
+    assert!(warned, "{answer}");
     // A body for another case, or no case at all, is a bad request.
     let (status, _) = api
         .call(
