@@ -37,10 +37,15 @@ pub enum Incident {
     /// every warning radius. Required: a `slow_burn` pattern by the third
     /// evening.
     SlowBurn,
+    /// Following at a distance: on every other day he waits near her
+    /// workplace until she has left and drives her way home seven to ten
+    /// minutes behind her, turning off before she arrives. Never within
+    /// a warning radius. Required: a `following` pattern by the third.
+    FollowFar,
 }
 
 impl Incident {
-    pub const ALL: [Incident; 10] = [
+    pub const ALL: [Incident; 11] = [
         Incident::ApproachHome,
         Incident::Follow,
         Incident::PassBy,
@@ -51,6 +56,7 @@ impl Incident {
         Incident::CoTravel,
         Incident::DriveBy,
         Incident::SlowBurn,
+        Incident::FollowFar,
     ];
 
     pub fn name(self) -> &'static str {
@@ -65,6 +71,7 @@ impl Incident {
             Incident::CoTravel => "co_travel",
             Incident::DriveBy => "drive_by",
             Incident::SlowBurn => "slow_burn",
+            Incident::FollowFar => "follow_far",
         }
     }
 }

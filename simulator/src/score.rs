@@ -342,7 +342,7 @@ pub struct Score {
     pub co_travel_encounters: u32,
     pub co_travel_to_police: u32,
     pub co_travel_police_share: Option<f64>,
-    /// Scripted patterns (`slow_burn`, `loiter_edge`) with three stays or
+    /// Scripted patterns (`slow_burn`, `loiter_edge`, `follow_far`) with three stays or
     /// more: flagged by a pattern message of their kind by the end of the
     /// third stay, or not; and those missed, for reading.
     pub patterns_detected: u32,
@@ -358,6 +358,7 @@ pub struct Score {
     pub drive_bys_between_fixes_detected: u32,
     /// `drive_bys_between_fixes_detected / drive_bys_between_fixes`.
     pub drive_by_detected_share: Option<f64>,
+    pub drive_bys_missed_list: Vec<String>,
     /// Scripted zone and contact-ban truths (approach, follow) the police
     /// heard of with the slack of detection, those they never did, and the
     /// p95 of the delay from the true onset to the first police message
@@ -746,6 +747,7 @@ pub fn score(recording: &Recording, lines: &[Line]) -> Score {
         patterns_missed: patterns.missed_list.len() as u32,
         patterns_missed_list: patterns.missed_list,
         pattern_alerts_per_pair_day: patterns.ordinary_per_pair_day,
+        drive_bys_missed_list: drive_bys.missed_list,
         drive_bys: drive_bys.all,
         drive_bys_between_fixes: drive_bys.between_fixes,
         drive_bys_between_fixes_detected: drive_bys.detected,
@@ -764,6 +766,7 @@ fn expected_pattern(incident: &str) -> Option<&'static str> {
     match incident {
         "slow_burn" => Some("slow_burn"),
         "loiter_edge" => Some("loitering"),
+        "follow_far" => Some("following"),
         _ => None,
     }
 }
@@ -840,6 +843,7 @@ struct DriveBys {
     between_fixes: u32,
     /// Of those between fixes.
     detected: u32,
+    missed_list: Vec<String>,
 }
 
 /// The drive-by truths (contact ban), whether a fix of his fell within
@@ -875,6 +879,7 @@ fn drive_bys(recording: &Recording, episodes: &BTreeMap<String, Episode>) -> Dri
         all: 0,
         between_fixes: 0,
         detected: 0,
+        missed_list: Vec::new(),
     };
     for t in recording
         .truth
@@ -892,6 +897,8 @@ fn drive_bys(recording: &Recording, episodes: &BTreeMap<String, Episode>) -> Dri
         counted.between_fixes += 1;
         if episodes.values().any(|e| e.raised_for(t)) {
             counted.detected += 1;
+        } else {
+            counted.missed_list.push(describe(t));
         }
     }
     counted

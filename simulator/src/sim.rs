@@ -386,6 +386,13 @@ fn make_pair(
                 continue;
             }
         }
+        if incident == Some(Incident::FollowFar) && d % 2 == 0 {
+            if let Some(run) = follow_far(world, rng, &mut offender, &victim, day, o_work, o_home) {
+                script.get_or_insert(run);
+                stays.push(run);
+                continue;
+            }
+        }
         if first && incident == Some(Incident::Follow) {
             // Wait outside her work and follow her home, 20 s behind.
             if let Some((leave, end)) = first_journey_after(&victim, hours(15.0)) {
@@ -490,6 +497,63 @@ fn make_pair(
         script,
         stays,
     }
+}
+
+/// A day of following at a distance: to work as any day; to her
+/// workplace, arriving a minute before he sets off after her; her way home
+/// at her pace, seven to ten minutes behind her, for the first 70 % of her
+/// journey; home. The following, seconds; none if she has no journey home.
+fn follow_far(
+    world: &World,
+    rng: &mut ChaCha8Rng,
+    plan: &mut Plan,
+    her: &Plan,
+    day: f64,
+    work: NodeIndex,
+    home: NodeIndex,
+) -> Option<(f64, f64)> {
+    let (leave, arrive) = first_journey_after(her, day + hours(15.0))?;
+    let lag = rng.random_range(420.0..600.0);
+    let turn_off = leave + 0.7 * (arrive - leave);
+    let her_work = world.graph.nearest_drivable(her.state_at(leave).position)?;
+    plan.stay_until(day + hours(rng.random_range(7.0..8.5)), true);
+    plan.go(world, work, Mode::Car);
+    let mut trial = plan.clone();
+    let set_off = trial.end();
+    trial.go(world, her_work, Mode::Car);
+    let journey = trial.end() - set_off;
+    plan.stay_until(leave + lag - 60.0 - journey, true);
+    plan.go(world, her_work, Mode::Car);
+    plan.stay_until(leave + lag, false);
+    let from = plan.end();
+    for leg in &her.legs {
+        let crate::world::Leg::Move {
+            from: start,
+            points,
+            times,
+            mode,
+            ..
+        } = leg
+        else {
+            continue;
+        };
+        if *start < leave || *start >= turn_off {
+            continue;
+        }
+        let keep = times.iter().take_while(|t| **t <= turn_off).count();
+        if keep < 2 {
+            break;
+        }
+        plan.stay_until(times[0] + lag, false);
+        plan.travel(
+            points[..keep].to_vec(),
+            &speeds_along(&points[..keep], &times[..keep]),
+            *mode,
+        );
+    }
+    let to = plan.end();
+    plan.go(world, home, Mode::Car);
+    Some((from, to))
 }
 
 /// An evening of a slow burn: by car to a spot 700 m to 1.3 km from her

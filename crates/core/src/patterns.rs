@@ -13,6 +13,12 @@
 //! - **`loitering`**: stays of at least `loiter_min_s` outside an exclusion
 //!   zone but within `loiter_band_m` of its edge, `loitering_stays` times
 //!   within `window_days`.
+//! - **`following`**: his track repeats hers a few minutes later (each of
+//!   his fixes within `follow_match_m` of where she was `follow_min_lag_s`
+//!   to `follow_max_lag_s` before, while he is further than
+//!   `follow_apart_m` from her now: too far for any alert) for at least
+//!   `follow_min_s` and `follow_min_path_m`, `following_runs` times within
+//!   `window_days`.
 //!
 //! A finding names its evidence: each stay's times, the place, the closest
 //! distance and the alert episodes open meanwhile. It stays one finding
@@ -56,6 +62,16 @@ pub struct PatternConfig {
     /// Stays within this many metres of his registered address are his
     /// own life, not visits.
     pub own_address_m: f64,
+    /// Following: where she was this long before (a lag of minutes keeps
+    /// him out of every radius), within this many metres, while this far
+    /// from her now; for at least this long and this far, this many times.
+    pub follow_min_lag_s: u32,
+    pub follow_max_lag_s: u32,
+    pub follow_match_m: f64,
+    pub follow_apart_m: f64,
+    pub follow_min_s: u32,
+    pub follow_min_path_m: f64,
+    pub following_runs: u32,
 }
 
 impl Default for PatternConfig {
@@ -70,6 +86,13 @@ impl Default for PatternConfig {
             loiter_min_s: 600,
             loitering_stays: 2,
             own_address_m: 300.0,
+            follow_min_lag_s: 60,
+            follow_max_lag_s: 900,
+            follow_match_m: 100.0,
+            follow_apart_m: 500.0,
+            follow_min_s: 300,
+            follow_min_path_m: 1500.0,
+            following_runs: 2,
         }
     }
 }
@@ -82,6 +105,9 @@ impl PatternConfig {
             ("patterns.near_place_m", self.near_place_m),
             ("patterns.stay_radius_m", self.stay_radius_m),
             ("patterns.loiter_band_m", self.loiter_band_m),
+            ("patterns.follow_match_m", self.follow_match_m),
+            ("patterns.follow_apart_m", self.follow_apart_m),
+            ("patterns.follow_min_path_m", self.follow_min_path_m),
         ] {
             if !(value.is_finite() && value > 0.0) {
                 bad.push((field, value.to_string()));
@@ -94,6 +120,8 @@ impl PatternConfig {
             ("patterns.window_days", self.window_days),
             ("patterns.slow_burn_days", self.slow_burn_days),
             ("patterns.loitering_stays", self.loitering_stays),
+            ("patterns.following_runs", self.following_runs),
+            ("patterns.follow_max_lag_s", self.follow_max_lag_s),
         ] {
             if value == 0 {
                 bad.push((field, value.to_string()));
@@ -109,15 +137,21 @@ impl PatternConfig {
 pub enum PatternKind {
     SlowBurn,
     Loitering,
+    Following,
 }
 
 impl PatternKind {
-    pub const ALL: [PatternKind; 2] = [PatternKind::SlowBurn, PatternKind::Loitering];
+    pub const ALL: [PatternKind; 3] = [
+        PatternKind::SlowBurn,
+        PatternKind::Loitering,
+        PatternKind::Following,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
             PatternKind::SlowBurn => "slow_burn",
             PatternKind::Loitering => "loitering",
+            PatternKind::Following => "following",
         }
     }
 }
@@ -127,11 +161,13 @@ impl PatternKind {
 pub struct Stay {
     pub from: Timestamp,
     pub to: Timestamp,
-    /// Her place it was near (`slow_burn`); none for a zone's edge.
+    /// Her place it was near (`slow_burn`); none for a zone's edge or a
+    /// following.
     /// (No field is skipped when empty: stays are kept in the engine's
     /// snapshots, whose format does not describe itself.)
     pub place: Option<PlaceKind>,
-    /// Metres: the closest it came to her place, or to the zone's edge.
+    /// Metres: the closest it came to her place, to the zone's edge, or
+    /// (following) to her.
     pub closest_m: f64,
     /// Alert episodes of the case open during it (a zone warning, say).
     pub episodes: Vec<EpisodeId>,
@@ -198,7 +234,14 @@ pub struct PatternWatch {
     his_address: Option<Ecef>,
     slow_burn: Track,
     loitering: Track,
+    following: Track,
+    /// Her recent fixes, oldest first, at most one per
+    /// [`HER_TRACK_STEP`], back to `follow_max_lag_s`.
+    her_track: std::collections::VecDeque<(Timestamp, Ecef)>,
 }
+
+/// Her track is kept at this spacing: enough to match a road, bounded.
+const HER_TRACK_STEP: SignedDuration = SignedDuration::from_secs(10);
 
 impl PatternWatch {
     pub fn new(her_places: Vec<HerPlace>, his_address: Option<Ecef>) -> Self {
@@ -219,6 +262,46 @@ impl PatternWatch {
         }
     }
 
+    /// Takes one accepted fix of hers, in time order: her recent track, to
+    /// see whether his repeats it.
+    pub fn note_hers(&mut self, config: &PatternConfig, ts: Timestamp, ecef: Ecef) {
+        let spaced = self
+            .her_track
+            .back()
+            .is_none_or(|(last, _)| ts.duration_since(*last) >= HER_TRACK_STEP);
+        if spaced {
+            self.her_track.push_back((ts, ecef));
+        }
+        let horizon = SignedDuration::from_secs(i64::from(config.follow_max_lag_s));
+        while self
+            .her_track
+            .front()
+            .is_some_and(|(t, _)| ts.duration_since(*t) > horizon)
+        {
+            self.her_track.pop_front();
+        }
+    }
+
+    /// Where she was that his fix repeats, a few minutes later (see
+    /// `following`): the distance to her now, if it does.
+    fn repeats_her(&self, config: &PatternConfig, seen: &Sighting) -> Option<f64> {
+        let (_, now) = self.her_track.back()?;
+        let apart = now.distance_m(&seen.ecef);
+        if apart <= config.follow_apart_m {
+            return None;
+        }
+        let lag = |t: &Timestamp| seen.ts.duration_since(*t).as_secs();
+        let (min, max) = (
+            i64::from(config.follow_min_lag_s),
+            i64::from(config.follow_max_lag_s),
+        );
+        self.her_track
+            .iter()
+            .filter(|(t, _)| (min..=max).contains(&lag(t)))
+            .any(|(_, there)| there.distance_m(&seen.ecef) <= config.follow_match_m)
+            .then_some(apart)
+    }
+
     /// Takes one accepted fix of his, in time order.
     pub fn observe(&mut self, config: &PatternConfig, tz: &TimeZone, seen: Sighting) -> Vec<News> {
         let mut news = Vec::new();
@@ -234,9 +317,11 @@ impl PatternWatch {
             .filter(|_| !at_home);
         let visit = near_her.map(|(kind, d)| (Some(kind), d));
         let loiter = seen.zone_edge_m.map(|d| (None, d));
+        let follow = self.repeats_her(config, &seen).map(|d| (None, d));
         for (pattern, near) in [
             (PatternKind::SlowBurn, visit),
             (PatternKind::Loitering, loiter),
+            (PatternKind::Following, follow),
         ] {
             let track = self.track_mut(pattern);
             let counted = track.follow(config, pattern, &seen, near);
@@ -254,6 +339,7 @@ impl PatternWatch {
         match pattern {
             PatternKind::SlowBurn => &mut self.slow_burn,
             PatternKind::Loitering => &mut self.loitering,
+            PatternKind::Following => &mut self.following,
         }
     }
 }
@@ -261,11 +347,14 @@ impl PatternWatch {
 /// A stay is what the fixes show: silence longer than this ends it (a
 /// bracelet that stands still reports every minute or so).
 const MAX_SILENCE_IN_STAY: SignedDuration = SignedDuration::from_secs(600);
+/// A following survives fixes that miss her track for this long.
+const FOLLOW_MISS: SignedDuration = SignedDuration::from_secs(60);
 
 fn min_stay_s(config: &PatternConfig, pattern: PatternKind) -> u32 {
     match pattern {
         PatternKind::SlowBurn => config.visit_min_s,
         PatternKind::Loitering => config.loiter_min_s,
+        PatternKind::Following => config.follow_min_s,
     }
 }
 
@@ -285,14 +374,25 @@ impl Track {
         near: Option<(Option<PlaceKind>, f64)>,
     ) -> bool {
         let Some((place, distance)) = near else {
-            self.current = None;
+            // A fix that misses her track (a different lane, a light) does
+            // not end a following; a minute of them does.
+            let keeps = pattern == PatternKind::Following
+                && self
+                    .current
+                    .as_ref()
+                    .is_some_and(|c| seen.ts.duration_since(c.stay.to) <= FOLLOW_MISS);
+            if !keeps {
+                self.current = None;
+            }
             return false;
         };
         let stays_put = self.current.as_ref().is_some_and(|c| {
             let unbroken = seen.ts.duration_since(c.stay.to) <= MAX_SILENCE_IN_STAY;
-            unbroken
-                && (pattern == PatternKind::Loitering
-                    || c.anchor.distance_m(&seen.ecef) <= config.stay_radius_m)
+            let in_place = match pattern {
+                PatternKind::SlowBurn => c.anchor.distance_m(&seen.ecef) <= config.stay_radius_m,
+                PatternKind::Loitering | PatternKind::Following => true,
+            };
+            unbroken && in_place
         });
         if !stays_put {
             self.current = Some(Candidate {
@@ -318,8 +418,12 @@ impl Track {
                 stay.episodes.push(*id);
             }
         }
-        let long_enough = stay.to.duration_since(stay.from)
-            >= SignedDuration::from_secs(i64::from(min_stay_s(config, pattern)));
+        // A following is a journey: far enough from where it began.
+        let far_enough = pattern != PatternKind::Following
+            || current.anchor.distance_m(&seen.ecef) >= config.follow_min_path_m;
+        let long_enough = far_enough
+            && stay.to.duration_since(stay.from)
+                >= SignedDuration::from_secs(i64::from(min_stay_s(config, pattern)));
         if !long_enough {
             return false;
         }
@@ -383,6 +487,7 @@ impl Track {
                 days.len() >= config.slow_burn_days as usize
             }
             PatternKind::Loitering => self.stays.len() >= config.loitering_stays as usize,
+            PatternKind::Following => self.stays.len() >= config.following_runs as usize,
         };
         if !enough {
             return None;
@@ -505,6 +610,62 @@ mod tests {
         let news = park(&mut w, 24.0 * 12.0, 1, 1400.0);
         assert!(matches!(news.as_slice(), [News::Lapsed { .. }]), "{news:?}");
         assert!(w.slow_burn.reported.is_none());
+    }
+
+    /// She walks north at 1.5 m/s from her home for `minutes`, a fix every
+    /// 15 s; he walks the same way `lag_s` behind, `offset_m` to the east.
+    fn walk_behind(
+        w: &mut PatternWatch,
+        from_h: f64,
+        minutes: i64,
+        lag_s: i64,
+        offset_m: f64,
+    ) -> Vec<News> {
+        let config = PatternConfig::default();
+        let tz = TimeZone::get("Europe/Amsterdam").unwrap();
+        let start = t(from_h);
+        let at = |s: i64| start.checked_add(SignedDuration::from_secs(s)).unwrap();
+        let east = |m: f64| m / (111_320.0 * HOME.0.to_radians().cos());
+        let mut news = Vec::new();
+        for k in 0..(minutes * 4 + lag_s / 15) {
+            let s = 15 * k;
+            w.note_hers(&config, at(s), north(1.5 * s as f64));
+            if s >= lag_s {
+                let walked = 1.5 * (s - lag_s) as f64;
+                let his = Ecef::from_lat_lon(HOME.0 + walked / 111_250.0, HOME.1 + east(offset_m));
+                let seen = Sighting {
+                    ts: at(s),
+                    ecef: his,
+                    zone_edge_m: None,
+                    open_episodes: &[],
+                };
+                news.extend(w.observe(&config, &tz, seen));
+            }
+        }
+        news
+    }
+
+    #[test]
+    fn walking_her_way_minutes_behind_her_twice_is_following() {
+        let mut w = PatternWatch::new(Vec::new(), None);
+        assert!(walk_behind(&mut w, 8.0, 30, 420, 20.0).is_empty());
+        let news = walk_behind(&mut w, 32.0, 30, 420, 20.0);
+        let [News::Found { finding, .. }] = news.as_slice() else {
+            panic!("{news:?}");
+        };
+        assert_eq!(finding.pattern, PatternKind::Following);
+        assert_eq!(finding.stays.len(), 2);
+        assert!(finding.stays[0].closest_m > 500.0, "never near her");
+    }
+
+    #[test]
+    fn a_parallel_street_is_no_following() {
+        let mut w = PatternWatch::new(Vec::new(), None);
+        for day in 0..3 {
+            let news = walk_behind(&mut w, 8.0 + 24.0 * f64::from(day), 30, 420, 400.0);
+            assert!(news.is_empty(), "{news:?}");
+        }
+        assert!(w.following.stays.is_empty());
     }
 
     #[test]

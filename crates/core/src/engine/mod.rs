@@ -862,8 +862,14 @@ impl Engine {
             let Some(case) = self.cases[case_slot].as_mut() else {
                 continue;
             };
-            if role == Role::Offender && !suspect {
-                watch_patterns(&self.config, &self.tz, case, sample, events);
+            if !suspect {
+                match role {
+                    Role::Offender => watch_patterns(&self.config, &self.tz, case, sample, events),
+                    Role::Protected => {
+                        case.patterns
+                            .note_hers(&self.config.patterns, sample.ts, sample.ecef)
+                    }
+                }
             }
             for i in 0..case.plan.len() {
                 let relevant = match case.plan[i] {

@@ -319,12 +319,13 @@ pub(super) fn decide_order(
 }
 
 /// The straight line from his previous fix to this one ([`crate::passage`]),
-/// judged as a fix at its point deepest into the order's breach area (her
-/// alarm radius, an exclusion zone): a passage when that point lies in it
-/// by more than the accuracy there, and this fix does not for certain. Her position is
+/// judged as a fix would be at its point closest to her (or deepest into an
+/// exclusion zone), with the two fixes' accuracy interpolated: a passage
+/// when that disc reaches into the breach area (her alarm radius, the
+/// zone) and this fix does not show the breach for certain. Her position is
 /// her latest, its accuracy grown with its age at that point. Curfews are
-/// not judged between fixes: leaving and coming back within a minute is
-/// no breach.
+/// not judged between fixes: leaving and coming back within a minute is no
+/// breach.
 fn passage_through(
     config: &EngineConfig,
     his_device: &DeviceState,
@@ -339,26 +340,41 @@ fn passage_through(
         return None;
     }
     let line = his_device.line_to(his, config.between_fixes_note_gap_s)?;
-    // Metres into the breach area (negative inside) and to report.
-    let (point, depth_m, distance_m) = match rule {
+    // The signed distance from the breach area, the disc's radius, and the
+    // distance to report.
+    let (point, gap_m, radius_m, distance_m) = match rule {
         CompiledRule::Exclusion { zone, .. } => {
-            let (point, d) = line.deepest_into(zone, 0.0)?;
-            (point, d, d)
+            // No point's disc is wider than the wider of the two fixes'.
+            let widest = line.from.accuracy_m.max(line.to.accuracy_m);
+            let (point, d) = line.deepest_into(zone, widest)?;
+            (point, d, point.accuracy_m, d)
         }
         CompiledRule::ContactBan { alarm_m, .. } => {
             let hers = hers?;
-            // No point of the line is nearer her than this fix less its length.
-            if now.distance_m - line.length_m() > *alarm_m {
+            // No point of the line is nearer her than this fix less its
+            // length, nor has a wider disc than the wider fix's with her
+            // position at its oldest along the line.
+            let oldest_s = seconds_between(hers.ts, line.from.ts)
+                .abs()
+                .max(seconds_between(hers.ts, line.to.ts).abs());
+            let widest = line.from.accuracy_m.max(line.to.accuracy_m)
+                + hers.accuracy_m
+                + oldest_s * config.stale_position_speed_mps;
+            if now.distance_m - line.length_m() - widest >= *alarm_m {
                 return None;
             }
             let point = line.closest_to(hers.lat, hers.lon);
             let d = point.ecef.distance_m(&hers.ecef);
             let grown = seconds_between(hers.ts, point.ts).abs() * config.stale_position_speed_mps;
-            (point, d - alarm_m + hers.accuracy_m + grown, d)
+            let radius = point.accuracy_m + hers.accuracy_m + grown;
+            (point, d - alarm_m, radius, d)
         }
         CompiledRule::Inclusion { .. } => return None,
     };
-    (depth_m + point.accuracy_m <= 0.0).then(|| Passage {
+    // At either end the line shows only what that fix showed.
+    let between = line.from.ts < point.ts && point.ts < line.to.ts;
+    disc_in_area(gap_m, radius_m).filter(|_| between)?;
+    Some(Passage {
         from: line.from.ts,
         to: line.to.ts,
         at: point.ts,
