@@ -1189,8 +1189,12 @@ fn pair_truth(config: &SimConfig, pair: &Pair, horizon: f64) -> Vec<Truth> {
                 continue;
             }
             let meant = intent(kind, from, to);
+            // The scripted passing-by or shared ride, not a chance meeting
+            // on another day of the same pair.
+            let scripted = pair.script.is_some_and(|(a, b)| from <= b && to >= a);
             let kind = if kind == TruthKind::Proximity
                 && !meant
+                && scripted
                 && matches!(pair.info.incident.as_deref(), Some("pass_by" | "co_travel"))
             {
                 TruthKind::Encounter

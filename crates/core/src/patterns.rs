@@ -90,8 +90,8 @@ impl Default for PatternConfig {
             follow_max_lag_s: 900,
             follow_match_m: 100.0,
             follow_apart_m: 500.0,
-            follow_min_s: 300,
-            follow_min_path_m: 1500.0,
+            follow_min_s: 180,
+            follow_min_path_m: 1000.0,
             following_runs: 2,
         }
     }
