@@ -282,10 +282,15 @@ impl PatternWatch {
         }
     }
 
-    /// Where she was that his fix repeats, a few minutes later (see
-    /// `following`): the distance to her now, if it does.
-    fn repeats_her(&self, config: &PatternConfig, seen: &Sighting) -> Option<f64> {
-        let (_, now) = self.her_track.back()?;
+    /// Whether his fix repeats where she was a few minutes before (see
+    /// `following`): `Some(Some(distance to her now))` if it does, `None`
+    /// while he is within `follow_apart_m` of her (neither repeating nor
+    /// not: waiting behind her at a stop she is still at, or beside her,
+    /// which the contact ban judges), `Some(None)` otherwise.
+    fn repeats_her(&self, config: &PatternConfig, seen: &Sighting) -> Option<Option<f64>> {
+        let Some((_, now)) = self.her_track.back() else {
+            return Some(None);
+        };
         let apart = now.distance_m(&seen.ecef);
         if apart <= config.follow_apart_m {
             return None;
@@ -295,11 +300,12 @@ impl PatternWatch {
             i64::from(config.follow_min_lag_s),
             i64::from(config.follow_max_lag_s),
         );
-        self.her_track
+        let repeats = self
+            .her_track
             .iter()
             .filter(|(t, _)| (min..=max).contains(&lag(t)))
-            .any(|(_, there)| there.distance_m(&seen.ecef) <= config.follow_match_m)
-            .then_some(apart)
+            .any(|(_, there)| there.distance_m(&seen.ecef) <= config.follow_match_m);
+        Some(repeats.then_some(apart))
     }
 
     /// Takes one accepted fix of his, in time order.
@@ -317,12 +323,18 @@ impl PatternWatch {
             .filter(|_| !at_home);
         let visit = near_her.map(|(kind, d)| (Some(kind), d));
         let loiter = seen.zone_edge_m.map(|d| (None, d));
-        let follow = self.repeats_her(config, &seen).map(|d| (None, d));
+        let follow = self
+            .repeats_her(config, &seen)
+            .map(|apart| apart.map(|d| (None, d)));
         for (pattern, near) in [
-            (PatternKind::SlowBurn, visit),
-            (PatternKind::Loitering, loiter),
+            (PatternKind::SlowBurn, Some(visit)),
+            (PatternKind::Loitering, Some(loiter)),
             (PatternKind::Following, follow),
         ] {
+            // Near her, a following neither grows nor ends.
+            let Some(near) = near else {
+                continue;
+            };
             let track = self.track_mut(pattern);
             let counted = track.follow(config, pattern, &seen, near);
             if let Some(n) = track.lapse(config, pattern, seen.ts) {

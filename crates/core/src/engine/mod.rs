@@ -851,7 +851,11 @@ impl Engine {
         };
         // A zone is judged when the fix, or the line from his previous fix
         // to it (`crate::passage`), could reach it.
-        let line_m = if suspect || self.config.between_fixes_note_gap_s == 0 {
+        let offender = dev
+            .memberships
+            .iter()
+            .any(|(_, role)| *role == Role::Offender);
+        let line_m = if suspect || !offender || self.config.between_fixes_note_gap_s == 0 {
             0.0
         } else {
             dev.line_to(sample, self.config.between_fixes_note_gap_s)
