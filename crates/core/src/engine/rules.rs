@@ -318,6 +318,14 @@ pub(super) fn decide_order(
     events.push(event);
 }
 
+/// How far off the straight line a road between two fixes may run, as a
+/// share of the line's length: a car does not drive a chord. Granted near
+/// her (a possible breach that informs the room), not for a zone (whose
+/// breach asks the room to act): on simulated drive-bys past her
+/// workplace (200 pairs, seeds 7 to 9) the straight line alone raised 83
+/// to 92 % of those between fixes.
+const LINE_BEND: f64 = 0.1;
+
 /// The straight line from his previous fix to this one ([`crate::passage`]),
 /// judged as a fix would be at its point closest to her (or deepest into an
 /// exclusion zone), with the two fixes' accuracy interpolated: a passage
@@ -357,16 +365,18 @@ fn passage_through(
             let oldest_s = seconds_between(hers.ts, line.from.ts)
                 .abs()
                 .max(seconds_between(hers.ts, line.to.ts).abs());
+            let bend = LINE_BEND * line.length_m();
             let widest = line.from.accuracy_m.max(line.to.accuracy_m)
                 + hers.accuracy_m
-                + oldest_s * config.stale_position_speed_mps;
+                + oldest_s * config.stale_position_speed_mps
+                + bend;
             if now.distance_m - line.length_m() - widest >= *alarm_m {
                 return None;
             }
             let point = line.closest_to(hers.lat, hers.lon);
             let d = point.ecef.distance_m(&hers.ecef);
             let grown = seconds_between(hers.ts, point.ts).abs() * config.stale_position_speed_mps;
-            let radius = point.accuracy_m + hers.accuracy_m + grown;
+            let radius = point.accuracy_m + hers.accuracy_m + grown + bend;
             (point, d - alarm_m, radius, d)
         }
         CompiledRule::Inclusion { .. } => return None,
