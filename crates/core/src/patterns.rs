@@ -141,12 +141,6 @@ pub enum PatternKind {
 }
 
 impl PatternKind {
-    pub const ALL: [PatternKind; 3] = [
-        PatternKind::SlowBurn,
-        PatternKind::Loitering,
-        PatternKind::Following,
-    ];
-
     pub fn as_str(self) -> &'static str {
         match self {
             PatternKind::SlowBurn => "slow_burn",
