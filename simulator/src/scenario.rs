@@ -42,10 +42,16 @@ pub enum Incident {
     /// minutes behind her, turning off before she arrives. Never within
     /// a warning radius. Required: a `following` pattern by the third.
     FollowFar,
+    /// Going dark near her: on every other evening he drives to a spot
+    /// 350 to 700 m from her home with his bracelet wrapped in foil from
+    /// half a minute before he parks until a minute after he leaves, 20 to
+    /// 45 minutes (it still reports its status: `gps: no_fix`). Not one
+    /// fix near her. Required: a `going_dark` pattern by the third.
+    DarkNearHer,
 }
 
 impl Incident {
-    pub const ALL: [Incident; 11] = [
+    pub const ALL: [Incident; 12] = [
         Incident::ApproachHome,
         Incident::Follow,
         Incident::PassBy,
@@ -57,6 +63,7 @@ impl Incident {
         Incident::DriveBy,
         Incident::SlowBurn,
         Incident::FollowFar,
+        Incident::DarkNearHer,
     ];
 
     pub fn name(self) -> &'static str {
@@ -72,6 +79,7 @@ impl Incident {
             Incident::DriveBy => "drive_by",
             Incident::SlowBurn => "slow_burn",
             Incident::FollowFar => "follow_far",
+            Incident::DarkNearHer => "dark_near_her",
         }
     }
 }

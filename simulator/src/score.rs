@@ -767,6 +767,7 @@ fn expected_pattern(incident: &str) -> Option<&'static str> {
         "slow_burn" => Some("slow_burn"),
         "loiter_edge" => Some("loitering"),
         "follow_far" => Some("following"),
+        "dark_near_her" => Some("going_dark"),
         _ => None,
     }
 }

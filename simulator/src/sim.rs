@@ -136,6 +136,8 @@ struct Device {
     battery_start: f64,
     /// When it reports only every `sparse_moving_s` while moving, seconds.
     sparse: Option<(f64, f64)>,
+    /// When it is wrapped in foil and finds no satellite, seconds.
+    shielded: Vec<(f64, f64)>,
 }
 
 impl Device {
@@ -150,6 +152,12 @@ impl Device {
             iv.moving_s
         }
     }
+
+    fn shielded_at(&self, t: f64) -> bool {
+        self.shielded
+            .iter()
+            .any(|(from, to)| (*from..=*to).contains(&t))
+    }
 }
 
 struct Pair {
@@ -162,7 +170,8 @@ struct Pair {
     curfew: bool,
     /// The scripted window of intent, seconds.
     script: Option<(f64, f64)>,
-    /// The stays of a scripted pattern (slow burn, loitering), seconds.
+    /// The stays of a scripted pattern (slow burn, loitering, following,
+    /// the evenings in the dark), seconds.
     stays: Vec<(f64, f64)>,
 }
 
@@ -251,9 +260,10 @@ fn make_pair(
         acc += share;
         (u < acc).then_some(*k)
     });
-    // A slow burn's late evenings are not the curfew's breaches.
+    // A pattern's late evenings are not the curfew's breaches.
+    let evenings_out = matches!(incident, Some(Incident::SlowBurn | Incident::DarkNearHer));
     let curfew = incident == Some(Incident::CurfewBreak)
-        || (incident != Some(Incident::SlowBurn) && rng.random_bool(config.scenario.curfew_share));
+        || (!evenings_out && rng.random_bool(config.scenario.curfew_share));
 
     // Her days.
     let mut victim = Plan::default();
@@ -425,8 +435,13 @@ fn make_pair(
             o_mode,
             at_work,
         );
-        if incident == Some(Incident::SlowBurn) && d % 2 == 0 {
-            let stay = watch_her_home(world, rng, &mut offender, day, vh, o_home);
+        let evening = match incident {
+            Some(Incident::SlowBurn) => Some(watch_her_home as Evening),
+            Some(Incident::DarkNearHer) => Some(wait_near_her_in_the_dark as Evening),
+            _ => None,
+        };
+        if let Some(evening) = evening.filter(|_| d % 2 == 0) {
+            let stay = evening(world, rng, &mut offender, day, vh, o_home);
             script.get_or_insert(stay);
             stays.push(stay);
         }
@@ -485,6 +500,11 @@ fn make_pair(
             tampered_at,
             battery_start: rng.random_range(60.0..100.0),
             sparse: script.filter(|_| incident == Some(Incident::DriveBy)),
+            shielded: if incident == Some(Incident::DarkNearHer) {
+                stays.clone()
+            } else {
+                Vec::new()
+            },
         },
         victim_device: Device {
             id: victim_id,
@@ -492,6 +512,7 @@ fn make_pair(
             tampered_at: None,
             battery_start: rng.random_range(60.0..100.0),
             sparse: None,
+            shielded: Vec::new(),
         },
         curfew,
         script,
@@ -556,6 +577,9 @@ fn follow_far(
     Some((from, to))
 }
 
+/// An evening of a pattern near her home: the plan's stay, seconds.
+type Evening = fn(&World, &mut ChaCha8Rng, &mut Plan, f64, LonLat, NodeIndex) -> (f64, f64);
+
 /// An evening of a slow burn: by car to a spot 700 m to 1.3 km from her
 /// home (outside every warning radius while she is in), 15 to 40 minutes
 /// parked there, home again. The stay, seconds.
@@ -575,6 +599,28 @@ fn watch_her_home(
     let stay = (arrive, plan.end());
     plan.go(world, home, Mode::Car);
     stay
+}
+
+/// An evening in the dark: by car to a spot 350 to 700 m from her home,
+/// 20 to 45 minutes there, home again, the bracelet in foil from half a
+/// minute before he parks until a minute after he leaves. The time it is
+/// shielded, seconds.
+fn wait_near_her_in_the_dark(
+    world: &World,
+    rng: &mut ChaCha8Rng,
+    plan: &mut Plan,
+    day: f64,
+    her_home: LonLat,
+    home: NodeIndex,
+) -> (f64, f64) {
+    plan.stay_until(day + hours(rng.random_range(19.0..21.0)), true);
+    let spot = world.place_near(rng, her_home, 350.0, 700.0);
+    plan.go(world, spot, Mode::Car);
+    let arrive = plan.end();
+    plan.stay_until(arrive + rng.random_range(1200.0..2700.0), false);
+    let leave = plan.end();
+    plan.go(world, home, Mode::Car);
+    (arrive - 30.0, leave + 60.0)
 }
 
 /// By car from `a` past her workplace to `b`, on the road nearest it: a
@@ -834,7 +880,11 @@ fn emit_device(
             drift[1] * keep + step * unit.sample(rng),
         ];
         last_drift_t = t;
-        let fix = gps_fix(world, rng, noise, &unit, state, drift, t, last_fix);
+        let fix = if device.shielded_at(t) {
+            None
+        } else {
+            gps_fix(world, rng, noise, &unit, state, drift, t, last_fix)
+        };
         last_attempt_failed = fix.is_none();
         if let Some((position, accuracy)) = fix {
             seq += 1;

@@ -138,3 +138,68 @@ fn evenings_near_his_own_address_are_not_a_pattern() {
     }
     assert!(payloads(&out, "kordon/v1/cases/RTM-5/patterns").is_empty());
 }
+
+/// On each of `evenings` his bracelet, `north` metres north of her home,
+/// loses its fix at 19:00 for half an hour while its status keeps coming
+/// (`gps: no_fix`, wrapped in foil). Every message.
+fn dark_evenings(evenings: &[(i64, f64)]) -> Vec<Outbound> {
+    use kordon_core::{GpsState, Status};
+    let mut engine = Engine::new(EngineConfig::default());
+    let mut desk = AlertDesk::new(AlertSettings::default());
+    engine.upsert_case(case(), t(0, 0)).unwrap();
+    desk.upsert_case(&case());
+    let mut out = Vec::new();
+    for &(day, north) in evenings {
+        let last = t(day, 19 * 3600);
+        let lat = HOME.0 + north / 111_195.0;
+        let his = Fix::new(DeviceId::new("OFF-5"), last, lat, HOME.1, 8.0);
+        for event in engine.ingest_fix(&his).unwrap().events {
+            out.extend(desk.route(&event, last));
+        }
+        for minute in 1..=30 {
+            let at = t(day, 19 * 3600 + 60 * minute);
+            let status = Status {
+                gps: Some(GpsState::NoFix),
+                ..Status::heartbeat(DeviceId::new("OFF-5"), at)
+            };
+            let mut events = engine.ingest_status(&status).unwrap();
+            events.extend(engine.tick(at));
+            for event in events {
+                out.extend(desk.route(&event, at));
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn going_dark_near_her_home_on_two_evenings_reaches_the_coordinator() {
+    let out = dark_evenings(&[(0, 600.0), (2, 800.0)]);
+    let patterns = payloads(&out, "kordon/v1/cases/RTM-5/patterns");
+    assert_eq!(patterns.len(), 1, "{patterns:?}");
+    let found = &patterns[0];
+    assert_eq!(found["pattern"], "going_dark");
+    let stays = found["stays"].as_array().unwrap();
+    assert_eq!(stays.len(), 2, "{found}");
+    // Each outage names his last fix, how near her home it was, and the
+    // GPS-lost episode the room was told of.
+    assert_eq!(stays[0]["from"], "2026-11-30T19:00:00Z");
+    assert!((stays[1]["closest_m"].as_f64().unwrap() - 800.0).abs() < 5.0);
+    let lost: Vec<_> = payloads(&out, "kordon/v1/alerts/monitoring")
+        .into_iter()
+        .filter(|p| p["kind"] == "gps_lost" && p["event"] == "opened")
+        .map(|p| p["id"].clone())
+        .collect();
+    assert_eq!(lost.len(), 2, "{out:?}");
+    for (stay, id) in stays.iter().zip(&lost) {
+        assert_eq!(stay["episodes"], serde_json::json!([id]), "{found}");
+    }
+    // Never her device.
+    assert!(out.iter().all(|m| !m.topic.contains("VIC-5")), "{out:?}");
+}
+
+#[test]
+fn going_dark_far_from_her_is_no_pattern() {
+    let out = dark_evenings(&[(0, 3000.0), (1, 3000.0), (2, 3000.0)]);
+    assert!(payloads(&out, "kordon/v1/cases/RTM-5/patterns").is_empty());
+}

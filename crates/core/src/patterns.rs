@@ -19,6 +19,10 @@
 //!   `follow_apart_m` from her now: too far for any alert) for at least
 //!   `follow_min_s` and `follow_min_path_m`, `following_runs` times within
 //!   `window_days`.
+//! - **`going_dark`**: his bracelet lost GPS, went offline or reported its
+//!   strap cut within `dark_near_place_m` of one of her places (by his last
+//!   fix), on `going_dark_days` different days within `window_days`: a
+//!   shielded bracelet, or one taken off, where she lives.
 //!
 //! A finding names its evidence: each stay's times, the place, the closest
 //! distance and the alert episodes open meanwhile. It stays one finding
@@ -72,6 +76,10 @@ pub struct PatternConfig {
     pub follow_min_s: u32,
     pub follow_min_path_m: f64,
     pub following_runs: u32,
+    /// Going dark: his last fix within this many metres of her place, on
+    /// this many different days.
+    pub dark_near_place_m: f64,
+    pub going_dark_days: u32,
 }
 
 impl Default for PatternConfig {
@@ -93,6 +101,8 @@ impl Default for PatternConfig {
             follow_min_s: 180,
             follow_min_path_m: 1000.0,
             following_runs: 2,
+            dark_near_place_m: 1000.0,
+            going_dark_days: 2,
         }
     }
 }
@@ -108,6 +118,7 @@ impl PatternConfig {
             ("patterns.follow_match_m", self.follow_match_m),
             ("patterns.follow_apart_m", self.follow_apart_m),
             ("patterns.follow_min_path_m", self.follow_min_path_m),
+            ("patterns.dark_near_place_m", self.dark_near_place_m),
         ] {
             if !(value.is_finite() && value > 0.0) {
                 bad.push((field, value.to_string()));
@@ -122,6 +133,7 @@ impl PatternConfig {
             ("patterns.loitering_stays", self.loitering_stays),
             ("patterns.following_runs", self.following_runs),
             ("patterns.follow_max_lag_s", self.follow_max_lag_s),
+            ("patterns.going_dark_days", self.going_dark_days),
         ] {
             if value == 0 {
                 bad.push((field, value.to_string()));
@@ -138,6 +150,7 @@ pub enum PatternKind {
     SlowBurn,
     Loitering,
     Following,
+    GoingDark,
 }
 
 impl PatternKind {
@@ -146,6 +159,7 @@ impl PatternKind {
             PatternKind::SlowBurn => "slow_burn",
             PatternKind::Loitering => "loitering",
             PatternKind::Following => "following",
+            PatternKind::GoingDark => "going_dark",
         }
     }
 }
@@ -155,8 +169,8 @@ impl PatternKind {
 pub struct Stay {
     pub from: Timestamp,
     pub to: Timestamp,
-    /// Her place it was near (`slow_burn`); none for a zone's edge or a
-    /// following.
+    /// Her place it was near (`slow_burn`, `going_dark`); none for a zone's
+    /// edge or a following.
     /// (No field is skipped when empty: stays are kept in the engine's
     /// snapshots, whose format does not describe itself.)
     pub place: Option<PlaceKind>,
@@ -195,6 +209,16 @@ pub struct Sighting<'a> {
     pub open_episodes: &'a [EpisodeId],
 }
 
+/// His bracelet went dark: a GPS-lost, offline or tamper episode of his
+/// opened, and where his last fix before it was.
+#[derive(Debug, Clone, Copy)]
+pub struct Darkness {
+    pub episode: EpisodeId,
+    pub onset: Timestamp,
+    pub last_fix: Timestamp,
+    pub last_seen: Ecef,
+}
+
 /// What a sighting changed: a finding to report, new or grown, or lapsed.
 #[derive(Debug, Clone, PartialEq)]
 pub enum News {
@@ -229,6 +253,7 @@ pub struct PatternWatch {
     slow_burn: Track,
     loitering: Track,
     following: Track,
+    going_dark: Track,
     /// Her recent fixes, oldest first, at most one per
     /// [`HER_TRACK_STEP`], back to `follow_max_lag_s`.
     her_track: std::collections::VecDeque<(Timestamp, Ecef)>,
@@ -302,19 +327,66 @@ impl PatternWatch {
         Some(repeats.then_some(apart))
     }
 
+    /// Her place nearest to a position of his within `within_m`, and how
+    /// far: none near his own address, where he lives.
+    fn near_her(
+        &self,
+        config: &PatternConfig,
+        ecef: &Ecef,
+        within_m: f64,
+    ) -> Option<(PlaceKind, f64)> {
+        let at_home = self
+            .his_address
+            .is_some_and(|home| home.distance_m(ecef) <= config.own_address_m);
+        self.her_places
+            .iter()
+            .map(|p| (p.kind, p.ecef.distance_m(ecef)))
+            .filter(|(_, d)| *d <= within_m)
+            .min_by(|a, b| a.1.total_cmp(&b.1))
+            .filter(|_| !at_home)
+    }
+
+    /// Takes one of his episodes that means his bracelet went dark (see
+    /// `going_dark`), in time order.
+    pub fn went_dark(
+        &mut self,
+        config: &PatternConfig,
+        tz: &TimeZone,
+        dark: &Darkness,
+    ) -> Vec<News> {
+        let near = self.near_her(config, &dark.last_seen, config.dark_near_place_m);
+        let track = &mut self.going_dark;
+        let mut news: Vec<News> = track
+            .lapse(config, PatternKind::GoingDark, dark.onset)
+            .into_iter()
+            .collect();
+        let Some((place, distance)) = near else {
+            return news;
+        };
+        // One outage is one stay, however many episodes it opens (GPS
+        // lost, then offline): they share his last fix.
+        if let Some(same) = track.stays.last_mut().filter(|s| s.from == dark.last_fix) {
+            same.to = same.to.max(dark.onset);
+            if !same.episodes.contains(&dark.episode) {
+                same.episodes.push(dark.episode);
+            }
+            return news;
+        }
+        track.stays.push(Stay {
+            from: dark.last_fix,
+            to: dark.onset,
+            place: Some(place),
+            closest_m: distance,
+            episodes: vec![dark.episode],
+        });
+        news.extend(track.judge(config, tz, PatternKind::GoingDark));
+        news
+    }
+
     /// Takes one accepted fix of his, in time order.
     pub fn observe(&mut self, config: &PatternConfig, tz: &TimeZone, seen: Sighting) -> Vec<News> {
         let mut news = Vec::new();
-        let at_home = self
-            .his_address
-            .is_some_and(|home| home.distance_m(&seen.ecef) <= config.own_address_m);
-        let near_her = self
-            .her_places
-            .iter()
-            .map(|p| (p.kind, p.ecef.distance_m(&seen.ecef)))
-            .filter(|(_, d)| *d <= config.near_place_m)
-            .min_by(|a, b| a.1.total_cmp(&b.1))
-            .filter(|_| !at_home);
+        let near_her = self.near_her(config, &seen.ecef, config.near_place_m);
         let visit = near_her.map(|(kind, d)| (Some(kind), d));
         let loiter = seen.zone_edge_m.map(|d| (None, d));
         let follow = self
@@ -338,6 +410,11 @@ impl PatternWatch {
                 news.extend(track.judge(config, tz, pattern));
             }
         }
+        // A finding of going dark lapses as time passes, whatever he does.
+        news.extend(
+            self.going_dark
+                .lapse(config, PatternKind::GoingDark, seen.ts),
+        );
         news
     }
 
@@ -346,6 +423,7 @@ impl PatternWatch {
             PatternKind::SlowBurn => &mut self.slow_burn,
             PatternKind::Loitering => &mut self.loitering,
             PatternKind::Following => &mut self.following,
+            PatternKind::GoingDark => &mut self.going_dark,
         }
     }
 }
@@ -361,6 +439,8 @@ fn min_stay_s(config: &PatternConfig, pattern: PatternKind) -> u32 {
         PatternKind::SlowBurn => config.visit_min_s,
         PatternKind::Loitering => config.loiter_min_s,
         PatternKind::Following => config.follow_min_s,
+        // Not a stay of his fixes: an outage is evidence at once.
+        PatternKind::GoingDark => 0,
     }
 }
 
@@ -396,7 +476,7 @@ impl Track {
             let unbroken = seen.ts.duration_since(c.stay.to) <= MAX_SILENCE_IN_STAY;
             let in_place = match pattern {
                 PatternKind::SlowBurn => c.anchor.distance_m(&seen.ecef) <= config.stay_radius_m,
-                PatternKind::Loitering | PatternKind::Following => true,
+                PatternKind::Loitering | PatternKind::Following | PatternKind::GoingDark => true,
             };
             unbroken && in_place
         });
@@ -482,16 +562,18 @@ impl Track {
         tz: &TimeZone,
         pattern: PatternKind,
     ) -> Option<News> {
+        let days = || {
+            let mut days: Vec<Date> = self
+                .stays
+                .iter()
+                .map(|s| tz.to_datetime(s.from).date())
+                .collect();
+            days.dedup();
+            days.len()
+        };
         let enough = match pattern {
-            PatternKind::SlowBurn => {
-                let mut days: Vec<Date> = self
-                    .stays
-                    .iter()
-                    .map(|s| tz.to_datetime(s.from).date())
-                    .collect();
-                days.dedup();
-                days.len() >= config.slow_burn_days as usize
-            }
+            PatternKind::SlowBurn => days() >= config.slow_burn_days as usize,
+            PatternKind::GoingDark => days() >= config.going_dark_days as usize,
             PatternKind::Loitering => self.stays.len() >= config.loitering_stays as usize,
             PatternKind::Following => self.stays.len() >= config.following_runs as usize,
         };
@@ -698,5 +780,63 @@ mod tests {
             matches!(news.as_slice(), [News::Found { finding, .. }] if finding.pattern == PatternKind::Loitering),
             "{news:?}"
         );
+    }
+
+    /// His bracelet goes dark `metres` north of her home at `hours`, its
+    /// last fix 10 minutes before.
+    fn go_dark(w: &mut PatternWatch, hours: f64, metres: f64) -> Vec<News> {
+        dark_episode(w, hours - 1.0 / 6.0, hours, metres)
+    }
+
+    fn dark_episode(w: &mut PatternWatch, last_fix_h: f64, hours: f64, metres: f64) -> Vec<News> {
+        let config = PatternConfig::default();
+        let tz = TimeZone::get("Europe/Amsterdam").unwrap();
+        let case = crate::model::CaseId::new("RTM-1");
+        let dark = Darkness {
+            episode: EpisodeId::derive(&case, "OFF-1", "gps_lost", t(hours)),
+            onset: t(hours),
+            last_fix: t(last_fix_h),
+            last_seen: north(metres),
+        };
+        w.went_dark(&config, &tz, &dark)
+    }
+
+    #[test]
+    fn going_dark_near_her_home_on_two_days_is_a_pattern() {
+        let mut w = watch();
+        assert!(go_dark(&mut w, 20.0, 600.0).is_empty());
+        // Offline too, in the same outage: one stay, not a second day.
+        assert!(dark_episode(&mut w, 20.0 - 1.0 / 6.0, 20.5, 600.0).is_empty());
+        assert_eq!(w.going_dark.stays.len(), 1);
+        assert_eq!(w.going_dark.stays[0].episodes.len(), 2);
+        let news = go_dark(&mut w, 24.0 + 21.0, 800.0);
+        let [News::Found { onset, finding }] = news.as_slice() else {
+            panic!("{news:?}");
+        };
+        assert_eq!(finding.pattern, PatternKind::GoingDark);
+        assert_eq!(
+            *onset,
+            t(20.0 - 1.0 / 6.0),
+            "from his last fix before the first"
+        );
+        assert_eq!(finding.stays[1].place, Some(PlaceKind::Home));
+        assert!((finding.stays[1].closest_m - 800.0).abs() < 5.0);
+    }
+
+    #[test]
+    fn going_dark_far_from_her_or_at_his_own_address_is_no_pattern() {
+        let mut w = watch();
+        for day in 0..4 {
+            assert!(go_dark(&mut w, 24.0 * f64::from(day) + 20.0, 2500.0).is_empty());
+        }
+        let home = HerPlace {
+            kind: PlaceKind::Home,
+            ecef: Ecef::from_lat_lon(HOME.0, HOME.1),
+        };
+        let mut w = PatternWatch::new(vec![home], Some(north(700.0)));
+        for day in 0..4 {
+            assert!(go_dark(&mut w, 24.0 * f64::from(day) + 20.0, 700.0).is_empty());
+        }
+        assert!(w.going_dark.stays.is_empty());
     }
 }

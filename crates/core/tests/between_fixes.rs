@@ -203,3 +203,52 @@ fn a_drive_by_episode_clears_as_any_other() {
     );
     episode_invariants(&events).unwrap();
 }
+
+/// A corner near her: 420 m west of her heading east, then 420 m north of
+/// her heading north a minute later, at 14 m/s; the fixes with the
+/// bracelet's own speed and heading if `velocities`.
+fn round_the_corner(velocities: bool) -> Vec<Event> {
+    let mut e = engine_with(vec![ban_case()]);
+    feed(&mut e, fix("VIC-8", 0, offset(0.0, 0.0), 10.0));
+    let moving = |f: kordon_core::Fix, heading: f64| kordon_core::Fix {
+        speed_mps: velocities.then_some(14.0),
+        heading_deg: velocities.then_some(heading),
+        ..f
+    };
+    let mut events = feed(
+        &mut e,
+        moving(fix("OFF-8", 10, offset(-420.0, 0.0), 10.0), 90.0),
+    );
+    // Her position is fresh: no growth for its age.
+    events.extend(feed(&mut e, fix("VIC-8", 40, offset(0.0, 0.0), 10.0)));
+    events.extend(feed(
+        &mut e,
+        moving(fix("OFF-8", 70, offset(0.0, 420.0), 10.0), 0.0),
+    ));
+    events
+}
+
+#[test]
+fn a_corner_between_fixes_is_followed_along_the_bracelets_own_velocity() {
+    // The straight line passes 297 m from her: outside the alarm radius
+    // even with a road's bend.
+    let straight = round_the_corner(false);
+    assert!(
+        straight
+            .iter()
+            .all(|e| e.kind != EventKind::ProximityBreach),
+        "{}",
+        summary(&straight)
+    );
+    // Heading east, then north: the road turned toward her between them.
+    let curved = round_the_corner(true);
+    let breach = curved
+        .iter()
+        .find(|e| e.kind == EventKind::ProximityBreach)
+        .expect("the curve along his headings passes within 200 m of her");
+    assert_eq!(breach.certainty, Some(Certainty::Possible));
+    let passage = breach.between_fixes.as_ref().unwrap();
+    assert!(passage.distance_m < 160.0, "{passage:?}");
+    let middle = passage.at.duration_since(at(10)).as_secs_f64();
+    assert!((middle - 30.0).abs() < 3.0, "{middle}");
+}

@@ -32,8 +32,8 @@ use crate::model::{
     Case, CaseId, DeviceId, Fix, GpsState, Input, OrderId, PlaceKind, RiskLevel, Role, Rule,
     Status, StrapState,
 };
-use crate::passage::{End, Line, Passage};
-use crate::patterns::{HerPlace, News, PatternWatch, Sighting};
+use crate::passage::{End, Line, Passage, Velocity};
+use crate::patterns::{Darkness, HerPlace, News, PatternWatch, Sighting};
 use crate::schedule::{schedule_time_zone, Schedule, ScheduleState};
 use crate::track::{Observation, OpenEpisode, Opening, Track, TrackKinds, Transition};
 use crate::validate::{validate_case, CaseError, Problem, ValidationReport};
@@ -144,7 +144,7 @@ pub struct NearbyDevice {
 
 /// The shape of [`Engine::snapshot`]'s bytes. Bump it with any change to the
 /// engine's state, so an old snapshot is refused rather than misread.
-const SNAPSHOT_FORMAT: u32 = 5;
+const SNAPSHOT_FORMAT: u32 = 6;
 
 /// A snapshot [`Engine::restore`] cannot use.
 #[derive(Debug, Error)]
@@ -704,6 +704,7 @@ impl Engine {
         let mut outcome = self.take_fix(slot, fix);
         self.requeue_device(slot, gps_was_pending);
         if let Ok(outcome) = &mut outcome {
+            self.watch_going_dark(&mut outcome.events);
             self.add_positions(&mut outcome.events);
         }
         outcome
@@ -858,8 +859,8 @@ impl Engine {
         let line_m = if suspect || !offender || self.config.between_fixes_note_gap_s == 0 {
             0.0
         } else {
-            dev.line_to(sample, self.config.between_fixes_note_gap_s)
-                .map_or(0.0, |line| line.length_m())
+            dev.line_to(sample, self.config.between_fixes_note_gap_s, &self.config)
+                .map_or(0.0, |line| line.reach_m())
         };
         let margin = self.config.clear_margin_m + sample.accuracy_m + line_m;
         for &(case_slot, role) in &dev.memberships {
@@ -1075,8 +1076,53 @@ impl Engine {
         };
         self.heard_from(slot, heard, &mut events);
         self.requeue_device(slot, gps_was_pending);
+        self.watch_going_dark(&mut events);
         self.add_positions(&mut events);
         Ok(events)
+    }
+
+    /// His bracelet going dark near her places is a pattern
+    /// ([`crate::patterns`]): each GPS-lost, offline or tamper episode of
+    /// an offender that opened is shown to his case's patterns with his
+    /// last fix before it. The one place health episodes reach them.
+    fn watch_going_dark(&mut self, events: &mut Vec<Event>) {
+        let went_dark = |e: &Event| {
+            e.phase == Phase::Opened
+                && e.role == Role::Offender
+                && matches!(
+                    e.kind,
+                    EventKind::GpsLost | EventKind::DeviceOffline | EventKind::Tamper
+                )
+        };
+        let dark: SmallVec<[(usize, Timestamp, Darkness); 2]> = events
+            .iter()
+            .filter(|e| went_dark(e))
+            .filter_map(|e| {
+                let case = *self.case_slots.get(&e.case)?;
+                let dev = self.devices[self.slot_of(&e.device).ok()?].as_ref()?;
+                let last = dev
+                    .history
+                    .entries()
+                    .filter(|r| r.trusted && r.ts <= e.onset)
+                    .max_by_key(|r| r.ts)?;
+                let dark = Darkness {
+                    episode: e.id,
+                    onset: e.onset,
+                    last_fix: last.ts,
+                    last_seen: last.sample().ecef,
+                };
+                Some((case, e.at, dark))
+            })
+            .collect();
+        for (slot, at, dark) in dark {
+            let Some(case) = self.cases[slot].as_mut() else {
+                continue;
+            };
+            let news = case
+                .patterns
+                .went_dark(&self.config.patterns, &self.tz, &dark);
+            events.extend(news.into_iter().map(|n| pattern_event(case, n, at)));
+        }
     }
 
     /// Every alert carries the latest known positions of both parties where
@@ -1349,6 +1395,7 @@ impl Engine {
         }
         #[cfg(debug_assertions)]
         self.assert_nothing_missed(now);
+        self.watch_going_dark(&mut events);
         self.add_positions(&mut events);
         events
     }

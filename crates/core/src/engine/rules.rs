@@ -347,7 +347,7 @@ fn passage_through(
     if config.between_fixes_note_gap_s == 0 || now.breach == Some(Certainty::Certain) {
         return None;
     }
-    let line = his_device.line_to(his, config.between_fixes_note_gap_s)?;
+    let line = his_device.line_to(his, config.between_fixes_note_gap_s, config)?;
     // The signed distance from the breach area, the disc's radius, and the
     // distance to report.
     let (point, gap_m, radius_m, distance_m) = match rule {
@@ -360,7 +360,7 @@ fn passage_through(
         CompiledRule::ContactBan { alarm_m, .. } => {
             let hers = hers?;
             // No point of the line is nearer her than this fix less its
-            // length, nor has a wider disc than the wider fix's with her
+            // reach, nor has a wider disc than the wider fix's with her
             // position at its oldest along the line.
             let oldest_s = seconds_between(hers.ts, line.from.ts)
                 .abs()
@@ -370,7 +370,7 @@ fn passage_through(
                 + hers.accuracy_m
                 + oldest_s * config.stale_position_speed_mps
                 + bend;
-            if now.distance_m - line.length_m() - widest >= *alarm_m {
+            if now.distance_m - line.reach_m() - widest >= *alarm_m {
                 return None;
             }
             let point = line.closest_to(hers.lat, hers.lon);
@@ -844,7 +844,7 @@ pub(super) fn watch_patterns(
     }
 }
 
-fn pattern_event(case: &CaseState, news: News, at: Timestamp) -> Event {
+pub(super) fn pattern_event(case: &CaseState, news: News, at: Timestamp) -> Event {
     let (phase, onset, finding) = match news {
         News::Found { onset, finding } => (Phase::Opened, onset, finding),
         News::Grown { onset, finding } => (Phase::Updated, onset, finding),

@@ -195,6 +195,7 @@ impl Sample {
             lat: self.lat,
             lon: self.lon,
             accuracy_m: self.accuracy_m,
+            velocity: None,
         }
     }
 
@@ -378,15 +379,33 @@ impl DeviceState {
     /// The straight line from the device's previous trusted fix to
     /// `sample` ([`crate::passage`]), if that fix is at most `max_gap_s`
     /// older.
-    pub(super) fn line_to(&self, sample: &Sample, max_gap_s: u32) -> Option<Line> {
+    ///
+    /// Each end carries the device's own velocity when it sent a plausible
+    /// one, so the line can follow a bend.
+    pub(super) fn line_to(
+        &self,
+        sample: &Sample,
+        max_gap_s: u32,
+        config: &EngineConfig,
+    ) -> Option<Line> {
         let previous = self
             .history
             .entries()
             .filter(|e| e.trusted && e.ts < sample.ts)
-            .max_by_key(|e| e.ts)?
-            .sample();
-        (seconds_between(previous.ts, sample.ts) <= f64::from(max_gap_s))
-            .then(|| Line::new(previous.end(), sample.end()))
+            .max_by_key(|e| e.ts)?;
+        if seconds_between(previous.ts, sample.ts) > f64::from(max_gap_s) {
+            return None;
+        }
+        let velocity = self
+            .history
+            .entries()
+            .find(|e| e.ts == sample.ts)
+            .and_then(|e| e.velocity(config));
+        let to = End {
+            velocity,
+            ..sample.end()
+        };
+        Some(Line::new(previous.end(config), to))
     }
 
     pub(super) fn sample_near(&self, t: Timestamp) -> Option<Sample> {
@@ -492,6 +511,30 @@ impl Remembered {
             accuracy_m: self.accuracy_m,
             speed_mps: self.speed_mps.map(f64::from),
             heading_deg: self.heading_deg.map(f64::from),
+        }
+    }
+
+    /// The device's own velocity, when it sent a plausible one: a speed
+    /// beyond any plausible one is a glitch, and a device standing still
+    /// often sends no heading.
+    pub(super) fn velocity(&self, config: &EngineConfig) -> Option<Velocity> {
+        let speed = f64::from(self.speed_mps?);
+        if !speed.is_finite() || speed < 0.0 || speed > config.max_plausible_speed_mps {
+            return None;
+        }
+        match self.heading_deg.map(f64::from) {
+            Some(heading) if heading.is_finite() => {
+                Some(Velocity::from_speed_heading(speed, heading))
+            }
+            _ if speed < STANDING_MPS => Some(Velocity::from_speed_heading(0.0, 0.0)),
+            _ => None,
+        }
+    }
+
+    pub(super) fn end(&self, config: &EngineConfig) -> End {
+        End {
+            velocity: self.velocity(config),
+            ..self.sample().end()
         }
     }
 
