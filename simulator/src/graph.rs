@@ -216,6 +216,76 @@ impl RoadGraph {
             })
     }
 
+    /// A stretch of motorway (in Rotterdam the A15/A16/A20 ring and its
+    /// spurs) of at least `min_m`, from the routable motorway node nearest
+    /// `near` at a distance within `between_m` that has one, straight on at
+    /// every junction (no turning back onto the other carriageway): its
+    /// points. `None` when no such run starts that near.
+    pub fn motorway_run(
+        &self,
+        near: LonLat,
+        between_m: std::ops::Range<f64>,
+        min_m: f64,
+    ) -> Option<Vec<LonLat>> {
+        let on_motorway =
+            |e: &petgraph::graph::EdgeReference<Way>| e.weight().class == WayClass::Motorway;
+        let mut starts: Vec<(NodeIndex, f64)> = self
+            .graph
+            .edge_references()
+            .filter(on_motorway)
+            .flat_map(|e| [e.source(), e.target()])
+            .filter(|n| self.is_routable(*n))
+            .map(|n| (n, distance_m(self.graph[n], near)))
+            .filter(|(_, d)| between_m.contains(d))
+            .collect();
+        starts.sort_by(|a, b| a.1.total_cmp(&b.1));
+        starts.dedup_by_key(|s| s.0);
+        // A carriageway's nodes in the other direction, a slip road's end:
+        // the nearest few are tried.
+        starts
+            .iter()
+            .take(64)
+            .find_map(|(start, _)| self.motorway_run_from(*start, min_m))
+    }
+
+    fn motorway_run_from(&self, start: NodeIndex, min_m: f64) -> Option<Vec<LonLat>> {
+        let on_motorway =
+            |e: &petgraph::graph::EdgeReference<Way>| e.weight().class == WayClass::Motorway;
+        let mut run = vec![start];
+        let mut length = 0.0;
+        while length < min_m {
+            let here = *run.last()?;
+            let heading = run
+                .len()
+                .checked_sub(2)
+                .map(|k| direction(self.graph[run[k]], self.graph[here]));
+            let next = self
+                .graph
+                .edges(here)
+                .filter(on_motorway)
+                .map(|e| {
+                    let other = if e.source() == here {
+                        e.target()
+                    } else {
+                        e.source()
+                    };
+                    (other, e.weight().length_m)
+                })
+                .filter(|(n, _)| !run.contains(n))
+                .map(|(n, len)| {
+                    let turn =
+                        heading.map_or(1.0, |h| dot(h, direction(self.graph[here], self.graph[n])));
+                    (n, len, turn)
+                })
+                .filter(|(.., turn)| *turn > 0.5)
+                .max_by(|a, b| a.2.total_cmp(&b.2));
+            let (n, len, _) = next?;
+            run.push(n);
+            length += len;
+        }
+        Some(run.into_iter().map(|n| self.graph[n]).collect())
+    }
+
     pub fn is_routable(&self, n: NodeIndex) -> bool {
         self.component[n.index()] == self.largest
     }
@@ -268,4 +338,17 @@ impl RoadGraph {
         }
         Some(out)
     }
+}
+
+/// The unit direction from `a` to `b` on a local plane (degrees of
+/// longitude shrunk to metres' proportions at Rotterdam's latitude).
+fn direction(a: LonLat, b: LonLat) -> [f64; 2] {
+    let east = (b[0] - a[0]) * 51.9_f64.to_radians().cos();
+    let north = b[1] - a[1];
+    let length = east.hypot(north).max(f64::MIN_POSITIVE);
+    [east / length, north / length]
+}
+
+fn dot(a: [f64; 2], b: [f64; 2]) -> f64 {
+    a[0] * b[0] + a[1] * b[1]
 }

@@ -48,10 +48,16 @@ pub enum Incident {
     /// 45 minutes (it still reports its status: `gps: no_fix`). Not one
     /// fix near her. Required: a `going_dark` pattern by the third.
     DarkNearHer,
+    /// On the first day at midday she drives from her workplace onto the
+    /// nearest motorway (Rotterdam's A15/A16/A20 ring and its spurs) for 4
+    /// km and back, an errand; he drives the same stretch by chance a few
+    /// seconds behind or ahead of her, at 100 km/h. Close for minutes, no
+    /// intent: the monitoring room's to judge, not the police's.
+    RingCoTravel,
 }
 
 impl Incident {
-    pub const ALL: [Incident; 12] = [
+    pub const ALL: [Incident; 13] = [
         Incident::ApproachHome,
         Incident::Follow,
         Incident::PassBy,
@@ -64,6 +70,7 @@ impl Incident {
         Incident::SlowBurn,
         Incident::FollowFar,
         Incident::DarkNearHer,
+        Incident::RingCoTravel,
     ];
 
     pub fn name(self) -> &'static str {
@@ -80,6 +87,7 @@ impl Incident {
             Incident::SlowBurn => "slow_burn",
             Incident::FollowFar => "follow_far",
             Incident::DarkNearHer => "dark_near_her",
+            Incident::RingCoTravel => "ring_co_travel",
         }
     }
 }

@@ -337,8 +337,8 @@ pub struct Score {
     pub pass_by_to_police: u32,
     /// `pass_by_to_police / pass_by_encounters` (`null` without any).
     pub pass_by_police_share: Option<f64>,
-    /// The same for scripted shared rides (`co_travel`): close for minutes
-    /// on the same tram or road, by chance.
+    /// The same for scripted shared rides (`co_travel`, `ring_co_travel`):
+    /// close for minutes on the same tram, road or motorway, by chance.
     pub co_travel_encounters: u32,
     pub co_travel_to_police: u32,
     pub co_travel_police_share: Option<f64>,
@@ -988,7 +988,11 @@ fn police_reach(
     for t in &recording.truth {
         match t.kind {
             TruthKind::Encounter => {
-                let incident = t.incident.clone().unwrap_or_else(|| "none".into());
+                // A shared ride on the motorway is a shared ride.
+                let incident = match t.incident.as_deref() {
+                    Some("ring_co_travel") => "co_travel".to_string(),
+                    other => other.unwrap_or("none").to_string(),
+                };
                 let row = reach.encounters.entry(incident).or_default();
                 row.0 += 1;
                 if paged(t).is_some() {

@@ -273,18 +273,25 @@ fn make_pair(
         at: vh,
         indoor: true,
     });
+    let mut ring_ride = None;
     for d in 0..days {
+        let day = d as f64 * 86_400.0;
+        let errand = d == 0 && incident == Some(Incident::RingCoTravel);
         ordinary_day(
             world,
             rng,
             &mut victim,
-            d as f64 * 86_400.0,
+            day,
             v_home,
             v_work,
             v_shop,
             v_visit,
             v_mode,
-            |_, _, _| {},
+            |plan, rng, _| {
+                if errand {
+                    ring_ride = errand_on_the_ring(world, rng, plan, day, v_work);
+                }
+            },
         );
     }
     victim.stay_until(horizon + 3600.0, true);
@@ -389,8 +396,13 @@ fn make_pair(
                 _ => {}
             }
         };
-        if first && incident == Some(Incident::CoTravel) {
-            if let Some(ride) = shared_ride(&victim, hours(6.0)) {
+        if first && matches!(incident, Some(Incident::CoTravel | Incident::RingCoTravel)) {
+            let ride = if incident == Some(Incident::RingCoTravel) {
+                ring_ride.take()
+            } else {
+                shared_ride(&victim, hours(6.0))
+            };
+            if let Some(ride) = ride {
                 ride_along(world, rng, &mut offender, &ride, o_work, o_home, day);
                 script = Some((ride.times[0], *ride.times.last().unwrap_or(&ride.times[0])));
                 continue;
@@ -701,9 +713,43 @@ fn shared_ride(plan: &Plan, after: f64) -> Option<Ride> {
     })
 }
 
-/// His first day with a shared ride: to the ride's start early, waiting
-/// outdoors, along it a few seconds behind or ahead of her, then to work
-/// and home as any day.
+/// Her errand from work at midday over the motorway nearest it (1 to 6 km
+/// away: not the road past her door): on at the nearest junction, 4 km or
+/// more along it, back to work. The motorway stretch, as a ride to share.
+fn errand_on_the_ring(
+    world: &World,
+    rng: &mut ChaCha8Rng,
+    plan: &mut Plan,
+    day: f64,
+    work: NodeIndex,
+) -> Option<Ride> {
+    plan.stay_until(day + hours(rng.random_range(11.0..14.0)), true);
+    let run = world
+        .graph
+        .motorway_run(plan.position(), 1000.0..6000.0, 4000.0)?;
+    let entry = world.graph.nearest(run[0])?;
+    plan.go(world, entry, Mode::Car);
+    let speeds: Vec<f64> = run
+        .iter()
+        .map(|_| Mode::Car.speed_mps(crate::geodata::WayClass::Motorway))
+        .collect();
+    plan.travel(run, &speeds, Mode::Car);
+    let ride = match plan.legs.last() {
+        Some(crate::world::Leg::Move { points, times, .. }) => Ride {
+            points: points.clone(),
+            times: times.clone(),
+            mode: Mode::Car,
+        },
+        _ => return None,
+    };
+    plan.go(world, work, Mode::Car);
+    Some(ride)
+}
+
+/// His first day with a shared ride: to the ride's start (for a tram or
+/// metro a few minutes early, waiting at the stop; on a road as she comes
+/// by: nobody waits on a motorway), along it a few seconds behind or ahead
+/// of her, then to work and home as any day.
 fn ride_along(
     world: &World,
     rng: &mut ChaCha8Rng,
@@ -713,8 +759,12 @@ fn ride_along(
     home: NodeIndex,
     day: f64,
 ) {
-    let start = ride.times[0] + rng.random_range(-8.0..8.0);
-    // Setting off in time to wait a few minutes where he joins her route.
+    // Seconds behind or ahead of her: up to 8 on a tram, 120 m at speed.
+    let length: f64 = ride.points.windows(2).map(|w| distance_m(w[0], w[1])).sum();
+    let duration = ride.times[ride.times.len() - 1] - ride.times[0];
+    let spread_s = (120.0 * duration / length.max(1.0)).min(8.0);
+    let start = ride.times[0] + rng.random_range(-spread_s..spread_s);
+    // Setting off in time to be where he joins her route when she is.
     let to_the_stop = |plan: &mut Plan| {
         if let Some(stop) = world.graph.nearest(ride.points[0]) {
             plan.go(world, stop, Mode::Car);
@@ -729,7 +779,14 @@ fn ride_along(
     let set_off = trial.end();
     to_the_stop(&mut trial);
     let journey = trial.end() - set_off;
-    plan.stay_until(start - journey - rng.random_range(60.0..240.0), true);
+    // On a road he arrives as he would join it, moving: a stop would let
+    // the bracelet fall back to its idle interval for the first minute.
+    let early = if ride.mode == Mode::Transit {
+        rng.random_range(60.0..240.0)
+    } else {
+        0.0
+    };
+    plan.stay_until(start - journey - early, true);
     to_the_stop(plan);
     plan.stay_until(start, false);
     plan.travel(
@@ -1245,8 +1302,10 @@ fn pair_truth(config: &SimConfig, pair: &Pair, horizon: f64) -> Vec<Truth> {
             let kind = if kind == TruthKind::Proximity
                 && !meant
                 && scripted
-                && matches!(pair.info.incident.as_deref(), Some("pass_by" | "co_travel"))
-            {
+                && matches!(
+                    pair.info.incident.as_deref(),
+                    Some("pass_by" | "co_travel" | "ring_co_travel")
+                ) {
                 TruthKind::Encounter
             } else {
                 kind

@@ -127,6 +127,116 @@ fn a_shared_ride_is_an_encounter_of_minutes_without_intent() {
     );
 }
 
+/// A motorway ride: her errand over the ring, him on it by chance, at a
+/// motorway's speed for minutes, no intent.
+#[test]
+fn a_shared_ride_on_the_ring_is_an_encounter_at_motorway_speed() {
+    let (world, _) = world();
+    let r = generate(world, &config(5, "ring_co_travel"));
+    let mut at_speed = 0;
+    for p in &r.pair_info {
+        let Some(ride) = r.truth.iter().find(|t| {
+            t.case == p.case && t.kind == TruthKind::Encounter && t.end_ms - t.start_ms >= 120_000
+        }) else {
+            continue;
+        };
+        let topic = format!("kordon/v1/devices/{}/fix", p.offender);
+        let fast = r
+            .messages
+            .iter()
+            .filter(|m| m.topic == topic)
+            .filter_map(|m| serde_json::from_slice::<serde_json::Value>(&m.payload).ok())
+            .filter(|v| (ride.start_ms..=ride.end_ms).contains(&v["ts"].as_i64().unwrap_or(0)))
+            .filter(|v| v["speed"].as_f64().unwrap_or(0.0) > 20.0)
+            .count();
+        if fast >= 4 {
+            at_speed += 1;
+        }
+    }
+    assert!(
+        at_speed >= 3,
+        "{at_speed} of 4 pairs rode the motorway together: {:?}",
+        r.truth
+    );
+    assert!(
+        r.truth.iter().all(|t| !t.intent),
+        "no intent: {:?}",
+        r.truth
+    );
+}
+
+#[test]
+fn a_motorway_run_goes_on_without_turning_back() {
+    let (world, _) = world();
+    // Near the Van Brienenoordbrug (A16).
+    let run = world
+        .graph
+        .motorway_run([4.5600, 51.9050], 0.0..6000.0, 4000.0)
+        .expect("a motorway within 6 km of the bridge");
+    let length: f64 = run
+        .windows(2)
+        .map(|w| kordon_sim::geodata::distance_m(w[0], w[1]))
+        .sum();
+    assert!(length >= 4000.0, "{length}");
+    let start_to_end = kordon_sim::geodata::distance_m(run[0], run[run.len() - 1]);
+    assert!(
+        start_to_end > 0.5 * length,
+        "straight on, not back: {start_to_end} of {length}"
+    );
+}
+
+/// Going dark near her: every other evening no fix of his within 1 km of
+/// her home while his bracelet keeps saying `gps: no_fix`; each evening a
+/// pattern stay.
+#[test]
+fn going_dark_near_her_leaves_no_fix_near_her_only_statuses() {
+    let (world, _) = world();
+    let mut config = config(6, "dark_near_her");
+    config.hours = 24 * 3;
+    let r = generate(world, &config);
+    let mut evenings = 0;
+    for p in &r.pair_info {
+        let case: serde_json::Value = r
+            .cases
+            .iter()
+            .map(|c| serde_json::from_str::<serde_json::Value>(c).unwrap())
+            .find(|c| c["id"] == p.case.as_str())
+            .unwrap();
+        let home = &case["protected"][0]["places"][0]["position"];
+        let home = [home[0].as_f64().unwrap(), home[1].as_f64().unwrap()];
+        for stay in r
+            .truth
+            .iter()
+            .filter(|t| t.case == p.case && t.kind == TruthKind::PatternStay)
+        {
+            evenings += 1;
+            let during = |m: &&Message| (stay.start_ms..=stay.end_ms).contains(&m.at_ms);
+            let fixes = regular_fixes(&r, &p.offender)
+                .into_iter()
+                .filter(|(ts, ..)| (stay.start_ms..=stay.end_ms).contains(ts))
+                .count();
+            assert_eq!(fixes, 0, "{}: a fix in the dark", p.case);
+            let status = format!("kordon/v1/devices/{}/status", p.offender);
+            let no_fix = r
+                .messages
+                .iter()
+                .filter(|m| m.topic == status)
+                .filter(during)
+                .filter(|m| String::from_utf8_lossy(&m.payload).contains("no_fix"))
+                .count();
+            assert!(no_fix >= 3, "{}: {no_fix} statuses say no_fix", p.case);
+            // His last fix before it was near her.
+            let last = regular_fixes(&r, &p.offender)
+                .into_iter()
+                .rfind(|(ts, ..)| *ts < stay.start_ms)
+                .unwrap();
+            let d = kordon_sim::geodata::distance_m([last.1, last.2], home);
+            assert!(d < 1500.0, "{}: last fix {d:.0} m from her home", p.case);
+        }
+    }
+    assert!(evenings >= 6, "two evenings of four pairs: {evenings}");
+}
+
 fn ms(hhmmss: &str) -> i64 {
     format!("2026-11-30T{hhmmss}Z")
         .parse::<Timestamp>()
