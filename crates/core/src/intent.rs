@@ -24,6 +24,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::EngineConfig;
 use crate::geodesy::{Ecef, LocalFrame};
+use crate::model::PlaceKind;
+use crate::patterns::HerPlace;
 
 /// What the closeness of the two parties looks like.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -88,6 +90,52 @@ pub struct ProximityContext {
     pub time_to_contact_s: Option<f64>,
     /// Consecutive fixes (of either party) on which both moved together.
     pub co_travel_fixes: u32,
+    /// The known place of hers (the case file's home, work, school) his
+    /// course points at, if any ([`heading_to`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub heading_to: Option<PlaceAhead>,
+}
+
+/// One of her known places that his course points at, and how far ahead.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct PlaceAhead {
+    pub place: PlaceKind,
+    pub distance_m: f64,
+}
+
+/// His course points at a place when it is within this angle of the
+/// direction to it, and the place within this distance: a kilometre is a
+/// minute or two by car, and further off a course says little.
+pub const HEADING_TO_DEG: f64 = 20.0;
+pub const HEADING_TO_WITHIN_M: f64 = 1000.0;
+
+/// The nearest of her known places his course points at, while he moves:
+/// for whoever reads the alert, where he may be going. It does not change
+/// the reading (a car on the road past her workplace heads at it as much
+/// as one driving to it, until a fix shows it stop).
+pub fn heading_to(
+    his: &Movement,
+    his_position: (f64, f64),
+    places: &[HerPlace],
+) -> Option<PlaceAhead> {
+    let moving = his.best().filter(|m| m.speed_mps >= STANDING_MPS)?;
+    let course = moving.course_deg?;
+    let frame = LocalFrame::new(his_position.0, his_position.1);
+    places
+        .iter()
+        .filter_map(|p| {
+            let to = frame.project(&p.ecef);
+            let distance_m = to.east.hypot(to.north);
+            let bearing = to.east.atan2(to.north).to_degrees();
+            let ahead = distance_m <= HEADING_TO_WITHIN_M
+                && distance_m > 0.0
+                && angle_between(course, bearing) <= HEADING_TO_DEG;
+            ahead.then_some(PlaceAhead {
+                place: p.kind,
+                distance_m,
+            })
+        })
+        .min_by(|a, b| a.distance_m.total_cmp(&b.distance_m))
 }
 
 /// One fix as intent reads it.
@@ -299,6 +347,7 @@ impl ProximityContext {
             bearing_off_deg: None,
             time_to_contact_s: None,
             co_travel_fixes: 0,
+            heading_to: None,
         }
     }
 }
@@ -337,6 +386,7 @@ pub fn read(
         bearing_off_deg: None,
         time_to_contact_s: None,
         co_travel_fixes,
+        heading_to: None,
     };
     let Some(his_best) = his_best else {
         return context;
@@ -500,6 +550,37 @@ mod tests {
             last,
             &EngineConfig::default(),
         )
+    }
+
+    #[test]
+    fn his_course_names_the_place_of_hers_it_points_at() {
+        let place = |kind, east, north| {
+            let (lat, lon) = at(east, north);
+            HerPlace {
+                kind,
+                ecef: Ecef::from_lat_lon(lat, lon),
+            }
+        };
+        // Her home 600 m east and a bit north, her work 300 m north.
+        let places = [
+            place(PlaceKind::Home, 600.0, 100.0),
+            place(PlaceKind::Work, 0.0, 300.0),
+        ];
+        let east = heading_to(&moving(12.0, 90.0), at(0.0, 0.0), &places).unwrap();
+        assert_eq!(east.place, PlaceKind::Home);
+        assert!((east.distance_m - 608.0).abs() < 3.0, "{east:?}");
+        let north = heading_to(&moving(1.4, 0.0), at(0.0, 0.0), &places).unwrap();
+        assert_eq!(north.place, PlaceKind::Work);
+        // Away from both, standing, or too far: none.
+        assert_eq!(
+            heading_to(&moving(12.0, 200.0), at(0.0, 0.0), &places),
+            None
+        );
+        assert_eq!(heading_to(&still(), at(0.0, 0.0), &places), None);
+        assert_eq!(
+            heading_to(&moving(12.0, 90.0), at(-1300.0, 100.0), &places),
+            None
+        );
     }
 
     #[test]

@@ -281,6 +281,11 @@ impl PatternWatch {
         }
     }
 
+    /// Her places: the case file's, else the centres of zones around her.
+    pub fn her_places(&self) -> &[HerPlace] {
+        &self.her_places
+    }
+
     /// Takes one accepted fix of hers, in time order: her recent track, to
     /// see whether his repeats it.
     pub fn note_hers(&mut self, config: &PatternConfig, ts: Timestamp, ecef: Ecef) {

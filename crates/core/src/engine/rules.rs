@@ -259,7 +259,8 @@ pub(super) fn decide_order(
             };
             if let Some(last) = last_reading(&mut case.orders[i].rule) {
                 if engaged {
-                    context = Some(read_closeness(config, last, his, hers, d));
+                    let places = case.patterns.her_places();
+                    context = Some(read_closeness(config, last, his, hers, d, places));
                 } else {
                     *last = LastReading::default();
                 }
@@ -403,10 +404,11 @@ fn read_closeness(
     (his_device, his): (&DeviceState, &Sample),
     (her_device, hers): (&DeviceState, &Sample),
     distance_m: f64,
+    her_places: &[HerPlace],
 ) -> ProximityContext {
     let now = his.ts.max(hers.ts);
     let his_movement = movement_now(config, his_device, his.ts, now);
-    let context = crate::intent::read(
+    let mut context = crate::intent::read(
         his_movement,
         movement_now(config, her_device, hers.ts, now),
         (his.lat, his.lon),
@@ -415,6 +417,7 @@ fn read_closeness(
         *last,
         config,
     );
+    context.heading_to = crate::intent::heading_to(&his_movement, (his.lat, his.lon), her_places);
     let moving = his_movement
         .recent
         .is_some_and(|m| m.speed_mps >= STANDING_MPS);
