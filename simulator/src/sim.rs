@@ -765,9 +765,16 @@ fn ride_along(
     let spread_s = (120.0 * duration / length.max(1.0)).min(8.0);
     let start = ride.times[0] + rng.random_range(-spread_s..spread_s);
     // Setting off in time to be where he joins her route when she is.
+    // To a tram stop by car and on foot; onto a road or cycle path the
+    // way she rides it, not walking up to it as she comes by.
+    let by = if ride.mode == Mode::Transit {
+        Mode::Car
+    } else {
+        ride.mode
+    };
     let to_the_stop = |plan: &mut Plan| {
         if let Some(stop) = world.graph.nearest(ride.points[0]) {
-            plan.go(world, stop, Mode::Car);
+            plan.go(world, stop, by);
         }
         plan.travel(
             vec![plan.position(), ride.points[0]],
