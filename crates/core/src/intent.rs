@@ -38,7 +38,10 @@ pub enum Reading {
     Together,
     /// They pass each other at a vehicle's speed (`passing_speed_mps`), not
     /// travelling together: his car or bus going by her, or hers by him,
-    /// unless a later fix shows them slowing down near each other.
+    /// unless a later fix shows them slowing down near each other. Also
+    /// two riding onto the same way at a cyclist's pace ([`merging`]), he
+    /// not heading at her: the next fix tells riding on together from
+    /// turning to her.
     Passing,
     /// Both move the same way at the same speed (`co_travel_*` settings):
     /// the same tram, bus or motorway, or following her.
@@ -272,6 +275,39 @@ fn moving_together(his: &Motion, hers: &Motion, already: bool, config: &EngineCo
     slow >= config.co_travel_min_speed_mps && fast <= slow * ratio && angle_between(a, b) <= course
 }
 
+/// Faster than anyone walks: a cyclist's pace, m/s.
+pub const MERGING_MIN_MPS: f64 = 3.0;
+/// His course at least this far off the direction to her: not riding at
+/// her (a man cycling straight at her is an approach, never a wait).
+pub const MERGING_MIN_OFF_DEG: f64 = 30.0;
+
+/// Whether two riders close in on each other as two riding onto the same
+/// way do, rather than him riding at her: both at a cyclist's pace or more
+/// and much the same speed, courses at most a right angle apart (merging,
+/// not meeting head-on), his course `bearing_off_deg` well off the
+/// direction to her. Where one path joins another two cyclists converge
+/// for a fix before they ride together, and that fix would otherwise read
+/// as an approach and page the police.
+fn merging(
+    his: &Motion,
+    hers: &Motion,
+    bearing_off_deg: Option<f64>,
+    config: &EngineConfig,
+) -> bool {
+    let (Some(a), Some(b), Some(off)) = (his.course_deg, hers.course_deg, bearing_off_deg) else {
+        return false;
+    };
+    let (slow, fast) = if his.speed_mps < hers.speed_mps {
+        (his.speed_mps, hers.speed_mps)
+    } else {
+        (hers.speed_mps, his.speed_mps)
+    };
+    slow >= MERGING_MIN_MPS
+        && fast <= slow * config.co_travel_speed_ratio
+        && angle_between(a, b) <= 90.0
+        && off >= MERGING_MIN_OFF_DEG
+}
+
 /// What the last reading of a pair left for the next one: a count of
 /// fixes travelling together, whether they were passing each other, the
 /// time of his fix it read when that showed him moving, and since when the
@@ -433,9 +469,13 @@ pub fn read(
         let vehicle = h.speed_mps.max(hers.recent.map_or(0.0, |m| m.speed_mps)) >= passing_speed;
         relative >= passing_speed && vehicle
     });
+    let merging = match (&his.recent, &hers.recent) {
+        (Some(h), Some(v)) => merging(h, v, context.bearing_off_deg, config),
+        _ => false,
+    };
     context.reading = if together {
         Reading::CoTravel
-    } else if passing {
+    } else if passing || merging {
         Reading::Passing
     } else if his_closing >= STANDING_MPS {
         Reading::Approach
@@ -627,9 +667,11 @@ mod tests {
         // Riding on a winding road, their fixes seconds apart: still together.
         let c = reading_after(moving(4.3, 271.0), moving(3.8, 310.0), riding);
         assert_eq!((c.reading, c.co_travel_fixes), (Reading::CoTravel, 5));
+        // Without the ride behind them, two riders that far apart in course
+        // are not yet together; he is not riding at her, so it waits.
         assert_eq!(
             reading_of(moving(4.3, 271.0), moving(3.8, 310.0), 0).reading,
-            Reading::Together
+            Reading::Passing
         );
     }
 
@@ -646,6 +688,20 @@ mod tests {
         assert!(c.bearing_off_deg.unwrap() < 11.0);
         assert!((c.closing_speed_mps.unwrap() - 1.4 * 10f64.to_radians().cos()).abs() < 0.01);
         assert!((c.time_to_contact_s.unwrap() - 150.0 / c.closing_speed_mps.unwrap()).abs() < 0.01);
+    }
+
+    #[test]
+    fn riding_onto_her_path_waits_and_riding_at_her_does_not() {
+        // She cycles east 150 m north of him; he rides north-east, onto
+        // her way: a wait for the next fix.
+        let c = reading_of(moving(4.3, 45.0), moving(4.3, 90.0), 0);
+        assert_eq!(c.reading, Reading::Passing);
+        assert!(c.reading.waits_for_police());
+        // Straight at her, or walking briskly her way: an approach.
+        let c = reading_of(moving(4.3, 10.0), moving(4.3, 90.0), 0);
+        assert_eq!(c.reading, Reading::Approach);
+        let c = reading_of(moving(2.0, 45.0), moving(4.3, 90.0), 0);
+        assert_eq!(c.reading, Reading::Approach);
     }
 
     #[test]
