@@ -210,6 +210,13 @@ impl Record {
         serde_json::to_vec(self).expect("records always serialise")
     }
 
+    /// [`Record::body`] into `out`, after what it holds: the journal
+    /// writes every record of a commit through one buffer instead of
+    /// allocating (and growing) a body for each.
+    pub fn write_body(&self, out: &mut Vec<u8>) {
+        serde_json::to_writer(out, self).expect("records always serialise");
+    }
+
     pub fn from_body(body: &[u8]) -> Result<Record, serde_json::Error> {
         serde_json::from_slice(body)
     }
@@ -288,6 +295,18 @@ mod tests {
         };
         assert_eq!(Record::from_body(&r.body()).unwrap(), r);
         assert_eq!(r.kind(), "fix");
+    }
+
+    #[test]
+    fn a_body_written_into_a_used_buffer_is_the_body() {
+        let r = Record::Tick {
+            at: "2026-11-29T03:00:01Z".parse().unwrap(),
+            engine: EngineTick::Skipped,
+        };
+        let mut out = b"left over".to_vec();
+        out.clear();
+        r.write_body(&mut out);
+        assert_eq!(out, r.body());
     }
 
     #[test]

@@ -250,9 +250,14 @@ impl Journal {
             let mut insert_mark = tx
                 .prepare_cached("INSERT OR IGNORE INTO case_marks (case_id, seq) VALUES (?1, ?2)")
                 .map_err(err)?;
+            // One buffer for every body of the commit (SQLite copies what
+            // it binds): a body of its own per record was allocated and
+            // grown twice, on the hot path of every fix.
+            let mut body = Vec::with_capacity(512);
             for entry in entries {
                 seq += 1;
-                let body = entry.record.body();
+                body.clear();
+                entry.record.write_body(&mut body);
                 let d = digest(&body);
                 head = link(&head, seq, &d);
                 bytes += body.len() as u64 + 64;
@@ -262,7 +267,7 @@ impl Journal {
                         entry.record.at().as_millisecond(),
                         entry.record.kind(),
                         entry.record.device().map(|d| d.as_str()),
-                        body,
+                        &body[..],
                         &d[..],
                         &head[..],
                     ])

@@ -53,14 +53,23 @@ pub const FENCE_PATIENCE_S: i64 = 10;
 pub const ECHO_PATIENCE_S: i64 = 600;
 
 /// Whether a received topic is one of kordon's own outputs (or a fence).
+/// It walks the levels without collecting them: every message is asked.
 pub fn is_echo(topic: &str) -> bool {
-    let levels: Vec<&str> = topic.split('/').collect();
+    let Some(rest) = topic.strip_prefix("kordon/v1/") else {
+        return false;
+    };
+    let mut levels = rest.split('/');
+    let levels = (levels.next(), levels.next(), levels.next(), levels.next());
     matches!(
-        levels.as_slice(),
-        ["kordon", "v1", "alerts", "monitoring" | "police" | "~fence"]
-            | ["kordon", "v1", "alerts", "police", "cap" | "~fence"]
-            | ["kordon", "v1", "devices", _, "warning"]
-            | ["kordon", "v1", "cases", _, "coordinators"]
+        levels,
+        (
+            Some("alerts"),
+            Some("monitoring" | "police" | "~fence"),
+            None,
+            None
+        ) | (Some("alerts"), Some("police"), Some("cap" | "~fence"), None)
+            | (Some("devices"), Some(_), Some("warning"), None)
+            | (Some("cases"), Some(_), Some("coordinators"), None)
     )
 }
 
@@ -343,5 +352,53 @@ mod tests {
         assert!(is_echo("kordon/v1/cases/RTM-1/coordinators"));
         assert!(!is_echo("kordon/v1/alerts/ack"));
         assert!(!is_echo("kordon/v1/devices/OFF-1/fix"));
+    }
+
+    /// The walking match agrees with the match on collected levels it
+    /// replaced.
+    #[test]
+    fn is_echo_agrees_with_the_collected_match() {
+        let collected = |topic: &str| {
+            let levels: Vec<&str> = topic.split('/').collect();
+            matches!(
+                levels.as_slice(),
+                ["kordon", "v1", "alerts", "monitoring" | "police" | "~fence"]
+                    | ["kordon", "v1", "alerts", "police", "cap" | "~fence"]
+                    | ["kordon", "v1", "devices", _, "warning"]
+                    | ["kordon", "v1", "cases", _, "coordinators"]
+            )
+        };
+        let fences = ECHO_FILTERS.iter().map(|(_, fence)| *fence);
+        let topics = [
+            "kordon/v1/alerts/monitoring",
+            "kordon/v1/alerts/monitoring/",
+            "kordon/v1/alerts/monitoring/x",
+            "kordon/v1/alerts/police",
+            "kordon/v1/alerts/police/",
+            "kordon/v1/alerts/police/cap",
+            "kordon/v1/alerts/police/cap/x",
+            "kordon/v1/alerts/police/other",
+            "kordon/v1/alerts/~fence",
+            "kordon/v1/alerts/ack",
+            "kordon/v1/alerts",
+            "kordon/v1/alerts/",
+            "kordon/v1/devices/OFF-1/warning",
+            "kordon/v1/devices//warning",
+            "kordon/v1/devices/OFF-1/warning/x",
+            "kordon/v1/devices/OFF-1/fix",
+            "kordon/v1/devices/warning",
+            "kordon/v1/cases/RTM-1/coordinators",
+            "kordon/v1/cases/RTM-1/coordinators/",
+            "kordon/v1/cases/coordinators",
+            "kordon/v1",
+            "kordon/v1/",
+            "kordon/v2/alerts/monitoring",
+            "/kordon/v1/alerts/monitoring",
+            "owntracks/anna/phone",
+            "",
+        ];
+        for topic in topics.into_iter().chain(fences) {
+            assert_eq!(is_echo(topic), collected(topic), "{topic}");
+        }
     }
 }
