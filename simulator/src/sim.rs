@@ -592,6 +592,35 @@ fn follow_far(
 /// An evening of a pattern near her home: the plan's stay, seconds.
 type Evening = fn(&World, &mut ChaCha8Rng, &mut Plan, f64, LonLat, NodeIndex) -> (f64, f64);
 
+/// Where and how long an evening near her home is spent.
+struct EveningOut {
+    /// When he sets off, hours into the day.
+    leave_h: std::ops::Range<f64>,
+    /// How far from her home he parks, metres.
+    spot_m: std::ops::Range<f64>,
+    /// How long he stays, seconds.
+    stay_s: std::ops::Range<f64>,
+}
+
+/// By car to a spot near her home, a while parked there, home again: when
+/// he arrived and when he left, seconds.
+fn park_near_her(
+    world: &World,
+    rng: &mut ChaCha8Rng,
+    plan: &mut Plan,
+    (day, her_home, home): (f64, LonLat, NodeIndex),
+    out: EveningOut,
+) -> (f64, f64) {
+    plan.stay_until(day + hours(rng.random_range(out.leave_h)), true);
+    let spot = world.place_near(rng, her_home, out.spot_m.start, out.spot_m.end);
+    plan.go(world, spot, Mode::Car);
+    let arrive = plan.end();
+    plan.stay_until(arrive + rng.random_range(out.stay_s), false);
+    let leave = plan.end();
+    plan.go(world, home, Mode::Car);
+    (arrive, leave)
+}
+
 /// An evening of a slow burn: by car to a spot 700 m to 1.3 km from her
 /// home (outside every warning radius while she is in), 15 to 40 minutes
 /// parked there, home again. The stay, seconds.
@@ -603,14 +632,12 @@ fn watch_her_home(
     her_home: LonLat,
     home: NodeIndex,
 ) -> (f64, f64) {
-    plan.stay_until(day + hours(rng.random_range(19.0..20.5)), true);
-    let spot = world.place_near(rng, her_home, 700.0, 1300.0);
-    plan.go(world, spot, Mode::Car);
-    let arrive = plan.end();
-    plan.stay_until(arrive + rng.random_range(900.0..2400.0), false);
-    let stay = (arrive, plan.end());
-    plan.go(world, home, Mode::Car);
-    stay
+    let out = EveningOut {
+        leave_h: 19.0..20.5,
+        spot_m: 700.0..1300.0,
+        stay_s: 900.0..2400.0,
+    };
+    park_near_her(world, rng, plan, (day, her_home, home), out)
 }
 
 /// An evening in the dark: by car to a spot 350 to 700 m from her home,
@@ -625,13 +652,12 @@ fn wait_near_her_in_the_dark(
     her_home: LonLat,
     home: NodeIndex,
 ) -> (f64, f64) {
-    plan.stay_until(day + hours(rng.random_range(19.0..21.0)), true);
-    let spot = world.place_near(rng, her_home, 350.0, 700.0);
-    plan.go(world, spot, Mode::Car);
-    let arrive = plan.end();
-    plan.stay_until(arrive + rng.random_range(1200.0..2700.0), false);
-    let leave = plan.end();
-    plan.go(world, home, Mode::Car);
+    let out = EveningOut {
+        leave_h: 19.0..21.0,
+        spot_m: 350.0..700.0,
+        stay_s: 1200.0..2700.0,
+    };
+    let (arrive, leave) = park_near_her(world, rng, plan, (day, her_home, home), out);
     (arrive - 30.0, leave + 60.0)
 }
 

@@ -35,13 +35,19 @@ fn t(day: i64, s: i64) -> Timestamp {
         + SignedDuration::from_secs(s)
 }
 
+/// An engine and an alert desk that know the case.
+fn engine_and_desk(case: &Case) -> (Engine, AlertDesk) {
+    let mut engine = Engine::new(EngineConfig::default());
+    let mut desk = AlertDesk::new(AlertSettings::default());
+    engine.upsert_case(case.clone(), t(0, 0)).unwrap();
+    desk.upsert_case(case);
+    (engine, desk)
+}
+
 /// She is at home; on each of `evenings` he parks `north` metres north of
 /// her home from 19:00 for 20 minutes, a fix a minute. Every message.
 fn evenings(evenings: &[(i64, f64)]) -> Vec<Outbound> {
-    let mut engine = Engine::new(EngineConfig::default());
-    let mut desk = AlertDesk::new(AlertSettings::default());
-    engine.upsert_case(case(), t(0, 0)).unwrap();
-    desk.upsert_case(&case());
+    let (mut engine, mut desk) = engine_and_desk(&case());
     let mut out = Vec::new();
     for &(day, north) in evenings {
         for minute in 0..=20 {
@@ -121,10 +127,7 @@ fn evenings_near_his_own_address_are_not_a_pattern() {
     // He lives 1 km north of her, and spends his evenings at home.
     let mut near_him = case();
     near_him.offender.registered_address = Some([HOME.1, HOME.0 + 1000.0 / 111_195.0]);
-    let mut engine = Engine::new(EngineConfig::default());
-    let mut desk = AlertDesk::new(AlertSettings::default());
-    engine.upsert_case(near_him.clone(), t(0, 0)).unwrap();
-    desk.upsert_case(&near_him);
+    let (mut engine, mut desk) = engine_and_desk(&near_him);
     let mut out = Vec::new();
     for day in 0..5 {
         for minute in 0..=20 {
@@ -144,10 +147,7 @@ fn evenings_near_his_own_address_are_not_a_pattern() {
 /// (`gps: no_fix`, wrapped in foil). Every message.
 fn dark_evenings(evenings: &[(i64, f64)]) -> Vec<Outbound> {
     use kordon_core::{GpsState, Status};
-    let mut engine = Engine::new(EngineConfig::default());
-    let mut desk = AlertDesk::new(AlertSettings::default());
-    engine.upsert_case(case(), t(0, 0)).unwrap();
-    desk.upsert_case(&case());
+    let (mut engine, mut desk) = engine_and_desk(&case());
     let mut out = Vec::new();
     for &(day, north) in evenings {
         let last = t(day, 19 * 3600);
