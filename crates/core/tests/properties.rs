@@ -633,3 +633,38 @@ fn seed_sequences_keep_the_episode_invariants() {
         episode_invariants(&run(&ops)).unwrap();
     }
 }
+
+/// Found by `a_restored_snapshot_carries_on_as_the_original`: a possible
+/// breach read as passing (her fix jumped 820 m in a second) waited for
+/// the police until `police_max_wait_s`; his next fix showed him moving,
+/// which ends the wait half a minute later as `unclear`, but the order's
+/// timer still held the later deadline (a fix was taken to only postpone
+/// deadlines), and a sweep found the end no timer held.
+#[test]
+fn seed_a_police_wait_that_ends_by_the_clock_is_queued() {
+    let wide = |east: f64, accuracy: f64| Op::Fix {
+        victim: false,
+        east,
+        north: 0.0,
+        accuracy,
+        dt: 1,
+        seq: 0,
+    };
+    let ops = [
+        wide(381.0070274801229, 99.7090911314179),
+        wide(322.58226655072826, 187.68207038178505),
+        fix_op(true, 820.7266262894767, 0.0, 54),
+        fix_op(true, 0.0, 0.0, 1),
+        fix_op(false, 0.0, 0.0, 1),
+        Op::Tick { dt: 30 },
+    ];
+    // The tick's sweep (debug builds) finds nothing the timers missed, and
+    // the wait ended by the clock, as `unclear`, half a minute after his
+    // fix.
+    let events = run(&ops);
+    let unclear = events
+        .iter()
+        .find(|e| e.context.as_ref().map(|c| c.reading) == Some(kordon_core::Reading::Unclear))
+        .expect("the wait ended by the clock");
+    assert_eq!(unclear.at, at(88));
+}

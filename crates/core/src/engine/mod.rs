@@ -859,7 +859,7 @@ impl Engine {
         let line_m = if suspect || !offender || self.config.between_fixes_note_gap_s == 0 {
             0.0
         } else {
-            dev.line_to(sample, self.config.between_fixes_note_gap_s, &self.config)
+            dev.line_to(sample, &self.config)
                 .map_or(0.0, |line| line.reach_m())
         };
         let margin = self.config.clear_margin_m + sample.accuracy_m + line_m;

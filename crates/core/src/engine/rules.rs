@@ -348,7 +348,7 @@ fn passage_through(
     if config.between_fixes_note_gap_s == 0 || now.breach == Some(Certainty::Certain) {
         return None;
     }
-    let line = his_device.line_to(his, config.between_fixes_note_gap_s, config)?;
+    let line = his_device.line_to(his, config)?;
     // The signed distance from the breach area, the disc's radius, and the
     // distance to report.
     let (point, gap_m, radius_m, distance_m) = match rule {

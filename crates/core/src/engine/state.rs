@@ -101,10 +101,16 @@ impl OrderState {
             ),
             // An open proximity episode waits for its pair to go unknown
             // only while it is judged (has a distance), and for the end of
-            // the police's wait only while they wait by a clock.
+            // the police's wait only while they wait by a clock. A fix
+            // that turns a wait's end from `lasting` into `unclear` (his
+            // first fix showing him moving) brings it earlier: a new mark.
             CompiledRule::ContactBan { .. } => (
                 kind,
-                u8::from(police_wait_ends(config, self).is_some()),
+                match police_wait_ends(config, self) {
+                    None => 0,
+                    Some((_, Reading::Unclear)) => 1,
+                    Some(_) => 2,
+                },
                 open.is_some_and(|e| e.reported_distance_m.is_none()),
             ),
             CompiledRule::Exclusion { .. } => (kind, 0, false),
@@ -377,23 +383,18 @@ impl DeviceState {
     /// The trusted remembered fix nearest in time to `t`: an outlier or an
     /// unusable fix must not make a late fix of the other party a breach.
     /// The straight line from the device's previous trusted fix to
-    /// `sample` ([`crate::passage`]), if that fix is at most `max_gap_s`
+    /// `sample` ([`crate::passage`]), if that fix is at most `between_fixes_note_gap_s`
     /// older.
     ///
     /// Each end carries the device's own velocity when it sent a plausible
     /// one, so the line can follow a bend.
-    pub(super) fn line_to(
-        &self,
-        sample: &Sample,
-        max_gap_s: u32,
-        config: &EngineConfig,
-    ) -> Option<Line> {
+    pub(super) fn line_to(&self, sample: &Sample, config: &EngineConfig) -> Option<Line> {
         let previous = self
             .history
             .entries()
             .filter(|e| e.trusted && e.ts < sample.ts)
             .max_by_key(|e| e.ts)?;
-        if seconds_between(previous.ts, sample.ts) > f64::from(max_gap_s) {
+        if seconds_between(previous.ts, sample.ts) > f64::from(config.between_fixes_note_gap_s) {
             return None;
         }
         let velocity = self
