@@ -31,7 +31,7 @@ use kordon_journal::{Durability, GroupCommit, Journal, Record, SnapshotStore, Wr
 use kordon_server::core_thread::{AfterCommit, Command, CoreThread, Outlets, Upkeep};
 use kordon_server::dispatch::Dispatch;
 use kordon_server::live::Feed;
-use kordon_server::mqtt::{Intake, Receipt};
+use kordon_server::mqtt::{Intake, Receipt, ENGINE_QUEUE};
 use rumqttc::mqttbytes::v4::{Packet, Publish};
 use rumqttc::QoS;
 
@@ -129,12 +129,14 @@ fn main() {
         publisher,
         dispatch: Dispatch::new("kordon@bench", None),
     });
-    let (core_tx, core_rx) = crossbeam_channel::bounded(4_096);
+    let (core_tx, core_rx) = crossbeam_channel::bounded(ENGINE_QUEUE);
     let core_thread = named("engine", move || core.run(core_rx));
 
     let mut read = wire(fixes, cases, start);
-    let (inbox, _inbox_rx) = tokio::sync::mpsc::channel(1);
-    let mut intake = Intake::new(inbox, Decoder::new(Limits::default(), HashMap::new()));
+    let mut intake = Intake::new(
+        core_tx.clone(),
+        Decoder::new(Limits::default(), HashMap::new()),
+    );
     intake.connected(CONNECTION, &kordon_server::health::Health::default());
     let acker = named("acks", move || write_acks(receipts_rx));
 
@@ -151,14 +153,11 @@ fn main() {
         if handled.is_multiple_of(10_000) {
             let at = Timestamp::now();
             core_tx
-                .send(Command::Tick {
-                    at,
-                    engine: Default::default(),
-                })
+                .send(Command::Tick { at })
                 .expect("the engine's thread runs");
         }
     }
-    drop(core_tx);
+    drop((core_tx, intake));
     // Read while the threads still run (an ended thread's figures go with
     // it): flat out, what is still queued is left out of them.
     let threads = thread_cpu_secs()

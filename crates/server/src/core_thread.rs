@@ -17,9 +17,9 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use crossbeam_channel::Receiver;
+use crossbeam_channel::{Receiver, TryRecvError};
 use jiff::Timestamp;
 use kordon_alert::{topics, AlertDesk, AlertRecord, AlertSettings, Outbound};
 use kordon_core::{
@@ -36,6 +36,7 @@ use crate::live::{DevicePosition, Feed};
 
 mod operator;
 use crate::delivery::{Actions, Deliveries};
+use crate::engine_time::EngineTime;
 use crate::metrics as m;
 use crate::mqtt::Receipt;
 pub use operator::{OperatorAction, OperatorError, OperatorReply};
@@ -70,11 +71,10 @@ pub enum Command {
     },
     /// The broker connection is (again) up.
     Connected(Timestamp),
-    /// The clocks advanced: kordon's to `at`, the engine's as `engine`
-    /// says (see [`crate::engine_time`]).
+    /// Kordon's clock advanced to `at`; the engine's follows as the
+    /// messages so far say (see [`crate::engine_time`]).
     Tick {
         at: Timestamp,
-        engine: EngineTick,
     },
     PutCase {
         case: Box<Case>,
@@ -301,12 +301,74 @@ pub struct CoreThread {
     /// [`crate::engine_time`]): case changes happen at it, so that none is
     /// ahead of the ticks that follow while a backlog is drained.
     engine_time: Option<Timestamp>,
+    /// What each tick carries to the engine, from the event times of the
+    /// messages before it: kept here, where the messages and ticks meet in
+    /// the order they were queued.
+    ticks: EngineTime,
     /// OwnTracks phones by device id, as `"user/device"`: they are asked
     /// for a fresh fix on their command topic, other devices on kordon's.
     owntracks_phones: HashMap<DeviceId, String>,
     /// The dashboard's live stream (see [`crate::live`]).
     feed: Option<Feed>,
     fixes_in: FixesIn,
+}
+
+/// How often the engine's thread wakes for new commands, at most. At
+/// 10,000 fixes/s a thread woken for every fix spent more CPU switching
+/// (in the kernel, on its side and the waker's) than deciding; woken at
+/// most once per period it takes what came meanwhile in one go. A command
+/// that comes after a quiet period is handled at once; one that comes
+/// within a period of the last wake waits for the rest of that period, so
+/// this is also the most an alert waits for it.
+const WAKE_PERIOD: Duration = Duration::from_millis(1);
+
+/// Wakes the engine's thread at most once per [`WAKE_PERIOD`].
+struct Pace {
+    woke: Instant,
+}
+
+impl Pace {
+    fn new(now: Instant) -> Self {
+        Pace { woke: now }
+    }
+
+    /// The next command; `None` once every sender is gone.
+    fn next(&mut self, commands: &Receiver<Command>) -> Option<Command> {
+        match commands.try_recv() {
+            Ok(command) => return Some(command),
+            Err(TryRecvError::Disconnected) => return None,
+            Err(TryRecvError::Empty) => {}
+        }
+        let command = commands.recv().ok()?;
+        if let Some(rest) = self.woken(Instant::now()) {
+            std::thread::sleep(rest);
+        }
+        Some(command)
+    }
+
+    /// Woken at `now` by a command after the queue ran empty: how long to
+    /// wait for more before handling it.
+    fn woken(&mut self, now: Instant) -> Option<Duration> {
+        let due = self.woke + WAKE_PERIOD;
+        if now < due {
+            self.woke = due;
+            Some(due - now)
+        } else {
+            self.woke = now;
+            None
+        }
+    }
+}
+
+/// Empties the engine's queue as its thread ends, however it ends: the
+/// ingest link and the ticker wait for room in it, and a queue left full
+/// would keep them waiting for good instead of finding the engine gone.
+struct EmptiedOnExit(Receiver<Command>);
+
+impl Drop for EmptiedOnExit {
+    fn drop(&mut self) {
+        while self.0.try_recv().is_ok() {}
+    }
 }
 
 /// `kordon_fixes_total` by disposition, looked up once rather than by name
@@ -356,6 +418,7 @@ impl CoreThread {
             last_snapshot: None,
             last_retention: None,
             engine_time: None,
+            ticks: EngineTime::default(),
             owntracks_phones: HashMap::new(),
             fixes_in: FixesIn::new(),
             feed: None,
@@ -555,10 +618,15 @@ impl CoreThread {
             devices = self.engine.device_count(),
             "engine thread running"
         );
+        let _emptied = EmptiedOnExit(commands.clone());
         // Looked up once: by name, per command, it cost 3 % of the thread.
         let queue_depth = metrics::gauge!(m::CORE_QUEUE_DEPTH);
-        for command in commands.iter() {
+        let mut pace = Pace::new(Instant::now());
+        while let Some(command) = pace.next(&commands) {
             queue_depth.set(commands.len() as f64);
+            if let (Some(ts), Command::Message { now, .. }) = (command.event_time(), &command) {
+                self.ticks.received(ts, *now);
+            }
             let now = match &command {
                 Command::Message { now, .. }
                 | Command::Refused { now, .. }
@@ -567,7 +635,7 @@ impl CoreThread {
                 | Command::DeleteCase { now, .. }
                 | Command::Operator { now, .. }
                 | Command::Bans { now, .. } => Some(*now),
-                Command::Connected(now) | Command::Tick { at: now, .. } => Some(*now),
+                Command::Connected(now) | Command::Tick { at: now } => Some(*now),
                 _ => None,
             };
             match command {
@@ -604,7 +672,8 @@ impl CoreThread {
                     let actions = self.deliveries.connected(now);
                     self.act(actions, now);
                 }
-                Command::Tick { at, engine } => {
+                Command::Tick { at } => {
+                    let engine = self.ticks.tick(at);
                     self.entries.push(Entry::new(Record::Tick { at, engine }));
                     self.tick(at, engine);
                     let actions = self.deliveries.tick(at);
@@ -1189,5 +1258,28 @@ fn phase(p: Phase) -> &'static str {
         Phase::Updated => "updated",
         Phase::Cleared => "cleared",
         Phase::LateBreach => "late_breach",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A command after a quiet period is handled at once; one that comes
+    /// within a period of the last wake waits for the period's end, with
+    /// whatever else comes meanwhile.
+    #[test]
+    fn the_engine_wakes_at_most_once_a_period() {
+        let start = Instant::now();
+        let mut pace = Pace::new(start);
+        let quiet = start + 10 * WAKE_PERIOD;
+        assert_eq!(pace.woken(quiet), None, "after a quiet period: at once");
+        let soon = quiet + WAKE_PERIOD / 5;
+        assert_eq!(pace.woken(soon), Some(WAKE_PERIOD * 4 / 5));
+        // The next period counts from the end of that wait.
+        let after_the_wait = quiet + WAKE_PERIOD + WAKE_PERIOD / 10;
+        assert_eq!(pace.woken(after_the_wait), Some(WAKE_PERIOD * 9 / 10));
+        let later = quiet + 5 * WAKE_PERIOD;
+        assert_eq!(pace.woken(later), None);
     }
 }

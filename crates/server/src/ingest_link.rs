@@ -8,10 +8,11 @@
 //! flood its requests leave at about a tenth of the rate messages arrive
 //! (`docs/mqtt.md`, Backpressure).
 //!
-//! - A message is read only when the inbox has room for it. While kordon is
-//!   behind, the rest waits in the socket and at the broker, unacknowledged:
-//!   TCP's flow control is kordon's backpressure and the broker's queue is
-//!   the backlog, so memory stays flat and nothing is dropped or kept back.
+//! - A message is read only when the engine's queue has room for it. While
+//!   kordon is behind, the rest waits in the socket and at the broker,
+//!   unacknowledged: TCP's flow control is kordon's backpressure and the
+//!   broker's queue is the backlog, so memory stays flat and nothing is
+//!   dropped or kept back.
 //! - Reading and writing never wait for each other: acknowledgements of
 //!   handled messages (from the journal writer, a commit's at a time, once
 //!   their records are durable)
@@ -26,11 +27,12 @@
 //!   both are); this link announces it, and `offline` when it is lost.
 //!
 //! It never decides anything about a message: [`Intake`] turns each into a
-//! command for the engine's thread.
+//! command and queues it for the engine's thread.
 
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, BytesMut};
+use crossbeam_channel::TrySendError;
 use kordon_ingest::broker::{
     BrokerSettings, BrokerStream, Dialer, MAX_MQTT_PACKET, OFFLINE, ONLINE,
 };
@@ -49,7 +51,7 @@ use crate::clock::Clock;
 use crate::core_thread::Command;
 use crate::health::{Health, Link};
 use crate::metrics as m;
-use crate::mqtt::{announce, subscriptions, Intake, Receipt, INBOX};
+use crate::mqtt::{announce, subscriptions, Intake, Receipt};
 
 /// Who the link is to the broker.
 #[derive(Debug, Clone)]
@@ -76,8 +78,13 @@ impl Session {
 const BROKER_PATIENCE: Duration = Duration::from_secs(10);
 /// What one read asks of the socket at least.
 const READ_CHUNK: usize = 64 * 1024;
-/// Room in the inbox that reading waits for once it has found it full.
-const RESUME_ROOM: usize = INBOX / 4;
+/// The share of the engine's queue that must be free before reading
+/// resumes once it was found full: room for one at a time would wake the
+/// link for every message under overload.
+const RESUME_SHARE: usize = 4;
+/// How often a paused link looks for room in the engine's queue (a
+/// crossbeam queue, which has nothing to await).
+const ROOM_POLL: Duration = Duration::from_millis(1);
 /// Acknowledgements queued together, at most.
 const ACK_BATCH: usize = 1_024;
 /// The packet id of kordon's SUBSCRIBE (the link sends no other packet
@@ -154,7 +161,6 @@ impl IngestLink {
             stopping,
             keep_alive: session.keep_alive,
             messages_in: metrics::counter!(m::MESSAGES_IN),
-            inbox_depth: metrics::gauge!(m::INBOX_DEPTH),
         };
         let mut backoff = Backoff::new();
         for number in 1.. {
@@ -195,7 +201,7 @@ impl IngestLink {
 }
 
 /// The link between connections. `intake` is `None` once kordon stops
-/// taking messages: dropping it closes the inbox, which ends the forwarder.
+/// taking messages (dropping it tells the shutdown so).
 struct Driver {
     intake: Option<Intake>,
     receipts: mpsc::Receiver<Vec<Receipt>>,
@@ -204,10 +210,9 @@ struct Driver {
     health: Health,
     stopping: watch::Receiver<bool>,
     keep_alive: Duration,
-    /// `kordon_messages_total` and the inbox's depth, looked up once rather
-    /// than by name for every message.
+    /// `kordon_messages_total`, looked up once rather than by name for
+    /// every message.
     messages_in: metrics::Counter,
-    inbox_depth: metrics::Gauge,
 }
 
 impl Driver {
@@ -262,9 +267,10 @@ impl Driver {
                     // `waiting` is `Some`: the branch's condition.
                     match (self.intake.as_ref().filter(|_| has_room), waiting.take()) {
                         (Some(intake), Some(command)) => {
-                            waiting = intake.inbox().try_send(command).err().and_then(still_waiting);
+                            waiting = intake.hand_on(command).err().and_then(still_waiting);
                             if waiting.is_none() {
                                 connection.input.resume();
+                                self.health.engine_caught_up();
                             }
                         }
                         (Some(_), None) => {}
@@ -277,9 +283,10 @@ impl Driver {
         }
     }
 
-    /// Hands on the messages already read while the inbox has room, and
-    /// answers the broker's other packets. The message that finds the
-    /// inbox full comes back: it waits for room, and reading waits with it.
+    /// Hands on the messages already read while the engine's queue has
+    /// room, and answers the broker's other packets. The message that finds
+    /// the queue full comes back: it waits for room, and reading waits with
+    /// it; kordon is overloaded until it goes in.
     fn hand_on_read(&mut self, connection: &mut Connection) -> Result<Option<Command>, LinkError> {
         if self.intake.is_none() {
             return Ok(None);
@@ -301,21 +308,19 @@ impl Driver {
             };
             self.messages_in.increment(1);
             let command = intake.command(publish, self.clock.now());
-            match intake.inbox().try_send(command) {
+            match intake.hand_on(command) {
                 Ok(()) => {}
-                Err(mpsc::error::TrySendError::Full(command)) => {
+                Err(TrySendError::Full(command)) => {
                     connection.input.pause();
+                    metrics::counter!(m::ENGINE_BUSY).increment(1);
+                    self.health.engine_busy(self.clock.now());
                     return Ok(Some(command));
                 }
-                Err(mpsc::error::TrySendError::Closed(_)) => {
+                Err(TrySendError::Disconnected(_)) => {
                     self.intake = None;
                     return Ok(None);
                 }
             }
-        }
-        if let Some(intake) = &self.intake {
-            self.inbox_depth
-                .set((INBOX - intake.inbox().capacity()) as f64);
         }
         Ok(None)
     }
@@ -348,27 +353,28 @@ impl Driver {
     }
 }
 
-/// Waits until the inbox has room for a batch again: room for one at a
-/// time would wake the link for every message under overload. False when
-/// the engine's thread is gone or kordon stopped taking messages.
+/// Waits until the engine's queue has room for a batch again (also when
+/// the engine's thread has ended: it empties its queue, and the hand-on
+/// that follows finds it gone); false when kordon stopped taking messages.
 async fn room(intake: &Option<Intake>) -> bool {
     let Some(intake) = intake else {
         return false;
     };
     // Its own sender: a future borrowing the intake would keep it borrowed
     // through every branch of the select.
-    let inbox = intake.inbox().clone();
-    let batch = RESUME_ROOM.min(inbox.max_capacity());
-    let has_room = inbox.reserve_many(batch).await.is_ok();
-    has_room
+    let queue = intake.engine_queue();
+    let capacity = queue.capacity().unwrap_or(usize::MAX);
+    while capacity - queue.len() < capacity / RESUME_SHARE {
+        tokio::time::sleep(ROOM_POLL).await;
+    }
+    true
 }
 
-/// The command a failed send gives back, when it can still go: the
-/// link is the inbox's only sender, so room it waited for stays there.
-fn still_waiting(error: mpsc::error::TrySendError<Command>) -> Option<Command> {
+/// The command a failed hand-on gives back, when it can still go.
+fn still_waiting(error: TrySendError<Command>) -> Option<Command> {
     match error {
-        mpsc::error::TrySendError::Full(command) => Some(command),
-        mpsc::error::TrySendError::Closed(_) => None,
+        TrySendError::Full(command) => Some(command),
+        TrySendError::Disconnected(_) => None,
     }
 }
 
@@ -524,7 +530,7 @@ struct Input {
     read: BytesMut,
     /// When the broker was last heard from, or reading last resumed.
     heard: Instant,
-    /// Since when reading waits for room in the inbox (counted so far).
+    /// Since when reading waits for room in the engine's queue (counted so far).
     paused_since: Option<Instant>,
 }
 
@@ -548,7 +554,7 @@ impl Input {
         }
     }
 
-    /// Reading waits for room in the inbox.
+    /// Reading waits for room in the engine's queue.
     fn pause(&mut self) {
         self.paused_since.get_or_insert_with(Instant::now);
     }
@@ -753,18 +759,39 @@ mod tests {
         Packet::Publish(publish)
     }
 
+    /// The engine's end of its queue, taken from as a test needs.
+    struct Commands(crossbeam_channel::Receiver<Command>);
+
+    impl Commands {
+        /// The next command, waiting (asynchronously: the link runs on
+        /// the test's thread) for up to 5 s.
+        async fn recv(&mut self) -> Option<Command> {
+            for _ in 0..5_000 {
+                if let Ok(command) = self.0.try_recv() {
+                    return Some(command);
+                }
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            None
+        }
+
+        fn len(&self) -> usize {
+            self.0.len()
+        }
+    }
+
     struct Kordon {
-        commands: mpsc::Receiver<Command>,
+        commands: Commands,
         receipts: mpsc::Sender<Vec<Receipt>>,
         _stop: watch::Sender<bool>,
         _status: EventLoop,
     }
 
-    /// A link to the broker listening on `listener`, with an inbox of
-    /// `inbox` and a keep-alive of a second.
-    fn start_link(listener: &TcpListener, inbox: usize) -> Kordon {
+    /// A link to the broker listening on `listener`, with an engine's
+    /// queue of `queue` and a keep-alive of a second.
+    fn start_link(listener: &TcpListener, queue: usize) -> Kordon {
         let url = format!("mqtt://{}", listener.local_addr().unwrap());
-        let (inbox_tx, commands) = mpsc::channel(inbox);
+        let (engine, commands) = crossbeam_channel::bounded(queue);
         let (receipts, receipts_rx) = mpsc::channel(16);
         let (stop, stopping) = watch::channel(false);
         let (status, status_loop) = AsyncClient::new(
@@ -779,7 +806,7 @@ mod tests {
                 password: None,
                 keep_alive: Duration::from_secs(1),
             },
-            intake: Intake::new(inbox_tx, Decoder::new(Limits::default(), HashMap::new())),
+            intake: Intake::new(engine, Decoder::new(Limits::default(), HashMap::new())),
             receipts: receipts_rx,
             status,
             clock: Clock::wall(),
@@ -788,7 +815,7 @@ mod tests {
         };
         tokio::spawn(link.run());
         Kordon {
-            commands,
+            commands: Commands(commands),
             receipts,
             _stop: stop,
             _status: status_loop,
@@ -810,7 +837,7 @@ mod tests {
         }
     }
 
-    /// The overload fix: with the inbox full, the link takes nothing more
+    /// The overload fix: with the engine's queue full, the link takes nothing more
     /// (the rest waits at the broker) yet keeps pinging and acknowledging;
     /// once the engine catches up, every message arrives, in order.
     #[tokio::test]
@@ -821,7 +848,7 @@ mod tests {
         for pkid in 1..=50 {
             broker.send(fix(pkid)).await;
         }
-        // Two keep-alive periods with nobody taking from the inbox.
+        // Two keep-alive periods with nobody taking from the queue.
         let pinged = tokio::time::timeout(Duration::from_millis(2_500), async {
             let mut pings = 0;
             while pings < 2 {
@@ -830,8 +857,8 @@ mod tests {
             }
         })
         .await;
-        assert!(pinged.is_ok(), "no keep-alive while the inbox was full");
-        assert_eq!(kordon.commands.len(), 4, "the inbox, and no more");
+        assert!(pinged.is_ok(), "no keep-alive while the queue was full");
+        assert_eq!(kordon.commands.len(), 4, "the queue, and no more");
 
         // The engine handles the first three fixes: they are acknowledged.
         let connected = kordon.commands.recv().await.unwrap();

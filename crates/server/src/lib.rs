@@ -1,18 +1,18 @@
 //! kordon-server: the `kordon` service around the deterministic engine.
 //!
 //! ```text
-//!  broker ──▶ ingest_link ──decode──▶ inbox ──▶ mqtt::run_forwarder ──▶ core_thread ──alerts, at once──▶ mqtt::run_publisher ──▶ publishing link ──▶ broker
-//!    ▲         (reads only                                              (Engine, AlertDesk, ──records + acks──▶ journal writer
-//!    │          when the inbox                                           Deliveries)                           (group commit)
-//!    └─ acks ── has room)  ◀──────────── a commit's acks, once durable ──────────────────────────────────────────┘
-//!  1 s tick (engine_time) ──────────────────▶ (forwarder, in order)
-//!  HTTP (axum) ────────── commands ────────────────────────────────▶
+//!  broker ──▶ ingest_link ──decode──▶ engine's queue ──▶ core_thread ──alerts, at once──▶ mqtt::run_publisher ──▶ publishing link ──▶ broker
+//!    ▲         (reads only when the      ▲   ▲           (Engine, AlertDesk, ──records + acks──▶ journal writer
+//!    │          queue has room)           │   │            Deliveries)                          (group commit)
+//!    └─ acks ◀──────────────────────────────────── a commit's acks, once durable ──────────────────┘
+//!  1 s tick (mqtt::run_ticker) ──────────┘   │
+//!  HTTP (axum) ──────── commands ────────────┘
 //! ```
 //!
 //! Every arrow is a bounded queue, and every sender waits when its queue is
-//! full. The ingest link reads no further while the inbox is full but still
-//! writes acknowledgements and keep-alives, so an overload ends at the
-//! broker, which holds the messages kordon has not acknowledged.
+//! full. The ingest link reads no further while the engine's queue is full
+//! but still writes acknowledgements and keep-alives, so an overload ends at
+//! the broker, which holds the messages kordon has not acknowledged.
 //!
 //! - [`config`]: the `kordon.toml` file.
 //! - [`server`]: start and graceful shutdown.
@@ -21,7 +21,7 @@
 //! - [`demo`]: `kordon demo`, everything in one process with the simulator.
 //! - [`ingest_link`]: the subscribing connection, which reads only as fast
 //!   as kordon handles messages.
-//! - [`mqtt`]: decoding into commands, the forwarder, the publisher and the
+//! - [`mqtt`]: decoding into commands, the ticker, the publisher and the
 //!   publishing link.
 //! - [`dispatch`]: the police's CAP messages as an Atom feed and webhooks.
 //! - [`http`]: the API and its roles.

@@ -19,16 +19,14 @@ pub const PUBLISH_FAILED: &str = "kordon_publish_failed_total";
 pub const FIX_TO_ALERT: &str = "kordon_fix_to_alert_seconds";
 pub const TIME_TO_ACK: &str = "kordon_time_to_ack_seconds";
 pub const CORE_QUEUE_DEPTH: &str = "kordon_core_queue_depth";
-/// Messages received and waiting to go to the engine's thread.
-pub const INBOX_DEPTH: &str = "kordon_inbox_depth";
-/// Time the ingest link did not read because the inbox was full: the
+/// Time the ingest link did not read because the engine's queue was full: the
 /// broker held the backlog. Its rate over 1e6 is the share of time kordon
 /// could not keep up.
 pub const INGEST_PAUSED: &str = "kordon_ingest_paused_microseconds_total";
-/// Times the engine's thread was found busy and the connection waited.
+/// Times the engine's queue was found full and the ingest link waited.
 pub const ENGINE_BUSY: &str = "kordon_engine_busy_total";
 /// 1 while kordon takes input more slowly than it arrives (the engine's
-/// queue was found full and the inbox has not emptied since), else 0.
+/// queue was found full and the message that found it so waits), else 0.
 pub const OVERLOADED: &str = "kordon_overloaded";
 /// Alerts that asked someone to act and are still unacknowledged past
 /// their acknowledgement deadline (`[reports.targets]`), by audience
@@ -223,10 +221,9 @@ fn register_all() {
     );
 
     let gauges: &[(&'static str, &'static str)] = &[
-        (CORE_QUEUE_DEPTH, "Commands waiting in the engine's queue."),
         (
-            INBOX_DEPTH,
-            "Messages received and waiting to go to the engine's queue.",
+            CORE_QUEUE_DEPTH,
+            "Commands waiting in the engine's queue: messages received, ticks, API calls.",
         ),
         (
             PUBLISH_QUEUE_DEPTH,

@@ -2,13 +2,14 @@
 //!
 //! - [`crate::ingest_link`] reads device and operator messages (and kordon's
 //!   own alerts, read back) only as fast as kordon handles them; [`Intake`]
-//!   turns each into a command for the engine's thread (or its refusal, for
-//!   `kordon/v1/rejects`), so that acknowledgements leave in the order
-//!   messages came, and nothing a message holds (its size, its shape, a
-//!   panic decoding it, a broker delivering it again and again) stops the
-//!   messages behind it.
-//! - [`run_forwarder`] moves the queued commands to the engine's thread,
-//!   waiting while its queue is full, with the 1 s tick among them.
+//!   turns each into a command and puts it straight in the engine's queue
+//!   (a refusal too, for `kordon/v1/rejects`), so that acknowledgements
+//!   leave in the order messages came, and nothing a message holds (its
+//!   size, its shape, a panic decoding it, a broker delivering it again and
+//!   again) stops the messages behind it. No task sits in between: each hop
+//!   woke a thread per message, and at 10,000 fixes/s those wake-ups cost
+//!   more CPU than the decisions.
+//! - [`run_ticker`] puts the 1 s tick in the engine's queue.
 //! - [`run_publisher`] publishes the alerts the engine's thread decides, as
 //!   it decides them, on the publishing link. (Acknowledgements go from the
 //!   journal writer to the ingest link once a message's records are
@@ -28,19 +29,18 @@
 
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::TrySendError;
+use crossbeam_channel::{Sender, TrySendError};
 use jiff::Timestamp;
 use kordon_ingest::broker::{OFFLINE, ONLINE};
 use kordon_ingest::topic::{ENGINE_STATUS, SUBSCRIPTIONS};
 use kordon_ingest::{Backoff, Decoder, Reason, RedeliveryGuard, Refusal};
 use rumqttc::mqttbytes::v4::{Packet, PubAck, PubRec};
 use rumqttc::{AsyncClient, ConnectionError, Event, EventLoop, Incoming, Outgoing, Publish, QoS};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{debug, error, info, warn};
 
 use crate::core_thread::{Command, Envelope};
 use crate::delivery::{is_echo, ECHO_FILTERS};
-use crate::engine_time::EngineTime;
 use crate::health::{Health, Link};
 use crate::metrics as m;
 
@@ -57,12 +57,13 @@ pub fn subscriptions() -> Vec<&'static str> {
         .collect()
 }
 
-/// Messages received and waiting for the engine's thread. The ingest
-/// link reads no further while it is full, so this and the queues behind
-/// it (the engine's, the journal writer's) are sized for memory, not
-/// speed: a few thousand messages already hold more than a second of work,
-/// and the broker holds the rest.
-pub const INBOX: usize = 4_096;
+/// Commands waiting for the engine's thread: the messages the ingest link
+/// read, the ticks, the API's calls. The ingest link reads no further
+/// while it is full, so this and the queue behind it (the journal
+/// writer's) are sized for memory, not speed: the broker holds the rest.
+/// (It replaced an inbox of 4,096 messages and an engine's queue of 4,096
+/// commands behind it, and holds what both held.)
+pub const ENGINE_QUEUE: usize = 8_192;
 
 /// What it takes to acknowledge a received message: its packet id and QoS,
 /// and the ingest link's connection it came on. A broker numbers the
@@ -164,11 +165,12 @@ pub async fn run_publishing_link(
 
 /// Turns received publishes into commands for the engine's thread: a
 /// decoded message, a refusal, or an echo of kordon's own alert, each with
-/// the receipt that acknowledges it once handled. It owns the inbox's
-/// sending side, so that dropping it (when kordon stops taking messages)
-/// ends the forwarder.
+/// the receipt that acknowledges it once handled, and queues them there.
+/// Dropping it (when kordon stops taking messages) tells the shutdown that
+/// nothing more comes from the broker (see [`Intake::on_close`]).
 pub struct Intake {
-    inbox: mpsc::Sender<Command>,
+    engine: Sender<Command>,
+    closed: Option<oneshot::Sender<()>>,
     decoder: Decoder,
     poison: RedeliveryGuard,
     /// The broker delivers again what kordon held unacknowledged when the
@@ -181,9 +183,10 @@ pub struct Intake {
 }
 
 impl Intake {
-    pub fn new(inbox: mpsc::Sender<Command>, decoder: Decoder) -> Self {
+    pub fn new(engine: Sender<Command>, decoder: Decoder) -> Self {
         Intake {
-            inbox,
+            engine,
+            closed: None,
             decoder,
             poison: RedeliveryGuard::new(),
             redeliveries_expected: false,
@@ -191,15 +194,31 @@ impl Intake {
         }
     }
 
-    pub fn inbox(&self) -> &mpsc::Sender<Command> {
-        &self.inbox
+    /// Resolves once this intake is dropped: every command it queued is in
+    /// the engine's queue, and no more come.
+    pub fn on_close(&mut self) -> oneshot::Receiver<()> {
+        let (closed, on_close) = oneshot::channel();
+        self.closed = Some(closed);
+        on_close
+    }
+
+    /// Queues `command` for the engine's thread without waiting: a full
+    /// queue gives it back.
+    pub fn hand_on(&self, command: Command) -> Result<(), TrySendError<Command>> {
+        self.engine.try_send(command)
+    }
+
+    /// The engine's queue, for waiting until it has room (the ingest link
+    /// waits for room for many, not one at a time).
+    pub fn engine_queue(&self) -> Sender<Command> {
+        self.engine.clone()
     }
 
     /// The ingest link's connection `number` begins; see
     /// `redeliveries_expected`.
     pub fn connected(&mut self, number: u64, health: &Health) {
         self.connection = number;
-        self.redeliveries_expected = self.inbox.capacity() < INBOX || health.is_overloaded();
+        self.redeliveries_expected = !self.engine.is_empty() || health.is_overloaded();
     }
 
     /// What the engine's thread must do with `publish`: take it, refuse
@@ -291,65 +310,34 @@ impl Intake {
     }
 }
 
-/// Moves commands from the inbox to the engine's thread, in order, waiting
-/// (asynchronously, never blocking a tokio worker) while its queue is full,
-/// and puts the 1 s tick among them, carrying the time [`EngineTime`] gives.
-/// A full engine queue marks kordon overloaded (`/healthz`) until the inbox
-/// is empty again. Ends when the ingest link stops handing messages on.
-pub async fn run_forwarder(
-    mut inbox: mpsc::Receiver<Command>,
-    core: crossbeam_channel::Sender<Command>,
+/// Puts a tick in the engine's queue once a second of kordon's time (the
+/// demo's run faster), waiting (asynchronously, never blocking a tokio
+/// worker) while the queue is full; the engine's thread decides what time
+/// each tick carries to the engine ([`crate::engine_time`]). Ends when
+/// kordon stops or the engine's thread is gone.
+pub async fn run_ticker(
+    engine: Sender<Command>,
     clock: crate::clock::Clock,
-    health: Health,
+    mut stopping: watch::Receiver<bool>,
 ) {
-    // A tick per second of kordon's time (the demo's runs faster).
     let period = Duration::from_secs_f64((1.0 / clock.speed()).max(0.02));
     let mut ticks = tokio::time::interval(period);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut engine_time = EngineTime::default();
-    let inbox_depth = metrics::gauge!(m::INBOX_DEPTH);
     loop {
-        let command = tokio::select! {
-            command = inbox.recv() => match command {
-                Some(command) => command,
-                None => return,
-            },
-            _ = ticks.tick() => {
-                let at = clock.now();
-                Command::Tick { at, engine: engine_time.tick(at) }
+        tokio::select! {
+            _ = ticks.tick() => {}
+            _ = stopping.changed() => return,
+        }
+        let mut tick = Command::Tick { at: clock.now() };
+        loop {
+            match engine.try_send(tick) {
+                Ok(()) => break,
+                Err(TrySendError::Full(back)) => {
+                    tick = back;
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+                Err(TrySendError::Disconnected(_)) => return,
             }
-        };
-        if let Some(ts) = command.event_time() {
-            engine_time.received(ts, clock.now());
-        }
-        if !hand_to_engine(&core, command, &clock, &health).await {
-            return;
-        }
-        inbox_depth.set(inbox.len() as f64);
-        if inbox.is_empty() {
-            health.engine_caught_up();
-        }
-    }
-}
-
-/// Puts `command` in the engine's queue, waiting while it is full; false
-/// when the engine's thread is gone.
-async fn hand_to_engine(
-    core: &crossbeam_channel::Sender<Command>,
-    mut command: Command,
-    clock: &crate::clock::Clock,
-    health: &Health,
-) -> bool {
-    loop {
-        match core.try_send(command) {
-            Ok(()) => return true,
-            Err(TrySendError::Full(back)) => {
-                command = back;
-                metrics::counter!(m::ENGINE_BUSY).increment(1);
-                health.engine_busy(clock.now());
-                tokio::time::sleep(Duration::from_millis(1)).await;
-            }
-            Err(TrySendError::Disconnected(_)) => return false,
         }
     }
 }
@@ -460,10 +448,10 @@ mod tests {
         );
     }
 
-    fn new_intake() -> (Intake, mpsc::Receiver<Command>) {
-        let (inbox, rx) = mpsc::channel(INBOX);
+    fn new_intake() -> (Intake, crossbeam_channel::Receiver<Command>) {
+        let (engine, rx) = crossbeam_channel::bounded(ENGINE_QUEUE);
         let decoder = Decoder::new(Limits::default(), HashMap::new());
-        (Intake::new(inbox, decoder), rx)
+        (Intake::new(engine, decoder), rx)
     }
 
     fn is_poison(command: &Command) -> bool {
@@ -487,8 +475,7 @@ mod tests {
         let health = Health::default();
         // The previous connection's messages still wait for the engine.
         intake
-            .inbox()
-            .try_send(Command::Connected(Timestamp::UNIX_EPOCH))
+            .hand_on(Command::Connected(Timestamp::UNIX_EPOCH))
             .unwrap();
         for n in 0..2 * RedeliveryGuard::LIMIT {
             intake.connected(n as u64, &health);
@@ -498,7 +485,7 @@ mod tests {
                 "a waiting breach would be refused unread"
             );
         }
-        // Overload seen by the forwarder counts the same.
+        // Overload seen by the ingest link counts the same.
         let (mut intake, _rx) = new_intake();
         health.engine_busy(Timestamp::UNIX_EPOCH);
         for n in 0..2 * RedeliveryGuard::LIMIT {

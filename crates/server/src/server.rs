@@ -12,7 +12,7 @@ use kordon_ingest::broker::Dialer;
 use kordon_ingest::Decoder;
 use kordon_journal::{Durable, GroupCommit, Journal, JournalError, SnapshotStore, Writer};
 use thiserror::Error;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
@@ -30,9 +30,6 @@ use crate::mqtt::{self, Receipt};
 // is full its sender waits, the ingest link reads no further, and in the end
 // the broker holds the messages kordon has not acknowledged.
 
-/// Commands queued for the engine's thread (messages, ticks, API calls);
-/// sized for memory under overload (see `mqtt::INBOX`).
-const CORE_QUEUE: usize = 4_096;
 /// Alert messages waiting for the publisher.
 const PUBLISH_QUEUE: usize = 16_384;
 /// Requests rumqttc buffers while the publishing link is busy or down.
@@ -87,7 +84,9 @@ pub struct Running {
     writer: Writer<Vec<AfterCommit>>,
     ingest_link: JoinHandle<()>,
     publishing_link: JoinHandle<()>,
-    forwarder: JoinHandle<()>,
+    ticker: JoinHandle<()>,
+    /// Resolves once the ingest link queues no more commands.
+    intake_closed: oneshot::Receiver<()>,
     publisher: JoinHandle<()>,
     http: JoinHandle<()>,
     /// Webhook deliveries (only with `[[dispatch.webhooks]]`); deliveries
@@ -144,7 +143,7 @@ pub async fn start_with(
         dispatch.clone(),
     )?;
     let undelivered = restore_dispatch(&config, &dispatch);
-    let (core_tx, core_rx) = crossbeam_channel::bounded(CORE_QUEUE);
+    let (core_tx, core_rx) = crossbeam_channel::bounded(mqtt::ENGINE_QUEUE);
     let core_thread = std::thread::Builder::new()
         .name("kordon-engine".into())
         .spawn(move || core.run(core_rx))
@@ -154,18 +153,18 @@ pub async fn start_with(
     let broker = config.broker_settings(broker_url.clone());
     let (client, eventloop) = kordon_ingest::connect(&broker, MQTT_REQUESTS)?;
     let decoder = Decoder::new(config.ingest.clone(), config.owntracks_map());
-    let (inbox_tx, inbox_rx) = mpsc::channel(mqtt::INBOX);
-    let forwarder = tokio::spawn(mqtt::run_forwarder(
-        inbox_rx,
+    let ticker = tokio::spawn(mqtt::run_ticker(
         core_tx.clone(),
         config.clock,
-        health.clone(),
+        stopping.clone(),
     ));
+    let mut intake = mqtt::Intake::new(core_tx.clone(), decoder);
+    let intake_closed = intake.on_close();
     let ingest_link = tokio::spawn(
         IngestLink {
             dialer: Dialer::new(&broker)?,
             session: Session::of(&broker),
-            intake: mqtt::Intake::new(inbox_tx, decoder),
+            intake,
             receipts: receipts_rx,
             status: client.clone(),
             clock: config.clock,
@@ -249,7 +248,8 @@ pub async fn start_with(
         writer,
         ingest_link,
         publishing_link,
-        forwarder,
+        ticker,
+        intake_closed,
         publisher,
         http,
         deliverer,
@@ -511,9 +511,10 @@ impl Running {
             deliverer.abort();
         }
         let _ = self.http.await;
-        // The ingest link has stopped handing messages on; what it handed
-        // on reaches the engine's queue before `Shutdown` does.
-        let _ = self.forwarder.await;
+        // The ingest link and the ticker have stopped queueing: what they
+        // queued is handled before `Shutdown`.
+        let _ = self.intake_closed.await;
+        let _ = self.ticker.await;
         // Everything queued before this is handled first.
         let _ = self.core.send(Command::Shutdown);
         drop(self.core);
