@@ -204,6 +204,10 @@ impl Intake {
 
     /// Queues `command` for the engine's thread without waiting: a full
     /// queue gives it back.
+    #[allow(
+        clippy::result_large_err,
+        reason = "the command comes back to wait for room; boxing it would allocate per message"
+    )]
     pub fn hand_on(&self, command: Command) -> Result<(), TrySendError<Command>> {
         self.engine.try_send(command)
     }
