@@ -7,7 +7,8 @@
 //! - The **ingest link** ([`Dialer`], client id `client_id`) subscribes to
 //!   everything kordon reads. The server drives it by hand (its
 //!   `ingest_link` module) so that it reads only as fast as kordon handles
-//!   messages while always answering the broker.
+//!   messages while always answering the broker, and at most once a
+//!   millisecond, holding its socket's wake-ups meanwhile ([`Wakeups`]).
 //! - The **publishing link** ([`connect`], client id
 //!   [`publisher_client_id`]) is a rumqttc client that publishes alerts and
 //!   carries the `offline` last will. It subscribes to nothing.
@@ -149,17 +150,98 @@ impl Dialer {
         Ok(Dialer { address, tls })
     }
 
-    /// A connected stream, TLS handshake done, Nagle off.
-    pub async fn dial(&self) -> std::io::Result<Box<dyn BrokerStream>> {
+    /// A connected stream, TLS handshake done, Nagle off, and a hold on
+    /// its socket's wake-ups.
+    pub async fn dial(&self) -> std::io::Result<Dialed> {
         let tcp =
             tokio::net::TcpStream::connect((self.address.host.as_str(), self.address.port)).await?;
         tcp.set_nodelay(true)?;
-        let Some(tls) = &self.tls else {
-            return Ok(Box::new(tcp));
+        let wakeups = Wakeups::of(&tcp);
+        let stream: Box<dyn BrokerStream> = match &self.tls {
+            None => Box::new(tcp),
+            Some(tls) => {
+                let name = ServerName::try_from(self.address.host.clone())
+                    .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+                Box::new(tls.connect(name, tcp).await?)
+            }
         };
-        let name = ServerName::try_from(self.address.host.clone())
-            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
-        Ok(Box::new(tls.connect(name, tcp).await?))
+        Ok(Dialed { stream, wakeups })
+    }
+}
+
+/// A connection [`Dialer::dial`] opened.
+pub struct Dialed {
+    pub stream: Box<dyn BrokerStream>,
+    pub wakeups: Wakeups,
+}
+
+/// Holds back the wake-ups a socket gives its reader: the kernel wakes a
+/// reader for every segment that arrives, and a broker writes each message
+/// as it comes, so at thousands of messages a second the reader's thread
+/// spent more CPU being woken than reading. While held (Linux's
+/// `SO_RCVLOWAT`), the socket counts as readable only once `bytes` wait;
+/// released, it is readable again for one byte, and at once if any wait
+/// (the kernel checks as the mark is lowered). On other systems it does
+/// nothing.
+pub struct Wakeups {
+    #[cfg(target_os = "linux")]
+    socket: Option<std::os::fd::OwnedFd>,
+}
+
+impl Wakeups {
+    fn of(tcp: &tokio::net::TcpStream) -> Wakeups {
+        #[cfg(target_os = "linux")]
+        {
+            use std::os::fd::AsFd;
+            // A second descriptor of the same socket: TLS owns the stream.
+            let socket = tcp.as_fd().try_clone_to_owned().ok();
+            Wakeups { socket }
+        }
+        #[cfg(not(target_os = "linux"))]
+        {
+            let _ = tcp;
+            Wakeups {}
+        }
+    }
+
+    /// Wakes the reader only once `bytes` wait.
+    pub fn hold(&self, bytes: usize) -> std::io::Result<()> {
+        self.set_low_water(bytes)
+    }
+
+    /// Wakes the reader for any byte again, at once if some wait. An error
+    /// here leaves the socket held: its connection must be given up.
+    pub fn release(&self) -> std::io::Result<()> {
+        self.set_low_water(1)
+    }
+
+    #[cfg(target_os = "linux")]
+    fn set_low_water(&self, bytes: usize) -> std::io::Result<()> {
+        use std::os::fd::AsRawFd;
+        let Some(socket) = &self.socket else {
+            return Ok(());
+        };
+        let value = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
+        // SAFETY: the descriptor is open for as long as `self`, and the
+        // option's value is a c_int of the size given.
+        let status = unsafe {
+            libc::setsockopt(
+                socket.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_RCVLOWAT,
+                (&value as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        match status {
+            0 => Ok(()),
+            _ => Err(std::io::Error::last_os_error()),
+        }
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    fn set_low_water(&self, _bytes: usize) -> std::io::Result<()> {
+        Ok(())
     }
 }
 
@@ -364,5 +446,31 @@ mod tests {
         );
         backoff.reset();
         assert_eq!(backoff.next_delay().as_millis(), 100);
+    }
+
+    /// What the ingest link's read pacing rests on: a held socket does not
+    /// wake its reader for what waits below the mark, and is readable at
+    /// once when released.
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn a_held_socket_is_readable_only_once_released() {
+        use tokio::io::AsyncWriteExt;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let reader = tokio::net::TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (mut broker, _) = listener.accept().await.unwrap();
+        let wakeups = Wakeups::of(&reader);
+        wakeups.hold(64 * 1024).unwrap();
+        broker.write_all(b"one message").await.unwrap();
+        let held = tokio::time::timeout(Duration::from_millis(200), reader.readable()).await;
+        assert!(held.is_err(), "held: 11 bytes woke the reader");
+        wakeups.release().unwrap();
+        tokio::time::timeout(Duration::from_secs(10), reader.readable())
+            .await
+            .expect("released: readable at once")
+            .unwrap();
+        let mut read = [0u8; 64];
+        assert_eq!(reader.try_read(&mut read).unwrap(), 11);
     }
 }

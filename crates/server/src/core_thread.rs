@@ -17,9 +17,9 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use crossbeam_channel::{Receiver, TryRecvError};
+use crossbeam_channel::Receiver;
 use jiff::Timestamp;
 use kordon_alert::{topics, AlertDesk, AlertRecord, AlertSettings, Outbound};
 use kordon_core::{
@@ -313,53 +313,6 @@ pub struct CoreThread {
     fixes_in: FixesIn,
 }
 
-/// How often the engine's thread wakes for new commands, at most. At
-/// 10,000 fixes/s a thread woken for every fix spent more CPU switching
-/// (in the kernel, on its side and the waker's) than deciding; woken at
-/// most once per period it takes what came meanwhile in one go. A command
-/// that comes after a quiet period is handled at once; one that comes
-/// within a period of the last wake waits for the rest of that period, so
-/// this is also the most an alert waits for it.
-const WAKE_PERIOD: Duration = Duration::from_millis(1);
-
-/// Wakes the engine's thread at most once per [`WAKE_PERIOD`].
-struct Pace {
-    woke: Instant,
-}
-
-impl Pace {
-    fn new(now: Instant) -> Self {
-        Pace { woke: now }
-    }
-
-    /// The next command; `None` once every sender is gone.
-    fn next(&mut self, commands: &Receiver<Command>) -> Option<Command> {
-        match commands.try_recv() {
-            Ok(command) => return Some(command),
-            Err(TryRecvError::Disconnected) => return None,
-            Err(TryRecvError::Empty) => {}
-        }
-        let command = commands.recv().ok()?;
-        if let Some(rest) = self.woken(Instant::now()) {
-            std::thread::sleep(rest);
-        }
-        Some(command)
-    }
-
-    /// Woken at `now` by a command after the queue ran empty: how long to
-    /// wait for more before handling it.
-    fn woken(&mut self, now: Instant) -> Option<Duration> {
-        let due = self.woke + WAKE_PERIOD;
-        if now < due {
-            self.woke = due;
-            Some(due - now)
-        } else {
-            self.woke = now;
-            None
-        }
-    }
-}
-
 /// Empties the engine's queue as its thread ends, however it ends: the
 /// ingest link and the ticker wait for room in it, and a queue left full
 /// would keep them waiting for good instead of finding the engine gone.
@@ -621,8 +574,9 @@ impl CoreThread {
         let _emptied = EmptiedOnExit(commands.clone());
         // Looked up once: by name, per command, it cost 3 % of the thread.
         let queue_depth = metrics::gauge!(m::CORE_QUEUE_DEPTH);
-        let mut pace = Pace::new(Instant::now());
-        while let Some(command) = pace.next(&commands) {
+        // Woken once per batch the ingest link hands on: it reads the
+        // broker at most once a millisecond (`ingest_link::READ_PERIOD`).
+        for command in commands.iter() {
             queue_depth.set(commands.len() as f64);
             if let (Some(ts), Command::Message { now, .. }) = (command.event_time(), &command) {
                 self.ticks.received(ts, *now);
@@ -1258,28 +1212,5 @@ fn phase(p: Phase) -> &'static str {
         Phase::Updated => "updated",
         Phase::Cleared => "cleared",
         Phase::LateBreach => "late_breach",
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// A command after a quiet period is handled at once; one that comes
-    /// within a period of the last wake waits for the period's end, with
-    /// whatever else comes meanwhile.
-    #[test]
-    fn the_engine_wakes_at_most_once_a_period() {
-        let start = Instant::now();
-        let mut pace = Pace::new(start);
-        let quiet = start + 10 * WAKE_PERIOD;
-        assert_eq!(pace.woken(quiet), None, "after a quiet period: at once");
-        let soon = quiet + WAKE_PERIOD / 5;
-        assert_eq!(pace.woken(soon), Some(WAKE_PERIOD * 4 / 5));
-        // The next period counts from the end of that wait.
-        let after_the_wait = quiet + WAKE_PERIOD + WAKE_PERIOD / 10;
-        assert_eq!(pace.woken(after_the_wait), Some(WAKE_PERIOD * 9 / 10));
-        let later = quiet + 5 * WAKE_PERIOD;
-        assert_eq!(pace.woken(later), None);
     }
 }
