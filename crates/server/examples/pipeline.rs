@@ -253,7 +253,9 @@ fn journal_writer(
         SnapshotStore::new(dir),
         GroupCommit {
             max_records: 4096,
-            linger: Duration::from_millis(5),
+            linger: Duration::from_millis(
+                kordon_server::config::JournalConfig::default().linger_ms,
+            ),
             ..GroupCommit::default()
         },
         move |_, batches: Vec<Vec<AfterCommit>>| {

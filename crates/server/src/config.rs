@@ -105,10 +105,12 @@ pub struct JournalConfig {
     /// Only broker acknowledgements and API answers wait for a commit, not
     /// alerts, and fewer, larger commits cost less: 5 ms cut kordon's CPU
     /// per fix by a third at 3,000 fixes/s (113 → 78 µs) and the busy-disk
-    /// p99 from 42.5 to 3.4 ms in the short benchmark (one run each). It
-    /// also holds each acknowledgement back that long, so a broker's
-    /// in-flight window of N messages allows at most N per commit
-    /// (`docs/operations.md`: `max_inflight_messages`).
+    /// p99 from 42.5 to 3.4 ms in the short benchmark (one run each); 10 ms
+    /// took another 1.8 µs off the 17.8 at 10,000 fixes/s (half the
+    /// commits: journal 8.0 → 6.8 µs, `kordon-bench --rates 10000`, two
+    /// runs each, 2026-12-02). It also holds each acknowledgement back
+    /// that long, so a broker's in-flight window of N messages allows at
+    /// most N per commit (`docs/operations.md`: `max_inflight_messages`).
     #[serde(default = "default_linger_ms")]
     pub linger_ms: u64,
 }
@@ -151,7 +153,7 @@ fn default_max_batch() -> usize {
     4096
 }
 fn default_linger_ms() -> u64 {
-    5
+    10
 }
 
 impl JournalConfig {
