@@ -7,8 +7,9 @@
 //! - The **ingest link** ([`Dialer`], client id `client_id`) subscribes to
 //!   everything kordon reads. The server drives it by hand (its
 //!   `ingest_link` module) so that it reads only as fast as kordon handles
-//!   messages while always answering the broker, and at most once a
-//!   millisecond, holding its socket's wake-ups meanwhile ([`Wakeups`]).
+//!   messages while always answering the broker, and at most once every
+//!   half millisecond, holding its socket's wake-ups meanwhile
+//!   ([`Wakeups`]).
 //! - The **publishing link** ([`connect`], client id
 //!   [`publisher_client_id`]) is a rumqttc client that publishes alerts and
 //!   carries the `offline` last will. It subscribes to nothing.
@@ -194,6 +195,8 @@ impl Wakeups {
         {
             use std::os::fd::AsFd;
             // A second descriptor of the same socket: TLS owns the stream.
+            // Without one (out of descriptors) the link is woken for every
+            // segment, as before there was a hold.
             let socket = tcp.as_fd().try_clone_to_owned().ok();
             Wakeups { socket }
         }

@@ -575,7 +575,8 @@ impl CoreThread {
         // Looked up once: by name, per command, it cost 3 % of the thread.
         let queue_depth = metrics::gauge!(m::CORE_QUEUE_DEPTH);
         // Woken once per batch the ingest link hands on: it reads the
-        // broker at most once a millisecond (`ingest_link::READ_PERIOD`).
+        // broker at most once every half millisecond
+        // (`ingest_link::READ_PERIOD`).
         for command in commands.iter() {
             queue_depth.set(commands.len() as f64);
             if let (Some(ts), Command::Message { now, .. }) = (command.event_time(), &command) {
