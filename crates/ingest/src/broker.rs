@@ -207,7 +207,8 @@ impl Wakeups {
         }
     }
 
-    /// Wakes the reader only once `bytes` wait.
+    /// Wakes the reader only once `bytes` wait. After an error the socket
+    /// is as it was.
     pub fn hold(&self, bytes: usize) -> std::io::Result<()> {
         self.set_low_water(bytes)
     }

@@ -567,9 +567,10 @@ impl Input {
     async fn read_some(&mut self) -> Result<(), LinkError> {
         let due = self.last_read + READ_PERIOD;
         if Instant::now() < due {
+            // A hold the kernel refuses costs wake-ups, not messages: read
+            // on without it.
             if !self.held {
-                self.wakeups.hold(READ_CHUNK)?;
-                self.held = true;
+                self.held = self.wakeups.hold(READ_CHUNK).is_ok();
             }
             tokio::time::sleep_until(due.into()).await;
         }
