@@ -26,7 +26,6 @@
 //! would then end early and still verify), which is why both rules live
 //! here and the tests compare every search against a scan of every link.
 
-use std::collections::HashMap;
 
 use kordon_core::CaseId;
 use rusqlite::{params, Connection, OptionalExtension};
@@ -45,6 +44,10 @@ pub const SWEEP_RECORDS: u64 = 1 << 18;
 /// Small enough for tests to cross it many times.
 #[cfg(test)]
 pub const SWEEP_RECORDS: u64 = 1 << 10;
+
+/// Where each case's chain ends, keyed by case. Hashed with foldhash, not
+/// SipHash: the writer looks a case up for every record it appends.
+pub(crate) type CaseHeads = foldhash::HashMap<CaseId, CaseHead>;
 
 /// The end of a case's chain as the writer keeps it in memory.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -94,8 +97,8 @@ pub(crate) fn sweeps(after: u64, last: u64) -> bool {
 /// The heads a sweep marks: those of `touched` (this commit's) and of
 /// `heads` (before it) not marked yet.
 pub(crate) fn unmarked_heads(
-    heads: &HashMap<CaseId, CaseHead>,
-    touched: &HashMap<CaseId, CaseHead>,
+    heads: &CaseHeads,
+    touched: &CaseHeads,
 ) -> Vec<(CaseId, u64)> {
     let before = heads
         .iter()
@@ -108,7 +111,7 @@ pub(crate) fn unmarked_heads(
 }
 
 /// Notes, once the sweep's commit is on disk, that its heads are marked.
-pub(crate) fn swept(heads: &mut HashMap<CaseId, CaseHead>, marks: &[(CaseId, u64)]) {
+pub(crate) fn swept(heads: &mut CaseHeads, marks: &[(CaseId, u64)]) {
     for (case, seq) in marks {
         if let Some(head) = heads.get_mut(case).filter(|head| head.seq == *seq) {
             head.marked = true;
@@ -260,7 +263,7 @@ pub(crate) fn mark_every_link(conn: &Connection) -> rusqlite::Result<()> {
 /// whatever wrote the journal before.
 pub(crate) fn on_open(
     conn: &Connection,
-    heads: &HashMap<CaseId, CaseHead>,
+    heads: &CaseHeads,
 ) -> rusqlite::Result<()> {
     let tx = conn.unchecked_transaction()?;
     if has_schema_object(&tx, "index", OLD_LINK_INDEX)? {
@@ -481,17 +484,17 @@ mod tests {
     fn a_sweep_marks_each_unmarked_head_once() {
         let marked = CaseHead::next(None, 1, [0; 32]);
         let unmarked = CaseHead::next(Some(&marked), 2, [0; 32]);
-        let mut heads = HashMap::from([
+        let mut heads = CaseHeads::from_iter([
             (CaseId::new("A"), marked),
             (CaseId::new("B"), unmarked),
             (CaseId::new("C"), unmarked),
         ]);
         // C's link in this commit is its first mark.
-        let touched = HashMap::from([(CaseId::new("C"), CaseHead::next(None, 3, [0; 32]))]);
+        let touched = CaseHeads::from_iter([(CaseId::new("C"), CaseHead::next(None, 3, [0; 32]))]);
         let marks = unmarked_heads(&heads, &touched);
         assert_eq!(marks, vec![(CaseId::new("B"), 2)]);
         heads.extend(touched);
         swept(&mut heads, &marks);
-        assert!(unmarked_heads(&heads, &HashMap::new()).is_empty());
+        assert!(unmarked_heads(&heads, &CaseHeads::default()).is_empty());
     }
 }

@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 use tracing::{info, warn};
 
-use crate::case_marks::{self, CaseHead};
+use crate::case_marks::{self, CaseHead, CaseHeads};
 use crate::record::{digest, link, Hash, Record, GENESIS};
 
 /// How hard a commit pushes to disk.
@@ -117,7 +117,7 @@ pub struct Journal {
     path: PathBuf,
     last_seq: u64,
     head: Hash,
-    case_heads: HashMap<CaseId, CaseHead>,
+    case_heads: CaseHeads,
     /// Fixes up to here have been judged by retention (this process).
     retention_floor: u64,
 }
@@ -232,7 +232,7 @@ impl Journal {
         let tx = self.conn.transaction().map_err(err)?;
         let mut seq = self.last_seq;
         let mut head = self.head;
-        let mut touched: HashMap<CaseId, CaseHead> = HashMap::new();
+        let mut touched = CaseHeads::default();
         let mut swept = Vec::new();
         let mut bytes = 0u64;
         {
@@ -553,8 +553,6 @@ fn hash_column(bytes: Vec<u8>) -> Hash {
     h
 }
 
-/// Where each case's chain ends: its last record and link.
-type CaseHeads = HashMap<CaseId, CaseHead>;
 
 /// A row as stored: seq, body, digest, chain.
 type RawRecord = (i64, Option<Vec<u8>>, Vec<u8>, Vec<u8>);
@@ -629,7 +627,7 @@ fn verify(conn: &Connection, path: &Path) -> Result<(Verified, CaseHeads), Journ
         }
     }
     // The case chains: each link follows from the case's previous link.
-    let mut heads: HashMap<CaseId, CaseHead> = HashMap::new();
+    let mut heads = CaseHeads::default();
     {
         let mut stmt = conn
             .prepare("SELECT seq, case_id, prev_seq, link FROM case_links ORDER BY seq, case_id")

@@ -437,8 +437,8 @@ impl CoreThread {
             Record::Fix { fix, received } => {
                 if let Ok(outcome) = self.engine.ingest_fix(&fix) {
                     if self.feed.is_some() {
-                        let cases = self.engine.cases_of(fix.device.as_str());
-                        self.show_position(&fix, cases.first(), None);
+                        let memberships = self.engine.memberships_of(fix.device.as_str());
+                        self.show_position(&fix, memberships.first(), None);
                     }
                     self.publish_events(&outcome.events, received, None);
                 }
@@ -746,22 +746,19 @@ impl CoreThread {
         }
     }
 
-    /// Where the dashboard shows a device that sent `fix`, in `case` (the
-    /// first of its cases).
+    /// Where the dashboard shows a device that sent `fix`, in the first of
+    /// its cases and with its role there (both from the engine: looking the
+    /// role up in the case cost a cold case on every fix).
     fn show_position(
         &self,
         fix: &kordon_core::Fix,
-        case: Option<&CaseId>,
+        membership: Option<&(CaseId, kordon_core::Role)>,
         received: Option<Instant>,
     ) {
-        let (Some(feed), Some(case)) = (&self.feed, case) else {
+        let (Some(feed), Some((case, role))) = (&self.feed, membership) else {
             return;
         };
-        let role = match self.cases.get(case) {
-            Some(c) if c.offender.device == fix.device => kordon_core::Role::Offender,
-            _ => kordon_core::Role::Protected,
-        };
-        let position = DevicePosition::of(fix, case.clone(), role);
+        let position = DevicePosition::of(fix, case.clone(), *role);
         match received {
             Some(received) if self.is_live() => feed.position(position, received),
             _ => feed.remember_position(position),
@@ -950,8 +947,9 @@ impl CoreThread {
                     self.fixes_in.count(outcome.disposition);
                     // A redelivered fix is on record already.
                     if outcome.disposition != Disposition::Duplicate {
-                        let cases = self.engine.cases_of(fix.device.as_str());
-                        self.show_position(&fix, cases.first(), Some(received));
+                        let memberships = self.engine.memberships_of(fix.device.as_str());
+                        self.show_position(&fix, memberships.first(), Some(received));
+                        let cases = memberships.into_iter().map(|(case, _)| case).collect();
                         self.record(Record::Fix { fix, received: now }, cases);
                     }
                     self.publish_events(&outcome.events, now, Some(received));

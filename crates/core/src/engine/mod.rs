@@ -288,6 +288,15 @@ impl Engine {
 
     /// The cases a device is part of (a victim device may be in several).
     pub fn cases_of(&self, device: &str) -> Vec<CaseId> {
+        self.memberships_of(device)
+            .into_iter()
+            .map(|(case, _)| case)
+            .collect()
+    }
+
+    /// The cases a device is part of, each with the role its wearer has
+    /// there (an offender's bracelet, or a protected person's device).
+    pub fn memberships_of(&self, device: &str) -> Vec<(CaseId, Role)> {
         let Some(dev) = self
             .device_slots
             .get(device)
@@ -297,7 +306,7 @@ impl Engine {
         };
         dev.memberships
             .iter()
-            .filter_map(|&(case, _)| self.cases[case].as_ref().map(|c| c.id.clone()))
+            .filter_map(|&(case, role)| self.cases[case].as_ref().map(|c| (c.id.clone(), role)))
             .collect()
     }
 
