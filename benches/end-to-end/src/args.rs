@@ -46,7 +46,7 @@ impl Args {
             breach_pool: 3_000,
             breaches_per_s: 10,
             publishers: 4,
-            ceiling_rate: 100_000,
+            ceiling_rate: 200_000,
             ceiling_secs: 15,
             overload_secs: 60,
             drain_timeout_secs: 300,

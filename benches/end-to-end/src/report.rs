@@ -287,10 +287,17 @@ impl Report {
         )
     }
 
+    /// Whether the broker delivered all the generator was asked to offer:
+    /// then its ceiling is at least this, not this.
+    pub fn ceiling_is_lower_bound(&self) -> bool {
+        let c = &self.ceiling;
+        c.delivered_per_s >= 0.95 * c.offered_per_s && c.offered_per_s >= 0.95 * c.asked_per_s
+    }
+
     fn ceiling_note(&self) -> &'static str {
         let c = &self.ceiling;
         let all_delivered = c.delivered_per_s >= 0.95 * c.offered_per_s;
-        if all_delivered && c.offered_per_s >= 0.95 * c.asked_per_s {
+        if self.ceiling_is_lower_bound() {
             "NOTE: the broker delivered all the generator offered: the ceiling is at least this (raise --ceiling-rate)\n"
         } else if all_delivered {
             "  (the broker took publishes no faster than this: its intake is the limit)\n"

@@ -820,28 +820,22 @@ impl AlertDesk {
         certain_since: Option<Timestamp>,
         now: Timestamp,
     ) -> attention::Context {
-        attention::Context {
-            near_her: last_seen_near_her(
-                case,
-                message.offender.as_ref(),
-                message.protected.as_ref(),
-            ),
-            certain_since,
-            incident_open: self.incident_open(message, now),
-        }
-    }
-
-    /// Whether another breach of `message`'s case asks for action, open or
-    /// cleared less than `incident_join_s` ago.
-    fn incident_open(&self, message: &AlertMessage, now: Timestamp) -> bool {
-        let join = jiff::SignedDuration::from_secs(i64::from(self.settings.incident_join_s));
-        self.alerts.values().any(|r| {
+        let incident_open = self.alerts.values().any(|r| {
             r.latest.case == message.case
                 && r.latest.id != message.id
-                && r.latest.attention == Attention::Action
-                && attention::makes_an_incident(r.latest.kind)
-                && (r.open || now.duration_since(r.latest.ts) < join)
-        })
+                && self.makes_incident(r, now)
+        });
+        context_given(case, message, certain_since, incident_open)
+    }
+
+    /// Whether `record` is a breach that asks for action, open or cleared
+    /// less than `incident_join_s` ago: one that makes its case's other
+    /// alerts part of an incident.
+    fn makes_incident(&self, record: &AlertRecord, now: Timestamp) -> bool {
+        let join = jiff::SignedDuration::from_secs(i64::from(self.settings.incident_join_s));
+        record.latest.attention == Attention::Action
+            && attention::makes_an_incident(record.latest.kind)
+            && (record.open || now.duration_since(record.latest.ts) < join)
     }
 
     /// Publishes again, as asking for action, the open informational
@@ -849,13 +843,24 @@ impl AlertDesk {
     /// [`crate::attention`]).
     fn ask_for_action_on_lasting_conditions(&mut self, now: Timestamp) -> Vec<Outbound> {
         let durations = self.durations();
+        // Once per tick, not per alert: asked of every alert, the question
+        // made the tick's cost grow with the square of the alerts held. An
+        // informational alert never makes an incident itself, so its own
+        // case being in the set means another alert of the case does.
+        let incidents: std::collections::HashSet<&CaseId> = self
+            .alerts
+            .values()
+            .filter(|r| self.makes_incident(r, now))
+            .map(|r| &r.latest.case)
+            .collect();
         let mut due: Vec<EpisodeId> = self
             .alerts
             .values()
             .filter(|r| r.open && r.latest.attention == Attention::Information)
             .filter(|r| {
                 self.cases.get(&r.latest.case).is_some_and(|case| {
-                    let context = self.context(case, &r.latest, r.certain_since, now);
+                    let incident_open = incidents.contains(&r.latest.case);
+                    let context = context_given(case, &r.latest, r.certain_since, incident_open);
                     attention::attention(&r.latest, context, now, durations) == Attention::Action
                 })
             })
@@ -1000,6 +1005,21 @@ fn protected_recipients(
             vec![message.device.clone()]
         }
         _ => Vec::new(),
+    }
+}
+
+/// The attention policy's context of `message`'s alert in `case`, with
+/// whether another breach of the case makes an incident.
+fn context_given(
+    case: &CaseRouting,
+    message: &AlertMessage,
+    certain_since: Option<Timestamp>,
+    incident_open: bool,
+) -> attention::Context {
+    attention::Context {
+        near_her: last_seen_near_her(case, message.offender.as_ref(), message.protected.as_ref()),
+        certain_since,
+        incident_open,
     }
 }
 

@@ -26,7 +26,6 @@
 //! would then end early and still verify), which is why both rules live
 //! here and the tests compare every search against a scan of every link.
 
-
 use kordon_core::CaseId;
 use rusqlite::{params, Connection, OptionalExtension};
 
@@ -96,10 +95,7 @@ pub(crate) fn sweeps(after: u64, last: u64) -> bool {
 
 /// The heads a sweep marks: those of `touched` (this commit's) and of
 /// `heads` (before it) not marked yet.
-pub(crate) fn unmarked_heads(
-    heads: &CaseHeads,
-    touched: &CaseHeads,
-) -> Vec<(CaseId, u64)> {
+pub(crate) fn unmarked_heads(heads: &CaseHeads, touched: &CaseHeads) -> Vec<(CaseId, u64)> {
     let before = heads
         .iter()
         .filter(|(case, _)| !touched.contains_key(*case));
@@ -261,10 +257,7 @@ pub(crate) fn mark_every_link(conn: &Connection) -> rusqlite::Result<()> {
 /// marked and its index dropped, in one transaction, so a reader uses one
 /// or the other; and every case's last link is marked, so the rules hold
 /// whatever wrote the journal before.
-pub(crate) fn on_open(
-    conn: &Connection,
-    heads: &CaseHeads,
-) -> rusqlite::Result<()> {
+pub(crate) fn on_open(conn: &Connection, heads: &CaseHeads) -> rusqlite::Result<()> {
     let tx = conn.unchecked_transaction()?;
     if has_schema_object(&tx, "index", OLD_LINK_INDEX)? {
         tracing::info!("marking the journal's case links (once)");

@@ -553,7 +553,6 @@ fn hash_column(bytes: Vec<u8>) -> Hash {
     h
 }
 
-
 /// A row as stored: seq, body, digest, chain.
 type RawRecord = (i64, Option<Vec<u8>>, Vec<u8>, Vec<u8>);
 

@@ -138,9 +138,16 @@ pub enum Durable {
 pub struct GroupCommit {
     /// The most records in one commit.
     pub max_records: usize,
-    /// How long to wait for more work after the first job; zero commits
-    /// at once (batches then form only while a commit is in flight).
+    /// The longest a commit waits for more work after the first job; zero
+    /// commits at once (batches then form only while a commit is in
+    /// flight). It waits less when records come fast: see `fill_records`.
     pub linger: Duration,
+    /// A commit lingers no longer than about this many records take to
+    /// come at the rate of the last commits. The broker sends no more than
+    /// its in-flight window (Mosquitto's `max_inflight_messages`, 1000 in
+    /// kordon's config) before they are acknowledged, after the commit: a
+    /// linger that gathers more than the window stalls intake instead.
+    pub fill_records: usize,
     /// Records handed over and not yet taken. A sender finding the queue
     /// full waits: the engine's thread then stops taking input, and the
     /// broker holds the rest, instead of memory growing without bound.
@@ -152,6 +159,9 @@ impl Default for GroupCommit {
         GroupCommit {
             max_records: 4096,
             linger: Duration::ZERO,
+            // Half the window kordon's config gives Mosquitto: the rest
+            // covers what arrives while the commit runs.
+            fill_records: 500,
             // Under overload this queue fills first (the journal is the
             // slowest stage): a few MB, and over a second of commits at
             // 10,000 fixes/s. (65,536 did not shorten the alerts' tail
@@ -276,6 +286,45 @@ struct Batch<T> {
     failing: Option<String>,
     /// When to try again while failing.
     retry_at: Instant,
+    arrivals: Arrivals,
+}
+
+/// How fast records come, measured over the writer's gathers: what keeps a
+/// linger to about `GroupCommit::fill_records`.
+#[derive(Default)]
+struct Arrivals {
+    /// When the last gather began, and the records it took.
+    last: Option<(Instant, usize)>,
+    /// Records a second, smoothed over the last few gathers.
+    per_s: f64,
+}
+
+impl Arrivals {
+    /// A gather begins at `at`: the last one's records came in the time
+    /// since it began.
+    fn begin(&mut self, at: Instant) {
+        if let Some((then, records)) = self.last {
+            let secs = at.duration_since(then).as_secs_f64().max(1e-6);
+            self.per_s = (self.per_s + records as f64 / secs) / 2.0;
+        }
+        self.last = Some((at, 0));
+    }
+
+    /// The gather that began last took `records`.
+    fn took(&mut self, records: usize) {
+        if let Some((_, taken)) = &mut self.last {
+            *taken = records;
+        }
+    }
+
+    /// How long a gather beginning now lingers.
+    fn linger(&self, settings: GroupCommit) -> Duration {
+        if self.per_s <= 0.0 {
+            return settings.linger;
+        }
+        let fill = Duration::from_secs_f64(settings.fill_records as f64 / self.per_s);
+        settings.linger.min(fill)
+    }
 }
 
 impl<T> Default for Batch<T> {
@@ -286,6 +335,7 @@ impl<T> Default for Batch<T> {
             more: Vec::new(),
             failing: None,
             retry_at: Instant::now(),
+            arrivals: Arrivals::default(),
         }
     }
 }
@@ -312,9 +362,11 @@ fn next<T>(rx: &JobReceiver<T>, batch: &mut Batch<T>, settings: GroupCommit) -> 
             None => return Next::Closed,
         }
     };
-    let deadline = Instant::now() + settings.linger;
+    let began = Instant::now();
+    batch.arrivals.begin(began);
+    let deadline = began + batch.arrivals.linger(settings);
     let first_records = queue::records(&first);
-    let records = first_records
+    let mut records = first_records
         + take_waiting(
             rx,
             batch,
@@ -327,8 +379,9 @@ fn next<T>(rx: &JobReceiver<T>, batch: &mut Batch<T>, settings: GroupCommit) -> 
         if let Some(wait) = deadline.checked_duration_since(Instant::now()) {
             std::thread::sleep(wait);
         }
-        take_waiting(rx, batch, settings.max_records - records);
+        records += take_waiting(rx, batch, settings.max_records - records);
     }
+    batch.arrivals.took(records);
     Next::Job(first)
 }
 
@@ -395,5 +448,63 @@ fn commit<T>(
             batch.failing = Some(reason.clone());
             batch.thens = on_commit(Durable::No(reason), std::mem::take(&mut batch.thens));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings() -> GroupCommit {
+        GroupCommit {
+            linger: Duration::from_millis(20),
+            fill_records: 500,
+            ..GroupCommit::default()
+        }
+    }
+
+    /// Gathers `records` every `every`, `n` times, from `start`; returns
+    /// when the next would begin.
+    fn gathers(
+        a: &mut Arrivals,
+        start: Instant,
+        every: Duration,
+        records: usize,
+        n: u32,
+    ) -> Instant {
+        let mut at = start;
+        for _ in 0..n {
+            a.begin(at);
+            a.took(records);
+            at += every;
+        }
+        at
+    }
+
+    #[test]
+    fn a_first_commit_lingers_the_longest() {
+        assert_eq!(
+            Arrivals::default().linger(settings()),
+            Duration::from_millis(20)
+        );
+    }
+
+    #[test]
+    fn a_linger_shortens_when_records_come_fast_and_grows_back_when_they_slow() {
+        let mut a = Arrivals::default();
+        let ms = Duration::from_millis;
+        // 10,000 records a second: 500 take 50 ms, longer than the most.
+        let now = gathers(&mut a, Instant::now(), ms(20), 200, 10);
+        a.begin(now);
+        assert_eq!(a.linger(settings()), ms(20));
+        // 100,000 a second: 500 come in 5 ms.
+        let now = gathers(&mut a, now, ms(5), 500, 10);
+        a.begin(now);
+        let fast = a.linger(settings());
+        assert!(fast >= ms(4) && fast <= ms(6), "{fast:?}");
+        // Then quiet: one record a second.
+        let now = gathers(&mut a, now, ms(1000), 1, 10);
+        a.begin(now);
+        assert_eq!(a.linger(settings()), ms(20));
     }
 }
