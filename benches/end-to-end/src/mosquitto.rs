@@ -1,6 +1,7 @@
 //! The benchmark's own Mosquitto (Debian's `/usr/sbin/mosquitto`) on an
-//! ephemeral port, configured to hold a backlog: no queue limit, 1,000 QoS 1
-//! messages in flight per client, Nagle off. Killed on drop.
+//! ephemeral port, configured to hold a backlog: no queue limit, 20,000 QoS 1
+//! messages in flight per client (as `deploy/mosquitto/kordon.conf`), Nagle
+//! off. Killed on drop.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -97,7 +98,7 @@ fn config_text(port: u16, log: &Path) -> String {
          user root\n\
          persistence false\n\
          set_tcp_nodelay true\n\
-         max_inflight_messages 1000\n\
+         max_inflight_messages 20000\n\
          max_queued_messages 0\n\
          max_queued_bytes 0\n\
          max_packet_size 262144\n\

@@ -110,7 +110,7 @@ pub fn ceiling(port: u16, delivered: Arc<AtomicU64>) -> Result<Subscriber, Strin
         "bench-ceiling",
         false,
         &["kordon/v1/devices/+/fix"],
-        // The broker keeps up to 1,000 messages in flight to it.
+        // The broker keeps up to 20,000 messages in flight to it.
         Some(Duration::from_micros(500)),
         move |_, _| {
             delivered.fetch_add(1, Relaxed);

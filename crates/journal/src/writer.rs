@@ -144,9 +144,10 @@ pub struct GroupCommit {
     pub linger: Duration,
     /// A commit lingers no longer than about this many records take to
     /// come at the rate of the last commits. The broker sends no more than
-    /// its in-flight window (Mosquitto's `max_inflight_messages`, 1000 in
-    /// kordon's config) before they are acknowledged, after the commit: a
-    /// linger that gathers more than the window stalls intake instead.
+    /// its in-flight window (Mosquitto's `max_inflight_messages`, 20,000 in
+    /// kordon's config; 1,000 or less in many a broker's) before they are
+    /// acknowledged, after the commit: a linger that gathers more than the
+    /// window stalls intake instead.
     pub fill_records: usize,
     /// Records handed over and not yet taken. A sender finding the queue
     /// full waits: the engine's thread then stops taking input, and the
@@ -159,8 +160,8 @@ impl Default for GroupCommit {
         GroupCommit {
             max_records: 4096,
             linger: Duration::ZERO,
-            // Half the window kordon's config gives Mosquitto: the rest
-            // covers what arrives while the commit runs.
+            // Half a window of 1,000: the rest covers what arrives while
+            // the commit runs.
             fill_records: 500,
             // Under overload this queue fills first (the journal is the
             // slowest stage): a few MB, and over a second of commits at

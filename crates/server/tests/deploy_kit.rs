@@ -577,7 +577,7 @@ fn tls_conf_for_test(dir: &Path, port: u16) -> String {
         ("set_tcp_nodelay", "true"),
         ("persistence", "true"),
         ("max_queued_messages", "200000"),
-        ("max_inflight_messages", "1000"),
+        ("max_inflight_messages", "20000"),
         ("max_packet_size", "262144"),
         ("allow_anonymous", "false"),
     ] {
