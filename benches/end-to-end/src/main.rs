@@ -103,6 +103,7 @@ fn run(args: &Args, dir: &Path) -> Result<Report, String> {
     );
     let ceiling = phases::ceiling(args, &world, broker.port, broker.pid())?;
     eprintln!("  {:.0}/s delivered", ceiling.delivered_per_s);
+    let kordon = with_kordon(args, dir, &binary, &broker, &world, ceiling.delivered_per_s)?;
     let mut report = Report {
         mode: if args.short { "short" } else { "full" },
         cases: world.cases,
@@ -112,7 +113,7 @@ fn run(args: &Args, dir: &Path) -> Result<Report, String> {
         engine_ns_per_fix: engine.ns_per_fix,
         engine_rounds: engine.rounds,
         engine_fixes_per_round: engine.fixes_per_round,
-        ..with_kordon(args, dir, &binary, &broker, &world)?
+        ..kordon
     };
     report.targets = targets::judge(&report);
     report.print();
@@ -134,13 +135,15 @@ fn engine_alone(args: &Args, world: &World) -> Result<engine_cost::EngineCost, S
 }
 
 /// kordon's part of the run: the steps, the overload, the journal; in a
-/// report whose other parts are still to be filled in.
+/// report whose other parts are still to be filled in. `ceiling` is what the
+/// broker alone delivered a second.
 fn with_kordon(
     args: &Args,
     dir: &Path,
     binary: &Path,
     broker: &Mosquitto,
     world: &World,
+    ceiling: f64,
 ) -> Result<Report, String> {
     eprintln!(
         "starting kordon ({}) with {} cases",
@@ -151,7 +154,7 @@ fn with_kordon(
     live.warm_up(args, world.active_devices().len())?;
     let steps = run_steps(&mut live, args)?;
     let busy_disk = run_busy_disk(&mut live, args, dir, &steps)?;
-    let overload = run_overload(&mut live, args, &steps, busy_disk.as_ref())?;
+    let overload = run_overload(&mut live, args, &steps, busy_disk.as_ref(), ceiling)?;
     let mut totals = live.finish(args)?;
     totals.connections = broker.connections_of(kordon::CLIENT_ID);
     totals.publishing_connections = broker.connections_of(&publisher_client_id(kordon::CLIENT_ID));
@@ -228,12 +231,15 @@ fn run_busy_disk(
 }
 
 /// The overload, unless the steps (the busy-disk one too) already left
-/// kordon with a backlog.
+/// kordon with a backlog: twice the best handled rate, and at least the
+/// broker's `ceiling` (when every step kept up, twice the best of them may
+/// be no overload at all; the ceiling is the most kordon can be sent).
 fn run_overload(
     live: &mut Live,
     args: &Args,
     steps: &[Step],
     busy_disk: Option<&report::BusyDisk>,
+    ceiling: f64,
 ) -> Result<Overload, String> {
     let all = steps.iter().map(|s| ("", s));
     let busy = busy_disk.map(|b| ("busy-disk ", &b.step));
@@ -253,13 +259,13 @@ fn run_overload(
         .iter()
         .map(|s| s.handled_per_s)
         .fold(1_000.0, f64::max);
+    let offered = (2.0 * capacity).max(ceiling);
     eprintln!(
-        "overload: {:.0}/s for {} s, then {:.0}/s until drained",
-        2.0 * capacity,
+        "overload: {offered:.0}/s for {} s, then {:.0}/s until drained",
         args.overload_secs,
         capacity / 2.0
     );
-    live.overload(args, capacity, steady_rss(steps))
+    live.overload(args, offered, capacity / 2.0, steady_rss(steps))
 }
 
 /// kordon's RSS in the steps it kept up with (every step's if none).

@@ -396,16 +396,17 @@ fn step_figures(a: &Sample, b: &Sample, rate: u64) -> Step {
 }
 
 impl Live {
-    /// Twice the best handled rate for `overload_secs`, then half of it
-    /// until the backlog is gone.
+    /// `offered` fixes a second for `overload_secs`, then `then` until the
+    /// backlog is gone.
     pub fn overload(
         &mut self,
         args: &Args,
-        capacity: f64,
+        offered: f64,
+        then: f64,
         steady_rss: f64,
     ) -> Result<Overload, String> {
-        let over = (2.0 * capacity).round() as u64;
-        let half = (0.5 * capacity).round() as u64;
+        let over = offered.round() as u64;
+        let half = then.round() as u64;
         let mut w = Watched::default();
         let a = self.sample()?;
         self.generator

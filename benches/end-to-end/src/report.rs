@@ -387,10 +387,10 @@ impl Report {
         };
         let mut out = String::new();
         if o.handled_per_s >= 0.95 * o.offered_per_s {
-            out += "NOTE: kordon kept up with the \"overload\": no step reached its capacity, so 2× the best handled rate was not above it\n";
+            out += "NOTE: kordon kept up with the \"overload\": neither 2× the best handled rate nor the broker's ceiling was above its capacity\n";
         }
         out += &format!(
-            "overload: {:.0} fixes/s offered for {:.0} s (2× the best handled rate), kordon handled {:.0}/s; then {}/s: {}\n  \
+            "overload: {:.0} fixes/s offered for {:.0} s (2× the best handled rate, at least the ceiling), kordon handled {:.0}/s; then {}/s: {}\n  \
              most fixes waiting at the broker: {:.0}; RSS steady {:.0} MiB, peak {:.0} MiB ({:.2}×); Mosquitto's peak RSS {:.0} MiB\n  \
              broker connection errors (kordon's metric) during it: {:.0}\n  \
              fix→alert during overload and drain: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms, n {}\n",
