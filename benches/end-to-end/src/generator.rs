@@ -3,11 +3,11 @@
 //!
 //! Each connection has a writer thread (every 2 to 5 ms it sends what its
 //! share of the rate says is due, as one write) and an ack thread (reads
-//! PUBACKs in batches). A connection keeps at most [`WINDOW`] publishes unacknowledged,
-//! as a device gateway would; what it cannot send in time is owed for at
-//! most 50 ms and then skipped, so the offered rate is what was measured,
-//! never what was asked. Devices are split over the connections, so each
-//! device's fixes stay in order.
+//! PUBACKs in batches). A connection keeps at most [`WINDOW`] publishes
+//! unacknowledged, as a device gateway would; what it cannot send in time
+//! is owed for at most 50 ms and then skipped, so the offered rate is what
+//! was measured, never what was asked. Devices are split over the
+//! connections, so each device's fixes stay in order.
 
 use std::collections::HashMap;
 use std::io::Write;
