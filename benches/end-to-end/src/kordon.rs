@@ -265,17 +265,19 @@ impl Metrics {
     }
 
     /// Police alerts kordon published, and how many of them took longer
-    /// than 20 ms from receiving their fix (its own share of fix → alert,
-    /// `kordon_fix_to_alert_seconds`).
-    pub fn police_alerts_and_over_20ms(&self) -> (f64, f64) {
+    /// than `bound`, one of the histogram's bucket bounds in seconds as
+    /// kordon prints it ("0.005", "0.02"), from receiving their fix (its own
+    /// share of fix → alert, `kordon_fix_to_alert_seconds`).
+    pub fn police_alerts_and_over(&self, bound: &str) -> (f64, f64) {
         let name = "kordon_fix_to_alert_seconds";
         let police = "topic=\"police\"";
+        let le = format!("le=\"{bound}\"");
         let count = self.sum(&format!("{name}_count"), police);
         let within = self
             .0
             .lines()
             .filter(|l| l.starts_with(&format!("{name}_bucket")))
-            .filter(|l| l.contains(police) && l.contains("le=\"0.02\""))
+            .filter(|l| l.contains(police) && l.contains(&le))
             .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
             .sum::<f64>();
         (count, count - within)

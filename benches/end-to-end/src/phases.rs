@@ -291,6 +291,7 @@ impl Live {
     /// One rate step: offered for `step_secs`, measured after the first
     /// seconds, then drained.
     pub fn step(&mut self, args: &Args, rate: u64, phase: u32) -> Result<Step, String> {
+        let own_before = self.kordon.metrics()?.police_alerts_and_over(OWN_BOUND);
         self.generator.offer(rate, args.breaches_per_s, phase);
         let settle = (args.step_secs as f64 / 4.0).clamp(1.0, 3.0);
         sleep_s(settle);
@@ -305,13 +306,22 @@ impl Live {
         self.generator.offer(0, 0, phase);
         let drain = self.wait_drained(Duration::from_secs(args.drain_timeout_secs), 0.0)?;
         self.wait_alerts(&[phase], Duration::from_secs(5));
+        let own_after = self.kordon.metrics()?.police_alerts_and_over(OWN_BOUND);
         let mut step = step_figures(&a, &b, rate);
+        step.own_alerts = own_after.0 - own_before.0;
+        step.own_over_5ms = own_after.1 - own_before.1;
         step.rss_mib = rss;
         step.drain = drain;
         step.latency = self.latency(&[phase]);
         Ok(step)
     }
 }
+
+/// The bound of kordon's own share a step counts alerts over: 5 ms, the
+/// fix → alert target up to 10,000 fixes/s, so that a step's p99 over it
+/// says whether the time went in kordon or outside it (broker, generator,
+/// the host).
+const OWN_BOUND: &str = "0.005";
 
 impl Live {
     /// A rate step while `dd` writes `args.busy_disk_mib` into `dir`, on
@@ -323,7 +333,7 @@ impl Live {
         rate: u64,
         dir: &std::path::Path,
     ) -> Result<BusyDisk, String> {
-        let before = self.kordon.metrics()?.police_alerts_and_over_20ms();
+        let before = self.kordon.metrics()?.police_alerts_and_over("0.02");
         let path = dir.join("busy-disk.bin");
         let mut dd = std::process::Command::new("dd")
             .arg("if=/dev/zero")
@@ -343,7 +353,7 @@ impl Live {
         let after = self
             .kordon
             .metrics()
-            .map(|m| m.police_alerts_and_over_20ms());
+            .map(|m| m.police_alerts_and_over("0.02"));
         let written_mib = std::fs::metadata(&path).map_or(0.0, |m| m.len() as f64 / 1_048_576.0);
         let finished_early = matches!(dd.try_wait(), Ok(Some(_)));
         let _ = dd.kill();

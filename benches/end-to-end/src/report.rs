@@ -120,6 +120,10 @@ pub struct Step {
     pub other_cpu_pct: f64,
     pub rss_mib: f64,
     pub drain: Drain,
+    /// kordon's own share (fix received → alert published): police alerts
+    /// in the step and its drain, and those that took more than 5 ms of it.
+    pub own_alerts: f64,
+    pub own_over_5ms: f64,
 }
 
 impl Default for Drain {
@@ -326,6 +330,14 @@ impl Report {
         out += "  (backlog+/s: offered − handled; at end: fixes waiting at the broker when the step ended;\n   \
                  n: alerts measured, +k when k planted breaches got none; cores: kordon's CPU in cores; gen: this generator;\n   \
                  other%: CPU of every other process on the machine, in % of one core)\n";
+        out += "  kordon's own share over 5 ms (fix received → alert published), police alerts:";
+        for s in &self.steps {
+            out += &format!(
+                " {}/s {:.0} of {:.0};",
+                s.rate, s.own_over_5ms, s.own_alerts
+            );
+        }
+        out += "\n";
         for s in &self.steps {
             match s.drain {
                 Drain::Done(secs) if secs <= 1.0 => {}
@@ -519,6 +531,7 @@ impl Report {
             "other_processes_cpu_pct": num(s.other_cpu_pct),
             "rss_mib": num(s.rss_mib), "ratio_to_ceiling": num(self.ratio(s.handled_per_s)),
             "drain": s.drain.json(),
+            "kordon_own_police_alerts": num(s.own_alerts), "kordon_own_over_5ms": num(s.own_over_5ms),
         })
     }
 }
