@@ -322,6 +322,8 @@ impl Live {
 /// says whether the time went in kordon or outside it (broker, generator,
 /// the host).
 const OWN_BOUND: &str = "0.005";
+/// The same for the busy-disk step: 20 ms, its fix → alert target.
+const BUSY_DISK_BOUND: &str = "0.02";
 
 impl Live {
     /// A rate step while `dd` writes `args.busy_disk_mib` into `dir`, on
@@ -333,7 +335,10 @@ impl Live {
         rate: u64,
         dir: &std::path::Path,
     ) -> Result<BusyDisk, String> {
-        let before = self.kordon.metrics()?.police_alerts_and_over("0.02");
+        let before = self
+            .kordon
+            .metrics()?
+            .police_alerts_and_over(BUSY_DISK_BOUND);
         let path = dir.join("busy-disk.bin");
         let mut dd = std::process::Command::new("dd")
             .arg("if=/dev/zero")
@@ -353,7 +358,7 @@ impl Live {
         let after = self
             .kordon
             .metrics()
-            .map(|m| m.police_alerts_and_over("0.02"));
+            .map(|m| m.police_alerts_and_over(BUSY_DISK_BOUND));
         let written_mib = std::fs::metadata(&path).map_or(0.0, |m| m.len() as f64 / 1_048_576.0);
         let finished_early = matches!(dd.try_wait(), Ok(Some(_)));
         let _ = dd.kill();
@@ -406,17 +411,17 @@ fn step_figures(a: &Sample, b: &Sample, rate: u64) -> Step {
 }
 
 impl Live {
-    /// `offered` fixes a second for `overload_secs`, then `then` until the
-    /// backlog is gone.
+    /// `offered` fixes a second for `overload_secs`, then `half_rate` (half
+    /// the best handled rate) until the backlog is gone.
     pub fn overload(
         &mut self,
         args: &Args,
         offered: f64,
-        then: f64,
+        half_rate: f64,
         steady_rss: f64,
     ) -> Result<Overload, String> {
         let over = offered.round() as u64;
-        let half = then.round() as u64;
+        let half = half_rate.round() as u64;
         let mut w = Watched::default();
         let a = self.sample()?;
         self.generator
