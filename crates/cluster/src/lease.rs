@@ -354,7 +354,7 @@ impl Member {
 
 /// How many leases long a shard just taken is kept before it is handed to a
 /// preferred instance (see `ShardState::keep_until`).
-const KEEP_FOR_LEASES: u32 = 4;
+const KEEP_FOR_LEASES: u32 = 2;
 
 /// One instance's view of the lease table, and its decisions.
 pub struct LeaseDesk {

@@ -3,12 +3,16 @@
 //!
 //! - [`shards`]: which shard a case is in, and which instance a shard prefers.
 //! - [`lease`]: the lease table and its rules, without IO or a clock.
+//! - [`keeper`]: the task that keeps this instance's leases in a NATS
+//!   JetStream key-value bucket.
 //!
 //! Single-process kordon needs none of this.
 
+pub mod keeper;
 pub mod lease;
 pub mod shards;
 
+pub use keeper::{ClusterError, ClusterSettings, LeaseKeeper, Tenures};
 pub use lease::{
     Epoch, InstanceId, Key, LeaseDesk, LeaseTimes, LeaseValue, Observation, Outcome, Revision,
     Tenure, Write,

@@ -443,7 +443,7 @@ fn no_two_instances_ever_act_for_one_shard_over_many_seeds() {
 #[test]
 fn three_instances_share_the_shards() {
     let mut sim = Sim::new(7, 3, ShardCount::DEFAULT, times());
-    // Start-up, then the hand-overs to preferred owners (kept 4 leases first).
+    // Start-up, then the hand-overs to preferred owners (kept 2 leases first).
     sim.run_until(Duration::from_secs(30));
     let owners = sim.owners_acting();
     assert!(owners.iter().all(Option::is_some), "{owners:?}");

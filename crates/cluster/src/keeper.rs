@@ -1,0 +1,420 @@
+//! The lease keeper: drives a [`LeaseDesk`] over a NATS JetStream key-value
+//! bucket, and tells the rest of kordon which shards it may act for.
+//!
+//! One tokio task per instance. It watches the whole bucket (the latest entry
+//! of every key, then every change), makes the writes the desk asks for,
+//! each with a deadline, and publishes the instance's [`Tenures`] on a
+//! `watch` channel whenever they change. It never decides anything itself:
+//! the rules are the desk's, and the desk never sees a socket.
+//!
+//! Self-fencing does not depend on this task being scheduled: every
+//! [`Tenure`] carries the instant it ends, and whoever acts for a shard checks
+//! it against its own clock at the moment of acting ([`Tenures::may_act`]).
+
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream::kv::{self, Operation, Store};
+use async_nats::jetstream::{self};
+use futures_util::StreamExt;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
+use tracing::{debug, info, warn};
+
+use crate::lease::{
+    InstanceId, Key, LeaseDesk, LeaseTimes, LeaseValue, Observation, Outcome, Revision, Tenure,
+    Write,
+};
+use crate::shards::{Shard, ShardCount};
+
+/// How an instance joins a cluster (the `[cluster]` section of kordon's
+/// configuration).
+#[derive(Clone, Debug)]
+pub struct ClusterSettings {
+    /// The NATS server, e.g. `nats://127.0.0.1:4222`.
+    pub nats_url: String,
+    /// The key-value bucket of leases and members.
+    pub bucket: String,
+    pub instance: InstanceId,
+    pub shards: ShardCount,
+    pub times: LeaseTimes,
+}
+
+impl ClusterSettings {
+    pub const DEFAULT_BUCKET: &'static str = "kordon_leases";
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    #[error("cannot reach NATS at {url}: {message}")]
+    Connect { url: String, message: String },
+    #[error("the lease bucket {bucket:?}: {message}")]
+    Bucket { bucket: String, message: String },
+    #[error("watching the lease bucket {bucket:?}: {message}")]
+    Watch { bucket: String, message: String },
+}
+
+/// The shards this instance may act for, and who holds the others.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Tenures {
+    /// This instance's tenures, by shard.
+    pub held: Vec<Tenure>,
+    /// Every shard's holder as far as this instance knows (`None`: free, or
+    /// not known yet).
+    pub holders: Vec<Option<InstanceId>>,
+}
+
+impl Tenures {
+    /// The tenure to act under for `shard` at `now`, if this instance has one
+    /// that has not run out.
+    pub fn may_act(&self, shard: Shard, now: Instant) -> Option<Tenure> {
+        self.held
+            .iter()
+            .find(|t| t.shard == shard && now < t.valid_until)
+            .copied()
+    }
+}
+
+/// A running lease keeper.
+pub struct LeaseKeeper {
+    tenures: watch::Receiver<Tenures>,
+    leave: Option<oneshot::Sender<()>>,
+    task: JoinHandle<()>,
+}
+
+impl LeaseKeeper {
+    /// Connects, opens (or creates) the bucket, and starts keeping leases.
+    pub async fn start(settings: ClusterSettings) -> Result<LeaseKeeper, ClusterError> {
+        let store = open_bucket(&settings).await?;
+        let watch = store
+            .watch_with_history(">")
+            .await
+            .map_err(|e| ClusterError::Watch {
+                bucket: settings.bucket.clone(),
+                message: e.to_string(),
+            })?;
+        // An empty bucket sends nothing to say the watch has caught up.
+        let empty = store
+            .status()
+            .await
+            .map(|s| s.values() == 0)
+            .unwrap_or(false);
+        let desk = LeaseDesk::new(settings.instance.clone(), settings.shards, settings.times);
+        let (tenures_tx, tenures) = watch::channel(Tenures::default());
+        let (leave_tx, leave_rx) = oneshot::channel();
+        let driver = Driver {
+            settings,
+            store,
+            desk,
+            tenures: tenures_tx,
+        };
+        let task = tokio::spawn(driver.run(watch, empty, leave_rx));
+        Ok(LeaseKeeper {
+            tenures,
+            leave: Some(leave_tx),
+            task,
+        })
+    }
+
+    /// This instance's tenures, updated as they change.
+    pub fn tenures(&self) -> watch::Receiver<Tenures> {
+        self.tenures.clone()
+    }
+
+    /// Leaves the cluster cleanly: stops acting for every shard, then frees
+    /// them (and its membership) so that the others take them at once.
+    pub async fn leave(mut self) {
+        if let Some(leave) = self.leave.take() {
+            let _ = leave.send(());
+        }
+        let _ = (&mut self.task).await;
+    }
+
+    /// Stops at once, freeing nothing: what a crash leaves behind (for tests).
+    pub fn abort(self) {
+        self.task.abort();
+    }
+}
+
+async fn connect(url: &str) -> Result<async_nats::Client, ClusterError> {
+    async_nats::ConnectOptions::new()
+        .name("kordon-lease-keeper")
+        .connection_timeout(Duration::from_secs(2))
+        // Back within a second of NATS: a lease lasts three.
+        .reconnect_delay_callback(|attempts| {
+            Duration::from_millis((attempts as u64 * 100).min(1_000))
+        })
+        .connect(url)
+        .await
+        .map_err(|e| ClusterError::Connect {
+            url: url.to_string(),
+            message: e.to_string(),
+        })
+}
+
+/// The lease bucket: one value per key (leases are decided on the latest),
+/// on disk, so that a restarted NATS still knows who holds what.
+pub async fn open_bucket(settings: &ClusterSettings) -> Result<Store, ClusterError> {
+    let client = connect(&settings.nats_url).await?;
+    let js = jetstream::new(client);
+    if let Ok(store) = js.get_key_value(&settings.bucket).await {
+        return Ok(store);
+    }
+    // The bucket's stream, made the way the client library makes a bucket:
+    // its own `create_key_value` first asks for the account's details, in a
+    // form that NATS 2.9 (Debian's) does not answer, so it cannot be used.
+    let bucket_error = |e: &dyn std::fmt::Display| ClusterError::Bucket {
+        bucket: settings.bucket.clone(),
+        message: e.to_string(),
+    };
+    js.get_or_create_stream(jetstream::stream::Config {
+        name: format!("KV_{}", settings.bucket),
+        description: Some("kordon: shard leases and members".to_string()),
+        subjects: vec![format!("$KV.{}.>", settings.bucket)],
+        max_messages_per_subject: 1,
+        max_messages: -1,
+        max_bytes: -1,
+        max_consumers: -1,
+        storage: jetstream::stream::StorageType::File,
+        num_replicas: 1,
+        allow_rollup: true,
+        deny_delete: true,
+        allow_direct: true,
+        discard: jetstream::stream::DiscardPolicy::New,
+        ..Default::default()
+    })
+    .await
+    .map_err(|e| bucket_error(&e))?;
+    js.get_key_value(&settings.bucket)
+        .await
+        .map_err(|e| bucket_error(&e))
+}
+
+/// What a bucket entry says, for the desk. A lease value that cannot be read
+/// counts as held by someone unknown: it is waited out like any lease.
+pub fn observation(entry: &kv::Entry) -> Option<Observation> {
+    let present = matches!(entry.operation, Operation::Put);
+    match Key::parse(&entry.key)? {
+        Key::Shard(shard) => {
+            let value = present.then(|| {
+                serde_json::from_slice::<LeaseValue>(&entry.value).unwrap_or_else(|e| {
+                    warn!(key = %entry.key, error = %e, "a lease value kordon cannot read");
+                    LeaseValue {
+                        owner: InstanceId::new("unreadable").expect("a valid id"),
+                        epoch: None,
+                    }
+                })
+            });
+            Some(Observation::Lease {
+                shard,
+                revision: entry.revision,
+                value,
+            })
+        }
+        Key::Member(instance) => Some(Observation::Member {
+            instance,
+            revision: entry.revision,
+            present,
+        }),
+    }
+}
+
+/// The bucket as it stands: every key's latest revision and value (for
+/// `kordon cluster status`).
+pub async fn shard_map(
+    settings: &ClusterSettings,
+) -> Result<Vec<(Key, Revision, Option<LeaseValue>)>, ClusterError> {
+    let store = open_bucket(settings).await?;
+    let err = |e: &dyn std::fmt::Display| ClusterError::Watch {
+        bucket: settings.bucket.clone(),
+        message: e.to_string(),
+    };
+    let mut keys = store.keys().await.map_err(|e| err(&e))?;
+    let mut map = Vec::new();
+    while let Some(key) = keys.next().await {
+        let key = key.map_err(|e| err(&e))?;
+        let Some(entry) = store.entry(key.clone()).await.map_err(|e| err(&e))? else {
+            continue;
+        };
+        let Some(parsed) = Key::parse(&key) else {
+            continue;
+        };
+        let value = matches!(entry.operation, Operation::Put)
+            .then(|| serde_json::from_slice(&entry.value).ok())
+            .flatten();
+        map.push((parsed, entry.revision, value));
+    }
+    map.sort_by_key(|(key, ..)| key.to_string());
+    Ok(map)
+}
+
+/// A write's result, back from its task.
+struct Done {
+    write: Write,
+    sent: Instant,
+    outcome: Outcome,
+}
+
+struct Driver {
+    settings: ClusterSettings,
+    store: Store,
+    desk: LeaseDesk,
+    tenures: watch::Sender<Tenures>,
+}
+
+impl Driver {
+    async fn run(mut self, mut watch: kv::Watch, empty: bool, mut leave: oneshot::Receiver<()>) {
+        let times = self.settings.times;
+        // At most one write per shard and the membership's are in flight
+        // (the desk's rule), so this never fills.
+        let (done_tx, mut done_rx) =
+            mpsc::channel::<Done>(usize::from(self.settings.shards.get()) + 4);
+        if empty {
+            self.desk.observe(Observation::CaughtUp, Instant::now());
+        }
+        let mut tick = tokio::time::interval(times.renew_every / 5);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        info!(instance = %self.settings.instance, shards = self.settings.shards.get(), "lease keeper running");
+        loop {
+            tokio::select! {
+                entry = watch.next() => match entry {
+                    Some(Ok(entry)) => {
+                        let now = Instant::now();
+                        if let Some(observation) = observation(&entry) {
+                            self.desk.observe(observation, now);
+                        }
+                        if entry.seen_current {
+                            self.desk.observe(Observation::CaughtUp, now);
+                        }
+                    }
+                    Some(Err(e)) => warn!(error = %e, "lease bucket watch"),
+                    None => {
+                        warn!("the lease bucket watch ended; watching again");
+                        watch = self.rewatch().await;
+                    }
+                },
+                Some(done) = done_rx.recv() => {
+                    self.desk.written(&done.write, done.sent, done.outcome, Instant::now());
+                }
+                _ = tick.tick() => {}
+                _ = &mut leave => {
+                    self.leave().await;
+                    return;
+                }
+            }
+            let now = Instant::now();
+            for write in self.desk.poll(now) {
+                self.spawn_write(write, now, done_tx.clone());
+            }
+            self.publish(now);
+        }
+    }
+
+    async fn rewatch(&self) -> kv::Watch {
+        loop {
+            match self.store.watch_with_history(">").await {
+                Ok(watch) => return watch,
+                Err(e) => {
+                    warn!(error = %e, "watching the lease bucket again");
+                    tokio::time::sleep(self.settings.times.renew_every / 5).await;
+                }
+            }
+        }
+    }
+
+    fn spawn_write(&self, write: Write, sent: Instant, done: mpsc::Sender<Done>) {
+        let store = self.store.clone();
+        let me = self.settings.instance.clone();
+        let deadline = self.settings.times.renew_every;
+        tokio::spawn(async move {
+            let outcome = tokio::time::timeout(deadline, perform(&store, &me, &write))
+                .await
+                .unwrap_or(Outcome::Failed);
+            debug!(?write, ?outcome, "lease write");
+            let _ = done
+                .send(Done {
+                    write,
+                    sent,
+                    outcome,
+                })
+                .await;
+        });
+    }
+
+    /// Stops acting, then frees the shards and the membership, waiting for
+    /// each delete at most a renewal's time.
+    async fn leave(&mut self) {
+        let writes = self.desk.leave();
+        self.publish(Instant::now());
+        let deadline = self.settings.times.renew_every;
+        for write in writes {
+            let done = tokio::time::timeout(
+                deadline,
+                perform(&self.store, &self.settings.instance, &write),
+            )
+            .await;
+            if !matches!(done, Ok(Outcome::Written(_))) {
+                warn!(
+                    ?write,
+                    "leaving: a lease was not freed; it runs out on its own"
+                );
+            }
+        }
+        info!(instance = %self.settings.instance, "left the cluster");
+    }
+
+    fn publish(&self, now: Instant) {
+        let next = Tenures {
+            held: self.desk.tenures(now),
+            holders: self
+                .desk
+                .holders()
+                .into_iter()
+                .map(|h| h.cloned())
+                .collect(),
+        };
+        self.tenures.send_if_modified(|current| {
+            if *current == next {
+                return false;
+            }
+            *current = next;
+            true
+        });
+    }
+}
+
+/// Makes one write to the bucket.
+async fn perform(store: &Store, me: &InstanceId, write: &Write) -> Outcome {
+    let key = write.key(me).to_string();
+    let value = || {
+        let value = write.value(me).expect("a write with a value");
+        serde_json::to_vec(&value)
+            .expect("a lease value serialises")
+            .into()
+    };
+    match write {
+        Write::Claim { expect, .. } | Write::Renew { expect, .. } => {
+            match store.update(&key, value(), *expect).await {
+                Ok(revision) => Outcome::Written(revision),
+                Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => Outcome::Conflict,
+                Err(e) => {
+                    debug!(%key, error = %e, "lease write failed");
+                    Outcome::Failed
+                }
+            }
+        }
+        Write::Heartbeat => match store.put(&key, value()).await {
+            Ok(revision) => Outcome::Written(revision),
+            Err(_) => Outcome::Failed,
+        },
+        Write::Release { expect, .. } => {
+            match store.delete_expect_revision(&key, Some(*expect)).await {
+                Ok(()) => Outcome::Written(0),
+                Err(_) => Outcome::Failed,
+            }
+        }
+        Write::Leave => match store.delete(&key).await {
+            Ok(()) => Outcome::Written(0),
+            Err(_) => Outcome::Failed,
+        },
+    }
+}
