@@ -3,13 +3,17 @@
 //!
 //! - [`shards`]: which shard a case is in, and which instance a shard prefers.
 //! - [`lease`]: the lease table and its rules, without IO or a clock.
+//! - [`routing`]: which shards a device's message goes to, under which id.
+//! - [`bridge`]: devices' messages from Mosquitto into the shards' stream.
 //! - [`keeper`]: the task that keeps this instance's leases in a NATS
 //!   JetStream key-value bucket.
 //!
 //! Single-process kordon needs none of this.
 
+pub mod bridge;
 pub mod keeper;
 pub mod lease;
+pub mod routing;
 pub mod shards;
 
 pub use keeper::{ClusterError, ClusterSettings, LeaseKeeper, Tenures};

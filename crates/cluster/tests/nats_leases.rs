@@ -6,8 +6,7 @@
 //! issue's (5 s) with the lease's own figures, not tight timings.
 
 use std::collections::BTreeMap;
-use std::net::{SocketAddr, TcpListener as StdListener};
-use std::process::{Child, Command, Stdio};
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use kordon_cluster::{
@@ -16,76 +15,8 @@ use kordon_cluster::{
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
-/// A `nats-server` with JetStream in a directory of its own, stopped on drop.
-struct Nats {
-    child: Child,
-    port: u16,
-    _dir: tempfile::TempDir,
-}
-
-impl Nats {
-    fn start() -> Nats {
-        let dir = tempfile::tempdir().unwrap();
-        let port = free_port();
-        let child = Command::new(nats_server())
-            .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
-            .arg(dir.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("nats-server (Debian's package nats-server) must be installed for these tests");
-        let nats = Nats {
-            child,
-            port,
-            _dir: dir,
-        };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "nats-server did not open port {port}"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        nats
-    }
-
-    fn url(&self) -> String {
-        format!("nats://127.0.0.1:{}", self.port)
-    }
-}
-
-impl Drop for Nats {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// `nats-server` from `$NATS_SERVER`, the `PATH`, or where Debian puts it
-/// (`/usr/sbin`, not on every user's `PATH`).
-fn nats_server() -> String {
-    if let Ok(path) = std::env::var("NATS_SERVER") {
-        return path;
-    }
-    let on_path = Command::new("nats-server")
-        .arg("--version")
-        .output()
-        .is_ok();
-    if on_path {
-        "nats-server".into()
-    } else {
-        "/usr/sbin/nats-server".into()
-    }
-}
-
-fn free_port() -> u16 {
-    StdListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+mod common;
+use common::Nats;
 
 /// A TCP proxy to NATS that can be cut: every connection through it is
 /// dropped, and new ones are refused, until it is healed.

@@ -1,0 +1,281 @@
+//! The bridge: devices' messages from Mosquitto into JetStream, each to the
+//! shards of its device's cases, acknowledged to Mosquitto only once
+//! JetStream has stored every copy (`docs/cluster.md`, "Devices keep
+//! speaking MQTT").
+//!
+//! One instance runs it at a time, under a lease; it checks the lease before
+//! every message it hands on and stops the moment the lease runs out. It
+//! reads on a persistent MQTT session with a fixed client id, so:
+//! - what it took but had not acknowledged when it stopped or died stays
+//!   with Mosquitto, for the next bridge;
+//! - the next bridge, connecting with the same id, takes the session over,
+//!   and Mosquitto disconnects a deposed bridge still running;
+//! - copies stored twice (a redelivery after a fail-over) are dropped by the
+//!   stream: a message's id is derived from its content
+//!   ([`crate::routing::message_id`]).
+//!
+//! Three tasks, joined by bounded queues of `window` messages: the MQTT
+//! reader, the publisher to JetStream, and the acknowledger, which waits for
+//! JetStream's acknowledgements in order and passes each on to Mosquitto.
+//! The window must be at least Mosquitto's `max_inflight_messages`, so that
+//! the reader never waits on a full queue and keep-alive is always answered.
+//! It never decides anything about a case.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_nats::header::{HeaderMap, NATS_MESSAGE_ID};
+use async_nats::jetstream::{self, context::PublishAckFuture};
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, Publish, QoS};
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+use tracing::{info, warn};
+
+use crate::keeper::ClusterError;
+use crate::routing::{self, DeviceBook, SHARD_STREAM, SHARD_SUBJECTS, TOPIC_HEADER};
+
+/// Where the bridge reads and how much it holds.
+#[derive(Clone, Debug)]
+pub struct BridgeSettings {
+    pub mqtt_host: String,
+    pub mqtt_port: u16,
+    /// One session for whichever instance runs the bridge.
+    pub client_id: String,
+    /// Messages taken from Mosquitto and not yet acknowledged to it.
+    pub window: usize,
+}
+
+impl BridgeSettings {
+    pub const CLIENT_ID: &'static str = "kordon-bridge";
+    /// `max_inflight_messages` of `deploy/mosquitto/kordon.conf`.
+    pub const WINDOW: usize = 20_000;
+}
+
+/// The device topics the bridge reads (`docs/mqtt.md`).
+const TOPICS: &[&str] = &[
+    "kordon/v1/devices/+/fix",
+    "kordon/v1/devices/+/fix.bin",
+    "kordon/v1/devices/+/status",
+];
+
+/// How long a copy's redelivery to the stream is recognised as one: longer
+/// than a bridge's fail-over and the backlog it then drains. JetStream keeps
+/// every id of the window in memory, so it is not hours.
+pub const DUPLICATE_WINDOW: Duration = Duration::from_secs(120);
+
+/// Makes sure the shards' stream exists.
+pub async fn ensure_shard_stream(js: &jetstream::Context) -> Result<(), ClusterError> {
+    js.get_or_create_stream(jetstream::stream::Config {
+        name: SHARD_STREAM.to_string(),
+        description: Some("kordon: every device message, by shard".to_string()),
+        subjects: vec![SHARD_SUBJECTS.to_string()],
+        max_messages: -1,
+        max_bytes: -1,
+        max_consumers: -1,
+        storage: jetstream::stream::StorageType::File,
+        num_replicas: 1,
+        duplicate_window: DUPLICATE_WINDOW,
+        ..Default::default()
+    })
+    .await
+    .map(|_| ())
+    .map_err(|e| ClusterError::Bucket {
+        bucket: SHARD_STREAM.to_string(),
+        message: e.to_string(),
+    })
+}
+
+/// Whether the bridge may go on at an instant: its lease, as the lease
+/// keeper tells it.
+pub type MayAct = Arc<dyn Fn(Instant) -> bool + Send + Sync>;
+
+/// A running bridge.
+pub struct Bridge {
+    tasks: Vec<JoinHandle<()>>,
+    stopped: watch::Receiver<bool>,
+}
+
+impl Bridge {
+    /// Starts reading. It stops by itself once `may_act` says no.
+    pub fn start(
+        settings: BridgeSettings,
+        js: jetstream::Context,
+        book: watch::Receiver<DeviceBook>,
+        may_act: MayAct,
+    ) -> Bridge {
+        let mut options =
+            MqttOptions::new(&settings.client_id, &settings.mqtt_host, settings.mqtt_port);
+        options
+            .set_clean_session(false)
+            .set_manual_acks(true)
+            .set_keep_alive(Duration::from_secs(15))
+            .set_max_packet_size(256 * 1024, 256 * 1024);
+        let (client, eventloop) = AsyncClient::new(options, 64);
+        let (taken_tx, taken_rx) = mpsc::channel(settings.window);
+        let (sent_tx, sent_rx) = mpsc::channel(settings.window);
+        let (stopped_tx, stopped) = watch::channel(false);
+        let stopped_tx = Arc::new(stopped_tx);
+        let tasks = vec![
+            tokio::spawn(read(client.clone(), eventloop, taken_tx)),
+            tokio::spawn(publish(
+                js.clone(),
+                book,
+                may_act.clone(),
+                taken_rx,
+                sent_tx,
+                stopped_tx.clone(),
+            )),
+            tokio::spawn(acknowledge(js, client, may_act, sent_rx, stopped_tx)),
+        ];
+        info!(client_id = settings.client_id, "bridge running");
+        Bridge { tasks, stopped }
+    }
+
+    /// Waits until the bridge has stopped by itself (its lease ran out).
+    pub async fn stopped(&mut self) {
+        let _ = self.stopped.wait_for(|s| *s).await;
+    }
+
+    /// Stops at once: what a crash leaves behind (the unacknowledged stay
+    /// with Mosquitto).
+    pub fn abort(self) {
+        drop(self);
+    }
+}
+
+impl Drop for Bridge {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+/// Reads from Mosquitto: subscribes on every connection, and hands on every
+/// message. Reconnects by itself (rumqttc does, on the next poll).
+async fn read(
+    client: AsyncClient,
+    mut eventloop: rumqttc::EventLoop,
+    taken: mpsc::Sender<Publish>,
+) {
+    loop {
+        let event = tokio::select! {
+            event = eventloop.poll() => event,
+            // The bridge stopped: drop the connection, and with it every
+            // message not acknowledged, which Mosquitto keeps.
+            _ = taken.closed() => return,
+        };
+        match event {
+            Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                let topics = TOPICS
+                    .iter()
+                    .map(|t| rumqttc::SubscribeFilter::new(t.to_string(), QoS::AtLeastOnce));
+                if let Err(e) = client.subscribe_many(topics).await {
+                    warn!(error = %e, "bridge: subscribing");
+                }
+            }
+            Ok(Event::Incoming(Packet::Publish(message))) => {
+                if taken.send(message).await.is_err() {
+                    return; // the bridge stopped
+                }
+            }
+            Ok(_) => {}
+            Err(e) => {
+                warn!(error = %e, "bridge: the connection to Mosquitto");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    }
+}
+
+/// A message and the stores of its copies, in the order taken.
+struct Sent {
+    message: Publish,
+    copies: Vec<Copy>,
+}
+
+struct Copy {
+    subject: String,
+    id: String,
+    ack: Option<PublishAckFuture>,
+}
+
+/// Publishes every copy of every message, while the lease holds.
+async fn publish(
+    js: jetstream::Context,
+    book: watch::Receiver<DeviceBook>,
+    may_act: MayAct,
+    mut taken: mpsc::Receiver<Publish>,
+    sent: mpsc::Sender<Sent>,
+    stopped: Arc<watch::Sender<bool>>,
+) {
+    while let Some(message) = taken.recv().await {
+        if !may_act(Instant::now()) {
+            info!("bridge: the lease ran out; stopping");
+            stopped.send_replace(true);
+            return;
+        }
+        let shards = book.borrow().route(&message.topic);
+        let mut copies = Vec::with_capacity(shards.len());
+        for shard in shards {
+            let subject = routing::shard_subject(shard);
+            let id = routing::message_id(&message.topic, &message.payload, shard);
+            let ack = store(&js, &subject, &id, &message).await;
+            copies.push(Copy { subject, id, ack });
+        }
+        if sent.send(Sent { message, copies }).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Sends one copy; `None` if it could not even be sent (it is sent again).
+async fn store(
+    js: &jetstream::Context,
+    subject: &str,
+    id: &str,
+    message: &Publish,
+) -> Option<PublishAckFuture> {
+    let mut headers = HeaderMap::new();
+    headers.insert(NATS_MESSAGE_ID, id);
+    headers.insert(TOPIC_HEADER, message.topic.as_str());
+    js.publish_with_headers(subject.to_string(), headers, message.payload.clone())
+        .await
+        .map_err(|e| warn!(error = %e, subject, "bridge: publishing"))
+        .ok()
+}
+
+/// Waits, in order, until every copy of a message is stored (sending it
+/// again if need be), then acknowledges the message to Mosquitto.
+async fn acknowledge(
+    js: jetstream::Context,
+    client: AsyncClient,
+    may_act: MayAct,
+    mut sent: mpsc::Receiver<Sent>,
+    stopped: Arc<watch::Sender<bool>>,
+) {
+    while let Some(Sent { message, copies }) = sent.recv().await {
+        for mut copy in copies {
+            loop {
+                if let Some(ack) = copy.ack.take() {
+                    match ack.await {
+                        Ok(_) => break,
+                        Err(e) => {
+                            warn!(error = %e, subject = copy.subject, "bridge: not stored; again")
+                        }
+                    }
+                }
+                if !may_act(Instant::now()) {
+                    // Not acknowledged: Mosquitto keeps it for the next bridge.
+                    stopped.send_replace(true);
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                copy.ack = store(&js, &copy.subject, &copy.id, &message).await;
+            }
+        }
+        if let Err(e) = client.ack(&message).await {
+            warn!(error = %e, "bridge: acknowledging to Mosquitto");
+        }
+    }
+}

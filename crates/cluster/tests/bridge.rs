@@ -1,0 +1,198 @@
+//! The bridge on a real Mosquitto and a real JetStream, both the test's own:
+//! every message a device published reaches the shard of its case exactly
+//! once, through a bridge's crash and through the end of its lease.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream;
+use kordon_cluster::bridge::{self, Bridge, BridgeSettings, MayAct};
+use kordon_cluster::routing::{self, DeviceBook, SHARD_STREAM, TOPIC_HEADER};
+use kordon_cluster::ShardCount;
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+use tokio::sync::watch;
+
+mod common;
+use common::{Mosquitto, Nats};
+
+const CASES: usize = 50;
+
+fn book() -> DeviceBook {
+    let mut book = DeviceBook::new(ShardCount::DEFAULT);
+    for i in 0..CASES {
+        book.put_case(
+            &format!("RTM-{i}"),
+            vec![format!("ankle-{i}"), format!("phone-{i}")],
+        );
+    }
+    book
+}
+
+fn settings(mosquitto: &Mosquitto) -> BridgeSettings {
+    BridgeSettings {
+        mqtt_host: "127.0.0.1".into(),
+        mqtt_port: mosquitto.port,
+        client_id: BridgeSettings::CLIENT_ID.into(),
+        window: BridgeSettings::WINDOW,
+    }
+}
+
+fn always() -> MayAct {
+    Arc::new(|_| true)
+}
+
+async fn jetstream(nats: &Nats) -> jetstream::Context {
+    let client = async_nats::connect(nats.url()).await.expect("NATS");
+    let js = jetstream::new(client);
+    bridge::ensure_shard_stream(&js)
+        .await
+        .expect("the shards' stream");
+    js
+}
+
+/// Publishes fixes numbered `from..from + count` at QoS 1, spread over the
+/// cases' devices; returns once Mosquitto has acknowledged them all.
+async fn publish_fixes(port: u16, from: usize, count: usize) {
+    let mut options = MqttOptions::new("devices", "127.0.0.1", port);
+    options.set_inflight(1000);
+    let (client, mut eventloop) = AsyncClient::new(options, 1000);
+    let acks = tokio::spawn(async move {
+        let mut acked = 0;
+        while acked < count {
+            match eventloop.poll().await {
+                Ok(Event::Incoming(Packet::PubAck(_))) => acked += 1,
+                Ok(_) => {}
+                Err(e) => panic!("the devices' connection: {e}"),
+            }
+        }
+    });
+    for n in from..from + count {
+        let device = if n % 2 == 0 { "ankle" } else { "phone" };
+        let topic = format!("kordon/v1/devices/{device}-{}/fix", n % CASES);
+        client
+            .publish(topic, QoS::AtLeastOnce, false, format!("{{\"n\":{n}}}"))
+            .await
+            .unwrap();
+    }
+    acks.await.unwrap();
+}
+
+async fn stored(js: &jetstream::Context) -> u64 {
+    let mut stream = js.get_stream(SHARD_STREAM).await.unwrap();
+    stream.info().await.unwrap().state.messages
+}
+
+/// Waits until the stream holds `count` messages, and no more come.
+async fn until_stored(js: &jetstream::Context, count: u64) {
+    let start = Instant::now();
+    while stored(js).await < count {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "{} of {count} stored after 30 s",
+            stored(js).await
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(stored(js).await, count, "more than every message stored");
+}
+
+/// Every stored message: its number, and that it is in the shard its
+/// topic routes to.
+async fn numbers_stored(js: &jetstream::Context) -> BTreeMap<u64, u32> {
+    let book = book();
+    let mut stream = js.get_stream(SHARD_STREAM).await.unwrap();
+    let last = stream.info().await.unwrap().state.last_sequence;
+    let mut seen = BTreeMap::new();
+    for seq in 1..=last {
+        let message = stream.get_raw_message(seq).await.unwrap();
+        let topic = message
+            .headers
+            .get(TOPIC_HEADER)
+            .expect("the topic header")
+            .to_string();
+        let shards = book.route(&topic);
+        assert_eq!(shards.len(), 1);
+        assert_eq!(
+            message.subject.as_str(),
+            routing::shard_subject(shards[0]),
+            "{topic}"
+        );
+        let payload: serde_json::Value = serde_json::from_slice(&message.payload).unwrap();
+        *seen.entry(payload["n"].as_u64().unwrap()).or_insert(0) += 1;
+    }
+    seen
+}
+
+fn assert_each_once(seen: &BTreeMap<u64, u32>, count: u64) {
+    let twice: Vec<_> = seen.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(twice.is_empty(), "stored more than once: {twice:?}");
+    let missing: Vec<u64> = (0..count).filter(|n| !seen.contains_key(n)).collect();
+    assert!(missing.is_empty(), "never stored: {missing:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_message_reaches_its_case_s_shard_once_through_a_bridge_crash() {
+    let Some(mosquitto) = Mosquitto::start() else {
+        return;
+    };
+    let nats = Nats::start();
+    let js = jetstream(&nats).await;
+    let (_book_tx, book_rx) = watch::channel(book());
+    let first = Bridge::start(settings(&mosquitto), js.clone(), book_rx.clone(), always());
+    // The session and its subscriptions exist before the devices publish.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    const COUNT: u64 = 6_000;
+    let devices = tokio::spawn(publish_fixes(mosquitto.port, 0, COUNT as usize));
+    let start = Instant::now();
+    while stored(&js).await < 1_000 {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "the first bridge stored nothing"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    first.abort();
+    let at_crash = stored(&js).await;
+    let _second = Bridge::start(settings(&mosquitto), js.clone(), book_rx, always());
+    devices.await.unwrap();
+    until_stored(&js, COUNT).await;
+    assert_each_once(&numbers_stored(&js).await, COUNT);
+    eprintln!("{at_crash} stored when the first bridge died; all {COUNT} stored once");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bridge_whose_lease_runs_out_stops_and_the_next_takes_what_it_left() {
+    let Some(mosquitto) = Mosquitto::start() else {
+        return;
+    };
+    let nats = Nats::start();
+    let js = jetstream(&nats).await;
+    let (_book_tx, book_rx) = watch::channel(book());
+    let lease = Arc::new(AtomicBool::new(true));
+    let held = lease.clone();
+    let may_act: MayAct = Arc::new(move |_| held.load(Ordering::SeqCst));
+    let mut first = Bridge::start(settings(&mosquitto), js.clone(), book_rx.clone(), may_act);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    publish_fixes(mosquitto.port, 0, 500).await;
+    until_stored(&js, 500).await;
+    lease.store(false, Ordering::SeqCst);
+    // Its lease gone, the first bridge stores nothing more: the next
+    // message it reads stops it.
+    let devices = tokio::spawn(publish_fixes(mosquitto.port, 500, 1_000));
+    tokio::time::timeout(Duration::from_secs(5), first.stopped())
+        .await
+        .expect("the bridge stops once its lease is gone");
+    devices.await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        stored(&js).await,
+        500,
+        "a bridge without its lease stored a message"
+    );
+    let _next = Bridge::start(settings(&mosquitto), js.clone(), book_rx, always());
+    until_stored(&js, 1_500).await;
+    assert_each_once(&numbers_stored(&js).await, 1_500);
+}

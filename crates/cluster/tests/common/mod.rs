@@ -1,0 +1,142 @@
+//! What the cluster's tests start of their own: a `nats-server` with
+//! JetStream and a Mosquitto, each on an ephemeral port, stopped on drop.
+#![allow(dead_code)] // each test file uses its part
+
+use std::net::TcpListener as StdListener;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A `nats-server` with JetStream in a directory of its own, stopped on drop.
+pub struct Nats {
+    child: Child,
+    pub port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Nats {
+    pub fn start() -> Nats {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let child = Command::new(nats_server())
+            .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
+            .arg(dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("nats-server (Debian's package nats-server) must be installed for these tests");
+        let nats = Nats {
+            child,
+            port,
+            _dir: dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "nats-server did not open port {port}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        nats
+    }
+
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for Nats {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `nats-server` from `$NATS_SERVER`, the `PATH`, or where Debian puts it
+/// (`/usr/sbin`, not on every user's `PATH`).
+fn nats_server() -> String {
+    if let Ok(path) = std::env::var("NATS_SERVER") {
+        return path;
+    }
+    let on_path = Command::new("nats-server")
+        .arg("--version")
+        .output()
+        .is_ok();
+    if on_path {
+        "nats-server".into()
+    } else {
+        "/usr/sbin/nats-server".into()
+    }
+}
+
+fn free_port() -> u16 {
+    StdListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A Mosquitto as `deploy/mosquitto/kordon.conf` sets its queues (without
+/// persistence, users and TLS). `None` where none is installed, unless
+/// `KORDON_REQUIRE_MOSQUITTO=1` (CI), where that fails the test.
+pub struct Mosquitto {
+    child: Child,
+    pub port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Mosquitto {
+    pub fn start() -> Option<Mosquitto> {
+        let binary = ["/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto"]
+            .into_iter()
+            .find(|p| std::path::Path::new(p).is_file());
+        let Some(binary) = binary else {
+            assert!(
+                std::env::var("KORDON_REQUIRE_MOSQUITTO").as_deref() != Ok("1"),
+                "KORDON_REQUIRE_MOSQUITTO=1 but no mosquitto binary"
+            );
+            eprintln!("*** no mosquitto binary: the bridge is not tested");
+            return None;
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let config = dir.path().join("mosquitto.conf");
+        std::fs::write(
+            &config,
+            format!(
+                "listener {port} 127.0.0.1\nallow_anonymous true\nuser root\n\
+                 set_tcp_nodelay true\nmax_queued_messages 200000\n\
+                 max_inflight_messages 20000\nmax_packet_size 262144\n"
+            ),
+        )
+        .unwrap();
+        let child = Command::new(binary)
+            .arg("-c")
+            .arg(&config)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("mosquitto starts");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "own mosquitto not listening on {port}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Some(Mosquitto {
+            child,
+            port,
+            _dir: dir,
+        })
+    }
+}
+
+impl Drop for Mosquitto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
