@@ -156,20 +156,30 @@ async fn connect(url: &str) -> Result<async_nats::Client, ClusterError> {
 pub async fn open_bucket(settings: &ClusterSettings) -> Result<Store, ClusterError> {
     let client = connect(&settings.nats_url).await?;
     let js = jetstream::new(client);
-    if let Ok(store) = js.get_key_value(&settings.bucket).await {
+    open_or_create_bucket(&js, &settings.bucket, "kordon: shard leases and members").await
+}
+
+/// A key-value bucket keeping the latest value of each key, on disk, made if
+/// it does not exist.
+pub async fn open_or_create_bucket(
+    js: &jetstream::Context,
+    bucket: &str,
+    description: &str,
+) -> Result<Store, ClusterError> {
+    if let Ok(store) = js.get_key_value(bucket).await {
         return Ok(store);
     }
     // The bucket's stream, made the way the client library makes a bucket:
     // its own `create_key_value` first asks for the account's details, in a
     // form that NATS 2.9 (Debian's) does not answer, so it cannot be used.
     let bucket_error = |e: &dyn std::fmt::Display| ClusterError::Bucket {
-        bucket: settings.bucket.clone(),
+        bucket: bucket.to_string(),
         message: e.to_string(),
     };
     js.get_or_create_stream(jetstream::stream::Config {
-        name: format!("KV_{}", settings.bucket),
-        description: Some("kordon: shard leases and members".to_string()),
-        subjects: vec![format!("$KV.{}.>", settings.bucket)],
+        name: format!("KV_{bucket}"),
+        description: Some(description.to_string()),
+        subjects: vec![format!("$KV.{bucket}.>")],
         max_messages_per_subject: 1,
         max_messages: -1,
         max_bytes: -1,
@@ -184,9 +194,7 @@ pub async fn open_bucket(settings: &ClusterSettings) -> Result<Store, ClusterErr
     })
     .await
     .map_err(|e| bucket_error(&e))?;
-    js.get_key_value(&settings.bucket)
-        .await
-        .map_err(|e| bucket_error(&e))
+    js.get_key_value(bucket).await.map_err(|e| bucket_error(&e))
 }
 
 /// What a bucket entry says, for the desk. A lease value that cannot be read

@@ -3,6 +3,8 @@
 //!
 //! - [`shards`]: which shard a case is in, and which instance a shard prefers.
 //! - [`lease`]: the lease table and its rules, without IO or a clock.
+//! - [`cases`]: the cluster's cases in a key-value bucket, and the device
+//!   map derived from them.
 //! - [`routing`]: which shards a device's message goes to, under which id.
 //! - [`bridge`]: devices' messages from Mosquitto into the shards' stream.
 //! - [`keeper`]: the task that keeps this instance's leases in a NATS
@@ -11,6 +13,7 @@
 //! Single-process kordon needs none of this.
 
 pub mod bridge;
+pub mod cases;
 pub mod keeper;
 pub mod lease;
 pub mod routing;

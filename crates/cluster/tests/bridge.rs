@@ -196,3 +196,48 @@ async fn a_bridge_whose_lease_runs_out_stops_and_the_next_takes_what_it_left() {
     until_stored(&js, 1_500).await;
     assert_each_once(&numbers_stored(&js).await, 1_500);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_device_map_follows_the_cases_bucket() {
+    use kordon_cluster::cases;
+    let nats = Nats::start();
+    let js = jetstream(&nats).await;
+    let store = cases::open(&js).await.expect("the cases' bucket");
+    let case: kordon_core::Case =
+        serde_json::from_str(include_str!("../../../config/cases/rtm-2026-0117.json")).unwrap();
+    // Written before the watch: read back from the bucket's history.
+    cases::put(&store, &case).await.unwrap();
+    let mut book = cases::watch_book(store.clone(), ShardCount::DEFAULT)
+        .await
+        .unwrap();
+    let shard = ShardCount::DEFAULT.shard_of("RTM-2026-0117");
+    let routed =
+        |book: &DeviceBook, device: &str| book.route(&format!("kordon/v1/devices/{device}/fix"));
+    routes_within_10_s(&mut book, "OFF-0001", shard).await;
+    assert_eq!(routed(&book.borrow(), "VIC-0001"), vec![shard]);
+    // A case rewritten with another device, then deleted.
+    let mut moved = case.clone();
+    moved.offender.device = kordon_core::DeviceId::new("OFF-0002");
+    cases::put(&store, &moved).await.unwrap();
+    routes_within_10_s(&mut book, "OFF-0002", shard).await;
+    let alone = ShardCount::DEFAULT.shard_of("OFF-0001");
+    assert_eq!(routed(&book.borrow(), "OFF-0001"), vec![alone]);
+    cases::delete(&store, "RTM-2026-0117").await.unwrap();
+    let victim_alone = ShardCount::DEFAULT.shard_of("VIC-0001");
+    routes_within_10_s(&mut book, "VIC-0001", victim_alone).await;
+}
+
+async fn routes_within_10_s(
+    book: &mut watch::Receiver<DeviceBook>,
+    device: &str,
+    shard: kordon_cluster::Shard,
+) {
+    let topic = format!("kordon/v1/devices/{device}/fix");
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        book.wait_for(|b| b.route(&topic) == vec![shard]),
+    )
+    .await
+    .unwrap_or_else(|_| panic!("{device} not routed to shard {shard} within 10 s"))
+    .unwrap();
+}

@@ -1,0 +1,126 @@
+//! The cases of a cluster, in one key-value bucket (`kordon_cases`): every
+//! instance reads its shards' cases from it, and the bridge its device →
+//! cases map ([`DeviceBook`]). Written where a case is put or deleted (the
+//! case API of whichever instance is asked).
+//!
+//! A key is the case id with each `.` written `=2e` (a dot separates the
+//! tokens of a NATS subject, and case ids may hold one); `=` never occurs in
+//! a case id, so the key reads back.
+
+use async_nats::jetstream::kv::{self, Operation, Store};
+use async_nats::jetstream::{self};
+use futures_util::StreamExt;
+use kordon_core::Case;
+use tokio::sync::watch;
+use tracing::warn;
+
+use crate::keeper::ClusterError;
+use crate::routing::DeviceBook;
+use crate::shards::ShardCount;
+
+pub const CASES_BUCKET: &str = "kordon_cases";
+
+pub fn key_of(case_id: &str) -> String {
+    case_id.replace('.', "=2e")
+}
+
+pub fn case_id_of(key: &str) -> String {
+    key.replace("=2e", ".")
+}
+
+/// The devices a case's messages come from: its offender's and its
+/// protected persons'.
+pub fn devices_of(case: &Case) -> Vec<String> {
+    let mut devices = vec![case.offender.device.as_str().to_string()];
+    devices.extend(
+        case.protected
+            .iter()
+            .filter_map(|p| p.device.as_ref())
+            .map(|d| d.as_str().to_string()),
+    );
+    devices
+}
+
+/// Opens (or makes) the cases' bucket: the latest of each case, on disk.
+pub async fn open(js: &jetstream::Context) -> Result<Store, ClusterError> {
+    crate::keeper::open_or_create_bucket(js, CASES_BUCKET, "kordon: the cases").await
+}
+
+pub async fn put(store: &Store, case: &Case) -> Result<u64, ClusterError> {
+    let value = serde_json::to_vec(case).expect("cases always serialise");
+    store
+        .put(key_of(case.id.as_str()), value.into())
+        .await
+        .map_err(|e| ClusterError::Bucket {
+            bucket: CASES_BUCKET.to_string(),
+            message: e.to_string(),
+        })
+}
+
+pub async fn delete(store: &Store, case_id: &str) -> Result<(), ClusterError> {
+    store
+        .delete(key_of(case_id))
+        .await
+        .map_err(|e| ClusterError::Bucket {
+            bucket: CASES_BUCKET.to_string(),
+            message: e.to_string(),
+        })
+}
+
+/// Keeps a [`DeviceBook`] up to date with the bucket, from its start: the
+/// receiver sees every change (the bridge routes each message by the book as
+/// it is when the message comes).
+pub async fn watch_book(
+    store: Store,
+    shards: ShardCount,
+) -> Result<watch::Receiver<DeviceBook>, ClusterError> {
+    let mut entries = store
+        .watch_with_history(">")
+        .await
+        .map_err(|e| ClusterError::Watch {
+            bucket: CASES_BUCKET.to_string(),
+            message: e.to_string(),
+        })?;
+    let (tx, rx) = watch::channel(DeviceBook::new(shards));
+    tokio::spawn(async move {
+        while let Some(entry) = entries.next().await {
+            match entry {
+                Ok(entry) => tx.send_modify(|book| apply(book, &entry)),
+                Err(e) => warn!(error = %e, "watching the cases' bucket"),
+            }
+            if tx.is_closed() {
+                return;
+            }
+        }
+        warn!("the cases' bucket watch ended: routing stays as it was");
+    });
+    Ok(rx)
+}
+
+fn apply(book: &mut DeviceBook, entry: &kv::Entry) {
+    let case_id = case_id_of(&entry.key);
+    if !matches!(entry.operation, Operation::Put) {
+        book.remove_case(&case_id);
+        return;
+    }
+    match serde_json::from_slice::<Case>(&entry.value) {
+        Ok(case) => book.put_case(&case_id, devices_of(&case)),
+        // Kept as it was: a case kordon cannot read is refused where it
+        // was written, and losing its routing would lose its fixes.
+        Err(e) => warn!(case = case_id, error = %e, "a case in the bucket kordon cannot read"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_case_id_with_dots_makes_a_valid_key_and_reads_back() {
+        for id in ["RTM-2026-0001", "rtm.2026.1", "a..b", "x.", "under_score"] {
+            let key = key_of(id);
+            assert!(!key.contains('.'), "{key}");
+            assert_eq!(case_id_of(&key), id);
+        }
+    }
+}
