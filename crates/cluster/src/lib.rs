@@ -7,6 +7,7 @@
 //!   map derived from them.
 //! - [`routing`]: which shards a device's message goes to, under which id.
 //! - [`bridge`]: devices' messages from Mosquitto into the shards' stream.
+//! - [`reader`]: one shard's messages, read by its owner while its lease holds.
 //! - [`keeper`]: the task that keeps this instance's leases in a NATS
 //!   JetStream key-value bucket.
 //!
@@ -16,6 +17,7 @@ pub mod bridge;
 pub mod cases;
 pub mod keeper;
 pub mod lease;
+pub mod reader;
 pub mod routing;
 pub mod shards;
 

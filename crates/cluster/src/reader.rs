@@ -1,0 +1,166 @@
+//! The shard reader: one shard's messages, in the order they were stored,
+//! read by this instance only while it holds the shard's lease.
+//!
+//! A new owner starts where the shard's state leaves off (the stream
+//! sequence its snapshot covers) and reads on; nothing is acknowledged to
+//! JetStream, because nothing needs to be: the stream keeps every message
+//! for its retention whoever reads it, and what has been applied is said by
+//! the state, not by a consumer's position. So a hand-over never waits for a
+//! deposed owner's unacknowledged messages to be sent again.
+//!
+//! The reader stops the moment the tenure it was started under ends (the
+//! lease keeper's [`Tenures`] no longer hold it, or its `valid_until`
+//! passes), and hands on nothing after. Every message it hands on carries
+//! the tenure's epoch; whoever acts on it checks the tenure again at that
+//! moment. It decides nothing about a case.
+
+use std::time::Instant;
+
+use async_nats::jetstream::{self, consumer::push::OrderedConfig, consumer::DeliverPolicy};
+use bytes::Bytes;
+use futures_util::StreamExt;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+use tracing::{info, warn};
+
+use crate::keeper::{ClusterError, Tenures};
+use crate::lease::{Epoch, Tenure};
+use crate::routing::{self, SHARD_STREAM, TOPIC_HEADER};
+use crate::shards::Shard;
+
+/// A message of a shard, as its owner reads it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ShardMessage {
+    pub shard: Shard,
+    /// Its sequence in the shards' stream: a snapshot of the shard says how
+    /// far it covers in these.
+    pub seq: u64,
+    /// The MQTT topic it came on.
+    pub topic: String,
+    pub payload: Bytes,
+    /// The tenure it was read under.
+    pub epoch: Epoch,
+}
+
+/// Reads one shard until its tenure ends.
+pub struct ShardReader {
+    task: JoinHandle<()>,
+}
+
+impl ShardReader {
+    /// Starts reading `tenure.shard` at stream sequence `from` (1: from the
+    /// beginning), handing each message to `out`.
+    pub async fn start(
+        js: &jetstream::Context,
+        tenure: Tenure,
+        from: u64,
+        tenures: watch::Receiver<Tenures>,
+        out: mpsc::Sender<ShardMessage>,
+    ) -> Result<ShardReader, ClusterError> {
+        let err = |e: &dyn std::fmt::Display| ClusterError::Watch {
+            bucket: SHARD_STREAM.to_string(),
+            message: format!("shard {}: {e}", tenure.shard),
+        };
+        let stream = js.get_stream(SHARD_STREAM).await.map_err(|e| err(&e))?;
+        let consumer = stream
+            .create_consumer(OrderedConfig {
+                deliver_subject: js_inbox(js),
+                filter_subject: routing::shard_subject(tenure.shard),
+                deliver_policy: DeliverPolicy::ByStartSequence {
+                    start_sequence: from.max(1),
+                },
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| err(&e))?;
+        let messages = consumer.messages().await.map_err(|e| err(&e))?;
+        info!(shard = %tenure.shard, epoch = %tenure.epoch, from, "reading shard");
+        let task = tokio::spawn(read(messages, tenure, tenures, out));
+        Ok(ShardReader { task })
+    }
+
+    /// Whether it has stopped (its tenure ended, or nobody takes its messages).
+    pub fn is_finished(&self) -> bool {
+        self.task.is_finished()
+    }
+
+    pub fn abort(self) {
+        self.task.abort();
+    }
+}
+
+fn js_inbox(js: &jetstream::Context) -> String {
+    // The context's client makes inboxes unique to its connection.
+    js.client().new_inbox()
+}
+
+/// The tenure of `epoch` for `shard`, as it stands now, if it still holds.
+fn still_held(tenures: &watch::Receiver<Tenures>, shard: Shard, epoch: Epoch) -> Option<Tenure> {
+    tenures
+        .borrow()
+        .may_act(shard, Instant::now())
+        .filter(|t| t.epoch == epoch)
+}
+
+async fn read(
+    mut messages: jetstream::consumer::push::Ordered,
+    tenure: Tenure,
+    mut tenures: watch::Receiver<Tenures>,
+    out: mpsc::Sender<ShardMessage>,
+) {
+    let Tenure { shard, epoch, .. } = tenure;
+    let mut until = tenure.valid_until;
+    loop {
+        tokio::select! {
+            message = messages.next() => {
+                let Some(message) = message else {
+                    warn!(%shard, "the shard's stream ended");
+                    return;
+                };
+                let message = match message {
+                    Ok(message) => message,
+                    Err(e) => {
+                        warn!(%shard, error = %e, "reading the shard");
+                        continue;
+                    }
+                };
+                // Checked at the moment of handing on, on this clock.
+                let Some(now_held) = still_held(&tenures, shard, epoch) else { break };
+                until = now_held.valid_until;
+                let Ok(info) = message.info() else { continue };
+                let topic = message
+                    .headers
+                    .as_ref()
+                    .and_then(|h| h.get(TOPIC_HEADER))
+                    .map(|t| t.to_string())
+                    .unwrap_or_default();
+                let item = ShardMessage {
+                    shard,
+                    seq: info.stream_sequence,
+                    topic,
+                    payload: message.payload.clone(),
+                    epoch,
+                };
+                if out.send(item).await.is_err() {
+                    return;
+                }
+            }
+            changed = tenures.changed() => {
+                if changed.is_err() {
+                    break;
+                }
+                match still_held(&tenures, shard, epoch) {
+                    Some(t) => until = t.valid_until,
+                    None => break,
+                }
+            }
+            _ = tokio::time::sleep_until(tokio::time::Instant::from_std(until)) => {
+                match still_held(&tenures, shard, epoch) {
+                    Some(t) => until = t.valid_until,
+                    None => break,
+                }
+            }
+        }
+    }
+    info!(%shard, %epoch, "the tenure ended: stopped reading the shard");
+}
