@@ -262,3 +262,35 @@ async fn an_instance_cut_off_from_nats_stops_before_its_lease_can_expire() {
         keeper.leave().await;
     }
 }
+
+/// The figure the issue asks for: fail-over time over ten kills, each of
+/// the instance holding the most shards, a new instance started in its place.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fail_over_over_ten_kills() {
+    let nats = Nats::start();
+    let mut keepers = three([nats.url(), nats.url(), nats.url()], "ten").await;
+    let mut views: Vec<_> = keepers.iter().map(LeaseKeeper::tenures).collect();
+    until_balanced(&views).await;
+    let mut times = Vec::new();
+    for round in 0..10 {
+        let victim = most_shards(&acting(&views));
+        keepers.remove(victim).abort();
+        views.remove(victim);
+        times.push(until_all_owned(&views, Duration::from_secs(10)).await);
+        let name = format!("kordon-{}", 3 + round);
+        let keeper = LeaseKeeper::start(settings(nats.url(), &name, "ten"))
+            .await
+            .unwrap();
+        views.push(keeper.tenures());
+        keepers.push(keeper);
+        // The newcomer is a member before the next kill.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    times.sort();
+    let (p50, max) = (times[times.len() / 2], times[times.len() - 1]);
+    eprintln!("fail-over over 10 kills: p50 {p50:?}, max {max:?} (all: {times:?})");
+    assert!(max <= Duration::from_secs(5), "a fail-over took {max:?}");
+    for keeper in keepers {
+        keeper.leave().await;
+    }
+}
