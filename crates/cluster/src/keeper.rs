@@ -21,10 +21,10 @@ use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
 use crate::lease::{
-    InstanceId, Key, LeaseDesk, LeaseTimes, LeaseValue, Observation, Outcome, Revision, Tenure,
-    Write,
+    InstanceId, Key, LeaseDesk, LeaseTimes, LeaseValue, Observation, Outcome, Tenure, Write,
 };
 use crate::shards::{Shard, ShardCount};
+use crate::status::KeyState;
 
 /// How an instance joins a cluster (the `[cluster]` section of kordon's
 /// configuration).
@@ -226,11 +226,9 @@ pub fn observation(entry: &kv::Entry) -> Option<Observation> {
     }
 }
 
-/// The bucket as it stands: every key's latest revision and value (for
-/// `kordon cluster status`).
-pub async fn shard_map(
-    settings: &ClusterSettings,
-) -> Result<Vec<(Key, Revision, Option<LeaseValue>)>, ClusterError> {
+/// The bucket as it stands, every key's latest entry (for `kordon cluster
+/// status`), in key order.
+pub async fn shard_map(settings: &ClusterSettings) -> Result<Vec<KeyState>, ClusterError> {
     let store = open_bucket(settings).await?;
     let err = |e: &dyn std::fmt::Display| ClusterError::Watch {
         bucket: settings.bucket.clone(),
@@ -249,9 +247,14 @@ pub async fn shard_map(
         let value = matches!(entry.operation, Operation::Put)
             .then(|| serde_json::from_slice(&entry.value).ok())
             .flatten();
-        map.push((parsed, entry.revision, value));
+        map.push(KeyState {
+            key: parsed,
+            revision: entry.revision,
+            value,
+            written_unix_ms: (entry.created.unix_timestamp_nanos() / 1_000_000) as i64,
+        });
     }
-    map.sort_by_key(|(key, ..)| key.to_string());
+    map.sort_by_key(|state| state.key.clone());
     Ok(map)
 }
 

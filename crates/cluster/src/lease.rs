@@ -100,7 +100,7 @@ impl From<InstanceId> for String {
 
 impl fmt::Display for InstanceId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.pad(&self.0) // honours a width, for status tables
     }
 }
 
@@ -171,7 +171,7 @@ pub struct LeaseValue {
 }
 
 /// The bucket's keys: `shard.<n>` for a lease, `member.<id>` for a member.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Key {
     Shard(Shard),
     Member(InstanceId),

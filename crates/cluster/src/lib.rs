@@ -8,6 +8,8 @@
 //! - [`routing`]: which shards a device's message goes to, under which id.
 //! - [`bridge`]: devices' messages from Mosquitto into the shards' stream.
 //! - [`reader`]: one shard's messages, read by its owner while its lease holds.
+//! - [`config`]: the `[cluster]` section of `kordon.toml`.
+//! - [`status`]: `kordon cluster status`.
 //! - [`keeper`]: the task that keeps this instance's leases in a NATS
 //!   JetStream key-value bucket.
 //!
@@ -15,12 +17,17 @@
 
 pub mod bridge;
 pub mod cases;
+pub mod config;
 pub mod keeper;
 pub mod lease;
 pub mod reader;
 pub mod routing;
 pub mod shards;
+pub mod status;
+#[cfg(feature = "testkit")]
+pub mod testkit;
 
+pub use config::ClusterConfig;
 pub use keeper::{ClusterError, ClusterSettings, LeaseKeeper, Tenures};
 pub use lease::{
     Epoch, InstanceId, Key, LeaseDesk, LeaseTimes, LeaseValue, Observation, Outcome, Revision,

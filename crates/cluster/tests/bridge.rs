@@ -14,8 +14,7 @@ use kordon_cluster::ShardCount;
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use tokio::sync::watch;
 
-mod common;
-use common::{Mosquitto, Nats};
+use kordon_cluster::testkit::{Mosquitto, Nats};
 
 const CASES: usize = 50;
 

@@ -15,8 +15,7 @@ use kordon_cluster::{
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
-mod common;
-use common::Nats;
+use kordon_cluster::testkit::Nats;
 
 /// A TCP proxy to NATS that can be cut: every connection through it is
 /// dropped, and new ones are refused, until it is healed.

@@ -11,8 +11,7 @@ use kordon_cluster::routing::{self, TOPIC_HEADER};
 use kordon_cluster::{Epoch, Shard, Tenure, Tenures};
 use tokio::sync::{mpsc, watch};
 
-mod common;
-use common::Nats;
+use kordon_cluster::testkit::Nats;
 
 async fn jetstream(nats: &Nats) -> jetstream::Context {
     let client = async_nats::connect(nats.url()).await.expect("NATS");

@@ -34,6 +34,10 @@ pub struct Config {
     /// The police's CAP messages as webhook deliveries.
     #[serde(default)]
     pub dispatch: crate::dispatch::DispatchConfig,
+    /// Several instances sharing the cases (`docs/cluster.md`); none: one
+    /// process, the default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<kordon_cluster::ClusterConfig>,
     /// The wall clock, except for `kordon demo`.
     #[serde(skip)]
     pub clock: crate::clock::Clock,
@@ -312,6 +316,9 @@ impl Config {
             }
         }
         problems.extend(self.dispatch.check());
+        if let Some(Err(cluster)) = self.cluster.as_ref().map(|c| c.settings()) {
+            problems.extend(cluster);
+        }
         for (key, device) in &self.owntracks.devices {
             if key.split('/').count() != 2 {
                 problems.push(format!(

@@ -74,6 +74,11 @@ enum Command {
         #[arg(long, default_value = "127.0.0.1:8080")]
         http: std::net::SocketAddr,
     },
+    /// A cluster of kordon instances (`docs/cluster.md`).
+    Cluster {
+        #[command(subcommand)]
+        command: ClusterCommand,
+    },
     /// Export or verify the evidence of a case.
     Evidence {
         #[command(subcommand)]
@@ -86,6 +91,17 @@ enum Command {
     },
     /// Print the SHA-256 to put in `http.tokens` for a token read from stdin.
     HashToken,
+}
+
+#[derive(Subcommand)]
+enum ClusterCommand {
+    /// Who holds each shard, under which epoch and since when, the members
+    /// and when each was last heard from, and the shards nobody holds, as
+    /// the lease bucket of the configuration's `[cluster]` has them.
+    Status {
+        #[arg(long, default_value = "config/kordon.toml")]
+        config: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -147,6 +163,7 @@ fn main() -> ExitCode {
             run(config, on_damage)
         }
         Command::Evidence { command } => evidence(command),
+        Command::Cluster { command } => cluster(command),
         Command::Replay {
             recording,
             speed,
@@ -196,6 +213,16 @@ fn run(path: PathBuf, on_damage: kordon_server::OnDamagedJournal) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if config.cluster.is_some() {
+        // Refused rather than run alone: an instance that believed it was
+        // in a cluster while acting for every case would double the alerts.
+        eprintln!(
+            "kordon: {}: `kordon run` does not join a cluster yet; the [cluster] section is read \
+             by `kordon cluster status` only (docs/cluster.md, \"Still to build\")",
+            path.display()
+        );
+        return ExitCode::FAILURE;
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -481,5 +508,46 @@ fn check_cases(files: &[PathBuf]) -> ExitCode {
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS
+    }
+}
+
+fn cluster(command: ClusterCommand) -> ExitCode {
+    let ClusterCommand::Status { config: path } = command;
+    let config = match Config::load(&path) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("kordon: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let Some(cluster) = config.cluster else {
+        eprintln!(
+            "kordon: {}: no [cluster] section: this kordon runs alone",
+            path.display()
+        );
+        return ExitCode::FAILURE;
+    };
+    let settings = cluster.settings().expect("checked at load");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime");
+    match runtime.block_on(kordon_cluster::keeper::shard_map(&settings)) {
+        Ok(states) => {
+            let now_ms = jiff::Timestamp::now().as_millisecond();
+            println!(
+                "cluster: {} (bucket {})",
+                settings.nats_url, settings.bucket
+            );
+            print!(
+                "{}",
+                kordon_cluster::status::render(&states, settings.shards, now_ms)
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("kordon cluster status: {e}");
+            ExitCode::FAILURE
+        }
     }
 }

@@ -1,6 +1,6 @@
-//! What the cluster's tests start of their own: a `nats-server` with
-//! JetStream and a Mosquitto, each on an ephemeral port, stopped on drop.
-#![allow(dead_code)] // each test file uses its part
+//! What the cluster's tests (and kordon-server's) start of their own: a
+//! `nats-server` with JetStream and a Mosquitto, each on an ephemeral port,
+//! stopped on drop. Built only with the `testkit` feature.
 
 use std::net::TcpListener as StdListener;
 use std::process::{Child, Command, Stdio};

@@ -1,0 +1,143 @@
+//! The `[cluster]` section of `kordon.toml`: how an instance joins a
+//! cluster. Checked whole at load, every problem named, as the rest of the
+//! configuration is.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::keeper::ClusterSettings;
+use crate::lease::{InstanceId, LeaseTimes};
+use crate::shards::ShardCount;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// The NATS server with JetStream, e.g. `nats://127.0.0.1:4222`.
+    pub nats_url: String,
+    /// This instance's name, unique in the cluster.
+    pub instance: String,
+    /// Fixed when the cluster is first set up: instances that disagree on it
+    /// would put one case in two shards.
+    #[serde(default = "default_shards")]
+    pub shards: u32,
+    #[serde(default = "default_bucket")]
+    pub bucket: String,
+    #[serde(default = "default_ttl")]
+    pub lease_ttl_ms: u64,
+    #[serde(default = "default_renew")]
+    pub renew_every_ms: u64,
+    #[serde(default = "default_margin")]
+    pub margin_ms: u64,
+}
+
+fn default_shards() -> u32 {
+    u32::from(ShardCount::DEFAULT.get())
+}
+
+fn default_bucket() -> String {
+    ClusterSettings::DEFAULT_BUCKET.to_string()
+}
+
+fn default_ttl() -> u64 {
+    LeaseTimes::default().ttl.as_millis() as u64
+}
+
+fn default_renew() -> u64 {
+    LeaseTimes::default().renew_every.as_millis() as u64
+}
+
+fn default_margin() -> u64 {
+    LeaseTimes::default().margin.as_millis() as u64
+}
+
+impl ClusterConfig {
+    /// The settings, or every problem, one per line, each naming its field.
+    pub fn settings(&self) -> Result<ClusterSettings, Vec<String>> {
+        let mut problems = Vec::new();
+        if !(self.nats_url.starts_with("nats://") || self.nats_url.starts_with("tls://")) {
+            problems.push(format!(
+                "cluster.nats_url: `{}` is not a nats:// or tls:// address",
+                self.nats_url
+            ));
+        }
+        let instance = InstanceId::new(self.instance.clone())
+            .map_err(|e| problems.push(format!("cluster.instance: {e}")));
+        let shards =
+            ShardCount::new(self.shards).map_err(|e| problems.push(format!("cluster.shards: {e}")));
+        let bucket_ok = !self.bucket.is_empty()
+            && self
+                .bucket
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        if !bucket_ok {
+            problems.push(format!(
+                "cluster.bucket: `{}` must be letters, digits, '-' or '_'",
+                self.bucket
+            ));
+        }
+        let times = LeaseTimes {
+            ttl: Duration::from_millis(self.lease_ttl_ms),
+            renew_every: Duration::from_millis(self.renew_every_ms),
+            margin: Duration::from_millis(self.margin_ms),
+        }
+        .checked()
+        .map_err(|e| problems.push(format!("cluster: {e}")));
+        match (instance, shards, times) {
+            (Ok(instance), Ok(shards), Ok(times)) if problems.is_empty() => Ok(ClusterSettings {
+                nats_url: self.nats_url.clone(),
+                bucket: self.bucket.clone(),
+                instance,
+                shards,
+                times,
+            }),
+            _ => Err(problems),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> ClusterConfig {
+        toml::from_str(text).unwrap()
+    }
+
+    #[test]
+    fn the_defaults_need_only_the_server_and_a_name() {
+        let config = parse("nats_url = \"nats://127.0.0.1:4222\"\ninstance = \"kordon-a\"\n");
+        let settings = config.settings().unwrap();
+        assert_eq!(settings.shards, ShardCount::DEFAULT);
+        assert_eq!(settings.bucket, "kordon_leases");
+        assert_eq!(settings.times, LeaseTimes::default());
+    }
+
+    #[test]
+    fn every_problem_is_named_at_once() {
+        let config = parse(
+            "nats_url = \"http://x\"\ninstance = \"a b\"\nshards = 0\nbucket = \"a.b\"\n\
+             lease_ttl_ms = 1000\nrenew_every_ms = 750\n",
+        );
+        let problems = config.settings().unwrap_err();
+        for field in [
+            "cluster.nats_url",
+            "cluster.instance",
+            "cluster.shards",
+            "cluster.bucket",
+            "lease times",
+        ] {
+            assert!(
+                problems.iter().any(|p| p.contains(field)),
+                "{field} not named in {problems:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_unknown_field_is_refused() {
+        let parsed: Result<ClusterConfig, _> =
+            toml::from_str("nats_url = \"nats://h:1\"\ninstance = \"a\"\nshard = 64\n");
+        assert!(parsed.is_err());
+    }
+}

@@ -1,0 +1,104 @@
+//! `kordon cluster status` against a nats-server of the test's own, with two
+//! instances' lease keepers running; and `kordon run`, which does not join a
+//! cluster yet, refusing a configuration with `[cluster]`.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use kordon_cluster::testkit::Nats;
+use kordon_cluster::{ClusterSettings, InstanceId, LeaseKeeper, LeaseTimes, ShardCount};
+
+/// The shipped configuration with a `[cluster]` section, in `dir`.
+fn config_with_cluster(dir: &Path, nats_url: &str) -> PathBuf {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let shipped = std::fs::read_to_string(root.join("config/kordon.toml")).unwrap();
+    let cases = root.join("config/cases");
+    let text = shipped.replace(
+        "dir = \"cases\"",
+        &format!("dir = {:?}", cases.display().to_string()),
+    ) + &format!("\n[cluster]\nnats_url = {nats_url:?}\ninstance = \"kordon-a\"\n");
+    let path = dir.join("kordon.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn kordon(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_kordon"))
+        .args(args)
+        .output()
+        .expect("kordon runs")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_status_shows_who_holds_every_shard() {
+    let nats = Nats::start();
+    let dir = tempfile::tempdir().unwrap();
+    let config = config_with_cluster(dir.path(), &nats.url());
+    let mut keepers = Vec::new();
+    for name in ["kordon-a", "kordon-b"] {
+        let settings = ClusterSettings {
+            nats_url: nats.url(),
+            bucket: ClusterSettings::DEFAULT_BUCKET.to_string(),
+            instance: InstanceId::new(name).unwrap(),
+            shards: ShardCount::DEFAULT,
+            times: LeaseTimes::default(),
+        };
+        keepers.push(LeaseKeeper::start(settings).await.unwrap());
+    }
+    let config = config.to_str().unwrap().to_string();
+    let start = Instant::now();
+    let text = loop {
+        let out = kordon(&["cluster", "status", "--config", &config]);
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        assert!(
+            out.status.success(),
+            "{text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        if text.contains("held 64, free 0") {
+            break text;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "not every shard held:\n{text}"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    assert!(text.contains(&format!("cluster: {}", nats.url())), "{text}");
+    assert!(
+        text.contains("kordon-a") && text.contains("heard from"),
+        "{text}"
+    );
+    assert!(text.contains("shard  owner"), "{text}");
+    assert_eq!(
+        text.lines()
+            .filter(|l| l.contains(" ago") && l.trim_start().starts_with(char::is_numeric))
+            .count(),
+        64,
+        "{text}"
+    );
+    for keeper in keepers {
+        keeper.leave().await;
+    }
+}
+
+#[test]
+fn kordon_run_refuses_a_cluster_section_it_cannot_honour_yet() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = config_with_cluster(dir.path(), "nats://127.0.0.1:1");
+    let out = kordon(&["run", "--config", config.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("does not join a cluster yet"), "{err}");
+}
+
+#[test]
+fn a_bad_cluster_section_is_named_at_load() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = config_with_cluster(dir.path(), "http://nats");
+    let out = kordon(&["cluster", "status", "--config", config.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("cluster.nats_url"), "{err}");
+}
