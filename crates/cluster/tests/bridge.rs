@@ -137,7 +137,7 @@ async fn every_message_reaches_its_case_s_shard_once_through_a_bridge_crash() {
     let Some(mosquitto) = Mosquitto::start() else {
         return;
     };
-    let nats = Nats::start();
+    let Some(nats) = Nats::start() else { return };
     let js = jetstream(&nats).await;
     let (_book_tx, book_rx) = watch::channel(book());
     let first = Bridge::start(settings(&mosquitto), js.clone(), book_rx.clone(), always());
@@ -167,7 +167,7 @@ async fn a_bridge_whose_lease_runs_out_stops_and_the_next_takes_what_it_left() {
     let Some(mosquitto) = Mosquitto::start() else {
         return;
     };
-    let nats = Nats::start();
+    let Some(nats) = Nats::start() else { return };
     let js = jetstream(&nats).await;
     let (_book_tx, book_rx) = watch::channel(book());
     let lease = Arc::new(AtomicBool::new(true));
@@ -199,7 +199,7 @@ async fn a_bridge_whose_lease_runs_out_stops_and_the_next_takes_what_it_left() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_device_map_follows_the_cases_bucket() {
     use kordon_cluster::cases;
-    let nats = Nats::start();
+    let Some(nats) = Nats::start() else { return };
     let js = jetstream(&nats).await;
     let store = cases::open(&js).await.expect("the cases' bucket");
     let case: kordon_core::Case =

