@@ -3,22 +3,26 @@
 //! JetStream has stored every copy (`docs/cluster.md`, "Devices keep
 //! speaking MQTT").
 //!
-//! One instance runs it at a time, under a lease; it checks the lease before
-//! every message it hands on and stops the moment the lease runs out. It
-//! reads on a persistent MQTT session with a fixed client id, so:
+//! One instance runs it at a time, under a lease. It checks the lease before
+//! every message it hands on, and every 100 ms when none comes, and stops
+//! when the lease has run out. It reads on a persistent MQTT session with a
+//! fixed client id, so:
 //! - what it took but had not acknowledged when it stopped or died stays
 //!   with Mosquitto, for the next bridge;
 //! - the next bridge, connecting with the same id, takes the session over,
 //!   and Mosquitto disconnects a deposed bridge still running;
-//! - copies stored twice (a redelivery after a fail-over) are dropped by the
-//!   stream: a message's id is derived from its content
-//!   ([`crate::routing::message_id`]).
+//! - a fix stored twice (a redelivery after a fail-over) is dropped by the
+//!   stream: its id is derived from its content
+//!   ([`crate::routing::message_id`]); a redelivered status is stored twice.
 //!
 //! Three tasks, joined by bounded queues of `window` messages: the MQTT
 //! reader, the publisher to JetStream, and the acknowledger, which waits for
-//! JetStream's acknowledgements in order and passes each on to Mosquitto.
+//! JetStream's acknowledgements in order and passes each on to Mosquitto. A
+//! copy JetStream did not store is sent again, after the messages behind it:
+//! the shard's reader gets it late, as it gets a device's late fix.
 //! The window must be at least Mosquitto's `max_inflight_messages`, so that
-//! the reader never waits on a full queue and keep-alive is always answered.
+//! the reader rarely waits on a full queue (redeliveries after a reconnect
+//! can add to it).
 //! It never decides anything about a case.
 
 use std::sync::Arc;
@@ -64,7 +68,10 @@ const TOPICS: &[&str] = &[
 pub const DUPLICATE_WINDOW: Duration = Duration::from_secs(120);
 
 /// Makes sure the shards' stream exists.
-pub async fn ensure_shard_stream(js: &jetstream::Context) -> Result<(), ClusterError> {
+pub async fn ensure_shard_stream(
+    js: &jetstream::Context,
+    replicas: usize,
+) -> Result<(), ClusterError> {
     js.get_or_create_stream(jetstream::stream::Config {
         name: SHARD_STREAM.to_string(),
         description: Some("kordon: every device message, by shard".to_string()),
@@ -73,7 +80,7 @@ pub async fn ensure_shard_stream(js: &jetstream::Context) -> Result<(), ClusterE
         max_bytes: -1,
         max_consumers: -1,
         storage: jetstream::stream::StorageType::File,
-        num_replicas: 1,
+        num_replicas: replicas,
         duplicate_window: DUPLICATE_WINDOW,
         ..Default::default()
     })
@@ -93,7 +100,12 @@ pub type MayAct = Arc<dyn Fn(Instant) -> bool + Send + Sync>;
 pub struct Bridge {
     tasks: Vec<JoinHandle<()>>,
     stopped: watch::Receiver<bool>,
+    subscribed: watch::Receiver<bool>,
 }
+
+/// How often an idle bridge checks its lease: with no message coming, it
+/// must still stop (and let go of the session) when the lease runs out.
+const LEASE_CHECK: Duration = Duration::from_millis(100);
 
 impl Bridge {
     /// Starts reading. It stops by itself once `may_act` says no.
@@ -115,8 +127,9 @@ impl Bridge {
         let (sent_tx, sent_rx) = mpsc::channel(settings.window);
         let (stopped_tx, stopped) = watch::channel(false);
         let stopped_tx = Arc::new(stopped_tx);
+        let (subscribed_tx, subscribed) = watch::channel(false);
         let tasks = vec![
-            tokio::spawn(read(client.clone(), eventloop, taken_tx)),
+            tokio::spawn(read(client.clone(), eventloop, taken_tx, subscribed_tx)),
             tokio::spawn(publish(
                 js.clone(),
                 book,
@@ -128,7 +141,18 @@ impl Bridge {
             tokio::spawn(acknowledge(js, client, may_act, sent_rx, stopped_tx)),
         ];
         info!(client_id = settings.client_id, "bridge running");
-        Bridge { tasks, stopped }
+        Bridge {
+            tasks,
+            stopped,
+            subscribed,
+        }
+    }
+
+    /// Waits until Mosquitto holds the bridge's subscriptions (acknowledged,
+    /// or kept from an earlier connection of the session): from then on it
+    /// keeps every device message for the bridge.
+    pub async fn subscribed(&mut self) {
+        let _ = self.subscribed.wait_for(|s| *s).await;
     }
 
     /// Waits until the bridge has stopped by itself (its lease ran out).
@@ -151,12 +175,14 @@ impl Drop for Bridge {
     }
 }
 
-/// Reads from Mosquitto: subscribes on every connection, and hands on every
-/// message. Reconnects by itself (rumqttc does, on the next poll).
+/// Reads from Mosquitto: subscribes on a connection that has no session
+/// yet, and hands on every message. Reconnects by itself (rumqttc does, on
+/// the next poll).
 async fn read(
     client: AsyncClient,
     mut eventloop: rumqttc::EventLoop,
     taken: mpsc::Sender<Publish>,
+    subscribed: watch::Sender<bool>,
 ) {
     loop {
         let event = tokio::select! {
@@ -166,13 +192,12 @@ async fn read(
             _ = taken.closed() => return,
         };
         match event {
-            Ok(Event::Incoming(Packet::ConnAck(_))) => {
-                let topics = TOPICS
-                    .iter()
-                    .map(|t| rumqttc::SubscribeFilter::new(t.to_string(), QoS::AtLeastOnce));
-                if let Err(e) = client.subscribe_many(topics).await {
-                    warn!(error = %e, "bridge: subscribing");
-                }
+            Ok(Event::Incoming(Packet::ConnAck(ack))) if ack.session_present => {
+                subscribed.send_replace(true);
+            }
+            Ok(Event::Incoming(Packet::ConnAck(_))) => subscribe(&client),
+            Ok(Event::Incoming(Packet::SubAck(_))) => {
+                subscribed.send_replace(true);
             }
             Ok(Event::Incoming(Packet::Publish(message))) => {
                 if taken.send(message).await.is_err() {
@@ -188,15 +213,32 @@ async fn read(
     }
 }
 
+/// Asks for the device topics from a task of its own: the request waits for
+/// room in rumqttc's queue, which only the event loop's task empties, and
+/// that task must go on reading (and answering keep-alive) meanwhile.
+fn subscribe(client: &AsyncClient) {
+    let client = client.clone();
+    tokio::spawn(async move {
+        let topics = TOPICS
+            .iter()
+            .map(|t| rumqttc::SubscribeFilter::new(t.to_string(), QoS::AtLeastOnce));
+        if let Err(e) = client.subscribe_many(topics).await {
+            warn!(error = %e, "bridge: subscribing");
+        }
+    });
+}
+
 /// A message and the stores of its copies, in the order taken.
 struct Sent {
     message: Publish,
-    copies: Vec<Copy>,
+    copies: Vec<ShardCopy>,
 }
 
-struct Copy {
+/// One shard's copy of a message.
+struct ShardCopy {
     subject: String,
-    id: String,
+    /// A fix's id, for the stream to drop a copy it holds already.
+    id: Option<String>,
     ack: Option<PublishAckFuture>,
 }
 
@@ -209,19 +251,29 @@ async fn publish(
     sent: mpsc::Sender<Sent>,
     stopped: Arc<watch::Sender<bool>>,
 ) {
-    while let Some(message) = taken.recv().await {
-        if !may_act(Instant::now()) {
-            info!("bridge: the lease ran out; stopping");
+    let mut lease_check = tokio::time::interval(LEASE_CHECK);
+    loop {
+        let message = tokio::select! {
+            message = taken.recv() => message,
+            _ = lease_check.tick() => {
+                if may_act(Instant::now()) {
+                    continue;
+                }
+                None
+            }
+        };
+        let Some(message) = message.filter(|_| may_act(Instant::now())) else {
+            info!("bridge: the lease ran out (or the reader stopped); stopping");
             stopped.send_replace(true);
             return;
-        }
+        };
         let shards = book.borrow().route(&message.topic);
         let mut copies = Vec::with_capacity(shards.len());
         for shard in shards {
             let subject = routing::shard_subject(shard);
             let id = routing::message_id(&message.topic, &message.payload, shard);
-            let ack = store(&js, &subject, &id, &message).await;
-            copies.push(Copy { subject, id, ack });
+            let ack = store(&js, &subject, id.as_deref(), &message).await;
+            copies.push(ShardCopy { subject, id, ack });
         }
         if sent.send(Sent { message, copies }).await.is_err() {
             return;
@@ -233,11 +285,13 @@ async fn publish(
 async fn store(
     js: &jetstream::Context,
     subject: &str,
-    id: &str,
+    id: Option<&str>,
     message: &Publish,
 ) -> Option<PublishAckFuture> {
     let mut headers = HeaderMap::new();
-    headers.insert(NATS_MESSAGE_ID, id);
+    if let Some(id) = id {
+        headers.insert(NATS_MESSAGE_ID, id);
+    }
     headers.insert(TOPIC_HEADER, message.topic.as_str());
     js.publish_with_headers(subject.to_string(), headers, message.payload.clone())
         .await
@@ -271,7 +325,7 @@ async fn acknowledge(
                     return;
                 }
                 tokio::time::sleep(Duration::from_millis(100)).await;
-                copy.ack = store(&js, &copy.subject, &copy.id, &message).await;
+                copy.ack = store(&js, &copy.subject, copy.id.as_deref(), &message).await;
             }
         }
         if let Err(e) = client.ack(&message).await {

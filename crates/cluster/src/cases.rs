@@ -4,8 +4,12 @@
 //! case API of whichever instance is asked).
 //!
 //! A key is the case id with each `.` written `=2e` (a dot separates the
-//! tokens of a NATS subject, and case ids may hold one); `=` never occurs in
-//! a case id, so the key reads back.
+//! tokens of a NATS subject, and case ids may hold one). Only plain ids
+//! ([`kordon_core::CaseId::is_plain`], as for case files) are stored, and
+//! `=` is not among their characters, so the key reads back; a case's id is
+//! read from its value all the same.
+//!
+//! This module decides nothing about a case: it stores, deletes and reads.
 
 use async_nats::jetstream::kv::{self, Operation, Store};
 use async_nats::jetstream::{self};
@@ -42,11 +46,21 @@ pub fn devices_of(case: &Case) -> Vec<String> {
 }
 
 /// Opens (or makes) the cases' bucket: the latest of each case, on disk.
-pub async fn open(js: &jetstream::Context) -> Result<Store, ClusterError> {
-    crate::keeper::open_or_create_bucket(js, CASES_BUCKET, "kordon: the cases").await
+pub async fn open(js: &jetstream::Context, replicas: usize) -> Result<Store, ClusterError> {
+    crate::keeper::open_or_create_bucket(js, CASES_BUCKET, "kordon: the cases", replicas).await
 }
 
+/// Stores a case (refused if its id is not plain).
 pub async fn put(store: &Store, case: &Case) -> Result<u64, ClusterError> {
+    if !case.id.is_plain() {
+        return Err(ClusterError::Bucket {
+            bucket: CASES_BUCKET.to_string(),
+            message: format!(
+                "case id `{}` must be 1 to 64 of A-Z a-z 0-9 . _ -, not starting with '.'",
+                case.id
+            ),
+        });
+    }
     let value = serde_json::to_vec(case).expect("cases always serialise");
     store
         .put(key_of(case.id.as_str()), value.into())
@@ -67,21 +81,43 @@ pub async fn delete(store: &Store, case_id: &str) -> Result<(), ClusterError> {
         })
 }
 
-/// Keeps a [`DeviceBook`] up to date with the bucket, from its start: the
-/// receiver sees every change (the bridge routes each message by the book as
-/// it is when the message comes).
+/// Keeps a [`DeviceBook`] up to date with the bucket. It returns once the
+/// book holds every case the bucket held when watching began: a bridge
+/// started before that would route a case's devices as if they were in no
+/// case. The receiver then sees every change (the bridge routes each message
+/// by the book as it is when the message comes).
 pub async fn watch_book(
     store: Store,
     shards: ShardCount,
 ) -> Result<watch::Receiver<DeviceBook>, ClusterError> {
+    let watch_error = |e: &dyn std::fmt::Display| ClusterError::Watch {
+        bucket: CASES_BUCKET.to_string(),
+        message: e.to_string(),
+    };
     let mut entries = store
         .watch_with_history(">")
         .await
-        .map_err(|e| ClusterError::Watch {
-            bucket: CASES_BUCKET.to_string(),
-            message: e.to_string(),
-        })?;
-    let (tx, rx) = watch::channel(DeviceBook::new(shards));
+        .map_err(|e| watch_error(&e))?;
+    let mut book = DeviceBook::new(shards);
+    // An empty bucket sends nothing to say the watch has caught up.
+    let empty = crate::keeper::is_empty(&store)
+        .await
+        .map_err(|e| watch_error(&e))?;
+    if !empty {
+        loop {
+            match entries.next().await {
+                Some(Ok(entry)) => {
+                    apply(&mut book, &entry);
+                    if entry.seen_current {
+                        break;
+                    }
+                }
+                Some(Err(e)) => return Err(watch_error(&e)),
+                None => return Err(watch_error(&"the watch ended before it caught up")),
+            }
+        }
+    }
+    let (tx, rx) = watch::channel(book);
     tokio::spawn(async move {
         while let Some(entry) = entries.next().await {
             match entry {
@@ -104,7 +140,7 @@ fn apply(book: &mut DeviceBook, entry: &kv::Entry) {
         return;
     }
     match serde_json::from_slice::<Case>(&entry.value) {
-        Ok(case) => book.put_case(&case_id, devices_of(&case)),
+        Ok(case) => book.put_case(case.id.as_str(), devices_of(&case)),
         // Kept as it was: a case kordon cannot read is refused where it
         // was written, and losing its routing would lose its fixes.
         Err(e) => warn!(case = case_id, error = %e, "a case in the bucket kordon cannot read"),

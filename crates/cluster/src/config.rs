@@ -29,6 +29,14 @@ pub struct ClusterConfig {
     pub renew_every_ms: u64,
     #[serde(default = "default_margin")]
     pub margin_ms: u64,
+    /// Copies NATS keeps of the cluster's buckets and streams: 3 on a NATS
+    /// cluster in production.
+    #[serde(default = "default_replicas")]
+    pub replicas: usize,
+}
+
+fn default_replicas() -> usize {
+    1
 }
 
 fn default_shards() -> u32 {
@@ -65,6 +73,12 @@ impl ClusterConfig {
             .map_err(|e| problems.push(format!("cluster.instance: {e}")));
         let shards =
             ShardCount::new(self.shards).map_err(|e| problems.push(format!("cluster.shards: {e}")));
+        if !(1..=5).contains(&self.replicas) {
+            problems.push(format!(
+                "cluster.replicas: 1 to 5 (JetStream's limit), not {}",
+                self.replicas
+            ));
+        }
         let bucket_ok = !self.bucket.is_empty()
             && self
                 .bucket
@@ -90,6 +104,7 @@ impl ClusterConfig {
                 instance,
                 shards,
                 times,
+                replicas: self.replicas,
             }),
             _ => Err(problems),
         }
@@ -117,7 +132,7 @@ mod tests {
     fn every_problem_is_named_at_once() {
         let config = parse(
             "nats_url = \"http://x\"\ninstance = \"a b\"\nshards = 0\nbucket = \"a.b\"\n\
-             lease_ttl_ms = 1000\nrenew_every_ms = 750\n",
+             lease_ttl_ms = 1000\nrenew_every_ms = 750\nreplicas = 0\n",
         );
         let problems = config.settings().unwrap_err();
         for field in [
@@ -125,6 +140,7 @@ mod tests {
             "cluster.instance",
             "cluster.shards",
             "cluster.bucket",
+            "cluster.replicas",
             "lease times",
         ] {
             assert!(

@@ -37,6 +37,10 @@ pub struct ClusterSettings {
     pub instance: InstanceId,
     pub shards: ShardCount,
     pub times: LeaseTimes,
+    /// Copies NATS keeps of the cluster's buckets and streams: 1 on one
+    /// server, 3 on a NATS cluster in production. Set when a bucket or
+    /// stream is made; an existing one keeps its own.
+    pub replicas: usize,
 }
 
 impl ClusterSettings {
@@ -93,11 +97,7 @@ impl LeaseKeeper {
                 message: e.to_string(),
             })?;
         // An empty bucket sends nothing to say the watch has caught up.
-        let empty = store
-            .status()
-            .await
-            .map(|s| s.values() == 0)
-            .unwrap_or(false);
+        let empty = is_empty(&store).await.unwrap_or(false);
         let desk = LeaseDesk::new(settings.instance.clone(), settings.shards, settings.times);
         let (tenures_tx, tenures) = watch::channel(Tenures::default());
         let (leave_tx, leave_rx) = oneshot::channel();
@@ -156,7 +156,13 @@ async fn connect(url: &str) -> Result<async_nats::Client, ClusterError> {
 pub async fn open_bucket(settings: &ClusterSettings) -> Result<Store, ClusterError> {
     let client = connect(&settings.nats_url).await?;
     let js = jetstream::new(client);
-    open_or_create_bucket(&js, &settings.bucket, "kordon: shard leases and members").await
+    open_or_create_bucket(
+        &js,
+        &settings.bucket,
+        "kordon: shard leases and members",
+        settings.replicas,
+    )
+    .await
 }
 
 /// A key-value bucket keeping the latest value of each key, on disk, made if
@@ -165,6 +171,7 @@ pub async fn open_or_create_bucket(
     js: &jetstream::Context,
     bucket: &str,
     description: &str,
+    replicas: usize,
 ) -> Result<Store, ClusterError> {
     if let Ok(store) = js.get_key_value(bucket).await {
         return Ok(store);
@@ -185,7 +192,7 @@ pub async fn open_or_create_bucket(
         max_bytes: -1,
         max_consumers: -1,
         storage: jetstream::stream::StorageType::File,
-        num_replicas: 1,
+        num_replicas: replicas,
         allow_rollup: true,
         deny_delete: true,
         allow_direct: true,
@@ -195,6 +202,15 @@ pub async fn open_or_create_bucket(
     .await
     .map_err(|e| bucket_error(&e))?;
     js.get_key_value(bucket).await.map_err(|e| bucket_error(&e))
+}
+
+/// Whether the bucket holds nothing (deletes count as something): asked of
+/// the server, as the store's own `status` answers from what it read when it
+/// was opened.
+pub async fn is_empty(store: &Store) -> Result<bool, String> {
+    let mut stream = store.stream.clone();
+    let info = stream.info().await.map_err(|e| e.to_string())?;
+    Ok(info.state.messages == 0)
 }
 
 /// What a bucket entry says, for the desk. A lease value that cannot be read
@@ -274,7 +290,6 @@ struct Driver {
 
 impl Driver {
     async fn run(mut self, mut watch: kv::Watch, empty: bool, mut leave: oneshot::Receiver<()>) {
-        let times = self.settings.times;
         // At most one write per shard and the membership's are in flight
         // (the desk's rule), so this never fills.
         let (done_tx, mut done_rx) =
@@ -282,52 +297,70 @@ impl Driver {
         if empty {
             self.desk.observe(Observation::CaughtUp, Instant::now());
         }
-        let mut tick = tokio::time::interval(times.renew_every / 5);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut tick = self.ticks();
         info!(instance = %self.settings.instance, shards = self.settings.shards.get(), "lease keeper running");
         loop {
             tokio::select! {
                 entry = watch.next() => match entry {
-                    Some(Ok(entry)) => {
-                        let now = Instant::now();
-                        if let Some(observation) = observation(&entry) {
-                            self.desk.observe(observation, now);
-                        }
-                        if entry.seen_current {
-                            self.desk.observe(Observation::CaughtUp, now);
-                        }
-                    }
+                    Some(Ok(entry)) => self.take_in(&entry),
                     Some(Err(e)) => warn!(error = %e, "lease bucket watch"),
                     None => {
                         warn!("the lease bucket watch ended; watching again");
-                        watch = self.rewatch().await;
+                        match self.rewatch(&mut leave).await {
+                            Some(again) => watch = again,
+                            None => break,
+                        }
                     }
                 },
                 Some(done) = done_rx.recv() => {
                     self.desk.written(&done.write, done.sent, done.outcome, Instant::now());
                 }
                 _ = tick.tick() => {}
-                _ = &mut leave => {
-                    self.leave().await;
-                    return;
-                }
+                _ = &mut leave => break,
             }
-            let now = Instant::now();
-            for write in self.desk.poll(now) {
-                self.spawn_write(write, now, done_tx.clone());
-            }
-            self.publish(now);
+            self.step(&done_tx);
+        }
+        self.leave(&done_tx, &mut done_rx).await;
+    }
+
+    fn ticks(&self) -> tokio::time::Interval {
+        let mut tick = tokio::time::interval(self.settings.times.renew_every / 5);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tick
+    }
+
+    fn take_in(&mut self, entry: &kv::Entry) {
+        let now = Instant::now();
+        if let Some(observation) = observation(entry) {
+            self.desk.observe(observation, now);
+        }
+        if entry.seen_current {
+            self.desk.observe(Observation::CaughtUp, now);
         }
     }
 
-    async fn rewatch(&self) -> kv::Watch {
+    /// Makes the writes the desk asks for now, and tells the rest of kordon
+    /// of any change in its tenures.
+    fn step(&mut self, done: &mpsc::Sender<Done>) {
+        let now = Instant::now();
+        // A lease given up is deleted only once its tenure has run out
+        // (the desk's rule), so copies of it are over by then too.
+        for write in self.desk.poll(now) {
+            self.spawn_write(write, now, done.clone());
+        }
+        self.publish(now);
+    }
+
+    /// Watches the bucket again; `None` if asked to leave meanwhile.
+    async fn rewatch(&self, leave: &mut oneshot::Receiver<()>) -> Option<kv::Watch> {
         loop {
             match self.store.watch_with_history(">").await {
-                Ok(watch) => return watch,
-                Err(e) => {
-                    warn!(error = %e, "watching the lease bucket again");
-                    tokio::time::sleep(self.settings.times.renew_every / 5).await;
-                }
+                Ok(watch) => return Some(watch),
+                Err(e) => warn!(error = %e, "watching the lease bucket again"),
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(self.settings.times.renew_every / 5) => {}
+                _ = &mut *leave => return None,
             }
         }
     }
@@ -351,26 +384,32 @@ impl Driver {
         });
     }
 
-    /// Stops acting, then frees the shards and the membership, waiting for
-    /// each delete at most a renewal's time.
-    async fn leave(&mut self) {
-        let writes = self.desk.leave();
-        self.publish(Instant::now());
-        let deadline = self.settings.times.renew_every;
-        for write in writes {
-            let done = tokio::time::timeout(
-                deadline,
-                perform(&self.store, &self.settings.instance, &write),
-            )
-            .await;
-            if !matches!(done, Ok(Outcome::Written(_))) {
-                warn!(
-                    ?write,
-                    "leaving: a lease was not freed; it runs out on its own"
-                );
+    /// A clean leave: stops acting at once (the empty tenures are published
+    /// before anything is written), deletes the membership, and deletes each
+    /// lease once the tenure handed out for it has run out, so that nobody
+    /// acting on a copy of one overlaps the next owner. Gives up a lease
+    /// after that plus one more lease (NATS unreachable): it then runs out
+    /// like any other.
+    async fn leave(&mut self, done_tx: &mpsc::Sender<Done>, done_rx: &mut mpsc::Receiver<Done>) {
+        let now = Instant::now();
+        self.desk.leave();
+        self.publish(now);
+        let give_up = self.desk.last_delete_at().unwrap_or(now).max(now) + self.settings.times.ttl;
+        let mut tick = self.ticks();
+        while !self.desk.has_left() && Instant::now() < give_up {
+            self.step(done_tx);
+            tokio::select! {
+                Some(done) = done_rx.recv() => {
+                    self.desk.written(&done.write, done.sent, done.outcome, Instant::now());
+                }
+                _ = tick.tick() => {}
             }
         }
-        info!(instance = %self.settings.instance, "left the cluster");
+        if self.desk.has_left() {
+            info!(instance = %self.settings.instance, "left the cluster");
+        } else {
+            warn!(instance = %self.settings.instance, "left the cluster with leases not freed: they run out on their own");
+        }
     }
 
     fn publish(&self, now: Instant) {

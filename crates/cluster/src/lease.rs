@@ -304,11 +304,34 @@ enum Slot {
         renewed: Instant,
         valid_until: Instant,
     },
-    /// This instance's, given up: it no longer acts, the delete is on its way.
-    Releasing { revision: Revision },
+    /// This instance's, given up: it no longer acts, and deletes the lease
+    /// at `delete_at`, once every tenure it handed out has run out (until
+    /// then someone may still act on a copy of one).
+    Releasing {
+        revision: Revision,
+        epoch: Epoch,
+        delete_at: Instant,
+    },
 }
 
 impl Slot {
+    /// Whether `value` is a write of this instance's tenure (held or being
+    /// given up).
+    fn is_our_tenure(&self, me: &InstanceId, value: &LeaseValue) -> bool {
+        match self {
+            Slot::Mine { epoch, .. } | Slot::Releasing { epoch, .. } => {
+                value.owner == *me && value.epoch == Some(*epoch)
+            }
+            _ => false,
+        }
+    }
+
+    fn set_revision(&mut self, to: Revision) {
+        if let Slot::Mine { revision, .. } | Slot::Releasing { revision, .. } = self {
+            *revision = to;
+        }
+    }
+
     /// The key's revision as far as it is known here.
     fn revision(&self) -> Option<Revision> {
         match self {
@@ -316,7 +339,7 @@ impl Slot {
             Slot::Free { revision, .. }
             | Slot::Taken { revision, .. }
             | Slot::Mine { revision, .. }
-            | Slot::Releasing { revision } => Some(*revision),
+            | Slot::Releasing { revision, .. } => Some(*revision),
         }
     }
 }
@@ -365,7 +388,17 @@ pub struct LeaseDesk {
     caught_up: bool,
     heartbeat_due: Option<Instant>,
     heartbeat_writing: bool,
-    leaving: bool,
+    leaving: Leaving,
+}
+
+/// Where a clean leave stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Leaving {
+    No,
+    /// Leaving: the membership's delete is still to be sent.
+    Announce,
+    /// Leaving: the membership's delete was sent (or given up on).
+    Announced,
 }
 
 impl LeaseDesk {
@@ -386,7 +419,7 @@ impl LeaseDesk {
             caught_up: false,
             heartbeat_due: None,
             heartbeat_writing: false,
-            leaving: false,
+            leaving: Leaving::No,
         }
     }
 
@@ -401,6 +434,9 @@ impl LeaseDesk {
     /// Takes in what the bucket said.
     pub fn observe(&mut self, observation: Observation, now: Instant) {
         match observation {
+            // Only the first: an Unknown slot after that waits for an entry
+            // of its own key (the delete after a release, say).
+            Observation::CaughtUp if self.caught_up => {}
             Observation::CaughtUp => {
                 self.caught_up = true;
                 for state in &mut self.shards {
@@ -428,16 +464,11 @@ impl LeaseDesk {
                 if state.slot.revision().is_some_and(|known| known >= revision) {
                     return; // our own write coming back, or old news
                 }
-                if let (Slot::Mine { epoch, .. }, Some(value)) = (&state.slot, &value) {
-                    if value.owner == self.me && value.epoch == Some(*epoch) {
+                if let Some(value) = &value {
+                    if state.slot.is_our_tenure(&self.me, value) {
                         // Our renewal, seen before its answer: only we write
                         // this tenure's epoch. The answer extends the tenure.
-                        if let Slot::Mine {
-                            revision: known, ..
-                        } = &mut state.slot
-                        {
-                            *known = revision;
-                        }
+                        state.slot.set_revision(revision);
                         return;
                     }
                 }
@@ -486,12 +517,18 @@ impl LeaseDesk {
     /// [`LeaseDesk::written`], passing the instant it *sent* the write.
     pub fn poll(&mut self, now: Instant) -> Vec<Write> {
         let mut writes = Vec::new();
-        if self.leaving {
-            return writes;
-        }
-        if !self.heartbeat_writing && self.heartbeat_due.is_none_or(|due| now >= due) {
-            self.heartbeat_writing = true;
-            writes.push(Write::Heartbeat);
+        match self.leaving {
+            Leaving::Announce => {
+                self.leaving = Leaving::Announced;
+                writes.push(Write::Leave);
+            }
+            Leaving::No => {
+                if !self.heartbeat_writing && self.heartbeat_due.is_none_or(|due| now >= due) {
+                    self.heartbeat_writing = true;
+                    writes.push(Write::Heartbeat);
+                }
+            }
+            Leaving::Announced => {}
         }
         if !self.caught_up {
             return writes;
@@ -499,61 +536,45 @@ impl LeaseDesk {
         let alive = self.alive(now);
         for index in 0..self.shards.len() {
             let shard = Shard(index as u16);
-            let preferred = shards::preferred(shard, alive.iter().map(|(id, _)| id.as_str()));
-            let mine_by_preference = preferred == Some(self.me.as_str());
-            let hand_over = preferred.is_some_and(|p| {
-                p != self.me.as_str()
-                    && alive
-                        .iter()
-                        .any(|(id, since)| id.as_str() == p && now >= *since + self.times.ttl)
-            });
-            let times = self.times;
+            // A lease left to run out says its holder is dead or cut off:
+            // the shard's preference is among the others.
+            let holder = match &self.shards[index].slot {
+                Slot::Taken { owner, .. } => Some(owner.clone()),
+                _ => None,
+            };
+            let view = self.view(shard, &alive, holder.as_ref(), now);
             let state = &mut self.shards[index];
             if state.writing || state.quiet_until.is_some_and(|t| now < t) {
                 continue;
             }
-            let write = match &state.slot {
-                Slot::Unknown | Slot::Releasing { .. } => None,
-                Slot::Mine { revision, .. }
-                    if hand_over && state.keep_until.is_none_or(|t| now >= t) =>
-                {
-                    let expect = *revision;
-                    state.slot = Slot::Releasing { revision: expect };
-                    Some(Write::Release { shard, expect })
-                }
-                Slot::Mine {
-                    revision,
-                    epoch,
-                    renewed,
-                    ..
-                } => (now >= *renewed + times.renew_every).then_some(Write::Renew {
-                    shard,
-                    expect: *revision,
-                    epoch: *epoch,
-                }),
-                Slot::Free { revision, since } => {
-                    let open = mine_by_preference || now >= *since + times.renew_every;
-                    open.then_some(Write::Claim {
-                        shard,
-                        expect: *revision,
-                    })
-                }
-                Slot::Taken { revision, seen, .. } => {
-                    let expired = *seen + times.ttl;
-                    let open = now >= expired
-                        && (mine_by_preference || now >= expired + times.renew_every);
-                    open.then_some(Write::Claim {
-                        shard,
-                        expect: *revision,
-                    })
-                }
-            };
-            if let Some(write) = write {
+            if let Some(write) = decide(state, shard, view, self.times, now) {
                 state.writing = true;
                 writes.push(write);
             }
         }
         writes
+    }
+
+    /// What this instance's place is for `shard`, among those alive.
+    fn view(
+        &self,
+        shard: Shard,
+        alive: &[(InstanceId, Instant)],
+        holder: Option<&InstanceId>,
+        now: Instant,
+    ) -> View {
+        let candidates = alive.iter().filter(|(id, _)| Some(id) != holder);
+        let preferred = shards::preferred(shard, candidates.map(|(id, _)| id.as_str()));
+        let settled = |p: &str| {
+            alive
+                .iter()
+                .any(|(id, since)| id.as_str() == p && now >= *since + self.times.ttl)
+        };
+        View {
+            preferred: preferred == Some(self.me.as_str()),
+            hand_over: preferred.is_some_and(|p| p != self.me.as_str() && settled(p)),
+            leaving: self.leaving != Leaving::No,
+        }
     }
 
     /// The members alive now, this instance first, with the time each was
@@ -572,23 +593,45 @@ impl LeaseDesk {
     /// was sent.
     pub fn written(&mut self, write: &Write, sent: Instant, outcome: Outcome, now: Instant) {
         let times = self.times;
+        // After a failure, a pause: an answer that comes back at once (NATS
+        // up, JetStream not) must not become a loop at the speed of the box.
+        let back_off = now + times.renew_every / 5;
         match *write {
             Write::Leave => {}
             Write::Heartbeat => {
                 self.heartbeat_writing = false;
                 self.heartbeat_due = Some(match outcome {
                     Outcome::Written(_) => sent + times.renew_every,
-                    Outcome::Conflict | Outcome::Failed => now,
+                    Outcome::Conflict | Outcome::Failed => back_off,
                 });
             }
             Write::Claim { shard, .. }
             | Write::Renew { shard, .. }
             | Write::Release { shard, .. } => {
+                let leaving = self.leaving != Leaving::No;
                 let Some(state) = self.shards.get_mut(usize::from(shard.0)) else {
                     return;
                 };
                 state.writing = false;
-                state.slot = after_write(&state.slot, write, sent, outcome, &self.me, times);
+                state.slot = after_write(&state.slot, write, sent, outcome, times);
+                if leaving {
+                    // A claim or renewal that landed as this instance left is
+                    // not handed out; deleted once any tenure that could
+                    // have been (the renewal's) is over.
+                    if let Slot::Mine {
+                        revision,
+                        epoch,
+                        valid_until,
+                        ..
+                    } = state.slot
+                    {
+                        state.slot = Slot::Releasing {
+                            revision,
+                            epoch,
+                            delete_at: valid_until,
+                        };
+                    }
+                }
                 match (write, outcome) {
                     (Write::Claim { .. }, Outcome::Written(_)) => {
                         state.keep_until = Some(now + KEEP_FOR_LEASES * times.ttl);
@@ -596,6 +639,7 @@ impl LeaseDesk {
                     (Write::Claim { .. }, Outcome::Conflict | Outcome::Failed) => {
                         state.quiet_until = Some(now + times.renew_every);
                     }
+                    (_, Outcome::Failed) => state.quiet_until = Some(back_off),
                     _ => {}
                 }
             }
@@ -624,22 +668,50 @@ impl LeaseDesk {
             .collect()
     }
 
-    /// Stops acting for every shard, and returns the deletes that free them
-    /// (and the membership's): the caller sends them, then goes. Nothing is
-    /// claimed or renewed after this.
-    pub fn leave(&mut self) -> Vec<Write> {
-        self.leaving = true;
-        let mut writes = vec![Write::Leave];
-        for (index, state) in self.shards.iter_mut().enumerate() {
-            if let Slot::Mine { revision, .. } = state.slot {
-                state.slot = Slot::Releasing { revision };
-                writes.push(Write::Release {
-                    shard: Shard(index as u16),
-                    expect: revision,
-                });
+    /// Begins a clean leave: this instance stops acting for every shard at
+    /// once, claims and renews nothing more, deletes its membership (the
+    /// next [`LeaseDesk::poll`]), and deletes each lease once the tenure it
+    /// handed out has run out. [`LeaseDesk::has_left`] says when it is done.
+    pub fn leave(&mut self) {
+        if self.leaving != Leaving::No {
+            return;
+        }
+        self.leaving = Leaving::Announce;
+        for state in &mut self.shards {
+            if let Slot::Mine {
+                revision,
+                epoch,
+                valid_until,
+                ..
+            } = state.slot
+            {
+                state.slot = Slot::Releasing {
+                    revision,
+                    epoch,
+                    delete_at: valid_until,
+                };
             }
         }
-        writes
+    }
+
+    /// Left: nothing held, nothing being written. The latest instant a lease
+    /// of this instance's is to be deleted is [`LeaseDesk::last_delete_at`].
+    pub fn has_left(&self) -> bool {
+        self.leaving == Leaving::Announced
+            && self.shards.iter().all(|s| {
+                !s.writing && !matches!(s.slot, Slot::Mine { .. } | Slot::Releasing { .. })
+            })
+    }
+
+    /// When the last lease still to be deleted comes due.
+    pub fn last_delete_at(&self) -> Option<Instant> {
+        self.shards
+            .iter()
+            .filter_map(|s| match s.slot {
+                Slot::Releasing { delete_at, .. } => Some(delete_at),
+                _ => None,
+            })
+            .max()
     }
 
     /// Who holds each shard, as far as this instance knows (`None`: free or
@@ -656,13 +728,84 @@ impl LeaseDesk {
     }
 }
 
+/// This instance's place for one shard, as [`decide`] needs it.
+#[derive(Clone, Copy, Debug)]
+struct View {
+    /// It is the shard's preferred instance among those alive.
+    preferred: bool,
+    /// Another instance, alive for a whole lease, is preferred.
+    hand_over: bool,
+    leaving: bool,
+}
+
+/// The write one shard needs now, if any (and the slot's change when this
+/// instance gives the shard up).
+fn decide(
+    state: &mut ShardState,
+    shard: Shard,
+    view: View,
+    times: LeaseTimes,
+    now: Instant,
+) -> Option<Write> {
+    match state.slot {
+        Slot::Unknown => None,
+        Slot::Releasing {
+            revision,
+            delete_at,
+            ..
+        } => (now >= delete_at).then_some(Write::Release {
+            shard,
+            expect: revision,
+        }),
+        Slot::Mine {
+            revision,
+            epoch,
+            valid_until,
+            ..
+        } if view.leaving || (view.hand_over && state.keep_until.is_none_or(|t| now >= t)) => {
+            // Stops acting now; deletes once the tenure handed out is over.
+            state.slot = Slot::Releasing {
+                revision,
+                epoch,
+                delete_at: valid_until,
+            };
+            None
+        }
+        Slot::Mine {
+            revision,
+            epoch,
+            renewed,
+            ..
+        } => (now >= renewed + times.renew_every).then_some(Write::Renew {
+            shard,
+            expect: revision,
+            epoch,
+        }),
+        _ if view.leaving => None,
+        Slot::Free { revision, since } => {
+            let open = view.preferred || now >= since + times.renew_every;
+            open.then_some(Write::Claim {
+                shard,
+                expect: revision,
+            })
+        }
+        Slot::Taken { revision, seen, .. } => {
+            let expired = seen + times.ttl;
+            let open = now >= expired && (view.preferred || now >= expired + times.renew_every);
+            open.then_some(Write::Claim {
+                shard,
+                expect: revision,
+            })
+        }
+    }
+}
+
 /// A shard's slot once a write for it returned.
 fn after_write(
     slot: &Slot,
     write: &Write,
     sent: Instant,
     outcome: Outcome,
-    me: &InstanceId,
     times: LeaseTimes,
 ) -> Slot {
     let known = slot.revision();
@@ -671,6 +814,21 @@ fn after_write(
             if known.is_some_and(|k| k > revision) {
                 // The watch already told of a later write: ours is history.
                 return slot.clone();
+            }
+            if let (
+                Write::Renew { .. },
+                Slot::Releasing {
+                    epoch, delete_at, ..
+                },
+            ) = (write, slot)
+            {
+                // Given up while the renewal was out: still given up, with
+                // the revision to delete.
+                return Slot::Releasing {
+                    revision,
+                    epoch: *epoch,
+                    delete_at: *delete_at,
+                };
             }
             let epoch = match write {
                 Write::Renew { epoch, .. } => *epoch,
@@ -683,10 +841,12 @@ fn after_write(
                 valid_until: times.valid_until(sent),
             }
         }
-        // Someone else wrote first: whatever we held is gone. The watch
-        // tells who, if it has not already.
-        (Write::Renew { .. }, Outcome::Conflict) => match slot {
-            Slot::Mine { .. } => Slot::Unknown,
+        // Someone else wrote after the revision this renewal expected: what
+        // we held is gone, and the watch tells who. Unless the slot has moved
+        // past that revision already (a renewal of ours that timed out but
+        // was stored, seen since): then the conflict is with ourselves.
+        (Write::Renew { expect, .. }, Outcome::Conflict) => match slot {
+            Slot::Mine { revision, .. } if revision == expect => Slot::Unknown,
             other => other.clone(),
         },
         // A renewal with no answer: the tenure runs out on its own clock,
@@ -700,15 +860,12 @@ fn after_write(
         // has stood for a whole lease.
         (Write::Claim { .. }, Outcome::Failed) => slot.clone(),
         (Write::Release { expect, .. }, outcome) => match slot {
-            Slot::Releasing { revision } if revision == expect => match outcome {
-                // The watch brings the delete with its revision.
-                Outcome::Written(_) => Slot::Unknown,
-                // Still ours on the bucket: it will run out like anyone's.
-                Outcome::Conflict | Outcome::Failed => Slot::Taken {
-                    owner: me.clone(),
-                    revision: *revision,
-                    seen: sent,
-                },
+            Slot::Releasing { revision, .. } if revision == expect => match outcome {
+                // Deleted, or someone wrote since: either way the watch
+                // brings the key's next entry, which says what it is now.
+                Outcome::Written(_) | Outcome::Conflict => Slot::Unknown,
+                // Tried again after the back-off.
+                Outcome::Failed => slot.clone(),
             },
             other => other.clone(),
         },

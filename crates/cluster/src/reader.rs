@@ -109,58 +109,62 @@ async fn read(
     out: mpsc::Sender<ShardMessage>,
 ) {
     let Tenure { shard, epoch, .. } = tenure;
-    let mut until = tenure.valid_until;
     loop {
-        tokio::select! {
-            message = messages.next() => {
-                let Some(message) = message else {
-                    warn!(%shard, "the shard's stream ended");
-                    return;
-                };
-                let message = match message {
-                    Ok(message) => message,
-                    Err(e) => {
-                        warn!(%shard, error = %e, "reading the shard");
-                        continue;
-                    }
-                };
-                // Checked at the moment of handing on, on this clock.
-                let Some(now_held) = still_held(&tenures, shard, epoch) else { break };
-                until = now_held.valid_until;
-                let Ok(info) = message.info() else { continue };
-                let topic = message
-                    .headers
-                    .as_ref()
-                    .and_then(|h| h.get(TOPIC_HEADER))
-                    .map(|t| t.to_string())
-                    .unwrap_or_default();
-                let item = ShardMessage {
-                    shard,
-                    seq: info.stream_sequence,
-                    topic,
-                    payload: message.payload.clone(),
-                    epoch,
-                };
-                if out.send(item).await.is_err() {
-                    return;
-                }
+        let message = tokio::select! {
+            message = messages.next() => message,
+            _ = until_over(&mut tenures, shard, epoch) => break,
+        };
+        let Some(message) = message else {
+            warn!(%shard, "the shard's stream ended");
+            return;
+        };
+        let message = match message {
+            Ok(message) => message,
+            Err(e) => {
+                warn!(%shard, error = %e, "reading the shard");
+                continue;
             }
-            changed = tenures.changed() => {
-                if changed.is_err() {
-                    break;
-                }
-                match still_held(&tenures, shard, epoch) {
-                    Some(t) => until = t.valid_until,
-                    None => break,
-                }
-            }
-            _ = tokio::time::sleep_until(tokio::time::Instant::from_std(until)) => {
-                match still_held(&tenures, shard, epoch) {
-                    Some(t) => until = t.valid_until,
-                    None => break,
-                }
-            }
+        };
+        // Room first, then the check: waiting for room can outlast the tenure.
+        let permit = tokio::select! {
+            permit = out.reserve() => match permit {
+                Ok(permit) => permit,
+                Err(_) => return, // nobody takes the shard's messages
+            },
+            _ = until_over(&mut tenures, shard, epoch) => break,
+        };
+        if still_held(&tenures, shard, epoch).is_none() {
+            break;
         }
+        let Ok(info) = message.info() else { continue };
+        let topic = message
+            .headers
+            .as_ref()
+            .and_then(|h| h.get(TOPIC_HEADER))
+            .map(|t| t.to_string())
+            .unwrap_or_default();
+        permit.send(ShardMessage {
+            shard,
+            seq: info.stream_sequence,
+            topic,
+            payload: message.payload.clone(),
+            epoch,
+        });
     }
     info!(%shard, %epoch, "the tenure ended: stopped reading the shard");
+}
+
+/// Resolves once the tenure of `epoch` for `shard` no longer holds: the
+/// keeper has dropped it, or its end has passed with no renewal heard of.
+async fn until_over(tenures: &mut watch::Receiver<Tenures>, shard: Shard, epoch: Epoch) {
+    loop {
+        let Some(held) = still_held(tenures, shard, epoch) else {
+            return;
+        };
+        let end = tokio::time::Instant::from_std(held.valid_until);
+        tokio::select! {
+            changed = tenures.changed() => if changed.is_err() { return },
+            _ = tokio::time::sleep_until(end) => {}
+        }
+    }
 }

@@ -92,10 +92,24 @@ impl DeviceBook {
     }
 }
 
-/// The message id of a message's copy for one shard: the same message
-/// (a device's resend, the broker's redelivery to the next bridge) gets the
-/// same id, and the stream keeps the first.
-pub fn message_id(topic: &str, payload: &[u8], shard: Shard) -> String {
+/// The message id of a message's copy for one shard, for a fix: the same
+/// fix (a device's resend, the broker's redelivery to the next bridge) gets
+/// the same id, and the stream keeps the first.
+///
+/// Only a fix: it carries its own time, so the same content is the same fix.
+/// A status message need not carry one (`docs/mqtt.md`), and a strap
+/// reported tampered, then fine, then tampered again within the stream's
+/// duplicate window is three messages, not two: statuses get no id, and a
+/// redelivered one is stored twice (at least once, as in single-process
+/// kordon, where a repeated status changes nothing).
+pub fn message_id(topic: &str, payload: &[u8], shard: Shard) -> Option<String> {
+    let fix = matches!(
+        InboundTopic::parse(topic),
+        Ok(InboundTopic::Fix(_) | InboundTopic::BinaryFix(_))
+    );
+    if !fix {
+        return None;
+    }
     let mut hasher = Sha256::new();
     hasher.update(topic.as_bytes());
     hasher.update([0]);
@@ -107,7 +121,7 @@ pub fn message_id(topic: &str, payload: &[u8], shard: Shard) -> String {
     }
     id.push('.');
     id.push_str(&shard.to_string());
-    id
+    Some(id)
 }
 
 #[cfg(test)]
@@ -184,16 +198,25 @@ mod tests {
     }
 
     #[test]
-    fn the_same_message_has_the_same_id_and_another_does_not() {
+    fn the_same_fix_has_the_same_id_and_another_does_not() {
         let s = Shard(3);
-        let a = message_id("kordon/v1/devices/a/fix", b"{\"lat\":1}", s);
-        assert_eq!(a, message_id("kordon/v1/devices/a/fix", b"{\"lat\":1}", s));
-        assert_ne!(a, message_id("kordon/v1/devices/a/fix", b"{\"lat\":2}", s));
-        assert_ne!(a, message_id("kordon/v1/devices/b/fix", b"{\"lat\":1}", s));
-        assert_ne!(
-            a,
-            message_id("kordon/v1/devices/a/fix", b"{\"lat\":1}", Shard(4))
-        );
+        let id = |topic: &str, payload: &[u8], shard| message_id(topic, payload, shard).unwrap();
+        let a = id("kordon/v1/devices/a/fix", b"{\"lat\":1}", s);
+        assert_eq!(a, id("kordon/v1/devices/a/fix", b"{\"lat\":1}", s));
+        assert_ne!(a, id("kordon/v1/devices/a/fix", b"{\"lat\":2}", s));
+        assert_ne!(a, id("kordon/v1/devices/b/fix", b"{\"lat\":1}", s));
+        assert_ne!(a, id("kordon/v1/devices/a/fix", b"{\"lat\":1}", Shard(4)));
         assert!(a.ends_with(".3") && a.len() == 34, "{a}");
+        assert!(message_id("kordon/v1/devices/a/fix.bin", b"\x01", s).is_some());
+    }
+
+    #[test]
+    fn a_status_gets_no_id_so_a_repeated_one_is_not_dropped() {
+        let tampered = br#"{"strap":"tampered"}"#;
+        assert_eq!(
+            message_id("kordon/v1/devices/a/status", tampered, Shard(3)),
+            None
+        );
+        assert_eq!(message_id("kordon/v1/alerts/ack", b"{}", Shard(3)), None);
     }
 }

@@ -16,7 +16,7 @@ use kordon_cluster::testkit::Nats;
 async fn jetstream(nats: &Nats) -> jetstream::Context {
     let client = async_nats::connect(nats.url()).await.expect("NATS");
     let js = jetstream::new(client);
-    bridge::ensure_shard_stream(&js)
+    bridge::ensure_shard_stream(&js, 1)
         .await
         .expect("the shards' stream");
     js
@@ -137,8 +137,33 @@ async fn a_reader_stops_when_its_tenure_runs_out_without_a_word_from_the_keeper(
         stopped >= Duration::from_millis(250),
         "stopped after {stopped:?}, before its tenure ran out"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reader_waiting_for_room_hands_on_nothing_after_its_tenure_ends() {
+    let Some(nats) = Nats::start() else { return };
+    let js = jetstream(&nats).await;
+    let shard = Shard(4);
     for n in 0..5 {
         store(&js, shard, n).await;
     }
-    assert!(rx.recv().await.is_none());
+    let t = tenure(shard, Duration::from_secs(60));
+    let (tenures_tx, tenures) = watch::channel(holding(t));
+    // Room for one message: the reader hands on message 0, then waits for
+    // room with message 1 in hand.
+    let (tx, mut rx) = mpsc::channel(1);
+    let reader = ShardReader::start(&js, t, 1, tenures, tx).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    tenures_tx.send_replace(Tenures::default());
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(
+        reader.is_finished(),
+        "the reader stops while it waits for room"
+    );
+    assert_eq!(
+        number(&next(&mut rx).await.unwrap()),
+        0,
+        "handed on before the end"
+    );
+    assert_eq!(next(&mut rx).await, None, "nothing handed on after the end");
 }

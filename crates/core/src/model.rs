@@ -65,6 +65,21 @@ id_type!(
     /// A case, e.g. `RTM-2026-0117`.
     CaseId
 );
+impl CaseId {
+    /// Whether the id can name a file and a key: 1 to 64 of `A-Z a-z 0-9 . _ -`,
+    /// not starting with `.`. Case files (kordon-server) and the cluster's
+    /// cases' bucket (kordon-cluster) hold only such ids.
+    pub fn is_plain(&self) -> bool {
+        let id = self.as_str();
+        !id.is_empty()
+            && id.len() <= 64
+            && !id.starts_with('.')
+            && id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+    }
+}
+
 id_type!(
     /// An order within its case, e.g. `location-ban-home`.
     OrderId

@@ -69,14 +69,7 @@ pub fn case_files(dir: &Path) -> Result<Vec<PathBuf>, CaseFileError> {
 }
 
 pub fn file_of(dir: &Path, id: &CaseId) -> Result<PathBuf, CaseFileError> {
-    let plain = !id.as_str().is_empty()
-        && id.as_str().len() <= 64
-        && id
-            .as_str()
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
-        && !id.as_str().starts_with('.');
-    if !plain {
+    if !id.is_plain() {
         return Err(CaseFileError::BadId(id.to_string()));
     }
     Ok(dir.join(format!("{}.json", id.as_str().to_lowercase())))

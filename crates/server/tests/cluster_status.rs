@@ -43,6 +43,7 @@ async fn cluster_status_shows_who_holds_every_shard() {
             instance: InstanceId::new(name).unwrap(),
             shards: ShardCount::DEFAULT,
             times: LeaseTimes::default(),
+            replicas: 1,
         };
         keepers.push(LeaseKeeper::start(settings).await.unwrap());
     }
