@@ -21,8 +21,10 @@
 //!
 //! A contender's take-over is itself a compare-and-swap on the revision it
 //! waited on, so a renewal that lands first wins, and of several contenders
-//! one wins. An instance leaving cleanly stops acting, then deletes its
-//! leases: the shards are free at once, with no lease to wait out.
+//! one wins. An instance giving a lease up (a hand-over, a clean leave)
+//! stops acting at once and deletes the lease once the tenure it handed out
+//! has ended (a copy of it may be acted on until then): the next owner
+//! claims it on seeing the delete, with no lease to wait out.
 //!
 //! Which instance should hold a shard is a rendezvous hash over the members
 //! alive (`member.<id>` keys, renewed like leases): an owner hands a shard it
