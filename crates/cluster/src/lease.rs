@@ -328,6 +328,25 @@ impl Slot {
         }
     }
 
+    /// Gives a tenure up: this instance acts no more, and deletes the lease
+    /// once the tenure it handed out has ended (a copy of it may be acted on
+    /// until then). The one place that rule is kept.
+    fn give_up(&mut self) {
+        if let Slot::Mine {
+            revision,
+            epoch,
+            valid_until,
+            ..
+        } = *self
+        {
+            *self = Slot::Releasing {
+                revision,
+                epoch,
+                delete_at: valid_until,
+            };
+        }
+    }
+
     fn set_revision(&mut self, to: Revision) {
         if let Slot::Mine { revision, .. } | Slot::Releasing { revision, .. } = self {
             *revision = to;
@@ -617,22 +636,8 @@ impl LeaseDesk {
                 state.writing = false;
                 state.slot = after_write(&state.slot, write, sent, outcome, times);
                 if leaving {
-                    // A claim or renewal that landed as this instance left is
-                    // not handed out; deleted once any tenure that could
-                    // have been (the renewal's) is over.
-                    if let Slot::Mine {
-                        revision,
-                        epoch,
-                        valid_until,
-                        ..
-                    } = state.slot
-                    {
-                        state.slot = Slot::Releasing {
-                            revision,
-                            epoch,
-                            delete_at: valid_until,
-                        };
-                    }
+                    // A claim or renewal that landed as this instance left.
+                    state.slot.give_up();
                 }
                 match (write, outcome) {
                     (Write::Claim { .. }, Outcome::Written(_)) => {
@@ -680,19 +685,7 @@ impl LeaseDesk {
         }
         self.leaving = Leaving::Announce;
         for state in &mut self.shards {
-            if let Slot::Mine {
-                revision,
-                epoch,
-                valid_until,
-                ..
-            } = state.slot
-            {
-                state.slot = Slot::Releasing {
-                    revision,
-                    epoch,
-                    delete_at: valid_until,
-                };
-            }
+            state.slot.give_up();
         }
     }
 
@@ -759,18 +752,10 @@ fn decide(
             shard,
             expect: revision,
         }),
-        Slot::Mine {
-            revision,
-            epoch,
-            valid_until,
-            ..
-        } if view.leaving || (view.hand_over && state.keep_until.is_none_or(|t| now >= t)) => {
-            // Stops acting now; deletes once the tenure handed out is over.
-            state.slot = Slot::Releasing {
-                revision,
-                epoch,
-                delete_at: valid_until,
-            };
+        Slot::Mine { .. }
+            if view.leaving || (view.hand_over && state.keep_until.is_none_or(|t| now >= t)) =>
+        {
+            state.slot.give_up();
             None
         }
         Slot::Mine {

@@ -53,6 +53,16 @@ impl Nats {
     pub fn url(&self) -> String {
         format!("nats://127.0.0.1:{}", self.port)
     }
+
+    /// A JetStream context on this server, with the shards' stream made.
+    pub async fn jetstream_with_shard_stream(&self) -> async_nats::jetstream::Context {
+        let client = async_nats::connect(self.url()).await.expect("NATS");
+        let js = async_nats::jetstream::new(client);
+        crate::bridge::ensure_shard_stream(&js, 1)
+            .await
+            .expect("the shards' stream");
+        js
+    }
 }
 
 impl Drop for Nats {

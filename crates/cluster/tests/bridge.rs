@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream;
-use kordon_cluster::bridge::{self, Bridge, BridgeSettings, MayAct};
+use kordon_cluster::bridge::{Bridge, BridgeSettings, MayAct};
 use kordon_cluster::routing::{self, DeviceBook, SHARD_STREAM, TOPIC_HEADER};
 use kordon_cluster::ShardCount;
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
@@ -40,15 +40,6 @@ fn settings(mosquitto: &Mosquitto) -> BridgeSettings {
 
 fn always() -> MayAct {
     Arc::new(|_| true)
-}
-
-async fn jetstream(nats: &Nats) -> jetstream::Context {
-    let client = async_nats::connect(nats.url()).await.expect("NATS");
-    let js = jetstream::new(client);
-    bridge::ensure_shard_stream(&js, 1)
-        .await
-        .expect("the shards' stream");
-    js
 }
 
 /// Publishes fixes numbered `from..from + count` at QoS 1, spread over the
@@ -144,7 +135,7 @@ async fn every_message_reaches_its_case_s_shard_once_through_a_bridge_crash() {
         return;
     };
     let Some(nats) = Nats::start() else { return };
-    let js = jetstream(&nats).await;
+    let js = nats.jetstream_with_shard_stream().await;
     let (_book_tx, book_rx) = watch::channel(book());
     let mut first = Bridge::start(settings(&mosquitto), js.clone(), book_rx.clone(), always());
     // The session and its subscriptions exist before the devices publish.
@@ -174,7 +165,7 @@ async fn a_bridge_whose_lease_runs_out_stops_and_the_next_takes_what_it_left() {
         return;
     };
     let Some(nats) = Nats::start() else { return };
-    let js = jetstream(&nats).await;
+    let js = nats.jetstream_with_shard_stream().await;
     let (_book_tx, book_rx) = watch::channel(book());
     let lease = Arc::new(AtomicBool::new(true));
     let held = lease.clone();
@@ -203,7 +194,7 @@ async fn a_bridge_whose_lease_runs_out_stops_and_the_next_takes_what_it_left() {
 async fn the_device_map_follows_the_cases_bucket() {
     use kordon_cluster::cases;
     let Some(nats) = Nats::start() else { return };
-    let js = jetstream(&nats).await;
+    let js = nats.jetstream_with_shard_stream().await;
     let store = cases::open(&js, 1).await.expect("the cases' bucket");
     let case: kordon_core::Case =
         serde_json::from_str(include_str!("../../../config/cases/rtm-2026-0117.json")).unwrap();

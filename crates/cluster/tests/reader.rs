@@ -5,22 +5,12 @@ use std::time::{Duration, Instant};
 
 use async_nats::header::HeaderMap;
 use async_nats::jetstream;
-use kordon_cluster::bridge;
 use kordon_cluster::reader::{ShardMessage, ShardReader};
 use kordon_cluster::routing::{self, TOPIC_HEADER};
 use kordon_cluster::{Epoch, Shard, Tenure, Tenures};
 use tokio::sync::{mpsc, watch};
 
 use kordon_cluster::testkit::Nats;
-
-async fn jetstream(nats: &Nats) -> jetstream::Context {
-    let client = async_nats::connect(nats.url()).await.expect("NATS");
-    let js = jetstream::new(client);
-    bridge::ensure_shard_stream(&js, 1)
-        .await
-        .expect("the shards' stream");
-    js
-}
 
 /// Stores message `n` for `shard`; returns its stream sequence.
 async fn store(js: &jetstream::Context, shard: Shard, n: u32) -> u64 {
@@ -65,7 +55,7 @@ fn number(message: &ShardMessage) -> u32 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_shard_is_read_in_order_from_any_sequence_and_only_its_own() {
     let Some(nats) = Nats::start() else { return };
-    let js = jetstream(&nats).await;
+    let js = nats.jetstream_with_shard_stream().await;
     let (mine, other) = (Shard(5), Shard(6));
     let mut seqs = Vec::new();
     for n in 0..300 {
@@ -95,7 +85,7 @@ async fn a_shard_is_read_in_order_from_any_sequence_and_only_its_own() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reader_hands_on_nothing_once_its_tenure_is_taken_away() {
     let Some(nats) = Nats::start() else { return };
-    let js = jetstream(&nats).await;
+    let js = nats.jetstream_with_shard_stream().await;
     let shard = Shard(9);
     let t = tenure(shard, Duration::from_secs(60));
     let (tenures_tx, tenures) = watch::channel(holding(t));
@@ -122,7 +112,7 @@ async fn a_reader_hands_on_nothing_once_its_tenure_is_taken_away() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reader_stops_when_its_tenure_runs_out_without_a_word_from_the_keeper() {
     let Some(nats) = Nats::start() else { return };
-    let js = jetstream(&nats).await;
+    let js = nats.jetstream_with_shard_stream().await;
     let shard = Shard(2);
     // A keeper that says nothing more (cut off, or starved): the tenure's own
     // end is what stops the reader.
@@ -142,7 +132,7 @@ async fn a_reader_stops_when_its_tenure_runs_out_without_a_word_from_the_keeper(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reader_waiting_for_room_hands_on_nothing_after_its_tenure_ends() {
     let Some(nats) = Nats::start() else { return };
-    let js = jetstream(&nats).await;
+    let js = nats.jetstream_with_shard_stream().await;
     let shard = Shard(4);
     for n in 0..5 {
         store(&js, shard, n).await;
