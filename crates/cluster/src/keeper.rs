@@ -47,13 +47,15 @@ impl ClusterSettings {
     pub const DEFAULT_BUCKET: &'static str = "kordon_leases";
 }
 
+/// What went wrong with NATS. `bucket` names the key-value bucket or the
+/// stream concerned (the leases', the cases', the shards' stream).
 #[derive(Debug, thiserror::Error)]
 pub enum ClusterError {
     #[error("cannot reach NATS at {url}: {message}")]
     Connect { url: String, message: String },
-    #[error("the lease bucket {bucket:?}: {message}")]
+    #[error("NATS {bucket:?}: {message}")]
     Bucket { bucket: String, message: String },
-    #[error("watching the lease bucket {bucket:?}: {message}")]
+    #[error("reading NATS {bucket:?}: {message}")]
     Watch { bucket: String, message: String },
 }
 
@@ -120,8 +122,10 @@ impl LeaseKeeper {
         self.tenures.clone()
     }
 
-    /// Leaves the cluster cleanly: stops acting for every shard, then frees
-    /// them (and its membership) so that the others take them at once.
+    /// Leaves the cluster cleanly: stops acting for every shard at once,
+    /// frees its membership, and frees each shard once the tenure it handed
+    /// out has ended (the others then take it without waiting out a lease).
+    /// Returns when it has, or a lease after (NATS unreachable).
     pub async fn leave(mut self) {
         if let Some(leave) = self.leave.take() {
             let _ = leave.send(());
