@@ -20,7 +20,7 @@ use tracing::warn;
 
 use crate::keeper::ClusterError;
 use crate::routing::DeviceBook;
-use crate::shards::ShardCount;
+use crate::shards::{Shard, ShardCount};
 
 pub const CASES_BUCKET: &str = "kordon_cases";
 
@@ -131,6 +131,73 @@ pub async fn watch_book(
         warn!("the cases' bucket watch ended: routing stays as it was");
     });
     Ok(rx)
+}
+
+/// A change to one case, as the bucket says it.
+#[derive(Debug, Clone)]
+pub struct CaseChange {
+    pub id: String,
+    /// The case now (`None`: deleted).
+    pub case: Option<Case>,
+}
+
+/// The cases of one shard, as the bucket holds them now. A case kordon
+/// cannot read is left out, and logged.
+pub async fn shard_cases(
+    store: &Store,
+    shards: ShardCount,
+    shard: Shard,
+) -> Result<Vec<Case>, ClusterError> {
+    let bucket_error = |e: &dyn std::fmt::Display| ClusterError::Bucket {
+        bucket: CASES_BUCKET.to_string(),
+        message: e.to_string(),
+    };
+    let mut keys = store.keys().await.map_err(|e| bucket_error(&e))?;
+    let mut cases = Vec::new();
+    while let Some(key) = keys.next().await {
+        let key = key.map_err(|e| bucket_error(&e))?;
+        if shards.shard_of(&case_id_of(&key)) != shard {
+            continue;
+        }
+        let Some(value) = store.get(&key).await.map_err(|e| bucket_error(&e))? else {
+            continue; // deleted since the keys were listed
+        };
+        match serde_json::from_slice::<Case>(&value) {
+            Ok(case) => cases.push(case),
+            Err(e) => warn!(key, error = %e, "a case in the bucket kordon cannot read"),
+        }
+    }
+    Ok(cases)
+}
+
+/// Every change to the bucket from now on, in order.
+pub async fn watch_changes(
+    store: &Store,
+) -> Result<impl futures_util::Stream<Item = CaseChange>, ClusterError> {
+    let entries = store.watch(">").await.map_err(|e| ClusterError::Watch {
+        bucket: CASES_BUCKET.to_string(),
+        message: e.to_string(),
+    })?;
+    Ok(entries.filter_map(|entry| async move {
+        let entry = match entry {
+            Ok(entry) => entry,
+            Err(e) => {
+                warn!(error = %e, "watching the cases' bucket");
+                return None;
+            }
+        };
+        let id = case_id_of(&entry.key);
+        if !matches!(entry.operation, Operation::Put) {
+            return Some(CaseChange { id, case: None });
+        }
+        match serde_json::from_slice::<Case>(&entry.value) {
+            Ok(case) => Some(CaseChange { id, case: Some(case) }),
+            Err(e) => {
+                warn!(case = id, error = %e, "a case in the bucket kordon cannot read");
+                None
+            }
+        }
+    }))
 }
 
 fn apply(book: &mut DeviceBook, entry: &kv::Entry) {

@@ -8,6 +8,8 @@
 //! - [`routing`]: which shards a device's message goes to, under which id.
 //! - [`bridge`]: devices' messages from Mosquitto into the shards' stream.
 //! - [`reader`]: one shard's messages, read by its owner while its lease holds.
+//! - [`snapshots`]: each shard's latest state, for its next owner.
+//! - [`alerts`]: what the shards decide to publish, stored once each.
 //! - [`config`]: the `[cluster]` section of `kordon.toml`.
 //! - [`status`]: `kordon cluster status`.
 //! - [`keeper`]: the task that keeps this instance's leases in a NATS
@@ -15,6 +17,7 @@
 //!
 //! Single-process kordon needs none of this.
 
+pub mod alerts;
 pub mod bridge;
 pub mod cases;
 pub mod config;
@@ -23,6 +26,7 @@ pub mod lease;
 pub mod reader;
 pub mod routing;
 pub mod shards;
+pub mod snapshots;
 pub mod status;
 #[cfg(feature = "testkit")]
 pub mod testkit;

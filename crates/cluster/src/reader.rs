@@ -14,7 +14,7 @@
 //! the tenure's epoch; whoever acts on it checks the tenure again at that
 //! moment. It decides nothing about a case.
 
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use async_nats::jetstream::{self, consumer::push::OrderedConfig, consumer::DeliverPolicy};
 use bytes::Bytes;
@@ -40,6 +40,9 @@ pub struct ShardMessage {
     pub payload: Bytes,
     /// The tenure it was read under.
     pub epoch: Epoch,
+    /// When the stream stored it: the same for every owner that reads it,
+    /// so a shard's new owner decides again at the times the last one did.
+    pub stored: SystemTime,
 }
 
 /// Reads one shard until its tenure ends.
@@ -149,6 +152,7 @@ async fn read(
             topic,
             payload: message.payload.clone(),
             epoch,
+            stored: SystemTime::from(info.published),
         });
     }
     info!(%shard, %epoch, "the tenure ended: stopped reading the shard");

@@ -111,6 +111,17 @@ pub enum Command {
         alert: String,
         attempt: kordon_alert::DeliveryAttempt,
     },
+    /// Cluster mode: a case as the cluster's case bucket now holds it
+    /// (`None`: deleted). The bucket, not a directory, stores cluster
+    /// cases, so nothing is written to disk here but the journal.
+    SyncCase {
+        id: CaseId,
+        case: Option<Box<Case>>,
+        now: Timestamp,
+    },
+    /// Cluster mode: a copy of the state after every command queued before
+    /// this one, for the shard's snapshot.
+    CopyState(oneshot::Sender<StateCopy>),
     /// Finish what is queued before this, then stop.
     Shutdown,
 }
@@ -311,6 +322,8 @@ pub struct CoreThread {
     /// The dashboard's live stream (see [`crate::live`]).
     feed: Option<Feed>,
     fixes_in: FixesIn,
+    /// Serving one shard of a cluster (see [`CoreThread::serve_shard`]).
+    shard_mode: bool,
 }
 
 /// Empties the engine's queue as its thread ends, however it ends: the
@@ -375,6 +388,7 @@ impl CoreThread {
             owntracks_phones: HashMap::new(),
             fixes_in: FixesIn::new(),
             feed: None,
+            shard_mode: false,
         }
     }
 
@@ -507,6 +521,21 @@ impl CoreThread {
         self.feed = Some(feed);
     }
 
+    /// Serves one shard of a cluster (`docs/cluster.md`): its snapshots are
+    /// taken by whoever asks ([`Command::CopyState`]) and go to JetStream,
+    /// not to the journal, and what it publishes goes to the alerts' stream,
+    /// whose message ids keep one copy of each; so the echo and fences of
+    /// [`Deliveries`] have nothing to confirm here.
+    pub fn serve_shard(&mut self) {
+        self.shard_mode = true;
+        self.deliveries = Deliveries::default();
+    }
+
+    /// The ids of the cases in force.
+    pub fn case_ids(&self) -> Vec<CaseId> {
+        self.cases.keys().cloned().collect()
+    }
+
     pub fn go_live(&mut self, outlets: Outlets) {
         self.sink = Sink::Live(outlets);
         self.deliveries.begin_recovery();
@@ -589,6 +618,7 @@ impl CoreThread {
                 | Command::PutCase { now, .. }
                 | Command::DeleteCase { now, .. }
                 | Command::Operator { now, .. }
+                | Command::SyncCase { now, .. }
                 | Command::Bans { now, .. } => Some(*now),
                 Command::Connected(now) | Command::Tick { at: now } => Some(*now),
                 _ => None,
@@ -710,6 +740,13 @@ impl CoreThread {
                     let _ = reply.send(self.engine.bans_at(lat, lon, now));
                 }
                 Command::Webhook { alert, attempt } => self.delivery_attempt(alert, attempt),
+                Command::SyncCase { id, case, now } => {
+                    let at = self.case_time(now);
+                    self.sync_case(id, case.map(|c| *c), at);
+                }
+                Command::CopyState(reply) => {
+                    let _ = reply.send(self.state_copy());
+                }
                 Command::Shutdown => break,
             }
             self.flush();
@@ -726,7 +763,7 @@ impl CoreThread {
         }
         self.hand_to_journal();
         // A last snapshot, so the next start replays little.
-        if self.is_live() {
+        if self.is_live() && !self.shard_mode {
             let copy = self.state_copy();
             self.send_to_journal(Job::Snapshot {
                 state: PendingState::new(move || copy.serialise()),
@@ -807,7 +844,8 @@ impl CoreThread {
             return;
         }
         let last = *self.last_snapshot.get_or_insert(now);
-        let due = self.records_since_snapshot >= self.upkeep.snapshot_every_records
+        let due = !self.shard_mode
+            && self.records_since_snapshot >= self.upkeep.snapshot_every_records
             || (self.records_since_snapshot > 0
                 && now.duration_since(last).as_secs() >= self.upkeep.snapshot_every_s);
         if due {
@@ -1064,7 +1102,9 @@ impl CoreThread {
         if !self.is_live() {
             return;
         }
-        self.deliveries.expect(&message, now);
+        if !self.shard_mode {
+            self.deliveries.expect(&message, now);
+        }
         self.entries.push(Entry::new(Record::Outbound {
             topic: message.topic.clone(),
             payload: String::from_utf8_lossy(&message.payload).into_owned(),
@@ -1137,6 +1177,30 @@ impl CoreThread {
                 warn!(case = %case.id, error = %e, "case applied but not stored: it will not survive a restart");
                 Err(PutCaseError::Storage(e.to_string()))
             }
+        }
+    }
+
+    /// Makes `id` as the cluster's case bucket holds it, journaling the
+    /// change. A case the engine refuses stays as it was (it was checked
+    /// where it was written; a newer kordon may have written it).
+    fn sync_case(&mut self, id: CaseId, case: Option<Case>, now: Timestamp) {
+        match case {
+            Some(case) if self.cases.get(&id) == Some(&case) => {}
+            Some(case) => match self.apply_case(case.clone(), now) {
+                Ok(()) => {
+                    info!(case = %id, "case from the cluster's bucket applied");
+                    self.record(Record::CaseUpsert { case, at: now }, vec![id]);
+                }
+                Err(rejected) => {
+                    warn!(case = %id, error = %rejected, "a case in the cluster's bucket is refused; the one in force stays")
+                }
+            },
+            None if self.cases.contains_key(&id) => {
+                self.remove_case_state(&id, now);
+                info!(case = %id, "case deleted from the cluster's bucket: removed");
+                self.record(Record::CaseRemove { case: id.clone(), at: now }, vec![id]);
+            }
+            None => {}
         }
     }
 

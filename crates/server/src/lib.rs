@@ -37,6 +37,7 @@
 
 pub mod cases;
 pub mod clock;
+pub mod cluster_node;
 pub mod config;
 pub mod core_thread;
 pub mod delivery;

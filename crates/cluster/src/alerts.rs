@@ -1,0 +1,159 @@
+//! Alerts out of a cluster: every message a shard's engine decides to
+//! publish (alerts, CAP messages, refusals, requests for a fresh fix) is
+//! stored in the stream `KORDON_ALERTS`, under `kordon.alerts.<shard>`,
+//! before anything passes it on to the broker (`docs/cluster.md`, "Alerts
+//! leave through a stream").
+//!
+//! Each message carries a message id derived from what it says, so that
+//! the stream keeps one copy when a shard's new owner decides it again
+//! while replaying what the last owner had already handled. Each carries
+//! its shard's epoch, so that a reader can ignore a deposed owner's late
+//! output. This module publishes and names; it decides nothing about a case
+//! and checks no lease (the caller does, at the moment it publishes).
+
+use std::time::Duration;
+
+use async_nats::jetstream;
+use async_nats::HeaderMap;
+use sha2::{Digest, Sha256};
+
+use crate::keeper::ClusterError;
+use crate::lease::Epoch;
+use crate::routing::TOPIC_HEADER;
+use crate::shards::Shard;
+
+pub const ALERT_STREAM: &str = "KORDON_ALERTS";
+pub const ALERT_SUBJECTS: &str = "kordon.alerts.>";
+/// The header with the epoch of the tenure a message was decided under.
+pub const EPOCH_HEADER: &str = "Kordon-Epoch";
+
+/// How long the stream remembers a message id. A new owner replays at most
+/// what came since the shard's last snapshot (taken every few seconds while
+/// messages come) plus a fail-over, far within this.
+pub const DUPLICATE_WINDOW: Duration = Duration::from_secs(15 * 60);
+
+pub fn alert_subject(shard: Shard) -> String {
+    format!("kordon.alerts.{shard}")
+}
+
+/// Makes sure the alerts' stream exists.
+pub async fn ensure_alert_stream(
+    js: &jetstream::Context,
+    replicas: usize,
+) -> Result<(), ClusterError> {
+    js.get_or_create_stream(jetstream::stream::Config {
+        name: ALERT_STREAM.to_string(),
+        description: Some("kordon: every message the shards decided to publish".to_string()),
+        subjects: vec![ALERT_SUBJECTS.to_string()],
+        max_messages: -1,
+        max_bytes: -1,
+        max_consumers: -1,
+        storage: jetstream::stream::StorageType::File,
+        num_replicas: replicas,
+        duplicate_window: DUPLICATE_WINDOW,
+        ..Default::default()
+    })
+    .await
+    .map(|_| ())
+    .map_err(|e| ClusterError::Bucket {
+        bucket: ALERT_STREAM.to_string(),
+        message: e.to_string(),
+    })
+}
+
+/// The message id of a message a shard decided to publish on `topic`.
+///
+/// An alert message (JSON with the episode's `id`, its `event` and the
+/// `ts` of its evidence) is named by those and its topic: decided again from
+/// the same fixes, it is the same message even where a field that does not
+/// make it another (the acknowledgement state, say) differs. Anything else
+/// (a CAP message, a refusal, a request for a fix) is named by its whole
+/// content, which carries the time of the message that caused it.
+pub fn message_id(topic: &str, payload: &[u8]) -> String {
+    let mut hasher = Sha256::new();
+    hasher.update(topic.as_bytes());
+    hasher.update([0]);
+    match episode_event(payload) {
+        Some((id, event, ts)) => {
+            for part in [id, event, ts] {
+                hasher.update(part.as_bytes());
+                hasher.update([0]);
+            }
+        }
+        None => hasher.update(payload),
+    }
+    let digest = hasher.finalize();
+    digest[..16].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// An alert message's episode id, event and evidence time.
+fn episode_event(payload: &[u8]) -> Option<(String, String, String)> {
+    #[derive(serde::Deserialize)]
+    struct Head {
+        id: String,
+        event: String,
+        ts: String,
+    }
+    let head: Head = serde_json::from_slice(payload).ok()?;
+    Some((head.id, head.event, head.ts))
+}
+
+/// What storing an alert message did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stored {
+    /// The stream holds it now, at this sequence.
+    New(u64),
+    /// The stream held it already (decided before, by this or an earlier owner).
+    Duplicate,
+}
+
+/// Stores one message a shard decided, and waits for the stream to say so.
+pub async fn store(
+    js: &jetstream::Context,
+    shard: Shard,
+    epoch: Epoch,
+    topic: &str,
+    payload: Vec<u8>,
+) -> Result<Stored, ClusterError> {
+    let mut headers = HeaderMap::new();
+    headers.insert("Nats-Msg-Id", message_id(topic, &payload).as_str());
+    headers.insert(TOPIC_HEADER, topic);
+    headers.insert(EPOCH_HEADER, epoch.0.to_string().as_str());
+    let error = |e: &dyn std::fmt::Display| ClusterError::Bucket {
+        bucket: ALERT_STREAM.to_string(),
+        message: e.to_string(),
+    };
+    let ack = js
+        .publish_with_headers(alert_subject(shard), headers, payload.into())
+        .await
+        .map_err(|e| error(&e))?
+        .await
+        .map_err(|e| error(&e))?;
+    Ok(match ack.duplicate {
+        true => Stored::Duplicate,
+        false => Stored::New(ack.sequence),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_alert_is_named_by_its_episode_event_and_evidence_time() {
+        let a = br#"{"id":"E1","event":"opened","ts":"2026-12-02T10:00:00Z","acknowledged":null}"#;
+        let b = br#"{"id":"E1","event":"opened","ts":"2026-12-02T10:00:00Z","distance_m":3.0}"#;
+        let later = br#"{"id":"E1","event":"updated","ts":"2026-12-02T10:00:05Z"}"#;
+        let t = "kordon/v1/alerts/police";
+        assert_eq!(message_id(t, a), message_id(t, b));
+        assert_ne!(message_id(t, a), message_id(t, later));
+        assert_ne!(message_id(t, a), message_id("kordon/v1/alerts/monitoring", a));
+    }
+
+    #[test]
+    fn anything_else_is_named_by_its_content() {
+        let t = "kordon/v1/alerts/police/cap";
+        assert_eq!(message_id(t, b"<alert>1</alert>"), message_id(t, b"<alert>1</alert>"));
+        assert_ne!(message_id(t, b"<alert>1</alert>"), message_id(t, b"<alert>2</alert>"));
+    }
+}

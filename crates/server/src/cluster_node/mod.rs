@@ -1,0 +1,182 @@
+//! kordon as one instance of a cluster (`docs/cluster.md`): it serves the
+//! shards whose leases it holds, one [`ShardCore`] each, opening a shard
+//! when a tenure begins and closing it when the tenure ends, and passes
+//! each change of the cases' bucket to the shard the case is in.
+//!
+//! What it never does: serve a shard without a tenure. The tenures come from
+//! the lease keeper (`kordon_cluster::keeper`); each shard core checks its
+//! own again before it stores anything.
+
+mod shard_core;
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream::kv;
+use futures_util::StreamExt;
+use kordon_cluster::cases::{self, CaseChange};
+use kordon_cluster::{Shard, ShardCount, Tenure};
+use tokio::sync::{oneshot, watch};
+use tokio::task::JoinHandle;
+use tracing::warn;
+
+pub use shard_core::{ShardParts, SnapshotEvery};
+use shard_core::ShardCore;
+
+/// How often the host looks again at its tenures with no word from the
+/// keeper (a tenure runs out by itself), and retries a shard that failed
+/// to open.
+const RECHECK: Duration = Duration::from_millis(250);
+
+/// The shards an instance serves, as they come and go.
+pub struct ShardHost {
+    task: JoinHandle<()>,
+    stop: Option<oneshot::Sender<()>>,
+    serving: watch::Receiver<Vec<Tenure>>,
+}
+
+impl ShardHost {
+    /// Starts following the tenures of `parts.tenures`, reading cases from
+    /// `cases` (the cluster's case bucket).
+    pub fn start(parts: ShardParts, cases: kv::Store, shards: ShardCount) -> ShardHost {
+        let (stop, stopping) = oneshot::channel();
+        let (serving_tx, serving) = watch::channel(Vec::new());
+        let host = Host {
+            parts,
+            cases,
+            shards,
+            cores: HashMap::new(),
+            serving: serving_tx,
+        };
+        ShardHost {
+            task: tokio::spawn(host.run(stopping)),
+            stop: Some(stop),
+            serving,
+        }
+    }
+
+    /// The tenures of the shards being served.
+    pub fn serving(&self) -> watch::Receiver<Vec<Tenure>> {
+        self.serving.clone()
+    }
+
+    /// Closes every shard and stops.
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let _ = (&mut self.task).await;
+    }
+
+    /// Stops at once, closing nothing: what a crash leaves (for tests).
+    pub fn abort(self) {
+        self.task.abort();
+    }
+}
+
+struct Host {
+    parts: ShardParts,
+    cases: kv::Store,
+    shards: ShardCount,
+    cores: HashMap<Shard, ShardCore>,
+    serving: watch::Sender<Vec<Tenure>>,
+}
+
+impl Host {
+    async fn run(mut self, mut stopping: oneshot::Receiver<()>) {
+        // Watching before any shard reads its cases: a change made while a
+        // shard opens reaches it after, and applying one twice changes nothing.
+        let mut changes = loop {
+            match cases::watch_changes(&self.cases).await {
+                Ok(changes) => break Box::pin(changes),
+                Err(e) => {
+                    warn!(error = %e, "watching the cases' bucket; trying again");
+                    tokio::select! {
+                        _ = tokio::time::sleep(RECHECK) => {}
+                        _ = &mut stopping => return,
+                    }
+                }
+            }
+        };
+        let mut tenures = self.parts.tenures.clone();
+        loop {
+            self.follow_tenures().await;
+            tokio::select! {
+                _ = &mut stopping => break,
+                _ = tenures.changed() => {}
+                change = changes.next() => match change {
+                    Some(change) => self.pass_on(change),
+                    None => warn!("the cases' bucket watch ended: case changes no longer reach the shards"),
+                },
+                _ = tokio::time::sleep(RECHECK) => {}
+            }
+        }
+        for (_, core) in self.cores.drain() {
+            core.close().await;
+        }
+    }
+
+    /// Closes the shards whose tenure ended, and opens those newly held.
+    async fn follow_tenures(&mut self) {
+        let now = Instant::now();
+        let held: Vec<Tenure> = {
+            let tenures = self.parts.tenures.borrow();
+            tenures
+                .held
+                .iter()
+                .filter_map(|t| tenures.may_act(t.shard, now))
+                .collect()
+        };
+        let ended: Vec<Shard> = self
+            .cores
+            .iter()
+            .filter(|(shard, core)| {
+                core.is_finished()
+                    || !held
+                        .iter()
+                        .any(|t| t.shard == **shard && t.epoch == core.tenure.epoch)
+            })
+            .map(|(shard, _)| *shard)
+            .collect();
+        for shard in ended {
+            if let Some(core) = self.cores.remove(&shard) {
+                core.close().await;
+            }
+        }
+        for tenure in held {
+            if self.cores.contains_key(&tenure.shard) {
+                continue;
+            }
+            match self.open(tenure).await {
+                Ok(core) => {
+                    self.cores.insert(tenure.shard, core);
+                }
+                Err(e) => warn!(shard = %tenure.shard, error = %e, "opening the shard; trying again"),
+            }
+        }
+        let serving: Vec<Tenure> = self.cores.values().map(|c| c.tenure).collect();
+        self.serving.send_if_modified(|old| {
+            let changed = *old != serving;
+            *old = serving;
+            changed
+        });
+    }
+
+    async fn open(&self, tenure: Tenure) -> Result<ShardCore, kordon_cluster::ClusterError> {
+        let cases = cases::shard_cases(&self.cases, self.shards, tenure.shard).await?;
+        ShardCore::open(&self.parts, tenure, cases).await
+    }
+
+    fn pass_on(&self, change: CaseChange) {
+        let shard = self.shards.shard_of(&change.id);
+        let Some(core) = self.cores.get(&shard) else {
+            return; // another instance's, or a shard opening reads it itself
+        };
+        let id = kordon_core::CaseId::new(change.id.clone());
+        if !id.is_plain() {
+            warn!(case = change.id, "a case id in the bucket that is not plain: left alone");
+            return;
+        }
+        core.sync_case(id, change.case, self.parts.clock.now());
+    }
+}
