@@ -147,13 +147,22 @@ mod tests {
         let t = "kordon/v1/alerts/police";
         assert_eq!(message_id(t, a), message_id(t, b));
         assert_ne!(message_id(t, a), message_id(t, later));
-        assert_ne!(message_id(t, a), message_id("kordon/v1/alerts/monitoring", a));
+        assert_ne!(
+            message_id(t, a),
+            message_id("kordon/v1/alerts/monitoring", a)
+        );
     }
 
     #[test]
     fn anything_else_is_named_by_its_content() {
         let t = "kordon/v1/alerts/police/cap";
-        assert_eq!(message_id(t, b"<alert>1</alert>"), message_id(t, b"<alert>1</alert>"));
-        assert_ne!(message_id(t, b"<alert>1</alert>"), message_id(t, b"<alert>2</alert>"));
+        assert_eq!(
+            message_id(t, b"<alert>1</alert>"),
+            message_id(t, b"<alert>1</alert>")
+        );
+        assert_ne!(
+            message_id(t, b"<alert>1</alert>"),
+            message_id(t, b"<alert>2</alert>")
+        );
     }
 }

@@ -191,7 +191,10 @@ pub async fn watch_changes(
             return Some(CaseChange { id, case: None });
         }
         match serde_json::from_slice::<Case>(&entry.value) {
-            Ok(case) => Some(CaseChange { id, case: Some(case) }),
+            Ok(case) => Some(CaseChange {
+                id,
+                case: Some(case),
+            }),
             Err(e) => {
                 warn!(case = id, error = %e, "a case in the bucket kordon cannot read");
                 None

@@ -139,7 +139,7 @@ impl LeaseKeeper {
     }
 }
 
-async fn connect(url: &str) -> Result<async_nats::Client, ClusterError> {
+pub async fn connect(url: &str) -> Result<async_nats::Client, ClusterError> {
     async_nats::ConnectOptions::new()
         .name("kordon-lease-keeper")
         .connection_timeout(Duration::from_secs(2))

@@ -1198,7 +1198,13 @@ impl CoreThread {
             None if self.cases.contains_key(&id) => {
                 self.remove_case_state(&id, now);
                 info!(case = %id, "case deleted from the cluster's bucket: removed");
-                self.record(Record::CaseRemove { case: id.clone(), at: now }, vec![id]);
+                self.record(
+                    Record::CaseRemove {
+                        case: id.clone(),
+                        at: now,
+                    },
+                    vec![id],
+                );
             }
             None => {}
         }

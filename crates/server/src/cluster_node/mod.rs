@@ -10,18 +10,26 @@
 mod shard_core;
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream::kv;
 use futures_util::StreamExt;
 use kordon_cluster::cases::{self, CaseChange};
-use kordon_cluster::{Shard, ShardCount, Tenure};
+use kordon_cluster::snapshots::ShardSnapshots;
+use kordon_cluster::{ClusterSettings, LeaseKeeper, Shard, ShardCount, Tenure};
+use kordon_ingest::Decoder;
+use kordon_journal::{Durable, GroupCommit, Journal, SnapshotStore, Writer};
 use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 use tracing::warn;
 
-pub use shard_core::{ShardParts, SnapshotEvery};
 use shard_core::ShardCore;
+pub use shard_core::{ShardParts, SnapshotEvery};
+
+use crate::config::Config;
+use crate::core_thread::AfterCommit;
+use crate::dispatch::Dispatch;
 
 /// How often the host looks again at its tenures with no word from the
 /// keeper (a tenure runs out by itself), and retries a shard that failed
@@ -151,7 +159,9 @@ impl Host {
                 Ok(core) => {
                     self.cores.insert(tenure.shard, core);
                 }
-                Err(e) => warn!(shard = %tenure.shard, error = %e, "opening the shard; trying again"),
+                Err(e) => {
+                    warn!(shard = %tenure.shard, error = %e, "opening the shard; trying again")
+                }
             }
         }
         let serving: Vec<Tenure> = self.cores.values().map(|c| c.tenure).collect();
@@ -174,9 +184,116 @@ impl Host {
         };
         let id = kordon_core::CaseId::new(change.id.clone());
         if !id.is_plain() {
-            warn!(case = change.id, "a case id in the bucket that is not plain: left alone");
+            warn!(
+                case = change.id,
+                "a case id in the bucket that is not plain: left alone"
+            );
             return;
         }
         core.sync_case(id, change.case, self.parts.clock.now());
     }
+}
+
+/// One member of a cluster, running: its lease keeper, the shards it
+/// serves, and its journal (its audit copy of what those shards handled).
+pub struct Instance {
+    keeper: LeaseKeeper,
+    host: ShardHost,
+    writer: Writer<Vec<AfterCommit>>,
+}
+
+impl Instance {
+    /// Joins the cluster `settings` name, with the engine, alert and journal
+    /// settings of `config`.
+    pub async fn start(
+        config: &Config,
+        settings: ClusterSettings,
+        snapshot_every: SnapshotEvery,
+    ) -> Result<Instance, InstanceError> {
+        let client = kordon_cluster::keeper::connect(&settings.nats_url).await?;
+        let js = async_nats::jetstream::new(client);
+        kordon_cluster::bridge::ensure_shard_stream(&js, settings.replicas).await?;
+        kordon_cluster::alerts::ensure_alert_stream(&js, settings.replicas).await?;
+        let snapshots = ShardSnapshots::open(&js, settings.replicas).await?;
+        let cases = cases::open(&js, settings.replicas).await?;
+        let (journal, _) =
+            Journal::open(&config.journal.journal_file(), config.journal.durability)?;
+        let writer = Writer::spawn(
+            journal,
+            SnapshotStore::new(&config.journal.dir),
+            GroupCommit {
+                max_records: config.journal.max_batch,
+                linger: Duration::from_millis(config.journal.linger_ms),
+                ..GroupCommit::default()
+            },
+            answer_when_durable,
+        );
+        let keeper = LeaseKeeper::start(settings.clone()).await?;
+        let parts = ShardParts {
+            js,
+            snapshots,
+            tenures: keeper.tenures(),
+            journal: writer.sender(),
+            dispatch: Dispatch::new(&config.alerts.sender, None),
+            engine: config.engine.clone(),
+            alerts: config.alerts.clone(),
+            decoder: Arc::new(Decoder::new(config.ingest.clone(), config.owntracks_map())),
+            owntracks: config.owntracks_map(),
+            clock: config.clock,
+            snapshot_every,
+            retention_days: (config.journal.retention_days > 0)
+                .then_some(config.journal.retention_days),
+        };
+        let host = ShardHost::start(parts, cases, settings.shards);
+        Ok(Instance {
+            keeper,
+            host,
+            writer,
+        })
+    }
+
+    /// The tenures of the shards being served.
+    pub fn serving(&self) -> watch::Receiver<Vec<Tenure>> {
+        self.host.serving()
+    }
+
+    /// Leaves cleanly: closes every shard, gives the leases up, and commits
+    /// the last records.
+    pub async fn leave(self) {
+        self.host.stop().await;
+        self.keeper.leave().await;
+        let writer = self.writer;
+        let _ = tokio::task::spawn_blocking(move || drop(writer.finish())).await;
+    }
+
+    /// Stops at once, giving nothing up: what a crash leaves behind, for
+    /// tests (the shards' parts still running stop as their tenures run
+    /// out, as a process cut off would).
+    pub fn crash(self) {
+        self.host.abort();
+        self.keeper.abort();
+    }
+}
+
+/// What stops an instance from joining its cluster.
+#[derive(Debug, thiserror::Error)]
+pub enum InstanceError {
+    #[error("{0}")]
+    Nats(#[from] kordon_cluster::ClusterError),
+    #[error("{0}")]
+    Journal(#[from] kordon_journal::JournalError),
+}
+
+/// After a commit, answers the callers whose changes are now durable. A
+/// shard's messages need no broker acknowledgement (the stream holds them).
+fn answer_when_durable(durable: Durable, batches: Vec<Vec<AfterCommit>>) -> Vec<Vec<AfterCommit>> {
+    if durable != Durable::Yes {
+        return batches;
+    }
+    for waiting in batches.into_iter().flatten() {
+        if let AfterCommit::Reply(reply) = waiting {
+            reply.send();
+        }
+    }
+    Vec::new()
 }

@@ -170,7 +170,9 @@ impl ShardCore {
         // behind, and the change then waits its turn on the blocking pool.
         if let Err(TrySendError::Full(command)) = self.commands.try_send(command) {
             let commands = self.commands.clone();
-            tokio::task::spawn_blocking(move || commands.send(command));
+            tokio::task::spawn_blocking(move || {
+                let _ = commands.send(command);
+            });
         }
     }
 
