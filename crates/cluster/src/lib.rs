@@ -10,6 +10,7 @@
 //! - [`reader`]: one shard's messages, read by its owner while its lease holds.
 //! - [`snapshots`]: each shard's latest state, for its next owner.
 //! - [`alerts`]: what the shards decide to publish, stored once each.
+//! - [`deliverer`]: the alerts' stream out to Mosquitto.
 //! - [`config`]: the `[cluster]` section of `kordon.toml`.
 //! - [`status`]: `kordon cluster status`.
 //! - [`keeper`]: the task that keeps this instance's leases in a NATS
@@ -21,6 +22,7 @@ pub mod alerts;
 pub mod bridge;
 pub mod cases;
 pub mod config;
+pub mod deliverer;
 pub mod keeper;
 pub mod lease;
 pub mod reader;

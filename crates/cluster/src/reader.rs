@@ -40,6 +40,9 @@ pub struct ShardMessage {
     pub payload: Bytes,
     /// The tenure it was read under.
     pub epoch: Epoch,
+    /// Messages of the shard stored after it and not yet read: how far
+    /// the owner is behind.
+    pub pending: u64,
     /// When the stream stored it: the same for every owner that reads it,
     /// so a shard's new owner decides again at the times the last one did.
     pub stored: SystemTime,
@@ -153,6 +156,7 @@ async fn read(
             payload: message.payload.clone(),
             epoch,
             stored: SystemTime::from(info.published),
+            pending: info.pending,
         });
     }
     info!(%shard, %epoch, "the tenure ended: stopped reading the shard");

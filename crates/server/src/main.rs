@@ -102,6 +102,23 @@ enum ClusterCommand {
         #[arg(long, default_value = "config/kordon.toml")]
         config: PathBuf,
     },
+    /// Stores case files in the cluster's case bucket; the instance serving
+    /// each case's shard applies it at once. Every file is read and checked
+    /// first (as `kordon check-cases`): one refused file stores none.
+    PutCases {
+        #[arg(long, default_value = "config/kordon.toml")]
+        config: PathBuf,
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Deletes cases from the cluster's case bucket; the instances serving
+    /// them remove them at once.
+    DeleteCases {
+        #[arg(long, default_value = "config/kordon.toml")]
+        config: PathBuf,
+        #[arg(required = true)]
+        ids: Vec<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -214,14 +231,7 @@ fn run(path: PathBuf, on_damage: kordon_server::OnDamagedJournal) -> ExitCode {
         }
     };
     if config.cluster.is_some() {
-        // Refused rather than run alone: an instance that believed it was
-        // in a cluster while acting for every case would double the alerts.
-        eprintln!(
-            "kordon: {}: `kordon run` does not join a cluster yet; the [cluster] section is read \
-             by `kordon cluster status` only (docs/cluster.md, \"Still to build\")",
-            path.display()
-        );
-        return ExitCode::FAILURE;
+        return run_in_cluster(&path, config);
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -258,6 +268,99 @@ fn run(path: PathBuf, on_damage: kordon_server::OnDamagedJournal) -> ExitCode {
         );
         stop.wait().await;
         running.shutdown().await;
+        ExitCode::SUCCESS
+    })
+}
+
+/// `kordon run` with a `[cluster]` section: joins the cluster, serves the
+/// shards it gets leases for, and leaves cleanly on SIGTERM or Ctrl-C
+/// (`docs/cluster.md`).
+fn run_in_cluster(path: &std::path::Path, config: Config) -> ExitCode {
+    use kordon_server::cluster_node::{
+        duties::DutiesSettings, status_http, Instance, SnapshotEvery,
+    };
+    let cluster = config.cluster.clone().expect("called with [cluster]");
+    let settings = cluster.settings().expect("checked at load");
+    // Every instance reads and writes the devices' broker: one Mosquitto
+    // (or cluster of them) the devices use, never a broker of its own.
+    let broker = match (&config.broker.url, config.broker.embedded) {
+        (Some(url), false) => kordon_ingest::BrokerAddress::parse(url),
+        _ => {
+            eprintln!(
+                "kordon: {}: in a cluster, [broker] must name the devices' Mosquitto with `url` \
+                 and `embedded = false`",
+                path.display()
+            );
+            return ExitCode::FAILURE;
+        }
+    };
+    let broker = match broker {
+        Ok(broker) => broker,
+        Err(e) => {
+            eprintln!("kordon: {}: [broker] url: {e}", path.display());
+            return ExitCode::FAILURE;
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("kordon: starting the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async move {
+        let stop = match StopSignals::install() {
+            Ok(stop) => stop,
+            Err(e) => {
+                eprintln!("kordon: installing the signal handlers: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        let metrics = kordon_server::metrics::handle();
+        kordon_server::metrics::describe_all();
+        let instance_name = settings.instance.to_string();
+        let duties = DutiesSettings {
+            mqtt_host: broker.host.clone(),
+            mqtt_port: broker.port,
+        };
+        let instance =
+            match Instance::start(&config, settings, SnapshotEvery::default(), Some(duties)).await {
+                Ok(instance) => instance,
+                Err(e) => {
+                    tracing::error!("{e}");
+                    eprintln!("kordon: joining the cluster: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+        let listener = match tokio::net::TcpListener::bind(config.http.listen).await {
+            Ok(listener) => listener,
+            Err(e) => {
+                eprintln!("kordon: HTTP listener on {}: {e}", config.http.listen);
+                instance.leave().await;
+                return ExitCode::FAILURE;
+            }
+        };
+        let http_addr = listener.local_addr().ok();
+        let app = status_http::router(
+            instance_name.clone(),
+            instance.serving(),
+            metrics,
+            &config.http.tokens,
+        );
+        let http = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        eprintln!(
+            "kordon is running as instance {instance_name} of a cluster: health and metrics on http://{} · Ctrl-C leaves the cluster",
+            http_addr.map(|a| a.to_string()).unwrap_or_default()
+        );
+        stop.wait().await;
+        eprintln!("kordon: leaving the cluster");
+        instance.leave().await;
+        http.abort();
         ExitCode::SUCCESS
     })
 }
@@ -512,7 +615,11 @@ fn check_cases(files: &[PathBuf]) -> ExitCode {
 }
 
 fn cluster(command: ClusterCommand) -> ExitCode {
-    let ClusterCommand::Status { config: path } = command;
+    let path = match &command {
+        ClusterCommand::Status { config }
+        | ClusterCommand::PutCases { config, .. }
+        | ClusterCommand::DeleteCases { config, .. } => config.clone(),
+    };
     let config = match Config::load(&path) {
         Ok(config) => config,
         Err(e) => {
@@ -532,7 +639,93 @@ fn cluster(command: ClusterCommand) -> ExitCode {
         .enable_all()
         .build()
         .expect("a tokio runtime");
-    match runtime.block_on(kordon_cluster::keeper::shard_map(&settings)) {
+    match command {
+        ClusterCommand::Status { .. } => cluster_status(&runtime, &settings),
+        ClusterCommand::PutCases { files, .. } => put_cases(&runtime, &settings, &files),
+        ClusterCommand::DeleteCases { ids, .. } => delete_cases(&runtime, &settings, &ids),
+    }
+}
+
+/// The cluster's case bucket, on its own connection.
+async fn case_bucket(
+    settings: &kordon_cluster::ClusterSettings,
+) -> Result<async_nats::jetstream::kv::Store, kordon_cluster::ClusterError> {
+    let client = kordon_cluster::keeper::connect(&settings.nats_url).await?;
+    let js = async_nats::jetstream::new(client);
+    kordon_cluster::cases::open(&js, settings.replicas).await
+}
+
+fn put_cases(
+    runtime: &tokio::runtime::Runtime,
+    settings: &kordon_cluster::ClusterSettings,
+    files: &[PathBuf],
+) -> ExitCode {
+    let mut read = Vec::new();
+    for path in files {
+        match cases::read_case_file(path) {
+            Ok(case) if case.id.is_plain() => read.push(case),
+            Ok(case) => {
+                eprintln!(
+                    "{}: case id `{}` must be 1 to 64 of A-Z a-z 0-9 . _ -, not starting with '.'",
+                    path.display(),
+                    case.id
+                );
+                return ExitCode::FAILURE;
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    let stored = runtime.block_on(async {
+        let bucket = case_bucket(settings).await?;
+        for case in &read {
+            kordon_cluster::cases::put(&bucket, case).await?;
+            println!(
+                "case {} stored (shard {})",
+                case.id,
+                settings.shards.shard_of(case.id.as_str())
+            );
+        }
+        Ok::<_, kordon_cluster::ClusterError>(())
+    });
+    match stored {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("kordon cluster put-cases: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn delete_cases(
+    runtime: &tokio::runtime::Runtime,
+    settings: &kordon_cluster::ClusterSettings,
+    ids: &[String],
+) -> ExitCode {
+    let deleted = runtime.block_on(async {
+        let bucket = case_bucket(settings).await?;
+        for id in ids {
+            kordon_cluster::cases::delete(&bucket, id).await?;
+            println!("case {id} deleted");
+        }
+        Ok::<_, kordon_cluster::ClusterError>(())
+    });
+    match deleted {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("kordon cluster delete-cases: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn cluster_status(
+    runtime: &tokio::runtime::Runtime,
+    settings: &kordon_cluster::ClusterSettings,
+) -> ExitCode {
+    match runtime.block_on(kordon_cluster::keeper::shard_map(settings)) {
         Ok(states) => {
             let now_ms = jiff::Timestamp::now().as_millisecond();
             println!(

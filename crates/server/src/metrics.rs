@@ -45,6 +45,13 @@ pub const WEBHOOK_ATTEMPTS: &str = "kordon_webhook_attempts_total";
 /// CAP messages the webhook deliverer's full queue could not take (they
 /// are delivered at the next start).
 pub const WEBHOOK_QUEUE_FULL: &str = "kordon_webhook_queue_full_total";
+/// Cluster mode: the shards this instance serves.
+pub const SHARDS_SERVED: &str = "kordon_cluster_shards_served";
+/// Cluster mode: how long each served shard's tenure still runs without a
+/// renewal, by shard (it stops serving at 0).
+pub const TENURE_LEFT: &str = "kordon_cluster_tenure_remaining_seconds";
+/// Cluster mode: messages of a served shard stored and not yet read, by shard.
+pub const READER_LAG: &str = "kordon_cluster_reader_lag_messages";
 /// Messages the embedded broker skipped for a lagging subscriber.
 pub const EMBEDDED_BROKER_LOSS: &str = "kordon_embedded_broker_cursor_jumps_total";
 
@@ -221,6 +228,10 @@ fn register_all() {
     );
 
     let gauges: &[(&'static str, &'static str)] = &[
+        (
+            SHARDS_SERVED,
+            "Cluster mode: the shards this instance serves (0 outside a cluster).",
+        ),
         (
             CORE_QUEUE_DEPTH,
             "Commands waiting in the engine's queue: messages received, ticks, API calls.",

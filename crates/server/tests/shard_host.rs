@@ -186,7 +186,7 @@ async fn a_crashed_instance_s_shards_are_served_again_and_every_breach_is_stored
     };
     let mut instances = HashMap::new();
     for name in ["a", "b"] {
-        let instance = Instance::start(&config(name), settings(&nats, name), every)
+        let instance = Instance::start(&config(name), settings(&nats, name), every, None)
             .await
             .unwrap();
         instances.insert(name, instance);

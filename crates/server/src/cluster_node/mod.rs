@@ -7,7 +7,9 @@
 //! the lease keeper (`kordon_cluster::keeper`); each shard core checks its
 //! own again before it stores anything.
 
+pub mod duties;
 mod shard_core;
+pub mod status_http;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -147,6 +149,9 @@ impl Host {
             .map(|(shard, _)| *shard)
             .collect();
         for shard in ended {
+            let label = shard.to_string();
+            metrics::gauge!(crate::metrics::TENURE_LEFT, "shard" => label.clone()).set(0.0);
+            metrics::gauge!(crate::metrics::READER_LAG, "shard" => label).set(0.0);
             if let Some(core) = self.cores.remove(&shard) {
                 core.close().await;
             }
@@ -164,7 +169,9 @@ impl Host {
                 }
             }
         }
-        let serving: Vec<Tenure> = self.cores.values().map(|c| c.tenure).collect();
+        let mut serving: Vec<Tenure> = self.cores.values().map(|c| c.tenure).collect();
+        serving.sort_by_key(|t| t.shard);
+        show_tenures(&serving, now);
         self.serving.send_if_modified(|old| {
             let changed = *old != serving;
             *old = serving;
@@ -194,21 +201,34 @@ impl Host {
     }
 }
 
+/// The served shards in `/metrics`.
+fn show_tenures(serving: &[Tenure], now: Instant) {
+    metrics::gauge!(crate::metrics::SHARDS_SERVED).set(serving.len() as f64);
+    for tenure in serving {
+        let left = tenure.valid_until.saturating_duration_since(now);
+        metrics::gauge!(crate::metrics::TENURE_LEFT, "shard" => tenure.shard.to_string())
+            .set(left.as_secs_f64());
+    }
+}
+
 /// One member of a cluster, running: its lease keeper, the shards it
 /// serves, and its journal (its audit copy of what those shards handled).
 pub struct Instance {
     keeper: LeaseKeeper,
     host: ShardHost,
     writer: Writer<Vec<AfterCommit>>,
+    duties: Option<JoinHandle<()>>,
 }
 
 impl Instance {
     /// Joins the cluster `settings` name, with the engine, alert and journal
-    /// settings of `config`.
+    /// settings of `config`; with `duties`, this instance runs the bridge and
+    /// the deliverer whenever it holds shard 0 ([`duties`]).
     pub async fn start(
         config: &Config,
         settings: ClusterSettings,
         snapshot_every: SnapshotEvery,
+        duties: Option<duties::DutiesSettings>,
     ) -> Result<Instance, InstanceError> {
         let client = kordon_cluster::keeper::connect(&settings.nats_url).await?;
         let js = async_nats::jetstream::new(client);
@@ -244,11 +264,24 @@ impl Instance {
             retention_days: (config.journal.retention_days > 0)
                 .then_some(config.journal.retention_days),
         };
+        let duties = match duties {
+            Some(duties) => {
+                let book = cases::watch_book(cases.clone(), settings.shards).await?;
+                Some(tokio::spawn(duties::run(
+                    duties,
+                    parts.js.clone(),
+                    book,
+                    keeper.tenures(),
+                )))
+            }
+            None => None,
+        };
         let host = ShardHost::start(parts, cases, settings.shards);
         Ok(Instance {
             keeper,
             host,
             writer,
+            duties,
         })
     }
 
@@ -260,6 +293,9 @@ impl Instance {
     /// Leaves cleanly: closes every shard, gives the leases up, and commits
     /// the last records.
     pub async fn leave(self) {
+        if let Some(duties) = &self.duties {
+            duties.abort();
+        }
         self.host.stop().await;
         self.keeper.leave().await;
         let writer = self.writer;
@@ -270,6 +306,9 @@ impl Instance {
     /// tests (the shards' parts still running stop as their tenures run
     /// out, as a process cut off would).
     pub fn crash(self) {
+        if let Some(duties) = &self.duties {
+            duties.abort();
+        }
         self.host.abort();
         self.keeper.abort();
     }

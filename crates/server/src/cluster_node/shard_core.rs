@@ -297,12 +297,14 @@ impl Feeder {
         let mut last_snapshot = Instant::now();
         let mut last_seq = self.covered;
         let mut check = tokio::time::interval(self.every.period.min(Duration::from_secs(1)));
+        let lag = metrics::gauge!(crate::metrics::READER_LAG, "shard" => self.shard.to_string());
         loop {
             tokio::select! {
                 message = messages.recv() => {
                     let Some(message) = message else { return };
                     last_seq = message.seq;
                     since_snapshot += 1;
+                    lag.set(message.pending as f64);
                     if !self.hand_on(message).await {
                         return;
                     }

@@ -1,0 +1,291 @@
+//! The deliverer: the alerts' stream out to Mosquitto, where the monitoring
+//! room, the police's feed and the devices read them (`docs/cluster.md`,
+//! "Alerts leave through a stream").
+//!
+//! One instance runs it at a time, under a lease, as the bridge runs. It
+//! reads `KORDON_ALERTS` on a durable consumer and acknowledges a message to
+//! the stream only once Mosquitto has acknowledged its publication (QoS 1),
+//! so a deliverer that dies leaves what it had not delivered to the next
+//! one. A message can then reach Mosquitto twice, with the same content
+//! (at least once: consumers already treat an episode's id and event they
+//! have seen as seen).
+//!
+//! It drops a message stored after a later tenure's first message of the
+//! same shard, with an earlier epoch: a deposed owner's late output, which
+//! the shard's new owner decides again. (An earlier tenure's message
+//! offered again after a fail-over of the deliverer was stored before, and
+//! goes out.) It decides nothing about a case.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream::{self, consumer::pull, AckKind};
+use futures_util::StreamExt;
+use rumqttc::{AsyncClient, Event, MqttOptions, Outgoing, Packet, QoS};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tracing::{info, warn};
+
+use crate::alerts::{ALERT_STREAM, EPOCH_HEADER};
+use crate::bridge::MayAct;
+use crate::keeper::ClusterError;
+use crate::routing::TOPIC_HEADER;
+
+/// Where the deliverer publishes, and how much it has in flight.
+#[derive(Clone, Debug)]
+pub struct DelivererSettings {
+    pub mqtt_host: String,
+    pub mqtt_port: u16,
+    pub client_id: String,
+    /// Messages published and not yet acknowledged by Mosquitto.
+    pub window: usize,
+}
+
+impl DelivererSettings {
+    pub const CLIENT_ID: &'static str = "kordon-deliverer";
+    pub const CONSUMER: &'static str = "kordon-deliverer";
+    pub const WINDOW: usize = 256;
+}
+
+/// How long the stream waits for a deliverer's acknowledgement before it
+/// offers the message again (to the next deliverer, after a fail-over).
+pub const ACK_WAIT: Duration = Duration::from_secs(5);
+
+const LEASE_CHECK: Duration = Duration::from_millis(100);
+
+/// A running deliverer.
+pub struct Deliverer {
+    task: JoinHandle<()>,
+    stopped: watch::Receiver<bool>,
+}
+
+impl Deliverer {
+    /// Starts delivering; it stops by itself once `may_act` says no.
+    pub async fn start(
+        settings: DelivererSettings,
+        js: &jetstream::Context,
+        may_act: MayAct,
+    ) -> Result<Deliverer, ClusterError> {
+        let error = |e: &dyn std::fmt::Display| ClusterError::Watch {
+            bucket: ALERT_STREAM.to_string(),
+            message: e.to_string(),
+        };
+        let stream = js.get_stream(ALERT_STREAM).await.map_err(|e| error(&e))?;
+        let consumer = stream
+            .get_or_create_consumer(
+                DelivererSettings::CONSUMER,
+                pull::Config {
+                    durable_name: Some(DelivererSettings::CONSUMER.to_string()),
+                    description: Some("kordon: alerts out to Mosquitto".to_string()),
+                    ack_policy: jetstream::consumer::AckPolicy::Explicit,
+                    ack_wait: ACK_WAIT,
+                    max_ack_pending: settings.window as i64,
+                    ..Default::default()
+                },
+            )
+            .await
+            .map_err(|e| error(&e))?;
+        let messages = consumer.messages().await.map_err(|e| error(&e))?;
+        let (stopped_tx, stopped) = watch::channel(false);
+        let task = tokio::spawn(async move {
+            deliver(settings, messages, may_act).await;
+            stopped_tx.send_replace(true);
+        });
+        Ok(Deliverer { task, stopped })
+    }
+
+    /// Waits until it has stopped by itself (its lease ran out).
+    pub async fn stopped(&mut self) {
+        let _ = self.stopped.wait_for(|s| *s).await;
+    }
+
+    /// Whether it has stopped.
+    pub fn is_stopped(&self) -> bool {
+        *self.stopped.borrow()
+    }
+}
+
+impl Drop for Deliverer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// A message on its way: taken from the stream, published to Mosquitto.
+type Taken = jetstream::Message;
+
+/// One connection to Mosquitto and what is in flight on it.
+struct Link {
+    client: AsyncClient,
+    eventloop: rumqttc::EventLoop,
+    /// Published, in order, before rumqttc gave them a packet id.
+    queued: VecDeque<Taken>,
+    /// By packet id, until Mosquitto acknowledges.
+    inflight: HashMap<u16, Taken>,
+}
+
+impl Link {
+    /// A fresh connection: rumqttc resends what it had in flight when it
+    /// reconnects, which would break the order its packet ids are matched
+    /// in, so a broken link is dropped whole and the stream offers its
+    /// messages again after [`ACK_WAIT`].
+    fn new(settings: &DelivererSettings) -> Link {
+        let mut options =
+            MqttOptions::new(&settings.client_id, &settings.mqtt_host, settings.mqtt_port);
+        options
+            .set_clean_session(true)
+            .set_keep_alive(Duration::from_secs(15))
+            .set_inflight(settings.window.min(u16::MAX as usize) as u16)
+            .set_max_packet_size(1 << 20, 1 << 20);
+        let (client, eventloop) = AsyncClient::new(options, settings.window + 16);
+        Link {
+            client,
+            eventloop,
+            queued: VecDeque::new(),
+            inflight: HashMap::new(),
+        }
+    }
+
+    fn in_flight(&self) -> usize {
+        self.queued.len() + self.inflight.len()
+    }
+}
+
+async fn deliver(settings: DelivererSettings, mut messages: pull::Stream, may_act: MayAct) {
+    info!(client_id = settings.client_id, "deliverer running");
+    let mut link = Link::new(&settings);
+    let mut tenures = Tenures::default();
+    let mut lease_check = tokio::time::interval(LEASE_CHECK);
+    loop {
+        tokio::select! {
+            event = link.eventloop.poll() => match event {
+                Ok(Event::Outgoing(Outgoing::Publish(pkid))) => {
+                    if let Some(taken) = link.queued.pop_front() {
+                        link.inflight.insert(pkid, taken);
+                    }
+                }
+                Ok(Event::Incoming(Packet::PubAck(ack))) => {
+                    if let Some(taken) = link.inflight.remove(&ack.pkid) {
+                        if let Err(e) = taken.ack().await {
+                            warn!(error = %e, "deliverer: acknowledging to the stream (it comes again)");
+                        }
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    warn!(error = %e, in_flight = link.in_flight(), "deliverer: the connection to Mosquitto; what was in flight comes again");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    link = Link::new(&settings);
+                }
+            },
+            message = messages.next(), if link.in_flight() < settings.window => {
+                let Some(message) = message else {
+                    warn!("deliverer: the alerts' stream ended");
+                    return;
+                };
+                let message = match message {
+                    Ok(message) => message,
+                    Err(e) => {
+                        warn!(error = %e, "deliverer: reading the alerts' stream");
+                        continue;
+                    }
+                };
+                if !may_act(Instant::now()) {
+                    let _ = message.ack_with(AckKind::Nak(None)).await;
+                    break;
+                }
+                hand_on(&mut link, &mut tenures, message).await;
+            }
+            _ = lease_check.tick() => {
+                if !may_act(Instant::now()) {
+                    break;
+                }
+            }
+        }
+    }
+    info!("deliverer: the lease ran out; stopping (what it had not delivered stays in the stream)");
+}
+
+/// The latest tenure seen of each shard (by subject): its epoch and the
+/// stream sequence of its first message seen.
+#[derive(Default)]
+struct Tenures(HashMap<String, (u64, u64)>);
+
+impl Tenures {
+    /// Whether a message of `epoch` at `seq` is a deposed owner's late
+    /// output: stored after a later tenure's first message.
+    fn is_late(&mut self, subject: &str, epoch: u64, seq: u64) -> bool {
+        let latest = self.0.entry(subject.to_string()).or_insert((epoch, seq));
+        if epoch > latest.0 {
+            *latest = (epoch, seq);
+        } else if epoch == latest.0 {
+            latest.1 = latest.1.min(seq);
+        } else if seq > latest.1 {
+            return true;
+        }
+        false
+    }
+}
+
+/// Publishes one message, unless it is a deposed owner's late output.
+async fn hand_on(link: &mut Link, tenures: &mut Tenures, message: Taken) {
+    let header = |name: &str| {
+        message
+            .headers
+            .as_ref()
+            .and_then(|h| h.get(name))
+            .map(|v| v.to_string())
+    };
+    let topic = header(TOPIC_HEADER).unwrap_or_default();
+    let epoch: u64 = header(EPOCH_HEADER)
+        .and_then(|e| e.parse().ok())
+        .unwrap_or(0);
+    let seq = message.info().map(|i| i.stream_sequence).unwrap_or(0);
+    if tenures.is_late(&message.subject, epoch, seq) || topic.is_empty() {
+        warn!(subject = %message.subject, epoch, seq, topic, "deliverer: dropped a deposed owner's late (or a topicless) message");
+        let _ = message.ack().await;
+        return;
+    }
+    let payload = message.payload.clone();
+    match link
+        .client
+        .try_publish(topic, QoS::AtLeastOnce, false, payload)
+    {
+        Ok(()) => link.queued.push_back(message),
+        // Not taken (cannot happen below the window): offered again.
+        Err(e) => {
+            warn!(error = %e, "deliverer: publishing");
+            let _ = message
+                .ack_with(AckKind::Nak(Some(Duration::from_millis(200))))
+                .await;
+        }
+    }
+}
+
+/// Whether a deliverer may run: the lease it runs under.
+pub fn may_act(f: impl Fn(Instant) -> bool + Send + Sync + 'static) -> MayAct {
+    Arc::new(f)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Tenures;
+
+    #[test]
+    fn a_deposed_owner_s_output_stored_after_the_next_tenure_s_is_late() {
+        let mut t = Tenures::default();
+        assert!(!t.is_late("kordon.alerts.3", 5, 10));
+        assert!(!t.is_late("kordon.alerts.3", 9, 12));
+        assert!(
+            t.is_late("kordon.alerts.3", 5, 13),
+            "stored after epoch 9's first"
+        );
+        assert!(
+            !t.is_late("kordon.alerts.3", 5, 11),
+            "offered again, stored before"
+        );
+        assert!(!t.is_late("kordon.alerts.4", 1, 14), "another shard");
+        assert!(!t.is_late("kordon.alerts.3", 9, 15));
+    }
+}

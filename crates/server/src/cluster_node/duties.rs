@@ -1,0 +1,98 @@
+//! The cluster's two single tasks, the bridge (devices' messages from
+//! Mosquitto into the shards' stream) and the deliverer (the alerts' stream
+//! out to Mosquitto), run by whichever instance holds the lease of shard 0.
+//!
+//! Shard 0's lease is reused rather than a lease of their own: it already
+//! has an owner at every moment but a fail-over, fences itself, and moves
+//! with the balance; the instance holding it does a little more work. Both
+//! tasks check the tenure themselves before each step and stop when it
+//! ends; this loop only starts them again under the next tenure. It never
+//! decides anything about a case.
+
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream;
+use kordon_cluster::bridge::{Bridge, BridgeSettings, MayAct};
+use kordon_cluster::deliverer::{Deliverer, DelivererSettings};
+use kordon_cluster::routing::DeviceBook;
+use kordon_cluster::{Shard, Tenures};
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+/// The shard whose lease carries the duties.
+pub const DUTIES_SHARD: Shard = Shard(0);
+
+/// Where the duties reach Mosquitto.
+#[derive(Clone, Debug)]
+pub struct DutiesSettings {
+    pub mqtt_host: String,
+    pub mqtt_port: u16,
+}
+
+/// Runs the bridge and the deliverer whenever this instance holds shard 0.
+pub async fn run(
+    settings: DutiesSettings,
+    js: jetstream::Context,
+    book: watch::Receiver<DeviceBook>,
+    mut tenures: watch::Receiver<Tenures>,
+) {
+    loop {
+        let held = tenures.borrow().may_act(DUTIES_SHARD, Instant::now());
+        let Some(tenure) = held else {
+            if tenures.changed().await.is_err() {
+                return;
+            }
+            continue;
+        };
+        let watched = tenures.clone();
+        let may_act: MayAct = std::sync::Arc::new(move |now| {
+            watched
+                .borrow()
+                .may_act(DUTIES_SHARD, now)
+                .is_some_and(|t| t.epoch == tenure.epoch)
+        });
+        info!(epoch = %tenure.epoch, "this instance holds shard 0: running the bridge and the deliverer");
+        let mut bridge = Bridge::start(
+            BridgeSettings {
+                mqtt_host: settings.mqtt_host.clone(),
+                mqtt_port: settings.mqtt_port,
+                client_id: BridgeSettings::CLIENT_ID.to_string(),
+                window: BridgeSettings::WINDOW,
+            },
+            js.clone(),
+            book.clone(),
+            may_act.clone(),
+        );
+        let deliverer = Deliverer::start(
+            DelivererSettings {
+                mqtt_host: settings.mqtt_host.clone(),
+                mqtt_port: settings.mqtt_port,
+                client_id: DelivererSettings::CLIENT_ID.to_string(),
+                window: DelivererSettings::WINDOW,
+            },
+            &js,
+            may_act.clone(),
+        )
+        .await;
+        let mut deliverer = match deliverer {
+            Ok(deliverer) => deliverer,
+            Err(e) => {
+                warn!(error = %e, "starting the deliverer; trying again");
+                drop(bridge);
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                continue;
+            }
+        };
+        // Both stop by themselves when the tenure ends; either stopping
+        // alone (its stream gone) ends the pair, which starts again while
+        // the tenure (or a next one) holds.
+        tokio::select! {
+            _ = bridge.stopped() => {}
+            _ = deliverer.stopped() => {}
+        }
+        info!("the bridge and the deliverer stopped");
+        drop(bridge);
+        drop(deliverer);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
