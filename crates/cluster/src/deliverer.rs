@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use async_nats::jetstream::{self, consumer::pull, AckKind};
 use futures_util::StreamExt;
 use rumqttc::{AsyncClient, Event, MqttOptions, Outgoing, Packet, QoS};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
@@ -115,14 +115,26 @@ impl Drop for Deliverer {
 /// A message on its way: taken from the stream, published to Mosquitto.
 type Taken = jetstream::Message;
 
-/// One connection to Mosquitto and what is in flight on it.
+/// One connection to Mosquitto and what is in flight on it. Its event loop
+/// runs on a task of its own (a `poll` cancelled in a `select!` can lose a
+/// packet half written) and reports what the deliverer must match.
 struct Link {
     client: AsyncClient,
-    eventloop: rumqttc::EventLoop,
+    events: mpsc::Receiver<LinkEvent>,
+    task: JoinHandle<()>,
     /// Published, in order, before rumqttc gave them a packet id.
     queued: VecDeque<Taken>,
     /// By packet id, until Mosquitto acknowledges.
     inflight: HashMap<u16, Taken>,
+}
+
+enum LinkEvent {
+    /// rumqttc wrote the next queued publish under this packet id.
+    Sent(u16),
+    /// Mosquitto acknowledged this packet id.
+    Acked(u16),
+    /// The connection broke.
+    Broken(String),
 }
 
 impl Link {
@@ -138,10 +150,26 @@ impl Link {
             .set_keep_alive(Duration::from_secs(15))
             .set_inflight(settings.window.min(u16::MAX as usize) as u16)
             .set_max_packet_size(1 << 20, 1 << 20);
-        let (client, eventloop) = AsyncClient::new(options, settings.window + 16);
+        let (client, mut eventloop) = AsyncClient::new(options, settings.window + 16);
+        let (events_tx, events) = mpsc::channel(settings.window * 2 + 16);
+        let task = tokio::spawn(async move {
+            loop {
+                let event = match eventloop.poll().await {
+                    Ok(Event::Outgoing(Outgoing::Publish(pkid))) => LinkEvent::Sent(pkid),
+                    Ok(Event::Incoming(Packet::PubAck(ack))) => LinkEvent::Acked(ack.pkid),
+                    Ok(_) => continue,
+                    Err(e) => LinkEvent::Broken(e.to_string()),
+                };
+                let broken = matches!(event, LinkEvent::Broken(_));
+                if events_tx.send(event).await.is_err() || broken {
+                    return;
+                }
+            }
+        });
         Link {
             client,
-            eventloop,
+            events,
+            task,
             queued: VecDeque::new(),
             inflight: HashMap::new(),
         }
@@ -152,6 +180,12 @@ impl Link {
     }
 }
 
+impl Drop for Link {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
 async fn deliver(settings: DelivererSettings, mut messages: pull::Stream, may_act: MayAct) {
     info!(client_id = settings.client_id, "deliverer running");
     let mut link = Link::new(&settings);
@@ -159,25 +193,25 @@ async fn deliver(settings: DelivererSettings, mut messages: pull::Stream, may_ac
     let mut lease_check = tokio::time::interval(LEASE_CHECK);
     loop {
         tokio::select! {
-            event = link.eventloop.poll() => match event {
-                Ok(Event::Outgoing(Outgoing::Publish(pkid))) => {
+            event = link.events.recv() => match event {
+                Some(LinkEvent::Sent(pkid)) => {
                     if let Some(taken) = link.queued.pop_front() {
                         link.inflight.insert(pkid, taken);
                     }
                 }
-                Ok(Event::Incoming(Packet::PubAck(ack))) => {
-                    if let Some(taken) = link.inflight.remove(&ack.pkid) {
+                Some(LinkEvent::Acked(pkid)) => {
+                    if let Some(taken) = link.inflight.remove(&pkid) {
                         if let Err(e) = taken.ack().await {
                             warn!(error = %e, "deliverer: acknowledging to the stream (it comes again)");
                         }
                     }
                 }
-                Ok(_) => {}
-                Err(e) => {
-                    warn!(error = %e, in_flight = link.in_flight(), "deliverer: the connection to Mosquitto; what was in flight comes again");
+                Some(LinkEvent::Broken(e)) => {
+                    warn!(error = e, in_flight = link.in_flight(), "deliverer: the connection to Mosquitto; what was in flight comes again");
                     tokio::time::sleep(Duration::from_millis(200)).await;
                     link = Link::new(&settings);
                 }
+                None => link = Link::new(&settings),
             },
             message = messages.next(), if link.in_flight() < settings.window => {
                 let Some(message) = message else {

@@ -1,0 +1,295 @@
+//! Issue 15's own test: three `kordon run` processes in a cluster, on a
+//! nats-server and a Mosquitto of the test's own. Devices publish to
+//! Mosquitto; scripted zone breaches are spread over every shard. Mid-stream
+//! the instance serving most shards is killed with SIGKILL: its shards are
+//! served again within 5 s, every breach reaches the police, and no victim
+//! device is warned twice.
+//!
+//! `KORDON_CLUSTER_FIXES` sets how many fixes (default 50,000). Skipped
+//! loudly without `nats-server` or `mosquitto` (failed on CI, which sets
+//! `KORDON_REQUIRE_NATS=1` and `KORDON_REQUIRE_MOSQUITTO=1`).
+
+mod common;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::publisher::Publisher;
+use common::{fix_json, json, Broker, TestCase, Watcher, ZONE_CENTRE};
+use jiff::{SignedDuration, Timestamp};
+use kordon_cluster::testkit::{Mosquitto, Nats};
+
+const INSTANCES: [&str; 3] = ["k1", "k2", "k3"];
+const SHARDS: usize = 64;
+/// Fix time between a device's fixes.
+const STEP_S: i64 = 10;
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// One instance's directory and configuration.
+struct Member {
+    name: &'static str,
+    config: PathBuf,
+    log: PathBuf,
+    http: String,
+    child: Option<Child>,
+}
+
+impl Member {
+    fn new(name: &'static str, nats: &Nats, mqtt: &str) -> Member {
+        let dir = common::temp_dir(&format!("cluster-{name}"));
+        let port = free_port();
+        let text = common::config_text(mqtt, &dir.join("cases"), &format!("kordon-{name}"), 3600)
+            .replace("listen = \"127.0.0.1:0\"", &format!("listen = \"127.0.0.1:{port}\""));
+        let text = format!(
+            "{text}\n[journal]\ndir = \"{}\"\n\n[cluster]\nnats_url = \"{}\"\ninstance = \"{name}\"\n",
+            dir.join("journal").display(),
+            nats.url()
+        );
+        let config = dir.join("kordon.toml");
+        std::fs::write(&config, text).unwrap();
+        Member {
+            name,
+            config,
+            log: dir.join("kordon.log"),
+            http: format!("http://127.0.0.1:{port}"),
+            child: None,
+        }
+    }
+
+    fn start(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_kordon"))
+            .args(["run", "--config"])
+            .arg(&self.config)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill(); // SIGKILL
+            let _ = child.wait();
+        }
+    }
+
+    /// The shards it serves, from its `/healthz` (none while it is down).
+    async fn shards(&self, http: &reqwest::Client) -> usize {
+        if self.child.is_none() {
+            return 0;
+        }
+        let Ok(response) = http.get(format!("{}/healthz", self.http)).send().await else {
+            return 0;
+        };
+        let body: serde_json::Value = response.json().await.unwrap_or_default();
+        body["shards"].as_array().map_or(0, |s| s.len())
+    }
+}
+
+impl Drop for Member {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+async fn served(members: &[Member], http: &reqwest::Client) -> Vec<usize> {
+    let mut counts = Vec::new();
+    for member in members {
+        counts.push(member.shards(http).await);
+    }
+    counts
+}
+
+/// Where an offender is at `step`: far outside, then walking in at 6 m/s
+/// from `breach_at - 10`, inside for ten steps, then walking out again.
+fn position(step: usize, breach_at: usize) -> (f64, f64) {
+    let s = step as i64 - breach_at as i64;
+    let metres = match s {
+        ..=-10 => 600.0,
+        -9..=-1 => -60.0 * s as f64,
+        0..=9 => 0.0,
+        10..=19 => 60.0 * (s - 9) as f64,
+        _ => 600.0,
+    };
+    // A metre or so east each step: no two fixes alike.
+    let (lat, lon) = common::north(ZONE_CENTRE, metres);
+    (lat, lon + (step % 7) as f64 * 0.00001)
+}
+
+fn put_cases(config: &Path, files: &[PathBuf]) {
+    let status = Command::new(env!("CARGO_BIN_EXE_kordon"))
+        .args(["cluster", "put-cases", "--config"])
+        .arg(config)
+        .args(files)
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success(), "kordon cluster put-cases");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_instances_survive_a_sigkill_mid_stream() {
+    let Some(nats) = Nats::start() else { return };
+    let Some(mosquitto) = Mosquitto::start() else {
+        return;
+    };
+    let fixes: usize = std::env::var("KORDON_CLUSTER_FIXES")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(50_000);
+    let mqtt = format!("mqtt://127.0.0.1:{}", mosquitto.port);
+    let broker = Broker::External(mqtt.clone());
+    let mut members: Vec<Member> = INSTANCES.iter().map(|n| Member::new(n, &nats, &mqtt)).collect();
+
+    // Cases: enough that every shard has breaches, each walking in once.
+    let case_count = 200;
+    let steps = fixes.div_ceil(case_count);
+    assert!(steps >= 60, "at least 60 steps a case: {steps}");
+    let cases: Vec<TestCase> = (0..case_count).map(|_| TestCase::new("high")).collect();
+    let case_dir = common::temp_dir("cluster-cases");
+    let files: Vec<PathBuf> = cases
+        .iter()
+        .map(|c| {
+            let path = case_dir.join(format!("{}.json", c.id));
+            std::fs::write(&path, c.json().to_string()).unwrap();
+            path
+        })
+        .collect();
+    put_cases(&members[0].config, &files);
+    let breach_at = |i: usize| 15 + (i * 7919) % (steps - 40);
+
+    let http = reqwest::Client::new();
+    for member in &mut members {
+        member.start();
+    }
+    let started = Instant::now();
+    loop {
+        let counts = served(&members, &http).await;
+        if counts.iter().sum::<usize>() == SHARDS {
+            eprintln!("every shard served after {:?}: {counts:?}", started.elapsed());
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(30), "shards served: {counts:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    let watcher = Watcher::new(&broker, &["kordon/v1/alerts/#", "kordon/v1/devices/+/warning"]).await;
+    let publisher = Publisher::new(&broker, "devices".into(), 1_000, 10_000).await;
+    let t0 = Timestamp::now() - SignedDuration::from_secs(STEP_S * steps as i64 + 600);
+    let kill_at = steps / 2;
+    let mut killed: Option<(usize, Instant, usize)> = None;
+    let sending = Instant::now();
+    for step in 0..steps {
+        if step == kill_at {
+            let counts = served(&members, &http).await;
+            let busiest = (0..members.len()).max_by_key(|i| counts[*i]).unwrap();
+            eprintln!("step {step}: killing {} (serving {:?})", members[busiest].name, counts);
+            members[busiest].kill();
+            killed = Some((busiest, Instant::now(), counts[busiest]));
+        }
+        let ts = t0 + SignedDuration::from_secs(STEP_S * step as i64);
+        for (i, case) in cases.iter().enumerate() {
+            let (lat, lon) = position(step, breach_at(i));
+            publisher
+                .client
+                .publish(
+                    format!("kordon/v1/devices/{}/fix", case.offender),
+                    rumqttc::QoS::AtLeastOnce,
+                    false,
+                    fix_json(lat, lon, 5.0, ts),
+                )
+                .await
+                .unwrap();
+        }
+        // Devices report every STEP_S; the test compresses that, but not
+        // to nothing, so that the kill lands mid-stream.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let published = steps * case_count;
+    eprintln!("{published} fixes published in {:?}", sending.elapsed());
+
+    // Fail-over: the survivors serve every shard again.
+    let (victim, killed_at, had) = killed.expect("killed mid-stream");
+    let fail_over = loop {
+        let counts = served(&members, &http).await;
+        if counts.iter().sum::<usize>() == SHARDS {
+            break killed_at.elapsed();
+        }
+        assert!(killed_at.elapsed() < Duration::from_secs(20), "shards served after the kill: {counts:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    eprintln!("{} killed with {had} shards; every shard served again {fail_over:?} after the kill (at most, as polled)", members[victim].name);
+
+    // Every breach reaches the police.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let breaches_for_police = |log: &[(String, Vec<u8>)]| -> HashMap<String, usize> {
+        let mut by_case = HashMap::new();
+        for (topic, payload) in log {
+            if topic != "kordon/v1/alerts/police" {
+                continue;
+            }
+            let body = json(&String::from_utf8_lossy(payload));
+            // The episode opens as a warning on the way in and rises to a
+            // breach: the police hear of it first at the breach.
+            if body["kind"] == "zone_breach" && body["event"] != "cleared" {
+                *by_case.entry(body["case"].as_str().unwrap_or("").to_string()).or_insert(0) += 1;
+            }
+        }
+        by_case
+    };
+    loop {
+        let log = watcher.log();
+        let opened = breaches_for_police(&log);
+        let missing: Vec<&str> = cases.iter().filter(|c| !opened.contains_key(&c.id)).map(|c| c.id.as_str()).collect();
+        if missing.is_empty() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{} breaches never reached the police, e.g. {:?}; logs in {:?}", missing.len(), &missing[..missing.len().min(5)], members.iter().map(|m| &m.log).collect::<Vec<_>>());
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    eprintln!("every breach reached the police");
+
+    // No victim device warned twice of one event.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let log = watcher.log();
+    let mut warnings: HashMap<(String, String, String, String), usize> = HashMap::new();
+    for (topic, payload) in &log {
+        if !topic.ends_with("/warning") || !cases.iter().any(|c| topic.contains(&c.victim)) {
+            continue;
+        }
+        let body = json(&String::from_utf8_lossy(payload));
+        let key = (topic.clone(), body["id"].to_string(), body["event"].to_string(), body["ts"].to_string());
+        *warnings.entry(key).or_insert(0) += 1;
+    }
+    let twice: Vec<_> = warnings.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(!warnings.is_empty(), "victims were warned");
+    assert!(
+        twice.is_empty(),
+        "{} victim warnings sent twice, e.g. {:?}",
+        twice.len(),
+        &twice[..twice.len().min(3)]
+    );
+    let police = breaches_for_police(&log);
+    let police_twice = police.values().filter(|n| **n > 1).count();
+    eprintln!(
+        "{} victim warnings, none twice; {} police breach messages, {police_twice} cases' twice",
+        warnings.len(),
+        police.values().sum::<usize>()
+    );
+    assert!(fail_over < Duration::from_secs(5), "fail-over took {fail_over:?}");
+}
