@@ -53,6 +53,8 @@ impl DelivererSettings {
 pub const ACK_WAIT: Duration = Duration::from_secs(5);
 
 const LEASE_CHECK: Duration = Duration::from_millis(100);
+/// How long a deliverer whose lease ran out waits for what it has in flight.
+const FINISH: Duration = Duration::from_secs(1);
 
 /// A running deliverer.
 pub struct Deliverer {
@@ -178,6 +180,28 @@ impl Link {
     fn in_flight(&self) -> usize {
         self.queued.len() + self.inflight.len()
     }
+
+    /// Matches one event of the connection: a packet id to its message, an
+    /// acknowledgement from Mosquitto to the stream's. Err once it broke.
+    async fn on(&mut self, event: Option<LinkEvent>) -> Result<(), String> {
+        match event {
+            Some(LinkEvent::Sent(pkid)) => {
+                if let Some(taken) = self.queued.pop_front() {
+                    self.inflight.insert(pkid, taken);
+                }
+            }
+            Some(LinkEvent::Acked(pkid)) => {
+                if let Some(taken) = self.inflight.remove(&pkid) {
+                    if let Err(e) = taken.ack().await {
+                        warn!(error = %e, "deliverer: acknowledging to the stream (it comes again)");
+                    }
+                }
+            }
+            Some(LinkEvent::Broken(e)) => return Err(e),
+            None => return Err("the connection's task ended".to_string()),
+        }
+        Ok(())
+    }
 }
 
 impl Drop for Link {
@@ -193,26 +217,13 @@ async fn deliver(settings: DelivererSettings, mut messages: pull::Stream, may_ac
     let mut lease_check = tokio::time::interval(LEASE_CHECK);
     loop {
         tokio::select! {
-            event = link.events.recv() => match event {
-                Some(LinkEvent::Sent(pkid)) => {
-                    if let Some(taken) = link.queued.pop_front() {
-                        link.inflight.insert(pkid, taken);
-                    }
-                }
-                Some(LinkEvent::Acked(pkid)) => {
-                    if let Some(taken) = link.inflight.remove(&pkid) {
-                        if let Err(e) = taken.ack().await {
-                            warn!(error = %e, "deliverer: acknowledging to the stream (it comes again)");
-                        }
-                    }
-                }
-                Some(LinkEvent::Broken(e)) => {
+            event = link.events.recv() => {
+                if let Err(e) = link.on(event).await {
                     warn!(error = e, in_flight = link.in_flight(), "deliverer: the connection to Mosquitto; what was in flight comes again");
                     tokio::time::sleep(Duration::from_millis(200)).await;
                     link = Link::new(&settings);
                 }
-                None => link = Link::new(&settings),
-            },
+            }
             message = messages.next(), if link.in_flight() < settings.window => {
                 let Some(message) = message else {
                     warn!("deliverer: the alerts' stream ended");
@@ -238,7 +249,26 @@ async fn deliver(settings: DelivererSettings, mut messages: pull::Stream, may_ac
             }
         }
     }
-    info!("deliverer: the lease ran out; stopping (what it had not delivered stays in the stream)");
+    finish(&mut link).await;
+    info!("deliverer: the lease ran out; stopped (what it had not taken stays in the stream)");
+}
+
+/// Waits a moment for Mosquitto to acknowledge what is in flight, taking
+/// nothing new: each acknowledged message is acknowledged to the stream, so
+/// that the next deliverer does not send it again. (Sending after the lease
+/// ended cannot make a wrong alert, only a late one; a deliverer that dies
+/// instead leaves its in-flight messages to be sent again, at least once.)
+async fn finish(link: &mut Link) {
+    let deadline = tokio::time::Instant::now() + FINISH;
+    while link.in_flight() > 0 {
+        let event = tokio::select! {
+            event = link.events.recv() => event,
+            _ = tokio::time::sleep_until(deadline) => break,
+        };
+        if link.on(event).await.is_err() {
+            break;
+        }
+    }
 }
 
 /// The latest tenure seen of each shard (by subject): its epoch and the

@@ -1,9 +1,16 @@
 //! Issue 15's own test: three `kordon run` processes in a cluster, on a
 //! nats-server and a Mosquitto of the test's own. Devices publish to
-//! Mosquitto; scripted zone breaches are spread over every shard. Mid-stream
-//! the instance serving most shards is killed with SIGKILL: its shards are
-//! served again within 5 s, every breach reaches the police, and no victim
-//! device is warned twice.
+//! Mosquitto; scripted zone breaches are spread over every shard. While
+//! the fixes come:
+//! 1. the instance serving most shards is killed with SIGKILL: its shards
+//!    are served again within 5 s (then it is started again);
+//! 2. a rolling restart, one instance after the other (SIGTERM, start):
+//!    each one's shards are served again within a lease;
+//! 3. one instance is cut off from NATS (through a proxy): it stops serving
+//!    before its leases can have expired.
+//!
+//! Then every breach has reached the police, and nothing reached the
+//! police, the monitoring room or a victim's device twice.
 //!
 //! `KORDON_CLUSTER_FIXES` sets how many fixes (default 50,000). Skipped
 //! loudly without `nats-server` or `mosquitto` (failed on CI, which sets
@@ -16,6 +23,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::proxy::Proxy;
 use common::publisher::Publisher;
 use common::{fix_json, json, Broker, TestCase, Watcher, ZONE_CENTRE};
 use jiff::{SignedDuration, Timestamp};
@@ -37,6 +45,8 @@ fn free_port() -> u16 {
 /// One instance's directory and configuration.
 struct Member {
     name: &'static str,
+    /// Its way to NATS, which the test can cut.
+    nats: Proxy,
     config: PathBuf,
     log: PathBuf,
     http: String,
@@ -44,20 +54,26 @@ struct Member {
 }
 
 impl Member {
-    fn new(name: &'static str, nats: &Nats, mqtt: &str) -> Member {
+    async fn new(name: &'static str, nats: &Nats, mqtt: &str) -> Member {
+        let port: u16 = nats.url().rsplit(':').next().unwrap().parse().unwrap();
+        let proxy = Proxy::start(("127.0.0.1".to_string(), port)).await;
         let dir = common::temp_dir(&format!("cluster-{name}"));
         let port = free_port();
         let text = common::config_text(mqtt, &dir.join("cases"), &format!("kordon-{name}"), 3600)
-            .replace("listen = \"127.0.0.1:0\"", &format!("listen = \"127.0.0.1:{port}\""));
+            .replace(
+                "listen = \"127.0.0.1:0\"",
+                &format!("listen = \"127.0.0.1:{port}\""),
+            );
         let text = format!(
             "{text}\n[journal]\ndir = \"{}\"\n\n[cluster]\nnats_url = \"{}\"\ninstance = \"{name}\"\n",
             dir.join("journal").display(),
-            nats.url()
+            format!("nats://{}", proxy.addr)
         );
         let config = dir.join("kordon.toml");
         std::fs::write(&config, text).unwrap();
         Member {
             name,
+            nats: proxy,
             config,
             log: dir.join("kordon.log"),
             http: format!("http://127.0.0.1:{port}"),
@@ -79,6 +95,22 @@ impl Member {
             .spawn()
             .unwrap();
         self.child = Some(child);
+    }
+
+    /// SIGTERM, and waits for it to leave the cluster and exit.
+    fn terminate(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let term = Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status()
+                .unwrap();
+            assert!(term.success());
+            assert!(
+                child.wait().unwrap().success(),
+                "{} stops cleanly",
+                self.name
+            );
+        }
     }
 
     fn kill(&mut self) {
@@ -113,6 +145,20 @@ async fn served(members: &[Member], http: &reqwest::Client) -> Vec<usize> {
         counts.push(member.shards(http).await);
     }
     counts
+}
+
+/// Waits until the members serve every shard between them, and returns
+/// how long that took.
+async fn all_served(members: &[Member], http: &reqwest::Client, within: Duration) -> Duration {
+    let started = Instant::now();
+    loop {
+        let counts = served(members, http).await;
+        if counts.iter().sum::<usize>() == SHARDS {
+            return started.elapsed();
+        }
+        assert!(started.elapsed() < within, "shards served: {counts:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 /// Where an offender is at `step`: far outside, then walking in at 6 m/s
@@ -154,7 +200,10 @@ async fn three_instances_survive_a_sigkill_mid_stream() {
         .unwrap_or(50_000);
     let mqtt = format!("mqtt://127.0.0.1:{}", mosquitto.port);
     let broker = Broker::External(mqtt.clone());
-    let mut members: Vec<Member> = INSTANCES.iter().map(|n| Member::new(n, &nats, &mqtt)).collect();
+    let mut members = Vec::new();
+    for name in INSTANCES {
+        members.push(Member::new(name, &nats, &mqtt).await);
+    }
 
     // Cases: enough that every shard has breaches, each walking in once.
     let case_count = 200;
@@ -177,30 +226,42 @@ async fn three_instances_survive_a_sigkill_mid_stream() {
     for member in &mut members {
         member.start();
     }
+    // Every shard served, and every instance serving some (the balance
+    // hands shards to instances that joined a moment later).
     let started = Instant::now();
     loop {
         let counts = served(&members, &http).await;
-        if counts.iter().sum::<usize>() == SHARDS {
-            eprintln!("every shard served after {:?}: {counts:?}", started.elapsed());
+        if counts.iter().sum::<usize>() == SHARDS && counts.iter().all(|n| *n > 0) {
+            eprintln!(
+                "every shard served and balanced after {:?}: {counts:?}",
+                started.elapsed()
+            );
             break;
         }
-        assert!(started.elapsed() < Duration::from_secs(30), "shards served: {counts:?}");
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "shards served: {counts:?}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 
-    let watcher = Watcher::new(&broker, &["kordon/v1/alerts/#", "kordon/v1/devices/+/warning"]).await;
+    let watcher = Watcher::new(
+        &broker,
+        &["kordon/v1/alerts/#", "kordon/v1/devices/+/warning"],
+    )
+    .await;
     let publisher = Publisher::new(&broker, "devices".into(), 1_000, 10_000).await;
     let t0 = Timestamp::now() - SignedDuration::from_secs(STEP_S * steps as i64 + 600);
-    let kill_at = steps / 2;
-    let mut killed: Option<(usize, Instant, usize)> = None;
     let sending = Instant::now();
     for step in 0..steps {
-        if step == kill_at {
-            let counts = served(&members, &http).await;
-            let busiest = (0..members.len()).max_by_key(|i| counts[*i]).unwrap();
-            eprintln!("step {step}: killing {} (serving {:?})", members[busiest].name, counts);
-            members[busiest].kill();
-            killed = Some((busiest, Instant::now(), counts[busiest]));
+        if step == steps / 5 {
+            kill_busiest(&mut members, &http).await;
+        }
+        if step == 2 * steps / 5 {
+            rolling_restart(&mut members, &http).await;
+        }
+        if step == 3 * steps / 5 {
+            partition_one(&mut members, &http).await;
         }
         let ts = t0 + SignedDuration::from_secs(STEP_S * step as i64);
         for (i, case) in cases.iter().enumerate() {
@@ -217,23 +278,14 @@ async fn three_instances_survive_a_sigkill_mid_stream() {
                 .unwrap();
         }
         // Devices report every STEP_S; the test compresses that, but not
-        // to nothing, so that the kill lands mid-stream.
+        // to nothing, so that the faults land mid-stream.
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let published = steps * case_count;
-    eprintln!("{published} fixes published in {:?}", sending.elapsed());
-
-    // Fail-over: the survivors serve every shard again.
-    let (victim, killed_at, had) = killed.expect("killed mid-stream");
-    let fail_over = loop {
-        let counts = served(&members, &http).await;
-        if counts.iter().sum::<usize>() == SHARDS {
-            break killed_at.elapsed();
-        }
-        assert!(killed_at.elapsed() < Duration::from_secs(20), "shards served after the kill: {counts:?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
-    eprintln!("{} killed with {had} shards; every shard served again {fail_over:?} after the kill (at most, as polled)", members[victim].name);
+    eprintln!(
+        "{} fixes published in {:?}",
+        steps * case_count,
+        sending.elapsed()
+    );
 
     // Every breach reaches the police.
     let deadline = Instant::now() + Duration::from_secs(120);
@@ -247,7 +299,9 @@ async fn three_instances_survive_a_sigkill_mid_stream() {
             // The episode opens as a warning on the way in and rises to a
             // breach: the police hear of it first at the breach.
             if body["kind"] == "zone_breach" && body["event"] != "cleared" {
-                *by_case.entry(body["case"].as_str().unwrap_or("").to_string()).or_insert(0) += 1;
+                *by_case
+                    .entry(body["case"].as_str().unwrap_or("").to_string())
+                    .or_insert(0) += 1;
             }
         }
         by_case
@@ -255,14 +309,48 @@ async fn three_instances_survive_a_sigkill_mid_stream() {
     loop {
         let log = watcher.log();
         let opened = breaches_for_police(&log);
-        let missing: Vec<&str> = cases.iter().filter(|c| !opened.contains_key(&c.id)).map(|c| c.id.as_str()).collect();
+        let missing: Vec<&str> = cases
+            .iter()
+            .filter(|c| !opened.contains_key(&c.id))
+            .map(|c| c.id.as_str())
+            .collect();
         if missing.is_empty() {
             break;
         }
-        assert!(Instant::now() < deadline, "{} breaches never reached the police, e.g. {:?}; logs in {:?}", missing.len(), &missing[..missing.len().min(5)], members.iter().map(|m| &m.log).collect::<Vec<_>>());
+        assert!(
+            Instant::now() < deadline,
+            "{} breaches never reached the police, e.g. {:?}; logs in {:?}",
+            missing.len(),
+            &missing[..missing.len().min(5)],
+            members.iter().map(|m| &m.log).collect::<Vec<_>>()
+        );
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     eprintln!("every breach reached the police");
+
+    // Nothing the police or the room received came twice.
+    let log = watcher.log();
+    let mut alerts: HashMap<(String, String, String, String), usize> = HashMap::new();
+    for (topic, payload) in &log {
+        if topic != "kordon/v1/alerts/police" && topic != "kordon/v1/alerts/monitoring" {
+            continue;
+        }
+        let body = json(&String::from_utf8_lossy(payload));
+        let key = (
+            topic.clone(),
+            body["id"].to_string(),
+            body["event"].to_string(),
+            body["ts"].to_string(),
+        );
+        *alerts.entry(key).or_insert(0) += 1;
+    }
+    let twice: Vec<_> = alerts.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(
+        twice.is_empty(),
+        "{} alert messages sent twice, e.g. {:?}",
+        twice.len(),
+        &twice[..twice.len().min(3)]
+    );
 
     // No victim device warned twice of one event.
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -273,7 +361,12 @@ async fn three_instances_survive_a_sigkill_mid_stream() {
             continue;
         }
         let body = json(&String::from_utf8_lossy(payload));
-        let key = (topic.clone(), body["id"].to_string(), body["event"].to_string(), body["ts"].to_string());
+        let key = (
+            topic.clone(),
+            body["id"].to_string(),
+            body["event"].to_string(),
+            body["ts"].to_string(),
+        );
         *warnings.entry(key).or_insert(0) += 1;
     }
     let twice: Vec<_> = warnings.iter().filter(|(_, n)| **n > 1).collect();
@@ -291,5 +384,72 @@ async fn three_instances_survive_a_sigkill_mid_stream() {
         warnings.len(),
         police.values().sum::<usize>()
     );
-    assert!(fail_over < Duration::from_secs(5), "fail-over took {fail_over:?}");
+}
+
+/// SIGKILL of the instance serving most shards; its shards are served
+/// again within 5 s. Then it is started again.
+async fn kill_busiest(members: &mut [Member], http: &reqwest::Client) {
+    let counts = served(members, http).await;
+    let busiest = (0..members.len()).max_by_key(|i| counts[*i]).unwrap();
+    members[busiest].kill();
+    let fail_over = all_served(members, http, Duration::from_secs(20)).await;
+    eprintln!(
+        "SIGKILL of {} ({} of {counts:?} shards): every shard served again {fail_over:?} after (as polled every 50 ms)",
+        members[busiest].name, counts[busiest]
+    );
+    assert!(
+        fail_over < Duration::from_secs(5),
+        "fail-over took {fail_over:?}"
+    );
+    members[busiest].start();
+}
+
+/// Each instance in turn: SIGTERM (it leaves the cluster cleanly), its
+/// shards served by the others within a lease, then started again.
+async fn rolling_restart(members: &mut [Member], http: &reqwest::Client) {
+    for i in 0..members.len() {
+        // Its turn comes once it serves shards (after its start).
+        let started = Instant::now();
+        while members[i].shards(http).await == 0 && started.elapsed() < Duration::from_secs(20) {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let had = members[i].shards(http).await;
+        let stopping = Instant::now();
+        members[i].terminate();
+        all_served(members, http, Duration::from_secs(20)).await;
+        let gap = stopping.elapsed();
+        eprintln!("rolling restart: {} left with {had} shards; all served again {gap:?} after the SIGTERM", members[i].name);
+        assert!(gap < Duration::from_secs(5), "hand-over took {gap:?}");
+        members[i].start();
+    }
+}
+
+/// Cuts the instance serving most shards off from NATS: it stops serving
+/// before its leases can have expired (3 s after its last renewal), and
+/// the others take its shards over.
+async fn partition_one(members: &mut [Member], http: &reqwest::Client) {
+    let counts = served(members, http).await;
+    let busiest = (0..members.len()).max_by_key(|i| counts[*i]).unwrap();
+    let cut = Instant::now();
+    members[busiest].nats.down();
+    loop {
+        if members[busiest].shards(http).await == 0 {
+            break;
+        }
+        assert!(
+            cut.elapsed() < Duration::from_secs(3),
+            "{} still serves shards {:?} after being cut off",
+            members[busiest].name,
+            cut.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let stopped = cut.elapsed();
+    all_served(members, http, Duration::from_secs(20)).await;
+    let taken = cut.elapsed();
+    eprintln!(
+        "{} cut off from NATS with {} shards: it served none {stopped:?} after the cut; the others served all {taken:?} after",
+        members[busiest].name, counts[busiest]
+    );
+    members[busiest].nats.up();
 }

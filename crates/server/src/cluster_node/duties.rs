@@ -90,6 +90,8 @@ pub async fn run(
             _ = bridge.stopped() => {}
             _ = deliverer.stopped() => {}
         }
+        // The deliverer finishes what it has in flight once its lease ends.
+        let _ = tokio::time::timeout(Duration::from_secs(2), deliverer.stopped()).await;
         info!("the bridge and the deliverer stopped");
         drop(bridge);
         drop(deliverer);
