@@ -65,9 +65,9 @@ impl Member {
                 &format!("listen = \"127.0.0.1:{port}\""),
             );
         let text = format!(
-            "{text}\n[journal]\ndir = \"{}\"\n\n[cluster]\nnats_url = \"{}\"\ninstance = \"{name}\"\n",
+            "{text}\n[journal]\ndir = \"{}\"\n\n[cluster]\nnats_url = \"nats://{}\"\ninstance = \"{name}\"\n",
             dir.join("journal").display(),
-            format!("nats://{}", proxy.addr)
+            proxy.addr
         );
         let config = dir.join("kordon.toml");
         std::fs::write(&config, text).unwrap();
