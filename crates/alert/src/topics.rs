@@ -1,5 +1,24 @@
 //! The topics alerts are published on (see `docs/mqtt.md`).
 
+/// The filters kordon reads its own messages back on, and the fence topic
+/// each one also matches. `~` cannot occur in a device id, so no device
+/// listens on a fence topic, and alert consumers subscribe to exact topics.
+pub const ECHO_FILTERS: &[(&str, &str)] = &[
+    ("kordon/v1/alerts/+", "kordon/v1/alerts/~fence"),
+    (
+        "kordon/v1/alerts/police/+",
+        "kordon/v1/alerts/police/~fence",
+    ),
+    (
+        "kordon/v1/devices/+/warning",
+        "kordon/v1/devices/~fence/warning",
+    ),
+    (
+        "kordon/v1/cases/+/coordinators",
+        "kordon/v1/cases/~fence/coordinators",
+    ),
+];
+
 /// Every alert event, with both positions.
 pub const MONITORING: &str = "kordon/v1/alerts/monitoring";
 /// Alerts that need a police unit, as JSON.

@@ -6,9 +6,13 @@
 //! reads `KORDON_ALERTS` on a durable consumer and acknowledges a message to
 //! the stream only once Mosquitto has acknowledged its publication (QoS 1),
 //! so a deliverer that dies leaves what it had not delivered to the next
-//! one. A message can then reach Mosquitto twice, with the same content
-//! (at least once: consumers already treat an episode's id and event they
-//! have seen as seen).
+//! one. So that the next one does not send again what Mosquitto had already
+//! taken, every deliverer reads its messages back on one persistent session
+//! (which Mosquitto keeps, and fills, while no deliverer runs), and a new one
+//! first sends a fence on each of those topics and waits for them to come
+//! back: by then it has read back everything published before. A message
+//! offered again is sent only if it was not read back. (Where the fences do
+//! not come back within 10 s, it is sent: at least once, never lost.)
 //!
 //! It drops a message stored after a later tenure's first message of the
 //! same shard, with an earlier epoch: a deposed owner's late output, which
@@ -27,7 +31,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
-use crate::alerts::{ALERT_STREAM, EPOCH_HEADER};
+use crate::alerts::{self, ALERT_STREAM, EPOCH_HEADER};
 use crate::bridge::MayAct;
 use crate::keeper::ClusterError;
 use crate::routing::TOPIC_HEADER;
@@ -53,6 +57,11 @@ impl DelivererSettings {
 pub const ACK_WAIT: Duration = Duration::from_secs(5);
 
 const LEASE_CHECK: Duration = Duration::from_millis(100);
+/// How long a new deliverer waits for its fences before it delivers anyway.
+const FENCE_PATIENCE: Duration = Duration::from_secs(10);
+/// How long a message read back is remembered: far longer than a message is
+/// offered again after ([`ACK_WAIT`], plus a fail-over).
+const ECHO_MEMORY: Duration = Duration::from_secs(10 * 60);
 /// How long a deliverer whose lease ran out waits for what it has in flight.
 const FINISH: Duration = Duration::from_secs(1);
 
@@ -212,11 +221,14 @@ impl Drop for Link {
 
 async fn deliver(settings: DelivererSettings, mut messages: pull::Stream, may_act: MayAct) {
     info!(client_id = settings.client_id, "deliverer running");
+    let mut echoes = Echoes::start(&settings);
+    echoes.fence().await;
     let mut link = Link::new(&settings);
     let mut tenures = Tenures::default();
     let mut lease_check = tokio::time::interval(LEASE_CHECK);
     loop {
         tokio::select! {
+            Some((topic, payload)) = echoes.events.recv() => echoes.record(&topic, &payload),
             event = link.events.recv() => {
                 if let Err(e) = link.on(event).await {
                     warn!(error = e, in_flight = link.in_flight(), "deliverer: the connection to Mosquitto; what was in flight comes again");
@@ -240,7 +252,7 @@ async fn deliver(settings: DelivererSettings, mut messages: pull::Stream, may_ac
                     let _ = message.ack_with(AckKind::Nak(None)).await;
                     break;
                 }
-                hand_on(&mut link, &mut tenures, message).await;
+                hand_on(&mut link, &mut tenures, &echoes, message).await;
             }
             _ = lease_check.tick() => {
                 if !may_act(Instant::now()) {
@@ -271,6 +283,127 @@ async fn finish(link: &mut Link) {
     }
 }
 
+/// The deliverers' messages read back from Mosquitto, on one persistent
+/// session for every deliverer in turn.
+struct Echoes {
+    client: AsyncClient,
+    events: mpsc::Receiver<(String, bytes::Bytes)>,
+    task: JoinHandle<()>,
+    /// Message ids read back, with when.
+    seen: HashMap<String, Instant>,
+    pruned: Instant,
+}
+
+impl Echoes {
+    fn start(settings: &DelivererSettings) -> Echoes {
+        let mut options = MqttOptions::new(
+            format!("{}-echo", settings.client_id),
+            &settings.mqtt_host,
+            settings.mqtt_port,
+        );
+        options
+            .set_clean_session(false)
+            .set_keep_alive(Duration::from_secs(15))
+            .set_max_packet_size(1 << 20, 1 << 20);
+        let (client, mut eventloop) = AsyncClient::new(options, 64);
+        let (events_tx, events) = mpsc::channel(4_096);
+        let subscriber = client.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                match eventloop.poll().await {
+                    Ok(Event::Incoming(Packet::ConnAck(ack))) if !ack.session_present => {
+                        let client = subscriber.clone();
+                        // Its own task: the request waits on this loop.
+                        tokio::spawn(async move {
+                            let filters =
+                                kordon_alert::topics::ECHO_FILTERS.iter().map(|(f, _)| {
+                                    rumqttc::SubscribeFilter::new(f.to_string(), QoS::AtLeastOnce)
+                                });
+                            let _ = client.subscribe_many(filters).await;
+                        });
+                    }
+                    Ok(Event::Incoming(Packet::Publish(p))) => {
+                        if events_tx.send((p.topic, p.payload)).await.is_err() {
+                            return;
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        warn!(error = %e, "deliverer: reading its messages back");
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                    }
+                }
+            }
+        });
+        Echoes {
+            client,
+            events,
+            task,
+            seen: HashMap::new(),
+            pruned: Instant::now(),
+        }
+    }
+
+    fn record(&mut self, topic: &str, payload: &[u8]) {
+        let now = Instant::now();
+        self.seen.insert(alerts::message_id(topic, payload), now);
+        if now.duration_since(self.pruned) > ECHO_MEMORY {
+            self.seen
+                .retain(|_, at| now.duration_since(*at) < ECHO_MEMORY);
+            self.pruned = now;
+        }
+    }
+
+    /// Sends a fence on every echo topic and reads back until each has
+    /// come back (or [`FENCE_PATIENCE`] has passed): everything published
+    /// before is then read back.
+    async fn fence(&mut self) {
+        let since_epoch = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        let token = format!("{}-{}", std::process::id(), since_epoch.as_nanos());
+        let payload = serde_json::json!({ "fence": token }).to_string();
+        let mut outstanding: Vec<&str> = Vec::new();
+        for (_, fence) in kordon_alert::topics::ECHO_FILTERS {
+            if self
+                .client
+                .publish(*fence, QoS::AtLeastOnce, false, payload.clone())
+                .await
+                .is_ok()
+            {
+                outstanding.push(fence);
+            }
+        }
+        let deadline = tokio::time::Instant::now() + FENCE_PATIENCE;
+        while !outstanding.is_empty() {
+            let echo = tokio::select! {
+                echo = self.events.recv() => echo,
+                _ = tokio::time::sleep_until(deadline) => None,
+            };
+            let Some((topic, body)) = echo else {
+                warn!(fences = outstanding.len(), "deliverer: fences not back; what is offered again is sent (it may arrive twice)");
+                return;
+            };
+            if body.as_ref() == payload.as_bytes() {
+                outstanding.retain(|f| *f != topic);
+            } else {
+                self.record(&topic, &body);
+            }
+        }
+    }
+
+    /// Whether a message was read back (so Mosquitto has it).
+    fn has(&self, topic: &str, payload: &[u8]) -> bool {
+        self.seen.contains_key(&alerts::message_id(topic, payload))
+    }
+}
+
+impl Drop for Echoes {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
 /// The latest tenure seen of each shard (by subject): its epoch and the
 /// stream sequence of its first message seen.
 #[derive(Default)]
@@ -293,7 +426,7 @@ impl Tenures {
 }
 
 /// Publishes one message, unless it is a deposed owner's late output.
-async fn hand_on(link: &mut Link, tenures: &mut Tenures, message: Taken) {
+async fn hand_on(link: &mut Link, tenures: &mut Tenures, echoes: &Echoes, message: Taken) {
     let header = |name: &str| {
         message
             .headers
@@ -305,9 +438,18 @@ async fn hand_on(link: &mut Link, tenures: &mut Tenures, message: Taken) {
     let epoch: u64 = header(EPOCH_HEADER)
         .and_then(|e| e.parse().ok())
         .unwrap_or(0);
-    let seq = message.info().map(|i| i.stream_sequence).unwrap_or(0);
+    let (seq, offered) = message
+        .info()
+        .map(|i| (i.stream_sequence, i.delivered))
+        .unwrap_or((0, 1));
     if tenures.is_late(&message.subject, epoch, seq) || topic.is_empty() {
         warn!(subject = %message.subject, epoch, seq, topic, "deliverer: dropped a deposed owner's late (or a topicless) message");
+        let _ = message.ack().await;
+        return;
+    }
+    // Offered again (an earlier deliverer, or this one's broken link, took
+    // it and did not acknowledge): sent only if Mosquitto does not have it.
+    if offered > 1 && echoes.has(&topic, &message.payload) {
         let _ = message.ack().await;
         return;
     }

@@ -27,24 +27,7 @@ use kordon_journal::record::message_digest;
 use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
 
-/// The filters kordon reads its own messages back on, and the fence topic
-/// each one also matches. `~` cannot occur in a device id, so no device
-/// listens on a fence topic, and alert consumers subscribe to exact topics.
-pub const ECHO_FILTERS: &[(&str, &str)] = &[
-    ("kordon/v1/alerts/+", "kordon/v1/alerts/~fence"),
-    (
-        "kordon/v1/alerts/police/+",
-        "kordon/v1/alerts/police/~fence",
-    ),
-    (
-        "kordon/v1/devices/+/warning",
-        "kordon/v1/devices/~fence/warning",
-    ),
-    (
-        "kordon/v1/cases/+/coordinators",
-        "kordon/v1/cases/~fence/coordinators",
-    ),
-];
+pub use kordon_alert::topics::ECHO_FILTERS;
 
 /// How long to wait for the fences before publishing uncertain messages.
 pub const FENCE_PATIENCE_S: i64 = 10;
