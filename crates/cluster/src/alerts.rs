@@ -41,24 +41,15 @@ pub async fn ensure_alert_stream(
     js: &jetstream::Context,
     replicas: usize,
 ) -> Result<(), ClusterError> {
-    js.get_or_create_stream(jetstream::stream::Config {
-        name: ALERT_STREAM.to_string(),
-        description: Some("kordon: every message the shards decided to publish".to_string()),
-        subjects: vec![ALERT_SUBJECTS.to_string()],
-        max_messages: -1,
-        max_bytes: -1,
-        max_consumers: -1,
-        storage: jetstream::stream::StorageType::File,
-        num_replicas: replicas,
-        duplicate_window: DUPLICATE_WINDOW,
-        ..Default::default()
-    })
+    crate::keeper::ensure_stream(
+        js,
+        ALERT_STREAM,
+        "kordon: every message the shards decided to publish",
+        ALERT_SUBJECTS,
+        replicas,
+        DUPLICATE_WINDOW,
+    )
     .await
-    .map(|_| ())
-    .map_err(|e| ClusterError::Bucket {
-        bucket: ALERT_STREAM.to_string(),
-        message: e.to_string(),
-    })
 }
 
 /// The message id of a message a shard decided to publish on `topic`.

@@ -72,24 +72,15 @@ pub async fn ensure_shard_stream(
     js: &jetstream::Context,
     replicas: usize,
 ) -> Result<(), ClusterError> {
-    js.get_or_create_stream(jetstream::stream::Config {
-        name: SHARD_STREAM.to_string(),
-        description: Some("kordon: every device message, by shard".to_string()),
-        subjects: vec![SHARD_SUBJECTS.to_string()],
-        max_messages: -1,
-        max_bytes: -1,
-        max_consumers: -1,
-        storage: jetstream::stream::StorageType::File,
-        num_replicas: replicas,
-        duplicate_window: DUPLICATE_WINDOW,
-        ..Default::default()
-    })
+    crate::keeper::ensure_stream(
+        js,
+        SHARD_STREAM,
+        "kordon: every device message, by shard",
+        SHARD_SUBJECTS,
+        replicas,
+        DUPLICATE_WINDOW,
+    )
     .await
-    .map(|_| ())
-    .map_err(|e| ClusterError::Bucket {
-        bucket: SHARD_STREAM.to_string(),
-        message: e.to_string(),
-    })
 }
 
 /// Whether the bridge may go on at an instant: its lease, as the lease

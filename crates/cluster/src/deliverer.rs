@@ -14,11 +14,12 @@
 //! offered again is sent only if it was not read back. (Where the fences do
 //! not come back within 10 s, it is sent: at least once, never lost.)
 //!
-//! It drops a message stored after a later tenure's first message of the
-//! same shard, with an earlier epoch: a deposed owner's late output, which
-//! the shard's new owner decides again. (An earlier tenure's message
-//! offered again after a fail-over of the deliverer was stored before, and
-//! goes out.) It decides nothing about a case.
+//! It delivers every message of the stream, a deposed owner's late ones
+//! too: the stream keeps the first copy of each, so dropping one by its
+//! epoch could drop the only copy (the new owner's was refused as its
+//! duplicate). A late message is one decided from the same fixes, late, not
+//! a wrong one. The epoch travels on for consumers. It decides nothing about
+//! a case.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -31,7 +32,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
-use crate::alerts::{self, ALERT_STREAM, EPOCH_HEADER};
+use crate::alerts::{self, ALERT_STREAM};
 use crate::bridge::MayAct;
 use crate::keeper::ClusterError;
 use crate::routing::TOPIC_HEADER;
@@ -224,7 +225,6 @@ async fn deliver(settings: DelivererSettings, mut messages: pull::Stream, may_ac
     let mut echoes = Echoes::start(&settings);
     echoes.fence().await;
     let mut link = Link::new(&settings);
-    let mut tenures = Tenures::default();
     let mut lease_check = tokio::time::interval(LEASE_CHECK);
     loop {
         tokio::select! {
@@ -252,7 +252,7 @@ async fn deliver(settings: DelivererSettings, mut messages: pull::Stream, may_ac
                     let _ = message.ack_with(AckKind::Nak(None)).await;
                     break;
                 }
-                hand_on(&mut link, &mut tenures, &echoes, message).await;
+                hand_on(&mut link, &echoes, message).await;
             }
             _ = lease_check.tick() => {
                 if !may_act(Instant::now()) {
@@ -261,6 +261,8 @@ async fn deliver(settings: DelivererSettings, mut messages: pull::Stream, may_ac
             }
         }
     }
+    // Its successor takes the session for reading back over.
+    drop(echoes);
     finish(&mut link).await;
     info!("deliverer: the lease ran out; stopped (what it had not taken stays in the stream)");
 }
@@ -288,6 +290,9 @@ async fn finish(link: &mut Link) {
 struct Echoes {
     client: AsyncClient,
     events: mpsc::Receiver<(String, bytes::Bytes)>,
+    /// Whether Mosquitto holds the session's subscriptions: a fence sent
+    /// before would not come back.
+    subscribed: watch::Receiver<bool>,
     task: JoinHandle<()>,
     /// Message ids read back, with when.
     seen: HashMap<String, Instant>,
@@ -307,11 +312,18 @@ impl Echoes {
             .set_max_packet_size(1 << 20, 1 << 20);
         let (client, mut eventloop) = AsyncClient::new(options, 64);
         let (events_tx, events) = mpsc::channel(4_096);
+        let (subscribed_tx, subscribed) = watch::channel(false);
         let subscriber = client.clone();
         let task = tokio::spawn(async move {
             loop {
                 match eventloop.poll().await {
-                    Ok(Event::Incoming(Packet::ConnAck(ack))) if !ack.session_present => {
+                    Ok(Event::Incoming(Packet::ConnAck(ack))) if ack.session_present => {
+                        subscribed_tx.send_replace(true);
+                    }
+                    Ok(Event::Incoming(Packet::SubAck(_))) => {
+                        subscribed_tx.send_replace(true);
+                    }
+                    Ok(Event::Incoming(Packet::ConnAck(_))) => {
                         let client = subscriber.clone();
                         // Its own task: the request waits on this loop.
                         tokio::spawn(async move {
@@ -338,6 +350,7 @@ impl Echoes {
         Echoes {
             client,
             events,
+            subscribed,
             task,
             seen: HashMap::new(),
             pruned: Instant::now(),
@@ -362,6 +375,14 @@ impl Echoes {
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap_or_default();
         let token = format!("{}-{}", std::process::id(), since_epoch.as_nanos());
+        let deadline = tokio::time::Instant::now() + FENCE_PATIENCE;
+        if tokio::time::timeout_at(deadline, self.subscribed.wait_for(|s| *s))
+            .await
+            .is_err()
+        {
+            warn!("deliverer: reading back not subscribed in time; what is offered again is sent (it may arrive twice)");
+            return;
+        }
         let payload = serde_json::json!({ "fence": token }).to_string();
         let mut outstanding: Vec<&str> = Vec::new();
         for (_, fence) in kordon_alert::topics::ECHO_FILTERS {
@@ -374,7 +395,6 @@ impl Echoes {
                 outstanding.push(fence);
             }
         }
-        let deadline = tokio::time::Instant::now() + FENCE_PATIENCE;
         while !outstanding.is_empty() {
             let echo = tokio::select! {
                 echo = self.events.recv() => echo,
@@ -404,29 +424,8 @@ impl Drop for Echoes {
     }
 }
 
-/// The latest tenure seen of each shard (by subject): its epoch and the
-/// stream sequence of its first message seen.
-#[derive(Default)]
-struct Tenures(HashMap<String, (u64, u64)>);
-
-impl Tenures {
-    /// Whether a message of `epoch` at `seq` is a deposed owner's late
-    /// output: stored after a later tenure's first message.
-    fn is_late(&mut self, subject: &str, epoch: u64, seq: u64) -> bool {
-        let latest = self.0.entry(subject.to_string()).or_insert((epoch, seq));
-        if epoch > latest.0 {
-            *latest = (epoch, seq);
-        } else if epoch == latest.0 {
-            latest.1 = latest.1.min(seq);
-        } else if seq > latest.1 {
-            return true;
-        }
-        false
-    }
-}
-
-/// Publishes one message, unless it is a deposed owner's late output.
-async fn hand_on(link: &mut Link, tenures: &mut Tenures, echoes: &Echoes, message: Taken) {
+/// Publishes one message, unless Mosquitto already has it.
+async fn hand_on(link: &mut Link, echoes: &Echoes, message: Taken) {
     let header = |name: &str| {
         message
             .headers
@@ -435,15 +434,9 @@ async fn hand_on(link: &mut Link, tenures: &mut Tenures, echoes: &Echoes, messag
             .map(|v| v.to_string())
     };
     let topic = header(TOPIC_HEADER).unwrap_or_default();
-    let epoch: u64 = header(EPOCH_HEADER)
-        .and_then(|e| e.parse().ok())
-        .unwrap_or(0);
-    let (seq, offered) = message
-        .info()
-        .map(|i| (i.stream_sequence, i.delivered))
-        .unwrap_or((0, 1));
-    if tenures.is_late(&message.subject, epoch, seq) || topic.is_empty() {
-        warn!(subject = %message.subject, epoch, seq, topic, "deliverer: dropped a deposed owner's late (or a topicless) message");
+    let offered = message.info().map(|i| i.delivered).unwrap_or(1);
+    if topic.is_empty() {
+        warn!(subject = %message.subject, "deliverer: a message without a topic; dropped");
         let _ = message.ack().await;
         return;
     }
@@ -472,26 +465,4 @@ async fn hand_on(link: &mut Link, tenures: &mut Tenures, echoes: &Echoes, messag
 /// Whether a deliverer may run: the lease it runs under.
 pub fn may_act(f: impl Fn(Instant) -> bool + Send + Sync + 'static) -> MayAct {
     Arc::new(f)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::Tenures;
-
-    #[test]
-    fn a_deposed_owner_s_output_stored_after_the_next_tenure_s_is_late() {
-        let mut t = Tenures::default();
-        assert!(!t.is_late("kordon.alerts.3", 5, 10));
-        assert!(!t.is_late("kordon.alerts.3", 9, 12));
-        assert!(
-            t.is_late("kordon.alerts.3", 5, 13),
-            "stored after epoch 9's first"
-        );
-        assert!(
-            !t.is_late("kordon.alerts.3", 5, 11),
-            "offered again, stored before"
-        );
-        assert!(!t.is_late("kordon.alerts.4", 1, 14), "another shard");
-        assert!(!t.is_late("kordon.alerts.3", 9, 15));
-    }
 }

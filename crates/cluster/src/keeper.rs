@@ -208,6 +208,36 @@ pub async fn open_or_create_bucket(
     js.get_key_value(bucket).await.map_err(|e| bucket_error(&e))
 }
 
+/// A stream of kordon's own, on disk, with no limit but its duplicate
+/// window, made if it does not exist (an existing one keeps its settings).
+pub async fn ensure_stream(
+    js: &jetstream::Context,
+    name: &str,
+    description: &str,
+    subjects: &str,
+    replicas: usize,
+    duplicate_window: Duration,
+) -> Result<(), ClusterError> {
+    js.get_or_create_stream(jetstream::stream::Config {
+        name: name.to_string(),
+        description: Some(description.to_string()),
+        subjects: vec![subjects.to_string()],
+        max_messages: -1,
+        max_bytes: -1,
+        max_consumers: -1,
+        storage: jetstream::stream::StorageType::File,
+        num_replicas: replicas,
+        duplicate_window,
+        ..Default::default()
+    })
+    .await
+    .map(|_| ())
+    .map_err(|e| ClusterError::Bucket {
+        bucket: name.to_string(),
+        message: e.to_string(),
+    })
+}
+
 /// Whether the bucket holds nothing (deletes count as something): asked of
 /// the server, as the store's own `status` answers from what it read when it
 /// was opened.

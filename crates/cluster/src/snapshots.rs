@@ -1,7 +1,7 @@
 //! Shard snapshots in JetStream: the state of one shard's engine, with the
 //! stream sequence it covers, so that a new owner restores it and reads the
-//! shards' stream on from the next sequence (`docs/cluster.md`, "State on
-//! hand-over").
+//! shards' stream on from the next sequence (`docs/cluster.md`, "How a
+//! shard is served").
 //!
 //! A snapshot goes to the object store `kordon_snapshots`, one object per
 //! shard, compressed with zstd. An object store rather than a key-value

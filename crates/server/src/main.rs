@@ -233,26 +233,15 @@ fn run(path: PathBuf, on_damage: kordon_server::OnDamagedJournal) -> ExitCode {
     if config.cluster.is_some() {
         return run_in_cluster(&path, config);
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(e) => {
-            eprintln!("kordon: starting the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+    let Some(runtime) = server_runtime() else {
+        return ExitCode::FAILURE;
     };
     runtime.block_on(async move {
         // Listening before starting: a SIGTERM during start-up (a
         // supervisor stopping kordon as it comes up) is a clean stop, not
         // the default action that kills the process outright.
-        let stop = match StopSignals::install() {
-            Ok(stop) => stop,
-            Err(e) => {
-                eprintln!("kordon: installing the signal handlers: {e}");
-                return ExitCode::FAILURE;
-            }
+        let Some(stop) = StopSignals::install_or_say() else {
+            return ExitCode::FAILURE;
         };
         let running = match kordon_server::start_with(config, on_damage).await {
             Ok(running) => running,
@@ -281,6 +270,16 @@ fn run_in_cluster(path: &std::path::Path, config: Config) -> ExitCode {
     };
     let cluster = config.cluster.clone().expect("called with [cluster]");
     let settings = cluster.settings().expect("checked at load");
+    if !config.dispatch.webhooks.is_empty() {
+        // Refused rather than ignored: the police would silently stop
+        // receiving what they rely on.
+        eprintln!(
+            "kordon: {}: [[dispatch.webhooks]] are not delivered in a cluster yet (docs/cluster.md); \
+             remove them or run kordon alone",
+            path.display()
+        );
+        return ExitCode::FAILURE;
+    }
     // Every instance reads and writes the devices' broker: one Mosquitto
     // (or cluster of them) the devices use, never a broker of its own.
     let broker = match (&config.broker.url, config.broker.embedded) {
@@ -301,23 +300,12 @@ fn run_in_cluster(path: &std::path::Path, config: Config) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(e) => {
-            eprintln!("kordon: starting the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+    let Some(runtime) = server_runtime() else {
+        return ExitCode::FAILURE;
     };
     runtime.block_on(async move {
-        let stop = match StopSignals::install() {
-            Ok(stop) => stop,
-            Err(e) => {
-                eprintln!("kordon: installing the signal handlers: {e}");
-                return ExitCode::FAILURE;
-            }
+        let Some(stop) = StopSignals::install_or_say() else {
+            return ExitCode::FAILURE;
         };
         let metrics = kordon_server::metrics::handle();
         kordon_server::metrics::describe_all();
@@ -365,6 +353,16 @@ fn run_in_cluster(path: &std::path::Path, config: Config) -> ExitCode {
     })
 }
 
+/// The multi-threaded runtime `kordon run` serves on; `None` (said on
+/// stderr) if it cannot start.
+fn server_runtime() -> Option<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| eprintln!("kordon: starting the runtime: {e}"))
+        .ok()
+}
+
 /// SIGTERM and Ctrl-C (SIGINT), each a request to stop cleanly.
 struct StopSignals {
     #[cfg(unix)]
@@ -374,6 +372,13 @@ struct StopSignals {
 }
 
 impl StopSignals {
+    /// Installs the handlers; `None` (said on stderr) if they cannot be.
+    fn install_or_say() -> Option<StopSignals> {
+        StopSignals::install()
+            .map_err(|e| eprintln!("kordon: installing the signal handlers: {e}"))
+            .ok()
+    }
+
     fn install() -> std::io::Result<StopSignals> {
         #[cfg(unix)]
         {

@@ -262,6 +262,15 @@ fn register_all() {
         describe_gauge!(name, help);
         metrics::gauge!(name).increment(0.0);
     }
+    // By shard: described, with no series until a shard is served.
+    describe_gauge!(
+        TENURE_LEFT,
+        "Cluster mode: seconds each served shard's tenure still runs without a renewal, by shard."
+    );
+    describe_gauge!(
+        READER_LAG,
+        "Cluster mode: messages of a served shard stored and not yet read, by shard."
+    );
     describe_gauge!(
         ALERTS_OVERDUE,
         "Alerts asking for action still unacknowledged past their acknowledgement deadline, by audience."

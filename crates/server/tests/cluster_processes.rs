@@ -222,7 +222,10 @@ async fn three_instances_survive_a_sigkill_mid_stream() {
     put_cases(&members[0].config, &files);
     let breach_at = |i: usize| 15 + (i * 7919) % (steps - 40);
 
-    let http = reqwest::Client::new();
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(2))
+        .build()
+        .unwrap();
     for member in &mut members {
         member.start();
     }
@@ -386,11 +389,17 @@ async fn three_instances_survive_a_sigkill_mid_stream() {
     );
 }
 
+/// The member serving most shards, and what each serves.
+async fn busiest(members: &[Member], http: &reqwest::Client) -> (usize, Vec<usize>) {
+    let counts = served(members, http).await;
+    let busiest = (0..members.len()).max_by_key(|i| counts[*i]).unwrap();
+    (busiest, counts)
+}
+
 /// SIGKILL of the instance serving most shards; its shards are served
 /// again within 5 s. Then it is started again.
 async fn kill_busiest(members: &mut [Member], http: &reqwest::Client) {
-    let counts = served(members, http).await;
-    let busiest = (0..members.len()).max_by_key(|i| counts[*i]).unwrap();
+    let (busiest, counts) = busiest(members, http).await;
     members[busiest].kill();
     let fail_over = all_served(members, http, Duration::from_secs(20)).await;
     eprintln!(
@@ -428,8 +437,7 @@ async fn rolling_restart(members: &mut [Member], http: &reqwest::Client) {
 /// before its leases can have expired (3 s after its last renewal), and
 /// the others take its shards over.
 async fn partition_one(members: &mut [Member], http: &reqwest::Client) {
-    let counts = served(members, http).await;
-    let busiest = (0..members.len()).max_by_key(|i| counts[*i]).unwrap();
+    let (busiest, counts) = busiest(members, http).await;
     let cut = Instant::now();
     members[busiest].nats.down();
     loop {

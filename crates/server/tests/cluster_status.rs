@@ -84,14 +84,19 @@ async fn cluster_status_shows_who_holds_every_shard() {
     }
 }
 
+/// Every instance of a cluster reads the devices' Mosquitto: one with an
+/// embedded broker of its own would hear no device.
 #[test]
-fn kordon_run_refuses_a_cluster_section_it_cannot_honour_yet() {
+fn kordon_run_in_a_cluster_refuses_an_embedded_broker() {
     let dir = tempfile::tempdir().unwrap();
     let config = config_with_cluster(dir.path(), "nats://127.0.0.1:1");
     let out = kordon(&["run", "--config", config.to_str().unwrap()]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
-    assert!(err.contains("does not join a cluster yet"), "{err}");
+    assert!(
+        err.contains("in a cluster, [broker] must name the devices' Mosquitto"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -109,14 +109,20 @@ impl Host {
             }
         };
         let mut tenures = self.parts.tenures.clone();
+        let mut watching = true;
         loop {
             self.follow_tenures().await;
             tokio::select! {
                 _ = &mut stopping => break,
-                _ = tenures.changed() => {}
-                change = changes.next() => match change {
+                changed = tenures.changed() => if changed.is_err() {
+                    break; // the keeper is gone: no tenure will hold
+                },
+                change = changes.next(), if watching => match change {
                     Some(change) => self.pass_on(change),
-                    None => warn!("the cases' bucket watch ended: case changes no longer reach the shards"),
+                    None => {
+                        watching = false;
+                        tracing::error!("the cases' bucket watch ended: case changes no longer reach the shards until a restart");
+                    }
                 },
                 _ = tokio::time::sleep(RECHECK) => {}
             }
@@ -157,7 +163,8 @@ impl Host {
             }
         }
         for tenure in held {
-            if self.cores.contains_key(&tenure.shard) {
+            if let Some(core) = self.cores.get_mut(&tenure.shard) {
+                core.tenure = tenure; // renewed: the same epoch, a later end
                 continue;
             }
             match self.open(tenure).await {
@@ -263,6 +270,7 @@ impl Instance {
             snapshot_every,
             retention_days: (config.journal.retention_days > 0)
                 .then_some(config.journal.retention_days),
+            keep_around_episode_s: i64::from(config.journal.keep_around_episode_minutes) * 60,
         };
         let duties = match duties {
             Some(duties) => {

@@ -6,7 +6,9 @@
 //!
 //! What it never does: act after its tenure ends. Each alert message is
 //! stored only after the tenure is checked at that moment, and so is each
-//! snapshot. A snapshot is saved only once every message decided before it
+//! snapshot. (A store under way when the tenure ends, or held by the NATS
+//! client through a reconnect, can still land after: the stream then keeps
+//! whichever copy of a message came first, and the deliverer sends it.) A snapshot is saved only once every message decided before it
 //! is stored: the next owner, restoring it, would not decide those again.
 
 use std::collections::HashMap;
@@ -72,13 +74,17 @@ pub struct ShardParts {
     pub owntracks: HashMap<String, DeviceId>,
     pub clock: Clock,
     pub snapshot_every: SnapshotEvery,
+    /// Retention of the instance's journal, as `[journal]` sets it.
     pub retention_days: Option<u32>,
+    pub keep_around_episode_s: i64,
 }
 
 /// A shard being served.
 pub struct ShardCore {
     pub tenure: Tenure,
     commands: crossbeam_channel::Sender<Command>,
+    /// Case changes, handed on by the feeder in the order they came.
+    case_changes: mpsc::UnboundedSender<Command>,
     engine_thread: Option<std::thread::JoinHandle<()>>,
     reader: ShardReader,
     tasks: Vec<JoinHandle<()>>,
@@ -116,6 +122,9 @@ impl ShardCore {
         let (stop, stopping) = watch::channel(false);
         let (snapshot_tx, snapshot_rx) = mpsc::channel(1);
         let (messages_tx, messages_rx) = mpsc::channel(READ_AHEAD);
+        // Unbounded: case changes are an operator's, a few a minute, and the
+        // host must never wait on one shard's queue.
+        let (case_changes, case_changes_rx) = mpsc::unbounded_channel();
         let reader = ShardReader::start(
             &parts.js,
             tenure,
@@ -140,7 +149,7 @@ impl ShardCore {
             tenures: parts.tenures.clone(),
         };
         let tasks = vec![
-            tokio::spawn(feeder.run(messages_rx)),
+            tokio::spawn(feeder.run(messages_rx, case_changes_rx)),
             tokio::spawn(outbox.run(out_rx, snapshot_rx)),
             tokio::spawn(crate::mqtt::run_ticker(
                 commands.clone(),
@@ -152,6 +161,7 @@ impl ShardCore {
         Ok(ShardCore {
             tenure,
             commands,
+            case_changes,
             engine_thread: Some(engine_thread),
             reader,
             tasks,
@@ -166,14 +176,7 @@ impl ShardCore {
             case: case.map(Box::new),
             now,
         };
-        // Room is there but for a moment; a full queue is a shard far
-        // behind, and the change then waits its turn on the blocking pool.
-        if let Err(TrySendError::Full(command)) = self.commands.try_send(command) {
-            let commands = self.commands.clone();
-            tokio::task::spawn_blocking(move || {
-                let _ = commands.send(command);
-            });
-        }
+        let _ = self.case_changes.send(command);
     }
 
     /// Whether it stopped by itself (its reader or its outbox ended).
@@ -202,10 +205,12 @@ impl ShardCore {
     }
 }
 
+/// A shard that could not be opened for a reason of this instance's own
+/// (its engine thread did not start), named as NATS errors are.
 fn shard_error(shard: Shard, e: &dyn std::fmt::Display) -> ClusterError {
     ClusterError::Bucket {
-        bucket: kordon_cluster::snapshots::SNAPSHOT_BUCKET.to_string(),
-        message: format!("shard {shard}: {e}"),
+        bucket: format!("shard {shard}"),
+        message: format!("starting its engine thread: {e}"),
     }
 }
 
@@ -216,7 +221,7 @@ async fn restore(parts: &ShardParts, shard: Shard) -> Result<(CoreThread, u64), 
         snapshot_every_records: u64::MAX,
         snapshot_every_s: i64::MAX,
         retention_days: parts.retention_days,
-        keep_around_episode_s: 3600,
+        keep_around_episode_s: parts.keep_around_episode_s,
     };
     // Cluster cases live in the bucket; no case directory is written.
     let no_dir = std::path::PathBuf::new();
@@ -292,7 +297,11 @@ struct Feeder {
 }
 
 impl Feeder {
-    async fn run(self, mut messages: mpsc::Receiver<ShardMessage>) {
+    async fn run(
+        self,
+        mut messages: mpsc::Receiver<ShardMessage>,
+        mut case_changes: mpsc::UnboundedReceiver<Command>,
+    ) {
         let mut since_snapshot = 0u64;
         let mut last_snapshot = Instant::now();
         let mut last_seq = self.covered;
@@ -306,6 +315,12 @@ impl Feeder {
                     since_snapshot += 1;
                     lag.set(message.pending as f64);
                     if !self.hand_on(message).await {
+                        return;
+                    }
+                }
+                change = case_changes.recv() => {
+                    let Some(change) = change else { return };
+                    if !self.queue(change).await {
                         return;
                     }
                 }
@@ -401,8 +416,10 @@ impl Outbox {
                     let Ok(copy) = copy else { return };
                     // Every message decided before the copy is queued by
                     // now: stored first, so that the snapshot never covers
-                    // an alert the stream does not hold.
-                    while let Ok(envelope) = envelopes.try_recv() {
+                    // an alert the stream does not hold. Only those: under
+                    // steady output, draining until empty might never end.
+                    for _ in 0..envelopes.len() {
+                        let Ok(envelope) = envelopes.try_recv() else { break };
                         if !self.store(envelope).await {
                             return;
                         }

@@ -50,8 +50,11 @@ pub fn router(
 async fn healthz(State(state): State<StatusState>) -> Response {
     let now = Instant::now();
     let serving = state.serving.borrow().clone();
+    // A tenure past its end is over, whether or not its shard has been
+    // closed yet.
     let shards: Vec<serde_json::Value> = serving
         .iter()
+        .filter(|t| t.valid_until > now)
         .map(|t| {
             serde_json::json!({
                 "shard": t.shard.0,
