@@ -118,7 +118,7 @@ impl Host {
                     break; // the keeper is gone: no tenure will hold
                 },
                 change = changes.next(), if watching => match change {
-                    Some(change) => self.pass_on(change),
+                    Some(change) => self.pass_on(change).await,
                     None => {
                         watching = false;
                         tracing::error!("the cases' bucket watch ended: case changes no longer reach the shards until a restart");
@@ -191,7 +191,7 @@ impl Host {
         ShardCore::open(&self.parts, tenure, cases).await
     }
 
-    fn pass_on(&self, change: CaseChange) {
+    async fn pass_on(&self, change: CaseChange) {
         let shard = self.shards.shard_of(&change.id);
         let Some(core) = self.cores.get(&shard) else {
             return; // another instance's, or a shard opening reads it itself
@@ -204,7 +204,8 @@ impl Host {
             );
             return;
         }
-        core.sync_case(id, change.case, self.parts.clock.now());
+        core.sync_case(id, change.case, self.parts.clock.now())
+            .await;
     }
 }
 

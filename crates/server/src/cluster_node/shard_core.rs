@@ -38,6 +38,8 @@ use kordon_alert::AlertDesk;
 const READ_AHEAD: usize = 1_024;
 /// Alert messages waiting to be stored.
 const OUTBOX: usize = 4_096;
+/// Case changes waiting for the shard's feeder.
+const CASE_CHANGES: usize = 1_024;
 /// Between attempts to store an alert message while NATS refuses.
 const STORE_RETRY: Duration = Duration::from_millis(200);
 
@@ -84,7 +86,7 @@ pub struct ShardCore {
     pub tenure: Tenure,
     commands: crossbeam_channel::Sender<Command>,
     /// Case changes, handed on by the feeder in the order they came.
-    case_changes: mpsc::UnboundedSender<Command>,
+    case_changes: mpsc::Sender<Command>,
     engine_thread: Option<std::thread::JoinHandle<()>>,
     reader: ShardReader,
     tasks: Vec<JoinHandle<()>>,
@@ -122,9 +124,7 @@ impl ShardCore {
         let (stop, stopping) = watch::channel(false);
         let (snapshot_tx, snapshot_rx) = mpsc::channel(1);
         let (messages_tx, messages_rx) = mpsc::channel(READ_AHEAD);
-        // Unbounded: case changes are an operator's, a few a minute, and the
-        // host must never wait on one shard's queue.
-        let (case_changes, case_changes_rx) = mpsc::unbounded_channel();
+        let (case_changes, case_changes_rx) = mpsc::channel(CASE_CHANGES);
         let reader = ShardReader::start(
             &parts.js,
             tenure,
@@ -169,14 +169,15 @@ impl ShardCore {
         })
     }
 
-    /// Hands a case change to the shard's engine.
-    pub fn sync_case(&self, id: CaseId, case: Option<kordon_core::Case>, now: Timestamp) {
+    /// Hands a case change to the shard's engine, waiting (rarely: case
+    /// changes are an operator's, a few a minute) while its queue is full.
+    pub async fn sync_case(&self, id: CaseId, case: Option<kordon_core::Case>, now: Timestamp) {
         let command = Command::SyncCase {
             id,
             case: case.map(Box::new),
             now,
         };
-        let _ = self.case_changes.send(command);
+        let _ = self.case_changes.send(command).await;
     }
 
     /// Whether it stopped by itself (its reader or its outbox ended).
@@ -300,7 +301,7 @@ impl Feeder {
     async fn run(
         self,
         mut messages: mpsc::Receiver<ShardMessage>,
-        mut case_changes: mpsc::UnboundedReceiver<Command>,
+        mut case_changes: mpsc::Receiver<Command>,
     ) {
         let mut since_snapshot = 0u64;
         let mut last_snapshot = Instant::now();
