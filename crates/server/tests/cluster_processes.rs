@@ -332,21 +332,11 @@ async fn three_instances_survive_a_sigkill_mid_stream() {
     eprintln!("every breach reached the police");
 
     // Nothing the police or the room received came twice.
+    tokio::time::sleep(Duration::from_secs(2)).await;
     let log = watcher.log();
-    let mut alerts: HashMap<(String, String, String, String), usize> = HashMap::new();
-    for (topic, payload) in &log {
-        if topic != "kordon/v1/alerts/police" && topic != "kordon/v1/alerts/monitoring" {
-            continue;
-        }
-        let body = json(&String::from_utf8_lossy(payload));
-        let key = (
-            topic.clone(),
-            body["id"].to_string(),
-            body["event"].to_string(),
-            body["ts"].to_string(),
-        );
-        *alerts.entry(key).or_insert(0) += 1;
-    }
+    let alerts = copies(&log, |topic| {
+        topic == "kordon/v1/alerts/police" || topic == "kordon/v1/alerts/monitoring"
+    });
     let twice: Vec<_> = alerts.iter().filter(|(_, n)| **n > 1).collect();
     assert!(
         twice.is_empty(),
@@ -356,22 +346,9 @@ async fn three_instances_survive_a_sigkill_mid_stream() {
     );
 
     // No victim device warned twice of one event.
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let log = watcher.log();
-    let mut warnings: HashMap<(String, String, String, String), usize> = HashMap::new();
-    for (topic, payload) in &log {
-        if !topic.ends_with("/warning") || !cases.iter().any(|c| topic.contains(&c.victim)) {
-            continue;
-        }
-        let body = json(&String::from_utf8_lossy(payload));
-        let key = (
-            topic.clone(),
-            body["id"].to_string(),
-            body["event"].to_string(),
-            body["ts"].to_string(),
-        );
-        *warnings.entry(key).or_insert(0) += 1;
-    }
+    let warnings = copies(&log, |topic| {
+        topic.ends_with("/warning") && cases.iter().any(|c| topic.contains(&c.victim))
+    });
     let twice: Vec<_> = warnings.iter().filter(|(_, n)| **n > 1).collect();
     assert!(!warnings.is_empty(), "victims were warned");
     assert!(
@@ -380,6 +357,25 @@ async fn three_instances_survive_a_sigkill_mid_stream() {
         twice.len(),
         &twice[..twice.len().min(3)]
     );
+    // Nothing the shards stored for the police, the room or a device was
+    // lost on the way out.
+    let stored = stored_alerts(&nats).await;
+    let received = copies(&log, |topic| !topic.ends_with("/cap"));
+    let lost: Vec<_> = stored
+        .iter()
+        .filter(|k| !received.contains_key(*k))
+        .collect();
+    assert!(
+        lost.is_empty(),
+        "{} of {} stored alert messages never arrived, e.g. {:?}",
+        lost.len(),
+        stored.len(),
+        &lost[..lost.len().min(3)]
+    );
+    eprintln!(
+        "{} alert messages stored for the police, the room and devices; each arrived",
+        stored.len()
+    );
     let police = breaches_for_police(&log);
     let police_twice = police.values().filter(|n| **n > 1).count();
     eprintln!(
@@ -387,6 +383,60 @@ async fn three_instances_survive_a_sigkill_mid_stream() {
         warnings.len(),
         police.values().sum::<usize>()
     );
+}
+
+/// How many copies of each message (by topic, episode id, event and
+/// evidence time) arrived on the topics `wanted` picks.
+fn copies(
+    log: &[(String, Vec<u8>)],
+    wanted: impl Fn(&str) -> bool,
+) -> HashMap<(String, String, String, String), usize> {
+    let mut copies = HashMap::new();
+    for (topic, payload) in log.iter().filter(|(t, _)| wanted(t)) {
+        let body = json(&String::from_utf8_lossy(payload));
+        let key = (
+            topic.clone(),
+            body["id"].to_string(),
+            body["event"].to_string(),
+            body["ts"].to_string(),
+        );
+        *copies.entry(key).or_insert(0) += 1;
+    }
+    copies
+}
+
+/// The alerts' stream's messages on the topics the watcher hears, keyed as
+/// [`copies`] keys them.
+async fn stored_alerts(nats: &Nats) -> Vec<(String, String, String, String)> {
+    let client = async_nats::connect(nats.url()).await.unwrap();
+    let js = async_nats::jetstream::new(client);
+    let mut stream = js
+        .get_stream(kordon_cluster::alerts::ALERT_STREAM)
+        .await
+        .unwrap();
+    let last = stream.info().await.unwrap().state.last_sequence;
+    let mut keys = Vec::new();
+    for seq in 1..=last {
+        let message = stream.get_raw_message(seq).await.unwrap();
+        let topic = message
+            .headers
+            .get(kordon_cluster::routing::TOPIC_HEADER)
+            .map(|t| t.to_string())
+            .unwrap_or_default();
+        let heard = topic.starts_with("kordon/v1/alerts/") && !topic.ends_with("/cap")
+            || topic.ends_with("/warning");
+        if !heard {
+            continue;
+        }
+        let body = json(&String::from_utf8_lossy(&message.payload));
+        keys.push((
+            topic,
+            body["id"].to_string(),
+            body["event"].to_string(),
+            body["ts"].to_string(),
+        ));
+    }
+    keys
 }
 
 /// The member serving most shards, and what each serves.
