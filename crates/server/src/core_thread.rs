@@ -35,7 +35,7 @@ use crate::cases;
 use crate::live::{DevicePosition, Feed};
 
 mod operator;
-use crate::delivery::{Actions, Deliveries};
+use crate::delivery::{Actions, Deliveries, Expected};
 use crate::engine_time::EngineTime;
 use crate::metrics as m;
 use crate::mqtt::Receipt;
@@ -69,8 +69,12 @@ pub enum Command {
         now: Timestamp,
         ack: Option<Receipt>,
     },
-    /// The broker connection is (again) up.
-    Connected(Timestamp),
+    /// The broker connection is (again) up; `session_present`: the broker
+    /// kept kordon's session (its subscriptions and queued messages).
+    Connected {
+        now: Timestamp,
+        session_present: bool,
+    },
     /// Kordon's clock advanced to `at`; the engine's follows as the
     /// messages so far say (see [`crate::engine_time`]).
     Tick {
@@ -620,7 +624,7 @@ impl CoreThread {
                 | Command::Operator { now, .. }
                 | Command::SyncCase { now, .. }
                 | Command::Bans { now, .. } => Some(*now),
-                Command::Connected(now) | Command::Tick { at: now } => Some(*now),
+                Command::Connected { now, .. } | Command::Tick { at: now } => Some(*now),
                 _ => None,
             };
             match command {
@@ -653,8 +657,11 @@ impl CoreThread {
                     self.act(actions, now);
                     self.ack(ack);
                 }
-                Command::Connected(now) => {
-                    let actions = self.deliveries.connected(now);
+                Command::Connected {
+                    now,
+                    session_present,
+                } => {
+                    let actions = self.deliveries.connected(now, session_present);
                     self.act(actions, now);
                 }
                 Command::Tick { at } => {
@@ -1090,8 +1097,9 @@ impl CoreThread {
         }
     }
 
-    /// An alert message: published as it is decided, journaled, and awaited
-    /// back from the broker.
+    /// An alert message: published as it is decided (or, just after a
+    /// restart, once kordon knows the broker does not have it already:
+    /// [`crate::delivery`]), journaled, and awaited back from the broker.
     fn send(
         &mut self,
         message: Outbound,
@@ -1102,14 +1110,25 @@ impl CoreThread {
         if !self.is_live() {
             return;
         }
-        if !self.shard_mode {
-            self.deliveries.expect(&message, now);
-        }
+        let expected = if self.shard_mode {
+            Expected::Publish
+        } else {
+            self.deliveries.expect(&message, now)
+        };
         self.entries.push(Entry::new(Record::Outbound {
             topic: message.topic.clone(),
             payload: String::from_utf8_lossy(&message.payload).into_owned(),
             at: now,
         }));
+        match expected {
+            Expected::Publish => {}
+            Expected::Held => return,
+            Expected::Delivered(digest) => {
+                // After its Outbound record, so that a replay confirms it.
+                self.record(Record::Delivered { message: digest, at: now }, Vec::new());
+                return;
+            }
+        }
         self.envelopes.push(Envelope {
             message,
             retain: false,

@@ -5,7 +5,7 @@
 //! and the echo is journaled as `delivered` before the broker is told kordon
 //! received it. Until then the message is *waiting*.
 //!
-//! After a crash, messages journaled as decided but never confirmed are
+//! After a restart, messages journaled as decided but never confirmed are
 //! *uncertain*: the broker may or may not have taken them. The broker still
 //! holds the echoes of those it took, in kordon's persistent session. So on
 //! reconnecting kordon publishes a *fence* on each of its echo filters; a
@@ -16,10 +16,18 @@
 //! uncertain messages are published after [`FENCE_PATIENCE_S`] anyway: a
 //! possible duplicate is better than a missed warning.
 //!
+//! An alert leaves as soon as it is decided, before the commit of its
+//! records (docs/mqtt.md), so a crash can also take a message the journal
+//! never saw but the broker did: its input was not acknowledged, the broker
+//! delivers it again, and kordon decides the same message again. So every
+//! restart fences, and until the fences are back each message decided is
+//! *held* like an uncertain one: its echo (before or after the decision)
+//! means the broker already has it; otherwise it goes out with the rest.
+//!
 //! With the embedded broker a crash takes the broker's state with it, so
 //! there the guarantee is at least once, not exactly once.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 use jiff::{SignedDuration, Timestamp};
 use kordon_alert::Outbound;
@@ -73,10 +81,18 @@ pub struct Deliveries {
     recovery: Option<Recovery>,
 }
 
+/// Echoes of messages not (yet) decided that a recovery remembers; beyond
+/// this a message decided again may go out twice, never not at all.
+const ECHOES_REMEMBERED: usize = 65_536;
+
 #[derive(Debug)]
 struct Recovery {
-    /// Digests of the uncertain messages.
+    /// Digests of the uncertain and held messages.
     uncertain: BTreeSet<String>,
+    /// Digests of echoes of messages not waiting when they came back: a
+    /// message decided again after the restart, whose first copy the broker
+    /// took before the crash.
+    echoed: HashSet<String>,
     /// The current fence round: its token and the fences not yet back.
     token: String,
     outstanding: BTreeSet<&'static str>,
@@ -92,12 +108,34 @@ pub struct Actions {
     pub confirmed: Option<String>,
 }
 
+/// What to do with a message just decided ([`Deliveries::expect`]).
+#[derive(Debug, PartialEq)]
+pub enum Expected {
+    /// Publish it now and wait for its echo.
+    Publish,
+    /// A recovery is on: it goes out when the fences are back, unless its
+    /// echo comes first ([`Actions::publish`] then).
+    Held,
+    /// Its echo already came back during this recovery: the broker took it
+    /// before the restart. Journal it as delivered; do not publish it.
+    Delivered(String),
+}
+
 impl Deliveries {
-    /// A message decided and journaled: wait for its echo.
-    pub fn expect(&mut self, message: &Outbound, now: Timestamp) -> String {
+    /// A message decided (live) or read back from the journal (replay, when
+    /// no recovery is on): wait for its echo.
+    pub fn expect(&mut self, message: &Outbound, now: Timestamp) -> Expected {
         let digest = message_digest(&message.topic, &message.payload);
-        self.expect_digest(digest.clone(), message, now);
-        digest
+        let Some(recovery) = &mut self.recovery else {
+            self.expect_digest(digest, message, now);
+            return Expected::Publish;
+        };
+        if recovery.echoed.remove(&digest) {
+            return Expected::Delivered(digest);
+        }
+        recovery.uncertain.insert(digest.clone());
+        self.expect_digest(digest, message, now);
+        Expected::Held
     }
 
     fn expect_digest(&mut self, digest: String, message: &Outbound, now: Timestamp) {
@@ -122,18 +160,19 @@ impl Deliveries {
         self.waiting.len()
     }
 
-    /// After replaying the journal: what still waits is uncertain. Fences
-    /// go out when the connection is up ([`Deliveries::connected`]).
+    /// After replaying the journal: what still waits is uncertain, and what
+    /// is decided until the fences are back is held. Fences go out when the
+    /// connection is up ([`Deliveries::connected`]).
     pub fn begin_recovery(&mut self) {
-        if self.waiting.is_empty() {
-            return;
+        if !self.waiting.is_empty() {
+            info!(
+                uncertain = self.waiting.len(),
+                "alert messages decided before the restart without a confirmed delivery"
+            );
         }
-        info!(
-            uncertain = self.waiting.len(),
-            "alert messages decided before the restart without a confirmed delivery"
-        );
         self.recovery = Some(Recovery {
             uncertain: self.waiting.keys().cloned().collect(),
+            echoed: HashSet::new(),
             token: String::new(),
             outstanding: BTreeSet::new(),
             fenced_at: None,
@@ -144,7 +183,16 @@ impl Deliveries {
     /// patience runs from the first connection of the recovery: a wait
     /// begun again at each reconnect would let a connection that keeps
     /// dropping hold the uncertain messages back indefinitely.
-    pub fn connected(&mut self, now: Timestamp) -> Actions {
+    ///
+    /// A broker that kept no session for kordon (a first start, the
+    /// embedded broker, a broker restarted without persistence) holds no
+    /// echo and delivers no input again, so there is nothing to wait for;
+    /// and a fence could overtake kordon's new subscriptions and never come
+    /// back.
+    pub fn connected(&mut self, now: Timestamp, session_present: bool) -> Actions {
+        if !session_present {
+            return self.finish_recovery("the broker kept no session for kordon");
+        }
         let Some(recovery) = &mut self.recovery else {
             return Actions::default();
         };
@@ -194,7 +242,14 @@ impl Deliveries {
                     confirmed: Some(digest),
                 }
             }
-            None => Actions::default(),
+            None => {
+                if let Some(recovery) = &mut self.recovery {
+                    if recovery.echoed.len() < ECHOES_REMEMBERED {
+                        recovery.echoed.insert(digest);
+                    }
+                }
+                Actions::default()
+            }
         }
     }
 
@@ -242,7 +297,7 @@ impl Deliveries {
         untaken.sort_by_key(|w| w.order);
         info!(
             why,
-            republished = untaken.len(),
+            published = untaken.len(),
             "recovery of alert deliveries finished"
         );
         Actions {
@@ -281,7 +336,7 @@ mod tests {
         d.expect(&taken, t(0));
         d.expect(&lost, t(1));
         d.begin_recovery();
-        let fences = d.connected(t(6)).publish;
+        let fences = d.connected(t(6), true).publish;
         assert_eq!(fences.len(), ECHO_FILTERS.len());
         // The broker had taken one before the crash: its echo comes first.
         let echo = d.echo(&taken.topic, &taken.payload);
@@ -297,14 +352,76 @@ mod tests {
         assert_eq!(d.waiting(), 0);
     }
 
+    /// Crash seed 1796248126715953792 (tests/crash.rs): an alert left
+    /// before the commit of its fix; after the restart the broker delivers
+    /// the fix again and kordon decides the same message again, whether the
+    /// first copy's echo comes back before or after that decision.
+    #[test]
+    fn a_message_decided_again_after_a_restart_goes_out_only_if_the_broker_never_took_it() {
+        let mut d = Deliveries::default();
+        d.begin_recovery(); // nothing uncertain in the journal
+        let fences = d.connected(t(1), true).publish;
+        let echo_first = msg("kordon/v1/devices/VIC-1/warning", "opened");
+        let decided_first = msg("kordon/v1/devices/VIC-2/warning", "cleared");
+        let never_taken = msg("kordon/v1/alerts/police", "opened");
+
+        // The first copy's echo comes before the decision made again.
+        assert_eq!(d.echo(&echo_first.topic, &echo_first.payload), Actions::default());
+        let digest = message_digest(&echo_first.topic, &echo_first.payload);
+        assert_eq!(d.expect(&echo_first, t(2)), Expected::Delivered(digest));
+        // The decision comes first: held, then confirmed by the echo.
+        assert_eq!(d.expect(&decided_first, t(2)), Expected::Held);
+        assert_eq!(d.expect(&never_taken, t(2)), Expected::Held);
+        let echo = d.echo(&decided_first.topic, &decided_first.payload);
+        assert!(echo.confirmed.is_some() && echo.publish.is_empty());
+
+        let mut out = Vec::new();
+        for fence in &fences {
+            out.extend(d.echo(&fence.topic, &fence.payload).publish);
+        }
+        assert_eq!(out, vec![never_taken.clone()]);
+        // From here on messages go out as decided.
+        let live = msg("kordon/v1/alerts/police", "updated");
+        assert_eq!(d.expect(&live, t(3)), Expected::Publish);
+        assert!(d.echo(&never_taken.topic, &never_taken.payload).confirmed.is_some());
+        assert_eq!(d.waiting(), 1);
+    }
+
+    /// A broker without kordon's session has no echo to wait for.
+    #[test]
+    fn without_a_session_at_the_broker_nothing_is_held() {
+        let mut d = Deliveries::default();
+        let uncertain = msg("kordon/v1/alerts/police", "opened");
+        d.expect(&uncertain, t(0));
+        d.begin_recovery();
+        let held = msg("kordon/v1/devices/VIC-1/warning", "opened");
+        assert_eq!(d.expect(&held, t(1)), Expected::Held);
+        let actions = d.connected(t(2), false);
+        assert_eq!(actions.publish, vec![uncertain, held]);
+        let live = msg("kordon/v1/alerts/police", "updated");
+        assert_eq!(d.expect(&live, t(3)), Expected::Publish);
+    }
+
+    /// Held messages are not held past the fences' patience.
+    #[test]
+    fn held_messages_go_out_when_the_fences_are_overdue() {
+        let mut d = Deliveries::default();
+        d.begin_recovery();
+        d.connected(t(0), true);
+        let held = msg("kordon/v1/devices/VIC-1/warning", "opened");
+        assert_eq!(d.expect(&held, t(1)), Expected::Held);
+        assert!(d.tick(t(FENCE_PATIENCE_S - 1)).publish.is_empty());
+        assert_eq!(d.tick(t(FENCE_PATIENCE_S)).publish, vec![held]);
+    }
+
     #[test]
     fn fences_from_an_earlier_connection_do_not_count_and_overdue_fences_give_up() {
         let mut d = Deliveries::default();
         let lost = msg("kordon/v1/alerts/police", "{}");
         d.expect(&lost, t(0));
         d.begin_recovery();
-        let old = d.connected(t(2)).publish;
-        let _new = d.connected(t(3)).publish;
+        let old = d.connected(t(2), true).publish;
+        let _new = d.connected(t(3), true).publish;
         for fence in &old {
             assert!(d.echo(&fence.topic, &fence.payload).publish.is_empty());
         }
@@ -323,7 +440,7 @@ mod tests {
         d.begin_recovery();
         for at in [2, 5, 8, 11] {
             assert!(d.tick(t(at)).publish.is_empty());
-            d.connected(t(at));
+            d.connected(t(at), true);
         }
         assert_eq!(d.tick(t(2 + FENCE_PATIENCE_S)).publish, vec![lost]);
     }

@@ -235,12 +235,16 @@ impl Driver {
             session_present = opened.session_present,
             "ingest link connected to the broker"
         );
+        let session_present = opened.session_present;
         let mut connection = Connection::new(opened, number, self.keep_alive);
         connection.output.subscribe()?;
         let mut waiting = None;
         if let Some(intake) = &mut self.intake {
             intake.connected(number, &self.health);
-            waiting = Some(Command::Connected(self.clock.now()));
+            waiting = Some(Command::Connected {
+                now: self.clock.now(),
+                session_present,
+            });
         }
         let mut pings = tokio::time::interval_at(
             tokio::time::Instant::now() + self.keep_alive,
@@ -867,7 +871,7 @@ mod tests {
     fn device_of(command: &Command) -> String {
         match command {
             Command::Message { topic, .. } | Command::Refused { topic, .. } => topic.clone(),
-            Command::Connected(_) => "connected".into(),
+            Command::Connected { .. } => "connected".into(),
             _ => panic!("unexpected command"),
         }
     }

@@ -45,6 +45,9 @@ pub const WEBHOOK_ATTEMPTS: &str = "kordon_webhook_attempts_total";
 /// CAP messages the webhook deliverer's full queue could not take (they
 /// are delivered at the next start).
 pub const WEBHOOK_QUEUE_FULL: &str = "kordon_webhook_queue_full_total";
+/// Cluster mode: the cluster's shard count (`[cluster] shards`), so that a
+/// rule can compare it with the shards all instances serve.
+pub const SHARDS: &str = "kordon_cluster_shards";
 /// Cluster mode: the shards this instance serves.
 pub const SHARDS_SERVED: &str = "kordon_cluster_shards_served";
 /// Cluster mode: how long each served shard's tenure still runs without a
@@ -228,6 +231,10 @@ fn register_all() {
     );
 
     let gauges: &[(&'static str, &'static str)] = &[
+        (
+            SHARDS,
+            "Cluster mode: the cluster's shard count (0 outside a cluster).",
+        ),
         (
             SHARDS_SERVED,
             "Cluster mode: the shards this instance serves (0 outside a cluster).",

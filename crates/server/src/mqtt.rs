@@ -479,7 +479,10 @@ mod tests {
         let health = Health::default();
         // The previous connection's messages still wait for the engine.
         intake
-            .hand_on(Command::Connected(Timestamp::UNIX_EPOCH))
+            .hand_on(Command::Connected {
+                now: Timestamp::UNIX_EPOCH,
+                session_present: true,
+            })
             .unwrap();
         for n in 0..2 * RedeliveryGuard::LIMIT {
             intake.connected(n as u64, &health);

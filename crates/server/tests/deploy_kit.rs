@@ -2,7 +2,10 @@
 //!
 //! - every metric the Grafana dashboard and the Prometheus rules name is in
 //!   a live kordon's `/metrics` (a kordon started in-process on the
-//!   embedded broker, after a breach so that the latency histogram exists);
+//!   embedded broker, after a breach so that the latency histogram exists,
+//!   beside a cluster member serving a shard on a nats-server of the
+//!   test's own, so that cluster mode's series by shard exist; those are
+//!   skipped loudly without nats-server, unless `KORDON_REQUIRE_NATS=1`);
 //! - the dashboard is well formed, and each of its queries is PromQL that
 //!   `promtool` parses (skipped loudly without promtool, unless
 //!   `KORDON_REQUIRE_PROMTOOL=1`);
@@ -32,6 +35,9 @@ use std::time::Duration;
 use common::*;
 use jiff::{SignedDuration, Timestamp};
 use kordon_ingest::BrokerSettings;
+use kordon_cluster::testkit::Nats;
+use kordon_cluster::{ClusterSettings, InstanceId, LeaseTimes, ShardCount};
+use kordon_server::cluster_node::{Instance, SnapshotEvery};
 use kordon_server::config::Config;
 use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
@@ -200,6 +206,39 @@ async fn drive_a_breach(broker: &Broker, case: &TestCase) {
         .await;
 }
 
+/// A one-shard cluster member beside the single process, serving its
+/// shard: metrics go to one recorder per process, so the single process's
+/// `/metrics` then shows cluster mode's series by shard too. `None` without
+/// nats-server (a failure with `KORDON_REQUIRE_NATS=1`).
+async fn serve_a_shard() -> Option<(Nats, Instance)> {
+    let nats = Nats::start()?;
+    let dir = temp_dir("deploy-kit-cluster");
+    let text = format!(
+        "{}\n[journal]\ndir = \"{}\"\n",
+        config_text("mqtt://127.0.0.1:1", &dir.join("cases"), "deploy-kit", 3600),
+        dir.join("journal").display()
+    );
+    let config: Config = toml::from_str(&text).expect("the member's configuration");
+    let settings = ClusterSettings {
+        nats_url: nats.url(),
+        bucket: ClusterSettings::DEFAULT_BUCKET.to_string(),
+        instance: InstanceId::new("deploy-kit").unwrap(),
+        shards: ShardCount::new(1).unwrap(),
+        times: LeaseTimes::default(),
+        replicas: 1,
+    };
+    let member = Instance::start(&config, settings, SnapshotEvery::default(), None)
+        .await
+        .expect("a cluster member starts");
+    for _ in 0..200 {
+        if !member.serving().borrow().is_empty() {
+            return Some((nats, member));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the cluster member did not serve its shard within 10 s");
+}
+
 async fn scrape(kordon: &Kordon) -> String {
     let response = reqwest::Client::new()
         .get(format!("{}/metrics", kordon.http))
@@ -260,8 +299,18 @@ async fn every_metric_the_dashboard_and_the_alerting_rules_name_is_exported() {
     let case = TestCase::new("high");
     let kordon = Kordon::start(&broker, &[&case]).await;
     drive_a_breach(&broker, &case).await;
+    // Cluster mode's series by shard exist only while a shard is served
+    // (and only once kordon has installed the process's recorder).
+    let cluster_member = serve_a_shard().await;
+    if cluster_member.is_none() {
+        eprintln!("SKIPPED: the kordon_cluster_* series by shard (no nats-server to serve a shard)");
+        wanted.retain(|(name, _)| !name.starts_with("kordon_cluster_"));
+    }
     let exposition = scrape(&kordon).await;
     kordon.stop().await;
+    if let Some((_nats, member)) = cluster_member {
+        member.leave().await;
+    }
 
     let exported = exported_names(&exposition);
     let mut missing: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();

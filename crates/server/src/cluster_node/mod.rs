@@ -286,6 +286,7 @@ impl Instance {
             None => None,
         };
         let host = ShardHost::start(parts, cases, settings.shards);
+        metrics::gauge!(crate::metrics::SHARDS).set(f64::from(settings.shards.get()));
         Ok(Instance {
             keeper,
             host,
