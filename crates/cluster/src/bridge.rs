@@ -41,8 +41,10 @@ use crate::routing::{self, DeviceBook, SHARD_STREAM, SHARD_SUBJECTS, TOPIC_HEADE
 /// Where the bridge reads and how much it holds.
 #[derive(Clone, Debug)]
 pub struct BridgeSettings {
-    pub mqtt_host: String,
-    pub mqtt_port: u16,
+    /// How to reach Mosquitto: its address, kordon's credentials, TLS
+    /// (`kordon_ingest::broker::client_options`). The bridge sets its
+    /// client id and session.
+    pub mqtt: MqttOptions,
     /// One session for whichever instance runs the bridge.
     pub client_id: String,
     /// Messages taken from Mosquitto and not yet acknowledged to it.
@@ -106,9 +108,9 @@ impl Bridge {
         book: watch::Receiver<DeviceBook>,
         may_act: MayAct,
     ) -> Bridge {
-        let mut options =
-            MqttOptions::new(&settings.client_id, &settings.mqtt_host, settings.mqtt_port);
+        let mut options = settings.mqtt.clone();
         options
+            .set_client_id(settings.client_id.clone())
             .set_clean_session(false)
             .set_manual_acks(true)
             .set_keep_alive(Duration::from_secs(15))

@@ -40,8 +40,10 @@ use crate::routing::TOPIC_HEADER;
 /// Where the deliverer publishes, and how much it has in flight.
 #[derive(Clone, Debug)]
 pub struct DelivererSettings {
-    pub mqtt_host: String,
-    pub mqtt_port: u16,
+    /// How to reach Mosquitto: its address, kordon's credentials, TLS
+    /// (`kordon_ingest::broker::client_options`). The deliverer sets its
+    /// client ids and sessions.
+    pub mqtt: MqttOptions,
     pub client_id: String,
     /// Messages published and not yet acknowledged by Mosquitto.
     pub window: usize,
@@ -155,9 +157,9 @@ impl Link {
     /// in, so a broken link is dropped whole and the stream offers its
     /// messages again after [`ACK_WAIT`].
     fn new(settings: &DelivererSettings) -> Link {
-        let mut options =
-            MqttOptions::new(&settings.client_id, &settings.mqtt_host, settings.mqtt_port);
+        let mut options = settings.mqtt.clone();
         options
+            .set_client_id(settings.client_id.clone())
             .set_clean_session(true)
             .set_keep_alive(Duration::from_secs(15))
             .set_inflight(settings.window.min(u16::MAX as usize) as u16)
@@ -301,12 +303,9 @@ struct Echoes {
 
 impl Echoes {
     fn start(settings: &DelivererSettings) -> Echoes {
-        let mut options = MqttOptions::new(
-            format!("{}-echo", settings.client_id),
-            &settings.mqtt_host,
-            settings.mqtt_port,
-        );
+        let mut options = settings.mqtt.clone();
         options
+            .set_client_id(format!("{}-echo", settings.client_id))
             .set_clean_session(false)
             .set_keep_alive(Duration::from_secs(15))
             .set_max_packet_size(1 << 20, 1 << 20);

@@ -31,8 +31,7 @@ fn book() -> DeviceBook {
 
 fn settings(mosquitto: &Mosquitto) -> BridgeSettings {
     BridgeSettings {
-        mqtt_host: "127.0.0.1".into(),
-        mqtt_port: mosquitto.port,
+        mqtt: rumqttc::MqttOptions::new("set by each client", "127.0.0.1", mosquitto.port),
         client_id: BridgeSettings::CLIENT_ID.into(),
         window: BridgeSettings::WINDOW,
     }

@@ -315,9 +315,7 @@ pub fn connect(
     settings: &BrokerSettings,
     request_capacity: usize,
 ) -> Result<(AsyncClient, EventLoop), BrokerError> {
-    let address = BrokerAddress::parse(&settings.url)?;
-    let client_id = publisher_client_id(&settings.client_id);
-    let mut options = MqttOptions::new(client_id, &address.host, address.port);
+    let mut options = client_options(settings, &publisher_client_id(&settings.client_id))?;
     options
         .set_keep_alive(Duration::from_secs(u64::from(settings.keep_alive_s.max(1))))
         .set_clean_session(false)
@@ -340,6 +338,22 @@ pub fn connect(
             QoS::AtLeastOnce,
             true,
         ));
+    let (client, mut eventloop) = AsyncClient::new(options, request_capacity);
+    let mut network = NetworkOptions::new();
+    network.set_tcp_nodelay(true);
+    eventloop.set_network_options(network);
+    Ok((client, eventloop))
+}
+
+/// Options for an MQTT client named `client_id` that reach the broker of
+/// `settings`: its address, kordon's credentials and, for `mqtts://`, TLS.
+/// Sessions, keep-alive and windows are the caller's.
+pub fn client_options(
+    settings: &BrokerSettings,
+    client_id: &str,
+) -> Result<MqttOptions, BrokerError> {
+    let address = BrokerAddress::parse(&settings.url)?;
+    let mut options = MqttOptions::new(client_id, &address.host, address.port);
     if let (Some(user), password) = (&settings.username, &settings.password) {
         options.set_credentials(user, password.clone().unwrap_or_default());
     }
@@ -347,11 +361,7 @@ pub fn connect(
         let config = TlsConfiguration::Rustls(tls_config(settings)?);
         options.set_transport(Transport::tls_with_config(config));
     }
-    let (client, mut eventloop) = AsyncClient::new(options, request_capacity);
-    let mut network = NetworkOptions::new();
-    network.set_tcp_nodelay(true);
-    eventloop.set_network_options(network);
-    Ok((client, eventloop))
+    Ok(options)
 }
 
 /// Ends the persistent sessions of both links of the kordon configured
@@ -438,6 +448,30 @@ mod tests {
         ] {
             assert!(BrokerAddress::parse(bad).is_err(), "{bad} accepted");
         }
+    }
+
+    /// The cluster's bridge and deliverer reach Mosquitto as a single
+    /// kordon does: with its credentials, over TLS for `mqtts://`.
+    #[test]
+    fn client_options_carry_the_address_credentials_and_tls() {
+        let settings = BrokerSettings {
+            username: Some("kordon".into()),
+            password: Some("secret".into()),
+            ..BrokerSettings::new("mqtts://broker.example:8884")
+        };
+        let options = client_options(&settings, "kordon-bridge").unwrap();
+        assert_eq!(options.client_id(), "kordon-bridge");
+        assert_eq!(options.broker_address(), ("broker.example".into(), 8884));
+        let login = options.credentials().expect("credentials");
+        assert_eq!(
+            (login.username.as_str(), login.password.as_str()),
+            ("kordon", "secret")
+        );
+        assert!(matches!(options.transport(), Transport::Tls(_)));
+
+        let plain = client_options(&BrokerSettings::new("mqtt://127.0.0.1:1883"), "x").unwrap();
+        assert!(plain.credentials().is_none());
+        assert!(matches!(plain.transport(), Transport::Tcp));
     }
 
     #[test]

@@ -1125,7 +1125,13 @@ impl CoreThread {
             Expected::Held => return,
             Expected::Delivered(digest) => {
                 // After its Outbound record, so that a replay confirms it.
-                self.record(Record::Delivered { message: digest, at: now }, Vec::new());
+                self.record(
+                    Record::Delivered {
+                        message: digest,
+                        at: now,
+                    },
+                    Vec::new(),
+                );
                 return;
             }
         }

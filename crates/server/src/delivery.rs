@@ -366,7 +366,10 @@ mod tests {
         let never_taken = msg("kordon/v1/alerts/police", "opened");
 
         // The first copy's echo comes before the decision made again.
-        assert_eq!(d.echo(&echo_first.topic, &echo_first.payload), Actions::default());
+        assert_eq!(
+            d.echo(&echo_first.topic, &echo_first.payload),
+            Actions::default()
+        );
         let digest = message_digest(&echo_first.topic, &echo_first.payload);
         assert_eq!(d.expect(&echo_first, t(2)), Expected::Delivered(digest));
         // The decision comes first: held, then confirmed by the echo.
@@ -383,7 +386,10 @@ mod tests {
         // From here on messages go out as decided.
         let live = msg("kordon/v1/alerts/police", "updated");
         assert_eq!(d.expect(&live, t(3)), Expected::Publish);
-        assert!(d.echo(&never_taken.topic, &never_taken.payload).confirmed.is_some());
+        assert!(d
+            .echo(&never_taken.topic, &never_taken.payload)
+            .confirmed
+            .is_some());
         assert_eq!(d.waiting(), 1);
     }
 

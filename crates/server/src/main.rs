@@ -282,8 +282,12 @@ fn run_in_cluster(path: &std::path::Path, config: Config) -> ExitCode {
     }
     // Every instance reads and writes the devices' broker: one Mosquitto
     // (or cluster of them) the devices use, never a broker of its own.
+    // Its address, kordon's credentials and TLS, as for a single kordon.
     let broker = match (&config.broker.url, config.broker.embedded) {
-        (Some(url), false) => kordon_ingest::BrokerAddress::parse(url),
+        (Some(url), false) => kordon_ingest::broker::client_options(
+            &config.broker_settings(url.clone()),
+            &config.broker.client_id,
+        ),
         _ => {
             eprintln!(
                 "kordon: {}: in a cluster, [broker] must name the devices' Mosquitto with `url` \
@@ -296,7 +300,7 @@ fn run_in_cluster(path: &std::path::Path, config: Config) -> ExitCode {
     let broker = match broker {
         Ok(broker) => broker,
         Err(e) => {
-            eprintln!("kordon: {}: [broker] url: {e}", path.display());
+            eprintln!("kordon: {}: [broker]: {e}", path.display());
             return ExitCode::FAILURE;
         }
     };
@@ -310,10 +314,7 @@ fn run_in_cluster(path: &std::path::Path, config: Config) -> ExitCode {
         let metrics = kordon_server::metrics::handle();
         kordon_server::metrics::describe_all();
         let instance_name = settings.instance.to_string();
-        let duties = DutiesSettings {
-            mqtt_host: broker.host.clone(),
-            mqtt_port: broker.port,
-        };
+        let duties = DutiesSettings { mqtt: broker };
         let instance =
             match Instance::start(&config, settings, SnapshotEvery::default(), Some(duties)).await {
                 Ok(instance) => instance,

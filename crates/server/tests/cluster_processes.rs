@@ -12,7 +12,9 @@
 //! Then every breach has reached the police, and nothing reached the
 //! police, the monitoring room or a victim's device twice.
 //!
-//! `KORDON_CLUSTER_FIXES` sets how many fixes (default 50,000). Skipped
+//! `KORDON_CLUSTER_FIXES` sets how many fixes (default 50,000),
+//! `KORDON_CLUSTER_KILLS` how many SIGKILLs in step 1 (default 1; the
+//! fail-over's p50 and max are printed). Skipped
 //! loudly without `nats-server` or `mosquitto` (failed on CI, which sets
 //! `KORDON_REQUIRE_NATS=1` and `KORDON_REQUIRE_MOSQUITTO=1`).
 
@@ -198,6 +200,11 @@ async fn three_instances_survive_a_sigkill_mid_stream() {
         .ok()
         .and_then(|n| n.parse().ok())
         .unwrap_or(50_000);
+    let kills: usize = std::env::var("KORDON_CLUSTER_KILLS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(1)
+        .max(1);
     let mqtt = format!("mqtt://127.0.0.1:{}", mosquitto.port);
     let broker = Broker::External(mqtt.clone());
     let mut members = Vec::new();
@@ -221,6 +228,10 @@ async fn three_instances_survive_a_sigkill_mid_stream() {
         .collect();
     put_cases(&members[0].config, &files);
     let breach_at = |i: usize| 15 + (i * 7919) % (steps - 40);
+    // The kills, spread over the second fifth of the stream.
+    let kill_steps: Vec<usize> = (0..kills)
+        .map(|k| steps / 5 + k * (steps / 5) / kills)
+        .collect();
 
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(2))
@@ -256,9 +267,10 @@ async fn three_instances_survive_a_sigkill_mid_stream() {
     let publisher = Publisher::new(&broker, "devices".into(), 1_000, 10_000).await;
     let t0 = Timestamp::now() - SignedDuration::from_secs(STEP_S * steps as i64 + 600);
     let sending = Instant::now();
+    let mut fail_overs = Vec::new();
     for step in 0..steps {
-        if step == steps / 5 {
-            kill_busiest(&mut members, &http).await;
+        if kill_steps.contains(&step) {
+            fail_overs.push(kill_busiest(&mut members, &http).await);
         }
         if step == 2 * steps / 5 {
             rolling_restart(&mut members, &http).await;
@@ -288,6 +300,13 @@ async fn three_instances_survive_a_sigkill_mid_stream() {
         "{} fixes published in {:?}",
         steps * case_count,
         sending.elapsed()
+    );
+    fail_overs.sort();
+    eprintln!(
+        "fail-over over {} SIGKILLs: p50 {:?}, max {:?}",
+        fail_overs.len(),
+        fail_overs[fail_overs.len() / 2],
+        fail_overs[fail_overs.len() - 1]
     );
 
     // Every breach reaches the police.
@@ -447,8 +466,9 @@ async fn busiest(members: &[Member], http: &reqwest::Client) -> (usize, Vec<usiz
 }
 
 /// SIGKILL of the instance serving most shards; its shards are served
-/// again within 5 s. Then it is started again.
-async fn kill_busiest(members: &mut [Member], http: &reqwest::Client) {
+/// again within 5 s (the fail-over time, returned). Then it is started
+/// again.
+async fn kill_busiest(members: &mut [Member], http: &reqwest::Client) -> Duration {
     let (busiest, counts) = busiest(members, http).await;
     members[busiest].kill();
     let fail_over = all_served(members, http, Duration::from_secs(20)).await;
@@ -461,6 +481,7 @@ async fn kill_busiest(members: &mut [Member], http: &reqwest::Client) {
         "fail-over took {fail_over:?}"
     );
     members[busiest].start();
+    fail_over
 }
 
 /// Each instance in turn: SIGTERM (it leaves the cluster cleanly), its

@@ -34,9 +34,9 @@ use std::time::Duration;
 
 use common::*;
 use jiff::{SignedDuration, Timestamp};
-use kordon_ingest::BrokerSettings;
 use kordon_cluster::testkit::Nats;
 use kordon_cluster::{ClusterSettings, InstanceId, LeaseTimes, ShardCount};
+use kordon_ingest::BrokerSettings;
 use kordon_server::cluster_node::{Instance, SnapshotEvery};
 use kordon_server::config::Config;
 use rcgen::{
@@ -303,7 +303,9 @@ async fn every_metric_the_dashboard_and_the_alerting_rules_name_is_exported() {
     // (and only once kordon has installed the process's recorder).
     let cluster_member = serve_a_shard().await;
     if cluster_member.is_none() {
-        eprintln!("SKIPPED: the kordon_cluster_* series by shard (no nats-server to serve a shard)");
+        eprintln!(
+            "SKIPPED: the kordon_cluster_* series by shard (no nats-server to serve a shard)"
+        );
         wanted.retain(|(name, _)| !name.starts_with("kordon_cluster_"));
     }
     let exposition = scrape(&kordon).await;

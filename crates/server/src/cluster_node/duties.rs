@@ -25,8 +25,8 @@ pub const DUTIES_SHARD: Shard = Shard(0);
 /// Where the duties reach Mosquitto.
 #[derive(Clone, Debug)]
 pub struct DutiesSettings {
-    pub mqtt_host: String,
-    pub mqtt_port: u16,
+    /// The devices' Mosquitto with kordon's credentials and TLS (`[broker]`).
+    pub mqtt: rumqttc::MqttOptions,
 }
 
 /// Runs the bridge and the deliverer whenever this instance holds shard 0.
@@ -54,8 +54,7 @@ pub async fn run(
         info!(epoch = %tenure.epoch, "this instance holds shard 0: running the bridge and the deliverer");
         let mut bridge = Bridge::start(
             BridgeSettings {
-                mqtt_host: settings.mqtt_host.clone(),
-                mqtt_port: settings.mqtt_port,
+                mqtt: settings.mqtt.clone(),
                 client_id: BridgeSettings::CLIENT_ID.to_string(),
                 window: BridgeSettings::WINDOW,
             },
@@ -65,8 +64,7 @@ pub async fn run(
         );
         let deliverer = Deliverer::start(
             DelivererSettings {
-                mqtt_host: settings.mqtt_host.clone(),
-                mqtt_port: settings.mqtt_port,
+                mqtt: settings.mqtt.clone(),
                 client_id: DelivererSettings::CLIENT_ID.to_string(),
                 window: DelivererSettings::WINDOW,
             },
