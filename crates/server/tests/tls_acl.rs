@@ -732,13 +732,27 @@ async fn a_breach_alert_reaches_monitoring_over_tls_through_the_shipped_acl() {
         })
         .await;
 
-    // kordon's subscriptions are in place once a malformed fix comes back
-    // as a reject (it was the device's own topic: the ACL lets it through).
-    let own_fix = "kordon/v1/devices/OFF-0001/fix";
-    let mut online = false;
+    wait_for_kordons_subscriptions(&mut offender, &mut monitoring).await;
+    drive_a_proximity_breach(&mut offender, &mut victim).await;
+    expect_the_breach(&mut monitoring, &mut victim, &case).await;
+
+    timeout(Duration::from_secs(60), running.shutdown())
+        .await
+        .expect("kordon stops within a minute");
+    monitoring
+        .expect("kordon's offline status", |t, p| {
+            t == ENGINE_STATUS && p == "offline"
+        })
+        .await;
+    broker.show_denials();
+}
+
+/// kordon's subscriptions are in place once a malformed fix comes back as
+/// a reject (it was the device's own topic: the ACL lets it through).
+async fn wait_for_kordons_subscriptions(offender: &mut Mqtt, monitoring: &mut Mqtt) {
     for probe in 0..60 {
         offender
-            .publish(own_fix, &format!("probe {probe}: not JSON"))
+            .publish(OWN_FIX, &format!("probe {probe}: not JSON"))
             .await;
         if timeout(
             Duration::from_secs(1),
@@ -749,12 +763,16 @@ async fn a_breach_alert_reaches_monitoring_over_tls_through_the_shipped_acl() {
         .await
         .is_ok()
         {
-            online = true;
-            break;
+            return;
         }
     }
-    assert!(online, "kordon refused none of the probes within a minute");
+    panic!("kordon refused none of the probes within a minute");
+}
 
+const OWN_FIX: &str = "kordon/v1/devices/OFF-0001/fix";
+
+/// OFF-0001 walks up to VIC-0001 at home.
+async fn drive_a_proximity_breach(offender: &mut Mqtt, victim: &mut Mqtt) {
     let mut t = Timestamp::now() - SignedDuration::from_mins(30);
     victim
         .publish(
@@ -765,7 +783,7 @@ async fn a_breach_alert_reaches_monitoring_over_tls_through_the_shipped_acl() {
     for metres in [2000.0, 400.0, 100.0, 60.0] {
         t += SignedDuration::from_secs(30);
         let (lat, lon) = north(HOME, metres);
-        offender.publish(own_fix, &fix_json(lat, lon, 5.0, t)).await;
+        offender.publish(OWN_FIX, &fix_json(lat, lon, 5.0, t)).await;
     }
     // A fresh fix of hers makes the breach certain, which is what her
     // device hears of (a possible one on her old position does not buzz it).
@@ -778,8 +796,12 @@ async fn a_breach_alert_reaches_monitoring_over_tls_through_the_shipped_acl() {
         .await;
     t += SignedDuration::from_secs(5);
     let (lat, lon) = north(HOME, 50.0);
-    offender.publish(own_fix, &fix_json(lat, lon, 5.0, t)).await;
+    offender.publish(OWN_FIX, &fix_json(lat, lon, 5.0, t)).await;
+}
 
+/// The breach reaches the police, the monitoring room and her device, and
+/// the warning carries no position.
+async fn expect_the_breach(monitoring: &mut Mqtt, victim: &mut Mqtt, case: &TestCase) {
     let is_breach = |p: &str| {
         let alert: serde_json::Value = serde_json::from_str(p).unwrap_or_default();
         alert["case"] == case.id.as_str() && alert["kind"] == "proximity_breach"
@@ -807,15 +829,96 @@ async fn a_breach_alert_reaches_monitoring_over_tls_through_the_shipped_acl() {
         !warning.contains("\"lat\"") && !warning.contains("\"lon\""),
         "a warning carries no position: {warning}"
     );
+}
 
-    timeout(Duration::from_secs(60), running.shutdown())
+/// Cluster mode behind the same TLS and ACL: the bridge and the deliverer
+/// (run by the member holding shard 0) reach Mosquitto with `[broker]`'s
+/// credentials and CA, as the `kordon` user; a breach goes from the
+/// devices through the shard's stream to the police, the room and her
+/// device. Needs nats-server too (skipped loudly without it, unless
+/// `KORDON_REQUIRE_NATS=1`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_member_bridges_and_delivers_over_tls_through_the_shipped_acl() {
+    use kordon_cluster::{ClusterSettings, InstanceId, LeaseTimes, ShardCount};
+    use kordon_server::cluster_node::{duties::DutiesSettings, Instance, SnapshotEvery};
+
+    let Some(tools) = tools() else { return };
+    let Some(nats) = kordon_cluster::testkit::Nats::start() else {
+        return;
+    };
+    let broker = Mosquitto::start(&tools);
+    let case = TestCase {
+        id: "TLS-ACL-0002".to_string(),
+        offender: "OFF-0001".to_string(),
+        victim: "VIC-0001".to_string(),
+        risk: "high",
+    };
+    let dir = broker.dir.path().join("kordon-cluster");
+    let config_path = dir.join("kordon.toml");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        &config_path,
+        format!(
+            "{}\n[journal]\ndir = \"{}\"\n",
+            config_text(&broker.url(), &dir.join("cases"), "kordon-tls-cluster", 120),
+            dir.join("journal").display()
+        ),
+    )
+    .unwrap();
+    let mut config = Config::load(&config_path).unwrap();
+    config.broker.username = Some("kordon".to_string());
+    config.broker.password = Some(password("kordon"));
+    config.broker.ca_file = Some(broker.ca_file());
+    install_crypto_provider();
+    let mqtt = kordon_ingest::broker::client_options(
+        &config.broker_settings(broker.url()),
+        &config.broker.client_id,
+    )
+    .unwrap();
+
+    let js =
+        async_nats::jetstream::new(kordon_cluster::keeper::connect(&nats.url()).await.unwrap());
+    let bucket = kordon_cluster::cases::open(&js, 1).await.unwrap();
+    let kordon_case: kordon_core::Case = serde_json::from_value(case.json()).unwrap();
+    kordon_cluster::cases::put(&bucket, &kordon_case)
         .await
-        .expect("kordon stops within a minute");
+        .unwrap();
+
+    let mut monitoring = Mqtt::connect(&broker, "monitoring").await;
     monitoring
-        .expect("kordon's offline status", |t, p| {
-            t == ENGINE_STATUS && p == "offline"
-        })
+        .subscribe(&[
+            "kordon/v1/alerts/police",
+            "kordon/v1/alerts/monitoring",
+            "kordon/v1/rejects",
+        ])
         .await;
+    let mut offender = Mqtt::connect(&broker, "OFF-0001").await;
+    let mut victim = Mqtt::connect(&broker, "VIC-0001").await;
+    victim
+        .subscribe(&["kordon/v1/devices/VIC-0001/warning"])
+        .await;
+
+    let settings = ClusterSettings {
+        nats_url: nats.url(),
+        bucket: ClusterSettings::DEFAULT_BUCKET.to_string(),
+        instance: InstanceId::new("tls").unwrap(),
+        shards: ShardCount::new(1).unwrap(),
+        times: LeaseTimes::default(),
+        replicas: 1,
+    };
+    let member = Instance::start(
+        &config,
+        settings,
+        SnapshotEvery::default(),
+        Some(DutiesSettings { mqtt }),
+    )
+    .await
+    .expect("the member starts");
+
+    wait_for_kordons_subscriptions(&mut offender, &mut monitoring).await;
+    drive_a_proximity_breach(&mut offender, &mut victim).await;
+    expect_the_breach(&mut monitoring, &mut victim, &case).await;
+    member.leave().await;
     broker.show_denials();
 }
 
