@@ -28,11 +28,14 @@ pub struct Args {
     /// step).
     pub busy_disk_mib: u64,
     pub keep: bool,
+    /// Cluster mode (`--cluster 1,2,3`): the instance counts to measure,
+    /// instead of the single-process run (`cluster.rs`).
+    pub cluster: Option<Vec<usize>>,
 }
 
 const USAGE: &str = "kordon-bench [--short] [--kordon PATH] [--rates 2000,5000,...] \
 [--step-secs N] [--out FILE.json] [--cases N] [--breaches-per-s N] [--ceiling-rate N] \
-[--overload-secs N] [--busy-disk-mib N] [--keep]";
+[--overload-secs N] [--busy-disk-mib N] [--keep] [--cluster 1,2,3]";
 
 impl Args {
     fn full() -> Args {
@@ -55,6 +58,7 @@ impl Args {
             engine_fixes: 200_000,
             busy_disk_mib: 4_096,
             keep: false,
+            cluster: None,
         }
     }
 
@@ -126,6 +130,16 @@ impl Args {
             "--ceiling-rate" => self.ceiling_rate = number(value)?,
             "--overload-secs" => self.overload_secs = number(value)?.max(1),
             "--busy-disk-mib" => self.busy_disk_mib = number(value)?,
+            "--cluster" => {
+                let counts: Vec<usize> = value
+                    .split(',')
+                    .map(|v| number(v).map(|n| n as usize))
+                    .collect::<Result<_, _>>()?;
+                if counts.iter().any(|n| !(1..=16).contains(n)) {
+                    return Err("--cluster: instance counts from 1 to 16".into());
+                }
+                self.cluster = Some(counts);
+            }
             other => return Err(format!("unknown flag {other}\n{USAGE}")),
         }
         Ok(())

@@ -73,13 +73,41 @@ durability = "full"
     )
 }
 
+/// A cluster instance's configuration (`docs/cluster.md`): the benchmark's,
+/// with a broker client id of its own and a `[cluster]` section naming the
+/// run's `nats-server` and the instance.
+pub fn cluster_config_text(
+    mqtt_port: u16,
+    http_port: u16,
+    nats_port: u16,
+    instance: &str,
+) -> String {
+    let text = config_text(mqtt_port, http_port).replace(
+        &format!("client_id = \"{CLIENT_ID}\""),
+        &format!("client_id = \"{CLIENT_ID}-{instance}\""),
+    );
+    format!(
+        "{text}\n[cluster]\nnats_url = \"nats://127.0.0.1:{nats_port}\"\ninstance = \"{instance}\"\n"
+    )
+}
+
 impl Kordon {
     /// Starts `binary run --config` in `dir` (cases already written).
     pub fn start(binary: &Path, dir: &Path, mqtt_port: u16) -> Result<Kordon, String> {
         let http_port = free_port()?;
+        Kordon::start_with(binary, dir, &config_text(mqtt_port, http_port), http_port)
+    }
+
+    /// Starts `binary run --config` in `dir` with the configuration `text`
+    /// (written to `dir/kordon.toml`), whose API listens on `http_port`.
+    pub fn start_with(
+        binary: &Path,
+        dir: &Path,
+        text: &str,
+        http_port: u16,
+    ) -> Result<Kordon, String> {
         let config = dir.join("kordon.toml");
-        std::fs::write(&config, config_text(mqtt_port, http_port))
-            .map_err(|e| format!("{}: {e}", config.display()))?;
+        std::fs::write(&config, text).map_err(|e| format!("{}: {e}", config.display()))?;
         let log = dir.join("kordon.log");
         let out = std::fs::File::create(&log).map_err(|e| format!("{}: {e}", log.display()))?;
         let err = out.try_clone().map_err(|e| e.to_string())?;
@@ -127,6 +155,13 @@ impl Kordon {
         Err(format!(
             "kordon not ready in {timeout:?} (last /healthz: {last})"
         ))
+    }
+
+    /// `/healthz`'s status and body, parsed.
+    pub fn health(&self) -> Result<(u16, serde_json::Value), String> {
+        let (code, body) = http::get(self.http_port, "/healthz", None)?;
+        let value = serde_json::from_str(&body).map_err(|e| format!("/healthz: {e}: {body}"))?;
+        Ok((code, value))
     }
 
     pub fn metrics(&self) -> Result<Metrics, String> {
@@ -303,6 +338,17 @@ mod tests {
         );
         assert_eq!(m.fixes(), 10.0);
         assert_eq!(m.duplicates(), 3.0);
+    }
+
+    #[test]
+    fn a_cluster_instance_has_its_own_client_id_and_names_the_nats_server() {
+        let text = cluster_config_text(1883, 8080, 4222, "k2");
+        assert!(text.contains("client_id = \"kordon-bench-k2\""));
+        assert!(!text.contains("client_id = \"kordon-bench\""));
+        assert!(
+            text.contains("[cluster]\nnats_url = \"nats://127.0.0.1:4222\"\ninstance = \"k2\"\n")
+        );
+        assert!(text.contains("embedded = false"));
     }
 
     #[test]

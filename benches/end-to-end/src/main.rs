@@ -6,11 +6,17 @@
 //!     [--rates 2000,5000,10000,20000,30000,45000,60000] [--step-secs 20] [--out FILE.json]
 //! ```
 //!
+//! With `--cluster 1,2,3` it measures cluster mode instead (issue 15,
+//! `cluster.rs`): the fixes/s of 1, 2 and 3 instances and the fix → police
+//! alert latency against single-process kordon.
+//!
 //! Exit status: 0 when the run completed and every correctness target
 //! passed (performance targets are reported, never fatal), 1 when a
 //! correctness target failed, 2 when the harness itself failed.
 
 mod args;
+mod cluster;
+mod cluster_report;
 mod engine_cost;
 mod generator;
 mod http;
@@ -18,6 +24,7 @@ mod journal;
 mod kordon;
 mod mosquitto;
 mod mqtt;
+mod nats;
 mod phases;
 mod procstat;
 mod report;
@@ -44,12 +51,19 @@ fn main() -> ExitCode {
         }
     };
     let dir = std::env::temp_dir().join(format!("kordon-bench-{}", std::process::id()));
-    let result = run(&args, &dir);
-    if args.keep {
-        eprintln!("kept {}", dir.display());
-    } else {
-        let _ = std::fs::remove_dir_all(&dir);
+    if let Some(counts) = &args.cluster {
+        let result = run_cluster(&args, &dir, counts);
+        tidy(&args, &dir);
+        return match result {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("kordon-bench --cluster: {e}");
+                ExitCode::from(2)
+            }
+        };
     }
+    let result = run(&args, &dir);
+    tidy(&args, &dir);
     match result {
         Ok(report) if report.failed_correctness() => ExitCode::from(1),
         Ok(_) => ExitCode::SUCCESS,
@@ -58,6 +72,29 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+/// Removes the run's directory, unless `--keep`.
+fn tidy(args: &Args, dir: &Path) {
+    if args.keep {
+        eprintln!("kept {}", dir.display());
+    } else {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
+
+/// Cluster mode (`--cluster 1,2,3`, `cluster.rs`): prints its table and
+/// writes it to `--out`.
+fn run_cluster(args: &Args, dir: &Path, counts: &[usize]) -> Result<(), String> {
+    let binary = kordon_binary(args)?;
+    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let report = cluster::run(args, dir, &binary, counts)?;
+    report.print();
+    if let Some(out) = &args.out {
+        let text = serde_json::to_string_pretty(&report.json()).map_err(|e| e.to_string())?;
+        std::fs::write(out, text).map_err(|e| format!("{}: {e}", out.display()))?;
+    }
+    Ok(())
 }
 
 /// The workspace's root, where `target/release/kordon` is built.

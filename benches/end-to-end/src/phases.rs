@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::args::Args;
-use crate::generator::Generator;
+use crate::generator::{Generator, Planted};
 use crate::kordon::{Kordon, Metrics};
 use crate::mqtt;
 use crate::procstat::{self, Cpu};
@@ -16,7 +16,7 @@ use crate::report::{BusyDisk, Ceiling, Drain, Latency, Overload, Step, Totals};
 use crate::subscriber::{self, Police, Subscriber};
 use crate::workload::{fix_payload, fix_topic, TsCache, World};
 
-const PHASE_WARM_UP: u32 = 1;
+pub const PHASE_WARM_UP: u32 = 1;
 const PHASE_OVERLOAD: u32 = 100;
 const PHASE_DRAIN: u32 = 101;
 const PHASE_BUSY_DISK: u32 = 102;
@@ -31,15 +31,71 @@ struct Watched {
     health: Vec<String>,
 }
 
+/// Publishes a fix of an unknown device on the broker on `port` until
+/// kordon's reject of it comes back to the police console (`police`): kordon
+/// (in a cluster, the bridge, a shard and the deliverer) is subscribed.
+/// Waits a second more for the probes still on their way.
+pub fn probe(port: u16, police: &Police, timeout: Duration) -> Result<(), String> {
+    let session = mqtt::open(port, "bench-probe", true, 30)?;
+    let mut writer = session.writer;
+    let (mut ts, mut buf, mut payload) = (TsCache::default(), Vec::new(), Vec::new());
+    let deadline = Instant::now() + timeout;
+    while police.probe_rejects.load(Relaxed) == 0 {
+        if Instant::now() > deadline {
+            return Err("kordon did not subscribe (no reject of the probe fix)".into());
+        }
+        payload.clear();
+        buf.clear();
+        fix_payload(&mut payload, ts.now(), (51.9, 4.5), 1);
+        mqtt::publish(&mut buf, &fix_topic("PROBE"), 0, &payload);
+        std::io::Write::write_all(&mut writer, &buf).map_err(|e| format!("probe: {e}"))?;
+        sleep_s(0.2);
+    }
+    let _ = std::io::Write::write_all(&mut writer, &mqtt::DISCONNECT);
+    sleep_s(1.0);
+    Ok(())
+}
+
+/// Waits (at most `timeout`) for the alerts of breaches planted in
+/// `phases`.
+pub fn wait_alerts(planted: &Planted, phases: &[u32], timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        let waiting = planted.waiting.lock().map_or(0, |w| {
+            w.values().filter(|(_, p)| phases.contains(p)).count()
+        });
+        if waiting == 0 {
+            return;
+        }
+        sleep_s(0.1);
+    }
+}
+
+/// Fix → police alert of the breaches planted in `phases`, as the police
+/// console saw them.
+pub fn latency(police: &Police, planted: &Planted, phases: &[u32]) -> Latency {
+    let ms: Vec<f64> = police.latencies.lock().map_or(Vec::new(), |l| {
+        l.iter()
+            .filter(|(p, _)| phases.contains(p))
+            .map(|(_, ms)| *ms)
+            .collect()
+    });
+    let planted: u64 = planted
+        .per_phase
+        .lock()
+        .map_or(0, |p| phases.iter().filter_map(|ph| p.get(ph)).sum());
+    Latency::of(ms, planted)
+}
+
 pub fn step_phase(i: usize) -> u32 {
     10 + i as u32
 }
 
-fn sleep_s(secs: f64) {
+pub fn sleep_s(secs: f64) {
     std::thread::sleep(Duration::from_secs_f64(secs.max(0.0)));
 }
 
-fn mib(kib: Option<u64>) -> f64 {
+pub fn mib(kib: Option<u64>) -> f64 {
     kib.unwrap_or(0) as f64 / 1024.0
 }
 
@@ -149,23 +205,7 @@ impl Live {
     /// Publishes a fix of an unknown device until kordon's reject of it
     /// shows that kordon subscribed (fixes before that would be lost).
     fn probe(&mut self, timeout: Duration) -> Result<(), String> {
-        let session = mqtt::open(self.port, "bench-probe", true, 30)?;
-        let mut writer = session.writer;
-        let (mut ts, mut buf, mut payload) = (TsCache::default(), Vec::new(), Vec::new());
-        let deadline = Instant::now() + timeout;
-        while self.police.probe_rejects.load(Relaxed) == 0 {
-            if Instant::now() > deadline {
-                return Err("kordon did not subscribe (no reject of the probe fix)".into());
-            }
-            payload.clear();
-            buf.clear();
-            fix_payload(&mut payload, ts.now(), (51.9, 4.5), 1);
-            mqtt::publish(&mut buf, &fix_topic("PROBE"), 0, &payload);
-            std::io::Write::write_all(&mut writer, &buf).map_err(|e| format!("probe: {e}"))?;
-            sleep_s(0.2);
-        }
-        let _ = std::io::Write::write_all(&mut writer, &mqtt::DISCONNECT);
-        sleep_s(1.0);
+        probe(self.port, &self.police, timeout)?;
         self.refused_before = self.kordon.metrics()?.refused();
         Ok(())
     }
@@ -246,32 +286,11 @@ impl Live {
     /// Waits (at most `timeout`) for the alerts of breaches planted in
     /// `phases`.
     fn wait_alerts(&self, phases: &[u32], timeout: Duration) {
-        let deadline = Instant::now() + timeout;
-        while Instant::now() < deadline {
-            let waiting = self.generator.planted.waiting.lock().map_or(0, |w| {
-                w.values().filter(|(_, p)| phases.contains(p)).count()
-            });
-            if waiting == 0 {
-                return;
-            }
-            sleep_s(0.1);
-        }
+        wait_alerts(&self.generator.planted, phases, timeout);
     }
 
     fn latency(&self, phases: &[u32]) -> Latency {
-        let ms: Vec<f64> = self.police.latencies.lock().map_or(Vec::new(), |l| {
-            l.iter()
-                .filter(|(p, _)| phases.contains(p))
-                .map(|(_, ms)| *ms)
-                .collect()
-        });
-        let planted: u64 = self
-            .generator
-            .planted
-            .per_phase
-            .lock()
-            .map_or(0, |p| phases.iter().filter_map(|ph| p.get(ph)).sum());
-        Latency::of(ms, planted)
+        latency(&self.police, &self.generator.planted, phases)
     }
 
     /// Every active device's first fix, so that victims have a position

@@ -37,7 +37,7 @@ impl Drain {
         }
     }
 
-    fn json(&self) -> Value {
+    pub fn json(&self) -> Value {
         match self {
             Drain::Done(secs) => json!({"drained_secs": num(*secs)}),
             Drain::TimedOut(waiting) => json!({"timed_out_waiting": num(*waiting)}),
@@ -75,14 +75,14 @@ impl Latency {
         }
     }
 
-    fn json(&self) -> Value {
+    pub fn json(&self) -> Value {
         json!({"n": self.n, "p50_ms": num(self.p50_ms), "p99_ms": num(self.p99_ms),
                "max_ms": num(self.max_ms), "missing": self.missing})
     }
 }
 
 /// NaN (nothing measured) as JSON null.
-fn num(x: f64) -> Value {
+pub fn num(x: f64) -> Value {
     if x.is_finite() {
         json!((x * 1000.0).round() / 1000.0)
     } else {

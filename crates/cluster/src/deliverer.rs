@@ -12,7 +12,12 @@
 //! first sends a fence on each of those topics and waits for them to come
 //! back: by then it has read back everything published before. A message
 //! offered again is sent only if it was not read back. (Where the fences do
-//! not come back within 10 s, it is sent: at least once, never lost.)
+//! not come back within 10 s, it is sent: at least once, never lost.) A
+//! deliverer acknowledges what it reads back to Mosquitto only after
+//! [`ECHO_HOLD`], so that one dying between Mosquitto's acknowledgement and
+//! the stream's leaves the echo to its successor (found by ten SIGKILLs in
+//! `crates/server/tests/cluster_processes.rs`: a police alert sent twice);
+//! and a message offered again while still in flight is not sent again.
 //!
 //! It delivers every message of the stream, a deposed owner's late ones
 //! too: the stream keeps the first copy of each, so dropping one by its
@@ -62,6 +67,15 @@ pub const ACK_WAIT: Duration = Duration::from_secs(5);
 const LEASE_CHECK: Duration = Duration::from_millis(100);
 /// How long a new deliverer waits for its fences before it delivers anyway.
 const FENCE_PATIENCE: Duration = Duration::from_secs(10);
+/// How long a message read back stays unacknowledged to Mosquitto: longer
+/// than the stream takes to offer an unacknowledged message again
+/// ([`ACK_WAIT`]). A deliverer that dies after Mosquitto took a message,
+/// but before its acknowledgement to the stream landed, thus leaves the
+/// message's echo in the session for its successor, which is offered the
+/// message again and must know not to send it.
+const ECHO_HOLD: Duration = Duration::from_secs(10);
+/// Echoes held at most (a full queue stops the reading back for a moment).
+const ECHOES_HELD: usize = 65_536;
 /// How long a message read back is remembered: far longer than a message is
 /// offered again after ([`ACK_WAIT`], plus a fail-over).
 const ECHO_MEMORY: Duration = Duration::from_secs(10 * 60);
@@ -189,6 +203,28 @@ impl Link {
         }
     }
 
+    /// A message offered again: if this link still has it in flight, the
+    /// new offer takes the old one's place (the stream takes the newest
+    /// offer's acknowledgement) and `None` says it is not to be sent again.
+    fn offered_again(&mut self, message: Taken) -> Option<Taken> {
+        let sequence = |t: &Taken| t.info().ok().map(|i| i.stream_sequence);
+        let Some(wanted) = sequence(&message) else {
+            return Some(message);
+        };
+        let slot = self
+            .queued
+            .iter_mut()
+            .chain(self.inflight.values_mut())
+            .find(|t| sequence(t) == Some(wanted));
+        match slot {
+            Some(slot) => {
+                *slot = message;
+                None
+            }
+            None => Some(message),
+        }
+    }
+
     fn in_flight(&self) -> usize {
         self.queued.len() + self.inflight.len()
     }
@@ -296,6 +332,8 @@ struct Echoes {
     /// before would not come back.
     subscribed: watch::Receiver<bool>,
     task: JoinHandle<()>,
+    /// Acknowledges each echo to Mosquitto once [`ECHO_HOLD`] has passed.
+    acker: JoinHandle<()>,
     /// Message ids read back, with when.
     seen: HashMap<String, Instant>,
     pruned: Instant,
@@ -307,12 +345,15 @@ impl Echoes {
         options
             .set_client_id(format!("{}-echo", settings.client_id))
             .set_clean_session(false)
+            .set_manual_acks(true)
             .set_keep_alive(Duration::from_secs(15))
             .set_max_packet_size(1 << 20, 1 << 20);
         let (client, mut eventloop) = AsyncClient::new(options, 64);
         let (events_tx, events) = mpsc::channel(4_096);
         let (subscribed_tx, subscribed) = watch::channel(false);
         let subscriber = client.clone();
+        let (held_tx, held) = mpsc::channel(ECHOES_HELD);
+        let acker = tokio::spawn(acknowledge_when_due(client.clone(), held));
         let task = tokio::spawn(async move {
             loop {
                 match eventloop.poll().await {
@@ -334,7 +375,11 @@ impl Echoes {
                         });
                     }
                     Ok(Event::Incoming(Packet::Publish(p))) => {
-                        if events_tx.send((p.topic, p.payload)).await.is_err() {
+                        let echo = (p.topic.clone(), p.payload.clone());
+                        let due = tokio::time::Instant::now() + ECHO_HOLD;
+                        if held_tx.send((due, p)).await.is_err()
+                            || events_tx.send(echo).await.is_err()
+                        {
                             return;
                         }
                     }
@@ -351,6 +396,7 @@ impl Echoes {
             events,
             subscribed,
             task,
+            acker,
             seen: HashMap::new(),
             pruned: Instant::now(),
         }
@@ -418,8 +464,23 @@ impl Echoes {
 }
 
 impl Drop for Echoes {
+    /// What is not acknowledged yet, Mosquitto offers the next deliverer.
     fn drop(&mut self) {
         self.task.abort();
+        self.acker.abort();
+    }
+}
+
+/// Acknowledges each echo to Mosquitto once it is due, in the order read.
+async fn acknowledge_when_due(
+    client: AsyncClient,
+    mut held: mpsc::Receiver<(tokio::time::Instant, rumqttc::Publish)>,
+) {
+    while let Some((due, echo)) = held.recv().await {
+        tokio::time::sleep_until(due).await;
+        if client.ack(&echo).await.is_err() {
+            return;
+        }
     }
 }
 
@@ -439,11 +500,31 @@ async fn hand_on(link: &mut Link, echoes: &Echoes, message: Taken) {
         let _ = message.ack().await;
         return;
     }
+    // Offered again while still in flight here (Mosquitto's acknowledgement
+    // was late): not sent again.
+    let Some(message) = (match offered {
+        1 => Some(message),
+        _ => link.offered_again(message),
+    }) else {
+        return;
+    };
     // Offered again (an earlier deliverer, or this one's broken link, took
     // it and did not acknowledge): sent only if Mosquitto does not have it.
-    if offered > 1 && echoes.has(&topic, &message.payload) {
-        let _ = message.ack().await;
-        return;
+    if offered > 1 {
+        let echoed = echoes.has(&topic, &message.payload);
+        let sequence = message.info().map(|i| i.stream_sequence).unwrap_or(0);
+        info!(
+            topic,
+            sequence,
+            offered,
+            echoed,
+            "deliverer: a message offered again; {}",
+            if echoed { "Mosquitto has it" } else { "sent" }
+        );
+        if echoed {
+            let _ = message.ack().await;
+            return;
+        }
     }
     let payload = message.payload.clone();
     match link
