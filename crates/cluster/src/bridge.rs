@@ -20,9 +20,11 @@
 //! JetStream's acknowledgements in order and passes each on to Mosquitto. A
 //! copy JetStream did not store is sent again, after the messages behind it:
 //! the shard's reader gets it late, as it gets a device's late fix.
-//! The window must be at least Mosquitto's `max_inflight_messages`, so that
-//! the reader rarely waits on a full queue (redeliveries after a reconnect
-//! can add to it).
+//! The window should be at least Mosquitto's `max_inflight_messages`, so that
+//! the reader rarely finds it full (redeliveries after a reconnect can add to
+//! it). When it does, reading pauses until JetStream has stored enough to
+//! make room; the publisher and the acknowledger never wait for the reader
+//! ([`REQUESTS`]), so a pause always ends while JetStream stores.
 //! It never decides anything about a case.
 
 use std::sync::Arc;
@@ -96,6 +98,24 @@ pub struct Bridge {
     subscribed: watch::Receiver<bool>,
 }
 
+/// The room in rumqttc's queue of requests to Mosquitto: an acknowledgement
+/// for every message Mosquitto can have in flight to one session (packet
+/// ids have 16 bits), and the subscription. Only the reader's polling
+/// empties that queue, and the reader pauses while the window is full; with
+/// less room the acknowledger would wait for the reader, the publisher for
+/// the acknowledger and the reader for the publisher, for ever. (With 64 it
+/// did: the cluster benchmark at 32,000 fixes/s, and
+/// `offered_more_than_its_window_the_bridge_keeps_answering_and_stores_all`
+/// in `tests/bridge.rs`.) rumqttc's queue grows as it fills; it holds
+/// nothing while the acknowledgements keep up.
+const REQUESTS: usize = u16::MAX as usize + 16;
+
+/// How long reading may pause for room in the window before the log says
+/// so: JetStream stores more slowly than Mosquitto offers. Mosquitto drops
+/// a connection silent for one and a half keep-alive periods (22.5 s); the
+/// bridge then connects again and Mosquitto offers its messages again.
+const LONG_PAUSE: Duration = Duration::from_secs(5);
+
 /// How often an idle bridge checks its lease: with no message coming, it
 /// must still stop (and let go of the session) when the lease runs out.
 const LEASE_CHECK: Duration = Duration::from_millis(100);
@@ -115,7 +135,7 @@ impl Bridge {
             .set_manual_acks(true)
             .set_keep_alive(Duration::from_secs(15))
             .set_max_packet_size(256 * 1024, 256 * 1024);
-        let (client, eventloop) = AsyncClient::new(options, 64);
+        let (client, eventloop) = AsyncClient::new(options, REQUESTS);
         let (taken_tx, taken_rx) = mpsc::channel(settings.window);
         let (sent_tx, sent_rx) = mpsc::channel(settings.window);
         let (stopped_tx, stopped) = watch::channel(false);
@@ -193,7 +213,7 @@ async fn read(
                 subscribed.send_replace(true);
             }
             Ok(Event::Incoming(Packet::Publish(message))) => {
-                if taken.send(message).await.is_err() {
+                if hand_on(&taken, message).await.is_err() {
                     return; // the bridge stopped
                 }
             }
@@ -204,6 +224,38 @@ async fn read(
             }
         }
     }
+}
+
+/// Hands a message to the publisher. When the window is full, reading
+/// pauses (and with it the connection: rumqttc reads, writes and pings in
+/// one poll) until the acknowledger has made room.
+async fn hand_on(taken: &mpsc::Sender<Publish>, message: Publish) -> Result<(), ()> {
+    let message = match taken.try_send(message) {
+        Ok(()) => return Ok(()),
+        Err(mpsc::error::TrySendError::Closed(_)) => return Err(()),
+        Err(mpsc::error::TrySendError::Full(message)) => message,
+    };
+    let paused = Instant::now();
+    loop {
+        match tokio::time::timeout(LONG_PAUSE, taken.reserve()).await {
+            Ok(Ok(room)) => {
+                room.send(message);
+                break;
+            }
+            Ok(Err(_)) => return Err(()),
+            Err(_) => warn!(
+                paused_s = paused.elapsed().as_secs(),
+                "bridge: JetStream stores more slowly than Mosquitto offers; reading paused"
+            ),
+        }
+    }
+    if paused.elapsed() >= LONG_PAUSE {
+        info!(
+            paused_ms = paused.elapsed().as_millis() as u64,
+            "bridge: reading resumed"
+        );
+    }
+    Ok(())
 }
 
 /// Asks for the device topics from a task of its own: the request waits for

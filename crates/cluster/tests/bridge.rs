@@ -234,3 +234,33 @@ async fn routes_within_10_s(
     .unwrap_or_else(|_| panic!("{device} not routed to shard {shard} within 10 s"))
     .unwrap();
 }
+
+/// Mosquitto may offer the bridge more than its window: its
+/// `max_inflight_messages` set above it, or a session's messages offered
+/// again after a reconnect beside the copies still in the bridge. The
+/// bridge then holds the rest back, and keeps answering Mosquitto
+/// meanwhile (acknowledgements and keep-alive). Found by the cluster
+/// benchmark: at 32,000 fixes/s the bridge once waited on its full window
+/// without polling its connection, so the acknowledgements it queued never
+/// left, nothing drained, and Mosquitto dropped it for its silence.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn offered_more_than_its_window_the_bridge_keeps_answering_and_stores_all() {
+    let Some(mosquitto) = Mosquitto::start() else {
+        return;
+    };
+    let Some(nats) = Nats::start() else { return };
+    let js = nats.jetstream_with_shard_stream().await;
+    let (_book_tx, book_rx) = watch::channel(book());
+    // Mosquitto's test config lets 20,000 messages be in flight; the
+    // window takes a hundredth of them.
+    let narrow = BridgeSettings {
+        window: 200,
+        ..settings(&mosquitto)
+    };
+    let mut bridge = Bridge::start(narrow, js.clone(), book_rx, always());
+    within_10_s(bridge.subscribed()).await;
+    const COUNT: u64 = 20_000;
+    publish_fixes(mosquitto.port, 0, COUNT as usize).await;
+    until_stored(&js, COUNT).await;
+    assert_each_once(&numbers_stored(&js).await, COUNT);
+}
