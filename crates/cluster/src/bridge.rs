@@ -15,19 +15,26 @@
 //!   stream: its id is derived from its content
 //!   ([`crate::routing::message_id`]); a redelivered status is stored twice.
 //!
-//! Three tasks, joined by bounded queues of `window` messages: the MQTT
-//! reader, the publisher to JetStream, and the acknowledger, which waits for
-//! JetStream's acknowledgements in order and passes each on to Mosquitto. A
-//! copy JetStream did not store is sent again, after the messages behind it:
-//! the shard's reader gets it late, as it gets a device's late fix.
-//! The window should be at least Mosquitto's `max_inflight_messages`, so that
-//! the reader rarely finds it full (redeliveries after a reconnect can add to
-//! it). When it does, reading pauses until JetStream has stored enough to
-//! make room; the publisher and the acknowledger never wait for the reader
-//! ([`REQUESTS`]), so a pause always ends while JetStream stores.
+//! Three tasks, joined by bounded queues: the MQTT reader, the publisher to
+//! JetStream, and the acknowledger, which waits for JetStream's
+//! acknowledgements in order and passes each on to Mosquitto. A copy
+//! JetStream did not store is sent again, after the messages behind it: the
+//! shard's reader gets it late, as it gets a device's late fix.
+//!
+//! The reader never waits for the other two. rumqttc reads, writes and pings
+//! in one poll, so a reader waiting for room would also hold back the
+//! acknowledgements that make room, and the keep-alive: under a flood the
+//! three tasks once waited on each other for ever, and Mosquitto dropped the
+//! silent bridge. Mosquitto itself bounds what the reader takes: it sends no
+//! more than `max_inflight_messages` unacknowledged, and the rest waits
+//! there. The reader's queue ([`BridgeSettings::HELD`]) holds what Mosquitto
+//! can have in flight, twice over; a message that still finds it full is left
+//! unacknowledged, and the bridge connects again once the queue is empty,
+//! for Mosquitto to offer it again.
 //! It never decides anything about a case.
 
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_nats::header::{HeaderMap, NATS_MESSAGE_ID};
@@ -49,14 +56,23 @@ pub struct BridgeSettings {
     pub mqtt: MqttOptions,
     /// One session for whichever instance runs the bridge.
     pub client_id: String,
-    /// Messages taken from Mosquitto and not yet acknowledged to it.
+    /// Messages sent to JetStream and not yet stored (and so not yet
+    /// acknowledged to Mosquitto).
     pub window: usize,
+    /// Messages read and not yet sent to JetStream, at most
+    /// ([`BridgeSettings::HELD`]).
+    pub held: usize,
 }
 
 impl BridgeSettings {
     pub const CLIENT_ID: &'static str = "kordon-bridge";
     /// `max_inflight_messages` of `deploy/mosquitto/kordon.conf`.
     pub const WINDOW: usize = 20_000;
+    /// Twice what Mosquitto can have in flight to one session (packet ids
+    /// have 16 bits), since after a reconnect it offers again what the
+    /// bridge still holds. The queue grows as it fills; while JetStream
+    /// keeps up it holds little.
+    pub const HELD: usize = 2 * u16::MAX as usize;
 }
 
 /// The device topics the bridge reads (`docs/mqtt.md`).
@@ -99,22 +115,13 @@ pub struct Bridge {
 }
 
 /// The room in rumqttc's queue of requests to Mosquitto: an acknowledgement
-/// for every message Mosquitto can have in flight to one session (packet
-/// ids have 16 bits), and the subscription. Only the reader's polling
-/// empties that queue, and the reader pauses while the window is full; with
-/// less room the acknowledger would wait for the reader, the publisher for
-/// the acknowledger and the reader for the publisher, for ever. (With 64 it
-/// did: the cluster benchmark at 32,000 fixes/s, and
-/// `offered_more_than_its_window_the_bridge_keeps_answering_and_stores_all`
-/// in `tests/bridge.rs`.) rumqttc's queue grows as it fills; it holds
-/// nothing while the acknowledgements keep up.
+/// for every message Mosquitto can have in flight, and the subscription.
+/// Only the reader's polling empties it, and it polls whatever the rest
+/// does, so a full queue only slows the acknowledger down.
 const REQUESTS: usize = u16::MAX as usize + 16;
 
-/// How long reading may pause for room in the window before the log says
-/// so: JetStream stores more slowly than Mosquitto offers. Mosquitto drops
-/// a connection silent for one and a half keep-alive periods (22.5 s); the
-/// bridge then connects again and Mosquitto offers its messages again.
-const LONG_PAUSE: Duration = Duration::from_secs(5);
+/// How often the acknowledger tries again while rumqttc's queue is full.
+const ACK_RETRY: Duration = Duration::from_millis(1);
 
 /// How often an idle bridge checks its lease: with no message coming, it
 /// must still stop (and let go of the session) when the lease runs out.
@@ -136,13 +143,25 @@ impl Bridge {
             .set_keep_alive(Duration::from_secs(15))
             .set_max_packet_size(256 * 1024, 256 * 1024);
         let (client, eventloop) = AsyncClient::new(options, REQUESTS);
-        let (taken_tx, taken_rx) = mpsc::channel(settings.window);
+        let acks = Arc::new(Acks {
+            client: client.clone(),
+            connection: Mutex::new(0),
+            reader_gone: AtomicBool::new(false),
+        });
+        let (taken_tx, taken_rx) = mpsc::channel(settings.held.max(1));
         let (sent_tx, sent_rx) = mpsc::channel(settings.window);
         let (stopped_tx, stopped) = watch::channel(false);
         let stopped_tx = Arc::new(stopped_tx);
         let (subscribed_tx, subscribed) = watch::channel(false);
+        let reader = Reader {
+            client,
+            eventloop,
+            acks: acks.clone(),
+            taken: taken_tx,
+            subscribed: subscribed_tx,
+        };
         let tasks = vec![
-            tokio::spawn(read(client.clone(), eventloop, taken_tx, subscribed_tx)),
+            tokio::spawn(reader.run()),
             tokio::spawn(publish(
                 js.clone(),
                 book,
@@ -151,7 +170,7 @@ impl Bridge {
                 sent_tx,
                 stopped_tx.clone(),
             )),
-            tokio::spawn(acknowledge(js, client, may_act, sent_rx, stopped_tx)),
+            tokio::spawn(acknowledge(js, acks, may_act, sent_rx, stopped_tx)),
         ];
         info!(client_id = settings.client_id, "bridge running");
         Bridge {
@@ -188,74 +207,137 @@ impl Drop for Bridge {
     }
 }
 
+/// A message read from Mosquitto, and the connection it came on.
+struct Taken {
+    message: Publish,
+    connection: u64,
+}
+
 /// Reads from Mosquitto: subscribes on a connection that has no session
 /// yet, and hands on every message. Reconnects by itself (rumqttc does, on
 /// the next poll).
-async fn read(
+struct Reader {
     client: AsyncClient,
-    mut eventloop: rumqttc::EventLoop,
-    taken: mpsc::Sender<Publish>,
+    eventloop: rumqttc::EventLoop,
+    acks: Arc<Acks>,
+    taken: mpsc::Sender<Taken>,
     subscribed: watch::Sender<bool>,
-) {
-    loop {
-        let event = tokio::select! {
-            event = eventloop.poll() => event,
-            // The bridge stopped: drop the connection, and with it every
-            // message not acknowledged, which Mosquitto keeps.
-            _ = taken.closed() => return,
-        };
-        match event {
-            Ok(Event::Incoming(Packet::ConnAck(ack))) if ack.session_present => {
-                subscribed.send_replace(true);
+}
+
+impl Reader {
+    async fn run(mut self) {
+        // A message left unacknowledged for want of room, to be offered
+        // again on the next connection.
+        let mut left = false;
+        loop {
+            if left && self.taken.capacity() == self.taken.max_capacity() {
+                info!("bridge: connecting again, for Mosquitto to offer what it left");
+                self.acks.connection_lost(&mut self.eventloop);
+                left = false;
             }
-            Ok(Event::Incoming(Packet::ConnAck(_))) => subscribe(&client),
-            Ok(Event::Incoming(Packet::SubAck(_))) => {
-                subscribed.send_replace(true);
-            }
-            Ok(Event::Incoming(Packet::Publish(message))) => {
-                if hand_on(&taken, message).await.is_err() {
-                    return; // the bridge stopped
+            let event = tokio::select! {
+                event = self.eventloop.poll() => event,
+                // The bridge stopped: drop the connection, and with it every
+                // message not acknowledged, which Mosquitto keeps.
+                _ = self.taken.closed() => return,
+            };
+            match event {
+                Ok(Event::Incoming(Packet::ConnAck(ack))) if ack.session_present => {
+                    self.subscribed.send_replace(true);
                 }
-            }
-            Ok(_) => {}
-            Err(e) => {
-                warn!(error = %e, "bridge: the connection to Mosquitto");
-                tokio::time::sleep(Duration::from_millis(200)).await;
+                Ok(Event::Incoming(Packet::ConnAck(_))) => subscribe(&self.client),
+                Ok(Event::Incoming(Packet::SubAck(_))) => {
+                    self.subscribed.send_replace(true);
+                }
+                Ok(Event::Incoming(Packet::Publish(message))) => {
+                    let connection = self.acks.connection();
+                    match self.taken.try_send(Taken {
+                        message,
+                        connection,
+                    }) {
+                        Ok(()) => {}
+                        Err(mpsc::error::TrySendError::Full(_)) => {
+                            if !left {
+                                warn!(held = self.taken.max_capacity(), "bridge: Mosquitto offers more than the bridge holds while JetStream is behind; the rest is left with Mosquitto until the bridge connects again");
+                            }
+                            left = true;
+                        }
+                        Err(mpsc::error::TrySendError::Closed(_)) => return,
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    warn!(error = %e, "bridge: the connection to Mosquitto");
+                    self.acks.connection_lost(&mut self.eventloop);
+                    left = false;
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
             }
         }
     }
 }
 
-/// Hands a message to the publisher. When the window is full, reading
-/// pauses (and with it the connection: rumqttc reads, writes and pings in
-/// one poll) until the acknowledger has made room.
-async fn hand_on(taken: &mpsc::Sender<Publish>, message: Publish) -> Result<(), ()> {
-    let message = match taken.try_send(message) {
-        Ok(()) => return Ok(()),
-        Err(mpsc::error::TrySendError::Closed(_)) => return Err(()),
-        Err(mpsc::error::TrySendError::Full(message)) => message,
-    };
-    let paused = Instant::now();
-    loop {
-        match tokio::time::timeout(LONG_PAUSE, taken.reserve()).await {
-            Ok(Ok(room)) => {
-                room.send(message);
-                break;
+impl Drop for Reader {
+    fn drop(&mut self) {
+        self.acks.reader_gone.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Acknowledgements to Mosquitto, each only on the connection its message
+/// came on. After a reconnect Mosquitto offers an unacknowledged message
+/// again, under a packet id that may by then name another message, so an
+/// acknowledgement from an earlier connection could let a message go that
+/// JetStream does not hold yet. The copy offered again is acknowledged
+/// instead.
+struct Acks {
+    client: AsyncClient,
+    /// The current connection's number; held while an acknowledgement is
+    /// queued, so that none slips in as a connection ends.
+    connection: Mutex<u64>,
+    reader_gone: AtomicBool,
+}
+
+impl Acks {
+    fn connection(&self) -> u64 {
+        *self.connection.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Queues the acknowledgement of a message, unless its connection has
+    /// ended.
+    async fn acknowledge(&self, message: &Publish, connection: u64) {
+        loop {
+            {
+                let current = self.connection.lock().unwrap_or_else(|e| e.into_inner());
+                if *current != connection {
+                    return; // Mosquitto offers it again.
+                }
+                match self.client.try_ack(message) {
+                    Ok(()) => return,
+                    Err(rumqttc::ClientError::TryRequest(_)) if !self.reader_gone() => {}
+                    Err(e) => {
+                        warn!(error = %e, "bridge: acknowledging to Mosquitto");
+                        return;
+                    }
+                }
             }
-            Ok(Err(_)) => return Err(()),
-            Err(_) => warn!(
-                paused_s = paused.elapsed().as_secs(),
-                "bridge: JetStream stores more slowly than Mosquitto offers; reading paused"
-            ),
+            tokio::time::sleep(ACK_RETRY).await;
         }
     }
-    if paused.elapsed() >= LONG_PAUSE {
-        info!(
-            paused_ms = paused.elapsed().as_millis() as u64,
-            "bridge: reading resumed"
-        );
+
+    /// Whether the reader, and with it rumqttc's event loop, is gone: a
+    /// full queue and a closed one give the same error.
+    fn reader_gone(&self) -> bool {
+        self.reader_gone.load(Ordering::Relaxed)
     }
-    Ok(())
+
+    /// The connection ended (or is ended): the next is another, and the
+    /// acknowledgements queued for this one are dropped (rumqttc's `clean`
+    /// drops them, and sends the rest again on the next connection).
+    fn connection_lost(&self, eventloop: &mut rumqttc::EventLoop) {
+        let mut current = self.connection.lock().unwrap_or_else(|e| e.into_inner());
+        *current += 1;
+        eventloop.clean();
+    }
 }
 
 /// Asks for the device topics from a task of its own: the request waits for
@@ -276,6 +358,7 @@ fn subscribe(client: &AsyncClient) {
 /// A message and the stores of its copies, in the order taken.
 struct Sent {
     message: Publish,
+    connection: u64,
     copies: Vec<ShardCopy>,
 }
 
@@ -292,7 +375,7 @@ async fn publish(
     js: jetstream::Context,
     book: watch::Receiver<DeviceBook>,
     may_act: MayAct,
-    mut taken: mpsc::Receiver<Publish>,
+    mut taken: mpsc::Receiver<Taken>,
     sent: mpsc::Sender<Sent>,
     stopped: Arc<watch::Sender<bool>>,
 ) {
@@ -307,7 +390,11 @@ async fn publish(
                 None
             }
         };
-        let Some(message) = message.filter(|_| may_act(Instant::now())) else {
+        let Some(Taken {
+            message,
+            connection,
+        }) = message.filter(|_| may_act(Instant::now()))
+        else {
             info!("bridge: the lease ran out (or the reader stopped); stopping");
             stopped.send_replace(true);
             return;
@@ -320,7 +407,12 @@ async fn publish(
             let ack = store(&js, &subject, id.as_deref(), &message).await;
             copies.push(ShardCopy { subject, id, ack });
         }
-        if sent.send(Sent { message, copies }).await.is_err() {
+        let sent_message = Sent {
+            message,
+            connection,
+            copies,
+        };
+        if sent.send(sent_message).await.is_err() {
             return;
         }
     }
@@ -348,12 +440,17 @@ async fn store(
 /// again if need be), then acknowledges the message to Mosquitto.
 async fn acknowledge(
     js: jetstream::Context,
-    client: AsyncClient,
+    acks: Arc<Acks>,
     may_act: MayAct,
     mut sent: mpsc::Receiver<Sent>,
     stopped: Arc<watch::Sender<bool>>,
 ) {
-    while let Some(Sent { message, copies }) = sent.recv().await {
+    while let Some(Sent {
+        message,
+        connection,
+        copies,
+    }) = sent.recv().await
+    {
         for mut copy in copies {
             loop {
                 if let Some(ack) = copy.ack.take() {
@@ -373,8 +470,6 @@ async fn acknowledge(
                 copy.ack = store(&js, &copy.subject, copy.id.as_deref(), &message).await;
             }
         }
-        if let Err(e) = client.ack(&message).await {
-            warn!(error = %e, "bridge: acknowledging to Mosquitto");
-        }
+        acks.acknowledge(&message, connection).await;
     }
 }

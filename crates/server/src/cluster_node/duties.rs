@@ -57,6 +57,7 @@ pub async fn run(
                 mqtt: settings.mqtt.clone(),
                 client_id: BridgeSettings::CLIENT_ID.to_string(),
                 window: BridgeSettings::WINDOW,
+                held: BridgeSettings::HELD,
             },
             js.clone(),
             book.clone(),
