@@ -245,22 +245,11 @@ async fn routes_within_10_s(
 /// and Mosquitto dropped the silent bridge (475 of these 20,000 stored).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn offered_more_than_its_window_the_bridge_keeps_answering_and_stores_all() {
-    let Some(mosquitto) = Mosquitto::start() else {
-        return;
-    };
-    let Some(nats) = Nats::start() else { return };
-    let js = nats.jetstream_with_shard_stream().await;
-    let (_book_tx, book_rx) = watch::channel(book());
-    let narrow = BridgeSettings {
+    stores_each_once(20_000, |mosquitto| BridgeSettings {
         window: 200,
-        ..settings(&mosquitto)
-    };
-    let mut bridge = Bridge::start(narrow, js.clone(), book_rx, always());
-    within_10_s(bridge.subscribed()).await;
-    const COUNT: u64 = 20_000;
-    publish_fixes(mosquitto.port, 0, COUNT as usize).await;
-    until_stored(&js, COUNT).await;
-    assert_each_once(&numbers_stored(&js).await, COUNT);
+        ..settings(mosquitto)
+    })
+    .await;
 }
 
 /// A bridge that can hold fewer messages than Mosquitto offers leaves the
@@ -269,20 +258,25 @@ async fn offered_more_than_its_window_the_bridge_keeps_answering_and_stores_all(
 /// is stored once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn what_the_bridge_cannot_hold_is_left_with_mosquitto_and_taken_later() {
+    stores_each_once(5_000, |mosquitto| BridgeSettings {
+        held: 500,
+        ..settings(mosquitto)
+    })
+    .await;
+}
+
+/// A bridge with these settings, and then `count` fixes published at once:
+/// each is stored once.
+async fn stores_each_once(count: u64, settings: impl FnOnce(&Mosquitto) -> BridgeSettings) {
     let Some(mosquitto) = Mosquitto::start() else {
         return;
     };
     let Some(nats) = Nats::start() else { return };
     let js = nats.jetstream_with_shard_stream().await;
     let (_book_tx, book_rx) = watch::channel(book());
-    let small = BridgeSettings {
-        held: 500,
-        ..settings(&mosquitto)
-    };
-    let mut bridge = Bridge::start(small, js.clone(), book_rx, always());
+    let mut bridge = Bridge::start(settings(&mosquitto), js.clone(), book_rx, always());
     within_10_s(bridge.subscribed()).await;
-    const COUNT: u64 = 5_000;
-    publish_fixes(mosquitto.port, 0, COUNT as usize).await;
-    until_stored(&js, COUNT).await;
-    assert_each_once(&numbers_stored(&js).await, COUNT);
+    publish_fixes(mosquitto.port, 0, count as usize).await;
+    until_stored(&js, count).await;
+    assert_each_once(&numbers_stored(&js).await, count);
 }
