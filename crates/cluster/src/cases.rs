@@ -11,6 +11,8 @@
 //!
 //! This module decides nothing about a case: it stores, deletes and reads.
 
+use std::collections::HashMap;
+
 use async_nats::jetstream::kv::{self, Operation, Store};
 use async_nats::jetstream::{self};
 use futures_util::StreamExt;
@@ -90,33 +92,8 @@ pub async fn watch_book(
     store: Store,
     shards: ShardCount,
 ) -> Result<watch::Receiver<DeviceBook>, ClusterError> {
-    let watch_error = |e: &dyn std::fmt::Display| ClusterError::Watch {
-        bucket: CASES_BUCKET.to_string(),
-        message: e.to_string(),
-    };
-    let mut entries = store
-        .watch_with_history(">")
-        .await
-        .map_err(|e| watch_error(&e))?;
     let mut book = DeviceBook::new(shards);
-    // An empty bucket sends nothing to say the watch has caught up.
-    let empty = crate::keeper::is_empty(&store)
-        .await
-        .map_err(|e| watch_error(&e))?;
-    if !empty {
-        loop {
-            match entries.next().await {
-                Some(Ok(entry)) => {
-                    apply(&mut book, &entry);
-                    if entry.seen_current {
-                        break;
-                    }
-                }
-                Some(Err(e)) => return Err(watch_error(&e)),
-                None => return Err(watch_error(&"the watch ended before it caught up")),
-            }
-        }
-    }
+    let mut entries = read_current(&store, |entry| apply(&mut book, entry)).await?;
     let (tx, rx) = watch::channel(book);
     tokio::spawn(async move {
         while let Some(entry) = entries.next().await {
@@ -141,33 +118,68 @@ pub struct CaseChange {
     pub case: Option<Case>,
 }
 
-/// The cases of one shard, as the bucket holds them now. A case kordon
-/// cannot read is left out, and logged.
-pub async fn shard_cases(
+/// The cases of some shards, as the bucket holds them now, in one read of
+/// the bucket however many shards are asked for: a take-over opens dozens
+/// at once, and a read per shard (each going through every case) made the
+/// last of 42 wait seconds. A case kordon cannot read is left out, and
+/// logged.
+pub async fn cases_of_shards(
     store: &Store,
     shards: ShardCount,
-    shard: Shard,
-) -> Result<Vec<Case>, ClusterError> {
-    let bucket_error = |e: &dyn std::fmt::Display| ClusterError::Bucket {
+    wanted: &[Shard],
+) -> Result<HashMap<Shard, Vec<Case>>, ClusterError> {
+    let mut found: HashMap<Shard, Vec<Case>> = wanted.iter().map(|s| (*s, Vec::new())).collect();
+    read_current(store, |entry| {
+        let id = case_id_of(&entry.key);
+        let Some(cases) = found.get_mut(&shards.shard_of(&id)) else {
+            return; // another shard's
+        };
+        if !matches!(entry.operation, Operation::Put) {
+            return; // deleted
+        }
+        match serde_json::from_slice::<Case>(&entry.value) {
+            Ok(case) => cases.push(case),
+            Err(e) => warn!(case = id, error = %e, "a case in the bucket kordon cannot read"),
+        }
+    })
+    .await?;
+    Ok(found)
+}
+
+/// Reads the bucket as it is now, the latest entry of each key (a deletion
+/// among them), streamed on one watch rather than a request per key; then
+/// returns the watch, which goes on with every change after.
+async fn read_current(
+    store: &Store,
+    mut each: impl FnMut(&kv::Entry),
+) -> Result<kv::Watch, ClusterError> {
+    let watch_error = |e: &dyn std::fmt::Display| ClusterError::Watch {
         bucket: CASES_BUCKET.to_string(),
         message: e.to_string(),
     };
-    let mut keys = store.keys().await.map_err(|e| bucket_error(&e))?;
-    let mut cases = Vec::new();
-    while let Some(key) = keys.next().await {
-        let key = key.map_err(|e| bucket_error(&e))?;
-        if shards.shard_of(&case_id_of(&key)) != shard {
-            continue;
-        }
-        let Some(value) = store.get(&key).await.map_err(|e| bucket_error(&e))? else {
-            continue; // deleted since the keys were listed
-        };
-        match serde_json::from_slice::<Case>(&value) {
-            Ok(case) => cases.push(case),
-            Err(e) => warn!(key, error = %e, "a case in the bucket kordon cannot read"),
+    let mut entries = store
+        .watch_with_history(">")
+        .await
+        .map_err(|e| watch_error(&e))?;
+    // An empty bucket sends nothing to say the watch has caught up.
+    let empty = crate::keeper::is_empty(store)
+        .await
+        .map_err(|e| watch_error(&e))?;
+    if empty {
+        return Ok(entries);
+    }
+    loop {
+        match entries.next().await {
+            Some(Ok(entry)) => {
+                each(&entry);
+                if entry.seen_current {
+                    return Ok(entries);
+                }
+            }
+            Some(Err(e)) => return Err(watch_error(&e)),
+            None => return Err(watch_error(&"the watch ended before it caught up")),
         }
     }
-    Ok(cases)
 }
 
 /// Every change to the bucket from now on, in order.

@@ -19,7 +19,7 @@ use async_nats::jetstream::kv;
 use futures_util::StreamExt;
 use kordon_cluster::cases::{self, CaseChange};
 use kordon_cluster::snapshots::ShardSnapshots;
-use kordon_cluster::{ClusterSettings, LeaseKeeper, Shard, ShardCount, Tenure};
+use kordon_cluster::{ClusterError, ClusterSettings, LeaseKeeper, Shard, ShardCount, Tenure};
 use kordon_ingest::Decoder;
 use kordon_journal::{Durable, GroupCommit, Journal, SnapshotStore, Writer};
 use tokio::sync::{oneshot, watch};
@@ -162,12 +162,15 @@ impl Host {
                 core.close().await;
             }
         }
+        let mut gained = Vec::new();
         for tenure in held {
-            if let Some(core) = self.cores.get_mut(&tenure.shard) {
-                core.tenure = tenure; // renewed: the same epoch, a later end
-                continue;
+            match self.cores.get_mut(&tenure.shard) {
+                Some(core) => core.tenure = tenure, // renewed: the same epoch, a later end
+                None => gained.push(tenure),
             }
-            match self.open(tenure).await {
+        }
+        for (tenure, opened) in self.open_all(&gained).await {
+            match opened {
                 Ok(core) => {
                     self.cores.insert(tenure.shard, core);
                 }
@@ -186,9 +189,30 @@ impl Host {
         });
     }
 
-    async fn open(&self, tenure: Tenure) -> Result<ShardCore, kordon_cluster::ClusterError> {
-        let cases = cases::shard_cases(&self.cases, self.shards, tenure.shard).await?;
-        ShardCore::open(&self.parts, tenure, cases).await
+    /// Opens the shards newly held, all at once: their cases come from one
+    /// read of the bucket, and each opening waits mostly on NATS (its
+    /// snapshot, its consumer), so a take-over of dozens of shards takes
+    /// about as long as one.
+    async fn open_all(&self, gained: &[Tenure]) -> Vec<(Tenure, Result<ShardCore, ClusterError>)> {
+        if gained.is_empty() {
+            return Vec::new();
+        }
+        let wanted: Vec<Shard> = gained.iter().map(|t| t.shard).collect();
+        let mut cases = match cases::cases_of_shards(&self.cases, self.shards, &wanted).await {
+            Ok(cases) => cases,
+            Err(e) => {
+                warn!(error = %e, shards = wanted.len(), "reading the cases of the shards gained; trying again");
+                return Vec::new();
+            }
+        };
+        let opening = gained.iter().map(|tenure| {
+            let shard_cases = cases.remove(&tenure.shard).unwrap_or_default();
+            async move {
+                let opened = ShardCore::open(&self.parts, *tenure, shard_cases).await;
+                (*tenure, opened)
+            }
+        });
+        futures_util::future::join_all(opening).await
     }
 
     async fn pass_on(&self, change: CaseChange) {
