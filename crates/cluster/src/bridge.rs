@@ -250,19 +250,8 @@ impl Reader {
                     self.subscribed.send_replace(true);
                 }
                 Ok(Event::Incoming(Packet::Publish(message))) => {
-                    let connection = self.acks.connection();
-                    match self.taken.try_send(Taken {
-                        message,
-                        connection,
-                    }) {
-                        Ok(()) => {}
-                        Err(mpsc::error::TrySendError::Full(_)) => {
-                            if !left {
-                                warn!(held = self.taken.max_capacity(), "bridge: Mosquitto offers more than the bridge holds while JetStream is behind; the rest is left with Mosquitto until the bridge connects again");
-                            }
-                            left = true;
-                        }
-                        Err(mpsc::error::TrySendError::Closed(_)) => return,
+                    if !self.hand_on(message, &mut left) {
+                        return; // the bridge stopped
                     }
                 }
                 Ok(_) => {}
@@ -273,6 +262,27 @@ impl Reader {
                     tokio::time::sleep(Duration::from_millis(200)).await;
                 }
             }
+        }
+    }
+
+    /// Hands a message to the publisher, or leaves it with Mosquitto
+    /// (unacknowledged) when the queue is full; false once the bridge has
+    /// stopped.
+    fn hand_on(&self, message: Publish, left: &mut bool) -> bool {
+        let connection = self.acks.connection();
+        match self.taken.try_send(Taken {
+            message,
+            connection,
+        }) {
+            Ok(()) => true,
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                if !*left {
+                    warn!(held = self.taken.max_capacity(), "bridge: Mosquitto offers more than the bridge holds while JetStream is behind; the rest is left with Mosquitto until the bridge connects again");
+                }
+                *left = true;
+                true
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => false,
         }
     }
 }
