@@ -43,25 +43,8 @@ impl Mosquitto {
             .spawn()
             .map_err(|e| format!("starting {}: {e}", binary.display()))?;
         let mut mosquitto = Mosquitto { child, port, log };
-        mosquitto.wait_listening()?;
+        wait_listening(&mut mosquitto.child, port, "mosquitto", &mosquitto.log)?;
         Ok(mosquitto)
-    }
-
-    fn wait_listening(&mut self) -> Result<(), String> {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                return Err(format!(
-                    "mosquitto exited at start ({status}); see {}",
-                    self.log.display()
-                ));
-            }
-            if Instant::now() > deadline {
-                return Err("mosquitto is not listening after 10 s".into());
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Ok(())
     }
 
     pub fn pid(&self) -> u32 {
@@ -117,4 +100,23 @@ impl Drop for Mosquitto {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Waits up to 10 s until a server just started (`name`, for the error)
+/// listens on `port`; an error naming its log if it exits first.
+pub fn wait_listening(child: &mut Child, port: u16, name: &str, log: &Path) -> Result<(), String> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Err(format!(
+                "{name} exited at start ({status}); see {}",
+                log.display()
+            ));
+        }
+        if Instant::now() > deadline {
+            return Err(format!("{name} is not listening after 10 s"));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok(())
 }

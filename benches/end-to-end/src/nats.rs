@@ -4,9 +4,8 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 
-use crate::mosquitto::free_port;
+use crate::mosquitto::{free_port, wait_listening};
 
 pub struct NatsServer {
     child: Child,
@@ -48,25 +47,8 @@ impl NatsServer {
             .spawn()
             .map_err(|e| format!("starting {}: {e}", binary.display()))?;
         let mut nats = NatsServer { child, port, log };
-        nats.wait_listening()?;
+        wait_listening(&mut nats.child, port, "nats-server", &nats.log)?;
         Ok(nats)
-    }
-
-    fn wait_listening(&mut self) -> Result<(), String> {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                return Err(format!(
-                    "nats-server exited at start ({status}); see {}",
-                    self.log.display()
-                ));
-            }
-            if Instant::now() > deadline {
-                return Err("nats-server is not listening after 10 s".into());
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Ok(())
     }
 
     pub fn pid(&self) -> u32 {
