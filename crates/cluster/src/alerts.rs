@@ -36,10 +36,12 @@ pub fn alert_subject(shard: Shard) -> String {
     format!("kordon.alerts.{shard}")
 }
 
-/// Makes sure the alerts' stream exists.
+/// Makes sure the alerts' stream exists, with `max_age` as its age limit
+/// if given ([`crate::retention::Retention`]).
 pub async fn ensure_alert_stream(
     js: &jetstream::Context,
     replicas: usize,
+    max_age: Option<Duration>,
 ) -> Result<(), ClusterError> {
     crate::keeper::ensure_stream(
         js,
@@ -48,6 +50,7 @@ pub async fn ensure_alert_stream(
         ALERT_SUBJECTS,
         replicas,
         DUPLICATE_WINDOW,
+        max_age,
     )
     .await
 }

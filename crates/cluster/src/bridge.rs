@@ -87,10 +87,12 @@ const TOPICS: &[&str] = &[
 /// every id of the window in memory, so it is not hours.
 pub const DUPLICATE_WINDOW: Duration = Duration::from_secs(120);
 
-/// Makes sure the shards' stream exists.
+/// Makes sure the shards' stream exists, with `max_age` as its age limit
+/// if given ([`crate::retention::Retention`]).
 pub async fn ensure_shard_stream(
     js: &jetstream::Context,
     replicas: usize,
+    max_age: Option<Duration>,
 ) -> Result<(), ClusterError> {
     crate::keeper::ensure_stream(
         js,
@@ -99,6 +101,7 @@ pub async fn ensure_shard_stream(
         SHARD_SUBJECTS,
         replicas,
         DUPLICATE_WINDOW,
+        max_age,
     )
     .await
 }

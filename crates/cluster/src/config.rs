@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::keeper::ClusterSettings;
 use crate::lease::{InstanceId, LeaseTimes};
+use crate::retention::{Retention, SnapshotEvery};
 use crate::shards::ShardCount;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -33,6 +34,24 @@ pub struct ClusterConfig {
     /// cluster in production.
     #[serde(default = "default_replicas")]
     pub replicas: usize,
+    /// How long the shards' and the alerts' streams keep a message, in
+    /// hours. Unset: kordon sets no limit (an existing stream keeps its own).
+    #[serde(default)]
+    pub stream_max_age_hours: Option<u32>,
+    /// A shard's state is saved this often while messages come...
+    #[serde(default = "default_snapshot_s")]
+    pub snapshot_every_s: u64,
+    /// ... or after this many messages, whichever comes first.
+    #[serde(default = "default_snapshot_messages")]
+    pub snapshot_every_messages: u64,
+}
+
+fn default_snapshot_s() -> u64 {
+    SnapshotEvery::default().period.as_secs()
+}
+
+fn default_snapshot_messages() -> u64 {
+    SnapshotEvery::default().messages
 }
 
 fn default_replicas() -> usize {
@@ -97,6 +116,16 @@ impl ClusterConfig {
         }
         .checked()
         .map_err(|e| problems.push(format!("cluster: {e}")));
+        let retention = Retention {
+            stream_max_age: self
+                .stream_max_age_hours
+                .map(|hours| Duration::from_secs(u64::from(hours) * 3600)),
+            snapshot_every: SnapshotEvery {
+                messages: self.snapshot_every_messages,
+                period: Duration::from_secs(self.snapshot_every_s),
+            },
+        };
+        problems.extend(retention.problems());
         match (instance, shards, times) {
             (Ok(instance), Ok(shards), Ok(times)) if problems.is_empty() => Ok(ClusterSettings {
                 nats_url: self.nats_url.clone(),
@@ -105,6 +134,7 @@ impl ClusterConfig {
                 shards,
                 times,
                 replicas: self.replicas,
+                retention,
             }),
             _ => Err(problems),
         }
@@ -126,13 +156,35 @@ mod tests {
         assert_eq!(settings.shards, ShardCount::DEFAULT);
         assert_eq!(settings.bucket, "kordon_leases");
         assert_eq!(settings.times, LeaseTimes::default());
+        assert_eq!(settings.retention, Retention::default());
+    }
+
+    #[test]
+    fn the_age_limit_is_given_in_hours_and_the_snapshot_period_in_seconds() {
+        let config = parse(
+            "nats_url = \"nats://127.0.0.1:4222\"\ninstance = \"kordon-a\"\n\
+             stream_max_age_hours = 48\nsnapshot_every_s = 60\nsnapshot_every_messages = 20000\n",
+        );
+        let retention = config.settings().unwrap().retention;
+        assert_eq!(
+            retention.stream_max_age,
+            Some(Duration::from_secs(48 * 3600))
+        );
+        assert_eq!(
+            retention.snapshot_every,
+            SnapshotEvery {
+                messages: 20_000,
+                period: Duration::from_secs(60)
+            }
+        );
     }
 
     #[test]
     fn every_problem_is_named_at_once() {
         let config = parse(
             "nats_url = \"http://x\"\ninstance = \"a b\"\nshards = 0\nbucket = \"a.b\"\n\
-             lease_ttl_ms = 1000\nrenew_every_ms = 750\nreplicas = 0\n",
+             lease_ttl_ms = 1000\nrenew_every_ms = 750\nreplicas = 0\n\
+             stream_max_age_hours = 0\nsnapshot_every_s = 0\n",
         );
         let problems = config.settings().unwrap_err();
         for field in [
@@ -142,6 +194,8 @@ mod tests {
             "cluster.bucket",
             "cluster.replicas",
             "lease times",
+            "cluster.stream_max_age_hours",
+            "cluster.snapshot_every_s",
         ] {
             assert!(
                 problems.iter().any(|p| p.contains(field)),

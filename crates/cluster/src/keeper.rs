@@ -23,6 +23,7 @@ use tracing::{debug, info, warn};
 use crate::lease::{
     InstanceId, Key, LeaseDesk, LeaseTimes, LeaseValue, Observation, Outcome, Tenure, Write,
 };
+use crate::retention::Retention;
 use crate::shards::{Shard, ShardCount};
 use crate::status::KeyState;
 
@@ -41,6 +42,8 @@ pub struct ClusterSettings {
     /// server, 3 on a NATS cluster in production. Set when a bucket or
     /// stream is made; an existing one keeps its own.
     pub replicas: usize,
+    /// The streams' age limit and the shards' snapshot period.
+    pub retention: Retention,
 }
 
 impl ClusterSettings {
@@ -208,8 +211,10 @@ pub async fn open_or_create_bucket(
     js.get_key_value(bucket).await.map_err(|e| bucket_error(&e))
 }
 
-/// A stream of kordon's own, on disk, with no limit but its duplicate
-/// window, made if it does not exist (an existing one keeps its settings).
+/// A stream of kordon's own, on disk, made if it does not exist. Its only
+/// limits are its duplicate window and, where `max_age` is given, that age
+/// limit, which an existing stream is brought to as well; with none, an
+/// existing stream keeps the age limit it has.
 pub async fn ensure_stream(
     js: &jetstream::Context,
     name: &str,
@@ -217,25 +222,46 @@ pub async fn ensure_stream(
     subjects: &str,
     replicas: usize,
     duplicate_window: Duration,
+    max_age: Option<Duration>,
 ) -> Result<(), ClusterError> {
-    js.get_or_create_stream(jetstream::stream::Config {
-        name: name.to_string(),
-        description: Some(description.to_string()),
-        subjects: vec![subjects.to_string()],
-        max_messages: -1,
-        max_bytes: -1,
-        max_consumers: -1,
-        storage: jetstream::stream::StorageType::File,
-        num_replicas: replicas,
-        duplicate_window,
-        ..Default::default()
-    })
-    .await
-    .map(|_| ())
-    .map_err(|e| ClusterError::Bucket {
+    let err = |e: &dyn std::fmt::Display| ClusterError::Bucket {
         bucket: name.to_string(),
         message: e.to_string(),
-    })
+    };
+    let stream = js
+        .get_or_create_stream(jetstream::stream::Config {
+            name: name.to_string(),
+            description: Some(description.to_string()),
+            subjects: vec![subjects.to_string()],
+            max_messages: -1,
+            max_bytes: -1,
+            max_consumers: -1,
+            max_age: max_age.unwrap_or(Duration::ZERO),
+            storage: jetstream::stream::StorageType::File,
+            num_replicas: replicas,
+            duplicate_window,
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| err(&e))?;
+    let config = &stream.cached_info().config;
+    match max_age {
+        Some(age) if config.max_age != age => {
+            info!(
+                stream = name,
+                from_s = config.max_age.as_secs(),
+                to_s = age.as_secs(),
+                "setting the stream's age limit"
+            );
+            let config = jetstream::stream::Config {
+                max_age: age,
+                ..config.clone()
+            };
+            js.update_stream(config).await.map_err(|e| err(&e))?;
+        }
+        _ => {}
+    }
+    Ok(())
 }
 
 /// Whether the bucket holds nothing (deletes count as something): asked of

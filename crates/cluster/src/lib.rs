@@ -9,6 +9,8 @@
 //! - [`bridge`]: devices' messages from Mosquitto into the shards' stream.
 //! - [`reader`]: one shard's messages, read by its owner while its lease holds.
 //! - [`snapshots`]: each shard's latest state, for its next owner.
+//! - [`retention`]: how long the streams keep a message, and how often a
+//!   shard's state is saved.
 //! - [`alerts`]: what the shards decide to publish, stored once each.
 //! - [`deliverer`]: the alerts' stream out to Mosquitto.
 //! - [`config`]: the `[cluster]` section of `kordon.toml`.
@@ -26,6 +28,7 @@ pub mod deliverer;
 pub mod keeper;
 pub mod lease;
 pub mod reader;
+pub mod retention;
 pub mod routing;
 pub mod shards;
 pub mod snapshots;
@@ -39,4 +42,5 @@ pub use lease::{
     Epoch, InstanceId, Key, LeaseDesk, LeaseTimes, LeaseValue, Observation, Outcome, Revision,
     Tenure, Write,
 };
+pub use retention::{Retention, SnapshotEvery};
 pub use shards::{Shard, ShardCount};

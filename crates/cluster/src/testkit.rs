@@ -26,27 +26,36 @@ impl Nats {
             return None;
         };
         let dir = tempfile::tempdir().unwrap();
-        let port = free_port();
-        let child = Command::new(binary)
-            .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
-            .arg(dir.path())
+        let ports = dir.path().join("ports");
+        std::fs::create_dir(&ports).unwrap();
+        // nats-server picks a free port and names it in a file once it
+        // listens: a port picked here could be taken by a parallel test's
+        // server in between, and the check below would then find that one.
+        let mut child = Command::new(binary)
+            .args(["-a", "127.0.0.1", "-p", "-1", "-js", "-sd"])
+            .arg(dir.path().join("store"))
+            .arg("--ports_file_dir")
+            .arg(&ports)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("nats-server starts");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let port = loop {
+            if let Some(port) = listening_port(&ports) {
+                break port;
+            }
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!("nats-server exited before it listened: {status}");
+            }
+            assert!(Instant::now() < deadline, "nats-server did not listen");
+            std::thread::sleep(Duration::from_millis(20));
+        };
         let nats = Nats {
             child,
             port,
             _dir: dir,
         };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "nats-server did not open port {port}"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
         Some(nats)
     }
 
@@ -58,7 +67,7 @@ impl Nats {
     pub async fn jetstream_with_shard_stream(&self) -> async_nats::jetstream::Context {
         let client = async_nats::connect(self.url()).await.expect("NATS");
         let js = async_nats::jetstream::new(client);
-        crate::bridge::ensure_shard_stream(&js, 1)
+        crate::bridge::ensure_shard_stream(&js, 1, None)
             .await
             .expect("the shards' stream");
         js
@@ -70,6 +79,16 @@ impl Drop for Nats {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The client port in the file nats-server writes to `--ports_file_dir`
+/// once it listens: `{"nats":["nats://127.0.0.1:PORT"],...}`.
+fn listening_port(dir: &std::path::Path) -> Option<u16> {
+    let file = std::fs::read_dir(dir).ok()?.flatten().next()?;
+    let text = std::fs::read_to_string(file.path()).ok()?;
+    let ports: serde_json::Value = serde_json::from_str(&text).ok()?;
+    let url = ports["nats"][0].as_str()?;
+    url.rsplit(':').next()?.parse().ok()
 }
 
 /// `nats-server` from `$NATS_SERVER`, the `PATH`, or where Debian puts it
@@ -121,8 +140,19 @@ impl Mosquitto {
             eprintln!("*** no mosquitto binary: the bridge is not tested");
             return None;
         };
+        // A port picked here can be taken by a parallel test's broker in
+        // between: then this one exits, and another port is tried.
+        for _ in 0..5 {
+            if let Some(mosquitto) = Mosquitto::start_on(binary, free_port()) {
+                return Some(mosquitto);
+            }
+        }
+        panic!("own mosquitto did not stay up on any of 5 ports");
+    }
+
+    /// Mosquitto on `port`, or `None` if it exited (the port was taken).
+    fn start_on(binary: &str, port: u16) -> Option<Mosquitto> {
         let dir = tempfile::tempdir().unwrap();
-        let port = free_port();
         let config = dir.path().join("mosquitto.conf");
         std::fs::write(
             &config,
@@ -133,7 +163,7 @@ impl Mosquitto {
             ),
         )
         .unwrap();
-        let child = Command::new(binary)
+        let mut child = Command::new(binary)
             .arg("-c")
             .arg(&config)
             .stdout(Stdio::null())
@@ -142,11 +172,20 @@ impl Mosquitto {
             .expect("mosquitto starts");
         let deadline = Instant::now() + Duration::from_secs(10);
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if let Ok(Some(_)) = child.try_wait() {
+                return None;
+            }
             assert!(
                 Instant::now() < deadline,
                 "own mosquitto not listening on {port}"
             );
             std::thread::sleep(Duration::from_millis(20));
+        }
+        // What answered may be another test's broker on the same port, with
+        // this one about to exit for want of it.
+        std::thread::sleep(Duration::from_millis(100));
+        if let Ok(Some(_)) = child.try_wait() {
+            return None;
         }
         Some(Mosquitto {
             child,

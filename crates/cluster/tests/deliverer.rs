@@ -77,7 +77,7 @@ async fn a_message_mosquitto_already_took_is_not_sent_again_by_the_next_delivere
         return;
     };
     let js = nats.jetstream_with_shard_stream().await;
-    alerts::ensure_alert_stream(&js, 1).await.unwrap();
+    alerts::ensure_alert_stream(&js, 1, None).await.unwrap();
     let settings = DelivererSettings {
         mqtt: rumqttc::MqttOptions::new("set by each client", "127.0.0.1", mosquitto.port),
         client_id: DelivererSettings::CLIENT_ID.into(),

@@ -14,7 +14,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use kordon_cluster::{
-    ClusterSettings, InstanceId, LeaseKeeper, LeaseTimes, Shard, ShardCount, Tenures,
+    ClusterSettings, InstanceId, LeaseKeeper, LeaseTimes, Retention, Shard, ShardCount, Tenures,
 };
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
@@ -73,6 +73,7 @@ fn settings(url: String, name: &str, bucket: &str) -> ClusterSettings {
         shards: ShardCount::DEFAULT,
         times: LeaseTimes::default().checked().unwrap(),
         replicas: 1,
+        retention: Retention::default(),
     }
 }
 

@@ -265,9 +265,7 @@ fn run(path: PathBuf, on_damage: kordon_server::OnDamagedJournal) -> ExitCode {
 /// shards it gets leases for, and leaves cleanly on SIGTERM or Ctrl-C
 /// (`docs/cluster.md`).
 fn run_in_cluster(path: &std::path::Path, config: Config) -> ExitCode {
-    use kordon_server::cluster_node::{
-        duties::DutiesSettings, status_http, Instance, SnapshotEvery,
-    };
+    use kordon_server::cluster_node::{duties::DutiesSettings, status_http, Instance};
     let cluster = config.cluster.clone().expect("called with [cluster]");
     let settings = cluster.settings().expect("checked at load");
     if !config.dispatch.webhooks.is_empty() {
@@ -316,7 +314,7 @@ fn run_in_cluster(path: &std::path::Path, config: Config) -> ExitCode {
         let instance_name = settings.instance.to_string();
         let duties = DutiesSettings { mqtt: broker };
         let instance =
-            match Instance::start(&config, settings, SnapshotEvery::default(), Some(duties)).await {
+            match Instance::start(&config, settings, Some(duties)).await {
                 Ok(instance) => instance,
                 Err(e) => {
                     tracing::error!("{e}");

@@ -7,7 +7,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use kordon_cluster::testkit::Nats;
-use kordon_cluster::{ClusterSettings, InstanceId, LeaseKeeper, LeaseTimes, ShardCount};
+use kordon_cluster::{ClusterSettings, InstanceId, LeaseKeeper, LeaseTimes, Retention, ShardCount};
 
 /// The shipped configuration with a `[cluster]` section, in `dir`.
 fn config_with_cluster(dir: &Path, nats_url: &str) -> PathBuf {
@@ -44,6 +44,7 @@ async fn cluster_status_shows_who_holds_every_shard() {
             shards: ShardCount::DEFAULT,
             times: LeaseTimes::default(),
             replicas: 1,
+            retention: Retention::default(),
         };
         keepers.push(LeaseKeeper::start(settings).await.unwrap());
     }

@@ -35,9 +35,9 @@ use std::time::Duration;
 use common::*;
 use jiff::{SignedDuration, Timestamp};
 use kordon_cluster::testkit::Nats;
-use kordon_cluster::{ClusterSettings, InstanceId, LeaseTimes, ShardCount};
+use kordon_cluster::{ClusterSettings, InstanceId, LeaseTimes, Retention, ShardCount};
 use kordon_ingest::BrokerSettings;
-use kordon_server::cluster_node::{Instance, SnapshotEvery};
+use kordon_server::cluster_node::Instance;
 use kordon_server::config::Config;
 use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
@@ -226,8 +226,9 @@ async fn serve_a_shard() -> Option<(Nats, Instance)> {
         shards: ShardCount::new(1).unwrap(),
         times: LeaseTimes::default(),
         replicas: 1,
+        retention: Retention::default(),
     };
-    let member = Instance::start(&config, settings, SnapshotEvery::default(), None)
+    let member = Instance::start(&config, settings, None)
         .await
         .expect("a cluster member starts");
     for _ in 0..200 {

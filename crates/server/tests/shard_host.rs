@@ -3,7 +3,8 @@
 //! one serving most shards crashes mid-stream. Its shards are served again
 //! within a lease, from their snapshots and the stream after them, every
 //! breach is in the alerts' stream once, and a case put in the bucket while
-//! the cluster runs reaches its shard.
+//! the cluster runs reaches its shard. And a shard opens from its snapshot
+//! when the streams' age limit has dropped every message it covers.
 //!
 //! Skipped loudly without `nats-server` (failed with `KORDON_REQUIRE_NATS=1`).
 
@@ -20,8 +21,10 @@ use kordon_cluster::alerts::{ALERT_STREAM, EPOCH_HEADER};
 use kordon_cluster::routing::{self, TOPIC_HEADER};
 use kordon_cluster::snapshots::ShardSnapshots;
 use kordon_cluster::testkit::Nats;
-use kordon_cluster::{ClusterSettings, InstanceId, LeaseTimes, Shard, ShardCount};
-use kordon_server::cluster_node::{Instance, SnapshotEvery};
+use kordon_cluster::{
+    ClusterSettings, InstanceId, LeaseTimes, Retention, Shard, ShardCount, SnapshotEvery,
+};
+use kordon_server::cluster_node::Instance;
 use kordon_server::config::Config;
 use serde_json::Value;
 
@@ -45,6 +48,7 @@ fn settings(nats: &Nats, instance: &str) -> ClusterSettings {
         shards: ShardCount::new(SHARDS).unwrap(),
         times: LeaseTimes::default(),
         replicas: 1,
+        retention: Retention::default(),
     }
 }
 
@@ -198,7 +202,9 @@ async fn a_crashed_instance_s_shards_are_served_again_and_every_breach_is_stored
     };
     let mut instances = HashMap::new();
     for name in ["a", "b"] {
-        let instance = Instance::start(&config(name), settings(&nats, name), every, None)
+        let mut settings = settings(&nats, name);
+        settings.retention.snapshot_every = every;
+        let instance = Instance::start(&config(name), settings, None)
             .await
             .unwrap();
         instances.insert(name, instance);
@@ -339,4 +345,100 @@ async fn a_crashed_instance_s_shards_are_served_again_and_every_breach_is_stored
     for (_, instance) in instances.drain() {
         instance.leave().await;
     }
+}
+
+/// The streams' age limit drops what the shards' snapshots cover: a new
+/// owner opens each shard from its snapshot and reads on from a sequence
+/// the stream no longer holds, so the breaches it restored still clear.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shard_opens_from_its_snapshot_after_the_age_limit_dropped_what_it_covers() {
+    let Some(nats) = Nats::start() else { return };
+    // The stream as kordon made it before it had an age limit.
+    let js = nats.jetstream_with_shard_stream().await;
+    let shards = ShardCount::new(SHARDS).unwrap();
+    let cases_bucket = kordon_cluster::cases::open(&js, 1).await.unwrap();
+    let cases = one_case_per_shard(shards);
+    for case in &cases {
+        let case: kordon_core::Case = serde_json::from_value(case.json()).unwrap();
+        kordon_cluster::cases::put(&cases_bucket, &case)
+            .await
+            .unwrap();
+    }
+    let day = Duration::from_secs(24 * 3600);
+    let nats = &nats;
+    let start = |name: &'static str| async move {
+        let mut settings = settings(nats, name);
+        settings.retention = Retention {
+            stream_max_age: Some(day),
+            snapshot_every: SnapshotEvery {
+                messages: 2,
+                period: Duration::from_secs(60),
+            },
+        };
+        let instance = Instance::start(&config(name), settings, None)
+            .await
+            .unwrap();
+        wait_until("every shard served", Duration::from_secs(15), || {
+            let n = instance.serving().borrow().len();
+            async move { n == SHARDS as usize }
+        })
+        .await;
+        instance
+    };
+    let first = start("a").await;
+    let mut stream = js.get_stream(routing::SHARD_STREAM).await.unwrap();
+    assert_eq!(stream.info().await.unwrap().config.max_age, day);
+
+    let t0 = Timestamp::now() - jiff::SignedDuration::from_mins(30);
+    let at = |s: i64| t0 + jiff::SignedDuration::from_secs(s);
+    for case in &cases {
+        fix(&js, shards, case, outside(), at(0)).await;
+        fix(&js, shards, case, inside(), at(60)).await;
+    }
+    every_case_stored(&js, &cases, "zone_breach", "opened").await;
+    let snapshots = ShardSnapshots::open(&js, 1).await.unwrap();
+    wait_until(
+        "snapshots covering both fixes",
+        Duration::from_secs(10),
+        || {
+            let (snapshots, stream) = (snapshots.clone(), stream.clone());
+            async move {
+                for shard in shards.all() {
+                    let subject = routing::shard_subject(shard);
+                    let last = stream.get_last_raw_message_by_subject(&subject).await;
+                    let covered = snapshots.load(shard).await.unwrap().map(|s| s.covered);
+                    if covered < Some(last.unwrap().sequence) {
+                        return false;
+                    }
+                }
+                true
+            }
+        },
+    )
+    .await;
+    first.leave().await;
+
+    // What the age limit would drop, a day on: every message so far.
+    let last = stream.info().await.unwrap().state.last_sequence;
+    stream.purge().sequence(last + 1).await.unwrap();
+    assert_eq!(stream.info().await.unwrap().state.messages, 0);
+
+    let second = start("b").await;
+    for case in &cases {
+        for s in [140, 210, 280] {
+            fix(&js, shards, case, outside(), at(s)).await;
+        }
+    }
+    every_case_stored(&js, &cases, "zone_breach", "cleared").await;
+    let stored = alerts(&js).await;
+    for case in &cases {
+        for event in ["opened", "cleared"] {
+            let police = events(&stored, case, "zone_breach", event)
+                .into_iter()
+                .filter(|s| s.topic == "kordon/v1/alerts/police")
+                .count();
+            assert_eq!(police, 1, "case {}: zone_breach {event}", case.id);
+        }
+    }
+    second.leave().await;
 }

@@ -839,8 +839,8 @@ async fn expect_the_breach(monitoring: &mut Mqtt, victim: &mut Mqtt, case: &Test
 /// `KORDON_REQUIRE_NATS=1`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cluster_member_bridges_and_delivers_over_tls_through_the_shipped_acl() {
-    use kordon_cluster::{ClusterSettings, InstanceId, LeaseTimes, ShardCount};
-    use kordon_server::cluster_node::{duties::DutiesSettings, Instance, SnapshotEvery};
+    use kordon_cluster::{ClusterSettings, InstanceId, LeaseTimes, Retention, ShardCount};
+    use kordon_server::cluster_node::{duties::DutiesSettings, Instance};
 
     let Some(tools) = tools() else { return };
     let Some(nats) = kordon_cluster::testkit::Nats::start() else {
@@ -905,15 +905,11 @@ async fn a_cluster_member_bridges_and_delivers_over_tls_through_the_shipped_acl(
         shards: ShardCount::new(1).unwrap(),
         times: LeaseTimes::default(),
         replicas: 1,
+        retention: Retention::default(),
     };
-    let member = Instance::start(
-        &config,
-        settings,
-        SnapshotEvery::default(),
-        Some(DutiesSettings { mqtt }),
-    )
-    .await
-    .expect("the member starts");
+    let member = Instance::start(&config, settings, Some(DutiesSettings { mqtt }))
+        .await
+        .expect("the member starts");
 
     wait_for_kordons_subscriptions(&mut offender, &mut monitoring).await;
     drive_a_proximity_breach(&mut offender, &mut victim).await;

@@ -27,7 +27,7 @@ use tokio::task::JoinHandle;
 use tracing::warn;
 
 use shard_core::ShardCore;
-pub use shard_core::{ShardParts, SnapshotEvery};
+pub use shard_core::ShardParts;
 
 use crate::config::Config;
 use crate::core_thread::AfterCommit;
@@ -259,13 +259,13 @@ impl Instance {
     pub async fn start(
         config: &Config,
         settings: ClusterSettings,
-        snapshot_every: SnapshotEvery,
         duties: Option<duties::DutiesSettings>,
     ) -> Result<Instance, InstanceError> {
         let client = kordon_cluster::keeper::connect(&settings.nats_url).await?;
         let js = async_nats::jetstream::new(client);
-        kordon_cluster::bridge::ensure_shard_stream(&js, settings.replicas).await?;
-        kordon_cluster::alerts::ensure_alert_stream(&js, settings.replicas).await?;
+        let max_age = settings.retention.stream_max_age;
+        kordon_cluster::bridge::ensure_shard_stream(&js, settings.replicas, max_age).await?;
+        kordon_cluster::alerts::ensure_alert_stream(&js, settings.replicas, max_age).await?;
         let snapshots = ShardSnapshots::open(&js, settings.replicas).await?;
         let cases = cases::open(&js, settings.replicas).await?;
         let (journal, _) =
@@ -292,7 +292,7 @@ impl Instance {
             decoder: Arc::new(Decoder::new(config.ingest.clone(), config.owntracks_map())),
             owntracks: config.owntracks_map(),
             clock: config.clock,
-            snapshot_every,
+            snapshot_every: settings.retention.snapshot_every,
             retention_days: (config.journal.retention_days > 0)
                 .then_some(config.journal.retention_days),
             keep_around_episode_s: i64::from(config.journal.keep_around_episode_minutes) * 60,

@@ -21,7 +21,7 @@ use jiff::Timestamp;
 use kordon_alert::AlertSettings;
 use kordon_cluster::reader::{ShardMessage, ShardReader};
 use kordon_cluster::snapshots::{ShardSnapshot, ShardSnapshots};
-use kordon_cluster::{alerts, ClusterError, Shard, Tenure, Tenures};
+use kordon_cluster::{alerts, ClusterError, Shard, SnapshotEvery, Tenure, Tenures};
 use kordon_core::{CaseId, DeviceId, Engine, EngineConfig};
 use kordon_ingest::Decoder;
 use kordon_journal::JobSender;
@@ -42,24 +42,6 @@ const OUTBOX: usize = 4_096;
 const CASE_CHANGES: usize = 1_024;
 /// Between attempts to store an alert message while NATS refuses.
 const STORE_RETRY: Duration = Duration::from_millis(200);
-
-/// When a shard's state is saved: after this many messages, or this long
-/// after the last save if any message came since. The next owner replays at
-/// most this much (and the alerts' stream drops what that decides again).
-#[derive(Debug, Clone, Copy)]
-pub struct SnapshotEvery {
-    pub messages: u64,
-    pub period: Duration,
-}
-
-impl Default for SnapshotEvery {
-    fn default() -> Self {
-        SnapshotEvery {
-            messages: 5_000,
-            period: Duration::from_secs(10),
-        }
-    }
-}
 
 /// What every shard core of an instance shares.
 #[derive(Clone)]
