@@ -60,16 +60,28 @@ pub async fn ensure_alert_stream(
 /// An alert message (JSON with the episode's `id`, its `event` and the
 /// `ts` of its evidence) is named by those and its topic: decided again from
 /// the same fixes, it is the same message even where a field that does not
-/// make it another (the acknowledgement state, say) differs. Anything else
-/// (a CAP message, a refusal, a request for a fix) is named by its whole
-/// content, which carries the time of the message that caused it.
+/// make it another (the acknowledgement state, say) differs.
+///
+/// An opening and a clearing are named without their time. An episode opens
+/// once and clears once, and its id derives from its subject and onset
+/// (`kordon_core::episode`), so the two are the same message whenever they
+/// are decided. What the clock decides (a bracelet offline, GPS lost, a
+/// curfew missed) a new owner replaying decides at its own engine time, and
+/// with the time in its name the room, the police and her device would be
+/// told twice. Updates, escalations and acknowledgements can come more than
+/// once per episode, so their time stays in the name.
+///
+/// Anything else (a CAP message, a refusal, a request for a fix) is named by
+/// its whole content, which carries the time of the message that caused it.
 pub fn message_id(topic: &str, payload: &[u8]) -> String {
     let mut hasher = Sha256::new();
     hasher.update(topic.as_bytes());
     hasher.update([0]);
     match episode_event(payload) {
         Some((id, event, ts)) => {
-            for part in [id, event, ts] {
+            let once = matches!(event.as_str(), "opened" | "cleared");
+            let ts = if once { "" } else { ts.as_str() };
+            for part in [id.as_str(), event.as_str(), ts] {
                 hasher.update(part.as_bytes());
                 hasher.update([0]);
             }
@@ -145,6 +157,36 @@ mod tests {
             message_id(t, a),
             message_id("kordon/v1/alerts/monitoring", a)
         );
+    }
+
+    #[test]
+    fn an_opening_or_a_clearing_decided_at_another_time_is_the_same_message() {
+        let t = "kordon/v1/devices/VIC-1/warning";
+        for event in ["opened", "cleared"] {
+            let first = format!(r#"{{"id":"E1","event":"{event}","ts":"2026-12-02T10:00:01Z"}}"#);
+            let again = format!(r#"{{"id":"E1","event":"{event}","ts":"2026-12-02T10:00:04Z"}}"#);
+            let other = format!(r#"{{"id":"E2","event":"{event}","ts":"2026-12-02T10:00:01Z"}}"#);
+            assert_eq!(
+                message_id(t, first.as_bytes()),
+                message_id(t, again.as_bytes())
+            );
+            assert_ne!(
+                message_id(t, first.as_bytes()),
+                message_id(t, other.as_bytes())
+            );
+        }
+        let opened = br#"{"id":"E1","event":"opened","ts":"2026-12-02T10:00:01Z"}"#;
+        let cleared = br#"{"id":"E1","event":"cleared","ts":"2026-12-02T10:00:01Z"}"#;
+        assert_ne!(message_id(t, opened), message_id(t, cleared));
+        // What can come again keeps its time in its name.
+        for event in ["updated", "escalated", "acknowledged", "late_breach"] {
+            let first = format!(r#"{{"id":"E1","event":"{event}","ts":"2026-12-02T10:00:01Z"}}"#);
+            let again = format!(r#"{{"id":"E1","event":"{event}","ts":"2026-12-02T10:00:04Z"}}"#);
+            assert_ne!(
+                message_id(t, first.as_bytes()),
+                message_id(t, again.as_bytes())
+            );
+        }
     }
 
     #[test]

@@ -431,3 +431,54 @@ async fn live_her_simulated_phone_answers_a_request_on_its_fix_topic() {
     publisher.await.unwrap().unwrap();
     polling.abort();
 }
+
+/// In cluster mode every message is stored in the alerts' stream under
+/// `kordon_cluster::alerts::message_id`, and the stream drops a second
+/// message with an id it holds. So no two messages single-process kordon
+/// sends may share an id, over days whose deadlines (curfews, a dying
+/// device, going dark, a tamper) give openings and clearings by the clock.
+#[test]
+fn no_two_messages_of_a_day_share_an_id_in_the_cluster_s_alerts_stream() {
+    let (world, _) = World::load().unwrap();
+    let mut checked = 0;
+    for (seed, scenario) in [
+        (1, "standard_day"),
+        (2, "curfew_break"),
+        (3, "victim_device_dies"),
+        (4, "dark_near_her"),
+        (5, "tamper_flee"),
+    ] {
+        let path = format!(
+            "{}/../../simulator/scenarios/{scenario}.toml",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        let text = std::fs::read_to_string(path).unwrap();
+        let recording = generate(
+            &world,
+            &SimConfig {
+                seed,
+                pairs: 4,
+                hours: 24,
+                start: default_start(),
+                scenario: Scenario::parse(&text).unwrap(),
+                scenario_text: text,
+            },
+        );
+        let (_, out) = replay(&recording);
+        let mut seen: std::collections::HashMap<String, String> = Default::default();
+        for line in out.lines() {
+            let value: serde_json::Value = serde_json::from_str(line).unwrap();
+            let (topic, payload) = match value.get("topic").and_then(|t| t.as_str()) {
+                Some(topic) => (topic.to_string(), value["message"].to_string()),
+                None => ("kordon/v1/alerts/monitoring".to_string(), line.to_string()),
+            };
+            let id = kordon_cluster::alerts::message_id(&topic, payload.as_bytes());
+            if let Some(before) = seen.insert(id, format!("{topic} {payload}")) {
+                panic!("{scenario}: two messages, one id:\n{before}\n{topic} {payload}");
+            }
+            checked += 1;
+        }
+    }
+    eprintln!("{checked} messages, each with an id of its own");
+    assert!(checked > 100, "only {checked} messages");
+}

@@ -3,8 +3,9 @@
 //! one serving most shards crashes mid-stream. Its shards are served again
 //! within a lease, from their snapshots and the stream after them, every
 //! breach is in the alerts' stream once, and a case put in the bucket while
-//! the cluster runs reaches its shard. And a shard opens from its snapshot
-//! when the streams' age limit has dropped every message it covers.
+//! the cluster runs reaches its shard. A shard opens from its snapshot when
+//! the streams' age limit has dropped every message it covers, and what the
+//! clock decides again after a take-over is stored once.
 //!
 //! Skipped loudly without `nats-server` (failed with `KORDON_REQUIRE_NATS=1`).
 
@@ -338,6 +339,20 @@ async fn a_crashed_instance_s_shards_are_served_again_and_every_breach_is_stored
             "every stored message carries its epoch"
         );
     }
+    // Still one opening and one clearing per episode on each topic.
+    let mut once: HashMap<(String, String, String), usize> = HashMap::new();
+    for s in &stored {
+        let event = s.body["event"].as_str().unwrap_or_default();
+        if matches!(event, "opened" | "cleared") {
+            let id = s.body["id"].as_str().unwrap_or_default().to_string();
+            *once
+                .entry((s.topic.clone(), id, event.to_string()))
+                .or_default() += 1;
+        }
+    }
+    for ((topic, id, event), n) in &once {
+        assert_eq!(*n, 1, "episode {id} {event} stored {n} times on {topic}");
+    }
     eprintln!(
         "{} messages in the alerts' stream, none twice",
         stored.len()
@@ -438,6 +453,77 @@ async fn a_shard_opens_from_its_snapshot_after_the_age_limit_dropped_what_it_cov
                 .filter(|s| s.topic == "kordon/v1/alerts/police")
                 .count();
             assert_eq!(police, 1, "case {}: zone_breach {event}", case.id);
+        }
+    }
+    second.leave().await;
+}
+
+/// What the clock decides is decided again, at another time, by an owner
+/// that restores a snapshot from before it: a bracelet gone quiet is told
+/// offline once, not once per owner. (With the decision time in the
+/// message's id, the monitoring room heard of it twice.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_offline_bracelet_decided_again_by_the_next_owner_is_stored_once() {
+    let Some(nats) = Nats::start() else { return };
+    let js = nats.jetstream_with_shard_stream().await;
+    let shards = ShardCount::new(SHARDS).unwrap();
+    let cases_bucket = kordon_cluster::cases::open(&js, 1).await.unwrap();
+    let cases = one_case_per_shard(shards);
+    for case in &cases {
+        let case: kordon_core::Case = serde_json::from_value(case.json()).unwrap();
+        kordon_cluster::cases::put(&cases_bucket, &case)
+            .await
+            .unwrap();
+    }
+    let nats = &nats;
+    let start = |name: &'static str| async move {
+        let mut config = config(name);
+        // Offline 5 s (and 10 s of transit allowance) after watching began.
+        config.engine.offline_after_s = 5;
+        let mut settings = settings(nats, name);
+        // A snapshot after the two fixes, none after the offline decision.
+        settings.retention.snapshot_every = SnapshotEvery {
+            messages: 2,
+            period: Duration::from_secs(60),
+        };
+        let instance = Instance::start(&config, settings, None).await.unwrap();
+        wait_until("every shard served", Duration::from_secs(15), || {
+            let n = instance.serving().borrow().len();
+            async move { n == SHARDS as usize }
+        })
+        .await;
+        instance
+    };
+    let first = start("a").await;
+    // Fixes older than when watching began: heard, but not since.
+    let t0 = Timestamp::now() - jiff::SignedDuration::from_mins(30);
+    let at = |s: i64| t0 + jiff::SignedDuration::from_secs(s);
+    for case in &cases {
+        fix(&js, shards, case, outside(), at(0)).await;
+        fix(&js, shards, case, outside(), at(10)).await;
+    }
+    every_case_stored(&js, &cases, "device_offline", "opened").await;
+    first.crash();
+
+    let second = start("b").await;
+    // The next owner's ticks: its engine time reaches the wall clock as
+    // soon as the replay is read.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let stored = alerts(&js).await;
+    for case in &cases {
+        let opened = events(&stored, case, "device_offline", "opened");
+        let mut by_episode: HashMap<(&str, &str), usize> = HashMap::new();
+        for s in &opened {
+            let id = s.body["id"].as_str().unwrap_or_default();
+            *by_episode.entry((s.topic.as_str(), id)).or_default() += 1;
+        }
+        assert!(!by_episode.is_empty());
+        for ((topic, id), n) in by_episode {
+            assert_eq!(
+                n, 1,
+                "case {}: device_offline {id} opened {n} times on {topic}",
+                case.id
+            );
         }
     }
     second.leave().await;
