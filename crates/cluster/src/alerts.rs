@@ -43,16 +43,13 @@ pub async fn ensure_alert_stream(
     replicas: usize,
     max_age: Option<Duration>,
 ) -> Result<(), ClusterError> {
-    crate::keeper::ensure_stream(
-        js,
-        ALERT_STREAM,
-        "kordon: every message the shards decided to publish",
-        ALERT_SUBJECTS,
-        replicas,
-        DUPLICATE_WINDOW,
-        max_age,
-    )
-    .await
+    let stream = crate::keeper::OwnStream {
+        name: ALERT_STREAM,
+        description: "kordon: every message the shards decided to publish",
+        subjects: ALERT_SUBJECTS,
+        duplicate_window: DUPLICATE_WINDOW,
+    };
+    crate::keeper::ensure_stream(js, &stream, replicas, max_age).await
 }
 
 /// The message id of a message a shard decided to publish on `topic`.
@@ -68,8 +65,11 @@ pub async fn ensure_alert_stream(
 /// are decided. What the clock decides (a bracelet offline, GPS lost, a
 /// curfew missed) a new owner replaying decides at its own engine time, and
 /// with the time in its name the room, the police and her device would be
-/// told twice. Updates, escalations and acknowledgements can come more than
-/// once per episode, so their time stays in the name.
+/// told twice. What the desk makes of it can differ with that time (whether
+/// it asks the room to act, with an incident open nearby), so that stays in
+/// the name: a second copy told differently is stored, never dropped.
+/// Updates, escalations and acknowledgements can come more than once per
+/// episode, so their time stays in the name.
 ///
 /// Anything else (a CAP message, a refusal, a request for a fix) is named by
 /// its whole content, which carries the time of the message that caused it.
@@ -77,31 +77,38 @@ pub fn message_id(topic: &str, payload: &[u8]) -> String {
     let mut hasher = Sha256::new();
     hasher.update(topic.as_bytes());
     hasher.update([0]);
-    match episode_event(payload) {
-        Some((id, event, ts)) => {
-            let once = matches!(event.as_str(), "opened" | "cleared");
-            let ts = if once { "" } else { ts.as_str() };
-            for part in [id.as_str(), event.as_str(), ts] {
+    match serde_json::from_slice::<Head>(payload) {
+        Ok(head) => {
+            let once = matches!(head.event.as_str(), "opened" | "cleared");
+            let when = if once { "" } else { head.ts.as_str() };
+            let parts = [
+                head.id.as_str(),
+                head.event.as_str(),
+                when,
+                head.kind.as_deref().unwrap_or_default(),
+                head.attention.as_deref().unwrap_or_default(),
+            ];
+            for part in parts {
                 hasher.update(part.as_bytes());
                 hasher.update([0]);
             }
         }
-        None => hasher.update(payload),
+        Err(_) => hasher.update(payload),
     }
     let digest = hasher.finalize();
     digest[..16].iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// An alert message's episode id, event and evidence time.
-fn episode_event(payload: &[u8]) -> Option<(String, String, String)> {
-    #[derive(serde::Deserialize)]
-    struct Head {
-        id: String,
-        event: String,
-        ts: String,
-    }
-    let head: Head = serde_json::from_slice(payload).ok()?;
-    Some((head.id, head.event, head.ts))
+/// What names an alert message (an `AlertMessage`, a `DeviceWarning`, a
+/// `CoordinatorNotice`): its episode, event and evidence time, and what it
+/// asks of the people it reaches.
+#[derive(serde::Deserialize)]
+struct Head {
+    id: String,
+    event: String,
+    ts: String,
+    kind: Option<String>,
+    attention: Option<String>,
 }
 
 /// What storing an alert message did.
@@ -178,6 +185,12 @@ mod tests {
         let opened = br#"{"id":"E1","event":"opened","ts":"2026-12-02T10:00:01Z"}"#;
         let cleared = br#"{"id":"E1","event":"cleared","ts":"2026-12-02T10:00:01Z"}"#;
         assert_ne!(message_id(t, opened), message_id(t, cleared));
+        // Decided again at another time, the room is asked to act where it
+        // was only told before: both are kept.
+        let told = br#"{"id":"E1","event":"opened","ts":"2026-12-02T10:00:01Z","attention":"information"}"#;
+        let asked =
+            br#"{"id":"E1","event":"opened","ts":"2026-12-02T10:02:01Z","attention":"action"}"#;
+        assert_ne!(message_id(t, told), message_id(t, asked));
         // What can come again keeps its time in its name.
         for event in ["updated", "escalated", "acknowledged", "late_breach"] {
             let first = format!(r#"{{"id":"E1","event":"{event}","ts":"2026-12-02T10:00:01Z"}}"#);

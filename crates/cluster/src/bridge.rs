@@ -94,16 +94,13 @@ pub async fn ensure_shard_stream(
     replicas: usize,
     max_age: Option<Duration>,
 ) -> Result<(), ClusterError> {
-    crate::keeper::ensure_stream(
-        js,
-        SHARD_STREAM,
-        "kordon: every device message, by shard",
-        SHARD_SUBJECTS,
-        replicas,
-        DUPLICATE_WINDOW,
-        max_age,
-    )
-    .await
+    let stream = crate::keeper::OwnStream {
+        name: SHARD_STREAM,
+        description: "kordon: every device message, by shard",
+        subjects: SHARD_SUBJECTS,
+        duplicate_window: DUPLICATE_WINDOW,
+    };
+    crate::keeper::ensure_stream(js, &stream, replicas, max_age).await
 }
 
 /// Whether the bridge may go on at an instant: its lease, as the lease

@@ -211,57 +211,73 @@ pub async fn open_or_create_bucket(
     js.get_key_value(bucket).await.map_err(|e| bucket_error(&e))
 }
 
-/// A stream of kordon's own, on disk, made if it does not exist. Its only
-/// limits are its duplicate window and, where `max_age` is given, that age
-/// limit, which an existing stream is brought to as well; with none, an
-/// existing stream keeps the age limit it has.
+/// One of kordon's own streams, as it is made: on disk, limited only by its
+/// duplicate window and, if one is given, an age limit.
+pub struct OwnStream<'a> {
+    pub name: &'a str,
+    pub description: &'a str,
+    pub subjects: &'a str,
+    pub duplicate_window: Duration,
+}
+
+/// Makes `stream` if it does not exist. With `max_age`, the stream has that
+/// age limit, an existing one too; with none, an existing stream keeps the
+/// age limit it has (its operator's).
 pub async fn ensure_stream(
     js: &jetstream::Context,
-    name: &str,
-    description: &str,
-    subjects: &str,
+    stream: &OwnStream<'_>,
     replicas: usize,
-    duplicate_window: Duration,
     max_age: Option<Duration>,
 ) -> Result<(), ClusterError> {
     let err = |e: &dyn std::fmt::Display| ClusterError::Bucket {
-        bucket: name.to_string(),
+        bucket: stream.name.to_string(),
         message: e.to_string(),
     };
-    let stream = js
+    let made = js
         .get_or_create_stream(jetstream::stream::Config {
-            name: name.to_string(),
-            description: Some(description.to_string()),
-            subjects: vec![subjects.to_string()],
+            name: stream.name.to_string(),
+            description: Some(stream.description.to_string()),
+            subjects: vec![stream.subjects.to_string()],
             max_messages: -1,
             max_bytes: -1,
             max_consumers: -1,
             max_age: max_age.unwrap_or(Duration::ZERO),
             storage: jetstream::stream::StorageType::File,
             num_replicas: replicas,
-            duplicate_window,
+            duplicate_window: stream.duplicate_window,
             ..Default::default()
         })
         .await
         .map_err(|e| err(&e))?;
-    let config = &stream.cached_info().config;
     match max_age {
-        Some(age) if config.max_age != age => {
-            info!(
-                stream = name,
-                from_s = config.max_age.as_secs(),
-                to_s = age.as_secs(),
-                "setting the stream's age limit"
-            );
-            let config = jetstream::stream::Config {
-                max_age: age,
-                ..config.clone()
-            };
-            js.update_stream(config).await.map_err(|e| err(&e))?;
-        }
-        _ => {}
+        Some(age) => bring_age_limit(js, &made.cached_info().config, age)
+            .await
+            .map_err(|e| err(&e)),
+        None => Ok(()),
     }
-    Ok(())
+}
+
+/// Gives an existing stream the age limit `age`, changing nothing else. A
+/// shorter limit than before drops the messages older than it at once.
+async fn bring_age_limit(
+    js: &jetstream::Context,
+    config: &jetstream::stream::Config,
+    age: Duration,
+) -> Result<(), jetstream::context::UpdateStreamError> {
+    if config.max_age == age {
+        return Ok(());
+    }
+    info!(
+        stream = config.name,
+        from_s = config.max_age.as_secs(),
+        to_s = age.as_secs(),
+        "setting the stream's age limit"
+    );
+    let config = jetstream::stream::Config {
+        max_age: age,
+        ..config.clone()
+    };
+    js.update_stream(config).await.map(|_| ())
 }
 
 /// Whether the bucket holds nothing (deletes count as something): asked of

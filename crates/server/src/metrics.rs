@@ -55,6 +55,10 @@ pub const SHARDS_SERVED: &str = "kordon_cluster_shards_served";
 pub const TENURE_LEFT: &str = "kordon_cluster_tenure_remaining_seconds";
 /// Cluster mode: messages of a served shard stored and not yet read, by shard.
 pub const READER_LAG: &str = "kordon_cluster_reader_lag_messages";
+/// Cluster mode: alert messages a shard decided that the alerts' stream
+/// already held (decided again by a new owner after a take-over), and
+/// that were therefore not sent again.
+pub const ALREADY_STORED: &str = "kordon_cluster_alert_messages_already_stored_total";
 /// Messages the embedded broker skipped for a lagging subscriber.
 pub const EMBEDDED_BROKER_LOSS: &str = "kordon_embedded_broker_cursor_jumps_total";
 
@@ -191,6 +195,10 @@ fn register_all() {
         (
             journal::RETIRED,
             "Fixes retired by the journal's retention (content deleted, place in the chain kept).",
+        ),
+        (
+            ALREADY_STORED,
+            "Cluster mode: alert messages decided again after a take-over that the alerts' stream already held (not sent again).",
         ),
     ];
     for &(name, help) in counters {

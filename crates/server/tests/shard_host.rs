@@ -4,8 +4,9 @@
 //! within a lease, from their snapshots and the stream after them, every
 //! breach is in the alerts' stream once, and a case put in the bucket while
 //! the cluster runs reaches its shard. A shard opens from its snapshot when
-//! the streams' age limit has dropped every message it covers, and what the
-//! clock decides again after a take-over is stored once.
+//! the streams' age limit has dropped every message it covers, what the
+//! clock decides again after a take-over is stored once, and a shard saves
+//! what the clock decided without waiting for a message.
 //!
 //! Skipped loudly without `nats-server` (failed with `KORDON_REQUIRE_NATS=1`).
 
@@ -458,13 +459,21 @@ async fn a_shard_opens_from_its_snapshot_after_the_age_limit_dropped_what_it_cov
     second.leave().await;
 }
 
-/// What the clock decides is decided again, at another time, by an owner
-/// that restores a snapshot from before it: a bracelet gone quiet is told
-/// offline once, not once per owner. (With the decision time in the
-/// message's id, the monitoring room heard of it twice.)
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_offline_bracelet_decided_again_by_the_next_owner_is_stored_once() {
-    let Some(nats) = Nats::start() else { return };
+/// A bracelet goes offline (decided by the clock, no message read), its
+/// shard's owner crashes `wait` later, and the next owner restores the
+/// shard's snapshot: what the alerts' stream holds, and for each case
+/// whether the next owner decided the opening again.
+struct OfflineTakeOver {
+    cases: Vec<TestCase>,
+    stored: Vec<Stored>,
+    decided_again: Vec<bool>,
+}
+
+async fn offline_then_take_over(
+    snapshot_period: Duration,
+    wait: Duration,
+) -> Option<OfflineTakeOver> {
+    let nats = Nats::start()?;
     let js = nats.jetstream_with_shard_stream().await;
     let shards = ShardCount::new(SHARDS).unwrap();
     let cases_bucket = kordon_cluster::cases::open(&js, 1).await.unwrap();
@@ -481,20 +490,22 @@ async fn an_offline_bracelet_decided_again_by_the_next_owner_is_stored_once() {
         // Offline 5 s (and 10 s of transit allowance) after watching began.
         config.engine.offline_after_s = 5;
         let mut settings = settings(nats, name);
-        // A snapshot after the two fixes, none after the offline decision.
+        // A snapshot after the two fixes; after the offline decision, once
+        // the period has passed.
         settings.retention.snapshot_every = SnapshotEvery {
             messages: 2,
-            period: Duration::from_secs(60),
+            period: snapshot_period,
         };
+        let journal = config.journal.journal_file();
         let instance = Instance::start(&config, settings, None).await.unwrap();
         wait_until("every shard served", Duration::from_secs(15), || {
             let n = instance.serving().borrow().len();
             async move { n == SHARDS as usize }
         })
         .await;
-        instance
+        (instance, journal)
     };
-    let first = start("a").await;
+    let (first, _) = start("a").await;
     // Fixes older than when watching began: heard, but not since.
     let t0 = Timestamp::now() - jiff::SignedDuration::from_mins(30);
     let at = |s: i64| t0 + jiff::SignedDuration::from_secs(s);
@@ -503,15 +514,58 @@ async fn an_offline_bracelet_decided_again_by_the_next_owner_is_stored_once() {
         fix(&js, shards, case, outside(), at(10)).await;
     }
     every_case_stored(&js, &cases, "device_offline", "opened").await;
+    tokio::time::sleep(wait).await;
     first.crash();
 
-    let second = start("b").await;
+    let (second, journal) = start("b").await;
     // The next owner's ticks: its engine time reaches the wall clock as
     // soon as the replay is read.
     tokio::time::sleep(Duration::from_secs(3)).await;
     let stored = alerts(&js).await;
-    for case in &cases {
-        let opened = events(&stored, case, "device_offline", "opened");
+    second.leave().await;
+    // What the next owner decided: its journal.
+    let decided = kordon_journal::Reader::open(&journal)
+        .unwrap()
+        .outbound_between(
+            "kordon/v1/alerts/monitoring",
+            t0,
+            Timestamp::now() + jiff::SignedDuration::from_mins(1),
+        )
+        .unwrap();
+    let decided_again = cases
+        .iter()
+        .map(|case| {
+            decided.iter().any(|payload| {
+                let body: Value = serde_json::from_str(payload).unwrap();
+                body["case"] == case.id.as_str()
+                    && body["kind"] == "device_offline"
+                    && body["event"] == "opened"
+            })
+        })
+        .collect();
+    Some(OfflineTakeOver {
+        cases,
+        stored,
+        decided_again,
+    })
+}
+
+/// What the clock decides is decided again, at another time, by an owner
+/// that restores a snapshot from before it: a bracelet gone quiet is told
+/// offline once, not once per owner. (With the decision time in the
+/// message's id, the monitoring room heard of it twice.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_offline_bracelet_decided_again_by_the_next_owner_is_stored_once() {
+    let Some(run) = offline_then_take_over(Duration::from_secs(60), Duration::ZERO).await else {
+        return;
+    };
+    assert!(
+        run.decided_again.iter().all(|again| *again),
+        "the next owner decided every opening again: {:?}",
+        run.decided_again
+    );
+    for case in &run.cases {
+        let opened = events(&run.stored, case, "device_offline", "opened");
         let mut by_episode: HashMap<(&str, &str), usize> = HashMap::new();
         for s in &opened {
             let id = s.body["id"].as_str().unwrap_or_default();
@@ -526,5 +580,21 @@ async fn an_offline_bracelet_decided_again_by_the_next_owner_is_stored_once() {
             );
         }
     }
-    second.leave().await;
+}
+
+/// A shard whose state the clock changed saves it when its period comes,
+/// with no message read: the next owner restores the decision rather than
+/// making it again (in a quiet shard, maybe hours later, past the alerts'
+/// duplicate window).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quiet_shard_saves_what_the_clock_decided() {
+    let period = Duration::from_secs(1);
+    let Some(run) = offline_then_take_over(period, 3 * period).await else {
+        return;
+    };
+    assert!(
+        run.decided_again.iter().all(|again| !again),
+        "the next owner decided an opening again: {:?}",
+        run.decided_again
+    );
 }

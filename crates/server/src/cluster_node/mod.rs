@@ -263,9 +263,12 @@ impl Instance {
     ) -> Result<Instance, InstanceError> {
         let client = kordon_cluster::keeper::connect(&settings.nats_url).await?;
         let js = async_nats::jetstream::new(client);
-        let max_age = settings.retention.stream_max_age;
-        kordon_cluster::bridge::ensure_shard_stream(&js, settings.replicas, max_age).await?;
-        kordon_cluster::alerts::ensure_alert_stream(&js, settings.replicas, max_age).await?;
+        let retention = settings.retention;
+        let replicas = settings.replicas;
+        kordon_cluster::bridge::ensure_shard_stream(&js, replicas, retention.shard_stream_age())
+            .await?;
+        kordon_cluster::alerts::ensure_alert_stream(&js, replicas, retention.alert_stream_age())
+            .await?;
         let snapshots = ShardSnapshots::open(&js, settings.replicas).await?;
         let cases = cases::open(&js, settings.replicas).await?;
         let (journal, _) =

@@ -12,6 +12,7 @@
 //! is stored: the next owner, restoring it, would not decide those again.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -115,6 +116,7 @@ impl ShardCore {
             messages_tx,
         )
         .await?;
+        let stored = Arc::new(AtomicU64::new(0));
         let feeder = Feeder {
             shard,
             epoch: tenure.epoch,
@@ -123,12 +125,14 @@ impl ShardCore {
             snapshots: snapshot_tx,
             every: parts.snapshot_every,
             covered,
+            stored: stored.clone(),
         };
         let outbox = Outbox {
             js: parts.js.clone(),
             snapshots: parts.snapshots.clone(),
             tenure,
             tenures: parts.tenures.clone(),
+            stored,
         };
         let tasks = vec![
             tokio::spawn(feeder.run(messages_rx, case_changes_rx)),
@@ -277,6 +281,11 @@ struct Feeder {
     snapshots: mpsc::Sender<SnapshotDue>,
     every: SnapshotEvery,
     covered: u64,
+    /// Alert messages the outbox has stored: what the clock decides changes
+    /// the state with no message read, and a snapshot from before it would
+    /// have a new owner decide it again, maybe past the alerts' duplicate
+    /// window in a quiet shard.
+    stored: Arc<AtomicU64>,
 }
 
 impl Feeder {
@@ -286,6 +295,7 @@ impl Feeder {
         mut case_changes: mpsc::Receiver<Command>,
     ) {
         let mut since_snapshot = 0u64;
+        let mut stored_at_snapshot = 0u64;
         let mut last_snapshot = Instant::now();
         let mut last_seq = self.covered;
         let mut check = tokio::time::interval(self.every.period.min(Duration::from_secs(1)));
@@ -309,10 +319,13 @@ impl Feeder {
                 }
                 _ = check.tick() => {}
             }
+            let stored = self.stored.load(Ordering::Relaxed);
+            let changed = since_snapshot > 0 || stored != stored_at_snapshot;
             let due = since_snapshot >= self.every.messages
-                || (since_snapshot > 0 && last_snapshot.elapsed() >= self.every.period);
+                || (changed && last_snapshot.elapsed() >= self.every.period);
             if due && self.ask_snapshot(last_seq) {
                 since_snapshot = 0;
+                stored_at_snapshot = stored;
                 last_snapshot = Instant::now();
             }
         }
@@ -377,6 +390,8 @@ struct Outbox {
     snapshots: ShardSnapshots,
     tenure: Tenure,
     tenures: watch::Receiver<Tenures>,
+    /// Counts the messages stored, for the feeder.
+    stored: Arc<AtomicU64>,
 }
 
 impl Outbox {
@@ -436,8 +451,13 @@ impl Outbox {
                 return false;
             }
             match alerts::store(&self.js, shard, self.tenure.epoch, &topic, payload.clone()).await {
-                Ok(_) => {
-                    metrics::counter!(crate::metrics::PUBLISHED).increment(1);
+                Ok(outcome) => {
+                    let counter = match outcome {
+                        alerts::Stored::New(_) => crate::metrics::PUBLISHED,
+                        alerts::Stored::Duplicate => crate::metrics::ALREADY_STORED,
+                    };
+                    metrics::counter!(counter).increment(1);
+                    self.stored.fetch_add(1, Ordering::Relaxed);
                     return true;
                 }
                 Err(e) => {
