@@ -66,6 +66,28 @@ fn one_case_per_shard(shards: ShardCount) -> Vec<TestCase> {
     cases
 }
 
+/// Puts a case in every shard into the cases' bucket.
+async fn put_one_case_per_shard(js: &jetstream::Context, shards: ShardCount) -> Vec<TestCase> {
+    let bucket = kordon_cluster::cases::open(js, 1).await.unwrap();
+    let cases = one_case_per_shard(shards);
+    for case in &cases {
+        let case: kordon_core::Case = serde_json::from_value(case.json()).unwrap();
+        kordon_cluster::cases::put(&bucket, &case).await.unwrap();
+    }
+    cases
+}
+
+/// An instance, once it serves every shard (it is the only one).
+async fn serving_all(config: &Config, settings: ClusterSettings) -> Instance {
+    let instance = Instance::start(config, settings, None).await.unwrap();
+    wait_until("every shard served", Duration::from_secs(15), || {
+        let n = instance.serving().borrow().len();
+        async move { n == SHARDS as usize }
+    })
+    .await;
+    instance
+}
+
 /// Stores a fix of the case's offender in its case's shard, as the bridge would.
 async fn fix(
     js: &jetstream::Context,
@@ -372,14 +394,7 @@ async fn a_shard_opens_from_its_snapshot_after_the_age_limit_dropped_what_it_cov
     // The stream as kordon made it before it had an age limit.
     let js = nats.jetstream_with_shard_stream().await;
     let shards = ShardCount::new(SHARDS).unwrap();
-    let cases_bucket = kordon_cluster::cases::open(&js, 1).await.unwrap();
-    let cases = one_case_per_shard(shards);
-    for case in &cases {
-        let case: kordon_core::Case = serde_json::from_value(case.json()).unwrap();
-        kordon_cluster::cases::put(&cases_bucket, &case)
-            .await
-            .unwrap();
-    }
+    let cases = put_one_case_per_shard(&js, shards).await;
     let day = Duration::from_secs(24 * 3600);
     let nats = &nats;
     let start = |name: &'static str| async move {
@@ -391,15 +406,7 @@ async fn a_shard_opens_from_its_snapshot_after_the_age_limit_dropped_what_it_cov
                 period: Duration::from_secs(60),
             },
         };
-        let instance = Instance::start(&config(name), settings, None)
-            .await
-            .unwrap();
-        wait_until("every shard served", Duration::from_secs(15), || {
-            let n = instance.serving().borrow().len();
-            async move { n == SHARDS as usize }
-        })
-        .await;
-        instance
+        serving_all(&config(name), settings).await
     };
     let first = start("a").await;
     let mut stream = js.get_stream(routing::SHARD_STREAM).await.unwrap();
@@ -476,14 +483,7 @@ async fn offline_then_take_over(
     let nats = Nats::start()?;
     let js = nats.jetstream_with_shard_stream().await;
     let shards = ShardCount::new(SHARDS).unwrap();
-    let cases_bucket = kordon_cluster::cases::open(&js, 1).await.unwrap();
-    let cases = one_case_per_shard(shards);
-    for case in &cases {
-        let case: kordon_core::Case = serde_json::from_value(case.json()).unwrap();
-        kordon_cluster::cases::put(&cases_bucket, &case)
-            .await
-            .unwrap();
-    }
+    let cases = put_one_case_per_shard(&js, shards).await;
     let nats = &nats;
     let start = |name: &'static str| async move {
         let mut config = config(name);
@@ -497,13 +497,7 @@ async fn offline_then_take_over(
             period: snapshot_period,
         };
         let journal = config.journal.journal_file();
-        let instance = Instance::start(&config, settings, None).await.unwrap();
-        wait_until("every shard served", Duration::from_secs(15), || {
-            let n = instance.serving().borrow().len();
-            async move { n == SHARDS as usize }
-        })
-        .await;
-        (instance, journal)
+        (serving_all(&config, settings).await, journal)
     };
     let (first, _) = start("a").await;
     // Fixes older than when watching began: heard, but not since.
