@@ -176,6 +176,24 @@ where
     }
 }
 
+/// Each offender walks out of his zone, fixes from `t0` + 140 s on: every
+/// breach opened inside clears (after `clear_min_s`, 60 s of fix time
+/// outside). Waits until each clearing is stored.
+async fn every_offender_leaves(
+    js: &jetstream::Context,
+    shards: ShardCount,
+    cases: &[TestCase],
+    t0: Timestamp,
+) {
+    for case in cases {
+        for s in [140, 210, 280] {
+            let at = t0 + jiff::SignedDuration::from_secs(s);
+            fix(js, shards, case, outside(), at).await;
+        }
+    }
+    every_case_stored(js, cases, "zone_breach", "cleared").await;
+}
+
 /// Waits until every case has a `kind` `event` in the alerts' stream.
 async fn every_case_stored(js: &jetstream::Context, cases: &[TestCase], kind: &str, event: &str) {
     let what = format!("every case's {kind} {event} stored");
@@ -313,14 +331,8 @@ async fn a_crashed_instance_s_shards_are_served_again_and_every_breach_is_stored
         "fail-over took {fail_over:?}"
     );
 
-    // The offender leaves: each breach clears (after `clear_min_s`, 60 s of
-    // fix time outside), decided by the new owner.
-    for case in &cases {
-        for s in [140, 210, 280] {
-            fix(&js, shards, case, outside(), at(s)).await;
-        }
-    }
-    every_case_stored(&js, &cases, "zone_breach", "cleared").await;
+    // The offender leaves: each breach clears, decided by the new owner.
+    every_offender_leaves(&js, shards, &cases, t0).await;
 
     let stored = alerts(&js).await;
     for case in &cases {
@@ -447,12 +459,7 @@ async fn a_shard_opens_from_its_snapshot_after_the_age_limit_dropped_what_it_cov
     assert_eq!(stream.info().await.unwrap().state.messages, 0);
 
     let second = start("b").await;
-    for case in &cases {
-        for s in [140, 210, 280] {
-            fix(&js, shards, case, outside(), at(s)).await;
-        }
-    }
-    every_case_stored(&js, &cases, "zone_breach", "cleared").await;
+    every_offender_leaves(&js, shards, &cases, t0).await;
     let stored = alerts(&js).await;
     for case in &cases {
         for event in ["opened", "cleared"] {
