@@ -25,6 +25,10 @@
 //! duplicate). A late message is one decided from the same fixes, late, not
 //! a wrong one. The epoch travels on for consumers. It decides nothing about
 //! a case.
+//!
+//! [`delivery_delay`] tells any instance how long the oldest alert not yet
+//! taken by Mosquitto has waited, so that a stalled deliverer is seen by
+//! the others (`KordonClusterAlertsUndelivered`).
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -303,6 +307,44 @@ async fn deliver(settings: DelivererSettings, mut messages: pull::Stream, may_ac
     drop(echoes);
     finish(&mut link).await;
     info!("deliverer: the lease ran out; stopped (what it had not taken stays in the stream)");
+}
+
+/// How long the oldest alert message Mosquitto has not yet acknowledged to
+/// a deliverer has waited in the alerts' stream, at `now`: zero when none
+/// waits. Before any deliverer made its consumer, every message waits. Any
+/// instance can ask, so a deliverer that stalls or is gone (Mosquitto
+/// unreachable, its instance stuck) is seen by the others.
+pub async fn delivery_delay(
+    js: &jetstream::Context,
+    now: std::time::SystemTime,
+) -> Result<Duration, ClusterError> {
+    use jetstream::context::ConsumerInfoErrorKind;
+    let error = |e: &dyn std::fmt::Display| ClusterError::Watch {
+        bucket: ALERT_STREAM.to_string(),
+        message: e.to_string(),
+    };
+    let stream = js.get_stream(ALERT_STREAM).await.map_err(|e| error(&e))?;
+    let delivered_up_to = match stream.consumer_info(DelivererSettings::CONSUMER).await {
+        Ok(info) => info.ack_floor.stream_sequence,
+        Err(e) if e.kind() == ConsumerInfoErrorKind::NotFound => 0,
+        Err(e) => return Err(error(&e)),
+    };
+    let oldest = stream
+        .raw_message_builder()
+        .sequence(delivered_up_to + 1)
+        .next_by_subject(alerts::ALERT_SUBJECTS)
+        .send()
+        .await;
+    match oldest {
+        Ok(message) => {
+            let stored = std::time::SystemTime::from(message.time);
+            Ok(now.duration_since(stored).unwrap_or_default())
+        }
+        Err(e) if e.kind() == jetstream::stream::RawMessageErrorKind::NoMessageFound => {
+            Ok(Duration::ZERO)
+        }
+        Err(e) => Err(error(&e)),
+    }
 }
 
 /// Waits a moment for Mosquitto to acknowledge what is in flight, taking

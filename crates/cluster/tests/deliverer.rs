@@ -1,16 +1,17 @@
 //! The deliverer on a real Mosquitto and a real JetStream, both the test's
 //! own: a message an earlier deliverer had published but not acknowledged
 //! to the stream when it died is offered again, and not sent a second time;
-//! everything else is sent once.
+//! everything else is sent once. And the delivery delay any instance reads
+//! shows an alert waiting.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use async_nats::jetstream::{self, consumer::pull};
 use futures_util::StreamExt;
 use kordon_cluster::alerts::{self, ALERT_STREAM};
-use kordon_cluster::deliverer::{Deliverer, DelivererSettings, ACK_WAIT};
+use kordon_cluster::deliverer::{delivery_delay, Deliverer, DelivererSettings, ACK_WAIT};
 use kordon_cluster::testkit::{Mosquitto, Nats};
 use kordon_cluster::{Epoch, Shard};
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
@@ -147,4 +148,49 @@ async fn a_message_mosquitto_already_took_is_not_sent_again_by_the_next_delivere
     assert_eq!(count(&got, &a), 1);
     assert_eq!(count(&got, &b), 1, "B was sent again");
     assert_eq!(count(&got, &c), 1);
+}
+
+/// The delay any instance reads: nothing waiting, then an alert with no
+/// deliverer yet, delivered, and one waiting while Mosquitto is gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_delivery_delay_is_the_age_of_the_oldest_alert_mosquitto_has_not_taken() {
+    let Some(nats) = Nats::start() else { return };
+    let Some(mosquitto) = Mosquitto::start() else {
+        return;
+    };
+    let js = nats.jetstream_with_shard_stream().await;
+    alerts::ensure_alert_stream(&js, 1, None).await.unwrap();
+    let delay = || async { delivery_delay(&js, SystemTime::now()).await.unwrap() };
+    assert_eq!(delay().await, Duration::ZERO, "nothing stored");
+
+    let (a, b) = (alert("A"), alert("B"));
+    store(&js, &a).await;
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    assert!(delay().await >= Duration::from_secs(1), "no deliverer yet");
+
+    let settings = DelivererSettings {
+        mqtt: rumqttc::MqttOptions::new("set by each client", "127.0.0.1", mosquitto.port),
+        client_id: DelivererSettings::CLIENT_ID.into(),
+        window: 16,
+    };
+    let (_listener, got) = police_listener(mosquitto.port).await;
+    let lease = Arc::new(AtomicBool::new(true));
+    let _deliverer = Deliverer::start(settings, &js, leased(&lease))
+        .await
+        .unwrap();
+    wait_for("A", Duration::from_secs(10), || count(&got, &a) == 1).await;
+    // Acknowledged to the stream once Mosquitto took it.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while delay().await > Duration::ZERO {
+        assert!(Instant::now() < deadline, "A still counted as waiting");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    drop(mosquitto);
+    store(&js, &b).await;
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    assert!(
+        delay().await >= Duration::from_secs(1),
+        "B waits while Mosquitto is gone"
+    );
 }

@@ -59,6 +59,9 @@ pub const READER_LAG: &str = "kordon_cluster_reader_lag_messages";
 /// already held (decided again by a new owner after a take-over), and
 /// that were therefore not sent again.
 pub const ALREADY_STORED: &str = "kordon_cluster_alert_messages_already_stored_total";
+/// Cluster mode: how long the oldest alert message Mosquitto has not yet
+/// taken has waited in the alerts' stream (0 when none waits).
+pub const DELIVERY_DELAY: &str = "kordon_cluster_alert_delivery_delay_seconds";
 /// Messages the embedded broker skipped for a lagging subscriber.
 pub const EMBEDDED_BROKER_LOSS: &str = "kordon_embedded_broker_cursor_jumps_total";
 
@@ -246,6 +249,10 @@ fn register_all() {
         (
             SHARDS_SERVED,
             "Cluster mode: the shards this instance serves (0 outside a cluster).",
+        ),
+        (
+            DELIVERY_DELAY,
+            "Cluster mode: seconds the oldest alert message not yet taken by Mosquitto has waited in the alerts' stream (0 when none waits, and outside a cluster).",
         ),
         (
             CORE_QUEUE_DEPTH,

@@ -135,6 +135,24 @@ impl Member {
     }
 }
 
+impl Member {
+    /// `kordon_cluster_alert_delivery_delay_seconds` from its `/metrics`.
+    async fn delivery_delay(&self, http: &reqwest::Client) -> Option<f64> {
+        let page = http
+            .get(format!("{}/metrics", self.http))
+            .bearer_auth(common::MONITORING_TOKEN)
+            .send()
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()?;
+        page.lines()
+            .find_map(|line| line.strip_prefix("kordon_cluster_alert_delivery_delay_seconds "))
+            .and_then(|value| value.trim().parse().ok())
+    }
+}
+
 impl Drop for Member {
     fn drop(&mut self) {
         self.kill();
@@ -349,6 +367,23 @@ async fn three_instances_survive_a_sigkill_mid_stream() {
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     eprintln!("every breach reached the police");
+    // Every instance reads, from the stream, that no alert waits for
+    // Mosquitto any more (`KordonClusterAlertsUndelivered` stays quiet).
+    for member in members.iter().filter(|m| m.child.is_some()) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let delay = member.delivery_delay(&http).await;
+            if delay == Some(0.0) {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{}: an alert still waits for Mosquitto ({delay:?} s)",
+                member.name
+            );
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
 
     // Nothing the police or the room received came twice.
     tokio::time::sleep(Duration::from_secs(2)).await;

@@ -250,6 +250,7 @@ pub struct Instance {
     host: ShardHost,
     writer: Writer<Vec<AfterCommit>>,
     duties: Option<JoinHandle<()>>,
+    delivery_watch: JoinHandle<()>,
 }
 
 impl Instance {
@@ -312,6 +313,7 @@ impl Instance {
             }
             None => None,
         };
+        let delivery_watch = tokio::spawn(watch_delivery(parts.js.clone()));
         let host = ShardHost::start(parts, cases, settings.shards);
         metrics::gauge!(crate::metrics::SHARDS).set(f64::from(settings.shards.get()));
         Ok(Instance {
@@ -319,6 +321,7 @@ impl Instance {
             host,
             writer,
             duties,
+            delivery_watch,
         })
     }
 
@@ -333,6 +336,7 @@ impl Instance {
         if let Some(duties) = &self.duties {
             duties.abort();
         }
+        self.delivery_watch.abort();
         self.host.stop().await;
         self.keeper.leave().await;
         let writer = self.writer;
@@ -346,8 +350,27 @@ impl Instance {
         if let Some(duties) = &self.duties {
             duties.abort();
         }
+        self.delivery_watch.abort();
         self.host.abort();
         self.keeper.abort();
+    }
+}
+
+/// How often an instance reads how long alerts wait for Mosquitto.
+const DELIVERY_CHECK: Duration = Duration::from_secs(5);
+
+/// Keeps `kordon_cluster_alert_delivery_delay_seconds` current. Every
+/// instance reads it, not only the deliverer's: a deliverer that stalls, or
+/// whose instance is stuck, cannot be trusted to say so.
+async fn watch_delivery(js: async_nats::jetstream::Context) {
+    let delay = metrics::gauge!(crate::metrics::DELIVERY_DELAY);
+    let mut check = tokio::time::interval(DELIVERY_CHECK);
+    loop {
+        check.tick().await;
+        match kordon_cluster::deliverer::delivery_delay(&js, std::time::SystemTime::now()).await {
+            Ok(waited) => delay.set(waited.as_secs_f64()),
+            Err(e) => warn!(error = %e, "reading how long alerts wait for Mosquitto"),
+        }
     }
 }
 
