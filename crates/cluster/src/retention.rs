@@ -8,8 +8,10 @@
 use std::time::Duration;
 
 /// When a shard's state is saved: after this many messages, or this long
-/// after the last save if any message came since. The next owner replays at
-/// most this much (and the alerts' stream drops what that decides again).
+/// after the last save if a message came or an alert was stored since (the
+/// clock's decisions change the state with no message). The next owner
+/// replays at most this much (and the alerts' stream drops what that
+/// decides again).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SnapshotEvery {
     pub messages: u64,
