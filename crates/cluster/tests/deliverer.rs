@@ -63,6 +63,15 @@ async fn store(js: &jetstream::Context, payload: &[u8]) {
         .unwrap();
 }
 
+/// A deliverer to the test's Mosquitto on `port`.
+fn deliverer_settings(port: u16) -> DelivererSettings {
+    DelivererSettings {
+        mqtt: rumqttc::MqttOptions::new("set by each client", "127.0.0.1", port),
+        client_id: DelivererSettings::CLIENT_ID.into(),
+        window: 16,
+    }
+}
+
 async fn wait_for(what: &str, within: Duration, check: impl Fn() -> bool) {
     let deadline = Instant::now() + within;
     while !check() {
@@ -79,11 +88,7 @@ async fn a_message_mosquitto_already_took_is_not_sent_again_by_the_next_delivere
     };
     let js = nats.jetstream_with_shard_stream().await;
     alerts::ensure_alert_stream(&js, 1, None).await.unwrap();
-    let settings = DelivererSettings {
-        mqtt: rumqttc::MqttOptions::new("set by each client", "127.0.0.1", mosquitto.port),
-        client_id: DelivererSettings::CLIENT_ID.into(),
-        window: 16,
-    };
+    let settings = deliverer_settings(mosquitto.port);
     let (_listener, got) = police_listener(mosquitto.port).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
 
@@ -168,11 +173,7 @@ async fn the_delivery_delay_is_the_age_of_the_oldest_alert_mosquitto_has_not_tak
     tokio::time::sleep(Duration::from_millis(1_100)).await;
     assert!(delay().await >= Duration::from_secs(1), "no deliverer yet");
 
-    let settings = DelivererSettings {
-        mqtt: rumqttc::MqttOptions::new("set by each client", "127.0.0.1", mosquitto.port),
-        client_id: DelivererSettings::CLIENT_ID.into(),
-        window: 16,
-    };
+    let settings = deliverer_settings(mosquitto.port);
     let (_listener, got) = police_listener(mosquitto.port).await;
     let lease = Arc::new(AtomicBool::new(true));
     let _deliverer = Deliverer::start(settings, &js, leased(&lease))
