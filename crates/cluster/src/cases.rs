@@ -73,6 +73,24 @@ pub async fn put(store: &Store, case: &Case) -> Result<u64, ClusterError> {
         })
 }
 
+/// The case stored under `case_id`, if any, as the bucket holds it now.
+pub async fn get(store: &Store, case_id: &str) -> Result<Option<Case>, ClusterError> {
+    let bucket_error = |message: String| ClusterError::Bucket {
+        bucket: CASES_BUCKET.to_string(),
+        message,
+    };
+    let Some(value) = store
+        .get(key_of(case_id))
+        .await
+        .map_err(|e| bucket_error(e.to_string()))?
+    else {
+        return Ok(None);
+    };
+    serde_json::from_slice(&value)
+        .map(Some)
+        .map_err(|e| bucket_error(format!("case `{case_id}` cannot be read: {e}")))
+}
+
 pub async fn delete(store: &Store, case_id: &str) -> Result<(), ClusterError> {
     store
         .delete(key_of(case_id))
@@ -92,20 +110,50 @@ pub async fn watch_book(
     store: Store,
     shards: ShardCount,
 ) -> Result<watch::Receiver<DeviceBook>, ClusterError> {
-    let mut book = DeviceBook::new(shards);
-    let mut entries = read_current(&store, |entry| apply(&mut book, entry)).await?;
-    let (tx, rx) = watch::channel(book);
+    follow(
+        store,
+        DeviceBook::new(shards),
+        |book, change| match change.case {
+            Some(case) => book.put_case(case.id.as_str(), devices_of(&case)),
+            None => book.remove_case(&change.id),
+        },
+    )
+    .await
+}
+
+/// Keeps `state` up to date with the bucket, one [`CaseChange`] at a time:
+/// it returns once `state` has been given every case the bucket held when
+/// watching began, and the receiver then sees each change after. A case
+/// kordon cannot read is not passed on, so `state` keeps what it had of it:
+/// such a case is refused where it was written, and forgetting it would
+/// lose what it routed.
+pub async fn follow<T: Send + Sync + 'static>(
+    store: Store,
+    mut state: T,
+    apply: fn(&mut T, CaseChange),
+) -> Result<watch::Receiver<T>, ClusterError> {
+    let mut entries = read_current(&store, |entry| {
+        if let Some(change) = change_of(entry) {
+            apply(&mut state, change);
+        }
+    })
+    .await?;
+    let (tx, rx) = watch::channel(state);
     tokio::spawn(async move {
         while let Some(entry) = entries.next().await {
             match entry {
-                Ok(entry) => tx.send_modify(|book| apply(book, &entry)),
+                Ok(entry) => {
+                    if let Some(change) = change_of(&entry) {
+                        tx.send_modify(|state| apply(state, change));
+                    }
+                }
                 Err(e) => warn!(error = %e, "watching the cases' bucket"),
             }
             if tx.is_closed() {
                 return;
             }
         }
-        warn!("the cases' bucket watch ended: routing stays as it was");
+        warn!("the cases' bucket watch ended: what follows it stays as it was");
     });
     Ok(rx)
 }
@@ -191,41 +239,32 @@ pub async fn watch_changes(
         message: e.to_string(),
     })?;
     Ok(entries.filter_map(|entry| async move {
-        let entry = match entry {
-            Ok(entry) => entry,
+        match entry {
+            Ok(entry) => change_of(&entry),
             Err(e) => {
                 warn!(error = %e, "watching the cases' bucket");
-                return None;
-            }
-        };
-        let id = case_id_of(&entry.key);
-        if !matches!(entry.operation, Operation::Put) {
-            return Some(CaseChange { id, case: None });
-        }
-        match serde_json::from_slice::<Case>(&entry.value) {
-            Ok(case) => Some(CaseChange {
-                id,
-                case: Some(case),
-            }),
-            Err(e) => {
-                warn!(case = id, error = %e, "a case in the bucket kordon cannot read");
                 None
             }
         }
     }))
 }
 
-fn apply(book: &mut DeviceBook, entry: &kv::Entry) {
-    let case_id = case_id_of(&entry.key);
+/// What an entry of the bucket says of its case; `None` for a case kordon
+/// cannot read (logged).
+fn change_of(entry: &kv::Entry) -> Option<CaseChange> {
+    let id = case_id_of(&entry.key);
     if !matches!(entry.operation, Operation::Put) {
-        book.remove_case(&case_id);
-        return;
+        return Some(CaseChange { id, case: None });
     }
     match serde_json::from_slice::<Case>(&entry.value) {
-        Ok(case) => book.put_case(case.id.as_str(), devices_of(&case)),
-        // Kept as it was: a case kordon cannot read is refused where it
-        // was written, and losing its routing would lose its fixes.
-        Err(e) => warn!(case = case_id, error = %e, "a case in the bucket kordon cannot read"),
+        Ok(case) => Some(CaseChange {
+            id,
+            case: Some(case),
+        }),
+        Err(e) => {
+            warn!(case = id, error = %e, "a case in the bucket kordon cannot read");
+            None
+        }
     }
 }
 

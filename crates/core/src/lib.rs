@@ -45,4 +45,4 @@ pub use model::{
 pub use passage::Passage;
 pub use patterns::{Finding, PatternConfig, PatternKind};
 pub use schedule::{Day, Schedule, Window};
-pub use validate::{validate_case, CaseError, Problem, ValidationReport};
+pub use validate::{check_device_roles, validate_case, CaseError, Problem, ValidationReport};

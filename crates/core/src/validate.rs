@@ -16,7 +16,7 @@ use geo::{LineString, MultiPolygon, Polygon, Validation};
 use serde::Serialize;
 use thiserror::Error;
 
-use crate::model::{Case, CaseId, OrderId, Rule, ZoneGeometry};
+use crate::model::{Case, CaseId, DeviceId, OrderId, Role, Rule, ZoneGeometry};
 use crate::order_checks::USUAL_ACCURACY_M;
 use crate::schedule::{Day, Schedule};
 
@@ -25,6 +25,50 @@ pub const MAX_RADIUS_M: f64 = 50_000.0;
 /// Generous bounds of the Netherlands (lat, lon), with its coastal waters.
 const NL_LAT: (f64, f64) = (50.6, 53.7);
 const NL_LON: (f64, f64) = (3.2, 7.3);
+
+/// A device stays on one side in every case it is in: an offender's
+/// bracelet is never also a protected person's device elsewhere, since a fix
+/// would then be judged as his in one case and as hers in another. The other
+/// cases come from `memberships`, each with the device's role there (the
+/// case itself among them is skipped): one engine's cases in one process,
+/// every case of the bucket in a cluster.
+pub fn check_device_roles<M>(
+    case: &Case,
+    mut memberships: impl FnMut(&DeviceId) -> M,
+    report: &mut ValidationReport,
+) where
+    M: IntoIterator<Item = (CaseId, Role)>,
+{
+    let mut check = |device: &DeviceId, role: Role, field: String| {
+        for (other_case, existing) in memberships(device) {
+            if other_case != case.id && existing != role {
+                report.errors.push(CaseError {
+                    case: case.id.clone(),
+                    order: None,
+                    field: field.clone(),
+                    problem: Problem::DeviceRoleConflict {
+                        device: device.to_string(),
+                        existing: match existing {
+                            Role::Offender => "the offender's bracelet".into(),
+                            Role::Protected => "a protected person's device".into(),
+                        },
+                        other_case: other_case.to_string(),
+                    },
+                });
+            }
+        }
+    };
+    check(
+        &case.offender.device,
+        Role::Offender,
+        "offender.device".into(),
+    );
+    for (i, p) in case.protected.iter().enumerate() {
+        if let Some(device) = &p.device {
+            check(device, Role::Protected, format!("protected[{i}].device"));
+        }
+    }
+}
 
 /// Everything found wrong with one case.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]

@@ -208,6 +208,18 @@ pub struct CaseSummary {
     pub orders: usize,
 }
 
+impl CaseSummary {
+    pub fn of(case: &Case) -> Self {
+        CaseSummary {
+            id: case.id.clone(),
+            risk: case.risk,
+            offender: case.offender.device.clone(),
+            protected: case.protected.len(),
+            orders: case.orders.len(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum PutOutcome {
@@ -694,17 +706,8 @@ impl CoreThread {
                     let _ = reply.send(result);
                 }
                 Command::ListCases(reply) => {
-                    let mut list: Vec<CaseSummary> = self
-                        .cases
-                        .values()
-                        .map(|c| CaseSummary {
-                            id: c.id.clone(),
-                            risk: c.risk,
-                            offender: c.offender.device.clone(),
-                            protected: c.protected.len(),
-                            orders: c.orders.len(),
-                        })
-                        .collect();
+                    let mut list: Vec<CaseSummary> =
+                        self.cases.values().map(CaseSummary::of).collect();
                     list.sort_by(|a, b| a.id.cmp(&b.id));
                     let _ = reply.send(list);
                 }

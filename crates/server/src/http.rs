@@ -28,7 +28,7 @@ use std::time::Duration;
 use axum::extract::{FromRequestParts, Path, Query, State};
 use axum::http::header::{AUTHORIZATION, CONTENT_TYPE, COOKIE, WWW_AUTHENTICATE};
 use axum::http::request::Parts;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -50,7 +50,7 @@ use crate::session::{self, Sessions};
 #[derive(Clone)]
 pub struct ApiState {
     pub(crate) core: Sender<Command>,
-    tokens: Arc<Vec<Token>>,
+    tokens: Tokens,
     metrics: PrometheusHandle,
     pub(crate) clock: crate::clock::Clock,
     pub(crate) health: Health,
@@ -75,14 +75,20 @@ pub struct ApiParts {
     pub dispatch: crate::dispatch::Dispatch,
 }
 
+/// The configured API tokens, each kept as its SHA-256 with its holder's
+/// role and name: the one place a presented token is recognised, in one
+/// process and in a cluster instance alike.
+#[derive(Clone)]
+pub(crate) struct Tokens(Arc<Vec<Token>>);
+
 struct Token {
     sha256: [u8; 32],
     role: Role,
     name: String,
 }
 
-impl ApiState {
-    pub fn new(core: Sender<Command>, tokens: &[TokenConfig], parts: ApiParts) -> Self {
+impl Tokens {
+    pub(crate) fn new(tokens: &[TokenConfig]) -> Self {
         let tokens = tokens
             .iter()
             .filter_map(|t| {
@@ -97,9 +103,45 @@ impl ApiState {
                 })
             })
             .collect();
+        Tokens(Arc::new(tokens))
+    }
+
+    /// The holder of a bearer token, if it is one of ours.
+    pub(crate) fn holder(&self, token: &str) -> Option<Caller> {
+        let digest: [u8; 32] = Sha256::digest(token.trim().as_bytes()).into();
+        self.0.iter().find(|t| t.sha256 == digest).map(|t| Caller {
+            role: t.role,
+            name: t.name.clone(),
+        })
+    }
+
+    /// The caller a request's `Authorization` header names; `None` when
+    /// the request has no such header.
+    pub(crate) fn bearer(&self, headers: &HeaderMap) -> Option<Result<Caller, ApiError>> {
+        let header = headers.get(AUTHORIZATION)?;
+        let caller = header
+            .to_str()
+            .ok()
+            .and_then(|h| h.strip_prefix("Bearer "))
+            .ok_or_else(|| {
+                ApiError::new(
+                    StatusCode::UNAUTHORIZED,
+                    "use `Authorization: Bearer <token>`",
+                )
+            })
+            .and_then(|token| {
+                self.holder(token)
+                    .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "unknown token"))
+            });
+        Some(caller)
+    }
+}
+
+impl ApiState {
+    pub fn new(core: Sender<Command>, tokens: &[TokenConfig], parts: ApiParts) -> Self {
         ApiState {
             core,
-            tokens: Arc::new(tokens),
+            tokens: Tokens::new(tokens),
             metrics: parts.metrics,
             clock: parts.clock,
             health: parts.health,
@@ -114,14 +156,7 @@ impl ApiState {
 
     /// The holder of a bearer token, if it is one of ours.
     pub(crate) fn token_holder(&self, token: &str) -> Option<Caller> {
-        let digest: [u8; 32] = Sha256::digest(token.trim().as_bytes()).into();
-        self.tokens
-            .iter()
-            .find(|t| t.sha256 == digest)
-            .map(|t| Caller {
-                role: t.role,
-                name: t.name.clone(),
-            })
+        self.tokens.holder(token)
     }
 }
 
@@ -206,20 +241,8 @@ impl FromRequestParts<ApiState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &ApiState) -> Result<Self, ApiError> {
-        if let Some(header) = parts.headers.get(AUTHORIZATION) {
-            let token = header
-                .to_str()
-                .ok()
-                .and_then(|h| h.strip_prefix("Bearer "))
-                .ok_or_else(|| {
-                    ApiError::new(
-                        StatusCode::UNAUTHORIZED,
-                        "use `Authorization: Bearer <token>`",
-                    )
-                })?;
-            return state
-                .token_holder(token)
-                .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "unknown token"));
+        if let Some(caller) = state.tokens.bearer(&parts.headers) {
+            return caller;
         }
         let session_id = parts
             .headers
@@ -360,24 +383,8 @@ async fn put_case(
     body: String,
 ) -> Result<Response, ApiError> {
     caller.require(&[Role::Admin])?;
-    let case = crate::intake::parse(&body)?;
-    if case.id.as_str() != id {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            format!(
-                "the path names case `{id}` but the body is case `{}`",
-                case.id
-            ),
-        ));
-    }
-    // Orders that may not work (his address in his own zone, a zone
-    // smaller than a fix's accuracy): the case runs, and the admin hears why
-    // it may not protect her as meant.
-    let warnings: Vec<crate::intake::FieldProblem> = kordon_core::validate_case(&case)
-        .warnings
-        .iter()
-        .map(Into::into)
-        .collect();
+    let case = crate::intake::case_for_path(&id, &body)?;
+    let warnings = crate::intake::warnings_of(&case);
     let now = state.clock.now();
     let result = ask(&state, |reply| Command::PutCase {
         case: Box::new(case),
@@ -395,20 +402,7 @@ async fn put_case(
             let body = json!({ "case": id, "outcome": outcome, "warnings": warnings });
             Ok((status, Json(body)).into_response())
         }
-        Err(PutCaseError::Rejected(rejected)) => {
-            let located = |list: &[kordon_core::CaseError]| -> Vec<crate::intake::FieldProblem> {
-                list.iter().map(Into::into).collect()
-            };
-            Err(ApiError(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                json!({
-                    "error": rejected.to_string(),
-                    "report": rejected.report,
-                    "errors": located(&rejected.report.errors),
-                    "warnings": located(&rejected.report.warnings),
-                }),
-            ))
-        }
+        Err(PutCaseError::Rejected(rejected)) => Err(crate::intake::refused(&rejected)),
         Err(PutCaseError::Storage(e)) => Err(ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             format!("the case runs but could not be stored, so it will not survive a restart: {e}"),

@@ -11,7 +11,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
-use kordon_core::{validate_case, Case, CaseError, CaseId};
+use kordon_core::{validate_case, Case, CaseError, CaseId, CaseRejected};
 use serde::Serialize;
 use serde_json::{json, Value};
 
@@ -52,6 +52,48 @@ pub struct Change {
     pub before: Option<Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub after: Option<Value>,
+}
+
+/// The case a `PUT /api/v1/cases/{id}` body holds: a case file, and the
+/// case the path names.
+pub(crate) fn case_for_path(id: &str, body: &str) -> Result<Case, ApiError> {
+    let case = parse(body)?;
+    if case.id.as_str() != id {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "the path names case `{id}` but the body is case `{}`",
+                case.id
+            ),
+        ));
+    }
+    Ok(case)
+}
+
+/// Orders that may not work as written (his address in his own zone, a
+/// zone smaller than a fix's accuracy): the case runs, and the admin hears
+/// why it may not protect her as meant.
+pub(crate) fn warnings_of(case: &Case) -> Vec<FieldProblem> {
+    validate_case(case)
+        .warnings
+        .iter()
+        .map(FieldProblem::from)
+        .collect()
+}
+
+/// The answer to a case refused: 422, every problem located.
+pub(crate) fn refused(rejected: &CaseRejected) -> ApiError {
+    let located =
+        |list: &[CaseError]| -> Vec<FieldProblem> { list.iter().map(Into::into).collect() };
+    ApiError::with_body(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        json!({
+            "error": rejected.to_string(),
+            "report": rejected.report,
+            "errors": located(&rejected.report.errors),
+            "warnings": located(&rejected.report.warnings),
+        }),
+    )
 }
 
 /// Parses a case file, or says where and why it is not one.

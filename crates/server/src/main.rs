@@ -265,7 +265,9 @@ fn run(path: PathBuf, on_damage: kordon_server::OnDamagedJournal) -> ExitCode {
 /// shards it gets leases for, and leaves cleanly on SIGTERM or Ctrl-C
 /// (`docs/cluster.md`).
 fn run_in_cluster(path: &std::path::Path, config: Config) -> ExitCode {
-    use kordon_server::cluster_node::{duties::DutiesSettings, status_http, Instance};
+    use kordon_server::cluster_node::{
+        case_api::CaseApi, duties::DutiesSettings, status_http, Instance,
+    };
     let cluster = config.cluster.clone().expect("called with [cluster]");
     let settings = cluster.settings().expect("checked at load");
     if !config.dispatch.webhooks.is_empty() {
@@ -322,6 +324,20 @@ fn run_in_cluster(path: &std::path::Path, config: Config) -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
+        let case_api = match CaseApi::start(
+            instance.case_bucket(),
+            &config.http.tokens,
+            config.engine.clone(),
+        )
+        .await
+        {
+            Ok(case_api) => case_api,
+            Err(e) => {
+                eprintln!("kordon: reading the cluster's cases: {e}");
+                instance.leave().await;
+                return ExitCode::FAILURE;
+            }
+        };
         let listener = match tokio::net::TcpListener::bind(config.http.listen).await {
             Ok(listener) => listener,
             Err(e) => {
@@ -336,12 +352,13 @@ fn run_in_cluster(path: &std::path::Path, config: Config) -> ExitCode {
             instance.serving(),
             metrics,
             &config.http.tokens,
-        );
+        )
+        .merge(case_api.router());
         let http = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
         eprintln!(
-            "kordon is running as instance {instance_name} of a cluster: health and metrics on http://{} · Ctrl-C leaves the cluster",
+            "kordon is running as instance {instance_name} of a cluster: health, metrics and cases on http://{} · Ctrl-C leaves the cluster",
             http_addr.map(|a| a.to_string()).unwrap_or_default()
         );
         stop.wait().await;
@@ -645,7 +662,9 @@ fn cluster(command: ClusterCommand) -> ExitCode {
         .expect("a tokio runtime");
     match command {
         ClusterCommand::Status { .. } => cluster_status(&runtime, &settings),
-        ClusterCommand::PutCases { files, .. } => put_cases(&runtime, &settings, &files),
+        ClusterCommand::PutCases { files, .. } => {
+            put_cases(&runtime, &settings, &config.engine, &files)
+        }
         ClusterCommand::DeleteCases { ids, .. } => delete_cases(&runtime, &settings, &ids),
     }
 }
@@ -659,15 +678,20 @@ async fn case_bucket(
     kordon_cluster::cases::open(&js, settings.replicas).await
 }
 
+/// Stores case files in the bucket, none of them unless every one passes
+/// the check a case passes through the API (`case_api::check_case`),
+/// against the cluster's cases and the files before it.
 fn put_cases(
     runtime: &tokio::runtime::Runtime,
     settings: &kordon_cluster::ClusterSettings,
+    engine: &kordon_core::EngineConfig,
     files: &[PathBuf],
 ) -> ExitCode {
+    use kordon_server::cluster_node::case_api::{check_case, CaseDirectory};
     let mut read = Vec::new();
     for path in files {
         match cases::read_case_file(path) {
-            Ok(case) if case.id.is_plain() => read.push(case),
+            Ok(case) if case.id.is_plain() => read.push((path, case)),
             Ok(case) => {
                 eprintln!(
                     "{}: case id `{}` must be 1 to 64 of A-Z a-z 0-9 . _ -, not starting with '.'",
@@ -684,7 +708,28 @@ fn put_cases(
     }
     let stored = runtime.block_on(async {
         let bucket = case_bucket(settings).await?;
-        for case in &read {
+        let mut directory = CaseDirectory::follow(bucket.clone())
+            .await?
+            .borrow()
+            .clone();
+        let mut refused = false;
+        for (path, case) in &read {
+            match check_case(case, engine, &directory) {
+                Ok(()) => directory.list(case),
+                Err(rejected) => {
+                    refused = true;
+                    eprintln!("{}: refused:", path.display());
+                    for error in &rejected.report.errors {
+                        eprintln!("  error: {error}");
+                    }
+                }
+            }
+        }
+        if refused {
+            eprintln!("kordon cluster put-cases: nothing stored");
+            return Ok(false);
+        }
+        for (_, case) in &read {
             kordon_cluster::cases::put(&bucket, case).await?;
             println!(
                 "case {} stored (shard {})",
@@ -692,10 +737,11 @@ fn put_cases(
                 settings.shards.shard_of(case.id.as_str())
             );
         }
-        Ok::<_, kordon_cluster::ClusterError>(())
+        Ok::<_, kordon_cluster::ClusterError>(true)
     });
     match stored {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
         Err(e) => {
             eprintln!("kordon cluster put-cases: {e}");
             ExitCode::FAILURE

@@ -1,6 +1,7 @@
 //! `kordon cluster status` against a nats-server of the test's own, with two
-//! instances' lease keepers running; and `kordon run`, which does not join a
-//! cluster yet, refusing a configuration with `[cluster]`.
+//! instances' lease keepers running; `kordon run` in a cluster refusing an
+//! embedded broker; and `kordon cluster put-cases` refusing a device on
+//! both sides of two cases.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -108,4 +109,64 @@ fn a_bad_cluster_section_is_named_at_load() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(err.contains("cluster.nats_url"), "{err}");
+}
+
+/// `kordon cluster put-cases` checks a case as the case API does: a file
+/// that would put the offender's bracelet of one case on the protected
+/// side of another is refused, naming both, and none of the files is
+/// stored; each on its own goes in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn put_cases_stores_nothing_when_a_device_would_be_on_both_sides() {
+    let Some(nats) = Nats::start() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let config = config_with_cluster(dir.path(), &nats.url());
+    let config = config.to_str().unwrap();
+    let shipped =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/cases/rtm-2026-0117.json");
+    let mut case: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&shipped).unwrap()).unwrap();
+    case["id"] = "RTM-2026-0900".into();
+    case["offender"]["device"] = "OFF-0900".into();
+    case["protected"][0]["device"] = "OFF-0001".into(); // RTM-2026-0117's bracelet
+    let conflicting = dir.path().join("rtm-2026-0900.json");
+    std::fs::write(&conflicting, case.to_string()).unwrap();
+    let (shipped, conflicting) = (shipped.to_str().unwrap(), conflicting.to_str().unwrap());
+
+    let out = kordon(&[
+        "cluster",
+        "put-cases",
+        "--config",
+        config,
+        shipped,
+        conflicting,
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("device `OFF-0001` is the offender's bracelet in case RTM-2026-0117"),
+        "{err}"
+    );
+    assert!(err.contains("nothing stored"), "{err}");
+    let js = async_nats::jetstream::new(async_nats::connect(nats.url()).await.unwrap());
+    let bucket = kordon_cluster::cases::open(&js, 1).await.unwrap();
+    assert!(kordon_cluster::cases::get(&bucket, "RTM-2026-0117")
+        .await
+        .unwrap()
+        .is_none());
+
+    let out = kordon(&["cluster", "put-cases", "--config", config, shipped]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = kordon(&["cluster", "put-cases", "--config", config, conflicting]);
+    assert!(
+        !out.status.success(),
+        "the conflict is found against the bucket too"
+    );
+    assert!(kordon_cluster::cases::get(&bucket, "RTM-2026-0900")
+        .await
+        .unwrap()
+        .is_none());
 }

@@ -6,7 +6,9 @@
 //! the cluster runs reaches its shard. A shard opens from its snapshot when
 //! the streams' age limit has dropped every message it covers, what the
 //! clock decides again after a take-over is stored once, and a shard saves
-//! what the clock decided without waiting for a message.
+//! what the clock decided without waiting for a message. A case put through
+//! an instance's case API reaches its shard, and one that would put a
+//! device on both sides of two cases is refused.
 //!
 //! Skipped loudly without `nats-server` (failed with `KORDON_REQUIRE_NATS=1`).
 
@@ -598,4 +600,159 @@ async fn a_quiet_shard_saves_what_the_clock_decided() {
         "the next owner decided an opening again: {:?}",
         run.decided_again
     );
+}
+
+/// The case API of an instance, served on a port of its own.
+async fn serve_case_api(config: &Config, instance: &Instance) -> String {
+    let api = kordon_server::cluster_node::case_api::CaseApi::start(
+        instance.case_bucket(),
+        &config.http.tokens,
+        config.engine.clone(),
+    )
+    .await
+    .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, api.router()).await });
+    format!("http://{address}/api/v1/cases")
+}
+
+async fn put_case(http: &reqwest::Client, url: &str, token: &str, case: &Value) -> (u16, Value) {
+    let response = http
+        .put(format!("{url}/{}", case["id"].as_str().unwrap()))
+        .bearer_auth(token)
+        .body(case.to_string())
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+async fn listed(http: &reqwest::Client, url: &str) -> Vec<String> {
+    let list: Vec<Value> = http
+        .get(url)
+        .bearer_auth(common::MONITORING_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    list.iter()
+        .map(|c| c["id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_case_put_through_an_instance_s_api_protects_and_a_device_on_two_sides_is_refused() {
+    let Some(nats) = Nats::start() else { return };
+    let js = nats.jetstream_with_shard_stream().await;
+    let shards = ShardCount::new(SHARDS).unwrap();
+    let config = config("case-api");
+    let instance = serving_all(&config, settings(&nats, "api-1")).await;
+    let url = serve_case_api(&config, &instance).await;
+    let http = reqwest::Client::new();
+    let case = TestCase::new("high");
+
+    // Only an admin puts a case.
+    assert_eq!(put_case(&http, &url, "", &case.json()).await.0, 401);
+    assert_eq!(
+        put_case(&http, &url, common::MONITORING_TOKEN, &case.json())
+            .await
+            .0,
+        403
+    );
+    let (status, body) = put_case(&http, &url, common::ADMIN_TOKEN, &case.json()).await;
+    assert_eq!(
+        (status, &body["outcome"]),
+        (201, &Value::from("created")),
+        "{body}"
+    );
+    let (status, body) = put_case(&http, &url, common::ADMIN_TOKEN, &case.json()).await;
+    assert_eq!(
+        (status, &body["outcome"]),
+        (200, &Value::from("replaced")),
+        "{body}"
+    );
+    wait_until("the case listed", Duration::from_secs(5), || async {
+        listed(&http, &url).await.contains(&case.id)
+    })
+    .await;
+
+    // His bracelet as another case's victim device: refused, the other
+    // case named, nothing stored.
+    let other = TestCase::new("high");
+    let mut conflicting = other.json();
+    conflicting["protected"][0]["device"] = Value::from(case.offender.as_str());
+    let (status, body) = put_case(&http, &url, common::ADMIN_TOKEN, &conflicting).await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(
+        body["errors"][0]["problem"]["code"], "device_role_conflict",
+        "{body}"
+    );
+    assert_eq!(
+        body["errors"][0]["problem"]["other_case"],
+        case.id.as_str(),
+        "{body}"
+    );
+    let mut broken = other.json();
+    broken["orders"][1]["rule"]["warning_buffer_m"] = Value::from(-5);
+    let (status, body) = put_case(&http, &url, common::ADMIN_TOKEN, &broken).await;
+    assert_eq!(status, 422, "{body}");
+    let response = http
+        .get(format!("{url}/{}", other.id))
+        .bearer_auth(common::POLICE_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 404);
+
+    // The case protects: its shard's engine has it.
+    let t0 = Timestamp::now();
+    fix(&js, shards, &case, inside(), t0).await;
+    every_case_stored(&js, std::slice::from_ref(&case), "zone_breach", "opened").await;
+
+    let got: Value = http
+        .get(format!("{url}/{}", case.id))
+        .bearer_auth(common::POLICE_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(got["offender"]["device"], case.offender.as_str());
+
+    let delete = |token: &'static str| {
+        http.delete(format!("{url}/{}", case.id))
+            .bearer_auth(token)
+            .send()
+    };
+    assert_eq!(
+        delete(common::POLICE_TOKEN)
+            .await
+            .unwrap()
+            .status()
+            .as_u16(),
+        403
+    );
+    assert_eq!(
+        delete(common::ADMIN_TOKEN).await.unwrap().status().as_u16(),
+        204
+    );
+    assert_eq!(
+        delete(common::ADMIN_TOKEN).await.unwrap().status().as_u16(),
+        404
+    );
+    wait_until(
+        "the case no longer listed",
+        Duration::from_secs(5),
+        || async { !listed(&http, &url).await.contains(&case.id) },
+    )
+    .await;
+    // Its device is free again: the conflicting case now goes in.
+    let (status, body) = put_case(&http, &url, common::ADMIN_TOKEN, &conflicting).await;
+    assert_eq!(status, 201, "{body}");
+    instance.leave().await;
 }

@@ -36,7 +36,7 @@ use crate::passage::{End, Line, Passage, Velocity};
 use crate::patterns::{Darkness, HerPlace, News, PatternWatch, Sighting};
 use crate::schedule::{schedule_time_zone, Schedule, ScheduleState};
 use crate::track::{Observation, OpenEpisode, Opening, Track, TrackKinds, Transition};
-use crate::validate::{validate_case, CaseError, Problem, ValidationReport};
+use crate::validate::{check_device_roles, validate_case, CaseError, Problem, ValidationReport};
 use crate::zone::CompiledZone;
 
 mod rules;
@@ -596,45 +596,7 @@ impl Engine {
 
     /// A device is either an offender or a protected person's, never both.
     fn check_roles(&self, case: &Case, report: &mut ValidationReport) {
-        let mut check = |device: &DeviceId, role: Role, field: String| {
-            let Some(dev) = self
-                .device_slots
-                .get(device.as_str())
-                .and_then(|&s| self.devices[s].as_ref())
-            else {
-                return;
-            };
-            for (c, existing) in &dev.memberships {
-                let Some(other) = self.cases[*c].as_ref() else {
-                    continue;
-                };
-                if other.id != case.id && *existing != role {
-                    report.errors.push(CaseError {
-                        case: case.id.clone(),
-                        order: None,
-                        field: field.clone(),
-                        problem: Problem::DeviceRoleConflict {
-                            device: device.to_string(),
-                            existing: match existing {
-                                Role::Offender => "the offender's bracelet".into(),
-                                Role::Protected => "a protected person's device".into(),
-                            },
-                            other_case: other.id.to_string(),
-                        },
-                    });
-                }
-            }
-        };
-        check(
-            &case.offender.device,
-            Role::Offender,
-            "offender.device".into(),
-        );
-        for (i, p) in case.protected.iter().enumerate() {
-            if let Some(device) = &p.device {
-                check(device, Role::Protected, format!("protected[{i}].device"));
-            }
-        }
+        check_device_roles(case, |device| self.memberships_of(device.as_str()), report);
     }
 
     fn compile_rule(&self, case: &Case, rule: &Rule) -> Option<CompiledRule> {

@@ -7,6 +7,7 @@
 //! the lease keeper (`kordon_cluster::keeper`); each shard core checks its
 //! own again before it stores anything.
 
+pub mod case_api;
 pub mod duties;
 mod shard_core;
 pub mod status_http;
@@ -251,6 +252,7 @@ pub struct Instance {
     writer: Writer<Vec<AfterCommit>>,
     duties: Option<JoinHandle<()>>,
     delivery_watch: JoinHandle<()>,
+    cases: kv::Store,
 }
 
 impl Instance {
@@ -314,7 +316,7 @@ impl Instance {
             None => None,
         };
         let delivery_watch = tokio::spawn(watch_delivery(parts.js.clone()));
-        let host = ShardHost::start(parts, cases, settings.shards);
+        let host = ShardHost::start(parts, cases.clone(), settings.shards);
         metrics::gauge!(crate::metrics::SHARDS).set(f64::from(settings.shards.get()));
         Ok(Instance {
             keeper,
@@ -322,12 +324,18 @@ impl Instance {
             writer,
             duties,
             delivery_watch,
+            cases,
         })
     }
 
     /// The tenures of the shards being served.
     pub fn serving(&self) -> watch::Receiver<Vec<Tenure>> {
         self.host.serving()
+    }
+
+    /// The cluster's case bucket, which the case API reads and writes.
+    pub fn case_bucket(&self) -> kv::Store {
+        self.cases.clone()
     }
 
     /// Leaves cleanly: closes every shard, gives the leases up, and commits

@@ -1,8 +1,9 @@
 //! The HTTP a cluster instance answers: `/healthz` (no token, as in single
 //! process: a supervisor's probe) with the shards it serves, and `/metrics`
-//! (any configured token). The case and alert API of single-process kordon
-//! is not served in cluster mode yet (`docs/cluster.md`, "Still to build").
-//! It never changes anything.
+//! (any configured token). The cases are served beside them
+//! ([`super::case_api`]); the alert API of single-process kordon is not
+//! served in cluster mode yet (`docs/cluster.md`, "Still to build"). It
+//! never changes anything.
 
 use std::time::Instant;
 
@@ -16,15 +17,14 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::sync::watch;
 
 use crate::config::TokenConfig;
-use crate::http::hash_token;
+use crate::http::Tokens;
 
 #[derive(Clone)]
 struct StatusState {
     instance: String,
     serving: watch::Receiver<Vec<Tenure>>,
     metrics: PrometheusHandle,
-    /// The SHA-256 of every configured token.
-    tokens: Vec<String>,
+    tokens: Tokens,
 }
 
 pub fn router(
@@ -40,7 +40,7 @@ pub fn router(
             instance,
             serving,
             metrics,
-            tokens: tokens.iter().map(|t| t.sha256.to_lowercase()).collect(),
+            tokens: Tokens::new(tokens),
         })
 }
 
@@ -76,12 +76,7 @@ async fn healthz(State(state): State<StatusState>) -> Response {
 }
 
 async fn metrics_page(State(state): State<StatusState>, headers: HeaderMap) -> Response {
-    let presented = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(hash_token);
-    if !presented.is_some_and(|hash| state.tokens.contains(&hash)) {
+    if !matches!(state.tokens.bearer(&headers), Some(Ok(_))) {
         return (
             StatusCode::UNAUTHORIZED,
             "a configured API token is needed\n",
