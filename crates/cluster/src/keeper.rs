@@ -233,22 +233,29 @@ pub async fn ensure_stream(
         bucket: stream.name.to_string(),
         message: e.to_string(),
     };
-    let made = js
-        .get_or_create_stream(jetstream::stream::Config {
-            name: stream.name.to_string(),
-            description: Some(stream.description.to_string()),
-            subjects: vec![stream.subjects.to_string()],
-            max_messages: -1,
-            max_bytes: -1,
-            max_consumers: -1,
-            max_age: max_age.unwrap_or(Duration::ZERO),
-            storage: jetstream::stream::StorageType::File,
-            num_replicas: replicas,
-            duplicate_window: stream.duplicate_window,
-            ..Default::default()
-        })
-        .await
-        .map_err(|e| err(&e))?;
+    let config = jetstream::stream::Config {
+        name: stream.name.to_string(),
+        description: Some(stream.description.to_string()),
+        subjects: vec![stream.subjects.to_string()],
+        max_messages: -1,
+        max_bytes: -1,
+        max_consumers: -1,
+        max_age: max_age.unwrap_or(Duration::ZERO),
+        storage: jetstream::stream::StorageType::File,
+        num_replicas: replicas,
+        duplicate_window: stream.duplicate_window,
+        ..Default::default()
+    };
+    // Two instances first starting at once both find no stream and both
+    // make it: given different age limits, the second is refused (the name
+    // is in use with another configuration), and takes the first's.
+    let made = match js.get_or_create_stream(config).await {
+        Ok(made) => made,
+        Err(refused) => js
+            .get_stream(stream.name)
+            .await
+            .map_err(|_| err(&refused))?,
+    };
     match max_age {
         Some(age) => bring_age_limit(js, &made.cached_info().config, age)
             .await

@@ -1,6 +1,7 @@
 //! The streams' age limit on a real JetStream: given in `[cluster]`, it is
 //! set when a stream is made and brought to an existing one; not given, an
-//! existing stream keeps the limit its operator set.
+//! existing stream keeps the limit its operator set; two instances making a
+//! stream at once with different limits both start.
 
 use std::time::Duration;
 
@@ -68,4 +69,24 @@ async fn the_streams_take_the_age_limit_given_and_keep_their_own_when_none_is() 
     let (config, _) = stream_config(&js, ALERT_STREAM).await;
     assert_eq!(config.max_age, hours(72));
     assert_eq!(config.duplicate_window, alerts::DUPLICATE_WINDOW);
+}
+
+/// Two instances started at the same moment, configured with different
+/// limits, both make the shards' stream: neither fails to start, and the
+/// stream ends with one of their limits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_making_a_stream_at_once_with_different_limits_both_start() {
+    let Some(nats) = Nats::start() else { return };
+    let first = jetstream::new(async_nats::connect(nats.url()).await.unwrap());
+    let second = jetstream::new(async_nats::connect(nats.url()).await.unwrap());
+    for round in 0..20 {
+        let (a, b) = tokio::join!(
+            bridge::ensure_shard_stream(&first, 1, Some(hours(48))),
+            bridge::ensure_shard_stream(&second, 1, Some(hours(24))),
+        );
+        assert!(a.is_ok() && b.is_ok(), "round {round}: {a:?} {b:?}");
+        let age = stream_config(&first, SHARD_STREAM).await.0.max_age;
+        assert!(age == hours(48) || age == hours(24), "{age:?}");
+        first.delete_stream(SHARD_STREAM).await.unwrap();
+    }
 }
