@@ -73,22 +73,103 @@ pub async fn put(store: &Store, case: &Case) -> Result<u64, ClusterError> {
         })
 }
 
-/// The case stored under `case_id`, if any, as the bucket holds it now.
-pub async fn get(store: &Store, case_id: &str) -> Result<Option<Case>, ClusterError> {
-    let bucket_error = |message: String| ClusterError::Bucket {
+/// What the bucket holds under a case's key now, with the revision a
+/// change made over it names ([`put_over`], [`delete_over`]).
+#[derive(Debug)]
+pub enum Stored {
+    /// No case: never stored (revision 0), or deleted at `revision`.
+    Missing {
+        revision: u64,
+    },
+    Case {
+        case: Case,
+        revision: u64,
+    },
+    /// A value kordon cannot read as a case; it can still be replaced or
+    /// deleted.
+    Unreadable {
+        problem: String,
+        revision: u64,
+    },
+}
+
+impl Stored {
+    pub fn revision(&self) -> u64 {
+        match self {
+            Stored::Missing { revision }
+            | Stored::Case { revision, .. }
+            | Stored::Unreadable { revision, .. } => *revision,
+        }
+    }
+
+    pub fn exists(&self) -> bool {
+        !matches!(self, Stored::Missing { .. })
+    }
+}
+
+/// Another writer changed the case between its reading and this change.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Changed;
+
+fn bucket_error(message: impl ToString) -> ClusterError {
+    ClusterError::Bucket {
         bucket: CASES_BUCKET.to_string(),
-        message,
+        message: message.to_string(),
+    }
+}
+
+/// What the bucket holds under `case_id` now (a plain id: see [`key_of`]).
+pub async fn stored(store: &Store, case_id: &str) -> Result<Stored, ClusterError> {
+    let Some(entry) = store.entry(key_of(case_id)).await.map_err(bucket_error)? else {
+        return Ok(Stored::Missing { revision: 0 });
     };
-    let Some(value) = store
-        .get(key_of(case_id))
+    let revision = entry.revision;
+    if !matches!(entry.operation, Operation::Put) {
+        return Ok(Stored::Missing { revision });
+    }
+    Ok(match serde_json::from_slice::<Case>(&entry.value) {
+        Ok(case) => Stored::Case { case, revision },
+        Err(e) => Stored::Unreadable {
+            problem: e.to_string(),
+            revision,
+        },
+    })
+}
+
+/// Stores `case` if its key is still at `revision` (from [`stored`]): two
+/// writers never both believe they made or replaced it.
+pub async fn put_over(
+    store: &Store,
+    case: &Case,
+    revision: u64,
+) -> Result<Result<u64, Changed>, ClusterError> {
+    let value = serde_json::to_vec(case).expect("cases always serialise");
+    match store
+        .update(key_of(case.id.as_str()), value.into(), revision)
         .await
-        .map_err(|e| bucket_error(e.to_string()))?
-    else {
-        return Ok(None);
-    };
-    serde_json::from_slice(&value)
-        .map(Some)
-        .map_err(|e| bucket_error(format!("case `{case_id}` cannot be read: {e}")))
+    {
+        Ok(revision) => Ok(Ok(revision)),
+        Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => Ok(Err(Changed)),
+        Err(e) => Err(bucket_error(e)),
+    }
+}
+
+/// Deletes a case if its key is still at `revision` (from [`stored`]).
+pub async fn delete_over(
+    store: &Store,
+    case_id: &str,
+    revision: u64,
+) -> Result<Result<u64, Changed>, ClusterError> {
+    match store
+        .delete_expect_revision(key_of(case_id), Some(revision))
+        .await
+    {
+        Ok(()) => {}
+        Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => return Ok(Err(Changed)),
+        Err(e) => return Err(bucket_error(e)),
+    }
+    // The deletion's own revision, for a caller waiting to see it.
+    Ok(Ok(stored(store, case_id).await?.revision()))
 }
 
 pub async fn delete(store: &Store, case_id: &str) -> Result<(), ClusterError> {
@@ -164,6 +245,10 @@ pub struct CaseChange {
     pub id: String,
     /// The case now (`None`: deleted).
     pub case: Option<Case>,
+    /// The bucket's revision of this change: the revisions of all keys
+    /// rise together, so a follower that has seen a revision has seen every
+    /// change before it.
+    pub revision: u64,
 }
 
 /// The cases of some shards, as the bucket holds them now, in one read of
@@ -253,14 +338,24 @@ pub async fn watch_changes(
 /// cannot read (logged).
 fn change_of(entry: &kv::Entry) -> Option<CaseChange> {
     let id = case_id_of(&entry.key);
+    let revision = entry.revision;
     if !matches!(entry.operation, Operation::Put) {
-        return Some(CaseChange { id, case: None });
+        return Some(CaseChange {
+            id,
+            case: None,
+            revision,
+        });
     }
     match serde_json::from_slice::<Case>(&entry.value) {
-        Ok(case) => Some(CaseChange {
+        Ok(case) if case.id.as_str() == id => Some(CaseChange {
             id,
             case: Some(case),
+            revision,
         }),
+        Ok(case) => {
+            warn!(case = id, other = %case.id, "a case in the bucket under another case's key: left alone");
+            None
+        }
         Err(e) => {
             warn!(case = id, error = %e, "a case in the bucket kordon cannot read");
             None

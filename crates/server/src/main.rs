@@ -714,7 +714,7 @@ fn put_cases(
             .clone();
         let mut refused = false;
         for (path, case) in &read {
-            match check_case(case, engine, &directory) {
+            match check_case(case, engine, |device| directory.memberships(device)) {
                 Ok(()) => directory.list(case),
                 Err(rejected) => {
                     refused = true;

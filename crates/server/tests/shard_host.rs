@@ -655,8 +655,18 @@ async fn a_case_put_through_an_instance_s_api_protects_and_a_device_on_two_sides
     let http = reqwest::Client::new();
     let case = TestCase::new("high");
 
-    // Only an admin puts a case.
-    assert_eq!(put_case(&http, &url, "", &case.json()).await.0, 401);
+    // Only an admin puts a case, by token (an instance keeps no sessions).
+    let unsigned = http
+        .put(format!("{url}/{}", case.id))
+        .body(case.json().to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unsigned.status().as_u16(), 401);
+    assert_eq!(
+        put_case(&http, &url, "not-a-token", &case.json()).await.0,
+        401
+    );
     assert_eq!(
         put_case(&http, &url, common::MONITORING_TOKEN, &case.json())
             .await
@@ -669,19 +679,9 @@ async fn a_case_put_through_an_instance_s_api_protects_and_a_device_on_two_sides
         (201, &Value::from("created")),
         "{body}"
     );
-    let (status, body) = put_case(&http, &url, common::ADMIN_TOKEN, &case.json()).await;
-    assert_eq!(
-        (status, &body["outcome"]),
-        (200, &Value::from("replaced")),
-        "{body}"
-    );
-    wait_until("the case listed", Duration::from_secs(5), || async {
-        listed(&http, &url).await.contains(&case.id)
-    })
-    .await;
-
-    // His bracelet as another case's victim device: refused, the other
-    // case named, nothing stored.
+    // The next request to the same instance sees the case at once: listed,
+    // and its devices taken.
+    assert!(listed(&http, &url).await.contains(&case.id));
     let other = TestCase::new("high");
     let mut conflicting = other.json();
     conflicting["protected"][0]["device"] = Value::from(case.offender.as_str());
@@ -696,6 +696,35 @@ async fn a_case_put_through_an_instance_s_api_protects_and_a_device_on_two_sides
         case.id.as_str(),
         "{body}"
     );
+    let (status, body) = put_case(&http, &url, common::ADMIN_TOKEN, &case.json()).await;
+    assert_eq!(
+        (status, &body["outcome"]),
+        (200, &Value::from("replaced")),
+        "{body}"
+    );
+
+    // Another instance's API on the same bucket has the case too.
+    let elsewhere = serve_case_api(&config, &instance).await;
+    let response = http
+        .get(format!("{elsewhere}/{}", case.id))
+        .bearer_auth(common::MONITORING_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    assert!(listed(&http, &elsewhere).await.contains(&case.id));
+    // An id that is not plain names no case: not another's (`=2e` is how
+    // a key writes a dot), and not an error of the bucket's.
+    for id in ["TEST=2e1", "a*b"] {
+        let response = http
+            .get(format!("{elsewhere}/{id}"))
+            .bearer_auth(common::MONITORING_TOKEN)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status().as_u16(), 404, "{id}");
+    }
+
     let mut broken = other.json();
     broken["orders"][1]["rule"]["warning_buffer_m"] = Value::from(-5);
     let (status, body) = put_case(&http, &url, common::ADMIN_TOKEN, &broken).await;
@@ -745,12 +774,7 @@ async fn a_case_put_through_an_instance_s_api_protects_and_a_device_on_two_sides
         delete(common::ADMIN_TOKEN).await.unwrap().status().as_u16(),
         404
     );
-    wait_until(
-        "the case no longer listed",
-        Duration::from_secs(5),
-        || async { !listed(&http, &url).await.contains(&case.id) },
-    )
-    .await;
+    assert!(!listed(&http, &url).await.contains(&case.id));
     // Its device is free again: the conflicting case now goes in.
     let (status, body) = put_case(&http, &url, common::ADMIN_TOKEN, &conflicting).await;
     assert_eq!(status, 201, "{body}");

@@ -1,23 +1,28 @@
-//! The case API of a cluster instance: `GET`, `PUT` and `DELETE
-//! /api/v1/cases…`, with the roles and answers of single-process kordon
-//! (`crate::http`), on the cases' bucket, which every instance reads and
-//! writes. Any instance can be asked: the one serving a case's shard
-//! applies each change as the bucket passes it on ([`super::ShardHost`]).
+//! The case API of a cluster instance: `GET /api/v1/cases`, and `GET`,
+//! `PUT` and `DELETE /api/v1/cases/{id}`, with the roles and answers of
+//! single-process kordon (`crate::http`), on the cases' bucket, which every
+//! instance reads and writes. Any instance can be asked: the one serving a
+//! case's shard applies each change as the bucket passes it on
+//! ([`super::ShardHost`]). (A case's check before a `PUT` and its timeline
+//! are not served in a cluster yet.)
 //!
 //! A case is checked before it is stored, as one process checks it before
-//! it runs: the case file, by an engine of its own that holds nothing else,
-//! and its devices' roles against every other case of the cluster, from the
-//! [`CaseDirectory`] (a device is never an offender's bracelet in one case
-//! and a protected person's device in another). A case the bucket holds is
-//! then one its shard's engine takes.
+//! it runs ([`check_case`]): the case file, by an engine of its own that
+//! holds nothing else, and its devices' sides against every other case of
+//! the cluster, from the [`CaseDirectory`] (a device is never an offender's
+//! bracelet in one case and a protected person's device in another). A
+//! change is made over the revision it read (compare and set), so two
+//! writers never both think they made a case, and answered once this
+//! instance's directory has it, so the next request here sees it.
 //!
 //! What it never does: reach an engine that serves a shard, or answer
 //! without a token. Two admins putting conflicting cases through two
-//! instances within the same few milliseconds are not caught: each
-//! instance's directory lags the bucket by the time a change takes to
-//! reach it.
+//! instances within the few milliseconds a change takes to reach the other
+//! instance's directory are not caught.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
 
 use async_nats::jetstream::kv;
 use axum::extract::{FromRequestParts, Path, State};
@@ -26,13 +31,13 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use kordon_cluster::cases::{self, CaseChange};
+use kordon_cluster::cases::{self, CaseChange, Changed, Stored};
 use kordon_cluster::ClusterError;
 use kordon_core::{
     check_device_roles, Case, CaseId, CaseRejected, DeviceId, Engine, EngineConfig, Role as Side,
 };
 use serde_json::json;
-use tokio::sync::watch;
+use tokio::sync::{watch, Mutex};
 
 use crate::config::{Role, TokenConfig};
 use crate::core_thread::{CaseSummary, PutOutcome};
@@ -46,6 +51,8 @@ use crate::intake;
 pub struct CaseDirectory {
     cases: BTreeMap<CaseId, Listed>,
     devices: HashMap<DeviceId, Vec<(CaseId, Side)>>,
+    /// The bucket's revision of the last change listed.
+    revision: u64,
 }
 
 #[derive(Clone)]
@@ -66,6 +73,7 @@ impl CaseDirectory {
         if let Some(case) = change.case {
             self.list(&case);
         }
+        self.revision = self.revision.max(change.revision);
     }
 
     /// Lists a case as stored, replacing what was listed of it.
@@ -108,6 +116,14 @@ impl CaseDirectory {
         self.devices.get(device).cloned().unwrap_or_default()
     }
 
+    /// The memberships of a case's devices: all [`check_case`] needs, taken
+    /// at once so that the directory is not held while a case is checked.
+    fn memberships_of(&self, case: &Case) -> HashMap<DeviceId, Vec<(CaseId, Side)>> {
+        let devices = std::iter::once(&case.offender.device)
+            .chain(case.protected.iter().filter_map(|p| p.device.as_ref()));
+        devices.map(|d| (d.clone(), self.memberships(d))).collect()
+    }
+
     /// Every case, in id order.
     pub fn summaries(&self) -> Vec<CaseSummary> {
         self.cases.values().map(|l| l.summary.clone()).collect()
@@ -122,6 +138,9 @@ pub struct CaseApi {
     directory: watch::Receiver<CaseDirectory>,
     tokens: Tokens,
     engine: EngineConfig,
+    /// One change at a time through this instance: a case is checked
+    /// against a directory that has every change made here before it.
+    writing: Arc<Mutex<()>>,
 }
 
 impl CaseApi {
@@ -137,6 +156,7 @@ impl CaseApi {
             directory,
             tokens: Tokens::new(tokens),
             engine,
+            writing: Arc::default(),
         })
     }
 
@@ -154,18 +174,25 @@ impl CaseApi {
 /// The check a case passes before it enters the cluster's bucket, through
 /// the API or `kordon cluster put-cases`: what the engine that will run it
 /// would refuse (checked by an engine of its own, holding nothing else),
-/// and a device already on the other side of another case in `directory`.
-pub fn check_case(
+/// and a device already on the other side of another case, from
+/// `memberships` (the cases a device is in, each with its side there).
+/// Warnings are kept in a refusal, as one process keeps them.
+pub fn check_case<M>(
     case: &Case,
     engine: &EngineConfig,
-    directory: &CaseDirectory,
-) -> Result<(), CaseRejected> {
+    memberships: impl FnMut(&DeviceId) -> M,
+) -> Result<(), CaseRejected>
+where
+    M: IntoIterator<Item = (CaseId, Side)>,
+{
     let mut scratch = Engine::new(engine.clone());
+    // The time only places the case's orders in their validity; nothing
+    // the check decides depends on it.
     let mut report = match scratch.upsert_case(case.clone(), jiff::Timestamp::UNIX_EPOCH) {
-        Ok(_) => kordon_core::ValidationReport::default(),
+        Ok(_) => kordon_core::validate_case(case),
         Err(rejected) => rejected.report,
     };
-    check_device_roles(case, |device| directory.memberships(device), &mut report);
+    check_device_roles(case, memberships, &mut report);
     match report.is_ok() {
         true => Ok(()),
         false => Err(CaseRejected { report }),
@@ -195,6 +222,42 @@ fn unavailable(e: ClusterError) -> ApiError {
     )
 }
 
+fn no_case(id: &str) -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, format!("no case `{id}`"))
+}
+
+fn changed_meanwhile(id: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::CONFLICT,
+        format!("case `{id}` was changed by someone else meanwhile; read it again and retry"),
+    )
+}
+
+/// What the bucket holds of a case; a case id that cannot be a key is no
+/// case (its key would be another's, or none).
+async fn stored(api: &CaseApi, id: &str) -> Result<Stored, ApiError> {
+    if !CaseId::new(id).is_plain() {
+        return Err(no_case(id));
+    }
+    cases::stored(&api.bucket, id).await.map_err(unavailable)
+}
+
+impl CaseApi {
+    /// Waits until this instance's directory has the bucket's `revision`,
+    /// for the request after a change to see it; a directory slower than a
+    /// second is logged, and the change stands.
+    async fn until_listed(&self, revision: u64) {
+        let mut directory = self.directory.clone();
+        let listed = directory.wait_for(|d| d.revision >= revision);
+        if tokio::time::timeout(Duration::from_secs(1), listed)
+            .await
+            .is_err()
+        {
+            tracing::warn!(revision, "the case directory is slow to follow the bucket");
+        }
+    }
+}
+
 async fn list_cases(caller: Caller, State(api): State<CaseApi>) -> Result<Response, ApiError> {
     caller.require(ALL)?;
     let summaries = api.directory.borrow().summaries();
@@ -207,11 +270,14 @@ async fn get_case(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     caller.require(ALL)?;
-    cases::get(&api.bucket, &id)
-        .await
-        .map_err(unavailable)?
-        .map(|case| Json(case).into_response())
-        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("no case `{id}`")))
+    match stored(&api, &id).await? {
+        Stored::Case { case, .. } => Ok(Json(case).into_response()),
+        Stored::Missing { .. } => Err(no_case(&id)),
+        Stored::Unreadable { problem, .. } => Err(ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("case `{id}` is in the bucket but cannot be read ({problem}); put it again"),
+        )),
+    }
 }
 
 async fn put_case(
@@ -225,20 +291,32 @@ async fn put_case(
     if !case.id.is_plain() {
         return Err(ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
-            format!("case id `{id}` must be 1 to 64 of A-Z a-z 0-9 . _ -, not starting with '.'"),
+            format!(
+                "case id `{id}` must be 1 to 64 of A-Z a-z 0-9 . _ -, not starting with '.' \
+                 (in a cluster it is a key of the cases' bucket)"
+            ),
         ));
     }
-    check_case(&case, &api.engine, &api.directory.borrow()).map_err(|r| intake::refused(&r))?;
-    let existed = cases::get(&api.bucket, &id).await.map_err(unavailable)?;
-    cases::put(&api.bucket, &case).await.map_err(unavailable)?;
+    let _writing = api.writing.lock().await;
+    let memberships = api.directory.borrow().memberships_of(&case);
+    check_case(&case, &api.engine, |device| {
+        memberships.get(device).cloned().unwrap_or_default()
+    })
+    .map_err(|r| intake::refused(&r))?;
+    let before = stored(&api, &id).await?;
+    let revision = cases::put_over(&api.bucket, &case, before.revision())
+        .await
+        .map_err(unavailable)?
+        .map_err(|Changed| changed_meanwhile(&id))?;
+    api.until_listed(revision).await;
     tracing::info!(
         case = id,
         by = caller.name,
         "case put in the cluster's bucket"
     );
-    let (status, outcome) = match existed {
-        Some(_) => (StatusCode::OK, PutOutcome::Replaced),
-        None => (StatusCode::CREATED, PutOutcome::Created),
+    let (status, outcome) = match before.exists() {
+        true => (StatusCode::OK, PutOutcome::Replaced),
+        false => (StatusCode::CREATED, PutOutcome::Created),
     };
     let warnings = intake::warnings_of(&case);
     let body = json!({ "case": id, "outcome": outcome, "warnings": warnings });
@@ -251,17 +329,16 @@ async fn delete_case(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     caller.require(&[Role::Admin])?;
-    if cases::get(&api.bucket, &id)
+    let _writing = api.writing.lock().await;
+    let before = stored(&api, &id).await?;
+    if !before.exists() {
+        return Err(no_case(&id));
+    }
+    let revision = cases::delete_over(&api.bucket, &id, before.revision())
         .await
         .map_err(unavailable)?
-        .is_none()
-    {
-        return Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            format!("no case `{id}`"),
-        ));
-    }
-    cases::delete(&api.bucket, &id).await.map_err(unavailable)?;
+        .map_err(|Changed| changed_meanwhile(&id))?;
+    api.until_listed(revision).await;
     tracing::info!(
         case = id,
         by = caller.name,
