@@ -629,17 +629,17 @@ async fn put_case(http: &reqwest::Client, url: &str, token: &str, case: &Value) 
     (status, response.json().await.unwrap_or(Value::Null))
 }
 
+async fn get_json(http: &reqwest::Client, url: &str, token: &str) -> (u16, Value) {
+    let response = http.get(url).bearer_auth(token).send().await.unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
 async fn listed(http: &reqwest::Client, url: &str) -> Vec<String> {
-    let list: Vec<Value> = http
-        .get(url)
-        .bearer_auth(common::MONITORING_TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    list.iter()
+    let (_, list) = get_json(http, url, common::MONITORING_TOKEN).await;
+    list.as_array()
+        .expect("a list of cases")
+        .iter()
         .map(|c| c["id"].as_str().unwrap().to_string())
         .collect()
 }
@@ -705,52 +705,39 @@ async fn a_case_put_through_an_instance_s_api_protects_and_a_device_on_two_sides
 
     // Another instance's API on the same bucket has the case too.
     let elsewhere = serve_case_api(&config, &instance).await;
-    let response = http
-        .get(format!("{elsewhere}/{}", case.id))
-        .bearer_auth(common::MONITORING_TOKEN)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status().as_u16(), 200);
+    let (status, _) = get_json(
+        &http,
+        &format!("{elsewhere}/{}", case.id),
+        common::MONITORING_TOKEN,
+    )
+    .await;
+    assert_eq!(status, 200);
     assert!(listed(&http, &elsewhere).await.contains(&case.id));
     // An id that is not plain names no case: not another's (`=2e` is how
     // a key writes a dot), and not an error of the bucket's.
     for id in ["TEST=2e1", "a*b"] {
-        let response = http
-            .get(format!("{elsewhere}/{id}"))
-            .bearer_auth(common::MONITORING_TOKEN)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status().as_u16(), 404, "{id}");
+        let (status, _) = get_json(
+            &http,
+            &format!("{elsewhere}/{id}"),
+            common::MONITORING_TOKEN,
+        )
+        .await;
+        assert_eq!(status, 404, "{id}");
     }
 
     let mut broken = other.json();
     broken["orders"][1]["rule"]["warning_buffer_m"] = Value::from(-5);
     let (status, body) = put_case(&http, &url, common::ADMIN_TOKEN, &broken).await;
     assert_eq!(status, 422, "{body}");
-    let response = http
-        .get(format!("{url}/{}", other.id))
-        .bearer_auth(common::POLICE_TOKEN)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status().as_u16(), 404);
+    let (status, _) = get_json(&http, &format!("{url}/{}", other.id), common::POLICE_TOKEN).await;
+    assert_eq!(status, 404);
 
     // The case protects: its shard's engine has it.
     let t0 = Timestamp::now();
     fix(&js, shards, &case, inside(), t0).await;
     every_case_stored(&js, std::slice::from_ref(&case), "zone_breach", "opened").await;
 
-    let got: Value = http
-        .get(format!("{url}/{}", case.id))
-        .bearer_auth(common::POLICE_TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (_, got) = get_json(&http, &format!("{url}/{}", case.id), common::POLICE_TOKEN).await;
     assert_eq!(got["offender"]["device"], case.offender.as_str());
 
     let delete = |token: &'static str| {

@@ -243,10 +243,18 @@ async fn stored(api: &CaseApi, id: &str) -> Result<Stored, ApiError> {
 }
 
 impl CaseApi {
-    /// Waits until this instance's directory has the bucket's `revision`,
-    /// for the request after a change to see it; a directory slower than a
-    /// second is logged, and the change stands.
-    async fn until_listed(&self, revision: u64) {
+    /// The answer to a change made over a revision read: once this
+    /// instance's directory has it, so that the request after it here sees
+    /// it; a directory slower than a second is logged, and the change
+    /// stands.
+    async fn made(
+        &self,
+        id: &str,
+        change: Result<Result<u64, Changed>, ClusterError>,
+    ) -> Result<(), ApiError> {
+        let revision = change
+            .map_err(unavailable)?
+            .map_err(|Changed| changed_meanwhile(id))?;
         let mut directory = self.directory.clone();
         let listed = directory.wait_for(|d| d.revision >= revision);
         if tokio::time::timeout(Duration::from_secs(1), listed)
@@ -255,6 +263,7 @@ impl CaseApi {
         {
             tracing::warn!(revision, "the case directory is slow to follow the bucket");
         }
+        Ok(())
     }
 }
 
@@ -304,11 +313,8 @@ async fn put_case(
     })
     .map_err(|r| intake::refused(&r))?;
     let before = stored(&api, &id).await?;
-    let revision = cases::put_over(&api.bucket, &case, before.revision())
-        .await
-        .map_err(unavailable)?
-        .map_err(|Changed| changed_meanwhile(&id))?;
-    api.until_listed(revision).await;
+    let change = cases::put_over(&api.bucket, &case, before.revision()).await;
+    api.made(&id, change).await?;
     tracing::info!(
         case = id,
         by = caller.name,
@@ -334,11 +340,8 @@ async fn delete_case(
     if !before.exists() {
         return Err(no_case(&id));
     }
-    let revision = cases::delete_over(&api.bucket, &id, before.revision())
-        .await
-        .map_err(unavailable)?
-        .map_err(|Changed| changed_meanwhile(&id))?;
-    api.until_listed(revision).await;
+    let change = cases::delete_over(&api.bucket, &id, before.revision()).await;
+    api.made(&id, change).await?;
     tracing::info!(
         case = id,
         by = caller.name,
