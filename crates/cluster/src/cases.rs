@@ -58,8 +58,9 @@ pub async fn put(store: &Store, case: &Case) -> Result<u64, ClusterError> {
         return Err(ClusterError::Bucket {
             bucket: CASES_BUCKET.to_string(),
             message: format!(
-                "case id `{}` must be 1 to 64 of A-Z a-z 0-9 . _ -, not starting with '.'",
-                case.id
+                "case id `{}` must be {}",
+                case.id,
+                kordon_core::CaseId::PLAIN
             ),
         });
     }

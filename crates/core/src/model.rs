@@ -66,6 +66,9 @@ id_type!(
     CaseId
 );
 impl CaseId {
+    /// What [`CaseId::is_plain`] asks of an id, for whoever refuses one.
+    pub const PLAIN: &'static str = "1 to 64 of A-Z a-z 0-9 . _ -, not starting with '.'";
+
     /// Whether the id can name a file and a key: 1 to 64 of `A-Z a-z 0-9 . _ -`,
     /// not starting with `.`. Case files (kordon-server) and the cluster's
     /// cases' bucket (kordon-cluster) hold only such ids.

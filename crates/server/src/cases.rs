@@ -26,7 +26,10 @@ pub enum CaseFileError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("case id `{0}` must be 1 to 64 of A-Z a-z 0-9 . _ - to be stored as a file")]
+    #[error(
+        "case id `{0}` must be {plain} to be stored as a file",
+        plain = kordon_core::CaseId::PLAIN
+    )]
     BadId(String),
 }
 

@@ -694,9 +694,10 @@ fn put_cases(
             Ok(case) if case.id.is_plain() => read.push((path, case)),
             Ok(case) => {
                 eprintln!(
-                    "{}: case id `{}` must be 1 to 64 of A-Z a-z 0-9 . _ -, not starting with '.'",
+                    "{}: case id `{}` must be {}",
                     path.display(),
-                    case.id
+                    case.id,
+                    kordon_core::CaseId::PLAIN
                 );
                 return ExitCode::FAILURE;
             }

@@ -301,8 +301,8 @@ async fn put_case(
         return Err(ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             format!(
-                "case id `{id}` must be 1 to 64 of A-Z a-z 0-9 . _ -, not starting with '.' \
-                 (in a cluster it is a key of the cases' bucket)"
+                "case id `{id}` must be {} (in a cluster it is a key of the cases' bucket)",
+                CaseId::PLAIN
             ),
         ));
     }
