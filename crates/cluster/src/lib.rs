@@ -11,6 +11,8 @@
 //! - [`snapshots`]: each shard's latest state, for its next owner.
 //! - [`retention`]: how long the streams keep a message, and how often a
 //!   shard's state is saved.
+//! - [`desks`]: the shards' alert desks, read and acted on from any
+//!   instance.
 //! - [`alerts`]: what the shards decide to publish, stored once each.
 //! - [`deliverer`]: the alerts' stream out to Mosquitto.
 //! - [`config`]: the `[cluster]` section of `kordon.toml`.
@@ -25,6 +27,7 @@ pub mod bridge;
 pub mod cases;
 pub mod config;
 pub mod deliverer;
+pub mod desks;
 pub mod keeper;
 pub mod lease;
 pub mod reader;

@@ -23,6 +23,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
+use crate::desks::{OPERATOR_HEADER, REPLY_HEADER};
 use crate::keeper::{ClusterError, Tenures};
 use crate::lease::{Epoch, Tenure};
 use crate::routing::{self, SHARD_STREAM, TOPIC_HEADER};
@@ -35,7 +36,9 @@ pub struct ShardMessage {
     /// Its sequence in the shards' stream: a snapshot of the shard says how
     /// far it covers in these.
     pub seq: u64,
-    /// The MQTT topic it came on.
+    /// Who stored it: a device (through the bridge) or an operator.
+    pub origin: Origin,
+    /// The MQTT topic it came on (empty for an operator's action).
     pub topic: String,
     pub payload: Bytes,
     /// The tenure it was read under.
@@ -46,6 +49,28 @@ pub struct ShardMessage {
     /// When the stream stored it: the same for every owner that reads it,
     /// so a shard's new owner decides again at the times the last one did.
     pub stored: SystemTime,
+}
+
+/// Who stored a message in a shard's stream.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Origin {
+    /// A device's message, through the bridge.
+    Device,
+    /// An operator's action on an alert ([`crate::desks::carry`]), to be
+    /// answered on `reply`.
+    Operator { reply: String },
+}
+
+impl Origin {
+    fn of(headers: Option<&async_nats::HeaderMap>) -> Origin {
+        let header = |name| headers.and_then(|h| h.get(name)).map(|v| v.to_string());
+        match header(OPERATOR_HEADER) {
+            Some(_) => Origin::Operator {
+                reply: header(REPLY_HEADER).unwrap_or_default(),
+            },
+            None => Origin::Device,
+        }
+    }
 }
 
 /// Reads one shard until its tenure ends.
@@ -152,6 +177,7 @@ async fn read(
         permit.send(ShardMessage {
             shard,
             seq: info.stream_sequence,
+            origin: Origin::of(message.headers.as_ref()),
             topic,
             payload: message.payload.clone(),
             epoch,

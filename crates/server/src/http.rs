@@ -290,8 +290,17 @@ pub(crate) async fn ask<T>(
     state: &ApiState,
     command: impl FnOnce(oneshot::Sender<T>) -> Command,
 ) -> Result<T, ApiError> {
+    ask_engine(&state.core, command).await
+}
+
+/// Sends a command to an engine's thread (one process's, or a shard's in a
+/// cluster) and waits for its answer, at most 5 s.
+pub(crate) async fn ask_engine<T>(
+    core: &Sender<Command>,
+    command: impl FnOnce(oneshot::Sender<T>) -> Command,
+) -> Result<T, ApiError> {
     let (reply, answer) = oneshot::channel();
-    match state.core.try_send(command(reply)) {
+    match core.try_send(command(reply)) {
         Ok(()) => {}
         Err(TrySendError::Full(_)) => {
             return Err(ApiError::new(
@@ -523,19 +532,19 @@ async fn operate(
     })
     .await?;
     tracing::debug!(alert = id, by = caller.name, "operator action");
-    match result {
-        Ok(done) => Ok(Json(done).into_response()),
-        Err(e @ OperatorError::UnknownAlert(_)) => {
-            Err(ApiError::new(StatusCode::NOT_FOUND, e.to_string()))
-        }
-        Err(e @ OperatorError::Conflict(_)) => {
-            Err(ApiError::new(StatusCode::CONFLICT, e.to_string()))
-        }
-        Err(e @ OperatorError::Unprocessable(_)) => Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            e.to_string(),
-        )),
-    }
+    result
+        .map(|done| Json(done).into_response())
+        .map_err(|e| action_refused(&e))
+}
+
+/// The answer to an operator's action the desk refused.
+pub(crate) fn action_refused(e: &OperatorError) -> ApiError {
+    let status = match e {
+        OperatorError::UnknownAlert(_) => StatusCode::NOT_FOUND,
+        OperatorError::Conflict(_) => StatusCode::CONFLICT,
+        OperatorError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
+    };
+    ApiError::new(status, e.to_string())
 }
 
 /// The monitoring room's acknowledgement, or the police's own (their
@@ -547,14 +556,7 @@ async fn ack_alert(
     body: String,
 ) -> Result<Response, ApiError> {
     caller.require(&[Role::Monitoring, Role::Police])?;
-    let body: AckBody = body_or_default(&body, r#"{"note": "…"}"#)?;
-    let operator = body.operator.unwrap_or_else(|| caller.name.clone());
-    if operator.trim().is_empty() {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "`operator` is empty",
-        ));
-    }
+    let (operator, action) = acknowledgement(&caller, &body)?;
     if caller.role == Role::Police {
         let visible = ask(&state, |reply| Command::Alert(id.clone(), reply))
             .await?
@@ -566,11 +568,28 @@ async fn ack_alert(
             ));
         }
     }
+    operate(&state, &caller, &id, operator, action).await
+}
+
+/// The acknowledgement a request asks for, and who gives it: the caller
+/// unless an API client names the person at its console.
+pub(crate) fn acknowledgement(
+    caller: &Caller,
+    body: &str,
+) -> Result<(String, OperatorAction), ApiError> {
+    let body: AckBody = body_or_default(body, r#"{"note": "…"}"#)?;
+    let operator = body.operator.unwrap_or_else(|| caller.name.clone());
+    if operator.trim().is_empty() {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "`operator` is empty",
+        ));
+    }
     let action = OperatorAction::Acknowledge {
         note: body.note,
         police: caller.role == Role::Police,
     };
-    operate(&state, &caller, &id, operator, action).await
+    Ok((operator, action))
 }
 
 /// The body of a resolution: who resolved it is the caller.
@@ -597,15 +616,20 @@ async fn resolve_alert(
     body: String,
 ) -> Result<Response, ApiError> {
     caller.require(&[Role::Monitoring])?;
+    let action = resolution(&body)?;
+    operate(&state, &caller, &id, caller.name.clone(), action).await
+}
+
+/// The resolution a request asks for (the operator is the caller).
+pub(crate) fn resolution(body: &str) -> Result<OperatorAction, ApiError> {
     let body: ResolveBody = body_or_default(
-        &body,
+        body,
         r#"{"disposition": "…", "note": "…"} (the operator is the caller)"#,
     )?;
-    let action = OperatorAction::Resolve {
+    Ok(OperatorAction::Resolve {
         disposition: body.disposition,
         note: body.note,
-    };
-    operate(&state, &caller, &id, caller.name.clone(), action).await
+    })
 }
 
 /// The one text field `field` of a body such as `{"text": "…"}`; blank
@@ -639,9 +663,14 @@ async fn note_alert(
     body: String,
 ) -> Result<Response, ApiError> {
     caller.require(&[Role::Monitoring, Role::Police])?;
-    let text = required_text(&body, "text", "the note is empty")?;
-    let action = OperatorAction::Note { text };
+    let action = note(&body)?;
     operate(&state, &caller, &id, caller.name.clone(), action).await
+}
+
+/// The note a request adds (`{"text": "…"}`).
+pub(crate) fn note(body: &str) -> Result<OperatorAction, ApiError> {
+    let text = required_text(body, "text", "the note is empty")?;
+    Ok(OperatorAction::Note { text })
 }
 
 /// The monitoring room passes an alert to the police and the case
@@ -653,17 +682,23 @@ async fn escalate_alert(
     body: String,
 ) -> Result<Response, ApiError> {
     caller.require(&[Role::Monitoring])?;
-    let note = required_text(
-        &body,
-        "note",
-        "say why it goes to the police: the note is empty",
-    )?;
-    let action = OperatorAction::Escalate { note };
+    let action = escalation(&body)?;
     operate(&state, &caller, &id, caller.name.clone(), action).await
 }
 
+/// The escalation by hand a request asks for, with its reason
+/// (`{"note": "…"}`).
+pub(crate) fn escalation(body: &str) -> Result<OperatorAction, ApiError> {
+    let note = required_text(
+        body,
+        "note",
+        "say why it goes to the police: the note is empty",
+    )?;
+    Ok(OperatorAction::Escalate { note })
+}
+
 /// The dispositions an alert can be resolved with.
-async fn dispositions(caller: Caller) -> Result<Response, ApiError> {
+pub(crate) async fn dispositions(caller: Caller) -> Result<Response, ApiError> {
     caller.require(ALL)?;
     Ok(Json(kordon_alert::Disposition::ALL).into_response())
 }

@@ -353,12 +353,13 @@ fn run_in_cluster(path: &std::path::Path, config: Config) -> ExitCode {
             metrics,
             &config.http.tokens,
         )
-        .merge(case_api.router());
+        .merge(case_api.router())
+        .merge(instance.alert_api(&config.http.tokens).router());
         let http = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
         eprintln!(
-            "kordon is running as instance {instance_name} of a cluster: health, metrics and cases on http://{} · Ctrl-C leaves the cluster",
+            "kordon is running as instance {instance_name} of a cluster: health, metrics, cases and alerts on http://{} · Ctrl-C leaves the cluster",
             http_addr.map(|a| a.to_string()).unwrap_or_default()
         );
         stop.wait().await;

@@ -178,6 +178,22 @@ where
     }
 }
 
+/// The first `Some` that `check` gives within `within`.
+async fn eventually<T, F, Fut>(what: &str, within: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(found) = check().await {
+            return found;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// Each offender walks out of his zone, fixes from `t0` + 140 s on: every
 /// breach opened inside clears (after `clear_min_s`, 60 s of fix time
 /// outside). Waits until each clearing is stored.
@@ -766,4 +782,192 @@ async fn a_case_put_through_an_instance_s_api_protects_and_a_device_on_two_sides
     let (status, body) = put_case(&http, &url, common::ADMIN_TOKEN, &conflicting).await;
     assert_eq!(status, 201, "{body}");
     instance.leave().await;
+}
+
+/// The alert API of an instance, served on a port of its own.
+async fn serve_alert_api(config: &Config, instance: &Instance) -> String {
+    let api = instance.alert_api(&config.http.tokens);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, api.router()).await });
+    format!("http://{address}/api/v1/alerts")
+}
+
+async fn post_json(http: &reqwest::Client, url: &str, token: &str, body: Value) -> (u16, Value) {
+    let response = http
+        .post(url)
+        .bearer_auth(token)
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+/// The open zone breaches a list of alerts holds, by case, once every
+/// shard answered.
+async fn zone_breaches(http: &reqwest::Client, url: &str, token: &str) -> Option<Vec<Value>> {
+    let response = http.get(url).bearer_auth(token).send().await.unwrap();
+    if response.status() != 200 || response.headers().contains_key("kordon-shards-unanswered") {
+        return None;
+    }
+    let list: Value = response.json().await.unwrap();
+    let breaches = list
+        .as_array()
+        .expect("a list of alerts")
+        .iter()
+        .filter(|a| a["kind"] == "zone_breach" && a["open"] == true)
+        .cloned()
+        .collect();
+    Some(breaches)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_alert_handled_through_any_instance_stays_handled_after_its_shard_changes_hands() {
+    let Some(nats) = Nats::start() else { return };
+    let js = nats.jetstream_with_shard_stream().await;
+    let shards = ShardCount::new(SHARDS).unwrap();
+    let cases = put_one_case_per_shard(&js, shards).await;
+    let mut instances = HashMap::new();
+    let mut apis = HashMap::new();
+    for name in ["a", "b"] {
+        let config = config(&format!("alert-api-{name}"));
+        let mut settings = settings(&nats, name);
+        // No snapshot after the breaches: the next owner rebuilds the desk
+        // from the stream, operators' actions and all.
+        settings.retention.snapshot_every = SnapshotEvery {
+            messages: 100_000,
+            period: Duration::from_secs(300),
+        };
+        let instance = Instance::start(&config, settings, None).await.unwrap();
+        apis.insert(name, serve_alert_api(&config, &instance).await);
+        instances.insert(name, instance);
+    }
+    let http = reqwest::Client::new();
+    let t0 = Timestamp::now() - jiff::SignedDuration::from_mins(30);
+    let at = |s: i64| t0 + jiff::SignedDuration::from_secs(s);
+    for case in &cases {
+        fix(&js, shards, case, outside(), at(0)).await;
+        fix(&js, shards, case, inside(), at(60)).await;
+    }
+    every_case_stored(&js, &cases, "zone_breach", "opened").await;
+
+    // Either instance lists every shard's breaches, whoever serves them.
+    let mut breaches = Vec::new();
+    for name in ["a", "b"] {
+        breaches = eventually("every breach listed", Duration::from_secs(20), || async {
+            zone_breaches(&http, &apis[name], common::MONITORING_TOKEN)
+                .await
+                .filter(|b| b.len() == cases.len())
+        })
+        .await;
+    }
+    // The admin sees no position; the police only alerts for the police.
+    let (status, list) = get_json(&http, &apis["a"], common::ADMIN_TOKEN).await;
+    assert_eq!(status, 200);
+    assert!(
+        list.as_array()
+            .unwrap()
+            .iter()
+            .all(|a| a.get("offender").is_none()),
+        "{list}"
+    );
+    let (_, list) = get_json(&http, &apis["b"], common::POLICE_TOKEN).await;
+    assert!(
+        list.as_array()
+            .unwrap()
+            .iter()
+            .all(|a| a["needs_police"] == true),
+        "{list}"
+    );
+    let unsigned = http.get(&apis["a"]).send().await.unwrap();
+    assert_eq!(unsigned.status().as_u16(), 401);
+
+    // Handled through instance b, whichever instance serves the shard.
+    let alert = breaches[0]["id"].as_str().unwrap().to_string();
+    let case = breaches[0]["case"].as_str().unwrap().to_string();
+    let url = |action: &str| format!("{}/{alert}/{action}", apis["b"]);
+    let (status, body) = post_json(
+        &http,
+        &url("ack"),
+        common::MONITORING_TOKEN,
+        serde_json::json!({"note": "called him"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["operator"], "test monitoring", "{body}");
+    let note = serde_json::json!({"text": "unit on its way"});
+    let (status, body) = post_json(&http, &url("notes"), common::POLICE_TOKEN, note).await;
+    assert_eq!(status, 200, "{body}");
+    let why = serde_json::json!({"note": "he does not answer"});
+    let (status, body) = post_json(
+        &http,
+        &url("escalate"),
+        common::MONITORING_TOKEN,
+        why.clone(),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    // Refusals come back from the shard's owner as one process gives them.
+    let (status, body) = post_json(&http, &url("escalate"), common::MONITORING_TOKEN, why).await;
+    assert_eq!(status, 409, "{body}");
+    let (status, _) = post_json(
+        &http,
+        &url("ack"),
+        common::ADMIN_TOKEN,
+        serde_json::json!({}),
+    )
+    .await;
+    assert_eq!(status, 403);
+    let unknown = format!("{}/{}/ack", apis["b"], "0".repeat(32));
+    let (status, body) = post_json(
+        &http,
+        &unknown,
+        common::MONITORING_TOKEN,
+        serde_json::json!({}),
+    )
+    .await;
+    assert_eq!(status, 404, "{body}");
+
+    // The shard's owner crashes; the next one replays the actions too.
+    let shard = shards.shard_of(&case);
+    let owner = ["a", "b"]
+        .into_iter()
+        .find(|n| {
+            instances[n]
+                .serving()
+                .borrow()
+                .iter()
+                .any(|t| t.shard == shard)
+        })
+        .expect("the shard is served");
+    let survivor = if owner == "a" { "b" } else { "a" };
+    instances.remove(owner).unwrap().crash();
+    wait_until(
+        "the survivor serving every shard",
+        Duration::from_secs(15),
+        || {
+            let n = instances[survivor].serving().borrow().len();
+            async move { n == SHARDS as usize }
+        },
+    )
+    .await;
+    let got = format!("{}/{alert}", apis[survivor]);
+    let handled = eventually(
+        "the alert read from its new owner",
+        Duration::from_secs(10),
+        || async {
+            let (status, body) = get_json(&http, &got, common::MONITORING_TOKEN).await;
+            (status == 200).then_some(body)
+        },
+    )
+    .await;
+    assert_eq!(
+        handled["acknowledgement"]["note"], "called him",
+        "{handled}"
+    );
+    assert!(handled.get("manual_escalation").is_some(), "{handled}");
+    assert!(handled.to_string().contains("unit on its way"), "{handled}");
+    instances.remove(survivor).unwrap().leave().await;
 }

@@ -7,6 +7,7 @@
 //! the lease keeper (`kordon_cluster::keeper`); each shard core checks its
 //! own again before it stores anything.
 
+pub mod alert_api;
 pub mod case_api;
 pub mod duties;
 mod shard_core;
@@ -44,6 +45,15 @@ pub struct ShardHost {
     task: JoinHandle<()>,
     stop: Option<oneshot::Sender<()>>,
     serving: watch::Receiver<Vec<Tenure>>,
+    engines: watch::Receiver<Vec<ServedEngine>>,
+}
+
+/// The engine thread of a shard being served, for questions about its
+/// alert desk ([`alert_api`]).
+#[derive(Clone)]
+pub struct ServedEngine {
+    pub tenure: Tenure,
+    pub commands: crossbeam_channel::Sender<crate::core_thread::Command>,
 }
 
 impl ShardHost {
@@ -52,23 +62,31 @@ impl ShardHost {
     pub fn start(parts: ShardParts, cases: kv::Store, shards: ShardCount) -> ShardHost {
         let (stop, stopping) = oneshot::channel();
         let (serving_tx, serving) = watch::channel(Vec::new());
+        let (engines_tx, engines) = watch::channel(Vec::new());
         let host = Host {
             parts,
             cases,
             shards,
             cores: HashMap::new(),
             serving: serving_tx,
+            engines: engines_tx,
         };
         ShardHost {
             task: tokio::spawn(host.run(stopping)),
             stop: Some(stop),
             serving,
+            engines,
         }
     }
 
     /// The tenures of the shards being served.
     pub fn serving(&self) -> watch::Receiver<Vec<Tenure>> {
         self.serving.clone()
+    }
+
+    /// The engine threads of the shards being served.
+    pub fn engines(&self) -> watch::Receiver<Vec<ServedEngine>> {
+        self.engines.clone()
     }
 
     /// Closes every shard and stops.
@@ -91,6 +109,7 @@ struct Host {
     shards: ShardCount,
     cores: HashMap<Shard, ShardCore>,
     serving: watch::Sender<Vec<Tenure>>,
+    engines: watch::Sender<Vec<ServedEngine>>,
 }
 
 impl Host {
@@ -183,11 +202,15 @@ impl Host {
         let mut serving: Vec<Tenure> = self.cores.values().map(|c| c.tenure).collect();
         serving.sort_by_key(|t| t.shard);
         show_tenures(&serving, now);
-        self.serving.send_if_modified(|old| {
+        let changed = self.serving.send_if_modified(|old| {
             let changed = *old != serving;
             *old = serving;
             changed
         });
+        if changed {
+            let engines = self.cores.values().map(ShardCore::served).collect();
+            self.engines.send_replace(engines);
+        }
     }
 
     /// Opens the shards newly held, all at once: their cases come from one
@@ -252,7 +275,10 @@ pub struct Instance {
     writer: Writer<Vec<AfterCommit>>,
     duties: Option<JoinHandle<()>>,
     delivery_watch: JoinHandle<()>,
+    desk_answers: JoinHandle<()>,
     cases: kv::Store,
+    js: async_nats::jetstream::Context,
+    shards: ShardCount,
 }
 
 impl Instance {
@@ -316,7 +342,13 @@ impl Instance {
             None => None,
         };
         let delivery_watch = tokio::spawn(watch_delivery(parts.js.clone()));
+        let js = parts.js.clone();
         let host = ShardHost::start(parts, cases.clone(), settings.shards);
+        let desk_answers = tokio::spawn(alert_api::answer_questions(
+            js.client(),
+            host.engines(),
+            config.alerts.escalate_after_s,
+        ));
         metrics::gauge!(crate::metrics::SHARDS).set(f64::from(settings.shards.get()));
         Ok(Instance {
             keeper,
@@ -324,7 +356,10 @@ impl Instance {
             writer,
             duties,
             delivery_watch,
+            desk_answers,
             cases,
+            js,
+            shards: settings.shards,
         })
     }
 
@@ -338,6 +373,11 @@ impl Instance {
         self.cases.clone()
     }
 
+    /// The alert routes, over every shard's desk, for the holders of `tokens`.
+    pub fn alert_api(&self, tokens: &[crate::config::TokenConfig]) -> alert_api::AlertApi {
+        alert_api::AlertApi::new(self.js.clone(), self.shards, tokens)
+    }
+
     /// Leaves cleanly: closes every shard, gives the leases up, and commits
     /// the last records.
     pub async fn leave(self) {
@@ -345,6 +385,7 @@ impl Instance {
             duties.abort();
         }
         self.delivery_watch.abort();
+        self.desk_answers.abort();
         self.host.stop().await;
         self.keeper.leave().await;
         let writer = self.writer;
@@ -359,6 +400,7 @@ impl Instance {
             duties.abort();
         }
         self.delivery_watch.abort();
+        self.desk_answers.abort();
         self.host.abort();
         self.keeper.abort();
     }

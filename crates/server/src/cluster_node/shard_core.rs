@@ -20,7 +20,7 @@ use async_nats::jetstream;
 use crossbeam_channel::TrySendError;
 use jiff::Timestamp;
 use kordon_alert::AlertSettings;
-use kordon_cluster::reader::{ShardMessage, ShardReader};
+use kordon_cluster::reader::{Origin, ShardMessage, ShardReader};
 use kordon_cluster::snapshots::{ShardSnapshot, ShardSnapshots};
 use kordon_cluster::{alerts, ClusterError, Shard, SnapshotEvery, Tenure, Tenures};
 use kordon_core::{CaseId, DeviceId, Engine, EngineConfig};
@@ -120,6 +120,7 @@ impl ShardCore {
         let feeder = Feeder {
             shard,
             epoch: tenure.epoch,
+            nats: parts.js.client(),
             commands: commands.clone(),
             decoder: parts.decoder.clone(),
             snapshots: snapshot_tx,
@@ -164,6 +165,14 @@ impl ShardCore {
             now,
         };
         let _ = self.case_changes.send(command).await;
+    }
+
+    /// Its engine thread, for questions about its alert desk.
+    pub fn served(&self) -> super::ServedEngine {
+        super::ServedEngine {
+            tenure: self.tenure,
+            commands: self.commands.clone(),
+        }
     }
 
     /// Whether it stopped by itself (its reader or its outbox ended).
@@ -276,6 +285,8 @@ struct SnapshotDue {
 struct Feeder {
     shard: Shard,
     epoch: kordon_cluster::Epoch,
+    /// Where operators' actions are answered.
+    nats: async_nats::Client,
     commands: crossbeam_channel::Sender<Command>,
     decoder: Arc<Decoder>,
     snapshots: mpsc::Sender<SnapshotDue>,
@@ -331,10 +342,18 @@ impl Feeder {
         }
     }
 
-    /// Decodes a message as the broker's intake would, at the time the
-    /// stream stored it (the same for every owner), and queues it.
+    /// Decodes a message as the broker's intake would (or an operator's
+    /// action as the API would hand it on), at the time the stream stored
+    /// it (the same for every owner), and queues it.
     async fn hand_on(&self, message: ShardMessage) -> bool {
         let now = Timestamp::try_from(message.stored).unwrap_or(Timestamp::UNIX_EPOCH);
+        if let Origin::Operator { reply } = message.origin {
+            let nats = self.nats.clone();
+            return match super::alert_api::carried_command(&message.payload, nats, reply, now) {
+                Some(command) => self.queue(command).await,
+                None => true,
+            };
+        }
         let command = match self.decoder.decode(&message.topic, &message.payload, now) {
             Ok(decoded) => Command::Message {
                 topic: message.topic,

@@ -10,14 +10,16 @@ use kordon_alert::{
 };
 use kordon_core::{CaseId, DeviceId, EventKind};
 use kordon_journal::Record;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
 
 use super::{clear_reason, CoreThread};
 use crate::metrics as m;
 
-/// What an operator does.
-#[derive(Debug, Clone)]
+/// What an operator does. (Serialised only where a cluster carries it to
+/// the shard that holds the alert.)
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "do", rename_all = "snake_case")]
 pub enum OperatorAction {
     /// `police`: a police dispatcher's acknowledgement, kept beside the
     /// monitoring room's and never instead of it.
@@ -69,7 +71,8 @@ pub struct Resolution {
 }
 
 /// Why an operator's action was refused; nothing was journaled.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
+#[serde(tag = "refused", content = "message", rename_all = "snake_case")]
 pub enum OperatorError {
     #[error("no alert with id `{0}`")]
     UnknownAlert(String),

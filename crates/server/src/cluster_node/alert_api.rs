@@ -1,0 +1,510 @@
+//! The alert API of a cluster instance: the alert routes of single-process
+//! kordon (`crate::http`), with the same tokens, roles and answers, over the
+//! alert desks of every shard of the cluster, whichever instance serves
+//! them (`docs/cluster.md`, "The alert API in a cluster"):
+//!
+//! - `GET /api/v1/alerts` and `GET /api/v1/alerts/{id}` ask every instance
+//!   at once ([`kordon_cluster::desks::gather`]); each answers for the
+//!   shards it serves, with what the caller's role may see. A list that
+//!   lacks shards which did not answer in time says so in the header
+//!   [`UNANSWERED_HEADER`]; an alert not found while shards are missing is
+//!   a 503, not a 404.
+//! - `POST /api/v1/alerts/{id}/ack`, `…/resolve`, `…/notes` and
+//!   `…/escalate` find the alert's shard the same way, then store the
+//!   action in the shard's own stream ([`kordon_cluster::desks::carry`]).
+//!   The shard's owner applies it between the devices' messages, at the
+//!   time the stream stored it, and answers ([`carried_command`]); a new
+//!   owner replays it the same way, so a take-over loses no acknowledgement.
+//!
+//! What it never does: change an alert anywhere but through the shard's
+//! stream, or answer an alert's question from a shard it does not serve.
+
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream;
+use axum::extract::{FromRequestParts, Path, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use futures_util::StreamExt;
+use jiff::Timestamp;
+use kordon_cluster::desks::{self, Answer, Gathered, ShardPart};
+use kordon_cluster::{ClusterError, Shard, ShardCount};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use tokio::sync::{oneshot, watch};
+use tracing::warn;
+
+use super::ServedEngine;
+use crate::config::{Role, TokenConfig};
+use crate::core_thread::{Command, OperatorAction, OperatorError, OperatorReply};
+use crate::http::{self, ApiError, Caller, Tokens, ALL};
+use crate::live::AlertView;
+
+/// Names the shards a list of alerts lacks because they did not answer in
+/// time (comma-separated).
+pub const UNANSWERED_HEADER: &str = "kordon-shards-unanswered";
+/// How long a read waits for every shard to answer.
+const GATHER_WAIT: Duration = Duration::from_secs(2);
+/// How long an action waits for the shard's owner to apply it.
+const ACTION_WAIT: Duration = Duration::from_secs(5);
+
+/// What the alert routes need: NATS, the cluster's shard count, the tokens.
+#[derive(Clone)]
+pub struct AlertApi {
+    js: jetstream::Context,
+    shards: ShardCount,
+    tokens: Tokens,
+}
+
+impl AlertApi {
+    pub fn new(js: jetstream::Context, shards: ShardCount, tokens: &[TokenConfig]) -> AlertApi {
+        AlertApi {
+            js,
+            shards,
+            tokens: Tokens::new(tokens),
+        }
+    }
+
+    pub fn router(self) -> Router {
+        Router::new()
+            .route("/api/v1/alerts", get(list_alerts))
+            .route("/api/v1/alerts/{id}", get(get_alert))
+            .route("/api/v1/alerts/{id}/ack", post(ack_alert))
+            .route("/api/v1/alerts/{id}/resolve", post(resolve_alert))
+            .route("/api/v1/alerts/{id}/notes", post(note_alert))
+            .route("/api/v1/alerts/{id}/escalate", post(escalate_alert))
+            .route("/api/v1/dispositions", get(http::dispositions))
+            .with_state(self)
+    }
+}
+
+impl FromRequestParts<AlertApi> for Caller {
+    type Rejection = ApiError;
+
+    /// A bearer token only: a cluster instance keeps no dashboard sessions.
+    async fn from_request_parts(parts: &mut Parts, state: &AlertApi) -> Result<Self, ApiError> {
+        state.tokens.bearer(&parts.headers).unwrap_or_else(|| {
+            Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "a bearer token is required",
+            ))
+        })
+    }
+}
+
+/// A question to every instance about its shards' desks: the alerts a
+/// caller of `role` may see, all of them or the one named.
+#[derive(Debug, Serialize, Deserialize)]
+struct Question {
+    role: Role,
+    #[serde(default)]
+    alert: Option<String>,
+}
+
+/// The alerts each shard holds, as the role may see them.
+struct Found {
+    by_shard: Vec<(Shard, Vec<Value>)>,
+    missing: Vec<Shard>,
+}
+
+impl AlertApi {
+    async fn ask(&self, question: &Question) -> Result<Found, ApiError> {
+        let bytes = serde_json::to_vec(question).expect("a question serialises");
+        let Gathered { parts, missing } =
+            desks::gather(&self.js.client(), self.shards, bytes.into(), GATHER_WAIT)
+                .await
+                .map_err(unreachable)?;
+        if !missing.is_empty() {
+            warn!(
+                missing = missing.len(),
+                "shards did not answer about their alerts in time"
+            );
+        }
+        let by_shard = parts
+            .into_values()
+            .map(|part| {
+                let alerts = match part.body {
+                    Value::Array(alerts) => alerts,
+                    _ => Vec::new(),
+                };
+                (part.shard, alerts)
+            })
+            .collect();
+        Ok(Found { by_shard, missing })
+    }
+
+    /// The alert `id` as a caller of `role` may see it, and its shard.
+    async fn find(&self, role: Role, id: &str) -> Result<(Shard, Value), ApiError> {
+        let question = Question {
+            role,
+            alert: Some(id.to_string()),
+        };
+        let found = self.ask(&question).await?;
+        let hit = found
+            .by_shard
+            .into_iter()
+            .find_map(|(shard, alerts)| alerts.into_iter().next().map(|a| (shard, a)));
+        match (hit, found.missing.is_empty()) {
+            (Some(hit), _) => Ok(hit),
+            (None, true) => Err(no_alert(id)),
+            (None, false) => Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!(
+                    "no alert `{id}` among the shards that answered; shards {} did not answer in time (changing hands?): retry",
+                    shard_list(&found.missing)
+                ),
+            )),
+        }
+    }
+}
+
+fn no_alert(id: &str) -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, format!("no alert with id `{id}`"))
+}
+
+fn unreachable(e: ClusterError) -> ApiError {
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        format!("the cluster could not be asked; retry: {e}"),
+    )
+}
+
+fn shard_list(shards: &[Shard]) -> String {
+    let names: Vec<String> = shards.iter().map(|s| s.to_string()).collect();
+    names.join(",")
+}
+
+/// The order of the desk's own list (`AlertDesk::alerts`), across shards:
+/// open or unacknowledged first, then newest first, then by id.
+fn desk_order(a: &Value, b: &Value) -> std::cmp::Ordering {
+    let active = |v: &Value| v["open"] == Value::Bool(true) || v.get("acknowledgement").is_none();
+    let raised = |v: &Value| {
+        v["raised_at"]
+            .as_str()
+            .and_then(|t| t.parse::<Timestamp>().ok())
+    };
+    let id = |v: &Value| v["id"].as_str().map(str::to_string);
+    active(b)
+        .cmp(&active(a))
+        .then(raised(b).cmp(&raised(a)))
+        .then(id(a).cmp(&id(b)))
+}
+
+async fn list_alerts(caller: Caller, State(api): State<AlertApi>) -> Result<Response, ApiError> {
+    caller.require(ALL)?;
+    let question = Question {
+        role: caller.role,
+        alert: None,
+    };
+    let found = api.ask(&question).await?;
+    if found.by_shard.is_empty() {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no shard answered: is any instance serving?",
+        ));
+    }
+    let mut alerts: Vec<Value> = found.by_shard.into_iter().flat_map(|(_, a)| a).collect();
+    alerts.sort_by(desk_order);
+    let mut response = Json(alerts).into_response();
+    if !found.missing.is_empty() {
+        let missing =
+            HeaderValue::from_str(&shard_list(&found.missing)).expect("digits and commas");
+        response.headers_mut().insert(UNANSWERED_HEADER, missing);
+    }
+    Ok(response)
+}
+
+async fn get_alert(
+    caller: Caller,
+    State(api): State<AlertApi>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    caller.require(ALL)?;
+    let (_, alert) = api.find(caller.role, &id).await?;
+    Ok(Json(alert).into_response())
+}
+
+async fn ack_alert(
+    caller: Caller,
+    State(api): State<AlertApi>,
+    Path(id): Path<String>,
+    body: String,
+) -> Result<Response, ApiError> {
+    caller.require(&[Role::Monitoring, Role::Police])?;
+    let (operator, action) = http::acknowledgement(&caller, &body)?;
+    api.operate(&caller, &id, operator, action).await
+}
+
+async fn resolve_alert(
+    caller: Caller,
+    State(api): State<AlertApi>,
+    Path(id): Path<String>,
+    body: String,
+) -> Result<Response, ApiError> {
+    caller.require(&[Role::Monitoring])?;
+    let action = http::resolution(&body)?;
+    api.operate(&caller, &id, caller.name.clone(), action).await
+}
+
+async fn note_alert(
+    caller: Caller,
+    State(api): State<AlertApi>,
+    Path(id): Path<String>,
+    body: String,
+) -> Result<Response, ApiError> {
+    caller.require(&[Role::Monitoring, Role::Police])?;
+    let action = http::note(&body)?;
+    api.operate(&caller, &id, caller.name.clone(), action).await
+}
+
+async fn escalate_alert(
+    caller: Caller,
+    State(api): State<AlertApi>,
+    Path(id): Path<String>,
+    body: String,
+) -> Result<Response, ApiError> {
+    caller.require(&[Role::Monitoring])?;
+    let action = http::escalation(&body)?;
+    api.operate(&caller, &id, caller.name.clone(), action).await
+}
+
+/// An operator's action on an alert, as a shard's stream carries it.
+#[derive(Debug, Serialize, Deserialize)]
+struct CarriedAction {
+    alert: String,
+    operator: String,
+    action: OperatorAction,
+}
+
+/// What the shard's owner did with an action.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum Outcome {
+    Done(Value),
+    Refused(OperatorError),
+}
+
+impl AlertApi {
+    /// Finds the alert's shard (as the caller may see it: the police act
+    /// only on alerts for the police), stores the action in the shard's
+    /// stream, and answers with what the shard's owner did.
+    async fn operate(
+        &self,
+        caller: &Caller,
+        id: &str,
+        operator: String,
+        action: OperatorAction,
+    ) -> Result<Response, ApiError> {
+        let (shard, _) = self.find(caller.role, id).await?;
+        let carried = CarriedAction {
+            alert: id.to_string(),
+            operator,
+            action,
+        };
+        let payload = serde_json::to_vec(&carried).expect("an action serialises");
+        let nats = self.js.client();
+        let reply = nats.new_inbox();
+        let mut answers = nats
+            .subscribe(reply.clone())
+            .await
+            .map_err(|e| unreachable(nats_error(&e)))?;
+        desks::carry(&self.js, shard, payload.into(), &reply)
+            .await
+            .map_err(unreachable)?;
+        tracing::debug!(alert = id, by = caller.name, %shard, "operator action carried");
+        let answer = tokio::time::timeout(ACTION_WAIT, answers.next()).await;
+        let _ = answers.unsubscribe().await;
+        let outcome = match answer {
+            Ok(Some(message)) => serde_json::from_slice::<Outcome>(&message.payload).ok(),
+            _ => None,
+        };
+        match outcome {
+            Some(Outcome::Done(done)) => Ok(Json(done).into_response()),
+            Some(Outcome::Refused(e)) => Err(http::action_refused(&e)),
+            None => Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!(
+                    "the action is stored in shard {shard}'s stream, but the shard's owner did not answer in {} s (changing hands?); it is applied when the shard is served: GET the alert to see it",
+                    ACTION_WAIT.as_secs()
+                ),
+            )),
+        }
+    }
+}
+
+fn nats_error(e: &dyn std::fmt::Display) -> ClusterError {
+    ClusterError::Bucket {
+        bucket: "operator's answer".to_string(),
+        message: e.to_string(),
+    }
+}
+
+/// The engine command for an operator's action read from a shard's stream
+/// at `now` (the time the stream stored it), whose outcome goes to `reply`
+/// once the engine has it; `None` for an action that cannot be read (said
+/// to `reply` at once, and skipped by every owner alike).
+pub(crate) fn carried_command(
+    payload: &[u8],
+    nats: async_nats::Client,
+    reply: String,
+    now: Timestamp,
+) -> Option<Command> {
+    let carried = match serde_json::from_slice::<CarriedAction>(payload) {
+        Ok(carried) => carried,
+        Err(e) => {
+            warn!(error = %e, "an operator's action in a shard's stream is unreadable: skipped");
+            let refused = Outcome::Refused(OperatorError::Unprocessable(format!(
+                "the action could not be read: {e}"
+            )));
+            tokio::spawn(tell(nats, reply, refused));
+            return None;
+        }
+    };
+    let (answer, outcome) = oneshot::channel();
+    tokio::spawn(async move {
+        let outcome = match outcome.await {
+            Ok(Ok(done)) => Outcome::Done(reply_json(&done)),
+            Ok(Err(refused)) => Outcome::Refused(refused),
+            Err(_) => return, // the shard closed first: its next owner applies it
+        };
+        tell(nats, reply, outcome).await;
+    });
+    Some(Command::Operator {
+        id: carried.alert,
+        operator: carried.operator,
+        action: carried.action,
+        now,
+        reply: answer,
+    })
+}
+
+fn reply_json(done: &OperatorReply) -> Value {
+    serde_json::to_value(done).unwrap_or(Value::Null)
+}
+
+/// Sends an action's outcome to whoever waits for it (nobody, when a new
+/// owner replays the action).
+async fn tell(nats: async_nats::Client, reply: String, outcome: Outcome) {
+    if reply.is_empty() {
+        return;
+    }
+    let bytes = serde_json::to_vec(&outcome).expect("an outcome serialises");
+    if let Err(e) = nats.publish(reply, bytes.into()).await {
+        warn!(error = %e, "answering an operator's action");
+    }
+}
+
+/// Answers every question about the desks of the shards this instance
+/// serves (`engines`), until NATS closes the subscription.
+pub async fn answer_questions(
+    nats: async_nats::Client,
+    engines: watch::Receiver<Vec<ServedEngine>>,
+    escalate_after_s: u32,
+) {
+    let mut questions = loop {
+        match nats.subscribe(desks::DESK_SUBJECT).await {
+            Ok(questions) => break questions,
+            Err(e) => {
+                warn!(error = %e, "listening for questions about the desks; trying again");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    };
+    while let Some(message) = questions.next().await {
+        let Some(reply) = message.reply else { continue };
+        let Ok(question) = serde_json::from_slice::<Question>(&message.payload) else {
+            warn!("an unreadable question about the desks: not answered");
+            continue;
+        };
+        let served = engines.borrow().clone();
+        let nats = nats.clone();
+        tokio::spawn(async move {
+            let answer = answer(&served, &question, escalate_after_s).await;
+            let bytes = serde_json::to_vec(&answer).expect("an answer serialises");
+            if let Err(e) = nats.publish(reply, bytes.into()).await {
+                warn!(error = %e, "answering a question about the desks");
+            }
+        });
+    }
+}
+
+/// What the desks of `served` hold for `question`: one part per shard
+/// whose tenure still holds and whose engine answered.
+async fn answer(served: &[ServedEngine], question: &Question, escalate_after_s: u32) -> Answer {
+    let asked = served
+        .iter()
+        .filter(|engine| Instant::now() < engine.tenure.valid_until)
+        .map(|engine| async move {
+            let records = match &question.alert {
+                None => http::ask_engine(&engine.commands, Command::Alerts).await,
+                Some(id) => {
+                    let id = id.clone();
+                    http::ask_engine(&engine.commands, |reply| Command::Alert(id, reply))
+                        .await
+                        .map(|r| r.into_iter().collect())
+                }
+            };
+            let views: Vec<AlertView> = records
+                .ok()?
+                .into_iter()
+                .filter_map(|r| http::visible(question.role, r))
+                .map(|r| AlertView::of(r, escalate_after_s))
+                .collect();
+            Some(ShardPart {
+                shard: engine.tenure.shard,
+                epoch: engine.tenure.epoch,
+                body: serde_json::to_value(views).ok()?,
+            })
+        });
+    let parts = futures_util::future::join_all(asked).await;
+    Answer {
+        parts: parts.into_iter().flatten().collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn alerts_from_several_shards_are_listed_in_the_desk_s_order() {
+        let acknowledged = json!({"ack_by": "x"});
+        let mut alerts = [
+            json!({"id": "c", "open": false, "acknowledgement": acknowledged, "raised_at": "2026-12-03T10:00:05Z"}),
+            json!({"id": "a", "open": true, "raised_at": "2026-12-03T10:00:00Z"}),
+            json!({"id": "b", "open": true, "raised_at": "2026-12-03T10:00:00.5Z"}),
+            json!({"id": "d", "open": false, "raised_at": "2026-12-03T09:00:00Z"}),
+        ];
+        alerts.sort_by(desk_order);
+        let ids: Vec<&str> = alerts.iter().map(|a| a["id"].as_str().unwrap()).collect();
+        // Unacknowledged or open first, newest first (by time, not by text:
+        // "…00Z" sorts after "…00.5Z" as text), then the closed, handled one.
+        assert_eq!(ids, ["b", "a", "d", "c"]);
+    }
+
+    #[test]
+    fn an_action_and_its_refusal_read_back_as_written() {
+        let carried = CarriedAction {
+            alert: "e1".into(),
+            operator: "Fatima".into(),
+            action: OperatorAction::Acknowledge {
+                note: Some("called him".into()),
+                police: false,
+            },
+        };
+        let read: CarriedAction =
+            serde_json::from_slice(&serde_json::to_vec(&carried).unwrap()).unwrap();
+        assert_eq!(read.operator, "Fatima");
+        assert!(matches!(
+            read.action,
+            OperatorAction::Acknowledge { police: false, .. }
+        ));
+        let refused = Outcome::Refused(OperatorError::Conflict("already".into()));
+        let read: Outcome = serde_json::from_slice(&serde_json::to_vec(&refused).unwrap()).unwrap();
+        assert!(matches!(read, Outcome::Refused(OperatorError::Conflict(m)) if m == "already"));
+    }
+}
