@@ -968,6 +968,22 @@ async fn an_alert_handled_through_any_instance_stays_handled_after_its_shard_cha
         "{handled}"
     );
     assert!(handled.get("manual_escalation").is_some(), "{handled}");
+    // What the actions published, decided again by the new owner, is in
+    // the alerts' stream once: the police heard of the escalation once.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let mut told: HashMap<(String, String), usize> = HashMap::new();
+    for stored in alerts(&js).await {
+        let event = stored.body["event"].as_str().unwrap_or_default();
+        if stored.body["id"] == alert.as_str() && ["escalated", "acknowledged"].contains(&event) {
+            *told.entry((stored.topic, event.to_string())).or_default() += 1;
+        }
+    }
+    assert!(
+        told.keys()
+            .any(|(topic, event)| topic.contains("police") && event == "escalated"),
+        "{told:?}"
+    );
+    assert!(told.values().all(|n| *n == 1), "{told:?}");
     assert!(handled.to_string().contains("unit on its way"), "{handled}");
     instances.remove(survivor).unwrap().leave().await;
 }
