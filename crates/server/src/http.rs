@@ -706,18 +706,23 @@ pub(crate) async fn dispositions(caller: Caller) -> Result<Response, ApiError> {
 /// `?lat=…&lon=…` (which bans cover this place) or `?person=…` (which
 /// bans apply to this case, bracelet or victim device).
 #[derive(Deserialize)]
-struct BansQuery {
+pub(crate) struct BansQuery {
     lat: Option<f64>,
     lon: Option<f64>,
     person: Option<String>,
 }
 
-async fn bans(
-    caller: Caller,
-    State(state): State<ApiState>,
-    query: Result<Query<BansQuery>, axum::extract::rejection::QueryRejection>,
-) -> Result<Response, ApiError> {
-    caller.require(ALL)?;
+/// What a caller asks of `/api/v1/bans`.
+pub(crate) enum BansAsked {
+    At { lat: f64, lon: f64 },
+    Of(String),
+}
+
+pub(crate) type BansQueryResult =
+    Result<Query<BansQuery>, axum::extract::rejection::QueryRejection>;
+
+/// Reads `?lat=…&lon=…` or `?person=…`, refusing anything else.
+pub(crate) fn bans_asked(query: BansQueryResult) -> Result<BansAsked, ApiError> {
     let Query(q) = query.map_err(|e| {
         ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -726,7 +731,7 @@ async fn bans(
     })?;
     let (lat, lon) = match (q.lat, q.lon, q.person) {
         (None, None, Some(person)) if !person.trim().is_empty() => {
-            return crate::intake::person(&state, &person).await
+            return Ok(BansAsked::Of(person))
         }
         (Some(lat), Some(lon), None) => (lat, lon),
         _ => {
@@ -742,6 +747,31 @@ async fn bans(
             "lat must be in -90..90 and lon in -180..180",
         ));
     }
+    Ok(BansAsked::At { lat, lon })
+}
+
+/// The bans covering a place that a caller of `role` may see: an admin
+/// sees no contact ban, whose hit says where a protected person is.
+pub(crate) fn bans_visible(role: Role, hits: Vec<kordon_core::BanHit>) -> Vec<kordon_core::BanHit> {
+    match role {
+        Role::Admin => hits
+            .into_iter()
+            .filter(|h| h.kind != kordon_core::BanKind::ContactBan)
+            .collect(),
+        _ => hits,
+    }
+}
+
+async fn bans(
+    caller: Caller,
+    State(state): State<ApiState>,
+    query: BansQueryResult,
+) -> Result<Response, ApiError> {
+    caller.require(ALL)?;
+    let (lat, lon) = match bans_asked(query)? {
+        BansAsked::Of(person) => return crate::intake::person(&state, &person).await,
+        BansAsked::At { lat, lon } => (lat, lon),
+    };
     let now = state.clock.now();
     let hits = ask(&state, |reply| Command::Bans {
         lat,
@@ -750,13 +780,5 @@ async fn bans(
         reply,
     })
     .await?;
-    let hits = if caller.role == Role::Admin {
-        // A contact ban hit says where a protected person is.
-        hits.into_iter()
-            .filter(|h| h.kind != kordon_core::BanKind::ContactBan)
-            .collect()
-    } else {
-        hits
-    };
-    Ok(Json(hits).into_response())
+    Ok(Json(bans_visible(caller.role, hits)).into_response())
 }

@@ -884,6 +884,34 @@ async fn an_alert_handled_through_any_instance_stays_handled_after_its_shard_cha
     let unsigned = http.get(&apis["a"]).send().await.unwrap();
     assert_eq!(unsigned.status().as_u16(), 401);
 
+    // Which bans cover a place, and which bans a person has, over every
+    // shard: each case's zone is around the same place.
+    let bans = apis["a"].replace("/alerts", "/bans");
+    let (lat, lon) = inside();
+    let here = format!("{bans}?lat={lat}&lon={lon}");
+    let (status, hits) = get_json(&http, &here, common::POLICE_TOKEN).await;
+    assert_eq!(status, 200, "{hits}");
+    let mut covering: Vec<&str> = hits
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|h| h["kind"] == "exclusion_zone" && h["inside"] == true)
+        .map(|h| h["case"].as_str().unwrap())
+        .collect();
+    covering.sort();
+    let mut every: Vec<&str> = cases.iter().map(|c| c.id.as_str()).collect();
+    every.sort();
+    assert_eq!(covering, every, "{hits}");
+    let of = format!("{bans}?person={}", cases[1].offender);
+    let (status, found) = get_json(&http, &of, common::POLICE_TOKEN).await;
+    assert_eq!(status, 200, "{found}");
+    assert_eq!(found.as_array().unwrap().len(), 1, "{found}");
+    assert_eq!(found[0]["case"], cases[1].id.as_str(), "{found}");
+    let nobody = format!("{bans}?person=NOBODY");
+    assert_eq!(get_json(&http, &nobody, common::POLICE_TOKEN).await.0, 404);
+    let (status, _) = get_json(&http, &format!("{bans}?lat=91&lon=4"), common::POLICE_TOKEN).await;
+    assert_eq!(status, 400);
+
     // Handled through instance b, whichever instance serves the shard.
     let alert = breaches[0]["id"].as_str().unwrap().to_string();
     let case = breaches[0]["case"].as_str().unwrap().to_string();

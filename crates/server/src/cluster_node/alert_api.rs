@@ -16,6 +16,9 @@
 //!   time the stream stored it, and answers ([`carried_command`]); a new
 //!   owner replays it the same way, so a take-over loses no acknowledgement.
 //!
+//! - `GET /api/v1/bans` (`?lat=…&lon=…` or `?person=…`) is gathered as the
+//!   alerts are: each shard's engine knows its own cases' orders.
+//!
 //! What it never does: change an alert anywhere but through the shard's
 //! stream, or answer an alert's question from a shard it does not serve.
 
@@ -77,6 +80,7 @@ impl AlertApi {
             .route("/api/v1/alerts/{id}/notes", post(note_alert))
             .route("/api/v1/alerts/{id}/escalate", post(escalate_alert))
             .route("/api/v1/dispositions", get(http::dispositions))
+            .route("/api/v1/bans", get(bans))
             .with_state(self)
     }
 }
@@ -95,19 +99,53 @@ impl FromRequestParts<AlertApi> for Caller {
     }
 }
 
-/// A question to every instance about its shards' desks: the alerts a
-/// caller of `role` may see, all of them or the one named.
+/// A question to every instance about its shards, answered with what a
+/// caller of `role` may see.
 #[derive(Debug, Serialize, Deserialize)]
-struct Question {
-    role: Role,
-    #[serde(default)]
-    alert: Option<String>,
+#[serde(tag = "ask", rename_all = "snake_case")]
+enum Question {
+    /// The desks' alerts, all of them or the one named.
+    Alerts {
+        role: Role,
+        #[serde(default)]
+        alert: Option<String>,
+    },
+    /// The bans covering a place.
+    BansAt { role: Role, lat: f64, lon: f64 },
+    /// The bans of a case, bracelet or victim device.
+    BansOf { person: String },
 }
 
-/// The alerts each shard holds, as the role may see them.
+/// What each shard answered (a list of alerts or bans), as the role may
+/// see it.
 struct Found {
     by_shard: Vec<(Shard, Vec<Value>)>,
     missing: Vec<Shard>,
+}
+
+impl Found {
+    /// Every shard's list in one, with the shards missing named in
+    /// [`UNANSWERED_HEADER`]; a 503 when no shard answered.
+    fn merged(
+        self,
+        order: impl FnMut(&Value, &Value) -> std::cmp::Ordering,
+    ) -> Result<Response, ApiError> {
+        if self.by_shard.is_empty() {
+            return Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "no shard answered: is any instance serving?",
+            ));
+        }
+        let mut all: Vec<Value> = self.by_shard.into_iter().flat_map(|(_, a)| a).collect();
+        all.sort_by(order);
+        let mut response = Json(all).into_response();
+        if !self.missing.is_empty() {
+            let missing =
+                HeaderValue::from_str(&shard_list(&self.missing)).expect("digits and commas");
+            response.headers_mut().insert(UNANSWERED_HEADER, missing);
+        }
+        Ok(response)
+    }
 }
 
 impl AlertApi {
@@ -138,7 +176,7 @@ impl AlertApi {
 
     /// The alert `id` as a caller of `role` may see it, and its shard.
     async fn find(&self, role: Role, id: &str) -> Result<(Shard, Value), ApiError> {
-        let question = Question {
+        let question = Question::Alerts {
             role,
             alert: Some(id.to_string()),
         };
@@ -195,26 +233,40 @@ fn desk_order(a: &Value, b: &Value) -> std::cmp::Ordering {
 
 async fn list_alerts(caller: Caller, State(api): State<AlertApi>) -> Result<Response, ApiError> {
     caller.require(ALL)?;
-    let question = Question {
+    let question = Question::Alerts {
         role: caller.role,
         alert: None,
     };
+    api.ask(&question).await?.merged(desk_order)
+}
+
+/// `/api/v1/bans?lat=…&lon=…` or `?person=…`, over every shard.
+async fn bans(
+    caller: Caller,
+    State(api): State<AlertApi>,
+    query: http::BansQueryResult,
+) -> Result<Response, ApiError> {
+    caller.require(ALL)?;
+    let question = match http::bans_asked(query)? {
+        http::BansAsked::At { lat, lon } => Question::BansAt {
+            role: caller.role,
+            lat,
+            lon,
+        },
+        http::BansAsked::Of(person) => Question::BansOf { person },
+    };
     let found = api.ask(&question).await?;
-    if found.by_shard.is_empty() {
-        return Err(ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "no shard answered: is any instance serving?",
-        ));
+    if let Question::BansOf { person } = &question {
+        let none = found.by_shard.iter().all(|(_, bans)| bans.is_empty());
+        if none && found.missing.is_empty() {
+            return Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                format!("no case, bracelet or victim device `{person}`"),
+            ));
+        }
     }
-    let mut alerts: Vec<Value> = found.by_shard.into_iter().flat_map(|(_, a)| a).collect();
-    alerts.sort_by(desk_order);
-    let mut response = Json(alerts).into_response();
-    if !found.missing.is_empty() {
-        let missing =
-            HeaderValue::from_str(&shard_list(&found.missing)).expect("digits and commas");
-        response.headers_mut().insert(UNANSWERED_HEADER, missing);
-    }
-    Ok(response)
+    let nearest = |v: &Value| v["distance_m"].as_f64().unwrap_or(f64::INFINITY);
+    found.merged(|a, b| nearest(a).total_cmp(&nearest(b)))
 }
 
 async fn get_alert(
@@ -402,7 +454,7 @@ async fn tell(nats: async_nats::Client, reply: String, outcome: Outcome) {
 pub async fn answer_questions(
     nats: async_nats::Client,
     engines: watch::Receiver<Vec<ServedEngine>>,
-    escalate_after_s: u32,
+    asked: Asked,
 ) {
     let mut questions = loop {
         match nats.subscribe(desks::DESK_SUBJECT).await {
@@ -422,7 +474,7 @@ pub async fn answer_questions(
         let served = engines.borrow().clone();
         let nats = nats.clone();
         tokio::spawn(async move {
-            let answer = answer(&served, &question, escalate_after_s).await;
+            let answer = answer(&served, &question, &asked).await;
             let bytes = serde_json::to_vec(&answer).expect("an answer serialises");
             if let Err(e) = nats.publish(reply, bytes.into()).await {
                 warn!(error = %e, "answering a question about the desks");
@@ -431,38 +483,74 @@ pub async fn answer_questions(
     }
 }
 
-/// What the desks of `served` hold for `question`: one part per shard
+/// What the shards of `served` answer to `question`: one part per shard
 /// whose tenure still holds and whose engine answered.
-async fn answer(served: &[ServedEngine], question: &Question, escalate_after_s: u32) -> Answer {
-    let asked = served
+async fn answer(served: &[ServedEngine], question: &Question, asked: &Asked) -> Answer {
+    let parts = served
         .iter()
         .filter(|engine| Instant::now() < engine.tenure.valid_until)
         .map(|engine| async move {
-            let records = match &question.alert {
-                None => http::ask_engine(&engine.commands, Command::Alerts).await,
-                Some(id) => {
-                    let id = id.clone();
-                    http::ask_engine(&engine.commands, |reply| Command::Alert(id, reply))
-                        .await
-                        .map(|r| r.into_iter().collect())
-                }
-            };
-            let views: Vec<AlertView> = records
-                .ok()?
-                .into_iter()
-                .filter_map(|r| http::visible(question.role, r))
-                .map(|r| AlertView::of(r, escalate_after_s))
-                .collect();
+            let body = shard_answer(&engine.commands, question, asked).await?;
             Some(ShardPart {
                 shard: engine.tenure.shard,
                 epoch: engine.tenure.epoch,
-                body: serde_json::to_value(views).ok()?,
+                body,
             })
         });
-    let parts = futures_util::future::join_all(asked).await;
+    let parts = futures_util::future::join_all(parts).await;
     Answer {
         parts: parts.into_iter().flatten().collect(),
     }
+}
+
+/// What answering needs besides the engines: the settings alerts are shown
+/// with, and kordon's clock (which orders hold now).
+#[derive(Clone, Copy)]
+pub struct Asked {
+    pub escalate_after_s: u32,
+    pub clock: crate::clock::Clock,
+}
+
+/// One shard engine's answer, as a JSON list; `None` if it did not answer.
+async fn shard_answer(
+    engine: &crossbeam_channel::Sender<Command>,
+    question: &Question,
+    asked: &Asked,
+) -> Option<Value> {
+    let listed = match question {
+        Question::Alerts { role, alert } => {
+            let records = match alert {
+                None => http::ask_engine(engine, Command::Alerts).await.ok()?,
+                Some(id) => {
+                    let id = id.clone();
+                    let one = http::ask_engine(engine, |reply| Command::Alert(id, reply));
+                    one.await.ok()?.into_iter().collect()
+                }
+            };
+            let views: Vec<AlertView> = records
+                .into_iter()
+                .filter_map(|r| http::visible(*role, r))
+                .map(|r| AlertView::of(r, asked.escalate_after_s))
+                .collect();
+            serde_json::to_value(views)
+        }
+        Question::BansAt { role, lat, lon } => {
+            let (lat, lon, now) = (*lat, *lon, asked.clock.now());
+            let hits = http::ask_engine(engine, |reply| Command::Bans {
+                lat,
+                lon,
+                now,
+                reply,
+            });
+            serde_json::to_value(http::bans_visible(*role, hits.await.ok()?))
+        }
+        Question::BansOf { person } => {
+            let cases = http::ask_engine(engine, Command::AllCases).await.ok()?;
+            let found = crate::intake::bans_of_person(&cases, person, asked.clock.now());
+            serde_json::to_value(found)
+        }
+    };
+    listed.ok()
 }
 
 #[cfg(test)]

@@ -347,7 +347,10 @@ impl Instance {
         let desk_answers = tokio::spawn(alert_api::answer_questions(
             js.client(),
             host.engines(),
-            config.alerts.escalate_after_s,
+            alert_api::Asked {
+                escalate_after_s: config.alerts.escalate_after_s,
+                clock: config.clock,
+            },
         ));
         metrics::gauge!(crate::metrics::SHARDS).set(f64::from(settings.shards.get()));
         Ok(Instance {
