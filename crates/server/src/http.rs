@@ -283,6 +283,25 @@ impl FromRequestParts<ApiState> for Caller {
     }
 }
 
+/// The state of routes whose callers are known by bearer token only (a
+/// cluster instance keeps no dashboard sessions).
+pub(crate) trait BearerOnly {
+    fn tokens(&self) -> &Tokens;
+}
+
+impl<S: BearerOnly + Sync> FromRequestParts<S> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        state.tokens().bearer(&parts.headers).unwrap_or_else(|| {
+            Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "a bearer token is required",
+            ))
+        })
+    }
+}
+
 pub(crate) const ALL: &[Role] = &[Role::Monitoring, Role::Police, Role::Admin];
 
 /// Sends a command to the engine's thread and waits for its answer.

@@ -25,8 +25,7 @@
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream;
-use axum::extract::{FromRequestParts, Path, State};
-use axum::http::request::Parts;
+use axum::extract::{Path, State};
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -85,17 +84,9 @@ impl AlertApi {
     }
 }
 
-impl FromRequestParts<AlertApi> for Caller {
-    type Rejection = ApiError;
-
-    /// A bearer token only: a cluster instance keeps no dashboard sessions.
-    async fn from_request_parts(parts: &mut Parts, state: &AlertApi) -> Result<Self, ApiError> {
-        state.tokens.bearer(&parts.headers).unwrap_or_else(|| {
-            Err(ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "a bearer token is required",
-            ))
-        })
+impl http::BearerOnly for AlertApi {
+    fn tokens(&self) -> &Tokens {
+        &self.tokens
     }
 }
 

@@ -25,8 +25,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::jetstream::kv;
-use axum::extract::{FromRequestParts, Path, State};
-use axum::http::request::Parts;
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -41,7 +40,7 @@ use tokio::sync::{watch, Mutex};
 
 use crate::config::{Role, TokenConfig};
 use crate::core_thread::{CaseSummary, PutOutcome};
-use crate::http::{ApiError, Caller, Tokens, ALL};
+use crate::http::{self, ApiError, Caller, Tokens, ALL};
 use crate::intake;
 
 /// Every case of the cluster, as summaries and device roles (not whole
@@ -199,17 +198,9 @@ where
     }
 }
 
-impl FromRequestParts<CaseApi> for Caller {
-    type Rejection = ApiError;
-
-    /// A bearer token only: a cluster instance keeps no dashboard sessions.
-    async fn from_request_parts(parts: &mut Parts, state: &CaseApi) -> Result<Self, ApiError> {
-        state.tokens.bearer(&parts.headers).unwrap_or_else(|| {
-            Err(ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "a bearer token is required",
-            ))
-        })
+impl http::BearerOnly for CaseApi {
+    fn tokens(&self) -> &Tokens {
+        &self.tokens
     }
 }
 
