@@ -129,8 +129,10 @@ pub struct Outbound {
     pub payload: Vec<u8>,
 }
 
-/// What an alert record says about itself, for the API.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// What an alert record says about itself, for the API. (Read back only
+/// where a cluster relays it to another instance's consoles: what is not
+/// written, the desk's own bookkeeping, reads back empty.)
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AlertRecord {
     /// The latest state of the alert, as last published.
     #[serde(flatten)]
@@ -149,7 +151,7 @@ pub struct AlertRecord {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub acknowledgement: Option<Acknowledgement>,
     /// Acknowledgements of lower levels it has since risen above.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub earlier_acknowledgements: Vec<Acknowledgement>,
     /// Events published about it so far.
     pub updates: u32,

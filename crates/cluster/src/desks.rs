@@ -45,6 +45,20 @@ pub const OPERATOR_HEADER: &str = "Kordon-Operator";
 /// The subject an operator's action is answered on.
 pub const REPLY_HEADER: &str = "Kordon-Reply";
 
+/// Where each shard's owner publishes what the shard's dashboard feed
+/// shows (alerts changed, positions, cases changed), for every instance's
+/// consoles: `kordon.live.<shard>`. Core NATS: a console that missed some
+/// refetches, as it does after any gap.
+pub const LIVE_SUBJECTS: &str = "kordon.live.shard.>";
+/// Said every few seconds by an instance while a console watches its
+/// live stream: positions are published only while someone looks.
+pub const WATCHING_SUBJECT: &str = "kordon.live.watching";
+
+/// The subject of one shard's live changes.
+pub fn live_subject(shard: Shard) -> String {
+    format!("kordon.live.shard.{shard}")
+}
+
 /// One instance's answer to a question: one part per shard it serves.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Answer {

@@ -50,11 +50,10 @@ use crate::session::{self, Sessions};
 #[derive(Clone)]
 pub struct ApiState {
     pub(crate) core: Sender<Command>,
-    tokens: Tokens,
+    pub(crate) access: Access,
     metrics: PrometheusHandle,
     pub(crate) clock: crate::clock::Clock,
     pub(crate) health: Health,
-    pub(crate) sessions: Sessions,
     pub(crate) feed: Feed,
     pub(crate) escalate_after_s: u32,
     /// The journal, read (never written) for timelines and playback.
@@ -141,11 +140,10 @@ impl ApiState {
     pub fn new(core: Sender<Command>, tokens: &[TokenConfig], parts: ApiParts) -> Self {
         ApiState {
             core,
-            tokens: Tokens::new(tokens),
+            access: Access::new(tokens),
             metrics: parts.metrics,
             clock: parts.clock,
             health: parts.health,
-            sessions: Sessions::default(),
             feed: parts.feed,
             escalate_after_s: parts.escalate_after_s,
             journal: parts.journal,
@@ -153,10 +151,22 @@ impl ApiState {
             dispatch: parts.dispatch,
         }
     }
+}
 
-    /// The holder of a bearer token, if it is one of ours.
-    pub(crate) fn token_holder(&self, token: &str) -> Option<Caller> {
-        self.tokens.holder(token)
+/// Who may call: the configured tokens, and the dashboard sessions opened
+/// with them (each process, or cluster instance, its own).
+#[derive(Clone)]
+pub struct Access {
+    pub(crate) tokens: Tokens,
+    pub(crate) sessions: Sessions,
+}
+
+impl Access {
+    pub fn new(tokens: &[TokenConfig]) -> Access {
+        Access {
+            tokens: Tokens::new(tokens),
+            sessions: Sessions::default(),
+        }
     }
 }
 
@@ -237,11 +247,24 @@ impl Caller {
     }
 }
 
-impl FromRequestParts<ApiState> for Caller {
+/// A state whose routes know their callers ([`Access`]): by bearer token,
+/// or by a dashboard session (cookie, with its CSRF token for any change).
+pub(crate) trait Callers {
+    fn access(&self) -> &Access;
+}
+
+impl Callers for ApiState {
+    fn access(&self) -> &Access {
+        &self.access
+    }
+}
+
+impl<S: Callers + Sync> FromRequestParts<S> for Caller {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &ApiState) -> Result<Self, ApiError> {
-        if let Some(caller) = state.tokens.bearer(&parts.headers) {
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let access = state.access();
+        if let Some(caller) = access.tokens.bearer(&parts.headers) {
             return caller;
         }
         let session_id = parts
@@ -251,7 +274,7 @@ impl FromRequestParts<ApiState> for Caller {
             .filter_map(|v| v.to_str().ok())
             .find_map(session::cookie_value)
             .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "a bearer token is required"))?;
-        let session = state
+        let session = access
             .sessions
             .get(session_id, std::time::Instant::now())
             .ok_or_else(|| {
@@ -279,25 +302,6 @@ impl FromRequestParts<ApiState> for Caller {
         Ok(Caller {
             role: session.role,
             name: session.name,
-        })
-    }
-}
-
-/// The state of routes whose callers are known by bearer token only (a
-/// cluster instance keeps no dashboard sessions).
-pub(crate) trait BearerOnly {
-    fn tokens(&self) -> &Tokens;
-}
-
-impl<S: BearerOnly + Sync> FromRequestParts<S> for Caller {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
-        state.tokens().bearer(&parts.headers).unwrap_or_else(|| {
-            Err(ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "a bearer token is required",
-            ))
         })
     }
 }

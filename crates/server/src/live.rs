@@ -33,7 +33,7 @@ const LAG: usize = 4_096;
 const POSITION_EVERY: Duration = Duration::from_secs(1);
 
 /// A device's latest position, as the map shows it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct DevicePosition {
     pub device: DeviceId,
     pub case: CaseId,
@@ -161,6 +161,17 @@ impl Feed {
         ring.events.push_back(event.clone());
         // No console listening is fine.
         let _ = self.inner.tx.send(event);
+    }
+
+    /// Every change from now on, as consoles get them (a cluster's shard
+    /// forwards them to every instance).
+    pub fn changes(&self) -> broadcast::Receiver<Arc<LiveEvent>> {
+        self.inner.tx.subscribe()
+    }
+
+    /// Whether a console is listening.
+    pub fn watched(&self) -> bool {
+        self.inner.tx.receiver_count() > 0
     }
 
     pub fn alert(&self, record: AlertRecord) {

@@ -326,7 +326,7 @@ fn run_in_cluster(path: &std::path::Path, config: Config) -> ExitCode {
             };
         let case_api = match CaseApi::start(
             instance.case_bucket(),
-            &config.http.tokens,
+            instance.access(),
             config.engine.clone(),
         )
         .await
@@ -354,12 +354,13 @@ fn run_in_cluster(path: &std::path::Path, config: Config) -> ExitCode {
             &config.http.tokens,
         )
         .merge(case_api.router())
-        .merge(instance.alert_api(&config.http.tokens).router());
+        .merge(instance.alert_api().router())
+        .merge(instance.dashboard().router());
         let http = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
         eprintln!(
-            "kordon is running as instance {instance_name} of a cluster: health, metrics, cases and alerts on http://{} · Ctrl-C leaves the cluster",
+            "kordon is running as instance {instance_name} of a cluster: dashboard, API, health and metrics on http://{} · Ctrl-C leaves the cluster",
             http_addr.map(|a| a.to_string()).unwrap_or_default()
         );
         stop.wait().await;

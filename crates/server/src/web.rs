@@ -16,22 +16,46 @@ use axum::{Json, Router};
 use include_dir::{include_dir, Dir};
 use serde::Deserialize;
 
+use crate::clock::Clock;
 use crate::config::Role;
-use crate::http::{ApiError, ApiState, Caller};
+use crate::http::{ApiError, ApiState, Caller, Callers};
+use crate::live::Feed;
 use crate::session;
 
 static FILES: Dir<'static> = include_dir!("$CARGO_MANIFEST_DIR/../../web/static");
 
+/// What the dashboard's routes read: who may call, the live feed, and
+/// kordon's clock. One process serves them, and so does every cluster
+/// instance (`crate::cluster_node::dashboard`).
+pub(crate) trait Dashboard: Callers + Clone + Send + Sync + 'static {
+    fn feed(&self) -> &Feed;
+    fn clock(&self) -> Clock;
+}
+
+impl Dashboard for ApiState {
+    fn feed(&self) -> &Feed {
+        &self.feed
+    }
+    fn clock(&self) -> Clock {
+        self.clock
+    }
+}
+
 pub fn routes() -> Router<ApiState> {
+    dashboard_routes().route("/api/v1/positions", get(positions))
+}
+
+/// The dashboard's files, sessions and live stream (the positions are
+/// the state's own: one process has them at hand, a cluster gathers them).
+pub(crate) fn dashboard_routes<S: Dashboard>() -> Router<S> {
     Router::new()
         .route("/", get(index))
         .route("/assets/{*path}", get(asset))
         .route(
             "/api/v1/session",
-            get(whoami).post(sign_in).delete(sign_out),
+            get(whoami::<S>).post(sign_in::<S>).delete(sign_out::<S>),
         )
-        .route("/api/v1/stream", get(stream))
-        .route("/api/v1/positions", get(positions))
+        .route("/api/v1/stream", get(stream::<S>))
 }
 
 fn content_type(path: &str) -> &'static str {
@@ -82,17 +106,19 @@ struct SignIn {
 }
 
 /// Exchanges a bearer token for a session cookie.
-async fn sign_in(State(state): State<ApiState>, body: String) -> Result<Response, ApiError> {
+async fn sign_in<S: Dashboard>(State(state): State<S>, body: String) -> Result<Response, ApiError> {
     let SignIn { token } = serde_json::from_str(&body).map_err(|e| {
         ApiError::new(
             StatusCode::BAD_REQUEST,
             format!(r#"expected {{"token": "…"}}: {e}"#),
         )
     })?;
-    let holder = state
-        .token_holder(&token)
+    let access = state.access();
+    let holder = access
+        .tokens
+        .holder(&token)
         .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "unknown token"))?;
-    let (id, info) = state
+    let (id, info) = access
         .sessions
         .open(&holder.name, holder.role, Instant::now());
     tracing::info!(name = holder.name, role = ?holder.role, "signed in to the dashboard");
@@ -101,28 +127,31 @@ async fn sign_in(State(state): State<ApiState>, body: String) -> Result<Response
 }
 
 /// Who the session belongs to, with its CSRF token (a reloaded page asks).
-async fn whoami(State(state): State<ApiState>, headers: HeaderMap) -> Result<Response, ApiError> {
+async fn whoami<S: Dashboard>(
+    State(state): State<S>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
     let info = session_id(&headers)
-        .and_then(|id| state.sessions.get(id, Instant::now()))
+        .and_then(|id| state.access().sessions.get(id, Instant::now()))
         .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "not signed in"))?;
     Ok(Json(with_now(&state, info)).into_response())
 }
 
 /// The session as the dashboard is told of it, with kordon's time (the
 /// demo's simulated time runs ahead of the browser's clock).
-fn with_now(state: &ApiState, info: session::SessionInfo) -> serde_json::Value {
+fn with_now<S: Dashboard>(state: &S, info: session::SessionInfo) -> serde_json::Value {
     let mut body = serde_json::to_value(info).unwrap_or_default();
-    body["now"] = serde_json::json!(state.clock.now());
+    body["now"] = serde_json::json!(state.clock().now());
     body
 }
 
-async fn sign_out(
+async fn sign_out<S: Dashboard>(
     caller: Caller,
-    State(state): State<ApiState>,
+    State(state): State<S>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     if let Some(id) = session_id(&headers) {
-        state.sessions.close(id);
+        state.access().sessions.close(id);
     }
     tracing::info!(name = caller.name, "signed out of the dashboard");
     Ok((
@@ -141,13 +170,17 @@ fn session_id(headers: &HeaderMap) -> Option<&str> {
 }
 
 /// The live stream (Server-Sent Events); `Last-Event-ID` resumes.
-async fn stream(caller: Caller, State(state): State<ApiState>, headers: HeaderMap) -> Response {
+async fn stream<S: Dashboard>(
+    caller: Caller,
+    State(state): State<S>,
+    headers: HeaderMap,
+) -> Response {
     let last = headers
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
     state
-        .feed
+        .feed()
         .stream(caller.role, last.as_deref())
         .into_response()
 }

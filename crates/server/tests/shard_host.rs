@@ -8,7 +8,10 @@
 //! clock decides again after a take-over is stored once, and a shard saves
 //! what the clock decided without waiting for a message. A case put through
 //! an instance's case API reaches its shard, and one that would put a
-//! device on both sides of two cases is refused.
+//! device on both sides of two cases is refused. An alert acknowledged,
+//! noted and escalated through an instance that does not serve its shard
+//! stays so after the shard's owner crashes; a console signed in to one
+//! instance sees every shard's alerts and positions live.
 //!
 //! Skipped loudly without `nats-server` (failed with `KORDON_REQUIRE_NATS=1`).
 
@@ -622,7 +625,7 @@ async fn a_quiet_shard_saves_what_the_clock_decided() {
 async fn serve_case_api(config: &Config, instance: &Instance) -> String {
     let api = kordon_server::cluster_node::case_api::CaseApi::start(
         instance.case_bucket(),
-        &config.http.tokens,
+        instance.access(),
         config.engine.clone(),
     )
     .await
@@ -784,12 +787,16 @@ async fn a_case_put_through_an_instance_s_api_protects_and_a_device_on_two_sides
     instance.leave().await;
 }
 
-/// The alert API of an instance, served on a port of its own.
-async fn serve_alert_api(config: &Config, instance: &Instance) -> String {
-    let api = instance.alert_api(&config.http.tokens);
+/// The alert API and the dashboard of an instance, served on a port of
+/// their own; the alerts' URL.
+async fn serve_alert_api(instance: &Instance) -> String {
+    let app = instance
+        .alert_api()
+        .router()
+        .merge(instance.dashboard().router());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, api.router()).await });
+    tokio::spawn(async move { axum::serve(listener, app).await });
     format!("http://{address}/api/v1/alerts")
 }
 
@@ -841,7 +848,7 @@ async fn an_alert_handled_through_any_instance_stays_handled_after_its_shard_cha
             period: Duration::from_secs(300),
         };
         let instance = Instance::start(&config, settings, None).await.unwrap();
-        apis.insert(name, serve_alert_api(&config, &instance).await);
+        apis.insert(name, serve_alert_api(&instance).await);
         instances.insert(name, instance);
     }
     let http = reqwest::Client::new();
@@ -1014,4 +1021,212 @@ async fn an_alert_handled_through_any_instance_stays_handled_after_its_shard_cha
     assert!(told.values().all(|n| *n == 1), "{told:?}");
     assert!(handled.to_string().contains("unit on its way"), "{handled}");
     instances.remove(survivor).unwrap().leave().await;
+}
+
+/// A console's live stream, read into `events` (each `event:` name with
+/// its JSON `data:`) until the test ends.
+fn follow_stream(
+    http: reqwest::Client,
+    url: String,
+    cookie: String,
+) -> std::sync::Arc<std::sync::Mutex<Vec<(String, Value)>>> {
+    let events = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let out = events.clone();
+    tokio::spawn(async move {
+        let mut response = http.get(url).header("cookie", cookie).send().await.unwrap();
+        assert_eq!(response.status(), 200);
+        let mut text = String::new();
+        while let Ok(Some(chunk)) = response.chunk().await {
+            text.push_str(&String::from_utf8_lossy(&chunk));
+            while let Some(end) = text.find("\n\n") {
+                let block: String = text.drain(..end + 2).collect();
+                let field = |name: &str| {
+                    block
+                        .lines()
+                        .find_map(|l| l.strip_prefix(name))
+                        .map(|v| v.trim().to_string())
+                };
+                if let (Some(event), Some(data)) = (field("event:"), field("data:")) {
+                    let data = serde_json::from_str(&data).unwrap_or(Value::Null);
+                    out.lock().unwrap().push((event, data));
+                }
+            }
+        }
+    });
+    events
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_console_signed_in_to_one_instance_sees_every_shard_live() {
+    let Some(nats) = Nats::start() else { return };
+    let js = nats.jetstream_with_shard_stream().await;
+    let shards = ShardCount::new(SHARDS).unwrap();
+    let cases = put_one_case_per_shard(&js, shards).await;
+    let mut instances = HashMap::new();
+    for name in ["a", "b"] {
+        let config = config(&format!("dashboard-{name}"));
+        let instance = Instance::start(&config, settings(&nats, name), None)
+            .await
+            .unwrap();
+        instances.insert(name, instance);
+    }
+    wait_until("every shard served", Duration::from_secs(15), || {
+        let total: usize = instances.values().map(|i| i.serving().borrow().len()).sum();
+        async move { total == SHARDS as usize }
+    })
+    .await;
+    // The console signs in to the instance serving fewer shards: most of
+    // what it sees is served by the other.
+    let fewer = |i: &Instance| i.serving().borrow().len();
+    let console = if fewer(&instances["a"]) < fewer(&instances["b"]) {
+        "a"
+    } else {
+        "b"
+    };
+    assert!(fewer(&instances[console]) < SHARDS as usize);
+    let alerts = serve_alert_api(&instances[console]).await;
+    let base = alerts.trim_end_matches("/api/v1/alerts").to_string();
+    let http = reqwest::Client::new();
+
+    // The dashboard's page, and signing in with a token.
+    let page = http.get(format!("{base}/")).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    assert!(page.text().await.unwrap().contains("<html"));
+    let signed = http
+        .post(format!("{base}/api/v1/session"))
+        .body(serde_json::json!({"token": common::MONITORING_TOKEN}).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(signed.status(), 200);
+    let cookie = signed.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    let session: Value = signed.json().await.unwrap();
+    let csrf = session["csrf"].as_str().expect("a CSRF token").to_string();
+
+    // A console follows the stream; then every offender enters his zone.
+    let events = follow_stream(
+        http.clone(),
+        format!("{base}/api/v1/stream"),
+        cookie.clone(),
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await; // the console is known to every shard
+    let t0 = Timestamp::now() - jiff::SignedDuration::from_mins(30);
+    let at = |s: i64| t0 + jiff::SignedDuration::from_secs(s);
+    for case in &cases {
+        fix(&js, shards, case, outside(), at(0)).await;
+        fix(&js, shards, case, inside(), at(60)).await;
+    }
+    // Every shard's breach and offender reach the one console, whichever
+    // instance serves the shard.
+    let seen = |kind: &str, field: &str| -> Vec<String> {
+        let mut seen: Vec<String> = events
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(event, data)| {
+                event == kind && (kind != "alert" || data["kind"] == "zone_breach")
+            })
+            .filter_map(|(_, data)| data[field].as_str().map(str::to_string))
+            .collect();
+        seen.sort();
+        seen.dedup();
+        seen
+    };
+    let mut every_case: Vec<String> = cases.iter().map(|c| c.id.clone()).collect();
+    every_case.sort();
+    let mut every_offender: Vec<String> = cases.iter().map(|c| c.offender.clone()).collect();
+    every_offender.sort();
+    wait_until(
+        "every breach on the console",
+        Duration::from_secs(20),
+        || {
+            let done = seen("alert", "case") == every_case;
+            async move { done }
+        },
+    )
+    .await;
+    wait_until(
+        "every offender on the console's map",
+        Duration::from_secs(10),
+        || {
+            let done = seen("position", "device") == every_offender;
+            async move { done }
+        },
+    )
+    .await;
+
+    // The map, gathered from every shard, by session.
+    let map: Value = http
+        .get(format!("{base}/api/v1/positions"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let mut on_map: Vec<String> = map
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["device"].as_str().unwrap().to_string())
+        .collect();
+    on_map.sort();
+    assert_eq!(on_map, every_offender, "{map}");
+
+    // Acting by session needs the session's CSRF token.
+    let (_, list) = {
+        let response = http
+            .get(&alerts)
+            .header("cookie", &cookie)
+            .send()
+            .await
+            .unwrap();
+        (response.status(), response.json::<Value>().await.unwrap())
+    };
+    let alert = list.as_array().unwrap()[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let ack = format!("{alerts}/{alert}/ack");
+    let forged = http
+        .post(&ack)
+        .header("cookie", &cookie)
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), 403);
+    let acked = http
+        .post(&ack)
+        .header("cookie", &cookie)
+        .header("x-kordon-csrf", &csrf)
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(acked.status(), 200);
+    // ...and the console hears of it.
+    wait_until(
+        "the acknowledgement on the console",
+        Duration::from_secs(10),
+        || {
+            let heard = events.lock().unwrap().iter().any(|(event, data)| {
+                event == "alert"
+                    && data["id"] == alert.as_str()
+                    && data.get("acknowledgement").is_some()
+            });
+            async move { heard }
+        },
+    )
+    .await;
+    for (_, instance) in instances.drain() {
+        instance.leave().await;
+    }
 }

@@ -16,8 +16,9 @@
 //!   time the stream stored it, and answers ([`carried_command`]); a new
 //!   owner replays it the same way, so a take-over loses no acknowledgement.
 //!
-//! - `GET /api/v1/bans` (`?lat=…&lon=…` or `?person=…`) is gathered as the
-//!   alerts are: each shard's engine knows its own cases' orders.
+//! - `GET /api/v1/bans` (`?lat=…&lon=…` or `?person=…`) and the map's
+//!   `GET /api/v1/positions` are gathered as the alerts are: each shard's
+//!   engine knows its own cases' orders and devices.
 //!
 //! What it never does: change an alert anywhere but through the shard's
 //! stream, or answer an alert's question from a shard it does not serve.
@@ -40,9 +41,9 @@ use tokio::sync::{oneshot, watch};
 use tracing::warn;
 
 use super::ServedEngine;
-use crate::config::{Role, TokenConfig};
+use crate::config::Role;
 use crate::core_thread::{Command, OperatorAction, OperatorError, OperatorReply};
-use crate::http::{self, ApiError, Caller, Tokens, ALL};
+use crate::http::{self, Access, ApiError, Caller, ALL};
 use crate::live::AlertView;
 
 /// Names the shards a list of alerts lacks because they did not answer in
@@ -58,16 +59,12 @@ const ACTION_WAIT: Duration = Duration::from_secs(5);
 pub struct AlertApi {
     js: jetstream::Context,
     shards: ShardCount,
-    tokens: Tokens,
+    access: Access,
 }
 
 impl AlertApi {
-    pub fn new(js: jetstream::Context, shards: ShardCount, tokens: &[TokenConfig]) -> AlertApi {
-        AlertApi {
-            js,
-            shards,
-            tokens: Tokens::new(tokens),
-        }
+    pub fn new(js: jetstream::Context, shards: ShardCount, access: Access) -> AlertApi {
+        AlertApi { js, shards, access }
     }
 
     pub fn router(self) -> Router {
@@ -80,13 +77,14 @@ impl AlertApi {
             .route("/api/v1/alerts/{id}/escalate", post(escalate_alert))
             .route("/api/v1/dispositions", get(http::dispositions))
             .route("/api/v1/bans", get(bans))
+            .route("/api/v1/positions", get(positions))
             .with_state(self)
     }
 }
 
-impl http::BearerOnly for AlertApi {
-    fn tokens(&self) -> &Tokens {
-        &self.tokens
+impl http::Callers for AlertApi {
+    fn access(&self) -> &Access {
+        &self.access
     }
 }
 
@@ -105,6 +103,8 @@ enum Question {
     BansAt { role: Role, lat: f64, lon: f64 },
     /// The bans of a case, bracelet or victim device.
     BansOf { person: String },
+    /// Every device's latest position (the monitoring room's map).
+    Positions,
 }
 
 /// What each shard answered (a list of alerts or bans), as the role may
@@ -229,6 +229,16 @@ async fn list_alerts(caller: Caller, State(api): State<AlertApi>) -> Result<Resp
         alert: None,
     };
     api.ask(&question).await?.merged(desk_order)
+}
+
+/// Every device's latest position, over every shard: the monitoring
+/// room's map. A device in cases of two shards is listed by each.
+async fn positions(caller: Caller, State(api): State<AlertApi>) -> Result<Response, ApiError> {
+    caller.require(&[Role::Monitoring])?;
+    let device = |v: &Value| v["device"].as_str().map(str::to_string);
+    api.ask(&Question::Positions)
+        .await?
+        .merged(|a, b| device(a).cmp(&device(b)))
 }
 
 /// `/api/v1/bans?lat=…&lon=…` or `?person=…`, over every shard.
@@ -481,7 +491,7 @@ async fn answer(served: &[ServedEngine], question: &Question, asked: &Asked) -> 
         .iter()
         .filter(|engine| Instant::now() < engine.tenure.valid_until)
         .map(|engine| async move {
-            let body = shard_answer(&engine.commands, question, asked).await?;
+            let body = shard_answer(engine, question, asked).await?;
             Some(ShardPart {
                 shard: engine.tenure.shard,
                 epoch: engine.tenure.epoch,
@@ -503,11 +513,8 @@ pub struct Asked {
 }
 
 /// One shard engine's answer, as a JSON list; `None` if it did not answer.
-async fn shard_answer(
-    engine: &crossbeam_channel::Sender<Command>,
-    question: &Question,
-    asked: &Asked,
-) -> Option<Value> {
+async fn shard_answer(served: &ServedEngine, question: &Question, asked: &Asked) -> Option<Value> {
+    let engine = &served.commands;
     let listed = match question {
         Question::Alerts { role, alert } => {
             let records = match alert {
@@ -540,6 +547,7 @@ async fn shard_answer(
             let found = crate::intake::bans_of_person(&cases, person, asked.clock.now());
             serde_json::to_value(found)
         }
+        Question::Positions => serde_json::to_value(served.feed.positions()),
     };
     listed.ok()
 }

@@ -38,9 +38,9 @@ use kordon_core::{
 use serde_json::json;
 use tokio::sync::{watch, Mutex};
 
-use crate::config::{Role, TokenConfig};
+use crate::config::Role;
 use crate::core_thread::{CaseSummary, PutOutcome};
-use crate::http::{self, ApiError, Caller, Tokens, ALL};
+use crate::http::{self, Access, ApiError, Caller, ALL};
 use crate::intake;
 
 /// Every case of the cluster, as summaries and device roles (not whole
@@ -135,7 +135,7 @@ impl CaseDirectory {
 pub struct CaseApi {
     bucket: kv::Store,
     directory: watch::Receiver<CaseDirectory>,
-    tokens: Tokens,
+    access: Access,
     engine: EngineConfig,
     /// One change at a time through this instance: a case is checked
     /// against a directory that has every change made here before it.
@@ -146,14 +146,14 @@ impl CaseApi {
     /// Reads every case of `bucket` into the directory, and follows it.
     pub async fn start(
         bucket: kv::Store,
-        tokens: &[TokenConfig],
+        access: Access,
         engine: EngineConfig,
     ) -> Result<CaseApi, ClusterError> {
         let directory = CaseDirectory::follow(bucket.clone()).await?;
         Ok(CaseApi {
             bucket,
             directory,
-            tokens: Tokens::new(tokens),
+            access,
             engine,
             writing: Arc::default(),
         })
@@ -198,9 +198,9 @@ where
     }
 }
 
-impl http::BearerOnly for CaseApi {
-    fn tokens(&self) -> &Tokens {
-        &self.tokens
+impl http::Callers for CaseApi {
+    fn access(&self) -> &Access {
+        &self.access
     }
 }
 

@@ -9,6 +9,7 @@
 
 pub mod alert_api;
 pub mod case_api;
+pub mod dashboard;
 pub mod duties;
 mod shard_core;
 pub mod status_http;
@@ -54,6 +55,7 @@ pub struct ShardHost {
 pub struct ServedEngine {
     pub tenure: Tenure,
     pub commands: crossbeam_channel::Sender<crate::core_thread::Command>,
+    pub feed: crate::live::Feed,
 }
 
 impl ShardHost {
@@ -276,9 +278,13 @@ pub struct Instance {
     duties: Option<JoinHandle<()>>,
     delivery_watch: JoinHandle<()>,
     desk_answers: JoinHandle<()>,
+    live_relay: JoinHandle<()>,
     cases: kv::Store,
     js: async_nats::jetstream::Context,
     shards: ShardCount,
+    access: crate::http::Access,
+    feed: crate::live::Feed,
+    clock: crate::clock::Clock,
 }
 
 impl Instance {
@@ -313,6 +319,7 @@ impl Instance {
             answer_when_durable,
         );
         let keeper = LeaseKeeper::start(settings.clone()).await?;
+        let watching = dashboard::Watching::default();
         let parts = ShardParts {
             js,
             snapshots,
@@ -328,6 +335,7 @@ impl Instance {
             retention_days: (config.journal.retention_days > 0)
                 .then_some(config.journal.retention_days),
             keep_around_episode_s: i64::from(config.journal.keep_around_episode_minutes) * 60,
+            watching: watching.clone(),
         };
         let duties = match duties {
             Some(duties) => {
@@ -344,6 +352,8 @@ impl Instance {
         let delivery_watch = tokio::spawn(watch_delivery(parts.js.clone()));
         let js = parts.js.clone();
         let host = ShardHost::start(parts, cases.clone(), settings.shards);
+        let feed = crate::live::Feed::new(config.alerts.escalate_after_s);
+        let live_relay = tokio::spawn(dashboard::relay(js.client(), feed.clone(), watching));
         let desk_answers = tokio::spawn(alert_api::answer_questions(
             js.client(),
             host.engines(),
@@ -360,9 +370,13 @@ impl Instance {
             duties,
             delivery_watch,
             desk_answers,
+            live_relay,
             cases,
             js,
             shards: settings.shards,
+            access: crate::http::Access::new(&config.http.tokens),
+            feed,
+            clock: config.clock,
         })
     }
 
@@ -376,9 +390,20 @@ impl Instance {
         self.cases.clone()
     }
 
-    /// The alert routes, over every shard's desk, for the holders of `tokens`.
-    pub fn alert_api(&self, tokens: &[crate::config::TokenConfig]) -> alert_api::AlertApi {
-        alert_api::AlertApi::new(self.js.clone(), self.shards, tokens)
+    /// Who may call this instance's API and dashboard: its configured
+    /// tokens and the sessions signed in here.
+    pub fn access(&self) -> crate::http::Access {
+        self.access.clone()
+    }
+
+    /// The alert routes, over every shard's desk.
+    pub fn alert_api(&self) -> alert_api::AlertApi {
+        alert_api::AlertApi::new(self.js.clone(), self.shards, self.access())
+    }
+
+    /// The dashboard's files, sign-in and live stream of every shard.
+    pub fn dashboard(&self) -> dashboard::ClusterDashboard {
+        dashboard::ClusterDashboard::new(self.access(), self.feed.clone(), self.clock)
     }
 
     /// Leaves cleanly: closes every shard, gives the leases up, and commits
@@ -389,6 +414,7 @@ impl Instance {
         }
         self.delivery_watch.abort();
         self.desk_answers.abort();
+        self.live_relay.abort();
         self.host.stop().await;
         self.keeper.leave().await;
         let writer = self.writer;
@@ -404,6 +430,7 @@ impl Instance {
         }
         self.delivery_watch.abort();
         self.desk_answers.abort();
+        self.live_relay.abort();
         self.host.abort();
         self.keeper.abort();
     }

@@ -62,12 +62,16 @@ pub struct ShardParts {
     /// Retention of the instance's journal, as `[journal]` sets it.
     pub retention_days: Option<u32>,
     pub keep_around_episode_s: i64,
+    /// Whether a console watches anywhere (positions go out only then).
+    pub watching: super::dashboard::Watching,
 }
 
 /// A shard being served.
 pub struct ShardCore {
     pub tenure: Tenure,
     commands: crossbeam_channel::Sender<Command>,
+    /// What the shard's dashboard feed shows; its positions are asked of it.
+    feed: crate::live::Feed,
     /// Case changes, handed on by the feeder in the order they came.
     case_changes: mpsc::Sender<Command>,
     engine_thread: Option<std::thread::JoinHandle<()>>,
@@ -89,6 +93,8 @@ impl ShardCore {
         let (out_tx, out_rx) = mpsc::channel(OUTBOX);
         core.serve_shard();
         core.set_owntracks_phones(&parts.owntracks);
+        let feed = crate::live::Feed::new(parts.alerts.escalate_after_s);
+        core.attach_feed(feed.clone());
         core.go_live(Outlets {
             journal: parts.journal.clone(),
             publisher: out_tx,
@@ -143,11 +149,18 @@ impl ShardCore {
                 parts.clock,
                 stopping,
             )),
+            tokio::spawn(super::dashboard::forward(
+                shard,
+                feed.clone(),
+                parts.js.client(),
+                parts.watching.clone(),
+            )),
         ];
         info!(%shard, epoch = %tenure.epoch, covered, "serving the shard");
         Ok(ShardCore {
             tenure,
             commands,
+            feed,
             case_changes,
             engine_thread: Some(engine_thread),
             reader,
@@ -172,6 +185,7 @@ impl ShardCore {
         super::ServedEngine {
             tenure: self.tenure,
             commands: self.commands.clone(),
+            feed: self.feed.clone(),
         }
     }
 
