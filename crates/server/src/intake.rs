@@ -118,7 +118,23 @@ async fn check(
 ) -> Result<Response, ApiError> {
     caller.require(&[Role::Admin])?;
     let case = parse(&body)?;
-    let mut errors: Vec<FieldProblem> = Vec::new();
+    let report = validate_case(&case);
+    let running = ask(&state, |reply| Command::GetCase(CaseId::new(&id), reply)).await?;
+    let answer = checked(&id, &case, &report, running.as_ref(), Vec::new());
+    Ok(Json(answer).into_response())
+}
+
+/// The answer to a case's check before it is applied: its problems
+/// (`report`, `more`, and a path naming another case), its warnings, and
+/// what it changes in the case `running`.
+pub(crate) fn checked(
+    id: &str,
+    case: &Case,
+    report: &kordon_core::ValidationReport,
+    running: Option<&Case>,
+    more: Vec<FieldProblem>,
+) -> Value {
+    let mut errors: Vec<FieldProblem> = more;
     if case.id.as_str() != id {
         errors.push(FieldProblem {
             field: "id".into(),
@@ -130,26 +146,22 @@ async fn check(
             ),
         });
     }
-    let report = validate_case(&case);
     errors.extend(report.errors.iter().map(FieldProblem::from));
     let warnings: Vec<FieldProblem> = report.warnings.iter().map(FieldProblem::from).collect();
-    let running = ask(&state, |reply| Command::GetCase(CaseId::new(&id), reply)).await?;
     let before = running
-        .as_ref()
         .and_then(|c| serde_json::to_value(c).ok())
         .unwrap_or(Value::Null);
-    let after = serde_json::to_value(&case).unwrap_or(Value::Null);
+    let after = serde_json::to_value(case).unwrap_or(Value::Null);
     let mut changes = Vec::new();
     diff("", &before, &after, &mut changes);
-    Ok(Json(json!({
+    json!({
         "case": id,
         "exists": running.is_some(),
         "valid": errors.is_empty(),
         "errors": errors,
         "warnings": warnings,
         "diff": changes,
-    }))
-    .into_response())
+    })
 }
 
 /// The leaves that differ between `before` and `after`, by path. A case

@@ -722,6 +722,41 @@ async fn a_case_put_through_an_instance_s_api_protects_and_a_device_on_two_sides
         "{body}"
     );
 
+    // A check before a put: what it would refuse, and what it changes.
+    let check = |id: &str, body: &Value, token: &'static str| {
+        http.post(format!("{url}/{id}/check"))
+            .bearer_auth(token)
+            .body(body.to_string())
+            .send()
+    };
+    let refused = check(&other.id, &conflicting, common::ADMIN_TOKEN)
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 200);
+    let refused: Value = refused.json().await.unwrap();
+    assert_eq!(refused["valid"], false, "{refused}");
+    assert_eq!(refused["exists"], false, "{refused}");
+    assert_eq!(
+        refused["errors"][0]["problem"]["code"], "device_role_conflict",
+        "{refused}"
+    );
+    let mut lower = case.json();
+    lower["risk"] = Value::from("low");
+    let changed: Value = check(&case.id, &lower, common::ADMIN_TOKEN)
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        (&changed["valid"], &changed["exists"]),
+        (&Value::from(true), &Value::from(true)),
+        "{changed}"
+    );
+    assert_eq!(changed["diff"][0]["path"], "risk", "{changed}");
+    let police = check(&case.id, &lower, common::POLICE_TOKEN).await.unwrap();
+    assert_eq!(police.status(), 403);
+
     // Another instance's API on the same bucket has the case too.
     let elsewhere = serve_case_api(&config, &instance).await;
     let (status, _) = get_json(

@@ -1,10 +1,10 @@
-//! The case API of a cluster instance: `GET /api/v1/cases`, and `GET`,
-//! `PUT` and `DELETE /api/v1/cases/{id}`, with the roles and answers of
-//! single-process kordon (`crate::http`), on the cases' bucket, which every
-//! instance reads and writes. Any instance can be asked: the one serving a
-//! case's shard applies each change as the bucket passes it on
-//! ([`super::ShardHost`]). (A case's check before a `PUT` and its timeline
-//! are not served in a cluster yet.)
+//! The case API of a cluster instance: `GET /api/v1/cases`, `GET`, `PUT`
+//! and `DELETE /api/v1/cases/{id}`, and `POST /api/v1/cases/{id}/check`,
+//! with the roles and answers of single-process kordon (`crate::http`,
+//! `crate::intake`), on the cases' bucket, which every instance reads and
+//! writes. Any instance can be asked: the one serving a case's shard
+//! applies each change as the bucket passes it on ([`super::ShardHost`]).
+//! (A case's timeline is not served in a cluster yet.)
 //!
 //! A case is checked before it is stored, as one process checks it before
 //! it runs ([`check_case`]): the case file, by an engine of its own that
@@ -28,12 +28,13 @@ use async_nats::jetstream::kv;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use kordon_cluster::cases::{self, CaseChange, Changed, Stored};
 use kordon_cluster::ClusterError;
 use kordon_core::{
     check_device_roles, Case, CaseId, CaseRejected, DeviceId, Engine, EngineConfig, Role as Side,
+    ValidationReport,
 };
 use serde_json::json;
 use tokio::sync::{watch, Mutex};
@@ -166,6 +167,7 @@ impl CaseApi {
                 "/api/v1/cases/{id}",
                 get(get_case).put(put_case).delete(delete_case),
             )
+            .route("/api/v1/cases/{id}/check", post(check))
             .with_state(self)
     }
 }
@@ -184,6 +186,22 @@ pub fn check_case<M>(
 where
     M: IntoIterator<Item = (CaseId, Side)>,
 {
+    let report = case_report(case, engine, memberships);
+    match report.is_ok() {
+        true => Ok(()),
+        false => Err(CaseRejected { report }),
+    }
+}
+
+/// Every problem and warning [`check_case`] finds.
+fn case_report<M>(
+    case: &Case,
+    engine: &EngineConfig,
+    memberships: impl FnMut(&DeviceId) -> M,
+) -> ValidationReport
+where
+    M: IntoIterator<Item = (CaseId, Side)>,
+{
     let mut scratch = Engine::new(engine.clone());
     // The time only places the case's orders in their validity; nothing
     // the check decides depends on it.
@@ -192,10 +210,7 @@ where
         Err(rejected) => rejected.report,
     };
     check_device_roles(case, memberships, &mut report);
-    match report.is_ok() {
-        true => Ok(()),
-        false => Err(CaseRejected { report }),
-    }
+    report
 }
 
 impl http::Callers for CaseApi {
@@ -318,6 +333,46 @@ async fn put_case(
     let warnings = intake::warnings_of(&case);
     let body = json!({ "case": id, "outcome": outcome, "warnings": warnings });
     Ok((status, Json(body)).into_response())
+}
+
+/// A case file checked as a `PUT` of it would be, stored nowhere: its
+/// problems and warnings, and what it changes in the stored case.
+async fn check(
+    caller: Caller,
+    State(api): State<CaseApi>,
+    Path(id): Path<String>,
+    body: String,
+) -> Result<Response, ApiError> {
+    caller.require(&[Role::Admin])?;
+    let case = intake::parse(&body)?;
+    let memberships = api.directory.borrow().memberships_of(&case);
+    let report = case_report(&case, &api.engine, |device| {
+        memberships.get(device).cloned().unwrap_or_default()
+    });
+    let mut more = Vec::new();
+    if !case.id.is_plain() {
+        more.push(intake::FieldProblem {
+            field: "id".into(),
+            order: None,
+            problem: json!({ "code": "id_not_plain" }),
+            message: format!(
+                "case id `{}` must be {} (in a cluster it is a key of the cases' bucket)",
+                case.id,
+                CaseId::PLAIN
+            ),
+        });
+    }
+    // A path that is not plain names no stored case (and the file's id
+    // differs from it, or is not plain either: both are said).
+    let running = match CaseId::new(&id).is_plain() {
+        true => match stored(&api, &id).await? {
+            Stored::Case { case, .. } => Some(case),
+            Stored::Missing { .. } | Stored::Unreadable { .. } => None,
+        },
+        false => None,
+    };
+    let answer = intake::checked(&id, &case, &report, running.as_ref(), more);
+    Ok(Json(answer).into_response())
 }
 
 async fn delete_case(
