@@ -778,10 +778,14 @@ impl AlertDesk {
         for id in due {
             self.changed.push(id);
             let record = self.alerts.get_mut(&id).expect("collected above");
-            record.escalated_at = Some(now);
+            // Escalated as of its deadline, not of the tick that found it
+            // due: whoever decides it (a cluster shard's next owner, on a
+            // clock ticking at other moments) names the same escalation.
+            let deadline = record.attention_since + limit;
+            record.escalated_at = Some(deadline);
             let mut message = record.latest.clone();
             message.event = AlertEvent::Escalated;
-            message.ts = now;
+            message.ts = deadline;
             // The police act on the alert already; an escalation is the
             // monitoring room's business and its coordinators'.
             out.push(json(topics::MONITORING, &message));
@@ -793,7 +797,7 @@ impl AlertDesk {
                     severity: message.severity,
                     case: message.case.clone(),
                     risk: case.risk,
-                    ts: now,
+                    ts: deadline,
                     unacknowledged_for_s: now.duration_since(record.attention_since).as_secs_f64(),
                     coordinators: case.coordinators.clone(),
                 };
@@ -905,8 +909,11 @@ impl AlertDesk {
                 if *told == Some(record.latest.kind) {
                     continue;
                 }
+                // As of the moment it had lasted long enough, not of the
+                // tick that found it: whoever decides it names the same
+                // warning, and her device is told once.
                 let mut message = record.latest.clone();
-                message.ts = now;
+                message.ts = record.latest.onset + after;
                 let language = case.language(&device);
                 if let Some(warning) = device_warning(told, &message, Role::Protected, language) {
                     out.push(json(&topics::device_warning(device.as_str()), &warning));

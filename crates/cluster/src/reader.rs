@@ -76,6 +76,10 @@ impl Origin {
 /// Reads one shard until its tenure ends.
 pub struct ShardReader {
     task: JoinHandle<()>,
+    /// The shard's messages stored from `from` on when reading began: what
+    /// a new owner replays before it is live. The last of them is handed
+    /// on with `pending` 0 (unless more came meanwhile).
+    pub backlog: u64,
 }
 
 impl ShardReader {
@@ -104,10 +108,11 @@ impl ShardReader {
             })
             .await
             .map_err(|e| err(&e))?;
+        let backlog = consumer.cached_info().num_pending;
         let messages = consumer.messages().await.map_err(|e| err(&e))?;
-        info!(shard = %tenure.shard, epoch = %tenure.epoch, from, "reading shard");
+        info!(shard = %tenure.shard, epoch = %tenure.epoch, from, backlog, "reading shard");
         let task = tokio::spawn(read(messages, tenure, tenures, out));
-        Ok(ShardReader { task })
+        Ok(ShardReader { task, backlog })
     }
 
     /// Whether it has stopped (its tenure ended, or nobody takes its messages).

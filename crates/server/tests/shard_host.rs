@@ -1265,3 +1265,126 @@ async fn a_console_signed_in_to_one_instance_sees_every_shard_live() {
         instance.leave().await;
     }
 }
+
+/// The events stored for `alert` in the alerts' stream.
+async fn events_of(js: &jetstream::Context, alert: &str) -> Vec<String> {
+    alerts(js)
+        .await
+        .into_iter()
+        .filter(|s| s.body["id"] == alert)
+        .map(|s| format!("{} {}", s.topic, s.body["event"].as_str().unwrap_or("?")))
+        .collect()
+}
+
+/// What the alerts' stream holds of a breach, and the next owner's record
+/// of it, when its shard's owner crashed past the breach's escalation
+/// deadline (3 s) with the breach in a snapshot, and (`acknowledged`) an
+/// acknowledgement before the deadline in no snapshot.
+async fn past_the_deadline_then_taken_over(
+    nats: &Nats,
+    acknowledged: bool,
+) -> (Vec<String>, Value) {
+    let js = nats.jetstream_with_shard_stream().await;
+    let shards = ShardCount::new(SHARDS).unwrap();
+    let case = one_case_per_shard(shards).remove(0);
+    let bucket = kordon_cluster::cases::open(&js, 1).await.unwrap();
+    let stored: kordon_core::Case = serde_json::from_value(case.json()).unwrap();
+    kordon_cluster::cases::put(&bucket, &stored).await.unwrap();
+    let config = |name: &str| {
+        let mut config = config(name);
+        config.alerts.escalate_after_s = 3;
+        config
+    };
+    let mut first = settings(&nats, "first");
+    // A snapshot after the breach's two fixes, none after.
+    first.retention.snapshot_every = SnapshotEvery {
+        messages: 2,
+        period: Duration::from_secs(300),
+    };
+    let instance = serving_all(&config("deadline-first"), first).await;
+    let api = serve_alert_api(&instance).await;
+    let http = reqwest::Client::new();
+    let t0 = Timestamp::now() - jiff::SignedDuration::from_mins(30);
+    fix(&js, shards, &case, outside(), t0).await;
+    fix(
+        &js,
+        shards,
+        &case,
+        inside(),
+        t0 + jiff::SignedDuration::from_secs(60),
+    )
+    .await;
+    let breach = eventually("the breach listed", Duration::from_secs(10), || async {
+        zone_breaches(&http, &api, common::MONITORING_TOKEN)
+            .await
+            .and_then(|b| b.into_iter().next())
+    })
+    .await;
+    let alert = breach["id"].as_str().unwrap().to_string();
+    if acknowledged {
+        let ack = format!("{api}/{alert}/ack");
+        let (status, body) =
+            post_json(&http, &ack, common::MONITORING_TOKEN, serde_json::json!({})).await;
+        assert_eq!(status, 200, "{body}");
+    }
+    let snapshots = ShardSnapshots::open(&js, 1).await.unwrap();
+    let shard = shards.shard_of(&case.id);
+    wait_until("the breach in a snapshot", Duration::from_secs(10), || {
+        let snapshots = snapshots.clone();
+        async move {
+            snapshots
+                .load(shard)
+                .await
+                .unwrap()
+                .is_some_and(|s| s.covered >= 2)
+        }
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(4)).await; // past the deadline
+    instance.crash();
+
+    let next = serving_all(&config("deadline-next"), settings(&nats, "next")).await;
+    let api = serve_alert_api(&next).await;
+    let url = format!("{api}/{alert}");
+    eventually(
+        "the alert read from the next owner",
+        Duration::from_secs(10),
+        || async {
+            let (status, body) = get_json(&http, &url, common::MONITORING_TOKEN).await;
+            let replayed = !acknowledged || body.get("acknowledgement").is_some();
+            (status == 200 && replayed).then_some(())
+        },
+    )
+    .await;
+    // The next owner's ticks have found anything due by now.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let (_, record) = get_json(&http, &url, common::MONITORING_TOKEN).await;
+    let told = events_of(&js, &alert).await;
+    next.leave().await;
+    (told, record)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_escalation_decided_again_by_the_next_owner_is_stored_once() {
+    let Some(nats) = Nats::start() else { return };
+    let (told, record) = past_the_deadline_then_taken_over(&nats, false).await;
+    let mut escalations: Vec<&String> = told.iter().filter(|e| e.ends_with(" escalated")).collect();
+    assert!(!escalations.is_empty(), "never escalated: {told:?}");
+    escalations.sort();
+    let mut once = escalations.clone();
+    once.dedup();
+    assert_eq!(escalations, once, "told twice: {told:?}");
+    assert!(record["escalated_at"].is_string(), "{record}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_alert_acknowledged_before_its_deadline_is_not_escalated_by_the_next_owner() {
+    let Some(nats) = Nats::start() else { return };
+    let (told, record) = past_the_deadline_then_taken_over(&nats, true).await;
+    assert!(
+        !told.iter().any(|e| e.ends_with(" escalated")),
+        "escalated after it was acknowledged: {told:?}\n{record}"
+    );
+    assert!(record.get("escalated_at").is_none(), "{record}");
+    assert!(record.get("acknowledgement").is_some(), "{record}");
+}

@@ -43,6 +43,8 @@ const OUTBOX: usize = 4_096;
 const CASE_CHANGES: usize = 1_024;
 /// Between attempts to store an alert message while NATS refuses.
 const STORE_RETRY: Duration = Duration::from_millis(200);
+/// The longest a shard's clock waits for its replay to end.
+const CATCH_UP_MAX: Duration = Duration::from_secs(60);
 
 /// What every shard core of an instance shares.
 #[derive(Clone)]
@@ -123,7 +125,9 @@ impl ShardCore {
         )
         .await?;
         let stored = Arc::new(AtomicU64::new(0));
+        let (caught_up, caught_up_rx) = watch::channel(reader.backlog == 0);
         let feeder = Feeder {
+            caught_up,
             shard,
             epoch: tenure.epoch,
             nats: parts.js.client(),
@@ -144,10 +148,12 @@ impl ShardCore {
         let tasks = vec![
             tokio::spawn(feeder.run(messages_rx, case_changes_rx)),
             tokio::spawn(outbox.run(out_rx, snapshot_rx)),
-            tokio::spawn(crate::mqtt::run_ticker(
+            tokio::spawn(tick_once_caught_up(
+                shard,
                 commands.clone(),
                 parts.clock,
                 stopping,
+                caught_up_rx,
             )),
             tokio::spawn(super::dashboard::forward(
                 shard,
@@ -287,6 +293,31 @@ fn case_sync(
     gone.chain(put).collect()
 }
 
+/// Runs the shard's clock once its engine has been handed every message
+/// stored before the shard opened (or after [`CATCH_UP_MAX`]). A tick
+/// before that would judge deadlines by the wall clock against a state
+/// that has not heard yet of what came after its snapshot (an operator's
+/// acknowledgement, say), and decide what the last owner never did: an
+/// escalation of an alert already acknowledged.
+async fn tick_once_caught_up(
+    shard: Shard,
+    commands: crossbeam_channel::Sender<Command>,
+    clock: Clock,
+    stopping: watch::Receiver<bool>,
+    mut caught_up: watch::Receiver<bool>,
+) {
+    let waited = Instant::now();
+    match tokio::time::timeout(CATCH_UP_MAX, caught_up.wait_for(|done| *done)).await {
+        Ok(_) => {
+            tracing::debug!(%shard, waited = ?waited.elapsed(), "the shard's replay is done: its clock runs")
+        }
+        Err(_) => {
+            warn!(%shard, "the shard's replay is not done after a minute: its clock runs anyway")
+        }
+    }
+    crate::mqtt::run_ticker(commands, clock, stopping).await;
+}
+
 /// A snapshot asked of the engine thread: its copy, and the stream
 /// sequence it covers.
 struct SnapshotDue {
@@ -297,6 +328,9 @@ struct SnapshotDue {
 /// Hands the reader's messages to the engine thread, and asks for a
 /// snapshot when one is due.
 struct Feeder {
+    /// Set once the messages stored before the shard opened are all
+    /// queued: the shard's clock waits for it.
+    caught_up: watch::Sender<bool>,
     shard: Shard,
     epoch: kordon_cluster::Epoch,
     /// Where operators' actions are answered.
@@ -332,8 +366,12 @@ impl Feeder {
                     last_seq = message.seq;
                     since_snapshot += 1;
                     lag.set(message.pending as f64);
+                    let last = message.pending == 0;
                     if !self.hand_on(message).await {
                         return;
+                    }
+                    if last {
+                        self.caught_up.send_if_modified(|done| !std::mem::replace(done, true));
                     }
                 }
                 change = case_changes.recv() => {
