@@ -1295,7 +1295,7 @@ async fn past_the_deadline_then_taken_over(
         config.alerts.escalate_after_s = 3;
         config
     };
-    let mut first = settings(&nats, "first");
+    let mut first = settings(nats, "first");
     // A snapshot after the breach's two fixes, none after.
     first.retention.snapshot_every = SnapshotEvery {
         messages: 2,
@@ -1343,7 +1343,7 @@ async fn past_the_deadline_then_taken_over(
     tokio::time::sleep(Duration::from_secs(4)).await; // past the deadline
     instance.crash();
 
-    let next = serving_all(&config("deadline-next"), settings(&nats, "next")).await;
+    let next = serving_all(&config("deadline-next"), settings(nats, "next")).await;
     let api = serve_alert_api(&next).await;
     let url = format!("{api}/{alert}");
     eventually(
