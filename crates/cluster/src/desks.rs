@@ -47,7 +47,7 @@ pub const REPLY_HEADER: &str = "Kordon-Reply";
 
 /// Where each shard's owner publishes what the shard's dashboard feed
 /// shows (alerts changed, positions, cases changed), for every instance's
-/// consoles: `kordon.live.<shard>`. Core NATS: a console that missed some
+/// consoles: `kordon.live.shard.<n>`. Core NATS: a console that missed some
 /// refetches, as it does after any gap.
 pub const LIVE_SUBJECTS: &str = "kordon.live.shard.>";
 /// Said every few seconds by an instance while a console watches its

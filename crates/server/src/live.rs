@@ -71,6 +71,9 @@ pub enum Change {
     Position(DevicePosition),
     Case(CaseId),
     Health(serde_json::Value),
+    /// Some changes were lost on the way (a cluster's relay): every
+    /// console refetches everything.
+    Reset,
 }
 
 #[derive(Debug)]
@@ -184,6 +187,12 @@ impl Feed {
 
     pub fn health(&self, body: serde_json::Value) {
         self.push(Change::Health(body));
+    }
+
+    /// Tells every console to refetch everything: changes were lost
+    /// before they reached this feed.
+    pub fn reset(&self) {
+        self.push(Change::Reset);
     }
 
     /// Remembers a device's position; it goes out now unless the device's
@@ -451,6 +460,7 @@ fn shown(change: &Change, role: Role, escalate_after_s: u32) -> Option<(&'static
         }
         Change::Case(id) => Some(("case", json(&serde_json::json!({ "case": id })))),
         Change::Health(body) => Some(("health", json(body))),
+        Change::Reset => Some(("reset", "{}".to_string())),
     }
 }
 

@@ -485,11 +485,13 @@ pub async fn answer_questions(
 }
 
 /// What the shards of `served` answer to `question`: one part per shard
-/// whose tenure still holds and whose engine answered.
+/// whose tenure still holds, whose replay is done (a desk still being
+/// rebuilt would answer "no such alert"; it is named missing instead) and
+/// whose engine answered.
 async fn answer(served: &[ServedEngine], question: &Question, asked: &Asked) -> Answer {
     let parts = served
         .iter()
-        .filter(|engine| Instant::now() < engine.tenure.valid_until)
+        .filter(|engine| Instant::now() < engine.tenure.valid_until && *engine.caught_up.borrow())
         .map(|engine| async move {
             let body = shard_answer(engine, question, asked).await?;
             Some(ShardPart {

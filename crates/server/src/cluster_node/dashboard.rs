@@ -4,11 +4,12 @@
 //!
 //! Each shard being served has a feed of its own, fed by its engine thread
 //! as one process's is. [`forward`] publishes what it shows on core NATS
-//! (`kordon.live.shard.<n>`), and every instance [`relay`]s what all shards
-//! publish into the feed its consoles read. A console that misses some
-//! (NATS reconnecting, a shard changing hands) is no worse off than one
-//! that lost its connection: it refetches the alerts and positions, which
-//! are gathered from every shard (`super::alert_api`). Positions are
+//! (`kordon.live.shard.<n>`), each change numbered, and every instance
+//! [`relay`]s what all shards publish into the feed its consoles read.
+//! Changes lost on the way (NATS reconnecting, a relay or forwarder falling
+//! behind) show as a gap in the numbers, and the relay tells its consoles
+//! to reset: they refetch the alerts and positions, which are gathered from
+//! every shard (`super::alert_api`), as after any lost connection. Positions are
 //! published only while some console watches: an instance with consoles
 //! says so on `kordon.live.watching` every few seconds.
 //!
@@ -24,7 +25,7 @@ use axum::Router;
 use futures_util::StreamExt;
 use kordon_alert::AlertRecord;
 use kordon_cluster::desks::{live_subject, LIVE_SUBJECTS, WATCHING_SUBJECT};
-use kordon_cluster::Shard;
+use kordon_cluster::{Epoch, Shard, Tenure};
 use kordon_core::CaseId;
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast::error::RecvError;
@@ -79,24 +80,55 @@ impl Dashboard for ClusterDashboard {
     }
 }
 
-/// A change of a shard's feed, as NATS carries it.
+/// A change of a shard's feed, as NATS carries it: numbered by its
+/// forwarder (one per tenure), so that a relay sees what it missed.
+#[derive(Serialize, Deserialize)]
+struct Relayed {
+    shard: Shard,
+    epoch: Epoch,
+    /// 1, 2, 3… from the forwarder's start.
+    n: u64,
+    change: RelayedChange,
+}
+
 #[derive(Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-enum Relayed {
+enum RelayedChange {
     Alert(Box<AlertRecord>),
     Position(DevicePosition),
     Case(CaseId),
+    /// The forwarder fell behind its shard's feed: changes are lost.
+    Reset,
 }
 
-impl Relayed {
+impl RelayedChange {
     /// What goes to the other instances' consoles; not kordon's health,
     /// which each instance shows of itself.
-    fn of(change: &Change) -> Option<Relayed> {
+    fn of(change: &Change) -> Option<RelayedChange> {
         match change {
-            Change::Alert(record) => Some(Relayed::Alert(record.clone())),
-            Change::Position(position) => Some(Relayed::Position(position.clone())),
-            Change::Case(id) => Some(Relayed::Case(id.clone())),
+            Change::Alert(record) => Some(RelayedChange::Alert(record.clone())),
+            Change::Position(position) => Some(RelayedChange::Position(position.clone())),
+            Change::Case(id) => Some(RelayedChange::Case(id.clone())),
+            Change::Reset => Some(RelayedChange::Reset),
             Change::Health(_) => None,
+        }
+    }
+}
+
+/// The last change relayed from each shard, to see a gap.
+#[derive(Default)]
+struct Numbering {
+    last: std::collections::HashMap<Shard, (Epoch, u64)>,
+}
+
+impl Numbering {
+    /// Whether `relayed` follows the last change of its shard with nothing
+    /// lost between (a new tenure's forwarder starts again at 1).
+    fn follows(&mut self, relayed: &Relayed) -> bool {
+        let before = self.last.insert(relayed.shard, (relayed.epoch, relayed.n));
+        match before {
+            Some((epoch, n)) if epoch == relayed.epoch => relayed.n == n + 1,
+            _ => relayed.n == 1,
         }
     }
 }
@@ -134,28 +166,35 @@ impl Watching {
 /// Publishes what `shard`'s feed shows, until the feed is gone (the shard
 /// closed); positions only while a console watches somewhere.
 pub(super) async fn forward(
-    shard: Shard,
+    tenure: Tenure,
     feed: Feed,
     nats: async_nats::Client,
     watching: Watching,
 ) {
+    let shard = tenure.shard;
     let mut changes = feed.changes();
     drop(feed); // the engine thread's copy keeps it; this task only listens
     let subject = live_subject(shard);
+    let mut n = 0;
     loop {
-        let event = match changes.recv().await {
-            Ok(event) => event,
-            Err(RecvError::Lagged(missed)) => {
-                warn!(%shard, missed, "the dashboard's relay fell behind the shard; consoles refetch on their next gap");
+        let change = match changes.recv().await {
+            Ok(event) if matches!(event.change, Change::Position(_)) && !watching.recently() => {
                 continue;
+            }
+            Ok(event) => RelayedChange::of(&event.change),
+            Err(RecvError::Lagged(missed)) => {
+                warn!(%shard, missed, "the dashboard's relay fell behind the shard: consoles refetch");
+                Some(RelayedChange::Reset)
             }
             Err(RecvError::Closed) => return,
         };
-        if matches!(event.change, Change::Position(_)) && !watching.recently() {
-            continue;
-        }
-        let Some(relayed) = Relayed::of(&event.change) else {
-            continue;
+        let Some(change) = change else { continue };
+        n += 1;
+        let relayed = Relayed {
+            shard,
+            epoch: tenure.epoch,
+            n,
+            change,
         };
         let Ok(bytes) = serde_json::to_vec(&relayed) else {
             continue;
@@ -183,15 +222,30 @@ pub(super) async fn relay(nats: async_nats::Client, feed: Feed, watching: Watchi
     };
     let mut say = tokio::time::interval(Duration::from_secs(1));
     let mut said: Option<Instant> = None;
+    let mut numbering = Numbering::default();
+    // Gaps found within a second make one reset: after a reconnect every
+    // shard's next change shows one, and each reset refetches everything.
+    let mut reset_due = false;
     loop {
         tokio::select! {
             message = changes.next() => {
                 let Some(message) = message else { return };
-                match serde_json::from_slice::<Relayed>(&message.payload) {
-                    Ok(Relayed::Alert(record)) => feed.alert(*record),
-                    Ok(Relayed::Position(position)) => feed.position(position, Instant::now()),
-                    Ok(Relayed::Case(id)) => feed.case(id),
-                    Err(e) => warn!(error = %e, "an unreadable change for the dashboards"),
+                let relayed = match serde_json::from_slice::<Relayed>(&message.payload) {
+                    Ok(relayed) => relayed,
+                    Err(e) => {
+                        warn!(error = %e, "an unreadable change for the dashboards: consoles refetch");
+                        reset_due = true;
+                        continue;
+                    }
+                };
+                // Lost on the way (NATS reconnecting, a slow relay): the
+                // consoles refetch rather than miss a breach.
+                reset_due |= !numbering.follows(&relayed);
+                match relayed.change {
+                    RelayedChange::Alert(record) => feed.alert(*record),
+                    RelayedChange::Position(position) => feed.position(position, Instant::now()),
+                    RelayedChange::Case(id) => feed.case(id),
+                    RelayedChange::Reset => reset_due = true,
                 }
             }
             heard = others.next() => {
@@ -205,6 +259,9 @@ pub(super) async fn relay(nats: async_nats::Client, feed: Feed, watching: Watchi
                     let _ = nats.publish(WATCHING_SUBJECT, "1".into()).await;
                 }
                 feed.flush_positions(Instant::now());
+                if std::mem::take(&mut reset_due) {
+                    feed.reset();
+                }
             }
         }
     }
@@ -213,6 +270,40 @@ pub(super) async fn relay(nats: async_nats::Client, feed: Feed, watching: Watchi
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn relayed(shard: u16, epoch: u64, n: u64) -> Relayed {
+        Relayed {
+            shard: Shard(shard),
+            epoch: Epoch(epoch),
+            n,
+            change: RelayedChange::Reset,
+        }
+    }
+
+    #[test]
+    fn a_change_lost_on_the_way_is_seen_and_a_new_tenure_starts_again() {
+        let mut numbering = Numbering::default();
+        assert!(numbering.follows(&relayed(1, 5, 1)));
+        assert!(numbering.follows(&relayed(1, 5, 2)));
+        assert!(
+            numbering.follows(&relayed(2, 9, 1)),
+            "another shard counts apart"
+        );
+        assert!(!numbering.follows(&relayed(1, 5, 4)), "3 was lost");
+        assert!(numbering.follows(&relayed(1, 5, 5)));
+        assert!(
+            numbering.follows(&relayed(1, 6, 1)),
+            "the next owner's forwarder"
+        );
+        assert!(
+            !numbering.follows(&relayed(1, 7, 3)),
+            "the next one's first two lost"
+        );
+        assert!(
+            !numbering.follows(&relayed(3, 1, 2)),
+            "a relay that joined late"
+        );
+    }
 
     #[test]
     fn nobody_watching_until_heard_and_for_a_while_after() {

@@ -56,6 +56,8 @@ pub struct ServedEngine {
     pub tenure: Tenure,
     pub commands: crossbeam_channel::Sender<crate::core_thread::Command>,
     pub feed: crate::live::Feed,
+    /// Whether the shard's replay is done (its desk complete).
+    pub caught_up: watch::Receiver<bool>,
 }
 
 impl ShardHost {

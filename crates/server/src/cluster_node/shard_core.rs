@@ -74,6 +74,9 @@ pub struct ShardCore {
     commands: crossbeam_channel::Sender<Command>,
     /// What the shard's dashboard feed shows; its positions are asked of it.
     feed: crate::live::Feed,
+    /// Whether its engine has every message stored before it opened: until
+    /// then its desk is not complete, and it answers no question about it.
+    caught_up: watch::Receiver<bool>,
     /// Case changes, handed on by the feeder in the order they came.
     case_changes: mpsc::Sender<Command>,
     engine_thread: Option<std::thread::JoinHandle<()>>,
@@ -126,6 +129,7 @@ impl ShardCore {
         .await?;
         let stored = Arc::new(AtomicU64::new(0));
         let (caught_up, caught_up_rx) = watch::channel(reader.backlog == 0);
+        let replayed = caught_up_rx.clone();
         let feeder = Feeder {
             caught_up,
             shard,
@@ -156,7 +160,7 @@ impl ShardCore {
                 caught_up_rx,
             )),
             tokio::spawn(super::dashboard::forward(
-                shard,
+                tenure,
                 feed.clone(),
                 parts.js.client(),
                 parts.watching.clone(),
@@ -167,6 +171,7 @@ impl ShardCore {
             tenure,
             commands,
             feed,
+            caught_up: replayed,
             case_changes,
             engine_thread: Some(engine_thread),
             reader,
@@ -192,6 +197,7 @@ impl ShardCore {
             tenure: self.tenure,
             commands: self.commands.clone(),
             feed: self.feed.clone(),
+            caught_up: self.caught_up.clone(),
         }
     }
 
@@ -401,10 +407,16 @@ impl Feeder {
         let now = Timestamp::try_from(message.stored).unwrap_or(Timestamp::UNIX_EPOCH);
         if let Origin::Operator { reply } = message.origin {
             let nats = self.nats.clone();
-            return match super::alert_api::carried_command(&message.payload, nats, reply, now) {
-                Some(command) => self.queue(command).await,
-                None => true,
+            let Some(command) =
+                super::alert_api::carried_command(&message.payload, nats, reply, now)
+            else {
+                return true;
             };
+            // The clock's decisions up to the action's time first, the same
+            // for every owner: an alert the clock opened (a bracelet gone
+            // offline) after the last snapshot exists for a next owner
+            // replaying the action too, whenever its own ticks come.
+            return self.queue(Command::Tick { at: now }).await && self.queue(command).await;
         }
         let command = match self.decoder.decode(&message.topic, &message.payload, now) {
             Ok(decoded) => Command::Message {
