@@ -14,7 +14,9 @@
 //!   action in the shard's own stream ([`kordon_cluster::desks::carry`]).
 //!   The shard's owner applies it between the devices' messages, at the
 //!   time the stream stored it, and answers ([`carried_command`]); a new
-//!   owner replays it the same way, so a take-over loses no acknowledgement.
+//!   owner replays it the same way, so a take-over loses no acknowledgement
+//!   (`docs/cluster.md` names the case it does not yet cover: an alert the
+//!   clock opened after the last snapshot).
 //!
 //! - `GET /api/v1/bans` (`?lat=…&lon=…` or `?person=…`) and the map's
 //!   `GET /api/v1/positions` are gathered as the alerts are: each shard's
