@@ -33,7 +33,7 @@ pub use config::{ConfigError, EngineConfig};
 pub use decision::Certainty;
 pub use engine::{
     check_fix, BanHit, BanKind, CaseRejected, Disposition, Engine, FixOutcome, InputError,
-    NearbyDevice, PositionRequest, SnapshotError,
+    LastPosition, NearbyDevice, PositionRequest, SnapshotError,
 };
 pub use episode::{ClearReason, EpisodeId, Event, EventKind, Phase, PositionReport, Severity};
 pub use intent::{ProximityContext, Reading};

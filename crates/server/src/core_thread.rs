@@ -533,7 +533,24 @@ impl CoreThread {
 
     /// Feeds `feed` from now on: positions as the journal is replayed,
     /// everything once live.
+    /// Feeds the dashboard from now on; its map starts where the engine
+    /// last saw each device (a restored engine knows devices that have
+    /// not reported since its snapshot: one silent since is the one to
+    /// look for).
     pub fn attach_feed(&mut self, feed: Feed) {
+        for last in self.engine.last_positions() {
+            feed.remember_position(DevicePosition {
+                device: last.device,
+                case: last.case,
+                role: last.role,
+                lat: last.lat,
+                lon: last.lon,
+                acc_m: last.accuracy_m,
+                ts: last.ts,
+                speed_mps: None,
+                heading_deg: None,
+            });
+        }
         self.feed = Some(feed);
     }
 

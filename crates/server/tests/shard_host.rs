@@ -1358,6 +1358,20 @@ async fn past_the_deadline_then_taken_over(
     tokio::time::sleep(Duration::from_secs(3)).await;
     let (_, record) = get_json(&http, &url, common::MONITORING_TOKEN).await;
     let told = events_of(&js, &alert).await;
+    // The map has the offender where he last was, though the next owner
+    // replayed none of his fixes (the snapshot covers them).
+    let map = api.replace("/alerts", "/positions");
+    let (status, positions) = get_json(&http, &map, common::MONITORING_TOKEN).await;
+    assert_eq!(status, 200, "{positions}");
+    let on_map = positions
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|p| p["device"] == case.offender.as_str() && p["ts"].as_str().is_some());
+    assert!(
+        on_map,
+        "the offender is off the map after the take-over: {positions}"
+    );
     next.leave().await;
     (told, record)
 }

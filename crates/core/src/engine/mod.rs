@@ -142,6 +142,19 @@ pub struct NearbyDevice {
     pub ts: Timestamp,
 }
 
+/// A device's newest plausible position, with the first case it is in
+/// and its wearer's role there: where a map shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LastPosition {
+    pub device: DeviceId,
+    pub case: CaseId,
+    pub role: Role,
+    pub lat: f64,
+    pub lon: f64,
+    pub accuracy_m: f64,
+    pub ts: Timestamp,
+}
+
 /// The shape of [`Engine::snapshot`]'s bytes. Bump it with any change to the
 /// engine's state, so an old snapshot is refused rather than misread.
 const SNAPSHOT_FORMAT: u32 = 6;
@@ -1485,6 +1498,29 @@ impl Engine {
     }
 
     /// Devices whose latest accepted fix lies within `radius_m`, nearest first.
+    /// Every device's newest plausible position (an engine restored from a
+    /// snapshot has them before any device reports again).
+    pub fn last_positions(&self) -> Vec<LastPosition> {
+        self.devices
+            .iter()
+            .flatten()
+            .filter_map(|dev| {
+                let s = dev.accepted?;
+                let &(case, role) = dev.memberships.first()?;
+                let case = self.cases[case].as_ref()?.id.clone();
+                Some(LastPosition {
+                    device: dev.id.clone(),
+                    case,
+                    role,
+                    lat: s.lat,
+                    lon: s.lon,
+                    accuracy_m: s.accuracy_m,
+                    ts: s.ts,
+                })
+            })
+            .collect()
+    }
+
     pub fn devices_near(&self, lat: f64, lon: f64, radius_m: f64) -> Vec<NearbyDevice> {
         if !(lat.is_finite() && lon.is_finite() && radius_m.is_finite()) {
             return Vec::new();
