@@ -306,18 +306,14 @@ async fn put_case(
     if !case.id.is_plain() {
         return Err(ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
-            format!(
-                "case id `{id}` must be {} (in a cluster it is a key of the cases' bucket)",
-                CaseId::PLAIN
-            ),
+            not_plain(&case.id),
         ));
     }
     let _writing = api.writing.lock().await;
-    let memberships = api.directory.borrow().memberships_of(&case);
-    check_case(&case, &api.engine, |device| {
-        memberships.get(device).cloned().unwrap_or_default()
-    })
-    .map_err(|r| intake::refused(&r))?;
+    let report = api.report(&case);
+    if !report.is_ok() {
+        return Err(intake::refused(&CaseRejected { report }));
+    }
     let before = stored(&api, &id).await?;
     let change = cases::put_over(&api.bucket, &case, before.revision()).await;
     api.made(&id, change).await?;
@@ -335,6 +331,25 @@ async fn put_case(
     Ok((status, Json(body)).into_response())
 }
 
+/// Why a case id that is not plain is refused in a cluster.
+fn not_plain(id: &CaseId) -> String {
+    format!(
+        "case id `{id}` must be {} (in a cluster it is a key of the cases' bucket)",
+        CaseId::PLAIN
+    )
+}
+
+impl CaseApi {
+    /// What [`check_case`] finds in `case`, against this instance's
+    /// directory of the cluster's devices.
+    fn report(&self, case: &Case) -> ValidationReport {
+        let memberships = self.directory.borrow().memberships_of(case);
+        case_report(case, &self.engine, |device| {
+            memberships.get(device).cloned().unwrap_or_default()
+        })
+    }
+}
+
 /// A case file checked as a `PUT` of it would be, stored nowhere: its
 /// problems and warnings, and what it changes in the stored case.
 async fn check(
@@ -345,21 +360,14 @@ async fn check(
 ) -> Result<Response, ApiError> {
     caller.require(&[Role::Admin])?;
     let case = intake::parse(&body)?;
-    let memberships = api.directory.borrow().memberships_of(&case);
-    let report = case_report(&case, &api.engine, |device| {
-        memberships.get(device).cloned().unwrap_or_default()
-    });
+    let report = api.report(&case);
     let mut more = Vec::new();
     if !case.id.is_plain() {
         more.push(intake::FieldProblem {
             field: "id".into(),
             order: None,
             problem: json!({ "code": "id_not_plain" }),
-            message: format!(
-                "case id `{}` must be {} (in a cluster it is a key of the cases' bucket)",
-                case.id,
-                CaseId::PLAIN
-            ),
+            message: not_plain(&case.id),
         });
     }
     // A path that is not plain names no stored case (and the file's id
