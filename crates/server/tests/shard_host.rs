@@ -85,12 +85,17 @@ async fn put_one_case_per_shard(js: &jetstream::Context, shards: ShardCount) -> 
 /// An instance, once it serves every shard (it is the only one).
 async fn serving_all(config: &Config, settings: ClusterSettings) -> Instance {
     let instance = Instance::start(config, settings, None).await.unwrap();
-    wait_until("every shard served", Duration::from_secs(15), || {
+    serving_every_shard(&instance, Duration::from_secs(15)).await;
+    instance
+}
+
+/// Waits until `instance` serves every shard (the others crashed or left).
+async fn serving_every_shard(instance: &Instance, within: Duration) {
+    wait_until("every shard served by one instance", within, || {
         let n = instance.serving().borrow().len();
         async move { n == SHARDS as usize }
     })
     .await;
-    instance
 }
 
 /// Stores a fix of the case's offender in its case's shard, as the bridge would.
@@ -333,15 +338,7 @@ async fn a_crashed_instance_s_shards_are_served_again_and_every_breach_is_stored
     let crashed = instances.remove(busiest).unwrap();
     let crashed_at = Instant::now();
     crashed.crash();
-    wait_until(
-        "the survivor serving every shard",
-        Duration::from_secs(10),
-        || {
-            let n = instances[survivor].serving().borrow().len();
-            async move { n == SHARDS as usize }
-        },
-    )
-    .await;
+    serving_every_shard(&instances[survivor], Duration::from_secs(10)).await;
     let fail_over = crashed_at.elapsed();
     eprintln!(
         "instance {busiest} ({} shards) crashed; every shard served again after {fail_over:?}",
@@ -1010,15 +1007,7 @@ async fn an_alert_handled_through_any_instance_stays_handled_after_its_shard_cha
 
     // The shard's owner crashes; the next one replays the actions too.
     instances.remove(owner).unwrap().crash();
-    wait_until(
-        "the survivor serving every shard",
-        Duration::from_secs(15),
-        || {
-            let n = instances[survivor].serving().borrow().len();
-            async move { n == SHARDS as usize }
-        },
-    )
-    .await;
+    serving_every_shard(&instances[survivor], Duration::from_secs(15)).await;
     let got = format!("{}/{alert}", apis[survivor]);
     let handled = eventually(
         "the alert read from its new owner",
