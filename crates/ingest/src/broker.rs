@@ -8,8 +8,8 @@
 //!   everything kordon reads. The server drives it by hand (its
 //!   `ingest_link` module) so that it reads only as fast as kordon handles
 //!   messages while always answering the broker, and at most once every
-//!   half millisecond, holding its socket's wake-ups meanwhile
-//!   ([`Wakeups`]).
+//!   half millisecond, holding its socket's wake-ups meanwhile, and judges
+//!   the broker by what its socket sees below TLS ([`LinkSocket`]).
 //! - The **publishing link** ([`connect`], client id
 //!   [`publisher_client_id`]) is a rumqttc client that publishes alerts and
 //!   carries the `offline` last will. It subscribes to nothing.
@@ -151,13 +151,13 @@ impl Dialer {
         Ok(Dialer { address, tls })
     }
 
-    /// A connected stream, TLS handshake done, Nagle off, and a hold on
-    /// its socket's wake-ups.
+    /// A connected stream, TLS handshake done, Nagle off, and its socket
+    /// seen below TLS.
     pub async fn dial(&self) -> std::io::Result<Dialed> {
         let tcp =
             tokio::net::TcpStream::connect((self.address.host.as_str(), self.address.port)).await?;
         tcp.set_nodelay(true)?;
-        let wakeups = Wakeups::of(&tcp);
+        let socket = LinkSocket::of(&tcp);
         let stream: Box<dyn BrokerStream> = match &self.tls {
             None => Box::new(tcp),
             Some(tls) => {
@@ -166,31 +166,38 @@ impl Dialer {
                 Box::new(tls.connect(name, tcp).await?)
             }
         };
-        Ok(Dialed { stream, wakeups })
+        Ok(Dialed { stream, socket })
     }
 }
 
 /// A connection [`Dialer::dial`] opened.
 pub struct Dialed {
     pub stream: Box<dyn BrokerStream>,
-    pub wakeups: Wakeups,
+    pub socket: LinkSocket,
 }
 
-/// Holds back the wake-ups a socket gives its reader: the kernel wakes a
-/// reader for every segment that arrives, and a broker writes each message
-/// as it comes, so at thousands of messages a second the reader's thread
-/// spent more CPU being woken than reading. While held (Linux's
-/// `SO_RCVLOWAT`), the socket counts as readable only once `bytes` wait;
-/// released, it is readable again for one byte, and at once if any wait
-/// (the kernel checks as the mark is lowered). On other systems it does
-/// nothing.
-pub struct Wakeups {
+/// The ingest link's TCP socket, seen below TLS (a second descriptor of
+/// it), for what the stream above cannot tell. On other systems than Linux
+/// it does nothing and knows nothing.
+///
+/// - **Wake-ups held back** ([`LinkSocket::hold`]): the kernel wakes a
+///   reader for every segment that arrives, and a broker writes each
+///   message as it comes, so at thousands of messages a second the
+///   reader's thread spent more CPU being woken than reading. While held
+///   (`SO_RCVLOWAT`), the socket counts as readable only once `bytes` wait;
+///   released, it is readable again for one byte, and at once if any wait
+///   (the kernel checks as the mark is lowered).
+/// - **What the broker has yet to take** ([`LinkSocket::untaken`]): the
+///   kernel wakes a writer only once a third of its buffer is free, so a
+///   broker taking a little at a time looks, from above, like one taking
+///   nothing.
+pub struct LinkSocket {
     #[cfg(target_os = "linux")]
     socket: Option<std::os::fd::OwnedFd>,
 }
 
-impl Wakeups {
-    fn of(tcp: &tokio::net::TcpStream) -> Wakeups {
+impl LinkSocket {
+    fn of(tcp: &tokio::net::TcpStream) -> LinkSocket {
         #[cfg(target_os = "linux")]
         {
             use std::os::fd::AsFd;
@@ -198,12 +205,12 @@ impl Wakeups {
             // Without one (out of descriptors) the link is woken for every
             // segment, as before there was a hold.
             let socket = tcp.as_fd().try_clone_to_owned().ok();
-            Wakeups { socket }
+            LinkSocket { socket }
         }
         #[cfg(not(target_os = "linux"))]
         {
             let _ = tcp;
-            Wakeups {}
+            LinkSocket {}
         }
     }
 
@@ -246,6 +253,29 @@ impl Wakeups {
     #[cfg(not(target_os = "linux"))]
     fn set_low_water(&self, _bytes: usize) -> std::io::Result<()> {
         Ok(())
+    }
+
+    /// The bytes written to the socket that the broker's end has not yet
+    /// acknowledged (`SIOCOUTQ`): they shrink only as the broker reads
+    /// (once its receive buffer is full) or its host takes them. `None`
+    /// when it cannot be known.
+    #[cfg(target_os = "linux")]
+    pub fn untaken(&self) -> Option<usize> {
+        use std::os::fd::AsRawFd;
+        let socket = self.socket.as_ref()?;
+        let mut bytes: libc::c_int = 0;
+        // SAFETY: the descriptor is open for as long as `self`, and
+        // SIOCOUTQ (TIOCOUTQ on a socket) writes one c_int.
+        let status = unsafe { libc::ioctl(socket.as_raw_fd(), libc::TIOCOUTQ, &mut bytes) };
+        match status {
+            0 => usize::try_from(bytes).ok(),
+            _ => None,
+        }
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    pub fn untaken(&self) -> Option<usize> {
+        None
     }
 }
 
@@ -498,12 +528,12 @@ mod tests {
             .await
             .unwrap();
         let (mut broker, _) = listener.accept().await.unwrap();
-        let wakeups = Wakeups::of(&reader);
-        wakeups.hold(64 * 1024).unwrap();
+        let socket = LinkSocket::of(&reader);
+        socket.hold(64 * 1024).unwrap();
         broker.write_all(b"one message").await.unwrap();
         let held = tokio::time::timeout(Duration::from_millis(200), reader.readable()).await;
         assert!(held.is_err(), "held: 11 bytes woke the reader");
-        wakeups.release().unwrap();
+        socket.release().unwrap();
         tokio::time::timeout(Duration::from_secs(10), reader.readable())
             .await
             .expect("released: readable at once")
