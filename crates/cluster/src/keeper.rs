@@ -70,6 +70,8 @@ pub struct Tenures {
     /// Every shard's holder as far as this instance knows (`None`: free, or
     /// not known yet).
     pub holders: Vec<Option<InstanceId>>,
+    /// The members alive as far as this instance knows, itself first.
+    pub members: Vec<InstanceId>,
 }
 
 impl Tenures {
@@ -504,6 +506,7 @@ impl Driver {
                 .into_iter()
                 .map(|h| h.cloned())
                 .collect(),
+            members: self.desk.members(now),
         };
         self.tenures.send_if_modified(|current| {
             if *current == next {

@@ -598,6 +598,11 @@ impl LeaseDesk {
         }
     }
 
+    /// The members alive now, this instance first.
+    pub fn members(&self, now: Instant) -> Vec<InstanceId> {
+        self.alive(now).into_iter().map(|(id, _)| id).collect()
+    }
+
     /// The members alive now, this instance first, with the time each was
     /// first seen alive.
     fn alive(&self, now: Instant) -> Vec<(InstanceId, Instant)> {

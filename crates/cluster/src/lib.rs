@@ -13,6 +13,7 @@
 //!   shard's state is saved.
 //! - [`desks`]: the shards' alert desks, read and acted on from any
 //!   instance.
+//! - [`journals`]: the instances' journals, read from any instance.
 //! - [`alerts`]: what the shards decide to publish, stored once each.
 //! - [`deliverer`]: the alerts' stream out to Mosquitto.
 //! - [`config`]: the `[cluster]` section of `kordon.toml`.
@@ -28,6 +29,7 @@ pub mod cases;
 pub mod config;
 pub mod deliverer;
 pub mod desks;
+pub mod journals;
 pub mod keeper;
 pub mod lease;
 pub mod reader;

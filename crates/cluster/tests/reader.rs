@@ -36,6 +36,7 @@ fn holding(tenure: Tenure) -> Tenures {
     Tenures {
         held: vec![tenure],
         holders: Vec::new(),
+        members: Vec::new(),
     }
 }
 

@@ -66,13 +66,16 @@ struct TimelineQuery {
 }
 
 /// One thing that happened in a case.
-#[derive(Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct TimelineItem {
+    /// Its record's place in the journal it was read from (in a cluster,
+    /// the journal of the instance that answered: numbers from two
+    /// instances do not compare).
     pub seq: u64,
     pub at: Timestamp,
     /// `alert`, `ack`, `police_ack`, `resolve`, `note`, `escalate`,
     /// `case_put`, `case_removed`.
-    pub kind: &'static str,
+    pub kind: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub alert: Option<String>,
     /// For `alert`: opened, updated, cleared, late_breach.
@@ -98,11 +101,11 @@ pub struct TimelineItem {
 }
 
 impl TimelineItem {
-    fn new(seq: u64, at: Timestamp, kind: &'static str) -> Self {
+    fn new(seq: u64, at: Timestamp, kind: &str) -> Self {
         TimelineItem {
             seq,
             at,
-            kind,
+            kind: kind.to_string(),
             alert: None,
             phase: None,
             alert_kind: None,
@@ -116,8 +119,19 @@ impl TimelineItem {
         }
     }
 
+    /// What the item says, whichever journal it was read from: all but its
+    /// `seq`. A take-over's replay journals the same decision, at the same
+    /// time, in the next owner's journal too.
+    pub(crate) fn identity(&self) -> String {
+        let mut said = serde_json::to_value(self).unwrap_or_default();
+        if let Some(fields) = said.as_object_mut() {
+            fields.remove("seq");
+        }
+        said.to_string()
+    }
+
     /// The item a record shows, if it shows one; never a position.
-    fn of(seq: u64, record: Record, role: Role) -> Option<Self> {
+    pub(crate) fn of(seq: u64, record: Record, role: Role) -> Option<Self> {
         let item = match record {
             Record::Event { event, at } => {
                 let mut item = TimelineItem::new(seq, at, "alert");
@@ -196,7 +210,7 @@ impl TimelineItem {
 /// Drops updates that change nothing a person reads at a glance: an
 /// update stays when its kind or certainty differs from the alert's
 /// previous item (a warning become a breach, a possible one certain).
-fn without_repeats(items: Vec<TimelineItem>) -> Vec<TimelineItem> {
+pub(crate) fn without_repeats(items: Vec<TimelineItem>) -> Vec<TimelineItem> {
     // Newest first: compare each update with the next older item.
     let mut last: BTreeMap<
         String,
@@ -209,7 +223,7 @@ fn without_repeats(items: Vec<TimelineItem>) -> Vec<TimelineItem> {
         .into_iter()
         .rev()
         .filter(|item| {
-            let (Some(alert), "alert") = (&item.alert, item.kind) else {
+            let (Some(alert), "alert") = (&item.alert, item.kind.as_str()) else {
                 return true;
             };
             let now = (item.alert_kind, item.certainty);
@@ -251,7 +265,7 @@ struct TrackPoint {
 }
 
 #[derive(Debug, Serialize)]
-struct Playback {
+pub(crate) struct Playback {
     alert: String,
     case: CaseId,
     from: Timestamp,
@@ -265,6 +279,61 @@ const PLAYBACK_BEFORE: jiff::SignedDuration = jiff::SignedDuration::from_hours(1
 /// The longest playback, from its start.
 const PLAYBACK_MAX: jiff::SignedDuration = jiff::SignedDuration::from_hours(12);
 
+/// What an alert's playback shows: its case's devices from an hour before
+/// its onset to its end (or `now`), at most [`PLAYBACK_MAX`].
+#[derive(Clone, Debug)]
+pub(crate) struct PlaybackWindow {
+    pub alert: String,
+    pub case: CaseId,
+    pub from: Timestamp,
+    pub to: Timestamp,
+    pub onset: Timestamp,
+}
+
+impl PlaybackWindow {
+    pub fn of(alert: &kordon_alert::desk::AlertRecord, now: Timestamp) -> Self {
+        let from = alert.latest.onset - PLAYBACK_BEFORE;
+        let end = if alert.open { now } else { alert.latest.ts };
+        PlaybackWindow {
+            alert: alert.latest.id.to_string(),
+            case: alert.latest.case.clone(),
+            from,
+            to: end.min(from + PLAYBACK_MAX).max(from),
+            onset: alert.latest.onset,
+        }
+    }
+
+    /// The playback of `fixes` (the case's, read from a journal or
+    /// several): one track per device, in time order, each fix once.
+    pub fn playback(self, fixes: impl IntoIterator<Item = Fix>) -> Playback {
+        let mut tracks: BTreeMap<DeviceId, Vec<TrackPoint>> = BTreeMap::new();
+        for fix in fixes {
+            tracks
+                .entry(fix.device.clone())
+                .or_default()
+                .push(TrackPoint {
+                    ts: fix.ts,
+                    lat: fix.lat,
+                    lon: fix.lon,
+                    acc_m: fix.accuracy_m,
+                });
+        }
+        for track in tracks.values_mut() {
+            track.sort_by_key(|p| p.ts);
+            // A fix two journals hold (a take-over's replay) is one point.
+            track.dedup_by(|a, b| a.ts == b.ts && a.lat == b.lat && a.lon == b.lon);
+        }
+        Playback {
+            alert: self.alert,
+            case: self.case,
+            from: self.from,
+            to: self.to,
+            onset: self.onset,
+            tracks,
+        }
+    }
+}
+
 /// The tracks of an alert's case devices, from an hour before its onset to
 /// its end (or now): the monitoring room replays what happened.
 async fn playback(
@@ -276,42 +345,15 @@ async fn playback(
     let alert = ask(&state, |reply| Command::Alert(id.clone(), reply))
         .await?
         .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("no alert `{id}`")))?;
-    let now = state.clock.now();
-    let from = alert.latest.onset - PLAYBACK_BEFORE;
-    let end = if alert.open { now } else { alert.latest.ts };
-    let to = end.min(from + PLAYBACK_MAX).max(from);
-    let case = alert.latest.case.clone();
+    let window = PlaybackWindow::of(&alert, state.clock.now());
     let fixes: Vec<Fix> = {
-        let case = case.clone();
+        let (case, from, to) = (window.case.clone(), window.from, window.to);
         read(&state, move |reader| {
             reader.case_fixes(&case, None, from, to)
         })
         .await?
     };
-    let mut tracks: BTreeMap<DeviceId, Vec<TrackPoint>> = BTreeMap::new();
-    for fix in fixes {
-        tracks
-            .entry(fix.device.clone())
-            .or_default()
-            .push(TrackPoint {
-                ts: fix.ts,
-                lat: fix.lat,
-                lon: fix.lon,
-                acc_m: fix.accuracy_m,
-            });
-    }
-    for track in tracks.values_mut() {
-        track.sort_by_key(|p| p.ts);
-    }
-    Ok(Json(Playback {
-        alert: id,
-        case,
-        from,
-        to,
-        onset: alert.latest.onset,
-        tracks,
-    })
-    .into_response())
+    Ok(Json(window.playback(fixes)).into_response())
 }
 
 #[cfg(test)]

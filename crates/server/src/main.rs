@@ -355,6 +355,7 @@ fn run_in_cluster(path: &std::path::Path, config: Config) -> ExitCode {
         )
         .merge(case_api.router())
         .merge(instance.alert_api().router())
+        .merge(instance.history_api().router())
         .merge(instance.dashboard().router());
         let http = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;

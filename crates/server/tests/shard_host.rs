@@ -819,12 +819,13 @@ async fn a_case_put_through_an_instance_s_api_protects_and_a_device_on_two_sides
     instance.leave().await;
 }
 
-/// The alert API and the dashboard of an instance, served on a port of
-/// their own; the alerts' URL.
+/// The alert API, the journals' history and the dashboard of an instance,
+/// served on a port of their own; the alerts' URL.
 async fn serve_alert_api(instance: &Instance) -> String {
     let app = instance
         .alert_api()
         .router()
+        .merge(instance.history_api().router())
         .merge(instance.dashboard().router());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
@@ -1043,6 +1044,169 @@ async fn an_alert_handled_through_any_instance_stays_handled_after_its_shard_cha
     assert_eq!(notes.len(), 1, "{handled}");
     assert_eq!(notes[0]["text"], "unit on its way", "{handled}");
     instances.remove(survivor).unwrap().leave().await;
+}
+
+/// The items of a case's timeline, read through `api` (an alerts URL),
+/// once every member's journal answered.
+async fn timeline(http: &reqwest::Client, api: &str, case: &str) -> Option<Vec<Value>> {
+    let url = api.replace("/alerts", &format!("/cases/{case}/timeline"));
+    let response = http
+        .get(url)
+        .bearer_auth(common::MONITORING_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    if response.status() != 200
+        || response
+            .headers()
+            .contains_key("kordon-instances-unanswered")
+    {
+        return None;
+    }
+    Some(response.json::<Vec<Value>>().await.unwrap())
+}
+
+/// How many items of `kind` a timeline holds.
+fn count(items: &[Value], kind: &str) -> usize {
+    items.iter().filter(|i| i["kind"] == kind).count()
+}
+
+/// A case's history is spread over the journals of the instances that
+/// served its shard, and a take-over's replay leaves some of it in two:
+/// read through any instance, the timeline holds each record once and the
+/// playback each fix once. The instance that does not serve the shard
+/// reads what only the owner's journal holds; then the owner leaves, the
+/// other replays the shard (no snapshot) into its own journal, and the
+/// owner comes back with its journal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_case_s_history_is_read_from_every_journal_each_record_once() {
+    let Some(nats) = Nats::start() else { return };
+    let js = nats.jetstream_with_shard_stream().await;
+    let shards = ShardCount::new(SHARDS).unwrap();
+    let cases = put_one_case_per_shard(&js, shards).await;
+    let mut instances = HashMap::new();
+    let mut apis = HashMap::new();
+    let mut configs = HashMap::new();
+    for name in ["a", "b"] {
+        let config = config(&format!("history-{name}"));
+        let instance = Instance::start(&config, no_snapshots(settings(&nats, name)), None)
+            .await
+            .unwrap();
+        apis.insert(name, serve_alert_api(&instance).await);
+        instances.insert(name, instance);
+        configs.insert(name, config);
+    }
+    let http = reqwest::Client::new();
+    let t0 = Timestamp::now() - jiff::SignedDuration::from_mins(30);
+    let at = |s: i64| t0 + jiff::SignedDuration::from_secs(s);
+    for case in &cases {
+        fix(&js, shards, case, outside(), at(0)).await;
+        fix(&js, shards, case, inside(), at(60)).await;
+    }
+    every_case_stored(&js, &cases, "zone_breach", "opened").await;
+    let breaches = eventually("every breach listed", Duration::from_secs(20), || async {
+        zone_breaches(&http, &apis["a"], common::MONITORING_TOKEN)
+            .await
+            .filter(|b| b.len() == cases.len())
+    })
+    .await;
+    let alert = breaches[0]["id"].as_str().unwrap().to_string();
+    let case = breaches[0]["case"].as_str().unwrap().to_string();
+    let shard = shards.shard_of(&case);
+    let owner = ["a", "b"]
+        .into_iter()
+        .find(|n| {
+            instances[n]
+                .serving()
+                .borrow()
+                .iter()
+                .any(|t| t.shard == shard)
+        })
+        .expect("the shard is served");
+    let other = if owner == "a" { "b" } else { "a" };
+    let ack = format!("{}/{alert}/ack", apis[other]);
+    let said = serde_json::json!({"note": "called him"});
+    let (status, body) = post_json(&http, &ack, common::MONITORING_TOKEN, said).await;
+    assert_eq!(status, 200, "{body}");
+
+    // Only the owner's journal holds the case: read through the other.
+    let items = eventually("the owner's timeline", Duration::from_secs(10), || async {
+        timeline(&http, &apis[other], &case)
+            .await
+            .filter(|items| count(items, "ack") > 0)
+    })
+    .await;
+    assert_eq!(count(&items, "ack"), 1, "{items:?}");
+    let opened = |items: &[Value]| {
+        items
+            .iter()
+            .filter(|i| i["kind"] == "alert" && i["alert"] == alert.as_str())
+            .filter(|i| i["phase"] == "opened")
+            .count()
+    };
+    assert_eq!(opened(&items), 1, "{items:?}");
+    let ack_item = items.iter().find(|i| i["kind"] == "ack").unwrap();
+    assert_eq!(ack_item["text"], "called him", "{items:?}");
+    let playback = format!("{}/{alert}/playback", apis[other]);
+    let (status, body) = get_json(&http, &playback, common::MONITORING_TOKEN).await;
+    assert_eq!(status, 200, "{body}");
+    let offender = cases
+        .iter()
+        .find(|c| c.id == case)
+        .unwrap()
+        .offender
+        .clone();
+    let track = body["tracks"][offender.as_str()].as_array().cloned();
+    assert_eq!(track.map(|t| t.len()), Some(2), "{body}");
+    let (status, _) = get_json(&http, &playback, common::POLICE_TOKEN).await;
+    assert_eq!(
+        status, 403,
+        "the playback locates her: the monitoring room's only"
+    );
+    let paged = apis[other].replace("/alerts", &format!("/cases/{case}/timeline?before=9"));
+    assert_eq!(get_json(&http, &paged, common::ADMIN_TOKEN).await.0, 400);
+
+    // The owner leaves; the other replays the whole shard into its own
+    // journal; the owner comes back with the journal it had.
+    instances.remove(owner).unwrap().leave().await;
+    serving_every_shard(&instances[other], Duration::from_secs(15)).await;
+    wait_until("the replay journaled", Duration::from_secs(10), || async {
+        let url = format!("{}/{alert}", apis[other]);
+        let (status, body) = get_json(&http, &url, common::MONITORING_TOKEN).await;
+        status == 200 && body["acknowledgement"]["note"] == "called him"
+    })
+    .await;
+    let back = Instance::start(&configs[owner], no_snapshots(settings(&nats, owner)), None)
+        .await
+        .unwrap();
+    let back_api = serve_alert_api(&back).await;
+    for api in [&apis[other], &back_api] {
+        let items = eventually(
+            "both journals answered",
+            Duration::from_secs(15),
+            || async { timeline(&http, api, &case).await },
+        )
+        .await;
+        assert_eq!(count(&items, "ack"), 1, "{items:?}");
+        assert_eq!(opened(&items), 1, "{items:?}");
+        let playback = format!("{api}/{alert}/playback");
+        let (status, body) = get_json(&http, &playback, common::MONITORING_TOKEN).await;
+        assert_eq!(status, 200, "{body}");
+        let track = body["tracks"][offender.as_str()].as_array().cloned();
+        assert_eq!(track.map(|t| t.len()), Some(2), "each fix once: {body}");
+    }
+    back.leave().await;
+    instances.remove(other).unwrap().leave().await;
+}
+
+/// `settings` with no snapshot while a test runs: a next owner rebuilds
+/// its shards from the stream.
+fn no_snapshots(mut settings: ClusterSettings) -> ClusterSettings {
+    settings.retention.snapshot_every = SnapshotEvery {
+        messages: 100_000,
+        period: Duration::from_secs(300),
+    };
+    settings
 }
 
 /// A console's live stream, read into `events` (each `event:` name with

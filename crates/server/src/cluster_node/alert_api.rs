@@ -168,7 +168,7 @@ impl AlertApi {
     }
 
     /// The alert `id` as a caller of `role` may see it, and its shard.
-    async fn find(&self, role: Role, id: &str) -> Result<(Shard, Value), ApiError> {
+    pub(super) async fn find(&self, role: Role, id: &str) -> Result<(Shard, Value), ApiError> {
         let question = Question::Alerts {
             role,
             alert: Some(id.to_string()),

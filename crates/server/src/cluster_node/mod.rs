@@ -11,6 +11,7 @@ pub mod alert_api;
 pub mod case_api;
 pub mod dashboard;
 pub mod duties;
+pub mod history_api;
 mod shard_core;
 pub mod status_http;
 
@@ -280,6 +281,7 @@ pub struct Instance {
     duties: Option<JoinHandle<()>>,
     delivery_watch: JoinHandle<()>,
     desk_answers: JoinHandle<()>,
+    journal_answers: JoinHandle<()>,
     live_relay: JoinHandle<()>,
     cases: kv::Store,
     js: async_nats::jetstream::Context,
@@ -364,6 +366,11 @@ impl Instance {
                 clock: config.clock,
             },
         ));
+        let journal_answers = tokio::spawn(history_api::answer_questions(
+            js.client(),
+            settings.instance.clone(),
+            config.journal.journal_file(),
+        ));
         metrics::gauge!(crate::metrics::SHARDS).set(f64::from(settings.shards.get()));
         Ok(Instance {
             keeper,
@@ -372,6 +379,7 @@ impl Instance {
             duties,
             delivery_watch,
             desk_answers,
+            journal_answers,
             live_relay,
             cases,
             js,
@@ -403,6 +411,17 @@ impl Instance {
         alert_api::AlertApi::new(self.js.clone(), self.shards, self.access())
     }
 
+    /// A case's timeline and an alert's playback, from every instance's
+    /// journal.
+    pub fn history_api(&self) -> history_api::HistoryApi {
+        history_api::HistoryApi::new(
+            self.js.client(),
+            self.keeper.tenures(),
+            self.alert_api(),
+            self.clock,
+        )
+    }
+
     /// The dashboard's files, sign-in and live stream of every shard.
     pub fn dashboard(&self) -> dashboard::ClusterDashboard {
         dashboard::ClusterDashboard::new(self.access(), self.feed.clone(), self.clock)
@@ -416,6 +435,7 @@ impl Instance {
         }
         self.delivery_watch.abort();
         self.desk_answers.abort();
+        self.journal_answers.abort();
         self.live_relay.abort();
         self.host.stop().await;
         self.keeper.leave().await;
@@ -432,6 +452,7 @@ impl Instance {
         }
         self.delivery_watch.abort();
         self.desk_answers.abort();
+        self.journal_answers.abort();
         self.live_relay.abort();
         self.host.abort();
         self.keeper.abort();

@@ -1,0 +1,342 @@
+//! What a cluster instance serves from the journals: a case's timeline
+//! (`GET /api/v1/cases/{id}/timeline`) and an alert's playback
+//! (`GET /api/v1/alerts/{id}/playback`), with the same roles and answers as
+//! single-process kordon (`crate::history`).
+//!
+//! Each instance's journal holds what its shards handled while it served
+//! them, so a case's history is spread over the journals of every instance
+//! that served the case's shard, and a take-over's replay leaves some of
+//! it in two. The instance asked puts one question to every instance
+//! ([`kordon_cluster::journals::gather`]); each answers from its own journal
+//! ([`answer_questions`]), and the asker merges the answers, each record
+//! once. Members alive that did not answer within the wait are named in the
+//! header [`UNANSWERED_HEADER`]: the history is then partial, and says so.
+//!
+//! What it never does: write a journal, or show a role what single-process
+//! kordon would not.
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use futures_util::StreamExt;
+use jiff::Timestamp;
+use kordon_alert::desk::AlertRecord;
+use kordon_cluster::journals::{self, JournalAnswer, Read};
+use kordon_cluster::{InstanceId, Tenures};
+use kordon_core::{CaseId, Fix};
+use kordon_journal::Reader;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+use tracing::warn;
+
+use super::alert_api::AlertApi;
+use crate::config::Role;
+use crate::history::{without_repeats, PlaybackWindow, TimelineItem};
+use crate::http::{self, Access, ApiError, Caller, ALL};
+
+/// Names the members alive whose journals did not answer in time
+/// (comma-separated): what they hold is missing from the answer.
+pub const UNANSWERED_HEADER: &str = "kordon-instances-unanswered";
+/// How long a read waits for every member's journal.
+const GATHER_WAIT: Duration = Duration::from_secs(2);
+/// A timeline's items, unless the caller asks for fewer or more.
+const TIMELINE_LIMIT: usize = 500;
+const TIMELINE_MAX: usize = 5_000;
+
+/// What the history routes need: NATS, the members alive, the alert desks
+/// (a playback starts from its alert), the tokens.
+#[derive(Clone)]
+pub struct HistoryApi {
+    nats: async_nats::Client,
+    tenures: watch::Receiver<Tenures>,
+    alerts: AlertApi,
+    access: Access,
+    clock: crate::clock::Clock,
+}
+
+impl HistoryApi {
+    pub fn new(
+        nats: async_nats::Client,
+        tenures: watch::Receiver<Tenures>,
+        alerts: AlertApi,
+        clock: crate::clock::Clock,
+    ) -> HistoryApi {
+        let access = http::Callers::access(&alerts).clone();
+        HistoryApi {
+            nats,
+            tenures,
+            alerts,
+            access,
+            clock,
+        }
+    }
+
+    pub fn router(self) -> Router {
+        Router::new()
+            .route("/api/v1/cases/{id}/timeline", get(timeline))
+            .route("/api/v1/alerts/{id}/playback", get(playback))
+            .with_state(self)
+    }
+
+    /// Every member's answer to `question`, each read as a list of `T`.
+    async fn ask<T: DeserializeOwned>(&self, question: &Question) -> Result<Heard<T>, ApiError> {
+        let members = self.tenures.borrow().members.clone();
+        let bytes = serde_json::to_vec(question).expect("a question serialises");
+        let Read { answers, missing } =
+            journals::gather(&self.nats, &members, bytes.into(), GATHER_WAIT)
+                .await
+                .map_err(|e| {
+                    ApiError::new(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        format!("the cluster could not be asked; retry: {e}"),
+                    )
+                })?;
+        if answers.is_empty() {
+            return Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "no instance's journal answered: retry",
+            ));
+        }
+        if !missing.is_empty() {
+            warn!(?missing, "instances' journals did not answer in time");
+        }
+        let lists = answers.into_iter().filter_map(read_list);
+        Ok(Heard {
+            items: lists.flatten().collect(),
+            missing,
+        })
+    }
+}
+
+impl http::Callers for HistoryApi {
+    fn access(&self) -> &Access {
+        &self.access
+    }
+}
+
+/// One answer's list; `None` (said in the log) when it is not one.
+fn read_list<T: DeserializeOwned>(answer: JournalAnswer) -> Option<Vec<T>> {
+    match serde_json::from_value(answer.body) {
+        Ok(list) => Some(list),
+        Err(e) => {
+            warn!(instance = %answer.instance.as_str(), error = %e, "an instance's journal answered what is not a list: left out");
+            None
+        }
+    }
+}
+
+/// What every journal answered, in one list, and who did not answer.
+struct Heard<T> {
+    items: Vec<T>,
+    missing: Vec<InstanceId>,
+}
+
+/// `body` as JSON, with the members that did not answer named.
+fn respond(body: impl Serialize, missing: &[InstanceId]) -> Response {
+    let mut response = Json(body).into_response();
+    if !missing.is_empty() {
+        let names: Vec<&str> = missing.iter().map(|m| m.as_str()).collect();
+        let names = HeaderValue::from_str(&names.join(",")).expect("instance ids are tokens");
+        response.headers_mut().insert(UNANSWERED_HEADER, names);
+    }
+    response
+}
+
+/// A question to every instance's journal.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "ask", rename_all = "snake_case")]
+enum Question {
+    /// A case's newest timeline items, as a caller of `role` may see them.
+    Timeline {
+        case: CaseId,
+        role: Role,
+        limit: usize,
+    },
+    /// A case's fixes from `from` to `to`.
+    Fixes {
+        case: CaseId,
+        from: Timestamp,
+        to: Timestamp,
+    },
+}
+
+#[derive(Deserialize)]
+struct TimelineQuery {
+    before: Option<u64>,
+    limit: Option<usize>,
+}
+
+async fn timeline(
+    caller: Caller,
+    State(api): State<HistoryApi>,
+    Path(id): Path<String>,
+    Query(q): Query<TimelineQuery>,
+) -> Result<Response, ApiError> {
+    caller.require(ALL)?;
+    if q.before.is_some() {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "`before` pages one journal's records; a cluster's timeline is gathered from several, whose numbers do not compare: ask with a larger `limit` (at most 5000)",
+        ));
+    }
+    let limit = q.limit.unwrap_or(TIMELINE_LIMIT).clamp(1, TIMELINE_MAX);
+    let question = Question::Timeline {
+        case: CaseId::new(&id),
+        role: caller.role,
+        limit,
+    };
+    let heard: Heard<TimelineItem> = api.ask(&question).await?;
+    let items = merged_timeline(heard.items, limit);
+    Ok(respond(items, &heard.missing))
+}
+
+/// The items of several journals as one timeline, newest first: each item
+/// once (a take-over's replay journals the same decision twice, at the same
+/// time), the updates that change nothing at a glance left out, at most
+/// `limit`.
+fn merged_timeline(items: Vec<TimelineItem>, limit: usize) -> Vec<TimelineItem> {
+    let mut seen = HashSet::new();
+    let mut once: Vec<TimelineItem> = items
+        .into_iter()
+        .filter(|item| seen.insert(item.identity()))
+        .collect();
+    // Stable: one journal's items of the same moment keep their order.
+    once.sort_by_key(|item| std::cmp::Reverse(item.at));
+    let mut merged = without_repeats(once);
+    merged.truncate(limit);
+    merged
+}
+
+/// The tracks of an alert's case devices from an hour before its onset,
+/// from every journal that holds them.
+async fn playback(
+    caller: Caller,
+    State(api): State<HistoryApi>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    caller.require(&[Role::Monitoring])?;
+    let (_, found) = api.alerts.find(Role::Monitoring, &id).await?;
+    let alert: AlertRecord = serde_json::from_value(found).map_err(|e| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("the alert's desk answered what is not an alert: {e}"),
+        )
+    })?;
+    let window = PlaybackWindow::of(&alert, api.clock.now());
+    let question = Question::Fixes {
+        case: window.case.clone(),
+        from: window.from,
+        to: window.to,
+    };
+    let heard: Heard<Fix> = api.ask(&question).await?;
+    let body = window.playback(heard.items);
+    Ok(respond(body, &heard.missing))
+}
+
+/// Answers every question about this instance's journal (`journal`, read
+/// on a connection of its own, off the runtime's workers) as `instance`,
+/// until NATS closes the subscription.
+pub async fn answer_questions(nats: async_nats::Client, instance: InstanceId, journal: PathBuf) {
+    let mut questions = loop {
+        match nats.subscribe(journals::JOURNALS_SUBJECT).await {
+            Ok(questions) => break questions,
+            Err(e) => {
+                warn!(error = %e, "listening for questions about the journal; trying again");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    };
+    while let Some(message) = questions.next().await {
+        let Some(reply) = message.reply else { continue };
+        let Ok(question) = serde_json::from_slice::<Question>(&message.payload) else {
+            warn!("an unreadable question about the journal: not answered");
+            continue;
+        };
+        let (nats, instance, journal) = (nats.clone(), instance.clone(), journal.clone());
+        tokio::spawn(async move {
+            let read = tokio::task::spawn_blocking(move || answer(&journal, question)).await;
+            let body = match read {
+                Ok(Ok(body)) => body,
+                Ok(Err(e)) => {
+                    warn!(error = %e, "reading the journal for another instance: not answered");
+                    return;
+                }
+                Err(e) => {
+                    warn!(error = %e, "reading the journal for another instance: not answered");
+                    return;
+                }
+            };
+            let answer = JournalAnswer { instance, body };
+            let bytes = serde_json::to_vec(&answer).expect("an answer serialises");
+            if let Err(e) = nats.publish(reply, bytes.into()).await {
+                warn!(error = %e, "answering a question about the journal");
+            }
+        });
+    }
+}
+
+/// This journal's answer to `question`, as a JSON list.
+fn answer(
+    journal: &std::path::Path,
+    question: Question,
+) -> Result<serde_json::Value, kordon_journal::JournalError> {
+    let reader = Reader::open(journal)?;
+    let body = match question {
+        Question::Timeline { case, role, limit } => {
+            let items: Vec<TimelineItem> = reader
+                .case_timeline(&case, None, limit)?
+                .into_iter()
+                .filter_map(|(seq, record)| TimelineItem::of(seq, record, role))
+                .collect();
+            serde_json::to_value(items)
+        }
+        Question::Fixes { case, from, to } => {
+            serde_json::to_value(reader.case_fixes(&case, None, from, to)?)
+        }
+    };
+    Ok(body.unwrap_or_default())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn item(instance_seq: u64, secs: i64, kind: &str, alert: &str) -> TimelineItem {
+        let at = Timestamp::from_second(secs).unwrap();
+        let mut item: TimelineItem = serde_json::from_value(serde_json::json!({
+            "seq": instance_seq, "at": at, "kind": kind, "alert": alert,
+        }))
+        .unwrap();
+        item.seq = instance_seq;
+        item
+    }
+
+    /// Two journals (a shard's owner, and the next owner that replayed
+    /// after its last snapshot) hold the same acknowledgement: it is shown
+    /// once, and the items of both come newest first.
+    #[test]
+    fn a_record_two_journals_hold_is_shown_once() {
+        let first_owner = vec![item(40, 100, "ack", "e1"), item(39, 90, "note", "e1")];
+        let next_owner = vec![item(7, 120, "resolve", "e1"), item(6, 100, "ack", "e1")];
+        let merged = merged_timeline(first_owner.into_iter().chain(next_owner).collect(), 10);
+        let kinds: Vec<&str> = merged.iter().map(|i| i.kind.as_str()).collect();
+        assert_eq!(kinds, vec!["resolve", "ack", "note"]);
+    }
+
+    #[test]
+    fn the_newest_items_up_to_the_limit_are_kept() {
+        let items = (0..10)
+            .map(|n| item(n, 100 + n as i64, "note", "e1"))
+            .collect();
+        let merged = merged_timeline(items, 3);
+        let times: Vec<i64> = merged.iter().map(|i| i.at.as_second()).collect();
+        assert_eq!(times, vec![109, 108, 107]);
+    }
+}
