@@ -27,12 +27,13 @@ use axum::{Json, Router};
 use futures_util::StreamExt;
 use jiff::Timestamp;
 use kordon_alert::desk::AlertRecord;
-use kordon_cluster::journals::{self, JournalAnswer, Read};
+use kordon_cluster::journals::{self, Read};
 use kordon_cluster::{InstanceId, Tenures};
 use kordon_core::{CaseId, Fix};
 use kordon_journal::Reader;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use tokio::sync::watch;
 use tracing::warn;
 
@@ -85,7 +86,7 @@ impl HistoryApi {
             .with_state(self)
     }
 
-    /// Every member's answer to `question`, each read as a list of `T`.
+    /// Every member's answer to `question`, in one list of `T`.
     async fn ask<T: DeserializeOwned>(&self, question: &Question) -> Result<Heard<T>, ApiError> {
         let members = self.tenures.borrow().members.clone();
         let bytes = serde_json::to_vec(question).expect("a question serialises");
@@ -107,11 +108,12 @@ impl HistoryApi {
         if !missing.is_empty() {
             warn!(?missing, "instances' journals did not answer in time");
         }
-        let lists = answers.into_iter().filter_map(read_list);
-        Ok(Heard {
-            items: lists.flatten().collect(),
-            missing,
-        })
+        let items = answers
+            .into_iter()
+            .flat_map(|(instance, items)| items.into_iter().map(move |i| (instance.clone(), i)))
+            .filter_map(|(instance, item)| read_item(&instance, item))
+            .collect();
+        Ok(Heard { items, missing })
     }
 }
 
@@ -121,12 +123,13 @@ impl http::Callers for HistoryApi {
     }
 }
 
-/// One answer's list; `None` (said in the log) when it is not one.
-fn read_list<T: DeserializeOwned>(answer: JournalAnswer) -> Option<Vec<T>> {
-    match serde_json::from_value(answer.body) {
-        Ok(list) => Some(list),
+/// One item of an instance's answer; `None` (said in the log) when it is
+/// not what was asked for.
+fn read_item<T: DeserializeOwned>(instance: &InstanceId, item: Value) -> Option<T> {
+    match serde_json::from_value(item) {
+        Ok(item) => Some(item),
         Err(e) => {
-            warn!(instance = %answer.instance.as_str(), error = %e, "an instance's journal answered what is not a list: left out");
+            warn!(instance = %instance.as_str(), error = %e, "an instance's journal answered an unreadable item: left out");
             None
         }
     }
@@ -262,8 +265,8 @@ pub async fn answer_questions(nats: async_nats::Client, instance: InstanceId, jo
         let (nats, instance, journal) = (nats.clone(), instance.clone(), journal.clone());
         tokio::spawn(async move {
             let read = tokio::task::spawn_blocking(move || answer(&journal, question)).await;
-            let body = match read {
-                Ok(Ok(body)) => body,
+            let items = match read {
+                Ok(Ok(items)) => items,
                 Ok(Err(e)) => {
                     warn!(error = %e, "reading the journal for another instance: not answered");
                     return;
@@ -273,20 +276,23 @@ pub async fn answer_questions(nats: async_nats::Client, instance: InstanceId, jo
                     return;
                 }
             };
-            let answer = JournalAnswer { instance, body };
-            let bytes = serde_json::to_vec(&answer).expect("an answer serialises");
-            if let Err(e) = nats.publish(reply, bytes.into()).await {
-                warn!(error = %e, "answering a question about the journal");
+            let max_bytes = nats.server_info().max_payload;
+            for part in journals::in_parts(&instance, items, max_bytes) {
+                let bytes = serde_json::to_vec(&part).expect("an answer serialises");
+                if let Err(e) = nats.publish(reply.clone(), bytes.into()).await {
+                    warn!(error = %e, "answering a question about the journal");
+                    return;
+                }
             }
         });
     }
 }
 
-/// This journal's answer to `question`, as a JSON list.
+/// This journal's answer to `question`, as a list of JSON items.
 fn answer(
     journal: &std::path::Path,
     question: Question,
-) -> Result<serde_json::Value, kordon_journal::JournalError> {
+) -> Result<Vec<Value>, kordon_journal::JournalError> {
     let reader = Reader::open(journal)?;
     let body = match question {
         Question::Timeline { case, role, limit } => {
@@ -301,7 +307,10 @@ fn answer(
             serde_json::to_value(reader.case_fixes(&case, None, from, to)?)
         }
     };
-    Ok(body.unwrap_or_default())
+    Ok(match body.unwrap_or_default() {
+        Value::Array(items) => items,
+        _ => Vec::new(),
+    })
 }
 
 #[cfg(test)]
