@@ -1073,8 +1073,8 @@ fn count(items: &[Value], kind: &str) -> usize {
 
 /// A case's history is spread over the journals of the instances that
 /// served its shard, and a take-over's replay leaves some of it in two:
-/// read through any instance, the timeline holds each record once and the
-/// playback each fix once. The instance that does not serve the shard
+/// read through any instance, the timeline holds each record once, the
+/// playback each fix once, and the deadline report each alert once. The instance that does not serve the shard
 /// reads what only the owner's journal holds; then the owner leaves, the
 /// other replays the shard (no snapshot) into its own journal, and the
 /// owner comes back with its journal.
@@ -1194,6 +1194,26 @@ async fn a_case_s_history_is_read_from_every_journal_each_record_once() {
         assert_eq!(status, 200, "{body}");
         let track = body["tracks"][offender.as_str()].as_array().cloned();
         assert_eq!(track.map(|t| t.len()), Some(2), "each fix once: {body}");
+        // The deadline report: every breach, this one acknowledged.
+        let report = api.replace("/alerts", "/reports/deadlines");
+        let (status, body) = get_json(&http, &report, common::MONITORING_TOKEN).await;
+        assert_eq!(status, 200, "{body}");
+        let rows = body["alerts"].as_array().expect("rows");
+        assert_eq!(rows.len(), cases.len(), "{body}");
+        let row = rows.iter().find(|r| r["alert"] == alert.as_str()).unwrap();
+        assert!(row["acknowledged_s"].is_number(), "{row}");
+        let csv = http
+            .get(format!("{report}.csv"))
+            .bearer_auth(common::MONITORING_TOKEN)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert_eq!(csv.lines().count(), cases.len() + 1, "{csv}");
+        let (status, _) = get_json(&http, &report, common::POLICE_TOKEN).await;
+        assert_eq!(status, 403);
     }
     back.leave().await;
     instances.remove(other).unwrap().leave().await;

@@ -1,6 +1,7 @@
 //! What a cluster instance serves from the journals: a case's timeline
-//! (`GET /api/v1/cases/{id}/timeline`) and an alert's playback
-//! (`GET /api/v1/alerts/{id}/playback`), with the same roles and answers as
+//! (`GET /api/v1/cases/{id}/timeline`), an alert's playback
+//! (`GET /api/v1/alerts/{id}/playback`) and the deadline and compliance
+//! reports (`GET /api/v1/reports/…`), with the same roles and answers as
 //! single-process kordon (`crate::history`).
 //!
 //! Each instance's journal holds what its shards handled while it served
@@ -29,8 +30,8 @@ use jiff::Timestamp;
 use kordon_alert::desk::AlertRecord;
 use kordon_cluster::journals::{self, Read};
 use kordon_cluster::{InstanceId, Tenures};
-use kordon_core::{CaseId, Fix};
-use kordon_journal::Reader;
+use kordon_core::{CaseId, Fix, RiskLevel};
+use kordon_journal::{Reader, Record};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -38,7 +39,8 @@ use tokio::sync::watch;
 use tracing::warn;
 
 use super::alert_api::AlertApi;
-use crate::config::Role;
+use crate::config::{DeadlineTargets, Role};
+use crate::history::report::{self, AlertDeadlines, Period, ReportInputs};
 use crate::history::{without_repeats, PlaybackWindow, TimelineItem};
 use crate::http::{self, Access, ApiError, Caller, ALL};
 
@@ -60,6 +62,7 @@ pub struct HistoryApi {
     alerts: AlertApi,
     access: Access,
     clock: crate::clock::Clock,
+    targets: DeadlineTargets,
 }
 
 impl HistoryApi {
@@ -68,6 +71,7 @@ impl HistoryApi {
         tenures: watch::Receiver<Tenures>,
         alerts: AlertApi,
         clock: crate::clock::Clock,
+        targets: DeadlineTargets,
     ) -> HistoryApi {
         let access = http::Callers::access(&alerts).clone();
         HistoryApi {
@@ -76,6 +80,7 @@ impl HistoryApi {
             alerts,
             access,
             clock,
+            targets,
         }
     }
 
@@ -83,6 +88,10 @@ impl HistoryApi {
         Router::new()
             .route("/api/v1/cases/{id}/timeline", get(timeline))
             .route("/api/v1/alerts/{id}/playback", get(playback))
+            .route("/api/v1/reports/deadlines", get(deadlines_json))
+            .route("/api/v1/reports/deadlines.csv", get(deadlines_csv))
+            .route("/api/v1/reports/compliance", get(compliance_json))
+            .route("/api/v1/reports/compliance.csv", get(compliance_csv))
             .with_state(self)
     }
 
@@ -143,7 +152,11 @@ struct Heard<T> {
 
 /// `body` as JSON, with the members that did not answer named.
 fn respond(body: impl Serialize, missing: &[InstanceId]) -> Response {
-    let mut response = Json(body).into_response();
+    with_missing(Json(body).into_response(), missing)
+}
+
+/// `response`, with the members that did not answer named.
+fn with_missing(mut response: Response, missing: &[InstanceId]) -> Response {
     if !missing.is_empty() {
         let names: Vec<&str> = missing.iter().map(|m| m.as_str()).collect();
         let names = HeaderValue::from_str(&names.join(",")).expect("instance ids are tokens");
@@ -168,6 +181,120 @@ enum Question {
         from: Timestamp,
         to: Timestamp,
     },
+    /// What the reports of the period from `from` to `to` are made of.
+    Report { from: Timestamp, to: Timestamp },
+}
+
+/// One item of a journal's [`ReportInputs`], as it travels.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "item", rename_all = "snake_case")]
+enum ReportItem {
+    Record { record: Box<Record> },
+    Risk { case: CaseId, risk: RiskLevel },
+    Asked { alert: String },
+}
+
+impl ReportItem {
+    fn of(inputs: ReportInputs) -> Vec<ReportItem> {
+        let records = inputs.records.into_iter().map(|record| ReportItem::Record {
+            record: Box::new(record),
+        });
+        let risks = inputs
+            .risks
+            .into_iter()
+            .map(|(case, risk)| ReportItem::Risk { case, risk });
+        let asked = inputs
+            .asked
+            .into_iter()
+            .map(|alert| ReportItem::Asked { alert });
+        records.chain(risks).chain(asked).collect()
+    }
+}
+
+/// Several journals' report items as one journal's inputs: each record
+/// once (a take-over's replay journals the same record, at the same time,
+/// twice), in kordon's time order.
+fn merged_inputs(items: Vec<ReportItem>) -> ReportInputs {
+    let mut inputs = ReportInputs::default();
+    let mut seen = HashSet::new();
+    for item in items {
+        match item {
+            ReportItem::Record { record } => {
+                let identity = serde_json::to_string(&record).unwrap_or_default();
+                if seen.insert(identity) {
+                    inputs.records.push(*record);
+                }
+            }
+            ReportItem::Risk { case, risk } => {
+                inputs.risks.entry(case).or_insert(risk);
+            }
+            ReportItem::Asked { alert } => {
+                inputs.asked.insert(alert);
+            }
+        }
+    }
+    // Stable: one journal's records of the same moment keep their order.
+    inputs.records.sort_by_key(Record::at);
+    inputs
+}
+
+impl HistoryApi {
+    /// The report's rows for a period, from every journal.
+    async fn report_rows(
+        &self,
+        period: Period,
+    ) -> Result<(Vec<AlertDeadlines>, Vec<InstanceId>), ApiError> {
+        let now = self.clock.now();
+        let (from, to) = period.bounds(now)?;
+        let heard: Heard<ReportItem> = self.ask(&Question::Report { from, to }).await?;
+        let rows = merged_inputs(heard.items).deadlines(&self.targets, now);
+        Ok((rows, heard.missing))
+    }
+}
+
+async fn deadlines_json(
+    caller: Caller,
+    State(api): State<HistoryApi>,
+    Query(period): Query<Period>,
+) -> Result<Response, ApiError> {
+    caller.require(&[Role::Monitoring])?;
+    let (rows, missing) = api.report_rows(period).await?;
+    let body = serde_json::json!({ "targets": api.targets, "alerts": rows });
+    Ok(respond(body, &missing))
+}
+
+async fn deadlines_csv(
+    caller: Caller,
+    State(api): State<HistoryApi>,
+    Query(period): Query<Period>,
+) -> Result<Response, ApiError> {
+    caller.require(&[Role::Monitoring])?;
+    let (rows, missing) = api.report_rows(period).await?;
+    Ok(with_missing(report::deadlines_csv_file(rows), &missing))
+}
+
+async fn compliance_json(
+    caller: Caller,
+    State(api): State<HistoryApi>,
+    Query(period): Query<Period>,
+) -> Result<Response, ApiError> {
+    caller.require(&[Role::Monitoring])?;
+    let (rows, missing) = api.report_rows(period).await?;
+    Ok(respond(
+        report::compliance(&rows, api.targets.share),
+        &missing,
+    ))
+}
+
+async fn compliance_csv(
+    caller: Caller,
+    State(api): State<HistoryApi>,
+    Query(period): Query<Period>,
+) -> Result<Response, ApiError> {
+    caller.require(&[Role::Monitoring])?;
+    let (rows, missing) = api.report_rows(period).await?;
+    let file = report::compliance_csv_file(&rows, api.targets.share);
+    Ok(with_missing(file, &missing))
 }
 
 #[derive(Deserialize)]
@@ -306,6 +433,10 @@ fn answer(
         Question::Fixes { case, from, to } => {
             serde_json::to_value(reader.case_fixes(&case, None, from, to)?)
         }
+        Question::Report { from, to } => {
+            let inputs = ReportInputs::read(&reader, from, to)?;
+            serde_json::to_value(ReportItem::of(inputs))
+        }
     };
     Ok(match body.unwrap_or_default() {
         Value::Array(items) => items,
@@ -337,6 +468,34 @@ mod tests {
         let merged = merged_timeline(first_owner.into_iter().chain(next_owner).collect(), 10);
         let kinds: Vec<&str> = merged.iter().map(|i| i.kind.as_str()).collect();
         assert_eq!(kinds, vec!["resolve", "ack", "note"]);
+    }
+
+    /// A report's inputs from two journals: a record both hold counts
+    /// once, and the records come in kordon's time order.
+    #[test]
+    fn a_report_s_records_two_journals_hold_count_once() {
+        let note = |secs: i64, text: &str| Record::Note {
+            alert: "e1".into(),
+            operator: "op".into(),
+            text: text.into(),
+            at: Timestamp::from_second(secs).unwrap(),
+        };
+        let items = vec![
+            ReportItem::Record {
+                record: Box::new(note(20, "second")),
+            },
+            ReportItem::Asked { alert: "e1".into() },
+            ReportItem::Record {
+                record: Box::new(note(10, "first")),
+            },
+            ReportItem::Record {
+                record: Box::new(note(20, "second")),
+            },
+            ReportItem::Asked { alert: "e1".into() },
+        ];
+        let inputs = merged_inputs(items);
+        assert_eq!(inputs.records, vec![note(10, "first"), note(20, "second")]);
+        assert_eq!(inputs.asked.len(), 1);
     }
 
     #[test]

@@ -289,6 +289,7 @@ pub struct Instance {
     access: crate::http::Access,
     feed: crate::live::Feed,
     clock: crate::clock::Clock,
+    targets: crate::config::DeadlineTargets,
 }
 
 impl Instance {
@@ -387,6 +388,7 @@ impl Instance {
             access: crate::http::Access::new(&config.http.tokens),
             feed,
             clock: config.clock,
+            targets: config.reports.targets.clone(),
         })
     }
 
@@ -411,14 +413,15 @@ impl Instance {
         alert_api::AlertApi::new(self.js.clone(), self.shards, self.access())
     }
 
-    /// A case's timeline and an alert's playback, from every instance's
-    /// journal.
+    /// A case's timeline, an alert's playback and the reports, from every
+    /// instance's journal.
     pub fn history_api(&self) -> history_api::HistoryApi {
         history_api::HistoryApi::new(
             self.js.client(),
             self.keeper.tenures(),
             self.alert_api(),
             self.clock,
+            self.targets.clone(),
         )
     }
 

@@ -226,22 +226,42 @@ pub struct Period {
     weeks: Option<u32>,
 }
 
-/// The report's rows for a period (default: the last 7 days).
-async fn rows(state: &ApiState, period: Period) -> Result<Vec<AlertDeadlines>, ApiError> {
-    let now = state.clock.now();
-    let days = i64::from(period.weeks.unwrap_or(1).clamp(1, 53)) * 7;
-    let to = period.to.unwrap_or(now);
-    let from = period
-        .from
-        .unwrap_or_else(|| to - SignedDuration::from_hours(24 * days));
-    if from >= to {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "`from` must be before `to`",
-        ));
+impl Period {
+    /// From and to, at `now` (default: the last 7 days); a 400 when `from`
+    /// is not before `to`.
+    pub(crate) fn bounds(&self, now: Timestamp) -> Result<(Timestamp, Timestamp), ApiError> {
+        let days = i64::from(self.weeks.unwrap_or(1).clamp(1, 53)) * 7;
+        let to = self.to.unwrap_or(now);
+        let from = self
+            .from
+            .unwrap_or_else(|| to - SignedDuration::from_hours(24 * days));
+        if from >= to {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "`from` must be before `to`",
+            ));
+        }
+        Ok((from, to))
     }
-    let targets = state.targets.clone();
-    read(state, move |reader| {
+}
+
+/// What one journal holds for the report of a period: its timeline
+/// records, each case's risk level as it stood at the period's end, and
+/// the alerts the monitoring room was asked to act on.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub(crate) struct ReportInputs {
+    pub records: Vec<Record>,
+    pub risks: BTreeMap<CaseId, RiskLevel>,
+    pub asked: HashSet<String>,
+}
+
+impl ReportInputs {
+    /// What `reader`'s journal holds for the period from `from` to `to`.
+    pub fn read(
+        reader: &kordon_journal::Reader,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> Result<ReportInputs, kordon_journal::JournalError> {
         let records = reader.timeline_between(from, to)?;
         let mut risks: BTreeMap<CaseId, RiskLevel> = BTreeMap::new();
         let last = records.last().map_or(0, |(seq, _)| *seq) + 1;
@@ -256,22 +276,40 @@ async fn rows(state: &ApiState, period: Period) -> Result<Vec<AlertDeadlines>, A
                 }
             }
         }
-        let asked: HashSet<String> = reader
+        let asked = reader
             .outbound_between(kordon_alert::topics::MONITORING, from, to)?
             .iter()
             .filter_map(|payload| serde_json::from_str::<serde_json::Value>(payload).ok())
             .filter(|m| m["attention"] == "action")
             .filter_map(|m| m["id"].as_str().map(str::to_string))
             .collect();
-        Ok(deadlines(
-            &records,
-            |case| risks.get(case).copied().unwrap_or(RiskLevel::High),
-            |alert| asked.contains(alert),
-            &targets,
+        let records = records.into_iter().map(|(_, record)| record).collect();
+        Ok(ReportInputs {
+            records,
+            risks,
+            asked,
+        })
+    }
+
+    /// Each alert's deadlines, judged at `now`.
+    pub fn deadlines(&self, targets: &DeadlineTargets, now: Timestamp) -> Vec<AlertDeadlines> {
+        let numbered: Vec<(u64, Record)> = self.records.iter().cloned().map(|r| (0, r)).collect();
+        deadlines(
+            &numbered,
+            |case| self.risks.get(case).copied().unwrap_or(RiskLevel::High),
+            |alert| self.asked.contains(alert),
+            targets,
             now,
-        ))
-    })
-    .await
+        )
+    }
+}
+
+/// The report's rows for a period (default: the last 7 days).
+async fn rows(state: &ApiState, period: Period) -> Result<Vec<AlertDeadlines>, ApiError> {
+    let now = state.clock.now();
+    let (from, to) = period.bounds(now)?;
+    let inputs = read(state, move |reader| ReportInputs::read(reader, from, to)).await?;
+    Ok(inputs.deadlines(&state.targets, now))
 }
 
 pub async fn deadlines_json(
@@ -291,6 +329,11 @@ pub async fn deadlines_csv(
 ) -> Result<Response, ApiError> {
     caller.require(&[Role::Monitoring])?;
     let rows = rows(&state, period).await?;
+    Ok(deadlines_csv_file(rows))
+}
+
+/// The deadline report as a CSV download.
+pub(crate) fn deadlines_csv_file(rows: Vec<AlertDeadlines>) -> Response {
     let mut out = String::from(
         "alert,case,kind,severity,raised_at,police,action,acknowledged_s,resolved_s,police_acknowledged_s,acknowledged_in_time,resolved_in_time,police_in_time\n",
     );
@@ -320,7 +363,7 @@ pub async fn deadlines_csv(
             r.police_in_time.map(|b| b.to_string()).unwrap_or_default(),
         ));
     }
-    Ok(csv_file("kordon-deadlines.csv", out))
+    csv_file("kordon-deadlines.csv", out)
 }
 
 pub async fn compliance_csv(
@@ -330,10 +373,15 @@ pub async fn compliance_csv(
 ) -> Result<Response, ApiError> {
     caller.require(&[Role::Monitoring])?;
     let rows = rows(&state, period).await?;
+    Ok(compliance_csv_file(&rows, state.targets.share))
+}
+
+/// The compliance report as a CSV download.
+pub(crate) fn compliance_csv_file(rows: &[AlertDeadlines], target_share: f64) -> Response {
     let mut out = String::from(
         "week,partner,alerts,acknowledged_in_time,share_in_time,target_share,met,resolved_in_time\n",
     );
-    for w in compliance(&rows, state.targets.share) {
+    for w in compliance(rows, target_share) {
         out.push_str(&format!(
             "{},{},{},{},{:.3},{},{},{}\n",
             w.week,
@@ -348,7 +396,7 @@ pub async fn compliance_csv(
                 .unwrap_or_default(),
         ));
     }
-    Ok(csv_file("kordon-compliance.csv", out))
+    csv_file("kordon-compliance.csv", out)
 }
 
 fn csv_file(name: &str, body: String) -> Response {
