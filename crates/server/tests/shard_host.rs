@@ -1074,7 +1074,8 @@ fn count(items: &[Value], kind: &str) -> usize {
 /// A case's history is spread over the journals of the instances that
 /// served its shard, and a take-over's replay leaves some of it in two:
 /// read through any instance, the timeline holds each record once, the
-/// playback each fix once, and the deadline report each alert once. The instance that does not serve the shard
+/// playback each fix once, the deadline report each alert once, and the
+/// police's CAP feed each message once. The instance that does not serve the shard
 /// reads what only the owner's journal holds; then the owner leaves, the
 /// other replays the shard (no snapshot) into its own journal, and the
 /// owner comes back with its journal.
@@ -1214,6 +1215,27 @@ async fn a_case_s_history_is_read_from_every_journal_each_record_once() {
         assert_eq!(csv.lines().count(), cases.len() + 1, "{csv}");
         let (status, _) = get_json(&http, &report, common::POLICE_TOKEN).await;
         assert_eq!(status, 403);
+        // The police's CAP feed: every breach, each CAP message once.
+        let feed = api.replace("/alerts", "/feed/cap.atom");
+        let response = http
+            .get(&feed)
+            .bearer_auth(common::POLICE_TOKEN)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status().as_u16(), 200);
+        let atom = response.text().await.unwrap();
+        for breach in &breaches {
+            let incident = format!("<incidents>{}</incidents>", breach["id"].as_str().unwrap());
+            assert!(atom.contains(&incident), "{incident} missing: {atom}");
+        }
+        let ids: Vec<&str> = atom
+            .split("<id>urn:kordon:cap:")
+            .skip(1)
+            .filter_map(|rest| rest.split('<').next())
+            .collect();
+        let distinct: std::collections::HashSet<&&str> = ids.iter().collect();
+        assert_eq!(ids.len(), distinct.len(), "a CAP message twice: {atom}");
     }
     back.leave().await;
     instances.remove(other).unwrap().leave().await;

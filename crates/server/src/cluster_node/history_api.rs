@@ -1,8 +1,9 @@
 //! What a cluster instance serves from the journals: a case's timeline
 //! (`GET /api/v1/cases/{id}/timeline`), an alert's playback
-//! (`GET /api/v1/alerts/{id}/playback`) and the deadline and compliance
-//! reports (`GET /api/v1/reports/…`), with the same roles and answers as
-//! single-process kordon (`crate::history`).
+//! (`GET /api/v1/alerts/{id}/playback`), the deadline and compliance
+//! reports (`GET /api/v1/reports/…`) and the police's CAP feed
+//! (`GET /api/v1/feed/cap.atom`), with the same roles and answers as
+//! single-process kordon (`crate::history`, `crate::dispatch`).
 //!
 //! Each instance's journal holds what its shards handled while it served
 //! them, so a case's history is spread over the journals of every instance
@@ -21,6 +22,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use axum::extract::{Path, Query, State};
+use axum::http::header::CONTENT_TYPE;
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -28,6 +30,7 @@ use axum::{Json, Router};
 use futures_util::StreamExt;
 use jiff::Timestamp;
 use kordon_alert::desk::AlertRecord;
+use kordon_alert::topics;
 use kordon_cluster::journals::{self, Read};
 use kordon_cluster::{InstanceId, Tenures};
 use kordon_core::{CaseId, Fix, RiskLevel};
@@ -40,6 +43,7 @@ use tracing::warn;
 
 use super::alert_api::AlertApi;
 use crate::config::{DeadlineTargets, Role};
+use crate::dispatch::{CapMessage, Dispatch, FEED_LENGTH};
 use crate::history::report::{self, AlertDeadlines, Period, ReportInputs};
 use crate::history::{without_repeats, PlaybackWindow, TimelineItem};
 use crate::http::{self, Access, ApiError, Caller, ALL};
@@ -53,6 +57,16 @@ const GATHER_WAIT: Duration = Duration::from_secs(2);
 const TIMELINE_LIMIT: usize = 500;
 const TIMELINE_MAX: usize = 5_000;
 
+/// What the history routes show besides the journals: kordon's clock (a
+/// playback of an open alert runs to now), the reports' targets, and the
+/// CAP feed's sender.
+#[derive(Clone)]
+pub struct HistorySettings {
+    pub clock: crate::clock::Clock,
+    pub targets: DeadlineTargets,
+    pub sender: String,
+}
+
 /// What the history routes need: NATS, the members alive, the alert desks
 /// (a playback starts from its alert), the tokens.
 #[derive(Clone)]
@@ -61,8 +75,7 @@ pub struct HistoryApi {
     tenures: watch::Receiver<Tenures>,
     alerts: AlertApi,
     access: Access,
-    clock: crate::clock::Clock,
-    targets: DeadlineTargets,
+    settings: HistorySettings,
 }
 
 impl HistoryApi {
@@ -70,8 +83,7 @@ impl HistoryApi {
         nats: async_nats::Client,
         tenures: watch::Receiver<Tenures>,
         alerts: AlertApi,
-        clock: crate::clock::Clock,
-        targets: DeadlineTargets,
+        settings: HistorySettings,
     ) -> HistoryApi {
         let access = http::Callers::access(&alerts).clone();
         HistoryApi {
@@ -79,8 +91,7 @@ impl HistoryApi {
             tenures,
             alerts,
             access,
-            clock,
-            targets,
+            settings,
         }
     }
 
@@ -92,6 +103,7 @@ impl HistoryApi {
             .route("/api/v1/reports/deadlines.csv", get(deadlines_csv))
             .route("/api/v1/reports/compliance", get(compliance_json))
             .route("/api/v1/reports/compliance.csv", get(compliance_csv))
+            .route("/api/v1/feed/cap.atom", get(police_feed))
             .with_state(self)
     }
 
@@ -183,6 +195,8 @@ enum Question {
     },
     /// What the reports of the period from `from` to `to` are made of.
     Report { from: Timestamp, to: Timestamp },
+    /// The newest CAP messages sent to the police.
+    PoliceCap,
 }
 
 /// One item of a journal's [`ReportInputs`], as it travels.
@@ -244,10 +258,10 @@ impl HistoryApi {
         &self,
         period: Period,
     ) -> Result<(Vec<AlertDeadlines>, Vec<InstanceId>), ApiError> {
-        let now = self.clock.now();
+        let now = self.settings.clock.now();
         let (from, to) = period.bounds(now)?;
         let heard: Heard<ReportItem> = self.ask(&Question::Report { from, to }).await?;
-        let rows = merged_inputs(heard.items).deadlines(&self.targets, now);
+        let rows = merged_inputs(heard.items).deadlines(&self.settings.targets, now);
         Ok((rows, heard.missing))
     }
 }
@@ -259,7 +273,7 @@ async fn deadlines_json(
 ) -> Result<Response, ApiError> {
     caller.require(&[Role::Monitoring])?;
     let (rows, missing) = api.report_rows(period).await?;
-    let body = serde_json::json!({ "targets": api.targets, "alerts": rows });
+    let body = serde_json::json!({ "targets": api.settings.targets, "alerts": rows });
     Ok(respond(body, &missing))
 }
 
@@ -280,10 +294,8 @@ async fn compliance_json(
 ) -> Result<Response, ApiError> {
     caller.require(&[Role::Monitoring])?;
     let (rows, missing) = api.report_rows(period).await?;
-    Ok(respond(
-        report::compliance(&rows, api.targets.share),
-        &missing,
-    ))
+    let weeks = report::compliance(&rows, api.settings.targets.share);
+    Ok(respond(weeks, &missing))
 }
 
 async fn compliance_csv(
@@ -293,7 +305,7 @@ async fn compliance_csv(
 ) -> Result<Response, ApiError> {
     caller.require(&[Role::Monitoring])?;
     let (rows, missing) = api.report_rows(period).await?;
-    let file = report::compliance_csv_file(&rows, api.targets.share);
+    let file = report::compliance_csv_file(&rows, api.settings.targets.share);
     Ok(with_missing(file, &missing))
 }
 
@@ -359,7 +371,7 @@ async fn playback(
             format!("the alert's desk answered what is not an alert: {e}"),
         )
     })?;
-    let window = PlaybackWindow::of(&alert, api.clock.now());
+    let window = PlaybackWindow::of(&alert, api.settings.clock.now());
     let question = Question::Fixes {
         case: window.case.clone(),
         from: window.from,
@@ -368,6 +380,35 @@ async fn playback(
     let heard: Heard<Fix> = api.ask(&question).await?;
     let body = window.playback(heard.items);
     Ok(respond(body, &heard.missing))
+}
+
+/// The police's CAP messages as Atom, newest first, from every journal:
+/// each message once (by its CAP identifier), the newest
+/// [`FEED_LENGTH`] of the cluster.
+async fn police_feed(caller: Caller, State(api): State<HistoryApi>) -> Result<Response, ApiError> {
+    caller.require(&[Role::Police, Role::Monitoring])?;
+    let heard: Heard<String> = api.ask(&Question::PoliceCap).await?;
+    let feed = merged_feed(&api.settings.sender, heard.items);
+    let atom = (
+        [(CONTENT_TYPE, "application/atom+xml; charset=utf-8")],
+        feed.atom(),
+    );
+    Ok(with_missing(atom.into_response(), &heard.missing))
+}
+
+/// CAP messages from several journals as one feed.
+fn merged_feed(sender: &str, sent: Vec<String>) -> Dispatch {
+    let mut messages: Vec<(Timestamp, String)> = sent
+        .into_iter()
+        .filter_map(|xml| CapMessage::parse(&xml).map(|m| (m.sent, xml)))
+        .collect();
+    messages.sort_by_key(|(sent, _)| *sent);
+    // Oldest first: the feed keeps the newest, and each identifier once.
+    let feed = Dispatch::new(sender, None);
+    for (_, xml) in messages {
+        feed.offer(&xml);
+    }
+    feed
 }
 
 /// Answers every question about this instance's journal (`journal`, read
@@ -436,6 +477,17 @@ fn answer(
         Question::Report { from, to } => {
             let inputs = ReportInputs::read(&reader, from, to)?;
             serde_json::to_value(ReportItem::of(inputs))
+        }
+        Question::PoliceCap => {
+            let records = reader.recent_dispatch(topics::POLICE_CAP, FEED_LENGTH)?;
+            let sent: Vec<String> = records
+                .into_iter()
+                .filter_map(|record| match record {
+                    Record::Outbound { payload, .. } => Some(payload),
+                    _ => None,
+                })
+                .collect();
+            serde_json::to_value(sent)
         }
     };
     Ok(match body.unwrap_or_default() {

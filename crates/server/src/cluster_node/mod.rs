@@ -288,8 +288,7 @@ pub struct Instance {
     shards: ShardCount,
     access: crate::http::Access,
     feed: crate::live::Feed,
-    clock: crate::clock::Clock,
-    targets: crate::config::DeadlineTargets,
+    history: history_api::HistorySettings,
 }
 
 impl Instance {
@@ -387,8 +386,11 @@ impl Instance {
             shards: settings.shards,
             access: crate::http::Access::new(&config.http.tokens),
             feed,
-            clock: config.clock,
-            targets: config.reports.targets.clone(),
+            history: history_api::HistorySettings {
+                clock: config.clock,
+                targets: config.reports.targets.clone(),
+                sender: config.alerts.sender.clone(),
+            },
         })
     }
 
@@ -413,21 +415,20 @@ impl Instance {
         alert_api::AlertApi::new(self.js.clone(), self.shards, self.access())
     }
 
-    /// A case's timeline, an alert's playback and the reports, from every
-    /// instance's journal.
+    /// A case's timeline, an alert's playback, the reports and the police's
+    /// CAP feed, from every instance's journal.
     pub fn history_api(&self) -> history_api::HistoryApi {
         history_api::HistoryApi::new(
             self.js.client(),
             self.keeper.tenures(),
             self.alert_api(),
-            self.clock,
-            self.targets.clone(),
+            self.history.clone(),
         )
     }
 
     /// The dashboard's files, sign-in and live stream of every shard.
     pub fn dashboard(&self) -> dashboard::ClusterDashboard {
-        dashboard::ClusterDashboard::new(self.access(), self.feed.clone(), self.clock)
+        dashboard::ClusterDashboard::new(self.access(), self.feed.clone(), self.history.clock)
     }
 
     /// Leaves cleanly: closes every shard, gives the leases up, and commits
