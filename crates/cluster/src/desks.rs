@@ -102,20 +102,7 @@ pub async fn gather(
     question: Bytes,
     wait: Duration,
 ) -> Result<Gathered, ClusterError> {
-    let error = |e: &dyn std::fmt::Display| ClusterError::Bucket {
-        bucket: DESK_SUBJECT.to_string(),
-        message: e.to_string(),
-    };
-    let inbox = client.new_inbox();
-    let mut answers = client
-        .subscribe(inbox.clone())
-        .await
-        .map_err(|e| error(&e))?;
-    client
-        .publish_with_reply(DESK_SUBJECT, inbox, question)
-        .await
-        .map_err(|e| error(&e))?;
-    client.flush().await.map_err(|e| error(&e))?;
+    let mut answers = crate::questions::ask_all(client, DESK_SUBJECT, question).await?;
     let mut gathered = Gathered::default();
     let deadline = tokio::time::Instant::now() + wait;
     while gathered.parts.len() < usize::from(shards.get()) {

@@ -135,20 +135,7 @@ pub async fn gather(
     question: Bytes,
     wait: Duration,
 ) -> Result<Read, ClusterError> {
-    let error = |e: &dyn std::fmt::Display| ClusterError::Bucket {
-        bucket: JOURNALS_SUBJECT.to_string(),
-        message: e.to_string(),
-    };
-    let inbox = client.new_inbox();
-    let mut answers = client
-        .subscribe(inbox.clone())
-        .await
-        .map_err(|e| error(&e))?;
-    client
-        .publish_with_reply(JOURNALS_SUBJECT, inbox, question)
-        .await
-        .map_err(|e| error(&e))?;
-    client.flush().await.map_err(|e| error(&e))?;
+    let mut answers = crate::questions::ask_all(client, JOURNALS_SUBJECT, question).await?;
     let mut heard = Heard::default();
     let deadline = tokio::time::Instant::now() + wait;
     while !members.iter().all(|m| heard.complete(m)) {

@@ -14,6 +14,7 @@
 //! - [`desks`]: the shards' alert desks, read and acted on from any
 //!   instance.
 //! - [`journals`]: the instances' journals, read from any instance.
+//! - [`questions`]: a question to every instance, over core NATS.
 //! - [`alerts`]: what the shards decide to publish, stored once each.
 //! - [`deliverer`]: the alerts' stream out to Mosquitto.
 //! - [`config`]: the `[cluster]` section of `kordon.toml`.
@@ -32,6 +33,7 @@ pub mod desks;
 pub mod journals;
 pub mod keeper;
 pub mod lease;
+pub mod questions;
 pub mod reader;
 pub mod retention;
 pub mod routing;

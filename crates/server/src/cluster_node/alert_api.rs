@@ -36,6 +36,7 @@ use axum::{Json, Router};
 use futures_util::StreamExt;
 use jiff::Timestamp;
 use kordon_cluster::desks::{self, Answer, Gathered, ShardPart};
+use kordon_cluster::questions;
 use kordon_cluster::{ClusterError, Shard, ShardCount};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -459,15 +460,7 @@ pub async fn answer_questions(
     engines: watch::Receiver<Vec<ServedEngine>>,
     asked: Asked,
 ) {
-    let mut questions = loop {
-        match nats.subscribe(desks::DESK_SUBJECT).await {
-            Ok(questions) => break questions,
-            Err(e) => {
-                warn!(error = %e, "listening for questions about the desks; trying again");
-                tokio::time::sleep(Duration::from_secs(1)).await;
-            }
-        }
-    };
+    let mut questions = questions::listen(&nats, desks::DESK_SUBJECT, "the desks").await;
     while let Some(message) = questions.next().await {
         let Some(reply) = message.reply else { continue };
         let Ok(question) = serde_json::from_slice::<Question>(&message.payload) else {

@@ -32,6 +32,7 @@ use jiff::Timestamp;
 use kordon_alert::desk::AlertRecord;
 use kordon_alert::topics;
 use kordon_cluster::journals::{self, Read};
+use kordon_cluster::questions;
 use kordon_cluster::{InstanceId, Tenures};
 use kordon_core::{CaseId, Fix, RiskLevel};
 use kordon_journal::{Reader, Record};
@@ -415,15 +416,7 @@ fn merged_feed(sender: &str, sent: Vec<String>) -> Dispatch {
 /// on a connection of its own, off the runtime's workers) as `instance`,
 /// until NATS closes the subscription.
 pub async fn answer_questions(nats: async_nats::Client, instance: InstanceId, journal: PathBuf) {
-    let mut questions = loop {
-        match nats.subscribe(journals::JOURNALS_SUBJECT).await {
-            Ok(questions) => break questions,
-            Err(e) => {
-                warn!(error = %e, "listening for questions about the journal; trying again");
-                tokio::time::sleep(Duration::from_secs(1)).await;
-            }
-        }
-    };
+    let mut questions = questions::listen(&nats, journals::JOURNALS_SUBJECT, "the journal").await;
     while let Some(message) = questions.next().await {
         let Some(reply) = message.reply else { continue };
         let Ok(question) = serde_json::from_slice::<Question>(&message.payload) else {
