@@ -6,17 +6,27 @@
 // the instance serving FEWER shards sees the offender's contact-ban breach
 // in its queue, from fixes the devices publish to Mosquitto; its
 // acknowledgement through the dashboard is then what the OTHER instance's
-// alert API answers for that alert.
+// alert API answers for that alert. The case's history ("A case's history
+// in a cluster"), gathered from every instance's journal: the console's
+// case page shows the timeline with the breach and the acknowledgement, the
+// alert's playback shows the offender's track, and both instances' APIs
+// answer the same timeline and tracks.
 import { describe, test, before, after } from 'node:test';
+import fs from 'node:fs';
+import path from 'node:path';
 import assert from 'node:assert/strict';
 import * as H from './lib/harness.mjs';
 import * as C from './lib/cluster.mjs';
 
 const { tid } = H;
+// The dashboard's English strings, to tell a message from the page's text.
+const EN = JSON.parse(fs.readFileSync(path.join(H.REPO, 'web', 'static', 'i18n', 'en.json'), 'utf8'));
 // A plain id: in a cluster it is a key of the cases' bucket.
 const CASE = 'TST-2026-0301';
 const OFF = 'OFF-T301';
 const VIC = 'VIC-T301';
+// The case's shard, as kordon finds it.
+const CASE_SHARD = C.shardOf(CASE);
 // Her home in Blijdorp; she is at home, a few metres from its centre.
 const HOME = { lat: 51.927512, lon: 4.458842 };
 const HER = H.offset(HOME, -12, 20);
@@ -25,6 +35,8 @@ describe('a two-instance cluster', { concurrency: false }, () => {
   let nats, mosquitto, mq, browser, page;
   let instances = [];
   let console_, other, alertId;
+  // The devices, with the fixes they sent.
+  let off, vic;
   const ACK_NOTE = 'Acknowledged on one instance, read on the other';
   // What the signed-in page was refused or failed to load.
   const refused = [];
@@ -42,6 +54,11 @@ describe('a two-instance cluster', { concurrency: false }, () => {
   });
 
   after(async () => {
+    // KORDON_KEEP_LOGS=dir: each instance's log there, to see what it did.
+    if (process.env.KORDON_KEEP_LOGS) {
+      fs.mkdirSync(process.env.KORDON_KEEP_LOGS, { recursive: true });
+      for (const k of instances) fs.writeFileSync(path.join(process.env.KORDON_KEEP_LOGS, `${k.instance}.log`), k.log());
+    }
     if (browser) await browser.close();
     if (mq) await mq.endAsync(true);
     for (const k of instances) await k.stop();
@@ -72,7 +89,10 @@ describe('a two-instance cluster', { concurrency: false }, () => {
     assert.match(await page.locator('.who').innerText(), /demo monitoring room/);
     // Signed in, the page asks for nothing it is refused.
     page.on('response', (r) => {
-      if (r.status() >= 400) refused.push(`${r.status()} ${r.request().method()} ${r.url()}`);
+      if (r.status() >= 400) {
+        refused.push(`${r.status()} ${r.request().method()} ${r.url()}`);
+        r.text().then((body) => console.log(`# refused: ${r.status()} ${r.request().method()} ${r.url()} at ${new Date().toISOString()}: ${body}`), () => {});
+      }
     });
     page.on('requestfailed', (r) => {
       // A request the page itself gave up (a redraw, the stream on closing) is no refusal.
@@ -81,7 +101,8 @@ describe('a two-instance cluster', { concurrency: false }, () => {
     });
 
     const t0 = Date.now() - 45000;
-    const off = new H.Device(mq, OFF, t0), vic = new H.Device(mq, VIC, t0);
+    off = new H.Device(mq, OFF, t0);
+    vic = new H.Device(mq, VIC, t0);
     // Her fix, again until the console's instance has it from her shard's
     // owner: then the bridge into JetStream is subscribed to Mosquitto, and
     // her shard has the case.
@@ -125,6 +146,124 @@ describe('a two-instance cluster', { concurrency: false }, () => {
     assert.ok(r.json.acknowledgement, `acknowledged: ${r.text}`);
     assert.equal(r.json.acknowledgement.operator, 'demo monitoring room');
     assert.equal(r.json.acknowledgement.note, ACK_NOTE);
+  });
+
+  test("the console's case page shows the case's timeline, gathered from the journals", async () => {
+    assert.ok(alertId, 'an alert from the previous steps');
+    // From the alert's detail, as the officer goes there.
+    await page.locator(`${tid('alert-detail')} a[href="#/case/${CASE}"]`).first().click();
+    await page.waitForURL(new RegExp(`#/case/${CASE}$`));
+    const history = page.locator('section.case-history');
+    await history.locator(tid('timeline')).waitFor();
+    const ack = page.locator(`${tid('timeline-item')}[data-kind="ack"]`);
+    await ack.first().waitFor();
+    const text = await history.innerText();
+    assert.ok(!text.includes(EN['timeline.unavailable']), `not said to be unavailable:\n${text}`);
+    assert.ok(!text.includes(EN['timeline.empty']), `not said to be empty:\n${text}`);
+    assert.ok(!text.includes(EN['error.generic'].split('{')[0].trim()), `no error:\n${text}`);
+
+    assert.equal(await ack.count(), 1, 'one acknowledgement (each journal record once)');
+    const ackText = await ack.innerText();
+    assert.match(ackText, new RegExp(EN['timeline.kind.ack']));
+    assert.match(ackText, /demo monitoring room/);
+    assert.match(ackText, new RegExp(ACK_NOTE));
+    assert.equal(await ack.locator(`a[href="#/alert/${alertId}"]`).count(), 1, 'the acknowledgement links to its alert');
+
+    // The alert: raised once (as a contact-ban warning, as he came within
+    // 1000 m), and the breach it became, of the breach level.
+    const ofAlert = page.locator(`${tid('timeline-item')}[data-kind="alert"]`).filter({ has: page.locator(`a[href="#/alert/${alertId}"]`) });
+    const raised = ofAlert.filter({ hasText: `(${EN['timeline.phase.opened']})` });
+    assert.equal(await raised.count(), 1, `the alert raised once: ${await ofAlert.allInnerTexts()}`);
+    const breach = ofAlert.and(page.locator('[data-level="breach"]'));
+    assert.ok((await breach.count()) >= 1, `the breach on the timeline: ${await ofAlert.allInnerTexts()}`);
+    assert.match(await breach.first().innerText(), new RegExp(EN['kind.proximity_breach']));
+
+    // The 14-day strip counts today's breach.
+    const today = page.locator(`${tid('day-strip')} .day`).last();
+    assert.equal(await today.getAttribute('data-worst'), 'breach');
+  });
+
+  test("the alert's playback opens on the console with the offender's track", async () => {
+    assert.ok(alertId, 'an alert from the previous steps');
+    // Back to the alert, through the timeline's link.
+    await page.locator(`${tid('timeline-item')}[data-kind="ack"] a[href="#/alert/${alertId}"]`).click();
+    await page.waitForURL(new RegExp(`#/alert/${alertId}$`));
+    await page.locator(`${tid('alert-detail')}[data-alert-id="${alertId}"]`).waitFor();
+    await page.locator(tid('playback-open')).click();
+    const pane = page.locator(tid('playback'));
+    const slider = pane.locator(tid('playback-slider'));
+    await H.waitFor(async () => (await slider.count()) > 0 || !/…$/.test((await pane.innerText()).trim()), { message: 'the playback to load' });
+    const paneText = await pane.innerText();
+    assert.ok(!paneText.includes(EN['playback.unavailable']), `not said to be unavailable: ${paneText}`);
+    assert.ok(!paneText.includes(EN['playback.empty']), `not said to be empty: ${paneText}`);
+    await slider.waitFor();
+
+    // Both tracks drawn, the offender's marker on his.
+    // (His track is a straight line: to Playwright, a box of no width is not visible.)
+    await page.locator('path.track-offender').waitFor({ state: 'attached' });
+    await page.locator('path.track-protected').waitFor({ state: 'attached' });
+    const marker = page.locator(`path.playback-marker.role-offender[data-playback-device="${OFF}"]`);
+    await marker.waitFor({ state: 'attached' });
+    // At the end he stands 90 m from her.
+    const max = await slider.getAttribute('max');
+    await slider.fill(max);
+    assert.equal(await slider.inputValue(), max);
+    await H.waitFor(async () => /distance (8[5-9]|9[0-5]) m/.test(await pane.locator('.playback-readout').innerText()), { message: 'the distance at the end of the playback' });
+    assert.match(await pane.locator('.playback-readout').innerText(), new RegExp(EN['playback.after_onset']));
+    assert.notEqual(await marker.evaluate((el) => el.style.display), 'none', "his marker shown at the end");
+
+    // The API: his track holds every fix he sent, each once; hers some of hers.
+    const r = await console_.api('monitoring', 'GET', `/api/v1/alerts/${alertId}/playback`);
+    assert.equal(r.status, 200, r.text);
+    assert.equal(r.headers.get('kordon-instances-unanswered'), null, 'every journal answered');
+    assert.equal(r.json.alert, alertId);
+    assert.equal(r.json.case, CASE);
+    const tsOf = (track) => (track || []).map((p) => Date.parse(p.ts));
+    assert.deepEqual(tsOf(r.json.tracks[OFF]), off.sent.map((f) => f.ts), "his track: each of his fixes, once, in order");
+    const his = r.json.tracks[OFF];
+    const last = off.sent[off.sent.length - 1];
+    assert.deepEqual([his[his.length - 1].lat, his[his.length - 1].lon], [last.lat, last.lon]);
+    const hers = tsOf(r.json.tracks[VIC]);
+    const sentHers = new Set(vic.sent.map((f) => f.ts));
+    assert.ok(hers.length >= 1 && hers.every((ts) => sentHers.has(ts)), `her track: fixes she sent (${hers.length} of ${sentHers.size})`);
+    assert.equal(new Set(hers).size, hers.length, 'each of her fixes once');
+
+    // The other instance answers the same playback; the police none.
+    const o = await other.api('monitoring', 'GET', `/api/v1/alerts/${alertId}/playback`);
+    assert.equal(o.status, 200, o.text);
+    assert.deepEqual(o.json.tracks, r.json.tracks, "the other instance's tracks");
+    for (const k of instances) {
+      const p = await k.api('police', 'GET', `/api/v1/alerts/${alertId}/playback`);
+      assert.equal(p.status, 403, `police playback on ${k.instance}: ${p.status} ${p.text}`);
+    }
+  });
+
+  test("the other instance's API answers the timeline the console's instance does", async () => {
+    assert.ok(alertId, 'an alert from the previous steps');
+    // Whichever serves the case's shard, the other reads its journal over NATS.
+    const owners = [];
+    for (const k of instances) if ((await k.shards()).includes(CASE_SHARD)) owners.push(k.instance);
+    assert.equal(owners.length, 1, `one instance serves shard ${CASE_SHARD}: ${owners}`);
+    console.log(`# the case's shard ${CASE_SHARD} is served by ${owners[0]}${owners[0] === console_.instance ? " (the console's)" : ''}`);
+    // `seq` is a record's place in one journal: it differs between instances.
+    const read = async (k) => {
+      const r = await k.api('monitoring', 'GET', `/api/v1/cases/${CASE}/timeline`);
+      assert.equal(r.status, 200, `${k.instance}: ${r.text}`);
+      assert.equal(r.headers.get('kordon-instances-unanswered'), null, `${k.instance}: every journal answered`);
+      return r.json.map(({ seq, ...item }) => item);
+    };
+    const [mine, theirs] = await Promise.all([read(console_), read(other)]);
+    assert.deepEqual(theirs, mine);
+    const ofAlert = mine.filter((i) => i.alert === alertId);
+    const acks = ofAlert.filter((i) => i.kind === 'ack');
+    assert.equal(acks.length, 1, JSON.stringify(mine));
+    assert.equal(acks[0].text, ACK_NOTE);
+    assert.equal(acks[0].operator, 'demo monitoring room');
+    const opened = ofAlert.filter((i) => i.kind === 'alert' && i.phase === 'opened');
+    assert.equal(opened.length, 1, JSON.stringify(mine));
+    assert.ok(ofAlert.some((i) => i.kind === 'alert' && i.alert_kind === 'proximity_breach'), JSON.stringify(mine));
+    assert.ok(mine.some((i) => i.kind === 'case_put'), 'the case put is on the timeline');
+    console.log(`# timeline: ${mine.map((i) => i.kind + (i.phase ? `/${i.phase}` : '') + (i.alert_kind ? `/${i.alert_kind}` : '')).join(', ')}`);
   });
 
   test('no page errors, and nothing the page asked for refused', () => {

@@ -4,6 +4,7 @@
 // section on them (docs/cluster.md, "Running a cluster"). Never the
 // machine's own services on 1883/4222.
 import { spawn } from 'node:child_process';
+import crypto from 'node:crypto';
 import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
@@ -188,18 +189,50 @@ export async function startInstance({ instance, nats, mosquitto }) {
   return k;
 }
 
+const sha256Head = (bytes) => crypto.createHash('sha256').update(bytes).digest().readBigUInt64BE(0);
+
+/** The shard a case belongs to (crates/cluster/src/shards.rs, `shard_of`). */
+export function shardOf(caseId, shards = SHARDS) {
+  return Number(sha256Head(Buffer.from(caseId)) % BigInt(shards));
+}
+
 /**
- * Waits until `instances` serve every shard between them, each at least
- * one, with no shard changing hands for `steady` ms (the balance has
- * settled); returns each one's shards.
+ * The shards each of `names` (instance ids) is the preferred owner of,
+ * by rendezvous hashing as kordon ranks them (crates/cluster/src/shards.rs,
+ * `rank` and `preferred`): the balance a cluster of them settles into.
+ */
+export function preferredShards(names, shards = SHARDS) {
+  const mine = new Map(names.map((n) => [n, []]));
+  for (let shard = 0; shard < shards; shard++) {
+    const head = Buffer.alloc(2);
+    head.writeUInt16BE(shard);
+    let best = null;
+    for (const name of names) {
+      const rank = sha256Head(Buffer.concat([head, Buffer.from(name)]));
+      if (!best || rank > best.rank || (rank === best.rank && name > best.name)) best = { rank, name };
+    }
+    mine.get(best.name).push(shard);
+  }
+  return mine;
+}
+
+/**
+ * Waits until `instances` serve every shard between them, each exactly the
+ * shards it is preferred for (`preferredShards`), with no shard changing
+ * hands for `steady` ms; returns each one's shards. Until then shards are
+ * still being handed over (an owner keeps a shard it has just taken for
+ * two leases, 6 s, before it hands it to its preferred instance), and an
+ * alert action on a shard changing hands is answered 503 "retry".
  */
 export async function allServed(instances, { timeout = 45000, steady = 3000 } = {}) {
+  const preferred = preferredShards(instances.map((k) => k.instance));
+  const want = JSON.stringify(instances.map((k) => preferred.get(k.instance)));
   let last = null, since = 0;
   return H.waitFor(async () => {
     const served = await Promise.all(instances.map((k) => k.shards()));
     const key = JSON.stringify(served.map((s) => [...s].sort((a, b) => a - b)));
     const all = new Set(served.flat());
-    if (all.size !== SHARDS || served.some((s) => s.length === 0)) {
+    if (all.size !== SHARDS || served.some((s) => s.length === 0) || key !== want) {
       last = null;
       return null;
     }
@@ -209,5 +242,5 @@ export async function allServed(instances, { timeout = 45000, steady = 3000 } = 
       return null;
     }
     return Date.now() - since >= steady && served;
-  }, { timeout, interval: 200, message: `${instances.length} instances to serve all ${SHARDS} shards, steadily` });
+  }, { timeout, interval: 200, message: `${instances.length} instances to serve all ${SHARDS} shards, each its preferred ones, steadily` });
 }
