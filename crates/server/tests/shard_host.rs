@@ -873,13 +873,9 @@ async fn an_alert_handled_through_any_instance_stays_handled_after_its_shard_cha
     let mut apis = HashMap::new();
     for name in ["a", "b"] {
         let config = config(&format!("alert-api-{name}"));
-        let mut settings = settings(&nats, name);
         // No snapshot after the breaches: the next owner rebuilds the desk
         // from the stream, operators' actions and all.
-        settings.retention.snapshot_every = SnapshotEvery {
-            messages: 100_000,
-            period: Duration::from_secs(300),
-        };
+        let settings = no_snapshots(settings(&nats, name));
         let instance = Instance::start(&config, settings, None).await.unwrap();
         apis.insert(name, serve_alert_api(&instance).await);
         instances.insert(name, instance);
