@@ -118,8 +118,9 @@ pub struct Delivery {
     pub at: Timestamp,
 }
 
-/// An attempt's result, as the dispatcher reports it.
-#[derive(Debug, Clone, PartialEq)]
+/// An attempt's result, as the dispatcher reports it (in a cluster,
+/// through the alert's shard's stream, as JSON).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DeliveryAttempt {
     pub endpoint: String,
     pub message: String,

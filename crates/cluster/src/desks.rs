@@ -137,15 +137,28 @@ pub async fn carry(
     reply: &str,
 ) -> Result<u64, ClusterError> {
     let mut headers = HeaderMap::new();
-    headers.insert("Nats-Msg-Id", reply);
     headers.insert(OPERATOR_HEADER, "1");
     headers.insert(REPLY_HEADER, reply);
+    store_marked(js, shard, reply, headers, action).await
+}
+
+/// Stores a message kordon itself puts in `shard`'s stream (`headers` say
+/// what it is, `id` names it so that a retried store is stored once), and
+/// waits for the stream's sequence of it.
+pub(crate) async fn store_marked(
+    js: &jetstream::Context,
+    shard: Shard,
+    id: &str,
+    mut headers: HeaderMap,
+    payload: Bytes,
+) -> Result<u64, ClusterError> {
+    headers.insert("Nats-Msg-Id", id);
     let error = |e: &dyn std::fmt::Display| ClusterError::Bucket {
         bucket: SHARD_STREAM.to_string(),
         message: e.to_string(),
     };
     let ack = js
-        .publish_with_headers(shard_subject(shard), headers, action)
+        .publish_with_headers(shard_subject(shard), headers, payload)
         .await
         .map_err(|e| error(&e))?
         .await

@@ -17,6 +17,7 @@
 //! - [`questions`]: a question to every instance, over core NATS.
 //! - [`alerts`]: what the shards decide to publish, stored once each.
 //! - [`deliverer`]: the alerts' stream out to Mosquitto.
+//! - [`webhooks`]: the police's CAP messages out to their webhooks.
 //! - [`config`]: the `[cluster]` section of `kordon.toml`.
 //! - [`status`]: `kordon cluster status`.
 //! - [`keeper`]: the task that keeps this instance's leases in a NATS
@@ -42,6 +43,7 @@ pub mod snapshots;
 pub mod status;
 #[cfg(feature = "testkit")]
 pub mod testkit;
+pub mod webhooks;
 
 pub use config::ClusterConfig;
 pub use keeper::{ClusterError, ClusterSettings, LeaseKeeper, Tenures};

@@ -28,6 +28,7 @@ use crate::keeper::{ClusterError, Tenures};
 use crate::lease::{Epoch, Tenure};
 use crate::routing::{self, SHARD_STREAM, TOPIC_HEADER};
 use crate::shards::Shard;
+use crate::webhooks::ATTEMPT_HEADER;
 
 /// A message of a shard, as its owner reads it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -36,9 +37,10 @@ pub struct ShardMessage {
     /// Its sequence in the shards' stream: a snapshot of the shard says how
     /// far it covers in these.
     pub seq: u64,
-    /// Who stored it: a device (through the bridge) or an operator.
+    /// Who stored it: a device (through the bridge), an operator, or the
+    /// police webhooks' deliverer.
     pub origin: Origin,
-    /// The MQTT topic it came on (empty for an operator's action).
+    /// The MQTT topic it came on (empty for what kordon stored itself).
     pub topic: String,
     pub payload: Bytes,
     /// The tenure it was read under.
@@ -59,15 +61,21 @@ pub enum Origin {
     /// An operator's action on an alert ([`crate::desks::carry`]), to be
     /// answered on `reply`.
     Operator { reply: String },
+    /// The outcome of an attempt to deliver a CAP message to a police
+    /// webhook ([`crate::webhooks::record_attempt`]).
+    WebhookAttempt,
 }
 
 impl Origin {
     fn of(headers: Option<&async_nats::HeaderMap>) -> Origin {
         let header = |name| headers.and_then(|h| h.get(name)).map(|v| v.to_string());
-        match header(OPERATOR_HEADER) {
-            Some(_) => Origin::Operator {
+        if header(OPERATOR_HEADER).is_some() {
+            return Origin::Operator {
                 reply: header(REPLY_HEADER).unwrap_or_default(),
-            },
+            };
+        }
+        match header(ATTEMPT_HEADER) {
+            Some(_) => Origin::WebhookAttempt,
             None => Origin::Device,
         }
     }

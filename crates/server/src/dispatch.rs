@@ -64,6 +64,13 @@ pub struct WebhookConfig {
 }
 
 impl DispatchConfig {
+    /// Whether a delivery of `message` is given up at `now`: it is
+    /// retried until acknowledged or `give_up_after_s` old (one process and
+    /// a cluster alike).
+    pub fn gives_up(&self, message: &CapMessage, now: Timestamp) -> bool {
+        now >= message.sent + jiff::SignedDuration::from_secs(self.give_up_after_s as i64)
+    }
+
     pub fn check(&self) -> Vec<String> {
         let mut problems = Vec::new();
         let mut names = HashSet::new();
@@ -237,13 +244,14 @@ impl Dispatch {
     }
 
     /// Reads the feed back from the journal at start, and returns the
-    /// messages whose deliveries to `endpoints` were not acknowledged
-    /// (oldest first), for the deliverer to resume.
+    /// messages whose deliveries to the webhooks of `config` were not
+    /// acknowledged and not given up at `now` (oldest first), for the
+    /// deliverer to resume.
     pub fn restore(
         &self,
         records: Vec<kordon_journal::Record>,
-        endpoints: &[String],
-        since: Timestamp,
+        config: &DispatchConfig,
+        now: Timestamp,
     ) -> Vec<CapMessage> {
         use kordon_journal::Record;
         let mut delivered: HashSet<(String, String)> = HashSet::new();
@@ -271,10 +279,11 @@ impl Dispatch {
         let mut pending = Vec::new();
         for message in messages {
             self.remember(message.clone());
-            let waiting = endpoints
+            let waiting = config
+                .webhooks
                 .iter()
-                .any(|e| !delivered.contains(&(e.clone(), message.identifier.clone())));
-            if waiting && message.sent >= since {
+                .any(|e| !delivered.contains(&(e.name.clone(), message.identifier.clone())));
+            if waiting && !config.gives_up(&message, now) {
                 pending.push(message);
             }
         }

@@ -270,16 +270,6 @@ fn run_in_cluster(path: &std::path::Path, config: Config) -> ExitCode {
     };
     let cluster = config.cluster.clone().expect("called with [cluster]");
     let settings = cluster.settings().expect("checked at load");
-    if !config.dispatch.webhooks.is_empty() {
-        // Refused rather than ignored: the police would silently stop
-        // receiving what they rely on.
-        eprintln!(
-            "kordon: {}: [[dispatch.webhooks]] are not delivered in a cluster yet (docs/cluster.md); \
-             remove them or run kordon alone",
-            path.display()
-        );
-        return ExitCode::FAILURE;
-    }
     // Every instance reads and writes the devices' broker: one Mosquitto
     // (or cluster of them) the devices use, never a broker of its own.
     // Its address, kordon's credentials and TLS, as for a single kordon.

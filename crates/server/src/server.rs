@@ -189,10 +189,9 @@ pub async fn start_with(
     ));
     let deliverer = webhook_rx.map(|queue| {
         let deliverer = dispatch::webhook::Deliverer {
-            endpoints: config.dispatch.webhooks.clone(),
+            dispatch: config.dispatch.clone(),
             core: core_tx.clone(),
             clock: config.clock,
-            give_up_after_s: config.dispatch.give_up_after_s,
         };
         tokio::spawn(deliverer.run(queue))
     });
@@ -262,17 +261,7 @@ fn restore_dispatch(config: &Config, dispatch: &Dispatch) -> Vec<dispatch::CapMe
     let records = kordon_journal::Reader::open(&config.journal.journal_file())
         .and_then(|r| r.recent_dispatch(kordon_alert::topics::POLICE_CAP, dispatch::FEED_LENGTH));
     match records {
-        Ok(records) => {
-            let endpoints: Vec<String> = config
-                .dispatch
-                .webhooks
-                .iter()
-                .map(|w| w.name.clone())
-                .collect();
-            let since = config.clock.now()
-                - jiff::SignedDuration::from_secs(config.dispatch.give_up_after_s as i64);
-            dispatch.restore(records, &endpoints, since)
-        }
+        Ok(records) => dispatch.restore(records, &config.dispatch, config.clock.now()),
         Err(e) => {
             warn!(error = %e, "the police's CAP feed could not be read back from the journal");
             Vec::new()

@@ -11,7 +11,9 @@
 //! device on both sides of two cases is refused. An alert acknowledged,
 //! noted and escalated through an instance that does not serve its shard
 //! stays so after the shard's owner crashes; a console signed in to one
-//! instance sees every shard's alerts and positions live.
+//! instance sees every shard's alerts and positions live. The police's
+//! webhooks get each CAP message once, their retries carried on by the
+//! next deliverer after a crash, each attempt shown on its alert.
 //!
 //! Skipped loudly without `nats-server` (failed with `KORDON_REQUIRE_NATS=1`).
 
@@ -1590,4 +1592,220 @@ async fn an_alert_acknowledged_before_its_deadline_is_not_escalated_by_the_next_
     );
     assert!(record.get("escalated_at").is_none(), "{record}");
     assert!(record.get("acknowledgement").is_some(), "{record}");
+}
+
+const WEBHOOK_SECRET: &str = "a-shared-secret-of-the-police";
+const POLICE_CAP: &str = "kordon/v1/alerts/police/cap";
+
+/// One request a police webhook received: the delivery id, whether its
+/// signature checked out, and what the endpoint answered.
+#[derive(Debug, Clone)]
+struct Posted {
+    delivery: String,
+    signed: bool,
+    status: u16,
+}
+
+/// A police dispatch endpoint that answers 503 while `down` is set.
+async fn police_endpoint() -> (
+    String,
+    std::sync::Arc<std::sync::Mutex<Vec<Posted>>>,
+    std::sync::Arc<std::sync::atomic::AtomicBool>,
+) {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+    let log: Arc<Mutex<Vec<Posted>>> = Arc::default();
+    let down = Arc::new(AtomicBool::new(true));
+    let (seen, is_down) = (log.clone(), down.clone());
+    let app = axum::Router::new().route(
+        "/cap",
+        axum::routing::post(move |headers: axum::http::HeaderMap, body: String| {
+            let (seen, is_down) = (seen.clone(), is_down.clone());
+            async move {
+                let header = |name: &str| {
+                    headers
+                        .get(name)
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or_default()
+                        .to_string()
+                };
+                let timestamp: i64 = header("x-kordon-timestamp").parse().unwrap_or(0);
+                let expected =
+                    kordon_server::dispatch::webhook::signature(WEBHOOK_SECRET, timestamp, &body);
+                let status = if is_down.load(Ordering::SeqCst) {
+                    503
+                } else {
+                    200
+                };
+                seen.lock().unwrap().push(Posted {
+                    delivery: header("x-kordon-delivery"),
+                    signed: header("x-kordon-signature") == expected,
+                    status,
+                });
+                axum::http::StatusCode::from_u16(status).unwrap()
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (format!("http://{address}/cap"), log, down)
+}
+
+/// The identifiers of the police's CAP messages in the alerts' stream.
+async fn cap_identifiers(js: &jetstream::Context) -> Vec<String> {
+    let mut stream = js.get_stream(ALERT_STREAM).await.unwrap();
+    let last = stream.info().await.unwrap().state.last_sequence;
+    let mut out = Vec::new();
+    for seq in 1..=last {
+        let Ok(message) = stream.get_raw_message(seq).await else {
+            continue;
+        };
+        let topic = message.headers.get(TOPIC_HEADER).map(|v| v.to_string());
+        if topic.as_deref() != Some(POLICE_CAP) {
+            continue;
+        }
+        let xml = String::from_utf8_lossy(&message.payload);
+        let identifier = xml
+            .split_once("<identifier>")
+            .and_then(|(_, rest)| rest.split_once("</identifier>"))
+            .map(|(id, _)| id.to_string())
+            .expect("a CAP message has an identifier");
+        out.push(identifier);
+    }
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// An instance's holder of shard 0, whose lease carries the deliveries.
+fn shard_zero_holder<'a>(instances: &HashMap<&'a str, Instance>) -> Option<&'a str> {
+    instances
+        .iter()
+        .find(|(_, i)| i.serving().borrow().iter().any(|t| t.shard == Shard(0)))
+        .map(|(name, _)| *name)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn police_webhooks_get_every_breach_once_from_a_cluster_and_retries_outlive_the_deliverer() {
+    let Some(nats) = Nats::start() else { return };
+    let js = nats.jetstream_with_shard_stream().await;
+    let shards = ShardCount::new(SHARDS).unwrap();
+    let cases = put_one_case_per_shard(&js, shards).await;
+    let (url, posted, down) = police_endpoint().await;
+    let mut instances = HashMap::new();
+    let mut apis = HashMap::new();
+    for name in ["a", "b"] {
+        let mut config = config(&format!("webhooks-{name}"));
+        config.dispatch = toml::from_str(&format!(
+            "[[webhooks]]\nname = \"politie-rotterdam\"\nurl = \"{url}\"\nsecret = \"{WEBHOOK_SECRET}\"\n"
+        ))
+        .unwrap();
+        let instance = Instance::start(&config, no_snapshots(settings(&nats, name)), None)
+            .await
+            .unwrap();
+        apis.insert(name, serve_alert_api(&instance).await);
+        instances.insert(name, instance);
+    }
+    wait_until("shard 0 held", Duration::from_secs(15), || {
+        let held = shard_zero_holder(&instances).is_some();
+        async move { held }
+    })
+    .await;
+
+    // The police's endpoint is down while every shard decides a breach.
+    let t0 = Timestamp::now() - jiff::SignedDuration::from_mins(30);
+    let at = |s: i64| t0 + jiff::SignedDuration::from_secs(s);
+    for case in &cases {
+        fix(&js, shards, case, outside(), at(0)).await;
+        fix(&js, shards, case, inside(), at(60)).await;
+    }
+    every_case_stored(&js, &cases, "zone_breach", "opened").await;
+    let identifiers = cap_identifiers(&js).await;
+    assert!(identifiers.len() >= cases.len(), "{identifiers:?}");
+    let attempted = |posted: &[Posted]| {
+        identifiers
+            .iter()
+            .all(|id| posted.iter().any(|p| &p.delivery == id))
+    };
+    wait_until(
+        "every CAP message attempted",
+        Duration::from_secs(20),
+        || {
+            let done = attempted(&posted.lock().unwrap());
+            async move { done }
+        },
+    )
+    .await;
+
+    // The instance delivering crashes with every message refused once or
+    // more; the other takes shard 0 and the retries on.
+    let deliverer = shard_zero_holder(&instances).expect("shard 0 held");
+    instances.remove(deliverer).unwrap().crash();
+    let survivor = if deliverer == "a" { "b" } else { "a" };
+    serving_every_shard(&instances[survivor], Duration::from_secs(15)).await;
+    down.store(false, std::sync::atomic::Ordering::SeqCst);
+    let delivered_once = |posted: &[Posted]| {
+        identifiers.iter().all(|id| {
+            posted
+                .iter()
+                .filter(|p| &p.delivery == id && p.status == 200)
+                .count()
+                == 1
+        })
+    };
+    wait_until(
+        "every CAP message delivered",
+        Duration::from_secs(60),
+        || {
+            let done = delivered_once(&posted.lock().unwrap());
+            async move { done }
+        },
+    )
+    .await;
+    // Nothing delivered is delivered again, and everything was signed.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let posted = posted.lock().unwrap().clone();
+    assert!(delivered_once(&posted), "{posted:?}");
+    assert!(posted.iter().all(|p| p.signed), "{posted:?}");
+    assert!(
+        posted.iter().all(|p| identifiers.contains(&p.delivery)),
+        "only the police's CAP messages are posted: {posted:?}"
+    );
+
+    // Every breach shows its delivery, attempts counted across the
+    // crash, through the instance left (which replayed the crashed one's
+    // shards, the outcomes carried in their streams with the rest).
+    let http = reqwest::Client::new();
+    for identifier in &identifiers {
+        let alert = identifier
+            .strip_prefix("kordon-")
+            .and_then(|rest| rest.rsplit_once('-'))
+            .map(|(alert, _)| alert.to_string())
+            .unwrap();
+        let tries = posted.iter().filter(|p| &p.delivery == identifier).count();
+        let got = format!("{}/{alert}", apis[survivor]);
+        let shown = eventually(
+            "the delivery on the alert",
+            Duration::from_secs(10),
+            || async {
+                let (status, body) = get_json(&http, &got, common::MONITORING_TOKEN).await;
+                let delivery = body["deliveries"]
+                    .as_array()?
+                    .iter()
+                    .find(|d| d["message"] == identifier.as_str())?
+                    .clone();
+                (status == 200 && delivery["delivered"] == true).then_some(delivery)
+            },
+        )
+        .await;
+        assert_eq!(shown["endpoint"], "politie-rotterdam", "{shown}");
+        assert_eq!(shown["outcome"], "200", "{shown}");
+        // The stream counts offers: one a deposed deliverer handed back
+        // unattempted counts too.
+        let attempts = shown["attempts"].as_u64().unwrap() as usize;
+        assert!(attempts >= tries, "{shown} after {tries} requests");
+        assert!(tries >= 2, "refused before the crash, taken after: {tries}");
+    }
+    instances.remove(survivor).unwrap().leave().await;
 }

@@ -1,6 +1,8 @@
-//! The cluster's two single tasks, the bridge (devices' messages from
+//! The cluster's single tasks, the bridge (devices' messages from
 //! Mosquitto into the shards' stream) and the deliverer (the alerts' stream
-//! out to Mosquitto), run by whichever instance holds the lease of shard 0.
+//! out to Mosquitto), run by whichever instance holds the lease of shard 0;
+//! so do the police webhooks' deliverers (`super::webhooks`), which need no
+//! Mosquitto and run on their own.
 //!
 //! Shard 0's lease is reused rather than a lease of their own: it already
 //! has an owner at every moment but a fail-over, fences itself, and moves
@@ -15,7 +17,7 @@ use async_nats::jetstream;
 use kordon_cluster::bridge::{Bridge, BridgeSettings, MayAct};
 use kordon_cluster::deliverer::{Deliverer, DelivererSettings};
 use kordon_cluster::routing::DeviceBook;
-use kordon_cluster::{Shard, Tenures};
+use kordon_cluster::{Shard, Tenure, Tenures};
 use tokio::sync::watch;
 use tracing::{info, warn};
 
@@ -29,19 +31,14 @@ pub struct DutiesSettings {
     pub mqtt: rumqttc::MqttOptions,
 }
 
-/// Runs the bridge and the deliverer whenever this instance holds shard 0.
-pub async fn run(
-    settings: DutiesSettings,
-    js: jetstream::Context,
-    book: watch::Receiver<DeviceBook>,
-    mut tenures: watch::Receiver<Tenures>,
-) {
+/// Waits until this instance holds shard 0; its tenure, and whether it
+/// still may act under it at a given moment. `None` once the lease keeper
+/// has stopped.
+pub(super) async fn held(tenures: &mut watch::Receiver<Tenures>) -> Option<(Tenure, MayAct)> {
     loop {
         let held = tenures.borrow().may_act(DUTIES_SHARD, Instant::now());
         let Some(tenure) = held else {
-            if tenures.changed().await.is_err() {
-                return;
-            }
+            tenures.changed().await.ok()?;
             continue;
         };
         let watched = tenures.clone();
@@ -51,6 +48,21 @@ pub async fn run(
                 .may_act(DUTIES_SHARD, now)
                 .is_some_and(|t| t.epoch == tenure.epoch)
         });
+        return Some((tenure, may_act));
+    }
+}
+
+/// Runs the bridge and the deliverer whenever this instance holds shard 0.
+pub async fn run(
+    settings: DutiesSettings,
+    js: jetstream::Context,
+    book: watch::Receiver<DeviceBook>,
+    mut tenures: watch::Receiver<Tenures>,
+) {
+    loop {
+        let Some((tenure, may_act)) = held(&mut tenures).await else {
+            return;
+        };
         info!(epoch = %tenure.epoch, "this instance holds shard 0: running the bridge and the deliverer");
         let mut bridge = Bridge::start(
             BridgeSettings {

@@ -14,6 +14,7 @@ pub mod duties;
 pub mod history_api;
 mod shard_core;
 pub mod status_http;
+pub mod webhooks;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -279,6 +280,7 @@ pub struct Instance {
     host: ShardHost,
     writer: Writer<Vec<AfterCommit>>,
     duties: Option<JoinHandle<()>>,
+    webhooks: Option<JoinHandle<()>>,
     delivery_watch: JoinHandle<()>,
     desk_answers: JoinHandle<()>,
     journal_answers: JoinHandle<()>,
@@ -294,7 +296,8 @@ pub struct Instance {
 impl Instance {
     /// Joins the cluster `settings` name, with the engine, alert and journal
     /// settings of `config`; with `duties`, this instance runs the bridge and
-    /// the deliverer whenever it holds shard 0 ([`duties`]).
+    /// the deliverer whenever it holds shard 0 ([`duties`]), as it does the
+    /// police webhooks' deliverers of `config` ([`webhooks`]).
     pub async fn start(
         config: &Config,
         settings: ClusterSettings,
@@ -353,6 +356,14 @@ impl Instance {
             }
             None => None,
         };
+        // Not with the other duties: the webhooks need no Mosquitto.
+        let webhooks = (!config.dispatch.webhooks.is_empty()).then(|| {
+            let settings = webhooks::WebhookSettings {
+                dispatch: config.dispatch.clone(),
+                clock: config.clock,
+            };
+            tokio::spawn(webhooks::run(settings, parts.js.clone(), keeper.tenures()))
+        });
         let delivery_watch = tokio::spawn(watch_delivery(parts.js.clone()));
         let js = parts.js.clone();
         let host = ShardHost::start(parts, cases.clone(), settings.shards);
@@ -377,6 +388,7 @@ impl Instance {
             host,
             writer,
             duties,
+            webhooks,
             delivery_watch,
             desk_answers,
             journal_answers,
@@ -437,6 +449,9 @@ impl Instance {
         if let Some(duties) = &self.duties {
             duties.abort();
         }
+        if let Some(webhooks) = &self.webhooks {
+            webhooks.abort();
+        }
         self.delivery_watch.abort();
         self.desk_answers.abort();
         self.journal_answers.abort();
@@ -453,6 +468,9 @@ impl Instance {
     pub fn crash(self) {
         if let Some(duties) = &self.duties {
             duties.abort();
+        }
+        if let Some(webhooks) = &self.webhooks {
+            webhooks.abort();
         }
         self.delivery_watch.abort();
         self.desk_answers.abort();

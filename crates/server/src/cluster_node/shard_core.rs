@@ -401,39 +401,49 @@ impl Feeder {
     }
 
     /// Decodes a message as the broker's intake would (or an operator's
-    /// action as the API would hand it on), at the time the stream stored
-    /// it (the same for every owner), and queues it.
+    /// action as the API would hand it on, or a webhook attempt's outcome
+    /// as one process's deliverer would), at the time the stream stored it
+    /// (the same for every owner), and queues it.
     async fn hand_on(&self, message: ShardMessage) -> bool {
         let now = Timestamp::try_from(message.stored).unwrap_or(Timestamp::UNIX_EPOCH);
-        if let Origin::Operator { reply } = message.origin {
-            let nats = self.nats.clone();
-            let Some(command) =
+        let carried = match message.origin {
+            Origin::Device => {
+                let command = self.decoded(message.topic, &message.payload, now);
+                return self.queue(command).await;
+            }
+            Origin::Operator { reply } => {
+                let nats = self.nats.clone();
                 super::alert_api::carried_command(&message.payload, nats, reply, now)
-            else {
-                return true;
-            };
-            // The clock's decisions up to the action's time first, the same
-            // for every owner: an alert the clock opened (a bracelet gone
-            // offline) after the last snapshot exists for a next owner
-            // replaying the action too, whenever its own ticks come.
-            return self.queue(Command::Tick { at: now }).await && self.queue(command).await;
-        }
-        let command = match self.decoder.decode(&message.topic, &message.payload, now) {
+            }
+            Origin::WebhookAttempt => super::webhooks::carried_attempt(&message.payload),
+        };
+        let Some(command) = carried else {
+            return true;
+        };
+        // The clock's decisions up to the action's time first, the same for
+        // every owner: an alert the clock opened (a bracelet gone offline)
+        // after the last snapshot exists for a next owner replaying the
+        // action too, whenever its own ticks come.
+        self.queue(Command::Tick { at: now }).await && self.queue(command).await
+    }
+
+    /// A device's message, decoded as the broker's intake would.
+    fn decoded(&self, topic: String, payload: &[u8], now: Timestamp) -> Command {
+        match self.decoder.decode(&topic, payload, now) {
             Ok(decoded) => Command::Message {
-                topic: message.topic,
+                topic,
                 message: decoded,
                 received: Instant::now(),
                 now,
                 ack: None,
             },
             Err(refusal) => Command::Refused {
-                topic: message.topic,
+                topic,
                 refusal,
                 now,
                 ack: None,
             },
-        };
-        self.queue(command).await
+        }
     }
 
     /// Waits for room in the engine thread's queue; false once it is gone.

@@ -1,8 +1,10 @@
 //! Delivers each CAP message to every police dispatch webhook: an HTTP POST
 //! of the CAP document, signed, retried with back-off
 //! ([`super::backoff`]) until the endpoint answers 2xx or the message is
-//! `give_up_after_s` old. Each attempt's outcome goes to the engine's
-//! thread, which journals it and shows it on the alert.
+//! `give_up_after_s` old ([`DispatchConfig::gives_up`]). Each attempt's
+//! outcome goes to the engine's thread, which journals it and shows it on
+//! the alert. A cluster delivers through the same [`attempt`], from the
+//! alerts' stream (`crate::cluster_node::webhooks`).
 //!
 //! The request carries:
 //! - `Content-Type: application/cap+xml`
@@ -23,7 +25,7 @@ use sha2::Sha256;
 use tokio::sync::{mpsc, Semaphore};
 use tracing::{info, warn};
 
-use super::{backoff, CapMessage, WebhookConfig};
+use super::{backoff, CapMessage, DispatchConfig, WebhookConfig};
 use crate::clock::Clock;
 use crate::core_thread::Command;
 
@@ -46,21 +48,90 @@ pub fn signature(secret: &str, timestamp: i64, body: &str) -> String {
     format!("sha256={hex}")
 }
 
+/// The HTTP client every attempt goes through.
+pub fn http_client() -> reqwest::Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .timeout(ATTEMPT_TIMEOUT)
+        .user_agent(concat!("kordon/", env!("CARGO_PKG_VERSION")))
+        .build()
+}
+
+/// One signed POST of `message` to `endpoint`, the `number`th attempt, and
+/// its outcome: delivered when the endpoint answered 2xx. One process's
+/// deliverer and a cluster's both attempt through this.
+pub async fn attempt(
+    client: &reqwest::Client,
+    message: &CapMessage,
+    endpoint: &WebhookConfig,
+    number: u32,
+    clock: Clock,
+) -> DeliveryAttempt {
+    let timestamp = clock.now().as_second();
+    let answer = client
+        .post(&endpoint.url)
+        .header("content-type", "application/cap+xml")
+        .header("x-kordon-delivery", &message.identifier)
+        .header("x-kordon-timestamp", timestamp.to_string())
+        .header(
+            "x-kordon-signature",
+            signature(&endpoint.secret, timestamp, &message.xml),
+        )
+        .body(message.xml.clone())
+        .send()
+        .await;
+    let (status, error) = match answer {
+        Ok(response) => (Some(response.status().as_u16()), None),
+        Err(e) => (None, Some(short_error(&e))),
+    };
+    let delivered = status.is_some_and(|s| (200..300).contains(&s));
+    metrics::counter!(crate::metrics::WEBHOOK_ATTEMPTS, "outcome" => match status {
+        _ if delivered => "delivered",
+        Some(_) => "refused",
+        None => "failed",
+    })
+    .increment(1);
+    if delivered {
+        info!(
+            endpoint = endpoint.name,
+            message = message.identifier,
+            attempt = number,
+            "CAP message delivered"
+        );
+    }
+    DeliveryAttempt {
+        endpoint: endpoint.name.clone(),
+        message: message.identifier.clone(),
+        attempt: number,
+        status,
+        error,
+        delivered,
+        at: clock.now(),
+    }
+}
+
+/// Says that a message's delivery to an endpoint is given up.
+pub fn giving_up(endpoint: &WebhookConfig, message: &CapMessage, attempts: u32) {
+    warn!(
+        endpoint = endpoint.name,
+        message = message.identifier,
+        attempts,
+        "CAP message not delivered; giving up"
+    );
+}
+
+/// One process's deliverer: takes the messages the engine's thread
+/// publishes, retries each in memory, and hands each attempt's outcome to
+/// the engine's thread (a cluster's is `crate::cluster_node::webhooks`).
 pub struct Deliverer {
-    pub endpoints: Vec<WebhookConfig>,
+    pub dispatch: DispatchConfig,
     pub core: Sender<Command>,
     pub clock: Clock,
-    pub give_up_after_s: u64,
 }
 
 impl Deliverer {
     /// Takes messages until the queue closes; each delivery runs on its own.
     pub async fn run(self, mut queue: mpsc::Receiver<CapMessage>) {
-        let client = match reqwest::Client::builder()
-            .timeout(ATTEMPT_TIMEOUT)
-            .user_agent(concat!("kordon/", env!("CARGO_PKG_VERSION")))
-            .build()
-        {
+        let client = match http_client() {
             Ok(client) => client,
             Err(e) => {
                 warn!(error = %e, "webhook deliveries are off: no HTTP client");
@@ -70,11 +141,19 @@ impl Deliverer {
         let this = Arc::new(self);
         let slots = Arc::new(Semaphore::new(IN_FLIGHT));
         while let Some(message) = queue.recv().await {
-            for endpoint in this.endpoints.clone() {
+            for endpoint in this.dispatch.webhooks.clone() {
                 let Ok(slot) = slots.clone().try_acquire_owned() else {
                     let full = "too many deliveries in flight; resumes at the next start";
-                    this.report(&message, &endpoint, 0, None, Some(full.into()))
-                        .await;
+                    let attempt = DeliveryAttempt {
+                        endpoint: endpoint.name.clone(),
+                        message: message.identifier.clone(),
+                        attempt: 0,
+                        status: None,
+                        error: Some(full.into()),
+                        delivered: false,
+                        at: this.clock.now(),
+                    };
+                    this.report(&message, attempt).await;
                     continue;
                 };
                 let (this, client, message) = (this.clone(), client.clone(), message.clone());
@@ -92,78 +171,29 @@ impl Deliverer {
         message: &CapMessage,
         endpoint: &WebhookConfig,
     ) {
-        let give_up = message.sent + jiff::SignedDuration::from_secs(self.give_up_after_s as i64);
-        for attempt in 1u32.. {
-            let now = self.clock.now();
-            let timestamp = now.as_second();
-            let answer = client
-                .post(&endpoint.url)
-                .header("content-type", "application/cap+xml")
-                .header("x-kordon-delivery", &message.identifier)
-                .header("x-kordon-timestamp", timestamp.to_string())
-                .header(
-                    "x-kordon-signature",
-                    signature(&endpoint.secret, timestamp, &message.xml),
-                )
-                .body(message.xml.clone())
-                .send()
-                .await;
-            let (status, error) = match answer {
-                Ok(response) => (Some(response.status().as_u16()), None),
-                Err(e) => (None, Some(short_error(&e))),
-            };
-            let delivered = status.is_some_and(|s| (200..300).contains(&s));
-            self.report(message, endpoint, attempt, status, error).await;
+        for number in 1u32.. {
+            let outcome = attempt(client, message, endpoint, number, self.clock).await;
+            let delivered = outcome.delivered;
+            self.report(message, outcome).await;
             if delivered {
-                info!(
-                    endpoint = endpoint.name,
-                    message = message.identifier,
-                    attempt,
-                    "CAP message delivered"
-                );
                 return;
             }
-            if self.clock.now() >= give_up {
-                warn!(
-                    endpoint = endpoint.name,
-                    message = message.identifier,
-                    attempt,
-                    "CAP message not delivered; giving up"
-                );
+            if self.dispatch.gives_up(message, self.clock.now()) {
+                giving_up(endpoint, message, number);
                 return;
             }
-            tokio::time::sleep(backoff(attempt)).await;
+            tokio::time::sleep(backoff(number)).await;
         }
     }
 
     /// Hands an attempt's outcome to the engine's thread, which journals
     /// it; waits a little for room in its queue, and logs what it cannot
     /// hand over (the delivery itself is unaffected).
-    async fn report(
-        &self,
-        message: &CapMessage,
-        endpoint: &WebhookConfig,
-        attempt: u32,
-        status: Option<u16>,
-        error: Option<String>,
-    ) {
-        metrics::counter!(crate::metrics::WEBHOOK_ATTEMPTS, "outcome" => match status {
-            Some(s) if (200..300).contains(&s) => "delivered",
-            Some(_) => "refused",
-            None => "failed",
-        })
-        .increment(1);
+    async fn report(&self, message: &CapMessage, attempt: DeliveryAttempt) {
+        let (endpoint, number) = (attempt.endpoint.clone(), attempt.attempt);
         let mut command = Command::Webhook {
             alert: message.alert.clone(),
-            attempt: DeliveryAttempt {
-                endpoint: endpoint.name.clone(),
-                message: message.identifier.clone(),
-                attempt,
-                delivered: status.is_some_and(|s| (200..300).contains(&s)),
-                status,
-                error,
-                at: self.clock.now(),
-            },
+            attempt,
         };
         for _ in 0..50 {
             match self.core.try_send(command) {
@@ -176,9 +206,9 @@ impl Deliverer {
             }
         }
         warn!(
-            endpoint = endpoint.name,
+            endpoint,
             message = message.identifier,
-            attempt,
+            attempt = number,
             "a webhook attempt could not be journaled: the engine's queue stayed full"
         );
     }
