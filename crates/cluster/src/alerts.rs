@@ -148,6 +148,44 @@ pub async fn store(
     })
 }
 
+/// How long the oldest message of the stream that `consumer` has not
+/// acknowledged has waited, at `now`: zero when none waits; before the
+/// consumer exists, every message waits. Any instance can ask, so a reader
+/// that stalls or is gone is seen by the others.
+pub async fn unacknowledged_for(
+    js: &jetstream::Context,
+    consumer: &str,
+    now: std::time::SystemTime,
+) -> Result<Duration, ClusterError> {
+    use jetstream::context::ConsumerInfoErrorKind;
+    let error = |e: &dyn std::fmt::Display| ClusterError::Watch {
+        bucket: ALERT_STREAM.to_string(),
+        message: e.to_string(),
+    };
+    let stream = js.get_stream(ALERT_STREAM).await.map_err(|e| error(&e))?;
+    let taken_up_to = match stream.consumer_info(consumer).await {
+        Ok(info) => info.ack_floor.stream_sequence,
+        Err(e) if e.kind() == ConsumerInfoErrorKind::NotFound => 0,
+        Err(e) => return Err(error(&e)),
+    };
+    let oldest = stream
+        .raw_message_builder()
+        .sequence(taken_up_to + 1)
+        .next_by_subject(ALERT_SUBJECTS)
+        .send()
+        .await;
+    match oldest {
+        Ok(message) => {
+            let stored = std::time::SystemTime::from(message.time);
+            Ok(now.duration_since(stored).unwrap_or_default())
+        }
+        Err(e) if e.kind() == jetstream::stream::RawMessageErrorKind::NoMessageFound => {
+            Ok(Duration::ZERO)
+        }
+        Err(e) => Err(error(&e)),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

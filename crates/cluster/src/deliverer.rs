@@ -318,33 +318,7 @@ pub async fn delivery_delay(
     js: &jetstream::Context,
     now: std::time::SystemTime,
 ) -> Result<Duration, ClusterError> {
-    use jetstream::context::ConsumerInfoErrorKind;
-    let error = |e: &dyn std::fmt::Display| ClusterError::Watch {
-        bucket: ALERT_STREAM.to_string(),
-        message: e.to_string(),
-    };
-    let stream = js.get_stream(ALERT_STREAM).await.map_err(|e| error(&e))?;
-    let delivered_up_to = match stream.consumer_info(DelivererSettings::CONSUMER).await {
-        Ok(info) => info.ack_floor.stream_sequence,
-        Err(e) if e.kind() == ConsumerInfoErrorKind::NotFound => 0,
-        Err(e) => return Err(error(&e)),
-    };
-    let oldest = stream
-        .raw_message_builder()
-        .sequence(delivered_up_to + 1)
-        .next_by_subject(alerts::ALERT_SUBJECTS)
-        .send()
-        .await;
-    match oldest {
-        Ok(message) => {
-            let stored = std::time::SystemTime::from(message.time);
-            Ok(now.duration_since(stored).unwrap_or_default())
-        }
-        Err(e) if e.kind() == jetstream::stream::RawMessageErrorKind::NoMessageFound => {
-            Ok(Duration::ZERO)
-        }
-        Err(e) => Err(error(&e)),
-    }
+    alerts::unacknowledged_for(js, DelivererSettings::CONSUMER, now).await
 }
 
 /// Waits a moment for Mosquitto to acknowledge what is in flight, taking

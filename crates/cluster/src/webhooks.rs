@@ -173,6 +173,18 @@ impl Offer {
     }
 }
 
+/// How long the oldest police CAP message `endpoint` has not taken (nor
+/// been given up on) has waited in the alerts' stream, at `now`. (A
+/// message on another topic is passed over at once, so it waits only while
+/// the endpoint's consumer is not read at all.)
+pub async fn delivery_delay(
+    js: &jetstream::Context,
+    endpoint: &str,
+    now: std::time::SystemTime,
+) -> Result<Duration, ClusterError> {
+    crate::alerts::unacknowledged_for(js, &consumer_name(endpoint), now).await
+}
+
 /// Stores an attempt's outcome (`outcome`, the server's JSON) in `shard`'s
 /// stream, for the shard's owner to apply between the devices' messages;
 /// `id` names the attempt, so that a retried store is stored once.

@@ -62,6 +62,10 @@ pub const ALREADY_STORED: &str = "kordon_cluster_alert_messages_already_stored_t
 /// Cluster mode: how long the oldest alert message Mosquitto has not yet
 /// taken has waited in the alerts' stream (0 when none waits).
 pub const DELIVERY_DELAY: &str = "kordon_cluster_alert_delivery_delay_seconds";
+/// Cluster mode, by `endpoint`: how long the oldest police CAP message a
+/// webhook has not taken (nor been given up on) has waited in the alerts'
+/// stream (0 when none waits).
+pub const WEBHOOK_DELAY: &str = "kordon_cluster_webhook_delivery_delay_seconds";
 /// Messages the embedded broker skipped for a lagging subscriber.
 pub const EMBEDDED_BROKER_LOSS: &str = "kordon_embedded_broker_cursor_jumps_total";
 
@@ -253,6 +257,10 @@ fn register_all() {
         (
             DELIVERY_DELAY,
             "Cluster mode: seconds the oldest alert message not yet taken by Mosquitto has waited in the alerts' stream (0 when none waits, and outside a cluster).",
+        ),
+        (
+            WEBHOOK_DELAY,
+            "Cluster mode, by endpoint: seconds the oldest police CAP message the webhook has not taken (nor been given up on) has waited in the alerts' stream (0 when none waits).",
         ),
         (
             CORE_QUEUE_DEPTH,

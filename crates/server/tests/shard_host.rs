@@ -1738,6 +1738,16 @@ async fn police_webhooks_get_every_breach_once_from_a_cluster_and_retries_outliv
     )
     .await;
 
+    // Every instance sees how long the police have waited.
+    let waited = kordon_cluster::webhooks::delivery_delay(
+        &js,
+        "politie-rotterdam",
+        std::time::SystemTime::now(),
+    )
+    .await
+    .unwrap();
+    assert!(waited > Duration::ZERO, "refused messages wait");
+
     // The instance delivering crashes with every message refused once or
     // more; the other takes shard 0 and the retries on.
     let deliverer = shard_zero_holder(&instances).expect("shard 0 held");
@@ -1760,6 +1770,16 @@ async fn police_webhooks_get_every_breach_once_from_a_cluster_and_retries_outliv
         || {
             let done = delivered_once(&posted.lock().unwrap());
             async move { done }
+        },
+    )
+    .await;
+    wait_until(
+        "nothing waits for the webhook",
+        Duration::from_secs(10),
+        || async {
+            let now = std::time::SystemTime::now();
+            let waited = kordon_cluster::webhooks::delivery_delay(&js, "politie-rotterdam", now);
+            waited.await.unwrap() == Duration::ZERO
         },
     )
     .await;

@@ -364,7 +364,8 @@ impl Instance {
             };
             tokio::spawn(webhooks::run(settings, parts.js.clone(), keeper.tenures()))
         });
-        let delivery_watch = tokio::spawn(watch_delivery(parts.js.clone()));
+        let endpoints = config.dispatch.webhooks.iter().map(|w| w.name.clone());
+        let delivery_watch = tokio::spawn(watch_delivery(parts.js.clone(), endpoints.collect()));
         let js = parts.js.clone();
         let host = ShardHost::start(parts, cases.clone(), settings.shards);
         let feed = crate::live::Feed::new(config.alerts.escalate_after_s);
@@ -484,17 +485,31 @@ impl Instance {
 /// How often an instance reads how long alerts wait for Mosquitto.
 const DELIVERY_CHECK: Duration = Duration::from_secs(5);
 
-/// Keeps `kordon_cluster_alert_delivery_delay_seconds` current. Every
-/// instance reads it, not only the deliverer's: a deliverer that stalls, or
-/// whose instance is stuck, cannot be trusted to say so.
-async fn watch_delivery(js: async_nats::jetstream::Context) {
+/// Keeps `kordon_cluster_alert_delivery_delay_seconds` and, for each of
+/// `endpoints`, `kordon_cluster_webhook_delivery_delay_seconds` current.
+/// Every instance reads them, not only shard 0's holder: a deliverer that
+/// stalls, or whose instance is stuck, cannot be trusted to say so.
+async fn watch_delivery(js: async_nats::jetstream::Context, endpoints: Vec<String>) {
+    use kordon_cluster::{deliverer, webhooks};
     let delay = metrics::gauge!(crate::metrics::DELIVERY_DELAY);
     let mut check = tokio::time::interval(DELIVERY_CHECK);
     loop {
         check.tick().await;
-        match kordon_cluster::deliverer::delivery_delay(&js, std::time::SystemTime::now()).await {
+        let now = std::time::SystemTime::now();
+        match deliverer::delivery_delay(&js, now).await {
             Ok(waited) => delay.set(waited.as_secs_f64()),
             Err(e) => warn!(error = %e, "reading how long alerts wait for Mosquitto"),
+        }
+        for endpoint in &endpoints {
+            match webhooks::delivery_delay(&js, endpoint, now).await {
+                Ok(waited) => {
+                    metrics::gauge!(crate::metrics::WEBHOOK_DELAY, "endpoint" => endpoint.clone())
+                        .set(waited.as_secs_f64())
+                }
+                Err(e) => {
+                    warn!(endpoint, error = %e, "reading how long CAP messages wait for a police webhook")
+                }
+            }
         }
     }
 }
