@@ -148,6 +148,31 @@ describe('a two-instance cluster', { concurrency: false }, () => {
     assert.equal(r.json.acknowledgement.note, ACK_NOTE);
   });
 
+  test('a note the cluster stored while its shard changes hands is said to be saved, and not to be repeated', async () => {
+    assert.ok(alertId, 'an alert from the previous steps');
+    // What an instance answers when the shard's owner did not answer in
+    // time (a hand-over): the note is in the shard's stream, applied once
+    // the shard is served. Answered here by the test, as a hand-over is
+    // not to be had on cue.
+    const notes = `**/api/v1/alerts/${alertId}/notes`;
+    const stored = {
+      error: "the action is stored in shard 3's stream, but the shard's owner did not answer in 5 s (changing hands?); it is applied when the shard is served: GET the alert to see it, and do not send it again",
+      stored: true,
+    };
+    await page.route(notes, (route) => route.fulfill({ status: 503, contentType: 'application/json', body: JSON.stringify(stored) }));
+    const text = page.locator(tid('note-text'));
+    await text.fill('Neighbour called: he drove off');
+    await page.locator(tid('note-submit')).click();
+    const pending = page.locator('.toast', { hasText: EN['detail.action_pending'] });
+    await pending.waitFor();
+    assert.equal(await pending.getAttribute('role'), 'status', 'told, not alarmed');
+    assert.equal(await page.locator('.toast.error').count(), 0, 'no "Not done" for a stored action');
+    assert.equal(await text.inputValue(), '', 'the note is cleared, so it is not sent again');
+    await page.unroute(notes);
+    // The page's own request was answered 503 by the test, not refused by kordon.
+    for (let i = refused.length - 1; i >= 0; i--) if (refused[i].startsWith('503 POST') && refused[i].endsWith(`/alerts/${alertId}/notes`)) refused.splice(i, 1);
+  });
+
   test("the console's case page shows the case's timeline, gathered from the journals", async () => {
     assert.ok(alertId, 'an alert from the previous steps');
     // From the alert's detail, as the officer goes there.

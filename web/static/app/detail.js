@@ -207,6 +207,14 @@ export class AlertDetail {
       this.toast(t(okKey), 'ok');
       await refreshAlert(this.id).catch(() => {});
     } catch (e) {
+      if (e.status === 503 && e.body?.stored === true) {
+        // A cluster changing hands stored the action and applies it within
+        // seconds: sent again, a note would be stored twice.
+        done();
+        this.toast(t('detail.action_pending'), 'info');
+        for (const wait of [3000, 8000]) setTimeout(() => refreshAlert(this.id).catch(() => {}), wait);
+        return;
+      }
       this.toast(e.missing && !e.body?.error?.startsWith('no alert') ? t('error.not_available') : t('error.action', { error: e.message }), 'error');
     } finally {
       this.busy = false;

@@ -380,15 +380,26 @@ impl AlertApi {
         match outcome {
             Some(Outcome::Done(done)) => Ok(Json(done).into_response()),
             Some(Outcome::Refused(e)) => Err(http::action_refused(&e)),
-            None => Err(ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                format!(
-                    "the action is stored in shard {shard}'s stream, but the shard's owner did not answer in {} s (changing hands?); it is applied when the shard is served: GET the alert to see it",
-                    ACTION_WAIT.as_secs()
-                ),
-            )),
+            None => Err(stored_not_answered(shard)),
         }
     }
+}
+
+/// The answer to an action stored in its shard's stream whose owner did
+/// not answer in time: it is applied once the shard is served, so
+/// `"stored": true` tells a client not to send it again (a note sent again
+/// would be stored twice).
+fn stored_not_answered(shard: Shard) -> ApiError {
+    ApiError::with_body(
+        StatusCode::SERVICE_UNAVAILABLE,
+        serde_json::json!({
+            "error": format!(
+                "the action is stored in shard {shard}'s stream, but the shard's owner did not answer in {} s (changing hands?); it is applied when the shard is served: GET the alert to see it, and do not send it again",
+                ACTION_WAIT.as_secs()
+            ),
+            "stored": true,
+        }),
+    )
 }
 
 fn nats_error(e: &dyn std::fmt::Display) -> ClusterError {
