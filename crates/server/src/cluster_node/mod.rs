@@ -309,8 +309,12 @@ impl Instance {
         let replicas = settings.replicas;
         kordon_cluster::bridge::ensure_shard_stream(&js, replicas, retention.shard_stream_age())
             .await?;
-        kordon_cluster::alerts::ensure_alert_stream(&js, replicas, retention.alert_stream_age())
-            .await?;
+        kordon_cluster::alerts::ensure_alert_stream(
+            &js,
+            replicas,
+            alert_stream_age(config, &settings),
+        )
+        .await?;
         let snapshots = ShardSnapshots::open(&js, settings.replicas).await?;
         let cases = cases::open(&js, settings.replicas).await?;
         let (journal, _) =
@@ -480,6 +484,18 @@ impl Instance {
         self.host.abort();
         self.keeper.abort();
     }
+}
+
+/// The alerts' stream's age limit: the retention's, but never shorter than
+/// a police webhook's retries (`give_up_after_s` and a last back-off), which
+/// the stream holds: a message dropped by age would end them unseen.
+fn alert_stream_age(config: &Config, settings: &ClusterSettings) -> Option<Duration> {
+    let age = settings.retention.alert_stream_age()?;
+    if config.dispatch.webhooks.is_empty() {
+        return Some(age);
+    }
+    let retried = Duration::from_secs(config.dispatch.give_up_after_s) + Duration::from_secs(3600);
+    Some(age.max(retried.min(kordon_cluster::Retention::LONGEST_STREAM_AGE)))
 }
 
 /// How often an instance reads how long alerts wait for Mosquitto.

@@ -22,7 +22,7 @@ use kordon_cluster::{Shard, Tenures};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
-use tracing::{debug, info, warn};
+use tracing::{info, warn};
 
 use super::duties;
 use crate::clock::Clock;
@@ -35,6 +35,10 @@ use crate::dispatch::{backoff, CapMessage, DispatchConfig, WebhookConfig};
 const LEASE_CHECK: Duration = Duration::from_millis(100);
 /// How often an outcome's store in its shard's stream is tried.
 const RECORD_TRIES: u32 = 3;
+/// How long deliveries under way may take to settle once the tenure ended.
+const SETTLE: Duration = Duration::from_secs(2);
+/// When a message taken after the tenure ended is offered again.
+const HAND_BACK: Duration = Duration::from_secs(1);
 
 /// What the webhooks' deliverers need from `kordon.toml`.
 #[derive(Clone, Debug)]
@@ -101,27 +105,58 @@ impl Delivery {
         (self.may_act)(Instant::now())
     }
 
-    /// Takes `endpoint`'s messages while the tenure holds; each delivery
-    /// runs on its own (the stream bounds how many are in flight).
+    /// Takes `endpoint`'s messages while the tenure holds, opening its
+    /// consumer again if its reading ends; each delivery runs on its own
+    /// (the stream bounds how many are in flight). When the tenure ends,
+    /// what is under way has a moment to settle, so that a clean hand-over
+    /// posts nothing twice.
     async fn serve_endpoint(self, endpoint: WebhookConfig) {
-        let Some(mut offers) = self.open(&endpoint).await else {
-            return;
-        };
+        let mut deliveries = JoinSet::new();
+        while let Some(mut offers) = self.open(&endpoint).await {
+            if self
+                .take_offers(&endpoint, &mut offers, &mut deliveries)
+                .await
+            {
+                break;
+            }
+            warn!(
+                endpoint = endpoint.name,
+                "webhooks: the endpoint's consumer stopped offering; opening it again"
+            );
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        let settle = async { while deliveries.join_next().await.is_some() {} };
+        let _ = tokio::time::timeout(SETTLE, settle).await;
+    }
+
+    /// Starts a delivery of each message offered until the tenure ends
+    /// (true) or the consumer stops offering (false).
+    async fn take_offers(
+        &self,
+        endpoint: &WebhookConfig,
+        offers: &mut Offers,
+        deliveries: &mut JoinSet<()>,
+    ) -> bool {
         let mut lease_check = tokio::time::interval(LEASE_CHECK);
         loop {
             tokio::select! {
                 offer = offers.next() => {
-                    let Some(offer) = offer else {
-                        warn!(endpoint = endpoint.name, "webhooks: the alerts' stream ended");
-                        return;
-                    };
-                    tokio::spawn(self.clone().deliver(endpoint.clone(), offer));
+                    let Some(offer) = offer else { return false };
+                    if !self.may_act() {
+                        // Handed back not at once: this reader would be
+                        // offered it again before it stops, each offer
+                        // counting as an attempt.
+                        offer.again_after(HAND_BACK).await;
+                        return true;
+                    }
+                    deliveries.spawn(self.clone().deliver(endpoint.clone(), offer));
                 }
                 _ = lease_check.tick() => {
                     if !self.may_act() {
-                        return;
+                        return true;
                     }
                 }
+                Some(_) = deliveries.join_next(), if !deliveries.is_empty() => {}
             }
         }
     }
@@ -141,9 +176,10 @@ impl Delivery {
         None
     }
 
-    /// One attempt of one message, its outcome carried to the alert's
-    /// shard; then the message is settled: done, or offered again after
-    /// the back-off.
+    /// One attempt of one message; the message settled (done, or offered
+    /// again after the back-off) before the outcome is carried to the
+    /// alert's shard, so that a slow store cannot outlast the stream's
+    /// patience and have the message posted again meanwhile.
     async fn deliver(self, endpoint: WebhookConfig, offer: Offer) {
         let Some(message) = std::str::from_utf8(offer.payload())
             .ok()
@@ -154,22 +190,30 @@ impl Delivery {
         };
         let (dispatch, clock) = (&self.settings.dispatch, self.settings.clock);
         let number = offer.attempt();
+        let shard = offer.shard;
         if number == 1 && dispatch.gives_up(&message, clock.now()) {
-            // An endpoint added later: what one process would not resume.
-            debug!(
+            // Older than the webhooks give up after when first offered (an
+            // endpoint added later, or a backlog): what one process would
+            // not resume either, said on the alert.
+            warn!(
                 endpoint = endpoint.name,
                 message = message.identifier,
-                "older than the webhooks give up after; not delivered"
+                "older than give_up_after_s when first offered to the webhook; not delivered"
             );
-            return offer.done().await;
-        }
-        if !self.may_act() {
-            return offer.again_after(Duration::ZERO).await;
+            offer.done().await;
+            let outcome = DeliveryAttempt {
+                endpoint: endpoint.name.clone(),
+                message: message.identifier.clone(),
+                attempt: 0,
+                status: None,
+                error: Some("given up before a first attempt: older than give_up_after_s".into()),
+                delivered: false,
+                at: clock.now(),
+            };
+            return self.record(shard, &endpoint, &message, outcome).await;
         }
         let outcome = attempt(&self.client, &message, &endpoint, number, clock).await;
-        let delivered = outcome.delivered;
-        self.record(offer.shard, &endpoint, &message, outcome).await;
-        if delivered {
+        if outcome.delivered {
             offer.done().await;
         } else if dispatch.gives_up(&message, clock.now()) {
             giving_up(&endpoint, &message, number);
@@ -177,6 +221,7 @@ impl Delivery {
         } else {
             offer.again_after(backoff(number)).await;
         }
+        self.record(shard, &endpoint, &message, outcome).await;
     }
 
     /// Carries an attempt's outcome to the alert's shard; one that cannot

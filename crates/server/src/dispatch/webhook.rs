@@ -144,6 +144,8 @@ impl Deliverer {
             for endpoint in this.dispatch.webhooks.clone() {
                 let Ok(slot) = slots.clone().try_acquire_owned() else {
                     let full = "too many deliveries in flight; resumes at the next start";
+                    metrics::counter!(crate::metrics::WEBHOOK_ATTEMPTS, "outcome" => "failed")
+                        .increment(1);
                     let attempt = DeliveryAttempt {
                         endpoint: endpoint.name.clone(),
                         message: message.identifier.clone(),
