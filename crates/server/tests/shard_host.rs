@@ -1678,6 +1678,20 @@ async fn cap_identifiers(js: &jetstream::Context) -> Vec<String> {
     out
 }
 
+/// Waits until what the police's endpoint received satisfies `check`.
+async fn until_posted(
+    what: &str,
+    within_s: u64,
+    posted: &std::sync::Mutex<Vec<Posted>>,
+    check: impl Fn(&[Posted]) -> bool,
+) {
+    wait_until(what, Duration::from_secs(within_s), || {
+        let done = check(&posted.lock().unwrap());
+        async move { done }
+    })
+    .await
+}
+
 /// An instance's holder of shard 0, whose lease carries the deliveries.
 fn shard_zero_holder<'a>(instances: &HashMap<&'a str, Instance>) -> Option<&'a str> {
     instances
@@ -1728,15 +1742,7 @@ async fn police_webhooks_get_every_breach_once_from_a_cluster_and_retries_outliv
             .iter()
             .all(|id| posted.iter().any(|p| &p.delivery == id))
     };
-    wait_until(
-        "every CAP message attempted",
-        Duration::from_secs(20),
-        || {
-            let done = attempted(&posted.lock().unwrap());
-            async move { done }
-        },
-    )
-    .await;
+    until_posted("every CAP message attempted", 20, &posted, attempted).await;
 
     // Every instance sees how long the police have waited.
     let waited = kordon_cluster::webhooks::delivery_delay(
@@ -1764,15 +1770,7 @@ async fn police_webhooks_get_every_breach_once_from_a_cluster_and_retries_outliv
                 == 1
         })
     };
-    wait_until(
-        "every CAP message delivered",
-        Duration::from_secs(60),
-        || {
-            let done = delivered_once(&posted.lock().unwrap());
-            async move { done }
-        },
-    )
-    .await;
+    until_posted("every CAP message delivered", 60, &posted, delivered_once).await;
     wait_until(
         "nothing waits for the webhook",
         Duration::from_secs(10),
