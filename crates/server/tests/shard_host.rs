@@ -139,6 +139,8 @@ async fn device_fix(
 struct Stored {
     topic: String,
     body: Value,
+    /// The payload as text (a CAP message is XML, not JSON).
+    text: String,
     epoch: u64,
 }
 
@@ -160,6 +162,7 @@ async fn alerts(js: &jetstream::Context) -> Vec<Stored> {
         out.push(Stored {
             topic: header(TOPIC_HEADER),
             body: serde_json::from_slice(&message.payload).unwrap_or(Value::Null),
+            text: String::from_utf8_lossy(&message.payload).into_owned(),
             epoch: header(EPOCH_HEADER).parse().unwrap_or(0),
         });
     }
@@ -1654,25 +1657,18 @@ async fn police_endpoint() -> (
 
 /// The identifiers of the police's CAP messages in the alerts' stream.
 async fn cap_identifiers(js: &jetstream::Context) -> Vec<String> {
-    let mut stream = js.get_stream(ALERT_STREAM).await.unwrap();
-    let last = stream.info().await.unwrap().state.last_sequence;
-    let mut out = Vec::new();
-    for seq in 1..=last {
-        let Ok(message) = stream.get_raw_message(seq).await else {
-            continue;
-        };
-        let topic = message.headers.get(TOPIC_HEADER).map(|v| v.to_string());
-        if topic.as_deref() != Some(POLICE_CAP) {
-            continue;
-        }
-        let xml = String::from_utf8_lossy(&message.payload);
-        let identifier = xml
-            .split_once("<identifier>")
-            .and_then(|(_, rest)| rest.split_once("</identifier>"))
-            .map(|(id, _)| id.to_string())
-            .expect("a CAP message has an identifier");
-        out.push(identifier);
-    }
+    let mut out: Vec<String> = alerts(js)
+        .await
+        .into_iter()
+        .filter(|stored| stored.topic == POLICE_CAP)
+        .map(|cap| {
+            cap.text
+                .split_once("<identifier>")
+                .and_then(|(_, rest)| rest.split_once("</identifier>"))
+                .map(|(id, _)| id.to_string())
+                .expect("a CAP message has an identifier")
+        })
+        .collect();
     out.sort();
     out.dedup();
     out
