@@ -107,6 +107,8 @@ impl Offers {
 
     /// The next message on the topic; those on other topics are
     /// acknowledged and passed over. `None` once the stream has ended.
+    /// Cancel-safe (a caller waits on it beside other things): nothing is
+    /// awaited once a message is taken from the stream.
     pub async fn next(&mut self) -> Option<Offer> {
         loop {
             let message = match self.messages.next().await? {
@@ -119,9 +121,11 @@ impl Offers {
             match shard_on(&message, &self.topic) {
                 Some(shard) => return Some(Offer { message, shard }),
                 None => {
-                    if let Err(e) = message.ack().await {
-                        warn!(error = %e, "webhooks: passing over a message (it comes again)");
-                    }
+                    tokio::spawn(async move {
+                        if let Err(e) = message.ack().await {
+                            warn!(error = %e, "webhooks: passing over a message (it comes again)");
+                        }
+                    });
                 }
             }
         }
