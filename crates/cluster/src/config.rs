@@ -44,6 +44,13 @@ pub struct ClusterConfig {
     /// ... or after this many messages, whichever comes first.
     #[serde(default = "default_snapshot_messages")]
     pub snapshot_every_messages: u64,
+    /// The devices' brokers when there are several, e.g.
+    /// `["mqtts://mq-1:8883", "mqtts://mq-2:8883"]`: the same list, in the
+    /// same order, on every instance (the i-th runs under shard i's lease,
+    /// `crate::brokers`). Each shares `[broker]`'s credentials and TLS.
+    /// Empty: `[broker] url` is the one broker.
+    #[serde(default)]
+    pub device_brokers: Vec<String>,
 }
 
 fn default_snapshot_s() -> u64 {
@@ -126,6 +133,16 @@ impl ClusterConfig {
             },
         };
         problems.extend(retention.problems());
+        if let Ok(shards) = shards {
+            if self.device_brokers.len() > usize::from(shards.get()) {
+                problems.push(format!(
+                    "cluster.device_brokers: {} brokers for {} shards; broker i runs under shard \
+                     i's lease, so there can be no more brokers than shards",
+                    self.device_brokers.len(),
+                    shards.get()
+                ));
+            }
+        }
         match (instance, shards, times) {
             (Ok(instance), Ok(shards), Ok(times)) if problems.is_empty() => Ok(ClusterSettings {
                 nats_url: self.nats_url.clone(),
@@ -176,6 +193,19 @@ mod tests {
                 messages: 20_000,
                 period: Duration::from_secs(60)
             }
+        );
+    }
+
+    #[test]
+    fn no_more_device_brokers_than_shards() {
+        let config = parse(
+            "nats_url = \"nats://127.0.0.1:4222\"\ninstance = \"kordon-a\"\nshards = 1\n\
+             device_brokers = [\"mqtt://mq-1:1883\", \"mqtt://mq-2:1883\"]\n",
+        );
+        let problems = config.settings().unwrap_err();
+        assert!(
+            problems[0].starts_with("cluster.device_brokers: 2 brokers for 1 shards"),
+            "{problems:?}"
         );
     }
 

@@ -32,7 +32,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use async_nats::jetstream::{self, consumer::pull, AckKind};
 use futures_util::StreamExt;
@@ -54,14 +54,24 @@ pub struct DelivererSettings {
     /// client ids and sessions.
     pub mqtt: MqttOptions,
     pub client_id: String,
+    /// The alerts' stream's durable consumer: one per Mosquitto
+    /// ([`crate::brokers::DeviceBroker::consumer`]).
+    pub consumer: String,
     /// Messages published and not yet acknowledged by Mosquitto.
     pub window: usize,
+    /// How far back the consumer starts when it is first made: a broker
+    /// added to a running cluster gets the alerts of the last minutes, not
+    /// the stream's whole history before the fresh ones. The minutes cover
+    /// a new cluster's start, when a shard may store an alert before this
+    /// consumer exists.
+    pub first_look_back: Duration,
 }
 
 impl DelivererSettings {
     pub const CLIENT_ID: &'static str = "kordon-deliverer";
     pub const CONSUMER: &'static str = "kordon-deliverer";
     pub const WINDOW: usize = 256;
+    pub const FIRST_LOOK_BACK: Duration = Duration::from_secs(5 * 60);
 }
 
 /// How long the stream waits for a deliverer's acknowledgement before it
@@ -104,15 +114,21 @@ impl Deliverer {
             message: e.to_string(),
         };
         let stream = js.get_stream(ALERT_STREAM).await.map_err(|e| error(&e))?;
+        let start_time = time::OffsetDateTime::from(SystemTime::now() - settings.first_look_back);
+        // Taken as it is when it exists: where it stands is what matters.
         let consumer = stream
             .get_or_create_consumer(
-                DelivererSettings::CONSUMER,
+                &settings.consumer,
                 pull::Config {
-                    durable_name: Some(DelivererSettings::CONSUMER.to_string()),
-                    description: Some("kordon: alerts out to Mosquitto".to_string()),
+                    durable_name: Some(settings.consumer.clone()),
+                    description: Some(format!(
+                        "kordon: alerts out to Mosquitto ({})",
+                        settings.client_id
+                    )),
                     ack_policy: jetstream::consumer::AckPolicy::Explicit,
                     ack_wait: ACK_WAIT,
                     max_ack_pending: settings.window as i64,
+                    deliver_policy: jetstream::consumer::DeliverPolicy::ByStartTime { start_time },
                     ..Default::default()
                 },
             )
@@ -309,16 +325,17 @@ async fn deliver(settings: DelivererSettings, mut messages: pull::Stream, may_ac
     info!("deliverer: the lease ran out; stopped (what it had not taken stays in the stream)");
 }
 
-/// How long the oldest alert message Mosquitto has not yet acknowledged to
-/// a deliverer has waited in the alerts' stream, at `now`: zero when none
+/// How long the oldest alert message a Mosquitto has not yet acknowledged
+/// to its deliverer (reading on `consumer`) has waited in the alerts' stream, at `now`: zero when none
 /// waits. Before any deliverer made its consumer, every message waits. Any
 /// instance can ask, so a deliverer that stalls or is gone (Mosquitto
 /// unreachable, its instance stuck) is seen by the others.
 pub async fn delivery_delay(
     js: &jetstream::Context,
-    now: std::time::SystemTime,
+    consumer: &str,
+    now: SystemTime,
 ) -> Result<Duration, ClusterError> {
-    alerts::unacknowledged_for(js, DelivererSettings::CONSUMER, now).await
+    alerts::unacknowledged_for(js, consumer, now).await
 }
 
 /// Waits a moment for Mosquitto to acknowledge what is in flight, taking

@@ -7,6 +7,8 @@
 //!   map derived from them.
 //! - [`routing`]: which shards a device's message goes to, under which id.
 //! - [`bridge`]: devices' messages from Mosquitto into the shards' stream.
+//! - [`brokers`]: the devices' brokers, each with a bridge and a deliverer
+//!   under a shard's lease.
 //! - [`reader`]: one shard's messages, read by its owner while its lease holds.
 //! - [`snapshots`]: each shard's latest state, for its next owner.
 //! - [`retention`]: how long the streams keep a message, and how often a
@@ -27,6 +29,7 @@
 
 pub mod alerts;
 pub mod bridge;
+pub mod brokers;
 pub mod cases;
 pub mod config;
 pub mod deliverer;

@@ -1,8 +1,9 @@
 //! The deliverer on a real Mosquitto and a real JetStream, both the test's
 //! own: a message an earlier deliverer had published but not acknowledged
 //! to the stream when it died is offered again, and not sent a second time;
-//! everything else is sent once. And the delivery delay any instance reads
-//! shows an alert waiting.
+//! everything else is sent once. A deliverer for a broker added to a
+//! running cluster starts at the last minutes' alerts. And the delivery
+//! delay any instance reads shows an alert waiting.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -68,7 +69,9 @@ fn deliverer_settings(port: u16) -> DelivererSettings {
     DelivererSettings {
         mqtt: rumqttc::MqttOptions::new("set by each client", "127.0.0.1", port),
         client_id: DelivererSettings::CLIENT_ID.into(),
+        consumer: DelivererSettings::CONSUMER.into(),
         window: 16,
+        first_look_back: DelivererSettings::FIRST_LOOK_BACK,
     }
 }
 
@@ -165,7 +168,11 @@ async fn the_delivery_delay_is_the_age_of_the_oldest_alert_mosquitto_has_not_tak
     };
     let js = nats.jetstream_with_shard_stream().await;
     alerts::ensure_alert_stream(&js, 1, None).await.unwrap();
-    let delay = || async { delivery_delay(&js, SystemTime::now()).await.unwrap() };
+    let delay = || async {
+        delivery_delay(&js, DelivererSettings::CONSUMER, SystemTime::now())
+            .await
+            .unwrap()
+    };
     assert_eq!(delay().await, Duration::ZERO, "nothing stored");
 
     let (a, b) = (alert("A"), alert("B"));
@@ -194,4 +201,48 @@ async fn the_delivery_delay_is_the_age_of_the_oldest_alert_mosquitto_has_not_tak
         delay().await >= Duration::from_secs(1),
         "B waits while Mosquitto is gone"
     );
+}
+
+/// A second broker's deliverer, first started long after the cluster's
+/// first alerts: it sends what the last minutes stored, not the stream's
+/// whole history ahead of the fresh alerts; broker 0's consumer is not
+/// moved.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_added_later_gets_the_last_minutes_of_alerts_not_the_whole_stream() {
+    let Some(nats) = Nats::start() else { return };
+    let Some(mosquitto) = Mosquitto::start() else {
+        return;
+    };
+    let js = nats.jetstream_with_shard_stream().await;
+    alerts::ensure_alert_stream(&js, 1, None).await.unwrap();
+    let (old, recent, fresh) = (alert("old"), alert("recent"), alert("fresh"));
+    store(&js, &old).await;
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    store(&js, &recent).await;
+
+    let (_listener, got) = police_listener(mosquitto.port).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let settings = DelivererSettings {
+        client_id: "kordon-deliverer-1".into(),
+        consumer: "kordon-deliverer-1".into(),
+        // Minutes in production; here the old alert is 2.5 s old.
+        first_look_back: Duration::from_secs(1),
+        ..deliverer_settings(mosquitto.port)
+    };
+    let lease = Arc::new(AtomicBool::new(true));
+    let _deliverer = Deliverer::start(settings, &js, leased(&lease))
+        .await
+        .unwrap();
+    store(&js, &fresh).await;
+    wait_for("the fresh alert", Duration::from_secs(10), || {
+        count(&got, &fresh) == 1
+    })
+    .await;
+    assert_eq!(count(&got, &recent), 1, "the last minutes' alert");
+    assert_eq!(count(&got, &old), 0, "an alert from before the look-back");
+    // Broker 0's deliverer has not started: every alert waits for it.
+    let waiting = delivery_delay(&js, DelivererSettings::CONSUMER, SystemTime::now())
+        .await
+        .unwrap();
+    assert!(waiting >= Duration::from_secs(2), "{waiting:?}");
 }

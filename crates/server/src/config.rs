@@ -291,7 +291,7 @@ impl Config {
     /// Every problem at once, one per line.
     pub fn check(&self) -> Result<(), String> {
         let mut problems = Vec::new();
-        if !self.broker.embedded && self.broker.url.is_none() {
+        if !self.broker.embedded && self.device_broker_urls().is_empty() {
             problems.push("broker: set `embedded = true` or a `url`".to_string());
         }
         if self.broker.embedded && !cfg!(feature = "embedded-broker") {
@@ -316,8 +316,11 @@ impl Config {
             }
         }
         problems.extend(self.dispatch.check());
-        if let Some(Err(cluster)) = self.cluster.as_ref().map(|c| c.settings()) {
-            problems.extend(cluster);
+        if let Some(cluster) = &self.cluster {
+            if let Err(cluster) = cluster.settings() {
+                problems.extend(cluster);
+            }
+            problems.extend(self.device_broker_problems(cluster));
         }
         for (key, device) in &self.owntracks.devices {
             if key.split('/').count() != 2 {
@@ -364,6 +367,34 @@ impl Config {
         }
     }
 
+    /// The devices' brokers of a cluster, in their configured order:
+    /// `[cluster] device_brokers`, or else `[broker] url` alone.
+    pub fn device_broker_urls(&self) -> Vec<String> {
+        match &self.cluster {
+            Some(cluster) if !cluster.device_brokers.is_empty() => cluster.device_brokers.clone(),
+            _ => self.broker.url.iter().cloned().collect(),
+        }
+    }
+
+    fn device_broker_problems(&self, cluster: &kordon_cluster::ClusterConfig) -> Vec<String> {
+        let mut problems = Vec::new();
+        for (i, url) in cluster.device_brokers.iter().enumerate() {
+            if let Err(e) = kordon_ingest::BrokerAddress::parse(url) {
+                problems.push(format!("cluster.device_brokers[{i}]: {e}"));
+            }
+        }
+        let first = cluster.device_brokers.first();
+        if let (Some(first), Some(url)) = (first, &self.broker.url) {
+            if first != url {
+                problems.push(format!(
+                    "cluster.device_brokers: broker.url `{url}` is not the first of them \
+                     (`{first}`); leave broker.url out, or make it the first"
+                ));
+            }
+        }
+        problems
+    }
+
     pub fn broker_settings(&self, url: String) -> BrokerSettings {
         BrokerSettings {
             url,
@@ -394,5 +425,42 @@ mod tests {
         let config = Config::load(&path).unwrap_or_else(|e| panic!("{e}"));
         assert!(config.check().is_ok());
         assert_eq!(config.alerts.police_update_min_interval_s, 60);
+    }
+
+    /// The shipped configuration with `[broker] url` and a `[cluster]`.
+    fn in_a_cluster(url: Option<&str>, device_brokers: &str) -> Config {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/kordon.toml");
+        let mut config = Config::load(&path).unwrap();
+        config.broker.embedded = false;
+        config.broker.url = url.map(str::to_string);
+        let cluster = format!(
+            "nats_url = \"nats://127.0.0.1:4222\"\ninstance = \"kordon-a\"\n{device_brokers}\n"
+        );
+        config.cluster = Some(toml::from_str(&cluster).unwrap());
+        config
+    }
+
+    #[test]
+    fn a_cluster_s_device_brokers_are_listed_or_broker_url_alone() {
+        let one = in_a_cluster(Some("mqtt://mq-1:1883"), "");
+        assert!(one.check().is_ok());
+        assert_eq!(one.device_broker_urls(), ["mqtt://mq-1:1883"]);
+
+        let list = "device_brokers = [\"mqtts://mq-1:8883\", \"mqtts://mq-2:8883\"]";
+        let several = in_a_cluster(None, list);
+        assert!(several.check().is_ok(), "{:?}", several.check());
+        assert_eq!(several.device_broker_urls().len(), 2);
+        assert!(in_a_cluster(Some("mqtts://mq-1:8883"), list)
+            .check()
+            .is_ok());
+
+        let problems = in_a_cluster(Some("mqtts://mq-2:8883"), list)
+            .check()
+            .unwrap_err();
+        assert!(problems.contains("is not the first of them"), "{problems}");
+        let problems = in_a_cluster(None, "device_brokers = [\"http://mq-1\"]")
+            .check()
+            .unwrap_err();
+        assert!(problems.contains("cluster.device_brokers[0]"), "{problems}");
     }
 }

@@ -261,6 +261,33 @@ fn run(path: PathBuf, on_damage: kordon_server::OnDamagedJournal) -> ExitCode {
     })
 }
 
+/// The devices' brokers a cluster's instance reads and writes: the
+/// Mosquittos the devices use (`[cluster] device_brokers`, or `[broker]
+/// url`), never a broker of its own; each with kordon's credentials and TLS
+/// from `[broker]`, as for a single kordon.
+fn cluster_device_brokers(
+    config: &Config,
+    shards: kordon_cluster::ShardCount,
+) -> Result<Vec<kordon_cluster::brokers::DeviceBroker>, String> {
+    let urls = config.device_broker_urls();
+    if config.broker.embedded || urls.is_empty() {
+        return Err(
+            "in a cluster, the devices' Mosquitto must be named, with [broker] `url` \
+             (or [cluster] `device_brokers`) and `embedded = false`"
+                .to_string(),
+        );
+    }
+    let options = urls
+        .into_iter()
+        .map(|url| {
+            let settings = config.broker_settings(url.clone());
+            kordon_ingest::broker::client_options(&settings, &config.broker.client_id)
+                .map_err(|e| format!("the device broker {url}: {e}"))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    kordon_cluster::brokers::DeviceBroker::list(options, shards).map_err(|e| e.to_string())
+}
+
 /// `kordon run` with a `[cluster]` section: joins the cluster, serves the
 /// shards it gets leases for, and leaves cleanly on SIGTERM or Ctrl-C
 /// (`docs/cluster.md`).
@@ -270,27 +297,10 @@ fn run_in_cluster(path: &std::path::Path, config: Config) -> ExitCode {
     };
     let cluster = config.cluster.clone().expect("called with [cluster]");
     let settings = cluster.settings().expect("checked at load");
-    // Every instance reads and writes the devices' broker: one Mosquitto
-    // (or cluster of them) the devices use, never a broker of its own.
-    // Its address, kordon's credentials and TLS, as for a single kordon.
-    let broker = match (&config.broker.url, config.broker.embedded) {
-        (Some(url), false) => kordon_ingest::broker::client_options(
-            &config.broker_settings(url.clone()),
-            &config.broker.client_id,
-        ),
-        _ => {
-            eprintln!(
-                "kordon: {}: in a cluster, [broker] must name the devices' Mosquitto with `url` \
-                 and `embedded = false`",
-                path.display()
-            );
-            return ExitCode::FAILURE;
-        }
-    };
-    let broker = match broker {
-        Ok(broker) => broker,
-        Err(e) => {
-            eprintln!("kordon: {}: [broker]: {e}", path.display());
+    let brokers = match cluster_device_brokers(&config, settings.shards) {
+        Ok(brokers) => brokers,
+        Err(problem) => {
+            eprintln!("kordon: {}: {problem}", path.display());
             return ExitCode::FAILURE;
         }
     };
@@ -304,7 +314,7 @@ fn run_in_cluster(path: &std::path::Path, config: Config) -> ExitCode {
         let metrics = kordon_server::metrics::handle();
         kordon_server::metrics::describe_all();
         let instance_name = settings.instance.to_string();
-        let duties = DutiesSettings { mqtt: broker };
+        let duties = DutiesSettings { brokers };
         let instance =
             match Instance::start(&config, settings, Some(duties)).await {
                 Ok(instance) => instance,

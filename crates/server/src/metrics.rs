@@ -59,8 +59,9 @@ pub const READER_LAG: &str = "kordon_cluster_reader_lag_messages";
 /// already held (decided again by a new owner after a take-over), and
 /// that were therefore not sent again.
 pub const ALREADY_STORED: &str = "kordon_cluster_alert_messages_already_stored_total";
-/// Cluster mode: how long the oldest alert message Mosquitto has not yet
-/// taken has waited in the alerts' stream (0 when none waits).
+/// Cluster mode, by `broker` (a device broker's host:port): how long the
+/// oldest alert message that Mosquitto has not yet taken has waited in the
+/// alerts' stream (0 when none waits).
 pub const DELIVERY_DELAY: &str = "kordon_cluster_alert_delivery_delay_seconds";
 /// Cluster mode, by `endpoint`: how long the oldest police CAP message a
 /// webhook has not taken (nor been given up on) has waited in the alerts'
@@ -255,10 +256,6 @@ fn register_all() {
             "Cluster mode: the shards this instance serves (0 outside a cluster).",
         ),
         (
-            DELIVERY_DELAY,
-            "Cluster mode: seconds the oldest alert message not yet taken by Mosquitto has waited in the alerts' stream (0 when none waits, and outside a cluster).",
-        ),
-        (
             WEBHOOK_DELAY,
             "Cluster mode, by endpoint: seconds the oldest police CAP message the webhook has not taken (nor been given up on) has waited in the alerts' stream (0 when none waits).",
         ),
@@ -292,7 +289,8 @@ fn register_all() {
         describe_gauge!(name, help);
         metrics::gauge!(name).increment(0.0);
     }
-    // By shard: described, with no series until a shard is served.
+    // By shard or broker: described, with no series until a shard is
+    // served, or a broker's delivery read.
     describe_gauge!(
         TENURE_LEFT,
         "Cluster mode: seconds each served shard's tenure still runs without a renewal, by shard."
@@ -300,6 +298,10 @@ fn register_all() {
     describe_gauge!(
         READER_LAG,
         "Cluster mode: messages of a served shard stored and not yet read, by shard."
+    );
+    describe_gauge!(
+        DELIVERY_DELAY,
+        "Cluster mode, by broker (a device broker's host:port): seconds the oldest alert message not yet taken by that Mosquitto has waited in the alerts' stream (0 when none waits)."
     );
     describe_gauge!(
         ALERTS_OVERDUE,

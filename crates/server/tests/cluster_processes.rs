@@ -136,7 +136,8 @@ impl Member {
 }
 
 impl Member {
-    /// `kordon_cluster_alert_delivery_delay_seconds` from its `/metrics`.
+    /// `kordon_cluster_alert_delivery_delay_seconds` of its one broker,
+    /// from its `/metrics`.
     async fn delivery_delay(&self, http: &reqwest::Client) -> Option<f64> {
         let page = http
             .get(format!("{}/metrics", self.http))
@@ -148,8 +149,11 @@ impl Member {
             .await
             .ok()?;
         page.lines()
-            .find_map(|line| line.strip_prefix("kordon_cluster_alert_delivery_delay_seconds "))
-            .and_then(|value| value.trim().parse().ok())
+            .find_map(|line| {
+                line.strip_prefix("kordon_cluster_alert_delivery_delay_seconds{broker=")
+            })
+            .and_then(|labelled| labelled.rsplit_once(' '))
+            .and_then(|(_, value)| value.trim().parse().ok())
     }
 }
 

@@ -34,10 +34,11 @@ use std::time::Duration;
 
 use common::*;
 use jiff::{SignedDuration, Timestamp};
+use kordon_cluster::brokers::DeviceBroker;
 use kordon_cluster::testkit::Nats;
 use kordon_cluster::{ClusterSettings, InstanceId, LeaseTimes, Retention, ShardCount};
 use kordon_ingest::BrokerSettings;
-use kordon_server::cluster_node::Instance;
+use kordon_server::cluster_node::{duties::DutiesSettings, Instance};
 use kordon_server::config::Config;
 use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
@@ -228,16 +229,26 @@ async fn serve_a_shard() -> Option<(Nats, Instance)> {
         replicas: 1,
         retention: Retention::default(),
     };
-    let member = Instance::start(&config, settings, None)
+    // A device broker nobody answers on: its alerts' delay is read all the
+    // same, and that is the series wanted.
+    let unreachable = rumqttc::MqttOptions::new("set by each client", "127.0.0.1", 1);
+    let duties = DutiesSettings {
+        brokers: DeviceBroker::list(vec![unreachable], settings.shards).unwrap(),
+    };
+    let member = Instance::start(&config, settings, Some(duties))
         .await
         .expect("a cluster member starts");
+    let delay_read = || {
+        let series = format!("{}{{broker=", kordon_server::metrics::DELIVERY_DELAY);
+        kordon_server::metrics::handle().render().contains(&series)
+    };
     for _ in 0..200 {
-        if !member.serving().borrow().is_empty() {
+        if !member.serving().borrow().is_empty() && delay_read() {
             return Some((nats, member));
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    panic!("the cluster member did not serve its shard within 10 s");
+    panic!("the cluster member did not serve its shard (and read its broker's delay) within 10 s");
 }
 
 async fn scrape(kordon: &Kordon) -> String {

@@ -13,7 +13,9 @@
 //! stays so after the shard's owner crashes; a console signed in to one
 //! instance sees every shard's alerts and positions live. The police's
 //! webhooks get each CAP message once, their retries carried on by the
-//! next deliverer after a crash, each attempt shown on its alert.
+//! next deliverer after a crash, each attempt shown on its alert. With two
+//! device brokers, each carries every alert once, and a broker's bridge
+//! moves with its shard.
 //!
 //! Skipped loudly without `nats-server` (failed with `KORDON_REQUIRE_NATS=1`).
 
@@ -24,16 +26,17 @@ use std::time::{Duration, Instant};
 
 use async_nats::jetstream;
 use async_nats::HeaderMap;
-use common::{fix_json, TestCase, ZONE_CENTRE};
+use common::{fix_json, TestCase, Watcher, ZONE_CENTRE};
 use jiff::Timestamp;
 use kordon_cluster::alerts::{ALERT_STREAM, EPOCH_HEADER};
+use kordon_cluster::brokers::DeviceBroker;
 use kordon_cluster::routing::{self, TOPIC_HEADER};
 use kordon_cluster::snapshots::ShardSnapshots;
-use kordon_cluster::testkit::Nats;
+use kordon_cluster::testkit::{Mosquitto, Nats};
 use kordon_cluster::{
     ClusterSettings, InstanceId, LeaseTimes, Retention, Shard, ShardCount, SnapshotEvery,
 };
-use kordon_server::cluster_node::Instance;
+use kordon_server::cluster_node::{duties::DutiesSettings, Instance};
 use kordon_server::config::Config;
 use serde_json::Value;
 
@@ -1689,11 +1692,15 @@ async fn until_posted(
 }
 
 /// An instance's holder of shard 0, whose lease carries the deliveries.
-fn shard_zero_holder<'a>(instances: &HashMap<&'a str, Instance>) -> Option<&'a str> {
+fn holder<'a>(instances: &HashMap<&'a str, Instance>, shard: Shard) -> Option<&'a str> {
     instances
         .iter()
-        .find(|(_, i)| i.serving().borrow().iter().any(|t| t.shard == Shard(0)))
+        .find(|(_, i)| i.serving().borrow().iter().any(|t| t.shard == shard))
         .map(|(name, _)| *name)
+}
+
+fn shard_zero_holder<'a>(instances: &HashMap<&'a str, Instance>) -> Option<&'a str> {
+    holder(instances, Shard(0))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1822,4 +1829,142 @@ async fn police_webhooks_get_every_breach_once_from_a_cluster_and_retries_outliv
         assert!(tries >= 2, "refused before the crash, taken after: {tries}");
     }
     instances.remove(survivor).unwrap().leave().await;
+}
+
+const MONITORING: &str = "kordon/v1/alerts/monitoring";
+
+/// How many `event`s of the case's zone breach a room received.
+fn received(room: &Watcher, case: &TestCase, event: &str) -> usize {
+    let log = room.log();
+    let bodies = log
+        .iter()
+        .map(|(_, payload)| serde_json::from_slice::<Value>(payload).unwrap_or(Value::Null));
+    bodies
+        .filter(|b| b["case"] == case.id.as_str() && b["kind"] == "zone_breach")
+        .filter(|b| b["event"] == event)
+        .count()
+}
+
+/// Publishes a device's fix to its broker until the shards' stream holds
+/// one more message: from then on the broker's bridge reads (its session
+/// keeps what comes while no bridge runs).
+async fn until_bridged(js: &jetstream::Context, device: &Watcher, topic: &str, payload: &str) {
+    let stored = || async {
+        let mut stream = js.get_stream(routing::SHARD_STREAM).await.unwrap();
+        stream.info().await.unwrap().state.messages
+    };
+    let before = stored().await;
+    eventually(
+        "a bridge reading its broker",
+        Duration::from_secs(20),
+        || async {
+            device.publish(topic, payload).await;
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            (stored().await > before).then_some(())
+        },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_device_broker_carries_every_alert_and_its_bridge_moves_with_its_shard() {
+    let Some(nats) = Nats::start() else { return };
+    let (Some(first), Some(second)) = (Mosquitto::start(), Mosquitto::start()) else {
+        return;
+    };
+    let js = nats.jetstream_with_shard_stream().await;
+    let shards = ShardCount::new(SHARDS).unwrap();
+    let cases = put_one_case_per_shard(&js, shards).await;
+    let ports = [first.port, second.port];
+    // The room on each broker; the devices publish through it too.
+    let mut rooms = Vec::new();
+    for port in ports {
+        let broker = common::Broker::External(format!("mqtt://127.0.0.1:{port}"));
+        rooms.push(Watcher::new(&broker, &[MONITORING]).await);
+    }
+    let mut instances = HashMap::new();
+    for name in ["a", "b"] {
+        let options = ports
+            .iter()
+            .map(|&port| rumqttc::MqttOptions::new("set by each client", "127.0.0.1", port))
+            .collect();
+        let brokers = DeviceBroker::list(options, shards).unwrap();
+        let config = config(&format!("brokers-{name}"));
+        let duties = Some(DutiesSettings { brokers });
+        let instance = Instance::start(&config, settings(&nats, name), duties)
+            .await
+            .unwrap();
+        instances.insert(name, instance);
+    }
+    // Case i's offender speaks to broker i % 2, whichever shard the case is in.
+    let device_broker = |i: usize| &rooms[i % 2];
+    let t0 = Timestamp::now() - jiff::SignedDuration::from_mins(30);
+    let fix_at = |case: &TestCase, at: (f64, f64), s: i64| {
+        let topic = format!("kordon/v1/devices/{}/fix", case.offender);
+        let ts = t0 + jiff::SignedDuration::from_secs(s);
+        (topic, fix_json(at.0, at.1, 5.0, ts))
+    };
+    for (i, case) in cases.iter().enumerate().take(2) {
+        let (topic, payload) = fix_at(case, outside(), 0);
+        until_bridged(&js, device_broker(i), &topic, &payload).await;
+    }
+
+    // Every offender enters his zone: each room hears of every breach,
+    // wherever its device spoke.
+    for (i, case) in cases.iter().enumerate() {
+        for (s, at) in [(0, outside()), (60, inside())] {
+            let (topic, payload) = fix_at(case, at, s);
+            device_broker(i).publish(&topic, payload).await;
+        }
+    }
+    let every_room_has = |event: &'static str| {
+        let (rooms, cases) = (&rooms, &cases);
+        move || async move {
+            rooms
+                .iter()
+                .all(|room| cases.iter().all(|case| received(room, case, event) > 0))
+        }
+    };
+    wait_until(
+        "every breach opened in both rooms",
+        Duration::from_secs(20),
+        every_room_has("opened"),
+    )
+    .await;
+
+    // The instance running broker 1's bridge and deliverer crashes: they
+    // move with shard 1, and what its devices say meanwhile waits in
+    // Mosquitto.
+    let crashed = holder(&instances, Shard(1)).expect("shard 1 held");
+    instances.remove(crashed).unwrap().crash();
+    let survivor = if crashed == "a" { "b" } else { "a" };
+    for (i, case) in cases.iter().enumerate() {
+        for s in [140, 210, 280] {
+            let (topic, payload) = fix_at(case, outside(), s);
+            device_broker(i).publish(&topic, payload).await;
+        }
+    }
+    serving_every_shard(&instances[survivor], Duration::from_secs(15)).await;
+    wait_until(
+        "every breach cleared in both rooms",
+        Duration::from_secs(30),
+        every_room_has("cleared"),
+    )
+    .await;
+    assert_eq!(holder(&instances, Shard(1)), Some(survivor));
+
+    // Nothing came twice to either room, across the crash.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    for (port, room) in ports.iter().zip(&rooms) {
+        for case in &cases {
+            let counts = (
+                received(room, case, "opened"),
+                received(room, case, "cleared"),
+            );
+            assert_eq!(counts, (1, 1), "case {} in the room on :{port}", case.id);
+        }
+    }
+    for (_, instance) in instances {
+        instance.leave().await;
+    }
 }

@@ -839,6 +839,7 @@ async fn expect_the_breach(monitoring: &mut Mqtt, victim: &mut Mqtt, case: &Test
 /// `KORDON_REQUIRE_NATS=1`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cluster_member_bridges_and_delivers_over_tls_through_the_shipped_acl() {
+    use kordon_cluster::brokers::DeviceBroker;
     use kordon_cluster::{ClusterSettings, InstanceId, LeaseTimes, Retention, ShardCount};
     use kordon_server::cluster_node::{duties::DutiesSettings, Instance};
 
@@ -907,7 +908,8 @@ async fn a_cluster_member_bridges_and_delivers_over_tls_through_the_shipped_acl(
         replicas: 1,
         retention: Retention::default(),
     };
-    let member = Instance::start(&config, settings, Some(DutiesSettings { mqtt }))
+    let brokers = DeviceBroker::list(vec![mqtt], settings.shards).unwrap();
+    let member = Instance::start(&config, settings, Some(DutiesSettings { brokers }))
         .await
         .expect("the member starts");
 

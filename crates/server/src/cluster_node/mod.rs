@@ -295,9 +295,10 @@ pub struct Instance {
 
 impl Instance {
     /// Joins the cluster `settings` name, with the engine, alert and journal
-    /// settings of `config`; with `duties`, this instance runs the bridge and
-    /// the deliverer whenever it holds shard 0 ([`duties`]), as it does the
-    /// police webhooks' deliverers of `config` ([`webhooks`]).
+    /// settings of `config`; with `duties`, this instance runs a device
+    /// broker's bridge and deliverer whenever it holds the broker's shard
+    /// ([`duties`]). It runs the police webhooks' deliverers of `config`
+    /// whenever it holds shard 0 ([`webhooks`]).
     pub async fn start(
         config: &Config,
         settings: ClusterSettings,
@@ -348,6 +349,16 @@ impl Instance {
             keep_around_episode_s: i64::from(config.journal.keep_around_episode_minutes) * 60,
             watching: watching.clone(),
         };
+        let brokers = duties.iter().flat_map(|d| &d.brokers);
+        let delivery = Deliveries {
+            brokers: brokers.map(|b| (b.label(), b.consumer())).collect(),
+            endpoints: config
+                .dispatch
+                .webhooks
+                .iter()
+                .map(|w| w.name.clone())
+                .collect(),
+        };
         let duties = match duties {
             Some(duties) => {
                 let book = cases::watch_book(cases.clone(), settings.shards).await?;
@@ -368,8 +379,7 @@ impl Instance {
             };
             tokio::spawn(webhooks::run(settings, parts.js.clone(), keeper.tenures()))
         });
-        let endpoints = config.dispatch.webhooks.iter().map(|w| w.name.clone());
-        let delivery_watch = tokio::spawn(watch_delivery(parts.js.clone(), endpoints.collect()));
+        let delivery_watch = tokio::spawn(watch_delivery(parts.js.clone(), delivery));
         let js = parts.js.clone();
         let host = ShardHost::start(parts, cases.clone(), settings.shards);
         let feed = crate::live::Feed::new(config.alerts.escalate_after_s);
@@ -501,22 +511,36 @@ fn alert_stream_age(config: &Config, settings: &ClusterSettings) -> Option<Durat
 /// How often an instance reads how long alerts wait for Mosquitto.
 const DELIVERY_CHECK: Duration = Duration::from_secs(5);
 
-/// Keeps `kordon_cluster_alert_delivery_delay_seconds` and, for each of
-/// `endpoints`, `kordon_cluster_webhook_delivery_delay_seconds` current.
-/// Every instance reads them, not only shard 0's holder: a deliverer that
-/// stalls, or whose instance is stuck, cannot be trusted to say so.
-async fn watch_delivery(js: async_nats::jetstream::Context, endpoints: Vec<String>) {
+/// Where alerts leave the cluster, each read for how long its oldest
+/// waits.
+struct Deliveries {
+    /// Each device broker's label and the alerts' consumer delivering to it.
+    brokers: Vec<(String, String)>,
+    /// The police webhooks' names.
+    endpoints: Vec<String>,
+}
+
+/// Keeps `kordon_cluster_alert_delivery_delay_seconds` for each device
+/// broker and `kordon_cluster_webhook_delivery_delay_seconds` for each
+/// police webhook current. Every instance reads them, not only the holders
+/// of the deliverers' shards: a deliverer that stalls, or whose instance is
+/// stuck, cannot be trusted to say so.
+async fn watch_delivery(js: async_nats::jetstream::Context, deliveries: Deliveries) {
     use kordon_cluster::{deliverer, webhooks};
-    let delay = metrics::gauge!(crate::metrics::DELIVERY_DELAY);
     let mut check = tokio::time::interval(DELIVERY_CHECK);
     loop {
         check.tick().await;
         let now = std::time::SystemTime::now();
-        match deliverer::delivery_delay(&js, now).await {
-            Ok(waited) => delay.set(waited.as_secs_f64()),
-            Err(e) => warn!(error = %e, "reading how long alerts wait for Mosquitto"),
+        for (broker, consumer) in &deliveries.brokers {
+            match deliverer::delivery_delay(&js, consumer, now).await {
+                Ok(waited) => {
+                    metrics::gauge!(crate::metrics::DELIVERY_DELAY, "broker" => broker.clone())
+                        .set(waited.as_secs_f64())
+                }
+                Err(e) => warn!(broker, error = %e, "reading how long alerts wait for Mosquitto"),
+            }
         }
-        for endpoint in &endpoints {
+        for endpoint in &deliveries.endpoints {
             match webhooks::delivery_delay(&js, endpoint, now).await {
                 Ok(waited) => {
                     metrics::gauge!(crate::metrics::WEBHOOK_DELAY, "endpoint" => endpoint.clone())

@@ -71,7 +71,8 @@ pub async fn run(
     };
     let settings = Arc::new(settings);
     loop {
-        let Some((tenure, may_act)) = duties::held(&mut tenures).await else {
+        let Some((tenure, may_act)) = duties::held(&mut tenures, duties::WEBHOOKS_SHARD).await
+        else {
             return;
         };
         info!(epoch = %tenure.epoch, endpoints = settings.dispatch.webhooks.len(), "this instance holds shard 0: delivering to the police webhooks");
