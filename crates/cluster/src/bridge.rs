@@ -3,7 +3,8 @@
 //! JetStream has stored every copy (`docs/cluster.md`, "Devices keep
 //! speaking MQTT").
 //!
-//! One instance runs it at a time, under a lease. It checks the lease before
+//! There is one for each device broker ([`crate::brokers`]). One instance
+//! runs each at a time, under a lease. It checks the lease before
 //! every message it hands on, and every 100 ms when none comes, and stops
 //! when the lease has run out. It reads on a persistent MQTT session with a
 //! fixed client id, so:

@@ -2,7 +2,9 @@
 //! room, the police's feed and the devices read them (`docs/cluster.md`,
 //! "Alerts leave through a stream").
 //!
-//! One instance runs it at a time, under a lease, as the bridge runs. It
+//! There is one for each device broker ([`crate::brokers`]), each reading
+//! the whole stream, so that every broker carries every alert. One instance
+//! runs each at a time, under a lease, as the bridge runs. It
 //! reads `KORDON_ALERTS` on a durable consumer and acknowledges a message to
 //! the stream only once Mosquitto has acknowledged its publication (QoS 1),
 //! so a deliverer that dies leaves what it had not delivered to the next
