@@ -19,7 +19,8 @@ pub struct ClusterConfig {
     /// This instance's name, unique in the cluster.
     pub instance: String,
     /// Fixed when the cluster is first set up: instances that disagree on it
-    /// would put one case in two shards.
+    /// would put one case in two shards, so one that does is refused
+    /// (`crate::agreement`).
     #[serde(default = "default_shards")]
     pub shards: u32,
     #[serde(default = "default_bucket")]

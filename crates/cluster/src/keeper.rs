@@ -60,6 +60,10 @@ pub enum ClusterError {
     Bucket { bucket: String, message: String },
     #[error("reading NATS {bucket:?}: {message}")]
     Watch { bucket: String, message: String },
+    /// This instance's configuration differs from the cluster's on what
+    /// every instance must share (`crate::agreement`).
+    #[error("this instance disagrees with the cluster: {0}")]
+    Disagreement(String),
 }
 
 /// The shards this instance may act for, and who holds the others.

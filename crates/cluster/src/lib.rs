@@ -2,6 +2,8 @@
 //! it holds a lease on (issue 15; `docs/cluster.md`).
 //!
 //! - [`shards`]: which shard a case is in, and which instance a shard prefers.
+//! - [`agreement`]: what every instance must agree on (the shard count, the
+//!   device brokers), checked as it joins.
 //! - [`lease`]: the lease table and its rules, without IO or a clock.
 //! - [`cases`]: the cluster's cases in a key-value bucket, and the device
 //!   map derived from them.
@@ -27,6 +29,7 @@
 //!
 //! Single-process kordon needs none of this.
 
+pub mod agreement;
 pub mod alerts;
 pub mod bridge;
 pub mod brokers;

@@ -16,7 +16,8 @@ use sha2::{Digest, Sha256};
 
 /// The shards of a cluster are numbered `0..count`. The count is part of a
 /// cluster's identity: instances that disagree on it would put one case in
-/// two shards, so it is fixed when the cluster is first set up.
+/// two shards, so it is fixed when the cluster is first set up, and an
+/// instance with another is refused ([`crate::agreement`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ShardCount(u16);
 

@@ -15,7 +15,8 @@
 //! webhooks get each CAP message once, their retries carried on by the
 //! next deliverer after a crash, each attempt shown on its alert. With two
 //! device brokers, each carries every alert once, and a broker's bridge
-//! moves with its shard.
+//! moves with its shard; an instance that disagrees with the cluster on
+//! its shards or brokers is refused.
 //!
 //! Skipped loudly without `nats-server` (failed with `KORDON_REQUIRE_NATS=1`).
 
@@ -1967,4 +1968,59 @@ async fn every_device_broker_carries_every_alert_and_its_bridge_moves_with_its_s
     for (_, instance) in instances {
         instance.leave().await;
     }
+}
+
+/// Instances whose `kordon.toml` disagree on the shard count, or on which
+/// broker is the i-th, would put a case in two shards or leave a broker's
+/// devices unread: the later one refuses to join, naming the difference. A
+/// broker added at the end is agreed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_instance_that_disagrees_on_the_shards_or_the_brokers_is_refused() {
+    let Some(nats) = Nats::start() else { return };
+    let shards = ShardCount::new(SHARDS).unwrap();
+    let brokers = |ports: &[u16]| {
+        let options = ports
+            .iter()
+            .map(|&port| rumqttc::MqttOptions::new("set by each client", "127.0.0.1", port))
+            .collect();
+        let brokers = DeviceBroker::list(options, shards).unwrap();
+        Some(DutiesSettings { brokers })
+    };
+    // Nothing listens on these ports: only the names matter here.
+    let first = Instance::start(&config("agree-a"), settings(&nats, "a"), brokers(&[1, 2]))
+        .await
+        .unwrap();
+
+    let mut other_count = settings(&nats, "b");
+    other_count.shards = ShardCount::new(SHARDS * 2).unwrap();
+    let refused = Instance::start(&config("agree-b"), other_count, brokers(&[1, 2])).await;
+    let Err(refused) = refused else {
+        panic!("another shard count joined")
+    };
+    assert!(
+        refused
+            .to_string()
+            .contains("cluster.shards: 8 here, 4 in the cluster"),
+        "{refused}"
+    );
+    let swapped = Instance::start(&config("agree-c"), settings(&nats, "c"), brokers(&[2, 1])).await;
+    let Err(swapped) = swapped else {
+        panic!("the brokers in another order joined")
+    };
+    assert!(
+        swapped
+            .to_string()
+            .contains("cluster.device_brokers[0]: 127.0.0.1:2 here, 127.0.0.1:1"),
+        "{swapped}"
+    );
+
+    let added = Instance::start(
+        &config("agree-d"),
+        settings(&nats, "d"),
+        brokers(&[1, 2, 3]),
+    )
+    .await
+    .unwrap();
+    added.leave().await;
+    first.leave().await;
 }

@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 
 use async_nats::jetstream::kv;
 use futures_util::StreamExt;
+use kordon_cluster::agreement::Agreement;
 use kordon_cluster::cases::{self, CaseChange};
 use kordon_cluster::snapshots::ShardSnapshots;
 use kordon_cluster::{ClusterError, ClusterSettings, LeaseKeeper, Shard, ShardCount, Tenure};
@@ -308,6 +309,9 @@ impl Instance {
         let js = async_nats::jetstream::new(client);
         let retention = settings.retention;
         let replicas = settings.replicas;
+        let brokers = duties.iter().flat_map(|d| &d.brokers).map(|b| b.label());
+        let view = Agreement::new(settings.shards, brokers.collect());
+        kordon_cluster::agreement::join(&js, replicas, &view).await?;
         kordon_cluster::bridge::ensure_shard_stream(&js, replicas, retention.shard_stream_age())
             .await?;
         kordon_cluster::alerts::ensure_alert_stream(
