@@ -120,6 +120,24 @@ pub async fn join(
     ))
 }
 
+/// What the cluster holds, for `kordon cluster status`; `None` before any
+/// instance has joined.
+pub async fn read(nats_url: &str) -> Result<Option<Agreement>, ClusterError> {
+    let js = jetstream::new(crate::keeper::connect(nats_url).await?);
+    let error = |e: &dyn std::fmt::Display| ClusterError::Watch {
+        bucket: AGREEMENT_BUCKET.to_string(),
+        message: e.to_string(),
+    };
+    let Ok(store) = js.get_key_value(AGREEMENT_BUCKET).await else {
+        return Ok(None);
+    };
+    let entry = store.entry(KEY).await.map_err(|e| error(&e))?;
+    match entry.filter(|e| e.operation == kv::Operation::Put) {
+        Some(entry) => serde_json::from_slice(&entry.value).map_err(|e| error(&e)),
+        None => Ok(None),
+    }
+}
+
 /// Writes `agreement` over `revision` (or as the first); false if another
 /// instance wrote first.
 async fn write(store: &kv::Store, agreement: &Agreement, revision: Option<u64>) -> bool {

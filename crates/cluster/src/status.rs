@@ -1,7 +1,8 @@
 //! `kordon cluster status`: the lease bucket as an operator reads it. Who
 //! is a member and when each was last heard from, who holds each shard under
 //! which epoch and since when it was last renewed, and the shards nobody
-//! holds.
+//! holds; and which instance runs each device broker's bridge and
+//! deliverer.
 //!
 //! The ages come from the wall clocks of NATS and of the machine asking.
 //! They are for reading; no decision is made from them.
@@ -28,6 +29,32 @@ fn age(now_unix_ms: i64, written_unix_ms: i64) -> String {
         "{:.1} s ago",
         (now_unix_ms - written_unix_ms).max(0) as f64 / 1000.0
     )
+}
+
+/// Which instance runs each device broker's bridge and deliverer: the
+/// holder of shard *i* for the *i*-th ([`crate::brokers`]).
+pub fn render_brokers(brokers: &[String], states: &[KeyState]) -> String {
+    let mut out = String::new();
+    if brokers.is_empty() {
+        return out;
+    }
+    let _ = writeln!(
+        out,
+        "device brokers (bridge and deliverer on the holder of the broker's shard):"
+    );
+    for (i, broker) in brokers.iter().enumerate() {
+        let holder = states
+            .iter()
+            .find_map(|state| match (&state.key, &state.value) {
+                (Key::Shard(shard), Some(value)) if usize::from(shard.0) == i => {
+                    Some(value.owner.to_string())
+                }
+                _ => None,
+            });
+        let holder = holder.unwrap_or_else(|| "(nobody: its devices wait in Mosquitto)".into());
+        let _ = writeln!(out, "{:>5}  {broker:<32} {holder}", i);
+    }
+    out
 }
 
 /// The status as text.
@@ -160,6 +187,16 @@ mod tests {
         );
         assert!(
             text.contains("    2  kordon-a                         42  0.1 s ago"),
+            "{text}"
+        );
+        let brokers = ["mq-1:8883".to_string(), "mq-2:8883".to_string()];
+        let text = render_brokers(&brokers, &states);
+        assert!(
+            text.contains("    0  mq-1:8883                        kordon-a"),
+            "{text}"
+        );
+        assert!(
+            text.contains("    1  mq-2:8883                        (nobody"),
             "{text}"
         );
     }

@@ -272,7 +272,7 @@ fn cluster_device_brokers(
     let urls = config.device_broker_urls();
     if config.broker.embedded || urls.is_empty() {
         return Err(
-            "in a cluster, the devices' Mosquitto must be named, with [broker] `url` \
+            "in a cluster, [broker] must name the devices' Mosquitto with `url` \
              (or [cluster] `device_brokers`) and `embedded = false`"
                 .to_string(),
         );
@@ -779,8 +779,13 @@ fn cluster_status(
     runtime: &tokio::runtime::Runtime,
     settings: &kordon_cluster::ClusterSettings,
 ) -> ExitCode {
-    match runtime.block_on(kordon_cluster::keeper::shard_map(settings)) {
-        Ok(states) => {
+    let read = async {
+        let states = kordon_cluster::keeper::shard_map(settings).await?;
+        let agreed = kordon_cluster::agreement::read(&settings.nats_url).await?;
+        Ok::<_, kordon_cluster::ClusterError>((states, agreed))
+    };
+    match runtime.block_on(read) {
+        Ok((states, agreed)) => {
             let now_ms = jiff::Timestamp::now().as_millisecond();
             println!(
                 "cluster: {} (bucket {})",
@@ -789,6 +794,11 @@ fn cluster_status(
             print!(
                 "{}",
                 kordon_cluster::status::render(&states, settings.shards, now_ms)
+            );
+            let brokers = agreed.map(|a| a.device_brokers).unwrap_or_default();
+            print!(
+                "{}",
+                kordon_cluster::status::render_brokers(&brokers, &states)
             );
             ExitCode::SUCCESS
         }

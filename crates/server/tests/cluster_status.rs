@@ -49,6 +49,17 @@ async fn cluster_status_shows_who_holds_every_shard() {
         };
         keepers.push(LeaseKeeper::start(settings).await.unwrap());
     }
+    // An instance with two device brokers joined before.
+    let js =
+        async_nats::jetstream::new(kordon_cluster::keeper::connect(&nats.url()).await.unwrap());
+    let brokers = vec![
+        "mq-1.example:8883".to_string(),
+        "mq-2.example:8883".to_string(),
+    ];
+    let view = kordon_cluster::agreement::Agreement::new(ShardCount::DEFAULT, brokers);
+    kordon_cluster::agreement::join(&js, 1, &view)
+        .await
+        .unwrap();
     let config = config.to_str().unwrap().to_string();
     let start = Instant::now();
     let text = loop {
@@ -81,6 +92,21 @@ async fn cluster_status_shows_who_holds_every_shard() {
         64,
         "{text}"
     );
+    // Each broker's bridge and deliverer run on its shard's holder.
+    for (i, broker) in ["mq-1.example:8883", "mq-2.example:8883"]
+        .iter()
+        .enumerate()
+    {
+        let line = text
+            .lines()
+            .find(|l| l.contains(broker))
+            .unwrap_or_else(|| panic!("no line for {broker}:\n{text}"));
+        assert!(line.trim_start().starts_with(&i.to_string()), "{line}");
+        assert!(
+            line.ends_with("kordon-a") || line.ends_with("kordon-b"),
+            "{line}"
+        );
+    }
     for keeper in keepers {
         keeper.leave().await;
     }
