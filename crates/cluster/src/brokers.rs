@@ -40,6 +40,8 @@ pub enum BrokerListError {
          so there can be no more brokers than shards"
     )]
     MoreThanShards { brokers: usize, shards: u16 },
+    #[error("the device broker {0} is listed twice: every alert would reach it twice")]
+    Twice(String),
 }
 
 impl DeviceBroker {
@@ -58,11 +60,17 @@ impl DeviceBroker {
                 shards: shards.get(),
             });
         }
-        Ok(brokers
+        let brokers: Vec<DeviceBroker> = brokers
             .into_iter()
             .zip(0u16..)
             .map(|(mqtt, index)| DeviceBroker { index, mqtt })
-            .collect())
+            .collect();
+        for (i, broker) in brokers.iter().enumerate() {
+            if brokers[..i].iter().any(|b| b.label() == broker.label()) {
+                return Err(BrokerListError::Twice(broker.label()));
+            }
+        }
+        Ok(brokers)
     }
 
     /// The shard whose lease carries this broker's bridge and deliverer.
@@ -70,11 +78,12 @@ impl DeviceBroker {
         Shard(self.index)
     }
 
-    /// How operators name it in metrics and logs: its host and port (never
+    /// How operators name it in metrics and logs, and instances compare
+    /// it ([`crate::agreement`]): its host, in lower case, and port (never
     /// its credentials).
     pub fn label(&self) -> String {
         let (host, port) = self.mqtt.broker_address();
-        format!("{host}:{port}")
+        format!("{}:{port}", host.to_ascii_lowercase())
     }
 
     /// Its bridge's settings: one Mosquitto session for whichever instance
@@ -103,15 +112,25 @@ impl DeviceBroker {
     /// The alerts' stream's consumer that delivers to it, which any
     /// instance reads to tell how long its alerts wait.
     pub fn consumer(&self) -> String {
-        self.named(DelivererSettings::CONSUMER)
+        consumer_of(self.index)
     }
 
-    /// Broker 0 keeps the name of a cluster with one broker.
     fn named(&self, name: &str) -> String {
-        match self.index {
-            0 => name.to_string(),
-            i => format!("{name}-{i}"),
-        }
+        named(name, self.index)
+    }
+}
+
+/// The alerts' consumer of the broker in place `index`, which a rewrite of
+/// the list removes when the broker there goes ([`crate::agreement`]).
+pub fn consumer_of(index: u16) -> String {
+    named(DelivererSettings::CONSUMER, index)
+}
+
+/// Broker 0 keeps the names of a cluster with one broker.
+fn named(name: &str, index: u16) -> String {
+    match index {
+        0 => name.to_string(),
+        i => format!("{name}-{i}"),
     }
 }
 
@@ -137,6 +156,17 @@ mod tests {
         assert_eq!(second.deliverer().client_id, "kordon-deliverer-1");
         assert_eq!(second.deliverer().consumer, "kordon-deliverer-1");
         assert_eq!(second.label(), "mq.example:8884");
+    }
+
+    #[test]
+    fn a_broker_listed_twice_is_refused_whatever_the_case_of_its_host() {
+        let shards = ShardCount::new(4).unwrap();
+        let upper = MqttOptions::new("set by each client", "MQ.example", 8883);
+        let twice = DeviceBroker::list(vec![options(8883), upper], shards);
+        assert_eq!(
+            twice.unwrap_err(),
+            BrokerListError::Twice("mq.example:8883".into())
+        );
     }
 
     #[test]

@@ -116,6 +116,8 @@ impl Deliverer {
             message: e.to_string(),
         };
         let stream = js.get_stream(ALERT_STREAM).await.map_err(|e| error(&e))?;
+        // From this machine's clock, compared with NATS's stored times:
+        // skew between the two shortens or lengthens the look-back.
         let start_time = time::OffsetDateTime::from(SystemTime::now() - settings.first_look_back);
         // Taken as it is when it exists: where it stands is what matters.
         let consumer = stream
@@ -332,12 +334,28 @@ async fn deliver(settings: DelivererSettings, mut messages: pull::Stream, may_ac
 /// waits. Before any deliverer made its consumer, every message waits. Any
 /// instance can ask, so a deliverer that stalls or is gone (Mosquitto
 /// unreachable, its instance stuck) is seen by the others.
+///
+/// A broker whose deliverer has not yet made its consumer (its shard is
+/// held by an instance without it in its list, during a rolling restart)
+/// waits for at most [`DelivererSettings::FIRST_LOOK_BACK`]: its consumer
+/// will start that far back, not at the oldest alert of the stream.
 pub async fn delivery_delay(
     js: &jetstream::Context,
     consumer: &str,
     now: SystemTime,
 ) -> Result<Duration, ClusterError> {
-    alerts::unacknowledged_for(js, consumer, now).await
+    let waited = alerts::unacknowledged_for(js, consumer, now).await?;
+    if waited <= DelivererSettings::FIRST_LOOK_BACK {
+        return Ok(waited);
+    }
+    let exists = match js.get_stream(ALERT_STREAM).await {
+        Ok(stream) => stream.consumer_info(consumer).await.is_ok(),
+        Err(_) => true,
+    };
+    Ok(match exists {
+        true => waited,
+        false => DelivererSettings::FIRST_LOOK_BACK,
+    })
 }
 
 /// Waits a moment for Mosquitto to acknowledge what is in flight, taking

@@ -119,6 +119,14 @@ enum ClusterCommand {
         #[arg(required = true)]
         ids: Vec<String>,
     },
+    /// Makes the configuration's device brokers the cluster's list, to take
+    /// a broker off it or put another in its place once its devices have
+    /// left it (adding one at the end needs no command). Removes the
+    /// alerts' consumer of each place whose broker goes.
+    Agree {
+        #[arg(long, default_value = "config/kordon.toml")]
+        config: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -642,7 +650,8 @@ fn cluster(command: ClusterCommand) -> ExitCode {
     let path = match &command {
         ClusterCommand::Status { config }
         | ClusterCommand::PutCases { config, .. }
-        | ClusterCommand::DeleteCases { config, .. } => config.clone(),
+        | ClusterCommand::DeleteCases { config, .. }
+        | ClusterCommand::Agree { config } => config.clone(),
     };
     let config = match Config::load(&path) {
         Ok(config) => config,
@@ -651,7 +660,7 @@ fn cluster(command: ClusterCommand) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let Some(cluster) = config.cluster else {
+    let Some(cluster) = config.cluster.clone() else {
         eprintln!(
             "kordon: {}: no [cluster] section: this kordon runs alone",
             path.display()
@@ -669,6 +678,63 @@ fn cluster(command: ClusterCommand) -> ExitCode {
             put_cases(&runtime, &settings, &config.engine, &files)
         }
         ClusterCommand::DeleteCases { ids, .. } => delete_cases(&runtime, &settings, &ids),
+        ClusterCommand::Agree { .. } => cluster_agree(&runtime, &config, &settings),
+    }
+}
+
+/// `kordon cluster agree`: the configuration's device brokers become the
+/// cluster's list (`kordon_cluster::agreement::rewrite`), and the alerts'
+/// consumer of each place whose broker went is removed, so that a broker
+/// put there later starts a few minutes back.
+fn cluster_agree(
+    runtime: &tokio::runtime::Runtime,
+    config: &Config,
+    settings: &kordon_cluster::ClusterSettings,
+) -> ExitCode {
+    use kordon_cluster::agreement::{self, Agreement};
+    let brokers = match cluster_device_brokers(config, settings.shards) {
+        Ok(brokers) => brokers,
+        Err(problem) => {
+            eprintln!("kordon cluster agree: {problem}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let labels: Vec<String> = brokers.iter().map(|b| b.label()).collect();
+    let view = Agreement::new(settings.shards, labels.clone());
+    let rewrite = async {
+        let client = kordon_cluster::keeper::connect(&settings.nats_url).await?;
+        let js = async_nats::jetstream::new(client);
+        let rewritten = agreement::rewrite(&js, settings.replicas, &view).await?;
+        let alerts = js.get_stream(kordon_cluster::alerts::ALERT_STREAM).await;
+        let mut removed = Vec::new();
+        for place in &rewritten.replaced {
+            let consumer = kordon_cluster::brokers::consumer_of(*place);
+            if let Ok(alerts) = &alerts {
+                if alerts.delete_consumer(&consumer).await.is_ok() {
+                    removed.push(consumer);
+                }
+            }
+        }
+        Ok::<_, kordon_cluster::ClusterError>((rewritten, removed))
+    };
+    match runtime.block_on(rewrite) {
+        Ok((rewritten, removed)) => {
+            let before = rewritten.before.map(|b| b.device_brokers);
+            println!(
+                "device brokers were: {}",
+                before.map_or("(none agreed yet)".into(), |b| b.join(", "))
+            );
+            println!("device brokers now:  {}", labels.join(", "));
+            if !removed.is_empty() {
+                println!("removed the alerts' consumers {}", removed.join(", "));
+            }
+            println!("restart each instance with this list; until then, one with another list is refused or leaves brokers unread");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("kordon cluster agree: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
 
@@ -781,7 +847,8 @@ fn cluster_status(
 ) -> ExitCode {
     let read = async {
         let states = kordon_cluster::keeper::shard_map(settings).await?;
-        let agreed = kordon_cluster::agreement::read(&settings.nats_url).await?;
+        // The leases are shown even when the agreement cannot be read.
+        let agreed = kordon_cluster::agreement::read(&settings.nats_url).await;
         Ok::<_, kordon_cluster::ClusterError>((states, agreed))
     };
     match runtime.block_on(read) {
@@ -795,7 +862,13 @@ fn cluster_status(
                 "{}",
                 kordon_cluster::status::render(&states, settings.shards, now_ms)
             );
-            let brokers = agreed.map(|a| a.device_brokers).unwrap_or_default();
+            let brokers = match agreed {
+                Ok(agreed) => agreed.map(|a| a.device_brokers).unwrap_or_default(),
+                Err(e) => {
+                    println!("device brokers: unknown ({e})");
+                    Vec::new()
+                }
+            };
             print!(
                 "{}",
                 kordon_cluster::status::render_brokers(&brokers, &states)

@@ -1,7 +1,8 @@
 //! `kordon cluster status` against a nats-server of the test's own, with two
 //! instances' lease keepers running; `kordon run` in a cluster refusing an
-//! embedded broker; and `kordon cluster put-cases` refusing a device on
-//! both sides of two cases.
+//! embedded broker; `kordon cluster put-cases` refusing a device on
+//! both sides of two cases; and `kordon cluster agree` taking a device
+//! broker off the cluster's list.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -193,4 +194,74 @@ async fn put_cases_stores_nothing_when_a_device_would_be_on_both_sides() {
         "the conflict is found against the bucket too: {err}"
     );
     assert!(!stored("RTM-2026-0900").await.unwrap().exists());
+}
+
+/// A configuration with two device brokers, in `dir`.
+fn config_with_brokers(dir: &Path, nats_url: &str, brokers: &[&str]) -> PathBuf {
+    let path = config_with_cluster(dir, nats_url);
+    let text = std::fs::read_to_string(&path).unwrap();
+    let listed: Vec<String> = brokers.iter().map(|b| format!("{b:?}")).collect();
+    let text = text.replace("embedded = true", "embedded = false")
+        + &format!("device_brokers = [{}]\n", listed.join(", "));
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// Taking the second of two brokers off: the cluster's list shrinks only
+/// through the command, and the consumer of the broker gone is removed, so
+/// that another broker put in its place starts a few minutes back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_agree_takes_a_broker_off_the_list_and_its_consumer_with_it() {
+    use kordon_cluster::agreement::{self, Agreement};
+    let Some(nats) = Nats::start() else { return };
+    let js = nats.jetstream_with_shard_stream().await;
+    kordon_cluster::alerts::ensure_alert_stream(&js, 1, None)
+        .await
+        .unwrap();
+    let two = ["mqtt://mq-1.example:1883", "mqtt://mq-2.example:1883"];
+    let labels = vec![
+        "mq-1.example:1883".to_string(),
+        "mq-2.example:1883".to_string(),
+    ];
+    agreement::join(&js, 1, &Agreement::new(ShardCount::DEFAULT, labels.clone()))
+        .await
+        .unwrap();
+    let stream = js
+        .get_stream(kordon_cluster::alerts::ALERT_STREAM)
+        .await
+        .unwrap();
+    let consumer = async_nats::jetstream::consumer::pull::Config {
+        durable_name: Some("kordon-deliverer-1".into()),
+        ..Default::default()
+    };
+    stream.create_consumer(consumer).await.unwrap();
+
+    // An instance with only the first joins, and shortens nothing.
+    let one = Agreement::new(ShardCount::DEFAULT, labels[..1].to_vec());
+    agreement::join(&js, 1, &one).await.unwrap();
+    let agreed = agreement::read(&nats.url()).await.unwrap().unwrap();
+    assert_eq!(agreed.device_brokers, labels);
+
+    let dir = tempfile::tempdir().unwrap();
+    let config = config_with_brokers(dir.path(), &nats.url(), &two[..1]);
+    let out = kordon(&["cluster", "agree", "--config", config.to_str().unwrap()]);
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("removed the alerts' consumers kordon-deliverer-1"),
+        "{text}"
+    );
+    let agreed = agreement::read(&nats.url()).await.unwrap().unwrap();
+    assert_eq!(agreed.device_brokers, labels[..1]);
+    assert!(stream.consumer_info("kordon-deliverer-1").await.is_err());
+
+    // Another broker can now take the second place.
+    let other = vec![labels[0].clone(), "mq-3.example:1883".to_string()];
+    agreement::join(&js, 1, &Agreement::new(ShardCount::DEFAULT, other))
+        .await
+        .unwrap();
 }
