@@ -22,7 +22,6 @@
 
 use async_nats::jetstream::{self, kv};
 use serde::{Deserialize, Serialize};
-
 use tracing::warn;
 
 use crate::keeper::{open_or_create_bucket, ClusterError};
@@ -51,14 +50,7 @@ impl Agreement {
     /// Why an instance with this view may not join a cluster that holds
     /// `stored`, naming each difference; `None` when it may.
     pub fn disagreement(&self, stored: &Agreement) -> Option<String> {
-        let mut problems = Vec::new();
-        if self.shards != stored.shards {
-            problems.push(format!(
-                "cluster.shards: {} here, {} in the cluster (fixed when the cluster was set up: \
-                 another count would put a case in two shards)",
-                self.shards, stored.shards
-            ));
-        }
+        let mut problems: Vec<String> = self.other_shard_count(stored).into_iter().collect();
         let pairs = self.device_brokers.iter().zip(&stored.device_brokers);
         for (i, (ours, theirs)) in pairs.enumerate() {
             if ours != theirs {
@@ -70,6 +62,16 @@ impl Agreement {
             }
         }
         (!problems.is_empty()).then(|| problems.join("; "))
+    }
+
+    fn other_shard_count(&self, stored: &Agreement) -> Option<String> {
+        (self.shards != stored.shards).then(|| {
+            format!(
+                "cluster.shards: {} here, {} in the cluster (fixed when the cluster was set up: \
+                 another count would put a case in two shards)",
+                self.shards, stored.shards
+            )
+        })
     }
 
     /// What the cluster holds once this instance has joined: its own view,
@@ -143,18 +145,11 @@ pub async fn rewrite(
     let store = open(js, replicas).await?;
     for _ in 0..10 {
         let stored = current(&store).await?;
-        if let Some((before, _)) = &stored {
-            if before.shards != ours.shards {
-                let why = Agreement {
-                    device_brokers: vec![],
-                    ..ours.clone()
-                }
-                .disagreement(&Agreement {
-                    device_brokers: vec![],
-                    ..before.clone()
-                });
-                return Err(ClusterError::Disagreement(why.unwrap_or_default()));
-            }
+        let other_count = stored
+            .as_ref()
+            .and_then(|(before, _)| ours.other_shard_count(before));
+        if let Some(why) = other_count {
+            return Err(ClusterError::Disagreement(why));
         }
         let revision = stored.as_ref().map(|(_, revision)| *revision);
         if write(&store, ours, revision).await? {

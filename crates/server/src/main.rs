@@ -682,6 +682,25 @@ fn cluster(command: ClusterCommand) -> ExitCode {
     }
 }
 
+/// Removes the alerts' consumers of the deliverers to the brokers in
+/// `places`; the names of those it removed (one never made is not there).
+async fn remove_deliverers_consumers(
+    js: &async_nats::jetstream::Context,
+    places: &[u16],
+) -> Vec<String> {
+    let Ok(alerts) = js.get_stream(kordon_cluster::alerts::ALERT_STREAM).await else {
+        return Vec::new();
+    };
+    let mut removed = Vec::new();
+    for place in places {
+        let consumer = kordon_cluster::brokers::consumer_of(*place);
+        if alerts.delete_consumer(&consumer).await.is_ok() {
+            removed.push(consumer);
+        }
+    }
+    removed
+}
+
 /// `kordon cluster agree`: the configuration's device brokers become the
 /// cluster's list (`kordon_cluster::agreement::rewrite`), and the alerts'
 /// consumer of each place whose broker went is removed, so that a broker
@@ -705,16 +724,7 @@ fn cluster_agree(
         let client = kordon_cluster::keeper::connect(&settings.nats_url).await?;
         let js = async_nats::jetstream::new(client);
         let rewritten = agreement::rewrite(&js, settings.replicas, &view).await?;
-        let alerts = js.get_stream(kordon_cluster::alerts::ALERT_STREAM).await;
-        let mut removed = Vec::new();
-        for place in &rewritten.replaced {
-            let consumer = kordon_cluster::brokers::consumer_of(*place);
-            if let Ok(alerts) = &alerts {
-                if alerts.delete_consumer(&consumer).await.is_ok() {
-                    removed.push(consumer);
-                }
-            }
-        }
+        let removed = remove_deliverers_consumers(&js, &rewritten.replaced).await;
         Ok::<_, kordon_cluster::ClusterError>((rewritten, removed))
     };
     match runtime.block_on(rewrite) {
