@@ -14,8 +14,8 @@
 //! instance sees every shard's alerts and positions live. The police's
 //! webhooks get each CAP message once, their retries carried on by the
 //! next deliverer after a crash, each attempt shown on its alert. With two
-//! device brokers, each carries every alert once, and a broker's bridge
-//! moves with its shard; an instance that disagrees with the cluster on
+//! device brokers, each carries every alert and victim's warning once, and
+//! a broker's bridge moves with its shard; an instance that disagrees with the cluster on
 //! its shards or brokers is refused.
 //!
 //! Skipped loudly without `nats-server` (failed with `KORDON_REQUIRE_NATS=1`).
@@ -1834,6 +1834,22 @@ async fn police_webhooks_get_every_breach_once_from_a_cluster_and_retries_outliv
 
 const MONITORING: &str = "kordon/v1/alerts/monitoring";
 
+const DEVICE_WARNINGS: &str = "kordon/v1/devices/+/warning";
+
+/// How many `event`s of a zone breach `device` was warned of, as heard on
+/// a broker.
+fn warned(heard: &Watcher, device: &str, event: &str) -> usize {
+    let topic = format!("kordon/v1/devices/{device}/warning");
+    let log = heard.log();
+    let bodies = log
+        .iter()
+        .filter(|(t, _)| *t == topic)
+        .map(|(_, payload)| serde_json::from_slice::<Value>(payload).unwrap_or(Value::Null));
+    bodies
+        .filter(|b| b["kind"] == "zone_breach" && b["event"] == event)
+        .count()
+}
+
 /// How many `event`s of the case's zone breach a room received.
 fn received(room: &Watcher, case: &TestCase, event: &str) -> usize {
     let log = room.log();
@@ -1881,7 +1897,7 @@ async fn every_device_broker_carries_every_alert_and_its_bridge_moves_with_its_s
     let mut rooms = Vec::new();
     for port in ports {
         let broker = common::Broker::External(format!("mqtt://127.0.0.1:{port}"));
-        rooms.push(Watcher::new(&broker, &[MONITORING]).await);
+        rooms.push(Watcher::new(&broker, &[MONITORING, DEVICE_WARNINGS]).await);
     }
     let mut instances = HashMap::new();
     for name in ["a", "b"] {
@@ -1962,6 +1978,13 @@ async fn every_device_broker_carries_every_alert_and_its_bridge_moves_with_its_s
                 received(room, case, "cleared"),
             );
             assert_eq!(counts, (1, 1), "case {} in the room on :{port}", case.id);
+            // Her device, on whichever broker, hears of his breach once,
+            // and once of its end.
+            let warned = (
+                warned(room, &case.victim, "opened"),
+                warned(room, &case.victim, "cleared"),
+            );
+            assert_eq!(warned, (1, 1), "{}'s device on :{port}", case.victim);
         }
     }
     for (_, instance) in instances {
