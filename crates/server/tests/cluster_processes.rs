@@ -12,6 +12,9 @@
 //! Then every breach has reached the police, and nothing reached the
 //! police, the monitoring room or a victim's device twice.
 //!
+//! And `kordon run` with two device brokers in its `kordon.toml`: a device
+//! on the second breaches, and the room on the first hears of it.
+//!
 //! `KORDON_CLUSTER_FIXES` sets how many fixes (default 50,000),
 //! `KORDON_CLUSTER_KILLS` how many SIGKILLs in step 1 (default 1; the
 //! fail-over's p50 and max are printed). Skipped
@@ -578,4 +581,88 @@ async fn partition_one(members: &mut [Member], http: &reqwest::Client) {
         members[busiest].name, counts[busiest]
     );
     members[busiest].nats.up();
+}
+
+/// `kordon run` with `[cluster] device_brokers`: the configuration a
+/// programme writes reaches both brokers. A device on the second breaches;
+/// the room on the first hears of it, and `/metrics` reads how long alerts
+/// wait for each broker.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kordon_run_reads_every_device_broker_and_tells_each_of_every_alert() {
+    let Some(nats) = Nats::start() else { return };
+    let (Some(first), Some(second)) = (Mosquitto::start(), Mosquitto::start()) else {
+        return;
+    };
+    let urls = [first.port, second.port].map(|port| format!("mqtt://127.0.0.1:{port}"));
+    let mut member = Member::new("k1", &nats, &urls[0]).await;
+    let mut text = std::fs::read_to_string(&member.config).unwrap();
+    text.push_str(&format!(
+        "device_brokers = [{:?}, {:?}]\n",
+        urls[0], urls[1]
+    ));
+    std::fs::write(&member.config, text).unwrap();
+    let case = TestCase::new("high");
+    let file = common::temp_dir("two-brokers-case").join("case.json");
+    std::fs::write(&file, case.json().to_string()).unwrap();
+    put_cases(&member.config, &[file]);
+    let room = Watcher::new(
+        &Broker::External(urls[0].clone()),
+        &["kordon/v1/alerts/monitoring"],
+    )
+    .await;
+    let device = Watcher::new(&Broker::External(urls[1].clone()), &["kordon-test/none"]).await;
+
+    member.start();
+    let http = reqwest::Client::new();
+    all_served(
+        std::slice::from_ref(&member),
+        &http,
+        Duration::from_secs(20),
+    )
+    .await;
+    // His fixes, one a step, until the room has heard: broker 1's bridge
+    // may take a moment to subscribe, and what comes before is not kept.
+    let t0 = Timestamp::now() - SignedDuration::from_mins(30);
+    let topic = format!("kordon/v1/devices/{}/fix", case.offender);
+    let opened = |t: &str, p: &str| {
+        let body = json(p);
+        t.ends_with("monitoring") && body["case"] == case.id.as_str() && body["event"] == "opened"
+    };
+    let mut heard = None;
+    for step in 0..40 {
+        let at = if step < 20 {
+            common::north(ZONE_CENTRE, 600.0)
+        } else {
+            ZONE_CENTRE
+        };
+        let ts = t0 + SignedDuration::from_secs(step * STEP_S);
+        device.publish(&topic, fix_json(at.0, at.1, 5.0, ts)).await;
+        heard = room.wait_for(Duration::from_millis(250), opened).await;
+        if heard.is_some() {
+            break;
+        }
+    }
+    let log = std::fs::read_to_string(&member.log).unwrap_or_default();
+    assert!(
+        heard.is_some(),
+        "the room on broker 0 heard nothing of a breach on broker 1:\n{log}"
+    );
+
+    let page = http
+        .get(format!("{}/metrics", member.http))
+        .bearer_auth(common::MONITORING_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for mosquitto in [&first, &second] {
+        let series = format!(
+            "kordon_cluster_alert_delivery_delay_seconds{{broker=\"127.0.0.1:{}\"}}",
+            mosquitto.port
+        );
+        assert!(page.contains(&series), "{series} in /metrics");
+    }
+    member.terminate();
 }
