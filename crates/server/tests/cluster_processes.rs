@@ -139,18 +139,21 @@ impl Member {
 }
 
 impl Member {
-    /// `kordon_cluster_alert_delivery_delay_seconds` of its one broker,
-    /// from its `/metrics`.
-    async fn delivery_delay(&self, http: &reqwest::Client) -> Option<f64> {
-        let page = http
+    /// Its `/metrics` page.
+    async fn metrics(&self, http: &reqwest::Client) -> Option<String> {
+        let response = http
             .get(format!("{}/metrics", self.http))
             .bearer_auth(common::MONITORING_TOKEN)
             .send()
             .await
-            .ok()?
-            .text()
-            .await
             .ok()?;
+        response.text().await.ok()
+    }
+
+    /// `kordon_cluster_alert_delivery_delay_seconds` of its one broker,
+    /// from its `/metrics`.
+    async fn delivery_delay(&self, http: &reqwest::Client) -> Option<f64> {
+        let page = self.metrics(http).await?;
         page.lines()
             .find_map(|line| {
                 line.strip_prefix("kordon_cluster_alert_delivery_delay_seconds{broker=")
@@ -648,15 +651,7 @@ async fn kordon_run_reads_every_device_broker_and_tells_each_of_every_alert() {
         "the room on broker 0 heard nothing of a breach on broker 1:\n{log}"
     );
 
-    let page = http
-        .get(format!("{}/metrics", member.http))
-        .bearer_auth(common::MONITORING_TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = member.metrics(&http).await.expect("its /metrics");
     for mosquitto in [&first, &second] {
         let series = format!(
             "kordon_cluster_alert_delivery_delay_seconds{{broker=\"127.0.0.1:{}\"}}",
