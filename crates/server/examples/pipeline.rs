@@ -153,7 +153,10 @@ fn main() {
         if handled.is_multiple_of(10_000) {
             let at = Timestamp::now();
             core_tx
-                .send(Command::Tick { at })
+                .send(Command::Tick {
+                    at,
+                    intake_held: false,
+                })
                 .expect("the engine's thread runs");
         }
     }

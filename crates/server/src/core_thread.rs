@@ -79,6 +79,9 @@ pub enum Command {
     /// messages so far say (see [`crate::engine_time`]).
     Tick {
         at: Timestamp,
+        /// Messages kordon has read wait for their acknowledgement: a pause
+        /// in what arrives is kordon's, not the devices' silence.
+        intake_held: bool,
     },
     PutCase {
         case: Box<Case>,
@@ -653,7 +656,7 @@ impl CoreThread {
                 | Command::Operator { now, .. }
                 | Command::SyncCase { now, .. }
                 | Command::Bans { now, .. } => Some(*now),
-                Command::Connected { now, .. } | Command::Tick { at: now } => Some(*now),
+                Command::Connected { now, .. } | Command::Tick { at: now, .. } => Some(*now),
                 _ => None,
             };
             match command {
@@ -693,8 +696,8 @@ impl CoreThread {
                     let actions = self.deliveries.connected(now, session_present);
                     self.act(actions, now);
                 }
-                Command::Tick { at } => {
-                    let engine = self.ticks.tick(at);
+                Command::Tick { at, intake_held } => {
+                    let engine = self.ticks.tick(at, intake_held);
                     self.entries.push(Entry::new(Record::Tick { at, engine }));
                     self.tick(at, engine);
                     let actions = self.deliveries.tick(at);

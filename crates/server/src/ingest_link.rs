@@ -34,6 +34,8 @@
 //! It never decides anything about a message: [`Intake`] turns each into a
 //! command and queues it for the engine's thread.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, BytesMut};
@@ -57,6 +59,27 @@ use crate::core_thread::Command;
 use crate::health::{Health, Link};
 use crate::metrics as m;
 use crate::mqtt::{announce, subscriptions, Intake, Receipt};
+
+/// Whether kordon holds messages it has read and not yet acknowledged on
+/// the current connection (their records wait for the journal's commit).
+/// While it does, the broker may hold the rest back (its in-flight window
+/// is full), so a pause in what arrives is kordon's own, not the devices'
+/// silence: [`crate::engine_time`] must not end a backlog on it. A disk
+/// busy with another writer stalled a commit for longer than a backlog's
+/// quiet, and the rest of the backlog was judged at the wall clock.
+#[derive(Debug, Clone, Default)]
+pub struct Unacknowledged(Arc<AtomicBool>);
+
+impl Unacknowledged {
+    /// Some messages read on this connection wait for their acknowledgement.
+    pub fn any(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+
+    fn set(&self, any: bool) {
+        self.0.store(any, Ordering::Relaxed);
+    }
+}
 
 /// Who the link is to the broker.
 #[derive(Debug, Clone)]
@@ -149,6 +172,8 @@ pub struct IngestLink {
     pub clock: Clock,
     pub health: Health,
     pub stopping: watch::Receiver<bool>,
+    /// Told whether messages wait for their acknowledgement.
+    pub unacknowledged: Unacknowledged,
 }
 
 impl IngestLink {
@@ -164,6 +189,7 @@ impl IngestLink {
             clock,
             health,
             stopping,
+            unacknowledged,
         } = self;
         let mut driver = Driver {
             intake: Some(intake),
@@ -172,6 +198,7 @@ impl IngestLink {
             clock,
             health,
             stopping,
+            unacknowledged,
             keep_alive: session.keep_alive,
             messages_in: metrics::counter!(m::MESSAGES_IN),
         };
@@ -222,6 +249,7 @@ struct Driver {
     clock: Clock,
     health: Health,
     stopping: watch::Receiver<bool>,
+    unacknowledged: Unacknowledged,
     keep_alive: Duration,
     /// `kordon_messages_total`, looked up once rather than by name for
     /// every message.
@@ -255,6 +283,7 @@ impl Driver {
             if waiting.is_none() {
                 waiting = self.hand_on_read(&mut connection)?;
             }
+            self.unacknowledged.set(connection.unacknowledged > 0);
             let reading = self.intake.is_some() && waiting.is_none();
             let Connection { input, output, .. } = &mut connection;
             tokio::select! {
@@ -324,6 +353,9 @@ impl Driver {
                 return Ok(None);
             };
             self.messages_in.increment(1);
+            if publish.qos != QoS::AtMostOnce {
+                connection.unacknowledged += 1;
+            }
             let command = intake.command(publish, self.clock.now());
             match intake.hand_on(command) {
                 Ok(()) => {}
@@ -364,6 +396,8 @@ impl Driver {
 
     /// The connection is gone: monitoring is down until it is back.
     fn lost(&self) {
+        // The broker delivers them again on the next connection.
+        self.unacknowledged.set(false);
         if self.health.broker_lost(Link::Ingest, self.clock.now()) {
             announce(&self.status, OFFLINE);
         }
@@ -479,6 +513,8 @@ struct Connection {
     output: Output,
     number: u64,
     keep_alive: Duration,
+    /// Messages read on this connection and not yet acknowledged.
+    unacknowledged: usize,
 }
 
 impl Connection {
@@ -503,6 +539,7 @@ impl Connection {
             },
             number,
             keep_alive,
+            unacknowledged: 0,
         }
     }
 
@@ -519,6 +556,7 @@ impl Connection {
             queued += batch.len();
             for receipt in batch {
                 if let Some(ack) = receipt.acknowledgement(self.number) {
+                    self.unacknowledged = self.unacknowledged.saturating_sub(1);
                     self.output.queue(ack)?;
                 }
             }
@@ -848,6 +886,7 @@ mod tests {
     struct Kordon {
         commands: Commands,
         receipts: mpsc::Sender<Vec<Receipt>>,
+        unacknowledged: Unacknowledged,
         _stop: watch::Sender<bool>,
         _status: EventLoop,
     }
@@ -877,11 +916,14 @@ mod tests {
             clock: Clock::wall(),
             health: Health::default(),
             stopping,
+            unacknowledged: Unacknowledged::default(),
         };
+        let unacknowledged = link.unacknowledged.clone();
         tokio::spawn(link.run());
         Kordon {
             commands: Commands(commands),
             receipts,
+            unacknowledged,
             _stop: stop,
             _status: status_loop,
         }
@@ -977,6 +1019,43 @@ mod tests {
             broker.next_answering_pings().await,
             Packet::PubAck(PubAck::new(9))
         );
+    }
+
+    /// The ticks are told while messages read wait for their
+    /// acknowledgement (a commit the disk holds up), and when none does.
+    #[tokio::test]
+    async fn the_ticks_are_told_while_messages_wait_for_their_acknowledgement() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut kordon = start_link(&listener, 16);
+        let mut broker = FakeBroker::accept(&listener).await;
+        assert!(!kordon.unacknowledged.any(), "nothing read yet");
+        broker.send(fix(1)).await;
+        broker.send(fix(2)).await;
+        assert_eq!(
+            device_of(&kordon.commands.recv().await.unwrap()),
+            "connected"
+        );
+        let first = take_receipt(kordon.commands.recv().await.unwrap());
+        let second = take_receipt(kordon.commands.recv().await.unwrap());
+        assert!(kordon.unacknowledged.any(), "two read, none acknowledged");
+        kordon.receipts.send(vec![first]).await.unwrap();
+        assert_eq!(
+            broker.next_answering_pings().await,
+            Packet::PubAck(PubAck::new(1))
+        );
+        assert!(kordon.unacknowledged.any(), "one still waits");
+        kordon.receipts.send(vec![second]).await.unwrap();
+        assert_eq!(
+            broker.next_answering_pings().await,
+            Packet::PubAck(PubAck::new(2))
+        );
+        for _ in 0..100 {
+            if !kordon.unacknowledged.any() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("every message acknowledged, yet the ticks are told some wait");
     }
 
     /// A broker that held messages for kordon's session sends them right

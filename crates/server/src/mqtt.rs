@@ -322,6 +322,7 @@ impl Intake {
 pub async fn run_ticker(
     engine: Sender<Command>,
     clock: crate::clock::Clock,
+    unacknowledged: crate::ingest_link::Unacknowledged,
     mut stopping: watch::Receiver<bool>,
 ) {
     let period = Duration::from_secs_f64((1.0 / clock.speed()).max(0.02));
@@ -332,7 +333,10 @@ pub async fn run_ticker(
             _ = ticks.tick() => {}
             _ = stopping.changed() => return,
         }
-        let mut tick = Command::Tick { at: clock.now() };
+        let mut tick = Command::Tick {
+            at: clock.now(),
+            intake_held: unacknowledged.any(),
+        };
         loop {
             match engine.try_send(tick) {
                 Ok(()) => break,

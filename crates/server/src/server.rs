@@ -153,9 +153,11 @@ pub async fn start_with(
     let broker = config.broker_settings(broker_url.clone());
     let (client, eventloop) = kordon_ingest::connect(&broker, MQTT_REQUESTS)?;
     let decoder = Decoder::new(config.ingest.clone(), config.owntracks_map());
+    let unacknowledged = crate::ingest_link::Unacknowledged::default();
     let ticker = tokio::spawn(mqtt::run_ticker(
         core_tx.clone(),
         config.clock,
+        unacknowledged.clone(),
         stopping.clone(),
     ));
     let mut intake = mqtt::Intake::new(core_tx.clone(), decoder);
@@ -170,6 +172,7 @@ pub async fn start_with(
             clock: config.clock,
             health: health.clone(),
             stopping: stopping.clone(),
+            unacknowledged,
         }
         .run(),
     );

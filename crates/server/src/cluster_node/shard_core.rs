@@ -321,7 +321,10 @@ async fn tick_once_caught_up(
             warn!(%shard, "the shard's replay is not done after a minute: its clock runs anyway")
         }
     }
-    crate::mqtt::run_ticker(commands, clock, stopping).await;
+    // A shard's messages come from JetStream as the shard takes them: no
+    // pause in them is kordon's own, so its ticks never hear of any held.
+    let never_held = crate::ingest_link::Unacknowledged::default();
+    crate::mqtt::run_ticker(commands, clock, never_held, stopping).await;
 }
 
 /// A snapshot asked of the engine thread: its copy, and the stream
@@ -424,7 +427,12 @@ impl Feeder {
         // every owner: an alert the clock opened (a bracelet gone offline)
         // after the last snapshot exists for a next owner replaying the
         // action too, whenever its own ticks come.
-        self.queue(Command::Tick { at: now }).await && self.queue(command).await
+        self.queue(Command::Tick {
+            at: now,
+            intake_held: false,
+        })
+        .await
+            && self.queue(command).await
     }
 
     /// A device's message, decoded as the broker's intake would.
