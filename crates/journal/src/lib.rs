@@ -6,6 +6,7 @@
 //! - [`case_marks`]: where reading one case's records starts.
 //! - [`writer`]: the writer thread that group-commits off the hot path.
 //! - [`snapshot`]: state snapshots, written atomically, read back with a fallback.
+//! - [`snapshot_gate`]: at most one snapshot's state in memory at a time.
 //! - [`evidence`]: per-case export (CSV, GeoJSON, manifest) and its verification.
 //!
 //! The engine never waits on this crate: the server hands records to the
@@ -18,6 +19,7 @@ pub mod queue;
 pub mod reader;
 pub mod record;
 pub mod snapshot;
+pub mod snapshot_gate;
 pub mod store;
 pub mod writer;
 
@@ -25,5 +27,6 @@ pub use queue::JobSender;
 pub use reader::{Reader, TIMELINE_KINDS};
 pub use record::{EngineTick, Hash, Record};
 pub use snapshot::{Snapshot, SnapshotStore};
+pub use snapshot_gate::{SnapshotGate, SnapshotPass};
 pub use store::{Durability, Entry, Journal, JournalError, Stored, Truncation, Verified};
 pub use writer::{Durable, GroupCommit, Job, PendingState, Writer};

@@ -27,6 +27,7 @@ use tracing::{error, info, warn};
 
 use crate::queue::{self, JobReceiver, JobSender};
 use crate::snapshot::SnapshotStore;
+use crate::snapshot_gate::{SnapshotGate, SnapshotPass};
 use crate::store::{Entry, Journal};
 
 pub const COMMIT_SECONDS: &str = "kordon_journal_commit_seconds";
@@ -61,11 +62,28 @@ pub enum Job<T> {
 /// A snapshot's state, turned into bytes on the snapshot thread: its owner
 /// hands over a cheap copy and goes on, and neither it nor the writer waits
 /// for the serialisation or the snapshot file's fsync.
-pub struct PendingState(Box<dyn FnOnce() -> Vec<u8> + Send>);
+pub struct PendingState {
+    build: Box<dyn FnOnce() -> Vec<u8> + Send>,
+    /// The owner's pass ([`crate::snapshot_gate`]), given back once the
+    /// state is written or dropped.
+    pass: Option<SnapshotPass>,
+}
 
 impl PendingState {
     pub fn new(build: impl FnOnce() -> Vec<u8> + Send + 'static) -> Self {
-        PendingState(Box::new(build))
+        PendingState {
+            build: Box::new(build),
+            pass: None,
+        }
+    }
+
+    /// A state built under `pass`: the owner's gate opens again when this
+    /// snapshot is written, or dropped unwritten.
+    pub fn with_pass(pass: SnapshotPass, build: impl FnOnce() -> Vec<u8> + Send + 'static) -> Self {
+        PendingState {
+            pass: Some(pass),
+            ..PendingState::new(build)
+        }
     }
 
     /// A state already in bytes.
@@ -76,7 +94,8 @@ impl PendingState {
 
 /// Writes snapshots on their own thread. One waits while another is being
 /// written; a third is skipped (the next one comes soon, and recovery
-/// replays a little more meanwhile).
+/// replays a little more meanwhile). An owner holding a
+/// [`crate::SnapshotGate`] sends only one at a time.
 struct Snapshotter {
     queue: Option<Sender<(u64, crate::record::Hash, PendingState)>>,
     thread: Option<JoinHandle<()>>,
@@ -113,9 +132,10 @@ impl Snapshotter {
             .name("kordon-snapshot".into())
             .spawn(move || {
                 give_way();
-                for (seq, chain, state) in rx {
+                for (seq, chain, pending) in rx {
                     let started = Instant::now();
-                    let state = (state.0)();
+                    let PendingState { build, pass } = pending;
+                    let state = build();
                     let built = started.elapsed();
                     match store.write(seq, chain, &state) {
                         Ok(stored) => info!(
@@ -128,6 +148,10 @@ impl Snapshotter {
                         ),
                         Err(e) => error!(error = %e, "snapshot not written"),
                     }
+                    // The state's memory is given back before the gate
+                    // lets the next copy be made.
+                    drop(state);
+                    drop(pass);
                 }
             })
             .expect("spawning the snapshot thread");
@@ -201,6 +225,8 @@ impl Default for GroupCommit {
 
 pub struct Writer<T> {
     jobs: JobSender<T>,
+    /// One snapshot at a time through this writer's snapshot thread.
+    snapshots: SnapshotGate,
     thread: JoinHandle<Journal>,
 }
 
@@ -287,11 +313,21 @@ impl<T: Send + 'static> Writer<T> {
                 journal
             })
             .expect("spawning the journal writer");
-        Writer { jobs, thread }
+        Writer {
+            jobs,
+            snapshots: SnapshotGate::new(),
+            thread,
+        }
     }
 
     pub fn sender(&self) -> JobSender<T> {
         self.jobs.clone()
+    }
+
+    /// The gate a job sender takes a pass from before it copies its state
+    /// for a [`Job::Snapshot`] ([`crate::snapshot_gate`]).
+    pub fn snapshot_gate(&self) -> SnapshotGate {
+        self.snapshots.clone()
     }
 
     /// Stops after every job handed over so far (all senders must be
@@ -556,11 +592,13 @@ mod tests {
         let store = SnapshotStore::new(dir.path());
         let ours = own_nice();
         let mut snapshotter = Snapshotter::spawn(store.clone());
+        let gate = SnapshotGate::new();
+        let pass = gate.pass().expect("an open gate");
         let (tx, rx) = std::sync::mpsc::channel();
         snapshotter.offer(
             7,
             [0; 32],
-            PendingState::new(move || {
+            PendingState::with_pass(pass, move || {
                 let _ = tx.send(own_nice());
                 b"state".to_vec()
             }),
@@ -569,5 +607,31 @@ mod tests {
         assert_eq!(rx.recv().expect("the state was built"), 19);
         assert_eq!(own_nice(), ours, "only the snapshot thread gives way");
         assert_eq!(store.oldest_seq(), Some(7));
+        assert!(!gate.is_taken(), "the written snapshot gave its pass back");
+    }
+
+    #[test]
+    fn a_snapshot_sent_through_the_writer_gives_its_pass_back_once_written() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let path = dir.path().join("journal.sqlite");
+        let (journal, _) = Journal::open(&path, crate::Durability::Full).expect("a journal");
+        let writer: Writer<()> = Writer::spawn(
+            journal,
+            SnapshotStore::new(dir.path()),
+            settings(),
+            |_, _| Vec::new(),
+        );
+        let gate = writer.snapshot_gate();
+        let pass = gate.pass().expect("an open gate");
+        assert!(writer.snapshot_gate().pass().is_none(), "one at a time");
+        writer
+            .sender()
+            .send(Job::Snapshot {
+                state: PendingState::with_pass(pass, || b"state".to_vec()),
+            })
+            .expect("the writer takes jobs");
+        writer.finish();
+        assert!(!gate.is_taken());
+        assert!(SnapshotStore::new(dir.path()).oldest_seq().is_some(), "written");
     }
 }

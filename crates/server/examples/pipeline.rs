@@ -128,6 +128,7 @@ fn main() {
         journal: writer.sender(),
         publisher,
         dispatch: Dispatch::new("kordon@bench", None),
+        snapshots: writer.snapshot_gate(),
     });
     let (core_tx, core_rx) = crossbeam_channel::bounded(ENGINE_QUEUE);
     let core_thread = named("engine", move || core.run(core_rx));

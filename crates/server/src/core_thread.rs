@@ -26,7 +26,9 @@ use kordon_core::{
     BanHit, Case, CaseId, CaseRejected, ClearReason, DeviceId, Disposition, Engine, Event, Phase,
 };
 use kordon_ingest::{Message, Reason, Refusal};
-use kordon_journal::{EngineTick, Entry, Job, JobSender, PendingState, Record};
+use kordon_journal::{
+    EngineTick, Entry, Job, JobSender, PendingState, Record, SnapshotGate, SnapshotPass,
+};
 use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 use tracing::{debug, error, info, warn};
@@ -35,6 +37,8 @@ use crate::cases;
 use crate::live::{DevicePosition, Feed};
 
 mod operator;
+#[cfg(test)]
+mod tests;
 use crate::delivery::{Actions, Deliveries, Expected};
 use crate::engine_time::EngineTime;
 use crate::metrics as m;
@@ -254,6 +258,9 @@ pub struct Outlets {
     pub publisher: tokio::sync::mpsc::Sender<Envelope>,
     /// Police CAP messages for the webhooks.
     pub dispatch: crate::dispatch::Dispatch,
+    /// The journal writer's: a snapshot is copied only while no other is
+    /// being written ([`kordon_journal::snapshot_gate`]).
+    pub snapshots: SnapshotGate,
 }
 
 /// When the engine's thread asks for snapshots and retention passes.
@@ -878,7 +885,11 @@ impl CoreThread {
             && self.records_since_snapshot >= self.upkeep.snapshot_every_records
             || (self.records_since_snapshot > 0
                 && now.duration_since(last).as_secs() >= self.upkeep.snapshot_every_s);
-        if due {
+        // While the last snapshot is still being written (its thread gives
+        // way to all others, and falls behind on a full host), this one is
+        // put off: its copy would only wait, and memory grow.
+        let pass = due.then(|| self.snapshot_pass()).flatten();
+        if let Some(pass) = pass {
             // The snapshot follows every record of the state it holds.
             self.hand_to_journal();
             let started = Instant::now();
@@ -888,7 +899,7 @@ impl CoreThread {
                 "state copied for a snapshot"
             );
             self.send_to_journal(Job::Snapshot {
-                state: PendingState::new(move || copy.serialise()),
+                state: PendingState::with_pass(pass, move || copy.serialise()),
             });
             self.records_since_snapshot = 0;
             self.last_snapshot = Some(now);
@@ -916,6 +927,13 @@ impl CoreThread {
             // The writer outlives this thread; if it is gone kordon is
             // stopping and nothing more can be made durable anyway.
             let _ = outlets.journal.send(job);
+        }
+    }
+
+    fn snapshot_pass(&self) -> Option<SnapshotPass> {
+        match &self.sink {
+            Sink::Live(outlets) => outlets.snapshots.pass(),
+            Sink::Replay => None,
         }
     }
 

@@ -434,6 +434,7 @@ fn recover(
         journal: writer.sender(),
         publisher: out_tx,
         dispatch,
+        snapshots: writer.snapshot_gate(),
     });
     let files =
         cases::case_files(&config.cases.dir).map_err(|e| StartError::Cases(e.to_string()))?;

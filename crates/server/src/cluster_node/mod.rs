@@ -341,6 +341,7 @@ impl Instance {
             snapshots,
             tenures: keeper.tenures(),
             journal: writer.sender(),
+            journal_snapshots: writer.snapshot_gate(),
             dispatch: Dispatch::new(&config.alerts.sender, None),
             engine: config.engine.clone(),
             alerts: config.alerts.clone(),

@@ -25,7 +25,7 @@ use kordon_cluster::snapshots::{ShardSnapshot, ShardSnapshots};
 use kordon_cluster::{alerts, ClusterError, Shard, SnapshotEvery, Tenure, Tenures};
 use kordon_core::{CaseId, DeviceId, Engine, EngineConfig};
 use kordon_ingest::Decoder;
-use kordon_journal::JobSender;
+use kordon_journal::{JobSender, SnapshotGate};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
@@ -54,6 +54,10 @@ pub struct ShardParts {
     pub tenures: watch::Receiver<Tenures>,
     /// The instance's journal: its audit copy of what its shards handled.
     pub journal: JobSender<Vec<AfterCommit>>,
+    /// That journal writer's gate for local snapshots (a shard's state
+    /// goes to the cluster's snapshots instead, so its engine thread takes
+    /// none; the outlets carry it all the same).
+    pub journal_snapshots: SnapshotGate,
     pub dispatch: Dispatch,
     pub engine: EngineConfig,
     pub alerts: AlertSettings,
@@ -104,6 +108,7 @@ impl ShardCore {
             journal: parts.journal.clone(),
             publisher: out_tx,
             dispatch: parts.dispatch.clone(),
+            snapshots: parts.journal_snapshots.clone(),
         });
         let now = parts.clock.now();
         let in_force = core.case_ids();
