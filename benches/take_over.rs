@@ -1,0 +1,117 @@
+//! What a cluster take-over spends reading cases (issue 15): a new owner
+//! reads its shards' cases from the cases' bucket, and today that is one
+//! pass over the whole bucket (`kordon_cluster::cases::cases_of_shards`)
+//! however few shards it takes. This measures that pass against the
+//! number of cases, to say when the key per shard (`docs/cluster.md`,
+//! "Still to build") is worth its migration.
+//!
+//! It starts a `nats-server` of its own (JetStream, ephemeral port, a
+//! temporary directory), fills the bucket with copies of the shipped case
+//! `config/cases/rtm-2026-0342.json` (an exclusion zone and a contact ban,
+//! 2 KB of JSON), and times reads of 1, 21 (a third of 64: one of three
+//! instances failing) and all 64 shards' cases.
+//!
+//! ```text
+//! cargo bench -p kordon-benches --bench take_over -- [--cases 100000]
+//! ```
+//!
+//! `KORDON_BENCH_QUICK=1` takes 2,000 cases. Without a `nats-server` it
+//! says so and measures nothing.
+
+use std::time::{Duration, Instant};
+
+use kordon_cluster::testkit::Nats;
+use kordon_cluster::{cases, Shard, ShardCount};
+use kordon_core::{Case, CaseId};
+
+/// Reads of each kind, for the median.
+const ROUNDS: usize = 5;
+
+/// Puts waiting for their acknowledgement at once while the bucket fills.
+const PUTS_IN_FLIGHT: usize = 256;
+
+fn case_numbered(template: &Case, n: usize) -> Case {
+    let mut case = template.clone();
+    case.id = CaseId::new(format!("RTM-{n:07}"));
+    case
+}
+
+fn cases_wanted() -> usize {
+    if std::env::var("KORDON_BENCH_QUICK").is_ok() {
+        return 2_000;
+    }
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == "--cases")
+        .and_then(|i| args.get(i + 1))
+        .map(|v| v.parse().expect("--cases takes a whole number"))
+        .unwrap_or(100_000)
+}
+
+async fn fill(store: &async_nats::jetstream::kv::Store, template: &Case, count: usize) -> Duration {
+    use futures_util::stream::{self, StreamExt, TryStreamExt};
+    let started = Instant::now();
+    stream::iter(0..count)
+        .map(|n| {
+            let case = case_numbered(template, n);
+            async move { cases::put(store, &case).await }
+        })
+        .buffer_unordered(PUTS_IN_FLIGHT)
+        .try_for_each(|_| async { Ok(()) })
+        .await
+        .expect("the bucket takes the cases");
+    started.elapsed()
+}
+
+/// The median time of [`ROUNDS`] reads of `wanted`'s cases, and how many
+/// cases they hold.
+async fn read(store: &async_nats::jetstream::kv::Store, wanted: &[Shard]) -> (Duration, usize) {
+    let mut times = Vec::new();
+    let mut found = 0;
+    for _ in 0..ROUNDS {
+        let started = Instant::now();
+        let cases = cases::cases_of_shards(store, ShardCount::DEFAULT, wanted)
+            .await
+            .expect("the cases read");
+        times.push(started.elapsed());
+        found = cases.values().map(Vec::len).sum();
+    }
+    times.sort();
+    (times[ROUNDS / 2], found)
+}
+
+fn main() {
+    let count = cases_wanted();
+    let Some(nats) = Nats::start() else {
+        eprintln!("take_over: no nats-server, nothing measured");
+        return;
+    };
+    let template: Case =
+        serde_json::from_str(include_str!("../config/cases/rtm-2026-0342.json"))
+            .expect("the shipped case reads");
+    let json_bytes = serde_json::to_vec(&template).expect("a case serialises").len();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    runtime.block_on(async {
+        let js = nats.jetstream_with_shard_stream().await;
+        let store = cases::open(&js, 1).await.expect("the cases' bucket");
+        let filled = fill(&store, &template, count).await;
+        println!(
+            "take_over: {count} cases of {json_bytes} bytes of JSON put in {:.1} s ({:.0}/s)",
+            filled.as_secs_f64(),
+            count as f64 / filled.as_secs_f64()
+        );
+        let all: Vec<Shard> = ShardCount::DEFAULT.all().collect();
+        for shards in [1, 21, 64] {
+            let (took, found) = read(&store, &all[..shards]).await;
+            println!(
+                "take_over: the cases of {shards:>2} of 64 shards ({found} cases) read in {:.0} ms (median of {ROUNDS}), {:.2} µs per case in the bucket",
+                took.as_secs_f64() * 1e3,
+                took.as_secs_f64() * 1e6 / count as f64
+            );
+        }
+    });
+}
