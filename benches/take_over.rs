@@ -86,10 +86,11 @@ fn main() {
         eprintln!("take_over: no nats-server, nothing measured");
         return;
     };
-    let template: Case =
-        serde_json::from_str(include_str!("../config/cases/rtm-2026-0342.json"))
-            .expect("the shipped case reads");
-    let json_bytes = serde_json::to_vec(&template).expect("a case serialises").len();
+    let template: Case = serde_json::from_str(include_str!("../config/cases/rtm-2026-0342.json"))
+        .expect("the shipped case reads");
+    let json_bytes = serde_json::to_vec(&template)
+        .expect("a case serialises")
+        .len();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -632,6 +632,9 @@ mod tests {
             .expect("the writer takes jobs");
         writer.finish();
         assert!(!gate.is_taken());
-        assert!(SnapshotStore::new(dir.path()).oldest_seq().is_some(), "written");
+        assert!(
+            SnapshotStore::new(dir.path()).oldest_seq().is_some(),
+            "written"
+        );
     }
 }

@@ -51,7 +51,11 @@ fn a_snapshot_due_while_the_last_is_still_being_written_waits_for_it() {
 
     drop(being_written);
     core.upkeep(now + jiff::SignedDuration::from_secs(1));
-    assert_eq!(snapshots_sent(&jobs), 1, "taken once the last one is written");
+    assert_eq!(
+        snapshots_sent(&jobs),
+        1,
+        "taken once the last one is written"
+    );
     assert_eq!(core.records_since_snapshot, 0);
     // The queue dropped the job (nobody writes it here), and with it the
     // pass: the gate is open for the next one.
