@@ -15,14 +15,23 @@
 //! cargo bench -p kordon-benches --bench take_over -- [--cases 100000]
 //! ```
 //!
+//! It also measures what every instance with duties keeps of every case,
+//! whichever shards it holds (`docs/sizing.md`, "What kordon lacks"): the
+//! bridge's device book and the case API's directory, by counting the bytes
+//! they hold.
+//!
 //! `KORDON_BENCH_QUICK=1` takes 2,000 cases. Without a `nats-server` it
-//! says so and measures nothing.
+//! says so and measures the memory only.
 
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use kordon_cluster::routing::DeviceBook;
 use kordon_cluster::testkit::Nats;
 use kordon_cluster::{cases, Shard, ShardCount};
-use kordon_core::{Case, CaseId};
+use kordon_core::{Case, CaseId, DeviceId};
+use kordon_server::cluster_node::case_api::CaseDirectory;
 
 /// Reads of each kind, for the median.
 const ROUNDS: usize = 5;
@@ -30,10 +39,88 @@ const ROUNDS: usize = 5;
 /// Puts waiting for their acknowledgement at once while the bucket fills.
 const PUTS_IN_FLIGHT: usize = 256;
 
+/// Case `n`: the template with an id and devices of its own.
 fn case_numbered(template: &Case, n: usize) -> Case {
     let mut case = template.clone();
     case.id = CaseId::new(format!("RTM-{n:07}"));
+    case.offender.device = DeviceId::new(format!("OFF-{n:07}"));
+    for (i, protected) in case.protected.iter_mut().enumerate() {
+        if protected.device.is_some() {
+            protected.device = Some(DeviceId::new(format!("VIC-{n:07}-{i}")));
+        }
+    }
     case
+}
+
+/// Bytes allocated and not yet freed, by the whole process.
+static LIVE: AtomicUsize = AtomicUsize::new(0);
+
+/// The system allocator, counting [`LIVE`] bytes: what each instance keeps
+/// of every case is measured, not estimated.
+struct Counting;
+
+// SAFETY: every call goes to the system allocator unchanged; only a counter
+// is kept beside it.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        LIVE.fetch_add(layout.size(), Ordering::Relaxed);
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        LIVE.fetch_add(new_size, Ordering::Relaxed);
+        LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: Counting = Counting;
+
+/// The bytes `build` leaves allocated (what it returns holds them).
+fn held_by<T>(build: impl FnOnce() -> T) -> (T, usize) {
+    let before = LIVE.load(Ordering::Relaxed);
+    let built = build();
+    (built, LIVE.load(Ordering::Relaxed).saturating_sub(before))
+}
+
+/// What every instance with duties keeps of every case, whatever shards it
+/// holds: the bridge's device book ([`DeviceBook`]) and the case API's
+/// directory ([`CaseDirectory`]), each built from `count` cases as
+/// following the bucket builds it.
+fn per_instance_memory(template: &Case, count: usize) {
+    let devices: usize = (0..count)
+        .map(|n| cases::devices_of(&case_numbered(template, n)).len())
+        .sum();
+    let (book, book_bytes) = held_by(|| {
+        let mut book = DeviceBook::new(ShardCount::DEFAULT);
+        for n in 0..count {
+            let case = case_numbered(template, n);
+            book.put_case(case.id.as_str(), cases::devices_of(&case));
+        }
+        book
+    });
+    let (directory, directory_bytes) = held_by(|| {
+        let mut directory = CaseDirectory::default();
+        for n in 0..count {
+            directory.list(&case_numbered(template, n));
+        }
+        directory
+    });
+    for (what, bytes) in [
+        ("the device book (bridge)", book_bytes),
+        ("the case directory (case API)", directory_bytes),
+    ] {
+        println!(
+            "take_over: {what} of {count} cases, {devices} devices: {:.1} MB, {:.0} B per device",
+            bytes as f64 / 1e6,
+            bytes as f64 / devices as f64
+        );
+    }
+    drop((book, directory));
 }
 
 fn cases_wanted() -> usize {
@@ -82,12 +169,13 @@ async fn read(store: &async_nats::jetstream::kv::Store, wanted: &[Shard]) -> (Du
 
 fn main() {
     let count = cases_wanted();
-    let Some(nats) = Nats::start() else {
-        eprintln!("take_over: no nats-server, nothing measured");
-        return;
-    };
     let template: Case = serde_json::from_str(include_str!("../config/cases/rtm-2026-0342.json"))
         .expect("the shipped case reads");
+    per_instance_memory(&template, count);
+    let Some(nats) = Nats::start() else {
+        eprintln!("take_over: no nats-server, the take-over's read not measured");
+        return;
+    };
     let json_bytes = serde_json::to_vec(&template)
         .expect("a case serialises")
         .len();
