@@ -12,9 +12,7 @@
 //! cargo bench -p kordon-benches --bench engine
 //! ```
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::hint::black_box;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, Throughput};
@@ -25,28 +23,8 @@ use kordon_core::{
 };
 
 /// Counts live heap bytes, so memory per case is measured, not estimated.
-struct Counting;
-
-static LIVE: AtomicUsize = AtomicUsize::new(0);
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        LIVE.fetch_add(layout.size(), Ordering::Relaxed);
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        LIVE.fetch_add(new_size, Ordering::Relaxed);
-        LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
-#[global_allocator]
-static ALLOCATOR: Counting = Counting;
+#[path = "shared/counting_alloc.rs"]
+mod counting_alloc;
 
 /// Rotterdam: the 30 km × 30 km box of the ingest benchmark.
 const ROTTERDAM: Area = Area {
@@ -343,15 +321,13 @@ fn bench_queries(c: &mut Criterion, n: usize) {
 /// Live heap bytes per case, cases and device positions included.
 fn report_memory(n: usize) {
     let world = world(n, ROTTERDAM);
-    let before = LIVE.load(Ordering::Relaxed);
     // Ten rounds fill every device's history, as in steady operation.
-    let (engine, _) = load(&world, 10);
-    let after = LIVE.load(Ordering::Relaxed);
+    let ((engine, _), bytes) = counting_alloc::held_by(|| load(&world, 10));
     println!(
         "memory: {n} cases, {} devices: {} bytes live in the engine, {} bytes per case",
         engine.device_count(),
-        after - before,
-        (after - before) / n
+        bytes,
+        bytes / n
     );
     drop(engine);
 }

@@ -23,8 +23,6 @@
 //! `KORDON_BENCH_QUICK=1` takes 2,000 cases. Without a `nats-server` it
 //! says so and measures the memory only.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use kordon_cluster::routing::DeviceBook;
@@ -52,40 +50,10 @@ fn case_numbered(template: &Case, n: usize) -> Case {
     case
 }
 
-/// Bytes allocated and not yet freed, by the whole process.
-static LIVE: AtomicUsize = AtomicUsize::new(0);
-
-/// The system allocator, counting [`LIVE`] bytes: what each instance keeps
-/// of every case is measured, not estimated.
-struct Counting;
-
-// SAFETY: every call goes to the system allocator unchanged; only a counter
-// is kept beside it.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        LIVE.fetch_add(layout.size(), Ordering::Relaxed);
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        LIVE.fetch_add(new_size, Ordering::Relaxed);
-        LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
-#[global_allocator]
-static ALLOCATOR: Counting = Counting;
-
-/// The bytes `build` leaves allocated (what it returns holds them).
-fn held_by<T>(build: impl FnOnce() -> T) -> (T, usize) {
-    let before = LIVE.load(Ordering::Relaxed);
-    let built = build();
-    (built, LIVE.load(Ordering::Relaxed).saturating_sub(before))
-}
+/// What each instance keeps of every case is measured, not estimated.
+#[path = "shared/counting_alloc.rs"]
+mod counting_alloc;
+use counting_alloc::held_by;
 
 /// What every instance with duties keeps of every case, whatever shards it
 /// holds: the bridge's device book ([`DeviceBook`]) and the case API's
