@@ -31,6 +31,11 @@ use kordon_cluster::{cases, Shard, ShardCount};
 use kordon_core::{Case, CaseId, DeviceId};
 use kordon_server::cluster_node::case_api::CaseDirectory;
 
+/// What each instance keeps of every case is measured, not estimated.
+#[path = "shared/counting_alloc.rs"]
+mod counting_alloc;
+use counting_alloc::held_by;
+
 /// Reads of each kind, for the median.
 const ROUNDS: usize = 5;
 
@@ -49,11 +54,6 @@ fn case_numbered(template: &Case, n: usize) -> Case {
     }
     case
 }
-
-/// What each instance keeps of every case is measured, not estimated.
-#[path = "shared/counting_alloc.rs"]
-mod counting_alloc;
-use counting_alloc::held_by;
 
 /// What every instance with duties keeps of every case, whatever shards it
 /// holds: the bridge's device book ([`DeviceBook`]) and the case API's
