@@ -1,33 +1,34 @@
-//! What a cluster take-over spends reading cases (issue 15): a new owner
-//! reads its shards' cases from the cases' bucket, and today that is one
-//! pass over the whole bucket (`kordon_cluster::cases::cases_of_shards`)
-//! however few shards it takes. This measures that pass against the
-//! number of cases, to say when the key per shard (`docs/cluster.md`,
-//! "Still to build") is worth its migration.
+//! What a cluster take-over spends on cases (issue 15): each instance
+//! reads the cases' bucket once, when it starts, and keeps every case by
+//! shard as it follows the bucket (`kordon_cluster::cases::CasesByShard`),
+//! so that a new owner takes its shards' cases from memory. This measures
+//! both against the number of cases: the start's read of the bucket, and
+//! the take-over's cases for 1, 21 (a third of 64: one of three instances
+//! failing) and all 64 shards.
 //!
 //! It starts a `nats-server` of its own (JetStream, ephemeral port, a
-//! temporary directory), fills the bucket with copies of the shipped case
-//! `config/cases/rtm-2026-0342.json` (an exclusion zone and a contact ban,
-//! 2 KB of JSON), and times reads of 1, 21 (a third of 64: one of three
-//! instances failing) and all 64 shards' cases.
+//! temporary directory) and fills the bucket with copies of the shipped
+//! case `config/cases/rtm-2026-0342.json` (an exclusion zone and a contact
+//! ban, 2 KB of JSON).
 //!
 //! ```text
 //! cargo bench -p kordon-benches --bench take_over -- [--cases 100000]
 //! ```
 //!
-//! It also measures what every instance with duties keeps of every case,
-//! whichever shards it holds (`docs/sizing.md`, "What kordon lacks"): the
-//! bridge's device book and the case API's directory, by counting the bytes
-//! they hold.
+//! It also measures what every instance keeps of every case, whichever
+//! shards it holds (`docs/sizing.md`): the cases by shard, the bridge's
+//! device book and the case API's directory, by counting the bytes they
+//! hold.
 //!
 //! `KORDON_BENCH_QUICK=1` takes 2,000 cases. Without a `nats-server` it
 //! says so and measures the memory only.
 
 use std::time::{Duration, Instant};
 
+use kordon_cluster::cases::{self, CaseChange, CasesByShard};
 use kordon_cluster::routing::DeviceBook;
 use kordon_cluster::testkit::Nats;
-use kordon_cluster::{cases, Shard, ShardCount};
+use kordon_cluster::{Shard, ShardCount};
 use kordon_core::{Case, CaseId, DeviceId};
 use kordon_server::cluster_node::case_api::CaseDirectory;
 
@@ -55,14 +56,32 @@ fn case_numbered(template: &Case, n: usize) -> Case {
     case
 }
 
-/// What every instance with duties keeps of every case, whatever shards it
-/// holds: the bridge's device book ([`DeviceBook`]) and the case API's
-/// directory ([`CaseDirectory`]), each built from `count` cases as
-/// following the bucket builds it.
+/// What every instance keeps of every case, whatever shards it holds: the
+/// shard host's cases ([`CasesByShard`]), the bridge's device book
+/// ([`DeviceBook`], with duties) and the case API's directory
+/// ([`CaseDirectory`]), each built from `count` cases as following the
+/// bucket builds it.
 fn per_instance_memory(template: &Case, count: usize) {
     let devices: usize = (0..count)
         .map(|n| cases::devices_of(&case_numbered(template, n)).len())
         .sum();
+    let (known, known_bytes) = held_by(|| {
+        let mut known = CasesByShard::new(ShardCount::DEFAULT);
+        for n in 0..count {
+            let case = case_numbered(template, n);
+            known.apply(&CaseChange {
+                id: case.id.as_str().to_string(),
+                case: Some(case),
+                revision: n as u64 + 1,
+            });
+        }
+        known
+    });
+    println!(
+        "take_over: the cases by shard (shard host) of {count} cases: {:.1} MB, {:.0} B per case",
+        known_bytes as f64 / 1e6,
+        known_bytes as f64 / count as f64
+    );
     let (book, book_bytes) = held_by(|| {
         let mut book = DeviceBook::new(ShardCount::DEFAULT);
         for n in 0..count {
@@ -88,7 +107,7 @@ fn per_instance_memory(template: &Case, count: usize) {
             bytes as f64 / devices as f64
         );
     }
-    drop((book, directory));
+    drop((known, book, directory));
 }
 
 fn cases_wanted() -> usize {
@@ -118,21 +137,17 @@ async fn fill(store: &async_nats::jetstream::kv::Store, template: &Case, count: 
     started.elapsed()
 }
 
-/// The median time of [`ROUNDS`] reads of `wanted`'s cases, and how many
-/// cases they hold.
-async fn read(store: &async_nats::jetstream::kv::Store, wanted: &[Shard]) -> (Duration, usize) {
+/// The median of [`ROUNDS`] times of `f`, and its last result.
+async fn median<T, F: std::future::Future<Output = T>>(mut f: impl FnMut() -> F) -> (Duration, T) {
     let mut times = Vec::new();
-    let mut found = 0;
+    let mut last = None;
     for _ in 0..ROUNDS {
         let started = Instant::now();
-        let cases = cases::cases_of_shards(store, ShardCount::DEFAULT, wanted)
-            .await
-            .expect("the cases read");
+        last = Some(f().await);
         times.push(started.elapsed());
-        found = cases.values().map(Vec::len).sum();
     }
     times.sort();
-    (times[ROUNDS / 2], found)
+    (times[ROUNDS / 2], last.expect("at least one round"))
 }
 
 fn main() {
@@ -161,13 +176,31 @@ fn main() {
             filled.as_secs_f64(),
             count as f64 / filled.as_secs_f64()
         );
+        let (took, known) = median(|| async {
+            let (known, _changes) = cases::read_and_follow(&store, ShardCount::DEFAULT)
+                .await
+                .expect("the bucket reads");
+            known
+        })
+        .await;
+        assert_eq!(known.len(), count, "every case read");
+        println!(
+            "take_over: an instance's start reads the {count} cases in {:.0} ms (median of {ROUNDS}), {:.2} µs per case",
+            took.as_secs_f64() * 1e3,
+            took.as_secs_f64() * 1e6 / count as f64
+        );
         let all: Vec<Shard> = ShardCount::DEFAULT.all().collect();
         for shards in [1, 21, 64] {
-            let (took, found) = read(&store, &all[..shards]).await;
+            let (took, found) = median(|| async {
+                let taken: Vec<Vec<Case>> =
+                    all[..shards].iter().map(|s| known.of_shard(*s)).collect();
+                taken.iter().map(Vec::len).sum::<usize>()
+            })
+            .await;
             println!(
-                "take_over: the cases of {shards:>2} of 64 shards ({found} cases) read in {:.0} ms (median of {ROUNDS}), {:.2} µs per case in the bucket",
+                "take_over: a take-over of {shards:>2} of 64 shards takes their {found} cases from memory in {:.1} ms (median of {ROUNDS}), {:.2} µs per case taken",
                 took.as_secs_f64() * 1e3,
-                took.as_secs_f64() * 1e6 / count as f64
+                took.as_secs_f64() * 1e6 / found.max(1) as f64
             );
         }
     });

@@ -1,6 +1,6 @@
 //! The cases of a cluster, in one key-value bucket (`kordon_cases`): every
-//! instance reads its shards' cases from it, and the bridge its device →
-//! cases map ([`DeviceBook`]). Written where a case is put or deleted (the
+//! instance follows it for its shards' cases ([`CasesByShard`]), and the
+//! bridge for its device → cases map ([`DeviceBook`]). Written where a case is put or deleted (the
 //! case API of whichever instance is asked).
 //!
 //! A key is the case id with each `.` written `=2e` (a dot separates the
@@ -252,32 +252,92 @@ pub struct CaseChange {
     pub revision: u64,
 }
 
-/// The cases of some shards, as the bucket holds them now, in one read of
-/// the bucket however many shards are asked for: a take-over opens dozens
-/// at once, and a read per shard (each going through every case) made the
-/// last of 42 wait seconds. A case kordon cannot read is left out, and
-/// logged.
-pub async fn cases_of_shards(
+/// Every case in the bucket that kordon can read, by shard, as the shard
+/// host keeps it while it follows the bucket: a take-over takes its shards'
+/// cases from here, in memory. Reading them from the bucket instead cost a
+/// pass over every case in it at each take-over, whatever was taken (about
+/// 4.7 µs per case: 2.3 s at 500,000 cases for a single shard;
+/// `benches/take_over.rs`).
+///
+/// A change kordon cannot read never reaches it ([`change_of`]), so a case
+/// keeps its last readable version: the version its shard, if served, goes
+/// on deciding with.
+pub struct CasesByShard {
+    shards: ShardCount,
+    by_shard: HashMap<Shard, HashMap<String, Case>>,
+}
+
+impl CasesByShard {
+    pub fn new(shards: ShardCount) -> CasesByShard {
+        CasesByShard {
+            shards,
+            by_shard: HashMap::new(),
+        }
+    }
+
+    /// Takes in one change of the bucket.
+    pub fn apply(&mut self, change: &CaseChange) {
+        let shard = self.shards.shard_of(&change.id);
+        match &change.case {
+            Some(case) => {
+                self.by_shard
+                    .entry(shard)
+                    .or_default()
+                    .insert(change.id.clone(), case.clone());
+            }
+            None => {
+                if let Some(cases) = self.by_shard.get_mut(&shard) {
+                    cases.remove(&change.id);
+                    if cases.is_empty() {
+                        self.by_shard.remove(&shard);
+                    }
+                }
+            }
+        }
+    }
+
+    /// The shard a case is in.
+    pub fn shard_of(&self, case_id: &str) -> Shard {
+        self.shards.shard_of(case_id)
+    }
+
+    /// The cases of one shard, for a new owner to open it with.
+    pub fn of_shard(&self, shard: Shard) -> Vec<Case> {
+        self.by_shard
+            .get(&shard)
+            .map(|cases| cases.values().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// How many cases are known.
+    pub fn len(&self) -> usize {
+        self.by_shard.values().map(HashMap::len).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_shard.is_empty()
+    }
+}
+
+/// Every change to the bucket, in order, after some point.
+pub type CaseChanges = std::pin::Pin<Box<dyn futures_util::Stream<Item = CaseChange> + Send>>;
+
+/// The bucket as it is now, by shard, and every change after it, in order,
+/// from one watch: applying each change that comes to the cases returned
+/// keeps them the bucket's, with no change missed between the read and
+/// the watch. Costs a pass over the whole bucket, once.
+pub async fn read_and_follow(
     store: &Store,
     shards: ShardCount,
-    wanted: &[Shard],
-) -> Result<HashMap<Shard, Vec<Case>>, ClusterError> {
-    let mut found: HashMap<Shard, Vec<Case>> = wanted.iter().map(|s| (*s, Vec::new())).collect();
-    read_current(store, |entry| {
-        let id = case_id_of(&entry.key);
-        let Some(cases) = found.get_mut(&shards.shard_of(&id)) else {
-            return; // another shard's
-        };
-        if !matches!(entry.operation, Operation::Put) {
-            return; // deleted
-        }
-        match serde_json::from_slice::<Case>(&entry.value) {
-            Ok(case) => cases.push(case),
-            Err(e) => warn!(case = id, error = %e, "a case in the bucket kordon cannot read"),
+) -> Result<(CasesByShard, CaseChanges), ClusterError> {
+    let mut known = CasesByShard::new(shards);
+    let entries = read_current(store, |entry| {
+        if let Some(change) = change_of(entry) {
+            known.apply(&change);
         }
     })
     .await?;
-    Ok(found)
+    Ok((known, Box::pin(changes_of(entries))))
 }
 
 /// Reads the bucket as it is now, the latest entry of each key (a deletion
@@ -316,15 +376,10 @@ async fn read_current(
     }
 }
 
-/// Every change to the bucket from now on, in order.
-pub async fn watch_changes(
-    store: &Store,
-) -> Result<impl futures_util::Stream<Item = CaseChange>, ClusterError> {
-    let entries = store.watch(">").await.map_err(|e| ClusterError::Watch {
-        bucket: CASES_BUCKET.to_string(),
-        message: e.to_string(),
-    })?;
-    Ok(entries.filter_map(|entry| async move {
+/// The changes a watch of the bucket sees, in order; an entry kordon
+/// cannot read is logged and left out.
+fn changes_of(entries: kv::Watch) -> impl futures_util::Stream<Item = CaseChange> + Send {
+    entries.filter_map(|entry| async move {
         match entry {
             Ok(entry) => change_of(&entry),
             Err(e) => {
@@ -332,7 +387,7 @@ pub async fn watch_changes(
                 None
             }
         }
-    }))
+    })
 }
 
 /// What an entry of the bucket says of its case; `None` for a case kordon

@@ -11,7 +11,8 @@
 //! device on both sides of two cases is refused. An alert acknowledged,
 //! noted and escalated through an instance that does not serve its shard
 //! stays so after the shard's owner crashes; a console signed in to one
-//! instance sees every shard's alerts and positions live. The police's
+//! instance sees every shard's alerts and positions live. A new owner opens
+//! its shards with the cases it followed since its start. The police's
 //! webhooks get each CAP message once, their retries carried on by the
 //! next deliverer after a crash, each attempt shown on its alert. With two
 //! device brokers, each carries every alert and victim's warning once, and
@@ -209,6 +210,23 @@ where
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// Each offender walks into his zone: a fix outside half an hour ago
+/// (`t0`, returned), then one inside 60 s later. Every case's shard opens
+/// a breach once it handles them.
+async fn every_offender_enters(
+    js: &jetstream::Context,
+    shards: ShardCount,
+    cases: &[TestCase],
+) -> Timestamp {
+    let t0 = Timestamp::now() - jiff::SignedDuration::from_mins(30);
+    for case in cases {
+        fix(js, shards, case, outside(), t0).await;
+        let inside_at = t0 + jiff::SignedDuration::from_secs(60);
+        fix(js, shards, case, inside(), inside_at).await;
+    }
+    t0
 }
 
 /// Each offender walks out of his zone, fixes from `t0` + 140 s on: every
@@ -424,6 +442,64 @@ async fn a_crashed_instance_s_shards_are_served_again_and_every_breach_is_stored
     }
 }
 
+/// A new owner opens its shards with the cases as the bucket holds them,
+/// though it learned them only by following the bucket: every case here is
+/// put, and then rewritten, after both instances started and read it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_owner_opens_its_shards_with_the_cases_it_followed_since_its_start() {
+    let Some(nats) = Nats::start() else { return };
+    let js = nats.jetstream_with_shard_stream().await;
+    let shards = ShardCount::new(SHARDS).unwrap();
+    let mut instances = HashMap::new();
+    for name in ["a", "b"] {
+        let instance = Instance::start(&config(name), settings(&nats, name), None)
+            .await
+            .unwrap();
+        instances.insert(name, instance);
+    }
+    let served = |instances: &HashMap<&str, Instance>, name: &str| -> usize {
+        instances[name].serving().borrow().len()
+    };
+    wait_until("every shard served", Duration::from_secs(15), || {
+        let total = served(&instances, "a") + served(&instances, "b");
+        async move { total == SHARDS as usize }
+    })
+    .await;
+
+    // Each case first with its zone 5 km north, then rewritten with the
+    // zone its offender walks into: only the rewrite makes a breach.
+    let bucket = kordon_cluster::cases::open(&js, 1).await.unwrap();
+    let cases = one_case_per_shard(shards);
+    for case in &cases {
+        let mut elsewhere = case.json();
+        let ring = &mut elsewhere["orders"][1]["rule"]["geometry"]["coordinates"][0];
+        for point in ring.as_array_mut().unwrap() {
+            point[1] = serde_json::json!(point[1].as_f64().unwrap() + 0.045);
+        }
+        for version in [elsewhere, case.json()] {
+            let version: kordon_core::Case = serde_json::from_value(version).unwrap();
+            kordon_cluster::cases::put(&bucket, &version).await.unwrap();
+        }
+    }
+    let busiest = if served(&instances, "a") >= served(&instances, "b") {
+        "a"
+    } else {
+        "b"
+    };
+    let survivor = if busiest == "a" { "b" } else { "a" };
+    let gained = SHARDS as usize - served(&instances, survivor);
+    assert!(gained > 0, "the crash leaves shards to take over");
+    instances.remove(busiest).unwrap().crash();
+    serving_every_shard(&instances[survivor], Duration::from_secs(10)).await;
+
+    every_offender_enters(&js, shards, &cases).await;
+    // Every shard's case, those of the `gained` shards taken over included.
+    every_case_stored(&js, &cases, "zone_breach", "opened").await;
+    for (_, instance) in instances.drain() {
+        instance.leave().await;
+    }
+}
+
 /// The streams' age limit drops what the shards' snapshots cover: a new
 /// owner opens each shard from its snapshot and reads on from a sequence
 /// the stream no longer holds, so the breaches it restored still clear.
@@ -451,12 +527,7 @@ async fn a_shard_opens_from_its_snapshot_after_the_age_limit_dropped_what_it_cov
     let mut stream = js.get_stream(routing::SHARD_STREAM).await.unwrap();
     assert_eq!(stream.info().await.unwrap().config.max_age, day);
 
-    let t0 = Timestamp::now() - jiff::SignedDuration::from_mins(30);
-    let at = |s: i64| t0 + jiff::SignedDuration::from_secs(s);
-    for case in &cases {
-        fix(&js, shards, case, outside(), at(0)).await;
-        fix(&js, shards, case, inside(), at(60)).await;
-    }
+    let t0 = every_offender_enters(&js, shards, &cases).await;
     every_case_stored(&js, &cases, "zone_breach", "opened").await;
     let snapshots = ShardSnapshots::open(&js, 1).await.unwrap();
     wait_until(
@@ -890,12 +961,7 @@ async fn an_alert_handled_through_any_instance_stays_handled_after_its_shard_cha
         instances.insert(name, instance);
     }
     let http = reqwest::Client::new();
-    let t0 = Timestamp::now() - jiff::SignedDuration::from_mins(30);
-    let at = |s: i64| t0 + jiff::SignedDuration::from_secs(s);
-    for case in &cases {
-        fix(&js, shards, case, outside(), at(0)).await;
-        fix(&js, shards, case, inside(), at(60)).await;
-    }
+    every_offender_enters(&js, shards, &cases).await;
     every_case_stored(&js, &cases, "zone_breach", "opened").await;
 
     // Either instance lists every shard's breaches, whoever serves them.
@@ -1103,12 +1169,7 @@ async fn a_case_s_history_is_read_from_every_journal_each_record_once() {
         configs.insert(name, config);
     }
     let http = reqwest::Client::new();
-    let t0 = Timestamp::now() - jiff::SignedDuration::from_mins(30);
-    let at = |s: i64| t0 + jiff::SignedDuration::from_secs(s);
-    for case in &cases {
-        fix(&js, shards, case, outside(), at(0)).await;
-        fix(&js, shards, case, inside(), at(60)).await;
-    }
+    every_offender_enters(&js, shards, &cases).await;
     every_case_stored(&js, &cases, "zone_breach", "opened").await;
     let breaches = eventually("every breach listed", Duration::from_secs(20), || async {
         zone_breaches(&http, &apis["a"], common::MONITORING_TOKEN)
@@ -1349,12 +1410,7 @@ async fn a_console_signed_in_to_one_instance_sees_every_shard_live() {
         cookie.clone(),
     );
     tokio::time::sleep(Duration::from_secs(2)).await; // the console is known to every shard
-    let t0 = Timestamp::now() - jiff::SignedDuration::from_mins(30);
-    let at = |s: i64| t0 + jiff::SignedDuration::from_secs(s);
-    for case in &cases {
-        fix(&js, shards, case, outside(), at(0)).await;
-        fix(&js, shards, case, inside(), at(60)).await;
-    }
+    every_offender_enters(&js, shards, &cases).await;
     // Every shard's breach and offender reach the one console, whichever
     // instance serves the shard.
     let seen = |kind: &str, field: &str| -> Vec<String> {
@@ -1732,12 +1788,7 @@ async fn police_webhooks_get_every_breach_once_from_a_cluster_and_retries_outliv
     .await;
 
     // The police's endpoint is down while every shard decides a breach.
-    let t0 = Timestamp::now() - jiff::SignedDuration::from_mins(30);
-    let at = |s: i64| t0 + jiff::SignedDuration::from_secs(s);
-    for case in &cases {
-        fix(&js, shards, case, outside(), at(0)).await;
-        fix(&js, shards, case, inside(), at(60)).await;
-    }
+    every_offender_enters(&js, shards, &cases).await;
     every_case_stored(&js, &cases, "zone_breach", "opened").await;
     let identifiers = cap_identifiers(&js).await;
     assert!(identifiers.len() >= cases.len(), "{identifiers:?}");

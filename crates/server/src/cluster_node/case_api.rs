@@ -44,9 +44,9 @@ use crate::core_thread::{CaseSummary, PutOutcome};
 use crate::http::{self, Access, ApiError, Caller, ALL};
 use crate::intake;
 
-/// Every case of the cluster, as summaries and device roles (not whole
-/// cases: a million devices' cases would not fit every instance's memory),
-/// kept up to date with the bucket.
+/// Every case of the cluster, as summaries and device roles for the case
+/// API, kept up to date with the bucket. (The whole cases, by shard, are
+/// the shard host's: [`kordon_cluster::cases::CasesByShard`].)
 #[derive(Default, Clone)]
 pub struct CaseDirectory {
     cases: BTreeMap<CaseId, Listed>,

@@ -1,7 +1,8 @@
 //! kordon as one instance of a cluster (`docs/cluster.md`): it serves the
 //! shards whose leases it holds, one [`ShardCore`] each, opening a shard
-//! when a tenure begins and closing it when the tenure ends, and passes
-//! each change of the cases' bucket to the shard the case is in.
+//! when a tenure begins and closing it when the tenure ends. It follows the
+//! cases' bucket: it keeps every case by shard, so that a shard opens with
+//! its cases at once, and passes each change to the shard the case is in.
 //!
 //! What it never does: serve a shard without a tenure. The tenures come from
 //! the lease keeper (`kordon_cluster::keeper`); each shard core checks its
@@ -23,7 +24,7 @@ use std::time::{Duration, Instant};
 use async_nats::jetstream::kv;
 use futures_util::StreamExt;
 use kordon_cluster::agreement::Agreement;
-use kordon_cluster::cases::{self, CaseChange};
+use kordon_cluster::cases::{self, CaseChange, CaseChanges, CasesByShard};
 use kordon_cluster::snapshots::ShardSnapshots;
 use kordon_cluster::{ClusterError, ClusterSettings, LeaseKeeper, Shard, ShardCount, Tenure};
 use kordon_ingest::Decoder;
@@ -64,22 +65,22 @@ pub struct ServedEngine {
 }
 
 impl ShardHost {
-    /// Starts following the tenures of `parts.tenures`, reading cases from
-    /// `cases` (the cluster's case bucket).
-    pub fn start(parts: ShardParts, cases: kv::Store, shards: ShardCount) -> ShardHost {
+    /// Starts following the tenures of `parts.tenures`, with the cluster's
+    /// cases as `known` holds them and every `change` to them after
+    /// ([`cases::read_and_follow`]).
+    pub fn start(parts: ShardParts, known: CasesByShard, changes: CaseChanges) -> ShardHost {
         let (stop, stopping) = oneshot::channel();
         let (serving_tx, serving) = watch::channel(Vec::new());
         let (engines_tx, engines) = watch::channel(Vec::new());
         let host = Host {
             parts,
-            cases,
-            shards,
+            known,
             cores: HashMap::new(),
             serving: serving_tx,
             engines: engines_tx,
         };
         ShardHost {
-            task: tokio::spawn(host.run(stopping)),
+            task: tokio::spawn(host.run(changes, stopping)),
             stop: Some(stop),
             serving,
             engines,
@@ -112,29 +113,17 @@ impl ShardHost {
 
 struct Host {
     parts: ShardParts,
-    cases: kv::Store,
-    shards: ShardCount,
+    /// Every case, kept the bucket's by the changes this host passes on:
+    /// one follower for both, so a shard opening between two changes has
+    /// the first and is passed the second.
+    known: CasesByShard,
     cores: HashMap<Shard, ShardCore>,
     serving: watch::Sender<Vec<Tenure>>,
     engines: watch::Sender<Vec<ServedEngine>>,
 }
 
 impl Host {
-    async fn run(mut self, mut stopping: oneshot::Receiver<()>) {
-        // Watching before any shard reads its cases: a change made while a
-        // shard opens reaches it after, and applying one twice changes nothing.
-        let mut changes = loop {
-            match cases::watch_changes(&self.cases).await {
-                Ok(changes) => break Box::pin(changes),
-                Err(e) => {
-                    warn!(error = %e, "watching the cases' bucket; trying again");
-                    tokio::select! {
-                        _ = tokio::time::sleep(RECHECK) => {}
-                        _ = &mut stopping => return,
-                    }
-                }
-            }
-        };
+    async fn run(mut self, mut changes: CaseChanges, mut stopping: oneshot::Receiver<()>) {
         let mut tenures = self.parts.tenures.clone();
         let mut watching = true;
         loop {
@@ -145,7 +134,10 @@ impl Host {
                     break; // the keeper is gone: no tenure will hold
                 },
                 change = changes.next(), if watching => match change {
-                    Some(change) => self.pass_on(change).await,
+                    Some(change) => {
+                        self.known.apply(&change);
+                        self.pass_on(change).await;
+                    }
                     None => {
                         watching = false;
                         tracing::error!("the cases' bucket watch ended: case changes no longer reach the shards until a restart");
@@ -220,24 +212,12 @@ impl Host {
         }
     }
 
-    /// Opens the shards newly held, all at once: their cases come from one
-    /// read of the bucket, and each opening waits mostly on NATS (its
-    /// snapshot, its consumer), so a take-over of dozens of shards takes
-    /// about as long as one.
+    /// Opens the shards newly held, all at once: their cases are in memory,
+    /// and each opening waits mostly on NATS (its snapshot, its consumer),
+    /// so a take-over of dozens of shards takes about as long as one.
     async fn open_all(&self, gained: &[Tenure]) -> Vec<(Tenure, Result<ShardCore, ClusterError>)> {
-        if gained.is_empty() {
-            return Vec::new();
-        }
-        let wanted: Vec<Shard> = gained.iter().map(|t| t.shard).collect();
-        let mut cases = match cases::cases_of_shards(&self.cases, self.shards, &wanted).await {
-            Ok(cases) => cases,
-            Err(e) => {
-                warn!(error = %e, shards = wanted.len(), "reading the cases of the shards gained; trying again");
-                return Vec::new();
-            }
-        };
         let opening = gained.iter().map(|tenure| {
-            let shard_cases = cases.remove(&tenure.shard).unwrap_or_default();
+            let shard_cases = self.known.of_shard(tenure.shard);
             async move {
                 let opened = ShardCore::open(&self.parts, *tenure, shard_cases).await;
                 (*tenure, opened)
@@ -247,9 +227,9 @@ impl Host {
     }
 
     async fn pass_on(&self, change: CaseChange) {
-        let shard = self.shards.shard_of(&change.id);
+        let shard = self.known.shard_of(&change.id);
         let Some(core) = self.cores.get(&shard) else {
-            return; // another instance's, or a shard opening reads it itself
+            return; // another instance's
         };
         let id = kordon_core::CaseId::new(change.id.clone());
         if !id.is_plain() {
@@ -334,6 +314,9 @@ impl Instance {
             },
             answer_when_durable,
         );
+        // Every case is in memory before a lease is taken: a shard taken
+        // before could not be opened until the whole bucket had been read.
+        let (known_cases, case_changes) = cases::read_and_follow(&cases, settings.shards).await?;
         let keeper = LeaseKeeper::start(settings.clone()).await?;
         let watching = dashboard::Watching::default();
         let parts = ShardParts {
@@ -386,7 +369,7 @@ impl Instance {
         });
         let delivery_watch = tokio::spawn(watch_delivery(parts.js.clone(), delivery));
         let js = parts.js.clone();
-        let host = ShardHost::start(parts, cases.clone(), settings.shards);
+        let host = ShardHost::start(parts, known_cases, case_changes);
         let feed = crate::live::Feed::new(config.alerts.escalate_after_s);
         let live_relay = tokio::spawn(dashboard::relay(js.client(), feed.clone(), watching));
         let desk_answers = tokio::spawn(alert_api::answer_questions(

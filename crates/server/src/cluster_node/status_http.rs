@@ -1,9 +1,8 @@
 //! The HTTP a cluster instance answers: `/healthz` (no token, as in single
 //! process: a supervisor's probe) with the shards it serves, and `/metrics`
-//! (any configured token). The cases are served beside them
-//! ([`super::case_api`]); the alert API of single-process kordon is not
-//! served in cluster mode yet (`docs/cluster.md`, "Still to build"). It
-//! never changes anything.
+//! (any configured token). The cases, the alerts and the histories are
+//! served beside them ([`super::case_api`], [`super::alert_api`],
+//! [`super::history_api`]). It never changes anything.
 
 use std::time::Instant;
 
