@@ -1,7 +1,7 @@
 //! The cases of a cluster, in one key-value bucket (`kordon_cases`): every
 //! instance follows it for its shards' cases ([`CasesByShard`]), and the
-//! bridge for its device → cases map ([`DeviceBook`]). Written where a case is put or deleted (the
-//! case API of whichever instance is asked).
+//! bridge for its device → cases map ([`DeviceBook`]). Written where a case
+//! is put or deleted (the case API of whichever instance is asked).
 //!
 //! A key is the case id with each `.` written `=2e` (a dot separates the
 //! tokens of a NATS subject, and case ids may hold one). Only plain ids
