@@ -39,14 +39,6 @@ const SHARDS: usize = 64;
 /// Fix time between a device's fixes.
 const STEP_S: i64 = 10;
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// One instance's directory and configuration.
 struct Member {
     name: &'static str,
@@ -54,7 +46,13 @@ struct Member {
     nats: Proxy,
     config: PathBuf,
     log: PathBuf,
-    http: String,
+    /// Where the running process's log begins in `log` (appended to at
+    /// each start).
+    log_start: u64,
+    /// Its HTTP address, read from its log once it says it (it listens on
+    /// a port of its own choosing: a port picked by the test and released
+    /// could be taken by another socket before the instance binds it).
+    http: std::sync::Mutex<Option<String>>,
     child: Option<Child>,
 }
 
@@ -63,12 +61,7 @@ impl Member {
         let port: u16 = nats.url().rsplit(':').next().unwrap().parse().unwrap();
         let proxy = Proxy::start(("127.0.0.1".to_string(), port)).await;
         let dir = common::temp_dir(&format!("cluster-{name}"));
-        let port = free_port();
-        let text = common::config_text(mqtt, &dir.join("cases"), &format!("kordon-{name}"), 3600)
-            .replace(
-                "listen = \"127.0.0.1:0\"",
-                &format!("listen = \"127.0.0.1:{port}\""),
-            );
+        let text = common::config_text(mqtt, &dir.join("cases"), &format!("kordon-{name}"), 3600);
         let text = format!(
             "{text}\n[journal]\ndir = \"{}\"\n\n[cluster]\nnats_url = \"nats://{}\"\ninstance = \"{name}\"\n",
             dir.join("journal").display(),
@@ -81,7 +74,8 @@ impl Member {
             nats: proxy,
             config,
             log: dir.join("kordon.log"),
-            http: format!("http://127.0.0.1:{port}"),
+            log_start: 0,
+            http: std::sync::Mutex::new(None),
             child: None,
         }
     }
@@ -92,8 +86,11 @@ impl Member {
             .append(true)
             .open(&self.log)
             .unwrap();
+        self.log_start = log.metadata().unwrap().len();
+        *self.http.lock().unwrap() = None;
         let child = Command::new(env!("CARGO_BIN_EXE_kordon"))
             .args(["run", "--config"])
+            .env("NO_COLOR", "1")
             .arg(&self.config)
             .stdout(Stdio::null())
             .stderr(log)
@@ -125,12 +122,28 @@ impl Member {
         }
     }
 
+    /// The HTTP address the running process said it serves on, if it has.
+    fn http_url(&self) -> Option<String> {
+        self.child.as_ref()?;
+        let mut known = self.http.lock().unwrap();
+        if known.is_none() {
+            let log = std::fs::read(&self.log).unwrap_or_default();
+            let since_start = log.get(self.log_start as usize..).unwrap_or_default();
+            *known = String::from_utf8_lossy(since_start)
+                .lines()
+                .find_map(|line| line.split_once("metrics on ").map(|(_, rest)| rest))
+                .and_then(|rest| rest.split_whitespace().next())
+                .map(str::to_string);
+        }
+        known.clone()
+    }
+
     /// The shards it serves, from its `/healthz` (none while it is down).
     async fn shards(&self, http: &reqwest::Client) -> usize {
-        if self.child.is_none() {
+        let Some(url) = self.http_url() else {
             return 0;
-        }
-        let Ok(response) = http.get(format!("{}/healthz", self.http)).send().await else {
+        };
+        let Ok(response) = http.get(format!("{url}/healthz")).send().await else {
             return 0;
         };
         let body: serde_json::Value = response.json().await.unwrap_or_default();
@@ -142,7 +155,7 @@ impl Member {
     /// Its `/metrics` page.
     async fn metrics(&self, http: &reqwest::Client) -> Option<String> {
         let response = http
-            .get(format!("{}/metrics", self.http))
+            .get(format!("{}/metrics", self.http_url()?))
             .bearer_auth(common::MONITORING_TOKEN)
             .send()
             .await
@@ -165,7 +178,25 @@ impl Member {
 
 impl Drop for Member {
     fn drop(&mut self) {
+        if std::thread::panicking() {
+            let status = self.child.as_mut().map(|c| c.try_wait());
+            eprintln!(
+                "--- {} at the failure: {status:?} (None: not running; Ok(None): running)",
+                self.name
+            );
+        }
         self.kill();
+        // A failed test's only witness of what each instance did.
+        if std::thread::panicking() {
+            let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+            let lines: Vec<&str> = log.lines().collect();
+            let tail = &lines[lines.len().saturating_sub(60)..];
+            eprintln!(
+                "--- the last lines of {}'s log ---\n{}",
+                self.name,
+                tail.join("\n")
+            );
+        }
     }
 }
 

@@ -31,7 +31,7 @@ use kordon_ingest::Decoder;
 use kordon_journal::{Durable, GroupCommit, Journal, SnapshotStore, Writer};
 use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
-use tracing::warn;
+use tracing::{info, warn};
 
 use shard_core::ShardCore;
 pub use shard_core::ShardParts;
@@ -316,7 +316,16 @@ impl Instance {
         );
         // Every case is in memory before a lease is taken: a shard taken
         // before could not be opened until the whole bucket had been read.
+        // Said in the log: at 500,000 cases the read takes seconds, and an
+        // instance that has not taken a lease yet is otherwise silent.
+        let reading = Instant::now();
+        info!("reading the cluster's cases before taking any shard");
         let (known_cases, case_changes) = cases::read_and_follow(&cases, settings.shards).await?;
+        info!(
+            cases = known_cases.len(),
+            took_ms = reading.elapsed().as_millis() as u64,
+            "the cluster's cases read"
+        );
         let keeper = LeaseKeeper::start(settings.clone()).await?;
         let watching = dashboard::Watching::default();
         let parts = ShardParts {
