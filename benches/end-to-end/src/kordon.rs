@@ -164,6 +164,15 @@ impl Kordon {
         Ok((code, value))
     }
 
+    /// Asks for case `id` through the API, as an officer's console would
+    /// (the engine's thread answers it): the HTTP status and how long the
+    /// answer took.
+    pub fn ask_case(&self, id: &str) -> Result<(u16, Duration), String> {
+        let started = Instant::now();
+        let (code, _) = http::get(self.http_port, &format!("/api/v1/cases/{id}"), Some(TOKEN))?;
+        Ok((code, started.elapsed()))
+    }
+
     pub fn metrics(&self) -> Result<Metrics, String> {
         match http::get(self.http_port, "/metrics", Some(TOKEN))? {
             (200, text) => Ok(Metrics(text)),

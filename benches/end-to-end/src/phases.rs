@@ -29,6 +29,35 @@ struct Watched {
     broker_peak_rss: f64,
     most_waiting: f64,
     health: Vec<String>,
+    requests: Requests,
+}
+
+/// People's requests through the API while kordon is watched: one case
+/// asked for at each sample.
+#[derive(Default, Clone)]
+pub struct Requests {
+    pub asked: u32,
+    /// Answered with anything but 200 (or not at all): how many, and the
+    /// first answer.
+    pub refused: u32,
+    pub first_refusal: Option<String>,
+    pub slowest_ms: f64,
+}
+
+impl Requests {
+    fn note(&mut self, answer: Result<(u16, Duration), String>) {
+        self.asked += 1;
+        let refusal = match answer {
+            Ok((200, took)) => {
+                self.slowest_ms = self.slowest_ms.max(took.as_secs_f64() * 1e3);
+                return;
+            }
+            Ok((code, _)) => format!("HTTP {code}"),
+            Err(e) => e,
+        };
+        self.refused += 1;
+        self.first_refusal.get_or_insert(refusal);
+    }
 }
 
 /// Publishes a fix of an unknown device on the broker on `port` until
@@ -266,6 +295,8 @@ impl Live {
                 .broker_peak_rss
                 .max(mib(procstat::rss_kib(self.broker_pid)));
             w.most_waiting = w.most_waiting.max(backlog);
+            w.requests
+                .note(self.kordon.ask_case(&crate::workload::case_id(0)));
             if slack.is_some_and(|slack| backlog <= slack) {
                 return Ok(Drain::Done(started.elapsed().as_secs_f64()));
             }
@@ -480,6 +511,7 @@ impl Live {
             drain: Some(drain),
             latency: self.latency(&[PHASE_OVERLOAD, PHASE_DRAIN]),
             health_problems: w.health,
+            requests: w.requests,
             ..Overload::default()
         })
     }

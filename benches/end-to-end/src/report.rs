@@ -180,6 +180,9 @@ pub struct Overload {
     pub not_run: Option<String>,
     pub latency: Latency,
     pub health_problems: Vec<String>,
+    /// A case asked for through the API at each sample of the overload and
+    /// its drain.
+    pub requests: crate::phases::Requests,
 }
 
 #[derive(Default)]
@@ -417,6 +420,14 @@ impl Report {
                 o.skipped_fixes
             );
         }
+        let r = &o.requests;
+        out += &format!(
+            "  a case asked for through the API twice a second: {} of {} answered, slowest {:.1} ms{}\n",
+            r.asked - r.refused,
+            r.asked,
+            r.slowest_ms,
+            r.first_refusal.as_ref().map_or(String::new(), |f| format!("; first refusal: {f}")),
+        );
         for p in &o.health_problems {
             out += &format!("  /healthz said: {p}\n");
         }
@@ -500,6 +511,10 @@ impl Report {
                 "peak_rss_mib": num(o.peak_rss_mib), "most_waiting": num(o.most_waiting),
                 "drain": o.drain.map(|d| d.json()), "not_run": o.not_run, "latency": o.latency.json(),
                 "health_problems": o.health_problems,
+                "api_requests": {
+                    "asked": o.requests.asked, "refused": o.requests.refused,
+                    "first_refusal": o.requests.first_refusal, "slowest_ms": num(o.requests.slowest_ms),
+                },
             },
             "totals": {
                 "fixes_offered": t.offered, "published": t.published, "skipped": t.skipped,

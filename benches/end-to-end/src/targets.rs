@@ -147,6 +147,26 @@ fn correctness(r: &Report) -> Vec<Target> {
             journal_detail(t),
         ),
         target(
+            "overload: every API request answered (a case, twice a second)",
+            // Not run (a step left a backlog): nothing was asked, and the
+            // overload's other targets say why.
+            o.requests.refused == 0,
+            true,
+            match &o.not_run {
+                Some(why) => format!("overload not run ({why})"),
+                None => format!(
+                    "{} of {} answered, slowest {:.1} ms{}",
+                    o.requests.asked - o.requests.refused,
+                    o.requests.asked,
+                    o.requests.slowest_ms,
+                    o.requests
+                        .first_refusal
+                        .as_ref()
+                        .map_or(String::new(), |f| format!("; first refusal: {f}"))
+                ),
+            },
+        ),
+        target(
             "every planted breach's alert delivered",
             t.alerts_delivered == t.planted && t.planted > 0,
             true,

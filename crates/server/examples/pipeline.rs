@@ -131,7 +131,7 @@ fn main() {
         snapshots: writer.snapshot_gate(),
     });
     let (core_tx, core_rx) = crossbeam_channel::bounded(ENGINE_QUEUE);
-    let core_thread = named("engine", move || core.run(core_rx));
+    let core_thread = named("engine", move || core.run(core_rx, None));
 
     let mut read = wire(fixes, cases, start);
     let mut intake = Intake::new(

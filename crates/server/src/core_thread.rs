@@ -1,8 +1,9 @@
 //! The engine's own thread. It owns the [`Engine`], the [`AlertDesk`], the
-//! case directory and the [`Deliveries`], takes [`Command`]s from one
-//! crossbeam channel (fixes from MQTT, the 1 s tick, API calls) in arrival
-//! order. What a command decides to publish (alerts, refusals) goes to the
-//! publisher at once; its journal records go to the journal writer together
+//! case directory and the [`Deliveries`], takes [`Command`]s from two
+//! crossbeam channels: the intake's (fixes from MQTT, the 1 s tick) in
+//! arrival order, and the API's requests ahead of it ([`queues`]). What a
+//! command decides to publish (alerts, refusals) goes to the publisher at
+//! once; its journal records go to the journal writer together
 //! with the broker acknowledgements and API answers that must wait for
 //! them. The writer passes those on once the records are committed: nothing
 //! is acknowledged to the broker, and no API change confirmed, before it is
@@ -37,6 +38,7 @@ use crate::cases;
 use crate::live::{DevicePosition, Feed};
 
 mod operator;
+mod queues;
 #[cfg(test)]
 mod tests;
 use crate::delivery::{Actions, Deliveries, Expected};
@@ -637,20 +639,24 @@ impl CoreThread {
         }
     }
 
-    pub fn run(mut self, commands: Receiver<Command>) {
+    /// Runs until both queues are closed or [`Command::Shutdown`]: the
+    /// intake's, and the desk's for people's requests (`None`: they come on
+    /// the intake's), taken first ([`queues`]).
+    pub fn run(mut self, commands: Receiver<Command>, desk: Option<Receiver<Command>>) {
         info!(
             cases = self.cases.len(),
             devices = self.engine.device_count(),
             "engine thread running"
         );
         let _emptied = EmptiedOnExit(commands.clone());
+        let mut queues = queues::Queues::new(commands, desk);
         // Looked up once: by name, per command, it cost 3 % of the thread.
         let queue_depth = metrics::gauge!(m::CORE_QUEUE_DEPTH);
         // Woken once per batch the ingest link hands on: it reads the
         // broker at most once every half millisecond
         // (`ingest_link::READ_PERIOD`).
-        for command in commands.iter() {
-            queue_depth.set(commands.len() as f64);
+        while let Some(command) = queues.next() {
+            queue_depth.set(queues.intake_len() as f64);
             if let (Some(ts), Command::Message { now, .. }) = (command.event_time(), &command) {
                 self.ticks.received(ts, *now);
             }
@@ -790,7 +796,7 @@ impl CoreThread {
             // Acks count too: commands that journal nothing (refusals,
             // duplicates) must not hold their acknowledgements back.
             let gathered = self.entries.len() + self.after_commit.len();
-            if commands.is_empty() || gathered >= JOURNAL_JOB_RECORDS {
+            if queues.is_empty() || gathered >= JOURNAL_JOB_RECORDS {
                 self.hand_to_journal();
             }
             self.show_changes();

@@ -49,7 +49,9 @@ use crate::session::{self, Sessions};
 
 #[derive(Clone)]
 pub struct ApiState {
-    pub(crate) core: Sender<Command>,
+    /// The engine thread's queue for requests, which it takes from before
+    /// the fixes (`core_thread::queues`).
+    pub(crate) desk: Sender<Command>,
     pub(crate) access: Access,
     metrics: PrometheusHandle,
     pub(crate) clock: crate::clock::Clock,
@@ -137,9 +139,9 @@ impl Tokens {
 }
 
 impl ApiState {
-    pub fn new(core: Sender<Command>, tokens: &[TokenConfig], parts: ApiParts) -> Self {
+    pub fn new(desk: Sender<Command>, tokens: &[TokenConfig], parts: ApiParts) -> Self {
         ApiState {
-            core,
+            desk,
             access: Access::new(tokens),
             metrics: parts.metrics,
             clock: parts.clock,
@@ -313,7 +315,7 @@ pub(crate) async fn ask<T>(
     state: &ApiState,
     command: impl FnOnce(oneshot::Sender<T>) -> Command,
 ) -> Result<T, ApiError> {
-    ask_engine(&state.core, command).await
+    ask_engine(&state.desk, command).await
 }
 
 /// Sends a command to an engine's thread (one process's, or a shard's in a
@@ -321,6 +323,19 @@ pub(crate) async fn ask<T>(
 pub(crate) async fn ask_engine<T>(
     core: &Sender<Command>,
     command: impl FnOnce(oneshot::Sender<T>) -> Command,
+) -> Result<T, ApiError> {
+    ask_engine_within(core, command, Duration::from_secs(5)).await
+}
+
+/// How long `/healthz` waits for the engine: a probe wants its answer
+/// within a second or two, and an engine held up that long (by a stalled
+/// journal, say) is itself the news.
+const HEALTH_WAIT: Duration = Duration::from_secs(1);
+
+async fn ask_engine_within<T>(
+    core: &Sender<Command>,
+    command: impl FnOnce(oneshot::Sender<T>) -> Command,
+    within: Duration,
 ) -> Result<T, ApiError> {
     let (reply, answer) = oneshot::channel();
     match core.try_send(command(reply)) {
@@ -338,7 +353,7 @@ pub(crate) async fn ask_engine<T>(
             ))
         }
     }
-    match tokio::time::timeout(Duration::from_secs(5), answer).await {
+    match tokio::time::timeout(within, answer).await {
         Ok(Ok(value)) => Ok(value),
         Ok(Err(_)) => Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -346,7 +361,7 @@ pub(crate) async fn ask_engine<T>(
         )),
         Err(_) => Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
-            "the engine did not answer in 5 s",
+            format!("the engine did not answer in {} s", within.as_secs()),
         )),
     }
 }
@@ -356,7 +371,9 @@ pub(crate) async fn ask_engine<T>(
 async fn healthz(State(state): State<ApiState>) -> Response {
     // Under overload the engine's queue may be full: the report still says
     // why, rather than a bare "busy".
-    let cases = ask(&state, Command::ListCases).await.map(|c| c.len());
+    let cases = ask_engine_within(&state.desk, Command::ListCases, HEALTH_WAIT)
+        .await
+        .map(|c| c.len());
     let mut report = state.health.report();
     if let Err(ApiError(_, error)) = &cases {
         report.problems.push(format!(

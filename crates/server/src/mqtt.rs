@@ -58,12 +58,19 @@ pub fn subscriptions() -> Vec<&'static str> {
 }
 
 /// Commands waiting for the engine's thread: the messages the ingest link
-/// read, the ticks, the API's calls. The ingest link reads no further
+/// read, the ticks (the API's requests have [`DESK_QUEUE`]). The ingest link reads no further
 /// while it is full, so this and the queue behind it (the journal
 /// writer's) are sized for memory, not speed: the broker holds the rest.
 /// (It replaced an inbox of 4,096 messages and an engine's queue of 4,096
 /// commands behind it, and holds what both held.)
 pub const ENGINE_QUEUE: usize = 8_192;
+
+/// People's requests through the API waiting for the engine's thread, on
+/// a queue of their own that the thread takes from first
+/// (`core_thread::queues`). A request finding it full is answered 503
+/// ("the engine is busy"): hundreds of requests waiting is a stuck engine
+/// or a runaway client, never an overload of fixes.
+pub const DESK_QUEUE: usize = 256;
 
 /// What it takes to acknowledge a received message: its packet id and QoS,
 /// and the ingest link's connection it came on. A broker numbers the

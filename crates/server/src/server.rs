@@ -144,9 +144,10 @@ pub async fn start_with(
     )?;
     let undelivered = restore_dispatch(&config, &dispatch);
     let (core_tx, core_rx) = crossbeam_channel::bounded(mqtt::ENGINE_QUEUE);
+    let (desk_tx, desk_rx) = crossbeam_channel::bounded(mqtt::DESK_QUEUE);
     let core_thread = std::thread::Builder::new()
         .name("kordon-engine".into())
-        .spawn(move || core.run(core_rx))
+        .spawn(move || core.run(core_rx, Some(desk_rx)))
         .map_err(StartError::Thread)?;
 
     let (stop, stopping) = watch::channel(false);
@@ -218,7 +219,7 @@ pub async fn start_with(
         warn!("no API tokens configured: every API route but /healthz answers 401");
     }
     let app = http::router(ApiState::new(
-        core_tx.clone(),
+        desk_tx,
         &config.http.tokens,
         ApiParts {
             metrics,

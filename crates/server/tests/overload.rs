@@ -45,7 +45,9 @@ struct OwnMosquitto {
 }
 
 impl OwnMosquitto {
-    fn start() -> Option<OwnMosquitto> {
+    /// With `window` messages in flight to each client (Mosquitto's
+    /// `max_inflight_messages`).
+    fn start(window: u32) -> Option<OwnMosquitto> {
         let binary = ["/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto"]
             .into_iter()
             .map(std::path::PathBuf::from)
@@ -70,7 +72,7 @@ impl OwnMosquitto {
             format!(
                 "listener {port} 127.0.0.1\nallow_anonymous true\nuser root\n\
                  set_tcp_nodelay true\nmax_queued_messages 200000\n\
-                 max_inflight_messages 1000\nmax_packet_size 262144\n"
+                 max_inflight_messages {window}\nmax_packet_size 262144\n"
             ),
         )
         .unwrap();
@@ -105,7 +107,7 @@ impl Drop for OwnMosquitto {
 async fn an_offered_load_above_capacity_keeps_the_connection_and_loses_nothing() {
     let embedded = kordon_server::embedded::start("127.0.0.1:0".parse().unwrap(), None)
         .expect("embedded broker starts");
-    let own = OwnMosquitto::start();
+    let own = OwnMosquitto::start(1000);
     let mut brokers = vec![Broker::Embedded(format!("mqtt://{embedded}"))];
     if let Some(own) = &own {
         brokers.push(Broker::External(format!("mqtt://127.0.0.1:{}", own.port)));
@@ -173,6 +175,10 @@ async fn overload(broker: Broker) {
         let journal = kordon.journal_path();
         let mut most_waiting = 0u64;
         let mut overloaded_seen = false;
+        // People's requests while the engine's intake is full: each must be
+        // answered, not refused as "busy".
+        let mut requests = 0u32;
+        let mut refused = Vec::new();
         let deadline = Instant::now() + Duration::from_secs(240);
         loop {
             tokio::time::sleep(Duration::from_millis(250)).await;
@@ -188,6 +194,23 @@ async fn overload(broker: Broker) {
                 .await
                 .unwrap();
             overloaded_seen |= health.contains("overloaded since");
+            if health.contains("the engine did not answer") {
+                refused.push(format!("/healthz: {health}"));
+            }
+            let cases = http
+                .get(format!("{}/api/v1/cases", kordon.http))
+                .bearer_auth(MONITORING_TOKEN)
+                .send()
+                .await
+                .unwrap();
+            requests += 1;
+            if !cases.status().is_success() {
+                let status = cases.status();
+                refused.push(format!(
+                    "/api/v1/cases: {status} {}",
+                    cases.text().await.unwrap()
+                ));
+            }
             if taken >= offered {
                 break;
             }
@@ -214,6 +237,12 @@ async fn overload(broker: Broker) {
             errors_before,
             "kordon lost its broker connection under load"
         );
+        assert!(
+            refused.is_empty(),
+            "{} of {requests} requests during the overload refused, as: {:?}",
+            refused.len(),
+            &refused[..refused.len().min(3)]
+        );
         kordon.stop().await;
 
         // Every fix once: none lost, none journaled twice.
@@ -226,4 +255,91 @@ async fn overload(broker: Broker) {
         let twice: Vec<_> = ours.iter().filter(|(_, n)| **n > 1).take(5).collect();
         assert!(twice.is_empty(), "journaled more than once: {twice:?}");
     }
+}
+
+/// An officer's request while the engine's intake is full. The journal is
+/// held by another writer, so nothing is acknowledged: the journal's queue
+/// fills, the engine's thread waits on it, and its intake fills behind (a
+/// window of 60,000 lets the broker send more than both queues hold). The
+/// request then waits for the engine on a queue of its own and is answered
+/// once the journal moves again; sharing the intake's queue, it was refused
+/// at once ("the engine is busy; retry").
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_is_answered_while_the_engines_intake_is_full() {
+    let Some(own) = OwnMosquitto::start(60_000) else {
+        return;
+    };
+    let broker = Broker::External(format!("mqtt://127.0.0.1:{}", own.port));
+    let cases: Vec<TestCase> = (0..CASES).map(|_| TestCase::new("medium")).collect();
+    let all: Vec<&TestCase> = cases.iter().collect();
+    let kordon = Kordon::start(&broker, &all).await;
+    let http = reqwest::Client::new();
+    let intruder = rusqlite::Connection::open(kordon.journal_path()).unwrap();
+    intruder.execute_batch("BEGIN IMMEDIATE").unwrap();
+
+    let (lat, lon) = north(HOME, 20_000.0);
+    let base = Timestamp::now() - SignedDuration::from_mins(20);
+    let Publisher { client, .. } =
+        Publisher::new(&broker, format!("full-{}", cases[0].id), 1000, 1000).await;
+    let devices: Vec<String> = cases.iter().map(|c| c.offender.clone()).collect();
+    let publishing = tokio::spawn(async move {
+        for n in 0..40_000usize {
+            let ts = base + SignedDuration::from_millis(n as i64 * 10);
+            let payload = format!(r#"{{"ts":"{ts}","lat":{lat:.7},"lon":{lon:.7},"acc":5.0}}"#);
+            let topic = format!("kordon/v1/devices/{}/fix", devices[n % devices.len()]);
+            client
+                .publish(topic, QoS::AtLeastOnce, false, payload)
+                .await
+                .unwrap();
+        }
+    });
+    // The ingest link found the intake full: `/healthz` says so (within
+    // a second, the engine held up or not).
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let health = http
+            .get(format!("{}/healthz", kordon.http))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        if health.contains("overloaded since") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the engine's intake never filled: {health}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    let asked = Instant::now();
+    let request = tokio::spawn({
+        let url = format!("{}/api/v1/cases/{}", kordon.http, cases[0].id);
+        let http = http.clone();
+        async move {
+            let response = http
+                .get(url)
+                .bearer_auth(MONITORING_TOKEN)
+                .send()
+                .await
+                .unwrap();
+            let status = response.status();
+            (status, response.text().await.unwrap(), asked.elapsed())
+        }
+    });
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    intruder.execute_batch("ROLLBACK").unwrap();
+    drop(intruder);
+    let (status, body, took) = request.await.unwrap();
+    assert_eq!(status, reqwest::StatusCode::OK, "{body}");
+    assert!(body.contains(&cases[0].id), "{body}");
+    assert!(
+        took >= Duration::from_millis(900),
+        "answered in {took:?}, while the engine waited on the journal: was the intake full?"
+    );
+    publishing.await.unwrap();
+    kordon.stop().await;
 }

@@ -58,6 +58,7 @@ pub struct ShardHost {
 #[derive(Clone)]
 pub struct ServedEngine {
     pub tenure: Tenure,
+    /// For questions: its engine takes them before the stream's messages.
     pub commands: crossbeam_channel::Sender<crate::core_thread::Command>,
     pub feed: crate::live::Feed,
     /// Whether the shard's replay is done (its desk complete).

@@ -76,6 +76,9 @@ pub struct ShardParts {
 pub struct ShardCore {
     pub tenure: Tenure,
     commands: crossbeam_channel::Sender<Command>,
+    /// Its engine's queue for questions, taken before the stream's
+    /// messages (`core_thread::queues`).
+    desk: crossbeam_channel::Sender<Command>,
     /// What the shard's dashboard feed shows; its positions are asked of it.
     feed: crate::live::Feed,
     /// Whether its engine has every message stored before it opened: until
@@ -113,9 +116,10 @@ impl ShardCore {
         let now = parts.clock.now();
         let in_force = core.case_ids();
         let (commands, commands_rx) = crossbeam_channel::bounded(crate::mqtt::ENGINE_QUEUE);
+        let (desk, desk_rx) = crossbeam_channel::bounded(crate::mqtt::DESK_QUEUE);
         let engine_thread = std::thread::Builder::new()
             .name(format!("kordon-shard-{shard}"))
-            .spawn(move || core.run(commands_rx))
+            .spawn(move || core.run(commands_rx, Some(desk_rx)))
             .map_err(|e| shard_error(shard, &e))?;
         for command in case_sync(in_force, cases, now) {
             let _ = commands.send(command);
@@ -175,6 +179,7 @@ impl ShardCore {
         Ok(ShardCore {
             tenure,
             commands,
+            desk,
             feed,
             caught_up: replayed,
             case_changes,
@@ -200,7 +205,7 @@ impl ShardCore {
     pub fn served(&self) -> super::ServedEngine {
         super::ServedEngine {
             tenure: self.tenure,
-            commands: self.commands.clone(),
+            commands: self.desk.clone(),
             feed: self.feed.clone(),
             caught_up: self.caught_up.clone(),
         }
