@@ -35,6 +35,12 @@ fn metric(text: &str, name: &str) -> f64 {
         .sum()
 }
 
+/// `/healthz`'s body, whatever its status.
+async fn health_text(http: &reqwest::Client, kordon: &Kordon) -> String {
+    let response = http.get(format!("{}/healthz", kordon.http)).send().await;
+    response.unwrap().text().await.unwrap()
+}
+
 /// A Mosquitto of the test's own on a free port, configured for kordon's
 /// queues as in `deploy/mosquitto/kordon.conf` (without persistence, users
 /// and TLS). Killed on drop.
@@ -185,14 +191,7 @@ async fn overload(broker: Broker) {
             let taken = journal_fix_count(&journal);
             let broker_took: u64 = acks.iter().map(|a| a.load(Ordering::Relaxed)).sum();
             most_waiting = most_waiting.max(broker_took.saturating_sub(taken));
-            let health = http
-                .get(format!("{}/healthz", kordon.http))
-                .send()
-                .await
-                .unwrap()
-                .text()
-                .await
-                .unwrap();
+            let health = health_text(&http, &kordon).await;
             overloaded_seen |= health.contains("overloaded since");
             if health.contains("the engine did not answer") {
                 refused.push(format!("/healthz: {health}"));
@@ -297,14 +296,7 @@ async fn a_request_is_answered_while_the_engines_intake_is_full() {
     // a second, the engine held up or not).
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
-        let health = http
-            .get(format!("{}/healthz", kordon.http))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let health = health_text(&http, &kordon).await;
         if health.contains("overloaded since") {
             break;
         }
