@@ -332,6 +332,7 @@ pub(crate) async fn ask_engine<T>(
 /// journal, say) is itself the news.
 const HEALTH_WAIT: Duration = Duration::from_secs(1);
 
+/// [`ask_engine`], waiting at most `within` for the answer.
 async fn ask_engine_within<T>(
     core: &Sender<Command>,
     command: impl FnOnce(oneshot::Sender<T>) -> Command,
@@ -369,8 +370,10 @@ async fn ask_engine_within<T>(
 /// 200 when the engine answers, the broker is connected and the journal
 /// commits; 503 naming each problem otherwise.
 async fn healthz(State(state): State<ApiState>) -> Response {
-    // Under overload the engine's queue may be full: the report still says
-    // why, rather than a bare "busy".
+    // Asked on the requests' queue, which the engine's thread takes from
+    // before the fixes: under overload the engine still answers. An engine
+    // that does not (it waits for a stalled journal) is named a problem,
+    // beside the reason the report gives.
     let cases = ask_engine_within(&state.desk, Command::ListCases, HEALTH_WAIT)
         .await
         .map(|c| c.len());

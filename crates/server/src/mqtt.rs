@@ -58,9 +58,10 @@ pub fn subscriptions() -> Vec<&'static str> {
 }
 
 /// Commands waiting for the engine's thread: the messages the ingest link
-/// read, the ticks (the API's requests have [`DESK_QUEUE`]). The ingest link reads no further
-/// while it is full, so this and the queue behind it (the journal
-/// writer's) are sized for memory, not speed: the broker holds the rest.
+/// read, the ticks (the API's requests have [`DESK_QUEUE`]). The ingest
+/// link reads no further while it is full, so this and the queue behind it
+/// (the journal writer's) are sized for memory, not speed: the broker
+/// holds the rest.
 /// (It replaced an inbox of 4,096 messages and an engine's queue of 4,096
 /// commands behind it, and holds what both held.)
 pub const ENGINE_QUEUE: usize = 8_192;
