@@ -66,8 +66,8 @@ pub fn subscriptions() -> Vec<&'static str> {
 /// commands behind it, and holds what both held.)
 pub const ENGINE_QUEUE: usize = 8_192;
 
-/// People's requests through the API waiting for the engine's thread, on
-/// a queue of their own that the thread takes from first
+/// People's requests through the API (and the police webhooks' delivery
+/// outcomes) waiting for the engine's thread, on a queue of their own that the thread takes from first
 /// (`core_thread::queues`). A request finding it full is answered 503
 /// ("the engine is busy"): hundreds of requests waiting is a stuck engine
 /// or a runaway client, never an overload of fixes.

@@ -194,7 +194,7 @@ pub async fn start_with(
     let deliverer = webhook_rx.map(|queue| {
         let deliverer = dispatch::webhook::Deliverer {
             dispatch: config.dispatch.clone(),
-            core: core_tx.clone(),
+            core: desk_tx.clone(),
             clock: config.clock,
         };
         tokio::spawn(deliverer.run(queue))

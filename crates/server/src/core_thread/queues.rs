@@ -1,14 +1,15 @@
 //! The engine thread's two queues, and which it takes from first.
 //!
 //! - The **intake**: what the broker delivers (fixes, statuses, echoes),
-//!   the tick, webhook reports. Whenever kordon is behind, the ingest link
-//!   keeps this queue full: that is its backpressure, and the broker holds
-//!   the rest.
+//!   the tick. Whenever kordon is behind, the ingest link keeps this queue
+//!   full: that is its backpressure, and the broker holds the rest.
 //! - The **desk**: what people ask through the API (an officer
 //!   acknowledging an alert, an admin putting a case, a console listing the
-//!   alerts). Sharing the intake's queue, these found it full through a
-//!   whole overload and were answered "the engine is busy; retry", when
-//!   the room needs them most: during a backlog's drain.
+//!   alerts), and the outcome of each delivery to the police's webhooks.
+//!   Sharing the intake's queue, requests found it full through a whole
+//!   overload and were answered "the engine is busy; retry", when the room
+//!   needs them most: during a backlog's drain; a delivery's outcome gave
+//!   up after a second and went unrecorded.
 //!
 //! The thread takes from the desk first, so a request waits for at most
 //! the command being handled. It is taken ahead of messages that came

@@ -124,6 +124,10 @@ pub fn giving_up(endpoint: &WebhookConfig, message: &CapMessage, attempts: u32) 
 /// the engine's thread (a cluster's is `crate::cluster_node::webhooks`).
 pub struct Deliverer {
     pub dispatch: DispatchConfig,
+    /// The engine's queue for requests, not the intake's: under overload
+    /// the ingest link keeps that one full, and the record of a delivery to
+    /// the police (the evidence, and what tells a restart not to deliver
+    /// the message again) was dropped after a second of trying.
     pub core: Sender<Command>,
     pub clock: Clock,
 }
