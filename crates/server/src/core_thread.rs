@@ -18,6 +18,7 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Instant;
 
 use crossbeam_channel::Receiver;
@@ -291,17 +292,21 @@ struct State {
 /// [`CoreThread::state_copy`]).
 pub struct StateCopy {
     engine: Engine,
-    cases: Vec<Case>,
+    cases: Vec<Arc<Case>>,
     desk: Vec<u8>,
     deliveries: Vec<u8>,
 }
 
 impl StateCopy {
     fn state(self) -> State {
+        // In the order of their ids, so that equal states are equal bytes;
+        // sorted here, off the engine's thread.
+        let mut cases: Vec<&Case> = self.cases.iter().map(|c| &**c).collect();
+        cases.sort_by(|a, b| a.id.cmp(&b.id));
         State {
             engine: self.engine.snapshot(),
             desk: self.desk,
-            cases: serde_json::to_vec(&self.cases).expect("cases serialise"),
+            cases: serde_json::to_vec(&cases).expect("cases serialise"),
             deliveries: self.deliveries,
         }
     }
@@ -320,7 +325,8 @@ const JOURNAL_JOB_RECORDS: usize = 512;
 pub struct CoreThread {
     engine: Engine,
     desk: AlertDesk,
-    cases: HashMap<CaseId, Case>,
+    /// Shared with the snapshots' copies: a case is replaced, never changed.
+    cases: HashMap<CaseId, Arc<Case>>,
     /// The file each case was loaded from or written to.
     sources: HashMap<CaseId, PathBuf>,
     case_dir: PathBuf,
@@ -436,7 +442,10 @@ impl CoreThread {
         let deliveries: Deliveries = serde_json::from_slice(&state.deliveries)
             .map_err(|e| format!("delivery snapshot: {e}"))?;
         let mut thread = CoreThread::new(engine, desk, case_dir, upkeep);
-        thread.cases = cases.into_iter().map(|c| (c.id.clone(), c)).collect();
+        thread.cases = cases
+            .into_iter()
+            .map(|c| (c.id.clone(), Arc::new(c)))
+            .collect();
         thread.deliveries = deliveries;
         Ok(thread)
     }
@@ -447,15 +456,15 @@ impl CoreThread {
     }
 
     /// What a snapshot holds, copied so that it can be serialised off this
-    /// thread: the engine and the cases are cloned (this thread stops only
-    /// for that), the alert desk and the deliveries, which hold only what
+    /// thread: the engine is cloned, sharing its cases and devices with
+    /// this thread's until either changes them (`kordon_core`'s
+    /// `engine::slots`), and the cases are shared (this thread stops only
+    /// for that); the alert desk and the deliveries, which hold only what
     /// is open, are serialised here.
     pub fn state_copy(&self) -> StateCopy {
-        let mut cases: Vec<Case> = self.cases.values().cloned().collect();
-        cases.sort_by(|a, b| a.id.cmp(&b.id));
         StateCopy {
             engine: self.engine.clone(),
-            cases,
+            cases: self.cases.values().cloned().collect(),
             desk: self.desk.snapshot(),
             deliveries: serde_json::to_vec(&self.deliveries).expect("deliveries serialise"),
         }
@@ -600,7 +609,7 @@ impl CoreThread {
         for (path, case) in files {
             seen.insert(case.id.clone());
             self.sources.insert(case.id.clone(), path.clone());
-            if self.cases.get(&case.id) == Some(&case) {
+            if self.cases.get(&case.id).map(|c| &**c) == Some(&case) {
                 continue;
             }
             let id = case.id.clone();
@@ -740,15 +749,15 @@ impl CoreThread {
                 }
                 Command::ListCases(reply) => {
                     let mut list: Vec<CaseSummary> =
-                        self.cases.values().map(CaseSummary::of).collect();
+                        self.cases.values().map(|c| CaseSummary::of(c)).collect();
                     list.sort_by(|a, b| a.id.cmp(&b.id));
                     let _ = reply.send(list);
                 }
                 Command::GetCase(id, reply) => {
-                    let _ = reply.send(self.cases.get(&id).cloned());
+                    let _ = reply.send(self.cases.get(&id).map(|c| Case::clone(c)));
                 }
                 Command::AllCases(reply) => {
-                    let _ = reply.send(self.cases.values().cloned().collect());
+                    let _ = reply.send(self.cases.values().map(|c| Case::clone(c)).collect());
                 }
                 Command::Alerts(reply) => {
                     let _ = reply.send(self.desk.alerts().into_iter().cloned().collect());
@@ -1202,7 +1211,7 @@ impl CoreThread {
     fn apply_case(&mut self, case: Case, now: Timestamp) -> Result<(), CaseRejected> {
         let events = self.engine.upsert_case(case.clone(), now)?;
         self.desk.upsert_case(&case);
-        self.cases.insert(case.id.clone(), case);
+        self.cases.insert(case.id.clone(), Arc::new(case));
         self.publish_events(&events, now, None);
         Ok(())
     }
@@ -1257,7 +1266,7 @@ impl CoreThread {
     /// where it was written; a newer kordon may have written it).
     fn sync_case(&mut self, id: CaseId, case: Option<Case>, now: Timestamp) {
         match case {
-            Some(case) if self.cases.get(&id) == Some(&case) => {}
+            Some(case) if self.cases.get(&id).map(|c| &**c) == Some(&case) => {}
             Some(case) => match self.apply_case(case.clone(), now) {
                 Ok(()) => {
                     info!(case = %id, "case from the cluster's bucket applied");

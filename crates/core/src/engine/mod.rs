@@ -13,6 +13,7 @@
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
+use std::sync::Arc;
 
 use foldhash::{HashMap, HashMapExt};
 use smallvec::SmallVec;
@@ -40,10 +41,12 @@ use crate::validate::{check_device_roles, validate_case, CaseError, Problem, Val
 use crate::zone::CompiledZone;
 
 mod rules;
+mod slots;
 mod state;
 mod timers;
 
 use rules::*;
+use slots::Slots;
 use state::*;
 use timers::*;
 
@@ -174,13 +177,18 @@ pub struct Engine {
     config: EngineConfig,
     #[serde(skip, default = "schedule_time_zone")]
     tz: TimeZone,
-    cases: Vec<Option<CaseState>>,
+    /// Cases and devices by slot, shared with copies of the engine chunk
+    /// by chunk until either side changes one ([`slots`]): a snapshot's
+    /// copy holds the engine's thread for milliseconds, not for a clone
+    /// of every case.
+    cases: Slots<CaseState>,
     free_cases: Vec<usize>,
     case_slots: HashMap<CaseId, usize>,
-    devices: Vec<Option<DeviceState>>,
+    devices: Slots<DeviceState>,
     free_devices: Vec<usize>,
     device_slots: HashMap<DeviceId, usize>,
-    zones: ZoneIndex,
+    /// Shared with copies of the engine: it changes only with the cases.
+    zones: Arc<ZoneIndex>,
     positions: PositionIndex,
     /// When a device or an order must be looked at again, earliest first.
     /// An entry whose time is no longer its subject's `timer` is stale.
@@ -213,13 +221,13 @@ impl Engine {
         Engine {
             config,
             tz: schedule_time_zone(),
-            cases: Vec::new(),
+            cases: Slots::default(),
             free_cases: Vec::new(),
             case_slots: HashMap::new(),
-            devices: Vec::new(),
+            devices: Slots::default(),
             free_devices: Vec::new(),
             device_slots: HashMap::new(),
-            zones: ZoneIndex::default(),
+            zones: Arc::default(),
             positions: PositionIndex::default(),
             timers: BinaryHeap::new(),
             max_warning_radius_m: 0.0,
@@ -446,7 +454,7 @@ impl Engine {
             patterns,
         };
         for (bounds, at) in zone_entries(slot, &state) {
-            self.zones.insert(bounds, at);
+            Arc::make_mut(&mut self.zones).insert(bounds, at);
         }
         self.case_slots.insert(case.id.clone(), slot);
         self.cases[slot] = Some(state);
@@ -547,7 +555,7 @@ impl Engine {
         let slot = self.case_slots.remove(id)?;
         let old = self.cases[slot].take()?;
         for (bounds, at) in zone_entries(slot, &old) {
-            self.zones.remove(bounds, at);
+            Arc::make_mut(&mut self.zones).remove(bounds, at);
         }
         // An upsert attaches the devices again; orphans are dropped after it.
         for &(d, _) in &old.members {

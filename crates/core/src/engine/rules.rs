@@ -54,7 +54,7 @@ pub(super) fn open_health(dev: &DeviceState) -> Vec<(EventKind, Timestamp)> {
 
 /// Health episodes are about a device; each case it belongs to hears of them.
 pub(super) fn fan_out(
-    cases: &[Option<CaseState>],
+    cases: &Slots<CaseState>,
     dev: &DeviceState,
     kind: EventKind,
     onset: Timestamp,
@@ -110,7 +110,7 @@ pub(super) fn health_event(
 pub(super) fn decide_order(
     config: &EngineConfig,
     tz: &TimeZone,
-    devices: &[Option<DeviceState>],
+    devices: &Slots<DeviceState>,
     case: &mut CaseState,
     i: usize,
     slot: usize,
@@ -514,7 +514,7 @@ pub(super) fn last_reading(rule: &mut CompiledRule) -> Option<&mut LastReading> 
 pub(super) fn judge_last_position(
     config: &EngineConfig,
     tz: &TimeZone,
-    devices: &[Option<DeviceState>],
+    devices: &Slots<DeviceState>,
     case: &mut CaseState,
     i: usize,
     now: Timestamp,
@@ -629,7 +629,7 @@ pub(super) fn open_order_episode(
 /// Until when both positions of a contact ban's pair are young enough to judge.
 pub(super) fn pair_known_until(
     config: &EngineConfig,
-    devices: &[Option<DeviceState>],
+    devices: &Slots<DeviceState>,
     case: &CaseState,
     i: usize,
 ) -> Timestamp {
@@ -698,7 +698,7 @@ pub(super) fn open_position_unknown(
 /// Opens or clears a curfew episode from the evidence at `at`.
 pub(super) fn curfew_deadlines(
     config: &EngineConfig,
-    devices: &[Option<DeviceState>],
+    devices: &Slots<DeviceState>,
     case: &mut CaseState,
     i: usize,
     window_start: Timestamp,

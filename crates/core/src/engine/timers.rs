@@ -32,7 +32,7 @@ pub(super) fn arm(
 /// Opens the health episodes of a device that have come due at `now`.
 pub(super) fn check_device(
     config: &EngineConfig,
-    cases: &[Option<CaseState>],
+    cases: &Slots<CaseState>,
     dev: &mut DeviceState,
     now: Timestamp,
     events: &mut Vec<Event>,
@@ -93,7 +93,7 @@ pub(super) fn device_deadline(dev: &DeviceState, config: &EngineConfig) -> Optio
 pub(super) fn check_order(
     config: &EngineConfig,
     tz: &TimeZone,
-    devices: &[Option<DeviceState>],
+    devices: &Slots<DeviceState>,
     case: &mut CaseState,
     i: usize,
     now: Timestamp,
@@ -131,7 +131,7 @@ pub(super) fn rearm_order(
     timers: &mut BinaryHeap<Reverse<(Timestamp, Subject)>>,
     config: &EngineConfig,
     tz: &TimeZone,
-    devices: &[Option<DeviceState>],
+    devices: &Slots<DeviceState>,
     case: &mut CaseState,
     case_slot: usize,
     i: usize,
