@@ -236,6 +236,33 @@ fn run_restoring_at(ops: &[Op], restore_before: &[usize]) -> Vec<Event> {
     events
 }
 
+/// Runs `ops`, taking a copy of the engine (as a snapshot does) before op
+/// `cut`. Gives the snapshot at the cut, the copy's snapshot once the
+/// engine has run every op, and the events of the ops after the cut, from
+/// the engine and from the copy given them afterwards.
+fn run_copying_at(ops: &[Op], cut: usize) -> (Vec<u8>, Vec<u8>, Vec<Event>, Vec<Event>) {
+    let (first, rest) = ops.split_at(cut.min(ops.len()));
+    let mut e = Engine::new(EngineConfig::default());
+    e.upsert_case(full_case(), t0()).unwrap();
+    let (mut now, mut seq) = (0i64, 0u64);
+    for op in first {
+        apply(&mut e, op, &mut now, &mut seq);
+    }
+    let mut copy = e.clone();
+    let at_cut = e.snapshot();
+    let (mut copy_now, mut copy_seq) = (now, seq);
+    let engine_events: Vec<Event> = rest
+        .iter()
+        .flat_map(|op| apply(&mut e, op, &mut now, &mut seq))
+        .collect();
+    let copy_after = copy.snapshot();
+    let copy_events = rest
+        .iter()
+        .flat_map(|op| apply(&mut copy, op, &mut copy_now, &mut copy_seq))
+        .collect();
+    (at_cut, copy_after, engine_events, copy_events)
+}
+
 /// One op against the engine; `now` and `seq` carry the run's clock and
 /// sequence numbers.
 fn apply(e: &mut Engine, op: &Op, now: &mut i64, seq: &mut u64) -> Vec<Event> {
@@ -304,6 +331,18 @@ proptest! {
         cuts in prop::collection::vec(0usize..150, 1..4),
     ) {
         prop_assert_eq!(run(&ops), run_restoring_at(&ops, &cuts));
+    }
+
+    /// A snapshot's copy shares the engine's cases and devices until the
+    /// engine changes them: nothing the engine does afterwards reaches it.
+    #[test]
+    fn a_copy_keeps_the_state_it_was_taken_in_while_the_engine_goes_on(
+        ops in prop::collection::vec(op(), 1..150),
+        cut in 0usize..150,
+    ) {
+        let (at_cut, copy_after, engine_events, copy_events) = run_copying_at(&ops, cut);
+        prop_assert_eq!(at_cut, copy_after);
+        prop_assert_eq!(engine_events, copy_events);
     }
 
     #[test]
