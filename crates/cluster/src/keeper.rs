@@ -196,25 +196,31 @@ pub async fn open_or_create_bucket(
         bucket: bucket.to_string(),
         message: e.to_string(),
     };
-    js.get_or_create_stream(jetstream::stream::Config {
-        name: format!("KV_{bucket}"),
-        description: Some(description.to_string()),
-        subjects: vec![format!("$KV.{bucket}.>")],
-        max_messages_per_subject: 1,
-        max_messages: -1,
-        max_bytes: -1,
-        max_consumers: -1,
-        storage: jetstream::stream::StorageType::File,
-        num_replicas: replicas,
-        allow_rollup: true,
-        deny_delete: true,
-        allow_direct: true,
-        discard: jetstream::stream::DiscardPolicy::New,
-        ..Default::default()
-    })
-    .await
-    .map_err(|e| bucket_error(&e))?;
-    js.get_key_value(bucket).await.map_err(|e| bucket_error(&e))
+    let made = js
+        .get_or_create_stream(jetstream::stream::Config {
+            name: format!("KV_{bucket}"),
+            description: Some(description.to_string()),
+            subjects: vec![format!("$KV.{bucket}.>")],
+            max_messages_per_subject: 1,
+            max_messages: -1,
+            max_bytes: -1,
+            max_consumers: -1,
+            storage: jetstream::stream::StorageType::File,
+            num_replicas: replicas,
+            allow_rollup: true,
+            deny_delete: true,
+            allow_direct: true,
+            discard: jetstream::stream::DiscardPolicy::New,
+            ..Default::default()
+        })
+        .await;
+    // Instances first starting at once all find no bucket and all make it;
+    // the server refuses all but one, and the others take the one it made.
+    match (made, js.get_key_value(bucket).await) {
+        (_, Ok(store)) => Ok(store),
+        (Err(refused), Err(_)) => Err(bucket_error(&refused)),
+        (Ok(_), Err(e)) => Err(bucket_error(&e)),
+    }
 }
 
 /// One of kordon's own streams, as it is made: on disk, limited only by its

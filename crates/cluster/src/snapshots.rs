@@ -80,7 +80,7 @@ impl ShardSnapshots {
         if let Ok(store) = js.get_object_store(SNAPSHOT_BUCKET).await {
             return Ok(ShardSnapshots { store });
         }
-        let store = js
+        let made = js
             .create_object_store(jetstream::object_store::Config {
                 bucket: SNAPSHOT_BUCKET.to_string(),
                 description: Some("kordon: each shard's latest state".to_string()),
@@ -88,8 +88,17 @@ impl ShardSnapshots {
                 num_replicas: replicas,
                 ..Default::default()
             })
-            .await
-            .map_err(|e| error(&e))?;
+            .await;
+        // Instances first starting at once all find no store and all make
+        // it; the server refuses all but one ("subjects overlap with an
+        // existing stream"), and the others take the one it made.
+        let store = match made {
+            Ok(store) => store,
+            Err(refused) => js
+                .get_object_store(SNAPSHOT_BUCKET)
+                .await
+                .map_err(|_| error(&refused))?,
+        };
         Ok(ShardSnapshots { store })
     }
 
