@@ -29,36 +29,32 @@ async fn contexts(nats: &Nats) -> Vec<async_nats::jetstream::Context> {
     contexts
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn instances_starting_at_once_all_open_the_snapshots_store() {
+/// Round after round on a new server, `open` for every instance at once:
+/// each of them must get what it opens.
+async fn every_instance_opens<F, Fut, T, E>(open: F)
+where
+    F: Fn(async_nats::jetstream::Context) -> Fut,
+    Fut: std::future::Future<Output = Result<T, E>>,
+    E: std::fmt::Debug,
+{
     for _round in 0..ROUNDS {
         let Some(nats) = Nats::start() else { return };
-        let opened = futures_util::future::join_all(
-            contexts(&nats)
-                .await
-                .into_iter()
-                .map(|js| async move { ShardSnapshots::open(&js, 1).await.map(|_| ()) }),
-        )
-        .await;
+        let opened =
+            futures_util::future::join_all(contexts(&nats).await.into_iter().map(&open)).await;
         for (instance, result) in opened.iter().enumerate() {
-            assert!(result.is_ok(), "instance {instance}: {result:?}");
+            if let Err(e) = result {
+                panic!("instance {instance} did not open it: {e:?}");
+            }
         }
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn instances_starting_at_once_all_open_the_snapshots_store() {
+    every_instance_opens(|js| async move { ShardSnapshots::open(&js, 1).await }).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn instances_starting_at_once_all_open_the_cases_bucket() {
-    for _round in 0..ROUNDS {
-        let Some(nats) = Nats::start() else { return };
-        let opened = futures_util::future::join_all(
-            contexts(&nats)
-                .await
-                .into_iter()
-                .map(|js| async move { cases::open(&js, 1).await.map(|_| ()) }),
-        )
-        .await;
-        for (instance, result) in opened.iter().enumerate() {
-            assert!(result.is_ok(), "instance {instance}: {result:?}");
-        }
-    }
+    every_instance_opens(|js| async move { cases::open(&js, 1).await }).await;
 }
