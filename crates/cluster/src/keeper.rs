@@ -196,9 +196,10 @@ pub async fn open_or_create_bucket(
         bucket: bucket.to_string(),
         message: e.to_string(),
     };
+    let name = format!("KV_{bucket}");
     let made = js
         .get_or_create_stream(jetstream::stream::Config {
-            name: format!("KV_{bucket}"),
+            name: name.clone(),
             description: Some(description.to_string()),
             subjects: vec![format!("$KV.{bucket}.>")],
             max_messages_per_subject: 1,
@@ -214,12 +215,29 @@ pub async fn open_or_create_bucket(
             ..Default::default()
         })
         .await;
-    // Instances first starting at once all find no bucket and all make it;
-    // the server refuses all but one, and the others take the one it made.
-    match (made, js.get_key_value(bucket).await) {
-        (_, Ok(store)) => Ok(store),
-        (Err(refused), Err(_)) => Err(bucket_error(&refused)),
-        (Ok(_), Err(e)) => Err(bucket_error(&e)),
+    made_or_taken(made, || js.get_stream(&name))
+        .await
+        .map_err(|e| bucket_error(&e))?;
+    js.get_key_value(bucket).await.map_err(|e| bucket_error(&e))
+}
+
+/// What this instance made, or, when the server refused to make it, the
+/// one the server kept. Instances first starting at once all find no
+/// stream (bucket, store) and all make it; the server keeps one maker's and
+/// refuses the others ("subjects overlap with an existing stream", or the
+/// name in use with another configuration), which then take that one. Only
+/// when there is none to take is the refusal the answer.
+pub(crate) async fn made_or_taken<T, E, F, Fut, TakeError>(
+    made: Result<T, E>,
+    take: F,
+) -> Result<T, E>
+where
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = Result<T, TakeError>>,
+{
+    match made {
+        Ok(made) => Ok(made),
+        Err(refused) => take().await.map_err(|_| refused),
     }
 }
 
@@ -258,16 +276,11 @@ pub async fn ensure_stream(
         duplicate_window: stream.duplicate_window,
         ..Default::default()
     };
-    // Two instances first starting at once both find no stream and both
-    // make it: given different age limits, the second is refused (the name
-    // is in use with another configuration), and takes the first's.
-    let made = match js.get_or_create_stream(config).await {
-        Ok(made) => made,
-        Err(refused) => js
-            .get_stream(stream.name)
-            .await
-            .map_err(|_| err(&refused))?,
-    };
+    let made = made_or_taken(js.get_or_create_stream(config).await, || {
+        js.get_stream(stream.name)
+    })
+    .await
+    .map_err(|e| err(&e))?;
     match max_age {
         Some(age) => bring_age_limit(js, &made.cached_info().config, age)
             .await

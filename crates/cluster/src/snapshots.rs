@@ -20,7 +20,7 @@ use async_nats::jetstream::{self, object_store::ObjectStore};
 use serde::{Deserialize, Serialize};
 use tokio::io::AsyncReadExt;
 
-use crate::keeper::ClusterError;
+use crate::keeper::{made_or_taken, ClusterError};
 use crate::lease::Epoch;
 use crate::shards::Shard;
 
@@ -89,16 +89,9 @@ impl ShardSnapshots {
                 ..Default::default()
             })
             .await;
-        // Instances first starting at once all find no store and all make
-        // it; the server refuses all but one ("subjects overlap with an
-        // existing stream"), and the others take the one it made.
-        let store = match made {
-            Ok(store) => store,
-            Err(refused) => js
-                .get_object_store(SNAPSHOT_BUCKET)
-                .await
-                .map_err(|_| error(&refused))?,
-        };
+        let store = made_or_taken(made, || js.get_object_store(SNAPSHOT_BUCKET))
+            .await
+            .map_err(|e| error(&e))?;
         Ok(ShardSnapshots { store })
     }
 
