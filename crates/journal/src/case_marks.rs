@@ -93,14 +93,11 @@ pub(crate) fn sweeps(after: u64, last: u64) -> bool {
     last / SWEEP_RECORDS > after / SWEEP_RECORDS
 }
 
-/// The heads a sweep marks: those of `touched` (this commit's) and of
-/// `heads` (before it) not marked yet.
-pub(crate) fn unmarked_heads(heads: &CaseHeads, touched: &CaseHeads) -> Vec<(CaseId, u64)> {
-    let before = heads
+/// The heads a sweep marks: those not marked yet, as the sweep's commit
+/// leaves them.
+pub(crate) fn unmarked_heads(heads: &CaseHeads) -> Vec<(CaseId, u64)> {
+    heads
         .iter()
-        .filter(|(case, _)| !touched.contains_key(*case));
-    before
-        .chain(touched)
         .filter(|(_, head)| !head.marked)
         .map(|(case, head)| (case.clone(), head.seq))
         .collect()
@@ -482,12 +479,11 @@ mod tests {
             (CaseId::new("B"), unmarked),
             (CaseId::new("C"), unmarked),
         ]);
-        // C's link in this commit is its first mark.
-        let touched = CaseHeads::from_iter([(CaseId::new("C"), CaseHead::next(None, 3, [0; 32]))]);
-        let marks = unmarked_heads(&heads, &touched);
+        // C's link in the sweep's commit is its first mark.
+        heads.insert(CaseId::new("C"), CaseHead::next(None, 3, [0; 32]));
+        let marks = unmarked_heads(&heads);
         assert_eq!(marks, vec![(CaseId::new("B"), 2)]);
-        heads.extend(touched);
         swept(&mut heads, &marks);
-        assert!(unmarked_heads(&heads, &CaseHeads::default()).is_empty());
+        assert!(unmarked_heads(&heads).is_empty());
     }
 }

@@ -619,3 +619,32 @@ fn a_failed_commit_is_retried_and_no_record_is_skipped() {
         assert_eq!((snapshot.seq, &snapshot.state[..]), (10, &b"after 10"[..]));
     }
 }
+
+/// A commit that fails halfway (here: the second link of one record to the
+/// same case breaks the links' key) leaves every case's chain where the
+/// last commit left it: the next commit links on from there, and the
+/// journal verifies when opened again.
+#[test]
+fn a_commit_that_fails_halfway_leaves_the_case_chains_as_they_were() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("journal.db");
+    let (mut j, _) = Journal::open(&path, Durability::Process).unwrap();
+    let other = CaseId::from("RTM-2");
+    j.append(&[fix_entry(1, 51.9, 4.47)]).unwrap();
+    let committed = j.head();
+
+    let mut twice = fix_entry(3, 51.9, 4.47);
+    twice.cases = vec![CaseId::from(CASE), CaseId::from(CASE)];
+    let mut both = fix_entry(2, 51.9, 4.47);
+    both.cases.push(other.clone());
+    let failed = j.append(&[both.clone(), twice]);
+    assert!(failed.is_err(), "{failed:?}");
+    assert_eq!(j.head(), committed);
+
+    j.append(&[both, fix_entry(4, 51.9, 4.47)]).unwrap();
+    let head = j.head();
+    drop(j);
+    let (j, verified) = Journal::open(&path, Durability::Process)
+        .expect("every case's chain links on from its last committed record");
+    assert_eq!((j.head(), verified.records), (head, 3));
+}
