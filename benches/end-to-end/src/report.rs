@@ -120,8 +120,9 @@ pub struct Step {
     pub other_cpu_pct: f64,
     pub rss_mib: f64,
     pub drain: Drain,
-    /// kordon's own share (fix received → alert published): police alerts
-    /// in the step and its drain, and those that took more than 5 ms of it.
+    /// kordon's own share (fix decoded → alert handed to its publishing
+    /// link): police alerts in the step and its drain, and those that took
+    /// more than 5 ms of it.
     pub own_alerts: f64,
     pub own_over_5ms: f64,
 }
@@ -153,9 +154,12 @@ pub struct BusyDisk {
     /// `dd` had finished (its own fsync included) by the end of the step
     /// and its drain: the disk may have been busy for only part of it.
     pub finished_early: bool,
-    /// kordon's own share (fix received → alert published): police alerts
-    /// in the step, and those that took more than 20 ms of it. Tells a
-    /// stall inside kordon from one in the broker or the machine.
+    /// kordon's own share (fix decoded → alert handed to its publishing
+    /// link): police alerts in the step, and those that took more than 20
+    /// ms of it. Tells a stall in kordon's engine and journal hand-over from
+    /// one in the broker, the machine or kordon's MQTT links (its reads
+    /// waiting, its publishing link's queue and socket), which it leaves
+    /// out.
     pub own_alerts: f64,
     pub own_over_20ms: f64,
     pub step: Step,
@@ -333,7 +337,7 @@ impl Report {
         out += "  (backlog+/s: offered − handled; at end: fixes waiting at the broker when the step ended;\n   \
                  n: alerts measured, +k when k planted breaches got none; cores: kordon's CPU in cores; gen: this generator;\n   \
                  other%: CPU of every other process on the machine, in % of one core)\n";
-        out += "  kordon's own share over 5 ms (fix received → alert published), police alerts:";
+        out += "  kordon's own share over 5 ms (fix decoded → alert handed to its publishing link), police alerts:";
         for s in &self.steps {
             out += &format!(
                 " {}/s {:.0} of {:.0};",
@@ -386,7 +390,7 @@ impl Report {
         format!(
             "busy disk: {}/s for the step's length while dd wrote {:.0} of {} MiB beside the journal{}\n  \
              handled {:.0}/s; fix→alert p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms, n {}; {}\n  \
-             kordon's own share (received → published): {:.0} of {:.0} police alerts over 20 ms\n",
+             kordon's own share (decoded → handed to its publishing link): {:.0} of {:.0} police alerts over 20 ms\n",
             s.rate, b.written_mib, b.asked_mib,
             if b.finished_early { " (dd had finished by the end of the step and its drain)" } else { "" },
             s.handled_per_s, l.p50_ms, l.p99_ms, l.max_ms, n_text(l), s.drain.describe(),

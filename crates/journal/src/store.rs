@@ -510,10 +510,10 @@ fn write_entries(
 }
 
 /// The case heads while a commit is being written: moved on in place, one
-/// lookup per link (a map of the commit's own heads, merged after the
-/// commit, looked each case up four times: a sixth of the journal's CPU
-/// per fix at 10,000 fixes/s), with what each move replaced, so that a
-/// commit that fails leaves the heads as they were.
+/// lookup per link, with what each move replaced, so that a commit that
+/// fails leaves the heads as they were. (A map of the commit's own heads,
+/// merged after the commit, looked each case up four times: the journal's
+/// thread took 5.4-5.6 µs per fix at 10,000 fixes/s with it, 5.2 without.)
 struct HeadsInCommit<'a> {
     heads: &'a mut CaseHeads,
     entries: &'a [Entry],

@@ -336,6 +336,6 @@ fn register_all() {
     describe_histogram!(
         FIX_TO_ALERT,
         Unit::Seconds,
-        "Time from receiving a fix to publishing the alert it caused, by topic and kind."
+        "Time from decoding a fix to handing the alert it caused to the publishing link, by topic and kind."
     );
 }
