@@ -228,7 +228,7 @@ impl Journal {
             path: self.path.clone(),
             source,
         };
-        let mut heads = HeadsInCommit::new(&mut self.case_heads, entries);
+        let mut heads = HeadsInCommit::new(&mut self.case_heads);
         let tx = self.conn.transaction().map_err(err)?;
         let written = write_entries(&tx, entries, (self.last_seq, self.head), &mut heads)
             .and_then(|written| tx.commit().map(|()| written));
@@ -470,7 +470,7 @@ fn write_entries(
     // binds): a body of its own per record was allocated and grown twice,
     // on the hot path of every fix.
     let mut body = Vec::with_capacity(512);
-    for (at, entry) in entries.iter().enumerate() {
+    for entry in entries {
         seq += 1;
         body.clear();
         entry.record.write_body(&mut body);
@@ -486,8 +486,8 @@ fn write_entries(
             &d[..],
             &head[..],
         ])?;
-        for nth in 0..entry.cases.len() {
-            heads.advance((at, nth), |case, previous| {
+        for case in &entry.cases {
+            heads.advance(case, |previous| {
                 let (prev_seq, prev_link) = previous.map_or((0, GENESIS), |h| (h.seq, h.link));
                 let l = link(&prev_link, seq, &d);
                 insert_link.execute(params![seq as i64, case.as_str(), prev_seq as i64, &l[..]])?;
@@ -516,17 +516,15 @@ fn write_entries(
 /// thread took 5.4-5.6 µs per fix at 10,000 fixes/s with it, 5.2 without.)
 struct HeadsInCommit<'a> {
     heads: &'a mut CaseHeads,
-    entries: &'a [Entry],
-    /// Per move, in order: the entry and the position of the case in it,
-    /// and the head the move replaced (`None`: the case had none).
-    replaced: Vec<((usize, usize), Option<CaseHead>)>,
+    /// Per move, in order: the case and the head the move replaced
+    /// (`None`: the case had none).
+    replaced: Vec<(CaseId, Option<CaseHead>)>,
 }
 
 impl<'a> HeadsInCommit<'a> {
-    fn new(heads: &'a mut CaseHeads, entries: &'a [Entry]) -> Self {
+    fn new(heads: &'a mut CaseHeads) -> Self {
         HeadsInCommit {
             heads,
-            entries,
             replaced: Vec::new(),
         }
     }
@@ -535,41 +533,40 @@ impl<'a> HeadsInCommit<'a> {
         self.heads
     }
 
-    /// Moves the head of the `nth` case of entry `at` on to what `link`
-    /// returns, given the case and its head so far (`None`: its first
-    /// link). A head whose link fails stays as it was.
+    /// Moves `case`'s head on to what `link` returns, given its head so far
+    /// (`None`: its first link). A head whose link fails stays as it was.
     fn advance(
         &mut self,
-        (at, nth): (usize, usize),
-        link: impl FnOnce(&CaseId, Option<CaseHead>) -> rusqlite::Result<CaseHead>,
+        case: &CaseId,
+        link: impl FnOnce(Option<CaseHead>) -> rusqlite::Result<CaseHead>,
     ) -> rusqlite::Result<()> {
-        let case = &self.entries[at].cases[nth];
         let previous = match self.heads.get_mut(case) {
             Some(head) => {
                 let previous = *head;
-                *head = link(case, Some(previous))?;
+                *head = link(Some(previous))?;
                 Some(previous)
             }
             None => {
-                let next = link(case, None)?;
+                let next = link(None)?;
                 self.heads.insert(case.clone(), next);
                 None
             }
         };
-        self.replaced.push(((at, nth), previous));
+        // An id is kept inline (up to 23 bytes): the clone copies, it does
+        // not allocate.
+        self.replaced.push((case.clone(), previous));
         Ok(())
     }
 
     /// The commit failed: every head goes back, the latest move first.
     fn undo(self) {
-        for ((at, nth), previous) in self.replaced.into_iter().rev() {
-            let case = &self.entries[at].cases[nth];
+        for (case, previous) in self.replaced.into_iter().rev() {
             match previous {
                 Some(head) => {
-                    self.heads.insert(case.clone(), head);
+                    self.heads.insert(case, head);
                 }
                 None => {
-                    self.heads.remove(case);
+                    self.heads.remove(&case);
                 }
             }
         }

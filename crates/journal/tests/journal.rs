@@ -629,14 +629,13 @@ fn a_commit_that_fails_halfway_leaves_the_case_chains_as_they_were() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("journal.db");
     let (mut j, _) = Journal::open(&path, Durability::Process).unwrap();
-    let other = CaseId::from("RTM-2");
     j.append(&[fix_entry(1, 51.9, 4.47)]).unwrap();
     let committed = j.head();
 
     let mut twice = fix_entry(3, 51.9, 4.47);
     twice.cases = vec![CaseId::from(CASE), CaseId::from(CASE)];
     let mut both = fix_entry(2, 51.9, 4.47);
-    both.cases.push(other.clone());
+    both.cases.push(CaseId::from("RTM-2"));
     let failed = j.append(&[both.clone(), twice]);
     assert!(failed.is_err(), "{failed:?}");
     assert_eq!(j.head(), committed);
