@@ -29,6 +29,8 @@ use tracing::{info, warn};
 use crate::case_marks::{self, CaseHead, CaseHeads};
 use crate::record::{digest, link, Hash, Record, GENESIS};
 
+mod rows;
+
 /// How hard a commit pushes to disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
@@ -457,40 +459,22 @@ fn write_entries(
 ) -> rusqlite::Result<Written> {
     let after = seq;
     let mut bytes = 0u64;
-    let mut insert = tx.prepare_cached(
-        "INSERT INTO records (seq, at_ms, kind, device, body, digest, chain) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-    )?;
-    let mut insert_link = tx.prepare_cached(
-        "INSERT INTO case_links (seq, case_id, prev_seq, link) VALUES (?1, ?2, ?3, ?4)",
-    )?;
+    let mut records = rows::Records::new(tx)?;
+    let mut links = rows::Links::new(tx)?;
     let mut insert_mark =
         tx.prepare_cached("INSERT OR IGNORE INTO case_marks (case_id, seq) VALUES (?1, ?2)")?;
-    // One buffer for every body of the commit (SQLite copies what it
-    // binds): a body of its own per record was allocated and grown twice,
-    // on the hot path of every fix.
-    let mut body = Vec::with_capacity(512);
     for entry in entries {
         seq += 1;
-        body.clear();
-        entry.record.write_body(&mut body);
-        let d = digest(&body);
+        let body = records.body_of(&entry.record);
+        let d = digest(body);
         head = link(&head, seq, &d);
         bytes += body.len() as u64 + 64;
-        insert.execute(params![
-            seq as i64,
-            entry.record.at().as_millisecond(),
-            entry.record.kind(),
-            entry.record.device().map(|d| d.as_str()),
-            &body[..],
-            &d[..],
-            &head[..],
-        ])?;
+        records.push(seq, &entry.record, d, head)?;
         for case in &entry.cases {
             heads.advance(case, |previous| {
                 let (prev_seq, prev_link) = previous.map_or((0, GENESIS), |h| (h.seq, h.link));
                 let l = link(&prev_link, seq, &d);
-                insert_link.execute(params![seq as i64, case.as_str(), prev_seq as i64, &l[..]])?;
+                links.push(seq, case, prev_seq, l)?;
                 let next = CaseHead::next(previous.as_ref(), seq, l);
                 if next.marked {
                     insert_mark.execute(params![case.as_str(), seq as i64])?;
@@ -499,6 +483,8 @@ fn write_entries(
             })?;
         }
     }
+    records.finish()?;
+    links.finish()?;
     let mut swept = Vec::new();
     if case_marks::sweeps(after, seq) {
         swept = case_marks::unmarked_heads(heads.all());

@@ -647,3 +647,73 @@ fn a_commit_that_fails_halfway_leaves_the_case_chains_as_they_were() {
         .expect("every case's chain links on from its last committed record");
     assert_eq!((j.head(), verified.records), (head, 3));
 }
+
+/// Fixes 1..=n, every third also for a second case: more records and links
+/// in one commit than one multi-row insert takes, and a rest.
+fn many_fixes(n: i64) -> Vec<Entry> {
+    (1..=n)
+        .map(|k| {
+            let mut entry = fix_entry(k, 51.9 + k as f64 * 1e-5, 4.47);
+            if k % 3 == 0 {
+                entry.cases.push(CaseId::from("RTM-2"));
+            }
+            entry
+        })
+        .collect()
+}
+
+/// A commit's rows go in many to a statement (`store/rows.rs`): every
+/// record of a long commit is there, in order, with both chains intact.
+#[test]
+fn a_long_commit_keeps_every_record_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("journal.db");
+    let (mut j, _) = Journal::open(&path, Durability::Process).unwrap();
+    let (entries, more) = (many_fixes(75), many_fixes(3));
+    j.append(&entries).unwrap();
+    j.append(&more).unwrap();
+    drop(j);
+    let (j, verified) = Journal::open(&path, Durability::Process).unwrap();
+    assert_eq!(verified.records, 78);
+    let mut read = Vec::new();
+    j.read_after(0, |s| {
+        read.push((s.seq, s.record));
+        Ok(())
+    })
+    .unwrap();
+    let expected: Vec<_> = entries.iter().chain(&more).collect();
+    assert_eq!(read.len(), expected.len());
+    for ((seq, record), (k, entry)) in read.iter().zip(expected.iter().enumerate()) {
+        assert_eq!(*seq, k as u64 + 1);
+        assert_eq!(record.as_ref(), Some(&entry.record), "record {seq}");
+    }
+    let out = dir.path().join("export");
+    let request = ExportRequest {
+        case: "RTM-2".into(),
+        from: None,
+        to: None,
+    };
+    let manifest = evidence::export(&path, &request, &out).unwrap();
+    assert_eq!(manifest.records.len(), 26, "every third of 75, and of 3");
+    assert!(findings(&out).is_empty(), "{:?}", findings(&out));
+}
+
+/// A conflict after some of a commit's rows were inserted undoes all of
+/// them: the journal goes on from its last commit.
+#[test]
+fn a_conflict_late_in_a_long_commit_undoes_all_of_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("journal.db");
+    let (mut j, _) = Journal::open(&path, Durability::Process).unwrap();
+    j.append(&many_fixes(2)).unwrap();
+    let committed = j.head();
+    let mut entries = many_fixes(60);
+    entries[49].cases.push(CaseId::from(CASE));
+    assert!(j.append(&entries).is_err());
+    assert_eq!(j.head(), committed);
+    entries[49].cases.pop();
+    j.append(&entries).unwrap();
+    drop(j);
+    let (_, verified) = Journal::open(&path, Durability::Process).unwrap();
+    assert_eq!(verified.records, 62);
+}
