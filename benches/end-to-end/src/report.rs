@@ -290,7 +290,7 @@ impl Report {
             "kordon end-to-end benchmark ({} mode): {} cases, {} devices sending, {} publisher connections, QoS 1\n\
              broker-only ceiling: {:.0} fixes/s delivered to a plain subscriber (offered {:.0}/s for {:.0} s; \
              generator {:.0} % of a core, mosquitto {:.0} %)\n\
-             {}engine alone: ingest_fix {:.0} ns per fix (median of {} rounds of {} fixes: {} ns)\n",
+             {}engine alone: ingest_fix {:.0} ns per fix (median of {} rounds of {} fixes, half before kordon ran and half after: {} ns)\n",
             self.mode, self.cases, self.devices, self.publishers,
             c.delivered_per_s, c.offered_per_s, c.secs, c.generator_cpu_pct, c.broker_cpu_pct,
             self.ceiling_note(), self.engine_ns_per_fix, self.engine_rounds.len(), self.engine_fixes_per_round,
