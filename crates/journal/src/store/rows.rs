@@ -12,7 +12,7 @@
 //! they were pushed.
 
 use kordon_core::CaseId;
-use rusqlite::{CachedStatement, Transaction};
+use rusqlite::{CachedStatement, Statement, Transaction};
 
 use crate::record::{Hash, Record};
 
@@ -38,8 +38,64 @@ fn insert_sql(table_and_columns: &str, columns: usize, rows: usize) -> String {
     )
 }
 
-const RECORD_COLUMNS: &str = "records (seq, at_ms, kind, device, body, digest, chain)";
-const LINK_COLUMNS: &str = "case_links (seq, case_id, prev_seq, link)";
+/// A row of one of the journal's tables.
+trait Row {
+    /// `table (column, …)`.
+    const INTO: &'static str;
+    const COLUMNS: usize;
+    /// What the row's values borrow from besides the row.
+    type Context: ?Sized;
+
+    /// Binds the row's values from parameter `first` (1-based) on.
+    fn bind(
+        &self,
+        statement: &mut Statement<'_>,
+        first: usize,
+        context: &Self::Context,
+    ) -> rusqlite::Result<()>;
+}
+
+/// One table's rows waiting to go in, inserted [`ROWS_PER_INSERT`] to a
+/// statement as they come, the rest one at a time at the end.
+struct Pending<'tx, R> {
+    many: CachedStatement<'tx>,
+    one: CachedStatement<'tx>,
+    rows: Vec<R>,
+}
+
+impl<'tx, R: Row> Pending<'tx, R> {
+    fn new(tx: &'tx Transaction<'_>) -> rusqlite::Result<Self> {
+        Ok(Pending {
+            many: tx.prepare_cached(&insert_sql(R::INTO, R::COLUMNS, ROWS_PER_INSERT))?,
+            one: tx.prepare_cached(&insert_sql(R::INTO, R::COLUMNS, 1))?,
+            rows: Vec::with_capacity(ROWS_PER_INSERT),
+        })
+    }
+
+    /// Adds `row`; returns whether that made a full statement, which then
+    /// went in with every row waiting.
+    fn push(&mut self, row: R, context: &R::Context) -> rusqlite::Result<bool> {
+        self.rows.push(row);
+        if self.rows.len() < ROWS_PER_INSERT {
+            return Ok(false);
+        }
+        for (i, row) in self.rows.iter().enumerate() {
+            row.bind(&mut self.many, i * R::COLUMNS + 1, context)?;
+        }
+        self.many.raw_execute()?;
+        self.rows.clear();
+        Ok(true)
+    }
+
+    /// Inserts the rows still waiting.
+    fn finish(mut self, context: &R::Context) -> rusqlite::Result<()> {
+        for row in &self.rows {
+            row.bind(&mut self.one, 1, context)?;
+            self.one.raw_execute()?;
+        }
+        Ok(())
+    }
+}
 
 /// One record's row; its body is a range of [`Records::bodies`].
 struct RecordRow<'e> {
@@ -50,26 +106,43 @@ struct RecordRow<'e> {
     chain: Hash,
 }
 
+impl Row for RecordRow<'_> {
+    const INTO: &'static str = "records (seq, at_ms, kind, device, body, digest, chain)";
+    const COLUMNS: usize = 7;
+    type Context = [u8];
+
+    fn bind(
+        &self,
+        statement: &mut Statement<'_>,
+        first: usize,
+        bodies: &[u8],
+    ) -> rusqlite::Result<()> {
+        statement.raw_bind_parameter(first, self.seq as i64)?;
+        statement.raw_bind_parameter(first + 1, self.record.at().as_millisecond())?;
+        statement.raw_bind_parameter(first + 2, self.record.kind())?;
+        statement.raw_bind_parameter(first + 3, self.record.device().map(|d| d.as_str()))?;
+        statement.raw_bind_parameter(first + 4, &bodies[self.body.clone()])?;
+        statement.raw_bind_parameter(first + 5, &self.digest[..])?;
+        statement.raw_bind_parameter(first + 6, &self.chain[..])
+    }
+}
+
 /// The `records` rows of a commit.
 pub(super) struct Records<'tx, 'e> {
-    many: CachedStatement<'tx>,
-    one: CachedStatement<'tx>,
-    /// The bodies of the rows not yet inserted, one after another: SQLite
-    /// copies what it binds, so one buffer serves the whole commit.
+    pending: Pending<'tx, RecordRow<'e>>,
+    /// The bodies of the rows waiting, one after another: SQLite copies
+    /// what it binds, so one buffer serves the whole commit.
     bodies: Vec<u8>,
     /// Where the body [`Records::body_of`] wrote last begins.
     body_start: usize,
-    rows: Vec<RecordRow<'e>>,
 }
 
 impl<'tx, 'e> Records<'tx, 'e> {
     pub(super) fn new(tx: &'tx Transaction<'_>) -> rusqlite::Result<Self> {
         Ok(Records {
-            many: tx.prepare_cached(&insert_sql(RECORD_COLUMNS, 7, ROWS_PER_INSERT))?,
-            one: tx.prepare_cached(&insert_sql(RECORD_COLUMNS, 7, 1))?,
+            pending: Pending::new(tx)?,
             bodies: Vec::with_capacity(512 * ROWS_PER_INSERT),
             body_start: 0,
-            rows: Vec::with_capacity(ROWS_PER_INSERT),
         })
     }
 
@@ -88,48 +161,23 @@ impl<'tx, 'e> Records<'tx, 'e> {
         digest: Hash,
         chain: Hash,
     ) -> rusqlite::Result<()> {
-        self.rows.push(RecordRow {
+        let row = RecordRow {
             seq,
             record,
             body: self.body_start..self.bodies.len(),
             digest,
             chain,
-        });
-        if self.rows.len() == ROWS_PER_INSERT {
-            bind_records(&mut self.many, &self.rows, &self.bodies)?;
-            self.many.raw_execute()?;
-            self.rows.clear();
+        };
+        if self.pending.push(row, &self.bodies)? {
             self.bodies.clear();
         }
         Ok(())
     }
 
     /// Inserts the rows still waiting.
-    pub(super) fn finish(mut self) -> rusqlite::Result<()> {
-        for row in self.rows.chunks(1) {
-            bind_records(&mut self.one, row, &self.bodies)?;
-            self.one.raw_execute()?;
-        }
-        Ok(())
+    pub(super) fn finish(self) -> rusqlite::Result<()> {
+        self.pending.finish(&self.bodies)
     }
-}
-
-fn bind_records(
-    statement: &mut CachedStatement<'_>,
-    rows: &[RecordRow<'_>],
-    bodies: &[u8],
-) -> rusqlite::Result<()> {
-    for (i, row) in rows.iter().enumerate() {
-        let at = i * 7;
-        statement.raw_bind_parameter(at + 1, row.seq as i64)?;
-        statement.raw_bind_parameter(at + 2, row.record.at().as_millisecond())?;
-        statement.raw_bind_parameter(at + 3, row.record.kind())?;
-        statement.raw_bind_parameter(at + 4, row.record.device().map(|d| d.as_str()))?;
-        statement.raw_bind_parameter(at + 5, &bodies[row.body.clone()])?;
-        statement.raw_bind_parameter(at + 6, &row.digest[..])?;
-        statement.raw_bind_parameter(at + 7, &row.chain[..])?;
-    }
-    Ok(())
 }
 
 /// One case link's row.
@@ -140,20 +188,25 @@ struct LinkRow<'e> {
     link: Hash,
 }
 
-/// The `case_links` rows of a commit.
-pub(super) struct Links<'tx, 'e> {
-    many: CachedStatement<'tx>,
-    one: CachedStatement<'tx>,
-    rows: Vec<LinkRow<'e>>,
+impl Row for LinkRow<'_> {
+    const INTO: &'static str = "case_links (seq, case_id, prev_seq, link)";
+    const COLUMNS: usize = 4;
+    type Context = ();
+
+    fn bind(&self, statement: &mut Statement<'_>, first: usize, _: &()) -> rusqlite::Result<()> {
+        statement.raw_bind_parameter(first, self.seq as i64)?;
+        statement.raw_bind_parameter(first + 1, self.case.as_str())?;
+        statement.raw_bind_parameter(first + 2, self.prev_seq as i64)?;
+        statement.raw_bind_parameter(first + 3, &self.link[..])
+    }
 }
+
+/// The `case_links` rows of a commit.
+pub(super) struct Links<'tx, 'e>(Pending<'tx, LinkRow<'e>>);
 
 impl<'tx, 'e> Links<'tx, 'e> {
     pub(super) fn new(tx: &'tx Transaction<'_>) -> rusqlite::Result<Self> {
-        Ok(Links {
-            many: tx.prepare_cached(&insert_sql(LINK_COLUMNS, 4, ROWS_PER_INSERT))?,
-            one: tx.prepare_cached(&insert_sql(LINK_COLUMNS, 4, 1))?,
-            rows: Vec::with_capacity(ROWS_PER_INSERT),
-        })
+        Pending::new(tx).map(Links)
     }
 
     /// The link of record `seq` into `case`'s chain, after `prev_seq`.
@@ -164,37 +217,18 @@ impl<'tx, 'e> Links<'tx, 'e> {
         prev_seq: u64,
         link: Hash,
     ) -> rusqlite::Result<()> {
-        self.rows.push(LinkRow {
+        let row = LinkRow {
             seq,
             case,
             prev_seq,
             link,
-        });
-        if self.rows.len() == ROWS_PER_INSERT {
-            bind_links(&mut self.many, &self.rows)?;
-            self.many.raw_execute()?;
-            self.rows.clear();
-        }
+        };
+        self.0.push(row, &())?;
         Ok(())
     }
 
     /// Inserts the rows still waiting.
-    pub(super) fn finish(mut self) -> rusqlite::Result<()> {
-        for row in self.rows.chunks(1) {
-            bind_links(&mut self.one, row)?;
-            self.one.raw_execute()?;
-        }
-        Ok(())
+    pub(super) fn finish(self) -> rusqlite::Result<()> {
+        self.0.finish(&())
     }
-}
-
-fn bind_links(statement: &mut CachedStatement<'_>, rows: &[LinkRow<'_>]) -> rusqlite::Result<()> {
-    for (i, row) in rows.iter().enumerate() {
-        let at = i * 4;
-        statement.raw_bind_parameter(at + 1, row.seq as i64)?;
-        statement.raw_bind_parameter(at + 2, row.case.as_str())?;
-        statement.raw_bind_parameter(at + 3, row.prev_seq as i64)?;
-        statement.raw_bind_parameter(at + 4, &row.link[..])?;
-    }
-    Ok(())
 }
