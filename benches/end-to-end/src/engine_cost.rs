@@ -25,18 +25,26 @@ pub struct EngineCost {
 }
 
 impl EngineCost {
-    /// The rounds of both measurements, and their median.
-    pub fn and(mut self, later: EngineCost) -> EngineCost {
-        self.rounds.extend(later.rounds);
+    /// This measurement's rounds followed by `after`'s, and the median of
+    /// all of them.
+    pub fn and_after(mut self, after: EngineCost) -> EngineCost {
+        debug_assert_eq!(self.fixes_per_round, after.fixes_per_round);
+        self.rounds.extend(after.rounds);
         self.ns_per_fix = median(&self.rounds);
         self
     }
 }
 
+/// The middle round, or the mean of the middle two: the upper one of an
+/// even count would lean every ratio towards the slower half.
 fn median(rounds: &[f64]) -> f64 {
     let mut sorted = rounds.to_vec();
     sorted.sort_by(f64::total_cmp);
-    sorted[sorted.len() / 2]
+    let mid = sorted.len() / 2;
+    match sorted.len() % 2 {
+        1 => sorted[mid],
+        _ => (sorted[mid - 1] + sorted[mid]) / 2.0,
+    }
 }
 
 /// The engine settings kordon runs with in this benchmark.
@@ -120,8 +128,14 @@ mod tests {
             fixes_per_round: 10,
         };
         let before = cost(&[470.0, 450.0, 520.0]);
-        let both = before.and(cost(&[1_060.0, 990.0, 1_100.0]));
+        assert_eq!(before.ns_per_fix, 470.0);
+        let both = before.and_after(cost(&[1_060.0, 990.0, 1_100.0]));
+        assert_eq!(
+            both.rounds[..2],
+            [470.0, 450.0],
+            "the rounds before come first"
+        );
         assert_eq!(both.rounds.len(), 6);
-        assert_eq!(both.ns_per_fix, 990.0);
+        assert_eq!(both.ns_per_fix, 755.0, "between 520 and 990");
     }
 }

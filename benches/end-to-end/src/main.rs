@@ -141,7 +141,7 @@ fn run(args: &Args, dir: &Path) -> Result<Report, String> {
     let ceiling = phases::ceiling(args, &world, broker.port, broker.pid())?;
     eprintln!("  {:.0}/s delivered", ceiling.delivered_per_s);
     let kordon = with_kordon(args, dir, &binary, &broker, &world, ceiling.delivered_per_s)?;
-    let engine = engine.and(engine_alone(args, &world)?);
+    let engine = engine.and_after(engine_alone(args, &world)?);
     let mut report = Report {
         mode: if args.short { "short" } else { "full" },
         cases: world.cases,

@@ -451,6 +451,11 @@ type Written = (u64, Hash, u64, Vec<(CaseId, u64)>);
 
 /// Inserts the entries' records and case links after `(seq, head)`,
 /// moving each case's head on in `heads` as its links are written.
+///
+/// Every error returns at once, and nothing may run on the connection
+/// after one: a conflict in an `INSERT OR ROLLBACK` (`store/rows.rs`)
+/// leaves no transaction, so a statement run after it would commit on its
+/// own, a record out of its commit.
 fn write_entries(
     tx: &rusqlite::Transaction<'_>,
     entries: &[Entry],
@@ -465,11 +470,12 @@ fn write_entries(
         tx.prepare_cached("INSERT OR IGNORE INTO case_marks (case_id, seq) VALUES (?1, ?2)")?;
     for entry in entries {
         seq += 1;
-        let body = records.body_of(&entry.record);
-        let d = digest(body);
-        head = link(&head, seq, &d);
-        bytes += body.len() as u64 + 64;
-        records.push(seq, &entry.record, d, head)?;
+        let (d, chain) = records.push(seq, &entry.record, |body| {
+            bytes += body.len() as u64 + 64;
+            let d = digest(body);
+            (d, link(&head, seq, &d))
+        })?;
+        head = chain;
         for case in &entry.cases {
             heads.advance(case, |previous| {
                 let (prev_seq, prev_link) = previous.map_or((0, GENESIS), |h| (h.seq, h.link));

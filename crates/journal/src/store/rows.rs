@@ -11,6 +11,8 @@
 //! journal's `write_entries` does, and rows reach the table in the order
 //! they were pushed.
 
+use std::sync::LazyLock;
+
 use kordon_core::CaseId;
 use rusqlite::{CachedStatement, Statement, Transaction};
 
@@ -24,25 +26,42 @@ use crate::record::{Hash, Record};
 /// `malloc`.
 const ROWS_PER_INSERT: usize = 16;
 
-/// `INSERT OR ROLLBACK INTO table columns VALUES (?, …), …` for `rows`
-/// rows. A statement that can fail after some of its rows went in needs a
-/// journal of its own to take them out again, unless a failure rolls back
-/// the whole transaction: a failed commit is abandoned whole anyway
-/// (`Journal::append`), and the statement journal cost another 280
-/// instructions per fix (16,900 → 16,700).
-fn insert_sql(table_and_columns: &str, columns: usize, rows: usize) -> String {
-    let row = format!("({})", vec!["?"; columns].join(", "));
-    format!(
-        "INSERT OR ROLLBACK INTO {table_and_columns} VALUES {}",
-        vec![row; rows].join(", ")
-    )
+/// A table's two inserts: [`ROWS_PER_INSERT`] rows, and one.
+///
+/// Both are `INSERT OR ROLLBACK`. A statement that can fail after some of
+/// its rows went in needs a journal of its own to take them out again,
+/// unless a failure rolls back the whole transaction: a failed commit is
+/// abandoned whole anyway (`Journal::append`), and the statement journal
+/// cost another 280 instructions per fix (16,900 → 16,700).
+struct Inserts {
+    columns: usize,
+    many: String,
+    one: String,
+}
+
+impl Inserts {
+    /// For `table (column, …)` with `columns` columns. Built once: a
+    /// commit at rest holds a single fix.
+    fn new(into: &str, columns: usize) -> Inserts {
+        let row = format!("({})", vec!["?"; columns].join(", "));
+        let sql = |rows| {
+            format!(
+                "INSERT OR ROLLBACK INTO {into} VALUES {}",
+                vec![row.as_str(); rows].join(", ")
+            )
+        };
+        Inserts {
+            columns,
+            many: sql(ROWS_PER_INSERT),
+            one: sql(1),
+        }
+    }
 }
 
 /// A row of one of the journal's tables.
 trait Row {
-    /// `table (column, …)`.
-    const INTO: &'static str;
-    const COLUMNS: usize;
+    /// This table's inserts.
+    fn inserts() -> &'static Inserts;
     /// What the row's values borrow from besides the row.
     type Context: ?Sized;
 
@@ -66,8 +85,8 @@ struct Pending<'tx, R> {
 impl<'tx, R: Row> Pending<'tx, R> {
     fn new(tx: &'tx Transaction<'_>) -> rusqlite::Result<Self> {
         Ok(Pending {
-            many: tx.prepare_cached(&insert_sql(R::INTO, R::COLUMNS, ROWS_PER_INSERT))?,
-            one: tx.prepare_cached(&insert_sql(R::INTO, R::COLUMNS, 1))?,
+            many: tx.prepare_cached(&R::inserts().many)?,
+            one: tx.prepare_cached(&R::inserts().one)?,
             rows: Vec::with_capacity(ROWS_PER_INSERT),
         })
     }
@@ -80,7 +99,7 @@ impl<'tx, R: Row> Pending<'tx, R> {
             return Ok(false);
         }
         for (i, row) in self.rows.iter().enumerate() {
-            row.bind(&mut self.many, i * R::COLUMNS + 1, context)?;
+            row.bind(&mut self.many, i * R::inserts().columns + 1, context)?;
         }
         self.many.raw_execute()?;
         self.rows.clear();
@@ -107,9 +126,14 @@ struct RecordRow<'e> {
 }
 
 impl Row for RecordRow<'_> {
-    const INTO: &'static str = "records (seq, at_ms, kind, device, body, digest, chain)";
-    const COLUMNS: usize = 7;
     type Context = [u8];
+
+    fn inserts() -> &'static Inserts {
+        static INSERTS: LazyLock<Inserts> = LazyLock::new(|| {
+            Inserts::new("records (seq, at_ms, kind, device, body, digest, chain)", 7)
+        });
+        &INSERTS
+    }
 
     fn bind(
         &self,
@@ -133,8 +157,6 @@ pub(super) struct Records<'tx, 'e> {
     /// The bodies of the rows waiting, one after another: SQLite copies
     /// what it binds, so one buffer serves the whole commit.
     bodies: Vec<u8>,
-    /// Where the body [`Records::body_of`] wrote last begins.
-    body_start: usize,
 }
 
 impl<'tx, 'e> Records<'tx, 'e> {
@@ -142,36 +164,32 @@ impl<'tx, 'e> Records<'tx, 'e> {
         Ok(Records {
             pending: Pending::new(tx)?,
             bodies: Vec::with_capacity(512 * ROWS_PER_INSERT),
-            body_start: 0,
         })
     }
 
-    /// Writes `record`'s body after the bodies waiting, and returns it.
-    pub(super) fn body_of(&mut self, record: &Record) -> &[u8] {
-        self.body_start = self.bodies.len();
-        record.write_body(&mut self.bodies);
-        &self.bodies[self.body_start..]
-    }
-
-    /// The row of `record`, whose body [`Records::body_of`] wrote last.
+    /// The row of record `seq`: its body is written after the bodies
+    /// waiting, and `seal` gives the body's digest and the chain value after
+    /// it, which the row holds too and which are returned.
     pub(super) fn push(
         &mut self,
         seq: u64,
         record: &'e Record,
-        digest: Hash,
-        chain: Hash,
-    ) -> rusqlite::Result<()> {
+        seal: impl FnOnce(&[u8]) -> (Hash, Hash),
+    ) -> rusqlite::Result<(Hash, Hash)> {
+        let start = self.bodies.len();
+        record.write_body(&mut self.bodies);
+        let (digest, chain) = seal(&self.bodies[start..]);
         let row = RecordRow {
             seq,
             record,
-            body: self.body_start..self.bodies.len(),
+            body: start..self.bodies.len(),
             digest,
             chain,
         };
         if self.pending.push(row, &self.bodies)? {
             self.bodies.clear();
         }
-        Ok(())
+        Ok((digest, chain))
     }
 
     /// Inserts the rows still waiting.
@@ -189,9 +207,13 @@ struct LinkRow<'e> {
 }
 
 impl Row for LinkRow<'_> {
-    const INTO: &'static str = "case_links (seq, case_id, prev_seq, link)";
-    const COLUMNS: usize = 4;
     type Context = ();
+
+    fn inserts() -> &'static Inserts {
+        static INSERTS: LazyLock<Inserts> =
+            LazyLock::new(|| Inserts::new("case_links (seq, case_id, prev_seq, link)", 4));
+        &INSERTS
+    }
 
     fn bind(&self, statement: &mut Statement<'_>, first: usize, _: &()) -> rusqlite::Result<()> {
         statement.raw_bind_parameter(first, self.seq as i64)?;
