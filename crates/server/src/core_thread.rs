@@ -17,6 +17,7 @@
 //! records rebuild the state, and nothing is journaled or published again.
 
 use std::collections::HashMap;
+use std::ops::ControlFlow;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
@@ -141,6 +142,23 @@ pub enum Command {
 }
 
 impl Command {
+    /// When kordon took the command in, for those that say.
+    fn now(&self) -> Option<Timestamp> {
+        match self {
+            Command::Message { now, .. }
+            | Command::Refused { now, .. }
+            | Command::Echo { now, .. }
+            | Command::PutCase { now, .. }
+            | Command::DeleteCase { now, .. }
+            | Command::Operator { now, .. }
+            | Command::SyncCase { now, .. }
+            | Command::Bans { now, .. }
+            | Command::Connected { now, .. }
+            | Command::Tick { at: now, .. } => Some(*now),
+            _ => None,
+        }
+    }
+
     /// The event time of a device message: what it says about when things
     /// happened (see [`crate::engine_time`]).
     pub fn event_time(&self) -> Option<Timestamp> {
@@ -666,152 +684,11 @@ impl CoreThread {
         // (`ingest_link::READ_PERIOD`).
         while let Some(command) = queues.next() {
             queue_depth.set(queues.intake_len() as f64);
-            if let (Some(ts), Command::Message { now, .. }) = (command.event_time(), &command) {
-                self.ticks.received(ts, *now);
+            let now = command.now();
+            if self.handle(command).is_break() {
+                break;
             }
-            let now = match &command {
-                Command::Message { now, .. }
-                | Command::Refused { now, .. }
-                | Command::Echo { now, .. }
-                | Command::PutCase { now, .. }
-                | Command::DeleteCase { now, .. }
-                | Command::Operator { now, .. }
-                | Command::SyncCase { now, .. }
-                | Command::Bans { now, .. } => Some(*now),
-                Command::Connected { now, .. } | Command::Tick { at: now, .. } => Some(*now),
-                _ => None,
-            };
-            match command {
-                Command::Message {
-                    topic,
-                    message,
-                    received,
-                    now,
-                    ack,
-                } => {
-                    self.message_or_refusal(&topic, message, received, now);
-                    self.ack(ack);
-                }
-                Command::Refused {
-                    topic,
-                    refusal,
-                    now,
-                    ack,
-                } => {
-                    self.refuse(&topic, refusal, now);
-                    self.ack(ack);
-                }
-                Command::Echo {
-                    topic,
-                    payload,
-                    now,
-                    ack,
-                } => {
-                    let actions = self.deliveries.echo(&topic, &payload);
-                    self.act(actions, now);
-                    self.ack(ack);
-                }
-                Command::Connected {
-                    now,
-                    session_present,
-                } => {
-                    let actions = self.deliveries.connected(now, session_present);
-                    self.act(actions, now);
-                }
-                Command::Tick { at, intake_held } => {
-                    let engine = self.ticks.tick(at, intake_held);
-                    self.entries.push(Entry::new(Record::Tick { at, engine }));
-                    self.tick(at, engine);
-                    let actions = self.deliveries.tick(at);
-                    self.act(actions, at);
-                    if let Some(feed) = &self.feed {
-                        feed.flush_positions(Instant::now());
-                    }
-                }
-                Command::PutCase { case, now, reply } => {
-                    let at = self.case_time(now);
-                    let id = case.id.clone();
-                    let result = self.put_case(*case, at);
-                    if let (Ok(_), Some(feed)) = (&result, &self.feed) {
-                        feed.case(id);
-                    }
-                    let _ = reply.send(result);
-                }
-                Command::DeleteCase { id, now, reply } => {
-                    let at = self.case_time(now);
-                    let result = self.delete_case(&id, at);
-                    if let (Ok(true), Some(feed)) = (&result, &self.feed) {
-                        let engine = &self.engine;
-                        feed.forget_devices(|d| engine.has_device(d.as_str()));
-                        feed.case(id);
-                    }
-                    let _ = reply.send(result);
-                }
-                Command::ListCases(reply) => {
-                    let mut list: Vec<CaseSummary> =
-                        self.cases.values().map(|c| CaseSummary::of(c)).collect();
-                    list.sort_by(|a, b| a.id.cmp(&b.id));
-                    let _ = reply.send(list);
-                }
-                Command::GetCase(id, reply) => {
-                    let _ = reply.send(self.cases.get(&id).map(|c| Case::clone(c)));
-                }
-                Command::AllCases(reply) => {
-                    let _ = reply.send(self.cases.values().map(|c| Case::clone(c)).collect());
-                }
-                Command::Alerts(reply) => {
-                    let _ = reply.send(self.desk.alerts().into_iter().cloned().collect());
-                }
-                Command::Alert(id, reply) => {
-                    let _ = reply.send(self.desk.alert(&id).cloned());
-                }
-                Command::Operator {
-                    id,
-                    operator,
-                    action,
-                    now,
-                    reply,
-                } => match self.operate(&id, &operator, action, now) {
-                    // Answered once its records are committed (see
-                    // `AfterCommit::Reply`): a 200 means it survives a crash.
-                    Ok(done) => self
-                        .after_commit
-                        .push(AfterCommit::Reply(Reply::new(move || {
-                            let _ = reply.send(Ok(done));
-                        }))),
-                    Err(e) => {
-                        let _ = reply.send(Err(e));
-                    }
-                },
-                Command::Bans {
-                    lat,
-                    lon,
-                    now,
-                    reply,
-                } => {
-                    let _ = reply.send(self.engine.bans_at(lat, lon, now));
-                }
-                Command::Webhook { alert, attempt } => self.delivery_attempt(alert, attempt),
-                Command::SyncCase { id, case, now } => {
-                    let at = self.case_time(now);
-                    self.sync_case(id, case.map(|c| *c), at);
-                }
-                Command::CopyState(reply) => {
-                    let _ = reply.send(self.state_copy());
-                }
-                Command::Shutdown => break,
-            }
-            self.flush();
-            // Acks count too: commands that journal nothing (refusals,
-            // duplicates) must not hold their acknowledgements back.
-            let gathered = self.entries.len() + self.after_commit.len();
-            if queues.is_empty() || gathered >= JOURNAL_JOB_RECORDS {
-                self.hand_to_journal();
-            }
-            self.show_changes();
-            if let Some(now) = now {
-                self.upkeep(now);
-            }
+            self.after_command(&queues, now);
         }
         self.hand_to_journal();
         // A last snapshot, so the next start replays little.
@@ -822,6 +699,179 @@ impl CoreThread {
             });
         }
         info!("engine thread stopped");
+    }
+
+    /// Handles one command; `Break` once told to stop.
+    fn handle(&mut self, command: Command) -> ControlFlow<()> {
+        if let (Some(ts), Command::Message { now, .. }) = (command.event_time(), &command) {
+            self.ticks.received(ts, *now);
+        }
+        match command {
+            Command::Message {
+                topic,
+                message,
+                received,
+                now,
+                ack,
+            } => {
+                self.message_or_refusal(&topic, message, received, now);
+                self.ack(ack);
+            }
+            Command::Refused {
+                topic,
+                refusal,
+                now,
+                ack,
+            } => {
+                self.refuse(&topic, refusal, now);
+                self.ack(ack);
+            }
+            Command::Echo {
+                topic,
+                payload,
+                now,
+                ack,
+            } => {
+                let actions = self.deliveries.echo(&topic, &payload);
+                self.act(actions, now);
+                self.ack(ack);
+            }
+            Command::Connected {
+                now,
+                session_present,
+            } => {
+                let actions = self.deliveries.connected(now, session_present);
+                self.act(actions, now);
+            }
+            Command::Tick { at, intake_held } => self.on_tick(at, intake_held),
+            Command::PutCase { case, now, reply } => {
+                let _ = reply.send(self.on_put_case(*case, now));
+            }
+            Command::DeleteCase { id, now, reply } => {
+                let _ = reply.send(self.on_delete_case(id, now));
+            }
+            Command::ListCases(reply) => {
+                let _ = reply.send(self.case_list());
+            }
+            Command::GetCase(id, reply) => {
+                let _ = reply.send(self.cases.get(&id).map(|c| Case::clone(c)));
+            }
+            Command::AllCases(reply) => {
+                let _ = reply.send(self.cases.values().map(|c| Case::clone(c)).collect());
+            }
+            Command::Alerts(reply) => {
+                let _ = reply.send(self.desk.alerts().into_iter().cloned().collect());
+            }
+            Command::Alert(id, reply) => {
+                let _ = reply.send(self.desk.alert(&id).cloned());
+            }
+            Command::Operator {
+                id,
+                operator,
+                action,
+                now,
+                reply,
+            } => self.on_operator(&id, &operator, action, now, reply),
+            Command::Bans {
+                lat,
+                lon,
+                now,
+                reply,
+            } => {
+                let _ = reply.send(self.engine.bans_at(lat, lon, now));
+            }
+            Command::Webhook { alert, attempt } => self.delivery_attempt(alert, attempt),
+            Command::SyncCase { id, case, now } => {
+                let at = self.case_time(now);
+                self.sync_case(id, case.map(|c| *c), at);
+            }
+            Command::CopyState(reply) => {
+                let _ = reply.send(self.state_copy());
+            }
+            Command::Shutdown => return ControlFlow::Break(()),
+        }
+        ControlFlow::Continue(())
+    }
+
+    /// The clock's tick: what is due by now (GPS lost, curfews, deliveries
+    /// unconfirmed), and the dashboard's held-back positions.
+    fn on_tick(&mut self, at: Timestamp, intake_held: bool) {
+        let engine = self.ticks.tick(at, intake_held);
+        self.entries.push(Entry::new(Record::Tick { at, engine }));
+        self.tick(at, engine);
+        let actions = self.deliveries.tick(at);
+        self.act(actions, at);
+        if let Some(feed) = &self.feed {
+            feed.flush_positions(Instant::now());
+        }
+    }
+
+    fn on_put_case(&mut self, case: Case, now: Timestamp) -> Result<PutOutcome, PutCaseError> {
+        let at = self.case_time(now);
+        let id = case.id.clone();
+        let result = self.put_case(case, at);
+        if let (Ok(_), Some(feed)) = (&result, &self.feed) {
+            feed.case(id);
+        }
+        result
+    }
+
+    fn on_delete_case(&mut self, id: CaseId, now: Timestamp) -> Result<bool, String> {
+        let at = self.case_time(now);
+        let result = self.delete_case(&id, at);
+        if let (Ok(true), Some(feed)) = (&result, &self.feed) {
+            let engine = &self.engine;
+            feed.forget_devices(|d| engine.has_device(d.as_str()));
+            feed.case(id);
+        }
+        result
+    }
+
+    /// Every case in force, by id.
+    fn case_list(&self) -> Vec<CaseSummary> {
+        let mut list: Vec<CaseSummary> = self.cases.values().map(|c| CaseSummary::of(c)).collect();
+        list.sort_by(|a, b| a.id.cmp(&b.id));
+        list
+    }
+
+    /// An operator's action on an alert. A refusal is answered at once;
+    /// what was done only once its records are committed (see
+    /// `AfterCommit::Reply`): a 200 means it survives a crash.
+    fn on_operator(
+        &mut self,
+        id: &str,
+        operator: &str,
+        action: OperatorAction,
+        now: Timestamp,
+        reply: oneshot::Sender<Result<OperatorReply, OperatorError>>,
+    ) {
+        match self.operate(id, operator, action, now) {
+            Ok(done) => self
+                .after_commit
+                .push(AfterCommit::Reply(Reply::new(move || {
+                    let _ = reply.send(Ok(done));
+                }))),
+            Err(e) => {
+                let _ = reply.send(Err(e));
+            }
+        }
+    }
+
+    /// What follows every command: what it decided to publish goes out, its
+    /// records go to the journal once the queues are empty (or enough have
+    /// gathered), consoles hear of changed alerts, and upkeep runs when due.
+    fn after_command(&mut self, queues: &queues::Queues, now: Option<Timestamp>) {
+        self.flush();
+        // Acks count too: commands that journal nothing (refusals,
+        // duplicates) must not hold their acknowledgements back.
+        let gathered = self.entries.len() + self.after_commit.len();
+        if queues.is_empty() || gathered >= JOURNAL_JOB_RECORDS {
+            self.hand_to_journal();
+        }
+        self.show_changes();
+        if let Some(now) = now {
+            self.upkeep(now);
+        }
     }
 
     /// Tells the dashboard's consoles of every alert this command changed.
