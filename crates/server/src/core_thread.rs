@@ -142,7 +142,7 @@ pub enum Command {
 }
 
 impl Command {
-    /// When kordon took the command in, for those that say.
+    /// When kordon took the command in, for the commands that carry it.
     fn now(&self) -> Option<Timestamp> {
         match self {
             Command::Message { now, .. }
