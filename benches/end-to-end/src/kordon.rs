@@ -327,6 +327,12 @@ impl Metrics {
         (count, count - within)
     }
 
+    /// Bytes kordon wrote on its ingest link that the broker has yet to
+    /// take (acknowledgements, mostly).
+    pub fn ingest_unsent_bytes(&self) -> f64 {
+        self.sum("kordon_ingest_unsent_bytes", "")
+    }
+
     pub fn broker_errors(&self) -> f64 {
         self.sum("kordon_broker_connection_errors_total", "")
     }

@@ -20,6 +20,7 @@ pub const PHASE_WARM_UP: u32 = 1;
 const PHASE_OVERLOAD: u32 = 100;
 const PHASE_DRAIN: u32 = 101;
 const PHASE_BUSY_DISK: u32 = 102;
+const PHASE_BEFORE_BUSY_DISK: u32 = 103;
 
 /// What a watch saw: kordon's largest RSS, the most fixes waiting for it
 /// at the broker, and the problems `/healthz` named.
@@ -355,6 +356,7 @@ impl Live {
         let b = self.sample()?;
         self.generator.offer(0, 0, phase);
         let drain = self.wait_drained(Duration::from_secs(args.drain_timeout_secs), 0.0)?;
+        let broker_caught_up = self.wait_broker_caught_up(BROKER_PATIENCE)?;
         self.wait_alerts(&[phase], Duration::from_secs(5));
         let own_after = self.kordon.metrics()?.police_alerts_and_over(OWN_BOUND);
         let mut step = step_figures(&a, &b, rate);
@@ -362,10 +364,47 @@ impl Live {
         step.own_over_5ms = own_after.1 - own_before.1;
         step.rss_mib = rss;
         step.drain = drain;
+        step.broker_caught_up = broker_caught_up;
         step.latency = self.latency(&[phase]);
         Ok(step)
     }
+
+    /// After a drain, with nothing offered: waits until the broker has
+    /// taken every acknowledgement kordon wrote and is idle again, so that
+    /// the next step does not begin in this one's aftermath. Mosquitto
+    /// reads one packet per connection per turn of its loop, so under
+    /// overload it reads kordon's acknowledgements about as fast as one
+    /// publisher's messages; after a step above capacity a million of them
+    /// can wait, and reading them kept it at a full core for 6–8 s, during
+    /// which the next step's alerts took 25–60 ms (2026-12-05). Seconds
+    /// after the drain; `None` if the broker had not caught up within
+    /// `patience`.
+    fn wait_broker_caught_up(&mut self, patience: Duration) -> Result<Option<f64>, String> {
+        let started = Instant::now();
+        let mut last = (Instant::now(), procstat::cpu(self.broker_pid)?.total_us);
+        while started.elapsed() < patience {
+            sleep_s(0.25);
+            let now = (Instant::now(), procstat::cpu(self.broker_pid)?.total_us);
+            let wall_us = now.0.duration_since(last.0).as_micros().max(1) as f64;
+            let cores = now.1.saturating_sub(last.1) as f64 / wall_us;
+            last = now;
+            let unsent = self.kordon.metrics()?.ingest_unsent_bytes();
+            if unsent == 0.0 && cores < IDLE_BROKER_CORES {
+                return Ok(Some(started.elapsed().as_secs_f64()));
+            }
+        }
+        Ok(None)
+    }
 }
+
+/// How long the busy-disk step's rate runs before `dd` starts
+/// ([`Live::broker_warm_up`]).
+const BROKER_WARM_UP_SECS: f64 = 5.0;
+/// How long [`Live::wait_broker_caught_up`] waits at most.
+const BROKER_PATIENCE: Duration = Duration::from_secs(60);
+/// A broker using less than this share of a core over a quarter of a
+/// second, with nothing offered, has nothing left to catch up on.
+const IDLE_BROKER_CORES: f64 = 0.2;
 
 /// The bound of kordon's own share a step counts alerts over: 5 ms, the
 /// fix → alert target up to 10,000 fixes/s, so that a step's p99 over it
@@ -385,6 +424,7 @@ impl Live {
         rate: u64,
         dir: &std::path::Path,
     ) -> Result<BusyDisk, String> {
+        let broker_warm_up = self.broker_warm_up(args, rate);
         let before = self
             .kordon
             .metrics()?
@@ -421,8 +461,25 @@ impl Live {
             finished_early,
             own_alerts: after.0 - before.0,
             own_over_20ms: after.1 - before.1,
+            broker_warm_up,
             step: step?,
         })
+    }
+
+    /// The step's rate for [`BROKER_WARM_UP_SECS`] before `dd` starts: the
+    /// fix → alert latency of the broker's first seconds back at work. The
+    /// busy-disk step follows the steps above capacity, and a Mosquitto
+    /// that held a million messages then spends its first second back at
+    /// work in glibc's `malloc_consolidate` (a perf profile of it,
+    /// 2026-12-05: 41 % of 4 s in `malloc_consolidate` and
+    /// `unlink_chunk`), delivering nothing for half a second: measured in
+    /// the busy-disk step, that hiccup was taken for the disk's.
+    fn broker_warm_up(&mut self, args: &Args, rate: u64) -> Latency {
+        self.generator
+            .offer(rate, args.breaches_per_s, PHASE_BEFORE_BUSY_DISK);
+        sleep_s(BROKER_WARM_UP_SECS);
+        self.wait_alerts(&[PHASE_BEFORE_BUSY_DISK], Duration::from_secs(5));
+        self.latency(&[PHASE_BEFORE_BUSY_DISK])
     }
 }
 

@@ -120,6 +120,9 @@ pub struct Step {
     pub other_cpu_pct: f64,
     pub rss_mib: f64,
     pub drain: Drain,
+    /// Seconds after the drain until the broker had taken kordon's
+    /// acknowledgements and was idle; `None`: not within a minute.
+    pub broker_caught_up: Option<f64>,
     /// kordon's own share (fix decoded → alert handed to its publishing
     /// link): police alerts in the step and its drain, and those that took
     /// more than 5 ms of it.
@@ -162,6 +165,9 @@ pub struct BusyDisk {
     /// out.
     pub own_alerts: f64,
     pub own_over_20ms: f64,
+    /// Fix → alert in the seconds at the step's rate before `dd` started:
+    /// the broker's first seconds back at work after the steps before.
+    pub broker_warm_up: Latency,
     pub step: Step,
 }
 
@@ -350,6 +356,12 @@ impl Report {
                 Drain::Done(secs) if secs <= 1.0 => {}
                 drain => out += &format!("  after {}/s: {}\n", s.rate, drain.describe()),
             }
+            match s.broker_caught_up {
+                Some(secs) if secs <= 1.0 => {}
+                caught_up => {
+                    out += &format!("  after {}/s: {}\n", s.rate, caught_up_text(caught_up))
+                }
+            }
         }
         out
     }
@@ -386,15 +398,18 @@ impl Report {
         let Some(b) = &self.busy_disk else {
             return "busy disk: not run\n".to_string();
         };
-        let (s, l) = (&b.step, &b.step.latency);
+        let (s, l, w) = (&b.step, &b.step.latency, &b.broker_warm_up);
         format!(
             "busy disk: {}/s for the step's length while dd wrote {:.0} of {} MiB beside the journal{}\n  \
              handled {:.0}/s; fix→alert p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms, n {}; {}\n  \
-             kordon's own share (decoded → handed to its publishing link): {:.0} of {:.0} police alerts over 20 ms\n",
+             kordon's own share (decoded → handed to its publishing link): {:.0} of {:.0} police alerts over 20 ms\n  \
+             before dd, the broker's first seconds back at work after the steps before (not in the target): \
+             fix→alert p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms, n {}\n",
             s.rate, b.written_mib, b.asked_mib,
             if b.finished_early { " (dd had finished by the end of the step and its drain)" } else { "" },
             s.handled_per_s, l.p50_ms, l.p99_ms, l.max_ms, n_text(l), s.drain.describe(),
             b.own_over_20ms, b.own_alerts,
+            w.p50_ms, w.p99_ms, w.max_ms, n_text(w),
         )
     }
 
@@ -506,6 +521,7 @@ impl Report {
                 "asked_mib": b.asked_mib, "written_mib": num(b.written_mib),
                 "finished_early": b.finished_early, "step": self.step_json(&b.step),
                 "kordon_own_police_alerts": num(b.own_alerts), "kordon_own_over_20ms": num(b.own_over_20ms),
+                "broker_warm_up_latency": b.broker_warm_up.json(),
             })),
             "overload": {
                 "offered_per_s": num(o.offered_per_s), "secs": num(o.secs), "handled_per_s": num(o.handled_per_s),
@@ -549,9 +565,19 @@ impl Report {
             "generator_cpu_pct": num(s.generator_cpu_pct), "generator_us_per_fix": num(s.generator_us_per_fix),
             "other_processes_cpu_pct": num(s.other_cpu_pct),
             "rss_mib": num(s.rss_mib), "ratio_to_ceiling": num(self.ratio(s.handled_per_s)),
-            "drain": s.drain.json(),
+            "drain": s.drain.json(), "broker_caught_up_secs": s.broker_caught_up.map(num),
             "kordon_own_police_alerts": num(s.own_alerts), "kordon_own_over_5ms": num(s.own_over_5ms),
         })
+    }
+}
+
+/// When the broker had taken kordon's acknowledgements, after a drain.
+fn caught_up_text(caught_up: Option<f64>) -> String {
+    match caught_up {
+        Some(secs) => format!(
+            "the broker took kordon's acknowledgements and was idle {secs:.1} s after the drain (the next step began then)"
+        ),
+        None => "the broker was still busy a minute after the drain (the next step began all the same)".into(),
     }
 }
 

@@ -121,6 +121,9 @@ const ROOM_POLL: Duration = Duration::from_millis(1);
 /// about 7 to 4.4 µs, and its thread's wake-ups from 6,400 to 1,050 a
 /// second (`kordon-bench --rates 10000`, 2026-12-02).
 const READ_PERIOD: Duration = Duration::from_micros(500);
+/// How often the link shows what the broker has yet to take of its output
+/// (`kordon_ingest_unsent_bytes`).
+const UNSENT_LOOK: Duration = Duration::from_secs(1);
 /// Acknowledgements queued together, at most.
 const ACK_BATCH: usize = 1_024;
 /// The packet id of kordon's SUBSCRIBE (the link sends no other packet
@@ -279,6 +282,8 @@ impl Driver {
             self.keep_alive,
         );
         pings.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut looks = tokio::time::interval(UNSENT_LOOK);
+        looks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             if waiting.is_none() {
                 waiting = self.hand_on_read(&mut connection)?;
@@ -309,6 +314,7 @@ impl Driver {
                     }
                 },
                 _ = pings.tick() => connection.keep_alive(reading)?,
+                _ = looks.tick() => connection.show_unsent(),
                 has_room = room(&self.intake), if waiting.is_some() => {
                     // `waiting` is `Some`: the branch's condition.
                     match (self.intake.as_ref().filter(|_| has_room), waiting.take()) {
@@ -396,8 +402,10 @@ impl Driver {
 
     /// The connection is gone: monitoring is down until it is back.
     fn lost(&self) {
-        // The broker delivers them again on the next connection.
+        // The broker delivers them again on the next connection, and what
+        // was unsent went with this one.
         self.unacknowledged.set(false);
+        metrics::gauge!(m::INGEST_UNSENT).set(0.0);
         if self.health.broker_lost(Link::Ingest, self.clock.now()) {
             announce(&self.status, OFFLINE);
         }
@@ -536,6 +544,7 @@ impl Connection {
                 unflushed: false,
                 waiting_since: Instant::now(),
                 untaken: None,
+                unsent: metrics::gauge!(m::INGEST_UNSENT),
             },
             number,
             keep_alive,
@@ -566,6 +575,18 @@ impl Connection {
             };
         }
         Ok(())
+    }
+
+    /// Shows in `/metrics` what the broker has yet to take of this link's
+    /// output ([`m::INGEST_UNSENT`]): what waits here and in the socket.
+    /// Looked at every [`UNSENT_LOOK`], not per write: a look just after a
+    /// write sees the bytes on their way, and nothing would look again
+    /// once the link is quiet.
+    fn show_unsent(&self) {
+        let in_socket = self.input.socket.untaken().unwrap_or(0);
+        self.output
+            .unsent
+            .set((self.output.out.len() + in_socket) as f64);
     }
 
     /// Every keep-alive period: a PINGREQ, whatever the reading does. The
@@ -674,6 +695,8 @@ struct Output {
     /// What the socket held that the broker had yet to take, at the last
     /// look.
     untaken: Option<usize>,
+    /// `kordon_ingest_unsent_bytes`, looked up once.
+    unsent: metrics::Gauge,
 }
 
 impl Output {

@@ -28,6 +28,12 @@ pub const ENGINE_BUSY: &str = "kordon_engine_busy_total";
 /// 1 while kordon takes input more slowly than it arrives (the engine's
 /// queue was found full and the message that found it so waits), else 0.
 pub const OVERLOADED: &str = "kordon_overloaded";
+/// Bytes kordon wrote or queued on the ingest link that the broker has not
+/// taken yet: acknowledgements, mostly. A broker too busy to read them
+/// (Mosquitto reads one packet per connection per turn of its loop) keeps
+/// every message they acknowledge, and after an overload it spends seconds
+/// catching up on them (`docs/operations.md`).
+pub const INGEST_UNSENT: &str = "kordon_ingest_unsent_bytes";
 /// Alerts that asked someone to act and are still unacknowledged past
 /// their acknowledgement deadline (`[reports.targets]`), by audience
 /// (`monitoring`, `police`).
@@ -247,6 +253,10 @@ fn register_all() {
     );
 
     let gauges: &[(&'static str, &'static str)] = &[
+        (
+            INGEST_UNSENT,
+            "Bytes on the ingest link (acknowledgements, mostly: 4 bytes each) that the broker has not taken yet; it grows while the broker is too busy to read them.",
+        ),
         (
             SHARDS,
             "Cluster mode: the cluster's shard count (0 outside a cluster).",
