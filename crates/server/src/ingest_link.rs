@@ -1186,4 +1186,85 @@ mod tests {
             Packet::PubComp(PubComp::new(5))
         );
     }
+
+    /// `kordon_ingest_unsent_bytes` of a recorder that only this test's
+    /// thread (the link runs on it too) records into.
+    fn unsent_bytes(handle: &metrics_exporter_prometheus::PrometheusHandle) -> f64 {
+        handle
+            .render()
+            .lines()
+            .find(|l| l.starts_with(m::INGEST_UNSENT))
+            .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+            .unwrap_or(0.0)
+    }
+
+    /// A broker too busy to read kordon's acknowledgements (Mosquitto
+    /// under overload reads one packet per connection per turn): what it
+    /// has not taken shows in `/metrics`, kordon keeps the connection
+    /// while the broker takes a little at a time, and the gauge is back at
+    /// 0 once the broker has read everything.
+    #[tokio::test]
+    async fn acknowledgements_the_broker_has_not_read_show_as_unsent() {
+        let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+        let handle = recorder.handle();
+        let _only_here = metrics::set_default_local_recorder(&recorder);
+        // A small receive buffer: the broker's end holds little unread.
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.set_recv_buffer_size(4096).unwrap();
+        socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let listener = socket.listen(16).unwrap();
+        let mut kordon = start_link(&listener, 40_000);
+        let mut broker = FakeBroker::accept(&listener).await;
+
+        const MESSAGES: u16 = 30_000;
+        let mut fixes = BytesMut::new();
+        for pkid in 1..=MESSAGES {
+            fix(pkid).write(&mut fixes, MAX_MQTT_PACKET).unwrap();
+        }
+        broker.stream.write_all(&fixes).await.unwrap();
+        let mut receipts = Vec::new();
+        while receipts.len() < usize::from(MESSAGES) {
+            let command = kordon.commands.recv().await.expect("every fix handed on");
+            if device_of(&command) != "connected" {
+                receipts.push(take_receipt(command));
+            }
+        }
+        while !receipts.is_empty() {
+            let batch: Vec<Receipt> = receipts.drain(..receipts.len().min(1_000)).collect();
+            kordon.receipts.send(batch).await.unwrap();
+        }
+
+        // 120,000 bytes of PUBACKs, and the broker reads 4 KiB every
+        // 200 ms: little, but enough for kordon to see it take something.
+        let mut highest = 0.0f64;
+        let mut chunk = [0u8; 4096];
+        for _ in 0..15 {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            highest = highest.max(unsent_bytes(&handle));
+            let n = broker.stream.read(&mut chunk).await.unwrap();
+            broker.read.extend_from_slice(&chunk[..n]);
+        }
+        assert!(
+            highest > 60_000.0,
+            "unsent acknowledgements shown: {highest}"
+        );
+        let mut acknowledged = 0usize;
+        while acknowledged < usize::from(MESSAGES) {
+            match broker.next_answering_pings().await {
+                Packet::PubAck(_) => acknowledged += 1,
+                other => panic!("only acknowledgements and pings, got {other:?}"),
+            }
+        }
+        let mut unsent = f64::NAN;
+        for _ in 0..30 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            unsent = unsent_bytes(&handle);
+            if unsent == 0.0 {
+                break;
+            }
+        }
+        // Every acknowledgement came on the first connection: kordon did
+        // not give the slow broker up.
+        assert_eq!(unsent, 0.0, "the broker read everything");
+    }
 }
