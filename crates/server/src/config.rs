@@ -116,10 +116,14 @@ pub struct JournalConfig {
     /// took another 1.8 µs off the 17.8 at 10,000 fixes/s (half the
     /// commits: journal 8.0 → 6.8 µs, `kordon-bench --rates 10000`, two
     /// runs each, 2026-12-02), and 20 ms another 1.4–1.8 (11.7–12.1 →
-    /// 10.3–10.5 µs, journal 5.4–5.5 → 4.4–4.5; same command and day).
+    /// 10.3–10.5 µs, journal 5.4–5.5 → 4.4–4.5; same command and day),
+    /// and 50 ms another 1.1 at 10,000 (medians of four runs, 13.9 →
+    /// 12.8 µs; journal 4.9–5.4 → 4.2–5.1) and 4 at 2,000 fixes/s (35.0
+    /// and 38.3 → 30.4 and 34.8 µs; 2026-12-05, runs alternating).
     /// It also holds each acknowledgement back that long, so a broker's
-    /// in-flight window of N messages allows at most N per commit
-    /// (`docs/operations.md`: `max_inflight_messages`).
+    /// in-flight window of N messages allows at most N per commit; a
+    /// linger ends early once a fifth of it brought nothing, as when that
+    /// window is full (`docs/operations.md`: `max_inflight_messages`).
     #[serde(default = "default_linger_ms")]
     pub linger_ms: u64,
 }
@@ -162,7 +166,7 @@ fn default_max_batch() -> usize {
     4096
 }
 fn default_linger_ms() -> u64 {
-    20
+    50
 }
 
 impl JournalConfig {
