@@ -192,10 +192,41 @@ clear_min_s = 60
     )
 }
 
+/// A new directory for a test, under one per test process
+/// (`kordon-test-<pid>`). The first call removes those of test processes
+/// that have ended: every run of the suite left some two hundred behind.
+/// A test's directory outlives the test (kordon restarted in it, a failed
+/// test's journal to look at) until the next run.
 pub fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("kordon-test-{name}-{}", unique()));
+    static SWEPT: std::sync::Once = std::sync::Once::new();
+    SWEPT.call_once(remove_ended_processes_dirs);
+    let dir = std::env::temp_dir()
+        .join(format!("kordon-test-{}", std::process::id()))
+        .join(format!("{name}-{}", unique()));
     std::fs::create_dir_all(&dir).unwrap();
     dir
+}
+
+/// Removes the `kordon-test-<pid>` directories whose process has ended;
+/// where there is no `/proc` to tell, none.
+fn remove_ended_processes_dirs() {
+    if !std::path::Path::new("/proc/self").exists() {
+        return;
+    }
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let pid = name
+            .to_str()
+            .and_then(|n| n.strip_prefix("kordon-test-"))
+            .and_then(|pid| pid.parse::<u32>().ok());
+        let Some(pid) = pid else { continue };
+        if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
 }
 
 impl Kordon {
