@@ -448,7 +448,9 @@ fn next<T>(rx: &JobReceiver<T>, batch: &mut Batch<T>, settings: GroupCommit) -> 
     Next::Job(first)
 }
 
-/// A gather's linger is cut into this many naps.
+/// A gather's linger is cut into this many naps (the docs say "a fifth
+/// of the linger": `linger_ms` in `docs/operations.md` and the server's
+/// `JournalConfig`).
 const LINGER_NAPS: u32 = 5;
 
 /// Lingers up to `linger` for more work, in [`LINGER_NAPS`] naps, taking
@@ -469,10 +471,10 @@ fn linger_for_more(
     mut nap: impl FnMut(Duration),
     mut take: impl FnMut(usize) -> Taken,
 ) -> usize {
-    let mut records = 0;
     if linger.is_zero() {
-        return records;
+        return 0;
     }
+    let mut records = 0;
     for _ in 0..LINGER_NAPS {
         if records >= room {
             break;
