@@ -24,6 +24,7 @@ pub mod model;
 pub mod order_checks;
 pub mod passage;
 pub mod patterns;
+pub mod rfc3339;
 pub mod schedule;
 mod track;
 pub mod validate;

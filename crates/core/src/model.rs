@@ -98,6 +98,7 @@ id_type!(
 pub struct Fix {
     pub device: DeviceId,
     /// Event time from the device's clock (UTC).
+    #[serde(serialize_with = "crate::rfc3339::serialize")]
     pub ts: Timestamp,
     pub lat: f64,
     pub lon: f64,
@@ -154,6 +155,7 @@ pub enum Input {
 #[serde(deny_unknown_fields)]
 pub struct Status {
     pub device: DeviceId,
+    #[serde(serialize_with = "crate::rfc3339::serialize")]
     pub ts: Timestamp,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub strap: Option<StrapState>,

@@ -292,7 +292,7 @@ impl<'de> Deserialize<'de> for DeviceTime {
                 self.visit_i64(ms as i64)
             }
             fn visit_str<E: de::Error>(self, text: &str) -> Result<DeviceTime, E> {
-                text.parse::<Timestamp>()
+                kordon_core::rfc3339::read(text)
                     .map(DeviceTime)
                     .map_err(|e| E::custom(format!("ts `{text}`: {e}")))
             }

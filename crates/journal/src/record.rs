@@ -53,10 +53,12 @@ pub enum Record {
     /// A fix the engine took, with when kordon received it.
     Fix {
         fix: Fix,
+        #[serde(serialize_with = "kordon_core::rfc3339::serialize")]
         received: Timestamp,
     },
     Status {
         status: Status,
+        #[serde(serialize_with = "kordon_core::rfc3339::serialize")]
         received: Timestamp,
     },
     /// A case put in force or replaced (from the case directory or the API).
@@ -72,6 +74,7 @@ pub enum Record {
     /// checks) and the engine's (deadlines: offline, curfew, position
     /// unknown), which differs while a backlog is drained.
     Tick {
+        #[serde(serialize_with = "kordon_core::rfc3339::serialize")]
         at: Timestamp,
         #[serde(default, skip_serializing_if = "EngineTick::is_at_tick")]
         engine: EngineTick,
