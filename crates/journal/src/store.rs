@@ -23,6 +23,7 @@ use jiff::Timestamp;
 use kordon_core::CaseId;
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::{Deserialize, Serialize};
+use smallvec::SmallVec;
 use thiserror::Error;
 use tracing::{info, warn};
 
@@ -69,23 +70,28 @@ pub enum JournalError {
     },
 }
 
-/// One record to append and the cases whose chains it joins.
+/// One record to append and the cases whose chains it joins: almost
+/// always one, kept inline (an allocation per fix on the engine's thread,
+/// freed on the journal's, otherwise).
 #[derive(Debug, Clone)]
 pub struct Entry {
     pub record: Record,
-    pub cases: Vec<CaseId>,
+    pub cases: SmallVec<[CaseId; 1]>,
 }
 
 impl Entry {
     pub fn new(record: Record) -> Self {
         Entry {
             record,
-            cases: Vec::new(),
+            cases: SmallVec::new(),
         }
     }
 
-    pub fn for_cases(record: Record, cases: Vec<CaseId>) -> Self {
-        Entry { record, cases }
+    pub fn for_cases(record: Record, cases: impl IntoIterator<Item = CaseId>) -> Self {
+        Entry {
+            record,
+            cases: cases.into_iter().collect(),
+        }
     }
 }
 

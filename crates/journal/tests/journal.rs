@@ -633,7 +633,9 @@ fn a_commit_that_fails_halfway_leaves_the_case_chains_as_they_were() {
     let committed = j.head();
 
     let mut twice = fix_entry(3, 51.9, 4.47);
-    twice.cases = vec![CaseId::from(CASE), CaseId::from(CASE)];
+    twice.cases = [CaseId::from(CASE), CaseId::from(CASE)]
+        .into_iter()
+        .collect();
     let mut both = fix_entry(2, 51.9, 4.47);
     both.cases.push(CaseId::from("RTM-2"));
     let failed = j.append(&[both.clone(), twice]);

@@ -934,8 +934,8 @@ impl CoreThread {
         }
         self.records_since_snapshot += self.entries.len() as u64;
         let job = Job::Append {
-            entries: std::mem::take(&mut self.entries),
-            then: std::mem::take(&mut self.after_commit),
+            entries: taken_with_room(&mut self.entries),
+            then: taken_with_room(&mut self.after_commit),
         };
         self.send_to_journal(job);
     }
@@ -1006,7 +1006,7 @@ impl CoreThread {
         matches!(self.sink, Sink::Live(_))
     }
 
-    fn record(&mut self, record: Record, cases: Vec<CaseId>) {
+    fn record(&mut self, record: Record, cases: impl IntoIterator<Item = CaseId>) {
         if self.is_live() {
             self.entries.push(Entry::for_cases(record, cases));
         }
@@ -1100,7 +1100,7 @@ impl CoreThread {
                     if outcome.disposition != Disposition::Duplicate {
                         let memberships = self.engine.memberships_of(fix.device.as_str());
                         self.show_position(&fix, memberships.first(), Some(received));
-                        let cases = memberships.into_iter().map(|(case, _)| case).collect();
+                        let cases = memberships.into_iter().map(|(case, _)| case);
                         self.record(Record::Fix { fix, received: now }, cases);
                     }
                     self.publish_events(&outcome.events, now, Some(received));
@@ -1386,6 +1386,15 @@ pub fn reject_message(topic: &str, refusal: &Refusal, now: Timestamp) -> Outboun
         topic: kordon_ingest::topic::REJECTS.to_string(),
         payload,
     }
+}
+
+/// What `gathered` holds, leaving it room for as many again: the next job
+/// is about as large (the commands of one read of the broker). Grown from
+/// empty, each job's lists were reallocated and copied five or six times
+/// on the engine's thread.
+fn taken_with_room<T>(gathered: &mut Vec<T>) -> Vec<T> {
+    let room = gathered.len().min(JOURNAL_JOB_RECORDS);
+    std::mem::replace(gathered, Vec::with_capacity(room))
 }
 
 fn disposition(d: Disposition) -> &'static str {

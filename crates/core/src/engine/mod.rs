@@ -316,14 +316,16 @@ impl Engine {
     }
 
     /// The cases a device is part of, each with the role its wearer has
-    /// there (an offender's bracelet, or a protected person's device).
-    pub fn memberships_of(&self, device: &str) -> Vec<(CaseId, Role)> {
+    /// there (an offender's bracelet, or a protected person's device). On
+    /// the stack: it is asked for every fix, and a device is almost always
+    /// in one case.
+    pub fn memberships_of(&self, device: &str) -> SmallVec<[(CaseId, Role); 2]> {
         let Some(dev) = self
             .device_slots
             .get(device)
             .and_then(|&slot| self.devices[slot].as_ref())
         else {
-            return Vec::new();
+            return SmallVec::new();
         };
         dev.memberships
             .iter()

@@ -146,7 +146,7 @@ impl CoreThread {
     /// Journals an operator's record in the case of alert `id`.
     fn record_for_alert(&mut self, id: &str, record: Record) {
         let case: Option<CaseId> = self.desk.alert(id).map(|a| a.latest.case.clone());
-        self.record(record, case.into_iter().collect());
+        self.record(record, case);
     }
 
     pub(super) fn acknowledge(
