@@ -2,9 +2,9 @@
 //! send, `YYYY-MM-DDTHH:MM:SS[.fffffffff]Z`, written and read without
 //! jiff's general printer and parser.
 //!
-//! Every fix is read from such a text and journaled with two of them; jiff's
-//! printer, reached through `fmt::Display`, was a twentieth of the journal
-//! thread at 10,000 fixes/s. The text is byte for byte jiff's own (the
+//! A device's `ts` is mostly such a text, and every fix is journaled with
+//! two of them; jiff's printer, reached through `fmt::Display`, was a
+//! twentieth of the journal's thread at 10,000 fixes/s. The text is byte for byte jiff's own (the
 //! tests compare both over any timestamp), and any text outside the shape
 //! (an offset, a leap second, a lower-case `z`, a year past 9999) goes to
 //! jiff, which decides. This module never reads a clock.
