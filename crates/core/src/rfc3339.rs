@@ -4,15 +4,17 @@
 //!
 //! A device's `ts` is mostly such a text, and every fix is journaled with
 //! two of them; jiff's printer, reached through `fmt::Display`, was a
-//! twentieth of the journal's thread at 10,000 fixes/s. The text is byte for byte jiff's own (the
-//! tests compare both over any timestamp), and any text outside the shape
-//! (an offset, a leap second, a lower-case `z`, a year past 9999) goes to
-//! jiff, which decides. This module never reads a clock.
+//! twentieth of the journal's thread at 10,000 fixes/s. The text is byte
+//! for byte jiff's own (the tests compare both over any timestamp), and
+//! any text outside the shape (an offset, a leap second, a lower-case `z`,
+//! a year past 9999) goes to jiff, which decides. The calendar is jiff's
+//! too: only the text is written here. This module never reads a clock.
 
+use jiff::civil::DateTime;
+use jiff::tz::Offset;
 use jiff::Timestamp;
 use serde::Serializer;
 
-const SECONDS_PER_DAY: i64 = 86_400;
 /// `YYYY-MM-DDTHH:MM:SS.fffffffffZ`.
 const LONGEST: usize = 30;
 
@@ -32,35 +34,24 @@ impl Text {
 /// `ts` as jiff's `Display` writes it, for years 0000 to 9999 (jiff's
 /// sign and six digits beyond that are left to jiff: `None`).
 pub fn write(ts: Timestamp) -> Option<Text> {
-    let (mut seconds, mut nanos) = (ts.as_second(), ts.subsec_nanosecond());
-    // Before 1970 jiff counts the fraction back from the second.
-    if nanos < 0 {
-        seconds -= 1;
-        nanos += 1_000_000_000;
-    }
-    let (year, month, day) = civil_from_days(seconds.div_euclid(SECONDS_PER_DAY));
-    if !(0..=9999).contains(&year) {
-        return None;
-    }
-    let of_day = seconds.rem_euclid(SECONDS_PER_DAY);
+    let at = Offset::UTC.to_datetime(ts);
+    let year = u32::try_from(at.year()).ok().filter(|year| *year <= 9999)?;
     let mut text = Text {
         bytes: *b"0000-00-00T00:00:00.000000000Z",
         len: 0,
     };
     let b = &mut text.bytes;
-    let year = year as u32;
     pair(&mut b[0..2], year / 100);
     pair(&mut b[2..4], year % 100);
-    pair(&mut b[5..7], month);
-    pair(&mut b[8..10], day);
-    let of_day = of_day as u32;
-    pair(&mut b[11..13], of_day / 3600);
-    pair(&mut b[14..16], of_day / 60 % 60);
-    pair(&mut b[17..19], of_day % 60);
+    pair(&mut b[5..7], at.month() as u32);
+    pair(&mut b[8..10], at.day() as u32);
+    pair(&mut b[11..13], at.hour() as u32);
+    pair(&mut b[14..16], at.minute() as u32);
+    pair(&mut b[17..19], at.second() as u32);
+    let nanos = at.subsec_nanosecond() as u32;
     text.len = if nanos == 0 {
         19
     } else {
-        let nanos = nanos as u32;
         b[20] = b'0' + (nanos / 100_000_000) as u8;
         pair(&mut b[21..23], nanos / 1_000_000 % 100);
         pair(&mut b[23..25], nanos / 10_000 % 100);
@@ -105,21 +96,8 @@ fn read_plain(b: &[u8]) -> Option<Timestamp> {
     if separators.iter().any(|&(at, byte)| b[at] != byte) {
         return None;
     }
-    let year = number(&b[0..4])?;
-    let (month, day) = (number(&b[5..7])?, number(&b[8..10])?);
-    let (hour, minute, second) = (
-        number(&b[11..13])?,
-        number(&b[14..16])?,
-        number(&b[17..19])?,
-    );
-    let in_range = (1..=12).contains(&month)
-        && (1..=days_in_month(year, month)).contains(&day)
-        && hour < 24
-        && minute < 60
-        && second < 60;
-    if !in_range {
-        return None;
-    }
+    let field = |at: usize| number(&b[at..at + 2]).map(|n| n as i8);
+    let year = number(&b[0..4])? as i16;
     let nanos = match &b[19..b.len() - 1] {
         [] => 0,
         [b'.', fraction @ ..] if (1..=9).contains(&fraction.len()) => {
@@ -127,9 +105,19 @@ fn read_plain(b: &[u8]) -> Option<Timestamp> {
         }
         _ => return None,
     };
-    let days = days_from_civil(year as i64, month, day);
-    let seconds = days * SECONDS_PER_DAY + i64::from(hour * 3600 + minute * 60 + second);
-    Timestamp::new(seconds, nanos as i32).ok()
+    // jiff refuses a field out of range, and a second of 60, which its
+    // parser takes (as 59): both go to the parser.
+    let at = DateTime::new(
+        year,
+        field(5)?,
+        field(8)?,
+        field(11)?,
+        field(14)?,
+        field(17)?,
+        nanos as i32,
+    )
+    .ok()?;
+    Offset::UTC.to_timestamp(at).ok()
 }
 
 /// The value of ASCII digits; `None` if any is not one.
@@ -149,50 +137,6 @@ fn pair(out: &mut [u8], n: u32) {
         8081828384858687888990919293949596979899";
     let at = n as usize % 100 * 2;
     out.copy_from_slice(&PAIRS[at..at + 2]);
-}
-
-fn days_in_month(year: u32, month: u32) -> u32 {
-    match month {
-        2 if year.is_multiple_of(4) && (!year.is_multiple_of(100) || year.is_multiple_of(400)) => {
-            29
-        }
-        2 => 28,
-        4 | 6 | 9 | 11 => 30,
-        _ => 31,
-    }
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's
-/// `days_from_civil`).
-fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
-    let year = if month <= 2 { year - 1 } else { year };
-    let era = year.div_euclid(400);
-    let year_of_era = year.rem_euclid(400);
-    let month = i64::from(month);
-    let day_of_year =
-        (153 * (if month > 2 { month - 3 } else { month + 9 }) + 2) / 5 + i64::from(day) - 1;
-    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
-    era * 146_097 + day_of_era - 719_468
-}
-
-/// The proleptic Gregorian date of a day since 1970-01-01 (Howard
-/// Hinnant's `civil_from_days`).
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let day_of_era = z.rem_euclid(146_097);
-    let year_of_era =
-        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
-    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
-    let shifted_month = (5 * day_of_year + 2) / 153;
-    let day = (day_of_year - (153 * shifted_month + 2) / 5 + 1) as u32;
-    let month = if shifted_month < 10 {
-        shifted_month + 3
-    } else {
-        shifted_month - 9
-    } as u32;
-    let year = year_of_era + era * 400 + i64::from(month <= 2);
-    (year, month, day)
 }
 
 #[cfg(test)]
