@@ -859,16 +859,21 @@ impl CoreThread {
 
     /// What follows every command: what it decided to publish goes out, its
     /// records go to the journal once the queues are empty (or enough have
-    /// gathered), consoles hear of changed alerts, and upkeep runs when due.
+    /// gathered), consoles hear of changed alerts (and, with the records,
+    /// of the positions since the last job), and upkeep runs when due.
     fn after_command(&mut self, queues: &queues::Queues, now: Option<Timestamp>) {
         self.flush();
         // Acks count too: commands that journal nothing (refusals,
         // duplicates) must not hold their acknowledgements back.
         let gathered = self.entries.len() + self.after_commit.len();
-        if queues.is_empty() || gathered >= JOURNAL_JOB_RECORDS {
+        let batch_ends = queues.is_empty() || gathered >= JOURNAL_JOB_RECORDS;
+        if batch_ends {
             self.hand_to_journal();
         }
         self.show_changes();
+        if let (true, Some(feed)) = (batch_ends, &self.feed) {
+            feed.send_positions();
+        }
         if let Some(now) = now {
             self.upkeep(now);
         }

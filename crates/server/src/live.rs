@@ -10,9 +10,9 @@
 //! than the ring reaches, is a `reset` too. Nothing here decides anything
 //! or journals anything: the stream shows what the journal already holds.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::convert::Infallible;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
@@ -41,6 +41,7 @@ pub struct DevicePosition {
     pub lat: f64,
     pub lon: f64,
     pub acc_m: f64,
+    #[serde(serialize_with = "kordon_core::rfc3339::serialize")]
     pub ts: Timestamp,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub speed_mps: Option<f64>,
@@ -68,7 +69,8 @@ impl DevicePosition {
 #[derive(Debug, Clone)]
 pub enum Change {
     Alert(Box<AlertRecord>),
-    Position(DevicePosition),
+    /// Devices' latest positions, at most one a second of each device.
+    Positions(Vec<DevicePosition>),
     Case(CaseId),
     Health(serde_json::Value),
     /// Some changes were lost on the way (a cluster's relay): every
@@ -80,6 +82,9 @@ pub enum Change {
 pub struct LiveEvent {
     pub seq: u64,
     pub change: Change,
+    /// The event's text where every console that may see it sees the
+    /// same (positions), written by the first console to send it.
+    text: OnceLock<String>,
 }
 
 /// The feed: cheap to clone, shared by the engine's thread (which feeds
@@ -103,29 +108,93 @@ struct Ring {
     events: VecDeque<Arc<LiveEvent>>,
 }
 
+/// Where every device is, for the map, and which positions go out next.
+///
+/// Written on the engine's thread for every fix, so each fix costs one
+/// lookup in one map (foldhash, updated in place). Positions go out in
+/// batches ([`Change::Positions`]): one event for all that the engine's
+/// batch of commands (or the tick) let out. At 10,000 fixes/s an event per
+/// position was 10,000 events a second for every console, and cost kordon
+/// more CPU than the rest of a fix (`docs/operations.md`).
 #[derive(Default)]
 struct Positions {
-    /// Written on the engine's thread for every fix: hashed with foldhash,
-    /// not SipHash, and updated in place (see [`Positions::keep`]).
-    latest: foldhash::HashMap<DeviceId, DevicePosition>,
-    sent: HashMap<DeviceId, Instant>,
-    /// Devices whose latest position has not gone out yet (a set: it is
-    /// asked about on every fix, and holds every moving device).
-    pending: std::collections::HashSet<DeviceId>,
+    devices: foldhash::HashMap<DeviceId, Shown>,
+    /// Due to go out at the end of the engine's batch.
+    outgoing: Vec<DevicePosition>,
+    /// Devices whose latest position the once-a-second rule holds back.
+    held: Vec<DeviceId>,
+}
+
+/// A device's latest position and when consoles last got one of it.
+struct Shown {
+    latest: DevicePosition,
+    sent: Option<Instant>,
+    /// In [`Positions::held`].
+    held: bool,
+}
+
+impl Shown {
+    fn due(&self, now: Instant) -> bool {
+        self.sent
+            .is_none_or(|at| now.saturating_duration_since(at) >= POSITION_EVERY)
+    }
 }
 
 impl Positions {
-    /// Keeps `position` as its device's latest. A device already known
-    /// (every fix but its first) is overwritten in place: an insert per fix
-    /// hashed the key twice and moved the whole entry, a tenth of the
-    /// engine thread's time at 10,000 fixes/s.
-    fn keep(&mut self, position: DevicePosition) {
-        match self.latest.get_mut(position.device.as_str()) {
-            Some(latest) => *latest = position,
-            None => {
-                self.latest.insert(position.device.clone(), position);
+    /// Keeps `position` as its device's latest, overwritten in place
+    /// through its entry (one hash; an insert per fix hashed the key twice
+    /// and moved the whole entry, a tenth of the engine thread's time at
+    /// 10,000 fixes/s). The id's clone is a copy: ids are kept inline.
+    fn keep(&mut self, position: DevicePosition) -> &mut Shown {
+        let device = position.device.clone();
+        match self.devices.entry(device) {
+            std::collections::hash_map::Entry::Occupied(shown) => {
+                let shown = shown.into_mut();
+                shown.latest = position;
+                shown
             }
+            std::collections::hash_map::Entry::Vacant(slot) => slot.insert(Shown {
+                latest: position,
+                sent: None,
+                held: false,
+            }),
         }
+    }
+
+    /// Keeps `position` and lets it out now, or holds it back if its
+    /// device's last one went out less than a second before `now`.
+    fn show(&mut self, position: DevicePosition, now: Instant) {
+        let shown = self.keep(position);
+        if shown.due(now) {
+            shown.sent = Some(now);
+            let latest = shown.latest.clone();
+            self.outgoing.push(latest);
+        } else if !shown.held {
+            shown.held = true;
+            let device = shown.latest.device.clone();
+            self.held.push(device);
+        }
+    }
+
+    /// Lets out the held-back positions that are due by `now`.
+    fn release_held(&mut self, now: Instant) {
+        let Positions {
+            devices,
+            outgoing,
+            held,
+        } = self;
+        held.retain(|device| {
+            let Some(shown) = devices.get_mut(device) else {
+                return false;
+            };
+            if !shown.due(now) {
+                return true;
+            }
+            shown.sent = Some(now);
+            shown.held = false;
+            outgoing.push(shown.latest.clone());
+            false
+        });
     }
 }
 
@@ -156,6 +225,7 @@ impl Feed {
         let event = Arc::new(LiveEvent {
             seq: ring.next,
             change,
+            text: OnceLock::new(),
         });
         ring.next += 1;
         if ring.events.len() == RING {
@@ -177,7 +247,10 @@ impl Feed {
         self.inner.tx.receiver_count() > 0
     }
 
+    /// An alert's change, after the positions let out before it: the map
+    /// shows where the parties are when the alert comes up.
     pub fn alert(&self, record: AlertRecord) {
+        self.send_positions();
         self.push(Change::Alert(Box::new(record)));
     }
 
@@ -195,9 +268,10 @@ impl Feed {
         self.push(Change::Reset);
     }
 
-    /// Remembers a device's position; it goes out now unless the device's
-    /// last one went out less than a second ago (then at the next
-    /// [`Feed::flush_positions`]).
+    /// Remembers a device's position; it goes out with the next
+    /// [`Feed::send_positions`] unless the device's last one went out less
+    /// than a second ago (then with the first [`Feed::flush_positions`] a
+    /// second after it).
     pub fn position(&self, position: DevicePosition, now: Instant) {
         // With no console listening there is no one to send it to: a
         // console that connects fetches where everyone is, then hears of
@@ -206,91 +280,54 @@ impl Feed {
             self.remember_position(position);
             return;
         }
-        let due = {
-            let mut p = self
-                .inner
-                .positions
-                .lock()
-                .unwrap_or_else(|e| e.into_inner());
-            let device = position.device.clone();
-            p.keep(position.clone());
-            let due = p
-                .sent
-                .get(&device)
-                .is_none_or(|at| now.duration_since(*at) >= POSITION_EVERY);
-            if due {
-                p.sent.insert(device, now);
-            } else {
-                p.pending.insert(device);
-            }
-            due
-        };
-        if due {
-            self.push(Change::Position(position));
-        }
+        self.position_store().show(position, now);
     }
 
     /// Remembers a position without sending it (the journal's replay at
     /// start: the map opens where everyone last was).
     pub fn remember_position(&self, position: DevicePosition) {
-        let mut p = self
-            .inner
-            .positions
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        p.keep(position);
+        self.position_store().keep(position);
     }
 
-    /// Sends the positions held back by the once-a-second rule.
-    pub fn flush_positions(&self, now: Instant) {
-        let due: Vec<DevicePosition> = {
-            let mut p = self
-                .inner
-                .positions
-                .lock()
-                .unwrap_or_else(|e| e.into_inner());
-            let pending = std::mem::take(&mut p.pending);
-            let mut due = Vec::new();
-            for device in pending {
-                let ready = p
-                    .sent
-                    .get(&device)
-                    .is_none_or(|at| now.duration_since(*at) >= POSITION_EVERY);
-                if !ready {
-                    p.pending.insert(device);
-                } else if let Some(position) = p.latest.get(&device).cloned() {
-                    p.sent.insert(device, now);
-                    due.push(position);
-                }
-            }
-            due
-        };
-        for position in due {
-            self.push(Change::Position(position));
+    /// Sends the positions let out since the last call, as one event: the
+    /// engine's thread calls it when it has handled what was queued.
+    pub fn send_positions(&self) {
+        let outgoing = std::mem::take(&mut self.position_store().outgoing);
+        if !outgoing.is_empty() {
+            self.push(Change::Positions(outgoing));
         }
+    }
+
+    /// Sends the positions held back by the once-a-second rule that are
+    /// due by `now`, with any others let out since the last send.
+    pub fn flush_positions(&self, now: Instant) {
+        self.position_store().release_held(now);
+        self.send_positions();
     }
 
     /// Forgets the devices of a case that is gone.
     pub fn forget_devices(&self, keep: impl Fn(&DeviceId) -> bool) {
-        let mut p = self
-            .inner
-            .positions
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        p.latest.retain(|d, _| keep(d));
-        p.sent.retain(|d, _| keep(d));
-        p.pending.retain(|d| keep(d));
+        let mut p = self.position_store();
+        p.devices.retain(|d, _| keep(d));
+        p.held.retain(|d| keep(d));
+        p.outgoing.retain(|position| keep(&position.device));
     }
 
+    /// Every device's latest position, in the order of their ids.
     pub fn positions(&self) -> Vec<DevicePosition> {
-        let p = self
-            .inner
-            .positions
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        let mut all: Vec<DevicePosition> = p.latest.values().cloned().collect();
+        let p = self.position_store();
+        let mut all: Vec<DevicePosition> = p.devices.values().map(|s| s.latest.clone()).collect();
+        drop(p);
         all.sort_by(|a, b| a.device.cmp(&b.device));
         all
+    }
+
+    /// The position store, locked.
+    fn position_store(&self) -> std::sync::MutexGuard<'_, Positions> {
+        self.inner
+            .positions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
     }
 
     fn id(&self, seq: u64) -> String {
@@ -396,9 +433,7 @@ impl StreamState {
                 },
             };
             self.last_seq = self.last_seq.max(event.seq);
-            if let Some((name, data)) =
-                shown(&event.change, self.role, self.feed.inner.escalate_after_s)
-            {
+            if let Some((name, data)) = shown(&event, self.role, self.feed.inner.escalate_after_s) {
                 return Some(
                     SseEvent::default()
                         .event(name)
@@ -446,18 +481,21 @@ pub async fn watch_health(
 }
 
 /// What a console of `role` sees of a change: the same rules as the API's.
-fn shown(change: &Change, role: Role, escalate_after_s: u32) -> Option<(&'static str, String)> {
+fn shown(event: &LiveEvent, role: Role, escalate_after_s: u32) -> Option<(&'static str, String)> {
     fn json<T: Serialize + ?Sized>(value: &T) -> String {
         serde_json::to_string(value).unwrap_or_else(|_| "{}".into())
     }
-    match change {
+    match &event.change {
         Change::Alert(record) => {
             let record = crate::http::visible(role, (**record).clone())?;
             Some(("alert", json(&AlertView::of(record, escalate_after_s))))
         }
-        Change::Position(position) => {
-            (role == Role::Monitoring).then(|| ("position", json(position)))
-        }
+        Change::Positions(positions) => (role == Role::Monitoring).then(|| {
+            (
+                "positions",
+                event.text.get_or_init(|| json(positions)).clone(),
+            )
+        }),
         Change::Case(id) => Some(("case", json(&serde_json::json!({ "case": id })))),
         Change::Health(body) => Some(("health", json(body))),
         Change::Reset => Some(("reset", "{}".to_string())),
@@ -481,5 +519,101 @@ impl AlertView {
             record,
             ack_deadline,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(device: &str, lat: f64) -> DevicePosition {
+        DevicePosition {
+            device: DeviceId::new(device),
+            case: CaseId::new("RTM-1"),
+            role: WearerRole::Offender,
+            lat,
+            lon: 4.47,
+            acc_m: 5.0,
+            ts: Timestamp::from_second(1_800_000_000).unwrap(),
+            speed_mps: None,
+            heading_deg: None,
+        }
+    }
+
+    fn lats(positions: &[DevicePosition]) -> Vec<f64> {
+        positions.iter().map(|p| p.lat).collect()
+    }
+
+    #[test]
+    fn a_position_goes_out_at_once_and_the_next_within_a_second_waits_for_its_second() {
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        let mut p = Positions::default();
+        p.show(at("OFF-1", 51.0), t0);
+        assert_eq!(lats(&std::mem::take(&mut p.outgoing)), [51.0]);
+
+        // Two more within the second: held once, and only the latest goes.
+        p.show(at("OFF-1", 51.1), t0 + ms(200));
+        p.show(at("OFF-1", 51.2), t0 + ms(400));
+        assert!(p.outgoing.is_empty());
+        assert_eq!(p.held.len(), 1, "held once: {:?}", p.held);
+        p.release_held(t0 + ms(900));
+        assert!(p.outgoing.is_empty(), "not before its second");
+        p.release_held(t0 + ms(1000));
+        assert_eq!(lats(&std::mem::take(&mut p.outgoing)), [51.2]);
+        assert!(p.held.is_empty());
+
+        // The next is held from the release, not from the first.
+        p.show(at("OFF-1", 51.3), t0 + ms(1500));
+        assert!(p.outgoing.is_empty());
+        p.release_held(t0 + ms(2000));
+        assert_eq!(lats(&p.outgoing), [51.3]);
+    }
+
+    #[test]
+    fn a_batch_carries_every_device_that_moved_once_the_engine_has_handled_what_was_queued() {
+        let feed = Feed::new(120);
+        let mut console = feed.changes();
+        let now = Instant::now();
+        feed.position(at("OFF-1", 51.0), now);
+        feed.position(at("VIC-1", 52.0), now);
+        assert!(console.try_recv().is_err(), "nothing before the batch ends");
+        feed.case(CaseId::new("RTM-1"));
+        feed.send_positions();
+        feed.send_positions(); // nothing more: no empty batch
+        let kinds: Vec<String> = std::iter::from_fn(|| console.try_recv().ok())
+            .map(|event| match &event.change {
+                Change::Positions(positions) => format!("positions {:?}", lats(positions)),
+                other => format!("{other:?}").split('(').next().unwrap().to_string(),
+            })
+            .collect();
+        assert_eq!(kinds, ["Case", "positions [51.0, 52.0]"]);
+    }
+
+    #[test]
+    fn without_a_console_positions_are_kept_for_the_map_and_not_sent() {
+        let feed = Feed::new(120);
+        feed.position(at("OFF-1", 51.0), Instant::now());
+        feed.send_positions();
+        let mut console = feed.changes();
+        assert!(console.try_recv().is_err());
+        assert_eq!(lats(&feed.positions()), [51.0]);
+    }
+
+    #[test]
+    fn a_forgotten_device_leaves_the_map_and_what_was_to_go_out() {
+        let feed = Feed::new(120);
+        let mut console = feed.changes();
+        let now = Instant::now();
+        feed.position(at("OFF-1", 51.0), now);
+        feed.position(at("OFF-1", 51.1), now + Duration::from_millis(10));
+        feed.position(at("OFF-2", 53.0), now);
+        feed.forget_devices(|device| device.as_str() != "OFF-1");
+        feed.flush_positions(now + Duration::from_secs(2));
+        let Change::Positions(sent) = &console.try_recv().unwrap().change else {
+            panic!("a batch of positions");
+        };
+        assert_eq!(lats(sent), [53.0]);
+        assert_eq!(lats(&feed.positions()), [53.0]);
     }
 }

@@ -316,7 +316,9 @@ impl Drop for Stream {
     }
 }
 
-fn parse_event(block: &str, at: Instant) -> Option<SseEvent> {
+/// The events of one SSE block: a `positions` batch is read as one
+/// `position` per device, as the dashboard reads it.
+fn parse_event(block: &str, at: Instant) -> Vec<SseEvent> {
     let (mut event, mut id, mut data) = (None, None, Vec::new());
     for line in block.lines() {
         if line.starts_with(':') {
@@ -332,15 +334,31 @@ fn parse_event(block: &str, at: Instant) -> Option<SseEvent> {
         }
     }
     if event.is_none() && data.is_empty() {
-        return None; // a keep-alive
+        return Vec::new(); // a keep-alive
     }
     let data = data.join("\n");
-    Some(SseEvent {
+    let event = SseEvent {
         event: event.unwrap_or_else(|| "message".into()),
         id: id.unwrap_or_else(|| panic!("an event without an id: {block}")),
         data: serde_json::from_str(&data).unwrap_or_else(|e| panic!("data not JSON ({e}): {data}")),
         at,
-    })
+    };
+    if event.event != "positions" {
+        return vec![event];
+    }
+    let positions = event.data.as_array().expect("positions: an array");
+    assert!(
+        !positions.is_empty(),
+        "an empty batch of positions: {block}"
+    );
+    positions
+        .iter()
+        .map(|position| SseEvent {
+            event: "position".into(),
+            data: position.clone(),
+            ..event.clone()
+        })
+        .collect()
 }
 
 impl Stream {
@@ -368,7 +386,7 @@ impl Stream {
                 while let Some(end) = buffer.windows(2).position(|w| w == b"\n\n") {
                     let block: Vec<u8> = buffer.drain(..end + 2).collect();
                     let block = String::from_utf8(block).expect("UTF-8 events");
-                    if let Some(event) = parse_event(&block, at) {
+                    for event in parse_event(&block, at) {
                         if tx.send(event).is_err() {
                             return;
                         }
@@ -1114,9 +1132,19 @@ async fn the_live_stream_sends_every_alert_change_and_each_device_position_at_mo
     assert!(status.is_success(), "{answer}");
     let put = room.until("the case event", |e| e.event == "case").await;
     assert_eq!(put.data, json!({ "case": case.id }));
-    // Ids only grow.
-    let seqs: Vec<u64> = room.seen.iter().map(SseEvent::seq).collect();
-    assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{seqs:?}");
+    // Ids only grow (the positions of one batch share its id).
+    let one_batch = |a: &SseEvent, b: &SseEvent| a.event == "position" && b.event == "position";
+    assert!(
+        room.seen
+            .windows(2)
+            .all(|w| w[0].seq() < w[1].seq()
+                || (w[0].seq() == w[1].seq() && one_batch(&w[0], &w[1]))),
+        "{:?}",
+        room.seen
+            .iter()
+            .map(|e| (e.seq(), &e.event))
+            .collect::<Vec<_>>()
+    );
     drop(room);
     kordon.stop().await;
 }

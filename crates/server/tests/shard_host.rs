@@ -1318,7 +1318,8 @@ fn no_snapshots(mut settings: ClusterSettings) -> ClusterSettings {
 }
 
 /// A console's live stream, read into `events` (each `event:` name with
-/// its JSON `data:`) until the test ends.
+/// its JSON `data:`, a `positions` batch as one `position` each) until the
+/// test ends.
 fn follow_stream(
     http: reqwest::Client,
     url: String,
@@ -1342,7 +1343,16 @@ fn follow_stream(
                 };
                 if let (Some(event), Some(data)) = (field("event:"), field("data:")) {
                     let data = serde_json::from_str(&data).unwrap_or(Value::Null);
-                    out.lock().unwrap().push((event, data));
+                    let mut out = out.lock().unwrap();
+                    match (event.as_str(), data) {
+                        // A batch, read as the dashboard reads it.
+                        ("positions", Value::Array(positions)) => out.extend(
+                            positions
+                                .into_iter()
+                                .map(|position| ("position".to_string(), position)),
+                        ),
+                        (_, data) => out.push((event, data)),
+                    }
                 }
             }
         }

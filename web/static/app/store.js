@@ -222,7 +222,11 @@ export function startStream() {
     // CONNECTING: the browser reconnects by itself, sending Last-Event-ID.
   };
   es.addEventListener('alert', (e) => putAlert(parse(e), true));
-  es.addEventListener('position', (e) => putPosition(parse(e)));
+  // Positions come in batches: all that moved since the last (each device
+  // at most once a second).
+  es.addEventListener('positions', (e) => {
+    for (const p of parse(e) || []) putPosition(p);
+  });
   es.addEventListener('case', (e) => {
     const body = parse(e);
     const id = body && body.case;

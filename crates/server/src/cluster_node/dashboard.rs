@@ -104,13 +104,18 @@ enum RelayedChange {
 impl RelayedChange {
     /// What goes to the other instances' consoles; not kordon's health,
     /// which each instance shows of itself.
-    fn of(change: &Change) -> Option<RelayedChange> {
+    /// A batch of positions is relayed one position to a message, as
+    /// before batches: instances of either version read each other.
+    fn of(change: &Change) -> Vec<RelayedChange> {
         match change {
-            Change::Alert(record) => Some(RelayedChange::Alert(record.clone())),
-            Change::Position(position) => Some(RelayedChange::Position(position.clone())),
-            Change::Case(id) => Some(RelayedChange::Case(id.clone())),
-            Change::Reset => Some(RelayedChange::Reset),
-            Change::Health(_) => None,
+            Change::Alert(record) => vec![RelayedChange::Alert(record.clone())],
+            Change::Positions(positions) => positions
+                .iter()
+                .map(|position| RelayedChange::Position(position.clone()))
+                .collect(),
+            Change::Case(id) => vec![RelayedChange::Case(id.clone())],
+            Change::Reset => vec![RelayedChange::Reset],
+            Change::Health(_) => Vec::new(),
         }
     }
 }
@@ -177,30 +182,31 @@ pub(super) async fn forward(
     let subject = live_subject(shard);
     let mut n = 0;
     loop {
-        let change = match changes.recv().await {
-            Ok(event) if matches!(event.change, Change::Position(_)) && !watching.recently() => {
+        let relayed = match changes.recv().await {
+            Ok(event) if matches!(event.change, Change::Positions(_)) && !watching.recently() => {
                 continue;
             }
             Ok(event) => RelayedChange::of(&event.change),
             Err(RecvError::Lagged(missed)) => {
                 warn!(%shard, missed, "the dashboard's relay fell behind the shard: consoles refetch");
-                Some(RelayedChange::Reset)
+                vec![RelayedChange::Reset]
             }
             Err(RecvError::Closed) => return,
         };
-        let Some(change) = change else { continue };
-        n += 1;
-        let relayed = Relayed {
-            shard,
-            epoch: tenure.epoch,
-            n,
-            change,
-        };
-        let Ok(bytes) = serde_json::to_vec(&relayed) else {
-            continue;
-        };
-        if let Err(e) = nats.publish(subject.clone(), bytes.into()).await {
-            warn!(%shard, error = %e, "publishing a change for the dashboards");
+        for change in relayed {
+            n += 1;
+            let relayed = Relayed {
+                shard,
+                epoch: tenure.epoch,
+                n,
+                change,
+            };
+            let Ok(bytes) = serde_json::to_vec(&relayed) else {
+                continue;
+            };
+            if let Err(e) = nats.publish(subject.clone(), bytes.into()).await {
+                warn!(%shard, error = %e, "publishing a change for the dashboards");
+            }
         }
     }
 }
@@ -243,7 +249,11 @@ pub(super) async fn relay(nats: async_nats::Client, feed: Feed, watching: Watchi
                 reset_due |= !numbering.follows(&relayed);
                 match relayed.change {
                     RelayedChange::Alert(record) => feed.alert(*record),
-                    RelayedChange::Position(position) => feed.position(position, Instant::now()),
+                    RelayedChange::Position(position) => {
+                        feed.position(position, Instant::now());
+                        // Not batched again here: each goes on as it came.
+                        feed.send_positions();
+                    }
                     RelayedChange::Case(id) => feed.case(id),
                     RelayedChange::Reset => reset_due = true,
                 }
