@@ -31,6 +31,11 @@ const RING: usize = 8_192;
 const LAG: usize = 4_096;
 /// The least time between two positions of one device on the stream.
 const POSITION_EVERY: Duration = Duration::from_secs(1);
+/// The least time between two batches of positions sent as the engine
+/// ends its batches of commands: under load a console gets ten events of
+/// positions a second, not one per batch (hundreds), each of which woke
+/// every console's task; when it is quiet a position goes out at once.
+const BATCH_EVERY: Duration = Duration::from_millis(100);
 
 /// A device's latest position, as the map shows it.
 #[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
@@ -99,6 +104,8 @@ struct Inner {
     escalate_after_s: u32,
     ring: Mutex<Ring>,
     tx: broadcast::Sender<Arc<LiveEvent>>,
+    /// Set when kordon stops: every stream ends ([`Feed::close`]).
+    closed: tokio::sync::watch::Sender<bool>,
     positions: Mutex<Positions>,
 }
 
@@ -123,6 +130,10 @@ struct Positions {
     outgoing: Vec<DevicePosition>,
     /// Devices whose latest position the once-a-second rule holds back.
     held: Vec<DeviceId>,
+    /// The newest time a position was shown at: the store's clock.
+    newest: Option<Instant>,
+    /// When the last batch went out.
+    batch_sent: Option<Instant>,
 }
 
 /// A device's latest position and when consoles last got one of it.
@@ -164,6 +175,7 @@ impl Positions {
     /// Keeps `position` and lets it out now, or holds it back if its
     /// device's last one went out less than a second before `now`.
     fn show(&mut self, position: DevicePosition, now: Instant) {
+        self.newest = self.newest.max(Some(now));
         let shown = self.keep(position);
         if shown.due(now) {
             shown.sent = Some(now);
@@ -176,12 +188,29 @@ impl Positions {
         }
     }
 
+    /// The positions let out since the last batch: all of them when
+    /// `paced` is false, else none while the last batch is less than
+    /// [`BATCH_EVERY`] old.
+    fn batch(&mut self, paced: bool) -> Vec<DevicePosition> {
+        let recent = match (self.batch_sent, self.newest) {
+            (Some(sent), Some(newest)) => newest.saturating_duration_since(sent) < BATCH_EVERY,
+            _ => false,
+        };
+        if self.outgoing.is_empty() || (paced && recent) {
+            return Vec::new();
+        }
+        self.batch_sent = self.newest.or(self.batch_sent);
+        std::mem::take(&mut self.outgoing)
+    }
+
     /// Lets out the held-back positions that are due by `now`.
     fn release_held(&mut self, now: Instant) {
+        self.newest = self.newest.max(Some(now));
         let Positions {
             devices,
             outgoing,
             held,
+            ..
         } = self;
         held.retain(|device| {
             let Some(shown) = devices.get_mut(device) else {
@@ -215,6 +244,7 @@ impl Feed {
                     events: VecDeque::new(),
                 }),
                 tx,
+                closed: tokio::sync::watch::Sender::new(false),
                 positions: Mutex::new(Positions::default()),
             }),
         }
@@ -242,6 +272,14 @@ impl Feed {
         self.inner.tx.subscribe()
     }
 
+    /// Ends every console's stream, now and for those that come later:
+    /// kordon is stopping, and its HTTP server waits for every response to
+    /// end (an open console held a stop on SIGTERM until it was killed).
+    /// Browsers reconnect by themselves.
+    pub fn close(&self) {
+        self.inner.closed.send_replace(true);
+    }
+
     /// Whether a console is listening.
     pub fn watched(&self) -> bool {
         self.inner.tx.receiver_count() > 0
@@ -250,7 +288,7 @@ impl Feed {
     /// An alert's change, after the positions let out before it: the map
     /// shows where the parties are when the alert comes up.
     pub fn alert(&self, record: AlertRecord) {
-        self.send_positions();
+        self.send_batch(false);
         self.push(Change::Alert(Box::new(record)));
     }
 
@@ -289,20 +327,26 @@ impl Feed {
         self.position_store().keep(position);
     }
 
-    /// Sends the positions let out since the last call, as one event: the
-    /// engine's thread calls it when it has handled what was queued.
+    /// Sends the positions let out since the last batch, as one event,
+    /// unless the last batch went out less than [`BATCH_EVERY`] ago (they
+    /// go with the next): the engine's thread calls it when it has handled
+    /// what was queued.
     pub fn send_positions(&self) {
-        let outgoing = std::mem::take(&mut self.position_store().outgoing);
-        if !outgoing.is_empty() {
-            self.push(Change::Positions(outgoing));
-        }
+        self.send_batch(true);
     }
 
     /// Sends the positions held back by the once-a-second rule that are
-    /// due by `now`, with any others let out since the last send.
+    /// due by `now`, with every other one let out since the last batch.
     pub fn flush_positions(&self, now: Instant) {
         self.position_store().release_held(now);
-        self.send_positions();
+        self.send_batch(false);
+    }
+
+    fn send_batch(&self, paced: bool) {
+        let batch = self.position_store().batch(paced);
+        if !batch.is_empty() {
+            self.push(Change::Positions(batch));
+        }
     }
 
     /// Forgets the devices of a case that is gone.
@@ -384,6 +428,7 @@ impl Feed {
             role,
             backlog,
             rx,
+            closed: self.inner.closed.subscribe(),
             last_seq,
             reset,
         };
@@ -400,6 +445,7 @@ struct StreamState {
     role: Role,
     backlog: VecDeque<Arc<LiveEvent>>,
     rx: broadcast::Receiver<Arc<LiveEvent>>,
+    closed: tokio::sync::watch::Receiver<bool>,
     /// Events up to here were sent (or were in the backlog).
     last_seq: u64,
     /// The console must refetch everything before it reads on.
@@ -407,6 +453,14 @@ struct StreamState {
 }
 
 impl StreamState {
+    /// The next change, or `None` once kordon stops.
+    async fn next_change(&mut self) -> Option<Result<Arc<LiveEvent>, broadcast::error::RecvError>> {
+        tokio::select! {
+            change = self.rx.recv() => Some(change),
+            _ = self.closed.wait_for(|closed| *closed) => None,
+        }
+    }
+
     /// The next event this console may see; `None` ends the stream.
     async fn next(&mut self) -> Option<SseEvent> {
         loop {
@@ -422,7 +476,7 @@ impl StreamState {
             }
             let event = match self.backlog.pop_front() {
                 Some(event) => event,
-                None => match self.rx.recv().await {
+                None => match self.next_change().await? {
                     Ok(event) if event.seq <= self.last_seq => continue,
                     Ok(event) => event,
                     Err(broadcast::error::RecvError::Lagged(_)) => {
@@ -588,6 +642,26 @@ mod tests {
             })
             .collect();
         assert_eq!(kinds, ["Case", "positions [51.0, 52.0]"]);
+    }
+
+    #[test]
+    fn batches_at_the_end_of_the_engines_batches_go_out_ten_a_second_and_the_tick_sends_the_rest() {
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        let mut p = Positions::default();
+        p.show(at("OFF-1", 51.0), t0);
+        assert_eq!(
+            lats(&p.batch(true)),
+            [51.0],
+            "after a quiet moment, at once"
+        );
+        p.show(at("OFF-2", 52.0), t0 + ms(40));
+        assert!(p.batch(true).is_empty(), "40 ms after the last batch");
+        p.show(at("OFF-3", 53.0), t0 + ms(100));
+        assert_eq!(lats(&p.batch(true)), [52.0, 53.0], "100 ms after it");
+        p.show(at("OFF-4", 54.0), t0 + ms(120));
+        assert_eq!(lats(&p.batch(false)), [54.0], "unpaced: the tick, an alert");
+        assert!(p.batch(false).is_empty(), "no empty batch");
     }
 
     #[test]

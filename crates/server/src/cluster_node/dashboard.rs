@@ -251,7 +251,9 @@ pub(super) async fn relay(nats: async_nats::Client, feed: Feed, watching: Watchi
                     RelayedChange::Alert(record) => feed.alert(*record),
                     RelayedChange::Position(position) => {
                         feed.position(position, Instant::now());
-                        // Not batched again here: each goes on as it came.
+                        // On as they come, in batches at most ten a
+                        // second; what waits goes with the next second's
+                        // flush below at the latest.
                         feed.send_positions();
                     }
                     RelayedChange::Case(id) => feed.case(id),
