@@ -225,7 +225,7 @@ pub async fn start_with(
             metrics,
             clock: config.clock,
             health,
-            feed,
+            feed: feed.clone(),
             escalate_after_s: config.alerts.escalate_after_s,
             journal: config.journal.journal_file(),
             targets: config.reports.targets.clone(),
@@ -233,9 +233,12 @@ pub async fn start_with(
         },
     ));
     let mut http_stopping = stopping.clone();
+    let consoles = feed.clone();
     let http = tokio::spawn(async move {
         let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
             let _ = http_stopping.wait_for(|stop| *stop).await;
+            // Their streams would never end, and this server waits for them.
+            consoles.close();
         });
         if let Err(e) = serve.await {
             warn!(error = %e, "HTTP server stopped");

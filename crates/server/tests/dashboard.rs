@@ -1400,6 +1400,26 @@ async fn police_and_admin_consoles_see_on_the_stream_only_what_their_role_may_se
     kordon.stop().await;
 }
 
+/// The monitoring room keeps its consoles open, also when an operator
+/// restarts kordon: the HTTP server waited for their streams, which never
+/// end, and a stop on SIGTERM hung until it was killed (found by
+/// `kordon-bench --consoles 1`, whose kordon took 300 s and a SIGKILL).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kordon_stops_while_a_console_follows_the_stream_and_the_stream_ends() {
+    let broker = brokers().remove(0);
+    let case = TestCase::new("medium");
+    let kordon = Kordon::start(&broker, &[&case]).await;
+    let api = Api::new(&kordon);
+    let mut room = Stream::open(&api, Auth::Bearer(MONITORING_TOKEN), None).await;
+    tokio::time::timeout(Duration::from_secs(20), kordon.stop())
+        .await
+        .expect("kordon stops with a console open");
+    tokio::time::timeout(Duration::from_secs(5), &mut room.reader)
+        .await
+        .expect("the console's stream ends")
+        .unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_stream_tells_a_console_when_kordon_loses_its_broker() {
     let broker = brokers().remove(0);
