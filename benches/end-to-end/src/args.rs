@@ -28,6 +28,10 @@ pub struct Args {
     /// step).
     pub busy_disk_mib: u64,
     pub keep: bool,
+    /// Dashboard consoles following the live stream through the run
+    /// (`console.rs`); none unless asked for, so that the figures stay
+    /// comparable with runs before this flag.
+    pub consoles: usize,
     /// Cluster mode (`--cluster 1,2,3`): the instance counts to measure,
     /// instead of the single-process run (`cluster.rs`).
     pub cluster: Option<Vec<usize>>,
@@ -35,7 +39,7 @@ pub struct Args {
 
 const USAGE: &str = "kordon-bench [--short] [--kordon PATH] [--rates 2000,5000,...] \
 [--step-secs N] [--out FILE.json] [--cases N] [--breaches-per-s N] [--ceiling-rate N] \
-[--overload-secs N] [--busy-disk-mib N] [--keep] [--cluster 1,2,3]";
+[--overload-secs N] [--busy-disk-mib N] [--consoles N] [--keep] [--cluster 1,2,3]";
 
 impl Args {
     fn full() -> Args {
@@ -58,6 +62,7 @@ impl Args {
             engine_fixes: 200_000,
             busy_disk_mib: 4_096,
             keep: false,
+            consoles: 0,
             cluster: None,
         }
     }
@@ -130,6 +135,7 @@ impl Args {
             "--ceiling-rate" => self.ceiling_rate = number(value)?,
             "--overload-secs" => self.overload_secs = number(value)?.max(1),
             "--busy-disk-mib" => self.busy_disk_mib = number(value)?,
+            "--consoles" => self.consoles = number(value)?.min(16) as usize,
             "--cluster" => {
                 let counts: Vec<usize> = value
                     .split(',')

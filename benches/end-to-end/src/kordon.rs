@@ -173,6 +173,11 @@ impl Kordon {
         Ok((code, started.elapsed()))
     }
 
+    /// `n` dashboard consoles of the monitoring room on the live stream.
+    pub fn consoles(&self, n: usize) -> Result<crate::console::Consoles, String> {
+        crate::console::Consoles::open(self.http_port, TOKEN, n)
+    }
+
     pub fn metrics(&self) -> Result<Metrics, String> {
         match http::get(self.http_port, "/metrics", Some(TOKEN))? {
             (200, text) => Ok(Metrics(text)),

@@ -17,6 +17,7 @@
 mod args;
 mod cluster;
 mod cluster_report;
+mod console;
 mod engine_cost;
 mod generator;
 mod http;

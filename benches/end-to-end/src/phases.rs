@@ -8,11 +8,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::args::Args;
+use crate::console::{Consoles, Received};
 use crate::generator::{Generator, Planted};
 use crate::kordon::{Kordon, Metrics};
 use crate::mqtt;
 use crate::procstat::{self, Cpu};
-use crate::report::{BusyDisk, Ceiling, Drain, Latency, Overload, Step, Totals};
+use crate::report::{BusyDisk, Ceiling, ConsoleFigures, Drain, Latency, Overload, Step, Totals};
 use crate::subscriber::{self, Police, Subscriber};
 use crate::workload::{fix_payload, fix_topic, TsCache, World};
 
@@ -183,6 +184,8 @@ pub struct Live {
     /// Messages kordon refused before the load began (the probes).
     refused_before: f64,
     stall_secs: f64,
+    /// Dashboard consoles on the live stream (`--consoles`).
+    consoles: Option<Consoles>,
 }
 
 /// One look at everything the per-step figures are computed from.
@@ -198,6 +201,7 @@ struct Sample {
     published: u64,
     acked: u64,
     skipped: u64,
+    consoles: Received,
 }
 
 impl Live {
@@ -227,8 +231,12 @@ impl Live {
             port,
             refused_before: 0.0,
             stall_secs: args.stall_secs as f64,
+            consoles: None,
         };
         live.probe(Duration::from_secs(60))?;
+        if args.consoles > 0 {
+            live.consoles = Some(live.kordon.consoles(args.consoles)?);
+        }
         Ok(live)
     }
 
@@ -258,6 +266,10 @@ impl Live {
             published: self.generator.counters.published.load(Relaxed),
             acked: self.generator.counters.acked.load(Relaxed),
             skipped: self.generator.counters.skipped.load(Relaxed),
+            consoles: self
+                .consoles
+                .as_ref()
+                .map_or_else(Received::default, Consoles::received),
         })
     }
 
@@ -366,6 +378,10 @@ impl Live {
         step.drain = drain;
         step.broker_caught_up = broker_caught_up;
         step.latency = self.latency(&[phase]);
+        step.console = self
+            .consoles
+            .as_ref()
+            .map(|c| ConsoleFigures::of(&b.consoles.since(&a.consoles), c.count(), &a.at, &b.at));
         Ok(step)
     }
 

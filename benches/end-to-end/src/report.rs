@@ -128,6 +128,37 @@ pub struct Step {
     /// more than 5 ms of it.
     pub own_alerts: f64,
     pub own_over_5ms: f64,
+    /// What each dashboard console received (`--consoles`).
+    pub console: Option<ConsoleFigures>,
+}
+
+/// What one dashboard console received in a step, on average over the
+/// consoles: what a monitoring room's screen is sent.
+#[derive(Debug, Clone, Copy)]
+pub struct ConsoleFigures {
+    pub consoles: usize,
+    pub events_per_s: f64,
+    pub positions_per_s: f64,
+    pub alerts_per_s: f64,
+    pub kib_per_s: f64,
+}
+
+impl ConsoleFigures {
+    pub fn of(
+        received: &crate::console::Received,
+        consoles: usize,
+        from: &std::time::Instant,
+        to: &std::time::Instant,
+    ) -> ConsoleFigures {
+        let per_s = to.duration_since(*from).as_secs_f64().max(1e-3) * consoles.max(1) as f64;
+        ConsoleFigures {
+            consoles,
+            events_per_s: received.events as f64 / per_s,
+            positions_per_s: received.positions as f64 / per_s,
+            alerts_per_s: received.alerts as f64 / per_s,
+            kib_per_s: received.bytes as f64 / 1024.0 / per_s,
+        }
+    }
 }
 
 impl Default for Drain {
@@ -351,6 +382,20 @@ impl Report {
             );
         }
         out += "\n";
+        if let Some(c) = self.steps.iter().find_map(|s| s.console) {
+            out += &format!(
+                "  each of {} dashboard consoles received (events/s, positions/s, alerts/s, KiB/s):",
+                c.consoles
+            );
+            for s in &self.steps {
+                let Some(c) = s.console else { continue };
+                out += &format!(
+                    " {}/s {:.0}, {:.0}, {:.1}, {:.0};",
+                    s.rate, c.events_per_s, c.positions_per_s, c.alerts_per_s, c.kib_per_s
+                );
+            }
+            out += "\n";
+        }
         for s in &self.steps {
             match s.drain {
                 Drain::Done(secs) if secs <= 1.0 => {}
@@ -569,6 +614,11 @@ impl Report {
             "rss_mib": num(s.rss_mib), "ratio_to_ceiling": num(self.ratio(s.handled_per_s)),
             "drain": s.drain.json(), "broker_caught_up_secs": s.broker_caught_up.map(num),
             "kordon_own_police_alerts": num(s.own_alerts), "kordon_own_over_5ms": num(s.own_over_5ms),
+            "console": s.console.map(|c| json!({
+                "consoles": c.consoles, "events_per_s": num(c.events_per_s),
+                "positions_per_s": num(c.positions_per_s), "alerts_per_s": num(c.alerts_per_s),
+                "kib_per_s": num(c.kib_per_s),
+            })),
         })
     }
 }
