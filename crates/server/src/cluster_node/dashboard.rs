@@ -104,6 +104,7 @@ enum RelayedChange {
 impl RelayedChange {
     /// What goes to the other instances' consoles; not kordon's health,
     /// which each instance shows of itself.
+    ///
     /// A batch of positions is relayed one position to a message, as
     /// before batches: instances of either version read each other.
     fn of(change: &Change) -> Vec<RelayedChange> {
