@@ -512,6 +512,12 @@ fn step_figures(a: &Sample, b: &Sample, rate: u64) -> Step {
         .filter(|(_, us)| **us > 0)
         .map(|(name, us)| (name.clone(), *us as f64 / handled))
         .collect();
+    let wakeups_per_s = kordon
+        .wakeups
+        .iter()
+        .filter(|(_, n)| **n > 0)
+        .map(|(name, n)| (name.clone(), *n as f64 / secs))
+        .collect();
     Step {
         rate,
         offered_per_s: published / secs,
@@ -520,6 +526,7 @@ fn step_figures(a: &Sample, b: &Sample, rate: u64) -> Step {
         backlog_at_end: b.acked as f64 - b.handled,
         cpu_total_us_per_fix: kordon.total_us as f64 / handled,
         cpu_us_per_fix,
+        wakeups_per_s,
         kordon_cpu_pct: kordon.total_us as f64 / secs / 1e4,
         broker_cpu_pct: (b.broker_us - a.broker_us) as f64 / secs / 1e4,
         generator_cpu_pct: me.of("gen-") as f64 / secs / 1e4,

@@ -1,16 +1,21 @@
-//! CPU time per thread group and resident memory of a process, from
-//! `/proc/<pid>/task/*/stat` (utime + stime, grouped by the thread's name)
-//! and `/proc/<pid>/status` (VmRSS).
+//! CPU time and wake-ups per thread group and resident memory of a
+//! process, from `/proc/<pid>/task/*/stat` (utime + stime, grouped by the
+//! thread's name), `/proc/<pid>/task/*/status` (voluntary context
+//! switches) and `/proc/<pid>/status` (VmRSS).
 
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
 
 /// CPU time of a process: its total (exited threads included) and per
-/// thread name, in microseconds.
+/// thread name, in microseconds; and per thread name, how often its
+/// threads went to sleep (each sleep ends in a wake-up, which on a virtual
+/// machine costs tens of microseconds: at a low rate kordon pays more per
+/// wake-up than per fix).
 #[derive(Clone, Debug, Default)]
 pub struct Cpu {
     pub total_us: u64,
     pub groups: BTreeMap<String, u64>,
+    pub wakeups: BTreeMap<String, u64>,
 }
 
 /// Clock ticks per second of `utime`/`stime` (`getconf CLK_TCK`, else 100).
@@ -47,13 +52,33 @@ pub fn cpu(pid: u32) -> Result<Cpu, String> {
     let mut groups = BTreeMap::new();
     let tasks = std::fs::read_dir(format!("/proc/{pid}/task"))
         .map_err(|e| format!("/proc/{pid}/task: {e}"))?;
+    let mut wakeups = BTreeMap::new();
     for task in tasks.flatten() {
         let text = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
-        if let Some((name, us)) = parse_stat(&text) {
-            *groups.entry(name).or_default() += us;
-        }
+        let Some((name, us)) = parse_stat(&text) else {
+            continue;
+        };
+        *groups.entry(name.clone()).or_default() += us;
+        let status = std::fs::read_to_string(task.path().join("status")).unwrap_or_default();
+        *wakeups.entry(name).or_default() += voluntary_switches(&status).unwrap_or(0);
     }
-    Ok(Cpu { total_us, groups })
+    Ok(Cpu {
+        total_us,
+        groups,
+        wakeups,
+    })
+}
+
+/// `voluntary_ctxt_switches` of a task's `status`: how often it gave up
+/// its core to wait (a futex, `epoll_wait`, a sleep), not counting being
+/// preempted.
+fn voluntary_switches(status: &str) -> Option<u64> {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("voluntary_ctxt_switches:"))?
+        .trim()
+        .parse()
+        .ok()
 }
 
 impl Cpu {
@@ -73,7 +98,19 @@ impl Cpu {
         if total_us > named {
             groups.insert("(exited)".into(), total_us - named);
         }
-        Cpu { total_us, groups }
+        let wakeups = self
+            .wakeups
+            .iter()
+            .map(|(name, n)| {
+                let before = earlier.wakeups.get(name).copied().unwrap_or(0);
+                (name.clone(), n.saturating_sub(before))
+            })
+            .collect();
+        Cpu {
+            total_us,
+            groups,
+            wakeups,
+        }
     }
 
     /// The CPU of the groups whose name starts with `prefix`.
@@ -127,5 +164,30 @@ mod tests {
         let (name, us) = parse_stat(line).unwrap();
         assert_eq!(name, "tokio (w) 1");
         assert_eq!(us, 500 * 1_000_000 / ticks_per_s());
+    }
+
+    #[test]
+    fn voluntary_switches_are_read_and_preemptions_are_not() {
+        let status = "Name:\tkordon-engine\nnonvoluntary_ctxt_switches:\t139\n\
+                      voluntary_ctxt_switches:\t5660\n";
+        assert_eq!(voluntary_switches(status), Some(5660));
+        assert_eq!(voluntary_switches("Name:\tgone\n"), None);
+    }
+
+    #[test]
+    fn wake_ups_between_two_samples_are_per_thread_name() {
+        let sample = |engine: u64, journal: u64| Cpu {
+            total_us: 0,
+            groups: BTreeMap::new(),
+            wakeups: [
+                ("kordon-engine".to_string(), engine),
+                ("kordon-journal".to_string(), journal),
+            ]
+            .into_iter()
+            .collect(),
+        };
+        let step = sample(5_700, 1_700).since(&sample(100, 60));
+        assert_eq!(step.wakeups["kordon-engine"], 5_600);
+        assert_eq!(step.wakeups["kordon-journal"], 1_640);
     }
 }

@@ -111,6 +111,9 @@ pub struct Step {
     pub latency: Latency,
     pub cpu_us_per_fix: BTreeMap<String, f64>,
     pub cpu_total_us_per_fix: f64,
+    /// How often each group of kordon's threads went to sleep, a second:
+    /// what kordon pays per wake-up rather than per fix.
+    pub wakeups_per_s: BTreeMap<String, f64>,
     pub kordon_cpu_pct: f64,
     pub broker_cpu_pct: f64,
     pub generator_cpu_pct: f64,
@@ -413,15 +416,37 @@ impl Report {
         out
     }
 
+    /// kordon's CPU per fix and wake-ups a second, each by thread and step.
     fn thread_table(&self) -> String {
-        let mut groups: Vec<&String> = self
-            .steps
-            .iter()
-            .flat_map(|s| s.cpu_us_per_fix.keys())
-            .collect();
+        let mut out = self.by_thread(
+            "kordon CPU µs per handled fix, by thread",
+            |s| &s.cpu_us_per_fix,
+            2,
+        );
+        out += &format!("{:<18}", "total");
+        for s in &self.steps {
+            out += &format!(" {:>8.2}", s.cpu_total_us_per_fix);
+        }
+        out.push('\n');
+        out += &self.by_thread(
+            "kordon's wake-ups a second (times a thread went to sleep), by thread",
+            |s| &s.wakeups_per_s,
+            0,
+        );
+        out
+    }
+
+    /// One row per thread group found in any step, one column per step.
+    fn by_thread(
+        &self,
+        title: &str,
+        figures: impl Fn(&Step) -> &BTreeMap<String, f64>,
+        decimals: usize,
+    ) -> String {
+        let mut groups: Vec<&String> = self.steps.iter().flat_map(|s| figures(s).keys()).collect();
         groups.sort();
         groups.dedup();
-        let mut out = format!("kordon CPU µs per handled fix, by thread\n{:<18}", "thread");
+        let mut out = format!("{title}\n{:<18}", "thread");
         for s in &self.steps {
             out += &format!(" {:>8}", format!("{}/s", s.rate));
         }
@@ -429,15 +454,11 @@ impl Report {
         for g in groups {
             out += &format!("{g:<18}");
             for s in &self.steps {
-                out += &format!(" {:>8.2}", s.cpu_us_per_fix.get(g).copied().unwrap_or(0.0));
+                let figure = figures(s).get(g).copied().unwrap_or(0.0);
+                out += &format!(" {figure:>8.decimals$}");
             }
             out.push('\n');
         }
-        out += &format!("{:<18}", "total");
-        for s in &self.steps {
-            out += &format!(" {:>8.2}", s.cpu_total_us_per_fix);
-        }
-        out.push('\n');
         out
     }
 
@@ -607,6 +628,7 @@ impl Report {
             "duplicates": num(s.duplicates), "latency": s.latency.json(),
             "cpu_us_per_fix": s.cpu_us_per_fix.iter().map(|(k, v)| (k.clone(), num(*v))).collect::<serde_json::Map<_, _>>(),
             "cpu_total_us_per_fix": num(s.cpu_total_us_per_fix),
+            "wakeups_per_s": s.wakeups_per_s.iter().map(|(k, v)| (k.clone(), num(*v))).collect::<serde_json::Map<_, _>>(),
             "times_ingest_fix": num(self.times_engine(s.cpu_total_us_per_fix)),
             "kordon_cpu_pct": num(s.kordon_cpu_pct), "broker_cpu_pct": num(s.broker_cpu_pct),
             "generator_cpu_pct": num(s.generator_cpu_pct), "generator_us_per_fix": num(s.generator_us_per_fix),
@@ -638,5 +660,49 @@ fn n_text(l: &Latency) -> String {
         format!("{}+{}", l.n, l.missing)
     } else {
         l.n.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn step(rate: u64, engine_us: f64, engine_wakeups: f64, link_wakeups: f64) -> Step {
+        Step {
+            rate,
+            cpu_us_per_fix: [("kordon-engine".to_string(), engine_us)]
+                .into_iter()
+                .collect(),
+            cpu_total_us_per_fix: engine_us,
+            wakeups_per_s: [
+                ("kordon-engine".to_string(), engine_wakeups),
+                ("tokio-rt-worker".to_string(), link_wakeups),
+            ]
+            .into_iter()
+            .collect(),
+            ..Step::default()
+        }
+    }
+
+    #[test]
+    fn the_thread_table_has_a_column_per_step_for_cpu_and_for_wake_ups() {
+        let report = Report {
+            steps: vec![
+                step(10_000, 5.25, 566.4, 851.0),
+                step(60_000, 3.19, 990.0, 0.0),
+            ],
+            ..Report::empty()
+        };
+        let table = report.thread_table();
+        let lines: Vec<&str> = table.lines().collect();
+        assert_eq!(lines[0], "kordon CPU µs per handled fix, by thread");
+        assert!(lines[1].ends_with("10000/s  60000/s"), "{table}");
+        assert!(lines[2].starts_with("kordon-engine") && lines[2].ends_with("5.25     3.19"));
+        assert!(lines[3].starts_with("total"));
+        assert!(lines[4].starts_with("kordon's wake-ups a second"));
+        assert!(lines[6].starts_with("kordon-engine") && lines[6].ends_with("566      990"));
+        // A group with no wake-ups in a step shows 0 there.
+        assert!(lines[7].starts_with("tokio-rt-worker") && lines[7].ends_with("851        0"));
+        assert_eq!(lines.len(), 8, "{table}");
     }
 }
