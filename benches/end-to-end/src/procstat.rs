@@ -82,34 +82,20 @@ fn voluntary_switches(status: &str) -> Option<u64> {
 }
 
 impl Cpu {
-    /// The CPU used between `earlier` and `self`, per group; threads that
-    /// exited in between are in the total only ("(exited)").
+    /// The CPU used and the wake-ups between `earlier` and `self`, per
+    /// group; threads that exited in between are in the total CPU only
+    /// ("(exited)").
     pub fn since(&self, earlier: &Cpu) -> Cpu {
-        let mut groups: BTreeMap<String, u64> = self
-            .groups
-            .iter()
-            .map(|(name, us)| {
-                let before = earlier.groups.get(name).copied().unwrap_or(0);
-                (name.clone(), us.saturating_sub(before))
-            })
-            .collect();
+        let mut groups = per_group_since(&self.groups, &earlier.groups);
         let total_us = self.total_us.saturating_sub(earlier.total_us);
         let named: u64 = groups.values().sum();
         if total_us > named {
             groups.insert("(exited)".into(), total_us - named);
         }
-        let wakeups = self
-            .wakeups
-            .iter()
-            .map(|(name, n)| {
-                let before = earlier.wakeups.get(name).copied().unwrap_or(0);
-                (name.clone(), n.saturating_sub(before))
-            })
-            .collect();
         Cpu {
             total_us,
             groups,
-            wakeups,
+            wakeups: per_group_since(&self.wakeups, &earlier.wakeups),
         }
     }
 
@@ -121,6 +107,20 @@ impl Cpu {
             .map(|(_, us)| us)
             .sum()
     }
+}
+
+/// Each group's count now less its count `earlier` (0 for a group new
+/// since).
+fn per_group_since(
+    now: &BTreeMap<String, u64>,
+    earlier: &BTreeMap<String, u64>,
+) -> BTreeMap<String, u64> {
+    now.iter()
+        .map(|(name, n)| {
+            let before = earlier.get(name).copied().unwrap_or(0);
+            (name.clone(), n.saturating_sub(before))
+        })
+        .collect()
 }
 
 /// CPU time the whole machine spent busy (not idle, not waiting for IO),
